@@ -1,0 +1,87 @@
+//! Getting finished spans out of the process: the processor and exporter traits, the
+//! batch span processor, the OTLP/HTTP exporter and an in-memory exporter for tests.
+//!
+//! Shapes follow the OpenTelemetry SDK specification (§Span processor, §Span exporter):
+//! a [`SpanProcessor`] receives each finished sampled span synchronously and must never
+//! block; a [`SpanExporter`] sends one batch at a time and classifies the outcome so the
+//! processor can decide to retry (OTLP/HTTP §Retryable response codes: 429, 502, 503, 504
+//! and connection failures) or drop and count.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::span::SpanData;
+
+/// Receives finished, sampled spans. Implementations must be cheap and non-blocking in
+/// [`on_end`](SpanProcessor::on_end): it runs on the request path.
+pub trait SpanProcessor: Send + Sync + 'static {
+    /// Takes ownership of a finished span. Never blocks; may drop (and count) the span.
+    fn on_end(&self, span: SpanData);
+
+    /// Exports every span ended before this call, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`ExportError::Timeout`] if the deadline passed first, [`ExportError::Shutdown`] if
+    /// the processor was already shut down.
+    fn force_flush(&self, timeout: Duration) -> Result<(), ExportError>;
+
+    /// Flushes everything queued and stops, waiting at most `timeout`. Later spans are dropped.
+    ///
+    /// # Errors
+    /// As [`force_flush`](SpanProcessor::force_flush).
+    fn shutdown(&self, timeout: Duration) -> Result<(), ExportError>;
+}
+
+/// What happened to one exported batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExportOutcome {
+    /// Every span was accepted.
+    Accepted,
+    /// The receiver accepted the batch but rejected `rejected` spans (OTLP partial success).
+    /// Not retried.
+    PartiallyRejected {
+        /// Spans the receiver rejected.
+        rejected: u64,
+        /// The receiver's explanation.
+        message: String,
+    },
+}
+
+/// Why a batch could not be exported.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    /// A transient failure (HTTP 429, 502, 503, 504, connection refused or reset, or the
+    /// export timeout elapsed): the batch may be retried, no sooner than `retry_after`.
+    #[error("retryable export failure: {reason}")]
+    Retryable {
+        /// What failed.
+        reason: String,
+        /// The receiver's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// A permanent failure (any other 4xx/5xx, an unencodable batch): the batch is dropped.
+    #[error("export rejected: {reason}")]
+    Rejected {
+        /// What failed.
+        reason: String,
+    },
+    /// A flush or shutdown did not finish in time.
+    #[error("timed out")]
+    Timeout,
+    /// The processor is already shut down.
+    #[error("already shut down")]
+    Shutdown,
+}
+
+/// Sends batches of spans somewhere. Called by one worker at a time (`&mut self`); the
+/// processor owns retry, backoff and the overall deadline.
+pub trait SpanExporter: Send + 'static {
+    /// Exports one batch.
+    ///
+    /// # Errors
+    /// [`ExportError::Retryable`] or [`ExportError::Rejected`]; never `Timeout`/`Shutdown`.
+    fn export(
+        &mut self,
+        batch: &[SpanData],
+    ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send;
+}
