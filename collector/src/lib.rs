@@ -1,1 +1,323 @@
-//! The Spanline collector.
+//! # Spanline collector
+//!
+//! Receives spans, stores them durably, assembles them into trace trees and serves them.
+//!
+//! ```text
+//!  ingest port 4318                                              query port 16686
+//!  POST /v1/traces ──► ingest/ ──► model::Span ──► store/ ──► assemble/ ──► query/
+//!  (OTLP protobuf,      decode,      one type       SQLite:    tree, text   /v1/traces/{id}/tree
+//!   simple JSON, gzip)  validate,                   group      orphans      /v1/traces, /v1/services
+//!                       sanitize                    commit                  /health
+//! ```
+//!
+//! Entry points:
+//!
+//! - [`AppState::new`]: shared state (a [`SpanStore`], counters, limits, a shutdown signal);
+//! - [`ingest_app`] and [`query_app`]: the two routers; tests drive them with
+//!   `tower::ServiceExt::oneshot`, no sockets needed;
+//! - [`serve`]: runs both routers on given listeners until a shutdown future resolves, then
+//!   drains and shuts the store down;
+//! - [`run`]: what `main` does with a [`Config`] (data dir, store, listeners, signals).
+//!
+//! Configuration is in [`config`]; the contracts (ports, paths, JSON fields) are DESIGN.md §2
+//! and §4.
+
+pub mod assemble;
+pub mod config;
+mod convert;
+pub mod error;
+pub mod healthcheck;
+pub mod ingest;
+pub mod metrics;
+pub mod model;
+pub mod query;
+pub mod store;
+#[cfg(test)]
+mod testing;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+pub use error::Error;
+pub use metrics::Metrics;
+pub use store::{MemoryStore, SpanStore, SqliteOptions, SqliteStore, StoreError};
+
+/// Request limits applied by the ingest port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestLimits {
+    /// Largest body after decompression, bytes (413 above; default 64 MiB).
+    pub max_body_bytes: usize,
+    /// Per-span size limits (truncation and caps, reliability.md §7.2 O10/O11).
+    pub span: model::SpanLimits,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: usize::try_from(config::DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
+            span: model::SpanLimits::default(),
+        }
+    }
+}
+
+/// State shared by every handler of both ports. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The span store.
+    pub store: Arc<dyn SpanStore>,
+    /// Process counters.
+    pub metrics: Arc<Metrics>,
+    /// Ingest limits.
+    pub limits: IngestLimits,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("limits", &self.limits)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over `store` with `limits`, fresh counters, not shutting down.
+    pub fn new(store: Arc<dyn SpanStore>, limits: IngestLimits) -> Self {
+        Self {
+            store,
+            metrics: Arc::new(Metrics::default()),
+            limits,
+            shutdown: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// Tells long-running handlers (long-polls) to answer now; [`serve`] calls it when its
+    /// shutdown future resolves.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub(crate) fn shutdown_receiver(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+/// The ingest router (DESIGN.md §4, ingest port): `POST /v1/traces`, `GET /healthz`.
+/// Other methods on `/v1/traces` get 405 with `Allow: POST`; unknown paths 404.
+pub fn ingest_app(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/traces",
+            post(ingest::post_traces).fallback(|| async {
+                Error::MethodNotAllowed { allow: "POST" }
+                    .into_response_as(error::ErrorFormat::PlainText)
+            }),
+        )
+        .route("/healthz", get(ingest::healthz))
+        .fallback(|| async { Error::NotFound("no such endpoint".into()) })
+        .with_state(state)
+}
+
+/// The query router (DESIGN.md §4, query port): `/v1/traces/{trace_id}/tree`,
+/// `/v1/traces/{trace_id}`, `/v1/traces`, `/v1/services`, `/health`, `/healthz`.
+/// Every answer carries `X-Content-Type-Options: nosniff`.
+pub fn query_app(state: AppState) -> Router {
+    use query::native;
+    Router::new()
+        .route("/v1/traces/{trace_id}/tree", get(native::get_tree))
+        .route("/v1/traces/{trace_id}", get(native::get_trace))
+        .route("/v1/traces", get(native::search))
+        .route("/v1/services", get(native::services))
+        .route("/health", get(native::health))
+        .route("/healthz", get(ingest::healthz))
+        .fallback(|| async { Error::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::map_response(nosniff))
+        .with_state(state)
+}
+
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Serves [`ingest_app`] on `ingest` and [`query_app`] on `query` until `shutdown` resolves
+/// (or a server fails), then: stops accepting, lets in-flight requests finish (long-polls
+/// answer at once), and shuts the store down so everything acknowledged is committed and the
+/// database is checkpointed.
+///
+/// # Errors
+/// An I/O error of either server.
+pub async fn serve(
+    state: AppState,
+    ingest: TcpListener,
+    query: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let trigger = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            state.begin_shutdown();
+        })
+    };
+    let run = |listener: TcpListener, app: Router| {
+        let state = state.clone();
+        let mut stop = state.shutdown_receiver();
+        async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            // If one server ends on its own, stop the other too.
+            state.begin_shutdown();
+            result
+        }
+    };
+    let (ingest_result, query_result) = tokio::join!(
+        run(ingest, ingest_app(state.clone())),
+        run(query, query_app(state.clone()))
+    );
+    trigger.abort();
+    state.store.shutdown().await;
+    ingest_result.and(query_result)
+}
+
+/// Why [`run`] stopped with a failure; [`RunError::exit_code`] maps it for `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store could not be opened (corrupt file, permissions, ...).
+    #[error("cannot open storage: {0}")]
+    Store(#[from] StoreError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A server failed while running.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+impl RunError {
+    /// Process exit code: 74 (`EX_IOERR`) for storage and data-dir trouble, 71 (`EX_OSERR`)
+    /// for listeners and servers. (Bad configuration exits 64 before [`run`].)
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::DataDir { .. } | Self::Store(_) => 74,
+            Self::Bind { .. } | Self::Serve(_) => 71,
+        }
+    }
+}
+
+/// Runs the collector as configured until SIGTERM or Ctrl-C: creates the data directory,
+/// opens the store, binds both listeners, then [`serve`]s.
+///
+/// # Errors
+/// See [`RunError`].
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let store: Arc<dyn SpanStore> = match config.storage {
+        config::StorageKind::Memory => Arc::new(MemoryStore::new()),
+        config::StorageKind::Sqlite => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+            let options = SqliteOptions {
+                synchronous: config.sqlite_sync,
+                ..SqliteOptions::default()
+            };
+            let path = config.db_path();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(path, options))
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))??;
+            Arc::new(store)
+        }
+    };
+    let limits = IngestLimits {
+        max_body_bytes: config.max_body_bytes(),
+        ..IngestLimits::default()
+    };
+    let state = AppState::new(Arc::clone(&store), limits);
+    let bind = |what: &'static str, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { what, addr, source })
+    };
+    let listeners = async {
+        let ingest = bind("ingest", config.ingest_addr).await?;
+        let query = bind("query", config.query_addr).await?;
+        Ok::<_, RunError>((ingest, query))
+    }
+    .await;
+    let (ingest, query) = match listeners {
+        Ok(l) => l,
+        Err(e) => {
+            store.shutdown().await;
+            return Err(e);
+        }
+    };
+    eprintln!(
+        "collector: ingest on http://{}, query on http://{}, storage {}",
+        config.ingest_addr,
+        config.query_addr,
+        match config.storage {
+            config::StorageKind::Memory => "memory (not durable)".to_owned(),
+            config::StorageKind::Sqlite => config.db_path().display().to_string(),
+        }
+    );
+    serve(state, ingest, query, shutdown_signal())
+        .await
+        .map_err(RunError::Serve)?;
+    eprintln!("collector: stopped; all acknowledged spans are committed");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Unix) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => eprintln!("collector: Ctrl-C received, shutting down"),
+        () = term => eprintln!("collector: SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,187 @@
+//! The text tree of DESIGN.md §4 (`?format=text` or `Accept: text/plain`):
+//!
+//! ```text
+//! trace 4bf92f3577b34da6a3ce929d0e0e4736  11 spans  4 services  412.3 ms
+//! └─ frontend POST /orders [server] 412.3 ms  201
+//!    ├─ frontend GET /users/{id} [client] 31.2 ms  +1.1 ms  200
+//!    │  └─ user GET /users/{id} [server] 29.8 ms  +1.6 ms  200
+//! ```
+//!
+//! Per span: service, name, `[kind]`, duration, `+offset` from the trace start (every span but
+//! a parentless root), the `http.response.status_code` (or legacy `http.status_code`), then
+//! `ERROR: <status message>` for error spans and `(orphan: parent <id> not in trace)` for
+//! orphans. Warnings follow the tree as `warning: ...` lines. Control characters in names are
+//! escaped so a span cannot break the layout.
+
+use std::fmt::Write as _;
+
+use super::{TraceTree, TreeNode};
+
+/// Renders the text tree (ends with a newline).
+pub fn render(tree: &TraceTree) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "trace {}  {}  {}  {}",
+        tree.trace_id,
+        plural(tree.span_count, "span"),
+        plural(tree.service_count, "service"),
+        format_duration_ns(tree.duration_ns)
+    );
+    let count = tree.roots.len();
+    for (i, root) in tree.roots.iter().enumerate() {
+        render_node(&mut out, root, "", i + 1 == count);
+    }
+    for warning in &tree.warnings {
+        let _ = writeln!(out, "warning: {}", clean(warning));
+    }
+    out
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool) {
+    let _ = write!(
+        out,
+        "{prefix}{}{} {} [{}] {}",
+        if last { "└─ " } else { "├─ " },
+        clean(&node.service),
+        clean(&node.name),
+        node.kind,
+        format_duration_ns(node.duration_ns)
+    );
+    if node.parent_span_id.is_some() {
+        let _ = write!(out, "  +{}", format_duration_ns(node.offset_ns));
+    }
+    if let Some(code) = http_status(node) {
+        let _ = write!(out, "  {code}");
+    }
+    if node.status == "error" {
+        if node.status_message.is_empty() {
+            out.push_str("  ERROR");
+        } else {
+            let _ = write!(out, "  ERROR: {}", clean(&node.status_message));
+        }
+    }
+    if node.orphan
+        && let Some(parent) = &node.parent_span_id
+    {
+        let _ = write!(out, "  (orphan: parent {parent} not in trace)");
+    }
+    out.push('\n');
+    let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
+    let count = node.children.len();
+    for (i, child) in node.children.iter().enumerate() {
+        render_node(out, child, &child_prefix, i + 1 == count);
+    }
+}
+
+fn http_status(node: &TreeNode) -> Option<i64> {
+    ["http.response.status_code", "http.status_code"]
+        .iter()
+        .find_map(|key| match node.attributes.get(*key)? {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        })
+}
+
+/// Escapes control characters (newlines, ANSI escapes) so one span stays on one line.
+fn clean(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// A readable duration: `850 ns`, `1.5 µs`, `850 µs`, `31.2 ms`, `412.3 ms`, `1.20 s`, `153 s`.
+pub fn format_duration_ns(ns: u64) -> String {
+    let n = ns as f64;
+    if ns < 1_000 {
+        format!("{ns} ns")
+    } else if ns < 9_950 {
+        format!("{:.1} µs", n / 1e3)
+    } else if ns < 999_500 {
+        format!("{:.0} µs", n / 1e3)
+    } else if ns < 999_950_000 {
+        format!("{:.1} ms", n / 1e6)
+    } else if ns < 99_995_000_000 {
+        format!("{:.2} s", n / 1e9)
+    } else {
+        format!("{:.0} s", n / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assemble::assemble;
+    use crate::testing::sample_trace;
+
+    #[test]
+    fn durations_read_well() {
+        let cases: &[(u64, &str)] = &[
+            (0, "0 ns"),
+            (850, "850 ns"),
+            (1_500, "1.5 µs"),
+            (850_000, "850 µs"),
+            (999_499, "999 µs"),
+            (999_500, "1.0 ms"),
+            (1_100_000, "1.1 ms"),
+            (31_200_000, "31.2 ms"),
+            (412_345_678, "412.3 ms"),
+            (999_949_999, "999.9 ms"),
+            (1_200_000_000, "1.20 s"),
+            (153_000_000_000, "153 s"),
+        ];
+        for (ns, want) in cases {
+            assert_eq!(format_duration_ns(*ns), *want, "{ns} ns");
+        }
+    }
+
+    #[test]
+    fn golden_tree() {
+        let tree = assemble(&sample_trace(1));
+        let want = "\
+trace 4b0000000000001f0000000000000001  7 spans  3 services  1.23 s
+└─ frontend POST /orders [server] 412.3 ms  201
+   ├─ frontend GET /users/{id} [client] 31.2 ms  +1.1 ms  200
+   │  └─ user GET /users/{id} [server] 29.8 ms  +1.6 ms  200
+   │     └─ user SELECT users [client] 850 µs  +2.0 ms
+   └─ frontend POST /orders [client] 370.0 ms  +33.0 ms  201
+      └─ order POST /orders [server] 1.20 s  +34.0 ms  ERROR: payment declined
+         └─ order INSERT orders [client] 2.5 ms  +35.0 ms
+warning: span 0100000000000006: clamped
+";
+        assert_eq!(render(&tree), want);
+    }
+
+    #[test]
+    fn orphans_and_hostile_names_render_on_one_line() {
+        let mut spans = sample_trace(2);
+        spans.retain(|s| s.span_id != crate::testing::span_id(5));
+        spans[0].name = "evil\n\x1b[31mname".into();
+        let text = render(&assemble(&spans));
+        assert!(
+            text.contains("(orphan: parent 0100000000000005 not in trace)"),
+            "{text}"
+        );
+        assert!(text.contains("evil\\n\\u{1b}[31mname"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.contains("evil")).count(), 1);
+    }
+}

@@ -1,0 +1,110 @@
+//! Collector configuration: one typed struct, from flags or environment variables
+//! (DESIGN.md §2). Flags win over variables; both have the same meaning.
+//!
+//! | variable | flag | default | meaning |
+//! |---|---|---|---|
+//! | `COLLECTOR_INGEST_ADDR` | `--ingest-addr` | `0.0.0.0:4318` | OTLP/HTTP ingest listener |
+//! | `COLLECTOR_QUERY_ADDR` | `--query-addr` | `0.0.0.0:16686` | query API (and later UI) listener |
+//! | `COLLECTOR_DATA_DIR` | `--data-dir` | `./data` | directory of `spanline.db` (created if missing) |
+//! | `COLLECTOR_MAX_BODY_BYTES` | `--max-body-bytes` | `67108864` (64 MiB) | largest request body after decompression, bytes |
+//! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable) or `memory` (lost on exit) |
+//! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
+//! | | `--healthcheck` | | probe `GET /health` on the query port and exit 0 (healthy) or 1 |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::store::Synchronous;
+
+/// File name of the SQLite database inside the data directory.
+pub const DB_FILE_NAME: &str = "spanline.db";
+/// Default request body limit after decompression: 64 MiB (interop.md §1.2).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Which [`SpanStore`](crate::store::SpanStore) backs the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    /// SQLite file in the data directory.
+    Sqlite,
+    /// Process memory (tests, throwaway demos).
+    Memory,
+}
+
+/// The collector's configuration (see the module docs for the table).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "collector",
+    version,
+    about = "Spanline collector: OTLP/HTTP ingest, durable storage, trace trees"
+)]
+pub struct Config {
+    /// Ingest listener (OTLP/HTTP).
+    #[arg(long, env = "COLLECTOR_INGEST_ADDR", default_value = "0.0.0.0:4318")]
+    pub ingest_addr: SocketAddr,
+    /// Query API listener.
+    #[arg(long, env = "COLLECTOR_QUERY_ADDR", default_value = "0.0.0.0:16686")]
+    pub query_addr: SocketAddr,
+    /// Data directory (holds spanline.db); created if missing.
+    #[arg(long, env = "COLLECTOR_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Largest request body after decompression, in bytes (at least 1024).
+    #[arg(long, env = "COLLECTOR_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_body_bytes: u64,
+    /// Storage backend.
+    #[arg(long, env = "COLLECTOR_STORAGE", value_enum, default_value = "sqlite")]
+    pub storage: StorageKind,
+    /// SQLite WAL sync mode: normal or full.
+    #[arg(long, env = "COLLECTOR_SQLITE_SYNC", default_value = "normal")]
+    pub sqlite_sync: Synchronous,
+    /// Probe GET /health on the query port (127.0.0.1 when it listens on all addresses) and
+    /// exit 0 when healthy, 1 otherwise. For container health checks.
+    #[arg(long)]
+    pub healthcheck: bool,
+}
+
+impl Config {
+    /// `<data_dir>/spanline.db`.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join(DB_FILE_NAME)
+    }
+
+    /// The body limit as `usize` (saturating on 32-bit targets).
+    pub fn max_body_bytes(&self) -> usize {
+        usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn flags_parse_and_validate() {
+        let c = Config::try_parse_from([
+            "collector",
+            "--ingest-addr",
+            "127.0.0.1:1",
+            "--query-addr",
+            "127.0.0.1:2",
+            "--data-dir",
+            "/tmp/x",
+            "--max-body-bytes",
+            "2048",
+            "--storage",
+            "memory",
+            "--sqlite-sync",
+            "full",
+        ])
+        .unwrap();
+        assert_eq!(c.ingest_addr.port(), 1);
+        assert_eq!(c.db_path(), PathBuf::from("/tmp/x/spanline.db"));
+        assert_eq!(c.max_body_bytes(), 2048);
+        assert_eq!(c.storage, StorageKind::Memory);
+        assert_eq!(c.sqlite_sync, Synchronous::Full);
+        assert!(Config::try_parse_from(["collector", "--ingest-addr", "nope"]).is_err());
+        assert!(Config::try_parse_from(["collector", "--max-body-bytes", "10"]).is_err());
+        assert!(Config::try_parse_from(["collector", "--sqlite-sync", "fast"]).is_err());
+    }
+}

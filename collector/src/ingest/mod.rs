@@ -1,0 +1,378 @@
+//! # Ingest: wire formats → [`Span`]s → store
+//!
+//! `POST /v1/traces` (DESIGN.md §4, interop.md §1) dispatches on the media type of
+//! `Content-Type` (parameters such as `charset` are ignored):
+//!
+//! | media type | body | decoder |
+//! |---|---|---|
+//! | `application/x-protobuf` (`application/protobuf`) | OTLP `ExportTraceServiceRequest` | [`otlp_proto`] |
+//! | `application/json`, body starts with `[` | array of simple spans | [`simple_json`] |
+//! | `application/json`, body starts with `{` | OTLP JSON | [`otlp_json`] (not yet: 415) |
+//!
+//! Steps, each with its answer (reliability.md §7.1/7.2): unknown media type → 415 listing the
+//! supported ones (plain text); unsupported `Content-Encoding` → 415 + `Accept-Encoding: gzip`;
+//! body over the limit **after** decompression → 413 (a gzip bomb inflates at most
+//! `limit + 1` bytes); undecodable → 400; spans with invalid ids → rejected one by one through
+//! OTLP partial success, the rest stored; storage trouble → 503 + `Retry-After`. Success is
+//! answered only after the spans are committed, in the request's encoding: protobuf → an
+//! `ExportTraceServiceResponse` (0 bytes when everything was accepted), JSON → `{}`.
+//!
+//! Adding a format (OTLP JSON, Zipkin) means writing a decoder `fn(&[u8], &SpanLimits) ->
+//! Result<Decoded, Error>` and one dispatch arm.
+
+pub(crate) mod otlp_json;
+pub(crate) mod otlp_proto;
+pub mod simple_json;
+
+use std::io::Read;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+use crate::AppState;
+use crate::error::{Error, ErrorFormat, quote};
+use crate::model::{Span, SpanLimits};
+
+/// The supported request media types, as listed in 415 answers.
+pub const SUPPORTED_CONTENT_TYPES: &str = "application/x-protobuf, application/json";
+/// Bodies larger than this (bytes) are decompressed and decoded on a blocking thread.
+const BLOCKING_THRESHOLD_BYTES: usize = 256 * 1024;
+/// Most messages quoted in a partial-success `error_message`.
+const MAX_MESSAGES: usize = 20;
+/// Longest partial-success `error_message`, bytes (responses stay far below 4 MiB).
+const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
+
+/// The encoding of a request, and so of its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WireFormat {
+    Protobuf,
+    Json,
+}
+
+impl WireFormat {
+    fn error_format(self) -> ErrorFormat {
+        match self {
+            Self::Protobuf => ErrorFormat::OtlpProtobuf,
+            Self::Json => ErrorFormat::OtlpJson,
+        }
+    }
+}
+
+/// What a decoder produced: accepted spans (already sanitized), plus rejections and warnings.
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    pub(crate) spans: Vec<Span>,
+    pub(crate) rejected: usize,
+    /// `span <index>: <reason>` lines, rejections first, at most [`MAX_MESSAGES`].
+    messages: Vec<String>,
+    omitted_messages: usize,
+}
+
+impl Decoded {
+    /// Records a rejected span; `index` counts spans in request order from 0.
+    pub(crate) fn reject(&mut self, index: usize, reason: impl std::fmt::Display) {
+        self.rejected += 1;
+        self.message(format!("span {index}: {reason}"));
+    }
+
+    /// Records an accepted span, turning its sanitizer warnings into messages.
+    pub(crate) fn accept(&mut self, index: usize, span: Span) {
+        for warning in &span.warnings {
+            self.message(format!("span {index}: {warning}"));
+        }
+        self.spans.push(span);
+    }
+
+    fn message(&mut self, text: String) {
+        if self.messages.len() < MAX_MESSAGES {
+            self.messages.push(text);
+        } else {
+            self.omitted_messages += 1;
+        }
+    }
+
+    /// The partial-success message, or `None` when there is nothing to report.
+    fn error_message(&self) -> Option<String> {
+        if self.messages.is_empty() {
+            return None;
+        }
+        let mut text = self.messages.join("; ");
+        if self.omitted_messages > 0 {
+            text.push_str(&format!("; and {} more", self.omitted_messages));
+        }
+        if text.len() > MAX_ERROR_MESSAGE_BYTES {
+            let mut cut = MAX_ERROR_MESSAGE_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        Some(text)
+    }
+}
+
+/// `POST /v1/traces`.
+pub(crate) async fn post_traces(State(state): State<AppState>, request: Request) -> Response {
+    let metrics = &state.metrics;
+    metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = request.into_parts();
+    let format = match request_format(&parts.headers) {
+        Ok(f) => f,
+        Err(e) => {
+            metrics
+                .ingest_requests_failed
+                .fetch_add(1, Ordering::Relaxed);
+            return e.into_response_as(ErrorFormat::PlainText);
+        }
+    };
+    match ingest(&state, &parts.headers, body, format).await {
+        Ok(response) => response,
+        Err(e) => {
+            metrics
+                .ingest_requests_failed
+                .fetch_add(1, Ordering::Relaxed);
+            e.into_response_as(format.error_format())
+        }
+    }
+}
+
+async fn ingest(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    format: WireFormat,
+) -> Result<Response, Error> {
+    let limit = state.limits.max_body_bytes;
+    let gzip = content_encoding_is_gzip(headers)?;
+    let raw = read_limited(body, limit).await?;
+    state
+        .metrics
+        .ingest_bytes
+        .fetch_add(raw.len() as u64, Ordering::Relaxed);
+    let span_limits = state.limits.span;
+    let raw_len = raw.len();
+    let decode = move || -> Result<Decoded, Error> {
+        let plain = if gzip {
+            gunzip_limited(&raw, limit)?
+        } else {
+            raw.to_vec()
+        };
+        decode_body(format, &plain, &span_limits)
+    };
+    let decoded = if raw_len > BLOCKING_THRESHOLD_BYTES || gzip {
+        tokio::task::spawn_blocking(decode)
+            .await
+            .map_err(|e| Error::Internal(format!("decoder task failed: {e}")))??
+    } else {
+        decode()?
+    };
+
+    let metrics = &state.metrics;
+    let received = decoded.spans.len() + decoded.rejected;
+    metrics
+        .spans_received
+        .fetch_add(received as u64, Ordering::Relaxed);
+    metrics
+        .spans_rejected
+        .fetch_add(decoded.rejected as u64, Ordering::Relaxed);
+    let error_message = decoded.error_message();
+    let rejected = decoded.rejected;
+    let outcome = state.store.write_spans(decoded.spans).await?;
+    metrics
+        .spans_stored
+        .fetch_add(outcome.stored as u64, Ordering::Relaxed);
+    metrics
+        .spans_duplicate
+        .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
+    Ok(success_response(format, rejected, error_message))
+}
+
+/// Picks the decoder from `Content-Type`; 415 (plain text) when unsupported.
+fn request_format(headers: &HeaderMap) -> Result<WireFormat, Error> {
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let media = raw
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(WireFormat::Protobuf),
+        "application/json" => Ok(WireFormat::Json),
+        "" => Err(Error::UnsupportedMediaType(format!(
+            "missing content type; supported: {SUPPORTED_CONTENT_TYPES}"
+        ))),
+        _ => Err(Error::UnsupportedMediaType(format!(
+            "unsupported content type {}; supported: {SUPPORTED_CONTENT_TYPES}",
+            quote(&raw, 100)
+        ))),
+    }
+}
+
+/// `Content-Encoding`: none or `identity` → false, `gzip`/`x-gzip` → true, else 415.
+fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, Error> {
+    let mut gzip = false;
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        for coding in text.split(',').map(|c| c.trim().to_ascii_lowercase()) {
+            match coding.as_str() {
+                "" | "identity" => {}
+                "gzip" | "x-gzip" if !gzip => gzip = true,
+                _ => return Err(Error::UnsupportedEncoding(quote(&text, 100))),
+            }
+        }
+    }
+    Ok(gzip)
+}
+
+/// Reads the whole body, failing with 413 as soon as it exceeds `limit` bytes.
+async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, Error> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(Error::PayloadTooLarge { limit_bytes: limit }),
+        Err(e) => Err(Error::BadRequest(format!(
+            "failed to read the request body: {}",
+            quote(&e.to_string(), 200)
+        ))),
+    }
+}
+
+/// Inflates gzip (several members allowed), never producing more than `limit + 1` bytes.
+fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    let decoder = flate2::read::MultiGzDecoder::new(compressed);
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            Error::BadRequest(format!(
+                "invalid gzip stream: {}",
+                quote(&e.to_string(), 200)
+            ))
+        })?;
+    if out.len() > limit {
+        return Err(Error::PayloadTooLarge { limit_bytes: limit });
+    }
+    Ok(out)
+}
+
+fn decode_body(format: WireFormat, body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error> {
+    match format {
+        WireFormat::Protobuf => otlp_proto::decode(body, limits),
+        WireFormat::Json => match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => simple_json::decode(body, limits),
+            Some(b'{') => otlp_json::decode(body, limits),
+            Some(_) => Err(Error::BadRequest(
+                "JSON body must be an OTLP request object or an array of simple spans".into(),
+            )),
+            None => Err(Error::BadRequest("empty JSON body".into())),
+        },
+    }
+}
+
+/// 200 with an OTLP `ExportTraceServiceResponse` in the request's encoding; `partial_success`
+/// set only when spans were rejected or changed (interop.md §1.5).
+fn success_response(format: WireFormat, rejected: usize, message: Option<String>) -> Response {
+    let partial = message.map(|error_message| ExportTracePartialSuccess {
+        rejected_spans: i64::try_from(rejected).unwrap_or(i64::MAX),
+        error_message,
+    });
+    match format {
+        WireFormat::Protobuf => {
+            let body = ExportTraceServiceResponse {
+                partial_success: partial,
+            }
+            .encode_to_vec();
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                body,
+            )
+                .into_response()
+        }
+        WireFormat::Json => {
+            let body = match partial {
+                None => serde_json::json!({}),
+                Some(p) => serde_json::json!({
+                    "partialSuccess": {
+                        "rejectedSpans": p.rejected_spans.to_string(),
+                        "errorMessage": p.error_message,
+                    }
+                }),
+            };
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+    }
+}
+
+/// `GET /healthz` on either port: 200 while the process serves.
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn content_type_dispatch() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("Application/JSON; charset=utf-8"),
+        );
+        assert_eq!(request_format(&h).unwrap(), WireFormat::Json);
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/<b>"));
+        let msg = request_format(&h).unwrap_err().to_string();
+        assert!(
+            msg.contains(SUPPORTED_CONTENT_TYPES) && !msg.contains("<b>"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn encodings() {
+        let mut h = HeaderMap::new();
+        assert!(!content_encoding_is_gzip(&h).unwrap());
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("GZIP"));
+        assert!(content_encoding_is_gzip(&h).unwrap());
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static("gzip, gzip"),
+        );
+        assert!(content_encoding_is_gzip(&h).is_err());
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+        assert!(content_encoding_is_gzip(&h).is_err());
+    }
+
+    #[test]
+    fn gzip_bomb_stops_at_the_limit() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            enc.write_all(&zeros).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 128 * 1024);
+        let err = gunzip_limited(&bomb, 1 << 20).unwrap_err();
+        assert!(matches!(err, Error::PayloadTooLarge { .. }));
+        assert!(matches!(
+            gunzip_limited(b"not gzip", 1 << 20),
+            Err(Error::BadRequest(_))
+        ));
+    }
+}

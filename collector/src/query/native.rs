@@ -1,0 +1,357 @@
+//! The native query API (DESIGN.md §4, query port).
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /v1/traces/{trace_id}/tree` | [`TraceTree`](crate::assemble::TraceTree) JSON; text with `?format=text` or `Accept: text/plain`; `?wait=SECONDS` (≤ 30, larger values are clamped) long-polls until the trace has a root and no orphans, then answers what it has |
+//! | `GET /v1/traces/{trace_id}` | `{"trace_id", "spans": [simple spans], "metadata": {summary}}` |
+//! | `GET /v1/traces` | summaries, newest first (filters below) |
+//! | `GET /v1/services` | sorted service names |
+//! | `GET /health` | `{"status": "healthy", "metrics": {...}}`; 503 `"unhealthy"` when storage cannot commit |
+//! | `GET /healthz` | 200 |
+//!
+//! Trace ids are 32 hex digits (case-insensitive, not all zero): anything else is 400; a
+//! well-formed id that is not stored is 404 `{"error"}`.
+//!
+//! Search filters (`GET /v1/traces`): `service`, `operation` (exact span name), `min_duration`,
+//! `max_duration` (a number with a unit: `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`, e.g. `250ms`,
+//! `1.5s`; a plain number means milliseconds), `start_time`, `end_time` (bounds on the trace
+//! start, unix seconds, fractions allowed), `error=true|false`, `limit` (default 100, clamped to
+//! 1000). Unknown parameters are ignored; malformed values are 400.
+//!
+//! A summary is `{"trace_id", "root_service", "root_operation", "services", "operations",
+//! "start_time", "end_time" (unix seconds, float), "duration" (seconds, float), "span_count",
+//! "error_count"}` plus the exact `start_time_unix_nano`, `end_time_unix_nano`, `duration_ns`.
+
+use std::time::Duration;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::assemble::{self, text};
+use crate::error::Error;
+use crate::ingest::simple_json;
+use crate::model::TraceId;
+use crate::store::{StoredTrace, TraceQuery, TraceSummary};
+
+/// Longest `?wait=`, seconds.
+pub const MAX_WAIT_S: f64 = 30.0;
+/// Least time between two re-reads of a trace while long-polling.
+const MIN_RECHECK: Duration = Duration::from_millis(25);
+/// How long `/health` waits for a storage probe.
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+fn params(p: Params) -> Result<Vec<(String, String)>, Error> {
+    p.map(|Query(v)| v)
+        .map_err(|_| Error::BadRequest("malformed query string".into()))
+}
+
+fn trace_id_param(p: Result<Path<String>, PathRejection>) -> Result<TraceId, Error> {
+    let Path(text) = p.map_err(|_| Error::BadRequest("invalid trace id".into()))?;
+    TraceId::from_hex(&text)
+        .map_err(|e| Error::BadRequest(format!("invalid trace id: {e} (expected 32 hex digits)")))
+}
+
+fn not_found(trace_id: TraceId) -> Error {
+    Error::NotFound(format!("trace {trace_id} not found"))
+}
+
+/// `GET /v1/traces/{trace_id}/tree`.
+pub(crate) async fn get_tree(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Params,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let trace_id = trace_id_param(path)?;
+    let mut as_text = wants_text(&headers);
+    let mut wait = Duration::ZERO;
+    for (key, value) in params(query)? {
+        match key.as_str() {
+            "format" => {
+                as_text = match value.as_str() {
+                    "text" => true,
+                    "json" => false,
+                    _ => return Err(Error::BadRequest("format must be `json` or `text`".into())),
+                }
+            }
+            "wait" => {
+                let seconds: f64 = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| Error::BadRequest("wait must be a number of seconds".into()))?;
+                wait = Duration::from_secs_f64(seconds.min(MAX_WAIT_S));
+            }
+            _ => {}
+        }
+    }
+    let trace = load_waiting(&state, trace_id, wait)
+        .await?
+        .ok_or_else(|| not_found(trace_id))?;
+    let tree = assemble::assemble(&trace.spans);
+    if as_text {
+        Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            text::render(&tree),
+        )
+            .into_response())
+    } else {
+        Ok(axum::Json(tree).into_response())
+    }
+}
+
+/// `Accept` asks for text and not for JSON.
+fn wants_text(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(",");
+    accept.contains("text/plain") && !accept.contains("application/json")
+}
+
+/// Reads the trace; with a non-zero `wait`, re-reads after each commit until the trace is
+/// settled (a root and no orphans), the deadline passes, or the collector shuts down.
+async fn load_waiting(
+    state: &AppState,
+    trace_id: TraceId,
+    wait: Duration,
+) -> Result<Option<StoredTrace>, Error> {
+    let deadline = Instant::now() + wait;
+    let mut commits = state.store.subscribe_commits();
+    let mut shutdown = state.shutdown_receiver();
+    loop {
+        commits.borrow_and_update();
+        let trace = state.store.get_trace(trace_id).await?;
+        let settled = trace
+            .as_ref()
+            .is_some_and(|t| assemble::is_settled(&t.spans));
+        if settled || Instant::now() >= deadline || *shutdown.borrow() {
+            return Ok(trace);
+        }
+        let recheck_earliest = Instant::now() + MIN_RECHECK;
+        tokio::select! {
+            changed = commits.changed() => {
+                if changed.is_err() {
+                    // The writer is gone: no new data can arrive.
+                    return Ok(trace);
+                }
+                tokio::time::sleep_until(recheck_earliest.min(deadline)).await;
+            }
+            () = tokio::time::sleep_until(deadline) => {}
+            () = async { let _ = shutdown.wait_for(|stopping| *stopping).await; } => {
+                return Ok(trace);
+            }
+        }
+    }
+}
+
+/// `GET /v1/traces/{trace_id}`.
+pub(crate) async fn get_trace(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Error> {
+    let trace_id = trace_id_param(path)?;
+    let trace = state
+        .store
+        .get_trace(trace_id)
+        .await?
+        .ok_or_else(|| not_found(trace_id))?;
+    let spans: Vec<Value> = trace.spans.iter().map(simple_json::encode_span).collect();
+    Ok(axum::Json(json!({
+        "trace_id": trace_id.to_hex(),
+        "spans": spans,
+        "metadata": summary_json(&trace.summary),
+    }))
+    .into_response())
+}
+
+/// `GET /v1/traces`.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    query: Params,
+) -> Result<Response, Error> {
+    let q = parse_search(params(query)?)?;
+    let found = state.store.find_traces(q).await?;
+    Ok(axum::Json(found.iter().map(summary_json).collect::<Vec<_>>()).into_response())
+}
+
+/// `GET /v1/services`.
+pub(crate) async fn services(State(state): State<AppState>) -> Result<Response, Error> {
+    Ok(axum::Json(state.store.services().await?).into_response())
+}
+
+/// `GET /health`.
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
+    let mut metrics = state.metrics.snapshot();
+    metrics.insert(
+        "store_commits".into(),
+        Value::from(*state.store.subscribe_commits().borrow()),
+    );
+    match tokio::time::timeout(HEALTH_PROBE_TIMEOUT, state.store.check_writable()).await {
+        Ok(Ok(())) => axum::Json(json!({"status": "healthy", "metrics": metrics})).into_response(),
+        Ok(Err(e)) => unhealthy(&e.to_string(), metrics),
+        Err(_) => unhealthy("storage did not answer within 2 s", metrics),
+    }
+}
+
+fn unhealthy(reason: &str, metrics: serde_json::Map<String, Value>) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"status": "unhealthy", "error": reason, "metrics": metrics})),
+    )
+        .into_response()
+}
+
+/// A summary as JSON (see the module docs).
+pub fn summary_json(s: &TraceSummary) -> Value {
+    json!({
+        "trace_id": s.trace_id.to_hex(),
+        "root_service": s.root_service,
+        "root_operation": s.root_operation,
+        "services": s.services,
+        "operations": s.operations,
+        "start_time": s.start_time_unix_nano as f64 / 1e9,
+        "end_time": s.end_time_unix_nano as f64 / 1e9,
+        "duration": s.duration_ns() as f64 / 1e9,
+        "start_time_unix_nano": s.start_time_unix_nano,
+        "end_time_unix_nano": s.end_time_unix_nano,
+        "duration_ns": s.duration_ns(),
+        "span_count": s.span_count,
+        "error_count": s.error_count,
+    })
+}
+
+fn parse_search(params: Vec<(String, String)>) -> Result<TraceQuery, Error> {
+    let mut q = TraceQuery::default();
+    for (key, value) in params {
+        let bad = |what: &str| Error::BadRequest(format!("{key} must be {what}"));
+        match key.as_str() {
+            "service" if !value.is_empty() => q.service = Some(value),
+            "operation" if !value.is_empty() => q.operation = Some(value),
+            "min_duration" => {
+                q.min_duration_ns =
+                    Some(parse_duration_ns(&value).ok_or_else(|| bad("a duration such as 250ms"))?);
+            }
+            "max_duration" => {
+                q.max_duration_ns =
+                    Some(parse_duration_ns(&value).ok_or_else(|| bad("a duration such as 2s"))?);
+            }
+            "start_time" => {
+                q.start_time_min_unix_nano =
+                    Some(parse_unix_seconds(&value).ok_or_else(|| bad("unix seconds"))?);
+            }
+            "end_time" => {
+                q.start_time_max_unix_nano =
+                    Some(parse_unix_seconds(&value).ok_or_else(|| bad("unix seconds"))?);
+            }
+            "error" => {
+                q.errors_only = match value.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" | "" => false,
+                    _ => return Err(bad("true or false")),
+                }
+            }
+            "limit" => {
+                q.limit = value
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| bad("a positive integer"))?
+                    .min(crate::store::MAX_SEARCH_LIMIT as u64) as usize;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(min), Some(max)) = (q.min_duration_ns, q.max_duration_ns)
+        && min > max
+    {
+        return Err(Error::BadRequest(
+            "min_duration is larger than max_duration".into(),
+        ));
+    }
+    if let (Some(start), Some(end)) = (q.start_time_min_unix_nano, q.start_time_max_unix_nano)
+        && start > end
+    {
+        return Err(Error::BadRequest("start_time is after end_time".into()));
+    }
+    Ok(q)
+}
+
+/// Parses `250ms`, `1.5s`, `100us`, `100µs`, `20ns`, `2m`, `1h`; a plain number is
+/// milliseconds. `None` for anything else (negative, NaN, unknown unit, overflow).
+pub fn parse_duration_ns(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "" | "ms" => 1e6,
+        "ns" => 1.0,
+        "us" | "µs" | "μs" => 1e3,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => return None,
+    };
+    let ns = value * scale;
+    (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| ns.round() as u64)
+}
+
+fn parse_unix_seconds(text: &str) -> Option<u64> {
+    let seconds: f64 = text.trim().parse().ok()?;
+    let ns = seconds * 1e9;
+    (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| ns.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration_ns("250ms"), Some(250_000_000));
+        assert_eq!(parse_duration_ns("2s"), Some(2_000_000_000));
+        assert_eq!(parse_duration_ns("1.5s"), Some(1_500_000_000));
+        assert_eq!(parse_duration_ns("100us"), Some(100_000));
+        assert_eq!(parse_duration_ns("100µs"), Some(100_000));
+        assert_eq!(parse_duration_ns("7"), Some(7_000_000));
+        assert_eq!(parse_duration_ns("1m"), Some(60_000_000_000));
+        for bad in ["", "-1s", "abc", "1 parsec", "1e400s", "NaN"] {
+            assert_eq!(parse_duration_ns(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn search_params() {
+        let p = |pairs: &[(&str, &str)]| {
+            parse_search(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let q = p(&[("service", "a"), ("limit", "5000"), ("error", "true")]).unwrap();
+        assert_eq!(q.service.as_deref(), Some("a"));
+        assert_eq!(q.limit, 1000);
+        assert!(q.errors_only);
+        assert!(p(&[("limit", "0")]).is_err());
+        assert!(p(&[("min_duration", "2s"), ("max_duration", "1s")]).is_err());
+        assert!(p(&[("start_time", "20"), ("end_time", "10")]).is_err());
+        assert!(p(&[("error", "maybe")]).is_err());
+        assert!(p(&[("whatever", "x")]).is_ok());
+    }
+}

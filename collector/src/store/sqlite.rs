@@ -1,0 +1,1209 @@
+//! # Durable storage in SQLite
+//!
+//! One file, `<data dir>/spanline.db`, in WAL mode.
+//!
+//! **Writes** go through ONE dedicated writer thread that owns the only read-write connection.
+//! Handlers send their batch on a bounded channel with a oneshot reply. The writer takes every
+//! pending request (up to [`MAX_GROUP_SPANS`] spans), applies each inside its own `SAVEPOINT`
+//! (so a request is all-or-nothing, reliability.md §6 C6), commits them all in ONE transaction
+//! (group commit), and only then replies (acknowledge-after-commit, C1). If the commit fails,
+//! every request of the group gets the error and nothing of it is acknowledged.
+//!
+//! **Reads** use a small pool of read-only connections on blocking threads; WAL lets them run
+//! alongside the writer and see only committed data.
+//!
+//! **Durability.** `synchronous=NORMAL` (default) in WAL mode survives a crash of the process
+//! (`kill -9`): a commit is in the WAL file before the reply. It may lose the last commits on
+//! power loss or an OS crash, without corruption. `synchronous=FULL` (`COLLECTOR_SQLITE_SYNC=full`)
+//! also survives power loss, at a throughput cost (reliability.md §6 C2).
+//!
+//! **Corruption.** At open, the header and schema are read, and `PRAGMA quick_check` runs on
+//! files up to [`SqliteOptions::quick_check_max_bytes`]; a damaged file makes `open` fail with
+//! [`StoreError::Corrupt`] before anything is written to it (C12).
+//!
+//! ## Schema (version 1, `PRAGMA user_version = 1`)
+//!
+//! ```sql
+//! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
+//! resources(id INTEGER PRIMARY KEY, encoded BLOB UNIQUE)      -- OTLP `Resource` protobuf, deduplicated
+//! spans(id INTEGER PRIMARY KEY,
+//!       trace_id BLOB(16), span_id BLOB(8), kind INTEGER,     -- UNIQUE (trace_id, span_id, kind)
+//!       parent_span_id BLOB(8) NULL, service TEXT, name TEXT,
+//!       start_ns INTEGER, duration_ns INTEGER, status_code INTEGER,
+//!       resource_id INTEGER, scope_name TEXT, scope_version TEXT,
+//!       detail BLOB)                                          -- `SpanDetail` protobuf, see below
+//! traces(trace_id BLOB PRIMARY KEY, start_ns, end_ns, duration_ns,
+//!        root_service, root_operation, root_start_ns,
+//!        span_count, error_count,
+//!        services TEXT, operations TEXT)                      -- JSON arrays, sorted
+//!        INDEX (start_ns), INDEX (duration_ns)
+//! trace_services(service, trace_id, start_ns)                 -- PK (trace_id, service); INDEX (service, start_ns)
+//! trace_operations(service, operation, trace_id, start_ns)    -- PK (trace_id, service, operation);
+//!                                                             -- INDEX (service, operation, start_ns), (operation, start_ns)
+//! operations(service, name, kind)                             -- PK (service, name, kind): service/operation lists
+//! ```
+//!
+//! `traces` is maintained on write, so search never scans `spans`; `trace_services` and
+//! `trace_operations` carry the trace's start time so a search by service or operation walks
+//! one index newest-first and stops at the limit. Times are unix nanoseconds as `INTEGER`
+//! (values past `i64::MAX`, year 2262, are clamped).
+//!
+//! `detail` is a protobuf message of our own (`SpanDetail`, fields 1–10: attributes, events,
+//! links as OTLP messages; status message; trace state; flags; the three dropped counts;
+//! collector warnings). Protobuf is compact, fast and extends without migrations.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1 as pb;
+use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event as PbEvent, Link as PbLink};
+use prost::Message;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transaction, params};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{
+    BoxFuture, MAX_TRACE_SPANS, Operation, SpanStore, StoreError, StoredTrace, TraceQuery,
+    TraceSummary, WriteOutcome,
+};
+use crate::convert;
+use crate::model::{Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId};
+
+/// Schema version written to `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+/// Most spans the writer puts in one group commit (more requests wait for the next one).
+pub const MAX_GROUP_SPANS: usize = 50_000;
+/// Idle read-only connections kept for reuse.
+const MAX_IDLE_READERS: usize = 4;
+
+/// SQLite `synchronous` setting for the WAL (reliability.md §6 C2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Durable across process crashes; the last commits may roll back on power loss.
+    #[default]
+    Normal,
+    /// Durable across power loss; slower commits.
+    Full,
+}
+
+impl FromStr for Synchronous {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Ok(Self::Normal),
+            "full" => Ok(Self::Full),
+            _ => Err("expected `normal` or `full`".to_owned()),
+        }
+    }
+}
+
+/// Options for [`SqliteStore::open`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// WAL sync mode (default [`Synchronous::Normal`]).
+    pub synchronous: Synchronous,
+    /// Requests that may wait for the writer (default 1024).
+    pub queue_capacity: usize,
+    /// How long a request waits for room in the queue before failing with
+    /// [`StoreError::Overloaded`] (default 5 s).
+    pub enqueue_timeout: Duration,
+    /// Run `PRAGMA quick_check` at open when the file is at most this big, bytes (default 256 MiB).
+    pub quick_check_max_bytes: u64,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Normal,
+            queue_capacity: 1024,
+            enqueue_timeout: Duration::from_secs(5),
+            quick_check_max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The durable [`SpanStore`]: SQLite in WAL mode with a group-committing writer thread.
+///
+/// Cheap to share through `Arc<dyn SpanStore>`; [`SpanStore::shutdown`] commits what is
+/// queued, checkpoints the WAL and closes the writer.
+#[derive(Debug)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+    tx: mpsc::Sender<WriterMsg>,
+    commits: watch::Receiver<u64>,
+    enqueue_timeout: Duration,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    idle_readers: Mutex<Vec<Connection>>,
+}
+
+#[derive(Debug)]
+enum WriterMsg {
+    Write {
+        spans: Vec<Span>,
+        reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    },
+    Probe {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+impl WriterMsg {
+    fn span_count(&self) -> usize {
+        match self {
+            Self::Write { spans, .. } => spans.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// The protobuf stored in `spans.detail`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SpanDetail {
+    #[prost(message, repeated, tag = "1")]
+    attributes: Vec<pb::KeyValue>,
+    #[prost(message, repeated, tag = "2")]
+    events: Vec<PbEvent>,
+    #[prost(message, repeated, tag = "3")]
+    links: Vec<PbLink>,
+    #[prost(string, tag = "4")]
+    status_message: String,
+    #[prost(string, tag = "5")]
+    trace_state: String,
+    #[prost(fixed32, tag = "6")]
+    flags: u32,
+    #[prost(uint32, tag = "7")]
+    dropped_attributes_count: u32,
+    #[prost(uint32, tag = "8")]
+    dropped_events_count: u32,
+    #[prost(uint32, tag = "9")]
+    dropped_links_count: u32,
+    #[prost(string, repeated, tag = "10")]
+    warnings: Vec<String>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE resources (id INTEGER PRIMARY KEY, encoded BLOB NOT NULL UNIQUE);
+CREATE TABLE spans (
+    id INTEGER PRIMARY KEY,
+    trace_id BLOB NOT NULL,
+    span_id BLOB NOT NULL,
+    kind INTEGER NOT NULL,
+    parent_span_id BLOB,
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    status_code INTEGER NOT NULL,
+    resource_id INTEGER NOT NULL,
+    scope_name TEXT NOT NULL,
+    scope_version TEXT NOT NULL,
+    detail BLOB NOT NULL
+);
+CREATE UNIQUE INDEX spans_identity ON spans (trace_id, span_id, kind);
+CREATE TABLE traces (
+    trace_id BLOB PRIMARY KEY,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    root_service TEXT,
+    root_operation TEXT,
+    root_start_ns INTEGER,
+    span_count INTEGER NOT NULL,
+    error_count INTEGER NOT NULL,
+    services TEXT NOT NULL,
+    operations TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX traces_by_start ON traces (start_ns);
+CREATE INDEX traces_by_duration ON traces (duration_ns);
+CREATE TABLE trace_services (
+    service TEXT NOT NULL,
+    trace_id BLOB NOT NULL,
+    start_ns INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, service)
+) WITHOUT ROWID;
+CREATE INDEX trace_services_by_service ON trace_services (service, start_ns);
+CREATE TABLE trace_operations (
+    service TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    trace_id BLOB NOT NULL,
+    start_ns INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, service, operation)
+) WITHOUT ROWID;
+CREATE INDEX trace_operations_by_service ON trace_operations (service, operation, start_ns);
+CREATE INDEX trace_operations_by_name ON trace_operations (operation, start_ns);
+CREATE TABLE operations (
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    PRIMARY KEY (service, name, kind)
+) WITHOUT ROWID;
+";
+
+const INSERT_SPAN: &str = "INSERT OR IGNORE INTO spans (trace_id, span_id, kind, parent_span_id, \
+     service, name, start_ns, duration_ns, status_code, resource_id, scope_name, scope_version, \
+     detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
+const SUMMARY_COLUMNS: &str = "t.trace_id, t.start_ns, t.end_ns, t.root_service, \
+     t.root_operation, t.root_start_ns, t.span_count, t.error_count, t.services, t.operations";
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Maps a SQLite error: disk full is retryable, corruption is named, the rest is a backend error.
+fn map_sql(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreError::Full,
+        _ => backend(e),
+    }
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` and starts the writer thread.
+    ///
+    /// Blocking: call it before serving, or from a blocking context.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a damaged file (left untouched), [`StoreError::Incompatible`]
+    /// for a database of another application or a newer schema, [`StoreError::Io`] when the
+    /// file cannot be opened.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let shown = path.display().to_string();
+        let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Io {
+            context: format!("opening database {shown}"),
+            detail: e.to_string(),
+        })?;
+        let corrupt = |e: rusqlite::Error| {
+            if is_corruption(&e) {
+                StoreError::Corrupt {
+                    path: shown.clone(),
+                    detail: e.to_string(),
+                }
+            } else {
+                StoreError::Io {
+                    context: format!("reading database {shown}"),
+                    detail: e.to_string(),
+                }
+            }
+        };
+        // Verify before writing anything (journal mode and schema both write).
+        let table_count: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if file_bytes > 0 && file_bytes <= options.quick_check_max_bytes {
+            let verdict: String = conn
+                .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+                .map_err(corrupt)?;
+            if verdict != "ok" {
+                return Err(StoreError::Corrupt {
+                    path: shown,
+                    detail: verdict,
+                });
+            }
+        }
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Incompatible {
+                path: shown,
+                detail: format!(
+                    "schema version {version} is newer than this collector's {SCHEMA_VERSION}"
+                ),
+            });
+        }
+        if version == 0 && table_count > 0 {
+            return Err(StoreError::Incompatible {
+                path: shown,
+                detail: "not a Spanline database (tables without a schema version)".to_owned(),
+            });
+        }
+        let sync = match options.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Io {
+                context: format!("enabling WAL on {shown}"),
+                detail: format!("journal mode stayed {mode}"),
+            });
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {sync};
+             PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -16000;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA journal_size_limit = 67108864;"
+        ))
+        .map_err(corrupt)?;
+        if version == 0 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(corrupt)?;
+        }
+
+        let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let (commit_tx, commit_rx) = watch::channel(0u64);
+        let writer = std::thread::Builder::new()
+            .name("spanline-sqlite-writer".to_owned())
+            .spawn(move || run_writer(conn, rx, commit_tx))
+            .map_err(|e| StoreError::Io {
+                context: "starting the writer thread".to_owned(),
+                detail: e.to_string(),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                idle_readers: Mutex::new(Vec::new()),
+            }),
+            tx,
+            commits: commit_rx,
+            enqueue_timeout: options.enqueue_timeout,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    async fn enqueue(&self, msg: WriterMsg) -> Result<(), StoreError> {
+        match tokio::time::timeout(self.enqueue_timeout, self.tx.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Overloaded),
+        }
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.with_reader(f))
+            .await
+            .map_err(backend)?
+    }
+}
+
+impl Inner {
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self
+            .idle_readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(backend)?;
+                c.execute_batch(
+                    "PRAGMA busy_timeout = 5000; PRAGMA cache_size = -8000; PRAGMA query_only = 1;",
+                )
+                .map_err(backend)?;
+                c
+            }
+        };
+        let result = f(&conn);
+        let mut idle = self
+            .idle_readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS && conn.is_autocommit() {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer thread
+// ---------------------------------------------------------------------------------------------
+
+fn run_writer(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<WriterMsg>,
+    commits: watch::Sender<u64>,
+) {
+    let mut shutdown_replies = Vec::new();
+    while shutdown_replies.is_empty() {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        let mut spans_in_group = first.span_count();
+        let mut group = vec![first];
+        while spans_in_group < MAX_GROUP_SPANS {
+            match rx.try_recv() {
+                Ok(msg) => {
+                    spans_in_group += msg.span_count();
+                    group.push(msg);
+                }
+                Err(_) => break,
+            }
+        }
+        process_group(&mut conn, group, &mut shutdown_replies, &commits);
+    }
+    // Refuse what is still queued: those requests were never acknowledged.
+    rx.close();
+    while let Ok(msg) = rx.try_recv() {
+        match msg {
+            WriterMsg::Write { reply, .. } => {
+                let _ = reply.send(Err(StoreError::Closed));
+            }
+            WriterMsg::Probe { reply } => {
+                let _ = reply.send(Err(StoreError::Closed));
+            }
+            WriterMsg::Shutdown { reply } => shutdown_replies.push(reply),
+        }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);") {
+        eprintln!("collector: final WAL checkpoint failed (data is safe in the WAL): {e}");
+    }
+    drop(conn);
+    for reply in shutdown_replies {
+        let _ = reply.send(());
+    }
+}
+
+enum Pending {
+    Write(
+        oneshot::Sender<Result<WriteOutcome, StoreError>>,
+        Result<WriteOutcome, StoreError>,
+    ),
+    Probe(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+}
+
+impl Pending {
+    fn fail(self, err: &StoreError) {
+        match self {
+            Self::Write(reply, _) => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            Self::Probe(reply, _) => {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
+
+    fn finish(self) {
+        match self {
+            Self::Write(reply, r) => {
+                let _ = reply.send(r);
+            }
+            Self::Probe(reply, r) => {
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+/// Applies a group of requests in one transaction, commits, then replies.
+fn process_group(
+    conn: &mut Connection,
+    group: Vec<WriterMsg>,
+    shutdown_replies: &mut Vec<oneshot::Sender<()>>,
+    commits: &watch::Sender<u64>,
+) {
+    let mut pending = Vec::with_capacity(group.len());
+    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let err = map_sql(e);
+            for msg in group {
+                match msg {
+                    WriterMsg::Write { reply, .. } => Pending::Write(reply, Ok(Default::default())),
+                    WriterMsg::Probe { reply } => Pending::Probe(reply, Ok(())),
+                    WriterMsg::Shutdown { reply } => {
+                        shutdown_replies.push(reply);
+                        continue;
+                    }
+                }
+                .fail(&err);
+            }
+            return;
+        }
+    };
+    let mut aborted: Option<StoreError> = None;
+    for msg in group {
+        match msg {
+            WriterMsg::Shutdown { reply } => shutdown_replies.push(reply),
+            WriterMsg::Write { spans, reply } => {
+                let result = match &aborted {
+                    Some(e) => Err(e.clone()),
+                    None => write_request(&mut tx, &spans),
+                };
+                if result.is_err() && tx.is_autocommit() && aborted.is_none() {
+                    // SQLite rolled the whole transaction back (disk full, I/O error).
+                    aborted = result.as_ref().err().cloned();
+                }
+                pending.push(Pending::Write(reply, result));
+            }
+            WriterMsg::Probe { reply } => {
+                let result = match &aborted {
+                    Some(e) => Err(e.clone()),
+                    None => tx
+                        .execute(
+                            "INSERT INTO meta (key, value) VALUES ('health_probe', ?1) \
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            [format!("{:?}", std::time::SystemTime::now())],
+                        )
+                        .map(|_| ())
+                        .map_err(map_sql),
+                };
+                pending.push(Pending::Probe(reply, result));
+            }
+        }
+    }
+    if let Some(err) = aborted {
+        drop(tx);
+        pending.into_iter().for_each(|p| p.fail(&err));
+        return;
+    }
+    match tx.commit() {
+        Ok(()) => {
+            pending.into_iter().for_each(Pending::finish);
+            commits.send_modify(|n| *n += 1);
+        }
+        Err(e) => {
+            let err = map_sql(e);
+            pending.into_iter().for_each(|p| p.fail(&err));
+        }
+    }
+}
+
+/// Writes one request inside a savepoint: all of it or nothing.
+fn write_request(tx: &mut Transaction<'_>, spans: &[Span]) -> Result<WriteOutcome, StoreError> {
+    let sp = tx.savepoint().map_err(map_sql)?;
+    let mut outcome = WriteOutcome::default();
+    {
+        let mut insert = sp.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
+        let mut resource_ids: HashMap<usize, i64> = HashMap::new();
+        let mut inserted: Vec<&Span> = Vec::with_capacity(spans.len());
+        for span in spans {
+            let key = Arc::as_ptr(&span.resource) as usize;
+            let resource_id = match resource_ids.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let id = resource_id(&sp, &span.resource)?;
+                    resource_ids.insert(key, id);
+                    id
+                }
+            };
+            let detail = encode_detail(span);
+            let changed = insert
+                .execute(params![
+                    &span.trace_id.0[..],
+                    &span.span_id.0[..],
+                    span.kind.as_i32(),
+                    span.parent_span_id.as_ref().map(|p| p.0.to_vec()),
+                    span.service_name,
+                    span.name,
+                    to_i64(span.start_time_unix_nano),
+                    to_i64(span.duration_ns()),
+                    span.status.code.as_i32(),
+                    resource_id,
+                    span.scope.name,
+                    span.scope.version,
+                    detail,
+                ])
+                .map_err(map_sql)?;
+            if changed == 1 {
+                outcome.stored += 1;
+                inserted.push(span);
+            } else {
+                outcome.duplicates += 1;
+            }
+        }
+        let mut by_trace: HashMap<TraceId, Vec<&Span>> = HashMap::new();
+        let mut operations: HashSet<(&str, &str, i32)> = HashSet::new();
+        for span in inserted {
+            operations.insert((&span.service_name, &span.name, span.kind.as_i32()));
+            by_trace.entry(span.trace_id).or_default().push(span);
+        }
+        for (trace_id, spans) in by_trace {
+            update_trace(&sp, trace_id, &spans)?;
+        }
+        let mut insert_op = sp
+            .prepare_cached(
+                "INSERT OR IGNORE INTO operations (service, name, kind) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(map_sql)?;
+        for (service, name, kind) in operations {
+            insert_op
+                .execute(params![service, name, kind])
+                .map_err(map_sql)?;
+        }
+    }
+    sp.commit().map_err(map_sql)?;
+    Ok(outcome)
+}
+
+fn resource_id(conn: &Connection, resource: &Resource) -> Result<i64, StoreError> {
+    let encoded = convert::resource_to_pb(resource).encode_to_vec();
+    let mut insert = conn
+        .prepare_cached("INSERT OR IGNORE INTO resources (encoded) VALUES (?1)")
+        .map_err(map_sql)?;
+    if insert.execute([&encoded]).map_err(map_sql)? == 1 {
+        return Ok(conn.last_insert_rowid());
+    }
+    conn.prepare_cached("SELECT id FROM resources WHERE encoded = ?1")
+        .map_err(map_sql)?
+        .query_row([&encoded], |r| r.get(0))
+        .map_err(map_sql)
+}
+
+/// Folds newly inserted spans into the trace's summary row and its search-index rows.
+fn update_trace(conn: &Connection, trace_id: TraceId, spans: &[&Span]) -> Result<(), StoreError> {
+    let existing = conn
+        .prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id = ?1"
+        ))
+        .map_err(map_sql)?
+        .query_row([&trace_id.0[..]], row_to_summary)
+        .optional()
+        .map_err(map_sql)?;
+    let existed = existing.is_some();
+    let mut summary = existing.unwrap_or_else(|| TraceSummary::new(trace_id));
+    let old_start = summary.start_time_unix_nano;
+    for span in spans {
+        summary.add_span(span);
+    }
+    let start = to_i64(summary.start_time_unix_nano);
+    conn.prepare_cached(
+        "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, root_service, \
+         root_operation, root_start_ns, span_count, error_count, services, operations) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
+         end_ns = excluded.end_ns, duration_ns = excluded.duration_ns, \
+         root_service = excluded.root_service, root_operation = excluded.root_operation, \
+         root_start_ns = excluded.root_start_ns, span_count = excluded.span_count, \
+         error_count = excluded.error_count, services = excluded.services, \
+         operations = excluded.operations",
+    )
+    .map_err(map_sql)?
+    .execute(params![
+        &trace_id.0[..],
+        start,
+        to_i64(summary.end_time_unix_nano),
+        to_i64(summary.duration_ns()),
+        summary.root_service,
+        summary.root_operation,
+        summary.root_start_time_unix_nano.map(to_i64),
+        to_i64(summary.span_count),
+        to_i64(summary.error_count),
+        serde_json::to_string(&summary.services).map_err(backend)?,
+        serde_json::to_string(&summary.operations).map_err(backend)?,
+    ])
+    .map_err(map_sql)?;
+    if existed && old_start != summary.start_time_unix_nano {
+        for table in ["trace_services", "trace_operations"] {
+            conn.prepare_cached(&format!(
+                "UPDATE {table} SET start_ns = ?1 WHERE trace_id = ?2"
+            ))
+            .map_err(map_sql)?
+            .execute(params![start, &trace_id.0[..]])
+            .map_err(map_sql)?;
+        }
+    }
+    let mut services: HashSet<&str> = HashSet::new();
+    let mut pairs: HashSet<(&str, &str)> = HashSet::new();
+    for span in spans {
+        services.insert(&span.service_name);
+        pairs.insert((&span.service_name, &span.name));
+    }
+    let mut insert_service = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO trace_services (service, trace_id, start_ns) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(map_sql)?;
+    for service in services {
+        insert_service
+            .execute(params![service, &trace_id.0[..], start])
+            .map_err(map_sql)?;
+    }
+    let mut insert_pair = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO trace_operations (service, operation, trace_id, start_ns) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(map_sql)?;
+    for (service, operation) in pairs {
+        insert_pair
+            .execute(params![service, operation, &trace_id.0[..], start])
+            .map_err(map_sql)?;
+    }
+    Ok(())
+}
+
+fn encode_detail(span: &Span) -> Vec<u8> {
+    SpanDetail {
+        attributes: convert::attributes_to_pb(&span.attributes),
+        events: span.events.iter().map(convert::event_to_pb).collect(),
+        links: span.links.iter().map(convert::link_to_pb).collect(),
+        status_message: span.status.message.clone(),
+        trace_state: span.trace_state.clone(),
+        flags: span.flags,
+        dropped_attributes_count: span.dropped_attributes_count,
+        dropped_events_count: span.dropped_events_count,
+        dropped_links_count: span.dropped_links_count,
+        warnings: span.warnings.clone(),
+    }
+    .encode_to_vec()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+// ---------------------------------------------------------------------------------------------
+
+fn blob_array<const N: usize>(bytes: &[u8]) -> Result<[u8; N], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| backend(format!("stored id has {} bytes, expected {N}", bytes.len())))
+}
+
+fn row_to_summary(row: &Row<'_>) -> rusqlite::Result<TraceSummary> {
+    let id: Vec<u8> = row.get(0)?;
+    let json_list = |idx: usize| -> rusqlite::Result<Vec<String>> {
+        let text: String = row.get(idx)?;
+        serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+        })
+    };
+    let trace_id = blob_array::<16>(&id).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, e.into())
+    })?;
+    Ok(TraceSummary {
+        trace_id: TraceId(trace_id),
+        start_time_unix_nano: to_u64(row.get(1)?),
+        end_time_unix_nano: to_u64(row.get(2)?),
+        root_service: row.get(3)?,
+        root_operation: row.get(4)?,
+        root_start_time_unix_nano: row.get::<_, Option<i64>>(5)?.map(to_u64),
+        span_count: to_u64(row.get(6)?),
+        error_count: to_u64(row.get(7)?),
+        services: json_list(8)?,
+        operations: json_list(9)?,
+    })
+}
+
+fn read_trace(conn: &Connection, trace_id: TraceId) -> Result<Option<StoredTrace>, StoreError> {
+    // One read transaction so spans and summary are from the same commit.
+    let tx = conn.unchecked_transaction().map_err(backend)?;
+    let summary = tx
+        .prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id = ?1"
+        ))
+        .map_err(backend)?
+        .query_row([&trace_id.0[..]], row_to_summary)
+        .optional()
+        .map_err(backend)?;
+    let Some(summary) = summary else {
+        return Ok(None);
+    };
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT s.span_id, s.kind, s.parent_span_id, s.service, s.name, s.start_ns, \
+             s.duration_ns, s.status_code, s.resource_id, s.scope_name, s.scope_version, \
+             s.detail, r.encoded \
+             FROM spans s LEFT JOIN resources r ON r.id = s.resource_id \
+             WHERE s.trace_id = ?1 ORDER BY s.start_ns, s.span_id, s.kind LIMIT ?2",
+        )
+        .map_err(backend)?;
+    let mut rows = stmt
+        .query(params![&trace_id.0[..], MAX_TRACE_SPANS as i64])
+        .map_err(backend)?;
+    let mut resources: HashMap<i64, Arc<Resource>> = HashMap::new();
+    let mut scopes: HashMap<(String, String), Arc<Scope>> = HashMap::new();
+    let mut spans = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        spans.push(row_to_span(row, trace_id, &mut resources, &mut scopes)?);
+    }
+    drop(rows);
+    drop(stmt);
+    tx.finish().map_err(backend)?;
+    Ok(Some(StoredTrace { summary, spans }))
+}
+
+fn row_to_span(
+    row: &Row<'_>,
+    trace_id: TraceId,
+    resources: &mut HashMap<i64, Arc<Resource>>,
+    scopes: &mut HashMap<(String, String), Arc<Scope>>,
+) -> Result<Span, StoreError> {
+    let span_id: Vec<u8> = row.get(0).map_err(backend)?;
+    let parent: Option<Vec<u8>> = row.get(2).map_err(backend)?;
+    let resource_id: i64 = row.get(8).map_err(backend)?;
+    let resource = match resources.get(&resource_id) {
+        Some(r) => Arc::clone(r),
+        None => {
+            let encoded: Option<Vec<u8>> = row.get(12).map_err(backend)?;
+            let pb = match encoded {
+                Some(bytes) => Some(PbResource::decode(&bytes[..]).map_err(backend)?),
+                None => None,
+            };
+            let r = Arc::new(convert::resource_from_pb(pb));
+            resources.insert(resource_id, Arc::clone(&r));
+            r
+        }
+    };
+    let scope_key: (String, String) = (row.get(9).map_err(backend)?, row.get(10).map_err(backend)?);
+    let scope = Arc::clone(scopes.entry(scope_key.clone()).or_insert_with(|| {
+        Arc::new(Scope {
+            name: scope_key.0,
+            version: scope_key.1,
+        })
+    }));
+    let detail_bytes: Vec<u8> = row.get(11).map_err(backend)?;
+    let detail = SpanDetail::decode(&detail_bytes[..]).map_err(backend)?;
+    let start = to_u64(row.get(5).map_err(backend)?);
+    let duration = to_u64(row.get(6).map_err(backend)?);
+    let mut links = Vec::with_capacity(detail.links.len());
+    for l in detail.links {
+        links.push(convert::link_from_pb(l).map_err(backend)?);
+    }
+    Ok(Span {
+        trace_id,
+        span_id: SpanId(blob_array::<8>(&span_id)?),
+        parent_span_id: match parent {
+            Some(p) => Some(SpanId(blob_array::<8>(&p)?)),
+            None => None,
+        },
+        trace_state: detail.trace_state,
+        flags: detail.flags,
+        name: row.get(4).map_err(backend)?,
+        kind: SpanKind::from_i32(row.get(1).map_err(backend)?),
+        start_time_unix_nano: start,
+        end_time_unix_nano: start.saturating_add(duration),
+        status: Status {
+            code: StatusCode::from_i32(row.get(7).map_err(backend)?),
+            message: detail.status_message,
+        },
+        attributes: convert::attributes_from_pb(detail.attributes),
+        events: detail
+            .events
+            .into_iter()
+            .map(convert::event_from_pb)
+            .collect(),
+        links,
+        dropped_attributes_count: detail.dropped_attributes_count,
+        dropped_events_count: detail.dropped_events_count,
+        dropped_links_count: detail.dropped_links_count,
+        resource,
+        scope,
+        service_name: row.get(3).map_err(backend)?,
+        warnings: detail.warnings,
+    })
+}
+
+fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
+    let mut args: Vec<SqlValue> = Vec::new();
+    // `x` is the table walked in start order; `t` holds the summary.
+    let (from, mut conds, order, distinct) = match (&q.service, &q.operation) {
+        (None, None) => ("traces t".to_owned(), Vec::new(), "t", ""),
+        (Some(service), None) => {
+            args.push(SqlValue::Text(service.clone()));
+            (
+                "trace_services x JOIN traces t ON t.trace_id = x.trace_id".to_owned(),
+                vec!["x.service = ?".to_owned()],
+                "x",
+                "",
+            )
+        }
+        (service, Some(operation)) => {
+            let mut conds = vec!["x.operation = ?".to_owned()];
+            args.push(SqlValue::Text(operation.clone()));
+            if let Some(service) = service {
+                conds.push("x.service = ?".to_owned());
+                args.push(SqlValue::Text(service.clone()));
+            }
+            (
+                "trace_operations x JOIN traces t ON t.trace_id = x.trace_id".to_owned(),
+                conds,
+                "x",
+                // Without a service, one trace can match through several services.
+                if service.is_none() { "DISTINCT" } else { "" },
+            )
+        }
+    };
+    if let Some(v) = q.start_time_min_unix_nano {
+        conds.push(format!("{order}.start_ns >= ?"));
+        args.push(SqlValue::Integer(to_i64(v)));
+    }
+    if let Some(v) = q.start_time_max_unix_nano {
+        conds.push(format!("{order}.start_ns <= ?"));
+        args.push(SqlValue::Integer(to_i64(v)));
+    }
+    if let Some(v) = q.min_duration_ns {
+        conds.push("t.duration_ns >= ?".to_owned());
+        args.push(SqlValue::Integer(to_i64(v)));
+    }
+    if let Some(v) = q.max_duration_ns {
+        conds.push("t.duration_ns <= ?".to_owned());
+        args.push(SqlValue::Integer(to_i64(v)));
+    }
+    if q.errors_only {
+        conds.push("t.error_count > 0".to_owned());
+    }
+    let where_clause = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    args.push(SqlValue::Integer(q.effective_limit() as i64));
+    let sql = format!(
+        "SELECT {distinct} {SUMMARY_COLUMNS} FROM {from} {where_clause} \
+         ORDER BY {order}.start_ns DESC, {order}.trace_id DESC LIMIT ?"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), row_to_summary)
+        .map_err(backend)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+}
+
+impl SpanStore for SqliteStore {
+    fn write_spans(&self, spans: Vec<Span>) -> BoxFuture<'_, Result<WriteOutcome, StoreError>> {
+        Box::pin(async move {
+            if spans.is_empty() {
+                return Ok(WriteOutcome::default());
+            }
+            let (reply, wait) = oneshot::channel();
+            self.enqueue(WriterMsg::Write { spans, reply }).await?;
+            wait.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn get_trace(
+        &self,
+        trace_id: TraceId,
+    ) -> BoxFuture<'_, Result<Option<StoredTrace>, StoreError>> {
+        Box::pin(self.read(move |c| read_trace(c, trace_id)))
+    }
+
+    fn find_traces(
+        &self,
+        query: TraceQuery,
+    ) -> BoxFuture<'_, Result<Vec<TraceSummary>, StoreError>> {
+        Box::pin(self.read(move |c| find(c, &query)))
+    }
+
+    fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT DISTINCT service FROM operations ORDER BY service")
+                .map_err(backend)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(backend)
+        }))
+    }
+
+    fn operations(&self, service: String) -> BoxFuture<'_, Result<Vec<Operation>, StoreError>> {
+        Box::pin(self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT name, kind FROM operations WHERE service = ?1 ORDER BY name, kind",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([service], |r| {
+                    Ok(Operation {
+                        name: r.get(0)?,
+                        kind: SpanKind::from_i32(r.get(1)?),
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        }))
+    }
+
+    fn check_writable(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let (reply, wait) = oneshot::channel();
+            self.enqueue(WriterMsg::Probe { reply }).await?;
+            wait.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let (reply, wait) = oneshot::channel();
+            if self.tx.send(WriterMsg::Shutdown { reply }).await.is_ok() {
+                let _ = wait.await;
+            }
+            let handle = self
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(handle) = handle {
+                let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+            }
+        })
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Without an explicit shutdown, dropping the sender ends the writer after it has
+        // committed everything queued; joining here keeps the file closed when we return.
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let (tx, _) = mpsc::channel(1);
+            drop(std::mem::replace(&mut self.tx, tx));
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("spanline.db"), SqliteOptions::default())
+            .expect("open");
+        (store, dir)
+    }
+
+    conformance::conformance_tests!(fresh());
+
+    #[tokio::test]
+    async fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let spans = conformance::sample_trace(7);
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store.write_spans(spans.clone()).await.unwrap();
+            store.shutdown().await;
+        }
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let got = store.get_trace(spans[0].trace_id).await.unwrap().unwrap();
+        assert_eq!(got.spans.len(), spans.len());
+        assert_eq!(got.summary.span_count, spans.len() as u64);
+        let again = store.write_spans(spans.clone()).await.unwrap();
+        assert_eq!(again.duplicates, spans.len(), "dedup works across restarts");
+        assert_eq!(store.services().await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn dropping_without_shutdown_still_commits_and_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let spans = conformance::sample_trace(8);
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store.write_spans(spans.clone()).await.unwrap();
+        }
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert!(store.get_trace(spans[0].trace_id).await.unwrap().is_some());
+    }
+
+    #[test]
+    fn corrupt_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+        std::fs::write(&path, &garbage).unwrap();
+        let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("refusing to start"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), garbage, "file untouched");
+    }
+
+    #[test]
+    fn corrupt_page_in_valid_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            drop(store);
+        }
+        // Keep the 100-byte header and page 1, smash the pages after it.
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 8192, "schema spans several pages");
+        for b in &mut bytes[4096..] {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "file untouched");
+    }
+
+    #[test]
+    fn foreign_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Incompatible { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn synchronous_parses() {
+        assert_eq!("FULL".parse::<Synchronous>(), Ok(Synchronous::Full));
+        assert!("fast".parse::<Synchronous>().is_err());
+    }
+}
