@@ -262,7 +262,11 @@ fn seconds_to_ns(value: &Value, key: &str) -> Result<u64, String> {
     if !seconds.is_finite() || seconds < 0.0 || seconds * NANOS_PER_SECOND >= u64::MAX as f64 {
         return Err(format!("{key} is out of range"));
     }
-    Ok((seconds * NANOS_PER_SECOND).round() as u64)
+    // Whole and fractional seconds apart: multiplying the whole float by 1e9 would round to
+    // a multiple of 256 ns at today's dates.
+    let whole = seconds.trunc() as u64;
+    let frac_ns = (seconds.fract() * NANOS_PER_SECOND).round() as u64;
+    Ok(whole.saturating_mul(1_000_000_000).saturating_add(frac_ns))
 }
 
 fn ns_to_seconds(ns: u64) -> f64 {
