@@ -1,6 +1,12 @@
-//! W3C Trace Context Level 2 and W3C Baggage propagation (placeholder; replaced by the
-//! propagation work).
+//! W3C Trace Context Level 2 propagation: `traceparent` (interop.md §2.1, §2.7) and
+//! `tracestate` (interop.md §2.2).
 
-/// Placeholder.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TraceState(Option<std::sync::Arc<str>>);
+mod lines;
+mod traceparent;
+mod tracestate;
+
+pub use traceparent::{
+    MAX_TRACEPARENT_LEN, ParsedTraceparent, TRACEPARENT_LEN, TraceparentError, format_traceparent,
+    parse_traceparent, parse_traceparent_bytes, traceresponse_value,
+};
+pub use tracestate::{TraceState, TraceStateError};
