@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use crate::span::SpanData;
 
+mod memory;
+
+pub use memory::InMemoryExporter;
+
 /// Receives finished, sampled spans. Implementations must be cheap and non-blocking in
 /// [`on_end`](SpanProcessor::on_end): it runs on the request path.
 pub trait SpanProcessor: Send + Sync + 'static {
