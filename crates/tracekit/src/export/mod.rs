@@ -12,8 +12,13 @@ use std::time::Duration;
 
 use crate::span::SpanData;
 
+mod batch;
 mod memory;
 
+pub use batch::{
+    BatchConfig, BatchConfigBuilder, BatchSpanProcessor, BatchStats, OTEL_BSP_EXPORT_TIMEOUT,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_SCHEDULE_DELAY,
+};
 pub use memory::InMemoryExporter;
 
 /// Receives finished, sampled spans. Implementations must be cheap and non-blocking in
