@@ -78,12 +78,17 @@ struct Receiver {
 impl Receiver {
     /// Serves `POST /v1/traces` on 127.0.0.1:0; answers with `replies` in turn, then 200.
     async fn start(replies: impl IntoIterator<Item = Reply>) -> (Receiver, String) {
+        Receiver::start_on("127.0.0.1:0", replies).await
+    }
+
+    /// As [`Receiver::start`], on a given address.
+    async fn start_on(addr: &str, replies: impl IntoIterator<Item = Reply>) -> (Receiver, String) {
         let receiver = Receiver::default();
         receiver.replies.lock().unwrap().extend(replies);
         let app = Router::new()
             .route("/v1/traces", post(handle))
             .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (receiver, format!("http://{addr}/v1/traces"))
@@ -96,6 +101,16 @@ impl Receiver {
             .iter()
             .map(|r| ExportTraceServiceRequest::decode(r.body.as_ref()).unwrap())
             .collect()
+    }
+
+    /// Spans received, over all requests.
+    fn span_count(&self) -> usize {
+        self.requests()
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum()
     }
 
     fn count(&self) -> usize {
@@ -618,6 +633,42 @@ async fn the_batch_processor_drops_a_rejected_batch_after_one_request() {
     assert_eq!(stats.dropped_rejected, 5);
     assert!(stats.is_balanced(), "{stats:?}");
     assert_eq!(receiver.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_comes_back_gets_the_backlog() {
+    // L1 in small: connection refused while spans pile up (the overflow is dropped and
+    // counted), then a receiver appears on that port and gets everything that was kept.
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let cfg = BatchConfig::builder()
+        .with_max_queue_size(100)
+        .with_max_export_batch_size(10)
+        .with_scheduled_delay(Duration::from_millis(10))
+        .with_initial_backoff(Duration::from_millis(10))
+        .with_max_backoff(Duration::from_millis(50))
+        .build();
+    let processor = BatchSpanProcessor::new(exporter(&format!("http://{addr}/v1/traces")), cfg);
+    for _ in 0..150 {
+        processor.on_end(rich_span());
+    }
+    let stats = processor.stats();
+    // At most the queue plus one batch in the worker's hands can be kept.
+    assert!(stats.dropped_queue_full >= 40, "{stats:?}");
+    assert_eq!(stats.exported_ok, 0);
+    assert!(stats.is_balanced(), "{stats:?}");
+
+    let (receiver, _) = Receiver::start_on(&addr.to_string(), []).await;
+    processor.force_flush(TIMEOUT).unwrap();
+    let stats = processor.stats();
+    assert_eq!(stats.exported_ok as usize, receiver.span_count());
+    assert_eq!(stats.exported_ok + stats.dropped_queue_full, 150);
+    assert_eq!(stats.dropped_retry_exhausted, 0);
+    assert_eq!(stats.still_queued, 0);
+    assert!(stats.is_balanced(), "{stats:?}");
+    processor.shutdown(TIMEOUT).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------
