@@ -12,6 +12,20 @@ use std::time::Duration;
 
 use crate::span::SpanData;
 
+mod batch;
+mod memory;
+mod otlp;
+
+pub use batch::{
+    BatchConfig, BatchConfigBuilder, BatchSpanProcessor, BatchStats, OTEL_BSP_EXPORT_TIMEOUT,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_SCHEDULE_DELAY,
+};
+pub use memory::InMemoryExporter;
+pub use otlp::{
+    DEFAULT_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OtlpConfigError, OtlpHttpExporter,
+};
+
 /// Receives finished, sampled spans. Implementations must be cheap and non-blocking in
 /// [`on_end`](SpanProcessor::on_end): it runs on the request path.
 pub trait SpanProcessor: Send + Sync + 'static {

@@ -1,0 +1,718 @@
+//! The export worker: runs on the `tracekit-export` thread, owns the exporter and the
+//! receiving ends, and is the only code that resolves queued spans into counters.
+//!
+//! Invariants:
+//! - `taken` counts spans moved out of the channel; `resolved` counts spans whose fate is
+//!   final (exported or dropped). Batches resolve in order, so `resolved` spans are a
+//!   prefix of `taken` ones, and `taken - resolved` is the batch in hand.
+//! - A flush received when `taken + channel length == target` is answered once
+//!   `resolved >= target`: every span sent before the flush was in the channel then.
+//! - Once shutdown starts the channel is closed; the worker drains it (awaiting sends in
+//!   flight, which cannot start anew) so every span sent is resolved before it exits.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::SyncSender;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{BatchConfig, Shared, deadline_after};
+use crate::export::{ExportError, ExportOutcome, SpanExporter};
+use crate::span::SpanData;
+
+/// Where a flush or shutdown answer goes.
+pub(super) type Reply = SyncSender<Result<(), ExportError>>;
+
+/// What `run` hands back: the shutdown reply channel and the result to send on it.
+type ShutdownAnswer = Option<(Reply, Result<(), ExportError>)>;
+
+/// A `force_flush` call waiting for its answer.
+pub(super) struct FlushRequest {
+    /// When the caller stops waiting.
+    pub(super) deadline: Instant,
+    /// Where the answer goes.
+    pub(super) reply: Reply,
+}
+
+/// The `shutdown` call.
+pub(super) struct ShutdownRequest {
+    /// When to give up on the spans still queued.
+    pub(super) deadline: Instant,
+    /// Where the answer goes.
+    pub(super) reply: Reply,
+}
+
+/// A flush accepted by the worker and not yet answered.
+struct PendingFlush {
+    target: u64,
+    request: FlushRequest,
+}
+
+/// Shutdown in progress.
+struct Stopping {
+    deadline: Instant,
+    /// `None` when the processor was dropped without `shutdown`.
+    reply: Option<Reply>,
+}
+
+/// The most a dropped (not shut down) processor's worker keeps trying to export.
+const DROP_GRACE: Duration = Duration::from_secs(30);
+
+/// How often each kind of worker message may be printed.
+const LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Largest `retry_after` the worker honours, whatever the exporter says.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+pub(super) struct Worker<E> {
+    exporter: E,
+    batch: Vec<SpanData>,
+    spans: mpsc::Receiver<SpanData>,
+    controls: Controls,
+    st: State,
+}
+
+/// The receiving ends of flush and shutdown requests.
+struct Controls {
+    flushes: mpsc::Receiver<FlushRequest>,
+    flushes_open: bool,
+    shutdown: Option<oneshot::Receiver<ShutdownRequest>>,
+}
+
+enum Control {
+    Flush(FlushRequest),
+    Shutdown(ShutdownRequest),
+    /// The processor was dropped without `shutdown`.
+    Dropped,
+}
+
+impl Controls {
+    /// The next request; pending forever once both channels are done. Cancel-safe.
+    async fn next(&mut self) -> Control {
+        loop {
+            let shutdown = async {
+                match self.shutdown.as_mut() {
+                    Some(rx) => rx.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let flushes_open = self.flushes_open;
+            let flush = async {
+                if flushes_open {
+                    self.flushes.recv().await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            enum Got {
+                Shutdown(Result<ShutdownRequest, oneshot::error::RecvError>),
+                Flush(Option<FlushRequest>),
+            }
+            let got = tokio::select! {
+                biased;
+                r = shutdown => Got::Shutdown(r),
+                r = flush => Got::Flush(r),
+            };
+            match got {
+                Got::Shutdown(r) => {
+                    self.shutdown = None;
+                    return match r {
+                        Ok(request) => Control::Shutdown(request),
+                        Err(_) => Control::Dropped,
+                    };
+                }
+                Got::Flush(Some(request)) => return Control::Flush(request),
+                Got::Flush(None) => self.flushes_open = false,
+            }
+        }
+    }
+}
+
+/// Bookkeeping the control handlers update while an export is in flight.
+struct State {
+    cfg: BatchConfig,
+    shared: Arc<Shared>,
+    batch_started: Option<Instant>,
+    taken: u64,
+    resolved: u64,
+    flushes: Vec<PendingFlush>,
+    stopping: Option<Stopping>,
+    log: LogLimiter,
+}
+
+/// The final fate of one batch.
+enum Resolution {
+    Exported,
+    PartiallyRejected { rejected: u64, message: String },
+    Rejected { reason: String },
+    Panicked { message: String },
+    RetryExhausted { reason: String },
+    AbandonedAtShutdown,
+}
+
+/// How one export attempt ended.
+enum Attempt {
+    Done(Result<ExportOutcome, ExportError>),
+    Panicked(String),
+    TimedOut,
+    ShutdownDeadline,
+}
+
+impl<E: SpanExporter> Worker<E> {
+    pub(super) fn new(
+        exporter: E,
+        cfg: BatchConfig,
+        shared: Arc<Shared>,
+        spans: mpsc::Receiver<SpanData>,
+        flushes: mpsc::Receiver<FlushRequest>,
+        shutdown: oneshot::Receiver<ShutdownRequest>,
+    ) -> Self {
+        Worker {
+            exporter,
+            batch: Vec::with_capacity(cfg.max_export_batch_size()),
+            spans,
+            controls: Controls {
+                flushes,
+                flushes_open: true,
+                shutdown: Some(shutdown),
+            },
+            st: State {
+                cfg,
+                shared,
+                batch_started: None,
+                taken: 0,
+                resolved: 0,
+                flushes: Vec::new(),
+                stopping: None,
+                log: LogLimiter::default(),
+            },
+        }
+    }
+
+    /// The thread body: a current-thread runtime driving [`Worker::run`]. The shutdown
+    /// reply is sent last, after the exporter and the runtime are dropped.
+    pub(super) fn run_on_own_runtime(self) {
+        let shared = Arc::clone(&self.st.shared);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let runtime = match runtime {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!(
+                    "tracekit: cannot start the span export runtime ({e}); spans will be dropped"
+                );
+                self.drop_everything_without_runtime();
+                return;
+            }
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(self.run())));
+        drop(runtime);
+        match outcome {
+            Ok(Some((reply, result))) => {
+                let _ = reply.try_send(result);
+            }
+            Ok(None) => {}
+            Err(_) => {
+                // A bug in this module, not in the exporter (its panics are caught per
+                // attempt). Spans still in the channel stay counted as `still_queued`.
+                shared.hot.shutdown.store(true, Relaxed);
+                eprintln!("tracekit: the span export worker panicked; spans will be dropped");
+            }
+        }
+    }
+
+    /// Without a runtime nothing can be exported: count every queued span as dropped.
+    fn drop_everything_without_runtime(mut self) {
+        let shared = Arc::clone(&self.st.shared);
+        shared.hot.shutdown.store(true, Relaxed);
+        self.spans.close();
+        let mut n: u64 = 0;
+        loop {
+            match self.spans.try_recv() {
+                Ok(_) => n += 1,
+                // A send that got its permit before `close` is still landing.
+                Err(TryRecvError::Empty) => std::thread::yield_now(),
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        shared.cold.dropped_at_shutdown.fetch_add(n, Relaxed);
+        shared.hot.still_queued.fetch_sub(n, Relaxed);
+    }
+
+    /// The worker loop. Returns the shutdown reply and its result, if `shutdown` was called.
+    async fn run(mut self) -> ShutdownAnswer {
+        let max = self.st.cfg.max_export_batch_size();
+        let graceful = loop {
+            self.st.answer_flushes();
+            if let Some(stopping) = &self.st.stopping {
+                if Instant::now() >= stopping.deadline {
+                    break false;
+                }
+                // Shutdown: the channel is closed; take what is left and export it.
+                if self.batch.len() < max {
+                    let deadline = tokio::time::Instant::from_std(stopping.deadline);
+                    let limit = max - self.batch.len();
+                    let got = tokio::time::timeout_at(
+                        deadline,
+                        self.spans.recv_many(&mut self.batch, limit),
+                    )
+                    .await;
+                    match got {
+                        Ok(n) => self.st.took(n),
+                        Err(_) => break false,
+                    }
+                }
+                if self.batch.is_empty() {
+                    break true;
+                }
+                self.export_batch().await;
+                continue;
+            }
+            if self.st.flush_outstanding() {
+                self.take_available(max);
+                if !self.batch.is_empty() {
+                    self.export_batch().await;
+                    continue;
+                }
+                // Unreachable by the flush invariant; fall through and wait.
+            }
+
+            enum Wake {
+                Control(Control),
+                Due,
+                Spans(usize),
+            }
+            let due = self
+                .st
+                .batch_started
+                .map(|t| deadline_from(t, self.st.cfg.scheduled_delay()));
+            let limit = max - self.batch.len();
+            let wake = tokio::select! {
+                biased;
+                c = self.controls.next() => Wake::Control(c),
+                () = sleep_until(due), if due.is_some() => Wake::Due,
+                n = self.spans.recv_many(&mut self.batch, limit) => Wake::Spans(n),
+            };
+            match wake {
+                Wake::Control(c) => self.st.handle(&mut self.spans, c),
+                Wake::Due => self.export_batch().await,
+                // Closed and empty while not stopping: every sender is gone.
+                Wake::Spans(0) => self.st.handle(&mut self.spans, Control::Dropped),
+                Wake::Spans(n) => {
+                    self.st.took(n);
+                    if self.batch.len() >= max {
+                        self.export_batch().await;
+                    }
+                }
+            }
+        };
+        if !graceful {
+            self.abandon_remaining().await;
+        }
+        self.finish(graceful)
+    }
+
+    /// Moves spans already in the channel into the batch, without waiting.
+    fn take_available(&mut self, max: usize) {
+        let mut n = 0;
+        while self.batch.len() < max {
+            match self.spans.try_recv() {
+                Ok(span) => {
+                    self.batch.push(span);
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        self.st.took(n);
+    }
+
+    /// Exports the batch in hand until it is resolved, retrying retryable failures, and
+    /// keeps answering flush and shutdown requests meanwhile.
+    async fn export_batch(&mut self) {
+        let Worker {
+            exporter,
+            batch,
+            spans,
+            controls,
+            st,
+        } = self;
+        if batch.is_empty() {
+            return;
+        }
+        let first_attempt = Instant::now();
+        let give_up_at = first_attempt.checked_add(st.cfg.max_retry_elapsed());
+        let mut retries: u32 = 0;
+        let resolution = loop {
+            let attempt_deadline = deadline_after(st.cfg.export_timeout());
+            let attempt = {
+                let call = CatchUnwind {
+                    inner: async { exporter.export(batch).await },
+                };
+                let call = tokio::time::timeout_at(to_tokio(attempt_deadline), call);
+                let mut call = std::pin::pin!(call);
+                loop {
+                    enum Wake {
+                        Finished(Attempt),
+                        Control(Control),
+                    }
+                    let stop_at = st.stopping.as_ref().map(|s| s.deadline);
+                    let wake = tokio::select! {
+                        biased;
+                        r = &mut call => Wake::Finished(match r {
+                            Ok(Ok(result)) => Attempt::Done(result),
+                            Ok(Err(payload)) => Attempt::Panicked(panic_message(&*payload)),
+                            Err(_) => Attempt::TimedOut,
+                        }),
+                        () = sleep_until(stop_at), if stop_at.is_some() => {
+                            Wake::Finished(Attempt::ShutdownDeadline)
+                        }
+                        c = controls.next() => Wake::Control(c),
+                    };
+                    match wake {
+                        Wake::Finished(a) => break a,
+                        Wake::Control(c) => st.handle(spans, c),
+                    }
+                }
+            };
+            let (reason, retry_after) = match attempt {
+                Attempt::Done(Ok(ExportOutcome::Accepted)) => break Resolution::Exported,
+                Attempt::Done(Ok(ExportOutcome::PartiallyRejected { rejected, message })) => {
+                    break Resolution::PartiallyRejected { rejected, message };
+                }
+                Attempt::Done(Err(ExportError::Rejected { reason })) => {
+                    break Resolution::Rejected { reason };
+                }
+                Attempt::Done(Err(ExportError::Shutdown)) => {
+                    break Resolution::Rejected {
+                        reason: "the exporter is shut down".to_owned(),
+                    };
+                }
+                Attempt::Panicked(message) => break Resolution::Panicked { message },
+                Attempt::ShutdownDeadline => break Resolution::AbandonedAtShutdown,
+                Attempt::Done(Err(ExportError::Retryable {
+                    reason,
+                    retry_after,
+                })) => (reason, retry_after),
+                Attempt::Done(Err(ExportError::Timeout)) => {
+                    ("the exporter timed out".to_owned(), None)
+                }
+                Attempt::TimedOut => (
+                    format!(
+                        "export attempt cancelled after {:?}",
+                        st.cfg.export_timeout()
+                    ),
+                    None,
+                ),
+            };
+            // Retryable: wait max(jittered backoff, retry_after), within the budget.
+            let backoff = backoff_delay(&st.cfg, retries, fastrand::f64());
+            let delay = backoff.max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER));
+            let retry_at = deadline_after(delay);
+            if give_up_at.is_some_and(|g| retry_at > g) {
+                break Resolution::RetryExhausted { reason };
+            }
+            if retries == 0 {
+                st.log.log(LogKind::Retrying, || {
+                    format!("span export failed, retrying with backoff: {reason}")
+                });
+            }
+            let abandoned = loop {
+                enum Wake {
+                    RetryNow,
+                    ShutdownDeadline,
+                    Control(Control),
+                }
+                let stop_at = st.stopping.as_ref().map(|s| s.deadline);
+                let wake = tokio::select! {
+                    biased;
+                    () = sleep_until(stop_at), if stop_at.is_some_and(|d| d < retry_at) => {
+                        Wake::ShutdownDeadline
+                    }
+                    () = sleep_until(Some(retry_at)) => Wake::RetryNow,
+                    c = controls.next() => Wake::Control(c),
+                };
+                match wake {
+                    Wake::RetryNow => break false,
+                    Wake::ShutdownDeadline => break true,
+                    Wake::Control(c) => st.handle(spans, c),
+                }
+            };
+            if abandoned {
+                break Resolution::AbandonedAtShutdown;
+            }
+            retries = retries.saturating_add(1);
+        };
+        let n = batch.len() as u64;
+        batch.clear();
+        st.resolve(n, resolution, spans.len());
+    }
+
+    /// Shutdown deadline passed: count the batch in hand and everything still queued.
+    async fn abandon_remaining(&mut self) {
+        // The channel is closed, so this ends as soon as sends already under way land.
+        let mut n = self.batch.len() as u64;
+        self.batch.clear();
+        let mut drained = 0usize;
+        loop {
+            let k = self.spans.recv_many(&mut self.batch, 1024).await;
+            if k == 0 {
+                break;
+            }
+            drained += k;
+            self.batch.clear();
+        }
+        self.st.took(drained);
+        n += drained as u64;
+        self.st.resolve(n, Resolution::AbandonedAtShutdown, 0);
+    }
+
+    /// Answers every waiting request and reports; the exporter is dropped with `self`.
+    fn finish(mut self, graceful: bool) -> ShutdownAnswer {
+        let shared = &self.st.shared;
+        shared.hot.shutdown.store(true, Relaxed);
+        let result = if graceful {
+            Ok(())
+        } else {
+            Err(ExportError::Timeout)
+        };
+        self.controls.flushes.close();
+        while let Ok(request) = self.controls.flushes.try_recv() {
+            let _ = request.reply.try_send(result.clone());
+        }
+        for pending in self.st.flushes.drain(..) {
+            let _ = pending.request.reply.try_send(result.clone());
+        }
+        let stats = shared.snapshot();
+        if stats.dropped() > 0 {
+            eprintln!(
+                "tracekit: span export stopped; exported {}, dropped {} (queue full {}, \
+                 rejected {}, retries exhausted {}, at shutdown {})",
+                stats.exported_ok,
+                stats.dropped(),
+                stats.dropped_queue_full,
+                stats.dropped_rejected,
+                stats.dropped_retry_exhausted,
+                stats.dropped_at_shutdown,
+            );
+        }
+        let reply = self.st.stopping.take().and_then(|s| s.reply);
+        reply.map(|r| (r, result))
+    }
+}
+
+impl State {
+    fn took(&mut self, n: usize) {
+        if n > 0 {
+            self.taken += n as u64;
+            if self.batch_started.is_none() {
+                self.batch_started = Some(Instant::now());
+            }
+        }
+    }
+
+    fn flush_outstanding(&self) -> bool {
+        self.flushes.iter().any(|f| f.target > self.resolved)
+    }
+
+    fn handle(&mut self, spans: &mut mpsc::Receiver<SpanData>, control: Control) {
+        match control {
+            Control::Flush(request) => {
+                let target = self.taken + spans.len() as u64;
+                if target <= self.resolved {
+                    let _ = request.reply.try_send(Ok(()));
+                } else {
+                    self.flushes.push(PendingFlush { target, request });
+                }
+            }
+            Control::Shutdown(request) => {
+                spans.close();
+                self.stopping = Some(Stopping {
+                    deadline: request.deadline,
+                    reply: Some(request.reply),
+                });
+            }
+            Control::Dropped => {
+                spans.close();
+                if self.stopping.is_none() {
+                    let grace = self.cfg.export_timeout().min(DROP_GRACE);
+                    self.stopping = Some(Stopping {
+                        deadline: deadline_after(grace),
+                        reply: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Answers the flushes whose spans are all resolved; forgets those whose caller left.
+    fn answer_flushes(&mut self) {
+        let now = Instant::now();
+        let resolved = self.resolved;
+        self.flushes.retain(|f| {
+            if f.target <= resolved {
+                let _ = f.request.reply.try_send(Ok(()));
+                false
+            } else {
+                f.request.deadline > now
+            }
+        });
+    }
+
+    /// Records the fate of `n` spans leaving the worker's hands.
+    fn resolve(&mut self, n: u64, resolution: Resolution, queued_now: usize) {
+        let cold = &self.shared.cold;
+        match resolution {
+            Resolution::Exported => {
+                cold.exported_ok.fetch_add(n, Relaxed);
+            }
+            Resolution::PartiallyRejected { rejected, message } => {
+                let rejected = rejected.min(n);
+                cold.exported_ok.fetch_add(n - rejected, Relaxed);
+                cold.dropped_rejected.fetch_add(rejected, Relaxed);
+                self.log.log(LogKind::Rejected, || {
+                    format!("the receiver rejected {rejected} of {n} spans: {message}")
+                });
+            }
+            Resolution::Rejected { reason } => {
+                cold.dropped_rejected.fetch_add(n, Relaxed);
+                self.log.log(LogKind::Rejected, || {
+                    format!("span export rejected, dropped {n} spans: {reason}")
+                });
+            }
+            Resolution::Panicked { message } => {
+                cold.dropped_rejected.fetch_add(n, Relaxed);
+                self.log.log(LogKind::Panicked, || {
+                    format!("the span exporter panicked, dropped {n} spans: {message}")
+                });
+            }
+            Resolution::RetryExhausted { reason } => {
+                cold.dropped_retry_exhausted.fetch_add(n, Relaxed);
+                self.log.log(LogKind::RetryExhausted, || {
+                    format!(
+                        "span export still failing after {:?}, dropped {n} spans: {reason}",
+                        self.cfg.max_retry_elapsed()
+                    )
+                });
+            }
+            Resolution::AbandonedAtShutdown => {
+                cold.dropped_at_shutdown.fetch_add(n, Relaxed);
+            }
+        }
+        self.shared.hot.still_queued.fetch_sub(n, Relaxed);
+        self.resolved += n;
+        self.batch_started = None;
+        self.note_recovery(queued_now);
+    }
+
+    /// Clears the queue-full warning once the queue is at most half full again, so the
+    /// next loss is reported (at most once per [`LOG_INTERVAL`]).
+    fn note_recovery(&mut self, queued_now: usize) {
+        let hot = &self.shared.hot;
+        if hot.loss_warned.load(Relaxed) && queued_now <= self.cfg.max_queue_size() / 2 {
+            let dropped = hot.dropped_queue_full.load(Relaxed);
+            if self.log.log(LogKind::Recovered, || {
+                format!("span export queue has room again; {dropped} spans dropped so far")
+            }) {
+                hot.loss_warned.store(false, Relaxed);
+            }
+        }
+    }
+}
+
+/// The delay before retry number `retry` (0-based): `min(initial · 2^retry, max)` scaled by
+/// `0.5 + unit_random`, i.e. ±50 % jitter for `unit_random` in [0, 1).
+pub(super) fn backoff_delay(cfg: &BatchConfig, retry: u32, unit_random: f64) -> Duration {
+    let base = cfg
+        .initial_backoff()
+        .saturating_mul(2u32.saturating_pow(retry))
+        .min(cfg.max_backoff());
+    Duration::try_from_secs_f64(base.as_secs_f64() * (0.5 + unit_random)).unwrap_or(base)
+}
+
+fn deadline_from(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| deadline_after(Duration::MAX))
+}
+
+fn to_tokio(t: Instant) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(t)
+}
+
+/// Sleeps until `t`; never completes for `None` (the select branch is disabled then).
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(to_tokio(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Polls `inner`, turning a panic during a poll into `Err(payload)`. The exporter's
+    /// `export` call itself happens inside the first poll (the future is an `async` block),
+    /// so a panic there is caught too.
+    struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum LogKind {
+    Retrying,
+    Rejected,
+    Panicked,
+    RetryExhausted,
+    Recovered,
+}
+
+/// Prints each kind of worker message at most once per [`LOG_INTERVAL`].
+#[derive(Default)]
+struct LogLimiter {
+    last: [Option<Instant>; 5],
+}
+
+impl LogLimiter {
+    /// Prints `message()` unless this kind was printed recently; returns whether it did.
+    fn log(&mut self, kind: LogKind, message: impl FnOnce() -> String) -> bool {
+        let slot = &mut self.last[kind as usize];
+        let now = Instant::now();
+        if slot.is_some_and(|t| now.duration_since(t) < LOG_INTERVAL) {
+            return false;
+        }
+        *slot = Some(now);
+        eprintln!("tracekit: {}", message());
+        true
+    }
+}
