@@ -1,16 +1,60 @@
 //! # tracekit
 //!
-//! Spanline's tracing library (crate docs completed with the API).
+//! Spanline's tracing library: W3C Trace Context Level 2 and Baggage propagation, spans
+//! with the OpenTelemetry data model, head samplers, a bounded batch span processor with an
+//! OTLP/HTTP protobuf exporter, a tower server middleware and a traced `reqwest` client.
+//!
+//! ```no_run
+//! use tracekit::{Tracer, TracerConfig};
+//!
+//! // Reads OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, OTEL_BSP_*, ...
+//! let config = TracerConfig::from_env("order");
+//! let tracer = Tracer::from_config(&config).expect("exporter");
+//! let mut span = tracer.span("INSERT orders").kind(tracekit::SpanKind::Client).start();
+//! span.set_attribute("db.system.name", "sqlite");
+//! span.end();
+//! tracer.shutdown(std::time::Duration::from_secs(5)).ok();
+//! ```
+//!
+//! Environment variables (OpenTelemetry SDK configuration specification):
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `OTEL_SERVICE_NAME` | `service.name` | the binary's service name |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | extra resource attributes, `k=v,k2=v2` | none |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL; spans go to `<endpoint>/v1/traces` | `http://localhost:4318` |
+//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | full traces URL, used as is | unset |
+//! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_*` | `parentbased_always_on` |
+//! | `OTEL_TRACES_SAMPLER_ARG` | ratio for `*traceidratio`, 0..=1 | 1.0 |
+//! | `OTEL_BSP_SCHEDULE_DELAY` | batch delay, ms | 5000 |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE` | queue capacity, spans | 2048 |
+//! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | batch size, spans | 512 |
+//! | `OTEL_BSP_EXPORT_TIMEOUT` | one export attempt, ms | 30000 |
+//! | `OTEL_PROPAGATORS` | `tracecontext`, `baggage`, `none` | `tracecontext,baggage` |
 
+pub mod config;
+pub mod context;
 pub mod export;
+pub mod http;
 pub mod id;
 pub mod propagation;
 pub mod resource;
+pub mod sampler;
 pub mod span;
 pub mod span_context;
+pub mod tracer;
 
-pub use export::{ExportError, ExportOutcome, SpanExporter, SpanProcessor};
+pub use config::{ConfigError, TracerConfig};
+pub use context::Context;
+pub use export::{
+    BatchConfig, BatchSpanProcessor, BatchStats, ExportError, ExportOutcome, InMemoryExporter,
+    OtlpHttpExporter, SpanExporter, SpanProcessor,
+};
+pub use http::{Route, TraceLayer, TracedClient};
 pub use id::{IdError, SpanId, TraceFlags, TraceId};
+pub use propagation::{Baggage, Propagator, TraceState};
 pub use resource::Resource;
+pub use sampler::Sampler;
 pub use span::{Event, Key, KeyValue, Link, SpanData, SpanKind, Status, Value, now_unix_nano};
 pub use span_context::SpanContext;
+pub use tracer::{SharedSpan, Span, SpanBuilder, Tracer, TracerBuilder, current_span};

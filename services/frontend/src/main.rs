@@ -1,1 +1,16 @@
-fn main() {}
+//! `frontend`: see the crate docs.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use frontend::{Config, app};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    let settings = config.settings();
+    demokit::run("frontend", frontend::DEFAULT_LISTEN, &config.common, |t| {
+        app(t, settings)
+    })
+    .await
+}

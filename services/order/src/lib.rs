@@ -1,1 +1,247 @@
-//! order-service
+//! The order service of the Spanline demo: `POST /orders` prices the order, records it
+//! (an `INSERT orders` CLIENT span) and charges it through the payment service;
+//! `GET /orders/{id}` reads it back (a `SELECT orders` span).
+//!
+//! Orders live in memory: the simulated database is the spans, not the storage.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use demokit::{AppError, DbQuery, Telemetry, apply_faults, db_query};
+use serde::{Deserialize, Serialize};
+use tracekit::TracedClient;
+
+/// The default listen address (DESIGN §2).
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8082);
+
+/// Flags and environment of `order-service`.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "order-service", version, about = "Spanline demo order service")]
+pub struct Config {
+    /// Common flags (LISTEN_ADDR, --healthcheck).
+    #[command(flatten)]
+    pub common: demokit::CommonArgs,
+    /// Base URL of the payment service.
+    #[arg(
+        long,
+        env = "PAYMENT_SERVICE_URL",
+        default_value = "http://localhost:8083"
+    )]
+    pub payment_service_url: String,
+    /// Simulated latency of the orders table writes and reads, ms (±20 % jitter).
+    #[arg(long, env = "ORDER_DB_LATENCY_MS", default_value_t = 18)]
+    pub db_latency_ms: u64,
+}
+
+/// The behaviour knobs of the order service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL of the payment service, without a trailing slash.
+    pub payment_service_url: String,
+    /// Simulated database latency, ms.
+    pub db_latency_ms: u64,
+}
+
+impl Config {
+    /// The knobs from the flags.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            payment_service_url: self.payment_service_url.trim_end_matches('/').to_owned(),
+            db_latency_ms: self.db_latency_ms,
+        }
+    }
+}
+
+/// The body of `POST /orders`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct OrderRequest {
+    /// Who orders.
+    pub user_id: String,
+    /// What: one of the catalogue's products.
+    pub product: String,
+    /// How many, 1..=100.
+    pub quantity: u32,
+}
+
+/// A placed order.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Order {
+    /// The order id.
+    pub order_id: String,
+    /// `confirmed`.
+    pub status: String,
+    /// Who ordered.
+    pub user_id: String,
+    /// What.
+    pub product: String,
+    /// How many.
+    pub quantity: u32,
+    /// Total price in currency units.
+    pub amount: f64,
+    /// The payment that paid it.
+    pub payment_id: String,
+}
+
+/// Unit prices of the catalogue.
+pub const CATALOGUE: [(&str, f64); 6] = [
+    ("Laptop", 1299.0),
+    ("Phone", 799.0),
+    ("Monitor", 349.0),
+    ("Headphones", 199.0),
+    ("Keyboard", 89.0),
+    ("Mouse", 39.0),
+];
+
+struct AppState {
+    telemetry: Telemetry,
+    client: TracedClient,
+    settings: Settings,
+    orders: Mutex<HashMap<String, Order>>,
+}
+
+/// The routes of the order service (without `/healthz` and the tracing layer).
+pub fn app(telemetry: Telemetry, settings: Settings) -> Router {
+    let client = telemetry.http_client();
+    Router::new()
+        .route("/orders", post(create_order))
+        .route("/orders/{id}", get(get_order))
+        .with_state(Arc::new(AppState {
+            telemetry,
+            client,
+            settings,
+            orders: Mutex::new(HashMap::new()),
+        }))
+}
+
+#[derive(Deserialize)]
+struct PaymentAnswer {
+    payment_id: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: String,
+}
+
+async fn create_order(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<OrderRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Order>), AppError> {
+    let Json(req) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let Some((product, unit_price)) = CATALOGUE
+        .iter()
+        .find(|(p, _)| p.eq_ignore_ascii_case(&req.product))
+    else {
+        return Err(AppError::bad_request(format!(
+            "unknown product; choose one of {}",
+            CATALOGUE.map(|(p, _)| p).join(", ")
+        )));
+    };
+    if !(1..=100).contains(&req.quantity) {
+        return Err(AppError::bad_request("quantity must be between 1 and 100"));
+    }
+    let amount = unit_price * f64::from(req.quantity);
+    let order_id = format!("ord-{:016x}", tracekit::SpanId::random().to_u64());
+    if let Some(span) = tracekit::current_span() {
+        span.set_attribute("app.order.id", order_id.clone());
+        span.set_attribute("app.user.id", req.user_id.clone());
+        span.set_attribute("app.order.amount", amount);
+    }
+    apply_faults("order").await?;
+    let insert = DbQuery {
+        operation: "INSERT",
+        table: "orders",
+        query_text: "INSERT INTO orders (id, user_id, product, quantity, amount) VALUES ($1, $2, $3, $4, $5)",
+    };
+    db_query(
+        &state.telemetry.tracer,
+        insert,
+        state.settings.db_latency_ms,
+        0,
+    )
+    .await;
+
+    let payment =
+        serde_json::json!({ "order_id": order_id, "user_id": req.user_id, "amount": amount });
+    let url = format!("{}/payments", state.settings.payment_service_url);
+    let res = state
+        .client
+        .post(&url)
+        .route("/payments")
+        .peer_service("payment")
+        .json(&payment)
+        .send()
+        .await
+        .map_err(|e| AppError::bad_gateway(format!("payment service unreachable: {e}")))?;
+    let status = res.status();
+    if status == StatusCode::CREATED || status == StatusCode::OK {
+        let p: PaymentAnswer = res
+            .json()
+            .await
+            .map_err(|e| AppError::bad_gateway(format!("payment service answered garbage: {e}")))?;
+        let order = Order {
+            order_id: order_id.clone(),
+            status: "confirmed".to_owned(),
+            user_id: req.user_id,
+            product: (*product).to_owned(),
+            quantity: req.quantity,
+            amount,
+            payment_id: p.payment_id,
+        };
+        state
+            .orders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(order_id, order.clone());
+        return Ok((StatusCode::CREATED, Json(order)));
+    }
+    let message = res
+        .json::<ErrorAnswer>()
+        .await
+        .map(|e| e.error)
+        .unwrap_or_else(|_| format!("HTTP {status}"));
+    Err(match status {
+        StatusCode::PAYMENT_REQUIRED => AppError::payment_required(message),
+        s if s.is_client_error() => {
+            AppError::bad_request(format!("payment rejected the order: {message}"))
+        }
+        _ => AppError::bad_gateway(format!("payment service failed: {message}")),
+    })
+}
+
+async fn get_order(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, AppError> {
+    if let Some(span) = tracekit::current_span() {
+        span.set_attribute("app.order.id", id.clone());
+    }
+    apply_faults("order").await?;
+    let select = DbQuery {
+        operation: "SELECT",
+        table: "orders",
+        query_text: "SELECT * FROM orders WHERE id = $1",
+    };
+    db_query(
+        &state.telemetry.tracer,
+        select,
+        state.settings.db_latency_ms,
+        0,
+    )
+    .await;
+    state
+        .orders
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| AppError::not_found("unknown order"))
+}

@@ -1,1 +1,19 @@
-fn main() {}
+//! `order-service`: see the crate docs.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use order_service::{Config, app};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    let settings = config.settings();
+    demokit::run(
+        "order",
+        order_service::DEFAULT_LISTEN,
+        &config.common,
+        |t| app(t, settings),
+    )
+    .await
+}

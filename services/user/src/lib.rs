@@ -1,1 +1,104 @@
-//! user-service
+//! The user service of the Spanline demo: `GET /users/{id}` answers a user from a simulated
+//! `users` table (a `SELECT users` CLIENT span), or 404 for an unknown id.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use demokit::{AppError, DbQuery, Telemetry, apply_faults, db_query};
+use serde::Serialize;
+
+/// The default listen address (DESIGN §2).
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8081);
+
+/// Flags and environment of `user-service`.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "user-service", version, about = "Spanline demo user service")]
+pub struct Config {
+    /// Common flags (LISTEN_ADDR, --healthcheck).
+    #[command(flatten)]
+    pub common: demokit::CommonArgs,
+    /// Simulated latency of the users table lookup, ms (±20 % jitter).
+    #[arg(long, env = "USER_DB_LATENCY_MS", default_value_t = 12)]
+    pub db_latency_ms: u64,
+}
+
+/// A user as answered by `GET /users/{id}`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct User {
+    /// The id.
+    pub id: &'static str,
+    /// Display name.
+    pub name: &'static str,
+    /// Email address.
+    pub email: &'static str,
+}
+
+const USERS: [User; 5] = [
+    User {
+        id: "1",
+        name: "Ada Lovelace",
+        email: "ada@example.com",
+    },
+    User {
+        id: "2",
+        name: "Grace Hopper",
+        email: "grace@example.com",
+    },
+    User {
+        id: "3",
+        name: "Alan Turing",
+        email: "alan@example.com",
+    },
+    User {
+        id: "4",
+        name: "Barbara Liskov",
+        email: "barbara@example.com",
+    },
+    User {
+        id: "5",
+        name: "Leslie Lamport",
+        email: "leslie@example.com",
+    },
+];
+
+struct AppState {
+    telemetry: Telemetry,
+    db_latency_ms: u64,
+}
+
+/// The routes of the user service (without `/healthz` and the tracing layer, which
+/// [`demokit::app`] adds).
+pub fn app(telemetry: Telemetry, db_latency_ms: u64) -> Router {
+    Router::new()
+        .route("/users/{id}", get(get_user))
+        .with_state(Arc::new(AppState {
+            telemetry,
+            db_latency_ms,
+        }))
+}
+
+async fn get_user(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<User>, AppError> {
+    apply_faults("user").await?;
+    if let Some(span) = tracekit::current_span() {
+        span.set_attribute("app.user.id", id.clone());
+    }
+    let query = DbQuery {
+        operation: "SELECT",
+        table: "users",
+        query_text: "SELECT id, name, email FROM users WHERE id = $1",
+    };
+    db_query(&state.telemetry.tracer, query, state.db_latency_ms, 0).await;
+    USERS
+        .iter()
+        .find(|u| u.id == id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| AppError::not_found(format!("unknown user {id:?}")))
+}

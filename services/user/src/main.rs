@@ -1,1 +1,16 @@
-fn main() {}
+//! `user-service`: see the crate docs.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use user_service::{Config, app};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    let latency = config.db_latency_ms;
+    demokit::run("user", user_service::DEFAULT_LISTEN, &config.common, |t| {
+        app(t, latency)
+    })
+    .await
+}

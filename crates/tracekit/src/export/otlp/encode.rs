@@ -176,7 +176,5 @@ fn any_value(v: &Value) -> AnyValue {
 
 /// The W3C `tracestate` text of a span or link.
 fn trace_state_string(trace_state: &TraceState) -> String {
-    // TODO(merge): use TraceState::as_str()
-    let _ = trace_state;
-    String::new()
+    trace_state.as_str().to_owned()
 }

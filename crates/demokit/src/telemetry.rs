@@ -1,0 +1,61 @@
+//! Telemetry setup for a demo service, from the standard `OTEL_*` environment variables.
+
+use tracekit::{Propagator, Tracer, TracerConfig};
+
+/// The tracer and propagator a service uses for everything. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    /// Starts spans; exports through the batch processor.
+    pub tracer: Tracer,
+    /// Reads and writes `traceparent`, `tracestate`, `baggage`.
+    pub propagator: Propagator,
+}
+
+impl Telemetry {
+    /// Reads the `OTEL_*` variables (service name default `default_service_name`), prints
+    /// a warning for each value it could not use, and starts the exporter.
+    ///
+    /// # Errors
+    /// The exporter could not be built (e.g. an unparsable endpoint URL).
+    pub fn from_env(
+        default_service_name: &'static str,
+    ) -> Result<Telemetry, tracekit::ConfigError> {
+        let config = TracerConfig::from_env(default_service_name);
+        for w in &config.warnings {
+            eprintln!("{default_service_name}: warning: {w}");
+        }
+        let tracer = Tracer::from_config(&config)?;
+        Ok(Telemetry {
+            tracer,
+            propagator: config.propagator,
+        })
+    }
+
+    /// Telemetry that records nothing (for tests that do not look at spans).
+    pub fn noop(service_name: &'static str) -> Telemetry {
+        Telemetry {
+            tracer: Tracer::noop(service_name),
+            propagator: Propagator::default(),
+        }
+    }
+
+    /// The `service.name` of this process.
+    pub fn service_name(&self) -> &str {
+        self.tracer.resource().service_name()
+    }
+}
+
+impl Telemetry {
+    /// The traced HTTP client services use to call each other: 1 s connect timeout, 35 s
+    /// total (longer than the largest injected delay), no proxy from the environment.
+    pub fn http_client(&self) -> tracekit::TracedClient {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .timeout(std::time::Duration::from_secs(35))
+            .build()
+            // Building only fails when a TLS backend cannot start; this client has none.
+            .unwrap_or_default();
+        tracekit::TracedClient::new(client, self.tracer.clone(), self.propagator)
+    }
+}

@@ -1,0 +1,224 @@
+//! Configuration from the standard OpenTelemetry environment variables (OpenTelemetry SDK
+//! environment variable specification), read through a lookup function so tests never
+//! touch the process environment.
+
+use crate::export::{BatchConfig, BatchSpanProcessor, OtlpHttpExporter};
+use crate::propagation::Propagator;
+use crate::resource::Resource;
+use crate::sampler::Sampler;
+use crate::tracer::Tracer;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The OTLP exporter could not be built (e.g. a malformed endpoint URL).
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
+}
+
+/// Everything a [`Tracer`] needs, as read from `OTEL_*` variables.
+#[derive(Debug, Clone)]
+pub struct TracerConfig {
+    /// The resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`).
+    pub resource: Resource,
+    /// The sampler (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+    pub sampler: Sampler,
+    /// Which propagators run (`OTEL_PROPAGATORS`).
+    pub propagator: Propagator,
+    /// The batch processor settings (`OTEL_BSP_*`).
+    pub batch: BatchConfig,
+    /// Where spans are posted: the full URL including `/v1/traces`
+    /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`).
+    pub traces_endpoint: String,
+    /// Whether export is off (`OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true`).
+    pub exporter_disabled: bool,
+    /// Values that were set but could not be used, one sentence each. Report them: a flag
+    /// that silently does nothing is worse than an error.
+    pub warnings: Vec<String>,
+}
+
+impl TracerConfig {
+    /// Reads the process environment.
+    pub fn from_env(default_service_name: &'static str) -> TracerConfig {
+        TracerConfig::from_lookup(default_service_name, |k| std::env::var(k).ok())
+    }
+
+    /// Reads variables through `lookup` (a missing variable is `None`).
+    pub fn from_lookup(
+        default_service_name: &'static str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> TracerConfig {
+        let mut warnings = Vec::new();
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+
+        let (extra, bad) = get("OTEL_RESOURCE_ATTRIBUTES")
+            .map(|v| Resource::parse_env_attributes(&v))
+            .unwrap_or_default();
+        for b in bad {
+            warnings.push(format!(
+                "OTEL_RESOURCE_ATTRIBUTES member {b:?} is not key=value; ignored"
+            ));
+        }
+        let service_name = get("OTEL_SERVICE_NAME")
+            .map(|s| s.trim().to_owned())
+            .or_else(|| {
+                extra
+                    .iter()
+                    .find(|kv| kv.key == "service.name")
+                    .map(|kv| match &kv.value {
+                        crate::span::Value::Str(s) => s.to_string(),
+                        _ => default_service_name.to_owned(),
+                    })
+            })
+            .unwrap_or_else(|| default_service_name.to_owned());
+        let version =
+            get("SERVICE_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+        let resource = Resource::new(service_name, Some(&version), extra);
+
+        let (sampler, w) = Sampler::from_env(
+            get("OTEL_TRACES_SAMPLER").as_deref(),
+            get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+        );
+        warnings.extend(w);
+
+        let propagator = match get("OTEL_PROPAGATORS") {
+            Some(v) => {
+                let (p, unknown) = Propagator::from_env_value(&v);
+                for u in unknown {
+                    warnings.push(format!(
+                        "OTEL_PROPAGATORS entry {u:?} is not supported; ignored"
+                    ));
+                }
+                p
+            }
+            None => Propagator::default(),
+        };
+
+        let (batch, w) = BatchConfig::from_lookup(get);
+        warnings.extend(w);
+        let traces_endpoint = OtlpHttpExporter::traces_endpoint_from_lookup(get);
+
+        let exporter_disabled = get("OTEL_SDK_DISABLED")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+            || match get("OTEL_TRACES_EXPORTER").map(|v| v.trim().to_ascii_lowercase()) {
+                None => false,
+                Some(v) if v == "otlp" => false,
+                Some(v) if v == "none" => true,
+                Some(v) => {
+                    warnings.push(format!(
+                        "OTEL_TRACES_EXPORTER={v:?} is not supported; using otlp"
+                    ));
+                    false
+                }
+            };
+
+        TracerConfig {
+            resource,
+            sampler,
+            propagator,
+            batch,
+            traces_endpoint,
+            exporter_disabled,
+            warnings,
+        }
+    }
+}
+
+impl Tracer {
+    /// A tracer exporting to OTLP/HTTP through a batch processor, as `config` says.
+    ///
+    /// # Errors
+    /// [`ConfigError::Exporter`] when the exporter cannot be built.
+    pub fn from_config(config: &TracerConfig) -> Result<Tracer, ConfigError> {
+        let builder = Tracer::builder(config.resource.clone()).with_sampler(config.sampler.clone());
+        if config.exporter_disabled {
+            return Ok(builder.build());
+        }
+        let exporter = OtlpHttpExporter::new(
+            config.traces_endpoint.clone(),
+            config.resource.clone(),
+            config.batch.export_timeout(),
+        )
+        .map_err(|e| ConfigError::Exporter(e.to_string()))?;
+        Ok(builder
+            .with_processor(BatchSpanProcessor::new(exporter, config.batch.clone()))
+            .build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    fn config(vars: &[(&str, &str)]) -> TracerConfig {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        TracerConfig::from_lookup("order", |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_sdk_specification() {
+        let c = config(&[]);
+        assert_eq!(c.resource.service_name(), "order");
+        assert_eq!(c.sampler, Sampler::default());
+        assert_eq!(c.traces_endpoint, "http://localhost:4318/v1/traces");
+        assert_eq!(c.batch.scheduled_delay(), Duration::from_millis(5000));
+        assert_eq!(c.batch.max_queue_size(), 2048);
+        assert!(!c.exporter_disabled);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn every_variable_is_honoured() {
+        let c = config(&[
+            ("OTEL_SERVICE_NAME", "checkout"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=test",
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "1000"),
+            ("OTEL_PROPAGATORS", "tracecontext"),
+        ]);
+        assert_eq!(c.resource.service_name(), "checkout");
+        assert!(
+            c.resource
+                .attributes()
+                .iter()
+                .any(|kv| kv.key == "deployment.environment.name")
+        );
+        assert_eq!(c.traces_endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(c.sampler, Sampler::trace_id_ratio(0.25));
+        assert_eq!(c.batch.scheduled_delay(), Duration::from_millis(200));
+        assert_eq!(c.batch.max_queue_size(), 100);
+        assert_eq!(c.batch.max_export_batch_size(), 10);
+        assert_eq!(c.batch.export_timeout(), Duration::from_millis(1000));
+        assert!(c.propagator.trace_context() && !c.propagator.baggage());
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let t = config(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://x:1/custom")]);
+        assert_eq!(t.traces_endpoint, "http://x:1/custom");
+    }
+
+    #[test]
+    fn unusable_values_are_reported_not_ignored() {
+        let c = config(&[
+            ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
+            ("OTEL_PROPAGATORS", "tracecontext,b3"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "novalue"),
+        ]);
+        assert_eq!(c.warnings.len(), 5, "{:#?}", c.warnings);
+        assert!(config(&[("OTEL_TRACES_EXPORTER", "none")]).exporter_disabled);
+        assert!(config(&[("OTEL_SDK_DISABLED", "true")]).exporter_disabled);
+    }
+}

@@ -1,0 +1,217 @@
+//! Server middleware: a tower [`Layer`] that traces every request as a SERVER span.
+//!
+//! For each request it extracts `traceparent`/`tracestate`/`baggage` (W3C Trace Context
+//! Level 2, W3C Baggage), starts a SERVER span named `METHOD /route/template`, records the
+//! HTTP server semantic-convention attributes, makes the span and baggage current for the
+//! handler (task-local), sets ERROR status on 5xx, and answers with a `traceresponse` header.
+//! Usable with axum (`Router::layer`) and with plain hyper through tower.
+//!
+//! Route templates come from axum's `MatchedPath` (feature `axum`) or from a [`Route`]
+//! request extension set by the application; without either, the span is named `METHOD`
+//! (semantic conventions for HTTP spans §Name).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tower::{Layer, Service};
+
+use crate::context::Context;
+use crate::propagation::{Propagator, traceresponse_value};
+use crate::span::{SpanKind, Status};
+use crate::tracer::{SharedSpan, Span, Tracer};
+
+/// The `traceresponse` response header name (Trace Context Level 2 draft §traceresponse).
+pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+
+/// A route template for the span name, set as a request extension by applications that do
+/// not use axum's router (e.g. `Route("/users/{id}")`).
+#[derive(Clone, Debug)]
+pub struct Route(pub &'static str);
+
+/// A tower layer that traces requests. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct TraceLayer {
+    tracer: Tracer,
+    propagator: Propagator,
+}
+
+impl TraceLayer {
+    /// Traces with `tracer`, extracting with `propagator`.
+    pub fn new(tracer: Tracer, propagator: Propagator) -> TraceLayer {
+        TraceLayer { tracer, propagator }
+    }
+}
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = TraceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TraceService {
+            inner,
+            tracer: self.tracer.clone(),
+            propagator: self.propagator,
+        }
+    }
+}
+
+/// The service produced by [`TraceLayer`].
+#[derive(Clone, Debug)]
+pub struct TraceService<S> {
+    inner: S,
+    tracer: Tracer,
+    propagator: Propagator,
+}
+
+fn route_of<B>(req: &Request<B>) -> Option<&str> {
+    if let Some(Route(r)) = req.extensions().get::<Route>() {
+        return Some(r);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(p) = req.extensions().get::<axum::extract::MatchedPath>() {
+        return Some(p.as_str());
+    }
+    None
+}
+
+fn start_server_span<B>(
+    tracer: &Tracer,
+    parent: Option<crate::SpanContext>,
+    req: &Request<B>,
+) -> Span {
+    let method = req.method().as_str().to_owned();
+    let route = route_of(req).map(str::to_owned);
+    let name = match &route {
+        Some(r) => format!("{method} {r}"),
+        None => method.clone(),
+    };
+    let mut b = tracer
+        .span(name)
+        .kind(SpanKind::Server)
+        .parent(parent)
+        .attribute("http.request.method", method)
+        .attribute("url.path", req.uri().path().to_owned())
+        .attribute(
+            "url.scheme",
+            req.uri().scheme_str().unwrap_or("http").to_owned(),
+        );
+    if let Some(r) = route {
+        b = b.attribute("http.route", r);
+    }
+    if let Some(q) = req.uri().query() {
+        b = b.attribute("url.query", q.to_owned());
+    }
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if let Some(host) = host {
+        match host.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => {
+                b = b.attribute("server.address", h.to_owned());
+                b = b.attribute("server.port", p.parse::<u16>().unwrap_or_default());
+            }
+            _ => b = b.attribute("server.address", host.to_owned()),
+        }
+    }
+    if let Some(ua) = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|h| h.to_str().ok())
+    {
+        b = b.attribute("user_agent.original", ua.to_owned());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(ci) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        b = b.attribute("client.address", ci.0.ip().to_string());
+    }
+    let version = match req.version() {
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "0.9",
+    };
+    b.attribute("network.protocol.version", version).start()
+}
+
+impl<S, B, RB> Service<Request<B>> for TraceService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: std::fmt::Display,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let extracted = self.propagator.extract(req.headers());
+        let span = SharedSpan::new(start_server_span(&self.tracer, extracted.parent, &req));
+        let cx = Context::new(None, extracted.baggage).with_active_span(span.clone());
+        // Creating the inner future may run handler code synchronously: scope that too.
+        let inner = cx.clone().sync_scope(|| self.inner.call(req));
+        ResponseFuture {
+            inner: cx.scope(inner),
+            span: Some(span),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`TraceService`]: runs the handler in the span's context and
+    /// ends the span when the response head is ready.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: TaskLocalFuture<Context, F>,
+        span: Option<SharedSpan>,
+    }
+}
+
+impl<F, RB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let Some(mut span) = this.span.take().and_then(|s| s.take()) else {
+            return Poll::Ready(result);
+        };
+        match result {
+            Ok(mut res) => {
+                let code = res.status().as_u16();
+                span.set_attribute("http.response.status_code", code);
+                // Server spans: only 5xx is an error; 4xx is the client's problem
+                // (semantic conventions for HTTP spans §Status).
+                if code >= 500 {
+                    span.set_attribute("error.type", code.to_string());
+                    span.set_status(Status::error(format!("HTTP {code}")));
+                }
+                let value: HeaderValue = traceresponse_value(span.context());
+                res.headers_mut().insert(TRACERESPONSE, value);
+                drop(span);
+                Poll::Ready(Ok(res))
+            }
+            Err(e) => {
+                span.set_attribute("error.type", "_OTHER");
+                span.record_exception("handler", e.to_string());
+                drop(span);
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The server middleware and the traced client, over real loopback sockets, with spans
+//! recorded by the in-memory exporter.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use tracekit::export::InMemoryExporter;
+use tracekit::{
+    Context, Propagator, Resource, Sampler, SpanData, SpanKind, Status, TraceLayer, TracedClient,
+    Tracer, Value,
+};
+
+fn tracer(service: &'static str, exporter: &InMemoryExporter, sampler: Sampler) -> Tracer {
+    Tracer::builder(Resource::new(service, None, []))
+        .with_sampler(sampler)
+        .with_processor(exporter.clone())
+        .build()
+}
+
+async fn spawn(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+fn attr<'a>(s: &'a SpanData, key: &str) -> &'a Value {
+    s.attribute(key)
+        .unwrap_or_else(|| panic!("span {:?} has no {key}", s.name))
+}
+
+/// A downstream service that answers with what it received: the number of `traceparent`
+/// lines, the `traceparent`, and the baggage entry `k`.
+async fn echo_headers(headers: HeaderMap) -> String {
+    let tp: Vec<_> = headers.get_all("traceparent").iter().collect();
+    let cx = Context::current();
+    format!(
+        "{}|{}|{}",
+        tp.len(),
+        tp.first().and_then(|v| v.to_str().ok()).unwrap_or(""),
+        cx.baggage().get("k").unwrap_or("")
+    )
+}
+
+#[tokio::test]
+async fn server_span_continues_the_caller_and_answers_traceresponse() {
+    let exporter = InMemoryExporter::default();
+    let t = tracer("user", &exporter, Sampler::default());
+    let tc = t.clone();
+    let app = Router::new()
+        .route(
+            "/users/{id}",
+            get(move |Path(id): Path<String>| {
+                let tc = tc.clone();
+                async move {
+                    // An internal span inside the handler is a child of the SERVER span.
+                    tc.span("SELECT users").kind(SpanKind::Client).start().end();
+                    tracekit::current_span()
+                        .unwrap()
+                        .set_attribute("app.user.id", id);
+                    "ok"
+                }
+            }),
+        )
+        .route("/boom", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+        .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
+        .layer(TraceLayer::new(t, Propagator::default()));
+    let addr = spawn(app).await;
+    let c = reqwest::Client::new();
+
+    let res = c
+        .get(format!("http://{addr}/users/7?x=1"))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("user-agent", "test-agent")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let tr = res.headers()["traceresponse"].to_str().unwrap().to_owned();
+    let spans = exporter.wait_for(2, std::time::Duration::from_secs(5));
+    let server = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
+    let db = spans.iter().find(|s| s.name == "SELECT users").unwrap();
+    assert_eq!(server.name, "GET /users/{id}");
+    assert_eq!(
+        server.trace_id.to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(server.parent_span_id.to_string(), "00f067aa0ba902b7");
+    assert!(server.parent_is_remote);
+    assert_eq!(db.parent_span_id, server.span_id);
+    assert_eq!(db.trace_id, server.trace_id);
+    assert_eq!(tr, format!("00-{}-{}-01", server.trace_id, server.span_id));
+    assert_eq!(
+        attr(server, "http.request.method"),
+        &Value::from("GET".to_owned())
+    );
+    assert_eq!(
+        attr(server, "http.route"),
+        &Value::from("/users/{id}".to_owned())
+    );
+    assert_eq!(
+        attr(server, "url.path"),
+        &Value::from("/users/7".to_owned())
+    );
+    assert_eq!(attr(server, "url.query"), &Value::from("x=1".to_owned()));
+    assert_eq!(attr(server, "http.response.status_code"), &Value::I64(200));
+    assert_eq!(
+        attr(server, "user_agent.original"),
+        &Value::from("test-agent".to_owned())
+    );
+    assert_eq!(
+        attr(server, "client.address"),
+        &Value::from("127.0.0.1".to_owned())
+    );
+    assert_eq!(
+        attr(server, "server.port"),
+        &Value::I64(i64::from(addr.port()))
+    );
+    assert_eq!(attr(server, "app.user.id"), &Value::from("7".to_owned()));
+    assert_eq!(server.status, Status::Unset);
+    assert!(db.start_time_unix_nano >= server.start_time_unix_nano);
+    assert!(db.end_time_unix_nano <= server.end_time_unix_nano);
+
+    // 5xx is an error on a SERVER span; 4xx is not.
+    exporter.reset();
+    assert_eq!(
+        c.get(format!("http://{addr}/boom"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        c.get(format!("http://{addr}/missing"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let spans = exporter.wait_for(2, std::time::Duration::from_secs(5));
+    let boom = spans.iter().find(|s| s.name == "GET /boom").unwrap();
+    let missing = spans.iter().find(|s| s.name == "GET /missing").unwrap();
+    assert!(boom.status.is_error());
+    assert_eq!(attr(boom, "error.type"), &Value::from("503".to_owned()));
+    assert_eq!(missing.status, Status::Unset);
+    assert!(missing.attribute("error.type").is_none());
+    // No incoming traceparent: each request starts its own trace, as a root.
+    assert!(!boom.parent_span_id.is_valid());
+    assert_ne!(boom.trace_id, missing.trace_id);
+}
+
+#[tokio::test]
+async fn invalid_traceparent_restarts_the_trace_and_the_request_succeeds() {
+    let exporter = InMemoryExporter::default();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(TraceLayer::new(
+            tracer("svc", &exporter, Sampler::default()),
+            Propagator::default(),
+        ));
+    let addr = spawn(app).await;
+    let res = reqwest::Client::new()
+        .get(format!("http://{addr}/"))
+        .header(
+            "traceparent",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        )
+        .header("tracestate", "vendor=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let spans = exporter.wait_for(1, std::time::Duration::from_secs(5));
+    assert!(!spans[0].parent_span_id.is_valid());
+    assert_ne!(
+        spans[0].trace_id.to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert!(
+        spans[0].trace_state.is_empty(),
+        "tracestate is ignored with a bad traceparent"
+    );
+}
+
+#[tokio::test]
+async fn traced_client_propagates_context_and_baggage_to_the_next_service() {
+    let exporter = InMemoryExporter::default();
+    let downstream = spawn(
+        Router::new()
+            .route("/echo", get(echo_headers))
+            .layer(TraceLayer::new(
+                tracer("b", &exporter, Sampler::default()),
+                Propagator::default(),
+            )),
+    )
+    .await;
+    let ta = tracer("a", &exporter, Sampler::default());
+    let client = TracedClient::new(reqwest::Client::new(), ta.clone(), Propagator::default());
+
+    let root = ta.span("work").start();
+    let cx = Context::current()
+        .with_span_context(root.context().clone())
+        .with_baggage(tracekit::Baggage::default().insert("k", "v 1").unwrap());
+    let body = cx
+        .scope(async {
+            client
+                .get(format!("http://{downstream}/echo"))
+                .route("/echo")
+                .peer_service("b")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+        .await;
+    root.end();
+    let spans = exporter.wait_for(3, std::time::Duration::from_secs(5));
+    let client_span = spans.iter().find(|s| s.kind == SpanKind::Client).unwrap();
+    let server_span = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
+    let root_span = spans.iter().find(|s| s.name == "work").unwrap();
+
+    let parts: Vec<&str> = body.split('|').collect();
+    assert_eq!(parts[0], "1", "exactly one traceparent header");
+    assert_eq!(
+        parts[1],
+        format!("00-{}-{}-03", client_span.trace_id, client_span.span_id)
+    );
+    assert_eq!(parts[2], "v 1", "baggage crosses the process boundary");
+    assert_eq!(client_span.name, "GET /echo");
+    assert_eq!(client_span.parent_span_id, root_span.span_id);
+    assert_eq!(server_span.parent_span_id, client_span.span_id);
+    assert_eq!(server_span.trace_id, root_span.trace_id);
+    assert_eq!(attr(client_span, "peer.service"), &Value::from("b"));
+    assert_eq!(
+        attr(client_span, "http.response.status_code"),
+        &Value::I64(200)
+    );
+    assert_eq!(
+        attr(client_span, "url.full"),
+        &Value::from(format!("http://{downstream}/echo"))
+    );
+}
+
+#[tokio::test]
+async fn client_records_transport_errors() {
+    let exporter = InMemoryExporter::default();
+    let t = tracer("a", &exporter, Sampler::AlwaysOn);
+    let client = TracedClient::new(reqwest::Client::new(), t, Propagator::default());
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = client
+        .get(format!("http://127.0.0.1:{port}/x"))
+        .send()
+        .await;
+    assert!(err.is_err());
+    let spans = exporter.wait_for(1, std::time::Duration::from_secs(5));
+    let s = &spans[0];
+    assert_eq!(s.kind, SpanKind::Client);
+    assert!(s.status.is_error());
+    assert_eq!(attr(s, "error.type"), &Value::from("connect"));
+    assert!(s.events.iter().any(|e| e.name == "exception"));
+}
+
+#[tokio::test]
+async fn unsampled_requests_record_nothing_but_still_propagate() {
+    let exporter = InMemoryExporter::default();
+    let downstream = spawn(
+        Router::new()
+            .route("/echo", get(echo_headers))
+            .layer(TraceLayer::new(
+                tracer("b", &exporter, Sampler::default()),
+                Propagator::default(),
+            )),
+    )
+    .await;
+    let ta = tracer("a", &exporter, Sampler::AlwaysOff);
+    let client = TracedClient::new(reqwest::Client::new(), ta.clone(), Propagator::default());
+    let root = ta.span("work").start();
+    assert!(!root.is_recording());
+    let body = root
+        .scope(async {
+            client
+                .get(format!("http://{downstream}/echo"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+        .await;
+    let tp = body.split('|').nth(1).unwrap().to_owned();
+    assert!(
+        tp.starts_with(&format!("00-{}-", root.context().trace_id)),
+        "{tp}"
+    );
+    assert!(tp.ends_with("-02"), "not sampled, random flag kept: {tp}");
+    root.end();
+    // Downstream is parent-based: it follows the unsampled decision and records nothing.
+    assert!(exporter.finished_spans().is_empty());
+}

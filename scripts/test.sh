@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command (README "Testing", and what CI runs): formatting, lints, every unit,
+# integration and end-to-end test, and a smoke run of the README quick start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build the binaries (the end-to-end tests start them)"
+cargo build --workspace --bins --locked
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  echo "cargo-nextest not found; using cargo test"
+  cargo test --workspace --locked --no-fail-fast
+fi
+cargo test --workspace --doc --locked
+
+step "README quick start (scripts/run-local.sh + the curl)"
+SPANLINE_PROFILE=debug scripts/smoke-run-local.sh
