@@ -96,7 +96,14 @@ pub(crate) async fn get_tree(
     let trace = load_waiting(&state, trace_id, wait)
         .await?
         .ok_or_else(|| not_found(trace_id))?;
-    let tree = assemble::assemble(&trace.spans);
+    let mut tree = assemble::assemble(&trace.spans);
+    if trace.summary.span_count > tree.span_count as u64 {
+        tree.complete = false;
+        tree.warnings.push(format!(
+            "the trace has {} spans; only the first {} by start time are shown",
+            trace.summary.span_count, tree.span_count
+        ));
+    }
     if as_text {
         Ok((
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

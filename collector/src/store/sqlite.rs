@@ -148,7 +148,7 @@ struct Inner {
 #[derive(Debug)]
 enum WriterMsg {
     Write {
-        spans: Vec<Span>,
+        batch: Prepared,
         reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
     },
     Probe {
@@ -162,8 +162,38 @@ enum WriterMsg {
 impl WriterMsg {
     fn span_count(&self) -> usize {
         match self {
-            Self::Write { spans, .. } => spans.len(),
+            Self::Write { batch, .. } => batch.spans.len(),
             _ => 0,
+        }
+    }
+}
+
+/// Batches larger than this (spans) are encoded on a blocking thread.
+const PREPARE_INLINE_MAX_SPANS: usize = 2048;
+
+/// A batch with its blobs already encoded, so the single writer thread only runs SQL.
+#[derive(Debug)]
+struct Prepared {
+    spans: Vec<Span>,
+    /// `SpanDetail` bytes, one per span.
+    details: Vec<Vec<u8>>,
+    /// Encoded resources, keyed by `Arc` address (the spans keep the `Arc`s alive).
+    resources: HashMap<usize, Vec<u8>>,
+}
+
+impl Prepared {
+    fn new(spans: Vec<Span>) -> Self {
+        let details = spans.iter().map(encode_detail).collect();
+        let mut resources: HashMap<usize, Vec<u8>> = HashMap::new();
+        for span in &spans {
+            resources
+                .entry(Arc::as_ptr(&span.resource) as usize)
+                .or_insert_with(|| convert::resource_to_pb(&span.resource).encode_to_vec());
+        }
+        Self {
+            spans,
+            details,
+            resources,
         }
     }
 }
@@ -574,10 +604,10 @@ fn process_group(
     for msg in group {
         match msg {
             WriterMsg::Shutdown { reply } => shutdown_replies.push(reply),
-            WriterMsg::Write { spans, reply } => {
+            WriterMsg::Write { batch, reply } => {
                 let result = match &aborted {
                     Some(e) => Err(e.clone()),
-                    None => write_request(&mut tx, &spans),
+                    None => write_request(&mut tx, &batch),
                 };
                 if result.is_err() && tx.is_autocommit() && aborted.is_none() {
                     // SQLite rolled the whole transaction back (disk full, I/O error).
@@ -619,24 +649,30 @@ fn process_group(
 }
 
 /// Writes one request inside a savepoint: all of it or nothing.
-fn write_request(tx: &mut Transaction<'_>, spans: &[Span]) -> Result<WriteOutcome, StoreError> {
+fn write_request(tx: &mut Transaction<'_>, batch: &Prepared) -> Result<WriteOutcome, StoreError> {
+    let spans = &batch.spans;
     let sp = tx.savepoint().map_err(map_sql)?;
     let mut outcome = WriteOutcome::default();
     {
         let mut insert = sp.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
         let mut resource_ids: HashMap<usize, i64> = HashMap::new();
         let mut inserted: Vec<&Span> = Vec::with_capacity(spans.len());
-        for span in spans {
+        for (span, detail) in spans.iter().zip(&batch.details) {
             let key = Arc::as_ptr(&span.resource) as usize;
             let resource_id = match resource_ids.get(&key) {
                 Some(id) => *id,
                 None => {
-                    let id = resource_id(&sp, &span.resource)?;
+                    let id = match batch.resources.get(&key) {
+                        Some(bytes) => resource_id(&sp, bytes)?,
+                        None => resource_id(
+                            &sp,
+                            &convert::resource_to_pb(&span.resource).encode_to_vec(),
+                        )?,
+                    };
                     resource_ids.insert(key, id);
                     id
                 }
             };
-            let detail = encode_detail(span);
             let changed = insert
                 .execute(params![
                     &span.trace_id.0[..],
@@ -685,17 +721,16 @@ fn write_request(tx: &mut Transaction<'_>, spans: &[Span]) -> Result<WriteOutcom
     Ok(outcome)
 }
 
-fn resource_id(conn: &Connection, resource: &Resource) -> Result<i64, StoreError> {
-    let encoded = convert::resource_to_pb(resource).encode_to_vec();
+fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
     let mut insert = conn
         .prepare_cached("INSERT OR IGNORE INTO resources (encoded) VALUES (?1)")
         .map_err(map_sql)?;
-    if insert.execute([&encoded]).map_err(map_sql)? == 1 {
+    if insert.execute([encoded]).map_err(map_sql)? == 1 {
         return Ok(conn.last_insert_rowid());
     }
     conn.prepare_cached("SELECT id FROM resources WHERE encoded = ?1")
         .map_err(map_sql)?
-        .query_row([&encoded], |r| r.get(0))
+        .query_row([encoded], |r| r.get(0))
         .map_err(map_sql)
 }
 
@@ -1015,7 +1050,14 @@ impl SpanStore for SqliteStore {
                 return Ok(WriteOutcome::default());
             }
             let (reply, wait) = oneshot::channel();
-            self.enqueue(WriterMsg::Write { spans, reply }).await?;
+            let batch = if spans.len() > PREPARE_INLINE_MAX_SPANS {
+                tokio::task::spawn_blocking(move || Prepared::new(spans))
+                    .await
+                    .map_err(backend)?
+            } else {
+                Prepared::new(spans)
+            };
+            self.enqueue(WriterMsg::Write { batch, reply }).await?;
             wait.await.map_err(|_| StoreError::Closed)?
         })
     }
