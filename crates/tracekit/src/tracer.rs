@@ -359,6 +359,23 @@ impl Span {
         }
     }
 
+    /// Appends an attribute whose key the caller knows is not set yet (no replace scan).
+    /// For the HTTP middleware, which records a fixed set of distinct keys at start.
+    #[inline]
+    pub(crate) fn push_attribute(&mut self, key: &'static str, value: impl Into<Value>) {
+        if let Some(rec) = self.rec.as_mut() {
+            let attrs = &mut rec.data.attributes;
+            if attrs.len() < MAX_ATTRIBUTES {
+                attrs.push(KeyValue {
+                    key: Cow::Borrowed(key),
+                    value: value.into(),
+                });
+            } else {
+                rec.data.dropped_attributes_count += 1;
+            }
+        }
+    }
+
     /// Adds a timestamped event.
     pub fn add_event(&mut self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
         let Some(rec) = self.rec.as_mut() else {
