@@ -328,17 +328,29 @@ impl<E: SpanExporter> Worker<E> {
     }
 
     /// Moves spans already in the channel into the batch, without waiting.
+    ///
+    /// One `recv_many` call instead of a `try_recv` per span: the channel then hands the
+    /// permits back to the senders in one step (one lock of its semaphore) rather than one
+    /// per span, which matters while request threads are sending. The poll is
+    /// unconstrained by tokio's cooperative budget (which could report an empty channel
+    /// that is not) and uses a no-op waker: senders wake the worker through `wake` only.
     fn take_available(&mut self, max: usize) {
-        let mut n = 0;
-        while self.batch.len() < max {
-            match self.spans.try_recv() {
-                Ok(span) => {
-                    self.batch.push(span);
-                    n += 1;
-                }
-                Err(_) => break,
-            }
+        let limit = max.saturating_sub(self.batch.len());
+        if limit == 0 {
+            return;
         }
+        let (spans, batch) = (&mut self.spans, &mut self.batch);
+        let take = tokio::task::unconstrained(std::future::poll_fn(|cx| {
+            Poll::Ready(match spans.poll_recv_many(cx, batch, limit) {
+                Poll::Ready(n) => n,
+                Poll::Pending => 0,
+            })
+        }));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let n = match std::pin::pin!(take).poll(&mut cx) {
+            Poll::Ready(n) => n,
+            Poll::Pending => 0,
+        };
         self.st.took(n);
     }
 
