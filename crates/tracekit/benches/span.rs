@@ -203,12 +203,21 @@ fn unsampled(c: &mut Criterion) {
     g.finish();
 }
 
+/// The clock reads a span pays twice: the system wall clock (what opentelemetry_sdk reads)
+/// and the TSC clock tracekit reads (`fastant`, as fastrace does).
+fn clock(c: &mut Criterion) {
+    let mut g = c.benchmark_group("clock_read");
+    g.bench_function("SystemTime::now", |b| b.iter(std::time::SystemTime::now));
+    g.bench_function("fastant::Instant::now", |b| b.iter(fastant::Instant::now));
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = sampled, unsampled
+    targets = sampled, unsampled, clock
 }
 criterion_main!(benches);

@@ -70,7 +70,7 @@ pub(crate) fn parse_lower_hex<const N: usize>(s: &[u8]) -> Result<u128, IdError>
             actual: s.len(),
         });
     }
-    if N % 8 == 0 {
+    if N.is_multiple_of(8) {
         // Ids: 8 digits at a time (SWAR), one test for the whole id.
         let mut v: u128 = 0;
         let mut bad = 0;
