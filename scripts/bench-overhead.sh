@@ -232,7 +232,7 @@ summary=$out/overhead.md
   echo "| $receiver CPU during the run, s | $on_col | $off_col | |"
   echo
   echo "wrk -t$threads -c$connections -d${duration}s --latency, POST /orders, simulated latency ${latency} ms,"
-  echo "$rounds rounds alternating; spans to the $receiver; $(nproc) CPUs"
+  echo "$rounds rounds alternating; spans to the $receiver; commit $(git rev-parse --short HEAD); $(nproc) CPUs"
   echo "($(uptime | sed 's/.*load average: /load average /') at the end); spans dropped by the services'"
   echo "export queues over all traced runs: $dropped."
 } >"$summary"

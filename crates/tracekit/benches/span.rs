@@ -143,7 +143,10 @@ fn sampled(c: &mut Criterion) {
     // wrapper in the way), flushed through the tracer.
     let tracer = Tracer::builder(Resource::new("bench", None, []))
         .with_sampler(Sampler::AlwaysOn)
-        .with_processor(BatchSpanProcessor::new(VoidExporter, BatchConfig::default()))
+        .with_processor(BatchSpanProcessor::new(
+            VoidExporter,
+            BatchConfig::default(),
+        ))
         .build();
     g.bench_function("tracekit", |b| {
         b.iter_custom(|iters| {
