@@ -111,13 +111,21 @@ impl AppState {
     }
 }
 
-/// The ingest router (DESIGN.md §4, ingest port): `POST /v1/traces`, `GET /healthz`.
-/// Other methods on `/v1/traces` get 405 with `Allow: POST`; unknown paths 404.
+/// The ingest router (DESIGN.md §4, ingest port): `POST /v1/traces` (OTLP protobuf, OTLP
+/// JSON, simple JSON), `POST /api/v2/spans` (Zipkin v2 JSON), `GET /healthz`.
+/// Other methods on either `POST` path get 405 with `Allow: POST`; unknown paths 404.
 pub fn ingest_app(state: AppState) -> Router {
     Router::new()
         .route(
             "/v1/traces",
             post(ingest::post_traces).fallback(|| async {
+                Error::MethodNotAllowed { allow: "POST" }
+                    .into_response_as(error::ErrorFormat::PlainText)
+            }),
+        )
+        .route(
+            "/api/v2/spans",
+            post(ingest::post_zipkin).fallback(|| async {
                 Error::MethodNotAllowed { allow: "POST" }
                     .into_response_as(error::ErrorFormat::PlainText)
             }),
@@ -128,7 +136,7 @@ pub fn ingest_app(state: AppState) -> Router {
 }
 
 /// The query router (DESIGN.md §4, query port): `/v1/traces/{trace_id}/tree`,
-/// `/v1/traces/{trace_id}`, `/v1/traces`, `/v1/services`, `/health`, `/healthz`.
+/// `/v1/traces/{trace_id}`, `/v1/traces`, `/v1/services`, `/health`, `/metrics`, `/healthz`.
 /// Every answer carries `X-Content-Type-Options: nosniff`.
 pub fn query_app(state: AppState) -> Router {
     use query::native;
@@ -138,6 +146,7 @@ pub fn query_app(state: AppState) -> Router {
         .route("/v1/traces", get(native::search))
         .route("/v1/services", get(native::services))
         .route("/health", get(native::health))
+        .route("/metrics", get(metrics::prometheus))
         .route("/healthz", get(ingest::healthz))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::map_response(nosniff))

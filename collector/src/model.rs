@@ -541,8 +541,8 @@ impl Default for SpanLimits {
         Self {
             max_name_bytes: 1024,
             max_attribute_value_bytes: 8 * 1024,
-            max_attributes: 256,
-            max_events: 256,
+            max_attributes: 128,
+            max_events: 128,
             max_links: 128,
         }
     }
