@@ -25,8 +25,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use super::Decoded;
 use crate::error::Error;
@@ -43,7 +43,9 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
     let request: JRequest = serde_json::from_slice(body).map_err(|e| {
         let mut msg = e.to_string();
         model::truncate_string(&mut msg, 256);
-        Error::BadRequest(format!("failed to decode OTLP/JSON ExportTraceServiceRequest: {msg}"))
+        Error::BadRequest(format!(
+            "failed to decode OTLP/JSON ExportTraceServiceRequest: {msg}"
+        ))
     })?;
     let mut out = Decoded::default();
     let mut index = 0usize;
@@ -397,10 +399,9 @@ impl<'de> Deserialize<'de> for JDouble {
                     "NaN" => Ok(JDouble(f64::NAN)),
                     "Infinity" => Ok(JDouble(f64::INFINITY)),
                     "-Infinity" => Ok(JDouble(f64::NEG_INFINITY)),
-                    t => t
-                        .parse::<f64>()
-                        .map(JDouble)
-                        .map_err(|_| E::custom(format!("{} is not a double", crate::error::quote(v, 40)))),
+                    t => t.parse::<f64>().map(JDouble).map_err(|_| {
+                        E::custom(format!("{} is not a double", crate::error::quote(v, 40)))
+                    }),
                 }
             }
         }
@@ -663,7 +664,8 @@ mod tests {
 
     #[test]
     fn spec_example_decodes() {
-        let out = run(json!({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
+        let out = run(
+            json!({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
           "scopeSpans":[{"scope":{"name":"my.lib","version":"1.0.0"},
             "spans":[{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"eee19b7ec3c1b174",
               "parentSpanId":"eee19b7ec3c1b173","name":"GET /cart","kind":2,
@@ -675,7 +677,8 @@ mod tests {
                             {"key":"e","value":{}},
                             {"key":"a","value":{"arrayValue":{}}},
                             {"key":"k","value":{"kvlistValue":{"values":[{"key":"x","value":{"boolValue":true}}]}}}],
-              "status":{"code":2,"message":"boom"}}]}]}]}));
+              "status":{"code":2,"message":"boom"}}]}]}]}),
+        );
         assert_eq!(out.rejected, 0);
         let s = &out.spans[0];
         assert_eq!(s.trace_id.to_hex(), T);
@@ -691,14 +694,20 @@ mod tests {
         assert_eq!(a[3].value, AttrValue::Bytes(b"hi".to_vec()));
         assert_eq!(a[4].value, AttrValue::Empty);
         assert_eq!(a[5].value, AttrValue::Array(vec![]));
-        assert!(matches!(&a[6].value, AttrValue::KvList(kv) if kv[0].value == AttrValue::Bool(true)));
+        assert!(
+            matches!(&a[6].value, AttrValue::KvList(kv) if kv[0].value == AttrValue::Bool(true))
+        );
     }
 
     #[test]
     fn empty_requests_are_valid() {
         assert!(run(json!({})).spans.is_empty());
         assert!(run(json!({"resourceSpans":null})).spans.is_empty());
-        assert!(run(json!({"resourceSpans":[{"scopeSpans":[{}]}]})).spans.is_empty());
+        assert!(
+            run(json!({"resourceSpans":[{"scopeSpans":[{}]}]}))
+                .spans
+                .is_empty()
+        );
     }
 
     #[test]
@@ -730,8 +739,14 @@ mod tests {
         assert_eq!(out.spans.len(), 1);
         assert_eq!(out.rejected, 3);
         let msg = out.error_message().unwrap();
-        assert!(msg.contains("span 1: traceId must be 32 hex digits, got 24"), "{msg}");
-        assert!(msg.contains("span 2: spanId must not be all zeros"), "{msg}");
+        assert!(
+            msg.contains("span 1: traceId must be 32 hex digits, got 24"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("span 2: spanId must not be all zeros"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -753,7 +768,8 @@ mod tests {
         for _ in 0..120 {
             v = json!({"kvlistValue":{"values":[{"key":"k","value":v}]}});
         }
-        let body = json!({"resourceSpans":[{"resource":{"attributes":[{"key":"deep","value":v}]}}]});
+        let body =
+            json!({"resourceSpans":[{"resource":{"attributes":[{"key":"deep","value":v}]}}]});
         assert!(decode(body.to_string().as_bytes(), &SpanLimits::default()).is_err());
     }
 
