@@ -62,7 +62,10 @@ pub(crate) async fn prometheus(State(state): State<crate::AppState>) -> impl Int
     let mut out = String::with_capacity(4096);
     state.metrics.render_prometheus(&mut out);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
 }
@@ -82,7 +85,12 @@ pub enum Protocol {
 
 impl Protocol {
     /// Every protocol, in label order.
-    pub const ALL: [Self; 4] = [Self::OtlpProto, Self::OtlpJson, Self::Zipkin, Self::SimpleJson];
+    pub const ALL: [Self; 4] = [
+        Self::OtlpProto,
+        Self::OtlpJson,
+        Self::Zipkin,
+        Self::SimpleJson,
+    ];
 
     /// The `protocol` label value.
     pub fn label(self) -> &'static str {

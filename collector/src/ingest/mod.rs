@@ -156,11 +156,10 @@ async fn ingest(
     body: Body,
     format: WireFormat,
 ) -> Result<Response, Error> {
-    let (protocol, decoded) =
-        read_and_decode(state, headers, body, move |plain, limits| {
-            decode_body(format, plain, limits)
-        })
-        .await?;
+    let (protocol, decoded) = read_and_decode(state, headers, body, move |plain, limits| {
+        decode_body(format, plain, limits)
+    })
+    .await?;
     let (rejected, error_message) = store(state, protocol, decoded).await?;
     Ok(success_response(format, rejected, error_message))
 }
@@ -216,7 +215,9 @@ async fn store(
     per.spans_received.fetch_add(received, Ordering::Relaxed);
     per.spans_rejected
         .fetch_add(rejected as u64, Ordering::Relaxed);
-    metrics.spans_received.fetch_add(received, Ordering::Relaxed);
+    metrics
+        .spans_received
+        .fetch_add(received, Ordering::Relaxed);
     metrics
         .spans_rejected
         .fetch_add(rejected as u64, Ordering::Relaxed);

@@ -60,10 +60,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
             "unsupported format: expected a JSON_V2 encoded list of spans".into(),
         ));
     };
-    if items
-        .iter()
-        .any(|i| i.get("binaryAnnotations").is_some())
-    {
+    if items.iter().any(|i| i.get("binaryAnnotations").is_some()) {
         return Err(Error::BadRequest(
             "unsupported format: this is Zipkin v1 JSON (binaryAnnotations); \
              send JSON_V2 to /api/v2/spans"
@@ -180,9 +177,8 @@ fn convert_span(
             "SERVER" => SpanKind::Server,
             "PRODUCER" => SpanKind::Producer,
             "CONSUMER" => SpanKind::Consumer,
-            other => SpanKind::parse(other).ok_or_else(|| {
-                format!("unknown kind {}", crate::error::quote(other, 40))
-            })?,
+            other => SpanKind::parse(other)
+                .ok_or_else(|| format!("unknown kind {}", crate::error::quote(other, 40)))?,
         },
     };
     let mut span = Span::new(trace_id, id, get_str(&obj, "name")?.unwrap_or_default());
@@ -191,16 +187,12 @@ fn convert_span(
     span.flags = 0x01; // Zipkin only reports sampled spans.
     let timestamp_us = get_u64(&obj, "timestamp")?;
     let duration_us = get_u64(&obj, "duration")?.unwrap_or(0);
-    match timestamp_us {
-        Some(ts) => {
-            span.start_time_unix_nano = ts.saturating_mul(1000);
-            span.end_time_unix_nano = span
-                .start_time_unix_nano
-                .saturating_add(duration_us.saturating_mul(1000));
-        }
-        None => span
-            .warnings
-            .push("zipkin span without timestamp; start time set to 0".into()),
+    // Without `timestamp` the start stays 0, which `sanitize` flags.
+    if let Some(ts) = timestamp_us {
+        span.start_time_unix_nano = ts.saturating_mul(1000);
+        span.end_time_unix_nano = span
+            .start_time_unix_nano
+            .saturating_add(duration_us.saturating_mul(1000));
     }
 
     // Tags → attributes, with the special cases of interop.md §4.2.
@@ -245,8 +237,10 @@ fn convert_span(
             && !name.is_empty()
             && model::find_attribute(&span.attributes, "peer.service").is_none()
         {
-            span.attributes
-                .push(KeyValue::new("peer.service", AttrValue::String(name.clone())));
+            span.attributes.push(KeyValue::new(
+                "peer.service",
+                AttrValue::String(name.clone()),
+            ));
         }
         let address = remote
             .get("ipv4")
@@ -359,8 +353,14 @@ mod tests {
         assert_eq!(s.events[0].name, "wr");
         assert_eq!(s.events[0].time_unix_nano, 1_556_604_172_355_800_000);
         let attr = |k| model::find_attribute(&s.attributes, k).cloned();
-        assert_eq!(attr("http.status_code"), Some(AttrValue::String("500".into())));
-        assert_eq!(attr("peer.service"), Some(AttrValue::String("frontend".into())));
+        assert_eq!(
+            attr("http.status_code"),
+            Some(AttrValue::String("500".into()))
+        );
+        assert_eq!(
+            attr("peer.service"),
+            Some(AttrValue::String("frontend".into()))
+        );
         assert_eq!(attr("network.peer.port"), Some(AttrValue::Int(58648)));
         assert_eq!(attr("zipkin.shared"), Some(AttrValue::Bool(true)));
         assert_eq!(attr("zipkin.debug"), None);
@@ -383,21 +383,33 @@ mod tests {
 
     #[test]
     fn whole_request_errors() {
-        assert!(matches!(run(json!({"traceId":"a"})), Err(Error::BadRequest(_))));
-        let v1 = run(json!([{"traceId":"5af7183fb1d4cf5f","id":"352bff9a74ca9ad2",
-            "binaryAnnotations":[{"key":"a","value":"b"}]}]));
+        assert!(matches!(
+            run(json!({"traceId":"a"})),
+            Err(Error::BadRequest(_))
+        ));
+        let v1 = run(
+            json!([{"traceId":"5af7183fb1d4cf5f","id":"352bff9a74ca9ad2",
+            "binaryAnnotations":[{"key":"a","value":"b"}]}]),
+        );
         assert!(v1.unwrap_err().to_string().contains("unsupported format"));
         assert!(run(json!([{"traceId":"x","id":"y"}])).is_err());
         assert!(run(json!([])).unwrap().spans.is_empty());
-        assert!(decode(b"", &SpanLimits::default()).unwrap().spans.is_empty());
+        assert!(
+            decode(b"", &SpanLimits::default())
+                .unwrap()
+                .spans
+                .is_empty()
+        );
         assert!(decode(b"[", &SpanLimits::default()).is_err());
     }
 
     #[test]
     fn otel_tags_become_status_and_scope() {
-        let out = run(json!([{"traceId":"5af7183fb1d4cf5f5af7183fb1d4cf5f","id":"352bff9a74ca9ad2",
+        let out = run(
+            json!([{"traceId":"5af7183fb1d4cf5f5af7183fb1d4cf5f","id":"352bff9a74ca9ad2",
             "kind":"CLIENT","tags":{"otel.status_code":"ERROR","otel.status_description":"bad",
-            "otel.scope.name":"lib","otel.scope.version":"1"}}]))
+            "otel.scope.name":"lib","otel.scope.version":"1"}}]),
+        )
         .unwrap();
         let s = &out.spans[0];
         assert_eq!(s.status.code, StatusCode::Error);
