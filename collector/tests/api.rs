@@ -389,7 +389,11 @@ async fn transport_errors_405_413_415() {
         post("application/json", br#"{"resourceSpans": []}"#.to_vec()),
     )
     .await;
-    assert_eq!(answer.status, StatusCode::OK, "an empty OTLP/JSON request is a success");
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "an empty OTLP/JSON request is a success"
+    );
     assert_eq!(answer.json(), json!({}));
 
     let answer = call(&h.ingest, get("/nope")).await;

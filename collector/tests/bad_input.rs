@@ -31,7 +31,6 @@ const T0: u64 = 1_763_700_000_000_000_000;
 struct H {
     ingest: Router,
     query: Router,
-    state: AppState,
     baseline: Value,
     _dir: tempfile::TempDir,
 }
@@ -56,7 +55,13 @@ async fn call(app: &Router, request: Request<Body>) -> Answer {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
     Answer {
         status,
         headers,
@@ -80,7 +85,11 @@ fn post_json(v: &Value) -> Request<Body> {
 }
 
 fn zipkin(v: &Value) -> Request<Body> {
-    post_to("/api/v2/spans", "application/json", v.to_string().into_bytes())
+    post_to(
+        "/api/v2/spans",
+        "application/json",
+        v.to_string().into_bytes(),
+    )
 }
 
 fn get(uri: &str) -> Request<Body> {
@@ -88,7 +97,7 @@ fn get(uri: &str) -> Request<Body> {
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
 }
@@ -161,12 +170,13 @@ async fn setup(limits: IngestLimits) -> H {
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK);
-    let baseline = call(&query, get(&format!("/v1/traces/{BASE}"))).await.json();
+    let baseline = call(&query, get(&format!("/v1/traces/{BASE}")))
+        .await
+        .json();
     assert_eq!(baseline["spans"].as_array().unwrap().len(), 2);
     H {
         ingest,
         query,
-        state,
         baseline,
         _dir: dir,
     }
@@ -178,7 +188,9 @@ async fn h() -> H {
 
 impl H {
     async fn intact(&self) {
-        let now = call(&self.query, get(&format!("/v1/traces/{BASE}"))).await.json();
+        let now = call(&self.query, get(&format!("/v1/traces/{BASE}")))
+            .await
+            .json();
         assert_eq!(now, self.baseline, "the baseline trace changed");
     }
     async fn trace(&self, id: &str) -> Value {
@@ -217,7 +229,11 @@ async fn h1_h2_wrong_method_and_unknown_path() {
         assert_eq!(a.headers[header::ALLOW], "POST");
         assert!(a.text().contains("supported: [POST]"));
     }
-    let a = call(&h.ingest, post_to("/v2/traces", "application/json", b"{}".to_vec())).await;
+    let a = call(
+        &h.ingest,
+        post_to("/v2/traces", "application/json", b"{}".to_vec()),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     h.intact().await;
 }
@@ -227,7 +243,10 @@ async fn h3_h4_unsupported_content_type_and_encoding() {
     let h = h().await;
     let a = call(&h.ingest, post("text/plain", b"hi".to_vec())).await;
     assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(a.text().contains("application/x-protobuf, application/json"));
+    assert!(
+        a.text()
+            .contains("application/x-protobuf, application/json")
+    );
     let a = call(
         &h.ingest,
         post_to("/api/v2/spans", "application/x-thrift", b"x".to_vec()),
@@ -280,7 +299,12 @@ async fn h5_h6_h7_size_limit_gzip_bomb_and_corrupt_gzip() {
         .unwrap();
     let a = call(&h.ingest, req).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert!(a.json()["message"].as_str().unwrap().contains("invalid gzip stream"));
+    assert!(
+        a.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid gzip stream")
+    );
     // A valid gzip body under the limit is accepted (all three formats).
     let body = json!({"resourceSpans":[{"scopeSpans":[{"spans":[
         {"traceId":T1,"spanId":"0000000000000001","name":"gz"}]}]}]});
@@ -311,7 +335,11 @@ async fn o1_o2_undecodable_bodies_are_400() {
         r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"soon"}]}]}]}"#,
         "\"just a string\"",
     ] {
-        let a = call(&h.ingest, post("application/json", body.as_bytes().to_vec())).await;
+        let a = call(
+            &h.ingest,
+            post("application/json", body.as_bytes().to_vec()),
+        )
+        .await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(a.json()["code"], 3, "{body}");
     }
@@ -334,8 +362,14 @@ async fn o3_o5_bad_ids_reject_only_their_span() {
     let p = &a.json()["partialSuccess"];
     assert_eq!(p["rejectedSpans"], "3");
     let msg = p["errorMessage"].as_str().unwrap();
-    assert!(msg.contains("span 1: traceId must be 32 hex digits, got 24"), "{msg}");
-    assert!(msg.contains("span 2: spanId must not be all zeros"), "{msg}");
+    assert!(
+        msg.contains("span 1: traceId must be 32 hex digits, got 24"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("span 2: spanId must not be all zeros"),
+        "{msg}"
+    );
     assert_eq!(h.trace(T1).await["spans"].as_array().unwrap().len(), 1);
     // Protobuf: a 15-byte trace id.
     let mut bad = pb_span(T1, 9, "bad");
@@ -346,16 +380,27 @@ async fn o3_o5_bad_ids_reject_only_their_span() {
     let resp = ExportTraceServiceResponse::decode(a.body.as_slice()).unwrap();
     let p = resp.partial_success.unwrap();
     assert_eq!(p.rejected_spans, 1);
-    assert!(p.error_message.contains("span 0: trace_id must be 16 bytes, got 15"));
+    assert!(
+        p.error_message
+            .contains("span 0: trace_id must be 16 bytes, got 15")
+    );
     assert_eq!(h.trace(T1).await["spans"].as_array().unwrap().len(), 2);
-    assert!(h.metrics().await.contains("spanline_ingest_spans_rejected_total{protocol=\"otlp_json\"} 3"));
+    assert!(
+        h.metrics()
+            .await
+            .contains("spanline_ingest_spans_rejected_total{protocol=\"otlp_json\"} 3")
+    );
     h.intact().await;
 }
 
 #[tokio::test]
 async fn o4_o6_o7_unknown_fields_empty_requests_enum_names() {
     let h = h().await;
-    for empty in [json!({}), json!({"resourceSpans":[]}), json!({"resourceSpans":[{"scopeSpans":[]}]})] {
+    for empty in [
+        json!({}),
+        json!({"resourceSpans":[]}),
+        json!({"resourceSpans":[{"scopeSpans":[]}]}),
+    ] {
         let a = call(&h.ingest, post_json(&empty)).await;
         assert_eq!(a.status, StatusCode::OK);
         assert_eq!(a.json(), json!({}));
@@ -392,7 +437,10 @@ fn invalid_utf8_request() -> Vec<u8> {
     let good = request("utf", vec![pb_span(T1, 0x21, "fine")]).encode_to_vec();
     let mut span = pb_span(T1, 0x22, "PLACEHOLDER").encode_to_vec();
     let needle = b"PLACEHOLDER";
-    let at = span.windows(needle.len()).position(|w| w == needle).unwrap();
+    let at = span
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
     span[at..at + 4].copy_from_slice(&[b'b', 0xff, 0xfe, b'd']);
     // ResourceSpans { resource, ScopeSpans { span } } appended as a second ResourceSpans.
     let mut scope_spans = vec![0x12];
@@ -411,17 +459,27 @@ fn invalid_utf8_request() -> Vec<u8> {
 #[tokio::test]
 async fn o8_invalid_utf8_is_replaced_and_flagged() {
     let h = h().await;
-    let a = call(&h.ingest, post("application/x-protobuf", invalid_utf8_request())).await;
+    let a = call(
+        &h.ingest,
+        post("application/x-protobuf", invalid_utf8_request()),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK);
     let resp = ExportTraceServiceResponse::decode(a.body.as_slice()).unwrap();
     let p = resp.partial_success.unwrap();
     assert_eq!(p.rejected_spans, 0);
-    assert!(p.error_message.contains("invalid UTF-8"), "{}", p.error_message);
+    assert!(
+        p.error_message.contains("invalid UTF-8"),
+        "{}",
+        p.error_message
+    );
     let t = h.trace(T1).await;
     assert_eq!(t["spans"].as_array().unwrap().len(), 2);
     span_named(&t, "fine");
-    span_named(&t, "b\u{fffd}\u{fffd}dCEHOLDER");
-    let tree = call(&h.query, get(&format!("/v1/traces/{T1}/tree"))).await.json();
+    span_named(&t, "b\u{fffd}\u{fffd}dEHOLDER");
+    let tree = call(&h.query, get(&format!("/v1/traces/{T1}/tree")))
+        .await
+        .json();
     assert!(tree.to_string().contains("invalid UTF-8"), "{tree}");
     h.intact().await;
 }
@@ -429,7 +487,9 @@ async fn o8_invalid_utf8_is_replaced_and_flagged() {
 #[tokio::test]
 async fn o9_deep_nesting_is_400() {
     let h = h().await;
-    let mut value = AnyValue { value: Some(s("leaf")) };
+    let mut value = AnyValue {
+        value: Some(s("leaf")),
+    };
     for _ in 0..120 {
         value = AnyValue {
             value: Some(any_value::Value::KvlistValue(KeyValueList {
@@ -447,7 +507,14 @@ async fn o9_deep_nesting_is_400() {
         value: Some(value),
         ..Default::default()
     }];
-    let a = call(&h.ingest, post("application/x-protobuf", request("d", vec![span]).encode_to_vec())).await;
+    let a = call(
+        &h.ingest,
+        post(
+            "application/x-protobuf",
+            request("d", vec![span]).encode_to_vec(),
+        ),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     let mut v = json!({"stringValue":"leaf"});
     for _ in 0..120 {
@@ -491,14 +558,24 @@ async fn o10_o11_o12_o14_sanitized_with_warnings() {
             ..Default::default()
         }],
     };
-    let a = call(&h.ingest, post("application/x-protobuf", req.encode_to_vec())).await;
+    let a = call(
+        &h.ingest,
+        post("application/x-protobuf", req.encode_to_vec()),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK);
     let p = ExportTraceServiceResponse::decode(a.body.as_slice())
         .unwrap()
         .partial_success
         .unwrap();
     assert_eq!(p.rejected_spans, 0);
-    for w in ["duration clamped to 0", "events dropped (limit 128)", "links dropped (limit 128)", "attributes dropped (limit 128)", "values truncated"] {
+    for w in [
+        "duration clamped to 0",
+        "events dropped (limit 128)",
+        "links dropped (limit 128)",
+        "attributes dropped (limit 128)",
+        "values truncated",
+    ] {
         assert!(p.error_message.contains(w), "{w}: {}", p.error_message);
     }
     let t = h.trace(T1).await;
@@ -511,7 +588,9 @@ async fn o10_o11_o12_o14_sanitized_with_warnings() {
     assert!(huge.len() <= 8 * 1024 && huge.len() > 8 * 1024 - 4);
     assert_eq!(s["events"].as_array().unwrap().len(), 128);
     assert_eq!(s["links"].as_array().unwrap().len(), 128);
-    let tree = call(&h.query, get(&format!("/v1/traces/{T1}/tree"))).await.json();
+    let tree = call(&h.query, get(&format!("/v1/traces/{T1}/tree")))
+        .await
+        .json();
     assert_eq!(tree["roots"][0]["service"], "unknown_service");
     h.intact().await;
 }
@@ -525,15 +604,30 @@ async fn o13_timestamps_zero_and_far_future_are_accepted_and_flagged() {
     let mut future = pb_span(T1, 0x32, "future");
     future.start_time_unix_nano = 7_258_118_400_000_000_000; // 2200-01-01
     future.end_time_unix_nano = future.start_time_unix_nano + 10;
-    let a = call(&h.ingest, post("application/x-protobuf", request("t", vec![zero, future]).encode_to_vec())).await;
+    let a = call(
+        &h.ingest,
+        post(
+            "application/x-protobuf",
+            request("t", vec![zero, future]).encode_to_vec(),
+        ),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK);
     let p = ExportTraceServiceResponse::decode(a.body.as_slice())
         .unwrap()
         .partial_success
         .unwrap();
     assert_eq!(p.rejected_spans, 0);
-    assert!(p.error_message.contains("span 0: start time is 0"), "{}", p.error_message);
-    assert!(p.error_message.contains("span 1: start time is more than"), "{}", p.error_message);
+    assert!(
+        p.error_message.contains("span 0: start time is 0"),
+        "{}",
+        p.error_message
+    );
+    assert!(
+        p.error_message.contains("span 1: start time is more than"),
+        "{}",
+        p.error_message
+    );
     assert_eq!(h.trace(T1).await["spans"].as_array().unwrap().len(), 2);
     let list = call(&h.query, get("/v1/traces")).await;
     assert_eq!(list.status, StatusCode::OK);
@@ -543,8 +637,15 @@ async fn o13_timestamps_zero_and_far_future_are_accepted_and_flagged() {
 #[tokio::test]
 async fn o16_c5_duplicates_are_stored_once_and_counted_by_protocol() {
     let h = h().await;
-    let req = request("dup", vec![pb_span(T1, 1, "a"), pb_span(T1, 1, "a"), pb_span(T1, 2, "b")])
-        .encode_to_vec();
+    let req = request(
+        "dup",
+        vec![
+            pb_span(T1, 1, "a"),
+            pb_span(T1, 1, "a"),
+            pb_span(T1, 2, "b"),
+        ],
+    )
+    .encode_to_vec();
     for _ in 0..3 {
         let a = call(&h.ingest, post("application/x-protobuf", req.clone())).await;
         assert_eq!(a.status, StatusCode::OK);
@@ -560,7 +661,9 @@ async fn o16_c5_duplicates_are_stored_once_and_counted_by_protocol() {
     ] {
         assert!(m.contains(line), "{line}\n{m}");
     }
-    let list = call(&h.query, get(&format!("/v1/traces?service=dup"))).await.json();
+    let list = call(&h.query, get("/v1/traces?service=dup"))
+        .await
+        .json();
     assert_eq!(list[0]["span_count"], 2);
     h.intact().await;
 }
@@ -592,7 +695,11 @@ async fn z1_z2_z4_valid_list_padded_ids_and_shared_spans() {
     }
     let t = h.trace("0000000000000000463ac35c9f6413ad").await;
     let list = t["spans"].as_array().unwrap();
-    assert_eq!(list.len(), 3, "client and shared server both kept, re-send deduplicated");
+    assert_eq!(
+        list.len(),
+        3,
+        "client and shared server both kept, re-send deduplicated"
+    );
     let server = list.iter().find(|s| s["kind"] == "server").unwrap();
     let client = list.iter().find(|s| s["kind"] == "client").unwrap();
     assert_eq!(server["span_id"], client["span_id"]);
@@ -605,8 +712,14 @@ async fn z1_z2_z4_valid_list_padded_ids_and_shared_spans() {
     assert_eq!(db["status_message"], "timeout");
     assert_eq!(db["kind"], "internal");
     let m = h.metrics().await;
-    assert!(m.contains("spanline_ingest_spans_stored_total{protocol=\"zipkin\"} 3"), "{m}");
-    assert!(m.contains("spanline_ingest_spans_deduplicated_total{protocol=\"zipkin\"} 3"), "{m}");
+    assert!(
+        m.contains("spanline_ingest_spans_stored_total{protocol=\"zipkin\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("spanline_ingest_spans_deduplicated_total{protocol=\"zipkin\"} 3"),
+        "{m}"
+    );
     h.intact().await;
 }
 
@@ -627,7 +740,11 @@ async fn z3_invalid_ids_skip_the_span_z5_v1_is_400_z6_stored_verbatim() {
     assert_eq!(t["spans"].as_array().unwrap().len(), 1);
     assert_eq!(t["spans"][0]["operation_name"], xss);
     assert_eq!(t["spans"][0]["resource_attributes"]["service.name"], xss);
-    assert!(h.metrics().await.contains("spanline_ingest_spans_rejected_total{protocol=\"zipkin\"} 3"));
+    assert!(
+        h.metrics()
+            .await
+            .contains("spanline_ingest_spans_rejected_total{protocol=\"zipkin\"} 3")
+    );
     // Nothing valid at all: 400.
     let a = call(&h.ingest, zipkin(&json!([{"traceId":"x","id":"y"}]))).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
@@ -641,7 +758,10 @@ async fn z3_invalid_ids_skip_the_span_z5_v1_is_400_z6_stored_verbatim() {
     // Not a list; empty list and empty body are fine.
     let a = call(&h.ingest, zipkin(&json!({"traceId":"463ac35c9f6413ad"}))).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert_eq!(call(&h.ingest, zipkin(&json!([]))).await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        call(&h.ingest, zipkin(&json!([]))).await.status,
+        StatusCode::ACCEPTED
+    );
     let empty = Request::post("/api/v2/spans").body(Body::empty()).unwrap();
     assert_eq!(call(&h.ingest, empty).await.status, StatusCode::ACCEPTED);
     assert_eq!(t["spans"].as_array().unwrap().len(), 1);
