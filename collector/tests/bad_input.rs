@@ -661,9 +661,7 @@ async fn o16_c5_duplicates_are_stored_once_and_counted_by_protocol() {
     ] {
         assert!(m.contains(line), "{line}\n{m}");
     }
-    let list = call(&h.query, get("/v1/traces?service=dup"))
-        .await
-        .json();
+    let list = call(&h.query, get("/v1/traces?service=dup")).await.json();
     assert_eq!(list[0]["span_count"], 2);
     h.intact().await;
 }

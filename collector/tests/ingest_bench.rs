@@ -163,6 +163,43 @@ fn otlp_protobuf_ingest_throughput() {
             elapsed.as_secs_f64(),
             spans / elapsed.as_secs_f64()
         );
+        let (writer_s, process_s) = cpu_seconds();
+        println!(
+            "ingest_bench: CPU per span: writer thread {:.2} µs, whole process {:.2} µs \
+             (an idle machine: about {:.0} spans/s if the writer thread is the bottleneck)",
+            writer_s * 1e6 / spans,
+            process_s * 1e6 / spans,
+            spans / writer_s
+        );
         state.store.shutdown().await;
     });
+}
+
+/// CPU seconds (user + system) of the SQLite writer thread and of the whole process, from
+/// `/proc` (Linux; zeros elsewhere). Wall-clock figures on a shared machine are noisy; these
+/// are not.
+fn cpu_seconds() -> (f64, f64) {
+    const TICKS_PER_S: f64 = 100.0; // USER_HZ on Linux
+    fn ticks(stat: &str) -> f64 {
+        // Fields after the `(comm)`: state is field 3; utime, stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        get(11) + get(12)
+    }
+    let process = std::fs::read_to_string("/proc/self/stat")
+        .map(|s| ticks(&s))
+        .unwrap_or(0.0);
+    let mut writer = 0.0;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "spanline-sqlite" {
+                writer += std::fs::read_to_string(t.path().join("stat"))
+                    .map(|s| ticks(&s))
+                    .unwrap_or(0.0);
+            }
+        }
+    }
+    (writer / TICKS_PER_S, process / TICKS_PER_S)
 }
