@@ -6,8 +6,10 @@
 //!  ingest port 4318                                              query port 16686
 //!  POST /v1/traces ──► ingest/ ──► model::Span ──► store/ ──► assemble/ ──► query/
 //!  (OTLP protobuf,      decode,      one type       SQLite:    tree, text   /v1/traces/{id}/tree
-//!   simple JSON, gzip)  validate,                   group      orphans      /v1/traces, /v1/services
-//!                       sanitize                    commit                  /health
+//!   OTLP JSON,          validate,                   group      orphans      /v1/traces, /v1/services
+//!   simple JSON, gzip)  sanitize                    commit                  /health, /metrics
+//!  POST /api/v2/spans
+//!  (Zipkin v2 JSON)
 //! ```
 //!
 //! Entry points:
