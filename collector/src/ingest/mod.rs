@@ -5,11 +5,11 @@
 //!
 //! | media type | body | decoder |
 //! |---|---|---|
-//! | `application/x-protobuf` (`application/protobuf`) | OTLP `ExportTraceServiceRequest` | [`otlp_proto`] |
+//! | `application/x-protobuf` (`application/protobuf`) | OTLP `ExportTraceServiceRequest` | `otlp_proto` |
 //! | `application/json`, body starts with `[` | array of simple spans | [`simple_json`] |
-//! | `application/json`, body starts with `{` | OTLP JSON | [`otlp_json`] |
+//! | `application/json`, body starts with `{` | OTLP JSON | `otlp_json` |
 //!
-//! `POST /api/v2/spans` takes a Zipkin v2 JSON list ([`zipkin`]) and answers 202.
+//! `POST /api/v2/spans` takes a Zipkin v2 JSON list (`zipkin`) and answers 202.
 //!
 //! Steps, each with its answer (reliability.md §7.1/7.2): unknown media type → 415 listing the
 //! supported ones (plain text); unsupported `Content-Encoding` → 415 + `Accept-Encoding: gzip`;
