@@ -313,29 +313,43 @@ async fn proxy(service: &str, res: Result<reqwest::Response, reqwest::Error>) ->
     }
 }
 
-async fn get_user(
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<Vec<(String, String)>>,
-    Path(id): Path<String>,
+/// `GET /{resource}/{id}` proxied to `service` at `base_url` (route template `route`).
+async fn proxy_get(
+    state: &AppState,
+    query: &[(String, String)],
+    id: &str,
+    service: &'static str,
+    base_url: &str,
+    route: &'static str,
 ) -> Response {
-    if let Err(e) = check_id("user id", &id) {
+    if let Err(e) = check_id("id", id) {
         return e.into_response();
     }
-    let url = format!("{}/users/{id}", state.settings.user_service_url);
+    let resource = route.trim_end_matches("/{id}");
+    let url = format!("{base_url}{resource}/{id}");
     let call = async {
         apply_faults("frontend").await?;
         Ok(state
             .client
             .get(url)
-            .route("/users/{id}")
-            .peer_service("user")
+            .route(route)
+            .peer_service(service)
             .send()
             .await)
     };
-    match with_faults(&query, call).await {
-        Ok(res) => proxy("user", res).await,
+    match with_faults(query, call).await {
+        Ok(res) => proxy(service, res).await,
         Err(e) => e.into_response(),
     }
+}
+
+async fn get_user(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<Vec<(String, String)>>,
+    Path(id): Path<String>,
+) -> Response {
+    let base = state.settings.user_service_url.clone();
+    proxy_get(&state, &query, &id, "user", &base, "/users/{id}").await
 }
 
 async fn get_order(
@@ -343,22 +357,6 @@ async fn get_order(
     Query(query): Query<Vec<(String, String)>>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(e) = check_id("order id", &id) {
-        return e.into_response();
-    }
-    let url = format!("{}/orders/{id}", state.settings.order_service_url);
-    let call = async {
-        apply_faults("frontend").await?;
-        Ok(state
-            .client
-            .get(url)
-            .route("/orders/{id}")
-            .peer_service("order")
-            .send()
-            .await)
-    };
-    match with_faults(&query, call).await {
-        Ok(res) => proxy("order", res).await,
-        Err(e) => e.into_response(),
-    }
+    let base = state.settings.order_service_url.clone();
+    proxy_get(&state, &query, &id, "order", &base, "/orders/{id}").await
 }
