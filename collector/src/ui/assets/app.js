@@ -571,6 +571,7 @@
       document.body.dataset.traceFetchMs = (tFetched - t0).toFixed(0);
       document.body.dataset.traceRenderMs = (done - tFetched).toFixed(0);
       document.body.dataset.traceReadyMs = (done - t0).toFixed(0);
+      document.body.dataset.traceSinceNavigationMs = done.toFixed(0);
       document.body.dataset.traceReady = traceId;
     }, 0));
   }
@@ -858,9 +859,12 @@
     bar.style.width = `max(2px, ${widthPct}%)`;
     bar.style.background = colourOf(svc);
     const label = h('span', { class: 'bar-label' }, fmtDur(r.dur));
-    if (leftPct + widthPct > 75) {
+    if (leftPct + widthPct > 75 && leftPct > 12) {
       label.classList.add('inside-left');
       label.style.right = 100 - leftPct + '%';
+    } else if (leftPct + widthPct > 75) {
+      label.classList.add('in-bar');
+      label.style.right = 100 - leftPct - widthPct + '%';
     } else {
       label.style.left = leftPct + widthPct + '%';
     }
@@ -910,7 +914,7 @@
     panel.append(
       h('div', { class: 'detail-head' },
         h('h3', null, swatch(svc), h('span', { class: 'svc' }, svc), ' ', h('span', { class: 'op' }, String(n.name))),
-        h('a', { href: link, class: 'deep-link', title: 'link to this span' }, '🔗 link')),
+        h('a', { href: link, class: 'deep-link', title: 'link to this span' }, 'Link to this span')),
       h('dl', { class: 'stats small' },
         stat('Duration', fmtDur(r.dur)),
         stat('Start', '+' + fmtDur(r.offset)),
