@@ -410,7 +410,8 @@
     for (let i = 0; i <= 4; i++) {
       const x = x0 + ((x1 - x0) * i) / 4;
       const d = new Date(x / 1e6);
-      svg.append(s('text', { x: sx(x), y: H - 6, class: 'axis', 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, d.toLocaleTimeString(undefined, { hour12: false })));
+      const fmt = x1 - x0 < 20e9 ? { hour12: false, fractionalSecondDigits: 1 } : { hour12: false };
+      svg.append(s('text', { x: sx(x), y: H - 6, class: 'axis', 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, d.toLocaleTimeString(undefined, fmt)));
     }
     traces.forEach((t, i) => {
       const r = Math.min(12, 3 + Math.sqrt(t.span_count || 1));
@@ -562,8 +563,12 @@
     await loadServices();
     if (stale(seq)) return;
     const tree = r.data;
+    const tPrep = performance.now();
     const rows = prepare(tree);
+    const tPrepared = performance.now();
     renderTrace(tree, rows, traceId, params);
+    document.body.dataset.tracePrepareMs = (tPrepared - tPrep).toFixed(0);
+    document.body.dataset.traceBuildMs = (performance.now() - tPrepared).toFixed(0);
     // Measure until the browser has laid out and painted the page.
     void app.offsetHeight;
     requestAnimationFrame(() => setTimeout(() => {
@@ -657,12 +662,6 @@
     const ruler = h('div', { class: 'wf-row ruler' }, h('div', { class: 'wf-left' }, h('span', { class: 'muted small' }, 'Service · operation')), h('div', { class: 'wf-right' }, rulerTicks(total)));
     wf.append(ruler);
     const body = h('div', { class: 'wf-body', id: 'wf-body' });
-    const frag = document.createDocumentFragment();
-    for (const r of rows) {
-      r.el = rowEl(r, total);
-      frag.append(r.el);
-    }
-    body.append(frag);
     wf.append(body);
     const textPane = h('pre', { class: 'text-tree', id: 'text-tree' });
     textPane.hidden = true;
@@ -675,22 +674,44 @@
     let detailEl = null;
     let critOnly = false;
 
+    // Rows get their DOM lazily: a row under a collapsed parent has none until it is shown,
+    // so a huge trace opens with only its visible rows built.
     function applyVisibility() {
       // A row is shown when no ancestor is collapsed (and, in critical mode, it is critical).
+      let prev = null; // the last row element in document order so far
+      let pending = null; // a fragment of consecutive new rows, inserted after `prev`
+      const flush = () => {
+        if (!pending) return;
+        const anchor = prev && prev.nextElementSibling && prev.nextElementSibling.classList.contains('span-detail') ? prev.nextElementSibling : prev;
+        if (anchor) anchor.after(pending);
+        else body.prepend(pending);
+        pending = null;
+      };
       for (let i = 0; i < rows.length; i++) {
         const r = rows[i];
-        r.el.hidden = critOnly && !r.critical;
+        const show = !(critOnly && !r.critical);
+        if (!r.el && show) {
+          r.el = rowEl(r, total);
+          if (!pending) pending = document.createDocumentFragment();
+          pending.append(r.el);
+        } else if (r.el) {
+          flush();
+          r.el.hidden = !show;
+          prev = r.el;
+        }
         if (r.collapsed) {
-          for (let j = i + 1; j < i + r.size; j++) rows[j].el.hidden = true;
+          for (let j = i + 1; j < i + r.size; j++) if (rows[j].el) { flush(); rows[j].el.hidden = true; prev = rows[j].el; }
           i += r.size - 1;
         }
       }
+      flush();
       if (detailEl && selected) detailEl.hidden = selected.el.hidden;
     }
 
     function setCollapsed(r, c) {
       if (!r.kids.length) return;
       r.collapsed = c;
+      if (!r.el) return;
       r.el.classList.toggle('collapsed', c);
       r.el.setAttribute('aria-expanded', c ? 'false' : 'true');
       const tg = r.el.querySelector('.toggle');
@@ -785,14 +806,18 @@
     };
     find.addEventListener('input', () => {
       const q = find.value.trim().toLowerCase();
-      for (const r of matches) r.el.classList.remove('match');
+      for (const r of matches) {
+        r.match = false;
+        if (r.el) r.el.classList.remove('match');
+      }
       matches = q ? rows.filter((r) => haystack(r).includes(q)) : [];
       matchAt = -1;
       for (const r of matches) {
-        r.el.classList.add('match');
+        r.match = true;
         for (let p = r.parent; p; p = p.parent) if (p.collapsed) setCollapsed(p, false);
       }
       applyVisibility();
+      for (const r of matches) r.el.classList.add('match');
       findCount.textContent = q ? (matches.length === 1 ? '1 match' : matches.length + ' matches') + (matches.length ? ' · Enter for next' : '') : '';
       wf.classList.toggle('searching', !!q);
     });
@@ -803,15 +828,13 @@
       selectSpan(matches[matchAt].node.span_id, true);
     });
 
-    // Deep link to a span.
+    // Huge traces open with deep levels collapsed so the page stays readable and quick.
     const want = params.get('span');
+    if (rows.length > 2000) for (const r of rows) if (r.depth >= 3 && r.kids.length) r.collapsed = true;
+    applyVisibility();
+    // Deep link to a span.
     if (want && HEX16.test(want.toLowerCase()) && byId.has(want.toLowerCase())) {
       selectSpan(want.toLowerCase(), true);
-    }
-    // Huge traces open with deep levels collapsed so the page stays readable.
-    if (rows.length > 2000 && !want) {
-      for (const r of rows) if (r.depth >= 3) setCollapsed(r, true);
-      applyVisibility();
     }
   }
 
@@ -841,14 +864,14 @@
   function rowEl(r, total) {
     const n = r.node;
     const svc = String(n.service);
-    const toggle = h('span', { class: 'toggle' + (r.kids.length ? '' : ' leaf') }, r.kids.length ? '▾' : '');
+    const toggle = h('span', { class: 'toggle' + (r.kids.length ? '' : ' leaf'), title: r.kids.length ? (r.collapsed ? `expand (${r.size - 1} spans below)` : 'collapse') : undefined }, r.kids.length ? (r.collapsed ? '▸' : '▾') : '');
     const indent = h('span', { class: 'indent' });
     indent.style.width = r.depth * 14 + 'px';
     const warns = Array.isArray(n.warnings) ? n.warnings.map(String) : [];
     const left = h('div', { class: 'wf-left' }, indent, toggle, swatch(svc),
       h('span', { class: 'svc' }, svc), ' ',
       h('span', { class: 'op' }, String(n.name)),
-      h('span', { class: 'hidden-count muted' }),
+      h('span', { class: 'hidden-count muted' }, r.collapsed ? ` +${r.size - 1}` : ''),
       r.error ? h('span', { class: 'err-mark', title: 'error' + (n.status_message ? ': ' + n.status_message : '') }, '!') : null,
       n.orphan ? h('span', { class: 'badge warn', title: 'the parent span ' + (n.parent_span_id || '') + ' is not in the trace' }, 'orphan') : null,
       warns.length ? h('span', { class: 'badge warn', title: warns.join('\n') }, '⚠ ' + (warns.some((w) => /skew/i.test(w)) ? 'clock skew' : 'warning')) : null);
@@ -870,9 +893,9 @@
     }
     const right = h('div', { class: 'wf-right' }, bar, label);
     const el = h('div', {
-      class: 'wf-row' + (r.error ? ' error' : '') + (r.critical ? ' on-critical' : '') + (n.orphan ? ' orphan' : ''),
+      class: 'wf-row' + (r.error ? ' error' : '') + (r.critical ? ' on-critical' : '') + (n.orphan ? ' orphan' : '') + (r.collapsed ? ' collapsed' : '') + (r.match ? ' match' : ''),
       'data-index': r.index, 'data-span-id': n.span_id, 'data-service': svc, role: 'treeitem', tabindex: 0,
-      'aria-level': r.depth + 1, 'aria-expanded': r.kids.length ? 'true' : undefined,
+      'aria-level': r.depth + 1, 'aria-expanded': r.kids.length ? String(!r.collapsed) : undefined,
     }, left, right);
     el.title = `${svc} ${n.name}\n${fmtDur(r.dur)} at +${fmtDur(r.offset)} · self ${fmtDur(r.self)}${r.critical ? ' · on the critical path' : ''}`;
     return el;
