@@ -34,6 +34,7 @@ pub mod query;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -139,6 +140,7 @@ pub fn query_app(state: AppState) -> Router {
         .route("/v1/services", get(native::services))
         .route("/health", get(native::health))
         .route("/healthz", get(ingest::healthz))
+        .merge(ui::router())
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::map_response(nosniff))
         .with_state(state)
