@@ -153,11 +153,44 @@ struct AppState {
 /// The routes of the frontend (without `/healthz` and the tracing layer).
 pub fn app(telemetry: Telemetry, settings: Settings) -> Router {
     let client = telemetry.http_client();
+    let ui: Arc<str> = Arc::from(settings.collector_ui_url.as_str());
     Router::new()
         .route("/orders", post(create_order))
         .route("/users/{id}", get(get_user))
         .route("/orders/{id}", get(get_order))
         .with_state(Arc::new(AppState { client, settings }))
+        .layer(axum::middleware::map_response(move |res: Response| {
+            let ui = ui.clone();
+            async move { add_trace_url(res, &ui).await }
+        }))
+}
+
+/// Error answers carry `trace_url` next to `trace_id`, so a user whose order failed can open
+/// the trace that explains why. Success answers build it themselves.
+async fn add_trace_url(res: Response, collector_ui_url: &str) -> Response {
+    /// Error bodies are small; anything larger is passed through untouched.
+    const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+    if res.status().is_success() {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY_BYTES).await else {
+        return (StatusCode::BAD_GATEWAY, "error answer too large").into_response();
+    };
+    let mut json = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Response::from_parts(parts, Body::from(bytes)),
+    };
+    if let Some(trace_id) = json.get("trace_id").and_then(|v| v.as_str())
+        && !trace_id.is_empty()
+        && !json.contains_key("trace_url")
+    {
+        let url = format!("{collector_ui_url}/trace/{trace_id}");
+        json.insert("trace_url".to_owned(), url.into());
+    }
+    let body = serde_json::to_vec(&json).unwrap_or_else(|_| bytes.to_vec());
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// Ids are path segments of downstream URLs: keep them to a safe alphabet and length.
