@@ -410,7 +410,9 @@
     for (let i = 0; i <= 4; i++) {
       const x = x0 + ((x1 - x0) * i) / 4;
       const d = new Date(x / 1e6);
-      const fmt = x1 - x0 < 20e9 ? { hour12: false, fractionalSecondDigits: 1 } : { hour12: false };
+      // Naming any one field drops the defaults, so name them all.
+      const hms = { hour12: false, hour: '2-digit', minute: '2-digit', second: '2-digit' };
+      const fmt = x1 - x0 < 20e9 ? { ...hms, fractionalSecondDigits: 1 } : hms;
       svg.append(s('text', { x: sx(x), y: H - 6, class: 'axis', 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, d.toLocaleTimeString(undefined, fmt)));
     }
     traces.forEach((t, i) => {
