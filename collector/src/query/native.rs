@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /v1/traces/{trace_id}/tree` | [`TraceTree`](crate::assemble::TraceTree) JSON; text with `?format=text` or `Accept: text/plain`; `?wait=SECONDS` (≤ 30, larger values are clamped) long-polls until the trace has a root and no orphans, then answers what it has |
+//! | `GET /v1/traces/{trace_id}/tree` | [`TraceTree`](crate::assemble::TraceTree) JSON; text with `?format=text` or `Accept: text/plain`; `?wait=SECONDS` (≤ 30, larger values are clamped) long-polls until the trace has a root and no orphans, then answers what it has; `?raw=true` skips the clock-skew adjustment |
 //! | `GET /v1/traces/{trace_id}` | `{"trace_id", "spans": [simple spans], "metadata": {summary}}` |
 //! | `GET /v1/traces` | summaries, newest first (filters below) |
 //! | `GET /v1/services` | sorted service names |
@@ -58,6 +58,15 @@ fn trace_id_param(p: Result<Path<String>, PathRejection>) -> Result<TraceId, Err
         .map_err(|e| Error::BadRequest(format!("invalid trace id: {e} (expected 32 hex digits)")))
 }
 
+/// `true`/`1` or `false`/`0`/empty; anything else is 400.
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        _ => Err(Error::BadRequest(format!("{key} must be true or false"))),
+    }
+}
+
 fn not_found(trace_id: TraceId) -> Error {
     Error::NotFound(format!("trace {trace_id} not found"))
 }
@@ -72,6 +81,7 @@ pub(crate) async fn get_tree(
     let trace_id = trace_id_param(path)?;
     let mut as_text = wants_text(&headers);
     let mut wait = Duration::ZERO;
+    let mut options = assemble::AssembleOptions::default();
     for (key, value) in params(query)? {
         match key.as_str() {
             "format" => {
@@ -90,13 +100,14 @@ pub(crate) async fn get_tree(
                     .ok_or_else(|| Error::BadRequest("wait must be a number of seconds".into()))?;
                 wait = Duration::from_secs_f64(seconds.min(MAX_WAIT_S));
             }
+            "raw" if parse_bool(&key, &value)? => options = assemble::AssembleOptions::raw(),
             _ => {}
         }
     }
     let trace = load_waiting(&state, trace_id, wait)
         .await?
         .ok_or_else(|| not_found(trace_id))?;
-    let mut tree = assemble::assemble(&trace.spans);
+    let mut tree = assemble::assemble_with(&trace.spans, &options);
     if trace.summary.span_count > tree.span_count as u64 {
         tree.complete = false;
         tree.warnings.push(format!(
