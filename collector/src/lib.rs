@@ -127,16 +127,29 @@ pub fn ingest_app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The query router (DESIGN.md §4, query port): `/v1/traces/{trace_id}/tree`,
-/// `/v1/traces/{trace_id}`, `/v1/traces`, `/v1/services`, `/health`, `/healthz`.
+/// The query router (DESIGN.md §4, query port): the native API (`/v1/traces/{trace_id}/tree`,
+/// `/v1/traces/{trace_id}`, `/v1/traces`, `/v1/services`, `/v1/stats`, `/v1/dependencies`),
+/// the Jaeger APIs (`/api/...`, `/api/v3/...`), `/metrics`, `/health`, `/healthz`.
 /// Every answer carries `X-Content-Type-Options: nosniff`.
 pub fn query_app(state: AppState) -> Router {
-    use query::native;
+    use query::{dependencies, jaeger, native, stats};
     Router::new()
         .route("/v1/traces/{trace_id}/tree", get(native::get_tree))
         .route("/v1/traces/{trace_id}", get(native::get_trace))
         .route("/v1/traces", get(native::search))
         .route("/v1/services", get(native::services))
+        .route("/v1/stats", get(stats::get_stats))
+        .route("/v1/dependencies", get(dependencies::get_dependencies))
+        .route("/api/services", get(jaeger::services))
+        .route(
+            "/api/services/{service}/operations",
+            get(jaeger::service_operations),
+        )
+        .route("/api/operations", get(jaeger::operations))
+        .route("/api/traces", get(jaeger::search))
+        .route("/api/traces/{trace_id}", get(jaeger::get_trace))
+        .route("/api/dependencies", get(jaeger::dependencies))
+        .route("/api/archive/{trace_id}", post(jaeger::archive))
         .route("/health", get(native::health))
         .route("/healthz", get(ingest::healthz))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })

@@ -15,8 +15,15 @@
 //! Search filters (`GET /v1/traces`): `service`, `operation` (exact span name), `min_duration`,
 //! `max_duration` (a number with a unit: `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`, e.g. `250ms`,
 //! `1.5s`; a plain number means milliseconds), `start_time`, `end_time` (bounds on the trace
-//! start, unix seconds, fractions allowed), `error=true|false`, `limit` (default 100, clamped to
-//! 1000). Unknown parameters are ignored; malformed values are 400.
+//! start, unix seconds, fractions allowed), `error=true|false`, `kind` (the trace has a span of
+//! this kind: `server|client|internal|producer|consumer`), `status` (`ok|error|unset`: the
+//! trace has a span with this status), `attr.KEY=VALUE` (repeatable: the trace has a span
+//! whose attribute `KEY` equals `VALUE`; numbers and booleans compare by their text, e.g.
+//! `attr.http.response.status_code=503`; string values over 256 bytes are not searchable),
+//! `sort=newest|duration`, `limit` (default 100, clamped to 1000). Without `sort`, a search
+//! with `min_duration` or `error=true` is ordered slowest first, any other newest first. Unknown
+//! parameters are ignored; malformed values are 400. All filters must hold (each may be met by
+//! a different span of the trace).
 //!
 //! A summary is `{"trace_id", "root_service", "root_operation", "services", "operations",
 //! "start_time", "end_time" (unix seconds, float), "duration" (seconds, float), "span_count",
@@ -36,8 +43,11 @@ use crate::assemble::{self, text};
 use crate::error::Error;
 use crate::ingest::simple_json;
 use crate::model::TraceId;
-use crate::store::{StoredTrace, TraceQuery, TraceSummary};
+use crate::model::{SpanKind, StatusCode as SpanStatus};
+use crate::store::{SortOrder, StoredTrace, TraceQuery, TraceSummary};
 
+/// Most `attr.KEY=VALUE` filters in one search.
+pub const MAX_ATTRIBUTE_FILTERS: usize = 16;
 /// Longest `?wait=`, seconds.
 pub const MAX_WAIT_S: f64 = 30.0;
 /// Least time between two re-reads of a trace while long-polling.
@@ -251,7 +261,22 @@ pub fn summary_json(s: &TraceSummary) -> Value {
 
 fn parse_search(params: Vec<(String, String)>) -> Result<TraceQuery, Error> {
     let mut q = TraceQuery::default();
+    let mut sort = None;
     for (key, value) in params {
+        if let Some(attr) = key.strip_prefix("attr.") {
+            if attr.is_empty() {
+                return Err(Error::BadRequest(
+                    "attr. needs a key: attr.KEY=VALUE".into(),
+                ));
+            }
+            if q.attributes.len() >= MAX_ATTRIBUTE_FILTERS {
+                return Err(Error::BadRequest(format!(
+                    "at most {MAX_ATTRIBUTE_FILTERS} attribute filters"
+                )));
+            }
+            q.attributes.push((attr.to_owned(), value));
+            continue;
+        }
         let bad = |what: &str| Error::BadRequest(format!("{key} must be {what}"));
         match key.as_str() {
             "service" if !value.is_empty() => q.service = Some(value),
@@ -272,12 +297,23 @@ fn parse_search(params: Vec<(String, String)>) -> Result<TraceQuery, Error> {
                 q.start_time_max_unix_nano =
                     Some(parse_unix_seconds(&value).ok_or_else(|| bad("unix seconds"))?);
             }
-            "error" => {
-                q.errors_only = match value.as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" | "" => false,
-                    _ => return Err(bad("true or false")),
-                }
+            "error" => q.errors_only = parse_bool(&key, &value)?,
+            "kind" if !value.is_empty() => {
+                q.kind = Some(
+                    SpanKind::parse(&value)
+                        .ok_or_else(|| bad("server, client, internal, producer or consumer"))?,
+                );
+            }
+            "status" if !value.is_empty() => {
+                q.status =
+                    Some(SpanStatus::parse(&value).ok_or_else(|| bad("ok, error or unset"))?);
+            }
+            "sort" if !value.is_empty() => {
+                sort = Some(match value.as_str() {
+                    "newest" => SortOrder::Newest,
+                    "duration" => SortOrder::Duration,
+                    _ => return Err(bad("newest or duration")),
+                });
             }
             "limit" => {
                 q.limit = value
@@ -298,6 +334,11 @@ fn parse_search(params: Vec<(String, String)>) -> Result<TraceQuery, Error> {
             "min_duration is larger than max_duration".into(),
         ));
     }
+    q.sort = sort.unwrap_or(if q.min_duration_ns.is_some() || q.errors_only {
+        SortOrder::Duration
+    } else {
+        SortOrder::Newest
+    });
     if let (Some(start), Some(end)) = (q.start_time_min_unix_nano, q.start_time_max_unix_nano)
         && start > end
     {
@@ -328,7 +369,7 @@ pub fn parse_duration_ns(text: &str) -> Option<u64> {
     (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| ns.round() as u64)
 }
 
-fn parse_unix_seconds(text: &str) -> Option<u64> {
+pub(crate) fn parse_unix_seconds(text: &str) -> Option<u64> {
     let seconds: f64 = text.trim().parse().ok()?;
     let ns = seconds * 1e9;
     (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| ns.round() as u64)
@@ -371,5 +412,26 @@ mod tests {
         assert!(p(&[("start_time", "20"), ("end_time", "10")]).is_err());
         assert!(p(&[("error", "maybe")]).is_err());
         assert!(p(&[("whatever", "x")]).is_ok());
+        let q = p(&[
+            ("kind", "server"),
+            ("status", "ERROR"),
+            ("attr.http.route", "/orders"),
+            ("attr.app.id", "7"),
+        ])
+        .unwrap();
+        assert_eq!(q.kind, Some(SpanKind::Server));
+        assert_eq!(q.status, Some(SpanStatus::Error));
+        assert_eq!(q.attributes.len(), 2);
+        assert_eq!(q.sort, SortOrder::Newest);
+        assert_eq!(p(&[("error", "true")]).unwrap().sort, SortOrder::Duration);
+        assert_eq!(
+            p(&[("min_duration", "1s")]).unwrap().sort,
+            SortOrder::Duration
+        );
+        let q = p(&[("min_duration", "1s"), ("sort", "newest")]).unwrap();
+        assert_eq!(q.sort, SortOrder::Newest);
+        assert!(p(&[("kind", "sideways")]).is_err());
+        assert!(p(&[("sort", "random")]).is_err());
+        assert!(p(&[("attr.", "x")]).is_err());
     }
 }
