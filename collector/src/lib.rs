@@ -91,10 +91,14 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State over `store` with `limits`, fresh counters, not shutting down.
+    ///
+    /// The store is wrapped in a [`store::MeteredStore`] so committed batches feed the RED
+    /// metrics of `/metrics`.
     pub fn new(store: Arc<dyn SpanStore>, limits: IngestLimits) -> Self {
+        let metrics = Arc::new(Metrics::default());
         Self {
-            store,
-            metrics: Arc::new(Metrics::default()),
+            store: Arc::new(store::MeteredStore::new(store, Arc::clone(&metrics))),
+            metrics,
             limits,
             shutdown: Arc::new(watch::Sender::new(false)),
         }
@@ -150,11 +154,36 @@ pub fn query_app(state: AppState) -> Router {
         .route("/api/traces/{trace_id}", get(jaeger::get_trace))
         .route("/api/dependencies", get(jaeger::dependencies))
         .route("/api/archive/{trace_id}", post(jaeger::archive))
+        .route("/metrics", get(native::metrics))
         .route("/health", get(native::health))
         .route("/healthz", get(ingest::healthz))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::map_response(nosniff))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe_query,
+        ))
         .with_state(state)
+}
+
+/// Records the latency of every query-port request by route template.
+async fn observe_query(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    state
+        .metrics
+        .query_latency
+        .observe(&route, response.status().as_u16(), ns);
+    response
 }
 
 async fn nosniff(mut response: Response) -> Response {

@@ -904,3 +904,36 @@ async fn native_bad_inputs() {
     let a = get(&h, "/v1/traces?attr.x%27%20OR%201%3D1%20--=1").await;
     assert_eq!(a.json(), json!([]));
 }
+
+#[tokio::test]
+async fn metrics_page_has_red_query_latency_and_storage_size() {
+    for (h, durable) in [(memory(), false), (sqlite(), true)] {
+        seed(&h).await;
+        assert_eq!(get(&h, "/api/services").await.status, StatusCode::OK);
+        let a = get(&h, "/metrics").await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert!(
+            a.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
+        let text = a.text();
+        assert!(
+            text.contains(
+                "spanline_requests_total{service=\"payment\",operation=\"POST /payments\"} 3\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "spanline_request_errors_total{service=\"payment\",operation=\"POST /payments\"} 1\n"
+        ));
+        assert!(text.contains("# TYPE spanline_request_duration_seconds histogram"));
+        assert!(text.contains(
+            "spanline_query_request_duration_seconds_count{route=\"/api/services\",status=\"2xx\"} 1\n"
+        ));
+        assert_eq!(text.contains("spanline_storage_bytes "), durable, "{text}");
+        let health = get(&h, "/health").await.json();
+        assert_eq!(health["status"], "healthy");
+    }
+}

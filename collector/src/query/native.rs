@@ -7,6 +7,7 @@
 //! | `GET /v1/traces` | summaries, newest first (filters below) |
 //! | `GET /v1/services` | sorted service names |
 //! | `GET /health` | `{"status": "healthy", "metrics": {...}}`; 503 `"unhealthy"` when storage cannot commit |
+//! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
 //! | `GET /healthz` | 200 |
 //!
 //! Trace ids are 32 hex digits (case-insensitive, not all zero): anything else is 400; a
@@ -225,11 +226,28 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
         "store_commits".into(),
         Value::from(*state.store.subscribe_commits().borrow()),
     );
+    if let Some(bytes) = state.store.storage_bytes() {
+        metrics.insert("storage_bytes".into(), Value::from(bytes));
+    }
     match tokio::time::timeout(HEALTH_PROBE_TIMEOUT, state.store.check_writable()).await {
         Ok(Ok(())) => axum::Json(json!({"status": "healthy", "metrics": metrics})).into_response(),
         Ok(Err(e)) => unhealthy(&e.to_string(), metrics),
         Err(_) => unhealthy("storage did not answer within 2 s", metrics),
     }
+}
+
+/// `GET /metrics`: Prometheus text format (see [`crate::metrics`]).
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let commits = *state.store.subscribe_commits().borrow();
+    let storage_bytes = state.store.storage_bytes();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render_prometheus(&state.metrics, storage_bytes, commits),
+    )
+        .into_response()
 }
 
 fn unhealthy(reason: &str, metrics: serde_json::Map<String, Value>) -> Response {

@@ -17,6 +17,7 @@
 //!   [`find_traces`](SpanStore::find_traces) at most [`MAX_SEARCH_LIMIT`] summaries.
 
 mod memory;
+mod metered;
 mod sqlite;
 
 #[cfg(test)]
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 use crate::model::{AttrValue, Span, SpanKind, StatusCode, TraceId};
 
 pub use memory::MemoryStore;
+pub use metered::MeteredStore;
 pub use sqlite::{MAX_GROUP_SPANS, SqliteOptions, SqliteStore, Synchronous};
 
 /// A boxed, sendable future (keeps [`SpanStore`] object safe).
