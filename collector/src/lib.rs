@@ -31,6 +31,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod query;
+pub mod retention;
 pub mod store;
 #[cfg(test)]
 mod testing;
@@ -306,6 +307,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ..IngestLimits::default()
     };
     let state = AppState::new(Arc::clone(&store), limits);
+    let retention = tokio::spawn(retention::run(
+        Arc::clone(&store),
+        config.retention_config(),
+        state.shutdown_receiver(),
+    ));
     let bind = |what: &'static str, addr| async move {
         TcpListener::bind(addr)
             .await
@@ -333,9 +339,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             config::StorageKind::Sqlite => config.db_path().display().to_string(),
         }
     );
-    serve(state, ingest, query, shutdown_signal())
-        .await
-        .map_err(RunError::Serve)?;
+    let served = serve(state, ingest, query, shutdown_signal()).await;
+    retention.abort();
+    served.map_err(RunError::Serve)?;
     eprintln!("collector: stopped; all acknowledged spans are committed");
     Ok(())
 }
