@@ -137,7 +137,7 @@ pub fn ingest_app(state: AppState) -> Router {
 /// the Jaeger APIs (`/api/...`, `/api/v3/...`), `/metrics`, `/health`, `/healthz`.
 /// Every answer carries `X-Content-Type-Options: nosniff`.
 pub fn query_app(state: AppState) -> Router {
-    use query::{dependencies, jaeger, native, stats};
+    use query::{dependencies, jaeger, jaeger_v3, native, stats};
     Router::new()
         .route("/v1/traces/{trace_id}/tree", get(native::get_tree))
         .route("/v1/traces/{trace_id}", get(native::get_trace))
@@ -155,6 +155,11 @@ pub fn query_app(state: AppState) -> Router {
         .route("/api/traces/{trace_id}", get(jaeger::get_trace))
         .route("/api/dependencies", get(jaeger::dependencies))
         .route("/api/archive/{trace_id}", post(jaeger::archive))
+        .route("/api/v3/services", get(jaeger_v3::services))
+        .route("/api/v3/operations", get(jaeger_v3::operations))
+        .route("/api/v3/traces", get(jaeger_v3::search))
+        .route("/api/v3/traces/{trace_id}", get(jaeger_v3::get_trace))
+        .route("/api/v3/trace-summaries", get(jaeger_v3::summaries))
         .route("/metrics", get(native::metrics))
         .route("/health", get(native::health))
         .route("/healthz", get(ingest::healthz))

@@ -937,3 +937,147 @@ async fn metrics_page_has_red_query_latency_and_storage_size() {
         assert_eq!(health["status"], "healthy");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// api_v3 (interop.md §3.8)
+// ---------------------------------------------------------------------------------------------
+
+fn rfc3339(ns: u64) -> String {
+    // Civil from days (H. Hinnant), UTC.
+    let secs = (ns / 1_000_000_000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ns % 1_000_000_000
+    )
+}
+
+#[tokio::test]
+async fn jaeger_v3_subset() {
+    for h in [memory(), sqlite()] {
+        seed(&h).await;
+        let v = get(&h, "/api/v3/services").await.json();
+        assert_eq!(
+            v,
+            json!({"services": ["frontend", "order", "payment", "user"]})
+        );
+        let v = get(&h, "/api/v3/operations?service=payment&spanKind=server")
+            .await
+            .json();
+        assert_eq!(
+            v,
+            json!({"operations": [{"name": "POST /payments", "spanKind": "server"}]})
+        );
+        let v = get(&h, "/api/v3/operations?service=payment&span_kind=internal")
+            .await
+            .json();
+        assert_eq!(v["operations"][0]["name"], "charge card");
+
+        // Trace by id: OTLP JSON with hex ids and string nanos.
+        let a = get(&h, &format!("/api/v3/traces/{}", trace_hex(2))).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        let v = a.json();
+        let rs = v["result"]["resourceSpans"].as_array().unwrap();
+        assert_eq!(rs.len(), 4, "one per service resource");
+        let spans: Vec<&Value> = rs
+            .iter()
+            .flat_map(|r| r["scopeSpans"].as_array().unwrap())
+            .flat_map(|s| s["spans"].as_array().unwrap())
+            .collect();
+        assert_eq!(spans.len(), 10);
+        let root = spans
+            .iter()
+            .find(|s| s.get("parentSpanId").is_none())
+            .unwrap();
+        assert_eq!(root["traceId"], trace_hex(2));
+        assert_eq!(root["spanId"], "0000000000000201");
+        assert_eq!(root["kind"], 2);
+        assert!(root["startTimeUnixNano"].is_string());
+        assert_eq!(root["status"]["code"], 2);
+        assert!(
+            root["attributes"].as_array().unwrap().contains(
+                &json!({"key": "http.response.status_code", "value": {"intValue": "503"}})
+            )
+        );
+        assert_eq!(
+            rs[0]["scopeSpans"][0]["scope"],
+            json!({"name": "tracekit", "version": "0.1.0"})
+        );
+        let a = get(&h, "/api/v3/traces/0123456789abcdef0123456789abcdef").await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            a.json(),
+            json!({"error": {"httpCode": 404, "message": "No traces found"}})
+        );
+        let a = get(&h, "/api/v3/traces/zzzz").await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert_eq!(a.json()["error"]["httpCode"], 400);
+
+        // Search and summaries.
+        let now = now_ns();
+        let (min, max) = (rfc3339(now - 3_600_000 * MS), rfc3339(now + 1000 * MS));
+        let q = format!("query.start_time_min={min}&query.start_time_max={max}");
+        let a = get(
+            &h,
+            &format!(
+                "/api/v3/trace-summaries?{q}&query.service_name=payment&query.duration_min=0.5s"
+            ),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        let v = a.json();
+        let s = &v["summaries"].as_array().unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0]["traceId"], trace_hex(3));
+        assert_eq!(s[0]["rootServiceName"], "frontend");
+        assert_eq!(s[0]["rootOperationName"], "POST /orders");
+        assert!(s[0]["minStartTimeUnixNano"].is_string());
+        assert!(s[0]["maxEndTimeUnixNano"].is_string());
+        assert_eq!(s[0]["spanCount"], 10);
+        assert_eq!(s[0]["errorSpanCount"], 0);
+        assert_eq!(s[0]["services"].as_array().unwrap().len(), 4);
+        let camel = format!("query.startTimeMin={min}&query.startTimeMax={max}");
+        let attrs = "%7B%22error%22%3A%22true%22%7D";
+        let v = get(
+            &h,
+            &format!("/api/v3/traces?{camel}&query.attributes={attrs}"),
+        )
+        .await
+        .json();
+        let ids: Vec<&str> = v["result"]["resourceSpans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["scopeSpans"].as_array().unwrap())
+            .flat_map(|s| s["spans"].as_array().unwrap())
+            .map(|s| s["traceId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 10);
+        assert!(ids.iter().all(|i| *i == trace_hex(2)));
+        // No match: 404. Missing or reversed times: 400.
+        let a = get(&h, &format!("/api/v3/traces?{q}&query.service_name=nobody")).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        let a = get(&h, "/api/v3/traces?query.service_name=payment").await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        let a = get(
+            &h,
+            &format!(
+                "/api/v3/trace-summaries?query.start_time_min={max}&query.start_time_max={min}"
+            ),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    }
+}
