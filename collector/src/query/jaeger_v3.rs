@@ -235,10 +235,13 @@ fn summary_json(t: &StoredTrace) -> Value {
     })
 }
 
+/// (scope name, scope version) and the spans of that scope.
+type ScopeGroup = ((String, String), Vec<Value>);
+
 /// Traces as one OTLP JSON `TracesData`: spans grouped by resource, then scope.
 fn otlp_json(traces: &[StoredTrace], options: &AssembleOptions) -> Value {
     // Resources are grouped by content (equal resources may be distinct allocations).
-    let mut groups: Vec<(Value, Vec<((String, String), Vec<Value>)>)> = Vec::new();
+    let mut groups: Vec<(Value, Vec<ScopeGroup>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut by_ptr: HashMap<usize, usize> = HashMap::new();
     for t in traces {
