@@ -9,6 +9,7 @@
 //! | `COLLECTOR_MAX_BODY_BYTES` | `--max-body-bytes` | `67108864` (64 MiB) | largest request body after decompression, bytes |
 //! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable) or `memory` (lost on exit) |
 //! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
+//! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
 //! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces older than this (`s`, `m`, `h`, `d`; `0` = keep) |
 //! | `COLLECTOR_MAX_DISK_BYTES` | `--max-disk-bytes` | `0` (no limit) | delete the oldest traces while the live data is larger (SQLite) |
 //! | | `--healthcheck` | | probe `GET /health` on the query port and exit 0 (healthy) or 1 |
@@ -61,6 +62,9 @@ pub struct Config {
     /// SQLite WAL sync mode: normal or full.
     #[arg(long, env = "COLLECTOR_SQLITE_SYNC", default_value = "normal")]
     pub sqlite_sync: Synchronous,
+    /// Span attributes indexed for search: all, none, or a comma-separated list of keys.
+    #[arg(long, env = "COLLECTOR_ATTRIBUTE_INDEX", default_value = "all")]
+    pub attribute_index: crate::store::AttributeIndex,
     /// Delete traces that started longer ago than this (e.g. 72h, 7d; 0 keeps everything).
     #[arg(long, env = "COLLECTOR_RETENTION", default_value = "7d",
           value_parser = crate::retention::parse_age_flag)]

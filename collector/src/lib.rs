@@ -298,6 +298,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             })?;
             let options = SqliteOptions {
                 synchronous: config.sqlite_sync,
+                index_attributes: config.attribute_index.clone(),
                 ..SqliteOptions::default()
             };
             let path = config.db_path();

@@ -32,7 +32,7 @@ use crate::model::{AttrValue, Span, SpanKind, StatusCode, TraceId};
 
 pub use memory::MemoryStore;
 pub use metered::MeteredStore;
-pub use sqlite::{MAX_GROUP_SPANS, SqliteOptions, SqliteStore, Synchronous};
+pub use sqlite::{AttributeIndex, MAX_GROUP_SPANS, SqliteOptions, SqliteStore, Synchronous};
 
 /// A boxed, sendable future (keeps [`SpanStore`] object safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

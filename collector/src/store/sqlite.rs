@@ -46,7 +46,8 @@
 //! entry_spans(start_ns, service, name, duration_ns, error,    -- one row per SERVER/CONSUMER span: stats and the
 //!             trace_id, parent_span_id, kind)                 -- dependency graph; INDEX (start_ns), (service, start_ns)
 //! span_attrs(trace_id, key, value, start_ns)                  -- PK (trace_id, key, value); INDEX (key, value, start_ns):
-//!                                                             -- attribute search (strings <= 256 bytes, ints, bools, doubles)
+//!                                                             -- attribute search (strings <= 256 bytes, ints, bools, doubles);
+//!                                                             -- which keys: SqliteOptions::index_attributes (COLLECTOR_ATTRIBUTE_INDEX)
 //! ```
 //!
 //! A version-1 file is migrated in place at open (new columns and tables; traces stored
@@ -102,6 +103,45 @@ pub const MAX_GROUP_SPANS: usize = 50_000;
 /// Idle read-only connections kept for reuse.
 const MAX_IDLE_READERS: usize = 4;
 
+/// Which span attributes the SQLite store indexes for attribute search.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AttributeIndex {
+    /// Every searchable attribute ([`attr_index_text`](super::attr_index_text)).
+    #[default]
+    All,
+    /// None: fastest writes, no attribute search.
+    None,
+    /// Only these keys.
+    Keys(HashSet<String>),
+}
+
+impl AttributeIndex {
+    fn wants(&self, key: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::None => false,
+            Self::Keys(keys) => keys.contains(key),
+        }
+    }
+}
+
+impl FromStr for AttributeIndex {
+    type Err = String;
+    /// `all`, `none`, or a comma-separated list of keys.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "all" => Ok(Self::All),
+            "none" | "" => Ok(Self::None),
+            list => Ok(Self::Keys(
+                list.split(',')
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .collect(),
+            )),
+        }
+    }
+}
+
 /// SQLite `synchronous` setting for the WAL (reliability.md §6 C2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
@@ -135,9 +175,9 @@ pub struct SqliteOptions {
     pub enqueue_timeout: Duration,
     /// Run `PRAGMA quick_check` at open when the file is at most this big, bytes (default 256 MiB).
     pub quick_check_max_bytes: u64,
-    /// Write the attribute search index (`span_attrs`; default true). Without it, attribute
-    /// filters find nothing in traces written meanwhile.
-    pub index_attributes: bool,
+    /// Which span attributes go into the attribute search index (`span_attrs`; default
+    /// all). Attribute filters find nothing for attributes that were not indexed.
+    pub index_attributes: AttributeIndex,
 }
 
 impl Default for SqliteOptions {
@@ -147,7 +187,7 @@ impl Default for SqliteOptions {
             queue_capacity: 1024,
             enqueue_timeout: Duration::from_secs(5),
             quick_check_max_bytes: 256 * 1024 * 1024,
-            index_attributes: true,
+            index_attributes: AttributeIndex::All,
         }
     }
 }
@@ -469,7 +509,7 @@ impl SqliteStore {
             .map_err(corrupt)?;
         }
 
-        let index_attributes = options.index_attributes;
+        let index_attributes = Arc::new(options.index_attributes.clone());
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let (commit_tx, commit_rx) = watch::channel(0u64);
         let writer = std::thread::Builder::new()
@@ -556,7 +596,7 @@ fn run_writer(
     mut conn: Connection,
     mut rx: mpsc::Receiver<WriterMsg>,
     commits: watch::Sender<u64>,
-    index_attributes: bool,
+    index_attributes: Arc<AttributeIndex>,
 ) {
     let mut shutdown_replies = Vec::new();
     while shutdown_replies.is_empty() {
@@ -579,7 +619,7 @@ fn run_writer(
             group,
             &mut shutdown_replies,
             &commits,
-            index_attributes,
+            &index_attributes,
         );
     }
     // Refuse what is still queued: those requests were never acknowledged.
@@ -658,7 +698,7 @@ fn process_group(
     group: Vec<WriterMsg>,
     shutdown_replies: &mut Vec<oneshot::Sender<()>>,
     commits: &watch::Sender<u64>,
-    index_attributes: bool,
+    index_attributes: &AttributeIndex,
 ) {
     let mut pending = Vec::with_capacity(group.len());
     let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
@@ -744,7 +784,7 @@ fn process_group(
 fn write_request(
     tx: &mut Transaction<'_>,
     batch: &Prepared,
-    index_attributes: bool,
+    index_attributes: &AttributeIndex,
 ) -> Result<WriteOutcome, StoreError> {
     let spans = &batch.spans;
     let sp = tx.savepoint().map_err(map_sql)?;
@@ -802,8 +842,8 @@ fn write_request(
         }
         for (trace_id, spans) in by_trace {
             let start = update_trace(&sp, trace_id, &spans)?;
-            if index_attributes {
-                insert_attr_index(&sp, trace_id, start, &spans)?;
+            if *index_attributes != AttributeIndex::None {
+                insert_attr_index(&sp, trace_id, start, &spans, index_attributes)?;
             }
         }
         let mut insert_op = sp
@@ -954,6 +994,7 @@ fn insert_attr_index(
     trace_id: TraceId,
     start: i64,
     spans: &[&Span],
+    which: &AttributeIndex,
 ) -> Result<(), StoreError> {
     let mut insert = conn
         .prepare_cached(
@@ -963,7 +1004,7 @@ fn insert_attr_index(
         .map_err(map_sql)?;
     let mut seen: HashSet<(&str, String)> = HashSet::new();
     for span in spans {
-        for kv in &span.attributes {
+        for kv in span.attributes.iter().filter(|kv| which.wants(&kv.key)) {
             if let Some(text) = attr_index_text(&kv.value)
                 && seen.insert((kv.key.as_str(), text.clone()))
             {
@@ -1743,6 +1784,36 @@ mod tests {
         let none = store.enforce_retention(unlimited).await.unwrap();
         assert_eq!((none.traces_deleted, none.more), (0, false));
         assert!(store.storage_bytes().unwrap() > 0);
+    }
+
+    #[tokio::test]
+    async fn attribute_index_can_be_limited_to_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            index_attributes: "app.user.id, other".parse().unwrap(),
+            ..SqliteOptions::default()
+        };
+        let store = SqliteStore::open(dir.path().join("spanline.db"), options).unwrap();
+        store
+            .write_spans(conformance::demo_trace(1, true, 5.0))
+            .await
+            .unwrap();
+        let find = |k: &str, v: &str| TraceQuery {
+            attributes: vec![(k.into(), v.into())],
+            ..TraceQuery::default()
+        };
+        assert_eq!(
+            store
+                .find_traces(find("app.user.id", "u1"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let unindexed = find("http.response.status_code", "503");
+        assert!(store.find_traces(unindexed).await.unwrap().is_empty());
+        assert_eq!("none".parse::<AttributeIndex>(), Ok(AttributeIndex::None));
+        assert_eq!("all".parse::<AttributeIndex>(), Ok(AttributeIndex::All));
     }
 
     #[test]
