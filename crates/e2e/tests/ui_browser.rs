@@ -270,7 +270,7 @@ async fn browser_demo_flow() {
     b.click_css("#toggle-text").await.unwrap();
     b.wait_for(
         "the text tree",
-        "return document.querySelector('#text-tree').textContent.includes('└─ frontend POST /orders');",
+        "return document.querySelector('#text-tree').textContent.includes('frontend POST /orders') && document.querySelector('#text-tree').textContent.startsWith('trace ');",
         UI_TIMEOUT,
     )
     .await
