@@ -5,6 +5,7 @@
 //!
 //! ```sh
 //! cargo test --release -p collector --test ingest_bench -- --ignored --nocapture
+//! BENCH_ATTRIBUTE_INDEX=none cargo test --release -p collector --test ingest_bench -- --ignored --nocapture
 //! ```
 
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
@@ -120,8 +121,13 @@ fn otlp_protobuf_ingest_throughput() {
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteStore::open(dir.path().join("spanline.db"), SqliteOptions::default()).unwrap();
+        // `BENCH_ATTRIBUTE_INDEX=none|all|k1,k2` (default: the collector's default, `all`).
+        let mut options = SqliteOptions::default();
+        if let Ok(which) = std::env::var("BENCH_ATTRIBUTE_INDEX") {
+            options.index_attributes = which.parse().unwrap();
+        }
+        println!("ingest_bench: attribute index {:?}", options.index_attributes);
+        let store = SqliteStore::open(dir.path().join("spanline.db"), options).unwrap();
         let state = AppState::new(Arc::new(store), IngestLimits::default());
         let app = collector::ingest_app(state.clone());
         let bodies: Arc<Vec<bytes::Bytes>> =
