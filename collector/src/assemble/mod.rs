@@ -212,8 +212,10 @@ pub fn adjust(input: &[Span], options: &AssembleOptions) -> Adjusted {
         span_warnings.push(w);
     }
 
-    // 2. Parent lookup by span id. With shared ids (Zipkin client+server), the earliest span
-    // of that id other than the child itself is the parent.
+    // 2. Parent lookup by span id. Zipkin shares one id between a CLIENT span and the SERVER
+    // span it called (interop.md §2.8, §4): that SERVER span is the CLIENT's child, whatever
+    // parent id Zipkin gave it (the client's parent), and a span whose parent is a shared id
+    // ran inside the SERVER side, so it hangs under the SERVER span.
     let n = spans.len();
     let mut by_id: HashMap<SpanId, Vec<usize>> = HashMap::new();
     for (i, s) in spans.iter().enumerate() {
@@ -222,11 +224,30 @@ pub fn adjust(input: &[Span], options: &AssembleOptions) -> Adjusted {
     let mut parent: Vec<Option<usize>> = vec![None; n];
     let mut orphan = vec![false; n];
     for i in 0..n {
+        let same_id = |kind: SpanKind| {
+            by_id
+                .get(&spans[i].span_id)
+                .and_then(|c| c.iter().copied().find(|&p| p != i && spans[p].kind == kind))
+        };
+        if spans[i].kind == SpanKind::Server
+            && let Some(client) = same_id(SpanKind::Client)
+        {
+            parent[i] = Some(client);
+            span_warnings[i].push(
+                "span id shared with the CLIENT span that called it (Zipkin-style); shown under it"
+                    .to_owned(),
+            );
+            continue;
+        }
         if let Some(pid) = spans[i].parent_span_id {
-            match by_id
-                .get(&pid)
-                .and_then(|c| c.iter().copied().find(|&p| p != i))
-            {
+            let pick = by_id.get(&pid).and_then(|c| {
+                let mut others = c.iter().copied().filter(|&p| p != i);
+                let first = others.clone().next();
+                others
+                    .find(|&p| spans[p].kind == SpanKind::Server)
+                    .or(first)
+            });
+            match pick {
                 Some(p) => parent[i] = Some(p),
                 None => {
                     orphan[i] = true;
@@ -798,15 +819,28 @@ mod tests {
 
     #[test]
     fn shared_span_ids_link_server_under_client() {
+        // Zipkin's shape: the shared SERVER span carries the CLIENT's parent id, and the
+        // server's own work names the shared id as its parent.
         let t = trace_id(7);
         let spans = vec![
             span(t, 1, None, "a", "root", Server, 0.0, 10.0),
             span(t, 2, Some(1), "a", "call", Client, 1.0, 8.0),
-            span(t, 2, Some(2), "b", "call", Server, 2.0, 6.0),
+            span(t, 2, Some(1), "b", "call", Server, 2.0, 6.0),
+            span(t, 3, Some(2), "b", "query", Client, 3.0, 4.0),
         ];
         let tree = assemble(&spans);
         assert!(tree.complete, "{:?}", tree.warnings);
-        assert_eq!(tree.roots[0].children[0].children[0].service, "b");
+        assert_eq!(tree.roots.len(), 1);
+        let client = &tree.roots[0].children[0];
+        assert_eq!(client.service, "a");
+        assert_eq!(
+            client.children.len(),
+            1,
+            "the server is the client's only child"
+        );
+        let server = &client.children[0];
+        assert_eq!(server.service, "b");
+        assert_eq!(server.children[0].name, "query");
     }
 
     #[test]
