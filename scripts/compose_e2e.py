@@ -439,6 +439,8 @@ def check_memory():
     MEASURED["memory_each"] = peak
     per = ", ".join(f"{s} {v:.1f}" for s, v in peak.items())
     log(f"memory under load ({len(results)} orders in 15 s): total {total:.1f} MiB ({per})")
+    # DESIGN §6: the whole stack within 100 MiB.
+    expect(total <= 100, f"the stack uses {total:.1f} MiB, over the 100 MiB target")
     ids = [trace_id_of(a) for _, a in results]
     missing = wait_complete(ids, timeout=30)
     expect(not missing, f"incomplete trees: {list(missing.items())[:3]}")
@@ -689,9 +691,22 @@ def main() -> int:
         check_down()
     finally:
         compose("down", "-v", "--remove-orphans", timeout=120, check=False)
+    m = MEASURED
     print("\n==> measured", flush=True)
-    for k, v in MEASURED.items():
-        print(f"  {k}: {v}", flush=True)
+    if "image_mb" in m:
+        print(f"  image spanline:latest: {m['image_mb']:.1f} MB")
+    if "first_trace_s" in m:
+        print(
+            f"  `docker-compose up -d` returned after {m['up_s']:.1f} s; first order answered after "
+            f"{m['first_order_s']:.1f} s; first complete trace after {m['first_trace_s']:.1f} s (target <= 10 s)"
+        )
+    if "memory_mib" in m:
+        per = ", ".join(f"{s} {v:.1f}" for s, v in m["memory_each"].items())
+        print(f"  memory under light load: {m['memory_mib']:.1f} MiB in all ({per}) (target <= 100 MiB)")
+    if "base_latency_ms" in m:
+        (bm, bp), (dm, dp) = m["base_latency_ms"], m["outage_latency_ms"]
+        print(f"  order latency median/p95: {bm:.0f}/{bp:.0f} ms; with the collector down: {dm:.0f}/{dp:.0f} ms")
+    sys.stdout.flush()
     passed = sum(1 for _, ok in RESULTS if ok)
     failed = [n for n, ok in RESULTS if not ok]
     for n in failed:
