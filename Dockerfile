@@ -12,12 +12,9 @@ ARG RUST_IMAGE=rust:1.95-bookworm
 # ---------------------------------------------------------------------------------------------
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
-# glibc, linked statically: no shared libraries needed at run time. Name lookups (collector,
-# payment, ...) use glibc's built-in files + dns resolver, which needs no NSS modules.
-ENV RUSTFLAGS="-C target-feature=+crt-static" \
-    CARGO_TERM_COLOR=never
-# 1. Dependencies only, from the manifests alone: this layer is rebuilt only when a
-#    Cargo.toml or Cargo.lock changes, so an edit to one service recompiles just our crates.
+ENV CARGO_TERM_COLOR=never
+# 1. Dependencies only, from the manifests alone (our crates as empty stubs): this layer is
+#    rebuilt only when a Cargo.toml or Cargo.lock changes.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/tracekit/Cargo.toml crates/tracekit/
 COPY crates/demokit/Cargo.toml crates/demokit/
@@ -27,19 +24,29 @@ COPY services/frontend/Cargo.toml services/frontend/
 COPY services/user/Cargo.toml services/user/
 COPY services/order/Cargo.toml services/order/
 COPY services/payment/Cargo.toml services/payment/
-COPY scripts/docker-stub-sources.sh scripts/
+# scripts/build-static.sh: cargo build --release of the five binaries, glibc linked
+# statically (nothing to load at run time: the image is `scratch`).
+COPY scripts/docker-stub-sources.sh scripts/build-static.sh scripts/
 RUN sh scripts/docker-stub-sources.sh crates/tracekit crates/demokit crates/e2e collector \
       services/frontend services/user services/order services/payment \
- && target=$(rustc -vV | sed -n 's/^host: //p') \
- && cargo build --release --locked --target "$target" \
-      -p collector -p frontend -p user-service -p order-service -p payment-service
-# 2. The real sources. Their timestamps may be older than the stubs', so touch them.
-COPY . .
-RUN find crates collector services -name '*.rs' -exec touch {} + \
- && target=$(rustc -vV | sed -n 's/^host: //p') \
- && cargo build --release --locked --target "$target" \
-      -p collector -p frontend -p user-service -p order-service -p payment-service \
- && sh scripts/image-rootfs.sh "target/$target/release" /out
+ && sh scripts/build-static.sh
+# 2. Our crates, the libraries first, then each binary's crate in its own layer: an edit to a
+#    service recompiles that service (and the services after it) only. The copied sources may
+#    be older than the stubs they replace: build-static.sh DIR touches them first.
+COPY crates/ crates/
+RUN sh scripts/build-static.sh crates
+COPY collector/ collector/
+RUN sh scripts/build-static.sh collector
+COPY services/frontend/ services/frontend/
+RUN sh scripts/build-static.sh services/frontend
+COPY services/user/ services/user/
+RUN sh scripts/build-static.sh services/user
+COPY services/order/ services/order/
+RUN sh scripts/build-static.sh services/order
+COPY services/payment/ services/payment/
+RUN sh scripts/build-static.sh services/payment
+COPY scripts/image-rootfs.sh scripts/
+RUN sh scripts/image-rootfs.sh "target/$(rustc -vV | sed -n 's/^host: //p')/release" /out
 
 # ---------------------------------------------------------------------------------------------
 # The runtime image. scripts/build-images-offline.sh builds from this stage alone (everything

@@ -23,14 +23,9 @@ if ! [ -e /usr/lib/x86_64-linux-gnu/libc.a ] && ! ls /usr/lib/*/libc.a >/dev/nul
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libc6-dev binutils >/dev/null
 fi
 
-echo "build-images-offline: cargo build --release --target $target (static)"
+echo "build-images-offline: scripts/build-static.sh (cargo build --release --target $target, static)"
 start=$SECONDS
-# Only the target crates get crt-static (with --target, build scripts and proc macros are
-# built for the host as usual). The warning about getaddrinfo in static binaries is expected:
-# glibc's built-in files and dns lookups need no NSS modules, and that is all we use.
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --release --locked --target "$target" \
-    -p collector -p frontend -p user-service -p order-service -p payment-service
+scripts/build-static.sh
 echo "build-images-offline: binaries built in $((SECONDS - start)) s"
 
 ctx=$(mktemp -d)

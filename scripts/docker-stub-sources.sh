@@ -1,14 +1,15 @@
 #!/bin/sh
 # Used by the Dockerfile's dependency layer: given the workspace manifests alone, creates an
-# empty source file for every target Cargo will look for (src/main.rs, src/lib.rs, and each
-# [[bin]], [[bench]], [[test]] and [[example]], by `path` or by name), so that
-# `cargo build` compiles every dependency in a layer that only changes with the manifests.
+# empty source file for every target Cargo will look for (src/lib.rs, and each [lib],
+# [[bin]], [[bench]], [[test]] and [[example]] by `path` or by name), so that `cargo build`
+# compiles every dependency in a layer that only changes with the manifests. The real
+# sources, copied later, replace these files (a crate without a library keeps an empty
+# src/lib.rs, which is harmless).
 #
 #   scripts/docker-stub-sources.sh DIR...     (each DIR holds a Cargo.toml)
 set -eu
 for dir in "$@"; do
   mkdir -p "$dir/src"
-  [ -e "$dir/src/main.rs" ] || echo 'fn main() {}' >"$dir/src/main.rs"
   [ -e "$dir/src/lib.rs" ] || : >"$dir/src/lib.rs"
   awk -v dir="$dir" '
     function flush() {
