@@ -31,8 +31,9 @@ RUN sh scripts/docker-stub-sources.sh crates/tracekit crates/demokit crates/e2e 
       services/frontend services/user services/order services/payment \
  && sh scripts/build-static.sh
 # 2. Our crates, the libraries first, then each binary's crate in its own layer: an edit to a
-#    service recompiles that service (and the services after it) only. The copied sources may
-#    be older than the stubs they replace: build-static.sh DIR touches them first.
+#    service recompiles that service and the services after it, nothing else (so payment,
+#    last, rebuilds quickest). The copied sources may be older than the stubs they replace:
+#    build-static.sh DIR touches them first.
 COPY crates/ crates/
 RUN sh scripts/build-static.sh crates
 COPY collector/ collector/
