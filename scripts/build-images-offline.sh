@@ -23,6 +23,26 @@ if ! [ -e /usr/lib/x86_64-linux-gnu/libc.a ] && ! ls /usr/lib/*/libc.a >/dev/nul
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libc6-dev binutils >/dev/null
 fi
 
+# The registry path (the Dockerfile's dependency layer) names every workspace member's
+# manifest; CI builds offline, so check here that the list is still complete.
+members=$(cargo metadata --no-deps --format-version 1 --locked | python3 -c '
+import json, os, sys
+m = json.load(sys.stdin)
+root = m["workspace_root"]
+ids = set(m["workspace_members"])
+for p in m["packages"]:
+    if p["id"] in ids:
+        print(os.path.relpath(os.path.dirname(p["manifest_path"]), root))
+')
+for dir in $members; do
+  if ! grep -q "^COPY $dir/Cargo.toml $dir/\$" Dockerfile \
+     || ! sed -n '/docker-stub-sources.sh crates/,/build-static.sh$/p' Dockerfile | grep -qw -- "$dir"; then
+    echo "build-images-offline: the Dockerfile's dependency layer does not list the workspace member $dir" >&2
+    echo "  add 'COPY $dir/Cargo.toml $dir/' and '$dir' to the docker-stub-sources.sh line" >&2
+    exit 1
+  fi
+done
+
 echo "build-images-offline: scripts/build-static.sh (cargo build --release --target $target, static)"
 start=$SECONDS
 scripts/build-static.sh
