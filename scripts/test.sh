@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README "Testing", and what CI runs): formatting, lints, every unit,
-# integration and end-to-end test, and a smoke run of the README quick start.
+# integration and end-to-end test, a smoke run of the README quick start, and the compose
+# end-to-end test (the stack in containers; skipped without Docker unless CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,3 +36,6 @@ cargo test --workspace --doc --locked
 
 step "README quick start (scripts/run-local.sh + the curl)"
 SPANLINE_PROFILE=debug scripts/smoke-run-local.sh
+
+step "docker compose stack (scripts/compose-e2e.sh: offline image build, containers, faults)"
+scripts/compose-e2e.sh
