@@ -509,12 +509,17 @@ impl SqliteStore {
             .map_err(corrupt)?;
         }
 
+        // The WAL is checkpointed by a background connection (see `Checkpointer`), not by the
+        // writer after its commits.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(corrupt)?;
+        let checkpointer = Checkpointer::start(path.clone())?;
         let index_attributes = Arc::new(options.index_attributes.clone());
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let (commit_tx, commit_rx) = watch::channel(0u64);
         let writer = std::thread::Builder::new()
             .name("spanline-sqlite-writer".to_owned())
-            .spawn(move || run_writer(conn, rx, commit_tx, index_attributes))
+            .spawn(move || run_writer(conn, rx, commit_tx, index_attributes, checkpointer))
             .map_err(|e| StoreError::Io {
                 context: "starting the writer thread".to_owned(),
                 detail: e.to_string(),
@@ -597,6 +602,7 @@ fn run_writer(
     mut rx: mpsc::Receiver<WriterMsg>,
     commits: watch::Sender<u64>,
     index_attributes: Arc<AttributeIndex>,
+    mut checkpointer: Checkpointer,
 ) {
     let mut shutdown_replies = Vec::new();
     while shutdown_replies.is_empty() {
@@ -621,6 +627,7 @@ fn run_writer(
             &commits,
             &index_attributes,
         );
+        checkpointer.after_commit(&conn, spans_in_group);
     }
     // Refuse what is still queued: those requests were never acknowledged.
     rx.close();
@@ -638,12 +645,90 @@ fn run_writer(
             WriterMsg::Shutdown { reply } => shutdown_replies.push(reply),
         }
     }
+    checkpointer.stop();
     if let Err(e) = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);") {
         eprintln!("collector: final WAL checkpoint failed (data is safe in the WAL): {e}");
     }
     drop(conn);
     for reply in shutdown_replies {
         let _ = reply.send(());
+    }
+}
+
+/// Spans the writer may commit between two checkpoints of its own; bounds the WAL (a few
+/// KiB of pages per span) when the background checkpoints cannot catch up with a busy writer.
+const WRITER_CHECKPOINT_SPANS: usize = 50_000;
+/// How often the background connection checkpoints the WAL.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Checkpoints the WAL from a second connection on its own thread, so the writer does not pay
+/// for copying pages into the database file (`wal_autocheckpoint = 0` on the writer).
+///
+/// A `PASSIVE` checkpoint never blocks the writer, but while the writer keeps appending it may
+/// never back-fill the whole WAL, and SQLite only restarts the WAL from its beginning once it
+/// has. So the writer also runs a `PASSIVE` checkpoint itself after every
+/// [`WRITER_CHECKPOINT_SPANS`] spans: cheap, since the background connection has already
+/// copied nearly all frames, and it bounds the WAL (`journal_size_limit` truncates it after).
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    spans_since: usize,
+}
+
+impl Checkpointer {
+    fn start(path: PathBuf) -> Result<Self, StoreError> {
+        let io = |e: &dyn std::fmt::Display| StoreError::Io {
+            context: "starting the WAL checkpointer".to_owned(),
+            detail: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| io(&e))?;
+        conn.execute_batch("PRAGMA busy_timeout = 1000; PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|e| io(&e))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("spanline-ckpt".to_owned())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_INTERVAL)
+                {
+                    // Busy (another checkpoint running) or an I/O error: try again later;
+                    // the writer's own checkpoints still bound the WAL.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .map_err(|e| io(&e))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+            spans_since: 0,
+        })
+    }
+
+    /// Called by the writer after each group.
+    fn after_commit(&mut self, conn: &Connection, spans: usize) {
+        self.spans_since += spans;
+        if self.spans_since >= WRITER_CHECKPOINT_SPANS {
+            self.spans_since = 0;
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
+    }
+
+    /// Stops the background thread (before the writer's final `TRUNCATE` checkpoint).
+    fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
