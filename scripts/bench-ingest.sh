@@ -87,7 +87,7 @@ load() { # label [extra loadgen args]
   local label=$1
   shift
   "$loadgen" ingest --url "http://127.0.0.1:$port/v1/traces" --connections "$connections" \
-    --warmup "$warmup" --duration "$duration" --pid "$pid" --label "$label" "$@" |
+    --warmup "$warmup" --duration "${LOAD_DURATION:-$duration}" --pid "$pid" --label "$label" "$@" |
     tee -a "$results"
 }
 
@@ -109,7 +109,8 @@ done
 
 echo "--- fixed rate: $rate spans/s for ${rate_seconds}s (RSS)"
 start_collector
-load "spanline@$rate" --rate "$rate" --duration "$rate_seconds"
+LOAD_DURATION=$rate_seconds load "spanline@$rate" --rate "$rate"
+du -sh "$work/data" | sed 's/^/data dir after the fixed-rate run: /' 
 stop_target
 
 echo "--- medians over $runs runs"

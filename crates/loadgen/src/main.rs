@@ -100,7 +100,7 @@ fn attributes(i: usize) -> Vec<KeyValue> {
         kv("client.address", StringValue("10.1.2.3".into())),
         kv("user_agent.original", StringValue("bench/1.0".into())),
         kv("app.item.id", IntValue(i as i64)),
-        kv("app.cache.hit", BoolValue(i % 3 == 0)),
+        kv("app.cache.hit", BoolValue(i.is_multiple_of(3))),
     ]
 }
 
@@ -227,11 +227,8 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 async fn ingest(args: IngestArgs) {
     let spans_per_request = (args.spans_per_request / 10).max(1) * 10;
-    let templates: Arc<Vec<Template>> = Arc::new(
-        (0..16)
-            .map(|n| template(n, spans_per_request))
-            .collect(),
-    );
+    let templates: Arc<Vec<Template>> =
+        Arc::new((0..16).map(|n| template(n, spans_per_request)).collect());
     let nonce = fastrand::u64(1..u64::from(u32::MAX));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
@@ -374,7 +371,9 @@ fn ceiling(args: CeilingArgs) -> rusqlite::Result<()> {
            scope_version TEXT NOT NULL, detail BLOB NOT NULL);",
     )?;
     if args.identity_index {
-        conn.execute_batch("CREATE UNIQUE INDEX spans_identity ON spans (trace_id, span_id, kind);")?;
+        conn.execute_batch(
+            "CREATE UNIQUE INDEX spans_identity ON spans (trace_id, span_id, kind);",
+        )?;
     }
     // The same rows the load sends: 10 attributes encoded as the detail blob.
     let details: Vec<Vec<u8>> = (0..500)
