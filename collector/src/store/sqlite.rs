@@ -1538,8 +1538,11 @@ fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreErr
     let drive = match (&q.service, &q.operation, q.attributes.first()) {
         _ if !newest => Drive::Traces,
         (_, Some(_), _) => Drive::Operation,
-        (Some(_), None, _) => Drive::Service,
-        (None, None, Some(_)) => Drive::Attribute,
+        // An attribute value is nearly always more selective than a service: walking the
+        // service's traces newest first and probing each for the attribute reads the whole
+        // service when the value is rare.
+        (_, None, Some(_)) => Drive::Attribute,
+        (Some(_), None, None) => Drive::Service,
         (None, None, None) => Drive::Traces,
     };
     let (from, order, distinct) = match drive {
