@@ -194,8 +194,10 @@ fn query_latency_at_scale() {
                 std::fs::write(&t0_file, t0.to_string()).unwrap();
                 t0
             });
-        let mut options = SqliteOptions::default();
-        options.quick_check_max_bytes = 0;
+        let options = SqliteOptions {
+            quick_check_max_bytes: 0,
+            ..Default::default()
+        };
         let store = Arc::new(SqliteStore::open(&path, options).unwrap());
         let have = {
             let conn = rusqlite::Connection::open(&path).unwrap();
