@@ -4,10 +4,14 @@
 //!
 //! **Writes** go through ONE dedicated writer thread that owns the only read-write connection.
 //! Handlers send their batch on a bounded channel with a oneshot reply. The writer takes every
-//! pending request (up to [`MAX_GROUP_SPANS`] spans), applies each inside its own `SAVEPOINT`
-//! (so a request is all-or-nothing, reliability.md §6 C6), commits them all in ONE transaction
-//! (group commit), and only then replies (acknowledge-after-commit, C1). If the commit fails,
-//! every request of the group gets the error and nothing of it is acknowledged.
+//! pending request (up to [`MAX_GROUP_SPANS`] spans), inserts their spans, then writes the
+//! search-index rows of the whole group at once (trace summaries, `trace_services`,
+//! `trace_operations`, `span_attrs`), commits everything in ONE transaction (group commit), and
+//! only then replies (acknowledge-after-commit, C1). Requests are applied without savepoints;
+//! if one fails, the group is rolled back and applied again with a `SAVEPOINT` per request, so
+//! a request is all-or-nothing (reliability.md §6 C6). If the index pass or the commit fails,
+//! every request of the group gets the error and nothing of it is acknowledged. The WAL is
+//! checkpointed by a background connection (see `Checkpointer`).
 //!
 //! **Reads** use a small pool of read-only connections on blocking threads; WAL lets them run
 //! alongside the writer and see only committed data.
