@@ -16,6 +16,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build the binaries (the end-to-end tests start them)"
 cargo build --workspace --bins --locked
 
+step "browser for the web UI tests (Debian chromium + chromium-driver)"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "chromium or chromedriver missing and not installable here: the UI browser tests skip (under CI=true they fail)"
+  fi
+fi
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -44,6 +44,13 @@ impl Context {
         }
     }
 
+    /// The current span context (the parent of a span started now), without building an
+    /// empty context outside any scope.
+    #[inline]
+    pub(crate) fn current_span_context() -> Option<SpanContext> {
+        CURRENT.try_with(|cx| cx.span.clone()).unwrap_or(None)
+    }
+
     /// A context with the given span and baggage.
     pub fn new(span: Option<SpanContext>, baggage: Baggage) -> Context {
         Context {

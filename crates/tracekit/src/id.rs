@@ -26,6 +26,40 @@ pub enum IdError {
     AllZero,
 }
 
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = ONES * 0x80;
+
+/// Decodes 8 lowercase hex digits (the first one most significant) with SWAR arithmetic
+/// on one `u64`: no per-byte branch or table. `None` if any byte is not `0-9a-f`.
+#[cfg(test)]
+#[inline(always)]
+pub(crate) fn decode_hex8(chunk: [u8; 8]) -> Option<u32> {
+    let (v, bad) = hex8(chunk);
+    (bad == 0).then_some(v)
+}
+
+/// The value of 8 hex digits and an error mask, non-zero if any byte is not lowercase hex
+/// (the value is then meaningless). Callers OR the masks of several chunks and test once.
+#[inline(always)]
+pub(crate) fn hex8(chunk: [u8; 8]) -> (u32, u64) {
+    let x = u64::from_le_bytes(chunk);
+    // For bytes below 0x80, adding 0x80 - c never carries into the next byte, and the high
+    // bit of each byte of `ge(c)` says "this byte >= c". A byte at or above 0x80 can carry
+    // and garble its neighbours' tests, but it is rejected by `x & HIGH` on its own.
+    let ge = |c: u8| x.wrapping_add(ONES * u64::from(0x80 - c));
+    let digit = ge(b'0') & !ge(b'9' + 1);
+    let alpha = ge(b'a') & !ge(b'f' + 1);
+    let bad = (x | !(digit | alpha)) & HIGH;
+    // '0'-'9' -> low nibble; 'a'-'f' (bit 6 set) -> low nibble (1-6) + 9.
+    let n = (x & (ONES * 0x0f)) + ((x >> 6) & ONES) * 9;
+    // Byte i holds digit i. Pack pairs into bytes 0, 2, 4, 6; then quads into the low
+    // halves of the two 32-bit lanes; then the two lanes.
+    let p = ((n << 4) | (n >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let q = ((p << 8) | (p >> 16)) & 0x0000_ffff_0000_ffff;
+    // The cast keeps the low 32 bits: lane 0 shifted up, lane 1 shifted down.
+    (((q << 16) | (q >> 32)) as u32, bad)
+}
+
 /// Parses exactly `N` lowercase hex digits into an integer. Rejects uppercase and anything
 /// that is not hex, so `+1`, ` 1` and `0x` prefixes all fail.
 #[inline]
@@ -35,6 +69,23 @@ pub(crate) fn parse_lower_hex<const N: usize>(s: &[u8]) -> Result<u128, IdError>
             expected: N,
             actual: s.len(),
         });
+    }
+    if N.is_multiple_of(8) {
+        // Ids: 8 digits at a time (SWAR), one test for the whole id.
+        let mut v: u128 = 0;
+        let mut bad = 0;
+        for c in s.chunks_exact(8) {
+            let mut chunk = [0u8; 8];
+            chunk.copy_from_slice(c);
+            let (digits, b) = hex8(chunk);
+            v = (v << 32) | u128::from(digits);
+            bad |= b;
+        }
+        return if bad == 0 {
+            Ok(v)
+        } else {
+            Err(IdError::NotLowerHex)
+        };
     }
     let mut v: u128 = 0;
     for &c in s {

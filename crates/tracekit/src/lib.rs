@@ -32,6 +32,7 @@
 //! | `OTEL_BSP_EXPORT_TIMEOUT` | one export attempt, ms | 30000 |
 //! | `OTEL_PROPAGATORS` | `tracecontext`, `baggage`, `none` | `tracecontext,baggage` |
 
+mod clock;
 pub mod config;
 pub mod context;
 pub mod export;

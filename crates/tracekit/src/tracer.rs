@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use tokio::task::futures::TaskLocalFuture;
 
+use crate::clock;
 use crate::context::Context;
 use crate::export::{ExportError, SpanProcessor};
 use crate::id::{SpanId, TraceFlags, TraceId};
+use crate::propagation::TraceState;
 use crate::resource::Resource;
 use crate::sampler::Sampler;
-use crate::span::{Event, KeyValue, Link, SpanData, SpanKind, Status, Value, now_unix_nano};
+use crate::span::{Event, KeyValue, Link, SpanData, SpanKind, Status, Value};
 use crate::span_context::SpanContext;
 
 /// Per-span caps (OpenTelemetry SDK §Span limits defaults). Past a cap, items are dropped
@@ -25,6 +27,9 @@ use crate::span_context::SpanContext;
 const MAX_ATTRIBUTES: usize = 128;
 const MAX_EVENTS: usize = 128;
 const MAX_LINKS: usize = 128;
+
+/// Free attribute slots a recording span starts with (one allocation for the usual case).
+const SPARE_ATTRIBUTES: usize = 8;
 
 struct Inner {
     resource: Resource,
@@ -190,9 +195,13 @@ impl SpanBuilder<'_> {
     }
 
     /// Starts the span.
-    pub fn start(self) -> Span {
-        let parent = match self.parent {
-            Parent::Current => Context::with_current(|cx| cx.span_context().cloned()),
+    ///
+    /// A span that is not sampled costs its ids and the sampler's decision: nothing is
+    /// allocated and the clock is not read.
+    #[inline]
+    pub fn start(mut self) -> Span {
+        let parent = match std::mem::replace(&mut self.parent, Parent::Current) {
+            Parent::Current => Context::current_span_context(),
             Parent::Explicit(p) => p,
         };
         let (trace_id, flags, trace_state, parent_span_id, parent_is_remote) = match &parent {
@@ -228,24 +237,49 @@ impl SpanBuilder<'_> {
         if !recording {
             return Span { cx, rec: None };
         }
+        let rec = self.record(&cx, parent_span_id, parent_is_remote);
+        Span { cx, rec: Some(rec) }
+    }
+
+    /// The recording half of [`start`](SpanBuilder::start), kept out of line.
+    #[inline(never)]
+    fn record(
+        self,
+        cx: &SpanContext,
+        parent_span_id: SpanId,
+        parent_is_remote: bool,
+    ) -> Box<Recording> {
         let mut attributes = self.attributes;
         let mut dropped_attributes_count = 0;
         if attributes.len() > MAX_ATTRIBUTES {
             dropped_attributes_count = (attributes.len() - MAX_ATTRIBUTES) as u32;
             attributes.truncate(MAX_ATTRIBUTES);
         }
+        // Room for the attributes a span typically gets after start, so the common case
+        // allocates the list once.
+        if attributes.capacity() - attributes.len() < SPARE_ATTRIBUTES {
+            attributes.reserve(SPARE_ATTRIBUTES);
+        }
         let mut links = self.links;
         links.truncate(MAX_LINKS);
+        let (started, start_time_unix_nano) = match self.start_time_unix_nano {
+            Some(t) => (None, t),
+            None => {
+                let now = clock::now();
+                (Some(now), now.unix_nano())
+            }
+        };
         let data = SpanData {
-            trace_id,
+            trace_id: cx.trace_id,
             span_id: cx.span_id,
             parent_span_id,
             parent_is_remote,
-            trace_flags: flags,
-            trace_state: cx.trace_state.clone(),
+            trace_flags: cx.trace_flags,
+            // Filled in from `cx` when the span ends: no reference-count traffic here.
+            trace_state: TraceState::default(),
             name: self.name,
             kind: self.kind,
-            start_time_unix_nano: self.start_time_unix_nano.unwrap_or_else(now_unix_nano),
+            start_time_unix_nano,
             end_time_unix_nano: 0,
             attributes,
             dropped_attributes_count,
@@ -254,19 +288,38 @@ impl SpanBuilder<'_> {
             links,
             status: Status::Unset,
         };
-        Span {
-            cx,
-            rec: Some(Box::new(Recording {
-                data,
-                tracer: self.tracer.clone(),
-            })),
-        }
+        Box::new(Recording {
+            data,
+            tracer: self.tracer.clone(),
+            started,
+        })
     }
 }
 
 struct Recording {
     data: SpanData,
     tracer: Tracer,
+    /// The clock reading the start time came from; `None` for an explicit start time.
+    started: Option<clock::Stamp>,
+}
+
+impl Recording {
+    fn set_attribute(&mut self, key: Cow<'static, str>, value: Value) {
+        let attrs = &mut self.data.attributes;
+        if let Some(kv) = attrs.iter_mut().find(|kv| same_key(&kv.key, &key)) {
+            kv.value = value;
+        } else if attrs.len() < MAX_ATTRIBUTES {
+            attrs.push(KeyValue { key, value });
+        } else {
+            self.data.dropped_attributes_count += 1;
+        }
+    }
+}
+
+/// Key equality with the cheap tests first: different lengths, then the same `&'static str`.
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a.as_bytes() == b.as_bytes())
 }
 
 /// A started span. Ends when [`end`](Span::end) is called or when dropped.
@@ -298,21 +351,28 @@ impl Span {
     }
 
     /// Sets an attribute; a later value for the same key replaces the earlier one.
+    #[inline]
     pub fn set_attribute(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
-        let Some(rec) = self.rec.as_mut() else {
-            return;
-        };
-        let key = key.into();
-        let attrs = &mut rec.data.attributes;
-        if let Some(kv) = attrs.iter_mut().find(|kv| kv.key == key) {
-            kv.value = value.into();
-        } else if attrs.len() < MAX_ATTRIBUTES {
-            attrs.push(KeyValue {
-                key,
-                value: value.into(),
-            });
-        } else {
-            rec.data.dropped_attributes_count += 1;
+        // Inlined so that a span that does not record costs one test at the call site.
+        if let Some(rec) = self.rec.as_mut() {
+            rec.set_attribute(key.into(), value.into());
+        }
+    }
+
+    /// Appends an attribute whose key the caller knows is not set yet (no replace scan).
+    /// For the HTTP middleware, which records a fixed set of distinct keys at start.
+    #[inline]
+    pub(crate) fn push_attribute(&mut self, key: &'static str, value: impl Into<Value>) {
+        if let Some(rec) = self.rec.as_mut() {
+            let attrs = &mut rec.data.attributes;
+            if attrs.len() < MAX_ATTRIBUTES {
+                attrs.push(KeyValue {
+                    key: Cow::Borrowed(key),
+                    value: value.into(),
+                });
+            } else {
+                rec.data.dropped_attributes_count += 1;
+            }
         }
     }
 
@@ -324,7 +384,7 @@ impl Span {
         if rec.data.events.len() < MAX_EVENTS {
             rec.data.events.push(Event {
                 name: name.into(),
-                time_unix_nano: now_unix_nano(),
+                time_unix_nano: clock::now().unix_nano(),
                 attributes,
             });
         } else {
@@ -405,15 +465,37 @@ impl Span {
     /// Ends the span at `end_time_unix_nano`.
     pub fn end_at(mut self, end_time_unix_nano: u64) {
         if let Some(rec) = self.rec.take() {
-            finish(rec, end_time_unix_nano);
+            self.finish(rec, Some(end_time_unix_nano));
+        }
+    }
+
+    /// Hands the finished span to the processor; `end` is now when `None`.
+    #[inline(never)]
+    fn finish(&mut self, rec: Box<Recording>, end: Option<u64>) {
+        let Recording {
+            mut data,
+            tracer,
+            started,
+        } = *rec;
+        let end = match (end, started) {
+            (Some(t), _) => t,
+            (None, Some(stamp)) => stamp.unix_nano_now(),
+            (None, None) => clock::now().unix_nano(),
+        };
+        data.end_time_unix_nano = end.max(data.start_time_unix_nano);
+        // The span is over, so its trace state moves rather than being cloned.
+        data.trace_state = std::mem::take(&mut self.cx.trace_state);
+        if let Some(p) = &tracer.inner.processor {
+            p.on_end(data);
         }
     }
 }
 
 impl Drop for Span {
+    #[inline]
     fn drop(&mut self) {
         if let Some(rec) = self.rec.take() {
-            finish(rec, now_unix_nano());
+            self.finish(rec, None);
         }
     }
 }
@@ -473,14 +555,6 @@ impl SharedSpan {
 /// code can add business attributes (`app.order.id`) or record an error on it.
 pub fn current_span() -> Option<SharedSpan> {
     Context::with_current(|cx| cx.active_span().cloned())
-}
-
-fn finish(rec: Box<Recording>, end_time_unix_nano: u64) {
-    let Recording { mut data, tracer } = *rec;
-    data.end_time_unix_nano = end_time_unix_nano.max(data.start_time_unix_nano);
-    if let Some(p) = &tracer.inner.processor {
-        p.on_end(data);
-    }
 }
 
 #[cfg(test)]

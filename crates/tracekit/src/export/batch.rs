@@ -1,7 +1,10 @@
 //! The batch span processor: a bounded queue in front of one export worker thread.
 //!
 //! `on_end` only does a `try_send` on a bounded channel (OpenTelemetry SDK §Batching
-//! processor); a full queue drops the *new* span and counts it. One dedicated OS thread
+//! processor); a full queue drops the *new* span and counts it. The worker does not wait on
+//! the channel itself, so a span ended while it sleeps costs no wake-up (a futex or eventfd
+//! system call and two context switches): `on_end` wakes it only for the first span of a
+//! batch (to start the `scheduled_delay` clock) and when a full batch is queued. One dedicated OS thread
 //! (`tracekit-export`) runs a current-thread tokio runtime that collects batches, exports
 //! them one at a time, retries retryable failures with jittered exponential backoff, and
 //! answers flush and shutdown requests. Every span handed to [`BatchSpanProcessor::on_end`]
@@ -90,6 +93,10 @@ struct Shared {
     hot: HotCounters,
     /// Touched by the worker once per batch.
     cold: ColdCounters,
+    /// Wakes the worker: `on_end` notifies when the first span of a batch is queued and when
+    /// a full batch is (see [`BatchSpanProcessor::on_end`]); the worker never waits on the
+    /// span channel itself.
+    wake: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -170,6 +177,8 @@ pub struct BatchSpanProcessor {
     worker: Mutex<Option<JoinHandle<()>>>,
     shared: Arc<Shared>,
     config: BatchConfig,
+    /// `still_queued` value at which a full batch is waiting: `max_export_batch_size`.
+    full_batch: u64,
 }
 
 impl BatchSpanProcessor {
@@ -209,6 +218,7 @@ impl BatchSpanProcessor {
             shutdown: Mutex::new(Some(shutdown_tx)),
             worker: Mutex::new(handle),
             shared,
+            full_batch: config.max_export_batch_size() as u64,
             config,
         }
     }
@@ -246,9 +256,17 @@ impl SpanProcessor for BatchSpanProcessor {
         }
         // Counted as queued before the send so the worker, which decrements after it
         // receives, can never see the counter below the spans it holds.
-        hot.still_queued.fetch_add(1, Relaxed);
+        let before = hot.still_queued.fetch_add(1, Relaxed);
         match self.spans.try_send(span) {
-            Ok(()) => {}
+            Ok(()) => {
+                // The worker sleeps only with an empty channel and fewer than a full batch
+                // in hand (`still_queued` < full_batch), so it needs waking exactly when the
+                // first span arrives (to start the scheduled-delay clock) and when the
+                // count reaches a full batch. Every other span costs no wake-up.
+                if before == 0 || before + 1 == self.full_batch {
+                    self.shared.wake.notify_one();
+                }
+            }
             Err(TrySendError::Full(_)) => {
                 hot.still_queued.fetch_sub(1, Relaxed);
                 hot.dropped_queue_full.fetch_add(1, Relaxed);

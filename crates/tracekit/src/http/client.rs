@@ -15,6 +15,7 @@ use std::time::Duration;
 use http::Method;
 
 use crate::context::Context;
+use crate::http::method_str;
 use crate::propagation::Propagator;
 use crate::span::{SpanKind, Status};
 use crate::tracer::Tracer;
@@ -128,43 +129,55 @@ impl TracedRequest<'_> {
             route,
             peer_service,
         } = self;
-        let cx = Context::current();
-        let name = match &route {
-            Some(r) => format!("{} {r}", method.as_str()),
-            None => method.as_str().to_owned(),
+        let (parent, baggage) =
+            Context::with_current(|cx| (cx.span_context().cloned(), cx.baggage().clone()));
+        let method_name = method_str(&method);
+        let start = |method_name: Cow<'static, str>| {
+            client
+                .tracer
+                .span(method_name)
+                .kind(SpanKind::Client)
+                .parent(parent)
+                .start()
         };
-        let mut sb = client
-            .tracer
-            .span(name)
-            .kind(SpanKind::Client)
-            .parent(cx.span_context().cloned())
-            .attribute("http.request.method", method.as_str().to_owned());
         let mut request = match builder.build() {
             Ok(r) => r,
             Err(e) => {
-                let mut span = sb.attribute("url.full", url).start();
+                let mut span = start(method_name.clone());
+                if let Some(r) = &route {
+                    span.update_name(format!("{method_name} {r}"));
+                }
+                span.push_attribute("http.request.method", method_name);
+                span.push_attribute("url.full", url);
                 span.set_attribute("error.type", "request");
                 span.record_error(&e);
                 return Err(e);
             }
         };
-        sb = sb.attribute("url.full", request.url().as_str().to_owned());
-        if let Some(host) = request.url().host_str() {
-            sb = sb.attribute("server.address", host.to_owned());
+        // The name and attributes are built only when the span records.
+        let mut span = start(method_name.clone());
+        if span.is_recording() {
+            if let Some(r) = &route {
+                span.update_name(format!("{method_name} {r}"));
+            }
+            span.push_attribute("http.request.method", method_name);
+            span.push_attribute("url.full", request.url().as_str().to_owned());
+            if let Some(host) = request.url().host_str() {
+                span.push_attribute("server.address", host.to_owned());
+            }
+            if let Some(port) = request.url().port_or_known_default() {
+                span.push_attribute("server.port", port);
+            }
+            if let Some(r) = route {
+                span.push_attribute("url.template", r);
+            }
+            if let Some(p) = peer_service {
+                span.push_attribute("peer.service", p);
+            }
         }
-        if let Some(port) = request.url().port_or_known_default() {
-            sb = sb.attribute("server.port", port);
-        }
-        if let Some(r) = route {
-            sb = sb.attribute("url.template", r);
-        }
-        if let Some(p) = peer_service {
-            sb = sb.attribute("peer.service", p);
-        }
-        let mut span = sb.start();
         client
             .propagator
-            .inject(span.context(), cx.baggage(), request.headers_mut());
+            .inject(span.context(), &baggage, request.headers_mut());
         match client.client.execute(request).await {
             Ok(res) => {
                 let code = res.status().as_u16();

@@ -10,6 +10,7 @@
 //! request extension set by the application; without either, the span is named `METHOD`
 //! (semantic conventions for HTTP spans §Name).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
@@ -20,6 +21,7 @@ use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
 use crate::context::Context;
+use crate::http::method_str;
 use crate::propagation::{Propagator, traceresponse_value};
 use crate::span::{SpanKind, Status};
 use crate::tracer::{SharedSpan, Span, Tracer};
@@ -66,43 +68,50 @@ pub struct TraceService<S> {
     propagator: Propagator,
 }
 
-fn route_of<B>(req: &Request<B>) -> Option<&str> {
+fn route_of<B>(req: &Request<B>) -> Option<Cow<'static, str>> {
     if let Some(Route(r)) = req.extensions().get::<Route>() {
-        return Some(r);
+        return Some(Cow::Borrowed(r));
     }
     #[cfg(feature = "axum")]
     if let Some(p) = req.extensions().get::<axum::extract::MatchedPath>() {
-        return Some(p.as_str());
+        return Some(Cow::Owned(p.as_str().to_owned()));
     }
     None
 }
 
+/// Starts the SERVER span. The name and the attributes are only built when the span
+/// records: an unsampled request costs its ids, not a dozen string copies.
 fn start_server_span<B>(
     tracer: &Tracer,
     parent: Option<crate::SpanContext>,
     req: &Request<B>,
 ) -> Span {
-    let method = req.method().as_str().to_owned();
-    let route = route_of(req).map(str::to_owned);
-    let name = match &route {
-        Some(r) => format!("{method} {r}"),
-        None => method.clone(),
-    };
-    let mut b = tracer
-        .span(name)
+    let method = method_str(req.method());
+    let mut span = tracer
+        .span(method.clone())
         .kind(SpanKind::Server)
         .parent(parent)
-        .attribute("http.request.method", method)
-        .attribute("url.path", req.uri().path().to_owned())
-        .attribute(
-            "url.scheme",
-            req.uri().scheme_str().unwrap_or("http").to_owned(),
-        );
+        .start();
+    if !span.is_recording() {
+        return span;
+    }
+    let route = route_of(req);
+    if let Some(r) = &route {
+        span.update_name(format!("{method} {r}"));
+    }
+    span.push_attribute("http.request.method", method);
+    span.push_attribute("url.path", req.uri().path().to_owned());
+    let scheme = match req.uri().scheme_str() {
+        None | Some("http") => Cow::Borrowed("http"),
+        Some("https") => Cow::Borrowed("https"),
+        Some(other) => Cow::Owned(other.to_owned()),
+    };
+    span.push_attribute("url.scheme", scheme);
     if let Some(r) = route {
-        b = b.attribute("http.route", r);
+        span.push_attribute("http.route", r);
     }
     if let Some(q) = req.uri().query() {
-        b = b.attribute("url.query", q.to_owned());
+        span.push_attribute("url.query", q.to_owned());
     }
     let host = req
         .headers()
@@ -110,12 +119,12 @@ fn start_server_span<B>(
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
     if let Some(host) = host {
-        match host.rsplit_once(':') {
-            Some((h, p)) if p.parse::<u16>().is_ok() => {
-                b = b.attribute("server.address", h.to_owned());
-                b = b.attribute("server.port", p.parse::<u16>().unwrap_or_default());
+        match host.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+            Some((h, Ok(port))) => {
+                span.push_attribute("server.address", h.to_owned());
+                span.push_attribute("server.port", port);
             }
-            _ => b = b.attribute("server.address", host.to_owned()),
+            _ => span.push_attribute("server.address", host.to_owned()),
         }
     }
     if let Some(ua) = req
@@ -123,14 +132,14 @@ fn start_server_span<B>(
         .get(http::header::USER_AGENT)
         .and_then(|h| h.to_str().ok())
     {
-        b = b.attribute("user_agent.original", ua.to_owned());
+        span.push_attribute("user_agent.original", ua.to_owned());
     }
     #[cfg(feature = "axum")]
     if let Some(ci) = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
     {
-        b = b.attribute("client.address", ci.0.ip().to_string());
+        span.push_attribute("client.address", ci.0.ip().to_string());
     }
     let version = match req.version() {
         http::Version::HTTP_10 => "1.0",
@@ -139,7 +148,8 @@ fn start_server_span<B>(
         http::Version::HTTP_3 => "3",
         _ => "0.9",
     };
-    b.attribute("network.protocol.version", version).start()
+    span.push_attribute("network.protocol.version", version);
+    span
 }
 
 impl<S, B, RB> Service<Request<B>> for TraceService<S>

@@ -19,7 +19,7 @@
 
 use http::HeaderValue;
 
-use crate::id::{IdError, SpanId, TraceFlags, TraceId};
+use crate::id::{IdError, ONES, SpanId, TraceFlags, TraceId, hex8};
 use crate::propagation::TraceState;
 use crate::span_context::SpanContext;
 
@@ -103,34 +103,6 @@ impl ParsedTraceparent {
             is_remote: true,
         }
     }
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = ONES * 0x80;
-
-/// Decodes 8 lowercase hex digits (the first one most significant) with SWAR arithmetic
-/// on one `u64`: no per-byte branch or table. `None` if any byte is not `0-9a-f`.
-#[inline(always)]
-fn decode_hex8(chunk: [u8; 8]) -> Option<u32> {
-    let x = u64::from_le_bytes(chunk);
-    if x & HIGH != 0 {
-        return None;
-    }
-    // Every byte is below 0x80, so adding 0x80 - c never carries into the next byte, and
-    // the high bit of each byte of `ge(c)` says "this byte >= c".
-    let ge = |c: u8| x + ONES * u64::from(0x80 - c);
-    let digit = ge(b'0') & !ge(b'9' + 1);
-    let alpha = ge(b'a') & !ge(b'f' + 1);
-    if (digit | alpha) & HIGH != HIGH {
-        return None;
-    }
-    // '0'-'9' -> low nibble; 'a'-'f' -> low nibble (1-6) + 9.
-    let nibbles = (x & (ONES * 0x0f)) + ((alpha & HIGH) >> 7) * 9;
-    // Byte i holds digit i. Pack pairs, then quads, then the two halves.
-    let pairs = ((nibbles & 0x000f_000f_000f_000f) << 4) | ((nibbles >> 8) & 0x000f_000f_000f_000f);
-    let quads = ((pairs & 0x0000_00ff_0000_00ff) << 8) | ((pairs >> 16) & 0x0000_00ff_0000_00ff);
-    // The value has 32 bits by construction.
-    Some((((quads & 0xffff) << 16) | ((quads >> 32) & 0xffff)) as u32)
 }
 
 /// Decodes two lowercase hex digits.
@@ -218,24 +190,24 @@ pub fn parse_traceparent_bytes(value: &[u8]) -> Result<ParsedTraceparent, Tracep
     if head[52] != b'-' {
         return Err(TraceparentError::MissingDelimiter { position: 52 });
     }
-    let trace_id = match (
-        decode_hex8(chunk(head, 3)),
-        decode_hex8(chunk(head, 11)),
-        decode_hex8(chunk(head, 19)),
-        decode_hex8(chunk(head, 27)),
-    ) {
-        (Some(a), Some(b), Some(c), Some(d)) => {
-            (u128::from(a) << 96) | (u128::from(b) << 64) | (u128::from(c) << 32) | u128::from(d)
-        }
-        _ => return Err(TraceparentError::TraceId(IdError::NotLowerHex)),
-    };
+    let (a, ea) = hex8(chunk(head, 3));
+    let (b, eb) = hex8(chunk(head, 11));
+    let (c, ec) = hex8(chunk(head, 19));
+    let (d, ed) = hex8(chunk(head, 27));
+    if ea | eb | ec | ed != 0 {
+        return Err(TraceparentError::TraceId(IdError::NotLowerHex));
+    }
+    let trace_id =
+        (u128::from(a) << 96) | (u128::from(b) << 64) | (u128::from(c) << 32) | u128::from(d);
     if trace_id == 0 {
         return Err(TraceparentError::TraceId(IdError::AllZero));
     }
-    let parent_id = match (decode_hex8(chunk(head, 36)), decode_hex8(chunk(head, 44))) {
-        (Some(hi), Some(lo)) => (u64::from(hi) << 32) | u64::from(lo),
-        _ => return Err(TraceparentError::ParentId(IdError::NotLowerHex)),
-    };
+    let (hi, ehi) = hex8(chunk(head, 36));
+    let (lo, elo) = hex8(chunk(head, 44));
+    if ehi | elo != 0 {
+        return Err(TraceparentError::ParentId(IdError::NotLowerHex));
+    }
+    let parent_id = (u64::from(hi) << 32) | u64::from(lo);
     if parent_id == 0 {
         return Err(TraceparentError::ParentId(IdError::AllZero));
     }
@@ -310,6 +282,7 @@ pub(crate) fn encode_traceparent(
 #[inline]
 pub fn format_traceparent(cx: &SpanContext) -> HeaderValue {
     let buf = encode_traceparent(cx.trace_id, cx.span_id, cx.trace_flags);
+    // A fixed-size array: the byte check compiles to a few vector instructions.
     match HeaderValue::from_bytes(&buf) {
         Ok(v) => v,
         // Unreachable: the buffer only holds `0-9`, `a-f` and `-`. Degrade to a value
@@ -335,6 +308,7 @@ pub fn traceresponse_value(cx: &SpanContext) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::decode_hex8;
 
     const T: &str = "12345678901234567890123456789012";
     const P: &str = "1234567890123456";

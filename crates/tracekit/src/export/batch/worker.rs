@@ -285,33 +285,40 @@ impl<E: SpanExporter> Worker<E> {
                 // Unreachable by the flush invariant; fall through and wait.
             }
 
+            // Take what is queued without waiting on the channel: senders wake us only for
+            // the first span of a batch and for a full batch (`on_end`), so spans ended
+            // while we sleep cost their threads no wake-up.
+            self.take_available(max);
+            if self.batch.len() >= max {
+                self.export_batch().await;
+                continue;
+            }
             enum Wake {
                 Control(Control),
                 Due,
-                Spans(usize),
+                Notified,
             }
-            let due = self
-                .st
-                .batch_started
-                .map(|t| deadline_from(t, self.st.cfg.scheduled_delay()));
-            let limit = max - self.batch.len();
+            // With nothing in hand, a notification wakes us; the fallback tick only
+            // bounds the wait should one ever be missed.
+            let due = match self.st.batch_started {
+                Some(t) => deadline_from(t, self.st.cfg.scheduled_delay()),
+                None => deadline_after(self.st.cfg.scheduled_delay()),
+            };
+            let shared = Arc::clone(&self.st.shared);
             let wake = tokio::select! {
                 biased;
                 c = self.controls.next() => Wake::Control(c),
-                () = sleep_until(due), if due.is_some() => Wake::Due,
-                n = self.spans.recv_many(&mut self.batch, limit) => Wake::Spans(n),
+                () = sleep_until(Some(due)) => Wake::Due,
+                () = shared.wake.notified() => Wake::Notified,
             };
             match wake {
                 Wake::Control(c) => self.st.handle(&mut self.spans, c),
-                Wake::Due => self.export_batch().await,
-                // Closed and empty while not stopping: every sender is gone.
-                Wake::Spans(0) => self.st.handle(&mut self.spans, Control::Dropped),
-                Wake::Spans(n) => {
-                    self.st.took(n);
-                    if self.batch.len() >= max {
-                        self.export_batch().await;
-                    }
+                Wake::Due => {
+                    // Spans that arrived since the last look belong to this batch too.
+                    self.take_available(max);
+                    self.export_batch().await;
                 }
+                Wake::Notified => {}
             }
         };
         if !graceful {
@@ -321,17 +328,29 @@ impl<E: SpanExporter> Worker<E> {
     }
 
     /// Moves spans already in the channel into the batch, without waiting.
+    ///
+    /// One `recv_many` call instead of a `try_recv` per span: the channel then hands the
+    /// permits back to the senders in one step (one lock of its semaphore) rather than one
+    /// per span, which matters while request threads are sending. The poll is
+    /// unconstrained by tokio's cooperative budget (which could report an empty channel
+    /// that is not) and uses a no-op waker: senders wake the worker through `wake` only.
     fn take_available(&mut self, max: usize) {
-        let mut n = 0;
-        while self.batch.len() < max {
-            match self.spans.try_recv() {
-                Ok(span) => {
-                    self.batch.push(span);
-                    n += 1;
-                }
-                Err(_) => break,
-            }
+        let limit = max.saturating_sub(self.batch.len());
+        if limit == 0 {
+            return;
         }
+        let (spans, batch) = (&mut self.spans, &mut self.batch);
+        let take = tokio::task::unconstrained(std::future::poll_fn(|cx| {
+            Poll::Ready(match spans.poll_recv_many(cx, batch, limit) {
+                Poll::Ready(n) => n,
+                Poll::Pending => 0,
+            })
+        }));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let n = match std::pin::pin!(take).poll(&mut cx) {
+            Poll::Ready(n) => n,
+            Poll::Pending => 0,
+        };
         self.st.took(n);
     }
 

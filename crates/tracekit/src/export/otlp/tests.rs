@@ -784,3 +784,48 @@ fn statuses_are_classified_per_the_otlp_specification() {
         );
     }
 }
+
+#[test]
+fn direct_encoding_matches_the_generated_structs_byte_for_byte() {
+    let mut template = RequestTemplate::new(&resource());
+    let (root, _) = root_span();
+    let (unset, _) = unset_span();
+    let mut odd = rich_span();
+    odd.name = Cow::Borrowed("");
+    odd.start_time_unix_nano = 0;
+    odd.status = Status::Ok;
+    odd.dropped_events_count = 3;
+    odd.attributes.extend([
+        KeyValue::new("negative", -5i64),
+        KeyValue::new("zero", 0i64),
+        KeyValue::new("", "empty key"),
+        KeyValue::new("empty", ""),
+        KeyValue::new("no", false),
+        KeyValue::new("f0", 0.0),
+        KeyValue::new(
+            "list",
+            Value::StrArray(vec![Cow::Borrowed("a"), Cow::Borrowed("")]),
+        ),
+    ]);
+    let batches = [
+        vec![],
+        vec![rich_span()],
+        vec![rich_span(), root, unset, odd],
+    ];
+    for batch in &batches {
+        let direct = template.encode(batch);
+        let structs = template.encode_with_structs(batch);
+        assert_eq!(
+            ExportTraceServiceRequest::decode(direct.as_slice()).unwrap(),
+            ExportTraceServiceRequest::decode(structs.as_slice()).unwrap()
+        );
+        let at = direct.iter().zip(&structs).position(|(a, b)| a != b);
+        assert_eq!(
+            direct,
+            structs,
+            "first difference at {at:?}: {:?} vs {:?}",
+            &direct[at.unwrap_or(0).saturating_sub(8)..],
+            &structs[at.unwrap_or(0).saturating_sub(8)..]
+        );
+    }
+}
