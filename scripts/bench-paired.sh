@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Before/after timings of the tracekit hot paths (BENCHMARKS.md §5.1): builds one small
+# Before/after timings of the tracekit hot paths (BENCHMARKS.md §4.1): builds one small
 # harness twice, against tracekit at BASE (default: main) and at the working tree, and runs
 # the two alternately on the same operations, so both see the same machine load.
 # With valgrind installed, also prints instructions per operation (callgrind).

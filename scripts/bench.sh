@@ -5,17 +5,15 @@
 # Each figure lands between its `<!-- bench:NAME -->` / `<!-- /bench:NAME -->` markers;
 # the prose around them is left alone. Needs python3 (reads criterion's JSON).
 #
-#   scripts/bench.sh                 # everything (about 15 minutes on 2 CPUs)
+#   scripts/bench.sh                 # everything (the query bench's store takes longest)
 #   scripts/bench.sh micro           # only the criterion benches
 #   scripts/bench.sh overhead        # only the end-to-end runs
+#   scripts/bench.sh ingest|query    # the collector benches (BENCHMARKS.md §3, by hand)
 #
 # BENCH_RUNS (how many times each criterion bench runs, default 3: the table reports the
 # median over runs and each run's peer / tracekit ratio), BENCH_MEASURE (seconds per
 # criterion benchmark, default: the benches' own 2 s) and the bench-overhead.sh settings
 # (ROUNDS, DURATION, ...) are passed through.
-#
-# Parts 3-4 (collector ingest and query at scale) are placeholders until the collector
-# backend is finished; see the TODO markers below and in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -145,19 +143,24 @@ overhead() {
   fill overhead-sink "$work/overhead-sink"
 }
 
-# TODO(parts 3-4): collector ingest (OTLP protobuf, 10 attributes/span, >= 250k spans/s on
-# 2 CPUs, beside rotel-agent's receive-and-discard in the same run) and query latency at
-# 10M stored spans (trace by id p99 <= 5 ms; search p99 <= 50 ms, by attribute <= 200 ms),
-# once the collector backend is finished. They will fill <!-- bench:ingest --> and
-# <!-- bench:query --> in BENCHMARKS.md.
-ingest() { echo "collector ingest benchmark: not written yet (part 3)"; }
-query() { echo "collector query benchmark: not written yet (part 4)"; }
+# Collector ingest and query at scale (BENCHMARKS.md §3): their own scripts, whose output
+# §3 is written from by hand (tables of several runs and notes, no markers).
+ingest() {
+  echo "==> scripts/bench-ingest.sh"
+  scripts/bench-ingest.sh
+}
+query() {
+  echo "==> scripts/bench-query.sh"
+  scripts/bench-query.sh
+}
 
 case $what in
   all) micro; overhead; ingest; query ;;
   micro) micro ;;
   overhead) overhead ;;
-  *) echo "usage: $0 [all|micro|overhead]" >&2; exit 2 ;;
+  ingest) ingest ;;
+  query) query ;;
+  *) echo "usage: $0 [all|micro|overhead|ingest|query]" >&2; exit 2 ;;
 esac
 machine
 echo "BENCHMARKS.md updated."

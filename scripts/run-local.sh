@@ -16,11 +16,11 @@ mkdir -p "$log_dir"
 if [ "$profile" = release ]; then
   echo "Building (release; the first build takes a few minutes)..."
   cargo build --release --bins --locked --quiet
-  bin=target/release
+  bin=${CARGO_TARGET_DIR:-target}/release
 else
   echo "Building (debug)..."
   cargo build --bins --locked --quiet
-  bin=target/debug
+  bin=${CARGO_TARGET_DIR:-target}/debug
 fi
 
 # The demo exports quickly so a tree is complete a moment after the curl returns.

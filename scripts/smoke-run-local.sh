@@ -12,6 +12,7 @@ for port in 8080 8081 8082 8083 4318 16686; do
 done
 
 work=$(mktemp -d)
+: >"$work/run-local.out"
 export COLLECTOR_DATA_DIR=$work/data
 setsid scripts/run-local.sh >"$work/run-local.out" 2>&1 &
 runner=$!

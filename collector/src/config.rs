@@ -9,7 +9,12 @@
 //! | `COLLECTOR_MAX_BODY_BYTES` | `--max-body-bytes` | `67108864` (64 MiB) | largest request body after decompression, bytes |
 //! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable) or `memory` (lost on exit) |
 //! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
+//! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
+//! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces older than this (`s`, `m`, `h`, `d`; `0` = keep) |
+//! | `COLLECTOR_MAX_DISK_BYTES` | `--max-disk-bytes` | `0` (no limit) | delete the oldest traces while the live data is larger (SQLite) |
 //! | | `--healthcheck` | | probe `GET /health` on the query port and exit 0 (healthy) or 1 |
+//!
+//! Retention is described in [`crate::retention`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +62,17 @@ pub struct Config {
     /// SQLite WAL sync mode: normal or full.
     #[arg(long, env = "COLLECTOR_SQLITE_SYNC", default_value = "normal")]
     pub sqlite_sync: Synchronous,
+    /// Span attributes indexed for search: all, none, or a comma-separated list of keys.
+    #[arg(long, env = "COLLECTOR_ATTRIBUTE_INDEX", default_value = "all")]
+    pub attribute_index: crate::store::AttributeIndex,
+    /// Delete traces that started longer ago than this (e.g. 72h, 7d; 0 keeps everything).
+    #[arg(long, env = "COLLECTOR_RETENTION", default_value = "7d",
+          value_parser = crate::retention::parse_age_flag)]
+    pub retention: std::time::Duration,
+    /// Delete the oldest traces while the stored data is larger than this many bytes
+    /// (0: no limit; SQLite only).
+    #[arg(long, env = "COLLECTOR_MAX_DISK_BYTES", default_value_t = 0)]
+    pub max_disk_bytes: u64,
     /// Probe GET /health on the query port (127.0.0.1 when it listens on all addresses) and
     /// exit 0 when healthy, 1 otherwise. For container health checks.
     #[arg(long)]
@@ -67,6 +83,14 @@ impl Config {
     /// `<data_dir>/spanline.db`.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(DB_FILE_NAME)
+    }
+
+    /// The retention to enforce.
+    pub fn retention_config(&self) -> crate::retention::RetentionConfig {
+        crate::retention::RetentionConfig {
+            max_age: (!self.retention.is_zero()).then_some(self.retention),
+            max_bytes: (self.max_disk_bytes > 0).then_some(self.max_disk_bytes),
+        }
     }
 
     /// The body limit as `usize` (saturating on 32-bit targets).
@@ -106,5 +130,22 @@ mod tests {
         assert!(Config::try_parse_from(["collector", "--ingest-addr", "nope"]).is_err());
         assert!(Config::try_parse_from(["collector", "--max-body-bytes", "10"]).is_err());
         assert!(Config::try_parse_from(["collector", "--sqlite-sync", "fast"]).is_err());
+        let c = Config::try_parse_from(["collector"]).unwrap();
+        assert_eq!(
+            c.retention_config().max_age,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(c.retention_config().max_bytes, None);
+        let c = Config::try_parse_from([
+            "collector",
+            "--retention",
+            "0",
+            "--max-disk-bytes",
+            "1000000",
+        ])
+        .unwrap();
+        assert_eq!(c.retention_config().max_age, None);
+        assert_eq!(c.retention_config().max_bytes, Some(1_000_000));
+        assert!(Config::try_parse_from(["collector", "--retention", "soon"]).is_err());
     }
 }

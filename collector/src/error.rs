@@ -8,7 +8,14 @@
 //! - [`ErrorFormat::OtlpJson`]: `{"code": <grpc code>, "message": "..."}` (`google.rpc.Status`
 //!   as JSON, interop.md §1.5);
 //! - [`ErrorFormat::OtlpProtobuf`]: `google.rpc.Status` as protobuf;
-//! - [`ErrorFormat::PlainText`]: when the request's encoding is unknown (415).
+//! - [`ErrorFormat::PlainText`]: when the request's encoding is unknown (415);
+//! - [`ErrorFormat::Jaeger`]: the Jaeger v1 envelope `{"data": null, "total": 0, "limit": 0,
+//!   "offset": 0, "errors": [{"code": <status>, "msg": "..."}]}` (interop.md §3.2);
+//! - [`ErrorFormat::JaegerV3`]: the `api_v3` gateway error `{"error": {"httpCode": <status>,
+//!   "message": "..."}}` (interop.md §3.8).
+//!
+//! Handlers of the Jaeger APIs return [`JaegerError`] / [`JaegerV3Error`], thin wrappers that
+//! pick the format; the status mapping stays [`Error::status`].
 //!
 //! Messages never echo raw input: anything taken from a request goes through [`quote`], which
 //! truncates and escapes it. Internal details are logged, not sent.
@@ -65,6 +72,42 @@ pub enum ErrorFormat {
     OtlpProtobuf,
     /// `text/plain`.
     PlainText,
+    /// Jaeger v1 envelope.
+    Jaeger,
+    /// Jaeger `api_v3` gateway error.
+    JaegerV3,
+}
+
+/// An [`Error`] answered in the Jaeger v1 envelope.
+#[derive(Debug)]
+pub struct JaegerError(pub Error);
+
+impl<E: Into<Error>> From<E> for JaegerError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for JaegerError {
+    fn into_response(self) -> Response {
+        self.0.into_response_as(ErrorFormat::Jaeger)
+    }
+}
+
+/// An [`Error`] answered as an `api_v3` gateway error.
+#[derive(Debug)]
+pub struct JaegerV3Error(pub Error);
+
+impl<E: Into<Error>> From<E> for JaegerV3Error {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for JaegerV3Error {
+    fn into_response(self) -> Response {
+        self.0.into_response_as(ErrorFormat::JaegerV3)
+    }
 }
 
 /// `google.rpc.Status` (details omitted).
@@ -134,6 +177,21 @@ impl Error {
             ErrorFormat::Native => {
                 (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
             }
+            ErrorFormat::Jaeger => (
+                status,
+                axum::Json(serde_json::json!({
+                    "data": null, "total": 0, "limit": 0, "offset": 0,
+                    "errors": [{"code": status.as_u16(), "msg": message}],
+                })),
+            )
+                .into_response(),
+            ErrorFormat::JaegerV3 => (
+                status,
+                axum::Json(serde_json::json!({
+                    "error": {"httpCode": status.as_u16(), "message": message},
+                })),
+            )
+                .into_response(),
             ErrorFormat::OtlpJson => (
                 status,
                 axum::Json(serde_json::json!({ "code": self.grpc_code(), "message": message })),

@@ -6,8 +6,10 @@
 //!  ingest port 4318                                              query port 16686
 //!  POST /v1/traces ──► ingest/ ──► model::Span ──► store/ ──► assemble/ ──► query/
 //!  (OTLP protobuf,      decode,      one type       SQLite:    tree, text   /v1/traces/{id}/tree
-//!   simple JSON, gzip)  validate,                   group      orphans      /v1/traces, /v1/services
-//!                       sanitize                    commit                  /health
+//!   OTLP JSON,          validate,                   group      orphans      /v1/traces, /v1/services
+//!   simple JSON, gzip)  sanitize                    commit                  /health, /metrics
+//!  POST /api/v2/spans
+//!  (Zipkin v2 JSON)
 //! ```
 //!
 //! Entry points:
@@ -31,9 +33,11 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod query;
+pub mod retention;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -91,10 +95,14 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State over `store` with `limits`, fresh counters, not shutting down.
+    ///
+    /// The store is wrapped in a [`store::MeteredStore`] so committed batches feed the RED
+    /// metrics of `/metrics`.
     pub fn new(store: Arc<dyn SpanStore>, limits: IngestLimits) -> Self {
+        let metrics = Arc::new(Metrics::default());
         Self {
-            store,
-            metrics: Arc::new(Metrics::default()),
+            store: Arc::new(store::MeteredStore::new(store, Arc::clone(&metrics))),
+            metrics,
             limits,
             shutdown: Arc::new(watch::Sender::new(false)),
         }
@@ -111,8 +119,9 @@ impl AppState {
     }
 }
 
-/// The ingest router (DESIGN.md §4, ingest port): `POST /v1/traces`, `GET /healthz`.
-/// Other methods on `/v1/traces` get 405 with `Allow: POST`; unknown paths 404.
+/// The ingest router (DESIGN.md §4, ingest port): `POST /v1/traces` (OTLP protobuf, OTLP
+/// JSON, simple JSON), `POST /api/v2/spans` (Zipkin v2 JSON), `GET /healthz`.
+/// Other methods on either `POST` path get 405 with `Allow: POST`; unknown paths 404.
 pub fn ingest_app(state: AppState) -> Router {
     Router::new()
         .route(
@@ -122,26 +131,77 @@ pub fn ingest_app(state: AppState) -> Router {
                     .into_response_as(error::ErrorFormat::PlainText)
             }),
         )
+        .route(
+            "/api/v2/spans",
+            post(ingest::post_zipkin).fallback(|| async {
+                Error::MethodNotAllowed { allow: "POST" }
+                    .into_response_as(error::ErrorFormat::PlainText)
+            }),
+        )
         .route("/healthz", get(ingest::healthz))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
 
-/// The query router (DESIGN.md §4, query port): `/v1/traces/{trace_id}/tree`,
-/// `/v1/traces/{trace_id}`, `/v1/traces`, `/v1/services`, `/health`, `/healthz`.
+/// The query router (DESIGN.md §4, query port): the native API (`/v1/traces/{trace_id}/tree`,
+/// `/v1/traces/{trace_id}`, `/v1/traces`, `/v1/services`, `/v1/stats`, `/v1/dependencies`),
+/// the Jaeger APIs (`/api/...`, `/api/v3/...`), `/metrics`, `/health`, `/healthz`.
 /// Every answer carries `X-Content-Type-Options: nosniff`.
 pub fn query_app(state: AppState) -> Router {
-    use query::native;
+    use query::{dependencies, jaeger, jaeger_v3, native, stats};
     Router::new()
         .route("/v1/traces/{trace_id}/tree", get(native::get_tree))
         .route("/v1/traces/{trace_id}", get(native::get_trace))
         .route("/v1/traces", get(native::search))
         .route("/v1/services", get(native::services))
+        .route("/v1/stats", get(stats::get_stats))
+        .route("/v1/dependencies", get(dependencies::get_dependencies))
+        .route("/api/services", get(jaeger::services))
+        .route(
+            "/api/services/{service}/operations",
+            get(jaeger::service_operations),
+        )
+        .route("/api/operations", get(jaeger::operations))
+        .route("/api/traces", get(jaeger::search))
+        .route("/api/traces/{trace_id}", get(jaeger::get_trace))
+        .route("/api/dependencies", get(jaeger::dependencies))
+        .route("/api/archive/{trace_id}", post(jaeger::archive))
+        .route("/api/v3/services", get(jaeger_v3::services))
+        .route("/api/v3/operations", get(jaeger_v3::operations))
+        .route("/api/v3/traces", get(jaeger_v3::search))
+        .route("/api/v3/traces/{trace_id}", get(jaeger_v3::get_trace))
+        .route("/api/v3/trace-summaries", get(jaeger_v3::summaries))
+        .route("/metrics", get(native::metrics))
         .route("/health", get(native::health))
         .route("/healthz", get(ingest::healthz))
+        .merge(ui::router())
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::map_response(nosniff))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe_query,
+        ))
         .with_state(state)
+}
+
+/// Records the latency of every query-port request by route template.
+async fn observe_query(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    state
+        .metrics
+        .query_latency
+        .observe(&route, response.status().as_u16(), ns);
+    response
 }
 
 async fn nosniff(mut response: Response) -> Response {
@@ -250,6 +310,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             })?;
             let options = SqliteOptions {
                 synchronous: config.sqlite_sync,
+                index_attributes: config.attribute_index.clone(),
                 ..SqliteOptions::default()
             };
             let path = config.db_path();
@@ -264,6 +325,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ..IngestLimits::default()
     };
     let state = AppState::new(Arc::clone(&store), limits);
+    let retention = tokio::spawn(retention::run(
+        Arc::clone(&store),
+        config.retention_config(),
+        state.shutdown_receiver(),
+    ));
     let bind = |what: &'static str, addr| async move {
         TcpListener::bind(addr)
             .await
@@ -291,9 +357,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             config::StorageKind::Sqlite => config.db_path().display().to_string(),
         }
     );
-    serve(state, ingest, query, shutdown_signal())
-        .await
-        .map_err(RunError::Serve)?;
+    let served = serve(state, ingest, query, shutdown_signal()).await;
+    retention.abort();
+    served.map_err(RunError::Serve)?;
     eprintln!("collector: stopped; all acknowledged spans are committed");
     Ok(())
 }

@@ -541,15 +541,19 @@ impl Default for SpanLimits {
         Self {
             max_name_bytes: 1024,
             max_attribute_value_bytes: 8 * 1024,
-            max_attributes: 256,
-            max_events: 256,
+            max_attributes: 128,
+            max_events: 128,
             max_links: 128,
         }
     }
 }
 
+/// Start times further in the future than this are flagged (reliability.md §7.2 O13), ns.
+const FUTURE_TOLERANCE_NS: u64 = 24 * 3600 * 1_000_000_000;
+
 /// Applies the shared input rules to one span, recording each change in `span.warnings`:
 ///
+/// - a start time of 0, or more than a day in the future, is kept and flagged (O13);
 /// - empty name → [`EMPTY_SPAN_NAME`]; empty service → [`UNKNOWN_SERVICE`] (O14);
 /// - end before start → end clamped to start, duration 0 (O12);
 /// - names, messages and string/bytes values truncated to the limits on a UTF-8 boundary,
@@ -560,6 +564,18 @@ pub fn sanitize(span: &mut Span, limits: &SpanLimits) {
     }
     if span.service_name.trim().is_empty() {
         span.service_name = UNKNOWN_SERVICE.to_owned();
+    }
+    if span.start_time_unix_nano == 0 {
+        span.warnings
+            .push("start time is 0 (not set by the sender)".to_owned());
+    } else if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        if span.start_time_unix_nano > now_ns.saturating_add(FUTURE_TOLERANCE_NS) {
+            span.warnings.push(
+                "start time is more than 1 day in the future (clock skew?); kept as sent"
+                    .to_owned(),
+            );
+        }
     }
     if span.end_time_unix_nano < span.start_time_unix_nano {
         span.warnings.push(format!(

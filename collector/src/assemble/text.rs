@@ -1,26 +1,32 @@
 //! The text tree of DESIGN.md §4 (`?format=text` or `Accept: text/plain`):
 //!
 //! ```text
-//! trace 4bf92f3577b34da6a3ce929d0e0e4736  11 spans  4 services  412.3 ms
-//! └─ frontend POST /orders [server] 412.3 ms  201
+//! trace 4bf92f3577b34da6a3ce929d0e0e4736  11 spans  4 services  412.3 ms  (◆ critical path)
+//! └─ ◆ frontend POST /orders [server] 412.3 ms  self 2.1 ms  201
 //!    ├─ frontend GET /users/{id} [client] 31.2 ms  +1.1 ms  200
 //!    │  └─ user GET /users/{id} [server] 29.8 ms  +1.6 ms  200
 //! ```
 //!
-//! Per span: service, name, `[kind]`, duration, `+offset` from the trace start (every span but
-//! a parentless root), the `http.response.status_code` (or legacy `http.status_code`), then
-//! `ERROR: <status message>` for error spans and `(orphan: parent <id> not in trace)` for
-//! orphans. Warnings follow the tree as `warning: ...` lines. Control characters in names are
-//! escaped so a span cannot break the layout.
+//! Per span: `◆ ` when the span is on the critical path, service, name, `[kind]`, duration,
+//! `self <time>` when the span has children and its self time is between 10 % and 90 % of
+//! its duration, `+offset` from the trace start (every span but a parentless root), the
+//! `http.response.status_code` (or legacy `http.status_code`), then `ERROR: <status message>`
+//! for error spans and `(orphan: parent <id> not in trace)` for orphans. The header line ends
+//! with the legend `(◆ critical path)` when the tree has a critical path. Warnings follow the
+//! tree as `warning: ...` lines. Control characters in names are escaped so a span cannot
+//! break the layout.
 
 use std::fmt::Write as _;
 
 use super::{TraceTree, TreeNode};
 
+/// Put before the service name of a span on the critical path.
+pub const CRITICAL_MARK: &str = "◆ ";
+
 /// Renders the text tree (ends with a newline).
 pub fn render(tree: &TraceTree) -> String {
     let mut out = String::new();
-    let _ = writeln!(
+    let _ = write!(
         out,
         "trace {}  {}  {}  {}",
         tree.trace_id,
@@ -28,6 +34,10 @@ pub fn render(tree: &TraceTree) -> String {
         plural(tree.service_count, "service"),
         format_duration_ns(tree.duration_ns)
     );
+    if !tree.critical_path.is_empty() {
+        out.push_str(&format!("  ({CRITICAL_MARK}critical path)"));
+    }
+    out.push('\n');
     let count = tree.roots.len();
     for (i, root) in tree.roots.iter().enumerate() {
         render_node(&mut out, root, "", i + 1 == count);
@@ -49,13 +59,17 @@ fn plural(n: usize, word: &str) -> String {
 fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool) {
     let _ = write!(
         out,
-        "{prefix}{}{} {} [{}] {}",
+        "{prefix}{}{}{} {} [{}] {}",
         if last { "└─ " } else { "├─ " },
+        if node.critical { CRITICAL_MARK } else { "" },
         clean(&node.service),
         clean(&node.name),
         node.kind,
         format_duration_ns(node.duration_ns)
     );
+    if notable_self_time(node) {
+        let _ = write!(out, "  self {}", format_duration_ns(node.self_time_ns));
+    }
     if node.parent_span_id.is_some() {
         let _ = write!(out, "  +{}", format_duration_ns(node.offset_ns));
     }
@@ -80,6 +94,13 @@ fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool) {
     for (i, child) in node.children.iter().enumerate() {
         render_node(out, child, &child_prefix, i + 1 == count);
     }
+}
+
+/// Self time is shown for spans with children when it is between 10 % and 90 % of the span:
+/// then neither "all in children" nor "all its own" is obvious from the tree.
+fn notable_self_time(node: &TreeNode) -> bool {
+    let (own, total) = (u128::from(node.self_time_ns), u128::from(node.duration_ns));
+    !node.children.is_empty() && own * 10 >= total && own * 10 <= total * 9
 }
 
 fn http_status(node: &TreeNode) -> Option<i64> {
@@ -158,14 +179,14 @@ mod tests {
     fn golden_tree() {
         let tree = assemble(&sample_trace(1));
         let want = "\
-trace 4b0000000000001f0000000000000001  7 spans  3 services  1.23 s
-└─ frontend POST /orders [server] 412.3 ms  201
-   ├─ frontend GET /users/{id} [client] 31.2 ms  +1.1 ms  200
-   │  └─ user GET /users/{id} [server] 29.8 ms  +1.6 ms  200
-   │     └─ user SELECT users [client] 850 µs  +2.0 ms
-   └─ frontend POST /orders [client] 370.0 ms  +33.0 ms  201
-      └─ order POST /orders [server] 1.20 s  +34.0 ms  ERROR: payment declined
-         └─ order INSERT orders [client] 2.5 ms  +35.0 ms
+trace 4b0000000000001f0000000000000001  7 spans  3 services  1.23 s  (◆ critical path)
+└─ ◆ frontend POST /orders [server] 412.3 ms  201
+   ├─ ◆ frontend GET /users/{id} [client] 31.2 ms  +1.1 ms  200
+   │  └─ ◆ user GET /users/{id} [server] 29.8 ms  +1.6 ms  200
+   │     └─ ◆ user SELECT users [client] 850 µs  +2.0 ms
+   └─ ◆ frontend POST /orders [client] 370.0 ms  +33.0 ms  201
+      └─ ◆ order POST /orders [server] 1.20 s  +34.0 ms  ERROR: payment declined
+         └─ ◆ order INSERT orders [client] 2.5 ms  +35.0 ms
 warning: span 0100000000000006: clamped
 ";
         assert_eq!(render(&tree), want);

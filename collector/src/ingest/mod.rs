@@ -5,9 +5,11 @@
 //!
 //! | media type | body | decoder |
 //! |---|---|---|
-//! | `application/x-protobuf` (`application/protobuf`) | OTLP `ExportTraceServiceRequest` | [`otlp_proto`] |
+//! | `application/x-protobuf` (`application/protobuf`) | OTLP `ExportTraceServiceRequest` | `otlp_proto` |
 //! | `application/json`, body starts with `[` | array of simple spans | [`simple_json`] |
-//! | `application/json`, body starts with `{` | OTLP JSON | [`otlp_json`] (not yet: 415) |
+//! | `application/json`, body starts with `{` | OTLP JSON | `otlp_json` |
+//!
+//! `POST /api/v2/spans` takes a Zipkin v2 JSON list (`zipkin`) and answers 202.
 //!
 //! Steps, each with its answer (reliability.md §7.1/7.2): unknown media type → 415 listing the
 //! supported ones (plain text); unsupported `Content-Encoding` → 415 + `Accept-Encoding: gzip`;
@@ -17,12 +19,14 @@
 //! answered only after the spans are committed, in the request's encoding: protobuf → an
 //! `ExportTraceServiceResponse` (0 bytes when everything was accepted), JSON → `{}`.
 //!
-//! Adding a format (OTLP JSON, Zipkin) means writing a decoder `fn(&[u8], &SpanLimits) ->
-//! Result<Decoded, Error>` and one dispatch arm.
+//! Adding a format means writing a decoder `fn(&[u8], &SpanLimits) -> Result<Decoded, Error>`
+//! and one dispatch arm. Every request is counted per [`Protocol`] (batches, spans received,
+//! stored, rejected, deduplicated; `GET /metrics`).
 
 pub(crate) mod otlp_json;
 pub(crate) mod otlp_proto;
 pub mod simple_json;
+pub(crate) mod zipkin;
 
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -39,6 +43,7 @@ use prost::Message;
 
 use crate::AppState;
 use crate::error::{Error, ErrorFormat, quote};
+use crate::metrics::Protocol;
 use crate::model::{Span, SpanLimits};
 
 /// The supported request media types, as listed in 415 answers.
@@ -151,6 +156,25 @@ async fn ingest(
     body: Body,
     format: WireFormat,
 ) -> Result<Response, Error> {
+    let (protocol, decoded) = read_and_decode(state, headers, body, move |plain, limits| {
+        decode_body(format, plain, limits)
+    })
+    .await?;
+    let (rejected, error_message) = store(state, protocol, decoded).await?;
+    Ok(success_response(format, rejected, error_message))
+}
+
+/// Reads the body (413 over the limit, after gzip decompression when `Content-Encoding` says
+/// so) and runs `decoder` on it, on a blocking thread for large or compressed bodies.
+async fn read_and_decode<F>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    decoder: F,
+) -> Result<(Protocol, Decoded), Error>
+where
+    F: FnOnce(&[u8], &SpanLimits) -> Result<(Protocol, Decoded), Error> + Send + 'static,
+{
     let limit = state.limits.max_body_bytes;
     let gzip = content_encoding_is_gzip(headers)?;
     let raw = read_limited(body, limit).await?;
@@ -160,40 +184,113 @@ async fn ingest(
         .fetch_add(raw.len() as u64, Ordering::Relaxed);
     let span_limits = state.limits.span;
     let raw_len = raw.len();
-    let decode = move || -> Result<Decoded, Error> {
-        let plain = if gzip {
-            gunzip_limited(&raw, limit)?
+    let decode = move || -> Result<(Protocol, Decoded), Error> {
+        if gzip {
+            decoder(&gunzip_limited(&raw, limit)?, &span_limits)
         } else {
-            raw.to_vec()
-        };
-        decode_body(format, &plain, &span_limits)
+            decoder(&raw, &span_limits)
+        }
     };
-    let decoded = if raw_len > BLOCKING_THRESHOLD_BYTES || gzip {
+    if raw_len > BLOCKING_THRESHOLD_BYTES || gzip {
         tokio::task::spawn_blocking(decode)
             .await
-            .map_err(|e| Error::Internal(format!("decoder task failed: {e}")))??
+            .map_err(|e| Error::Internal(format!("decoder task failed: {e}")))?
     } else {
-        decode()?
-    };
+        decode()
+    }
+}
 
+/// Counts the decoded spans, stores the accepted ones (resolving after the commit) and
+/// returns `(rejected, partial-success message)`.
+async fn store(
+    state: &AppState,
+    protocol: Protocol,
+    decoded: Decoded,
+) -> Result<(usize, Option<String>), Error> {
     let metrics = &state.metrics;
-    let received = decoded.spans.len() + decoded.rejected;
+    let per = metrics.ingest.protocol(protocol);
+    let received = (decoded.spans.len() + decoded.rejected) as u64;
+    let rejected = decoded.rejected;
+    per.batches.fetch_add(1, Ordering::Relaxed);
+    per.spans_received.fetch_add(received, Ordering::Relaxed);
+    per.spans_rejected
+        .fetch_add(rejected as u64, Ordering::Relaxed);
     metrics
         .spans_received
-        .fetch_add(received as u64, Ordering::Relaxed);
+        .fetch_add(received, Ordering::Relaxed);
     metrics
         .spans_rejected
-        .fetch_add(decoded.rejected as u64, Ordering::Relaxed);
+        .fetch_add(rejected as u64, Ordering::Relaxed);
     let error_message = decoded.error_message();
-    let rejected = decoded.rejected;
-    let outcome = state.store.write_spans(decoded.spans).await?;
+    let outcome = if decoded.spans.is_empty() {
+        crate::store::WriteOutcome::default()
+    } else {
+        state.store.write_spans(decoded.spans).await?
+    };
+    per.spans_stored
+        .fetch_add(outcome.stored as u64, Ordering::Relaxed);
+    per.spans_deduplicated
+        .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
     metrics
         .spans_stored
         .fetch_add(outcome.stored as u64, Ordering::Relaxed);
     metrics
         .spans_duplicate
         .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
-    Ok(success_response(format, rejected, error_message))
+    Ok((rejected, error_message))
+}
+
+/// `POST /api/v2/spans` (Zipkin v2 JSON, interop.md §4.1): 202 with an empty body once the
+/// valid spans are committed; errors as plain text (400 not a v2 list or no valid span, 413,
+/// 415 for protobuf or another media type, 503 storage busy).
+pub(crate) async fn post_zipkin(State(state): State<AppState>, request: Request) -> Response {
+    let metrics = &state.metrics;
+    metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = request.into_parts();
+    let result = async {
+        zipkin_content_type(&parts.headers)?;
+        let (protocol, decoded) = read_and_decode(&state, &parts.headers, body, |plain, limits| {
+            zipkin::decode(plain, limits).map(|d| (Protocol::Zipkin, d))
+        })
+        .await?;
+        store(&state, protocol, decoded).await
+    }
+    .await;
+    match result {
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => {
+            metrics
+                .ingest_requests_failed
+                .fetch_add(1, Ordering::Relaxed);
+            e.into_response_as(ErrorFormat::PlainText)
+        }
+    }
+}
+
+/// Zipkin accepts JSON, and treats a missing content type as JSON.
+fn zipkin_content_type(headers: &HeaderMap) -> Result<(), Error> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let raw = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    let media = raw
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "" | "application/json" => Ok(()),
+        "application/x-protobuf" | "application/protobuf" => Err(Error::UnsupportedMediaType(
+            "Zipkin protobuf (ListOfSpans) is not supported; supported: application/json \
+             (JSON_V2)"
+                .into(),
+        )),
+        _ => Err(Error::UnsupportedMediaType(format!(
+            "unsupported content type {}; supported: application/json (JSON_V2)",
+            quote(&raw, 100)
+        ))),
+    }
 }
 
 /// Picks the decoder from `Content-Type`; 415 (plain text) when unsupported.
@@ -268,12 +365,16 @@ fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-fn decode_body(format: WireFormat, body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error> {
+fn decode_body(
+    format: WireFormat,
+    body: &[u8],
+    limits: &SpanLimits,
+) -> Result<(Protocol, Decoded), Error> {
     match format {
-        WireFormat::Protobuf => otlp_proto::decode(body, limits),
+        WireFormat::Protobuf => Ok((Protocol::OtlpProto, otlp_proto::decode(body, limits)?)),
         WireFormat::Json => match body.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'[') => simple_json::decode(body, limits),
-            Some(b'{') => otlp_json::decode(body, limits),
+            Some(b'[') => Ok((Protocol::SimpleJson, simple_json::decode(body, limits)?)),
+            Some(b'{') => Ok((Protocol::OtlpJson, otlp_json::decode(body, limits)?)),
             Some(_) => Err(Error::BadRequest(
                 "JSON body must be an OTLP request object or an array of simple spans".into(),
             )),

@@ -1,20 +1,784 @@
 //! OTLP/JSON (`application/json` with an `ExportTraceServiceRequest` object, interop.md §1.4).
 //!
-//! Not implemented yet: such requests are answered 415 with a message naming what works.
-//! The decoder slots in here with the same signature as [`super::otlp_proto::decode`].
+//! Decoded with our own lenient serde structs (the `opentelemetry-proto` serde support rejects
+//! valid input, interop.md §1.7), following every rule of §1.4:
+//!
+//! - `traceId`, `spanId`, `parentSpanId` (spans and links) are hex, case-insensitive; a span
+//!   with a bad id (wrong length, not hex — e.g. base64, §7.2 O3 — or all zeros) is rejected
+//!   alone through partial success; a link with bad ids is dropped with a warning;
+//! - 64-bit integers (`startTimeUnixNano`, `intValue`, ...) and the 32-bit counts/flags may be
+//!   strings or numbers;
+//! - enums (`kind`, `status.code`) may be integers **or names** (`"SPAN_KIND_SERVER"`,
+//!   `"STATUS_CODE_ERROR"`; decision for §7.2 O7: tolerant, like the OpenTelemetry Collector);
+//!   unknown numbers or names become unspecified / unset;
+//! - keys are lowerCamelCase, and the snake_case spelling is accepted too;
+//! - unknown fields are ignored; omitted fields and `null` take their default; `{}` (or a
+//!   resource without spans) is a valid, empty request; an `AnyValue` with no known key (or
+//!   `{}`) is the empty value; `"arrayValue": {}` is an empty array;
+//! - `doubleValue` may be a number or `"NaN"`, `"Infinity"`, `"-Infinity"`;
+//! - `bytesValue` is base64 (standard or URL-safe alphabet, padding optional).
+//!
+//! Malformed JSON or a field of the wrong JSON type fails the whole request with 400 (O2).
+//! Nesting is bounded by `serde_json`'s recursion limit (128 JSON levels, about 30 nested
+//! `kvlistValue`s): deeper input is a 400 (O9).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use super::Decoded;
 use crate::error::Error;
-use crate::model::SpanLimits;
+use crate::model::{
+    self, AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, SpanLimits,
+    Status, StatusCode, TraceId,
+};
 
-/// Decodes an OTLP/JSON request (not yet supported).
+/// Decodes an OTLP/JSON request.
 ///
 /// # Errors
-/// Always [`Error::UnsupportedMediaType`] for now.
-pub(crate) fn decode(_body: &[u8], _limits: &SpanLimits) -> Result<Decoded, Error> {
-    Err(Error::UnsupportedMediaType(
-        "OTLP/JSON request objects are not supported yet; send OTLP as application/x-protobuf, \
-         or a JSON array of simple spans (DESIGN.md §4)"
-            .to_owned(),
-    ))
+/// [`Error::BadRequest`] when the body is not valid JSON or has a field of the wrong type.
+pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error> {
+    let request: JRequest = serde_json::from_slice(body).map_err(|e| {
+        let mut msg = e.to_string();
+        model::truncate_string(&mut msg, 256);
+        Error::BadRequest(format!(
+            "failed to decode OTLP/JSON ExportTraceServiceRequest: {msg}"
+        ))
+    })?;
+    let mut out = Decoded::default();
+    let mut index = 0usize;
+    for resource_spans in request.resource_spans {
+        let mut resource_warnings = Vec::new();
+        let mut resource = Resource {
+            attributes: resource_spans
+                .resource
+                .map(|r| attributes_warn(r.attributes, &mut resource_warnings))
+                .unwrap_or_default(),
+        };
+        for w in &mut resource_warnings {
+            w.insert_str(0, "resource: ");
+        }
+        model::sanitize_resource(&mut resource, limits);
+        let service_name = resource.service_name().to_owned();
+        let resource = Arc::new(resource);
+        for scope_spans in resource_spans.scope_spans {
+            let mut scope = scope_spans
+                .scope
+                .map(|s| Scope {
+                    name: s.name,
+                    version: s.version,
+                })
+                .unwrap_or_default();
+            model::sanitize_scope(&mut scope, limits);
+            let scope = Arc::new(scope);
+            for j_span in scope_spans.spans {
+                let i = index;
+                index += 1;
+                match convert_span(j_span, &resource, &scope, &service_name) {
+                    Ok(mut span) => {
+                        span.warnings.extend(resource_warnings.iter().cloned());
+                        model::sanitize(&mut span, limits);
+                        out.accept(i, span);
+                    }
+                    Err(reason) => out.reject(i, reason),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire structs
+// ---------------------------------------------------------------------------------------------
+
+/// `null` → default, like an omitted field.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JRequest {
+    #[serde(
+        rename = "resourceSpans",
+        alias = "resource_spans",
+        deserialize_with = "nullable"
+    )]
+    resource_spans: Vec<JResourceSpans>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JResourceSpans {
+    resource: Option<JResource>,
+    #[serde(
+        rename = "scopeSpans",
+        alias = "scope_spans",
+        deserialize_with = "nullable"
+    )]
+    scope_spans: Vec<JScopeSpans>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JResource {
+    #[serde(deserialize_with = "nullable")]
+    attributes: Vec<JKeyValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JScopeSpans {
+    scope: Option<JScope>,
+    #[serde(deserialize_with = "nullable")]
+    spans: Vec<JSpan>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JScope {
+    #[serde(deserialize_with = "nullable")]
+    name: String,
+    #[serde(deserialize_with = "nullable")]
+    version: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JSpan {
+    #[serde(rename = "traceId", alias = "trace_id", deserialize_with = "nullable")]
+    trace_id: String,
+    #[serde(rename = "spanId", alias = "span_id", deserialize_with = "nullable")]
+    span_id: String,
+    #[serde(
+        rename = "traceState",
+        alias = "trace_state",
+        deserialize_with = "nullable"
+    )]
+    trace_state: String,
+    #[serde(
+        rename = "parentSpanId",
+        alias = "parent_span_id",
+        deserialize_with = "nullable"
+    )]
+    parent_span_id: String,
+    #[serde(deserialize_with = "nullable")]
+    flags: Num<u32>,
+    #[serde(deserialize_with = "nullable")]
+    name: String,
+    #[serde(deserialize_with = "nullable")]
+    kind: JEnum,
+    #[serde(
+        rename = "startTimeUnixNano",
+        alias = "start_time_unix_nano",
+        deserialize_with = "nullable"
+    )]
+    start_time_unix_nano: Num<u64>,
+    #[serde(
+        rename = "endTimeUnixNano",
+        alias = "end_time_unix_nano",
+        deserialize_with = "nullable"
+    )]
+    end_time_unix_nano: Num<u64>,
+    #[serde(deserialize_with = "nullable")]
+    attributes: Vec<JKeyValue>,
+    #[serde(
+        rename = "droppedAttributesCount",
+        alias = "dropped_attributes_count",
+        deserialize_with = "nullable"
+    )]
+    dropped_attributes_count: Num<u32>,
+    #[serde(deserialize_with = "nullable")]
+    events: Vec<JEvent>,
+    #[serde(
+        rename = "droppedEventsCount",
+        alias = "dropped_events_count",
+        deserialize_with = "nullable"
+    )]
+    dropped_events_count: Num<u32>,
+    #[serde(deserialize_with = "nullable")]
+    links: Vec<JLink>,
+    #[serde(
+        rename = "droppedLinksCount",
+        alias = "dropped_links_count",
+        deserialize_with = "nullable"
+    )]
+    dropped_links_count: Num<u32>,
+    status: Option<JStatus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JEvent {
+    #[serde(
+        rename = "timeUnixNano",
+        alias = "time_unix_nano",
+        deserialize_with = "nullable"
+    )]
+    time_unix_nano: Num<u64>,
+    #[serde(deserialize_with = "nullable")]
+    name: String,
+    #[serde(deserialize_with = "nullable")]
+    attributes: Vec<JKeyValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JLink {
+    #[serde(rename = "traceId", alias = "trace_id", deserialize_with = "nullable")]
+    trace_id: String,
+    #[serde(rename = "spanId", alias = "span_id", deserialize_with = "nullable")]
+    span_id: String,
+    #[serde(
+        rename = "traceState",
+        alias = "trace_state",
+        deserialize_with = "nullable"
+    )]
+    trace_state: String,
+    #[serde(deserialize_with = "nullable")]
+    attributes: Vec<JKeyValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JStatus {
+    #[serde(deserialize_with = "nullable")]
+    message: String,
+    #[serde(deserialize_with = "nullable")]
+    code: JEnum,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JKeyValue {
+    #[serde(deserialize_with = "nullable")]
+    key: String,
+    value: Option<JAnyValue>,
+}
+
+/// `AnyValue`: at most one of the keys is expected; the first set one (in this order) wins.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JAnyValue {
+    #[serde(rename = "stringValue", alias = "string_value")]
+    string_value: Option<String>,
+    #[serde(rename = "boolValue", alias = "bool_value")]
+    bool_value: Option<bool>,
+    #[serde(rename = "intValue", alias = "int_value")]
+    int_value: Option<Num<i64>>,
+    #[serde(rename = "doubleValue", alias = "double_value")]
+    double_value: Option<JDouble>,
+    #[serde(rename = "arrayValue", alias = "array_value")]
+    array_value: Option<JArrayValue>,
+    #[serde(rename = "kvlistValue", alias = "kvlist_value")]
+    kvlist_value: Option<JKvList>,
+    #[serde(rename = "bytesValue", alias = "bytes_value")]
+    bytes_value: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JArrayValue {
+    #[serde(deserialize_with = "nullable")]
+    values: Vec<JAnyValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct JKvList {
+    #[serde(deserialize_with = "nullable")]
+    values: Vec<JKeyValue>,
+}
+
+/// An integer written as a JSON number or a decimal string (§1.4 rule 4).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Num<T>(T);
+
+trait FromNum: Sized + Copy {
+    const WHAT: &'static str;
+    fn from_i128(v: i128) -> Option<Self>;
+}
+
+impl FromNum for u64 {
+    const WHAT: &'static str = "an unsigned 64-bit integer (number or string)";
+    fn from_i128(v: i128) -> Option<Self> {
+        Self::try_from(v).ok()
+    }
+}
+impl FromNum for i64 {
+    const WHAT: &'static str = "a 64-bit integer (number or string)";
+    fn from_i128(v: i128) -> Option<Self> {
+        Self::try_from(v).ok()
+    }
+}
+impl FromNum for u32 {
+    const WHAT: &'static str = "an unsigned 32-bit integer (number or string)";
+    fn from_i128(v: i128) -> Option<Self> {
+        Self::try_from(v).ok()
+    }
+}
+
+impl<'de, T: FromNum> Deserialize<'de> for Num<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<T: FromNum> V<T> {
+            fn out<E: de::Error>(v: i128) -> Result<Num<T>, E> {
+                T::from_i128(v)
+                    .map(Num)
+                    .ok_or_else(|| E::custom(format!("{v} is out of range for {}", T::WHAT)))
+            }
+        }
+        impl<T: FromNum> Visitor<'_> for V<T> {
+            type Value = Num<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::WHAT)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Self::out(i128::from(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Self::out(i128::from(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                // 1.5e18 style numbers from JavaScript senders: accept integral values.
+                if v.fract() == 0.0 && v.is_finite() && v.abs() < 1.7e38 {
+                    #[allow(clippy::cast_possible_truncation)]
+                    Self::out(v as i128)
+                } else {
+                    Err(E::custom(format!("{v} is not an integer")))
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let t = v.trim();
+                match t.parse::<i128>() {
+                    Ok(n) => Self::out(n),
+                    Err(_) => Err(E::custom(format!(
+                        "{} is not {}",
+                        crate::error::quote(v, 40),
+                        T::WHAT
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A double as a number or one of `"NaN"`, `"Infinity"`, `"-Infinity"` (or a numeric string).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct JDouble(f64);
+
+impl<'de> Deserialize<'de> for JDouble {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = JDouble;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, \"NaN\", \"Infinity\" or \"-Infinity\"")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<JDouble, E> {
+                Ok(JDouble(v))
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<JDouble, E> {
+                Ok(JDouble(v as f64))
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<JDouble, E> {
+                Ok(JDouble(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<JDouble, E> {
+                match v.trim() {
+                    "NaN" => Ok(JDouble(f64::NAN)),
+                    "Infinity" => Ok(JDouble(f64::INFINITY)),
+                    "-Infinity" => Ok(JDouble(f64::NEG_INFINITY)),
+                    t => t.parse::<f64>().map(JDouble).map_err(|_| {
+                        E::custom(format!("{} is not a double", crate::error::quote(v, 40)))
+                    }),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An enum as its number or its name (`2`, `"SPAN_KIND_SERVER"`, `"server"`).
+#[derive(Debug, Default, Clone, PartialEq)]
+enum JEnum {
+    #[default]
+    Absent,
+    Number(i64),
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for JEnum {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = JEnum;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an enum number or name")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<JEnum, E> {
+                Ok(JEnum::Number(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<JEnum, E> {
+                Ok(JEnum::Number(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<JEnum, E> {
+                match v.trim().parse::<i64>() {
+                    Ok(n) => Ok(JEnum::Number(n)),
+                    Err(_) => Ok(JEnum::Name(v.to_owned())),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JEnum {
+    fn kind(&self) -> SpanKind {
+        match self {
+            Self::Absent => SpanKind::Unspecified,
+            Self::Number(n) => SpanKind::from_i32(i32::try_from(*n).unwrap_or(0)),
+            Self::Name(s) => SpanKind::parse(s).unwrap_or_default(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Absent => StatusCode::Unset,
+            Self::Number(n) => StatusCode::from_i32(i32::try_from(*n).unwrap_or(0)),
+            Self::Name(s) => StatusCode::parse(s).unwrap_or_default(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversion
+// ---------------------------------------------------------------------------------------------
+
+/// Converts attributes; on a bad `bytesValue` the value becomes empty and the error is
+/// returned alongside the converted list.
+fn attributes(kvs: Vec<JKeyValue>) -> Result<Vec<KeyValue>, (Vec<KeyValue>, String)> {
+    let mut first_error = None;
+    let out = kvs
+        .into_iter()
+        .map(|kv| {
+            let value = value(kv.value, &mut first_error);
+            KeyValue { key: kv.key, value }
+        })
+        .collect();
+    match first_error {
+        None => Ok(out),
+        Some(e) => Err((out, e)),
+    }
+}
+
+fn attributes_warn(kvs: Vec<JKeyValue>, warnings: &mut Vec<String>) -> Vec<KeyValue> {
+    match attributes(kvs) {
+        Ok(v) => v,
+        Err((v, e)) => {
+            warnings.push(format!("{e}; value emptied"));
+            v
+        }
+    }
+}
+
+fn value(v: Option<JAnyValue>, error: &mut Option<String>) -> AttrValue {
+    let Some(v) = v else {
+        return AttrValue::Empty;
+    };
+    if let Some(s) = v.string_value {
+        AttrValue::String(s)
+    } else if let Some(b) = v.bool_value {
+        AttrValue::Bool(b)
+    } else if let Some(Num(i)) = v.int_value {
+        AttrValue::Int(i)
+    } else if let Some(JDouble(d)) = v.double_value {
+        AttrValue::Double(d)
+    } else if let Some(a) = v.array_value {
+        AttrValue::Array(
+            a.values
+                .into_iter()
+                .map(|v| value(Some(v), error))
+                .collect(),
+        )
+    } else if let Some(kv) = v.kvlist_value {
+        AttrValue::KvList(
+            kv.values
+                .into_iter()
+                .map(|kv| KeyValue {
+                    value: value(kv.value, error),
+                    key: kv.key,
+                })
+                .collect(),
+        )
+    } else if let Some(b) = v.bytes_value {
+        match base64_decode(&b) {
+            Some(bytes) => AttrValue::Bytes(bytes),
+            None => {
+                error.get_or_insert_with(|| "bytesValue is not base64".to_owned());
+                AttrValue::Empty
+            }
+        }
+    } else {
+        AttrValue::Empty
+    }
+}
+
+/// An optional hex parent id: empty (or all zeros) means none.
+fn parent_id(text: &str) -> Result<Option<SpanId>, String> {
+    if text.is_empty() || (text.len() == 16 && text.bytes().all(|b| b == b'0')) {
+        return Ok(None);
+    }
+    SpanId::from_hex(text)
+        .map(Some)
+        .map_err(|e| format!("parentSpanId {e}"))
+}
+
+fn convert_span(
+    s: JSpan,
+    resource: &Arc<Resource>,
+    scope: &Arc<Scope>,
+    service_name: &str,
+) -> Result<Span, String> {
+    let trace_id = TraceId::from_hex(&s.trace_id).map_err(|e| format!("traceId {e}"))?;
+    let span_id = SpanId::from_hex(&s.span_id).map_err(|e| format!("spanId {e}"))?;
+    let parent_span_id = parent_id(&s.parent_span_id)?;
+    let mut warnings = Vec::new();
+    let mut links = Vec::with_capacity(s.links.len());
+    let mut dropped_links = s.dropped_links_count.0;
+    for link in s.links {
+        let ids = TraceId::from_hex(&link.trace_id)
+            .map_err(|e| format!("link traceId {e}"))
+            .and_then(|t| {
+                SpanId::from_hex(&link.span_id)
+                    .map(|s| (t, s))
+                    .map_err(|e| format!("link spanId {e}"))
+            });
+        match ids {
+            Ok((trace_id, span_id)) => links.push(Link {
+                trace_id,
+                span_id,
+                trace_state: link.trace_state,
+                attributes: attributes_warn(link.attributes, &mut warnings),
+            }),
+            Err(reason) => {
+                warnings.push(format!("{reason}; link dropped"));
+                dropped_links = dropped_links.saturating_add(1);
+            }
+        }
+    }
+    let status = s.status.unwrap_or_default();
+    let events = s
+        .events
+        .into_iter()
+        .map(|e| Event {
+            time_unix_nano: e.time_unix_nano.0,
+            name: e.name,
+            attributes: attributes_warn(e.attributes, &mut warnings),
+        })
+        .collect();
+    let attributes = attributes_warn(s.attributes, &mut warnings);
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state: s.trace_state,
+        flags: s.flags.0,
+        name: s.name,
+        kind: s.kind.kind(),
+        start_time_unix_nano: s.start_time_unix_nano.0,
+        end_time_unix_nano: s.end_time_unix_nano.0,
+        status: Status {
+            code: status.code.status(),
+            message: status.message,
+        },
+        attributes,
+        events,
+        links,
+        dropped_attributes_count: s.dropped_attributes_count.0,
+        dropped_events_count: s.dropped_events_count.0,
+        dropped_links_count: dropped_links,
+        resource: Arc::clone(resource),
+        scope: Arc::clone(scope),
+        service_name: service_name.to_owned(),
+        warnings,
+    })
+}
+
+/// Decodes base64 (standard or URL-safe alphabet, padding optional, ASCII whitespace ignored).
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
+    let mut acc = 0u32;
+    let mut bits = 0u32;
+    let mut padding = false;
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => {
+                padding = true;
+                continue;
+            }
+            c if c.is_ascii_whitespace() => continue,
+            _ => return None,
+        };
+        if padding {
+            return None;
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+        }
+    }
+    if bits >= 6 {
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(v: serde_json::Value) -> Decoded {
+        decode(v.to_string().as_bytes(), &SpanLimits::default()).unwrap()
+    }
+
+    const T: &str = "5b8efff798038103d269b633813fc60c";
+
+    #[test]
+    fn spec_example_decodes() {
+        let out = run(
+            json!({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
+          "scopeSpans":[{"scope":{"name":"my.lib","version":"1.0.0"},
+            "spans":[{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"eee19b7ec3c1b174",
+              "parentSpanId":"eee19b7ec3c1b173","name":"GET /cart","kind":2,
+              "startTimeUnixNano":"1544712660000000000","endTimeUnixNano":1544712661000000000u64,
+              "attributes":[{"key":"http.response.status_code","value":{"intValue":"200"}},
+                            {"key":"n","value":{"intValue":7}},
+                            {"key":"d","value":{"doubleValue":"NaN"}},
+                            {"key":"b","value":{"bytesValue":"aGk="}},
+                            {"key":"e","value":{}},
+                            {"key":"a","value":{"arrayValue":{}}},
+                            {"key":"k","value":{"kvlistValue":{"values":[{"key":"x","value":{"boolValue":true}}]}}}],
+              "status":{"code":2,"message":"boom"}}]}]}]}),
+        );
+        assert_eq!(out.rejected, 0);
+        let s = &out.spans[0];
+        assert_eq!(s.trace_id.to_hex(), T);
+        assert_eq!(s.service_name, "checkout");
+        assert_eq!(s.kind, SpanKind::Server);
+        assert_eq!(s.duration_ns(), 1_000_000_000);
+        assert_eq!(s.status.code, StatusCode::Error);
+        assert_eq!(s.scope.name, "my.lib");
+        let a = &s.attributes;
+        assert_eq!(a[0].value, AttrValue::Int(200));
+        assert_eq!(a[1].value, AttrValue::Int(7));
+        assert!(matches!(a[2].value, AttrValue::Double(d) if d.is_nan()));
+        assert_eq!(a[3].value, AttrValue::Bytes(b"hi".to_vec()));
+        assert_eq!(a[4].value, AttrValue::Empty);
+        assert_eq!(a[5].value, AttrValue::Array(vec![]));
+        assert!(
+            matches!(&a[6].value, AttrValue::KvList(kv) if kv[0].value == AttrValue::Bool(true))
+        );
+    }
+
+    #[test]
+    fn empty_requests_are_valid() {
+        assert!(run(json!({})).spans.is_empty());
+        assert!(run(json!({"resourceSpans":null})).spans.is_empty());
+        assert!(
+            run(json!({"resourceSpans":[{"scopeSpans":[{}]}]}))
+                .spans
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn snake_case_enum_names_and_unknown_fields() {
+        let out = run(json!({"resource_spans":[{"scope_spans":[{"spans":[
+            {"trace_id":T,"span_id":"0102030405060708","kind":"SPAN_KIND_CLIENT",
+             "start_time_unix_nano":5,"end_time_unix_nano":"9","future":{"x":1},
+             "status":{"code":"STATUS_CODE_OK"},
+             "events":[{"time_unix_nano":"7","name":"e"}],
+             "links":[{"trace_id":T,"span_id":"0807060504030201"},{"traceId":"zz","spanId":"00"}]}]}]}]}));
+        let s = &out.spans[0];
+        assert_eq!(s.kind, SpanKind::Client);
+        assert_eq!(s.status.code, StatusCode::Ok);
+        assert_eq!(s.service_name, model::UNKNOWN_SERVICE);
+        assert_eq!(s.events[0].time_unix_nano, 7);
+        assert_eq!(s.links.len(), 1);
+        assert_eq!(s.dropped_links_count, 1);
+        assert!(out.error_message().is_some());
+        assert_eq!(out.rejected, 0);
+    }
+
+    #[test]
+    fn bad_ids_reject_one_span() {
+        let out = run(json!({"resourceSpans":[{"scopeSpans":[{"spans":[
+            {"traceId":T,"spanId":"0102030405060708"},
+            {"traceId":"W47/95gDgQPSabYzgT/GDA==","spanId":"0102030405060708"},
+            {"traceId":T,"spanId":"0000000000000000"},
+            {"traceId":T,"spanId":"0102030405060709","parentSpanId":"abc"}]}]}]}));
+        assert_eq!(out.spans.len(), 1);
+        assert_eq!(out.rejected, 3);
+        let msg = out.error_message().unwrap();
+        assert!(
+            msg.contains("span 1: traceId must be 32 hex digits, got 24"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("span 2: spanId must not be all zeros"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_garbage_are_400() {
+        for body in [
+            &b"{"[..],
+            br#"{"resourceSpans":{}}"#,
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"soon"}]}]}]}"#,
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":5}]}]}]}"#,
+        ] {
+            let err = decode(body, &SpanLimits::default()).unwrap_err();
+            assert!(matches!(err, Error::BadRequest(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_400() {
+        let mut v = json!({"stringValue":"x"});
+        for _ in 0..120 {
+            v = json!({"kvlistValue":{"values":[{"key":"k","value":v}]}});
+        }
+        let body =
+            json!({"resourceSpans":[{"resource":{"attributes":[{"key":"deep","value":v}]}}]});
+        assert!(decode(body.to_string().as_bytes(), &SpanLimits::default()).is_err());
+    }
+
+    #[test]
+    fn base64_variants() {
+        assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
+        assert_eq!(base64_decode("Zm8").unwrap(), b"fo");
+        assert_eq!(base64_decode("-_8=").unwrap(), vec![0xfb, 0xff]);
+        assert!(base64_decode("Z").is_none());
+        assert!(base64_decode("a!b").is_none());
+    }
 }

@@ -5,28 +5,182 @@
 //!   An all-zero 8-byte parent id is read as "no parent".
 //! - A link with invalid ids is dropped from its span with a warning; the span is kept.
 //! - Unknown kind or status numbers become unspecified / unset.
-//! - Strings must be valid UTF-8: prost rejects the whole request otherwise (400, §7.2 O8 strict).
+//! - Invalid UTF-8 in a `string` field (§7.2 O8) does not fail the request: the message is
+//!   decoded with bytes-typed mirrors of the OTLP messages ([`wire`]), each string is checked
+//!   on its own, bad sequences become U+FFFD and the span carries a warning (Jaeger-style).
+//!   Valid UTF-8 costs nothing extra: `String::from_utf8` reuses the decoded buffer.
 //! - Nesting deeper than prost's recursion limit (100) fails the request with 400 (O9).
 
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::Span as PbSpan;
 use prost::Message;
 
 use super::Decoded;
-use crate::convert;
 use crate::error::Error;
 use crate::model::{
-    self, Resource, Scope, Span, SpanId, SpanKind, SpanLimits, Status, StatusCode, TraceId,
+    self, AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, SpanLimits,
+    Status, StatusCode, TraceId,
 };
+
+/// Bytes-typed mirrors of the OTLP trace messages (same field numbers as
+/// `opentelemetry-proto`; every `string` is `bytes` so that invalid UTF-8 can be repaired per
+/// field instead of failing the whole request). Fields we do not read (`schema_url`, scope
+/// attributes, ...) are left out: prost skips unknown fields.
+pub(crate) mod wire {
+    /// `ExportTraceServiceRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Request {
+        #[prost(message, repeated, tag = "1")]
+        pub(crate) resource_spans: Vec<ResourceSpans>,
+    }
+    /// `ResourceSpans`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct ResourceSpans {
+        #[prost(message, optional, tag = "1")]
+        pub(crate) resource: Option<Resource>,
+        #[prost(message, repeated, tag = "2")]
+        pub(crate) scope_spans: Vec<ScopeSpans>,
+    }
+    /// `Resource`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Resource {
+        #[prost(message, repeated, tag = "1")]
+        pub(crate) attributes: Vec<KeyValue>,
+    }
+    /// `ScopeSpans`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct ScopeSpans {
+        #[prost(message, optional, tag = "1")]
+        pub(crate) scope: Option<Scope>,
+        #[prost(message, repeated, tag = "2")]
+        pub(crate) spans: Vec<Span>,
+    }
+    /// `InstrumentationScope`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Scope {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(crate) name: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub(crate) version: Vec<u8>,
+    }
+    /// `Span`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Span {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(crate) trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub(crate) span_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "3")]
+        pub(crate) trace_state: Vec<u8>,
+        #[prost(bytes = "vec", tag = "4")]
+        pub(crate) parent_span_id: Vec<u8>,
+        #[prost(fixed32, tag = "16")]
+        pub(crate) flags: u32,
+        #[prost(bytes = "vec", tag = "5")]
+        pub(crate) name: Vec<u8>,
+        #[prost(int32, tag = "6")]
+        pub(crate) kind: i32,
+        #[prost(fixed64, tag = "7")]
+        pub(crate) start_time_unix_nano: u64,
+        #[prost(fixed64, tag = "8")]
+        pub(crate) end_time_unix_nano: u64,
+        #[prost(message, repeated, tag = "9")]
+        pub(crate) attributes: Vec<KeyValue>,
+        #[prost(uint32, tag = "10")]
+        pub(crate) dropped_attributes_count: u32,
+        #[prost(message, repeated, tag = "11")]
+        pub(crate) events: Vec<Event>,
+        #[prost(uint32, tag = "12")]
+        pub(crate) dropped_events_count: u32,
+        #[prost(message, repeated, tag = "13")]
+        pub(crate) links: Vec<Link>,
+        #[prost(uint32, tag = "14")]
+        pub(crate) dropped_links_count: u32,
+        #[prost(message, optional, tag = "15")]
+        pub(crate) status: Option<Status>,
+    }
+    /// `Span.Event`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Event {
+        #[prost(fixed64, tag = "1")]
+        pub(crate) time_unix_nano: u64,
+        #[prost(bytes = "vec", tag = "2")]
+        pub(crate) name: Vec<u8>,
+        #[prost(message, repeated, tag = "3")]
+        pub(crate) attributes: Vec<KeyValue>,
+    }
+    /// `Span.Link`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Link {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(crate) trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub(crate) span_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "3")]
+        pub(crate) trace_state: Vec<u8>,
+        #[prost(message, repeated, tag = "4")]
+        pub(crate) attributes: Vec<KeyValue>,
+    }
+    /// `Status`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Status {
+        #[prost(bytes = "vec", tag = "2")]
+        pub(crate) message: Vec<u8>,
+        #[prost(int32, tag = "3")]
+        pub(crate) code: i32,
+    }
+    /// `KeyValue`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct KeyValue {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(crate) key: Vec<u8>,
+        #[prost(message, optional, tag = "2")]
+        pub(crate) value: Option<AnyValue>,
+    }
+    /// `AnyValue`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct AnyValue {
+        #[prost(oneof = "Value", tags = "1, 2, 3, 4, 5, 6, 7")]
+        pub(crate) value: Option<Value>,
+    }
+    /// `AnyValue.value`.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub(crate) enum Value {
+        #[prost(bytes = "vec", tag = "1")]
+        String(Vec<u8>),
+        #[prost(bool, tag = "2")]
+        Bool(bool),
+        #[prost(int64, tag = "3")]
+        Int(i64),
+        #[prost(double, tag = "4")]
+        Double(f64),
+        #[prost(message, tag = "5")]
+        Array(ArrayValue),
+        #[prost(message, tag = "6")]
+        KvList(KeyValueList),
+        #[prost(bytes = "vec", tag = "7")]
+        Bytes(Vec<u8>),
+    }
+    /// `ArrayValue`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct ArrayValue {
+        #[prost(message, repeated, tag = "1")]
+        pub(crate) values: Vec<AnyValue>,
+    }
+    /// `KeyValueList`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct KeyValueList {
+        #[prost(message, repeated, tag = "1")]
+        pub(crate) values: Vec<KeyValue>,
+    }
+}
 
 /// Decodes a protobuf `ExportTraceServiceRequest`.
 ///
 /// # Errors
 /// [`Error::BadRequest`] when the bytes are not a valid message.
 pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error> {
-    let request = ExportTraceServiceRequest::decode(body).map_err(|e| {
+    let request = wire::Request::decode(body).map_err(|e| {
         let mut msg = e.to_string();
         model::truncate_string(&mut msg, 256);
         Error::BadRequest(format!("failed to decode ExportTraceServiceRequest: {msg}"))
@@ -34,16 +188,24 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
     let mut out = Decoded::default();
     let mut index = 0usize;
     for resource_spans in request.resource_spans {
-        let mut resource: Resource = convert::resource_from_pb(resource_spans.resource);
+        let mut bad = 0usize;
+        let mut resource = Resource {
+            attributes: resource_spans
+                .resource
+                .map(|r| attributes(r.attributes, &mut bad))
+                .unwrap_or_default(),
+        };
         model::sanitize_resource(&mut resource, limits);
         let service_name = resource.service_name().to_owned();
         let resource = Arc::new(resource);
+        let resource_bad = bad;
         for scope_spans in resource_spans.scope_spans {
+            let mut bad = resource_bad;
             let mut scope = scope_spans
                 .scope
                 .map(|s| Scope {
-                    name: s.name,
-                    version: s.version,
+                    name: text(s.name, &mut bad),
+                    version: text(s.version, &mut bad),
                 })
                 .unwrap_or_default();
             model::sanitize_scope(&mut scope, limits);
@@ -51,7 +213,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
             for pb_span in scope_spans.spans {
                 let i = index;
                 index += 1;
-                match convert_span(pb_span, &resource, &scope, &service_name) {
+                match convert_span(pb_span, &resource, &scope, &service_name, bad) {
                     Ok(mut span) => {
                         model::sanitize(&mut span, limits);
                         out.accept(i, span);
@@ -64,11 +226,47 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
     Ok(out)
 }
 
+/// UTF-8 text from a bytes field; invalid sequences become U+FFFD and bump `bad`.
+fn text(bytes: Vec<u8>, bad: &mut usize) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            *bad += 1;
+            String::from_utf8_lossy(e.as_bytes()).into_owned()
+        }
+    }
+}
+
+fn value(v: Option<wire::AnyValue>, bad: &mut usize) -> AttrValue {
+    match v.and_then(|v| v.value) {
+        None => AttrValue::Empty,
+        Some(wire::Value::String(s)) => AttrValue::String(text(s, bad)),
+        Some(wire::Value::Bool(b)) => AttrValue::Bool(b),
+        Some(wire::Value::Int(i)) => AttrValue::Int(i),
+        Some(wire::Value::Double(d)) => AttrValue::Double(d),
+        Some(wire::Value::Bytes(b)) => AttrValue::Bytes(b),
+        Some(wire::Value::Array(a)) => {
+            AttrValue::Array(a.values.into_iter().map(|v| value(Some(v), bad)).collect())
+        }
+        Some(wire::Value::KvList(kv)) => AttrValue::KvList(attributes(kv.values, bad)),
+    }
+}
+
+fn attributes(kvs: Vec<wire::KeyValue>, bad: &mut usize) -> Vec<KeyValue> {
+    kvs.into_iter()
+        .map(|kv| KeyValue {
+            key: text(kv.key, bad),
+            value: value(kv.value, bad),
+        })
+        .collect()
+}
+
 fn convert_span(
-    s: PbSpan,
+    s: wire::Span,
     resource: &Arc<Resource>,
     scope: &Arc<Scope>,
     service_name: &str,
+    inherited_bad: usize,
 ) -> Result<Span, String> {
     let trace_id = TraceId::from_slice(&s.trace_id).map_err(|e| format!("trace_id {e}"))?;
     let span_id = SpanId::from_slice(&s.span_id).map_err(|e| format!("span_id {e}"))?;
@@ -79,12 +277,25 @@ fn convert_span(
             Some(SpanId::from_slice(&s.parent_span_id).map_err(|e| format!("parent_span_id {e}"))?)
         }
     };
+    let mut bad = inherited_bad;
     let mut warnings = Vec::new();
     let mut links = Vec::with_capacity(s.links.len());
     let mut dropped_links = s.dropped_links_count;
     for link in s.links {
-        match convert::link_from_pb(link) {
-            Ok(l) => links.push(l),
+        let ids = TraceId::from_slice(&link.trace_id)
+            .map_err(|e| format!("link trace_id {e}"))
+            .and_then(|t| {
+                SpanId::from_slice(&link.span_id)
+                    .map(|s| (t, s))
+                    .map_err(|e| format!("link span_id {e}"))
+            });
+        match ids {
+            Ok((trace_id, span_id)) => links.push(Link {
+                trace_id,
+                span_id,
+                trace_state: text(link.trace_state, &mut bad),
+                attributes: attributes(link.attributes, &mut bad),
+            }),
             Err(reason) => {
                 warnings.push(format!("{reason}; link dropped"));
                 dropped_links = dropped_links.saturating_add(1);
@@ -92,22 +303,31 @@ fn convert_span(
         }
     }
     let status = s.status.unwrap_or_default();
-    Ok(Span {
+    let events = s
+        .events
+        .into_iter()
+        .map(|e| Event {
+            time_unix_nano: e.time_unix_nano,
+            name: text(e.name, &mut bad),
+            attributes: attributes(e.attributes, &mut bad),
+        })
+        .collect();
+    let span = Span {
         trace_id,
         span_id,
         parent_span_id,
-        trace_state: s.trace_state,
+        trace_state: text(s.trace_state, &mut bad),
         flags: s.flags,
-        name: s.name,
+        name: text(s.name, &mut bad),
         kind: SpanKind::from_i32(s.kind),
         start_time_unix_nano: s.start_time_unix_nano,
         end_time_unix_nano: s.end_time_unix_nano,
         status: Status {
             code: StatusCode::from_i32(status.code),
-            message: status.message,
+            message: text(status.message, &mut bad),
         },
-        attributes: convert::attributes_from_pb(s.attributes),
-        events: s.events.into_iter().map(convert::event_from_pb).collect(),
+        attributes: attributes(s.attributes, &mut bad),
+        events,
         links,
         dropped_attributes_count: s.dropped_attributes_count,
         dropped_events_count: s.dropped_events_count,
@@ -116,15 +336,23 @@ fn convert_span(
         scope: Arc::clone(scope),
         service_name: service_name.to_owned(),
         warnings,
-    })
+    };
+    let mut span = span;
+    if bad > 0 {
+        span.warnings.push(format!(
+            "invalid UTF-8 in {bad} string(s) replaced with U+FFFD"
+        ));
+    }
+    Ok(span)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as PbSpan};
 
     fn pb_span(trace: Vec<u8>, span: Vec<u8>) -> PbSpan {
         PbSpan {

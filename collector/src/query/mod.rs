@@ -1,6 +1,58 @@
 //! # Query API (query port, DESIGN.md §4)
 //!
-//! [`native`] serves Spanline's own API (`/v1/...`, `/health`). A Jaeger-compatible API
-//! (`/api/...`, interop.md §3) and the web UI will sit beside it.
+//! - [`native`]: Spanline's own API (`/v1/traces...`, `/v1/services`, `/health`);
+//! - [`stats`]: `GET /v1/stats` (request rate, error rate, latency percentiles);
+//! - [`dependencies`]: `GET /v1/dependencies` (the service graph);
+//! - [`jaeger`]: the Jaeger-compatible v1 API (`/api/...`, interop.md §3.2–3.7);
+//! - [`jaeger_v3`]: the `api_v3` subset the current Jaeger UI uses (interop.md §3.8).
 
+pub mod dependencies;
+pub mod jaeger;
+pub mod jaeger_v3;
 pub mod native;
+pub mod stats;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::Error;
+use crate::store::TimeWindow;
+
+/// Longest time window a stats or dependency query may cover: 30 days.
+pub const MAX_WINDOW_NS: u64 = 30 * 24 * 3600 * 1_000_000_000;
+
+/// The current time, unix nanoseconds.
+pub(crate) fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A window ending at `end` (default now) and lasting `length` (default `default_ns`):
+/// 400 when it is empty, reversed or longer than [`MAX_WINDOW_NS`].
+pub(crate) fn window(
+    start: Option<u64>,
+    end: Option<u64>,
+    length: Option<u64>,
+    default_ns: u64,
+) -> Result<TimeWindow, Error> {
+    let end = end.unwrap_or_else(now_unix_nano);
+    let start = match (start, length) {
+        (Some(s), _) => s,
+        (None, l) => end.saturating_sub(l.unwrap_or(default_ns)),
+    };
+    if start >= end {
+        return Err(Error::BadRequest(
+            "the time window is empty: start must be before end".into(),
+        ));
+    }
+    if end - start > MAX_WINDOW_NS {
+        return Err(Error::BadRequest(
+            "the time window is longer than the maximum of 30 days".into(),
+        ));
+    }
+    Ok(TimeWindow {
+        start_unix_nano: start,
+        end_unix_nano: end,
+    })
+}

@@ -2,11 +2,12 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /v1/traces/{trace_id}/tree` | [`TraceTree`](crate::assemble::TraceTree) JSON; text with `?format=text` or `Accept: text/plain`; `?wait=SECONDS` (≤ 30, larger values are clamped) long-polls until the trace has a root and no orphans, then answers what it has |
+//! | `GET /v1/traces/{trace_id}/tree` | [`TraceTree`](crate::assemble::TraceTree) JSON; text with `?format=text` or `Accept: text/plain`; `?wait=SECONDS` (≤ 30, larger values are clamped) long-polls until the trace has a root and no orphans, then answers what it has; `?raw=true` skips the clock-skew adjustment |
 //! | `GET /v1/traces/{trace_id}` | `{"trace_id", "spans": [simple spans], "metadata": {summary}}` |
 //! | `GET /v1/traces` | summaries, newest first (filters below) |
 //! | `GET /v1/services` | sorted service names |
 //! | `GET /health` | `{"status": "healthy", "metrics": {...}}`; 503 `"unhealthy"` when storage cannot commit |
+//! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
 //! | `GET /healthz` | 200 |
 //!
 //! Trace ids are 32 hex digits (case-insensitive, not all zero): anything else is 400; a
@@ -15,8 +16,15 @@
 //! Search filters (`GET /v1/traces`): `service`, `operation` (exact span name), `min_duration`,
 //! `max_duration` (a number with a unit: `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`, e.g. `250ms`,
 //! `1.5s`; a plain number means milliseconds), `start_time`, `end_time` (bounds on the trace
-//! start, unix seconds, fractions allowed), `error=true|false`, `limit` (default 100, clamped to
-//! 1000). Unknown parameters are ignored; malformed values are 400.
+//! start, unix seconds, fractions allowed), `error=true|false`, `kind` (the trace has a span of
+//! this kind: `server|client|internal|producer|consumer`), `status` (`ok|error|unset`: the
+//! trace has a span with this status), `attr.KEY=VALUE` (repeatable: the trace has a span
+//! whose attribute `KEY` equals `VALUE`; numbers and booleans compare by their text, e.g.
+//! `attr.http.response.status_code=503`; string values over 256 bytes are not searchable),
+//! `sort=newest|duration`, `limit` (default 100, clamped to 1000). Without `sort`, a search
+//! with `min_duration` or `error=true` is ordered slowest first, any other newest first. Unknown
+//! parameters are ignored; malformed values are 400. All filters must hold (each may be met by
+//! a different span of the trace).
 //!
 //! A summary is `{"trace_id", "root_service", "root_operation", "services", "operations",
 //! "start_time", "end_time" (unix seconds, float), "duration" (seconds, float), "span_count",
@@ -36,8 +44,11 @@ use crate::assemble::{self, text};
 use crate::error::Error;
 use crate::ingest::simple_json;
 use crate::model::TraceId;
-use crate::store::{StoredTrace, TraceQuery, TraceSummary};
+use crate::model::{SpanKind, StatusCode as SpanStatus};
+use crate::store::{SortOrder, StoredTrace, TraceQuery, TraceSummary};
 
+/// Most `attr.KEY=VALUE` filters in one search.
+pub const MAX_ATTRIBUTE_FILTERS: usize = 16;
 /// Longest `?wait=`, seconds.
 pub const MAX_WAIT_S: f64 = 30.0;
 /// Least time between two re-reads of a trace while long-polling.
@@ -58,6 +69,15 @@ fn trace_id_param(p: Result<Path<String>, PathRejection>) -> Result<TraceId, Err
         .map_err(|e| Error::BadRequest(format!("invalid trace id: {e} (expected 32 hex digits)")))
 }
 
+/// `true`/`1` or `false`/`0`/empty; anything else is 400.
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        _ => Err(Error::BadRequest(format!("{key} must be true or false"))),
+    }
+}
+
 fn not_found(trace_id: TraceId) -> Error {
     Error::NotFound(format!("trace {trace_id} not found"))
 }
@@ -72,6 +92,7 @@ pub(crate) async fn get_tree(
     let trace_id = trace_id_param(path)?;
     let mut as_text = wants_text(&headers);
     let mut wait = Duration::ZERO;
+    let mut options = assemble::AssembleOptions::default();
     for (key, value) in params(query)? {
         match key.as_str() {
             "format" => {
@@ -90,13 +111,14 @@ pub(crate) async fn get_tree(
                     .ok_or_else(|| Error::BadRequest("wait must be a number of seconds".into()))?;
                 wait = Duration::from_secs_f64(seconds.min(MAX_WAIT_S));
             }
+            "raw" if parse_bool(&key, &value)? => options = assemble::AssembleOptions::raw(),
             _ => {}
         }
     }
     let trace = load_waiting(&state, trace_id, wait)
         .await?
         .ok_or_else(|| not_found(trace_id))?;
-    let mut tree = assemble::assemble(&trace.spans);
+    let mut tree = assemble::assemble_with(&trace.spans, &options);
     if trace.summary.span_count > tree.span_count as u64 {
         tree.complete = false;
         tree.warnings.push(format!(
@@ -204,11 +226,28 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
         "store_commits".into(),
         Value::from(*state.store.subscribe_commits().borrow()),
     );
+    if let Some(bytes) = state.store.storage_bytes() {
+        metrics.insert("storage_bytes".into(), Value::from(bytes));
+    }
     match tokio::time::timeout(HEALTH_PROBE_TIMEOUT, state.store.check_writable()).await {
         Ok(Ok(())) => axum::Json(json!({"status": "healthy", "metrics": metrics})).into_response(),
         Ok(Err(e)) => unhealthy(&e.to_string(), metrics),
         Err(_) => unhealthy("storage did not answer within 2 s", metrics),
     }
+}
+
+/// `GET /metrics`: Prometheus text format (see [`crate::metrics`]).
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let commits = *state.store.subscribe_commits().borrow();
+    let storage_bytes = state.store.storage_bytes();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render_prometheus(&state.metrics, storage_bytes, commits),
+    )
+        .into_response()
 }
 
 fn unhealthy(reason: &str, metrics: serde_json::Map<String, Value>) -> Response {
@@ -240,7 +279,22 @@ pub fn summary_json(s: &TraceSummary) -> Value {
 
 fn parse_search(params: Vec<(String, String)>) -> Result<TraceQuery, Error> {
     let mut q = TraceQuery::default();
+    let mut sort = None;
     for (key, value) in params {
+        if let Some(attr) = key.strip_prefix("attr.") {
+            if attr.is_empty() {
+                return Err(Error::BadRequest(
+                    "attr. needs a key: attr.KEY=VALUE".into(),
+                ));
+            }
+            if q.attributes.len() >= MAX_ATTRIBUTE_FILTERS {
+                return Err(Error::BadRequest(format!(
+                    "at most {MAX_ATTRIBUTE_FILTERS} attribute filters"
+                )));
+            }
+            q.attributes.push((attr.to_owned(), value));
+            continue;
+        }
         let bad = |what: &str| Error::BadRequest(format!("{key} must be {what}"));
         match key.as_str() {
             "service" if !value.is_empty() => q.service = Some(value),
@@ -261,12 +315,23 @@ fn parse_search(params: Vec<(String, String)>) -> Result<TraceQuery, Error> {
                 q.start_time_max_unix_nano =
                     Some(parse_unix_seconds(&value).ok_or_else(|| bad("unix seconds"))?);
             }
-            "error" => {
-                q.errors_only = match value.as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" | "" => false,
-                    _ => return Err(bad("true or false")),
-                }
+            "error" => q.errors_only = parse_bool(&key, &value)?,
+            "kind" if !value.is_empty() => {
+                q.kind = Some(
+                    SpanKind::parse(&value)
+                        .ok_or_else(|| bad("server, client, internal, producer or consumer"))?,
+                );
+            }
+            "status" if !value.is_empty() => {
+                q.status =
+                    Some(SpanStatus::parse(&value).ok_or_else(|| bad("ok, error or unset"))?);
+            }
+            "sort" if !value.is_empty() => {
+                sort = Some(match value.as_str() {
+                    "newest" => SortOrder::Newest,
+                    "duration" => SortOrder::Duration,
+                    _ => return Err(bad("newest or duration")),
+                });
             }
             "limit" => {
                 q.limit = value
@@ -287,6 +352,11 @@ fn parse_search(params: Vec<(String, String)>) -> Result<TraceQuery, Error> {
             "min_duration is larger than max_duration".into(),
         ));
     }
+    q.sort = sort.unwrap_or(if q.min_duration_ns.is_some() || q.errors_only {
+        SortOrder::Duration
+    } else {
+        SortOrder::Newest
+    });
     if let (Some(start), Some(end)) = (q.start_time_min_unix_nano, q.start_time_max_unix_nano)
         && start > end
     {
@@ -317,7 +387,7 @@ pub fn parse_duration_ns(text: &str) -> Option<u64> {
     (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| ns.round() as u64)
 }
 
-fn parse_unix_seconds(text: &str) -> Option<u64> {
+pub(crate) fn parse_unix_seconds(text: &str) -> Option<u64> {
     let seconds: f64 = text.trim().parse().ok()?;
     let ns = seconds * 1e9;
     (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| ns.round() as u64)
@@ -360,5 +430,26 @@ mod tests {
         assert!(p(&[("start_time", "20"), ("end_time", "10")]).is_err());
         assert!(p(&[("error", "maybe")]).is_err());
         assert!(p(&[("whatever", "x")]).is_ok());
+        let q = p(&[
+            ("kind", "server"),
+            ("status", "ERROR"),
+            ("attr.http.route", "/orders"),
+            ("attr.app.id", "7"),
+        ])
+        .unwrap();
+        assert_eq!(q.kind, Some(SpanKind::Server));
+        assert_eq!(q.status, Some(SpanStatus::Error));
+        assert_eq!(q.attributes.len(), 2);
+        assert_eq!(q.sort, SortOrder::Newest);
+        assert_eq!(p(&[("error", "true")]).unwrap().sort, SortOrder::Duration);
+        assert_eq!(
+            p(&[("min_duration", "1s")]).unwrap().sort,
+            SortOrder::Duration
+        );
+        let q = p(&[("min_duration", "1s"), ("sort", "newest")]).unwrap();
+        assert_eq!(q.sort, SortOrder::Newest);
+        assert!(p(&[("kind", "sideways")]).is_err());
+        assert!(p(&[("sort", "random")]).is_err());
+        assert!(p(&[("attr.", "x")]).is_err());
     }
 }

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{SpanStore, StoreError, TraceQuery};
-use crate::model::{SpanKind, StatusCode};
+use super::{RetentionPolicy, SortOrder, SpanStore, StoreError, TimeWindow, TraceQuery};
+use crate::model::{AttrValue, KeyValue, SpanKind, StatusCode};
 pub(crate) use crate::testing::sample_trace;
 use crate::testing::{MS, T0, span, trace_id};
 
@@ -27,6 +27,10 @@ macro_rules! conformance_tests {
             services_and_operations_are_listed,
             commits_are_announced,
             concurrent_writers_all_land,
+            search_by_kind_status_attributes_and_duration_order,
+            dependencies_count_calls_between_services,
+            operation_samples_cover_entry_spans_in_window,
+            retention_deletes_old_traces_in_batches,
             writes_after_shutdown_fail_cleanly
         );
     };
@@ -330,4 +334,370 @@ pub(crate) async fn writes_after_shutdown_fail_cleanly(store: Store) {
     assert!(err.is_retryable());
     // Committed data is still readable.
     assert!(store.get_trace(spans[0].trace_id).await.unwrap().is_some());
+}
+
+/// The demo's shape: frontend -> user, frontend -> order -> payment; `fail` makes payment
+/// (and the calls above it) fail. `n` seeds ids; the trace starts `n` seconds after T0 and
+/// the payment call takes `payment_ms`.
+pub(crate) fn demo_trace(n: u8, fail: bool, payment_ms: f64) -> Vec<crate::model::Span> {
+    use SpanKind::*;
+    let t = trace_id(n);
+    let at = f64::from(n) * 1000.0;
+    let mut spans = vec![
+        span(
+            t,
+            1,
+            None,
+            "frontend",
+            "POST /orders",
+            Server,
+            at,
+            100.0 + payment_ms,
+        ),
+        span(
+            t,
+            2,
+            Some(1),
+            "frontend",
+            "GET /users/{id}",
+            Client,
+            at + 1.0,
+            10.0,
+        ),
+        span(
+            t,
+            3,
+            Some(2),
+            "user",
+            "GET /users/{id}",
+            Server,
+            at + 2.0,
+            8.0,
+        ),
+        span(t, 4, Some(3), "user", "SELECT users", Client, at + 3.0, 5.0),
+        span(
+            t,
+            5,
+            Some(1),
+            "frontend",
+            "POST /orders",
+            Client,
+            at + 12.0,
+            80.0 + payment_ms,
+        ),
+        span(
+            t,
+            6,
+            Some(5),
+            "order",
+            "POST /orders",
+            Server,
+            at + 13.0,
+            78.0 + payment_ms,
+        ),
+        span(
+            t,
+            7,
+            Some(6),
+            "order",
+            "INSERT orders",
+            Client,
+            at + 14.0,
+            5.0,
+        ),
+        span(
+            t,
+            8,
+            Some(6),
+            "order",
+            "POST /payments",
+            Client,
+            at + 20.0,
+            60.0 + payment_ms,
+        ),
+        span(
+            t,
+            9,
+            Some(8),
+            "payment",
+            "POST /payments",
+            Server,
+            at + 21.0,
+            58.0 + payment_ms,
+        ),
+        span(
+            t,
+            10,
+            Some(9),
+            "payment",
+            "charge card",
+            Internal,
+            at + 22.0,
+            50.0 + payment_ms,
+        ),
+    ];
+    for s in &mut spans {
+        s.attributes.push(KeyValue::new(
+            "http.response.status_code",
+            AttrValue::Int(if fail && s.span_id.0[7] >= 5 {
+                503
+            } else {
+                201
+            }),
+        ));
+    }
+    spans[0].attributes.push(KeyValue::new(
+        "app.user.id",
+        AttrValue::String(format!("u{n}")),
+    ));
+    if fail {
+        for i in [0, 4, 5, 7, 8] {
+            spans[i].status.code = StatusCode::Error;
+        }
+    }
+    spans
+}
+
+fn window_all() -> TimeWindow {
+    TimeWindow {
+        start_unix_nano: T0,
+        end_unix_nano: T0 + 3_600_000 * MS,
+    }
+}
+
+pub(crate) async fn search_by_kind_status_attributes_and_duration_order(store: Store) {
+    store.write_spans(demo_trace(1, false, 10.0)).await.unwrap();
+    store.write_spans(demo_trace(2, true, 500.0)).await.unwrap();
+    store
+        .write_spans(demo_trace(3, false, 900.0))
+        .await
+        .unwrap();
+    // A trace with only internal spans.
+    let t = trace_id(4);
+    let mut lone = span(
+        t,
+        1,
+        None,
+        "batch",
+        "nightly",
+        SpanKind::Internal,
+        4000.0,
+        5.0,
+    );
+    lone.status.code = StatusCode::Ok;
+    store.write_spans(vec![lone]).await.unwrap();
+    let ids =
+        |v: Vec<super::TraceSummary>| -> Vec<u8> { v.iter().map(|s| s.trace_id.0[15]).collect() };
+    let find = |q: TraceQuery| {
+        let store = Arc::clone(&store);
+        async move { ids(store.find_traces(q).await.unwrap()) }
+    };
+    assert_eq!(find(TraceQuery::default()).await, vec![4, 3, 2, 1]);
+    let by = |f: &dyn Fn(&mut TraceQuery)| {
+        let mut q = TraceQuery::default();
+        f(&mut q);
+        q
+    };
+    assert_eq!(
+        find(by(&|q| q.kind = Some(SpanKind::Server))).await,
+        vec![3, 2, 1]
+    );
+    assert_eq!(
+        find(by(&|q| q.kind = Some(SpanKind::Internal))).await,
+        vec![4, 3, 2, 1]
+    );
+    assert_eq!(
+        find(by(&|q| q.kind = Some(SpanKind::Producer))).await,
+        Vec::<u8>::new()
+    );
+    assert_eq!(
+        find(by(&|q| q.status = Some(StatusCode::Error))).await,
+        vec![2]
+    );
+    assert_eq!(
+        find(by(&|q| q.status = Some(StatusCode::Ok))).await,
+        vec![4]
+    );
+    let attr = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    assert_eq!(
+        find(by(
+            &|q| q.attributes = vec![attr("http.response.status_code", "503")]
+        ))
+        .await,
+        vec![2]
+    );
+    assert_eq!(
+        find(by(
+            &|q| q.attributes = vec![attr("http.response.status_code", "201")]
+        ))
+        .await,
+        vec![3, 2, 1]
+    );
+    assert_eq!(
+        find(by(&|q| {
+            q.attributes = vec![
+                attr("http.response.status_code", "201"),
+                attr("app.user.id", "u3"),
+            ]
+        }))
+        .await,
+        vec![3]
+    );
+    assert_eq!(
+        find(by(&|q| {
+            q.service = Some("payment".into());
+            q.attributes = vec![attr("app.user.id", "u1")];
+        }))
+        .await,
+        vec![1]
+    );
+    assert_eq!(
+        find(by(&|q| q.attributes = vec![attr("' OR 1=1 --", "x")])).await,
+        Vec::<u8>::new()
+    );
+    // Slowest first; with filters.
+    assert_eq!(
+        find(by(&|q| q.sort = SortOrder::Duration)).await,
+        vec![3, 2, 1, 4]
+    );
+    assert_eq!(
+        find(by(&|q| {
+            q.sort = SortOrder::Duration;
+            q.min_duration_ns = Some(500 * MS);
+            q.service = Some("payment".into());
+        }))
+        .await,
+        vec![3, 2]
+    );
+    assert_eq!(
+        find(by(&|q| {
+            q.sort = SortOrder::Duration;
+            q.errors_only = true;
+            q.operation = Some("charge card".into());
+        }))
+        .await,
+        vec![2]
+    );
+}
+
+pub(crate) async fn dependencies_count_calls_between_services(store: Store) {
+    store.write_spans(demo_trace(1, false, 10.0)).await.unwrap();
+    // The second trace arrives child spans first, in two requests.
+    let second = demo_trace(2, true, 10.0);
+    store.write_spans(second[5..].to_vec()).await.unwrap();
+    store.write_spans(second[..5].to_vec()).await.unwrap();
+    let edges = store.dependencies(window_all()).await.unwrap();
+    let got: Vec<(&str, &str, u64, u64)> = edges
+        .iter()
+        .map(|e| {
+            (
+                e.parent.as_str(),
+                e.child.as_str(),
+                e.call_count,
+                e.error_count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("frontend", "order", 2, 1),
+            ("frontend", "user", 2, 0),
+            ("order", "payment", 2, 1),
+        ]
+    );
+    // The window counts by child span start: only trace 2 (starts at T0 + 2 s).
+    let late = TimeWindow {
+        start_unix_nano: T0 + 1500 * MS,
+        end_unix_nano: T0 + 3_600_000 * MS,
+    };
+    let edges = store.dependencies(late).await.unwrap();
+    assert!(edges.iter().all(|e| e.call_count == 1), "{edges:?}");
+    let empty = TimeWindow {
+        start_unix_nano: 0,
+        end_unix_nano: T0,
+    };
+    assert!(store.dependencies(empty).await.unwrap().is_empty());
+}
+
+pub(crate) async fn operation_samples_cover_entry_spans_in_window(store: Store) {
+    for n in 1..=4u8 {
+        store
+            .write_spans(demo_trace(n, n == 4, f64::from(n) * 100.0))
+            .await
+            .unwrap();
+    }
+    let all = store.operation_samples(window_all(), None).await.unwrap();
+    let keys: Vec<(&str, &str)> = all
+        .iter()
+        .map(|s| (s.service.as_str(), s.operation.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("frontend", "POST /orders"),
+            ("order", "POST /orders"),
+            ("payment", "POST /payments"),
+            ("user", "GET /users/{id}"),
+        ],
+        "SERVER spans only"
+    );
+    let pay = &all[2];
+    assert_eq!(
+        pay.durations_ns,
+        vec![158 * MS, 258 * MS, 358 * MS, 458 * MS]
+    );
+    assert_eq!(pay.error_count, 1);
+    let only = store
+        .operation_samples(window_all(), Some("user".into()))
+        .await
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].error_count, 0);
+    let w = TimeWindow {
+        start_unix_nano: T0 + 2000 * MS,
+        end_unix_nano: T0 + 3500 * MS,
+    };
+    let some = store
+        .operation_samples(w, Some("payment".into()))
+        .await
+        .unwrap();
+    assert_eq!(some[0].durations_ns, vec![258 * MS, 358 * MS]);
+}
+
+pub(crate) async fn retention_deletes_old_traces_in_batches(store: Store) {
+    for n in 1..=5u8 {
+        store.write_spans(demo_trace(n, false, 10.0)).await.unwrap();
+    }
+    let policy = RetentionPolicy {
+        // Traces 1..=3 start before T0 + 3.5 s.
+        delete_before_unix_nano: Some(T0 + 3500 * MS),
+        max_bytes: None,
+        batch_traces: 2,
+    };
+    let first = store.enforce_retention(policy).await.unwrap();
+    assert_eq!((first.traces_deleted, first.spans_deleted), (2, 20));
+    assert!(first.more);
+    let second = store.enforce_retention(policy).await.unwrap();
+    assert_eq!(second.traces_deleted, 1);
+    assert!(!second.more);
+    let third = store.enforce_retention(policy).await.unwrap();
+    assert_eq!(third.traces_deleted, 0);
+    for n in 1..=3u8 {
+        assert!(store.get_trace(trace_id(n)).await.unwrap().is_none());
+    }
+    assert!(store.get_trace(trace_id(4)).await.unwrap().is_some());
+    let left = store.find_traces(TraceQuery::default()).await.unwrap();
+    assert_eq!(left.len(), 2);
+    let q = TraceQuery {
+        service: Some("payment".into()),
+        ..TraceQuery::default()
+    };
+    assert_eq!(store.find_traces(q).await.unwrap().len(), 2);
+    let edges = store.dependencies(window_all()).await.unwrap();
+    assert!(edges.iter().all(|e| e.call_count == 2), "{edges:?}");
+    let samples = store.operation_samples(window_all(), None).await.unwrap();
+    assert!(samples.iter().all(|s| s.durations_ns.len() == 2));
+    // Writes still work after retention.
+    store.write_spans(demo_trace(9, false, 1.0)).await.unwrap();
 }

@@ -7,8 +7,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
 use super::{
-    BoxFuture, MAX_TRACE_SPANS, Operation, SpanStore, StoreError, StoredTrace, TraceQuery,
-    TraceSummary, WriteOutcome,
+    BoxFuture, DependencyEdge, MAX_TRACE_SPANS, Operation, OperationSamples, RetentionOutcome,
+    RetentionPolicy, SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery, TraceSummary,
+    WriteOutcome, attr_index_text, group_samples,
 };
 use crate::model::{Span, SpanId, SpanKind, TraceId};
 
@@ -99,16 +100,115 @@ impl MemoryStore {
                         && query.operation.as_ref().is_none_or(|o| o == name)
                 })
             })
+            .filter(|t| {
+                query.attributes.iter().all(|(key, value)| {
+                    t.spans.iter().any(|s| {
+                        s.attributes.iter().any(|kv| {
+                            kv.key == *key
+                                && attr_index_text(&kv.value).is_some_and(|v| v == *value)
+                        })
+                    })
+                })
+            })
             .map(|t| t.summary.clone())
             .collect();
-        found.sort_by(|a, b| {
-            b.start_time_unix_nano
-                .cmp(&a.start_time_unix_nano)
-                .then(b.trace_id.cmp(&a.trace_id))
-        });
+        query.sort_summaries(&mut found);
         found.truncate(query.effective_limit());
         found
     }
+
+    fn dependencies_now(&self, window: TimeWindow) -> Vec<DependencyEdge> {
+        let inner = self.lock();
+        let mut edges: std::collections::BTreeMap<(String, String), (u64, u64)> =
+            std::collections::BTreeMap::new();
+        for t in inner.traces.values() {
+            for child in t.spans.iter().filter(|s| is_entry(s)) {
+                if !window.contains(child.start_time_unix_nano) {
+                    continue;
+                }
+                let Some(pid) = child.parent_span_id else {
+                    continue;
+                };
+                // The parent is a span of another service with that id (a Zipkin shared
+                // server span has its client as the other span of the same id).
+                let Some(parent) = t
+                    .spans
+                    .iter()
+                    .find(|p| p.span_id == pid && p.service_name != child.service_name)
+                else {
+                    continue;
+                };
+                let e = edges
+                    .entry((parent.service_name.clone(), child.service_name.clone()))
+                    .or_default();
+                e.0 += 1;
+                e.1 += u64::from(parent.is_error() || child.is_error());
+            }
+        }
+        edges
+            .into_iter()
+            .map(
+                |((parent, child), (call_count, error_count))| DependencyEdge {
+                    parent,
+                    child,
+                    call_count,
+                    error_count,
+                },
+            )
+            .collect()
+    }
+
+    fn samples_now(&self, window: TimeWindow, service: Option<&str>) -> Vec<OperationSamples> {
+        let inner = self.lock();
+        group_samples(
+            inner
+                .traces
+                .values()
+                .flat_map(|t| t.spans.iter())
+                .filter(|s| is_entry(s) && window.contains(s.start_time_unix_nano))
+                .filter(|s| service.is_none_or(|w| w == s.service_name))
+                .map(|s| {
+                    (
+                        s.service_name.clone(),
+                        s.name.clone(),
+                        s.duration_ns(),
+                        s.is_error(),
+                    )
+                }),
+        )
+    }
+
+    fn retention_now(&self, policy: RetentionPolicy) -> Result<RetentionOutcome, StoreError> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(StoreError::Closed);
+        }
+        let mut outcome = RetentionOutcome::default();
+        let Some(cutoff) = policy.delete_before_unix_nano else {
+            return Ok(outcome);
+        };
+        let mut old: Vec<(u64, TraceId)> = inner
+            .traces
+            .values()
+            .filter(|t| t.summary.start_time_unix_nano < cutoff)
+            .map(|t| (t.summary.start_time_unix_nano, t.summary.trace_id))
+            .collect();
+        old.sort_unstable();
+        let batch = policy.batch_traces.max(1);
+        outcome.more = old.len() > batch;
+        for (_, id) in old.into_iter().take(batch) {
+            if let Some(t) = inner.traces.remove(&id) {
+                outcome.traces_deleted += 1;
+                outcome.spans_deleted += t.spans.len() as u64;
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// SERVER and CONSUMER spans: the entry points that stats and dependencies count.
+pub(crate) fn is_entry(s: &Span) -> bool {
+    matches!(s.kind, SpanKind::Server | SpanKind::Consumer)
 }
 
 impl SpanStore for MemoryStore {
@@ -174,6 +274,32 @@ impl SpanStore for MemoryStore {
                 .collect();
             Ok(set.into_iter().collect())
         })
+    }
+
+    fn dependencies(
+        &self,
+        window: TimeWindow,
+    ) -> BoxFuture<'_, Result<Vec<DependencyEdge>, StoreError>> {
+        Box::pin(async move { Ok(self.dependencies_now(window)) })
+    }
+
+    fn operation_samples(
+        &self,
+        window: TimeWindow,
+        service: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<OperationSamples>, StoreError>> {
+        Box::pin(async move { Ok(self.samples_now(window, service.as_deref())) })
+    }
+
+    fn enforce_retention(
+        &self,
+        policy: RetentionPolicy,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
+        Box::pin(async move { self.retention_now(policy) })
+    }
+
+    fn storage_bytes(&self) -> Option<u64> {
+        None
     }
 
     fn check_writable(&self) -> BoxFuture<'_, Result<(), StoreError>> {

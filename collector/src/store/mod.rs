@@ -17,6 +17,7 @@
 //!   [`find_traces`](SpanStore::find_traces) at most [`MAX_SEARCH_LIMIT`] summaries.
 
 mod memory;
+mod metered;
 mod sqlite;
 
 #[cfg(test)]
@@ -27,10 +28,11 @@ use std::pin::Pin;
 
 use tokio::sync::watch;
 
-use crate::model::{Span, SpanKind, TraceId};
+use crate::model::{AttrValue, Span, SpanKind, StatusCode, TraceId};
 
 pub use memory::MemoryStore;
-pub use sqlite::{MAX_GROUP_SPANS, SqliteOptions, SqliteStore, Synchronous};
+pub use metered::MeteredStore;
+pub use sqlite::{AttributeIndex, MAX_GROUP_SPANS, SqliteOptions, SqliteStore, Synchronous};
 
 /// A boxed, sendable future (keeps [`SpanStore`] object safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -128,6 +130,36 @@ pub struct TraceSummary {
     pub span_count: u64,
     /// Stored spans with status error.
     pub error_count: u64,
+    /// Which span kinds and status codes occur in the trace: bit `kind` (OTLP number, 0–5)
+    /// and bit `8 + status code` (0–2); see [`span_mask_bit_kind`], [`span_mask_bit_status`].
+    pub span_mask: u32,
+}
+
+/// The [`TraceSummary::span_mask`] bit of a span kind.
+pub fn span_mask_bit_kind(kind: SpanKind) -> u32 {
+    1 << kind.as_i32()
+}
+
+/// The [`TraceSummary::span_mask`] bit of a status code.
+pub fn span_mask_bit_status(code: StatusCode) -> u32 {
+    1 << (8 + code.as_i32())
+}
+
+/// Longest string attribute value put in the attribute index, bytes; longer values cannot be
+/// searched for.
+pub const MAX_INDEXED_ATTR_VALUE_BYTES: usize = 256;
+
+/// The text under which an attribute value is indexed and compared by attribute filters:
+/// strings (up to [`MAX_INDEXED_ATTR_VALUE_BYTES`]) as they are, integers in decimal, booleans
+/// as `true`/`false`, finite doubles in Rust's shortest form. Other values are not indexed.
+pub fn attr_index_text(value: &AttrValue) -> Option<String> {
+    match value {
+        AttrValue::String(s) if s.len() <= MAX_INDEXED_ATTR_VALUE_BYTES => Some(s.clone()),
+        AttrValue::Int(i) => Some(i.to_string()),
+        AttrValue::Bool(b) => Some(b.to_string()),
+        AttrValue::Double(d) if d.is_finite() => Some(d.to_string()),
+        _ => None,
+    }
 }
 
 impl TraceSummary {
@@ -144,6 +176,7 @@ impl TraceSummary {
             operations: Vec::new(),
             span_count: 0,
             error_count: 0,
+            span_mask: 0,
         }
     }
 
@@ -167,6 +200,7 @@ impl TraceSummary {
             self.end_time_unix_nano = self.end_time_unix_nano.max(span.end_time_unix_nano);
         }
         self.span_count += 1;
+        self.span_mask |= span_mask_bit_kind(span.kind) | span_mask_bit_status(span.status.code);
         if span.is_error() {
             self.error_count += 1;
         }
@@ -215,8 +249,27 @@ pub struct TraceQuery {
     pub start_time_max_unix_nano: Option<u64>,
     /// Only traces with at least one error span.
     pub errors_only: bool,
+    /// The trace has a span of this kind.
+    pub kind: Option<SpanKind>,
+    /// The trace has a span with this status code.
+    pub status: Option<StatusCode>,
+    /// The trace has, for each pair, a span attribute `key` whose indexed text
+    /// ([`attr_index_text`]) equals `value`.
+    pub attributes: Vec<(String, String)>,
+    /// Result order.
+    pub sort: SortOrder,
     /// Most summaries returned (clamped to 1..=[`MAX_SEARCH_LIMIT`]).
     pub limit: usize,
+}
+
+/// Order of [`SpanStore::find_traces`] results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    /// Newest trace start first (ties: larger trace id first).
+    #[default]
+    Newest,
+    /// Longest trace first (ties: larger trace id first).
+    Duration,
 }
 
 impl Default for TraceQuery {
@@ -229,6 +282,10 @@ impl Default for TraceQuery {
             start_time_min_unix_nano: None,
             start_time_max_unix_nano: None,
             errors_only: false,
+            kind: None,
+            status: None,
+            attributes: Vec::new(),
+            sort: SortOrder::Newest,
             limit: DEFAULT_SEARCH_LIMIT,
         }
     }
@@ -240,8 +297,8 @@ impl TraceQuery {
         self.limit.clamp(1, MAX_SEARCH_LIMIT)
     }
 
-    /// Whether a summary passes the time, duration and error filters (service and operation
-    /// are matched by the backend, which knows the trace's (service, name) pairs).
+    /// Whether a summary passes the time, duration, error, kind and status filters (service,
+    /// operation and attributes are matched by the backend, which indexes them).
     pub fn matches_summary(&self, s: &TraceSummary) -> bool {
         let d = s.duration_ns();
         self.min_duration_ns.is_none_or(|m| d >= m)
@@ -253,7 +310,123 @@ impl TraceQuery {
                 .start_time_max_unix_nano
                 .is_none_or(|m| s.start_time_unix_nano <= m)
             && (!self.errors_only || s.error_count > 0)
+            && self
+                .kind
+                .is_none_or(|k| s.span_mask & span_mask_bit_kind(k) != 0)
+            && self
+                .status
+                .is_none_or(|c| s.span_mask & span_mask_bit_status(c) != 0)
     }
+
+    /// Sorts summaries in the query's order.
+    pub fn sort_summaries(&self, found: &mut [TraceSummary]) {
+        match self.sort {
+            SortOrder::Newest => found.sort_by(|a, b| {
+                b.start_time_unix_nano
+                    .cmp(&a.start_time_unix_nano)
+                    .then(b.trace_id.cmp(&a.trace_id))
+            }),
+            SortOrder::Duration => found.sort_by(|a, b| {
+                b.duration_ns()
+                    .cmp(&a.duration_ns())
+                    .then(b.trace_id.cmp(&a.trace_id))
+            }),
+        }
+    }
+}
+
+/// A time window `[start, end)` in unix nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// First included instant.
+    pub start_unix_nano: u64,
+    /// First excluded instant.
+    pub end_unix_nano: u64,
+}
+
+impl TimeWindow {
+    /// Whether `t` lies in the window.
+    pub fn contains(&self, t: u64) -> bool {
+        t >= self.start_unix_nano && t < self.end_unix_nano
+    }
+}
+
+/// One edge of the service dependency graph: spans of `child` whose parent span belongs to
+/// `parent` (a different service), counted over a window by the child span's start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DependencyEdge {
+    /// Calling service.
+    pub parent: String,
+    /// Called service.
+    pub child: String,
+    /// Calls (child SERVER/CONSUMER spans under a span of the parent service).
+    pub call_count: u64,
+    /// Calls where the caller's or the callee's span has status error.
+    pub error_count: u64,
+}
+
+/// The SERVER and CONSUMER spans of one (service, operation) in a window: what
+/// request-rate, error-rate and latency statistics are computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationSamples {
+    /// Service.
+    pub service: String,
+    /// Span name.
+    pub operation: String,
+    /// Durations of the spans, nanoseconds, sorted ascending.
+    pub durations_ns: Vec<u64>,
+    /// Spans with status error.
+    pub error_count: u64,
+}
+
+/// Sorts the raw (service, operation, duration, error) rows of a window into
+/// [`OperationSamples`] ordered by service then operation. Shared by every backend.
+pub fn group_samples(
+    rows: impl IntoIterator<Item = (String, String, u64, bool)>,
+) -> Vec<OperationSamples> {
+    let mut map: std::collections::BTreeMap<(String, String), OperationSamples> =
+        std::collections::BTreeMap::new();
+    for (service, operation, duration, error) in rows {
+        let entry = map
+            .entry((service.clone(), operation.clone()))
+            .or_insert_with(|| OperationSamples {
+                service,
+                operation,
+                durations_ns: Vec::new(),
+                error_count: 0,
+            });
+        entry.durations_ns.push(duration);
+        entry.error_count += u64::from(error);
+    }
+    map.into_values()
+        .map(|mut s| {
+            s.durations_ns.sort_unstable();
+            s
+        })
+        .collect()
+}
+
+/// What [`SpanStore::enforce_retention`] removes (one small batch per call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Traces that started before this instant (unix nanoseconds) are deleted.
+    pub delete_before_unix_nano: Option<u64>,
+    /// While the stored data is larger than this (bytes), the oldest traces are deleted.
+    /// Only backends that can measure their size apply it.
+    pub max_bytes: Option<u64>,
+    /// Most traces deleted by one call.
+    pub batch_traces: usize,
+}
+
+/// Result of one [`SpanStore::enforce_retention`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionOutcome {
+    /// Traces deleted by this call.
+    pub traces_deleted: u64,
+    /// Spans deleted by this call.
+    pub spans_deleted: u64,
+    /// More data matches the policy: call again (after letting writes through).
+    pub more: bool,
 }
 
 /// A stored trace: its spans (ordered by start time, then span id, then kind) and summary.
@@ -314,6 +487,41 @@ pub trait SpanStore: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Backend`] on read failure.
     fn operations(&self, service: String) -> BoxFuture<'_, Result<Vec<Operation>, StoreError>>;
+
+    /// The service dependency graph over `window` (by child span start), sorted by
+    /// (parent, child). See [`DependencyEdge`].
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] on read failure.
+    fn dependencies(
+        &self,
+        window: TimeWindow,
+    ) -> BoxFuture<'_, Result<Vec<DependencyEdge>, StoreError>>;
+
+    /// The SERVER and CONSUMER spans that started in `window` (of `service` only, when set),
+    /// grouped by (service, operation), sorted.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] on read failure.
+    fn operation_samples(
+        &self,
+        window: TimeWindow,
+        service: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<OperationSamples>, StoreError>>;
+
+    /// Deletes one small batch of data outside the retention `policy`; call again while
+    /// [`RetentionOutcome::more`] is set. Each call is one short transaction, so writes are
+    /// not stalled (reliability.md §6 C10).
+    ///
+    /// # Errors
+    /// As for a write.
+    fn enforce_retention(
+        &self,
+        policy: RetentionPolicy,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>>;
+
+    /// Bytes the store occupies (SQLite: database plus WAL files); `None` when not measurable.
+    fn storage_bytes(&self) -> Option<u64>;
 
     /// Checks that a write can be committed now (used by `GET /health`).
     ///

@@ -4,10 +4,14 @@
 //!
 //! **Writes** go through ONE dedicated writer thread that owns the only read-write connection.
 //! Handlers send their batch on a bounded channel with a oneshot reply. The writer takes every
-//! pending request (up to [`MAX_GROUP_SPANS`] spans), applies each inside its own `SAVEPOINT`
-//! (so a request is all-or-nothing, reliability.md §6 C6), commits them all in ONE transaction
-//! (group commit), and only then replies (acknowledge-after-commit, C1). If the commit fails,
-//! every request of the group gets the error and nothing of it is acknowledged.
+//! pending request (up to [`MAX_GROUP_SPANS`] spans), inserts their spans, then writes the
+//! search-index rows of the whole group at once (trace summaries, `trace_services`,
+//! `trace_operations`, `span_attrs`), commits everything in ONE transaction (group commit), and
+//! only then replies (acknowledge-after-commit, C1). Requests are applied without savepoints;
+//! if one fails, the group is rolled back and applied again with a `SAVEPOINT` per request, so
+//! a request is all-or-nothing (reliability.md §6 C6). If the index pass or the commit fails,
+//! every request of the group gets the error and nothing of it is acknowledged. The WAL is
+//! checkpointed by a background connection (see `Checkpointer`).
 //!
 //! **Reads** use a small pool of read-only connections on blocking threads; WAL lets them run
 //! alongside the writer and see only committed data.
@@ -21,7 +25,7 @@
 //! files up to [`SqliteOptions::quick_check_max_bytes`]; a damaged file makes `open` fail with
 //! [`StoreError::Corrupt`] before anything is written to it (C12).
 //!
-//! ## Schema (version 1, `PRAGMA user_version = 1`)
+//! ## Schema (version 2, `PRAGMA user_version = 2`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -41,7 +45,28 @@
 //! trace_operations(service, operation, trace_id, start_ns)    -- PK (trace_id, service, operation);
 //!                                                             -- INDEX (service, operation, start_ns), (operation, start_ns)
 //! operations(service, name, kind)                             -- PK (service, name, kind): service/operation lists
+//! -- version 2:
+//! traces.span_mask INTEGER                                    -- bit per span kind and status code (kind/status filters)
+//! entry_spans(start_ns, service, name, duration_ns, error,    -- one row per SERVER/CONSUMER span: stats and the
+//!             trace_id, parent_span_id, kind)                 -- dependency graph; INDEX (start_ns), (service, start_ns)
+//! span_attrs(trace_id, key, value, start_ns)                  -- PK (trace_id, key, value); INDEX (key, value, start_ns):
+//!                                                             -- attribute search (strings <= 256 bytes, ints, bools, doubles);
+//!                                                             -- which keys: SqliteOptions::index_attributes (COLLECTOR_ATTRIBUTE_INDEX)
 //! ```
+//!
+//! A version-1 file is migrated in place at open (new columns and tables; traces stored
+//! before the migration have no span mask, attribute index or entry rows).
+//!
+//! `entry_spans` lets `/v1/stats` and `/v1/dependencies` read only the SERVER/CONSUMER spans
+//! of their window through `entry_spans_by_start`; the dependency query joins each row to its
+//! parent span through the `spans_identity` index. `span_attrs` carries the trace start like
+//! `trace_services`, so an attribute search walks one index newest-first.
+//!
+//! **Retention** ([`SpanStore::enforce_retention`]) runs in the writer like a write: each
+//! call deletes at most one small batch of the oldest traces (by age, or while the live data,
+//! `(page_count - freelist_count) * page_size`, is above the size limit) in one short
+//! transaction, so ingest waits for at most one batch (reliability.md §6 C10). Freed pages are
+//! reused; the file does not shrink (no `VACUUM` while running).
 //!
 //! `traces` is maintained on write, so search never scans `spans`; `trace_services` and
 //! `trace_operations` carry the trace's start time so a search by service or operation walks
@@ -67,18 +92,59 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transac
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    BoxFuture, MAX_TRACE_SPANS, Operation, SpanStore, StoreError, StoredTrace, TraceQuery,
-    TraceSummary, WriteOutcome,
+    BoxFuture, DependencyEdge, MAX_TRACE_SPANS, Operation, OperationSamples, RetentionOutcome,
+    RetentionPolicy, SortOrder, SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery,
+    TraceSummary, WriteOutcome, attr_index_text, group_samples, span_mask_bit_kind,
+    span_mask_bit_status,
 };
 use crate::convert;
 use crate::model::{Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId};
 
 /// Schema version written to `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Most spans the writer puts in one group commit (more requests wait for the next one).
 pub const MAX_GROUP_SPANS: usize = 50_000;
 /// Idle read-only connections kept for reuse.
 const MAX_IDLE_READERS: usize = 4;
+
+/// Which span attributes the SQLite store indexes for attribute search.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AttributeIndex {
+    /// Every searchable attribute ([`attr_index_text`](super::attr_index_text)).
+    #[default]
+    All,
+    /// None: fastest writes, no attribute search.
+    None,
+    /// Only these keys.
+    Keys(HashSet<String>),
+}
+
+impl AttributeIndex {
+    fn wants(&self, key: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::None => false,
+            Self::Keys(keys) => keys.contains(key),
+        }
+    }
+}
+
+impl FromStr for AttributeIndex {
+    type Err = String;
+    /// `all`, `none`, or a comma-separated list of keys.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "all" => Ok(Self::All),
+            "none" | "" => Ok(Self::None),
+            list => Ok(Self::Keys(
+                list.split(',')
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .collect(),
+            )),
+        }
+    }
+}
 
 /// SQLite `synchronous` setting for the WAL (reliability.md §6 C2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -113,6 +179,9 @@ pub struct SqliteOptions {
     pub enqueue_timeout: Duration,
     /// Run `PRAGMA quick_check` at open when the file is at most this big, bytes (default 256 MiB).
     pub quick_check_max_bytes: u64,
+    /// Which span attributes go into the attribute search index (`span_attrs`; default
+    /// all). Attribute filters find nothing for attributes that were not indexed.
+    pub index_attributes: AttributeIndex,
 }
 
 impl Default for SqliteOptions {
@@ -122,6 +191,7 @@ impl Default for SqliteOptions {
             queue_capacity: 1024,
             enqueue_timeout: Duration::from_secs(5),
             quick_check_max_bytes: 256 * 1024 * 1024,
+            index_attributes: AttributeIndex::All,
         }
     }
 }
@@ -153,6 +223,10 @@ enum WriterMsg {
     },
     Probe {
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Retention {
+        policy: RetentionPolicy,
+        reply: oneshot::Sender<Result<RetentionOutcome, StoreError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -282,12 +356,38 @@ CREATE TABLE operations (
 ) WITHOUT ROWID;
 ";
 
+/// Version 1 → 2 (also run after [`SCHEMA`] on a new file).
+const SCHEMA_V2: &str = "
+ALTER TABLE traces ADD COLUMN span_mask INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE entry_spans (
+    start_ns INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    parent_span_id BLOB,
+    kind INTEGER NOT NULL
+);
+CREATE INDEX entry_spans_by_start ON entry_spans (start_ns);
+CREATE INDEX entry_spans_by_service ON entry_spans (service, start_ns);
+CREATE TABLE span_attrs (
+    trace_id BLOB NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, key, value)
+) WITHOUT ROWID;
+CREATE INDEX span_attrs_by_value ON span_attrs (key, value, start_ns);
+";
+
 const INSERT_SPAN: &str = "INSERT OR IGNORE INTO spans (trace_id, span_id, kind, parent_span_id, \
      service, name, start_ns, duration_ns, status_code, resource_id, scope_name, scope_version, \
      detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 const SUMMARY_COLUMNS: &str = "t.trace_id, t.start_ns, t.end_ns, t.root_service, \
-     t.root_operation, t.root_start_ns, t.span_count, t.error_count, t.services, t.operations";
+     t.root_operation, t.root_start_ns, t.span_count, t.error_count, t.services, t.operations, \
+     t.span_mask";
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -405,18 +505,27 @@ impl SqliteStore {
              PRAGMA journal_size_limit = 67108864;"
         ))
         .map_err(corrupt)?;
-        if version == 0 {
+        // Room for every statement the writer runs (spans, index tables, retention).
+        conn.set_prepared_statement_cache_capacity(64);
+        if version < SCHEMA_VERSION {
+            let base = if version == 0 { SCHEMA } else { "" };
             conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {base} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(corrupt)?;
         }
 
+        // The WAL is checkpointed by a background connection (see `Checkpointer`), not by the
+        // writer after its commits.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(corrupt)?;
+        let checkpointer = Checkpointer::start(path.clone())?;
+        let index_attributes = Arc::new(options.index_attributes.clone());
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let (commit_tx, commit_rx) = watch::channel(0u64);
         let writer = std::thread::Builder::new()
             .name("spanline-sqlite-writer".to_owned())
-            .spawn(move || run_writer(conn, rx, commit_tx))
+            .spawn(move || run_writer(conn, rx, commit_tx, index_attributes, checkpointer))
             .map_err(|e| StoreError::Io {
                 context: "starting the writer thread".to_owned(),
                 detail: e.to_string(),
@@ -498,6 +607,8 @@ fn run_writer(
     mut conn: Connection,
     mut rx: mpsc::Receiver<WriterMsg>,
     commits: watch::Sender<u64>,
+    index_attributes: Arc<AttributeIndex>,
+    mut checkpointer: Checkpointer,
 ) {
     let mut shutdown_replies = Vec::new();
     while shutdown_replies.is_empty() {
@@ -515,7 +626,14 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        process_group(&mut conn, group, &mut shutdown_replies, &commits);
+        process_group(
+            &mut conn,
+            group,
+            &mut shutdown_replies,
+            &commits,
+            &index_attributes,
+        );
+        checkpointer.after_commit(&conn, spans_in_group);
     }
     // Refuse what is still queued: those requests were never acknowledged.
     rx.close();
@@ -527,15 +645,113 @@ fn run_writer(
             WriterMsg::Probe { reply } => {
                 let _ = reply.send(Err(StoreError::Closed));
             }
+            WriterMsg::Retention { reply, .. } => {
+                let _ = reply.send(Err(StoreError::Closed));
+            }
             WriterMsg::Shutdown { reply } => shutdown_replies.push(reply),
         }
     }
+    checkpointer.stop();
     if let Err(e) = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);") {
         eprintln!("collector: final WAL checkpoint failed (data is safe in the WAL): {e}");
     }
     drop(conn);
     for reply in shutdown_replies {
         let _ = reply.send(());
+    }
+}
+
+/// WAL frames (pages) above which the writer checkpoints itself: bounds the WAL at about
+/// 32 MiB of 4 KiB pages when the background checkpoints cannot catch up with a busy writer.
+const WAL_LIMIT_FRAMES: i64 = 8192;
+/// Spans after which the writer checkpoints itself even without a WAL size from the
+/// background connection.
+const WRITER_CHECKPOINT_SPANS: usize = 200_000;
+/// How often the background connection checkpoints the WAL.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Checkpoints the WAL from a second connection on its own thread, so the writer does not pay
+/// for copying pages into the database file (`wal_autocheckpoint = 0` on the writer).
+///
+/// A `PASSIVE` checkpoint never blocks the writer, but while the writer keeps appending it may
+/// never back-fill the whole WAL, and SQLite only restarts the WAL from its beginning once it
+/// has. So the writer runs a `PASSIVE` checkpoint itself when the background connection saw
+/// more than [`WAL_LIMIT_FRAMES`] frames in the WAL (or after [`WRITER_CHECKPOINT_SPANS`]):
+/// cheap, since the background connection has already copied nearly all frames, and it bounds
+/// the WAL (`journal_size_limit` truncates it after).
+struct Checkpointer {
+    /// Frames in the WAL at the background connection's last checkpoint.
+    wal_frames: Arc<std::sync::atomic::AtomicI64>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    spans_since: usize,
+}
+
+impl Checkpointer {
+    fn start(path: PathBuf) -> Result<Self, StoreError> {
+        let io = |e: &dyn std::fmt::Display| StoreError::Io {
+            context: "starting the WAL checkpointer".to_owned(),
+            detail: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| io(&e))?;
+        conn.execute_batch("PRAGMA busy_timeout = 1000; PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|e| io(&e))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let wal_frames = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let frames = Arc::clone(&wal_frames);
+        let thread = std::thread::Builder::new()
+            .name("spanline-ckpt".to_owned())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_INTERVAL)
+                {
+                    // Busy (another checkpoint running) or an I/O error: try again later;
+                    // the writer's own checkpoints still bound the WAL.
+                    if let Ok(log) =
+                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
+                    {
+                        frames.store(log, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+            .map_err(|e| io(&e))?;
+        Ok(Self {
+            wal_frames,
+            stop: Some(stop),
+            thread: Some(thread),
+            spans_since: 0,
+        })
+    }
+
+    /// Called by the writer after each group.
+    fn after_commit(&mut self, conn: &Connection, spans: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.spans_since += spans;
+        if self.spans_since >= WRITER_CHECKPOINT_SPANS
+            || self.wal_frames.load(Relaxed) >= WAL_LIMIT_FRAMES
+        {
+            self.spans_since = 0;
+            self.wal_frames.store(0, Relaxed);
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
+    }
+
+    /// Stops the background thread (before the writer's final `TRUNCATE` checkpoint).
+    fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -548,20 +764,13 @@ enum Pending {
         oneshot::Sender<Result<(), StoreError>>,
         Result<(), StoreError>,
     ),
+    Retention(
+        oneshot::Sender<Result<RetentionOutcome, StoreError>>,
+        Result<RetentionOutcome, StoreError>,
+    ),
 }
 
 impl Pending {
-    fn fail(self, err: &StoreError) {
-        match self {
-            Self::Write(reply, _) => {
-                let _ = reply.send(Err(err.clone()));
-            }
-            Self::Probe(reply, _) => {
-                let _ = reply.send(Err(err.clone()));
-            }
-        }
-    }
-
     fn finish(self) {
         match self {
             Self::Write(reply, r) => {
@@ -570,155 +779,388 @@ impl Pending {
             Self::Probe(reply, r) => {
                 let _ = reply.send(r);
             }
+            Self::Retention(reply, r) => {
+                let _ = reply.send(r);
+            }
         }
     }
 }
 
+/// One message of a group, without its reply channel.
+enum Item {
+    Write(Prepared),
+    Probe,
+    Retention(RetentionPolicy),
+}
+
+/// The reply channel of an [`Item`].
+enum Reply {
+    Write(oneshot::Sender<Result<WriteOutcome, StoreError>>),
+    Probe(oneshot::Sender<Result<(), StoreError>>),
+    Retention(oneshot::Sender<Result<RetentionOutcome, StoreError>>),
+}
+
+/// What an [`Item`] came to.
+enum ItemResult {
+    Write(Result<WriteOutcome, StoreError>),
+    Probe(Result<(), StoreError>),
+    Retention(Result<RetentionOutcome, StoreError>),
+}
+
+/// Why [`apply_group`] gave up.
+enum GroupFailure {
+    /// A request failed without savepoints: roll back and apply again with them.
+    Retry,
+    /// The transaction is lost (or could not start / commit): every request gets this error.
+    Fatal(StoreError),
+}
+
 /// Applies a group of requests in one transaction, commits, then replies.
+///
+/// The requests are applied without savepoints first (savepoints make SQLite copy every page
+/// a request touches into a statement journal). Only if a request fails is the whole group
+/// rolled back and applied again with a `SAVEPOINT` per request, so a failing request is all
+/// or nothing and the others still commit (reliability.md §6 C6).
 fn process_group(
     conn: &mut Connection,
     group: Vec<WriterMsg>,
     shutdown_replies: &mut Vec<oneshot::Sender<()>>,
     commits: &watch::Sender<u64>,
+    index_attributes: &AttributeIndex,
 ) {
-    let mut pending = Vec::with_capacity(group.len());
-    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let err = map_sql(e);
-            for msg in group {
-                match msg {
-                    WriterMsg::Write { reply, .. } => Pending::Write(reply, Ok(Default::default())),
-                    WriterMsg::Probe { reply } => Pending::Probe(reply, Ok(())),
-                    WriterMsg::Shutdown { reply } => {
-                        shutdown_replies.push(reply);
-                        continue;
-                    }
-                }
-                .fail(&err);
-            }
-            return;
-        }
-    };
-    let mut aborted: Option<StoreError> = None;
+    let mut items = Vec::with_capacity(group.len());
+    let mut replies = Vec::with_capacity(group.len());
     for msg in group {
         match msg {
             WriterMsg::Shutdown { reply } => shutdown_replies.push(reply),
             WriterMsg::Write { batch, reply } => {
-                let result = match &aborted {
-                    Some(e) => Err(e.clone()),
-                    None => write_request(&mut tx, &batch),
-                };
-                if result.is_err() && tx.is_autocommit() && aborted.is_none() {
-                    // SQLite rolled the whole transaction back (disk full, I/O error).
-                    aborted = result.as_ref().err().cloned();
-                }
-                pending.push(Pending::Write(reply, result));
+                items.push(Item::Write(batch));
+                replies.push(Reply::Write(reply));
             }
             WriterMsg::Probe { reply } => {
-                let result = match &aborted {
-                    Some(e) => Err(e.clone()),
-                    None => tx
-                        .execute(
-                            "INSERT INTO meta (key, value) VALUES ('health_probe', ?1) \
-                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                            [format!("{:?}", std::time::SystemTime::now())],
-                        )
-                        .map(|_| ())
-                        .map_err(map_sql),
-                };
-                pending.push(Pending::Probe(reply, result));
+                items.push(Item::Probe);
+                replies.push(Reply::Probe(reply));
+            }
+            WriterMsg::Retention { policy, reply } => {
+                items.push(Item::Retention(policy));
+                replies.push(Reply::Retention(reply));
             }
         }
     }
-    if let Some(err) = aborted {
-        drop(tx);
-        pending.into_iter().for_each(|p| p.fail(&err));
+    if items.is_empty() {
         return;
     }
-    match tx.commit() {
-        Ok(()) => {
-            pending.into_iter().for_each(Pending::finish);
-            commits.send_modify(|n| *n += 1);
+    let mut outcome = apply_group(conn, &items, false, index_attributes);
+    if matches!(outcome, Err(GroupFailure::Retry)) {
+        outcome = apply_group(conn, &items, true, index_attributes);
+    }
+    let results = match outcome {
+        Ok(results) => results,
+        Err(GroupFailure::Fatal(err)) => replies
+            .iter()
+            .map(|r| match r {
+                Reply::Write(_) => ItemResult::Write(Err(err.clone())),
+                Reply::Probe(_) => ItemResult::Probe(Err(err.clone())),
+                Reply::Retention(_) => ItemResult::Retention(Err(err.clone())),
+            })
+            .collect(),
+        Err(GroupFailure::Retry) => {
+            let err = backend("a request failed and the retry with savepoints asked again");
+            replies
+                .iter()
+                .map(|_| ItemResult::Write(Err(err.clone())))
+                .collect()
         }
-        Err(e) => {
-            let err = map_sql(e);
-            pending.into_iter().for_each(|p| p.fail(&err));
-        }
+    };
+    let committed = results.iter().any(|r| match r {
+        ItemResult::Write(r) => r.is_ok(),
+        ItemResult::Probe(r) => r.is_ok(),
+        ItemResult::Retention(r) => r.is_ok(),
+    });
+    for (reply, result) in replies.into_iter().zip(results) {
+        let p = match (reply, result) {
+            (Reply::Write(tx), ItemResult::Write(r)) => Pending::Write(tx, r),
+            (Reply::Probe(tx), ItemResult::Probe(r)) => Pending::Probe(tx, r),
+            (Reply::Retention(tx), ItemResult::Retention(r)) => Pending::Retention(tx, r),
+            (reply, _) => {
+                // Unreachable: results are built in the order of the items.
+                let err = backend("writer reply mismatch");
+                match reply {
+                    Reply::Write(tx) => Pending::Write(tx, Err(err)),
+                    Reply::Probe(tx) => Pending::Probe(tx, Err(err)),
+                    Reply::Retention(tx) => Pending::Retention(tx, Err(err)),
+                }
+            }
+        };
+        p.finish();
+    }
+    if committed {
+        commits.send_modify(|n| *n += 1);
     }
 }
 
-/// Writes one request inside a savepoint: all of it or nothing.
-fn write_request(tx: &mut Transaction<'_>, batch: &Prepared) -> Result<WriteOutcome, StoreError> {
-    let spans = &batch.spans;
-    let sp = tx.savepoint().map_err(map_sql)?;
-    let mut outcome = WriteOutcome::default();
-    {
-        let mut insert = sp.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
-        let mut resource_ids: HashMap<usize, i64> = HashMap::new();
-        let mut inserted: Vec<&Span> = Vec::with_capacity(spans.len());
-        for (span, detail) in spans.iter().zip(&batch.details) {
-            let key = Arc::as_ptr(&span.resource) as usize;
-            let resource_id = match resource_ids.get(&key) {
-                Some(id) => *id,
-                None => {
-                    let id = match batch.resources.get(&key) {
-                        Some(bytes) => resource_id(&sp, bytes)?,
-                        None => resource_id(
-                            &sp,
-                            &convert::resource_to_pb(&span.resource).encode_to_vec(),
-                        )?,
-                    };
-                    resource_ids.insert(key, id);
-                    id
+/// One attempt at a group: BEGIN, every item, the group's index rows, COMMIT.
+fn apply_group(
+    conn: &mut Connection,
+    items: &[Item],
+    savepoints: bool,
+    index_attributes: &AttributeIndex,
+) -> Result<Vec<ItemResult>, GroupFailure> {
+    let fatal = |e: StoreError| GroupFailure::Fatal(e);
+    let mut tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| fatal(map_sql(e)))?;
+    let mut index = GroupIndex::default();
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Item::Write(batch) => {
+                let result = if savepoints {
+                    let sp = tx.savepoint().map_err(|e| fatal(map_sql(e)))?;
+                    match insert_spans(&sp, batch) {
+                        Ok(done) => sp.commit().map_err(map_sql).map(|()| done),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    insert_spans(&tx, batch)
+                };
+                match result {
+                    Ok((outcome, inserted)) => {
+                        index.add(inserted);
+                        results.push(ItemResult::Write(Ok(outcome)));
+                    }
+                    // SQLite rolled the whole transaction back (disk full, I/O error).
+                    Err(e) if tx.is_autocommit() => return Err(fatal(e)),
+                    Err(_) if !savepoints => return Err(GroupFailure::Retry),
+                    Err(e) => results.push(ItemResult::Write(Err(e))),
                 }
-            };
-            let changed = insert
-                .execute(params![
-                    &span.trace_id.0[..],
-                    &span.span_id.0[..],
-                    span.kind.as_i32(),
-                    span.parent_span_id.as_ref().map(|p| p.0.to_vec()),
-                    span.service_name,
-                    span.name,
-                    to_i64(span.start_time_unix_nano),
-                    to_i64(span.duration_ns()),
-                    span.status.code.as_i32(),
-                    resource_id,
-                    span.scope.name,
-                    span.scope.version,
-                    detail,
-                ])
-                .map_err(map_sql)?;
-            if changed == 1 {
-                outcome.stored += 1;
-                inserted.push(span);
-            } else {
-                outcome.duplicates += 1;
+            }
+            Item::Probe => {
+                let result = tx
+                    .execute(
+                        "INSERT INTO meta (key, value) VALUES ('health_probe', ?1) \
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        [format!("{:?}", std::time::SystemTime::now())],
+                    )
+                    .map(|_| ())
+                    .map_err(map_sql);
+                if let Err(e) = &result
+                    && tx.is_autocommit()
+                {
+                    return Err(fatal(e.clone()));
+                }
+                results.push(ItemResult::Probe(result));
+            }
+            Item::Retention(policy) => {
+                // Index rows of earlier requests first: retention may delete their traces.
+                index.flush(&tx, index_attributes).map_err(fatal)?;
+                let result = retention_batch(&mut tx, policy);
+                if let Err(e) = &result
+                    && tx.is_autocommit()
+                {
+                    return Err(fatal(e.clone()));
+                }
+                results.push(ItemResult::Retention(result));
             }
         }
-        let mut by_trace: HashMap<TraceId, Vec<&Span>> = HashMap::new();
-        let mut operations: HashSet<(&str, &str, i32)> = HashSet::new();
+    }
+    index.flush(&tx, index_attributes).map_err(fatal)?;
+    tx.commit().map_err(|e| fatal(map_sql(e)))?;
+    Ok(results)
+}
+
+/// The search-index work for the spans a group stored, folded per trace and written once
+/// before the commit, in trace-id order: one summary upsert per trace per group, not one per
+/// request.
+#[derive(Default)]
+struct GroupIndex<'a> {
+    traces: std::collections::BTreeMap<TraceId, Vec<&'a Span>>,
+    operations: HashSet<(&'a str, &'a str, i32)>,
+}
+
+impl<'a> GroupIndex<'a> {
+    fn add(&mut self, inserted: Vec<&'a Span>) {
         for span in inserted {
-            operations.insert((&span.service_name, &span.name, span.kind.as_i32()));
-            by_trace.entry(span.trace_id).or_default().push(span);
-        }
-        for (trace_id, spans) in by_trace {
-            update_trace(&sp, trace_id, &spans)?;
-        }
-        let mut insert_op = sp
-            .prepare_cached(
-                "INSERT OR IGNORE INTO operations (service, name, kind) VALUES (?1, ?2, ?3)",
-            )
-            .map_err(map_sql)?;
-        for (service, name, kind) in operations {
-            insert_op
-                .execute(params![service, name, kind])
-                .map_err(map_sql)?;
+            self.operations
+                .insert((&span.service_name, &span.name, span.kind.as_i32()));
+            self.traces.entry(span.trace_id).or_default().push(span);
         }
     }
-    sp.commit().map_err(map_sql)?;
-    Ok(outcome)
+
+    fn flush(&mut self, conn: &Connection, which: &AttributeIndex) -> Result<(), StoreError> {
+        let traces = std::mem::take(&mut self.traces);
+        let mut services: Vec<(&str, TraceId, i64)> = Vec::new();
+        let mut pairs: Vec<(&str, &str, TraceId, i64)> = Vec::new();
+        let mut attrs: Vec<(&str, String, TraceId, i64)> = Vec::new();
+        for (trace_id, spans) in &traces {
+            let start = update_trace(conn, *trace_id, spans)?;
+            for span in spans {
+                services.push((&span.service_name, *trace_id, start));
+                pairs.push((&span.service_name, &span.name, *trace_id, start));
+                if *which == AttributeIndex::None {
+                    continue;
+                }
+                for kv in span.attributes.iter().filter(|kv| which.wants(&kv.key)) {
+                    if let Some(text) = attr_index_text(&kv.value) {
+                        attrs.push((&kv.key, text, *trace_id, start));
+                    }
+                }
+            }
+        }
+        // In the order of each table's search index, once per trace: neighbouring inserts
+        // touch the same index pages.
+        services.sort_unstable_by(|a, b| (a.0, a.2, a.1).cmp(&(b.0, b.2, b.1)));
+        services.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        insert_rows(
+            conn,
+            "trace_services (service, trace_id, start_ns)",
+            3,
+            &services,
+            |stmt, at, (service, trace_id, start)| {
+                stmt.raw_bind_parameter(at, service)?;
+                stmt.raw_bind_parameter(at + 1, trace_id.0)?;
+                stmt.raw_bind_parameter(at + 2, start)
+            },
+        )?;
+        pairs.sort_unstable_by(|a, b| (a.0, a.1, a.3, a.2).cmp(&(b.0, b.1, b.3, b.2)));
+        pairs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+        insert_rows(
+            conn,
+            "trace_operations (service, operation, trace_id, start_ns)",
+            4,
+            &pairs,
+            |stmt, at, (service, operation, trace_id, start)| {
+                stmt.raw_bind_parameter(at, service)?;
+                stmt.raw_bind_parameter(at + 1, operation)?;
+                stmt.raw_bind_parameter(at + 2, trace_id.0)?;
+                stmt.raw_bind_parameter(at + 3, start)
+            },
+        )?;
+        attrs.sort_unstable_by(|a, b| (a.0, &a.1, a.3, a.2).cmp(&(b.0, &b.1, b.3, b.2)));
+        attrs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+        insert_rows(
+            conn,
+            "span_attrs (key, value, trace_id, start_ns)",
+            4,
+            &attrs,
+            |stmt, at, (key, value, trace_id, start)| {
+                stmt.raw_bind_parameter(at, key)?;
+                stmt.raw_bind_parameter(at + 1, value)?;
+                stmt.raw_bind_parameter(at + 2, trace_id.0)?;
+                stmt.raw_bind_parameter(at + 3, start)
+            },
+        )?;
+        if !self.operations.is_empty() {
+            let mut insert_op = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO operations (service, name, kind) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(map_sql)?;
+            for (service, name, kind) in std::mem::take(&mut self.operations) {
+                insert_op
+                    .execute(params![service, name, kind])
+                    .map_err(map_sql)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows per multi-row `INSERT` into the search-index tables.
+const ROWS_PER_INSERT: usize = 32;
+
+/// `INSERT OR IGNORE INTO <into> VALUES (...), ...`: chunks of [`ROWS_PER_INSERT`] rows in
+/// one statement each, the rest one row per statement (two cached statements per table).
+fn insert_rows<R>(
+    conn: &Connection,
+    into: &str,
+    columns: usize,
+    rows: &[R],
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &R) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let sql = |n: usize| {
+        let one = format!("({})", vec!["?"; columns].join(", "));
+        format!(
+            "INSERT OR IGNORE INTO {into} VALUES {}",
+            vec![one; n].join(", ")
+        )
+    };
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut stmt = conn
+            .prepare_cached(&sql(ROWS_PER_INSERT))
+            .map_err(map_sql)?;
+        for chunk in &mut chunks {
+            for (i, row) in chunk.iter().enumerate() {
+                bind(&mut stmt, i * columns + 1, row).map_err(map_sql)?;
+            }
+            stmt.raw_execute().map_err(map_sql)?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = conn.prepare_cached(&sql(1)).map_err(map_sql)?;
+        for row in rest {
+            bind(&mut stmt, 1, row).map_err(map_sql)?;
+            stmt.raw_execute().map_err(map_sql)?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts one request's spans (and their `entry_spans` rows); returns the outcome and the
+/// spans that were new (not duplicates).
+fn insert_spans<'a>(
+    conn: &Connection,
+    batch: &'a Prepared,
+) -> Result<(WriteOutcome, Vec<&'a Span>), StoreError> {
+    let spans = &batch.spans;
+    let mut outcome = WriteOutcome::default();
+    let mut insert = conn.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
+    let mut resource_ids: HashMap<usize, i64> = HashMap::new();
+    let mut inserted: Vec<&Span> = Vec::with_capacity(spans.len());
+    for (span, detail) in spans.iter().zip(&batch.details) {
+        let key = Arc::as_ptr(&span.resource) as usize;
+        let resource_id = match resource_ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = match batch.resources.get(&key) {
+                    Some(bytes) => resource_id(conn, bytes)?,
+                    None => resource_id(
+                        conn,
+                        &convert::resource_to_pb(&span.resource).encode_to_vec(),
+                    )?,
+                };
+                resource_ids.insert(key, id);
+                id
+            }
+        };
+        let changed = insert
+            .execute(params![
+                &span.trace_id.0[..],
+                &span.span_id.0[..],
+                span.kind.as_i32(),
+                span.parent_span_id.as_ref().map(|p| &p.0[..]),
+                span.service_name,
+                span.name,
+                to_i64(span.start_time_unix_nano),
+                to_i64(span.duration_ns()),
+                span.status.code.as_i32(),
+                resource_id,
+                span.scope.name,
+                span.scope.version,
+                detail,
+            ])
+            .map_err(map_sql)?;
+        if changed == 1 {
+            outcome.stored += 1;
+            inserted.push(span);
+        } else {
+            outcome.duplicates += 1;
+        }
+    }
+    insert_entry_spans(conn, &inserted)?;
+    Ok((outcome, inserted))
 }
 
 fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
@@ -734,8 +1176,9 @@ fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
         .map_err(map_sql)
 }
 
-/// Folds newly inserted spans into the trace's summary row and its search-index rows.
-fn update_trace(conn: &Connection, trace_id: TraceId, spans: &[&Span]) -> Result<(), StoreError> {
+/// Folds newly inserted spans into the trace's summary row (and moves the trace's index rows
+/// when its start changed); returns the trace start (as stored).
+fn update_trace(conn: &Connection, trace_id: TraceId, spans: &[&Span]) -> Result<i64, StoreError> {
     let existing = conn
         .prepare_cached(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id = ?1"
@@ -753,14 +1196,15 @@ fn update_trace(conn: &Connection, trace_id: TraceId, spans: &[&Span]) -> Result
     let start = to_i64(summary.start_time_unix_nano);
     conn.prepare_cached(
         "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, root_service, \
-         root_operation, root_start_ns, span_count, error_count, services, operations) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         root_operation, root_start_ns, span_count, error_count, services, operations, \
+         span_mask) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
          end_ns = excluded.end_ns, duration_ns = excluded.duration_ns, \
          root_service = excluded.root_service, root_operation = excluded.root_operation, \
          root_start_ns = excluded.root_start_ns, span_count = excluded.span_count, \
          error_count = excluded.error_count, services = excluded.services, \
-         operations = excluded.operations",
+         operations = excluded.operations, span_mask = excluded.span_mask",
     )
     .map_err(map_sql)?
     .execute(params![
@@ -775,10 +1219,11 @@ fn update_trace(conn: &Connection, trace_id: TraceId, spans: &[&Span]) -> Result
         to_i64(summary.error_count),
         serde_json::to_string(&summary.services).map_err(backend)?,
         serde_json::to_string(&summary.operations).map_err(backend)?,
+        i64::from(summary.span_mask),
     ])
     .map_err(map_sql)?;
     if existed && old_start != summary.start_time_unix_nano {
-        for table in ["trace_services", "trace_operations"] {
+        for table in ["trace_services", "trace_operations", "span_attrs"] {
             conn.prepare_cached(&format!(
                 "UPDATE {table} SET start_ns = ?1 WHERE trace_id = ?2"
             ))
@@ -787,34 +1232,134 @@ fn update_trace(conn: &Connection, trace_id: TraceId, spans: &[&Span]) -> Result
             .map_err(map_sql)?;
         }
     }
-    let mut services: HashSet<&str> = HashSet::new();
-    let mut pairs: HashSet<(&str, &str)> = HashSet::new();
-    for span in spans {
-        services.insert(&span.service_name);
-        pairs.insert((&span.service_name, &span.name));
-    }
-    let mut insert_service = conn
+    Ok(start)
+}
+
+// Write-path additions of schema version 2 (kept apart from the span insert above).
+
+/// One `entry_spans` row per newly stored SERVER or CONSUMER span (stats, dependencies).
+fn insert_entry_spans(conn: &Connection, inserted: &[&Span]) -> Result<(), StoreError> {
+    let mut insert = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO trace_services (service, trace_id, start_ns) VALUES (?1, ?2, ?3)",
+            "INSERT INTO entry_spans (start_ns, service, name, duration_ns, error, trace_id, \
+             parent_span_id, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .map_err(map_sql)?;
-    for service in services {
-        insert_service
-            .execute(params![service, &trace_id.0[..], start])
-            .map_err(map_sql)?;
-    }
-    let mut insert_pair = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO trace_operations (service, operation, trace_id, start_ns) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .map_err(map_sql)?;
-    for (service, operation) in pairs {
-        insert_pair
-            .execute(params![service, operation, &trace_id.0[..], start])
+    for span in inserted.iter().filter(|s| super::memory::is_entry(s)) {
+        insert
+            .execute(params![
+                to_i64(span.start_time_unix_nano),
+                span.service_name,
+                span.name,
+                to_i64(span.duration_ns()),
+                i64::from(span.is_error()),
+                &span.trace_id.0[..],
+                span.parent_span_id.as_ref().map(|p| p.0.to_vec()),
+                span.kind.as_i32(),
+            ])
             .map_err(map_sql)?;
     }
     Ok(())
+}
+
+/// Deletes one retention batch (see the module docs) inside the writer's transaction.
+fn retention_batch(
+    tx: &mut Transaction<'_>,
+    policy: &RetentionPolicy,
+) -> Result<RetentionOutcome, StoreError> {
+    let batch = policy.batch_traces.max(1);
+    let sp = tx.savepoint().map_err(map_sql)?;
+    let mut outcome = RetentionOutcome::default();
+    let mut victims: Vec<(Vec<u8>, i64)> = Vec::new();
+    if let Some(cutoff) = policy.delete_before_unix_nano {
+        let mut stmt = sp
+            .prepare_cached(
+                "SELECT trace_id, start_ns FROM traces WHERE start_ns < ?1 \
+                 ORDER BY start_ns LIMIT ?2",
+            )
+            .map_err(map_sql)?;
+        let rows = stmt
+            .query_map(params![to_i64(cutoff), (batch + 1) as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(map_sql)?;
+        victims = rows
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_sql)?;
+        if victims.len() > batch {
+            victims.truncate(batch);
+            outcome.more = true;
+        }
+    }
+    if victims.len() < batch
+        && let Some(max) = policy.max_bytes
+        && live_bytes(&sp)? > max
+    {
+        let mut stmt = sp
+            .prepare_cached("SELECT trace_id, start_ns FROM traces ORDER BY start_ns LIMIT ?1")
+            .map_err(map_sql)?;
+        let rows = stmt
+            .query_map(params![batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_sql)?;
+        let have: HashSet<Vec<u8>> = victims.iter().map(|(id, _)| id.clone()).collect();
+        for row in rows {
+            let row: (Vec<u8>, i64) = row.map_err(map_sql)?;
+            if victims.len() < batch && !have.contains(&row.0) {
+                victims.push(row);
+            }
+        }
+    }
+    let mut entry_cutoff = policy.delete_before_unix_nano.map(to_i64);
+    for (id, start) in &victims {
+        for table in ["spans", "trace_services", "trace_operations", "span_attrs"] {
+            let n = sp
+                .prepare_cached(&format!("DELETE FROM {table} WHERE trace_id = ?1"))
+                .map_err(map_sql)?
+                .execute([id])
+                .map_err(map_sql)?;
+            if table == "spans" {
+                outcome.spans_deleted += n as u64;
+            }
+        }
+        sp.prepare_cached("DELETE FROM traces WHERE trace_id = ?1")
+            .map_err(map_sql)?
+            .execute([id])
+            .map_err(map_sql)?;
+        outcome.traces_deleted += 1;
+        entry_cutoff = Some(entry_cutoff.unwrap_or(0).max(start.saturating_add(1)));
+    }
+    if let Some(cutoff) = entry_cutoff {
+        let limit = (batch * 20) as i64;
+        let n = sp
+            .prepare_cached(
+                "DELETE FROM entry_spans WHERE rowid IN (SELECT rowid FROM entry_spans \
+                 WHERE start_ns < ?1 ORDER BY start_ns LIMIT ?2)",
+            )
+            .map_err(map_sql)?
+            .execute(params![cutoff, limit])
+            .map_err(map_sql)?;
+        if n as i64 == limit {
+            outcome.more = true;
+        }
+    }
+    if let Some(max) = policy.max_bytes
+        && outcome.traces_deleted > 0
+        && live_bytes(&sp)? > max
+    {
+        outcome.more = true;
+    }
+    sp.commit().map_err(map_sql)?;
+    Ok(outcome)
+}
+
+/// Bytes of live (non-free) pages.
+fn live_bytes(conn: &Connection) -> Result<u64, StoreError> {
+    let pragma = |name: &str| -> Result<i64, StoreError> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .map_err(map_sql)
+    };
+    let pages = pragma("page_count")? - pragma("freelist_count")?;
+    Ok(to_u64(pages.saturating_mul(pragma("page_size")?)))
 }
 
 fn encode_detail(span: &Span) -> Vec<u8> {
@@ -865,6 +1410,7 @@ fn row_to_summary(row: &Row<'_>) -> rusqlite::Result<TraceSummary> {
         error_count: to_u64(row.get(7)?),
         services: json_list(8)?,
         operations: json_list(9)?,
+        span_mask: u32::try_from(row.get::<_, i64>(10)?).unwrap_or(0),
     })
 }
 
@@ -977,36 +1523,103 @@ fn row_to_span(
     })
 }
 
+/// Search. Newest-first searches walk the most selective start-ordered index (operation,
+/// service, then the first attribute, else `traces_by_start`) and stop at the limit; the
+/// other filters are `EXISTS` probes on primary keys. Duration-ordered searches walk
+/// `traces_by_duration` from the longest. Every value is a bound parameter.
 fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
     let mut args: Vec<SqlValue> = Vec::new();
-    // `x` is the table walked in start order; `t` holds the summary.
-    let (from, mut conds, order, distinct) = match (&q.service, &q.operation) {
-        (None, None) => ("traces t".to_owned(), Vec::new(), "t", ""),
-        (Some(service), None) => {
-            args.push(SqlValue::Text(service.clone()));
+    let mut conds: Vec<String> = Vec::new();
+    let text = |v: &String| SqlValue::Text(v.clone());
+    let newest = q.sort == SortOrder::Newest;
+    // Which filter drives the walk (newest first only).
+    enum Drive {
+        Traces,
+        Operation,
+        Service,
+        Attribute,
+    }
+    let drive = match (&q.service, &q.operation, q.attributes.first()) {
+        _ if !newest => Drive::Traces,
+        (_, Some(_), _) => Drive::Operation,
+        // An attribute value is nearly always more selective than a service: walking the
+        // service's traces newest first and probing each for the attribute reads the whole
+        // service when the value is rare.
+        (_, None, Some(_)) => Drive::Attribute,
+        (Some(_), None, None) => Drive::Service,
+        (None, None, None) => Drive::Traces,
+    };
+    let (from, order, distinct) = match drive {
+        Drive::Traces => ("traces t", "t", ""),
+        Drive::Operation => {
+            conds.push("x.operation = ?".to_owned());
+            args.push(text(q.operation.as_ref().unwrap_or(&String::new())));
+            if let Some(service) = &q.service {
+                conds.push("x.service = ?".to_owned());
+                args.push(text(service));
+            }
             (
-                "trace_services x JOIN traces t ON t.trace_id = x.trace_id".to_owned(),
-                vec!["x.service = ?".to_owned()],
+                "trace_operations x JOIN traces t ON t.trace_id = x.trace_id",
+                "x",
+                // Without a service, one trace can match through several services.
+                if q.service.is_none() { "DISTINCT" } else { "" },
+            )
+        }
+        Drive::Service => {
+            conds.push("x.service = ?".to_owned());
+            args.push(text(q.service.as_ref().unwrap_or(&String::new())));
+            (
+                "trace_services x JOIN traces t ON t.trace_id = x.trace_id",
                 "x",
                 "",
             )
         }
-        (service, Some(operation)) => {
-            let mut conds = vec!["x.operation = ?".to_owned()];
-            args.push(SqlValue::Text(operation.clone()));
-            if let Some(service) = service {
-                conds.push("x.service = ?".to_owned());
-                args.push(SqlValue::Text(service.clone()));
-            }
+        Drive::Attribute => {
+            let (key, value) = &q.attributes[0];
+            conds.push("x.key = ? AND x.value = ?".to_owned());
+            args.push(text(key));
+            args.push(text(value));
             (
-                "trace_operations x JOIN traces t ON t.trace_id = x.trace_id".to_owned(),
-                conds,
+                "span_attrs x JOIN traces t ON t.trace_id = x.trace_id",
                 "x",
-                // Without a service, one trace can match through several services.
-                if service.is_none() { "DISTINCT" } else { "" },
+                "",
             )
         }
     };
+    if !matches!(drive, Drive::Operation | Drive::Service)
+        && let Some(service) = &q.service
+    {
+        conds.push(
+            "EXISTS (SELECT 1 FROM trace_services s WHERE s.trace_id = t.trace_id \
+             AND s.service = ?)"
+                .to_owned(),
+        );
+        args.push(text(service));
+    }
+    if !matches!(drive, Drive::Operation)
+        && let Some(operation) = &q.operation
+    {
+        let mut cond = "EXISTS (SELECT 1 FROM trace_operations o WHERE o.trace_id = t.trace_id \
+             AND o.operation = ?"
+            .to_owned();
+        args.push(text(operation));
+        if let Some(service) = &q.service {
+            cond.push_str(" AND o.service = ?");
+            args.push(text(service));
+        }
+        cond.push(')');
+        conds.push(cond);
+    }
+    let skip_attrs = usize::from(matches!(drive, Drive::Attribute));
+    for (key, value) in q.attributes.iter().skip(skip_attrs) {
+        conds.push(
+            "EXISTS (SELECT 1 FROM span_attrs a WHERE a.trace_id = t.trace_id \
+             AND a.key = ? AND a.value = ?)"
+                .to_owned(),
+        );
+        args.push(text(key));
+        args.push(text(value));
+    }
     if let Some(v) = q.start_time_min_unix_nano {
         conds.push(format!("{order}.start_ns >= ?"));
         args.push(SqlValue::Integer(to_i64(v)));
@@ -1026,21 +1639,98 @@ fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreErr
     if q.errors_only {
         conds.push("t.error_count > 0".to_owned());
     }
+    let mut mask_bits = Vec::new();
+    if let Some(kind) = q.kind {
+        mask_bits.push(span_mask_bit_kind(kind));
+    }
+    if let Some(status) = q.status {
+        mask_bits.push(span_mask_bit_status(status));
+    }
+    for bit in mask_bits {
+        conds.push("(t.span_mask & ?) != 0".to_owned());
+        args.push(SqlValue::Integer(i64::from(bit)));
+    }
     let where_clause = if conds.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", conds.join(" AND "))
     };
     args.push(SqlValue::Integer(q.effective_limit() as i64));
+    let order_by = if newest {
+        format!("{order}.start_ns DESC, {order}.trace_id DESC")
+    } else {
+        "t.duration_ns DESC, t.trace_id DESC".to_owned()
+    };
     let sql = format!(
         "SELECT {distinct} {SUMMARY_COLUMNS} FROM {from} {where_clause} \
-         ORDER BY {order}.start_ns DESC, {order}.trace_id DESC LIMIT ?"
+         ORDER BY {order_by} LIMIT ?"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let rows = stmt
         .query_map(rusqlite::params_from_iter(args), row_to_summary)
         .map_err(backend)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+}
+
+fn dependencies(conn: &Connection, w: TimeWindow) -> Result<Vec<DependencyEdge>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT p.service, e.service, count(*), \
+             sum(CASE WHEN e.error != 0 OR p.status_code = 2 THEN 1 ELSE 0 END) \
+             FROM entry_spans e \
+             JOIN spans p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id \
+             WHERE e.start_ns >= ?1 AND e.start_ns < ?2 AND e.parent_span_id IS NOT NULL \
+             AND p.service != e.service \
+             GROUP BY p.service, e.service ORDER BY p.service, e.service",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(
+            params![to_i64(w.start_unix_nano), to_i64(w.end_unix_nano)],
+            |r| {
+                Ok(DependencyEdge {
+                    parent: r.get(0)?,
+                    child: r.get(1)?,
+                    call_count: to_u64(r.get(2)?),
+                    error_count: to_u64(r.get(3)?),
+                })
+            },
+        )
+        .map_err(backend)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+}
+
+fn operation_samples(
+    conn: &Connection,
+    w: TimeWindow,
+    service: Option<&str>,
+) -> Result<Vec<OperationSamples>, StoreError> {
+    let sql = if service.is_some() {
+        "SELECT service, name, duration_ns, error FROM entry_spans \
+         WHERE service = ?3 AND start_ns >= ?1 AND start_ns < ?2"
+    } else {
+        "SELECT service, name, duration_ns, error FROM entry_spans \
+         WHERE start_ns >= ?1 AND start_ns < ?2"
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let start = to_i64(w.start_unix_nano);
+    let end = to_i64(w.end_unix_nano);
+    let map = |r: &Row<'_>| -> rusqlite::Result<(String, String, u64, bool)> {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            to_u64(r.get(2)?),
+            r.get::<_, i64>(3)? != 0,
+        ))
+    };
+    let rows = match service {
+        Some(svc) => stmt.query_map(params![start, end, svc], map),
+        None => stmt.query_map(params![start, end], map),
+    }
+    .map_err(backend)?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .map_err(backend)?;
+    Ok(group_samples(rows))
 }
 
 impl SpanStore for SqliteStore {
@@ -1104,6 +1794,41 @@ impl SpanStore for SqliteStore {
                 .map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         }))
+    }
+
+    fn dependencies(
+        &self,
+        window: TimeWindow,
+    ) -> BoxFuture<'_, Result<Vec<DependencyEdge>, StoreError>> {
+        Box::pin(self.read(move |c| dependencies(c, window)))
+    }
+
+    fn operation_samples(
+        &self,
+        window: TimeWindow,
+        service: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<OperationSamples>, StoreError>> {
+        Box::pin(self.read(move |c| operation_samples(c, window, service.as_deref())))
+    }
+
+    fn enforce_retention(
+        &self,
+        policy: RetentionPolicy,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
+        Box::pin(async move {
+            let (reply, wait) = oneshot::channel();
+            self.enqueue(WriterMsg::Retention { policy, reply }).await?;
+            wait.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn storage_bytes(&self) -> Option<u64> {
+        let size = |suffix: &str| {
+            let mut path = self.inner.path.clone().into_os_string();
+            path.push(suffix);
+            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        };
+        Some(size("") + size("-wal") + size("-shm"))
     }
 
     fn check_writable(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -1241,6 +1966,102 @@ mod tests {
             .unwrap();
         let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
         assert!(matches!(err, StoreError::Incompatible { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn version_1_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
+            .unwrap();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let spans = conformance::demo_trace(3, true, 5.0);
+        store.write_spans(spans.clone()).await.unwrap();
+        let q = TraceQuery {
+            kind: Some(SpanKind::Server),
+            attributes: vec![("http.response.status_code".into(), "503".into())],
+            ..TraceQuery::default()
+        };
+        assert_eq!(store.find_traces(q).await.unwrap().len(), 1);
+        store.shutdown().await;
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn retention_by_size_deletes_oldest_until_under_the_limit() {
+        let (store, _dir) = fresh().await;
+        for n in 1..=40u8 {
+            store
+                .write_spans(conformance::demo_trace(n, false, 1.0))
+                .await
+                .unwrap();
+        }
+        let policy = RetentionPolicy {
+            delete_before_unix_nano: None,
+            max_bytes: Some(1),
+            batch_traces: 15,
+        };
+        let first = store.enforce_retention(policy).await.unwrap();
+        assert_eq!(first.traces_deleted, 15);
+        assert!(first.more, "still over the limit");
+        // Oldest first.
+        assert!(
+            store
+                .get_trace(crate::testing::trace_id(1))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .get_trace(crate::testing::trace_id(16))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let unlimited = RetentionPolicy {
+            max_bytes: Some(u64::MAX),
+            ..policy
+        };
+        let none = store.enforce_retention(unlimited).await.unwrap();
+        assert_eq!((none.traces_deleted, none.more), (0, false));
+        assert!(store.storage_bytes().unwrap() > 0);
+    }
+
+    #[tokio::test]
+    async fn attribute_index_can_be_limited_to_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            index_attributes: "app.user.id, other".parse().unwrap(),
+            ..SqliteOptions::default()
+        };
+        let store = SqliteStore::open(dir.path().join("spanline.db"), options).unwrap();
+        store
+            .write_spans(conformance::demo_trace(1, true, 5.0))
+            .await
+            .unwrap();
+        let find = |k: &str, v: &str| TraceQuery {
+            attributes: vec![(k.into(), v.into())],
+            ..TraceQuery::default()
+        };
+        assert_eq!(
+            store
+                .find_traces(find("app.user.id", "u1"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let unindexed = find("http.response.status_code", "503");
+        assert!(store.find_traces(unindexed).await.unwrap().is_empty());
+        assert_eq!("none".parse::<AttributeIndex>(), Ok(AttributeIndex::None));
+        assert_eq!("all".parse::<AttributeIndex>(), Ok(AttributeIndex::All));
     }
 
     #[test]

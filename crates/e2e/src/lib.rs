@@ -6,6 +6,8 @@
 //! this test binary runs from (`target/<profile>/`); missing ones are built with
 //! `cargo build --bins` first.
 
+pub mod browser;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

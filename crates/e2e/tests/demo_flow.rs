@@ -135,6 +135,30 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
     find(&tree, "payment", "charge card", "client");
     let span_count = tree["span_count"].as_u64().unwrap();
 
+    // The frontend proxies reads to the owning services.
+    let order_id = body["order_id"].as_str().unwrap();
+    let res = c
+        .get(format!("{fe}/orders/{order_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["payment_id"],
+        body["payment_id"]
+    );
+    let res = c.get(format!("{fe}/users/2")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["name"], "Grace Hopper");
+    assert_eq!(
+        c.get(format!("{fe}/users/nope!"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
     // The text tree names every service and the root.
     let text = c
         .get(format!(

@@ -321,3 +321,47 @@ async fn unsampled_requests_record_nothing_but_still_propagate() {
     // Downstream is parent-based: it follows the unsampled decision and records nothing.
     assert!(exporter.finished_spans().is_empty());
 }
+
+#[tokio::test]
+async fn the_layer_works_with_plain_hyper_and_a_route_extension() {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceBuilder;
+
+    let exporter = InMemoryExporter::default();
+    let t = tracer("plain", &exporter, Sampler::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let svc = ServiceBuilder::new()
+            // Without axum's router, the application names the route itself.
+            .map_request(|mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(tracekit::Route("/items/{id}"));
+                req
+            })
+            .layer(TraceLayer::new(t, Propagator::default()))
+            .service_fn(|_req| async {
+                let traced = Context::current().span_context().is_some();
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(traced.to_string()),
+                )))
+            });
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+            .await
+            .unwrap();
+    });
+    let res = reqwest::get(format!("http://{addr}/items/3"))
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("traceresponse"));
+    assert_eq!(
+        res.text().await.unwrap(),
+        "true",
+        "the handler sees the current span"
+    );
+    let spans = exporter.wait_for(1, std::time::Duration::from_secs(5));
+    assert_eq!(spans[0].name, "GET /items/{id}");
+    assert_eq!(spans[0].kind, SpanKind::Server);
+}

@@ -153,11 +153,44 @@ struct AppState {
 /// The routes of the frontend (without `/healthz` and the tracing layer).
 pub fn app(telemetry: Telemetry, settings: Settings) -> Router {
     let client = telemetry.http_client();
+    let ui: Arc<str> = Arc::from(settings.collector_ui_url.as_str());
     Router::new()
         .route("/orders", post(create_order))
         .route("/users/{id}", get(get_user))
         .route("/orders/{id}", get(get_order))
         .with_state(Arc::new(AppState { client, settings }))
+        .layer(axum::middleware::map_response(move |res: Response| {
+            let ui = ui.clone();
+            async move { add_trace_url(res, &ui).await }
+        }))
+}
+
+/// Error answers carry `trace_url` next to `trace_id`, so a user whose order failed can open
+/// the trace that explains why. Success answers build it themselves.
+async fn add_trace_url(res: Response, collector_ui_url: &str) -> Response {
+    /// Error bodies are small; anything larger is passed through untouched.
+    const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+    if res.status().is_success() {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY_BYTES).await else {
+        return (StatusCode::BAD_GATEWAY, "error answer too large").into_response();
+    };
+    let mut json = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Response::from_parts(parts, Body::from(bytes)),
+    };
+    if let Some(trace_id) = json.get("trace_id").and_then(|v| v.as_str())
+        && !trace_id.is_empty()
+        && !json.contains_key("trace_url")
+    {
+        let url = format!("{collector_ui_url}/trace/{trace_id}");
+        json.insert("trace_url".to_owned(), url.into());
+    }
+    let body = serde_json::to_vec(&json).unwrap_or_else(|_| bytes.to_vec());
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// Ids are path segments of downstream URLs: keep them to a safe alphabet and length.
@@ -313,29 +346,43 @@ async fn proxy(service: &str, res: Result<reqwest::Response, reqwest::Error>) ->
     }
 }
 
-async fn get_user(
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<Vec<(String, String)>>,
-    Path(id): Path<String>,
+/// `GET /{resource}/{id}` proxied to `service` at `base_url` (route template `route`).
+async fn proxy_get(
+    state: &AppState,
+    query: &[(String, String)],
+    id: &str,
+    service: &'static str,
+    base_url: &str,
+    route: &'static str,
 ) -> Response {
-    if let Err(e) = check_id("user id", &id) {
+    if let Err(e) = check_id("id", id) {
         return e.into_response();
     }
-    let url = format!("{}/users/{id}", state.settings.user_service_url);
+    let resource = route.trim_end_matches("/{id}");
+    let url = format!("{base_url}{resource}/{id}");
     let call = async {
         apply_faults("frontend").await?;
         Ok(state
             .client
             .get(url)
-            .route("/users/{id}")
-            .peer_service("user")
+            .route(route)
+            .peer_service(service)
             .send()
             .await)
     };
-    match with_faults(&query, call).await {
-        Ok(res) => proxy("user", res).await,
+    match with_faults(query, call).await {
+        Ok(res) => proxy(service, res).await,
         Err(e) => e.into_response(),
     }
+}
+
+async fn get_user(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<Vec<(String, String)>>,
+    Path(id): Path<String>,
+) -> Response {
+    let base = state.settings.user_service_url.clone();
+    proxy_get(&state, &query, &id, "user", &base, "/users/{id}").await
 }
 
 async fn get_order(
@@ -343,22 +390,6 @@ async fn get_order(
     Query(query): Query<Vec<(String, String)>>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(e) = check_id("order id", &id) {
-        return e.into_response();
-    }
-    let url = format!("{}/orders/{id}", state.settings.order_service_url);
-    let call = async {
-        apply_faults("frontend").await?;
-        Ok(state
-            .client
-            .get(url)
-            .route("/orders/{id}")
-            .peer_service("order")
-            .send()
-            .await)
-    };
-    match with_faults(&query, call).await {
-        Ok(res) => proxy("order", res).await,
-        Err(e) => e.into_response(),
-    }
+    let base = state.settings.order_service_url.clone();
+    proxy_get(&state, &query, &id, "order", &base, "/orders/{id}").await
 }

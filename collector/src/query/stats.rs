@@ -1,0 +1,141 @@
+//! `GET /v1/stats`: request rate, error rate and latency percentiles per service and per
+//! (service, operation), from the SERVER and CONSUMER spans that started in the window.
+//!
+//! Parameters: `window` (a duration, default `15m`, at most 30 days), `end_time` (unix
+//! seconds, default now), `service` (optional: only that service).
+//!
+//! ```json
+//! {"window_s": 900, "start_time_unix_nano": ..., "end_time_unix_nano": ...,
+//!  "services": [{"service", "request_count", "error_count", "error_rate", "rate_per_s",
+//!                "p50_ns", "p95_ns", "p99_ns"}],
+//!  "operations": [{"service", "operation", ...the same fields}]}
+//! ```
+//!
+//! `error_rate` is errors / requests (0 without requests); `rate_per_s` is requests / window
+//! seconds; percentiles are nearest-rank over the exact durations. Rows are sorted by service
+//! (then operation).
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::native::{parse_duration_ns, parse_unix_seconds};
+use crate::AppState;
+use crate::error::Error;
+use crate::store::OperationSamples;
+
+/// Default window: 15 minutes.
+pub const DEFAULT_WINDOW_NS: u64 = 15 * 60 * 1_000_000_000;
+
+/// `GET /v1/stats`.
+pub(crate) async fn get_stats(
+    State(state): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Error> {
+    let params = query
+        .map(|Query(v)| v)
+        .map_err(|_| Error::BadRequest("malformed query string".into()))?;
+    let (mut length, mut end, mut service) = (None, None, None);
+    for (key, value) in params {
+        let bad = |what: &str| Error::BadRequest(format!("{key} must be {what}"));
+        match key.as_str() {
+            "window" if !value.is_empty() => {
+                length = Some(
+                    parse_duration_ns(&value)
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| bad("a duration such as 15m"))?,
+                );
+            }
+            "end_time" if !value.is_empty() => {
+                end = Some(parse_unix_seconds(&value).ok_or_else(|| bad("unix seconds"))?);
+            }
+            "service" if !value.is_empty() => service = Some(value),
+            _ => {}
+        }
+    }
+    let window = super::window(None, end, length, DEFAULT_WINDOW_NS)?;
+    let samples = state.store.operation_samples(window, service).await?;
+    let window_s = (window.end_unix_nano - window.start_unix_nano) as f64 / 1e9;
+    let operations: Vec<Value> = samples
+        .iter()
+        .map(|s| {
+            let mut v = stats_json(&s.durations_ns, s.error_count, window_s);
+            v["service"] = json!(s.service);
+            v["operation"] = json!(s.operation);
+            v
+        })
+        .collect();
+    let services: Vec<Value> = by_service(&samples)
+        .into_iter()
+        .map(|(service, durations, errors)| {
+            let mut v = stats_json(&durations, errors, window_s);
+            v["service"] = json!(service);
+            v
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "window_s": window_s,
+        "start_time_unix_nano": window.start_unix_nano,
+        "end_time_unix_nano": window.end_unix_nano,
+        "services": services,
+        "operations": operations,
+    }))
+    .into_response())
+}
+
+/// Merges the per-operation samples (sorted by service) into per-service ones.
+fn by_service(samples: &[OperationSamples]) -> Vec<(String, Vec<u64>, u64)> {
+    let mut out: Vec<(String, Vec<u64>, u64)> = Vec::new();
+    for s in samples {
+        match out.last_mut() {
+            Some(last) if last.0 == s.service => {
+                last.1.extend_from_slice(&s.durations_ns);
+                last.2 += s.error_count;
+            }
+            _ => out.push((s.service.clone(), s.durations_ns.clone(), s.error_count)),
+        }
+    }
+    for entry in &mut out {
+        entry.1.sort_unstable();
+    }
+    out
+}
+
+fn stats_json(sorted: &[u64], errors: u64, window_s: f64) -> Value {
+    let count = sorted.len() as u64;
+    json!({
+        "request_count": count,
+        "error_count": errors,
+        "error_rate": if count == 0 { 0.0 } else { errors as f64 / count as f64 },
+        "rate_per_s": if window_s > 0.0 { count as f64 / window_s } else { 0.0 },
+        "p50_ns": percentile(sorted, 50),
+        "p95_ns": percentile(sorted, 95),
+        "p99_ns": percentile(sorted, 99),
+    })
+}
+
+/// Nearest-rank percentile of sorted values (0 when empty).
+pub fn percentile(sorted: &[u64], p: u64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let n = sorted.len() as u64;
+    let rank = (p * n).div_ceil(100).clamp(1, n);
+    sorted[usize::try_from(rank - 1).unwrap_or(0)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50), 50);
+        assert_eq!(percentile(&v, 95), 95);
+        assert_eq!(percentile(&v, 99), 99);
+        assert_eq!(percentile(&[7], 99), 7);
+        assert_eq!(percentile(&[], 50), 0);
+        assert_eq!(percentile(&[1, 2, 3, 4], 50), 2);
+    }
+}

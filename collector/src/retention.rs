@@ -1,0 +1,178 @@
+//! Retention: a background task that deletes old data by age and by size.
+//!
+//! | variable | flag | default | meaning |
+//! |---|---|---|---|
+//! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces that started longer ago than this (`s`, `m`, `h`, `d`; `0` keeps everything) |
+//! | `COLLECTOR_MAX_DISK_BYTES` | `--max-disk-bytes` | `0` (no limit) | while the live data of the database is larger, delete the oldest traces (SQLite only) |
+//!
+//! Every [`RETENTION_INTERVAL`] (and once at start), the task calls
+//! [`SpanStore::enforce_retention`] until nothing more matches. Each call deletes at most
+//! [`RETENTION_BATCH_TRACES`] traces in one short transaction of the single writer, and the
+//! task pauses [`RETENTION_PAUSE`] between calls, so ingest is never held up by more than one
+//! small batch (reliability.md §6 C10). The size limit counts live pages; SQLite reuses freed
+//! pages, so the file stops growing rather than shrinking.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::store::{RetentionPolicy, SpanStore};
+
+/// Time between retention passes.
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Traces deleted per transaction.
+pub const RETENTION_BATCH_TRACES: usize = 500;
+/// Pause between two batches of one pass (lets queued writes through).
+pub const RETENTION_PAUSE: Duration = Duration::from_millis(20);
+
+/// What the retention task enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Keep traces that started within this age; `None` keeps them regardless of age.
+    pub max_age: Option<Duration>,
+    /// Keep the live data under this many bytes; `None` for no limit.
+    pub max_bytes: Option<u64>,
+}
+
+impl RetentionConfig {
+    /// Whether there is anything to enforce.
+    pub fn is_enabled(&self) -> bool {
+        self.max_age.is_some() || self.max_bytes.is_some()
+    }
+}
+
+/// Parses a retention age: a whole number with `s`, `m`, `h` or `d` (`72h`, `7d`); `0`
+/// means no age limit (`Ok(None)`).
+///
+/// # Errors
+/// A message for anything else.
+pub fn parse_age(text: &str) -> Result<Option<Duration>, String> {
+    let t = text.trim();
+    if t == "0" {
+        return Ok(None);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| "expected a number with a unit, e.g. 72h or 7d".to_owned())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err("the unit must be s, m, h or d (e.g. 7d)".to_owned()),
+    };
+    Ok((n > 0).then(|| Duration::from_secs(n.saturating_mul(seconds))))
+}
+
+/// [`parse_age`] for the command line: no limit is `Duration::ZERO`.
+///
+/// # Errors
+/// As [`parse_age`].
+pub fn parse_age_flag(text: &str) -> Result<Duration, String> {
+    parse_age(text).map(Option::unwrap_or_default)
+}
+
+/// Runs one retention pass: batches until nothing more matches. Returns the traces deleted.
+pub async fn run_pass(store: &dyn SpanStore, config: &RetentionConfig) -> u64 {
+    let mut deleted = 0;
+    loop {
+        let cutoff = config
+            .max_age
+            .map(|age| crate::query::now_unix_nano().saturating_sub(duration_ns(age)));
+        let policy = RetentionPolicy {
+            delete_before_unix_nano: cutoff,
+            max_bytes: config.max_bytes,
+            batch_traces: RETENTION_BATCH_TRACES,
+        };
+        match store.enforce_retention(policy).await {
+            Ok(outcome) => {
+                deleted += outcome.traces_deleted;
+                if !outcome.more {
+                    return deleted;
+                }
+            }
+            Err(e) => {
+                eprintln!("collector: retention pass stopped: {e}");
+                return deleted;
+            }
+        }
+        tokio::time::sleep(RETENTION_PAUSE).await;
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Runs retention passes every [`RETENTION_INTERVAL`] until `shutdown` turns true.
+pub async fn run(
+    store: Arc<dyn SpanStore>,
+    config: RetentionConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if !config.is_enabled() {
+        return;
+    }
+    loop {
+        let deleted = run_pass(store.as_ref(), &config).await;
+        if deleted > 0 {
+            eprintln!("collector: retention deleted {deleted} traces");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RETENTION_INTERVAL) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, TraceQuery};
+
+    #[test]
+    fn ages_parse() {
+        assert_eq!(parse_age("7d"), Ok(Some(Duration::from_secs(7 * 86_400))));
+        assert_eq!(parse_age("72h"), Ok(Some(Duration::from_secs(72 * 3600))));
+        assert_eq!(parse_age("0"), Ok(None));
+        assert!(parse_age("7").is_err());
+        assert!(parse_age("1w").is_err());
+        assert!(parse_age("-1d").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_pass_deletes_everything_too_old_in_batches() {
+        let store = MemoryStore::new();
+        // The fixtures are from 2025: all older than a day.
+        for n in 0..3u8 {
+            store
+                .write_spans(crate::testing::sample_trace(n))
+                .await
+                .unwrap();
+        }
+        let config = RetentionConfig {
+            max_age: Some(Duration::from_secs(86_400)),
+            max_bytes: None,
+        };
+        assert_eq!(run_pass(&store, &config).await, 3);
+        assert!(
+            store
+                .find_traces(TraceQuery::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let keep = RetentionConfig {
+            max_age: Some(Duration::from_secs(86_400 * 365 * 100)),
+            max_bytes: None,
+        };
+        store
+            .write_spans(crate::testing::sample_trace(9))
+            .await
+            .unwrap();
+        assert_eq!(run_pass(&store, &keep).await, 0);
+    }
+}

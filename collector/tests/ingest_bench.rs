@@ -1,0 +1,211 @@
+//! Ingest throughput: OTLP protobuf requests (500 spans × 10 attributes each) through the
+//! ingest router into SQLite, 8 requests in flight, on a multi-threaded runtime.
+//!
+//! A measurement, not a timed test (DESIGN.md §6): ignored by default. Run in release:
+//!
+//! ```sh
+//! cargo test --release -p collector --test ingest_bench -- --ignored --nocapture
+//! BENCH_ATTRIBUTE_INDEX=none cargo test --release -p collector --test ingest_bench -- --ignored --nocapture
+//! ```
+
+// Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use collector::{AppState, IngestLimits, SqliteOptions, SqliteStore};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use tower::ServiceExt;
+
+const SPANS_PER_REQUEST: usize = 500;
+const REQUESTS: usize = 400;
+const IN_FLIGHT: usize = 8;
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn request(n: usize) -> Vec<u8> {
+    let t0 = 1_763_700_000_000_000_000u64 + n as u64 * 1_000_000;
+    let spans = (0..SPANS_PER_REQUEST)
+        .map(|i| {
+            let trace = (n * SPANS_PER_REQUEST + i) / 10 + 1; // 10 spans per trace
+            let mut trace_id = [0u8; 16];
+            trace_id[8..].copy_from_slice(&(trace as u64).to_be_bytes());
+            let mut span_id = [0u8; 8];
+            span_id.copy_from_slice(&((n * SPANS_PER_REQUEST + i + 1) as u64).to_be_bytes());
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: span_id.to_vec(),
+                name: format!("GET /api/v1/items/{}", i % 20),
+                kind: 2 + (i % 2) as i32,
+                start_time_unix_nano: t0 + i as u64 * 1000,
+                end_time_unix_nano: t0 + i as u64 * 1000 + 250_000,
+                attributes: vec![
+                    kv(
+                        "http.request.method",
+                        any_value::Value::StringValue("GET".into()),
+                    ),
+                    kv(
+                        "http.route",
+                        any_value::Value::StringValue("/api/v1/items/{id}".into()),
+                    ),
+                    kv(
+                        "url.path",
+                        any_value::Value::StringValue(format!("/api/v1/items/{i}")),
+                    ),
+                    kv("http.response.status_code", any_value::Value::IntValue(200)),
+                    kv(
+                        "server.address",
+                        any_value::Value::StringValue("items.internal".into()),
+                    ),
+                    kv("server.port", any_value::Value::IntValue(8080)),
+                    kv(
+                        "client.address",
+                        any_value::Value::StringValue("10.1.2.3".into()),
+                    ),
+                    kv(
+                        "user_agent.original",
+                        any_value::Value::StringValue("bench/1.0".into()),
+                    ),
+                    kv("app.item.id", any_value::Value::IntValue(i as i64)),
+                    kv("app.cache.hit", any_value::Value::BoolValue(i % 3 == 0)),
+                ],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv(
+                        "service.name",
+                        any_value::Value::StringValue(format!("svc-{}", n % 4)),
+                    ),
+                    kv(
+                        "host.name",
+                        any_value::Value::StringValue("bench-host".into()),
+                    ),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+#[ignore = "benchmark: run with --release -- --ignored --nocapture"]
+fn otlp_protobuf_ingest_throughput() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        // `BENCH_ATTRIBUTE_INDEX=none|all|k1,k2` (default: the collector's default, `all`).
+        let mut options = SqliteOptions::default();
+        if let Ok(which) = std::env::var("BENCH_ATTRIBUTE_INDEX") {
+            options.index_attributes = which.parse().unwrap();
+        }
+        println!("ingest_bench: attribute index {:?}", options.index_attributes);
+        let store = SqliteStore::open(dir.path().join("spanline.db"), options).unwrap();
+        let state = AppState::new(Arc::new(store), IngestLimits::default());
+        let app = collector::ingest_app(state.clone());
+        let bodies: Arc<Vec<bytes::Bytes>> =
+            Arc::new((0..REQUESTS).map(|n| request(n).into()).collect());
+        let started = Instant::now();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..IN_FLIGHT {
+            let app = app.clone();
+            let bodies = Arc::clone(&bodies);
+            let next = Arc::clone(&next);
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= bodies.len() {
+                        break;
+                    }
+                    let req = Request::post("/v1/traces")
+                        .header(header::CONTENT_TYPE, "application/x-protobuf")
+                        .body(Body::from(bodies[n].clone()))
+                        .unwrap();
+                    let resp = app.clone().oneshot(req).await.unwrap();
+                    assert_eq!(resp.status(), StatusCode::OK);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        let spans = (REQUESTS * SPANS_PER_REQUEST) as f64;
+        let stored = state.metrics.snapshot()["spans_stored"].as_u64().unwrap();
+        assert_eq!(stored as usize, REQUESTS * SPANS_PER_REQUEST);
+        println!(
+            "ingest_bench: {} spans ({} requests × {} spans, 10 attributes) in {:.2} s = {:.0} spans/s",
+            spans,
+            REQUESTS,
+            SPANS_PER_REQUEST,
+            elapsed.as_secs_f64(),
+            spans / elapsed.as_secs_f64()
+        );
+        let (writer_s, process_s) = cpu_seconds();
+        println!(
+            "ingest_bench: CPU per span: writer thread {:.2} µs, whole process {:.2} µs \
+             (an idle machine: about {:.0} spans/s if the writer thread is the bottleneck)",
+            writer_s * 1e6 / spans,
+            process_s * 1e6 / spans,
+            spans / writer_s
+        );
+        state.store.shutdown().await;
+    });
+}
+
+/// CPU seconds (user + system) of the SQLite writer thread and of the whole process, from
+/// `/proc` (Linux; zeros elsewhere). Wall-clock figures on a shared machine are noisy; these
+/// are not.
+fn cpu_seconds() -> (f64, f64) {
+    const TICKS_PER_S: f64 = 100.0; // USER_HZ on Linux
+    fn ticks(stat: &str) -> f64 {
+        // Fields after the `(comm)`: state is field 3; utime, stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        get(11) + get(12)
+    }
+    let process = std::fs::read_to_string("/proc/self/stat")
+        .map(|s| ticks(&s))
+        .unwrap_or(0.0);
+    let mut writer = 0.0;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "spanline-sqlite" {
+                writer += std::fs::read_to_string(t.path().join("stat"))
+                    .map(|s| ticks(&s))
+                    .unwrap_or(0.0);
+            }
+        }
+    }
+    (writer / TICKS_PER_S, process / TICKS_PER_S)
+}

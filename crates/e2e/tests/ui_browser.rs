@@ -1,0 +1,664 @@
+//! The web UI in a real browser (Debian `chromium` driven through `chromedriver`): the real
+//! stack, real orders, the search page, the waterfall of a failed trace, the span details,
+//! the service map; hostile span data rendered as text; a 5,000-span trace opened and timed.
+//!
+//! Screenshots go to `target/ui-artifacts/` (see [`browser::artifacts_dir`]). Without
+//! chromium the tests skip with a message, except under `CI=true`, where they fail:
+//! `scripts/test.sh` installs `chromium` and `chromium-driver` first.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use spanline_e2e::Stack;
+use spanline_e2e::browser::{self, Browser};
+
+const TREE_TIMEOUT: Duration = Duration::from_secs(20);
+const UI_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Hooks `alert`, `confirm` and `prompt` before any page script runs: a payload that manages
+/// to execute records itself in `window.__alerts`.
+const ALERT_HOOK: &str = "window.__alerts = [];\
+    window.alert = function (m) { window.__alerts.push('alert:' + m); };\
+    window.confirm = function (m) { window.__alerts.push('confirm:' + m); return false; };\
+    window.prompt = function (m) { window.__alerts.push('prompt:' + m); return null; };";
+
+/// The browser binaries, or `None` (skip) off CI. Panics under CI.
+fn browser_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+    match browser::find_browser() {
+        Ok(b) => Some(b),
+        Err(why) => {
+            assert!(
+                std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+                "{test}: the browser test must run in CI, but {why}"
+            );
+            eprintln!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
+
+async fn open_browser(chromium: &std::path::Path, driver: &std::path::Path) -> Browser {
+    let b = Browser::start(chromium, driver)
+        .await
+        .unwrap_or_else(|e| panic!("start the browser: {e}"));
+    b.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": ALERT_HOOK }),
+    )
+    .await
+    .unwrap();
+    b
+}
+
+async fn place_order(stack: &Stack, query: &str) -> (u16, Value) {
+    let r = stack
+        .client
+        .post(format!("{}/orders{query}", stack.frontend_url))
+        .json(&json!({"user_id": "1", "product": "Laptop", "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn visible_rows(b: &Browser) -> u64 {
+    b.exec(
+        "return [...document.querySelectorAll('#wf-body .wf-row')].filter(r => !r.hidden).length;",
+        vec![],
+    )
+    .await
+    .unwrap()
+    .as_u64()
+    .unwrap()
+}
+
+async fn no_script_ran(b: &Browser, page: &str) {
+    let state = b
+        .exec(
+            "return {alerts: window.__alerts || null, xss: window.__xss === undefined ? null : String(window.__xss),
+                     imgs: document.querySelectorAll('img').length,
+                     scripts: [...document.querySelectorAll('script')].map(s => s.getAttribute('src')),
+                     badLinks: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))
+                         .filter(h => !(h.startsWith('/') || h === '#' || /^https?:/i.test(h)))};",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(state["alerts"], json!([]), "{page}: a payload ran: {state}");
+    assert_eq!(state["xss"], Value::Null, "{page}: a payload ran: {state}");
+    assert_eq!(state["imgs"], 0, "{page}: data became an <img>: {state}");
+    assert_eq!(
+        state["scripts"],
+        json!(["/ui/app.js"]),
+        "{page}: data became a <script>: {state}"
+    );
+    assert_eq!(
+        state["badLinks"],
+        json!([]),
+        "{page}: unsafe link from data: {state}"
+    );
+}
+
+/// The newcomer's path: orders placed with the real stack (one failing), the failed trace found
+/// on the search page and opened, a subtree collapsed and expanded, a span's attribute read,
+/// the service map opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_demo_flow() {
+    let Some((chromium, driver)) = browser_or_skip("browser_demo_flow") else {
+        return;
+    };
+    let started = Instant::now();
+    let art = browser::artifacts_dir();
+    let mut stack = Stack::start().await;
+
+    let mut ok_ids = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = place_order(&stack, "").await;
+        assert_eq!(status, 201, "{body}");
+        ok_ids.push(body["trace_id"].as_str().unwrap().to_owned());
+    }
+    let (status, failed) = place_order(&stack, "?fail=payment").await;
+    assert!(status >= 500, "{status} {failed}");
+    let failed_id = failed["trace_id"].as_str().unwrap().to_owned();
+    for id in ok_ids.iter().chain([&failed_id]) {
+        stack
+            .wait_for_tree(id, TREE_TIMEOUT, |t| {
+                t["complete"] == true && t["service_count"] == 4
+            })
+            .await;
+    }
+
+    let b = open_browser(&chromium, &driver).await;
+
+    // Search page: all four traces, the failed one marked.
+    b.goto(&format!("{}/", stack.query_url)).await.unwrap();
+    b.wait_for(
+        "4 traces listed",
+        "return document.querySelectorAll('#trace-list .trace-row').length >= 4;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    b.wait_for(
+        "the scatter plot",
+        "return document.querySelectorAll('#scatter circle.dot').length >= 4;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let marked = b
+        .exec(
+            "return [...document.querySelectorAll('#trace-list .trace-row.has-error')].map(r => r.dataset.traceId);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        marked,
+        json!([failed_id]),
+        "only the failed trace is marked"
+    );
+    b.screenshot(&art.join("search.png")).await.unwrap();
+
+    // Errors only: the failed trace alone.
+    b.click_css("#f-error").await.unwrap();
+    b.click_css("#f-submit").await.unwrap();
+    b.wait_for(
+        "the errors-only search",
+        "return location.search.includes('error=true') && document.querySelectorAll('#trace-list .trace-row').length === 1;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    b.click_css(&format!(
+        "#trace-list .trace-row[data-trace-id='{failed_id}'] a"
+    ))
+    .await
+    .unwrap();
+
+    // Trace page.
+    b.wait_for(
+        "the trace page",
+        &format!("return document.body.dataset.traceReady === '{failed_id}';"),
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.exec("return location.pathname;", vec![]).await.unwrap(),
+        json!(format!("/trace/{failed_id}"))
+    );
+    let header = b.text("#trace-stats").await.unwrap();
+    assert!(
+        header.contains("4") && header.to_lowercase().contains("services"),
+        "{header}"
+    );
+    let why = b.text("#failure").await.unwrap();
+    assert!(
+        why.contains("payment") && why.contains("fault injected"),
+        "the failure box names the failing service and why: {why}"
+    );
+    b.screenshot_full(&art.join("trace-failed.png"))
+        .await
+        .unwrap();
+
+    // Collapse and expand the order service's subtree.
+    let before = visible_rows(&b).await;
+    let toggle = ".wf-row[data-service='order'] .toggle:not(.leaf)";
+    b.click_css(toggle).await.unwrap();
+    let collapsed = visible_rows(&b).await;
+    assert!(
+        collapsed < before,
+        "collapsing hides the subtree: {before} -> {collapsed}"
+    );
+    b.screenshot(&art.join("trace-collapsed.png"))
+        .await
+        .unwrap();
+    b.click_css(toggle).await.unwrap();
+    assert_eq!(visible_rows(&b).await, before, "expanding shows it again");
+
+    // Click the payment server span and read an attribute.
+    b.click_css(".wf-row[data-service='payment'][data-index] .op")
+        .await
+        .unwrap();
+    b.wait_for(
+        "the span detail",
+        "return document.querySelector('#span-detail') !== null;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let code = b
+        .text("#span-attributes tr[data-key='http.response.status_code'] td")
+        .await
+        .unwrap();
+    assert_eq!(code, "503");
+    let search = b.exec("return location.search;", vec![]).await.unwrap();
+    assert!(
+        search.as_str().unwrap().starts_with("?span="),
+        "deep link: {search}"
+    );
+    b.wait_for(
+        "the span's resource",
+        "return document.querySelector('#span-resource') !== null;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    b.screenshot(&art.join("trace-span-detail.png"))
+        .await
+        .unwrap();
+
+    // A deep link opens with the span selected.
+    let deep = format!(
+        "{}/trace/{failed_id}{}",
+        stack.query_url,
+        search.as_str().unwrap()
+    );
+    b.goto(&deep).await.unwrap();
+    b.wait_for(
+        "the deep-linked span",
+        "return document.querySelector('#span-detail .svc')?.textContent === 'payment';",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+
+    // Text tree toggle.
+    b.click_css("#toggle-text").await.unwrap();
+    b.wait_for(
+        "the text tree",
+        "return document.querySelector('#text-tree').textContent.includes('frontend POST /orders') && document.querySelector('#text-tree').textContent.startsWith('trace ');",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+
+    // Service map.
+    b.click_css("#nav-map").await.unwrap();
+    b.wait_for(
+        "the dependency graph",
+        "return document.querySelectorAll('#dependency-graph .node').length === 4 && document.querySelectorAll('#services-table tbody tr').length === 4;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let edges = b
+        .exec(
+            "return [...document.querySelectorAll('#dependency-graph .edge')].map(e => e.dataset.parent + '>' + e.dataset.child).sort();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        edges,
+        json!(["frontend>order", "frontend>user", "order>payment"])
+    );
+    let err_edge = b
+        .exec(
+            "return document.querySelector(\"#dependency-graph .edge[data-child='payment']\").classList.contains('err');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(err_edge, json!(true), "the failing call is marked");
+    b.screenshot_full(&art.join("service-map.png"))
+        .await
+        .unwrap();
+
+    no_script_ran(&b, "demo flow").await;
+    b.quit().await;
+    stack.shutdown();
+    eprintln!(
+        "browser_demo_flow: {:.1} s (screenshots in {})",
+        started.elapsed().as_secs_f64(),
+        art.display()
+    );
+}
+
+fn simple_span(
+    trace_id: &str,
+    span_id: &str,
+    parent: Option<&str>,
+    service: &str,
+    name: &str,
+    start_ns: u64,
+    dur_ns: u64,
+) -> Value {
+    json!({
+        "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent,
+        "operation_name": name, "kind": "server", "status": "ok",
+        "start_time_unix_nano": start_ns, "end_time_unix_nano": start_ns + dur_ns,
+        "attributes": {}, "resource_attributes": {"service.name": service},
+        "events": [], "links": [],
+    })
+}
+
+async fn ingest(stack: &Stack, spans: &[Value]) {
+    let r = stack
+        .client
+        .post(format!("{}/v1/traces", stack.ingest_url))
+        .json(&spans)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{status} {body}");
+    let rejected = &body["partialSuccess"]["rejectedSpans"];
+    assert!(
+        rejected.is_null() || rejected == "0" || rejected == 0,
+        "spans rejected: {body}"
+    );
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Every span string is untrusted (reliability.md §4.3, §7.5 Q8): script and HTML payloads
+/// in service names, span names, attribute keys and values, status messages and event fields
+/// show as literal text on every page, nothing runs, `javascript:` never becomes a link.
+/// Then a 5,000-span trace is opened and the time to a painted waterfall is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_hostile_data_and_large_trace() {
+    let Some((chromium, driver)) = browser_or_skip("browser_hostile_data_and_large_trace") else {
+        return;
+    };
+    let art = browser::artifacts_dir();
+    let mut stack = Stack::start().await;
+
+    // The headers first (no browser needed).
+    let r = stack
+        .client
+        .get(format!(
+            "{}/trace/{}",
+            stack.query_url,
+            "0".repeat(31) + "1"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+
+    const SCRIPT: &str = "<script>window.__xss='script';alert(1)</script>";
+    const IMG: &str = "<img src=x onerror=alert(1)>";
+    const IMG_FLAG: &str = "<img src=x onerror=\"window.__xss='img'\">";
+    const JAEGER_POC: &str = "{\"<img src=x onerror=alert(1)>\":\"test\"}";
+    let tid = "7e57000000000000000000000000a115";
+    let t0 = now_ns() - 5_000_000_000;
+    let mut root = simple_span(tid, "00000000000000a1", None, SCRIPT, IMG, t0, 50_000_000);
+    root["attributes"] = json!({
+        "sampler.type": JAEGER_POC,
+        "http.url": "javascript:alert(1)",
+        "url.full": "jaVasCript:alert(1)",
+        IMG: SCRIPT,
+    });
+    let mut child = simple_span(
+        tid,
+        "00000000000000a2",
+        Some("00000000000000a1"),
+        IMG_FLAG,
+        SCRIPT,
+        t0 + 5_000_000,
+        30_000_000,
+    );
+    child["status"] = json!("error");
+    child["status_message"] = json!(IMG);
+    child["attributes"] = json!({"sampler.type": JAEGER_POC, "http.url": "javascript:alert(1)"});
+    child["events"] = json!([{
+        "name": IMG,
+        "timestamp": (t0 + 20_000_000) as f64 / 1e9,
+        "attributes": {"exception.type": SCRIPT, "exception.message": IMG, IMG_FLAG: JAEGER_POC},
+    }]);
+    // An orphan: its parent never arrives.
+    let orphan = simple_span(
+        tid,
+        "00000000000000a3",
+        Some("00000000000000ff"),
+        IMG_FLAG,
+        "late <b>orphan</b>",
+        t0 + 10_000_000,
+        10_000_000,
+    );
+    ingest(&stack, &[root, child, orphan]).await;
+    stack
+        .wait_for_tree(tid, TREE_TIMEOUT, |t| t["span_count"] == 3)
+        .await;
+
+    let b = open_browser(&chromium, &driver).await;
+    b.goto(&format!("{}/trace/{tid}", stack.query_url))
+        .await
+        .unwrap();
+    b.wait_for(
+        "the hostile trace",
+        &format!("return document.body.dataset.traceReady === '{tid}';"),
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let orphan_badge = b
+        .text(".wf-row.orphan[data-span-id='00000000000000a3'] .badge")
+        .await
+        .unwrap();
+    assert_eq!(orphan_badge, "orphan");
+    let warnings = b.text("#trace-warnings").await.unwrap();
+    assert!(warnings.contains("00000000000000ff"), "{warnings}");
+    let title = b.text("#trace-title").await.unwrap();
+    assert!(
+        title.contains(SCRIPT) && title.contains(IMG),
+        "title shows the payloads as text: {title}"
+    );
+    // Open both spans' details.
+    b.click_css(".wf-row[data-span-id='00000000000000a2'] .op")
+        .await
+        .unwrap();
+    b.wait_for(
+        "the child's details",
+        "return document.querySelector('#span-events') !== null;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let poc = b
+        .text("#span-attributes tr[data-key='sampler.type'] td")
+        .await
+        .unwrap();
+    assert_eq!(poc, JAEGER_POC);
+    let url_cell_links = b
+        .exec(
+            "return document.querySelectorAll(\"#span-attributes tr[data-key='http.url'] a\").length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(url_cell_links, 0, "javascript: is not a link");
+    let events = b.text("#span-events").await.unwrap();
+    assert!(events.contains(IMG) && events.contains(SCRIPT), "{events}");
+    b.screenshot_full(&art.join("xss-trace.png")).await.unwrap();
+    no_script_ran(&b, "trace page").await;
+    b.click_css(".wf-row[data-span-id='00000000000000a1'] .op")
+        .await
+        .unwrap();
+    let key = b
+        .exec(
+            "return [...document.querySelectorAll('#span-attributes th')].map(t => t.textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(key.as_array().unwrap().contains(&json!(IMG)), "{key}");
+    no_script_ran(&b, "trace page, root details").await;
+
+    // Search page (service names in the dropdown, chips, tooltips) and the map (SVG text).
+    b.goto(&format!("{}/", stack.query_url)).await.unwrap();
+    b.wait_for(
+        "the search results",
+        &format!("return document.querySelector(\"#trace-list .trace-row[data-trace-id='{tid}']\") !== null;"),
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let options = b
+        .exec(
+            "return [...document.querySelectorAll('#f-service option')].map(o => o.textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        options.as_array().unwrap().contains(&json!(SCRIPT)),
+        "{options}"
+    );
+    b.screenshot(&art.join("xss-search.png")).await.unwrap();
+    no_script_ran(&b, "search page").await;
+    b.goto(&format!("{}/map", stack.query_url)).await.unwrap();
+    b.wait_for(
+        "the map",
+        "return document.querySelectorAll('#dependency-graph .node').length >= 2;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let labels = b
+        .exec(
+            "return [...document.querySelectorAll('#dependency-graph .node title')].map(t => t.textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        labels
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().starts_with(IMG_FLAG)),
+        "{labels}"
+    );
+    b.screenshot(&art.join("xss-map.png")).await.unwrap();
+    no_script_ran(&b, "service map").await;
+
+    // A 5,000-span trace: 8 services, fan-out 10/10/10/~4, children inside their parents.
+    let big = "b16b16b16b16b16b16b16b16b16b1600";
+    let n = 5_000usize;
+    let t0 = now_ns() - 3_000_000_000;
+    let mut spans: Vec<Value> = Vec::with_capacity(n);
+    // (span id, start, duration) per span, built breadth first.
+    let mut info: Vec<(String, u64, u64)> = vec![(format!("{:016x}", 1), t0, 2_000_000_000)];
+    spans.push(simple_span(
+        big,
+        &info[0].0,
+        None,
+        "gateway",
+        "GET /big",
+        t0,
+        2_000_000_000,
+    ));
+    let mut parent = 0usize;
+    while spans.len() < n {
+        let fan = if parent == 0 {
+            10
+        } else {
+            10.min(n - spans.len())
+        };
+        let (pid, pstart, pdur) = info[parent].clone();
+        let slot = pdur / (fan as u64 + 1);
+        for k in 0..fan {
+            if spans.len() >= n {
+                break;
+            }
+            let i = spans.len();
+            let id = format!("{:016x}", i + 1);
+            let start = pstart + slot / 2 + k as u64 * slot;
+            let dur = slot * 9 / 10;
+            let service = format!("svc-{}", i % 8);
+            let mut sp = simple_span(
+                big,
+                &id,
+                Some(&pid),
+                &service,
+                &format!("op {}", i % 37),
+                start,
+                dur,
+            );
+            sp["attributes"] = json!({"app.index": i, "http.route": format!("/items/{}", i % 50)});
+            if i.is_multiple_of(997) {
+                sp["status"] = json!("error");
+                sp["status_message"] = json!("synthetic failure");
+            }
+            spans.push(sp);
+            info.push((id, start, dur));
+        }
+        parent += 1;
+    }
+    for chunk in spans.chunks(1_000) {
+        ingest(&stack, chunk).await;
+    }
+    stack
+        .wait_for_tree(big, TREE_TIMEOUT, |t| t["span_count"] == 5_000)
+        .await;
+    b.goto(&format!("{}/", stack.query_url)).await.unwrap();
+    let mut figures = Vec::new();
+    for run in 0..3 {
+        let nav = Instant::now();
+        b.goto(&format!("{}/trace/{big}", stack.query_url))
+            .await
+            .unwrap();
+        let ready = b
+            .wait_for(
+                "the 5,000-span trace",
+                &format!(
+                    "return document.body.dataset.traceReady === '{big}' && \
+                     {{fetch: +document.body.dataset.traceFetchMs, render: +document.body.dataset.traceRenderMs, \
+                      prepare: +document.body.dataset.tracePrepareMs, build: +document.body.dataset.traceBuildMs, \
+                      ready: +document.body.dataset.traceReadyMs, sinceNavigation: +document.body.dataset.traceSinceNavigationMs, \
+                      rows: document.querySelectorAll('#wf-body .wf-row').length}};"
+                ),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert!(ready["rows"].as_u64().unwrap() > 1_000, "{ready}");
+        let line = format!(
+            "run {run}: API fetch {} ms, build+layout+paint {} ms (tree walk {} ms, DOM build {} ms), script start to painted {} ms, navigation start to painted {:.0} ms, driver round trip {} ms, {} rows built",
+            ready["fetch"],
+            ready["render"],
+            ready["prepare"],
+            ready["build"],
+            ready["ready"],
+            ready["sinceNavigation"].as_f64().unwrap_or(0.0),
+            nav.elapsed().as_millis(),
+            ready["rows"]
+        );
+        eprintln!("5k-span trace {line}");
+        figures.push(line);
+    }
+    b.screenshot(&art.join("trace-5000-spans.png"))
+        .await
+        .unwrap();
+    // Expanding everything on the big trace still works.
+    let t = Instant::now();
+    b.click_css("#expand-all").await.unwrap();
+    let shown = visible_rows(&b).await;
+    figures.push(format!(
+        "expand all: {} ms (driver round trip), {shown} rows visible",
+        t.elapsed().as_millis()
+    ));
+    assert_eq!(shown, 5_000);
+    std::fs::write(art.join("perf-5000-spans.txt"), figures.join("\n") + "\n").unwrap();
+    no_script_ran(&b, "big trace").await;
+
+    b.quit().await;
+    stack.shutdown();
+}
