@@ -19,6 +19,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates/tracekit/Cargo.toml crates/tracekit/
 COPY crates/demokit/Cargo.toml crates/demokit/
 COPY crates/e2e/Cargo.toml crates/e2e/
+COPY crates/loadgen/Cargo.toml crates/loadgen/
 COPY collector/Cargo.toml collector/
 COPY services/frontend/Cargo.toml services/frontend/
 COPY services/user/Cargo.toml services/user/
@@ -27,7 +28,7 @@ COPY services/payment/Cargo.toml services/payment/
 # scripts/build-static.sh: cargo build --release of the five binaries, glibc linked
 # statically (nothing to load at run time: the image is `scratch`).
 COPY scripts/docker-stub-sources.sh scripts/build-static.sh scripts/
-RUN sh scripts/docker-stub-sources.sh crates/tracekit crates/demokit crates/e2e collector \
+RUN sh scripts/docker-stub-sources.sh crates/tracekit crates/demokit crates/e2e crates/loadgen collector \
       services/frontend services/user services/order services/payment \
  && sh scripts/build-static.sh
 # 2. Our crates, the libraries first, then each binary's crate in its own layer: an edit to a

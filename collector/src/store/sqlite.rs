@@ -4,10 +4,14 @@
 //!
 //! **Writes** go through ONE dedicated writer thread that owns the only read-write connection.
 //! Handlers send their batch on a bounded channel with a oneshot reply. The writer takes every
-//! pending request (up to [`MAX_GROUP_SPANS`] spans), applies each inside its own `SAVEPOINT`
-//! (so a request is all-or-nothing, reliability.md §6 C6), commits them all in ONE transaction
-//! (group commit), and only then replies (acknowledge-after-commit, C1). If the commit fails,
-//! every request of the group gets the error and nothing of it is acknowledged.
+//! pending request (up to [`MAX_GROUP_SPANS`] spans), inserts their spans, then writes the
+//! search-index rows of the whole group at once (trace summaries, `trace_services`,
+//! `trace_operations`, `span_attrs`), commits everything in ONE transaction (group commit), and
+//! only then replies (acknowledge-after-commit, C1). Requests are applied without savepoints;
+//! if one fails, the group is rolled back and applied again with a `SAVEPOINT` per request, so
+//! a request is all-or-nothing (reliability.md §6 C6). If the index pass or the commit fails,
+//! every request of the group gets the error and nothing of it is acknowledged. The WAL is
+//! checkpointed by a background connection (see `Checkpointer`).
 //!
 //! **Reads** use a small pool of read-only connections on blocking threads; WAL lets them run
 //! alongside the writer and see only committed data.
@@ -501,6 +505,8 @@ impl SqliteStore {
              PRAGMA journal_size_limit = 67108864;"
         ))
         .map_err(corrupt)?;
+        // Room for every statement the writer runs (spans, index tables, retention).
+        conn.set_prepared_statement_cache_capacity(64);
         if version < SCHEMA_VERSION {
             let base = if version == 0 { SCHEMA } else { "" };
             conn.execute_batch(&format!(
@@ -509,12 +515,17 @@ impl SqliteStore {
             .map_err(corrupt)?;
         }
 
+        // The WAL is checkpointed by a background connection (see `Checkpointer`), not by the
+        // writer after its commits.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(corrupt)?;
+        let checkpointer = Checkpointer::start(path.clone())?;
         let index_attributes = Arc::new(options.index_attributes.clone());
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let (commit_tx, commit_rx) = watch::channel(0u64);
         let writer = std::thread::Builder::new()
             .name("spanline-sqlite-writer".to_owned())
-            .spawn(move || run_writer(conn, rx, commit_tx, index_attributes))
+            .spawn(move || run_writer(conn, rx, commit_tx, index_attributes, checkpointer))
             .map_err(|e| StoreError::Io {
                 context: "starting the writer thread".to_owned(),
                 detail: e.to_string(),
@@ -597,6 +608,7 @@ fn run_writer(
     mut rx: mpsc::Receiver<WriterMsg>,
     commits: watch::Sender<u64>,
     index_attributes: Arc<AttributeIndex>,
+    mut checkpointer: Checkpointer,
 ) {
     let mut shutdown_replies = Vec::new();
     while shutdown_replies.is_empty() {
@@ -621,6 +633,7 @@ fn run_writer(
             &commits,
             &index_attributes,
         );
+        checkpointer.after_commit(&conn, spans_in_group);
     }
     // Refuse what is still queued: those requests were never acknowledged.
     rx.close();
@@ -638,12 +651,107 @@ fn run_writer(
             WriterMsg::Shutdown { reply } => shutdown_replies.push(reply),
         }
     }
+    checkpointer.stop();
     if let Err(e) = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);") {
         eprintln!("collector: final WAL checkpoint failed (data is safe in the WAL): {e}");
     }
     drop(conn);
     for reply in shutdown_replies {
         let _ = reply.send(());
+    }
+}
+
+/// WAL frames (pages) above which the writer checkpoints itself: bounds the WAL at about
+/// 32 MiB of 4 KiB pages when the background checkpoints cannot catch up with a busy writer.
+const WAL_LIMIT_FRAMES: i64 = 8192;
+/// Spans after which the writer checkpoints itself even without a WAL size from the
+/// background connection.
+const WRITER_CHECKPOINT_SPANS: usize = 200_000;
+/// How often the background connection checkpoints the WAL.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Checkpoints the WAL from a second connection on its own thread, so the writer does not pay
+/// for copying pages into the database file (`wal_autocheckpoint = 0` on the writer).
+///
+/// A `PASSIVE` checkpoint never blocks the writer, but while the writer keeps appending it may
+/// never back-fill the whole WAL, and SQLite only restarts the WAL from its beginning once it
+/// has. So the writer runs a `PASSIVE` checkpoint itself when the background connection saw
+/// more than [`WAL_LIMIT_FRAMES`] frames in the WAL (or after [`WRITER_CHECKPOINT_SPANS`]):
+/// cheap, since the background connection has already copied nearly all frames, and it bounds
+/// the WAL (`journal_size_limit` truncates it after).
+struct Checkpointer {
+    /// Frames in the WAL at the background connection's last checkpoint.
+    wal_frames: Arc<std::sync::atomic::AtomicI64>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    spans_since: usize,
+}
+
+impl Checkpointer {
+    fn start(path: PathBuf) -> Result<Self, StoreError> {
+        let io = |e: &dyn std::fmt::Display| StoreError::Io {
+            context: "starting the WAL checkpointer".to_owned(),
+            detail: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| io(&e))?;
+        conn.execute_batch("PRAGMA busy_timeout = 1000; PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|e| io(&e))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let wal_frames = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let frames = Arc::clone(&wal_frames);
+        let thread = std::thread::Builder::new()
+            .name("spanline-ckpt".to_owned())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_INTERVAL)
+                {
+                    // Busy (another checkpoint running) or an I/O error: try again later;
+                    // the writer's own checkpoints still bound the WAL.
+                    if let Ok(log) =
+                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
+                    {
+                        frames.store(log, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+            .map_err(|e| io(&e))?;
+        Ok(Self {
+            wal_frames,
+            stop: Some(stop),
+            thread: Some(thread),
+            spans_since: 0,
+        })
+    }
+
+    /// Called by the writer after each group.
+    fn after_commit(&mut self, conn: &Connection, spans: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.spans_since += spans;
+        if self.spans_since >= WRITER_CHECKPOINT_SPANS
+            || self.wal_frames.load(Relaxed) >= WAL_LIMIT_FRAMES
+        {
+            self.spans_since = 0;
+            self.wal_frames.store(0, Relaxed);
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
+    }
+
+    /// Stops the background thread (before the writer's final `TRUNCATE` checkpoint).
+    fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -663,20 +771,6 @@ enum Pending {
 }
 
 impl Pending {
-    fn fail(self, err: &StoreError) {
-        match self {
-            Self::Write(reply, _) => {
-                let _ = reply.send(Err(err.clone()));
-            }
-            Self::Probe(reply, _) => {
-                let _ = reply.send(Err(err.clone()));
-            }
-            Self::Retention(reply, _) => {
-                let _ = reply.send(Err(err.clone()));
-            }
-        }
-    }
-
     fn finish(self) {
         match self {
             Self::Write(reply, r) => {
@@ -692,7 +786,41 @@ impl Pending {
     }
 }
 
+/// One message of a group, without its reply channel.
+enum Item {
+    Write(Prepared),
+    Probe,
+    Retention(RetentionPolicy),
+}
+
+/// The reply channel of an [`Item`].
+enum Reply {
+    Write(oneshot::Sender<Result<WriteOutcome, StoreError>>),
+    Probe(oneshot::Sender<Result<(), StoreError>>),
+    Retention(oneshot::Sender<Result<RetentionOutcome, StoreError>>),
+}
+
+/// What an [`Item`] came to.
+enum ItemResult {
+    Write(Result<WriteOutcome, StoreError>),
+    Probe(Result<(), StoreError>),
+    Retention(Result<RetentionOutcome, StoreError>),
+}
+
+/// Why [`apply_group`] gave up.
+enum GroupFailure {
+    /// A request failed without savepoints: roll back and apply again with them.
+    Retry,
+    /// The transaction is lost (or could not start / commit): every request gets this error.
+    Fatal(StoreError),
+}
+
 /// Applies a group of requests in one transaction, commits, then replies.
+///
+/// The requests are applied without savepoints first (savepoints make SQLite copy every page
+/// a request touches into a statement journal). Only if a request fails is the whole group
+/// rolled back and applied again with a `SAVEPOINT` per request, so a failing request is all
+/// or nothing and the others still commit (reliability.md §6 C6).
 fn process_group(
     conn: &mut Connection,
     group: Vec<WriterMsg>,
@@ -700,165 +828,339 @@ fn process_group(
     commits: &watch::Sender<u64>,
     index_attributes: &AttributeIndex,
 ) {
-    let mut pending = Vec::with_capacity(group.len());
-    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let err = map_sql(e);
-            for msg in group {
-                match msg {
-                    WriterMsg::Write { reply, .. } => Pending::Write(reply, Ok(Default::default())),
-                    WriterMsg::Probe { reply } => Pending::Probe(reply, Ok(())),
-                    WriterMsg::Retention { reply, .. } => {
-                        Pending::Retention(reply, Ok(RetentionOutcome::default()))
-                    }
-                    WriterMsg::Shutdown { reply } => {
-                        shutdown_replies.push(reply);
-                        continue;
-                    }
-                }
-                .fail(&err);
-            }
-            return;
-        }
-    };
-    let mut aborted: Option<StoreError> = None;
+    let mut items = Vec::with_capacity(group.len());
+    let mut replies = Vec::with_capacity(group.len());
     for msg in group {
         match msg {
             WriterMsg::Shutdown { reply } => shutdown_replies.push(reply),
             WriterMsg::Write { batch, reply } => {
-                let result = match &aborted {
-                    Some(e) => Err(e.clone()),
-                    None => write_request(&mut tx, &batch, index_attributes),
-                };
-                if result.is_err() && tx.is_autocommit() && aborted.is_none() {
-                    // SQLite rolled the whole transaction back (disk full, I/O error).
-                    aborted = result.as_ref().err().cloned();
-                }
-                pending.push(Pending::Write(reply, result));
+                items.push(Item::Write(batch));
+                replies.push(Reply::Write(reply));
             }
             WriterMsg::Probe { reply } => {
-                let result = match &aborted {
-                    Some(e) => Err(e.clone()),
-                    None => tx
-                        .execute(
-                            "INSERT INTO meta (key, value) VALUES ('health_probe', ?1) \
-                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                            [format!("{:?}", std::time::SystemTime::now())],
-                        )
-                        .map(|_| ())
-                        .map_err(map_sql),
-                };
-                pending.push(Pending::Probe(reply, result));
+                items.push(Item::Probe);
+                replies.push(Reply::Probe(reply));
             }
             WriterMsg::Retention { policy, reply } => {
-                let result = match &aborted {
-                    Some(e) => Err(e.clone()),
-                    None => retention_batch(&mut tx, &policy),
-                };
-                if result.is_err() && tx.is_autocommit() && aborted.is_none() {
-                    aborted = result.as_ref().err().cloned();
-                }
-                pending.push(Pending::Retention(reply, result));
+                items.push(Item::Retention(policy));
+                replies.push(Reply::Retention(reply));
             }
         }
     }
-    if let Some(err) = aborted {
-        drop(tx);
-        pending.into_iter().for_each(|p| p.fail(&err));
+    if items.is_empty() {
         return;
     }
-    match tx.commit() {
-        Ok(()) => {
-            pending.into_iter().for_each(Pending::finish);
-            commits.send_modify(|n| *n += 1);
+    let mut outcome = apply_group(conn, &items, false, index_attributes);
+    if matches!(outcome, Err(GroupFailure::Retry)) {
+        outcome = apply_group(conn, &items, true, index_attributes);
+    }
+    let results = match outcome {
+        Ok(results) => results,
+        Err(GroupFailure::Fatal(err)) => replies
+            .iter()
+            .map(|r| match r {
+                Reply::Write(_) => ItemResult::Write(Err(err.clone())),
+                Reply::Probe(_) => ItemResult::Probe(Err(err.clone())),
+                Reply::Retention(_) => ItemResult::Retention(Err(err.clone())),
+            })
+            .collect(),
+        Err(GroupFailure::Retry) => {
+            let err = backend("a request failed and the retry with savepoints asked again");
+            replies
+                .iter()
+                .map(|_| ItemResult::Write(Err(err.clone())))
+                .collect()
         }
-        Err(e) => {
-            let err = map_sql(e);
-            pending.into_iter().for_each(|p| p.fail(&err));
-        }
+    };
+    let committed = results.iter().any(|r| match r {
+        ItemResult::Write(r) => r.is_ok(),
+        ItemResult::Probe(r) => r.is_ok(),
+        ItemResult::Retention(r) => r.is_ok(),
+    });
+    for (reply, result) in replies.into_iter().zip(results) {
+        let p = match (reply, result) {
+            (Reply::Write(tx), ItemResult::Write(r)) => Pending::Write(tx, r),
+            (Reply::Probe(tx), ItemResult::Probe(r)) => Pending::Probe(tx, r),
+            (Reply::Retention(tx), ItemResult::Retention(r)) => Pending::Retention(tx, r),
+            (reply, _) => {
+                // Unreachable: results are built in the order of the items.
+                let err = backend("writer reply mismatch");
+                match reply {
+                    Reply::Write(tx) => Pending::Write(tx, Err(err)),
+                    Reply::Probe(tx) => Pending::Probe(tx, Err(err)),
+                    Reply::Retention(tx) => Pending::Retention(tx, Err(err)),
+                }
+            }
+        };
+        p.finish();
+    }
+    if committed {
+        commits.send_modify(|n| *n += 1);
     }
 }
 
-/// Writes one request inside a savepoint: all of it or nothing.
-fn write_request(
-    tx: &mut Transaction<'_>,
-    batch: &Prepared,
+/// One attempt at a group: BEGIN, every item, the group's index rows, COMMIT.
+fn apply_group(
+    conn: &mut Connection,
+    items: &[Item],
+    savepoints: bool,
     index_attributes: &AttributeIndex,
-) -> Result<WriteOutcome, StoreError> {
-    let spans = &batch.spans;
-    let sp = tx.savepoint().map_err(map_sql)?;
-    let mut outcome = WriteOutcome::default();
-    {
-        let mut insert = sp.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
-        let mut resource_ids: HashMap<usize, i64> = HashMap::new();
-        let mut inserted: Vec<&Span> = Vec::with_capacity(spans.len());
-        for (span, detail) in spans.iter().zip(&batch.details) {
-            let key = Arc::as_ptr(&span.resource) as usize;
-            let resource_id = match resource_ids.get(&key) {
-                Some(id) => *id,
-                None => {
-                    let id = match batch.resources.get(&key) {
-                        Some(bytes) => resource_id(&sp, bytes)?,
-                        None => resource_id(
-                            &sp,
-                            &convert::resource_to_pb(&span.resource).encode_to_vec(),
-                        )?,
-                    };
-                    resource_ids.insert(key, id);
-                    id
+) -> Result<Vec<ItemResult>, GroupFailure> {
+    let fatal = |e: StoreError| GroupFailure::Fatal(e);
+    let mut tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| fatal(map_sql(e)))?;
+    let mut index = GroupIndex::default();
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Item::Write(batch) => {
+                let result = if savepoints {
+                    let sp = tx.savepoint().map_err(|e| fatal(map_sql(e)))?;
+                    match insert_spans(&sp, batch) {
+                        Ok(done) => sp.commit().map_err(map_sql).map(|()| done),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    insert_spans(&tx, batch)
+                };
+                match result {
+                    Ok((outcome, inserted)) => {
+                        index.add(inserted);
+                        results.push(ItemResult::Write(Ok(outcome)));
+                    }
+                    // SQLite rolled the whole transaction back (disk full, I/O error).
+                    Err(e) if tx.is_autocommit() => return Err(fatal(e)),
+                    Err(_) if !savepoints => return Err(GroupFailure::Retry),
+                    Err(e) => results.push(ItemResult::Write(Err(e))),
                 }
-            };
-            let changed = insert
-                .execute(params![
-                    &span.trace_id.0[..],
-                    &span.span_id.0[..],
-                    span.kind.as_i32(),
-                    span.parent_span_id.as_ref().map(|p| p.0.to_vec()),
-                    span.service_name,
-                    span.name,
-                    to_i64(span.start_time_unix_nano),
-                    to_i64(span.duration_ns()),
-                    span.status.code.as_i32(),
-                    resource_id,
-                    span.scope.name,
-                    span.scope.version,
-                    detail,
-                ])
-                .map_err(map_sql)?;
-            if changed == 1 {
-                outcome.stored += 1;
-                inserted.push(span);
-            } else {
-                outcome.duplicates += 1;
             }
-        }
-        insert_entry_spans(&sp, &inserted)?;
-        let mut by_trace: HashMap<TraceId, Vec<&Span>> = HashMap::new();
-        let mut operations: HashSet<(&str, &str, i32)> = HashSet::new();
-        for span in inserted {
-            operations.insert((&span.service_name, &span.name, span.kind.as_i32()));
-            by_trace.entry(span.trace_id).or_default().push(span);
-        }
-        for (trace_id, spans) in by_trace {
-            let start = update_trace(&sp, trace_id, &spans)?;
-            if *index_attributes != AttributeIndex::None {
-                insert_attr_index(&sp, trace_id, start, &spans, index_attributes)?;
+            Item::Probe => {
+                let result = tx
+                    .execute(
+                        "INSERT INTO meta (key, value) VALUES ('health_probe', ?1) \
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        [format!("{:?}", std::time::SystemTime::now())],
+                    )
+                    .map(|_| ())
+                    .map_err(map_sql);
+                if let Err(e) = &result
+                    && tx.is_autocommit()
+                {
+                    return Err(fatal(e.clone()));
+                }
+                results.push(ItemResult::Probe(result));
             }
-        }
-        let mut insert_op = sp
-            .prepare_cached(
-                "INSERT OR IGNORE INTO operations (service, name, kind) VALUES (?1, ?2, ?3)",
-            )
-            .map_err(map_sql)?;
-        for (service, name, kind) in operations {
-            insert_op
-                .execute(params![service, name, kind])
-                .map_err(map_sql)?;
+            Item::Retention(policy) => {
+                // Index rows of earlier requests first: retention may delete their traces.
+                index.flush(&tx, index_attributes).map_err(fatal)?;
+                let result = retention_batch(&mut tx, policy);
+                if let Err(e) = &result
+                    && tx.is_autocommit()
+                {
+                    return Err(fatal(e.clone()));
+                }
+                results.push(ItemResult::Retention(result));
+            }
         }
     }
-    sp.commit().map_err(map_sql)?;
-    Ok(outcome)
+    index.flush(&tx, index_attributes).map_err(fatal)?;
+    tx.commit().map_err(|e| fatal(map_sql(e)))?;
+    Ok(results)
+}
+
+/// The search-index work for the spans a group stored, folded per trace and written once
+/// before the commit, in trace-id order: one summary upsert per trace per group, not one per
+/// request.
+#[derive(Default)]
+struct GroupIndex<'a> {
+    traces: std::collections::BTreeMap<TraceId, Vec<&'a Span>>,
+    operations: HashSet<(&'a str, &'a str, i32)>,
+}
+
+impl<'a> GroupIndex<'a> {
+    fn add(&mut self, inserted: Vec<&'a Span>) {
+        for span in inserted {
+            self.operations
+                .insert((&span.service_name, &span.name, span.kind.as_i32()));
+            self.traces.entry(span.trace_id).or_default().push(span);
+        }
+    }
+
+    fn flush(&mut self, conn: &Connection, which: &AttributeIndex) -> Result<(), StoreError> {
+        let traces = std::mem::take(&mut self.traces);
+        let mut services: Vec<(&str, TraceId, i64)> = Vec::new();
+        let mut pairs: Vec<(&str, &str, TraceId, i64)> = Vec::new();
+        let mut attrs: Vec<(&str, String, TraceId, i64)> = Vec::new();
+        for (trace_id, spans) in &traces {
+            let start = update_trace(conn, *trace_id, spans)?;
+            for span in spans {
+                services.push((&span.service_name, *trace_id, start));
+                pairs.push((&span.service_name, &span.name, *trace_id, start));
+                if *which == AttributeIndex::None {
+                    continue;
+                }
+                for kv in span.attributes.iter().filter(|kv| which.wants(&kv.key)) {
+                    if let Some(text) = attr_index_text(&kv.value) {
+                        attrs.push((&kv.key, text, *trace_id, start));
+                    }
+                }
+            }
+        }
+        // In the order of each table's search index, once per trace: neighbouring inserts
+        // touch the same index pages.
+        services.sort_unstable_by(|a, b| (a.0, a.2, a.1).cmp(&(b.0, b.2, b.1)));
+        services.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        insert_rows(
+            conn,
+            "trace_services (service, trace_id, start_ns)",
+            3,
+            &services,
+            |stmt, at, (service, trace_id, start)| {
+                stmt.raw_bind_parameter(at, service)?;
+                stmt.raw_bind_parameter(at + 1, trace_id.0)?;
+                stmt.raw_bind_parameter(at + 2, start)
+            },
+        )?;
+        pairs.sort_unstable_by(|a, b| (a.0, a.1, a.3, a.2).cmp(&(b.0, b.1, b.3, b.2)));
+        pairs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+        insert_rows(
+            conn,
+            "trace_operations (service, operation, trace_id, start_ns)",
+            4,
+            &pairs,
+            |stmt, at, (service, operation, trace_id, start)| {
+                stmt.raw_bind_parameter(at, service)?;
+                stmt.raw_bind_parameter(at + 1, operation)?;
+                stmt.raw_bind_parameter(at + 2, trace_id.0)?;
+                stmt.raw_bind_parameter(at + 3, start)
+            },
+        )?;
+        attrs.sort_unstable_by(|a, b| (a.0, &a.1, a.3, a.2).cmp(&(b.0, &b.1, b.3, b.2)));
+        attrs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+        insert_rows(
+            conn,
+            "span_attrs (key, value, trace_id, start_ns)",
+            4,
+            &attrs,
+            |stmt, at, (key, value, trace_id, start)| {
+                stmt.raw_bind_parameter(at, key)?;
+                stmt.raw_bind_parameter(at + 1, value)?;
+                stmt.raw_bind_parameter(at + 2, trace_id.0)?;
+                stmt.raw_bind_parameter(at + 3, start)
+            },
+        )?;
+        if !self.operations.is_empty() {
+            let mut insert_op = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO operations (service, name, kind) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(map_sql)?;
+            for (service, name, kind) in std::mem::take(&mut self.operations) {
+                insert_op
+                    .execute(params![service, name, kind])
+                    .map_err(map_sql)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows per multi-row `INSERT` into the search-index tables.
+const ROWS_PER_INSERT: usize = 32;
+
+/// `INSERT OR IGNORE INTO <into> VALUES (...), ...`: chunks of [`ROWS_PER_INSERT`] rows in
+/// one statement each, the rest one row per statement (two cached statements per table).
+fn insert_rows<R>(
+    conn: &Connection,
+    into: &str,
+    columns: usize,
+    rows: &[R],
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &R) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let sql = |n: usize| {
+        let one = format!("({})", vec!["?"; columns].join(", "));
+        format!(
+            "INSERT OR IGNORE INTO {into} VALUES {}",
+            vec![one; n].join(", ")
+        )
+    };
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut stmt = conn
+            .prepare_cached(&sql(ROWS_PER_INSERT))
+            .map_err(map_sql)?;
+        for chunk in &mut chunks {
+            for (i, row) in chunk.iter().enumerate() {
+                bind(&mut stmt, i * columns + 1, row).map_err(map_sql)?;
+            }
+            stmt.raw_execute().map_err(map_sql)?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = conn.prepare_cached(&sql(1)).map_err(map_sql)?;
+        for row in rest {
+            bind(&mut stmt, 1, row).map_err(map_sql)?;
+            stmt.raw_execute().map_err(map_sql)?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts one request's spans (and their `entry_spans` rows); returns the outcome and the
+/// spans that were new (not duplicates).
+fn insert_spans<'a>(
+    conn: &Connection,
+    batch: &'a Prepared,
+) -> Result<(WriteOutcome, Vec<&'a Span>), StoreError> {
+    let spans = &batch.spans;
+    let mut outcome = WriteOutcome::default();
+    let mut insert = conn.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
+    let mut resource_ids: HashMap<usize, i64> = HashMap::new();
+    let mut inserted: Vec<&Span> = Vec::with_capacity(spans.len());
+    for (span, detail) in spans.iter().zip(&batch.details) {
+        let key = Arc::as_ptr(&span.resource) as usize;
+        let resource_id = match resource_ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = match batch.resources.get(&key) {
+                    Some(bytes) => resource_id(conn, bytes)?,
+                    None => resource_id(
+                        conn,
+                        &convert::resource_to_pb(&span.resource).encode_to_vec(),
+                    )?,
+                };
+                resource_ids.insert(key, id);
+                id
+            }
+        };
+        let changed = insert
+            .execute(params![
+                &span.trace_id.0[..],
+                &span.span_id.0[..],
+                span.kind.as_i32(),
+                span.parent_span_id.as_ref().map(|p| &p.0[..]),
+                span.service_name,
+                span.name,
+                to_i64(span.start_time_unix_nano),
+                to_i64(span.duration_ns()),
+                span.status.code.as_i32(),
+                resource_id,
+                span.scope.name,
+                span.scope.version,
+                detail,
+            ])
+            .map_err(map_sql)?;
+        if changed == 1 {
+            outcome.stored += 1;
+            inserted.push(span);
+        } else {
+            outcome.duplicates += 1;
+        }
+    }
+    insert_entry_spans(conn, &inserted)?;
+    Ok((outcome, inserted))
 }
 
 fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
@@ -874,8 +1176,8 @@ fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
         .map_err(map_sql)
 }
 
-/// Folds newly inserted spans into the trace's summary row and its search-index rows;
-/// returns the trace start (as stored).
+/// Folds newly inserted spans into the trace's summary row (and moves the trace's index rows
+/// when its start changed); returns the trace start (as stored).
 fn update_trace(conn: &Connection, trace_id: TraceId, spans: &[&Span]) -> Result<i64, StoreError> {
     let existing = conn
         .prepare_cached(&format!(
@@ -930,33 +1232,6 @@ fn update_trace(conn: &Connection, trace_id: TraceId, spans: &[&Span]) -> Result
             .map_err(map_sql)?;
         }
     }
-    let mut services: HashSet<&str> = HashSet::new();
-    let mut pairs: HashSet<(&str, &str)> = HashSet::new();
-    for span in spans {
-        services.insert(&span.service_name);
-        pairs.insert((&span.service_name, &span.name));
-    }
-    let mut insert_service = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO trace_services (service, trace_id, start_ns) VALUES (?1, ?2, ?3)",
-        )
-        .map_err(map_sql)?;
-    for service in services {
-        insert_service
-            .execute(params![service, &trace_id.0[..], start])
-            .map_err(map_sql)?;
-    }
-    let mut insert_pair = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO trace_operations (service, operation, trace_id, start_ns) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .map_err(map_sql)?;
-    for (service, operation) in pairs {
-        insert_pair
-            .execute(params![service, operation, &trace_id.0[..], start])
-            .map_err(map_sql)?;
-    }
     Ok(start)
 }
 
@@ -983,36 +1258,6 @@ fn insert_entry_spans(conn: &Connection, inserted: &[&Span]) -> Result<(), Store
                 span.kind.as_i32(),
             ])
             .map_err(map_sql)?;
-    }
-    Ok(())
-}
-
-/// `span_attrs` rows for the searchable attributes of newly stored spans (once per trace,
-/// key and value).
-fn insert_attr_index(
-    conn: &Connection,
-    trace_id: TraceId,
-    start: i64,
-    spans: &[&Span],
-    which: &AttributeIndex,
-) -> Result<(), StoreError> {
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO span_attrs (trace_id, key, value, start_ns) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .map_err(map_sql)?;
-    let mut seen: HashSet<(&str, String)> = HashSet::new();
-    for span in spans {
-        for kv in span.attributes.iter().filter(|kv| which.wants(&kv.key)) {
-            if let Some(text) = attr_index_text(&kv.value)
-                && seen.insert((kv.key.as_str(), text.clone()))
-            {
-                insert
-                    .execute(params![&trace_id.0[..], kv.key, text, start])
-                    .map_err(map_sql)?;
-            }
-        }
     }
     Ok(())
 }
@@ -1297,8 +1542,11 @@ fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreErr
     let drive = match (&q.service, &q.operation, q.attributes.first()) {
         _ if !newest => Drive::Traces,
         (_, Some(_), _) => Drive::Operation,
-        (Some(_), None, _) => Drive::Service,
-        (None, None, Some(_)) => Drive::Attribute,
+        // An attribute value is nearly always more selective than a service: walking the
+        // service's traces newest first and probing each for the attribute reads the whole
+        // service when the value is rare.
+        (_, None, Some(_)) => Drive::Attribute,
+        (Some(_), None, None) => Drive::Service,
         (None, None, None) => Drive::Traces,
     };
     let (from, order, distinct) = match drive {

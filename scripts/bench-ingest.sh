@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Collector ingest benchmark (DESIGN.md §6, BENCHMARKS.md "Collector / Ingest").
+#
+# In one run, RUNS times each, interleaved:
+#   1. our collector (SQLite, default settings) at saturation: OTLP/HTTP protobuf, 500 spans
+#      x 10 attributes per request, CONNECTIONS connections; acknowledged spans = committed;
+#   2. rotel (PyPI `rotel`, Rust OTLP collector) with its blackhole exporter, same load;
+#   3. the raw SQLite insert rate of the same rows (bare table, and with the dedupe index);
+# then once: our collector at a fixed RATE (default 100k spans/s) for RATE_SECONDS, for RSS.
+# Prints every result line and the medians. CPU and RSS are sampled from /proc by the load
+# generator (cpu_us_per_span: whole process; writer_us_per_span: the SQLite writer thread).
+# The load generator runs on the same 2 cores as the receiver; figures are noisy: compare
+# medians and ratios from the same run.
+#
+#   RUNS=3 DURATION=10 CONNECTIONS=8 scripts/bench-ingest.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=${RUNS:-3}
+duration=${DURATION:-10}
+warmup=${WARMUP:-3}
+connections=${CONNECTIONS:-8}
+rate=${RATE:-100000}
+rate_seconds=${RATE_SECONDS:-30}
+work=${BENCH_DIR:-$(mktemp -d /tmp/spanline-bench-ingest.XXXXXX)}
+venv=${ROTEL_VENV:-$work/rotel-venv}
+target=${CARGO_TARGET_DIR:-target}
+port=${BENCH_PORT:-14318}
+
+echo "Building collector and loadgen (release)..."
+cargo build --release --locked --quiet -p collector --bin collector
+cargo build --release --locked --quiet -p loadgen
+collector_bin=$target/release/collector
+loadgen=$target/release/loadgen
+
+rotel=""
+if [ "${SKIP_ROTEL:-0}" != 1 ]; then
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+  fi
+  if "$venv/bin/pip" install --quiet rotel >"$work/pip.log" 2>&1; then
+    rotel=$("$venv/bin/python" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
+    echo "rotel: $("$rotel" --version 2>&1)"
+  else
+    echo "rotel: pip install failed, see $work/pip.log; measuring without it"
+  fi
+fi
+
+results=$work/results.txt
+: >"$results"
+pid=""
+stop_target() {
+  if [ -n "$pid" ]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    pid=""
+  fi
+}
+trap stop_target EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listening on port $1" >&2
+  return 1
+}
+
+start_collector() {
+  rm -rf "$work/data"
+  mkdir -p "$work/data"
+  COLLECTOR_INGEST_ADDR=127.0.0.1:$port COLLECTOR_QUERY_ADDR=127.0.0.1:$((port + 1)) \
+    COLLECTOR_DATA_DIR=$work/data "$collector_bin" >"$work/collector.log" 2>&1 &
+  pid=$!
+  wait_port "$port"
+}
+
+start_rotel() {
+  "$rotel" start --exporter blackhole --otlp-http-endpoint "127.0.0.1:$port" \
+    --otlp-grpc-endpoint "127.0.0.1:$((port + 2))" >"$work/rotel.log" 2>&1 &
+  pid=$!
+  wait_port "$port"
+}
+
+load() { # label [extra loadgen args]
+  local label=$1
+  shift
+  "$loadgen" ingest --url "http://127.0.0.1:$port/v1/traces" --connections "$connections" \
+    --warmup "$warmup" --duration "${LOAD_DURATION:-$duration}" --pid "$pid" --label "$label" "$@" |
+    tee -a "$results"
+}
+
+for run in $(seq 1 "$runs"); do
+  echo "--- run $run/$runs"
+  start_collector
+  load spanline
+  # Everything acknowledged is stored (ack after commit).
+  stop_target
+  if [ -n "$rotel" ]; then
+    start_rotel
+    load rotel-blackhole
+    stop_target
+  fi
+  "$loadgen" sqlite-ceiling --db "$work/ceiling.db" --rows 500000 | tee -a "$results"
+  "$loadgen" sqlite-ceiling --db "$work/ceiling.db" --rows 500000 --identity-index |
+    tee -a "$results"
+done
+
+echo "--- fixed rate: $rate spans/s for ${rate_seconds}s (RSS)"
+start_collector
+LOAD_DURATION=$rate_seconds load "spanline@$rate" --rate "$rate"
+du -sh "$work/data" | sed 's/^/data dir after the fixed-rate run: /' 
+stop_target
+
+echo "--- medians over $runs runs"
+python3 - "$results" <<'EOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    if not line.startswith("RESULT "):
+        continue
+    kv = dict(f.split("=", 1) for f in line.split()[1:])
+    rows.setdefault(kv["label"], []).append(kv)
+med = {}
+for label, rs in rows.items():
+    def m(key):
+        vals = [float(r[key]) for r in rs if key in r]
+        return statistics.median(vals) if vals else None
+    rate_key = "spans_per_s" if "spans_per_s" in rs[0] else "rows_per_s"
+    med[label] = m(rate_key)
+    extra = " ".join(
+        f"{k}={m(k):.2f}" for k in ("cpu_pct", "cpu_us_per_span", "writer_us_per_span",
+                                   "rss_max_mib", "hwm_mib", "req_p99_ms") if m(k) is not None)
+    print(f"{label:32s} {rate_key}={med[label]:10.0f} (n={len(rs)}) {extra}")
+if "spanline" in med and "rotel-blackhole" in med:
+    print(f"spanline / rotel-blackhole = {med['spanline'] / med['rotel-blackhole']:.2f}")
+if "spanline" in med and "sqlite-ceiling" in med:
+    print(f"spanline / sqlite-ceiling  = {med['spanline'] / med['sqlite-ceiling']:.2f}")
+EOF
+echo "results: $results"
