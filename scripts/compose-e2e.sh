@@ -37,6 +37,20 @@ if [ -n "$missing" ]; then
   exit 0
 fi
 
+# One run at a time per machine: runs share the Docker engine, the published ports and the
+# project name, and each begins by removing the project's leftovers, which would tear down
+# another run's stack. Wait (bounded) for a run from another checkout to finish.
+lock=${TMPDIR:-/tmp}/spanline-compose-e2e.lock
+exec 9>"$lock"
+if ! flock -n 9; then
+  echo "compose-e2e: another compose-e2e run holds $lock; waiting up to 20 min for it"
+  if ! flock -w 1200 9; then
+    echo "compose-e2e: still locked after 20 min ($lock)" >&2
+    echo "compose-e2e: 0 passed, 1 failed"
+    exit 1
+  fi
+fi
+
 cleanup() { $COMPOSE down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
