@@ -71,9 +71,9 @@ impl TracerConfig {
                     })
             })
             .unwrap_or_else(|| default_service_name.to_owned());
-        let version =
-            get("SERVICE_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
-        let resource = Resource::new(service_name, Some(&version), extra);
+        // The build's version; `OTEL_RESOURCE_ATTRIBUTES=service.version=...` overrides it.
+        let version = env!("CARGO_PKG_VERSION");
+        let resource = Resource::new(service_name, Some(version), extra);
 
         let (sampler, w) = Sampler::from_env(
             get("OTEL_TRACES_SAMPLER").as_deref(),
@@ -206,6 +206,28 @@ mod tests {
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let t = config(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://x:1/custom")]);
         assert_eq!(t.traces_endpoint, "http://x:1/custom");
+    }
+
+    #[test]
+    fn service_version_comes_from_the_build_or_resource_attributes() {
+        let version = |c: &TracerConfig| {
+            c.resource
+                .attributes()
+                .iter()
+                .find(|kv| kv.key == "service.version")
+                .map(|kv| kv.value.clone())
+        };
+        assert_eq!(
+            version(&config(&[])),
+            Some(crate::span::Value::from(
+                env!("CARGO_PKG_VERSION").to_owned()
+            ))
+        );
+        let c = config(&[("OTEL_RESOURCE_ATTRIBUTES", "service.version=9.9.9")]);
+        assert_eq!(
+            version(&c),
+            Some(crate::span::Value::from("9.9.9".to_owned()))
+        );
     }
 
     #[test]
