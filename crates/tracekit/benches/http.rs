@@ -46,7 +46,7 @@ const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-
 struct VoidExporter;
 
 impl SpanExporter for VoidExporter {
-    async fn export(&mut self, _batch: &[SpanData]) -> Result<ExportOutcome, ExportError> {
+    async fn export(&mut self, _batch: &[Box<SpanData>]) -> Result<ExportOutcome, ExportError> {
         Ok(ExportOutcome::Accepted)
     }
 }
@@ -66,7 +66,7 @@ impl opentelemetry_sdk::trace::SpanExporter for OtelVoidExporter {
 struct SharedProcessor(Arc<BatchSpanProcessor>);
 
 impl SpanProcessor for SharedProcessor {
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, span: Box<SpanData>) {
         self.0.on_end(span);
     }
     fn force_flush(&self, timeout: Duration) -> Result<(), ExportError> {

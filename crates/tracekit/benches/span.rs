@@ -24,7 +24,7 @@ const CHUNK: u64 = 1024;
 struct VoidExporter;
 
 impl SpanExporter for VoidExporter {
-    async fn export(&mut self, _batch: &[SpanData]) -> Result<ExportOutcome, ExportError> {
+    async fn export(&mut self, _batch: &[Box<SpanData>]) -> Result<ExportOutcome, ExportError> {
         Ok(ExportOutcome::Accepted)
     }
 }
@@ -66,7 +66,7 @@ fn tracekit_tracer(sampler: Sampler) -> (Tracer, std::sync::Arc<BatchSpanProcess
 struct SharedProcessor(std::sync::Arc<BatchSpanProcessor>);
 
 impl SpanProcessor for SharedProcessor {
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, span: Box<SpanData>) {
         self.0.on_end(span);
     }
     fn force_flush(&self, timeout: Duration) -> Result<(), ExportError> {

@@ -38,6 +38,7 @@ pub mod context;
 pub mod export;
 pub mod http;
 pub mod id;
+mod pool;
 pub mod propagation;
 pub mod resource;
 pub mod sampler;

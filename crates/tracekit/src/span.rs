@@ -189,7 +189,9 @@ pub struct Link {
 }
 
 /// A finished, sampled span as handed to a [`SpanProcessor`](crate::SpanProcessor).
-#[derive(Clone, Debug, PartialEq)]
+///
+/// The default value is an empty record (invalid ids, no name, no attributes).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SpanData {
     /// The trace id.
     pub trace_id: TraceId,
@@ -232,6 +234,32 @@ impl SpanData {
             .saturating_sub(self.start_time_unix_nano)
     }
 
+    /// Empties the record for reuse by another span, keeping the attribute, event and link
+    /// lists' memory (up to [`KEPT_ATTRIBUTE_CAPACITY`] attribute slots; a list that grew
+    /// larger is freed so one huge span does not pin memory in the pool).
+    pub(crate) fn clear_for_reuse(&mut self) {
+        self.trace_id = TraceId::INVALID;
+        self.span_id = SpanId::INVALID;
+        self.parent_span_id = SpanId::INVALID;
+        self.parent_is_remote = false;
+        self.trace_flags = TraceFlags::default();
+        self.trace_state = TraceState::default();
+        self.name = Cow::Borrowed("");
+        self.kind = SpanKind::Internal;
+        self.start_time_unix_nano = 0;
+        self.end_time_unix_nano = 0;
+        if self.attributes.capacity() > KEPT_ATTRIBUTE_CAPACITY {
+            self.attributes = Vec::new();
+        } else {
+            self.attributes.clear();
+        }
+        self.dropped_attributes_count = 0;
+        self.events = Vec::new();
+        self.dropped_events_count = 0;
+        self.links = Vec::new();
+        self.status = Status::Unset;
+    }
+
     /// The value of attribute `key`, if set.
     pub fn attribute(&self, key: &str) -> Option<&Value> {
         self.attributes
@@ -240,6 +268,9 @@ impl SpanData {
             .map(|kv| &kv.value)
     }
 }
+
+/// The most attribute slots a recycled record keeps (see `SpanData::clear_for_reuse`).
+pub(crate) const KEPT_ATTRIBUTE_CAPACITY: usize = 32;
 
 /// The current wall-clock time in unix nanoseconds (0 if the clock is before 1970).
 #[inline]

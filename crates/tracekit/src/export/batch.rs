@@ -1,7 +1,10 @@
 //! The batch span processor: a bounded queue in front of one export worker thread.
 //!
-//! `on_end` only does a `try_send` on a bounded channel (OpenTelemetry SDK §Batching
-//! processor); a full queue drops the *new* span and counts it. The worker does not wait on
+//! `on_end` only does a `try_send` of the boxed span on a bounded channel (`std`'s array
+//! channel: one compare-and-swap per span, against four atomic read-modify-writes in
+//! tokio's) (OpenTelemetry SDK §Batching processor); a full queue drops the *new* span and
+//! counts it. Exported boxes go back to the span record pool (`crate::pool`) for the
+//! request threads to reuse. The worker does not wait on
 //! the channel itself, so a span ended while it sleeps costs no wake-up (a futex or eventfd
 //! system call and two context switches): `on_end` wakes it only for the first span of a
 //! batch (to start the `scheduled_delay` clock) and when a full batch is queued. One dedicated OS thread
@@ -171,7 +174,7 @@ impl Shared {
 /// assert_eq!(stats.exported_ok as usize, exporter.finished_spans().len());
 /// ```
 pub struct BatchSpanProcessor {
-    spans: mpsc::Sender<SpanData>,
+    spans: std_mpsc::SyncSender<Box<SpanData>>,
     flushes: mpsc::Sender<FlushRequest>,
     shutdown: Mutex<Option<oneshot::Sender<ShutdownRequest>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -187,7 +190,7 @@ impl BatchSpanProcessor {
     /// If the thread cannot be started, an error is printed and the processor behaves as
     /// shut down: every span is dropped and counted in `dropped_at_shutdown`.
     pub fn new(exporter: impl SpanExporter, config: BatchConfig) -> BatchSpanProcessor {
-        let (spans_tx, spans_rx) = mpsc::channel(config.max_queue_size());
+        let (spans_tx, spans_rx) = std_mpsc::sync_channel(config.max_queue_size());
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_REQUEST_CAPACITY);
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let shared = Arc::new(Shared::default());
@@ -247,7 +250,7 @@ impl BatchSpanProcessor {
 }
 
 impl SpanProcessor for BatchSpanProcessor {
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, span: Box<SpanData>) {
         let hot = &self.shared.hot;
         hot.spans_ended.fetch_add(1, Relaxed);
         if hot.shutdown.load(Relaxed) {
@@ -267,12 +270,12 @@ impl SpanProcessor for BatchSpanProcessor {
                     self.shared.wake.notify_one();
                 }
             }
-            Err(TrySendError::Full(_)) => {
+            Err(std_mpsc::TrySendError::Full(_)) => {
                 hot.still_queued.fetch_sub(1, Relaxed);
                 hot.dropped_queue_full.fetch_add(1, Relaxed);
                 self.warn_queue_full();
             }
-            Err(TrySendError::Closed(_)) => {
+            Err(std_mpsc::TrySendError::Disconnected(_)) => {
                 // Shutdown completed (or the worker is gone) since the flag check.
                 hot.still_queued.fetch_sub(1, Relaxed);
                 self.shared.cold.dropped_at_shutdown.fetch_add(1, Relaxed);

@@ -89,16 +89,16 @@ impl InMemoryExporter {
 impl SpanExporter for InMemoryExporter {
     fn export(
         &mut self,
-        batch: &[SpanData],
+        batch: &[Box<SpanData>],
     ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send {
-        self.record(batch.iter().cloned());
+        self.record(batch.iter().map(|s| SpanData::clone(s)));
         std::future::ready(Ok(ExportOutcome::Accepted))
     }
 }
 
 impl SpanProcessor for InMemoryExporter {
-    fn on_end(&self, span: SpanData) {
-        self.record([span]);
+    fn on_end(&self, span: Box<SpanData>) {
+        self.record([*span]);
     }
 
     fn force_flush(&self, _timeout: Duration) -> Result<(), ExportError> {
@@ -144,8 +144,8 @@ mod tests {
     fn processor_records_synchronously_and_clones_share_storage() {
         let exporter = InMemoryExporter::new();
         let clone = exporter.clone();
-        clone.on_end(span("a"));
-        clone.on_end(span("b"));
+        clone.on_end(Box::new(span("a")));
+        clone.on_end(Box::new(span("b")));
         let names: Vec<_> = exporter
             .finished_spans()
             .into_iter()
@@ -160,7 +160,9 @@ mod tests {
     #[tokio::test]
     async fn exporter_records_batches() {
         let mut exporter = InMemoryExporter::new();
-        let outcome = exporter.export(&[span("x"), span("y")]).await;
+        let outcome = exporter
+            .export(&[Box::new(span("x")), Box::new(span("y"))])
+            .await;
         assert_eq!(outcome, Ok(ExportOutcome::Accepted));
         assert_eq!(exporter.finished_spans().len(), 2);
     }
@@ -171,7 +173,7 @@ mod tests {
         let writer = exporter.clone();
         let t = std::thread::spawn(move || {
             for _ in 0..3 {
-                writer.on_end(span("t"));
+                writer.on_end(Box::new(span("t")));
             }
         });
         let got = exporter.wait_for(3, Duration::from_secs(10));

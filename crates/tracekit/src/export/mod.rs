@@ -30,7 +30,10 @@ pub use otlp::{
 /// [`on_end`](SpanProcessor::on_end): it runs on the request path.
 pub trait SpanProcessor: Send + Sync + 'static {
     /// Takes ownership of a finished span. Never blocks; may drop (and count) the span.
-    fn on_end(&self, span: SpanData);
+    ///
+    /// The span comes boxed so it moves as one pointer; the
+    /// [`BatchSpanProcessor`] recycles the box for a later span once it is exported.
+    fn on_end(&self, span: Box<SpanData>);
 
     /// Exports every span ended before this call, waiting at most `timeout`.
     ///
@@ -90,12 +93,13 @@ pub enum ExportError {
 /// Sends batches of spans somewhere. Called by one worker at a time (`&mut self`); the
 /// processor owns retry, backoff and the overall deadline.
 pub trait SpanExporter: Send + 'static {
-    /// Exports one batch.
+    /// Exports one batch. The spans are boxed as the tracer recorded them: the processor
+    /// hands over the records themselves, without copying them into a new list.
     ///
     /// # Errors
     /// [`ExportError::Retryable`] or [`ExportError::Rejected`]; never `Timeout`/`Shutdown`.
     fn export(
         &mut self,
-        batch: &[SpanData],
+        batch: &[Box<SpanData>],
     ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send;
 }

@@ -188,7 +188,7 @@ impl fmt::Debug for OtlpHttpExporter {
 impl SpanExporter for OtlpHttpExporter {
     fn export(
         &mut self,
-        batch: &[SpanData],
+        batch: &[Box<SpanData>],
     ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send {
         let body = (!batch.is_empty()).then(|| self.template.encode(batch));
         let client = &self.client;

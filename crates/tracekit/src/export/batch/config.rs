@@ -14,9 +14,10 @@ pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE
 /// `OTEL_BSP_EXPORT_TIMEOUT`: milliseconds one export attempt may run; `0` means no limit.
 pub const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
 
-/// The largest queue accepted; larger values are clamped (tokio's channel bound is lower
-/// than `usize::MAX`, and a queue this size already holds gigabytes of spans).
-const MAX_QUEUE_SIZE_LIMIT: usize = 1 << 24;
+/// The largest queue accepted; larger values are clamped. The queue's slots are allocated
+/// up front (16 bytes each: 16 MiB at this limit), and a full queue this size already holds
+/// about a gigabyte of spans.
+const MAX_QUEUE_SIZE_LIMIT: usize = 1 << 20;
 
 /// Settings of the [`BatchSpanProcessor`](super::BatchSpanProcessor).
 ///
@@ -238,7 +239,7 @@ impl BatchConfigBuilder {
         self
     }
 
-    /// The configuration: the queue size is clamped to `1..=2^24`, the batch size to
+    /// The configuration: the queue size is clamped to `1..=2^20`, the batch size to
     /// `1..=max_queue_size`, the initial backoff to at most the max backoff, and a zero
     /// export timeout becomes [`Duration::MAX`] (no limit).
     pub fn build(self) -> BatchConfig {

@@ -144,7 +144,7 @@ struct Scripted {
 impl SpanExporter for Scripted {
     fn export(
         &mut self,
-        batch: &[SpanData],
+        batch: &[Box<SpanData>],
     ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send {
         let ids: Vec<u64> = batch.iter().map(|s| s.span_id.to_u64() - 1).collect();
         let step = {
@@ -205,7 +205,7 @@ fn config() -> BatchConfigBuilder {
 
 fn end_spans(p: &BatchSpanProcessor, ids: std::ops::Range<u64>) {
     for i in ids {
-        p.on_end(span(i));
+        p.on_end(Box::new(span(i)));
     }
 }
 
@@ -237,7 +237,7 @@ fn exports_when_the_batch_is_full() {
     assert_eq!(attempts[0].1, [0, 1, 2, 3]);
     assert_eq!(attempts[1].1, [4, 5, 6, 7]);
     // A ninth span alone stays queued: the scheduled delay is an hour.
-    p.on_end(span(8));
+    p.on_end(Box::new(span(8)));
     p.shutdown(WAIT).unwrap();
     let stats = p.stats();
     assert_eq!(stats.exported_ok, 9);
@@ -392,7 +392,7 @@ fn shutdown_flushes_everything_queued() {
     assert_balanced(stats);
 
     // After shutdown: spans are dropped and counted, flush and shutdown refuse.
-    p.on_end(span(9999));
+    p.on_end(Box::new(span(9999)));
     let stats = p.stats();
     assert_eq!(stats.dropped_at_shutdown, 1);
     assert_balanced(stats);

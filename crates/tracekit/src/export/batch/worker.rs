@@ -5,26 +5,33 @@
 //! - `taken` counts spans moved out of the channel; `resolved` counts spans whose fate is
 //!   final (exported or dropped). Batches resolve in order, so `resolved` spans are a
 //!   prefix of `taken` ones, and `taken - resolved` is the batch in hand.
-//! - A flush received when `taken + channel length == target` is answered once
-//!   `resolved >= target`: every span sent before the flush was in the channel then.
-//! - Once shutdown starts the channel is closed; the worker drains it (awaiting sends in
-//!   flight, which cannot start anew) so every span sent is resolved before it exits.
+//! - `still_queued` (shared) counts spans in hand, in the channel and being sent: `on_end`
+//!   adds one before its `try_send` (and takes it back if the send fails), the worker
+//!   subtracts resolved spans. So `resolved + still_queued` read when a flush arrives
+//!   covers every span ended before the flush, and once `still_queued` is 0 nothing is
+//!   outstanding at all (which also answers a flush whose count included a failed send).
+//! - Once shutdown starts, `on_end` stops sending (the shared flag); the worker drains the
+//!   channel until `still_queued` shows no send still landing, so every span sent is
+//!   resolved before it exits.
+
+#![allow(clippy::vec_box)] // Records are boxed on purpose: they move and recycle as one pointer.
 
 use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::TryRecvError;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{BatchConfig, Shared, deadline_after};
 use crate::export::{ExportError, ExportOutcome, SpanExporter};
+use crate::pool;
 use crate::span::SpanData;
 
 /// Where a flush or shutdown answer goes.
@@ -73,8 +80,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 pub(super) struct Worker<E> {
     exporter: E,
-    batch: Vec<SpanData>,
-    spans: mpsc::Receiver<SpanData>,
+    /// The batch in hand, as the tracer recorded it: the worker only reads the records, so
+    /// their memory stays where the request thread that reuses them last wrote it.
+    batch: Vec<Box<SpanData>>,
+    spans: std::sync::mpsc::Receiver<Box<SpanData>>,
     controls: Controls,
     st: State,
 }
@@ -170,7 +179,7 @@ impl<E: SpanExporter> Worker<E> {
         exporter: E,
         cfg: BatchConfig,
         shared: Arc<Shared>,
-        spans: mpsc::Receiver<SpanData>,
+        spans: std::sync::mpsc::Receiver<Box<SpanData>>,
         flushes: mpsc::Receiver<FlushRequest>,
         shutdown: oneshot::Receiver<ShutdownRequest>,
     ) -> Self {
@@ -230,15 +239,15 @@ impl<E: SpanExporter> Worker<E> {
     }
 
     /// Without a runtime nothing can be exported: count every queued span as dropped.
-    fn drop_everything_without_runtime(mut self) {
+    fn drop_everything_without_runtime(self) {
         let shared = Arc::clone(&self.st.shared);
         shared.hot.shutdown.store(true, Relaxed);
-        self.spans.close();
         let mut n: u64 = 0;
-        loop {
+        // Until every counted span is taken: a send that passed the shutdown check may
+        // still be landing.
+        while n < shared.hot.still_queued.load(Acquire) {
             match self.spans.try_recv() {
                 Ok(_) => n += 1,
-                // A send that got its permit before `close` is still landing.
                 Err(TryRecvError::Empty) => std::thread::yield_now(),
                 Err(TryRecvError::Disconnected) => break,
             }
@@ -256,22 +265,15 @@ impl<E: SpanExporter> Worker<E> {
                 if Instant::now() >= stopping.deadline {
                     break false;
                 }
-                // Shutdown: the channel is closed; take what is left and export it.
-                if self.batch.len() < max {
-                    let deadline = tokio::time::Instant::from_std(stopping.deadline);
-                    let limit = max - self.batch.len();
-                    let got = tokio::time::timeout_at(
-                        deadline,
-                        self.spans.recv_many(&mut self.batch, limit),
-                    )
-                    .await;
-                    match got {
-                        Ok(n) => self.st.took(n),
-                        Err(_) => break false,
-                    }
-                }
+                // Shutdown: no new sends start; take what is left and export it.
+                self.take_available(max);
                 if self.batch.is_empty() {
-                    break true;
+                    if self.st.sends_landing() == 0 {
+                        break true;
+                    }
+                    // A send that passed the shutdown check is still landing.
+                    tokio::time::sleep(Duration::from_micros(100)).await;
+                    continue;
                 }
                 self.export_batch().await;
                 continue;
@@ -312,7 +314,7 @@ impl<E: SpanExporter> Worker<E> {
                 () = shared.wake.notified() => Wake::Notified,
             };
             match wake {
-                Wake::Control(c) => self.st.handle(&mut self.spans, c),
+                Wake::Control(c) => self.st.handle(c),
                 Wake::Due => {
                     // Spans that arrived since the last look belong to this batch too.
                     self.take_available(max);
@@ -327,30 +329,19 @@ impl<E: SpanExporter> Worker<E> {
         self.finish(graceful)
     }
 
-    /// Moves spans already in the channel into the batch, without waiting.
-    ///
-    /// One `recv_many` call instead of a `try_recv` per span: the channel then hands the
-    /// permits back to the senders in one step (one lock of its semaphore) rather than one
-    /// per span, which matters while request threads are sending. The poll is
-    /// unconstrained by tokio's cooperative budget (which could report an empty channel
-    /// that is not) and uses a no-op waker: senders wake the worker through `wake` only.
+    /// Moves spans already in the channel into the batch, without waiting. Senders wake
+    /// the worker through `wake` only, so an empty channel just means nothing more yet.
     fn take_available(&mut self, max: usize) {
-        let limit = max.saturating_sub(self.batch.len());
-        if limit == 0 {
-            return;
+        let mut n = 0;
+        while self.batch.len() < max {
+            match self.spans.try_recv() {
+                Ok(span) => {
+                    self.batch.push(span);
+                    n += 1;
+                }
+                Err(_) => break,
+            }
         }
-        let (spans, batch) = (&mut self.spans, &mut self.batch);
-        let take = tokio::task::unconstrained(std::future::poll_fn(|cx| {
-            Poll::Ready(match spans.poll_recv_many(cx, batch, limit) {
-                Poll::Ready(n) => n,
-                Poll::Pending => 0,
-            })
-        }));
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let n = match std::pin::pin!(take).poll(&mut cx) {
-            Poll::Ready(n) => n,
-            Poll::Pending => 0,
-        };
         self.st.took(n);
     }
 
@@ -360,9 +351,9 @@ impl<E: SpanExporter> Worker<E> {
         let Worker {
             exporter,
             batch,
-            spans,
             controls,
             st,
+            ..
         } = self;
         if batch.is_empty() {
             return;
@@ -398,7 +389,7 @@ impl<E: SpanExporter> Worker<E> {
                     };
                     match wake {
                         Wake::Finished(a) => break a,
-                        Wake::Control(c) => st.handle(spans, c),
+                        Wake::Control(c) => st.handle(c),
                     }
                 }
             };
@@ -462,7 +453,7 @@ impl<E: SpanExporter> Worker<E> {
                 match wake {
                     Wake::RetryNow => break false,
                     Wake::ShutdownDeadline => break true,
-                    Wake::Control(c) => st.handle(spans, c),
+                    Wake::Control(c) => st.handle(c),
                 }
             };
             if abandoned {
@@ -471,27 +462,31 @@ impl<E: SpanExporter> Worker<E> {
             retries = retries.saturating_add(1);
         };
         let n = batch.len() as u64;
-        batch.clear();
-        st.resolve(n, resolution, spans.len());
+        pool::give_back(batch);
+        st.resolve(n, resolution);
     }
 
     /// Shutdown deadline passed: count the batch in hand and everything still queued.
     async fn abandon_remaining(&mut self) {
-        // The channel is closed, so this ends as soon as sends already under way land.
+        // No new sends start, so this ends as soon as sends already under way land.
         let mut n = self.batch.len() as u64;
         self.batch.clear();
         let mut drained = 0usize;
         loop {
-            let k = self.spans.recv_many(&mut self.batch, 1024).await;
-            if k == 0 {
-                break;
+            match self.spans.try_recv() {
+                Ok(_) => drained += 1,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    if self.st.shared.hot.still_queued.load(Acquire) <= n + drained as u64 {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
             }
-            drained += k;
-            self.batch.clear();
         }
         self.st.took(drained);
         n += drained as u64;
-        self.st.resolve(n, Resolution::AbandonedAtShutdown, 0);
+        self.st.resolve(n, Resolution::AbandonedAtShutdown);
     }
 
     /// Answers every waiting request and reports; the exporter is dropped with `self`.
@@ -542,10 +537,20 @@ impl State {
         self.flushes.iter().any(|f| f.target > self.resolved)
     }
 
-    fn handle(&mut self, spans: &mut mpsc::Receiver<SpanData>, control: Control) {
+    /// Spans counted in `still_queued` but not yet taken: in the channel or being sent.
+    fn sends_landing(&self) -> u64 {
+        let in_hand = self.taken - self.resolved;
+        self.shared
+            .hot
+            .still_queued
+            .load(Acquire)
+            .saturating_sub(in_hand)
+    }
+
+    fn handle(&mut self, control: Control) {
         match control {
             Control::Flush(request) => {
-                let target = self.taken + spans.len() as u64;
+                let target = self.resolved + self.shared.hot.still_queued.load(Acquire);
                 if target <= self.resolved {
                     let _ = request.reply.try_send(Ok(()));
                 } else {
@@ -553,14 +558,15 @@ impl State {
                 }
             }
             Control::Shutdown(request) => {
-                spans.close();
+                self.shared.hot.shutdown.store(true, Relaxed);
                 self.stopping = Some(Stopping {
                     deadline: request.deadline,
                     reply: Some(request.reply),
                 });
             }
             Control::Dropped => {
-                spans.close();
+                // The processor (and so the sending end) is gone: nothing new can arrive.
+                self.shared.hot.shutdown.store(true, Relaxed);
                 if self.stopping.is_none() {
                     let grace = self.cfg.export_timeout().min(DROP_GRACE);
                     self.stopping = Some(Stopping {
@@ -575,7 +581,13 @@ impl State {
     /// Answers the flushes whose spans are all resolved; forgets those whose caller left.
     fn answer_flushes(&mut self) {
         let now = Instant::now();
-        let resolved = self.resolved;
+        // Nothing queued, in hand or being sent: every flush is satisfied, including one
+        // whose target counted a send that then failed.
+        let resolved = if self.shared.hot.still_queued.load(Acquire) == 0 {
+            u64::MAX
+        } else {
+            self.resolved
+        };
         self.flushes.retain(|f| {
             if f.target <= resolved {
                 let _ = f.request.reply.try_send(Ok(()));
@@ -587,7 +599,7 @@ impl State {
     }
 
     /// Records the fate of `n` spans leaving the worker's hands.
-    fn resolve(&mut self, n: u64, resolution: Resolution, queued_now: usize) {
+    fn resolve(&mut self, n: u64, resolution: Resolution) {
         let cold = &self.shared.cold;
         match resolution {
             Resolution::Exported => {
@@ -626,10 +638,10 @@ impl State {
                 cold.dropped_at_shutdown.fetch_add(n, Relaxed);
             }
         }
-        self.shared.hot.still_queued.fetch_sub(n, Relaxed);
+        let queued_now = self.shared.hot.still_queued.fetch_sub(n, Release) - n;
         self.resolved += n;
         self.batch_started = None;
-        self.note_recovery(queued_now);
+        self.note_recovery(queued_now as usize);
     }
 
     /// Clears the queue-full warning once the queue is at most half full again, so the

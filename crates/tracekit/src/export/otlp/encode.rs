@@ -63,9 +63,9 @@ impl RequestTemplate {
 
     /// One `ExportTraceServiceRequest` with one `ResourceSpans` and one `ScopeSpans`
     /// holding the whole batch, encoded.
-    pub(super) fn encode(&mut self, batch: &[SpanData]) -> Vec<u8> {
+    pub(super) fn encode(&mut self, batch: &[Box<SpanData>]) -> Vec<u8> {
         self.span_lens.clear();
-        self.span_lens.extend(batch.iter().map(span_len));
+        self.span_lens.extend(batch.iter().map(|s| span_len(s)));
         // ScopeSpans { scope = 1, spans = 2 }; ResourceSpans { resource = 1, scope_spans = 2 };
         // ExportTraceServiceRequest { resource_spans = 1 }. Empty schema URLs are omitted.
         let scope_spans = ld_len(1, self.scope.len())

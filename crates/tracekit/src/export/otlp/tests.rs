@@ -333,7 +333,9 @@ async fn posts_one_protobuf_request_with_every_field_mapped() {
     let mut exporter = exporter(&url);
     let (root, root_expected) = root_span();
     let (unset, unset_expected) = unset_span();
-    let outcome = exporter.export(&[rich_span(), root, unset]).await;
+    let outcome = exporter
+        .export(&[Box::new(rich_span()), Box::new(root), Box::new(unset)])
+        .await;
     assert_eq!(outcome, Ok(ExportOutcome::Accepted));
 
     let raw = receiver.requests.lock().unwrap().remove(0);
@@ -387,7 +389,7 @@ async fn the_resource_and_scope_are_reused_in_every_request() {
     let mut exporter = exporter(&url);
     for _ in 0..3 {
         assert_eq!(
-            exporter.export(&[rich_span()]).await,
+            exporter.export(&[Box::new(rich_span())]).await,
             Ok(ExportOutcome::Accepted)
         );
     }
@@ -414,7 +416,7 @@ async fn an_empty_batch_sends_nothing() {
 
 async fn export_against(reply: Reply) -> Result<ExportOutcome, ExportError> {
     let (receiver, url) = Receiver::start([reply]).await;
-    let outcome = exporter(&url).export(&[rich_span()]).await;
+    let outcome = exporter(&url).export(&[Box::new(rich_span())]).await;
     assert_eq!(receiver.count(), 1, "exactly one request per export call");
     outcome
 }
@@ -561,7 +563,7 @@ async fn connection_refused_is_retryable() {
         listener.local_addr().unwrap().port()
     }; // closed: nothing listens there now
     let mut exporter = exporter(&format!("http://127.0.0.1:{port}/v1/traces"));
-    match exporter.export(&[rich_span()]).await {
+    match exporter.export(&[Box::new(rich_span())]).await {
         Err(ExportError::Retryable {
             reason,
             retry_after,
@@ -583,7 +585,7 @@ async fn a_stalled_receiver_times_out_as_retryable() {
     let timeout = Duration::from_millis(200);
     let mut exporter = OtlpHttpExporter::new(url, resource(), timeout).unwrap();
     let start = Instant::now();
-    let outcome = exporter.export(&[rich_span()]).await;
+    let outcome = exporter.export(&[Box::new(rich_span())]).await;
     let took = start.elapsed();
     assert!(
         matches!(outcome, Err(ExportError::Retryable { .. })),
@@ -603,7 +605,7 @@ async fn the_batch_processor_retries_a_503_then_delivers() {
         .build();
     let processor = BatchSpanProcessor::new(exporter(&url), cfg);
     for _ in 0..5 {
-        processor.on_end(rich_span());
+        processor.on_end(Box::new(rich_span()));
     }
     // Blocking calls are fine here: the receiver runs on the other runtime threads.
     processor.shutdown(TIMEOUT).unwrap();
@@ -626,7 +628,7 @@ async fn the_batch_processor_drops_a_rejected_batch_after_one_request() {
     let (receiver, url) = Receiver::start([Reply::status(400)]).await;
     let processor = BatchSpanProcessor::new(exporter(&url), BatchConfig::default());
     for _ in 0..5 {
-        processor.on_end(rich_span());
+        processor.on_end(Box::new(rich_span()));
     }
     processor.shutdown(TIMEOUT).unwrap();
     let stats = processor.stats();
@@ -652,7 +654,7 @@ async fn a_collector_that_comes_back_gets_the_backlog() {
         .build();
     let processor = BatchSpanProcessor::new(exporter(&format!("http://{addr}/v1/traces")), cfg);
     for _ in 0..150 {
-        processor.on_end(rich_span());
+        processor.on_end(Box::new(rich_span()));
     }
     let stats = processor.stats();
     // At most the queue plus one batch in the worker's hands can be kept.
@@ -813,7 +815,8 @@ fn direct_encoding_matches_the_generated_structs_byte_for_byte() {
         vec![rich_span(), root, unset, odd],
     ];
     for batch in &batches {
-        let direct = template.encode(batch);
+        let boxed: Vec<_> = batch.iter().cloned().map(Box::new).collect();
+        let direct = template.encode(&boxed);
         let structs = template.encode_with_structs(batch);
         assert_eq!(
             ExportTraceServiceRequest::decode(direct.as_slice()).unwrap(),
