@@ -321,19 +321,32 @@ impl Recording {
                 }
             }
             None if self.data.attributes.len() < MAX_ATTRIBUTES => {
-                // Room first, so the value is built after the (cold) growth call rather than
-                // kept live across it.
-                if self.data.attributes.len() == self.data.attributes.capacity() {
-                    self.data.attributes.reserve(SPARE_ATTRIBUTES);
-                }
-                self.data.attributes.push(KeyValue {
+                // With room known, `push`'s growth call is dead code and the key and value
+                // are stored straight into the slot; otherwise rustc builds the 56-byte
+                // `KeyValue` on the stack first, to keep it live across that call, and the
+                // copy's mixed store and load widths stall store-to-load forwarding.
+                let attrs = &mut self.data.attributes;
+                let kv = KeyValue {
                     key,
                     value: value.into(),
-                });
+                };
+                if attrs.len() < attrs.capacity() {
+                    attrs.push(kv);
+                } else {
+                    push_growing(attrs, kv);
+                }
             }
             None => self.data.dropped_attributes_count += 1,
         }
     }
+}
+
+/// Appends to a full attribute list (kept out of line: a recycled list rarely is full).
+#[cold]
+#[inline(never)]
+fn push_growing(attrs: &mut Vec<KeyValue>, kv: KeyValue) {
+    attrs.reserve(SPARE_ATTRIBUTES);
+    attrs.push(kv);
 }
 
 /// Key equality with the cheap tests first: different lengths, the same `&'static str`,
