@@ -242,7 +242,7 @@ impl SpanBuilder<'_> {
     }
 
     /// The recording half of [`start`](SpanBuilder::start), kept out of line.
-    #[inline(never)]
+    #[inline]
     fn record(self, cx: &SpanContext, parent_span_id: SpanId, parent_is_remote: bool) -> Recording {
         // A recycled record (crate::pool): no allocation, and the attribute list keeps
         // the capacity an earlier span gave it.

@@ -14,7 +14,10 @@
 //! ends up in exactly one [`BatchStats`] counter.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -105,8 +108,9 @@ struct Shared {
 #[derive(Default)]
 #[repr(align(64))]
 struct HotCounters {
-    spans_ended: AtomicU64,
-    still_queued: AtomicU64,
+    /// `spans_ended` and `still_queued` in one word, so `on_end` pays one atomic add for
+    /// both (see [`EndedQueued`]).
+    counts: EndedQueued,
     dropped_queue_full: AtomicU64,
     /// Set once shutdown starts (or the worker is gone): `on_end` drops without queueing.
     shutdown: AtomicBool,
@@ -114,9 +118,62 @@ struct HotCounters {
     loss_warned: AtomicBool,
 }
 
+/// Two counters in one atomic word: spans ended (since the last fold) in the high 40 bits,
+/// spans still queued in the low 24. `still_queued` never exceeds the queue size (at most
+/// 2^20) plus the sends in flight, so it cannot carry into the high part; the worker folds
+/// the high part into [`ColdCounters::ended_folded`] long before it could overflow.
+#[derive(Default)]
+struct EndedQueued(AtomicU64);
+
+impl EndedQueued {
+    const QUEUED_BITS: u32 = 24;
+    const QUEUED_MASK: u64 = (1 << Self::QUEUED_BITS) - 1;
+    const ONE_ENDED: u64 = 1 << Self::QUEUED_BITS;
+    /// Ended spans the high part holds before the worker folds them.
+    const FOLD_AT: u64 = 1 << 36;
+
+    /// Counts a span ended and queued; returns `still_queued` before it.
+    #[inline]
+    fn end_and_queue(&self) -> u64 {
+        self.0.fetch_add(Self::ONE_ENDED + 1, Relaxed) & Self::QUEUED_MASK
+    }
+
+    /// Counts a span ended without queueing it.
+    fn end(&self) {
+        self.0.fetch_add(Self::ONE_ENDED, Relaxed);
+    }
+
+    /// Takes `n` spans off `still_queued`; returns what is left.
+    fn unqueue(&self, n: u64) -> u64 {
+        (self.0.fetch_sub(n, Release) & Self::QUEUED_MASK).saturating_sub(n)
+    }
+
+    /// `still_queued`, with acquire ordering.
+    fn queued(&self) -> u64 {
+        self.0.load(Acquire) & Self::QUEUED_MASK
+    }
+
+    /// (spans ended since the last fold, still queued).
+    fn load(&self) -> (u64, u64) {
+        let v = self.0.load(Relaxed);
+        (v >> Self::QUEUED_BITS, v & Self::QUEUED_MASK)
+    }
+
+    /// Moves the ended count into `folded` once it is large (worker only).
+    fn fold_into(&self, folded: &AtomicU64) {
+        let ended = self.0.load(Relaxed) >> Self::QUEUED_BITS;
+        if ended >= Self::FOLD_AT {
+            self.0.fetch_sub(ended << Self::QUEUED_BITS, Relaxed);
+            folded.fetch_add(ended, Relaxed);
+        }
+    }
+}
+
 #[derive(Default)]
 #[repr(align(64))]
 struct ColdCounters {
+    /// Ended spans folded out of [`HotCounters::counts`].
+    ended_folded: AtomicU64,
     exported_ok: AtomicU64,
     dropped_rejected: AtomicU64,
     dropped_retry_exhausted: AtomicU64,
@@ -125,14 +182,15 @@ struct ColdCounters {
 
 impl Shared {
     fn snapshot(&self) -> BatchStats {
+        let (ended, still_queued) = self.hot.counts.load();
         BatchStats {
-            spans_ended: self.hot.spans_ended.load(Relaxed),
+            spans_ended: self.cold.ended_folded.load(Relaxed) + ended,
             exported_ok: self.cold.exported_ok.load(Relaxed),
             dropped_queue_full: self.hot.dropped_queue_full.load(Relaxed),
             dropped_rejected: self.cold.dropped_rejected.load(Relaxed),
             dropped_retry_exhausted: self.cold.dropped_retry_exhausted.load(Relaxed),
             dropped_at_shutdown: self.cold.dropped_at_shutdown.load(Relaxed),
-            still_queued: self.hot.still_queued.load(Relaxed),
+            still_queued,
         }
     }
 }
@@ -252,14 +310,14 @@ impl BatchSpanProcessor {
 impl SpanProcessor for BatchSpanProcessor {
     fn on_end(&self, span: Box<SpanData>) {
         let hot = &self.shared.hot;
-        hot.spans_ended.fetch_add(1, Relaxed);
         if hot.shutdown.load(Relaxed) {
+            hot.counts.end();
             self.shared.cold.dropped_at_shutdown.fetch_add(1, Relaxed);
             return;
         }
         // Counted as queued before the send so the worker, which decrements after it
         // receives, can never see the counter below the spans it holds.
-        let before = hot.still_queued.fetch_add(1, Relaxed);
+        let before = hot.counts.end_and_queue();
         match self.spans.try_send(span) {
             Ok(()) => {
                 // The worker sleeps only with an empty channel and fewer than a full batch
@@ -271,13 +329,13 @@ impl SpanProcessor for BatchSpanProcessor {
                 }
             }
             Err(std_mpsc::TrySendError::Full(_)) => {
-                hot.still_queued.fetch_sub(1, Relaxed);
+                hot.counts.unqueue(1);
                 hot.dropped_queue_full.fetch_add(1, Relaxed);
                 self.warn_queue_full();
             }
             Err(std_mpsc::TrySendError::Disconnected(_)) => {
                 // Shutdown completed (or the worker is gone) since the flag check.
-                hot.still_queued.fetch_sub(1, Relaxed);
+                hot.counts.unqueue(1);
                 self.shared.cold.dropped_at_shutdown.fetch_add(1, Relaxed);
             }
         }

@@ -682,3 +682,33 @@ fn backoff_grows_to_the_cap_with_fifty_percent_jitter() {
         .build();
     let _ = backoff_delay(&huge, 3, 0.9); // must not panic
 }
+
+#[test]
+fn ended_and_queued_counts_share_one_word_and_fold_without_loss() {
+    use std::sync::atomic::AtomicU64;
+
+    let counts = super::EndedQueued::default();
+    assert_eq!(counts.end_and_queue(), 0);
+    assert_eq!(counts.end_and_queue(), 1);
+    counts.end();
+    assert_eq!(counts.load(), (3, 2));
+    assert_eq!(counts.unqueue(1), 1);
+    assert_eq!(counts.queued(), 1);
+
+    // The high part is folded once it is large; the total and the queue are unchanged.
+    let fold_at = super::EndedQueued::FOLD_AT;
+    let big = super::EndedQueued(AtomicU64::new(
+        (fold_at << super::EndedQueued::QUEUED_BITS) | 5,
+    ));
+    let folded = AtomicU64::new(7);
+    big.fold_into(&folded);
+    assert_eq!(big.load(), (0, 5));
+    assert_eq!(
+        folded.load(std::sync::atomic::Ordering::Relaxed),
+        7 + fold_at
+    );
+    // Below the threshold nothing moves.
+    big.end();
+    big.fold_into(&folded);
+    assert_eq!(big.load(), (1, 5));
+}

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::SyncSender;
 use std::sync::mpsc::TryRecvError;
 use std::task::{Context, Poll};
@@ -245,7 +245,7 @@ impl<E: SpanExporter> Worker<E> {
         let mut n: u64 = 0;
         // Until every counted span is taken: a send that passed the shutdown check may
         // still be landing.
-        while n < shared.hot.still_queued.load(Acquire) {
+        while n < shared.hot.counts.queued() {
             match self.spans.try_recv() {
                 Ok(_) => n += 1,
                 Err(TryRecvError::Empty) => std::thread::yield_now(),
@@ -253,7 +253,7 @@ impl<E: SpanExporter> Worker<E> {
             }
         }
         shared.cold.dropped_at_shutdown.fetch_add(n, Relaxed);
-        shared.hot.still_queued.fetch_sub(n, Relaxed);
+        shared.hot.counts.unqueue(n);
     }
 
     /// The worker loop. Returns the shutdown reply and its result, if `shutdown` was called.
@@ -477,7 +477,7 @@ impl<E: SpanExporter> Worker<E> {
                 Ok(_) => drained += 1,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
-                    if self.st.shared.hot.still_queued.load(Acquire) <= n + drained as u64 {
+                    if self.st.shared.hot.counts.queued() <= n + drained as u64 {
                         break;
                     }
                     tokio::task::yield_now().await;
@@ -540,17 +540,13 @@ impl State {
     /// Spans counted in `still_queued` but not yet taken: in the channel or being sent.
     fn sends_landing(&self) -> u64 {
         let in_hand = self.taken - self.resolved;
-        self.shared
-            .hot
-            .still_queued
-            .load(Acquire)
-            .saturating_sub(in_hand)
+        self.shared.hot.counts.queued().saturating_sub(in_hand)
     }
 
     fn handle(&mut self, control: Control) {
         match control {
             Control::Flush(request) => {
-                let target = self.resolved + self.shared.hot.still_queued.load(Acquire);
+                let target = self.resolved + self.shared.hot.counts.queued();
                 if target <= self.resolved {
                     let _ = request.reply.try_send(Ok(()));
                 } else {
@@ -583,7 +579,7 @@ impl State {
         let now = Instant::now();
         // Nothing queued, in hand or being sent: every flush is satisfied, including one
         // whose target counted a send that then failed.
-        let resolved = if self.shared.hot.still_queued.load(Acquire) == 0 {
+        let resolved = if self.shared.hot.counts.queued() == 0 {
             u64::MAX
         } else {
             self.resolved
@@ -638,7 +634,11 @@ impl State {
                 cold.dropped_at_shutdown.fetch_add(n, Relaxed);
             }
         }
-        let queued_now = self.shared.hot.still_queued.fetch_sub(n, Release) - n;
+        let queued_now = self.shared.hot.counts.unqueue(n);
+        self.shared
+            .hot
+            .counts
+            .fold_into(&self.shared.cold.ended_folded);
         self.resolved += n;
         self.batch_started = None;
         self.note_recovery(queued_now as usize);
