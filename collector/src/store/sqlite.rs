@@ -57,7 +57,7 @@
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
 //! and tables (traces stored before it have no span mask, attribute index or entry rows).
 //! Version 2 → 3 copies the three search-index tables into their one-B-tree form (in key
-//! order) and drops the old ones; it takes minutes for tens of millions of rows.
+//! order) and drops the old ones: about a minute for a file of 10M spans (BENCHMARKS.md §3.2).
 //!
 //! **Search-index tables (v3).** `trace_services`, `trace_operations` and `span_attrs` are
 //! one B-tree each (`WITHOUT ROWID`), keyed by what a search walks and ending in
@@ -568,7 +568,7 @@ impl SqliteStore {
             if version > 0 {
                 eprintln!(
                     "collector: migrating {shown} from schema version {version} to \
-                     {SCHEMA_VERSION} (rewrites the search indexes; minutes for millions of spans)"
+                     {SCHEMA_VERSION} (rewrites the search indexes; about a minute per 10M spans)"
                 );
             }
             conn.execute_batch(&format!(
