@@ -571,10 +571,23 @@ impl SqliteStore {
                      {SCHEMA_VERSION} (rewrites the search indexes; about a minute per 10M spans)"
                 );
             }
+            // One transaction: on failure (e.g. disk full) the file is left as it was.
             conn.execute_batch(&format!(
                 "BEGIN; {base} {v2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
-            .map_err(corrupt)?;
+            .map_err(|e| {
+                if is_corruption(&e) || version == 0 {
+                    corrupt(e)
+                } else {
+                    StoreError::Io {
+                        context: format!(
+                            "migrating {shown} from schema version {version} to \
+                             {SCHEMA_VERSION} (nothing was changed)"
+                        ),
+                        detail: e.to_string(),
+                    }
+                }
+            })?;
         }
 
         // The WAL is checkpointed by a background connection (see `Checkpointer`), not by the
@@ -2325,21 +2338,37 @@ mod tests {
         let found = store.find_traces(q).await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].start_time_unix_nano, root.start_time_unix_nano);
-        store.shutdown().await;
         // Every index row carries the new start; none is left at the old one.
         let conn = Connection::open(dir.path().join("spanline.db")).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
         for table in ["trace_services", "trace_operations", "span_attrs"] {
-            let stale: i64 = conn
-                .query_row(
-                    &format!(
-                        "SELECT count(*) FROM {table} x JOIN traces t \
-                         ON t.trace_id = x.trace_id WHERE x.start_ns != t.start_ns"
-                    ),
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap();
+            assert!(
+                count(&format!("SELECT count(*) FROM {table}")) > 0,
+                "{table}"
+            );
+            let stale = count(&format!(
+                "SELECT count(*) FROM {table} x JOIN traces t \
+                 ON t.trace_id = x.trace_id WHERE x.start_ns != t.start_ns"
+            ));
             assert_eq!(stale, 0, "{table}");
+        }
+        // Retention finds the moved rows by their key.
+        let outcome = store
+            .enforce_retention(RetentionPolicy {
+                delete_before_unix_nano: Some(u64::MAX),
+                max_bytes: None,
+                batch_traces: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome.traces_deleted, 1);
+        store.shutdown().await;
+        for table in ["trace_services", "trace_operations", "span_attrs"] {
+            assert_eq!(
+                count(&format!("SELECT count(*) FROM {table}")),
+                0,
+                "{table}"
+            );
         }
     }
 
