@@ -7,6 +7,7 @@
 # a second run only tops them up.
 #
 #   SIZES="1000000 10000000" SAMPLES=200 scripts/bench-query.sh
+#   BENCH_ID_ORDER=random SIZES=1000000 scripts/bench-query.sh   # W3C-style random trace ids
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +17,11 @@ mkdir -p "$dir"
 
 cargo test --release --locked --quiet -p collector --test query_bench --no-run
 for n in $sizes; do
-  # `demo-`: databases of the earlier bench (`q<n>.db`, random trace ids) are not topped up.
-  echo "--- $n spans ($dir/demo-$n.db)"
-  BENCH_SPANS=$n BENCH_DB=$dir/demo-$n.db BENCH_SAMPLES=${SAMPLES:-200} \
+  # `demo-`: databases of the earlier bench (`q<n>.db`) are not topped up.
+  # BENCH_ID_ORDER=random: random-looking trace ids instead of time-ordered ones.
+  db=$dir/demo-${BENCH_ID_ORDER:+$BENCH_ID_ORDER-}$n.db
+  echo "--- $n spans ($db)"
+  BENCH_SPANS=$n BENCH_DB=$db BENCH_SAMPLES=${SAMPLES:-200} \
     cargo test --release --locked --quiet -p collector --test query_bench -- \
     --ignored --nocapture --test-threads 1
 done
