@@ -7,7 +7,9 @@
 #   2. rotel (PyPI `rotel`, Rust OTLP collector) with its blackhole exporter, same load;
 #   3. the raw SQLite insert rate of the same rows (bare table, and with the dedupe index);
 # then once: our collector at a fixed RATE (default 100k spans/s) for RATE_SECONDS, for RSS.
-# Prints every result line and the medians. CPU and RSS are sampled from /proc by the load
+# With COMPARE_BIN=<path to another collector binary> (e.g. one built from main), each run also
+# measures that binary under the same load right after ours (label `compare`), for a same-run
+# before/after. Prints every result line and the medians. CPU and RSS are sampled from /proc by the load
 # generator (cpu_us_per_span: whole process; writer_us_per_span: the SQLite writer thread).
 # The load generator runs on the same 2 cores as the receiver; figures are noisy: compare
 # medians and ratios from the same run.
@@ -67,11 +69,11 @@ wait_port() {
   return 1
 }
 
-start_collector() {
+start_collector() { # [binary]
   rm -rf "$work/data"
   mkdir -p "$work/data"
   COLLECTOR_INGEST_ADDR=127.0.0.1:$port COLLECTOR_QUERY_ADDR=127.0.0.1:$((port + 1)) \
-    COLLECTOR_DATA_DIR=$work/data "$collector_bin" >"$work/collector.log" 2>&1 &
+    COLLECTOR_DATA_DIR=$work/data "${1:-$collector_bin}" >"$work/collector.log" 2>&1 &
   pid=$!
   wait_port "$port"
 }
@@ -97,6 +99,11 @@ for run in $(seq 1 "$runs"); do
   load spanline
   # Everything acknowledged is stored (ack after commit).
   stop_target
+  if [ -n "${COMPARE_BIN:-}" ]; then
+    start_collector "$COMPARE_BIN"
+    load compare
+    stop_target
+  fi
   if [ -n "$rotel" ]; then
     start_rotel
     load rotel-blackhole
@@ -133,6 +140,8 @@ for label, rs in rows.items():
         f"{k}={m(k):.2f}" for k in ("cpu_pct", "cpu_us_per_span", "writer_us_per_span",
                                    "rss_max_mib", "hwm_mib", "req_p99_ms") if m(k) is not None)
     print(f"{label:32s} {rate_key}={med[label]:10.0f} (n={len(rs)}) {extra}")
+if "spanline" in med and "compare" in med:
+    print(f"spanline / compare         = {med['spanline'] / med['compare']:.2f}")
 if "spanline" in med and "rotel-blackhole" in med:
     print(f"spanline / rotel-blackhole = {med['spanline'] / med['rotel-blackhole']:.2f}")
 if "spanline" in med and "sqlite-ceiling" in med:

@@ -6,7 +6,13 @@
 //! ```sh
 //! cargo test --release -p collector --test ingest_bench -- --ignored --nocapture
 //! BENCH_ATTRIBUTE_INDEX=none cargo test --release -p collector --test ingest_bench -- --ignored --nocapture
+//! BENCH_LATE_ROOT=1 cargo test --release -p collector --test ingest_bench -- --ignored --nocapture
 //! ```
+//!
+//! `BENCH_LATE_ROOT=1`: each trace's root (its earliest span) arrives [`ROOT_LAG`] requests
+//! after its other 9 spans, in another group commit, so every trace's start moves earlier once
+//! after it was indexed (as in the demo, where the frontend's root span ends, and is exported,
+//! last). The default sends each trace whole, in one request.
 
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
 #![allow(clippy::unwrap_used)]
@@ -27,6 +33,8 @@ use tower::ServiceExt;
 const SPANS_PER_REQUEST: usize = 500;
 const REQUESTS: usize = 400;
 const IN_FLIGHT: usize = 8;
+/// With `BENCH_LATE_ROOT=1`: how many requests later a trace's root span is sent.
+const ROOT_LAG: usize = 16;
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
@@ -36,11 +44,19 @@ fn kv(key: &str, value: any_value::Value) -> KeyValue {
     }
 }
 
-fn request(n: usize) -> Vec<u8> {
-    let t0 = 1_763_700_000_000_000_000u64 + n as u64 * 1_000_000;
+fn request(n: usize, late_root: bool) -> Vec<u8> {
+    let start_of = |n: usize| 1_763_700_000_000_000_000u64 + n as u64 * 1_000_000;
+    let t0 = start_of(n);
     let spans = (0..SPANS_PER_REQUEST)
         .map(|i| {
-            let trace = (n * SPANS_PER_REQUEST + i) / 10 + 1; // 10 spans per trace
+            // 10 spans per trace; with `late_root`, span 0 of each trace (the earliest) is
+            // the root of a trace of request `n - ROOT_LAG` instead.
+            let (owner, start) = if late_root && i % 10 == 0 && n >= ROOT_LAG {
+                (n - ROOT_LAG, start_of(n - ROOT_LAG) + i as u64 * 1000 - 500)
+            } else {
+                (n, t0 + i as u64 * 1000)
+            };
+            let trace = (owner * SPANS_PER_REQUEST + i) / 10 + 1;
             let mut trace_id = [0u8; 16];
             trace_id[8..].copy_from_slice(&(trace as u64).to_be_bytes());
             let mut span_id = [0u8; 8];
@@ -50,8 +66,8 @@ fn request(n: usize) -> Vec<u8> {
                 span_id: span_id.to_vec(),
                 name: format!("GET /api/v1/items/{}", i % 20),
                 kind: 2 + (i % 2) as i32,
-                start_time_unix_nano: t0 + i as u64 * 1000,
-                end_time_unix_nano: t0 + i as u64 * 1000 + 250_000,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 250_000,
                 attributes: vec![
                     kv(
                         "http.request.method",
@@ -126,12 +142,16 @@ fn otlp_protobuf_ingest_throughput() {
         if let Ok(which) = std::env::var("BENCH_ATTRIBUTE_INDEX") {
             options.index_attributes = which.parse().unwrap();
         }
-        println!("ingest_bench: attribute index {:?}", options.index_attributes);
+        let late_root = std::env::var("BENCH_LATE_ROOT").is_ok_and(|v| v == "1");
+        println!(
+            "ingest_bench: attribute index {:?}, late root {late_root}",
+            options.index_attributes
+        );
         let store = SqliteStore::open(dir.path().join("spanline.db"), options).unwrap();
         let state = AppState::new(Arc::new(store), IngestLimits::default());
         let app = collector::ingest_app(state.clone());
         let bodies: Arc<Vec<bytes::Bytes>> =
-            Arc::new((0..REQUESTS).map(|n| request(n).into()).collect());
+            Arc::new((0..REQUESTS).map(|n| request(n, late_root).into()).collect());
         let started = Instant::now();
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = Vec::new();

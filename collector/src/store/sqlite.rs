@@ -25,7 +25,7 @@
 //! files up to [`SqliteOptions::quick_check_max_bytes`]; a damaged file makes `open` fail with
 //! [`StoreError::Corrupt`] before anything is written to it (C12).
 //!
-//! ## Schema (version 2, `PRAGMA user_version = 2`)
+//! ## Schema (version 3, `PRAGMA user_version = 3`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -41,21 +41,33 @@
 //!        span_count, error_count,
 //!        services TEXT, operations TEXT)                      -- JSON arrays, sorted
 //!        INDEX (start_ns), INDEX (duration_ns)
-//! trace_services(service, trace_id, start_ns)                 -- PK (trace_id, service); INDEX (service, start_ns)
-//! trace_operations(service, operation, trace_id, start_ns)    -- PK (trace_id, service, operation);
-//!                                                             -- INDEX (service, operation, start_ns), (operation, start_ns)
+//! trace_services(service, start_ns, trace_id)                 -- PK (service, start_ns, trace_id)   (v3)
+//! trace_operations(service, operation, start_ns, trace_id)    -- PK (service, operation, start_ns, trace_id);
+//!                                                             -- INDEX (operation, start_ns, trace_id)   (v3)
 //! operations(service, name, kind)                             -- PK (service, name, kind): service/operation lists
 //! -- version 2:
 //! traces.span_mask INTEGER                                    -- bit per span kind and status code (kind/status filters)
 //! entry_spans(start_ns, service, name, duration_ns, error,    -- one row per SERVER/CONSUMER span: stats and the
 //!             trace_id, parent_span_id, kind)                 -- dependency graph; INDEX (start_ns), (service, start_ns)
-//! span_attrs(trace_id, key, value, start_ns)                  -- PK (trace_id, key, value); INDEX (key, value, start_ns):
+//! span_attrs(key, value, start_ns, trace_id)                  -- PK (key, value, start_ns, trace_id)   (v3):
 //!                                                             -- attribute search (strings <= 256 bytes, ints, bools, doubles);
 //!                                                             -- which keys: SqliteOptions::index_attributes (COLLECTOR_ATTRIBUTE_INDEX)
 //! ```
 //!
-//! A version-1 file is migrated in place at open (new columns and tables; traces stored
-//! before the migration have no span mask, attribute index or entry rows).
+//! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
+//! and tables (traces stored before it have no span mask, attribute index or entry rows).
+//! Version 2 → 3 copies the three search-index tables into their one-B-tree form (in key
+//! order) and drops the old ones: about a minute for a file of 10M spans (BENCHMARKS.md §3.2).
+//!
+//! **Search-index tables (v3).** `trace_services`, `trace_operations` and `span_attrs` are
+//! one B-tree each (`WITHOUT ROWID`), keyed by what a search walks and ending in
+//! `(start_ns, trace_id)`; version 2 had a second B-tree per table keyed by trace id, which
+//! doubled the index work of every write. Every row carries its trace's current start
+//! (`traces.start_ns`), so a probe for one trace is an exact key lookup
+//! (`… AND start_ns = t.start_ns AND trace_id = t.trace_id`), and `INSERT OR IGNORE` on that
+//! key deduplicates rows across groups. When a late span moves a trace's start earlier, or
+//! retention deletes a trace, the trace's rows are recomputed from its stored spans
+//! (`StoredRows`: services, names and the attributes in `detail`) and deleted by key.
 //!
 //! `entry_spans` lets `/v1/stats` and `/v1/dependencies` read only the SERVER/CONSUMER spans
 //! of their window through `entry_spans_by_start`; the dependency query joins each row to its
@@ -77,6 +89,7 @@
 //! links as OTLP messages; status message; trace state; flags; the three dropped counts;
 //! collector warnings). Protobuf is compact, fast and extends without migrations.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -98,10 +111,12 @@ use super::{
     span_mask_bit_status,
 };
 use crate::convert;
-use crate::model::{Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId};
+use crate::model::{
+    AttrValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
+};
 
 /// Schema version written to `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Most spans the writer puts in one group commit (more requests wait for the next one).
 pub const MAX_GROUP_SPANS: usize = 50_000;
 /// Idle read-only connections kept for reuse.
@@ -381,6 +396,46 @@ CREATE TABLE span_attrs (
 CREATE INDEX span_attrs_by_value ON span_attrs (key, value, start_ns);
 ";
 
+/// Version 2 → 3 (also run after [`SCHEMA_V2`] on a new file): the three search-index tables
+/// become one B-tree each, keyed by what a search walks (`…, start_ns, trace_id`), with no
+/// separate trace-id key. Their rows are copied in key order, so a large file migrates with
+/// appends only.
+const SCHEMA_V3: &str = "
+CREATE TABLE trace_services_v3 (
+    service TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    PRIMARY KEY (service, start_ns, trace_id)
+) WITHOUT ROWID;
+INSERT INTO trace_services_v3 (service, start_ns, trace_id)
+    SELECT service, start_ns, trace_id FROM trace_services ORDER BY 1, 2, 3;
+DROP TABLE trace_services;
+ALTER TABLE trace_services_v3 RENAME TO trace_services;
+CREATE TABLE trace_operations_v3 (
+    service TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    PRIMARY KEY (service, operation, start_ns, trace_id)
+) WITHOUT ROWID;
+INSERT INTO trace_operations_v3 (service, operation, start_ns, trace_id)
+    SELECT service, operation, start_ns, trace_id FROM trace_operations ORDER BY 1, 2, 3, 4;
+DROP TABLE trace_operations;
+ALTER TABLE trace_operations_v3 RENAME TO trace_operations;
+CREATE INDEX trace_operations_by_name ON trace_operations (operation, start_ns, trace_id);
+CREATE TABLE span_attrs_v3 (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    PRIMARY KEY (key, value, start_ns, trace_id)
+) WITHOUT ROWID;
+INSERT INTO span_attrs_v3 (key, value, start_ns, trace_id)
+    SELECT key, value, start_ns, trace_id FROM span_attrs ORDER BY 1, 2, 3, 4;
+DROP TABLE span_attrs;
+ALTER TABLE span_attrs_v3 RENAME TO span_attrs;
+";
+
 const INSERT_SPAN: &str = "INSERT OR IGNORE INTO spans (trace_id, span_id, kind, parent_span_id, \
      service, name, start_ns, duration_ns, status_code, resource_id, scope_name, scope_version, \
      detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
@@ -509,10 +564,30 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         if version < SCHEMA_VERSION {
             let base = if version == 0 { SCHEMA } else { "" };
+            let v2 = if version < 2 { SCHEMA_V2 } else { "" };
+            if version > 0 {
+                eprintln!(
+                    "collector: migrating {shown} from schema version {version} to \
+                     {SCHEMA_VERSION} (rewrites the search indexes; about a minute per 10M spans)"
+                );
+            }
+            // One transaction: on failure (e.g. disk full) the file is left as it was.
             conn.execute_batch(&format!(
-                "BEGIN; {base} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {base} {v2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
-            .map_err(corrupt)?;
+            .map_err(|e| {
+                if is_corruption(&e) || version == 0 {
+                    corrupt(e)
+                } else {
+                    StoreError::Io {
+                        context: format!(
+                            "migrating {shown} from schema version {version} to \
+                             {SCHEMA_VERSION} (nothing was changed)"
+                        ),
+                        detail: e.to_string(),
+                    }
+                }
+            })?;
         }
 
         // The WAL is checkpointed by a background connection (see `Checkpointer`), not by the
@@ -610,6 +685,13 @@ fn run_writer(
     index_attributes: Arc<AttributeIndex>,
     mut checkpointer: Checkpointer,
 ) {
+    // Freeing a group's spans (every `String` and `Vec` of the model) is about 5% of the
+    // writer's CPU; a helper thread does it after the replies went out.
+    let (free, to_free) = std::sync::mpsc::channel::<Vec<Item>>();
+    let freer = std::thread::Builder::new()
+        .name("spanline-free".to_owned())
+        .spawn(move || to_free.into_iter().for_each(drop))
+        .ok();
     let mut shutdown_replies = Vec::new();
     while shutdown_replies.is_empty() {
         let Some(first) = rx.blocking_recv() else {
@@ -626,13 +708,17 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        process_group(
+        let done = process_group(
             &mut conn,
             group,
             &mut shutdown_replies,
             &commits,
             &index_attributes,
         );
+        if freer.is_some() {
+            // Without the helper thread (it could not start), `done` is dropped here.
+            let _ = free.send(done);
+        }
         checkpointer.after_commit(&conn, spans_in_group);
     }
     // Refuse what is still queued: those requests were never acknowledged.
@@ -650,6 +736,10 @@ fn run_writer(
             }
             WriterMsg::Shutdown { reply } => shutdown_replies.push(reply),
         }
+    }
+    drop(free);
+    if let Some(freer) = freer {
+        let _ = freer.join();
     }
     checkpointer.stop();
     if let Err(e) = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);") {
@@ -821,13 +911,15 @@ enum GroupFailure {
 /// a request touches into a statement journal). Only if a request fails is the whole group
 /// rolled back and applied again with a `SAVEPOINT` per request, so a failing request is all
 /// or nothing and the others still commit (reliability.md §6 C6).
+///
+/// Returns the group's items, for the caller to free off the writer thread.
 fn process_group(
     conn: &mut Connection,
     group: Vec<WriterMsg>,
     shutdown_replies: &mut Vec<oneshot::Sender<()>>,
     commits: &watch::Sender<u64>,
     index_attributes: &AttributeIndex,
-) {
+) -> Vec<Item> {
     let mut items = Vec::with_capacity(group.len());
     let mut replies = Vec::with_capacity(group.len());
     for msg in group {
@@ -848,7 +940,7 @@ fn process_group(
         }
     }
     if items.is_empty() {
-        return;
+        return items;
     }
     let mut outcome = apply_group(conn, &items, false, index_attributes);
     if matches!(outcome, Err(GroupFailure::Retry)) {
@@ -897,6 +989,7 @@ fn process_group(
     if committed {
         commits.send_modify(|n| *n += 1);
     }
+    items
 }
 
 /// One attempt at a group: BEGIN, every item, the group's index rows, COMMIT.
@@ -989,65 +1082,108 @@ impl<'a> GroupIndex<'a> {
 
     fn flush(&mut self, conn: &Connection, which: &AttributeIndex) -> Result<(), StoreError> {
         let traces = std::mem::take(&mut self.traces);
-        let mut services: Vec<(&str, TraceId, i64)> = Vec::new();
-        let mut pairs: Vec<(&str, &str, TraceId, i64)> = Vec::new();
-        let mut attrs: Vec<(&str, String, TraceId, i64)> = Vec::new();
+        // Summaries first. A trace whose start moved had its index rows deleted and read back
+        // from its stored spans (`rebuilt`); they are inserted again below at the new start.
+        let mut starts: Vec<(i64, bool)> = Vec::with_capacity(traces.len());
+        let mut rebuilt: Vec<(TraceId, i64, StoredRows)> = Vec::new();
         for (trace_id, spans) in &traces {
-            let start = update_trace(conn, *trace_id, spans)?;
+            let (start, rows) = update_trace(conn, *trace_id, spans)?;
+            starts.push((start, rows.is_some()));
+            if let Some(rows) = rows {
+                rebuilt.push((*trace_id, start, rows));
+            }
+        }
+        let mut services: Vec<(&str, i64, TraceId)> = Vec::new();
+        let mut pairs: Vec<(&str, &str, i64, TraceId)> = Vec::new();
+        // Attribute rows grouped by (key, value): sorting the few distinct pairs and then each
+        // pair's (start, trace) list is much cheaper than sorting every row by its strings.
+        let mut attrs: HashMap<AttrPair<'_>, Vec<(i64, TraceId)>> = HashMap::new();
+        for ((trace_id, spans), &(start, was_rebuilt)) in traces.iter().zip(&starts) {
+            if was_rebuilt {
+                continue;
+            }
             for span in spans {
-                services.push((&span.service_name, *trace_id, start));
-                pairs.push((&span.service_name, &span.name, *trace_id, start));
+                services.push((&span.service_name, start, *trace_id));
+                pairs.push((&span.service_name, &span.name, start, *trace_id));
                 if *which == AttributeIndex::None {
                     continue;
                 }
                 for kv in span.attributes.iter().filter(|kv| which.wants(&kv.key)) {
-                    if let Some(text) = attr_index_text(&kv.value) {
-                        attrs.push((&kv.key, text, *trace_id, start));
+                    if let Some(text) = index_text(&kv.value) {
+                        attrs
+                            .entry((&kv.key, text))
+                            .or_default()
+                            .push((start, *trace_id));
                     }
                 }
             }
         }
-        // In the order of each table's search index, once per trace: neighbouring inserts
-        // touch the same index pages.
-        services.sort_unstable_by(|a, b| (a.0, a.2, a.1).cmp(&(b.0, b.2, b.1)));
-        services.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        for (trace_id, start, rows) in &rebuilt {
+            for service in &rows.services {
+                services.push((service, *start, *trace_id));
+            }
+            for (service, operation) in &rows.pairs {
+                pairs.push((service, operation, *start, *trace_id));
+            }
+            for (key, value) in rows.attrs.iter().filter(|(k, _)| which.wants(k)) {
+                attrs
+                    .entry((key, Cow::Borrowed(value)))
+                    .or_default()
+                    .push((*start, *trace_id));
+            }
+        }
+        // In key order (each table is one B-tree), once per trace: neighbouring inserts touch
+        // the same pages, and a trace's rows go to the end of each (key, value) run.
+        services.sort_unstable();
+        services.dedup();
         insert_rows(
             conn,
-            "trace_services (service, trace_id, start_ns)",
+            "trace_services (service, start_ns, trace_id)",
             3,
             &services,
-            |stmt, at, (service, trace_id, start)| {
+            |stmt, at, (service, start, trace_id)| {
                 stmt.raw_bind_parameter(at, service)?;
-                stmt.raw_bind_parameter(at + 1, trace_id.0)?;
-                stmt.raw_bind_parameter(at + 2, start)
+                stmt.raw_bind_parameter(at + 1, start)?;
+                stmt.raw_bind_parameter(at + 2, trace_id.0)
             },
         )?;
-        pairs.sort_unstable_by(|a, b| (a.0, a.1, a.3, a.2).cmp(&(b.0, b.1, b.3, b.2)));
-        pairs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+        pairs.sort_unstable();
+        pairs.dedup();
         insert_rows(
             conn,
-            "trace_operations (service, operation, trace_id, start_ns)",
+            "trace_operations (service, operation, start_ns, trace_id)",
             4,
             &pairs,
-            |stmt, at, (service, operation, trace_id, start)| {
+            |stmt, at, (service, operation, start, trace_id)| {
                 stmt.raw_bind_parameter(at, service)?;
                 stmt.raw_bind_parameter(at + 1, operation)?;
-                stmt.raw_bind_parameter(at + 2, trace_id.0)?;
-                stmt.raw_bind_parameter(at + 3, start)
+                stmt.raw_bind_parameter(at + 2, start)?;
+                stmt.raw_bind_parameter(at + 3, trace_id.0)
             },
         )?;
-        attrs.sort_unstable_by(|a, b| (a.0, &a.1, a.3, a.2).cmp(&(b.0, &b.1, b.3, b.2)));
-        attrs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+        let mut pairs_of_attrs: Vec<_> = attrs.into_iter().collect();
+        pairs_of_attrs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut attrs: Vec<(&str, &str, i64, TraceId)> = Vec::new();
+        for (_, rows) in &mut pairs_of_attrs {
+            rows.sort_unstable();
+            rows.dedup();
+        }
+        for ((key, value), rows) in &pairs_of_attrs {
+            attrs.extend(
+                rows.iter()
+                    .map(|&(start, id)| (*key, value.as_ref(), start, id)),
+            );
+        }
         insert_rows(
             conn,
-            "span_attrs (key, value, trace_id, start_ns)",
+            "span_attrs (key, value, start_ns, trace_id)",
             4,
             &attrs,
-            |stmt, at, (key, value, trace_id, start)| {
+            |stmt, at, (key, value, start, trace_id)| {
                 stmt.raw_bind_parameter(at, key)?;
                 stmt.raw_bind_parameter(at + 1, value)?;
-                stmt.raw_bind_parameter(at + 2, trace_id.0)?;
-                stmt.raw_bind_parameter(at + 3, start)
+                stmt.raw_bind_parameter(at + 2, start)?;
+                stmt.raw_bind_parameter(at + 3, trace_id.0)
             },
         )?;
         if !self.operations.is_empty() {
@@ -1176,9 +1312,28 @@ fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
         .map_err(map_sql)
 }
 
-/// Folds newly inserted spans into the trace's summary row (and moves the trace's index rows
-/// when its start changed); returns the trace start (as stored).
-fn update_trace(conn: &Connection, trace_id: TraceId, spans: &[&Span]) -> Result<i64, StoreError> {
+/// An attribute index entry's (key, value text).
+type AttrPair<'a> = (&'a str, Cow<'a, str>);
+
+/// [`attr_index_text`] without copying string values.
+fn index_text(value: &AttrValue) -> Option<Cow<'_, str>> {
+    match value {
+        AttrValue::String(s) if s.len() <= super::MAX_INDEXED_ATTR_VALUE_BYTES => {
+            Some(Cow::Borrowed(s))
+        }
+        other => attr_index_text(other).map(Cow::Owned),
+    }
+}
+
+/// Folds newly inserted spans into the trace's summary row; returns the trace start (as
+/// stored). When an existing trace's start moved, its index rows at the old start are deleted
+/// and returned (read back from all its stored spans, the new ones included) so the caller
+/// inserts them at the new start.
+fn update_trace(
+    conn: &Connection,
+    trace_id: TraceId,
+    spans: &[&Span],
+) -> Result<(i64, Option<StoredRows>), StoreError> {
     let existing = conn
         .prepare_cached(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id = ?1"
@@ -1223,16 +1378,92 @@ fn update_trace(conn: &Connection, trace_id: TraceId, spans: &[&Span]) -> Result
     ])
     .map_err(map_sql)?;
     if existed && old_start != summary.start_time_unix_nano {
-        for table in ["trace_services", "trace_operations", "span_attrs"] {
-            conn.prepare_cached(&format!(
-                "UPDATE {table} SET start_ns = ?1 WHERE trace_id = ?2"
-            ))
-            .map_err(map_sql)?
-            .execute(params![start, &trace_id.0[..]])
-            .map_err(map_sql)?;
-        }
+        let rows = StoredRows::read(conn, trace_id)?;
+        rows.delete(conn, trace_id, to_i64(old_start))?;
+        return Ok((start, Some(rows)));
     }
-    Ok(start)
+    Ok((start, None))
+}
+
+/// The search-index rows of one trace (`trace_services`, `trace_operations`, `span_attrs`),
+/// computed from its stored spans. The index tables are keyed by what a search walks, with no
+/// trace-id key, so a trace's rows are found by recomputing their keys: every row of a trace
+/// carries the trace's current start (`traces.start_ns`).
+#[derive(Default)]
+struct StoredRows {
+    services: Vec<String>,
+    pairs: Vec<(String, String)>,
+    /// Every indexable attribute, whatever [`AttributeIndex`] says (deleting a row that was
+    /// never written is harmless; the option may have changed since).
+    attrs: Vec<(String, String)>,
+}
+
+impl StoredRows {
+    fn read(conn: &Connection, trace_id: TraceId) -> Result<Self, StoreError> {
+        let mut stmt = conn
+            .prepare_cached("SELECT service, name, detail FROM spans WHERE trace_id = ?1")
+            .map_err(map_sql)?;
+        let mut rows = stmt.query([&trace_id.0[..]]).map_err(map_sql)?;
+        let mut out = Self::default();
+        while let Some(row) = rows.next().map_err(map_sql)? {
+            let service: String = row.get(0).map_err(map_sql)?;
+            let name: String = row.get(1).map_err(map_sql)?;
+            let detail = row
+                .get_ref(2)
+                .map_err(map_sql)?
+                .as_blob()
+                .map_err(backend)?;
+            let detail = SpanDetail::decode(detail).map_err(backend)?;
+            for kv in convert::attributes_from_pb(detail.attributes) {
+                if let Some(text) = attr_index_text(&kv.value) {
+                    out.attrs.push((kv.key, text));
+                }
+            }
+            out.pairs.push((service.clone(), name));
+            out.services.push(service);
+        }
+        out.services.sort_unstable();
+        out.services.dedup();
+        out.pairs.sort_unstable();
+        out.pairs.dedup();
+        out.attrs.sort_unstable();
+        out.attrs.dedup();
+        Ok(out)
+    }
+
+    /// Deletes these rows of `trace_id` at trace start `start`.
+    fn delete(&self, conn: &Connection, trace_id: TraceId, start: i64) -> Result<(), StoreError> {
+        let id = &trace_id.0[..];
+        let mut stmt = conn
+            .prepare_cached(
+                "DELETE FROM trace_services WHERE service = ?1 AND start_ns = ?2 AND trace_id = ?3",
+            )
+            .map_err(map_sql)?;
+        for service in &self.services {
+            stmt.execute(params![service, start, id]).map_err(map_sql)?;
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "DELETE FROM trace_operations WHERE service = ?1 AND operation = ?2 \
+                 AND start_ns = ?3 AND trace_id = ?4",
+            )
+            .map_err(map_sql)?;
+        for (service, operation) in &self.pairs {
+            stmt.execute(params![service, operation, start, id])
+                .map_err(map_sql)?;
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "DELETE FROM span_attrs WHERE key = ?1 AND value = ?2 AND start_ns = ?3 \
+                 AND trace_id = ?4",
+            )
+            .map_err(map_sql)?;
+        for (key, value) in &self.attrs {
+            stmt.execute(params![key, value, start, id])
+                .map_err(map_sql)?;
+        }
+        Ok(())
+    }
 }
 
 // Write-path additions of schema version 2 (kept apart from the span insert above).
@@ -1311,16 +1542,13 @@ fn retention_batch(
     }
     let mut entry_cutoff = policy.delete_before_unix_nano.map(to_i64);
     for (id, start) in &victims {
-        for table in ["spans", "trace_services", "trace_operations", "span_attrs"] {
-            let n = sp
-                .prepare_cached(&format!("DELETE FROM {table} WHERE trace_id = ?1"))
-                .map_err(map_sql)?
-                .execute([id])
-                .map_err(map_sql)?;
-            if table == "spans" {
-                outcome.spans_deleted += n as u64;
-            }
-        }
+        let trace_id = TraceId(blob_array::<16>(id)?);
+        StoredRows::read(&sp, trace_id)?.delete(&sp, trace_id, *start)?;
+        outcome.spans_deleted += sp
+            .prepare_cached("DELETE FROM spans WHERE trace_id = ?1")
+            .map_err(map_sql)?
+            .execute([id])
+            .map_err(map_sql)? as u64;
         sp.prepare_cached("DELETE FROM traces WHERE trace_id = ?1")
             .map_err(map_sql)?
             .execute([id])
@@ -1590,8 +1818,8 @@ fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreErr
         && let Some(service) = &q.service
     {
         conds.push(
-            "EXISTS (SELECT 1 FROM trace_services s WHERE s.trace_id = t.trace_id \
-             AND s.service = ?)"
+            "EXISTS (SELECT 1 FROM trace_services s WHERE s.service = ? \
+             AND s.start_ns = t.start_ns AND s.trace_id = t.trace_id)"
                 .to_owned(),
         );
         args.push(text(service));
@@ -1600,7 +1828,7 @@ fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreErr
         && let Some(operation) = &q.operation
     {
         let mut cond = "EXISTS (SELECT 1 FROM trace_operations o WHERE o.trace_id = t.trace_id \
-             AND o.operation = ?"
+             AND o.start_ns = t.start_ns AND o.operation = ?"
             .to_owned();
         args.push(text(operation));
         if let Some(service) = &q.service {
@@ -1613,8 +1841,8 @@ fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreErr
     let skip_attrs = usize::from(matches!(drive, Drive::Attribute));
     for (key, value) in q.attributes.iter().skip(skip_attrs) {
         conds.push(
-            "EXISTS (SELECT 1 FROM span_attrs a WHERE a.trace_id = t.trace_id \
-             AND a.key = ? AND a.value = ?)"
+            "EXISTS (SELECT 1 FROM span_attrs a WHERE a.key = ? AND a.value = ? \
+             AND a.start_ns = t.start_ns AND a.trace_id = t.trace_id)"
                 .to_owned(),
         );
         args.push(text(key));
@@ -1991,6 +2219,157 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// The search-index tables of schema version 2 (two B-trees each, keyed by trace id).
+    const V2_INDEX_TABLES: &str = "
+        CREATE TABLE trace_services (
+            service TEXT NOT NULL, trace_id BLOB NOT NULL, start_ns INTEGER NOT NULL,
+            PRIMARY KEY (trace_id, service)) WITHOUT ROWID;
+        CREATE INDEX trace_services_by_service ON trace_services (service, start_ns);
+        CREATE TABLE trace_operations (
+            service TEXT NOT NULL, operation TEXT NOT NULL, trace_id BLOB NOT NULL,
+            start_ns INTEGER NOT NULL,
+            PRIMARY KEY (trace_id, service, operation)) WITHOUT ROWID;
+        CREATE INDEX trace_operations_by_service ON trace_operations (service, operation, start_ns);
+        CREATE INDEX trace_operations_by_name ON trace_operations (operation, start_ns);
+        CREATE TABLE span_attrs (
+            trace_id BLOB NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+            start_ns INTEGER NOT NULL,
+            PRIMARY KEY (trace_id, key, value)) WITHOUT ROWID;
+        CREATE INDEX span_attrs_by_value ON span_attrs (key, value, start_ns);";
+
+    #[tokio::test]
+    async fn version_2_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        // A version-2 file with data: written by this version, then its index tables put
+        // back into the version-2 layout with the same rows.
+        let spans = conformance::demo_trace(4, true, 5.0);
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store.write_spans(spans.clone()).await.unwrap();
+            store
+                .write_spans(conformance::demo_trace(5, false, 1.0))
+                .await
+                .unwrap();
+            store.shutdown().await;
+        }
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "BEGIN;
+                 ALTER TABLE trace_services RENAME TO ts3;
+                 ALTER TABLE trace_operations RENAME TO to3;
+                 ALTER TABLE span_attrs RENAME TO sa3;
+                 DROP INDEX trace_operations_by_name;
+                 {V2_INDEX_TABLES}
+                 INSERT INTO trace_services SELECT service, trace_id, start_ns FROM ts3;
+                 INSERT INTO trace_operations
+                     SELECT service, operation, trace_id, start_ns FROM to3;
+                 INSERT INTO span_attrs SELECT trace_id, key, value, start_ns FROM sa3;
+                 DROP TABLE ts3; DROP TABLE to3; DROP TABLE sa3;
+                 PRAGMA user_version = 2;
+                 COMMIT;"
+            ))
+            .unwrap();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let count = |q: TraceQuery| {
+            let store = &store;
+            async move { store.find_traces(q).await.unwrap().len() }
+        };
+        let by_attr = TraceQuery {
+            service: Some("payment".into()),
+            attributes: vec![("http.response.status_code".into(), "503".into())],
+            ..TraceQuery::default()
+        };
+        assert_eq!(count(by_attr.clone()).await, 1);
+        let by_op = TraceQuery {
+            operation: Some("charge card".into()),
+            ..TraceQuery::default()
+        };
+        assert_eq!(count(by_op).await, 2);
+        let by_service = TraceQuery {
+            service: Some("user".into()),
+            ..TraceQuery::default()
+        };
+        assert_eq!(count(by_service).await, 2);
+        // Writes after the migration dedupe against the migrated rows.
+        let again = store.write_spans(spans.clone()).await.unwrap();
+        assert_eq!(again.duplicates, spans.len());
+        assert_eq!(count(by_attr).await, 1);
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let deleted = store
+            .enforce_retention(RetentionPolicy {
+                delete_before_unix_nano: Some(u64::MAX),
+                max_bytes: None,
+                batch_traces: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(deleted.traces_deleted, 2);
+        store.shutdown().await;
+        let conn = Connection::open(&path).unwrap();
+        for table in ["trace_services", "trace_operations", "span_attrs"] {
+            let n: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table}: retention deleted every row by key");
+        }
+    }
+
+    #[tokio::test]
+    async fn index_rows_follow_a_trace_whose_start_moves_earlier() {
+        let (store, dir) = fresh().await;
+        let mut spans = conformance::demo_trace(6, true, 5.0);
+        spans.sort_by_key(|s| s.start_time_unix_nano);
+        let root = spans.remove(0);
+        store.write_spans(spans.clone()).await.unwrap();
+        store.write_spans(vec![root.clone()]).await.unwrap();
+        let q = TraceQuery {
+            service: Some(root.service_name.clone()),
+            attributes: vec![("http.response.status_code".into(), "503".into())],
+            ..TraceQuery::default()
+        };
+        let found = store.find_traces(q).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].start_time_unix_nano, root.start_time_unix_nano);
+        // Every index row carries the new start; none is left at the old one.
+        let conn = Connection::open(dir.path().join("spanline.db")).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        for table in ["trace_services", "trace_operations", "span_attrs"] {
+            assert!(
+                count(&format!("SELECT count(*) FROM {table}")) > 0,
+                "{table}"
+            );
+            let stale = count(&format!(
+                "SELECT count(*) FROM {table} x JOIN traces t \
+                 ON t.trace_id = x.trace_id WHERE x.start_ns != t.start_ns"
+            ));
+            assert_eq!(stale, 0, "{table}");
+        }
+        // Retention finds the moved rows by their key.
+        let outcome = store
+            .enforce_retention(RetentionPolicy {
+                delete_before_unix_nano: Some(u64::MAX),
+                max_bytes: None,
+                batch_traces: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome.traces_deleted, 1);
+        store.shutdown().await;
+        for table in ["trace_services", "trace_operations", "span_attrs"] {
+            assert_eq!(
+                count(&format!("SELECT count(*) FROM {table}")),
+                0,
+                "{table}"
+            );
+        }
     }
 
     #[tokio::test]
