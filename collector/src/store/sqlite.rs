@@ -2120,6 +2120,90 @@ mod tests {
 
     conformance::conformance_tests!(fresh());
 
+    /// reliability.md §6 C6: one request of a group fails, the group is rolled back and
+    /// applied again with a savepoint per request; the failing request stores nothing and
+    /// the others commit.
+    #[tokio::test]
+    async fn a_failing_request_is_replayed_alone_and_the_rest_of_its_group_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        SqliteStore::open(&path, SqliteOptions::default())
+            .unwrap()
+            .shutdown()
+            .await;
+        let mut conn = Connection::open(&path).unwrap();
+        // A statement-level failure (the transaction survives): a request-level error,
+        // not a lost transaction. A temporary trigger stands in for, say, a value SQLite
+        // refuses.
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER fail_marked BEFORE INSERT ON main.spans \
+             WHEN NEW.name = 'fail-me' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+        let good_a = conformance::sample_trace(11);
+        let mut bad = conformance::sample_trace(12);
+        // Not the first span: the request fails part-way, after some of its rows went in.
+        bad[2].name = "fail-me".to_owned();
+        let good_b = conformance::sample_trace(13);
+
+        let mut group = Vec::new();
+        let mut answers = Vec::new();
+        for spans in [&good_a, &bad, &good_b] {
+            let (reply, answer) = oneshot::channel();
+            group.push(WriterMsg::Write {
+                batch: Prepared::new(spans.clone()),
+                reply,
+            });
+            answers.push(answer);
+        }
+        let (commits, commit_count) = watch::channel(0u64);
+        let mut shutdown_replies = Vec::new();
+        process_group(
+            &mut conn,
+            group,
+            &mut shutdown_replies,
+            &commits,
+            &AttributeIndex::All,
+        );
+        let results: Vec<_> = answers
+            .into_iter()
+            .map(|mut a| a.try_recv().expect("every request is answered"))
+            .collect();
+        assert_eq!(results[0].as_ref().unwrap().stored, good_a.len());
+        assert!(results[1].is_err(), "{:?}", results[1]);
+        assert_eq!(results[2].as_ref().unwrap().stored, good_b.len());
+        assert_eq!(*commit_count.borrow(), 1, "the group committed once");
+        // All or nothing: not even the rows written before the failing statement remain.
+        let bad_rows: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM spans WHERE trace_id = ?1",
+                [&bad[0].trace_id.0[..]],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(bad_rows, 0);
+        drop(conn);
+
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        for spans in [&good_a, &good_b] {
+            let got = store.get_trace(spans[0].trace_id).await.unwrap().unwrap();
+            assert_eq!(got.spans.len(), spans.len());
+        }
+        assert!(store.get_trace(bad[0].trace_id).await.unwrap().is_none());
+        let listed = store
+            .find_traces(TraceQuery::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.trace_id)
+            .collect::<Vec<_>>();
+        assert!(
+            !listed.contains(&bad[0].trace_id),
+            "no index rows of the failed request"
+        );
+        store.shutdown().await;
+    }
+
     #[tokio::test]
     async fn data_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
