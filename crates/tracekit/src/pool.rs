@@ -12,7 +12,9 @@
 //! list are still in the request thread's cache when it empties the box
 //! ([`SpanData::clear_for_reuse`], in [`take`]): the attribute list keeps its capacity, and
 //! owned strings are freed by the thread that allocated them. The stacks are bounded
-//! ([`LOCAL_MAX`], [`SHARED_MAX`]); past them, boxes are simply freed.
+//! ([`LOCAL_MAX`], [`SHARED_MAX`]); past them, boxes are simply freed. A pooled record keeps
+//! its last span's owned strings until it is reused, so the pool holds at most about as
+//! much span data as four full export queues of the default size.
 
 #![allow(clippy::vec_box)] // Records are boxed on purpose: they move and recycle as one pointer.
 
