@@ -7,6 +7,9 @@
 #   scripts/bench-paired.sh                 # BASE=main, 3 alternations, 2M operations
 #   BASE=ad95eb8 RUNS=5 scripts/bench-paired.sh
 #
+# The harness uses the exporter API of 01d0330 and later (`export(&[Box<SpanData>])`), so
+# BASE must be that commit or a later one.
+#
 # Operations: a sampled span (4 attributes, batch processor with a void exporter, flushed
 # every 1024 spans outside the timed region), an unsampled span, traceparent extract and
 # inject on a 6-header map. Builds in a temporary directory (removed at the end).
@@ -55,7 +58,7 @@ use tracekit::{Resource, Sampler, SpanContext, SpanData, SpanExporter, Tracer};
 struct Void;
 
 impl SpanExporter for Void {
-    async fn export(&mut self, _b: &[SpanData]) -> Result<ExportOutcome, ExportError> {
+    async fn export(&mut self, _b: &[Box<SpanData>]) -> Result<ExportOutcome, ExportError> {
         Ok(ExportOutcome::Accepted)
     }
 }
