@@ -140,6 +140,7 @@ struct Found<'h> {
 }
 
 impl<'h> Found<'h> {
+    #[inline]
     fn scan(headers: &'h HeaderMap) -> Found<'h> {
         let mut f = Found {
             traceparent: Lines::default(),
@@ -172,6 +173,7 @@ impl<'h> Found<'h> {
     }
 }
 
+#[inline]
 fn trace_context_from(
     headers: &HeaderMap,
     found: &Found<'_>,
@@ -296,6 +298,7 @@ impl Propagator {
     /// or an invalid one, gives `parent: None` and the `tracestate` is not parsed; a valid
     /// one gives a context with `is_remote: true`. Baggage does not depend on the trace
     /// context. Never fails.
+    #[inline]
     pub fn extract(&self, headers: &HeaderMap) -> Extracted {
         if !self.trace_context && !self.baggage {
             return Extracted::default();

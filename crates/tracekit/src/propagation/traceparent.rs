@@ -156,6 +156,7 @@ pub fn parse_traceparent(value: &str) -> Result<ParsedTraceparent, TraceparentEr
 ///
 /// # Errors
 /// As [`parse_traceparent`]; non-ASCII bytes are simply not hex.
+#[inline]
 pub fn parse_traceparent_bytes(value: &[u8]) -> Result<ParsedTraceparent, TraceparentError> {
     if value.len() > MAX_TRACEPARENT_LEN {
         return Err(TraceparentError::TooLong { len: value.len() });
