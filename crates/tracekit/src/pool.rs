@@ -11,10 +11,11 @@
 //! The worker only reads a record, so the cache lines of a recycled box and of its attribute
 //! list are still in the request thread's cache when it empties the box
 //! ([`SpanData::clear_for_reuse`], in [`take`]): the attribute list keeps its capacity, and
-//! owned strings are freed by the thread that allocated them. The stacks are bounded
-//! ([`LOCAL_MAX`], [`SHARED_MAX`]); past them, boxes are simply freed. A pooled record keeps
-//! its last span's owned strings until it is reused, so the pool holds at most about as
-//! much span data as four full export queues of the default size.
+//! owned strings are freed by the thread that allocated them. The stacks are bounded (a
+//! thread's holds at most [`REFILL`] boxes, the shared one [`SHARED_MAX`]; past that, boxes
+//! are simply freed). A pooled record keeps its last span's owned strings until it is
+//! reused, so the pool holds at most about as much span data as four full export queues of
+//! the default size.
 
 #![allow(clippy::vec_box)] // Records are boxed on purpose: they move and recycle as one pointer.
 
@@ -25,12 +26,10 @@ use crate::span::SpanData;
 
 /// Boxes a thread takes from the shared stack at once.
 const REFILL: usize = 64;
-/// The most boxes one thread keeps.
-const LOCAL_MAX: usize = 2 * REFILL;
 /// The most boxes the shared stack keeps (about 2 MiB with their attribute lists).
 const SHARED_MAX: usize = 8192;
 
-/// Emptied boxes given back by export workers.
+/// Finished records given back by export workers, not yet emptied.
 static SHARED: Mutex<Vec<Box<SpanData>>> = Mutex::new(Vec::new());
 
 thread_local! {
@@ -81,18 +80,6 @@ pub(crate) fn give_back(boxes: &mut Vec<Box<SpanData>>) {
     boxes.clear();
 }
 
-/// Keeps one finished record on this thread (for a span that ended without reaching a
-/// processor); freed if the thread's stack is full.
-pub(crate) fn give_back_one(b: Box<SpanData>) {
-    let _ = LOCAL.try_with(|local| {
-        if let Ok(mut local) = local.try_borrow_mut()
-            && local.len() < LOCAL_MAX
-        {
-            local.push(b);
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,7 +96,7 @@ mod tests {
         assert!(boxes.is_empty());
         // Another test may take it first; take until it shows up or the stacks are empty.
         let mut seen = false;
-        for _ in 0..(SHARED_MAX + LOCAL_MAX) {
+        for _ in 0..=(SHARED_MAX + REFILL) {
             let b = take();
             assert_eq!(b.name, "");
             assert!(b.attributes.is_empty());

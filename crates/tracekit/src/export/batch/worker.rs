@@ -469,24 +469,17 @@ impl<E: SpanExporter> Worker<E> {
     /// Shutdown deadline passed: count the batch in hand and everything still queued.
     async fn abandon_remaining(&mut self) {
         // No new sends start, so this ends as soon as sends already under way land.
-        let mut n = self.batch.len() as u64;
         self.batch.clear();
-        let mut drained = 0usize;
         loop {
             match self.spans.try_recv() {
-                Ok(_) => drained += 1,
+                Ok(_) => self.st.took(1),
                 Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {
-                    if self.st.shared.hot.counts.queued() <= n + drained as u64 {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                }
+                Err(TryRecvError::Empty) if self.st.sends_landing() == 0 => break,
+                Err(TryRecvError::Empty) => tokio::task::yield_now().await,
             }
         }
-        self.st.took(drained);
-        n += drained as u64;
-        self.st.resolve(n, Resolution::AbandonedAtShutdown);
+        let in_hand = self.st.taken - self.st.resolved;
+        self.st.resolve(in_hand, Resolution::AbandonedAtShutdown);
     }
 
     /// Answers every waiting request and reports; the exporter is dropped with `self`.
