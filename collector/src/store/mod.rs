@@ -23,6 +23,7 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -152,12 +153,13 @@ pub const MAX_INDEXED_ATTR_VALUE_BYTES: usize = 256;
 /// The text under which an attribute value is indexed and compared by attribute filters:
 /// strings (up to [`MAX_INDEXED_ATTR_VALUE_BYTES`]) as they are, integers in decimal, booleans
 /// as `true`/`false`, finite doubles in Rust's shortest form. Other values are not indexed.
-pub fn attr_index_text(value: &AttrValue) -> Option<String> {
+/// Strings are borrowed, not copied (the ingest path calls this for every attribute).
+pub fn attr_index_text(value: &AttrValue) -> Option<Cow<'_, str>> {
     match value {
-        AttrValue::String(s) if s.len() <= MAX_INDEXED_ATTR_VALUE_BYTES => Some(s.clone()),
-        AttrValue::Int(i) => Some(i.to_string()),
-        AttrValue::Bool(b) => Some(b.to_string()),
-        AttrValue::Double(d) if d.is_finite() => Some(d.to_string()),
+        AttrValue::String(s) if s.len() <= MAX_INDEXED_ATTR_VALUE_BYTES => Some(Cow::Borrowed(s)),
+        AttrValue::Int(i) => Some(Cow::Owned(i.to_string())),
+        AttrValue::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        AttrValue::Double(d) if d.is_finite() => Some(Cow::Owned(d.to_string())),
         _ => None,
     }
 }

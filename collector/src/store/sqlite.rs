@@ -111,9 +111,7 @@ use super::{
     span_mask_bit_status,
 };
 use crate::convert;
-use crate::model::{
-    AttrValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
-};
+use crate::model::{Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId};
 
 /// Schema version written to `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 3;
@@ -1109,7 +1107,7 @@ impl<'a> GroupIndex<'a> {
                     continue;
                 }
                 for kv in span.attributes.iter().filter(|kv| which.wants(&kv.key)) {
-                    if let Some(text) = index_text(&kv.value) {
+                    if let Some(text) = attr_index_text(&kv.value) {
                         attrs
                             .entry((&kv.key, text))
                             .or_default()
@@ -1315,16 +1313,6 @@ fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
 /// An attribute index entry's (key, value text).
 type AttrPair<'a> = (&'a str, Cow<'a, str>);
 
-/// [`attr_index_text`] without copying string values.
-fn index_text(value: &AttrValue) -> Option<Cow<'_, str>> {
-    match value {
-        AttrValue::String(s) if s.len() <= super::MAX_INDEXED_ATTR_VALUE_BYTES => {
-            Some(Cow::Borrowed(s))
-        }
-        other => attr_index_text(other).map(Cow::Owned),
-    }
-}
-
 /// Folds newly inserted spans into the trace's summary row; returns the trace start (as
 /// stored). When an existing trace's start moved, its index rows at the old start are deleted
 /// and returned (read back from all its stored spans, the new ones included) so the caller
@@ -1416,7 +1404,7 @@ impl StoredRows {
             let detail = SpanDetail::decode(detail).map_err(backend)?;
             for kv in convert::attributes_from_pb(detail.attributes) {
                 if let Some(text) = attr_index_text(&kv.value) {
-                    out.attrs.push((kv.key, text));
+                    out.attrs.push((kv.key, text.into_owned()));
                 }
             }
             out.pairs.push((service.clone(), name));
