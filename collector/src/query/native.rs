@@ -40,6 +40,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::AppState;
+use crate::assemble::completeness::{self, Shape};
 use crate::assemble::{self, text};
 use crate::error::Error;
 use crate::ingest::simple_json;
@@ -149,7 +150,7 @@ fn wants_text(headers: &HeaderMap) -> bool {
 }
 
 /// Reads the trace; with a non-zero `wait`, re-reads after each commit until the trace is
-/// settled (a root and no orphans), the deadline passes, or the collector shuts down.
+/// complete ([`completeness`]), the deadline passes, or the collector shuts down.
 async fn load_waiting(
     state: &AppState,
     trace_id: TraceId,
@@ -161,9 +162,10 @@ async fn load_waiting(
     loop {
         commits.borrow_and_update();
         let trace = state.store.get_trace(trace_id).await?;
-        let settled = trace
-            .as_ref()
-            .is_some_and(|t| assemble::is_settled(&t.spans));
+        let settled = trace.as_ref().is_some_and(|t| {
+            let shapes: Vec<Shape> = t.spans.iter().map(Shape::of).collect();
+            completeness::check(&shapes).is_complete()
+        });
         if settled || Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(trace);
         }

@@ -1,0 +1,386 @@
+//! # Completeness: is a trace whole?
+//!
+//! A trace is **complete** when
+//!
+//! 1. it has exactly one root (a span without a parent id),
+//! 2. no span is an orphan (every parent id names a span of the trace), and
+//! 3. every **expected child** has arrived.
+//!
+//! Children are expected from the callee's own word: W3C Trace Context Level 2's
+//! `traceresponse` header (`00-<trace-id>-<child-id>-<flags>`, interop.md §2.3) names the span
+//! id of the callee's span for the request. A CLIENT span that recorded the answer's header as
+//! the semantic-convention attribute `http.response.header.traceresponse` (a string array, or
+//! a string from SDKs that record one value) expects a span with that id when the header's
+//! trace id is this trace's and its flags say sampled. A CLIENT span without the header (an
+//! untraced callee, a callee that does not send it) expects nothing, and neither does a
+//! header naming another trace (a callee that started a trace of its own).
+//!
+//! The rule needs only the shape of each span ([`Shape`]: ids, kind, what it awaits), so the
+//! live tracker ([`super::settle`]) can apply it to spans as they are committed without
+//! keeping them, and `?wait=` applies the same rule to the stored spans.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use crate::model::{self, AttrValue, Span, SpanId, SpanKind, TraceId};
+
+/// The attribute a CLIENT span records the answer's `traceresponse` header in (semantic
+/// conventions: `http.response.header.<key>`, lowercase, string array).
+pub const TRACERESPONSE_ATTRIBUTE: &str = "http.response.header.traceresponse";
+
+/// What completeness needs of one span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// The span's id.
+    pub span_id: SpanId,
+    /// Its parent's id; `None` for a root.
+    pub parent_span_id: Option<SpanId>,
+    /// Its kind.
+    pub kind: SpanKind,
+    /// The span id of the child its callee announced (CLIENT spans with a sampled
+    /// `traceresponse` of the same trace).
+    pub awaits: Option<SpanId>,
+}
+
+impl Shape {
+    /// The shape of `span` (see the module docs for `awaits`).
+    pub fn of(span: &Span) -> Self {
+        let awaits = if span.kind == SpanKind::Client {
+            model::find_attribute(&span.attributes, TRACERESPONSE_ATTRIBUTE)
+                .and_then(|v| announced_child(v, span.trace_id))
+        } else {
+            None
+        };
+        Self {
+            span_id: span.span_id,
+            parent_span_id: span.parent_span_id,
+            kind: span.kind,
+            awaits,
+        }
+    }
+}
+
+/// The child span id a `traceresponse` attribute value announces for `trace_id`, if sampled.
+fn announced_child(value: &AttrValue, trace_id: TraceId) -> Option<SpanId> {
+    match value {
+        AttrValue::String(text) => parse_traceresponse(text, trace_id),
+        AttrValue::Array(values) => values.iter().find_map(|v| match v {
+            AttrValue::String(text) => parse_traceresponse(text, trace_id),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+/// Parses `version-traceid-childid-flags` (W3C Trace Context Level 2 §traceresponse; the
+/// version-format rules of traceparent: version `ff` is invalid, version `00` has exactly four
+/// fields, a later version may append fields). Returns the child id when the trace id is
+/// `trace_id` and the sampled flag is set; `None` for anything else.
+pub fn parse_traceresponse(text: &str, trace_id: TraceId) -> Option<SpanId> {
+    let mut fields = text.trim().split('-');
+    let version = fields.next()?;
+    let trace = fields.next()?;
+    let child = fields.next()?;
+    let flags = fields.next()?;
+    let hex2 = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex2(version) || version.eq_ignore_ascii_case("ff") || !hex2(flags) {
+        return None;
+    }
+    if version == "00" && fields.next().is_some() {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    if flags & 1 == 0 || TraceId::from_hex(trace).ok()? != trace_id {
+        return None;
+    }
+    SpanId::from_hex(child).ok()
+}
+
+/// One span the trace still waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    /// The span that waits for it: the CLIENT span that was answered, or `null` when an
+    /// orphan waits for its parent.
+    pub parent_span_id: Option<String>,
+    /// The awaited span's id.
+    pub span_id: String,
+    /// The service expected to send it (the caller's `peer.service` or `server.address`),
+    /// when known.
+    pub service: Option<String>,
+}
+
+/// A span the trace waits for, by index into the checked shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaited {
+    /// `shapes[waiter]` is a CLIENT span whose callee announced `span_id`, not yet arrived.
+    Child {
+        /// Index of the CLIENT span.
+        waiter: usize,
+        /// The announced span id.
+        span_id: SpanId,
+    },
+    /// `shapes[orphan]` names a parent `span_id` that has not arrived.
+    Parent {
+        /// Index of the (first) orphan waiting for it.
+        orphan: usize,
+        /// The parent's span id.
+        span_id: SpanId,
+    },
+}
+
+/// The verdict on a set of shapes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Spans without a parent id.
+    pub roots: usize,
+    /// What has not arrived yet, in shape order.
+    pub awaited: Vec<Awaited>,
+}
+
+impl Verdict {
+    /// Exactly one root and nothing awaited.
+    pub fn is_complete(&self) -> bool {
+        self.roots == 1 && self.awaited.is_empty()
+    }
+}
+
+/// Applies the rule of the module docs to the shapes of one trace (any order; duplicates
+/// allowed). O(n) time and memory.
+pub fn check(shapes: &[Shape]) -> Verdict {
+    let ids: HashSet<SpanId> = shapes.iter().map(|s| s.span_id).collect();
+    // With Zipkin-style shared ids the callee's SERVER span carries the CLIENT's own id.
+    let not_client: HashSet<SpanId> = shapes
+        .iter()
+        .filter(|s| s.kind != SpanKind::Client)
+        .map(|s| s.span_id)
+        .collect();
+    let mut verdict = Verdict::default();
+    let mut seen_roots: HashSet<SpanId> = HashSet::new();
+    let mut seen_parents: HashSet<SpanId> = HashSet::new();
+    let mut seen_children: HashSet<SpanId> = HashSet::new();
+    for (i, s) in shapes.iter().enumerate() {
+        match s.parent_span_id {
+            None => {
+                if seen_roots.insert(s.span_id) {
+                    verdict.roots += 1;
+                }
+            }
+            Some(p) if !ids.contains(&p) && seen_parents.insert(p) => {
+                verdict.awaited.push(Awaited::Parent {
+                    orphan: i,
+                    span_id: p,
+                });
+            }
+            Some(_) => {}
+        }
+        if let Some(child) = s.awaits {
+            let arrived = if child == s.span_id {
+                not_client.contains(&child)
+            } else {
+                ids.contains(&child)
+            };
+            if !arrived && seen_children.insert(child) {
+                verdict.awaited.push(Awaited::Child {
+                    waiter: i,
+                    span_id: child,
+                });
+            }
+        }
+    }
+    verdict
+}
+
+/// The awaited spans of `verdict` (checked over `spans`, in the same order) in the JSON form
+/// of the tree's `missing`, with one warning in words per entry, e.g. `order POST /payments
+/// [client] is waiting for its server span 7f3a9c0e12ab34cd (payment)`.
+pub fn describe(spans: &[Span], verdict: &Verdict) -> (Vec<Missing>, Vec<String>) {
+    let mut missing = Vec::with_capacity(verdict.awaited.len());
+    let mut words = Vec::with_capacity(verdict.awaited.len());
+    for awaited in &verdict.awaited {
+        match *awaited {
+            Awaited::Child { waiter, span_id } => {
+                let s = &spans[waiter];
+                let service = peer_service(s);
+                words.push(format!(
+                    "{} {} [{}] is waiting for its server span {span_id}{}",
+                    s.service_name,
+                    s.name,
+                    s.kind.as_str(),
+                    service
+                        .as_deref()
+                        .map(|p| format!(" ({p})"))
+                        .unwrap_or_default()
+                ));
+                missing.push(Missing {
+                    parent_span_id: Some(s.span_id.to_hex()),
+                    span_id: span_id.to_hex(),
+                    service,
+                });
+            }
+            Awaited::Parent { orphan, span_id } => {
+                let s = &spans[orphan];
+                words.push(format!(
+                    "{} {} [{}] is waiting for its parent span {span_id}",
+                    s.service_name,
+                    s.name,
+                    s.kind.as_str()
+                ));
+                missing.push(Missing {
+                    parent_span_id: None,
+                    span_id: span_id.to_hex(),
+                    service: None,
+                });
+            }
+        }
+    }
+    (missing, words)
+}
+
+/// The service a CLIENT span called: `peer.service`, else `server.address`.
+fn peer_service(s: &Span) -> Option<String> {
+    ["peer.service", "server.address"].iter().find_map(|key| {
+        match model::find_attribute(&s.attributes, key)? {
+            AttrValue::String(v) if !v.is_empty() => Some(v.clone()),
+            _ => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KeyValue;
+    use crate::testing::{span, span_id, trace_id};
+    use SpanKind::*;
+
+    fn answered(mut s: Span, child: u64, flags: &str) -> Span {
+        let header = format!("00-{}-{}-{flags}", s.trace_id, span_id(child));
+        s.attributes.push(KeyValue::new(
+            TRACERESPONSE_ATTRIBUTE,
+            AttrValue::Array(vec![AttrValue::String(header)]),
+        ));
+        s.attributes.push(KeyValue::new(
+            "peer.service",
+            AttrValue::String("order".into()),
+        ));
+        s
+    }
+
+    fn shapes(spans: &[Span]) -> Vec<Shape> {
+        spans.iter().map(Shape::of).collect()
+    }
+
+    #[test]
+    fn a_client_span_waits_for_the_server_span_its_callee_announced() {
+        let t = trace_id(1);
+        let root = span(t, 1, None, "frontend", "POST /orders", Server, 0.0, 10.0);
+        let client = answered(
+            span(t, 2, Some(1), "frontend", "POST /orders", Client, 1.0, 8.0),
+            3,
+            "01",
+        );
+        let mut spans = vec![root, client];
+        let verdict = check(&shapes(&spans));
+        assert!(!verdict.is_complete());
+        let (missing, words) = describe(&spans, &verdict);
+        assert_eq!(
+            missing,
+            vec![Missing {
+                parent_span_id: Some(span_id(2).to_hex()),
+                span_id: span_id(3).to_hex(),
+                service: Some("order".into()),
+            }]
+        );
+        assert_eq!(
+            words,
+            vec![format!(
+                "frontend POST /orders [client] is waiting for its server span {} (order)",
+                span_id(3)
+            )]
+        );
+        spans.push(span(
+            t,
+            3,
+            Some(2),
+            "order",
+            "POST /orders",
+            Server,
+            2.0,
+            6.0,
+        ));
+        assert!(check(&shapes(&spans)).is_complete());
+    }
+
+    #[test]
+    fn untraced_callees_unsampled_answers_and_other_traces_expect_nothing() {
+        let t = trace_id(1);
+        let root = span(t, 1, None, "frontend", "GET /", Server, 0.0, 10.0);
+        let plain = span(t, 2, Some(1), "frontend", "GET /plain", Client, 1.0, 2.0);
+        let unsampled = answered(
+            span(t, 4, Some(1), "frontend", "GET /u", Client, 3.0, 2.0),
+            5,
+            "00",
+        );
+        let mut other = span(t, 6, Some(1), "frontend", "GET /o", Client, 5.0, 2.0);
+        other.attributes.push(KeyValue::new(
+            TRACERESPONSE_ATTRIBUTE,
+            AttrValue::String(format!("00-{}-{}-01", trace_id(2), span_id(7))),
+        ));
+        assert!(check(&shapes(&[root, plain, unsampled, other])).is_complete());
+    }
+
+    #[test]
+    fn orphans_wait_for_their_parent_and_two_roots_are_never_complete() {
+        let t = trace_id(1);
+        let orphan = span(t, 3, Some(2), "order", "POST /orders", Server, 2.0, 6.0);
+        let verdict = check(&shapes(std::slice::from_ref(&orphan)));
+        assert_eq!(verdict.roots, 0);
+        let (missing, words) = describe(std::slice::from_ref(&orphan), &verdict);
+        assert_eq!(missing[0].span_id, span_id(2).to_hex());
+        assert!(
+            words[0].contains("waiting for its parent span"),
+            "{words:?}"
+        );
+        let a = span(t, 1, None, "a", "x", Server, 0.0, 1.0);
+        let b = span(t, 9, None, "b", "y", Server, 0.0, 1.0);
+        let verdict = check(&shapes(&[a, b]));
+        assert_eq!(verdict.roots, 2);
+        assert!(!verdict.is_complete());
+    }
+
+    #[test]
+    fn shared_zipkin_ids_need_the_server_side() {
+        let t = trace_id(1);
+        let root = span(t, 1, None, "frontend", "GET /", Server, 0.0, 10.0);
+        let client = answered(
+            span(t, 2, Some(1), "frontend", "GET /x", Client, 1.0, 8.0),
+            2,
+            "01",
+        );
+        let mut spans = vec![root, client];
+        assert!(!check(&shapes(&spans)).is_complete());
+        spans.push(span(t, 2, Some(1), "order", "GET /x", Server, 2.0, 6.0));
+        assert!(check(&shapes(&spans)).is_complete());
+    }
+
+    #[test]
+    fn traceresponse_parsing_follows_the_version_rules() {
+        let t = trace_id(1);
+        let ok = format!("00-{t}-{}-01", span_id(3));
+        assert_eq!(parse_traceresponse(&ok, t), Some(span_id(3)));
+        let later = format!("01-{t}-{}-01-extra", span_id(3));
+        assert_eq!(parse_traceresponse(&later, t), Some(span_id(3)));
+        for bad in [
+            format!("00-{t}-{}-01-extra", span_id(3)),
+            format!("ff-{t}-{}-01", span_id(3)),
+            format!("00-{t}-0000000000000000-01"),
+            format!("00-{t}-{}-zz", span_id(3)),
+            format!("00-{t}-{}", span_id(3)),
+            String::new(),
+            "garbage".into(),
+        ] {
+            assert_eq!(parse_traceresponse(&bad, t), None, "{bad}");
+        }
+    }
+}

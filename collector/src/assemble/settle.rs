@@ -1,0 +1,301 @@
+//! # Settling: when is a trace finished?
+//!
+//! The [`Settler`] follows every trace as its spans are committed and says, once per trace,
+//! when it is **finished**:
+//!
+//! - as soon as it is complete ([`super::completeness`]), or
+//! - when the settle time (`COLLECTOR_TRACE_SETTLE`, default 10 s) has passed since its last
+//!   span arrived, complete or not (then with what it still awaits).
+//!
+//! It keeps only the [`Shape`] of each span (about 40 bytes), never the spans. Memory is
+//! bounded: at most [`SettleLimits::max_traces`] traces and [`SettleLimits::max_spans`] shapes
+//! are followed; beyond that the oldest trace is finished early (counted by the caller as
+//! `evicted`). A trace is finished once: spans that arrive for it afterwards (within the last
+//! [`SettleLimits::remembered`] finished traces) are not followed again.
+//!
+//! The settler is a plain data structure behind a mutex: [`Settler::observe`] is called by
+//! ingest after each commit (a short critical section, O(spans of the batch's traces)), and
+//! [`Settler::take_finished`] by the task that publishes finished traces
+//! (`crate::query::tail`).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::completeness::{self, Shape};
+use crate::model::TraceId;
+
+/// Default settle time: a trace is finished 10 s after its last span at the latest.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
+
+/// Bounds of a [`Settler`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettleLimits {
+    /// Time since a trace's last span after which it is finished even if incomplete.
+    pub settle: Duration,
+    /// Most traces followed at once.
+    pub max_traces: usize,
+    /// Most span shapes held at once, all traces together.
+    pub max_spans: usize,
+    /// How many finished trace ids are remembered, so their late spans do not start over.
+    pub remembered: usize,
+}
+
+impl Default for SettleLimits {
+    fn default() -> Self {
+        Self {
+            settle: DEFAULT_SETTLE,
+            max_traces: 100_000,
+            max_spans: 1_000_000,
+            remembered: 100_000,
+        }
+    }
+}
+
+/// Why a trace was finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Complete by the rule of [`completeness`].
+    Complete,
+    /// The settle time passed since its last span.
+    Settled,
+    /// Finished early to stay within the memory bounds.
+    Evicted,
+}
+
+/// A trace the settler has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// The trace.
+    pub trace_id: TraceId,
+    /// Why now.
+    pub finish: Finish,
+}
+
+#[derive(Debug)]
+struct Pending {
+    shapes: Vec<Shape>,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pending: HashMap<TraceId, Pending>,
+    /// Trace ids in the order they were first seen (may hold ids already finished).
+    arrival: VecDeque<TraceId>,
+    spans: usize,
+    ready: Vec<Finished>,
+    finished: HashSet<TraceId>,
+    finished_order: VecDeque<TraceId>,
+}
+
+/// Follows traces as they are committed (see the module docs).
+#[derive(Debug)]
+pub struct Settler {
+    limits: SettleLimits,
+    state: Mutex<State>,
+    wake: tokio::sync::Notify,
+}
+
+impl Settler {
+    /// An empty settler.
+    pub fn new(limits: SettleLimits) -> Self {
+        Self {
+            limits,
+            state: Mutex::new(State::default()),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The bounds it was made with.
+    pub fn limits(&self) -> SettleLimits {
+        self.limits
+    }
+
+    /// Takes the shapes of newly committed spans (any traces, any order) at time `now`.
+    pub fn observe(&self, spans: impl IntoIterator<Item = (TraceId, Shape)>, now: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut touched: Vec<TraceId> = Vec::new();
+        for (trace_id, shape) in spans {
+            if state.finished.contains(&trace_id) {
+                continue;
+            }
+            let is_new = !state.pending.contains_key(&trace_id);
+            let pending = state.pending.entry(trace_id).or_insert_with(|| Pending {
+                shapes: Vec::new(),
+                last_seen: now,
+            });
+            pending.shapes.push(shape);
+            pending.last_seen = now;
+            if is_new {
+                state.arrival.push_back(trace_id);
+            }
+            state.spans += 1;
+            if touched.last() != Some(&trace_id) {
+                touched.push(trace_id);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for trace_id in touched {
+            let complete = state
+                .pending
+                .get(&trace_id)
+                .is_some_and(|p| completeness::check(&p.shapes).is_complete());
+            if complete {
+                self.finish(&mut state, trace_id, Finish::Complete);
+            }
+        }
+        while state.pending.len() > self.limits.max_traces || state.spans > self.limits.max_spans {
+            let Some(oldest) = state.arrival.pop_front() else {
+                break;
+            };
+            if state.pending.contains_key(&oldest) {
+                self.finish(&mut state, oldest, Finish::Evicted);
+            }
+        }
+        let wake = !state.ready.is_empty();
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Moves every trace whose settle time has passed at `now` to the finished list, and
+    /// returns (and clears) that list: complete traces in the order they completed, then
+    /// settled ones.
+    pub fn take_finished(&self, now: Instant) -> Vec<Finished> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let settle = self.limits.settle;
+        let due: Vec<TraceId> = state
+            .pending
+            .iter()
+            .filter(|(_, p)| now.saturating_duration_since(p.last_seen) >= settle)
+            .map(|(id, _)| *id)
+            .collect();
+        for trace_id in due {
+            self.finish(&mut state, trace_id, Finish::Settled);
+        }
+        let live: HashSet<TraceId> = state.pending.keys().copied().collect();
+        state.arrival.retain(|id| live.contains(id));
+        std::mem::take(&mut state.ready)
+    }
+
+    /// Resolves when [`observe`](Self::observe) has finished a trace since the last call
+    /// (or immediately, if it did before anyone waited).
+    pub async fn finished_some(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Traces followed and span shapes held now.
+    pub fn pending(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (state.pending.len(), state.spans)
+    }
+
+    fn finish(&self, state: &mut State, trace_id: TraceId, finish: Finish) {
+        if let Some(p) = state.pending.remove(&trace_id) {
+            state.spans -= p.shapes.len();
+        }
+        state.ready.push(Finished { trace_id, finish });
+        if state.finished.insert(trace_id) {
+            state.finished_order.push_back(trace_id);
+        }
+        while state.finished_order.len() > self.limits.remembered {
+            if let Some(old) = state.finished_order.pop_front() {
+                state.finished.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SpanKind::*;
+    use crate::testing::{span, trace_id};
+
+    fn shapes(spans: &[crate::model::Span]) -> Vec<(TraceId, Shape)> {
+        spans.iter().map(|s| (s.trace_id, Shape::of(s))).collect()
+    }
+
+    #[test]
+    fn a_trace_finishes_once_when_complete() {
+        let settler = Settler::new(SettleLimits::default());
+        let t = trace_id(1);
+        let now = Instant::now();
+        let child = span(t, 2, Some(1), "user", "GET /users/{id}", Server, 1.0, 2.0);
+        settler.observe(shapes(&[child]), now);
+        assert!(
+            settler.take_finished(now).is_empty(),
+            "orphan: not complete"
+        );
+        let root = span(t, 1, None, "frontend", "GET /", Server, 0.0, 5.0);
+        settler.observe(shapes(&[root.clone()]), now);
+        assert_eq!(
+            settler.take_finished(now),
+            vec![Finished {
+                trace_id: t,
+                finish: Finish::Complete
+            }]
+        );
+        // A late copy of a span does not finish the trace again.
+        settler.observe(shapes(&[root]), now);
+        assert!(settler.take_finished(now + DEFAULT_SETTLE * 2).is_empty());
+        assert_eq!(settler.pending(), (0, 0));
+    }
+
+    #[test]
+    fn an_incomplete_trace_settles_after_its_last_span() {
+        let settler = Settler::new(SettleLimits {
+            settle: Duration::from_secs(10),
+            ..SettleLimits::default()
+        });
+        let t = trace_id(2);
+        let start = Instant::now();
+        settler.observe(
+            shapes(&[span(t, 3, Some(9), "order", "x", Server, 0.0, 1.0)]),
+            start,
+        );
+        settler.observe(
+            shapes(&[span(t, 4, Some(3), "order", "y", Client, 0.0, 1.0)]),
+            start + Duration::from_secs(5),
+        );
+        assert!(
+            settler
+                .take_finished(start + Duration::from_secs(14))
+                .is_empty()
+        );
+        assert_eq!(
+            settler.take_finished(start + Duration::from_secs(15)),
+            vec![Finished {
+                trace_id: t,
+                finish: Finish::Settled
+            }]
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_by_finishing_the_oldest_early() {
+        let settler = Settler::new(SettleLimits {
+            max_traces: 2,
+            ..SettleLimits::default()
+        });
+        let now = Instant::now();
+        for seed in 1..=3 {
+            let t = trace_id(seed);
+            settler.observe(
+                shapes(&[span(t, 3, Some(9), "order", "x", Server, 0.0, 1.0)]),
+                now,
+            );
+        }
+        assert_eq!(
+            settler.take_finished(now),
+            vec![Finished {
+                trace_id: trace_id(1),
+                finish: Finish::Evicted
+            }]
+        );
+        assert_eq!(settler.pending(), (2, 2));
+    }
+}
