@@ -12,6 +12,8 @@
 //! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
 //! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces older than this (`s`, `m`, `h`, `d`; `0` = keep) |
 //! | `COLLECTOR_MAX_DISK_BYTES` | `--max-disk-bytes` | `0` (no limit) | delete the oldest traces while the live data is larger (SQLite) |
+//! | `COLLECTOR_TRACE_SETTLE` | `--trace-settle` | `10s` | a trace that is not complete is finished this long after its last span (`GET /v1/tail`) |
+//! | `COLLECTOR_LOG_TREES` | `--log-trees` | off | print each finished trace's text tree to stdout |
 //! | | `--healthcheck` | | probe `GET /health` on the query port and exit 0 (healthy) or 1 |
 //!
 //! Retention is described in [`crate::retention`].
@@ -73,6 +75,16 @@ pub struct Config {
     /// (0: no limit; SQLite only).
     #[arg(long, env = "COLLECTOR_MAX_DISK_BYTES", default_value_t = 0)]
     pub max_disk_bytes: u64,
+    /// A trace that is not complete is finished this long after its last span arrived
+    /// (GET /v1/tail; e.g. 10s, 1m).
+    #[arg(long, env = "COLLECTOR_TRACE_SETTLE", default_value = "10s",
+          value_parser = crate::retention::parse_age_flag)]
+    pub trace_settle: std::time::Duration,
+    /// Print each finished trace's text tree to stdout.
+    #[arg(long, env = "COLLECTOR_LOG_TREES", default_value_t = false,
+          value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1,
+          default_missing_value = "true")]
+    pub log_trees: bool,
     /// Probe GET /health on the query port (127.0.0.1 when it listens on all addresses) and
     /// exit 0 when healthy, 1 otherwise. For container health checks.
     #[arg(long)]

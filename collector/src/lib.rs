@@ -81,6 +81,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Ingest limits.
     pub limits: IngestLimits,
+    /// Follows traces as they are committed and says when each is finished.
+    pub settler: Arc<assemble::settle::Settler>,
+    /// Where finished traces are published (`GET /v1/tail`, `COLLECTOR_LOG_TREES`).
+    pub tail: query::tail::TailHub,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -104,8 +108,25 @@ impl AppState {
             store: Arc::new(store::MeteredStore::new(store, Arc::clone(&metrics))),
             metrics,
             limits,
+            settler: Arc::new(assemble::settle::Settler::new(
+                assemble::settle::SettleLimits::default(),
+            )),
+            tail: query::tail::TailHub::new(false),
             shutdown: Arc::new(watch::Sender::new(false)),
         }
+    }
+
+    /// The same state with another settle time and, with `log_trees`, every finished text
+    /// tree printed to stdout.
+    pub fn with_settle(mut self, settle: std::time::Duration, log_trees: bool) -> Self {
+        self.settler = Arc::new(assemble::settle::Settler::new(
+            assemble::settle::SettleLimits {
+                settle,
+                ..assemble::settle::SettleLimits::default()
+            },
+        ));
+        self.tail = query::tail::TailHub::new(log_trees);
+        self
     }
 
     /// Tells long-running handlers (long-polls) to answer now; [`serve`] calls it when its
@@ -148,11 +169,13 @@ pub fn ingest_app(state: AppState) -> Router {
 /// the Jaeger APIs (`/api/...`, `/api/v3/...`), `/metrics`, `/health`, `/healthz`.
 /// Every answer carries `X-Content-Type-Options: nosniff`.
 pub fn query_app(state: AppState) -> Router {
-    use query::{dependencies, jaeger, jaeger_v3, native, stats};
+    use query::{dependencies, jaeger, jaeger_v3, native, stats, tail};
     Router::new()
+        .route("/v1/traces/latest/tree", get(native::get_latest_tree))
         .route("/v1/traces/{trace_id}/tree", get(native::get_tree))
         .route("/v1/traces/{trace_id}", get(native::get_trace))
         .route("/v1/traces", get(native::search))
+        .route("/v1/tail", get(tail::get_tail))
         .route("/v1/services", get(native::services))
         .route("/v1/stats", get(stats::get_stats))
         .route("/v1/dependencies", get(dependencies::get_dependencies))
@@ -232,6 +255,7 @@ pub async fn serve(
             state.begin_shutdown();
         })
     };
+    let publisher = tokio::spawn(query::tail::publish(state.clone()));
     let run = |listener: TcpListener, app: Router| {
         let state = state.clone();
         let mut stop = state.shutdown_receiver();
@@ -251,6 +275,7 @@ pub async fn serve(
         run(query, query_app(state.clone()))
     );
     trigger.abort();
+    publisher.abort();
     state.store.shutdown().await;
     ingest_result.and(query_result)
 }
@@ -324,7 +349,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         max_body_bytes: config.max_body_bytes(),
         ..IngestLimits::default()
     };
-    let state = AppState::new(Arc::clone(&store), limits);
+    let state = AppState::new(Arc::clone(&store), limits)
+        .with_settle(config.trace_settle, config.log_trees);
     let retention = tokio::spawn(retention::run(
         Arc::clone(&store),
         config.retention_config(),

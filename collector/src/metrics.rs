@@ -13,6 +13,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `spanline_ingest_requests_total`, `..._failed_total`, `spanline_ingest_bytes_total`, `spanline_spans_{received,rejected,stored,duplicate}_total` | counter | – |
+//! | `spanline_traces_finished_{complete,incomplete,evicted}_total`, `spanline_tail_traces_lost_total` | counter | – (finished traces: [`crate::assemble::settle`], `GET /v1/tail`) |
 //! | `spanline_ingest_batches_total`, `spanline_ingest_spans_{received,stored,rejected,deduplicated}_total` | counter | `protocol`: `otlp_proto`, `otlp_json`, `zipkin`, `simple_json` |
 //! | `spanline_requests_total` | counter | `service`, `operation`: SERVER and CONSUMER spans stored (RED: rate) |
 //! | `spanline_request_errors_total` | counter | `service`, `operation`: those with status error (RED: errors) |
@@ -49,6 +50,14 @@ pub struct Metrics {
     pub spans_stored: AtomicU64,
     /// Spans ignored because the same `(trace_id, span_id, kind)` was already stored.
     pub spans_duplicate: AtomicU64,
+    /// Traces finished complete ([`crate::assemble::settle`]).
+    pub traces_finished_complete: AtomicU64,
+    /// Traces finished incomplete, after the settle time.
+    pub traces_finished_incomplete: AtomicU64,
+    /// Traces finished early to keep the settler's memory bounded.
+    pub traces_finished_evicted: AtomicU64,
+    /// Finished traces a slow `GET /v1/tail` reader lost.
+    pub tail_traces_lost: AtomicU64,
     /// The same span counters, and batches, per ingest protocol.
     pub ingest: IngestMetrics,
     // --- query side ---
@@ -67,7 +76,7 @@ impl Metrics {
             .collect()
     }
 
-    fn counters(&self) -> [(&'static str, &'static str, u64); 7] {
+    fn counters(&self) -> [(&'static str, &'static str, u64); 11] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             (
@@ -104,6 +113,26 @@ impl Metrics {
                 "spans_duplicate",
                 "spans ignored as already stored",
                 get(&self.spans_duplicate),
+            ),
+            (
+                "traces_finished_complete",
+                "traces finished complete",
+                get(&self.traces_finished_complete),
+            ),
+            (
+                "traces_finished_incomplete",
+                "traces finished incomplete after the settle time",
+                get(&self.traces_finished_incomplete),
+            ),
+            (
+                "traces_finished_evicted",
+                "traces finished early to bound memory",
+                get(&self.traces_finished_evicted),
+            ),
+            (
+                "tail_traces_lost",
+                "finished traces lost by slow /v1/tail readers",
+                get(&self.tail_traces_lost),
             ),
         ]
     }

@@ -205,10 +205,11 @@ async fn text_tree_by_query_or_accept_header() {
     let h = sqlite();
     ingest_demo(&h).await;
     let want = "\
-trace 4bf92f3577b34da6a3ce929d0e0e4736  3 spans  2 services  412.0 ms  (◆ critical path)
-└─ ◆ frontend POST /orders [server] 412.0 ms  201
+trace 4bf92f3577b34da6a3ce929d0e0e4736  3 spans  2 services  412.0 ms  201  (◆ critical path)
+└─ ◆ frontend POST /orders [server] 412.0 ms  self 381.0 ms  201
    └─ ◆ frontend GET /users/{id} [client] 31.0 ms  +1.0 ms  200
-      └─ ◆ user GET /users/{id} [server] 29.0 ms  +2.0 ms  ERROR: user lookup failed
+      └─ ◆ user GET /users/{id} [server] 29.0 ms  +2.0 ms  ERROR
+            ✗ user lookup failed
 ";
     let by_query = call(
         &h.query,

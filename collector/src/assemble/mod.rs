@@ -132,6 +132,8 @@ pub struct TreeNode {
     pub links: Vec<Value>,
     /// True when the parent span is missing from the trace.
     pub orphan: bool,
+    /// Why an error span failed, in one line ([`error_cause`]); `null` otherwise.
+    pub cause: Option<String>,
     /// What ingest and assembly changed on this span (clock skew, merged duplicates,
     /// truncation); empty when nothing.
     pub warnings: Vec<String>,
@@ -406,6 +408,7 @@ fn make_node(s: &Span, trace_start: u64, orphan: bool) -> TreeNode {
             })
             .collect(),
         orphan,
+        cause: error_cause(s),
         warnings: Vec::new(),
         self_time_ns: 0,
         critical: false,

@@ -231,7 +231,7 @@ mod tests {
             "orphan: not complete"
         );
         let root = span(t, 1, None, "frontend", "GET /", Server, 0.0, 5.0);
-        settler.observe(shapes(&[root.clone()]), now);
+        settler.observe(shapes(std::slice::from_ref(&root)), now);
         assert_eq!(
             settler.take_finished(now),
             vec![Finished {

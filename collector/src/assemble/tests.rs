@@ -178,6 +178,7 @@ fn json_has_exactly_the_contract_fields() {
         node,
         [
             "attributes",
+            "cause",
             "children",
             "critical",
             "duration_ns",

@@ -1,20 +1,33 @@
 //! The text tree of DESIGN.md §4 (`?format=text` or `Accept: text/plain`):
 //!
 //! ```text
-//! trace 4bf92f3577b34da6a3ce929d0e0e4736  11 spans  4 services  412.3 ms  (◆ critical path)
-//! └─ ◆ frontend POST /orders [server] 412.3 ms  self 2.1 ms  201
+//! trace 4bf92f3577b34da6a3ce929d0e0e4736  11 spans  4 services  412.3 ms  402  (◆ critical path)  http://localhost:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736
+//! outcome: 402 payment declined: amount 6495.00 exceeds the limit 5000.00
+//! └─ ◆ frontend POST /orders [server] 412.3 ms  self 2.1 ms  402
 //!    ├─ frontend GET /users/{id} [client] 31.2 ms  +1.1 ms  200
 //!    │  └─ user GET /users/{id} [server] 29.8 ms  +1.6 ms  200
+//!    ...
+//!             └─ ◆ payment POST /payments [server] 62.3 ms  +34.3 ms  503  ERROR
+//!                ✗ injected fault (sim.fail.payment)
+//!                · exception +96.5 ms
 //! ```
 //!
+//! The header line: trace id, span and service counts, duration, the root's HTTP status,
+//! `(incomplete)` when the trace is not known to be whole, the legend `(◆ critical path)`
+//! when there is one, and the trace's web UI link when the caller knows it. An `outcome:` line
+//! follows when the request failed or was refused, with the reason from the span that
+//! decided it.
+//!
 //! Per span: `◆ ` when the span is on the critical path, service, name, `[kind]`, duration,
-//! `self <time>` when the span has children and its self time is between 10 % and 90 % of
-//! its duration, `+offset` from the trace start (every span but a parentless root), the
-//! `http.response.status_code` (or legacy `http.status_code`), then `ERROR: <status message>`
-//! for error spans and `(orphan: parent <id> not in trace)` for orphans. The header line ends
-//! with the legend `(◆ critical path)` when the tree has a critical path. Warnings follow the
-//! tree as `warning: ...` lines. Control characters in names are escaped so a span cannot
-//! break the layout.
+//! `self <time>` when the span has children and its own time is at least 10 % of its duration
+//! and at least 1 ms, `+offset` from the trace start (every span but a parentless root), the
+//! `http.response.status_code` (or legacy `http.status_code`), `ERROR` for error spans and
+//! `(orphan: parent <id> not in trace)` for orphans. Under the span: `✗ <cause>` for an error
+//! span (exception type and message, or status message), then its events as
+//! `· <name> +<offset>` (exception events always, every event with
+//! [`TextOptions::all_events`]). Warnings follow the tree as `warning: ...` lines, among them
+//! what an incomplete trace still waits for. Control characters in names are escaped so a
+//! span cannot break the layout.
 
 use std::fmt::Write as _;
 
@@ -22,9 +35,25 @@ use super::{TraceTree, TreeNode};
 
 /// Put before the service name of a span on the critical path.
 pub const CRITICAL_MARK: &str = "◆ ";
+/// Smallest self time shown, nanoseconds (1 ms).
+pub const MIN_SELF_TIME_NS: u64 = 1_000_000;
+
+/// What the text tree shows beyond the tree itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextOptions {
+    /// The web UI's base URL (`http://localhost:16686`): the header links the trace page.
+    pub ui_url: Option<String>,
+    /// Every span event, not only exceptions (`?events=true`).
+    pub all_events: bool,
+}
+
+/// Renders the text tree with the default options (ends with a newline).
+pub fn render(tree: &TraceTree) -> String {
+    render_with(tree, &TextOptions::default())
+}
 
 /// Renders the text tree (ends with a newline).
-pub fn render(tree: &TraceTree) -> String {
+pub fn render_with(tree: &TraceTree, options: &TextOptions) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -34,13 +63,34 @@ pub fn render(tree: &TraceTree) -> String {
         plural(tree.service_count, "service"),
         format_duration_ns(tree.duration_ns)
     );
+    if let Some(code) = tree.http_status {
+        let _ = write!(out, "  {code}");
+    }
+    if !tree.complete {
+        out.push_str("  (incomplete)");
+    }
     if !tree.critical_path.is_empty() {
         out.push_str(&format!("  ({CRITICAL_MARK}critical path)"));
     }
+    if let Some(base) = &options.ui_url {
+        let _ = write!(
+            out,
+            "  {}/trace/{}",
+            clean(base.trim_end_matches('/')),
+            tree.trace_id
+        );
+    }
     out.push('\n');
+    if let Some(reason) = &tree.outcome_reason {
+        out.push_str("outcome: ");
+        if let Some(code) = tree.http_status {
+            let _ = write!(out, "{code} ");
+        }
+        let _ = writeln!(out, "{}", clean(reason));
+    }
     let count = tree.roots.len();
     for (i, root) in tree.roots.iter().enumerate() {
-        render_node(&mut out, root, "", i + 1 == count);
+        render_node(&mut out, root, "", i + 1 == count, options);
     }
     for warning in &tree.warnings {
         let _ = writeln!(out, "warning: {}", clean(warning));
@@ -56,7 +106,7 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool) {
+fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool, options: &TextOptions) {
     let _ = write!(
         out,
         "{prefix}{}{}{} {} [{}] {}",
@@ -77,11 +127,7 @@ fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool) {
         let _ = write!(out, "  {code}");
     }
     if node.status == "error" {
-        if node.status_message.is_empty() {
-            out.push_str("  ERROR");
-        } else {
-            let _ = write!(out, "  ERROR: {}", clean(&node.status_message));
-        }
+        out.push_str("  ERROR");
     }
     if node.orphan
         && let Some(parent) = &node.parent_span_id
@@ -90,17 +136,40 @@ fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool) {
     }
     out.push('\n');
     let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
+    let detail_prefix = format!(
+        "{child_prefix}{}",
+        if node.children.is_empty() {
+            "   "
+        } else {
+            "│  "
+        }
+    );
+    if let Some(cause) = &node.cause {
+        let _ = writeln!(out, "{detail_prefix}✗ {}", clean(cause));
+    }
+    for event in &node.events {
+        let name = event["name"].as_str().unwrap_or("");
+        if options.all_events || name == "exception" {
+            let offset = event["offset_ns"].as_u64().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{detail_prefix}· {} +{}",
+                clean(name),
+                format_duration_ns(offset)
+            );
+        }
+    }
     let count = node.children.len();
     for (i, child) in node.children.iter().enumerate() {
-        render_node(out, child, &child_prefix, i + 1 == count);
+        render_node(out, child, &child_prefix, i + 1 == count, options);
     }
 }
 
-/// Self time is shown for spans with children when it is between 10 % and 90 % of the span:
-/// then neither "all in children" nor "all its own" is obvious from the tree.
+/// Self time is shown for spans with children when it is at least 10 % of the span and at
+/// least [`MIN_SELF_TIME_NS`]: then the span itself, not only its children, took time.
 fn notable_self_time(node: &TreeNode) -> bool {
     let (own, total) = (u128::from(node.self_time_ns), u128::from(node.duration_ns));
-    !node.children.is_empty() && own * 10 >= total && own * 10 <= total * 9
+    !node.children.is_empty() && own * 10 >= total && node.self_time_ns >= MIN_SELF_TIME_NS
 }
 
 fn http_status(node: &TreeNode) -> Option<i64> {
@@ -179,13 +248,15 @@ mod tests {
     fn golden_tree() {
         let tree = assemble(&sample_trace(1));
         let want = "\
-trace 4b0000000000001f0000000000000001  7 spans  3 services  1.23 s  (◆ critical path)
+trace 4b0000000000001f0000000000000001  7 spans  3 services  1.23 s  201  (◆ critical path)
 └─ ◆ frontend POST /orders [server] 412.3 ms  201
    ├─ ◆ frontend GET /users/{id} [client] 31.2 ms  +1.1 ms  200
-   │  └─ ◆ user GET /users/{id} [server] 29.8 ms  +1.6 ms  200
+   │  └─ ◆ user GET /users/{id} [server] 29.8 ms  self 28.9 ms  +1.6 ms  200
    │     └─ ◆ user SELECT users [client] 850 µs  +2.0 ms
    └─ ◆ frontend POST /orders [client] 370.0 ms  +33.0 ms  201
-      └─ ◆ order POST /orders [server] 1.20 s  +34.0 ms  ERROR: payment declined
+      └─ ◆ order POST /orders [server] 1.20 s  self 1.20 s  +34.0 ms  ERROR
+         │  ✗ declined
+         │  · exception +40.0 ms
          └─ ◆ order INSERT orders [client] 2.5 ms  +35.0 ms
 warning: span 0100000000000006: clamped
 ";

@@ -42,6 +42,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use crate::AppState;
+use crate::assemble::completeness::Shape;
 use crate::error::{Error, ErrorFormat, quote};
 use crate::metrics::Protocol;
 use crate::model::{Span, SpanLimits};
@@ -225,7 +226,14 @@ async fn store(
     let outcome = if decoded.spans.is_empty() {
         crate::store::WriteOutcome::default()
     } else {
-        state.store.write_spans(decoded.spans).await?
+        let shapes: Vec<_> = decoded
+            .spans
+            .iter()
+            .map(|s| (s.trace_id, Shape::of(s)))
+            .collect();
+        let outcome = state.store.write_spans(decoded.spans).await?;
+        state.settler.observe(shapes, std::time::Instant::now());
+        outcome
     };
     per.spans_stored
         .fetch_add(outcome.stored as u64, Ordering::Relaxed);

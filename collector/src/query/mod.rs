@@ -3,6 +3,7 @@
 //! - [`native`]: Spanline's own API (`/v1/traces...`, `/v1/services`, `/health`);
 //! - [`stats`]: `GET /v1/stats` (request rate, error rate, latency percentiles);
 //! - [`dependencies`]: `GET /v1/dependencies` (the service graph);
+//! - [`tail`]: `GET /v1/tail` (a live stream of finished traces);
 //! - [`jaeger`]: the Jaeger-compatible v1 API (`/api/...`, interop.md §3.2–3.7);
 //! - [`jaeger_v3`]: the `api_v3` subset the current Jaeger UI uses (interop.md §3.8).
 
@@ -11,6 +12,7 @@ pub mod jaeger;
 pub mod jaeger_v3;
 pub mod native;
 pub mod stats;
+pub mod tail;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

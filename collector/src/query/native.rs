@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use crate::AppState;
 use crate::assemble::completeness::{self, Shape};
 use crate::assemble::{self, text};
-use crate::error::Error;
+use crate::error::{Error, ErrorFormat};
 use crate::ingest::simple_json;
 use crate::model::TraceId;
 use crate::model::{SpanKind, StatusCode as SpanStatus};
@@ -52,6 +52,8 @@ use crate::store::{SortOrder, StoredTrace, TraceQuery, TraceSummary};
 pub const MAX_ATTRIBUTE_FILTERS: usize = 16;
 /// Longest `?wait=`, seconds.
 pub const MAX_WAIT_S: f64 = 30.0;
+/// Newest summaries looked at by `GET /v1/traces/latest/tree` for one with a root.
+const LATEST_CANDIDATES: usize = 50;
 /// Least time between two re-reads of a trace while long-polling.
 const MIN_RECHECK: Duration = Duration::from_millis(25);
 /// How long `/health` waits for a storage probe.
@@ -83,6 +85,68 @@ fn not_found(trace_id: TraceId) -> Error {
     Error::NotFound(format!("trace {trace_id} not found"))
 }
 
+/// The parameters of the tree endpoints, parsed once.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TreeParams {
+    /// Answer the text tree.
+    pub(crate) as_text: bool,
+    /// Longest wait for completeness.
+    pub(crate) wait: Duration,
+    /// Clock-skew adjustment on or off.
+    pub(crate) options: assemble::AssembleOptions,
+    /// Text: every event, not only exceptions.
+    pub(crate) all_events: bool,
+}
+
+impl TreeParams {
+    /// `format=json|text` (default from `Accept`), `wait=SECONDS` (≤ [`MAX_WAIT_S`]),
+    /// `raw=BOOL`, `events=BOOL`; other keys are ignored, bad values are 400.
+    pub(crate) fn parse(pairs: Vec<(String, String)>, headers: &HeaderMap) -> Result<Self, Error> {
+        let mut p = Self {
+            as_text: wants_text(headers),
+            ..Self::default()
+        };
+        for (key, value) in pairs {
+            match key.as_str() {
+                "format" => {
+                    p.as_text = match value.as_str() {
+                        "text" => true,
+                        "json" => false,
+                        _ => {
+                            return Err(Error::BadRequest(
+                                "format must be `json` or `text`".into(),
+                            ));
+                        }
+                    }
+                }
+                "wait" => {
+                    let seconds: f64 = value
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                        .ok_or_else(|| {
+                            Error::BadRequest("wait must be a number of seconds".into())
+                        })?;
+                    p.wait = Duration::from_secs_f64(seconds.min(MAX_WAIT_S));
+                }
+                "raw" if parse_bool(&key, &value)? => p.options = assemble::AssembleOptions::raw(),
+                "events" => p.all_events = parse_bool(&key, &value)?,
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
+    fn error_format(&self) -> ErrorFormat {
+        if self.as_text {
+            ErrorFormat::PlainText
+        } else {
+            ErrorFormat::Native
+        }
+    }
+}
+
 /// `GET /v1/traces/{trace_id}/tree`.
 pub(crate) async fn get_tree(
     State(state): State<AppState>,
@@ -90,36 +154,53 @@ pub(crate) async fn get_tree(
     query: Params,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let trace_id = trace_id_param(path)?;
-    let mut as_text = wants_text(&headers);
-    let mut wait = Duration::ZERO;
-    let mut options = assemble::AssembleOptions::default();
-    for (key, value) in params(query)? {
-        match key.as_str() {
-            "format" => {
-                as_text = match value.as_str() {
-                    "text" => true,
-                    "json" => false,
-                    _ => return Err(Error::BadRequest("format must be `json` or `text`".into())),
-                }
-            }
-            "wait" => {
-                let seconds: f64 = value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                    .ok_or_else(|| Error::BadRequest("wait must be a number of seconds".into()))?;
-                wait = Duration::from_secs_f64(seconds.min(MAX_WAIT_S));
-            }
-            "raw" if parse_bool(&key, &value)? => options = assemble::AssembleOptions::raw(),
-            _ => {}
-        }
-    }
-    let trace = load_waiting(&state, trace_id, wait)
-        .await?
-        .ok_or_else(|| not_found(trace_id))?;
-    let mut tree = assemble::assemble_with(&trace.spans, &options);
+    let p = TreeParams::parse(params(query)?, &headers)?;
+    let answer = async {
+        let trace_id = trace_id_param(path)?;
+        let trace = load_waiting(&state, trace_id, p.wait)
+            .await?
+            .ok_or_else(|| not_found(trace_id))?;
+        Ok::<_, Error>(tree_response(&trace, &p, &headers))
+    };
+    Ok(answer
+        .await
+        .unwrap_or_else(|e| e.into_response_as(p.error_format())))
+}
+
+/// `GET /v1/traces/latest/tree`: the newest trace that has a root span.
+pub(crate) async fn get_latest_tree(
+    State(state): State<AppState>,
+    query: Params,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let p = TreeParams::parse(params(query)?, &headers)?;
+    let answer = async {
+        let newest = state
+            .store
+            .find_traces(TraceQuery {
+                limit: LATEST_CANDIDATES,
+                sort: SortOrder::Newest,
+                ..TraceQuery::default()
+            })
+            .await?;
+        let trace_id = newest
+            .iter()
+            .find(|s| s.root_service.is_some())
+            .map(|s| s.trace_id)
+            .ok_or_else(|| Error::NotFound("no trace with a root span yet".into()))?;
+        let trace = load_waiting(&state, trace_id, p.wait)
+            .await?
+            .ok_or_else(|| not_found(trace_id))?;
+        Ok::<_, Error>(tree_response(&trace, &p, &headers))
+    };
+    Ok(answer
+        .await
+        .unwrap_or_else(|e| e.into_response_as(p.error_format())))
+}
+
+/// Assembles a stored trace and answers it as JSON or text.
+fn tree_response(trace: &StoredTrace, p: &TreeParams, headers: &HeaderMap) -> Response {
+    let mut tree = assemble::assemble_with(&trace.spans, &p.options);
     if trace.summary.span_count > tree.span_count as u64 {
         tree.complete = false;
         tree.warnings.push(format!(
@@ -127,15 +208,29 @@ pub(crate) async fn get_tree(
             trace.summary.span_count, tree.span_count
         ));
     }
-    if as_text {
-        Ok((
+    if p.as_text {
+        let options = text::TextOptions {
+            ui_url: ui_base_url(headers),
+            all_events: p.all_events,
+        };
+        (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            text::render(&tree),
+            text::render_with(&tree, &options),
         )
-            .into_response())
+            .into_response()
     } else {
-        Ok(axum::Json(tree).into_response())
+        axum::Json(tree).into_response()
     }
+}
+
+/// `http://<Host>`: where the caller reached this port, so where the web UI is.
+pub(crate) fn ui_base_url(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+    valid.then(|| format!("http://{host}"))
 }
 
 /// `Accept` asks for text and not for JSON.
@@ -279,7 +374,8 @@ pub fn summary_json(s: &TraceSummary) -> Value {
     })
 }
 
-fn parse_search(params: Vec<(String, String)>) -> Result<TraceQuery, Error> {
+/// The search filters of `GET /v1/traces` (see the module docs); 400 for a bad value.
+pub(crate) fn parse_search(params: Vec<(String, String)>) -> Result<TraceQuery, Error> {
     let mut q = TraceQuery::default();
     let mut sort = None;
     for (key, value) in params {

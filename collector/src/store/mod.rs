@@ -320,6 +320,36 @@ impl TraceQuery {
                 .is_none_or(|c| s.span_mask & span_mask_bit_status(c) != 0)
     }
 
+    /// Whether a trace passes every filter: the time bounds by the trace start, and the span
+    /// conditions ([`matches_span`](Self::matches_span)) all met by one span, as in Jaeger.
+    pub fn matches_trace(&self, summary: &TraceSummary, spans: &[Span]) -> bool {
+        self.start_time_min_unix_nano
+            .is_none_or(|m| summary.start_time_unix_nano >= m)
+            && self
+                .start_time_max_unix_nano
+                .is_none_or(|m| summary.start_time_unix_nano <= m)
+            && spans.iter().any(|s| self.matches_span(s))
+    }
+
+    /// Whether one span meets every span condition: `service`, `operation`, `kind`,
+    /// `status`, `errors_only`, `attributes` (by their indexed text) and the duration bounds
+    /// (the span's duration).
+    pub fn matches_span(&self, s: &Span) -> bool {
+        let d = s.duration_ns();
+        self.service.as_ref().is_none_or(|v| *v == s.service_name)
+            && self.operation.as_ref().is_none_or(|v| *v == s.name)
+            && self.kind.is_none_or(|k| k == s.kind)
+            && self.status.is_none_or(|c| c == s.status.code)
+            && (!self.errors_only || s.is_error())
+            && self.min_duration_ns.is_none_or(|m| d >= m)
+            && self.max_duration_ns.is_none_or(|m| d <= m)
+            && self.attributes.iter().all(|(key, value)| {
+                s.attributes.iter().any(|kv| {
+                    kv.key == *key && attr_index_text(&kv.value).is_some_and(|v| v == *value)
+                })
+            })
+    }
+
     /// Sorts summaries in the query's order.
     pub fn sort_summaries(&self, found: &mut [TraceSummary]) {
         match self.sort {

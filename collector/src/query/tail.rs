@@ -1,0 +1,204 @@
+//! # `GET /v1/tail`: a live stream of finished traces
+//!
+//! `curl -N localhost:16686/v1/tail?format=text` prints each trace once, when it is finished
+//! ([`crate::assemble::settle`]: complete, or `COLLECTOR_TRACE_SETTLE` after its last span,
+//! then with `"complete": false` and its `missing`). Without `format=text` each trace is one
+//! line of tree JSON (NDJSON, `application/x-ndjson`); text trees are separated by a blank
+//! line. The filters of `GET /v1/traces` apply (`service`, `operation`, `error`, `kind`,
+//! `status`, `attr.KEY=VALUE`, `min_duration`, `max_duration`; `limit` and `sort` mean nothing
+//! here), with the same meaning: the span conditions must hold for one span.
+//!
+//! The [`publish`] task takes finished traces from the settler, loads and assembles each once
+//! (only while someone listens, or with `COLLECTOR_LOG_TREES`, which prints each text tree to
+//! stdout), and broadcasts it. Each subscriber reads from a ring of the last
+//! [`TAIL_BUFFER`] trees: a reader that falls behind loses the oldest, is told so in its
+//! stream (`# 12 traces lost: this reader is too slow` in text, `{"lost": 12}` in NDJSON), and
+//! the loss is counted (`spanline_tail_traces_lost_total`). Publishing never waits for a
+//! reader, so no reader slows ingest or another reader.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::broadcast;
+
+use crate::AppState;
+use crate::assemble::settle::Finish;
+use crate::assemble::{self, TraceTree, text};
+use crate::error::Error;
+use crate::store::{StoredTrace, TraceQuery};
+
+use super::native;
+
+/// Finished trees each subscriber may fall behind by before it loses the oldest.
+pub const TAIL_BUFFER: usize = 256;
+/// How often the publisher looks for traces whose settle time has passed.
+const SWEEP_EVERY: Duration = Duration::from_millis(200);
+
+/// A finished trace as published to subscribers.
+#[derive(Debug)]
+pub struct FinishedTrace {
+    /// The stored trace (for the span filters).
+    pub trace: StoredTrace,
+    /// Its assembled tree.
+    pub tree: TraceTree,
+}
+
+/// The broadcast side of the stream (one per collector).
+#[derive(Debug, Clone)]
+pub struct TailHub {
+    sender: broadcast::Sender<Arc<FinishedTrace>>,
+    log_trees: bool,
+}
+
+impl TailHub {
+    /// A hub; with `log_trees`, every finished tree is also printed to stdout.
+    pub fn new(log_trees: bool) -> Self {
+        Self {
+            sender: broadcast::Sender::new(TAIL_BUFFER),
+            log_trees,
+        }
+    }
+
+    /// Connected `GET /v1/tail` readers.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
+    fn wanted(&self) -> bool {
+        self.log_trees || self.sender.receiver_count() > 0
+    }
+}
+
+/// Publishes finished traces until the collector shuts down (see the module docs).
+pub async fn publish(state: AppState) {
+    let mut shutdown = state.shutdown_receiver();
+    loop {
+        tokio::select! {
+            () = state.settler.finished_some() => {}
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+        for finished in state.settler.take_finished(Instant::now()) {
+            let counter = match finished.finish {
+                Finish::Complete => &state.metrics.traces_finished_complete,
+                Finish::Settled => &state.metrics.traces_finished_incomplete,
+                Finish::Evicted => &state.metrics.traces_finished_evicted,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if !state.tail.wanted() {
+                continue;
+            }
+            let Ok(Some(trace)) = state.store.get_trace(finished.trace_id).await else {
+                continue;
+            };
+            let tree = assemble::assemble(&trace.spans);
+            if state.tail.log_trees {
+                println!("{}", text::render(&tree));
+            }
+            let _ = state
+                .tail
+                .sender
+                .send(Arc::new(FinishedTrace { trace, tree }));
+        }
+    }
+}
+
+/// `GET /v1/tail` (see the module docs).
+pub(crate) async fn get_tail(
+    State(state): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let pairs = query
+        .map(|Query(v)| v)
+        .map_err(|_| Error::BadRequest("malformed query string".into()))?;
+    let mut as_text = false;
+    let mut filters = Vec::new();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "format" => {
+                as_text = match value.as_str() {
+                    "text" => true,
+                    "json" => false,
+                    _ => return Err(Error::BadRequest("format must be `json` or `text`".into())),
+                }
+            }
+            _ => filters.push((key, value)),
+        }
+    }
+    let query = native::parse_search(filters)?;
+    let text_options = text::TextOptions {
+        ui_url: native::ui_base_url(&headers),
+        all_events: false,
+    };
+    let receiver = state.tail.sender.subscribe();
+    let metrics = Arc::clone(&state.metrics);
+    let shutdown = state.shutdown_receiver();
+    let stream =
+        futures_util::stream::unfold((receiver, shutdown), move |(mut receiver, mut shutdown)| {
+            let query = query.clone();
+            let text_options = text_options.clone();
+            let metrics = Arc::clone(&metrics);
+            async move {
+                loop {
+                    let received = tokio::select! {
+                        r = receiver.recv() => r,
+                        _ = shutdown.wait_for(|stopping| *stopping) => return None,
+                    };
+                    let chunk = match received {
+                        Ok(finished) => {
+                            if !matches(&query, &finished.trace) {
+                                continue;
+                            }
+                            if as_text {
+                                text::render_with(&finished.tree, &text_options) + "\n"
+                            } else {
+                                let mut line =
+                                    serde_json::to_string(&finished.tree).unwrap_or_default();
+                                line.push('\n');
+                                line
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(lost)) => {
+                            metrics.tail_traces_lost.fetch_add(lost, Ordering::Relaxed);
+                            if as_text {
+                                format!("# {lost} traces lost: this reader is too slow\n\n")
+                            } else {
+                                format!("{{\"lost\": {lost}}}\n")
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    };
+                    return Some((
+                        Ok::<_, Infallible>(Bytes::from(chunk)),
+                        (receiver, shutdown),
+                    ));
+                }
+            }
+        });
+    let content_type = if as_text {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/x-ndjson"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Whether a finished trace passes the search filters (span conditions on one span).
+fn matches(query: &TraceQuery, trace: &StoredTrace) -> bool {
+    query.matches_trace(&trace.summary, &trace.spans)
+}
