@@ -569,6 +569,7 @@
     const rows = prepare(tree);
     const tPrepared = performance.now();
     renderTrace(tree, rows, traceId, params);
+    if (tree.complete === false) followIncomplete(traceId, params, seq, tree);
     document.body.dataset.tracePrepareMs = (tPrepared - tPrep).toFixed(0);
     document.body.dataset.traceBuildMs = (performance.now() - tPrepared).toFixed(0);
     // Measure until the browser has laid out and painted the page.
@@ -581,6 +582,25 @@
       document.body.dataset.traceSinceNavigationMs = done.toFixed(0);
       document.body.dataset.traceReady = traceId;
     }, 0));
+  }
+
+  // An incomplete trace: wait for the rest (up to a minute) and redraw when it changes.
+  async function followIncomplete(traceId, params, seq, shown) {
+    const until = performance.now() + 60000;
+    let last = shown;
+    while (performance.now() < until) {
+      const r = await getJSON('/v1/traces/' + traceId + '/tree?wait=10');
+      if (stale(seq)) return;
+      if (!r.ok || !r.data || !Array.isArray(r.data.roots)) return;
+      if (r.data.span_count !== last.span_count || r.data.complete !== last.complete) {
+        const scroll = window.scrollY;
+        clear(app);
+        renderTrace(r.data, prepare(r.data), traceId, params);
+        window.scrollTo(0, scroll);
+        last = r.data;
+      }
+      if (r.data.complete !== false) return;
+    }
   }
 
   function renderTrace(tree, rows, traceId, params) {
@@ -601,9 +621,23 @@
       stat('Started', fmtTime(tree.start) + ' (' + fmtAgo(tree.start) + ')'));
     const header = h('section', { class: 'trace-header' },
       h('h1', { id: 'trace-title' }, errors.length ? h('span', { class: 'err-mark big', title: 'this trace has errors' }, '!') : null, title),
-      h('div', { class: 'trace-id' }, 'Trace ', h('code', { id: 'trace-id' }, traceId), tree.complete === false ? h('span', { class: 'badge warn', title: 'the root is missing or some spans have no parent in the trace' }, 'incomplete') : null),
+      h('div', { class: 'trace-id' }, 'Trace ', h('code', { id: 'trace-id' }, traceId), tree.complete === false ? h('span', { class: 'badge warn', id: 'incomplete-badge', title: 'spans this trace awaits have not arrived' }, 'incomplete') : null),
       stats);
+    if (tree.http_status !== undefined && tree.http_status !== null) {
+      stats.prepend(stat('Status', String(tree.http_status), Number(tree.http_status) >= 400 ? 'err' : ''));
+    }
+    if (tree.outcome_reason) header.append(h('p', { class: 'outcome', id: 'trace-outcome' }, h('strong', null, String(tree.http_status ?? 'failed')), ': ', String(tree.outcome_reason)));
     app.append(header);
+    const missing = Array.isArray(tree.missing) ? tree.missing : [];
+    if (tree.complete === false && missing.length) {
+      const ul = h('ul', null);
+      for (const m of missing.slice(0, 20)) {
+        ul.append(h('li', null, m.parent_span_id ? `span ${m.span_id} from ${m.service || 'its callee'} (called by ${m.parent_span_id})` : `parent span ${m.span_id}`));
+      }
+      app.append(h('section', { class: 'waiting', id: 'trace-waiting' },
+        h('h2', null, 'Waiting for ' + plural(missing.length, 'span') + ' '), ul,
+        h('p', { class: 'muted small' }, 'This page updates when they arrive.')));
+    }
 
     // Where the time went: critical-path time per service.
     if (tree.criticalBySvc.length) {
@@ -894,6 +928,14 @@
       label.style.left = leftPct + widthPct + '%';
     }
     const right = h('div', { class: 'wf-right' }, bar, label);
+    for (const ev of Array.isArray(n.events) ? n.events : []) {
+      const at = Number(ev.offset_ns);
+      if (!Number.isFinite(at)) continue;
+      const name = String(ev.name || 'event');
+      const mark = h('span', { class: 'event-mark' + (name === 'exception' ? ' exception' : ''), title: `${name} at +${fmtDur(at)}` });
+      mark.style.left = Math.min(100, Math.max(0, (at / total) * 100)) + '%';
+      right.append(mark);
+    }
     const el = h('div', {
       class: 'wf-row' + (r.error ? ' error' : '') + (r.critical ? ' on-critical' : '') + (n.orphan ? ' orphan' : '') + (r.collapsed ? ' collapsed' : '') + (r.match ? ' match' : ''),
       'data-index': r.index, 'data-span-id': n.span_id, 'data-service': svc, role: 'treeitem', tabindex: 0,
