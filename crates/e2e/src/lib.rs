@@ -187,6 +187,13 @@ impl Stack {
     /// Starts the collector and the four services with a 100 ms batch delay, and waits
     /// until all are healthy.
     pub async fn start() -> Stack {
+        Self::start_with(|_| Vec::new()).await
+    }
+
+    /// As [`start`](Self::start), with extra variables per service (`"user"`, `"order"`,
+    /// `"payment"`, `"frontend"`), which win over the defaults (e.g. a later
+    /// `OTEL_BSP_SCHEDULE_DELAY`, or an exporter endpoint nobody listens on).
+    pub async fn start_with(extra_env: impl Fn(&str) -> Vec<(&'static str, String)>) -> Stack {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(40))
@@ -241,6 +248,7 @@ impl Stack {
             let mut env = otel(svc);
             env.push(("LISTEN_ADDR", format!("127.0.0.1:{p}")));
             env.extend(extra);
+            env.extend(extra_env(svc));
             let proc = Proc::spawn(bin, &env, stack.data_dir.path());
             wait_healthy(
                 &stack.client,

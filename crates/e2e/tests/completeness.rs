@@ -1,0 +1,113 @@
+//! Whole traces, known to be whole, with real processes: a service that exports late is
+//! waited for, a service whose spans never arrive is named as missing, and the live stream
+//! delivers every order once, whole.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use spanline_e2e::{Stack, free_port, walk};
+
+fn order_body() -> Value {
+    json!({"user_id": "1", "product": "Laptop", "quantity": 1})
+}
+
+async fn place_order(stack: &Stack) -> String {
+    let r = stack
+        .client
+        .post(format!("{}/orders", stack.frontend_url))
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", stack.logs());
+    let body: Value = r.json().await.unwrap();
+    body["trace_id"].as_str().unwrap().to_owned()
+}
+
+async fn tree(stack: &Stack, trace_id: &str, wait_s: u32) -> Value {
+    let r = stack
+        .client
+        .get(format!(
+            "{}/v1/traces/{trace_id}/tree?wait={wait_s}",
+            stack.query_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Every CLIENT span between services has the callee's SERVER span as its child.
+fn every_call_answered(tree: &Value) -> bool {
+    let nodes = walk(tree);
+    nodes
+        .iter()
+        .filter(|(n, _)| n["kind"] == "client" && n["attributes"]["peer.service"].is_string())
+        .all(|(n, _)| {
+            n["children"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["kind"] == "server"))
+        })
+}
+
+#[tokio::test]
+async fn a_late_exporter_is_waited_for_and_every_tree_is_whole() {
+    // The order service holds its spans for 3 s before exporting them.
+    let mut stack = Stack::start_with(|svc| match svc {
+        "order" => vec![("OTEL_BSP_SCHEDULE_DELAY", "3000".to_owned())],
+        _ => Vec::new(),
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(place_order(&stack).await);
+    }
+    for id in &ids {
+        let t = tree(&stack, id, 15).await;
+        assert_eq!(t["complete"], true, "{t:#}");
+        assert_eq!(t["missing"], json!([]));
+        assert!(every_call_answered(&t), "{t:#}");
+        let services: Vec<&str> = t["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for svc in ["frontend", "order", "payment", "user"] {
+            assert!(services.contains(&svc), "{svc} missing from {services:?}");
+        }
+    }
+    stack.shutdown();
+}
+
+#[tokio::test]
+async fn spans_that_never_arrive_are_named_as_missing() {
+    // The payment service exports to a port nobody listens on.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut stack = Stack::start_with(move |svc| match svc {
+        "payment" => vec![("OTEL_EXPORTER_OTLP_ENDPOINT", dead.clone())],
+        _ => Vec::new(),
+    })
+    .await;
+    let id = place_order(&stack).await;
+    let started = Instant::now();
+    let t = tree(&stack, &id, 4).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(3500),
+        "answered before the deadline: {t:#}"
+    );
+    assert_eq!(t["complete"], false, "{t:#}");
+    let missing = t["missing"].as_array().unwrap();
+    assert!(
+        missing.iter().any(|m| m["service"] == "payment"),
+        "{missing:?}"
+    );
+    let warnings = t["warnings"].to_string();
+    assert!(
+        warnings.contains("order POST /payments [client] is waiting for its server span"),
+        "{warnings}"
+    );
+    stack.shutdown();
+}
