@@ -332,7 +332,17 @@ impl Stack {
             .collect()
     }
 
-    /// Stops every process gracefully (services first, collector last) and returns the
+    /// Stops the services (not the collector) with SIGTERM, so each flushes its spans;
+    /// returns `(name, exit code)` of each.
+    pub fn stop_services(&mut self) -> Vec<(&'static str, Option<i32>)> {
+        let mut codes = Vec::new();
+        for p in self.procs.iter_mut().skip(1).rev() {
+            codes.push((p.name, p.terminate(Duration::from_secs(10))));
+        }
+        codes
+    }
+
+    /// Stops every process (services first, then the collector) with SIGTERM; returns
     /// `(name, exit code)` of each.
     pub fn shutdown(&mut self) -> Vec<(&'static str, Option<i32>)> {
         let mut codes = Vec::new();
