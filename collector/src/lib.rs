@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod model;
 pub mod query;
 pub mod retention;
+pub mod sanitize;
 pub mod store;
 #[cfg(test)]
 mod testing;
@@ -60,14 +61,14 @@ pub struct IngestLimits {
     /// Largest body after decompression, bytes (413 above; default 64 MiB).
     pub max_body_bytes: usize,
     /// Per-span size limits (truncation and caps, reliability.md §7.2 O10/O11).
-    pub span: model::SpanLimits,
+    pub span: sanitize::SpanLimits,
 }
 
 impl Default for IngestLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: usize::try_from(config::DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
-            span: model::SpanLimits::default(),
+            span: sanitize::SpanLimits::default(),
         }
     }
 }

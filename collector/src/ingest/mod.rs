@@ -44,7 +44,8 @@ use prost::Message;
 use crate::AppState;
 use crate::error::{Error, ErrorFormat, quote};
 use crate::metrics::Protocol;
-use crate::model::{Span, SpanLimits};
+use crate::model::Span;
+use crate::sanitize::SpanLimits;
 
 /// The supported request media types, as listed in 415 answers.
 pub const SUPPORTED_CONTENT_TYPES: &str = "application/x-protobuf, application/json";

@@ -31,9 +31,10 @@ use serde::de::{self, Deserializer, Visitor};
 use super::Decoded;
 use crate::error::Error;
 use crate::model::{
-    self, AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, SpanLimits,
-    Status, StatusCode, TraceId,
+    AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
+    TraceId,
 };
+use crate::sanitize::{self, SpanLimits};
 
 /// Decodes an OTLP/JSON request.
 ///
@@ -42,7 +43,7 @@ use crate::model::{
 pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error> {
     let request: JRequest = serde_json::from_slice(body).map_err(|e| {
         let mut msg = e.to_string();
-        model::truncate_string(&mut msg, 256);
+        sanitize::truncate_string(&mut msg, 256);
         Error::BadRequest(format!(
             "failed to decode OTLP/JSON ExportTraceServiceRequest: {msg}"
         ))
@@ -60,7 +61,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
         for w in &mut resource_warnings {
             w.insert_str(0, "resource: ");
         }
-        model::sanitize_resource(&mut resource, limits);
+        sanitize::sanitize_resource(&mut resource, limits);
         let service_name = resource.service_name().to_owned();
         let resource = Arc::new(resource);
         for scope_spans in resource_spans.scope_spans {
@@ -71,7 +72,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
                     version: s.version,
                 })
                 .unwrap_or_default();
-            model::sanitize_scope(&mut scope, limits);
+            sanitize::sanitize_scope(&mut scope, limits);
             let scope = Arc::new(scope);
             for j_span in scope_spans.spans {
                 let i = index;
@@ -79,7 +80,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
                 match convert_span(j_span, &resource, &scope, &service_name) {
                     Ok(mut span) => {
                         span.warnings.extend(resource_warnings.iter().cloned());
-                        model::sanitize(&mut span, limits);
+                        sanitize::sanitize(&mut span, limits);
                         out.accept(i, span);
                     }
                     Err(reason) => out.reject(i, reason),
@@ -721,7 +722,7 @@ mod tests {
         let s = &out.spans[0];
         assert_eq!(s.kind, SpanKind::Client);
         assert_eq!(s.status.code, StatusCode::Ok);
-        assert_eq!(s.service_name, model::UNKNOWN_SERVICE);
+        assert_eq!(s.service_name, crate::model::UNKNOWN_SERVICE);
         assert_eq!(s.events[0].time_unix_nano, 7);
         assert_eq!(s.links.len(), 1);
         assert_eq!(s.dropped_links_count, 1);
