@@ -365,26 +365,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Resolves on SIGTERM (Unix) or Ctrl-C.
+/// Resolves on SIGTERM (Unix) or Ctrl-C, after logging which one arrived.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => eprintln!("collector: Ctrl-C received, shutting down"),
-        () = term => eprintln!("collector: SIGTERM received, shutting down"),
-    }
+    let signal = demokit::lifecycle::shutdown_signal().await;
+    eprintln!("collector: {} received, shutting down", signal.as_str());
 }
