@@ -26,8 +26,8 @@
 
 pub mod assemble;
 pub mod config;
-mod convert;
 pub mod error;
+pub mod format;
 pub mod healthcheck;
 pub mod ingest;
 pub mod metrics;

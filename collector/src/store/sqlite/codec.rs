@@ -14,7 +14,7 @@ use prost::Message;
 use rusqlite::Row;
 
 use super::{backend, to_u64};
-use crate::convert;
+use crate::format::convert;
 use crate::model::{
     KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
 };
