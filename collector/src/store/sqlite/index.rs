@@ -18,11 +18,11 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, Statement, params};
+use rusqlite::{Connection, Statement, params};
 
 use super::codec::detail_attributes;
 use super::options::AttributeIndex;
-use super::read::{SUMMARY_COLUMNS, row_to_summary};
+use super::read::read_summary;
 use super::{backend, map_sql, to_i64};
 use crate::model::{Span, TraceId};
 use crate::store::{StoreError, TraceSummary, attr_index_text};
@@ -233,14 +233,7 @@ fn update_trace(
     trace_id: TraceId,
     spans: &[&Span],
 ) -> Result<(i64, Option<StoredRows>), StoreError> {
-    let existing = conn
-        .prepare_cached(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id = ?1"
-        ))
-        .map_err(map_sql)?
-        .query_row([&trace_id.0[..]], row_to_summary)
-        .optional()
-        .map_err(map_sql)?;
+    let existing = read_summary(conn, trace_id).map_err(map_sql)?;
     let existed = existing.is_some();
     let mut summary = existing.unwrap_or_else(|| TraceSummary::new(trace_id));
     let old_start = summary.start_time_unix_nano;

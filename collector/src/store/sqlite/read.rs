@@ -104,6 +104,18 @@ pub(super) fn row_to_summary(row: &Row<'_>) -> rusqlite::Result<TraceSummary> {
     })
 }
 
+/// The `traces` row of `trace_id`, if stored.
+pub(super) fn read_summary(
+    conn: &Connection,
+    trace_id: TraceId,
+) -> rusqlite::Result<Option<TraceSummary>> {
+    conn.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id = ?1"
+    ))?
+    .query_row([&trace_id.0[..]], row_to_summary)
+    .optional()
+}
+
 /// A stored trace: its summary and up to [`MAX_TRACE_SPANS`] spans, earliest first.
 pub(super) fn read_trace(
     conn: &Connection,
@@ -111,14 +123,7 @@ pub(super) fn read_trace(
 ) -> Result<Option<StoredTrace>, StoreError> {
     // One read transaction so spans and summary are from the same commit.
     let tx = conn.unchecked_transaction().map_err(backend)?;
-    let summary = tx
-        .prepare_cached(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id = ?1"
-        ))
-        .map_err(backend)?
-        .query_row([&trace_id.0[..]], row_to_summary)
-        .optional()
-        .map_err(backend)?;
+    let summary = read_summary(&tx, trace_id).map_err(backend)?;
     let Some(summary) = summary else {
         return Ok(None);
     };

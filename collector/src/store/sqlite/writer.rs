@@ -114,14 +114,17 @@ impl Writer {
         if self.tx.send(WriterMsg::Shutdown(reply)).await.is_ok() {
             let _ = wait.await;
         }
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
+        if let Some(handle) = self.take_thread() {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+    }
+
+    /// The writer thread's handle, the first time it is asked for.
+    fn take_thread(&self) -> Option<JoinHandle<()>> {
+        self.thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Queues a request: [`StoreError::Overloaded`] when the queue stays full for the enqueue
@@ -140,12 +143,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // Without an explicit shutdown, dropping the sender ends the writer after it has
         // committed everything queued; joining here keeps the file closed when we return.
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
+        if let Some(handle) = self.take_thread() {
             let (tx, _) = mpsc::channel(1);
             drop(std::mem::replace(&mut self.tx, tx));
             let _ = handle.join();
