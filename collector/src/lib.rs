@@ -26,14 +26,15 @@
 
 pub mod assemble;
 pub mod config;
-mod convert;
 pub mod error;
+pub mod format;
 pub mod healthcheck;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod query;
 pub mod retention;
+pub mod sanitize;
 pub mod store;
 #[cfg(test)]
 mod testing;
@@ -60,14 +61,14 @@ pub struct IngestLimits {
     /// Largest body after decompression, bytes (413 above; default 64 MiB).
     pub max_body_bytes: usize,
     /// Per-span size limits (truncation and caps, reliability.md §7.2 O10/O11).
-    pub span: model::SpanLimits,
+    pub span: sanitize::SpanLimits,
 }
 
 impl Default for IngestLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: usize::try_from(config::DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
-            span: model::SpanLimits::default(),
+            span: sanitize::SpanLimits::default(),
         }
     }
 }
@@ -390,26 +391,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Resolves on SIGTERM (Unix) or Ctrl-C.
+/// Resolves on SIGTERM (Unix) or Ctrl-C, after logging which one arrived.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => eprintln!("collector: Ctrl-C received, shutting down"),
-        () = term => eprintln!("collector: SIGTERM received, shutting down"),
-    }
+    let signal = demokit::lifecycle::shutdown_signal().await;
+    eprintln!("collector: {} received, shutting down", signal.as_str());
 }

@@ -23,10 +23,8 @@
 //! and one dispatch arm. Every request is counted per [`Protocol`] (batches, spans received,
 //! stored, rejected, deduplicated; `GET /metrics`).
 
-pub(crate) mod otlp_json;
-pub(crate) mod otlp_proto;
-pub mod simple_json;
-pub(crate) mod zipkin;
+/// The simple JSON codec, also used by the native query API.
+pub use crate::format::simple_json;
 
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -44,85 +42,20 @@ use prost::Message;
 use crate::AppState;
 use crate::assemble::completeness::Shape;
 use crate::error::{Error, ErrorFormat, quote};
+use crate::format::{self, Decoded, WireFormat, zipkin};
 use crate::metrics::Protocol;
-use crate::model::{Span, SpanLimits};
+use crate::sanitize::SpanLimits;
 
 /// The supported request media types, as listed in 415 answers.
 pub const SUPPORTED_CONTENT_TYPES: &str = "application/x-protobuf, application/json";
 /// Bodies larger than this (bytes) are decompressed and decoded on a blocking thread.
 const BLOCKING_THRESHOLD_BYTES: usize = 256 * 1024;
-/// Most messages quoted in a partial-success `error_message`.
-const MAX_MESSAGES: usize = 20;
-/// Longest partial-success `error_message`, bytes (responses stay far below 4 MiB).
-const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
 
-/// The encoding of a request, and so of its answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WireFormat {
-    Protobuf,
-    Json,
-}
-
-impl WireFormat {
-    fn error_format(self) -> ErrorFormat {
-        match self {
-            Self::Protobuf => ErrorFormat::OtlpProtobuf,
-            Self::Json => ErrorFormat::OtlpJson,
-        }
-    }
-}
-
-/// What a decoder produced: accepted spans (already sanitized), plus rejections and warnings.
-#[derive(Debug, Default)]
-pub(crate) struct Decoded {
-    pub(crate) spans: Vec<Span>,
-    pub(crate) rejected: usize,
-    /// `span <index>: <reason>` lines, rejections first, at most [`MAX_MESSAGES`].
-    messages: Vec<String>,
-    omitted_messages: usize,
-}
-
-impl Decoded {
-    /// Records a rejected span; `index` counts spans in request order from 0.
-    pub(crate) fn reject(&mut self, index: usize, reason: impl std::fmt::Display) {
-        self.rejected += 1;
-        self.message(format!("span {index}: {reason}"));
-    }
-
-    /// Records an accepted span, turning its sanitizer warnings into messages.
-    pub(crate) fn accept(&mut self, index: usize, span: Span) {
-        for warning in &span.warnings {
-            self.message(format!("span {index}: {warning}"));
-        }
-        self.spans.push(span);
-    }
-
-    fn message(&mut self, text: String) {
-        if self.messages.len() < MAX_MESSAGES {
-            self.messages.push(text);
-        } else {
-            self.omitted_messages += 1;
-        }
-    }
-
-    /// The partial-success message, or `None` when there is nothing to report.
-    fn error_message(&self) -> Option<String> {
-        if self.messages.is_empty() {
-            return None;
-        }
-        let mut text = self.messages.join("; ");
-        if self.omitted_messages > 0 {
-            text.push_str(&format!("; and {} more", self.omitted_messages));
-        }
-        if text.len() > MAX_ERROR_MESSAGE_BYTES {
-            let mut cut = MAX_ERROR_MESSAGE_BYTES;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push('…');
-        }
-        Some(text)
+/// The error encoding that goes with a request encoding.
+fn error_format(format: WireFormat) -> ErrorFormat {
+    match format {
+        WireFormat::Protobuf => ErrorFormat::OtlpProtobuf,
+        WireFormat::Json => ErrorFormat::OtlpJson,
     }
 }
 
@@ -146,7 +79,7 @@ pub(crate) async fn post_traces(State(state): State<AppState>, request: Request)
             metrics
                 .ingest_requests_failed
                 .fetch_add(1, Ordering::Relaxed);
-            e.into_response_as(format.error_format())
+            e.into_response_as(error_format(format))
         }
     }
 }
@@ -158,7 +91,7 @@ async fn ingest(
     format: WireFormat,
 ) -> Result<Response, Error> {
     let (protocol, decoded) = read_and_decode(state, headers, body, move |plain, limits| {
-        decode_body(format, plain, limits)
+        format::decode(format, plain, limits)
     })
     .await?;
     let (rejected, error_message) = store(state, protocol, decoded).await?;
@@ -371,24 +304,6 @@ fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
         return Err(Error::PayloadTooLarge { limit_bytes: limit });
     }
     Ok(out)
-}
-
-fn decode_body(
-    format: WireFormat,
-    body: &[u8],
-    limits: &SpanLimits,
-) -> Result<(Protocol, Decoded), Error> {
-    match format {
-        WireFormat::Protobuf => Ok((Protocol::OtlpProto, otlp_proto::decode(body, limits)?)),
-        WireFormat::Json => match body.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'[') => Ok((Protocol::SimpleJson, simple_json::decode(body, limits)?)),
-            Some(b'{') => Ok((Protocol::OtlpJson, otlp_json::decode(body, limits)?)),
-            Some(_) => Err(Error::BadRequest(
-                "JSON body must be an OTLP request object or an array of simple spans".into(),
-            )),
-            None => Err(Error::BadRequest("empty JSON body".into())),
-        },
-    }
 }
 
 /// 200 with an OTLP `ExportTraceServiceResponse` in the request's encoding; `partial_success`

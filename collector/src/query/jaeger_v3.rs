@@ -31,7 +31,8 @@ use super::native::parse_bool;
 use crate::AppState;
 use crate::assemble::{self, AssembleOptions};
 use crate::error::{Error, JaegerV3Error};
-use crate::model::{AttrValue, KeyValue, Span, SpanKind, StatusCode};
+use crate::format::otlp_json;
+use crate::model::SpanKind;
 use crate::store::{MAX_SEARCH_LIMIT, StoredTrace, TraceQuery};
 
 type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -98,7 +99,7 @@ pub(crate) async fn get_trace(
         .await?
         .filter(|t| !t.spans.is_empty())
         .ok_or_else(|| Error::NotFound("No traces found".into()))?;
-    Ok(axum::Json(json!({"result": otlp_json(&[trace], &options)})).into_response())
+    Ok(axum::Json(json!({"result": traces_data(&[trace], &options)})).into_response())
 }
 
 struct Search {
@@ -199,7 +200,7 @@ async fn search_traces(state: &AppState, query: TraceQuery) -> Result<Vec<Stored
 pub(crate) async fn search(State(state): State<AppState>, q: Params) -> V3Result {
     let s = parse_search(params(q)?)?;
     let traces = search_traces(&state, s.query).await?;
-    Ok(axum::Json(json!({"result": otlp_json(&traces, &s.options)})).into_response())
+    Ok(axum::Json(json!({"result": traces_data(&traces, &s.options)})).into_response())
 }
 
 /// `GET /api/v3/trace-summaries?query.…`.
@@ -239,7 +240,7 @@ fn summary_json(t: &StoredTrace) -> Value {
 type ScopeGroup = ((String, String), Vec<Value>);
 
 /// Traces as one OTLP JSON `TracesData`: spans grouped by resource, then scope.
-fn otlp_json(traces: &[StoredTrace], options: &AssembleOptions) -> Value {
+fn traces_data(traces: &[StoredTrace], options: &AssembleOptions) -> Value {
     // Resources are grouped by content (equal resources may be distinct allocations).
     let mut groups: Vec<(Value, Vec<ScopeGroup>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -251,7 +252,7 @@ fn otlp_json(traces: &[StoredTrace], options: &AssembleOptions) -> Value {
             let g = match by_ptr.get(&ptr) {
                 Some(g) => *g,
                 None => {
-                    let attrs = Value::Array(attributes_json(&s.resource.attributes));
+                    let attrs = Value::Array(otlp_json::encode_attributes(&s.resource.attributes));
                     let g = *index.entry(attrs.to_string()).or_insert_with(|| {
                         groups.push((json!({"attributes": attrs}), Vec::new()));
                         groups.len() - 1
@@ -263,8 +264,8 @@ fn otlp_json(traces: &[StoredTrace], options: &AssembleOptions) -> Value {
             let scope = (s.scope.name.clone(), s.scope.version.clone());
             let scopes = &mut groups[g].1;
             match scopes.iter_mut().find(|(k, _)| *k == scope) {
-                Some((_, spans)) => spans.push(span_json(s)),
-                None => scopes.push((scope, vec![span_json(s)])),
+                Some((_, spans)) => spans.push(otlp_json::encode_span(s)),
+                None => scopes.push((scope, vec![otlp_json::encode_span(s)])),
             }
         }
     }
@@ -281,78 +282,6 @@ fn otlp_json(traces: &[StoredTrace], options: &AssembleOptions) -> Value {
         })
         .collect();
     json!({"resourceSpans": resource_spans})
-}
-
-fn span_json(s: &Span) -> Value {
-    let mut v = json!({
-        "traceId": s.trace_id.to_hex(),
-        "spanId": s.span_id.to_hex(),
-        "name": s.name,
-        "kind": s.kind.as_i32(),
-        "startTimeUnixNano": s.start_time_unix_nano.to_string(),
-        "endTimeUnixNano": s.end_time_unix_nano.to_string(),
-        "attributes": attributes_json(&s.attributes),
-        "events": s.events.iter().map(|e| json!({
-            "timeUnixNano": e.time_unix_nano.to_string(),
-            "name": e.name,
-            "attributes": attributes_json(&e.attributes),
-        })).collect::<Vec<_>>(),
-        "links": s.links.iter().map(|l| json!({
-            "traceId": l.trace_id.to_hex(),
-            "spanId": l.span_id.to_hex(),
-            "traceState": l.trace_state,
-            "attributes": attributes_json(&l.attributes),
-        })).collect::<Vec<_>>(),
-        "status": {"code": s.status.code.as_i32(), "message": s.status.message},
-    });
-    if let Some(p) = s.parent_span_id {
-        v["parentSpanId"] = json!(p.to_hex());
-    }
-    if !s.trace_state.is_empty() {
-        v["traceState"] = json!(s.trace_state);
-    }
-    if s.flags != 0 {
-        v["flags"] = json!(s.flags);
-    }
-    for (key, n) in [
-        ("droppedAttributesCount", s.dropped_attributes_count),
-        ("droppedEventsCount", s.dropped_events_count),
-        ("droppedLinksCount", s.dropped_links_count),
-    ] {
-        if n > 0 {
-            v[key] = json!(n);
-        }
-    }
-    if s.status.code == StatusCode::Unset && s.status.message.is_empty() {
-        v["status"] = json!({});
-    }
-    v
-}
-
-fn attributes_json(kvs: &[KeyValue]) -> Vec<Value> {
-    kvs.iter()
-        .map(|kv| json!({"key": kv.key, "value": any_value(&kv.value)}))
-        .collect()
-}
-
-fn any_value(v: &AttrValue) -> Value {
-    match v {
-        AttrValue::Empty => json!({}),
-        AttrValue::String(s) => json!({"stringValue": s}),
-        AttrValue::Bool(b) => json!({"boolValue": b}),
-        AttrValue::Int(i) => json!({"intValue": i.to_string()}),
-        AttrValue::Double(d) => match serde_json::Number::from_f64(*d) {
-            Some(n) => json!({"doubleValue": n}),
-            None if d.is_nan() => json!({"doubleValue": "NaN"}),
-            None if *d > 0.0 => json!({"doubleValue": "Infinity"}),
-            None => json!({"doubleValue": "-Infinity"}),
-        },
-        AttrValue::Bytes(b) => json!({"bytesValue": crate::model::base64_encode(b)}),
-        AttrValue::Array(items) => {
-            json!({"arrayValue": {"values": items.iter().map(any_value).collect::<Vec<_>>()}})
-        }
-        AttrValue::KvList(kvs) => json!({"kvlistValue": {"values": attributes_json(kvs)}}),
-    }
 }
 
 /// Parses an RFC 3339 time (`2026-08-01T10:00:00Z`, fractions up to ns, `±hh:mm` offsets) to

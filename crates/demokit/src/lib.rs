@@ -1,19 +1,36 @@
 //! What every Spanline demo service shares: telemetry setup from `OTEL_*` variables,
 //! per-request fault injection carried in baggage, simulated database work as child spans,
 //! the one error-to-response mapping, and serving with graceful shutdown.
+//!
+//! Everything except [`lifecycle`] (stop signals and the health probe, which the collector
+//! shares) needs the default `service` feature.
 
+#[cfg(feature = "service")]
 pub mod error;
+#[cfg(feature = "service")]
 pub mod fault;
+pub mod lifecycle;
+#[cfg(feature = "service")]
 pub mod run;
+#[cfg(feature = "service")]
 pub mod serve;
+#[cfg(feature = "service")]
 pub mod simulate;
+#[cfg(feature = "service")]
 pub mod telemetry;
 
+#[cfg(feature = "service")]
 pub use error::{AppError, current_trace_id};
+#[cfg(feature = "service")]
 pub use fault::{FaultPlan, Faults};
+pub use lifecycle::shutdown_signal;
+#[cfg(feature = "service")]
 pub use run::{CommonArgs, run};
-pub use serve::{app, healthcheck, serve, serve_on, shutdown_signal};
+#[cfg(feature = "service")]
+pub use serve::{app, healthcheck, serve, serve_on};
+#[cfg(feature = "service")]
 pub use simulate::{DbQuery, db_query};
+#[cfg(feature = "service")]
 pub use telemetry::Telemetry;
 
 /// Applies this service's injected faults to the current request: waits the injected delay,
@@ -21,6 +38,7 @@ pub use telemetry::Telemetry;
 ///
 /// # Errors
 /// [`AppError::unavailable`] when the baggage carries `sim.fail.<service>=1`.
+#[cfg(feature = "service")]
 pub async fn apply_faults(service: &str) -> Result<(), AppError> {
     let faults = tracekit::Context::with_current(|cx| Faults::for_service(cx.baggage(), service));
     if faults.delay_ms > 0 {

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracekit::TraceLayer;
 
+use crate::lifecycle::{probe_health, shutdown_signal};
 use crate::telemetry::Telemetry;
 
 /// How long shutdown may spend flushing queued spans.
@@ -26,31 +26,6 @@ pub fn app(routes: Router, telemetry: &Telemetry) -> Router {
         .route("/healthz", get(|| async { "ok" }))
 }
 
-/// Resolves when SIGTERM or Ctrl-C arrives.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        // If the handler cannot be installed, wait on SIGTERM alone.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 /// Serves `app` on `listen_addr` until SIGTERM or Ctrl-C, then stops accepting, finishes
 /// in-flight requests, and flushes every finished span (waiting at most [`FLUSH_TIMEOUT`]).
 ///
@@ -62,7 +37,10 @@ pub async fn serve(
     telemetry: &Telemetry,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen_addr).await?;
-    serve_on(listener, app, telemetry, shutdown_signal()).await
+    let stop = async {
+        shutdown_signal().await;
+    };
+    serve_on(listener, app, telemetry, stop).await
 }
 
 /// Like [`serve`] on an already bound `listener`, stopping when `shutdown` resolves.
@@ -98,16 +76,8 @@ pub async fn serve_on(
 /// Exit code 0 when it answers 200 within 2 s, 1 otherwise. Needs no curl in the image.
 pub async fn healthcheck(listen_addr: SocketAddr, path: &str) -> ExitCode {
     let target = SocketAddr::from(([127, 0, 0, 1], listen_addr.port()));
-    let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(target).await?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await?;
-        Ok::<bool, std::io::Error>(head.starts_with(b"HTTP/1.1 200"))
-    };
-    match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Ok(true)) => ExitCode::SUCCESS,
-        _ => ExitCode::FAILURE,
+    match probe_health(target, path, Duration::from_secs(2)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
     }
 }

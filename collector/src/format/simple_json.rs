@@ -29,9 +29,9 @@ use serde_json::{Map, Value, json};
 use super::Decoded;
 use crate::error::Error;
 use crate::model::{
-    self, AttrValue, Event, KeyValue, Link, Resource, Span, SpanId, SpanKind, SpanLimits,
-    StatusCode, TraceId,
+    self, AttrValue, Event, KeyValue, Link, Resource, Span, SpanId, SpanKind, StatusCode, TraceId,
 };
+use crate::sanitize::{self, SpanLimits};
 
 /// Most distinct resources remembered while decoding one request (identical resources share
 /// one `Arc`).
@@ -50,7 +50,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
     for (index, item) in items.into_iter().enumerate() {
         match span_from_json(item, &mut resources, limits) {
             Ok(mut span) => {
-                model::sanitize(&mut span, limits);
+                sanitize::sanitize(&mut span, limits);
                 out.accept(index, span);
             }
             Err(reason) => out.reject(index, reason),
@@ -127,7 +127,7 @@ fn span_from_json(
                     AttrValue::String(service.to_owned()),
                 ));
             }
-            model::sanitize_resource(&mut r, limits);
+            sanitize::sanitize_resource(&mut r, limits);
             let r = Arc::new(r);
             if resources.len() < RESOURCE_CACHE {
                 resources.push((resource_json, Arc::clone(&r)));
@@ -354,7 +354,7 @@ mod tests {
         assert_eq!(out.rejected, 3);
         assert_eq!(out.spans.len(), 1);
         assert_eq!(out.spans[0].service_name, model::UNKNOWN_SERVICE);
-        assert_eq!(out.spans[0].name, model::EMPTY_SPAN_NAME);
+        assert_eq!(out.spans[0].name, sanitize::EMPTY_SPAN_NAME);
         let msg = out.error_message().unwrap();
         assert!(msg.contains("span 0: expected a JSON object"), "{msg}");
         assert!(

@@ -18,9 +18,10 @@ use prost::Message;
 use super::Decoded;
 use crate::error::Error;
 use crate::model::{
-    self, AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, SpanLimits,
-    Status, StatusCode, TraceId,
+    AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
+    TraceId,
 };
+use crate::sanitize::{self, SpanLimits};
 
 /// Bytes-typed mirrors of the OTLP trace messages (same field numbers as
 /// `opentelemetry-proto`; every `string` is `bytes` so that invalid UTF-8 can be repaired per
@@ -182,7 +183,7 @@ pub(crate) mod wire {
 pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error> {
     let request = wire::Request::decode(body).map_err(|e| {
         let mut msg = e.to_string();
-        model::truncate_string(&mut msg, 256);
+        sanitize::truncate_string(&mut msg, 256);
         Error::BadRequest(format!("failed to decode ExportTraceServiceRequest: {msg}"))
     })?;
     let mut out = Decoded::default();
@@ -195,7 +196,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
                 .map(|r| attributes(r.attributes, &mut bad))
                 .unwrap_or_default(),
         };
-        model::sanitize_resource(&mut resource, limits);
+        sanitize::sanitize_resource(&mut resource, limits);
         let service_name = resource.service_name().to_owned();
         let resource = Arc::new(resource);
         let resource_bad = bad;
@@ -208,14 +209,14 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
                     version: text(s.version, &mut bad),
                 })
                 .unwrap_or_default();
-            model::sanitize_scope(&mut scope, limits);
+            sanitize::sanitize_scope(&mut scope, limits);
             let scope = Arc::new(scope);
             for pb_span in scope_spans.spans {
                 let i = index;
                 index += 1;
                 match convert_span(pb_span, &resource, &scope, &service_name, bad) {
                     Ok(mut span) => {
-                        model::sanitize(&mut span, limits);
+                        sanitize::sanitize(&mut span, limits);
                         out.accept(i, span);
                     }
                     Err(reason) => out.reject(i, reason),
@@ -421,7 +422,7 @@ mod tests {
             }],
         };
         let out = decode(&req.encode_to_vec(), &SpanLimits::default()).unwrap();
-        assert_eq!(out.spans[0].service_name, model::UNKNOWN_SERVICE);
+        assert_eq!(out.spans[0].service_name, crate::model::UNKNOWN_SERVICE);
         assert!(out.error_message().is_none());
     }
 

@@ -37,9 +37,9 @@ use serde_json::{Map, Value};
 use super::Decoded;
 use crate::error::Error;
 use crate::model::{
-    self, AttrValue, Event, KeyValue, Resource, Scope, Span, SpanId, SpanKind, SpanLimits,
-    StatusCode, TraceId,
+    self, AttrValue, Event, KeyValue, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId,
 };
+use crate::sanitize::{self, SpanLimits};
 
 /// Decodes a Zipkin v2 JSON list.
 ///
@@ -52,7 +52,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         let mut msg = e.to_string();
-        model::truncate_string(&mut msg, 256);
+        sanitize::truncate_string(&mut msg, 256);
         Error::BadRequest(format!("invalid Zipkin v2 JSON: {msg}"))
     })?;
     let Value::Array(items) = value else {
@@ -74,7 +74,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
     for (index, item) in items.into_iter().enumerate() {
         match convert_span(item, &mut resources, &mut scopes, limits) {
             Ok(mut span) => {
-                model::sanitize(&mut span, limits);
+                sanitize::sanitize(&mut span, limits);
                 out.accept(index, span);
             }
             Err(reason) => out.reject(index, reason),
@@ -301,7 +301,7 @@ fn convert_span(
                 r.attributes
                     .push(KeyValue::new("service.name", AttrValue::String(service)));
             }
-            model::sanitize_resource(&mut r, limits);
+            sanitize::sanitize_resource(&mut r, limits);
             Arc::new(r)
         })
         .clone();
@@ -314,7 +314,7 @@ fn convert_span(
                 name: name.clone(),
                 version: version.clone(),
             };
-            model::sanitize_scope(&mut s, limits);
+            sanitize::sanitize_scope(&mut s, limits);
             Arc::new(s)
         })
         .clone();

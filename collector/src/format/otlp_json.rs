@@ -27,13 +27,15 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use serde_json::{Value, json};
 
 use super::Decoded;
 use crate::error::Error;
 use crate::model::{
-    self, AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, SpanLimits,
-    Status, StatusCode, TraceId,
+    AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
+    TraceId,
 };
+use crate::sanitize::{self, SpanLimits};
 
 /// Decodes an OTLP/JSON request.
 ///
@@ -42,7 +44,7 @@ use crate::model::{
 pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error> {
     let request: JRequest = serde_json::from_slice(body).map_err(|e| {
         let mut msg = e.to_string();
-        model::truncate_string(&mut msg, 256);
+        sanitize::truncate_string(&mut msg, 256);
         Error::BadRequest(format!(
             "failed to decode OTLP/JSON ExportTraceServiceRequest: {msg}"
         ))
@@ -60,7 +62,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
         for w in &mut resource_warnings {
             w.insert_str(0, "resource: ");
         }
-        model::sanitize_resource(&mut resource, limits);
+        sanitize::sanitize_resource(&mut resource, limits);
         let service_name = resource.service_name().to_owned();
         let resource = Arc::new(resource);
         for scope_spans in resource_spans.scope_spans {
@@ -71,7 +73,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
                     version: s.version,
                 })
                 .unwrap_or_default();
-            model::sanitize_scope(&mut scope, limits);
+            sanitize::sanitize_scope(&mut scope, limits);
             let scope = Arc::new(scope);
             for j_span in scope_spans.spans {
                 let i = index;
@@ -79,7 +81,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
                 match convert_span(j_span, &resource, &scope, &service_name) {
                     Ok(mut span) => {
                         span.warnings.extend(resource_warnings.iter().cloned());
-                        model::sanitize(&mut span, limits);
+                        sanitize::sanitize(&mut span, limits);
                         out.accept(i, span);
                     }
                     Err(reason) => out.reject(i, reason),
@@ -617,38 +619,104 @@ fn convert_span(
 
 /// Decodes base64 (standard or URL-safe alphabet, padding optional, ASCII whitespace ignored).
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
-    let mut acc = 0u32;
-    let mut bits = 0u32;
-    let mut padding = false;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' => {
-                padding = true;
-                continue;
-            }
-            c if c.is_ascii_whitespace() => continue,
-            _ => return None,
-        };
-        if padding {
-            return None;
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    /// The standard alphabet, no padding (stripped below), any trailing bits.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let mut normal: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace())
+        .map(|c| match c {
+            b'-' => b'+',
+            b'_' => b'/',
+            c => c,
+        })
+        .collect();
+    while normal.last() == Some(&b'=') {
+        normal.pop();
+    }
+    LENIENT.decode(normal).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------
+
+/// A span as an OTLP JSON `Span` (hex ids, integer enums, decimal-string 64-bit integers;
+/// empty optional fields left out), as the Jaeger v3 API answers.
+pub(crate) fn encode_span(s: &Span) -> Value {
+    let mut v = json!({
+        "traceId": s.trace_id.to_hex(),
+        "spanId": s.span_id.to_hex(),
+        "name": s.name,
+        "kind": s.kind.as_i32(),
+        "startTimeUnixNano": s.start_time_unix_nano.to_string(),
+        "endTimeUnixNano": s.end_time_unix_nano.to_string(),
+        "attributes": encode_attributes(&s.attributes),
+        "events": s.events.iter().map(|e| json!({
+            "timeUnixNano": e.time_unix_nano.to_string(),
+            "name": e.name,
+            "attributes": encode_attributes(&e.attributes),
+        })).collect::<Vec<_>>(),
+        "links": s.links.iter().map(|l| json!({
+            "traceId": l.trace_id.to_hex(),
+            "spanId": l.span_id.to_hex(),
+            "traceState": l.trace_state,
+            "attributes": encode_attributes(&l.attributes),
+        })).collect::<Vec<_>>(),
+        "status": {"code": s.status.code.as_i32(), "message": s.status.message},
+    });
+    if let Some(p) = s.parent_span_id {
+        v["parentSpanId"] = json!(p.to_hex());
+    }
+    if !s.trace_state.is_empty() {
+        v["traceState"] = json!(s.trace_state);
+    }
+    if s.flags != 0 {
+        v["flags"] = json!(s.flags);
+    }
+    for (key, n) in [
+        ("droppedAttributesCount", s.dropped_attributes_count),
+        ("droppedEventsCount", s.dropped_events_count),
+        ("droppedLinksCount", s.dropped_links_count),
+    ] {
+        if n > 0 {
+            v[key] = json!(n);
         }
     }
-    if bits >= 6 {
-        return None;
+    if s.status.code == StatusCode::Unset && s.status.message.is_empty() {
+        v["status"] = json!({});
     }
-    Some(out)
+    v
+}
+
+/// Attributes as OTLP JSON `KeyValue`s.
+pub(crate) fn encode_attributes(kvs: &[KeyValue]) -> Vec<Value> {
+    kvs.iter()
+        .map(|kv| json!({"key": kv.key, "value": encode_any_value(&kv.value)}))
+        .collect()
+}
+
+/// A value as an OTLP JSON `AnyValue` (bytes as base64; non-finite doubles as `"NaN"`,
+/// `"Infinity"`, `"-Infinity"`).
+pub(crate) fn encode_any_value(v: &AttrValue) -> Value {
+    match v {
+        AttrValue::Empty => json!({}),
+        AttrValue::String(s) => json!({"stringValue": s}),
+        AttrValue::Bool(b) => json!({"boolValue": b}),
+        AttrValue::Int(i) => json!({"intValue": i.to_string()}),
+        AttrValue::Double(_) => json!({"doubleValue": v.to_json()}),
+        AttrValue::Bytes(b) => json!({"bytesValue": crate::model::base64_encode(b)}),
+        AttrValue::Array(items) => {
+            json!({"arrayValue": {"values": items.iter().map(encode_any_value).collect::<Vec<_>>()}})
+        }
+        AttrValue::KvList(kvs) => json!({"kvlistValue": {"values": encode_attributes(kvs)}}),
+    }
 }
 
 #[cfg(test)]
@@ -721,7 +789,7 @@ mod tests {
         let s = &out.spans[0];
         assert_eq!(s.kind, SpanKind::Client);
         assert_eq!(s.status.code, StatusCode::Ok);
-        assert_eq!(s.service_name, model::UNKNOWN_SERVICE);
+        assert_eq!(s.service_name, crate::model::UNKNOWN_SERVICE);
         assert_eq!(s.events[0].time_unix_nano, 7);
         assert_eq!(s.links.len(), 1);
         assert_eq!(s.dropped_links_count, 1);
@@ -780,5 +848,7 @@ mod tests {
         assert_eq!(base64_decode("-_8=").unwrap(), vec![0xfb, 0xff]);
         assert!(base64_decode("Z").is_none());
         assert!(base64_decode("a!b").is_none());
+        assert!(base64_decode("Zg==Zg").is_none(), "data after padding");
+        assert_eq!(base64_decode(" Zg =\n=").unwrap(), b"f");
     }
 }

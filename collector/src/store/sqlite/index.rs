@@ -1,0 +1,423 @@
+//! # The search-index rows
+//!
+//! `traces` holds one summary row per trace, maintained on write, so search never scans
+//! `spans`. `trace_services`, `trace_operations` and `span_attrs` (schema version 3) are one
+//! B-tree each (`WITHOUT ROWID`), keyed by what a search walks and ending in
+//! `(start_ns, trace_id)`; version 2 had a second B-tree per table keyed by trace id, which
+//! doubled the index work of every write. Every row carries its trace's current start
+//! (`traces.start_ns`), so a probe for one trace is an exact key lookup
+//! (`… AND start_ns = t.start_ns AND trace_id = t.trace_id`), and `INSERT OR IGNORE` on that
+//! key deduplicates rows across groups. When a late span moves a trace's start earlier, or
+//! retention deletes a trace, the trace's rows are recomputed from its stored spans
+//! ([`StoredRows`]: services, names and the attributes in `detail`) and deleted by key.
+//!
+//! `span_attrs` carries the attributes chosen by [`AttributeIndex`] (strings up to 256 bytes,
+//! ints, bools, doubles: [`attr_index_text`]).
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, Statement, params};
+
+use super::codec::detail_attributes;
+use super::options::AttributeIndex;
+use super::read::read_summary;
+use super::{backend, map_sql, to_i64};
+use crate::model::{Span, TraceId};
+use crate::store::{StoreError, TraceSummary, attr_index_text};
+
+/// The search-index work for the spans a group stored, folded per trace and written once
+/// before the commit, in trace-id order: one summary upsert per trace per group, not one per
+/// request.
+#[derive(Default)]
+pub(super) struct GroupIndex<'a> {
+    traces: std::collections::BTreeMap<TraceId, Vec<&'a Span>>,
+    operations: HashSet<(&'a str, &'a str, i32)>,
+}
+
+impl<'a> GroupIndex<'a> {
+    /// Adds the spans one request stored.
+    pub(super) fn add(&mut self, inserted: Vec<&'a Span>) {
+        for span in inserted {
+            self.operations
+                .insert((&span.service_name, &span.name, span.kind.as_i32()));
+            self.traces.entry(span.trace_id).or_default().push(span);
+        }
+    }
+
+    /// Writes the index rows of every span added since the last flush.
+    pub(super) fn flush(
+        &mut self,
+        conn: &Connection,
+        which: &AttributeIndex,
+    ) -> Result<(), StoreError> {
+        let traces = std::mem::take(&mut self.traces);
+        // Summaries first. A trace whose start moved had its index rows deleted and read back
+        // from its stored spans (`rebuilt`); they are inserted again below at the new start.
+        let mut starts: Vec<(i64, bool)> = Vec::with_capacity(traces.len());
+        let mut rebuilt: Vec<(TraceId, i64, StoredRows)> = Vec::new();
+        for (trace_id, spans) in &traces {
+            let (start, rows) = update_trace(conn, *trace_id, spans)?;
+            starts.push((start, rows.is_some()));
+            if let Some(rows) = rows {
+                rebuilt.push((*trace_id, start, rows));
+            }
+        }
+        let mut services: Vec<(&str, i64, TraceId)> = Vec::new();
+        let mut pairs: Vec<(&str, &str, i64, TraceId)> = Vec::new();
+        // Attribute rows grouped by (key, value): sorting the few distinct pairs and then each
+        // pair's (start, trace) list is much cheaper than sorting every row by its strings.
+        let mut attrs: HashMap<AttrPair<'_>, Vec<(i64, TraceId)>> = HashMap::new();
+        for ((trace_id, spans), &(start, was_rebuilt)) in traces.iter().zip(&starts) {
+            if was_rebuilt {
+                continue;
+            }
+            for span in spans {
+                services.push((&span.service_name, start, *trace_id));
+                pairs.push((&span.service_name, &span.name, start, *trace_id));
+                if *which == AttributeIndex::None {
+                    continue;
+                }
+                for kv in span.attributes.iter().filter(|kv| which.wants(&kv.key)) {
+                    if let Some(text) = attr_index_text(&kv.value) {
+                        attrs
+                            .entry((&kv.key, text))
+                            .or_default()
+                            .push((start, *trace_id));
+                    }
+                }
+            }
+        }
+        for (trace_id, start, rows) in &rebuilt {
+            for service in &rows.services {
+                services.push((service, *start, *trace_id));
+            }
+            for (service, operation) in &rows.pairs {
+                pairs.push((service, operation, *start, *trace_id));
+            }
+            for (key, value) in rows.attrs.iter().filter(|(k, _)| which.wants(k)) {
+                attrs
+                    .entry((key, Cow::Borrowed(value)))
+                    .or_default()
+                    .push((*start, *trace_id));
+            }
+        }
+        // In key order (each table is one B-tree), once per trace: neighbouring inserts touch
+        // the same pages, and a trace's rows go to the end of each (key, value) run.
+        services.sort_unstable();
+        services.dedup();
+        insert_rows(
+            conn,
+            "trace_services (service, start_ns, trace_id)",
+            &services,
+        )?;
+        pairs.sort_unstable();
+        pairs.dedup();
+        insert_rows(
+            conn,
+            "trace_operations (service, operation, start_ns, trace_id)",
+            &pairs,
+        )?;
+        let mut pairs_of_attrs: Vec<_> = attrs.into_iter().collect();
+        pairs_of_attrs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut attrs: Vec<(&str, &str, i64, TraceId)> = Vec::new();
+        for (_, rows) in &mut pairs_of_attrs {
+            rows.sort_unstable();
+            rows.dedup();
+        }
+        for ((key, value), rows) in &pairs_of_attrs {
+            attrs.extend(
+                rows.iter()
+                    .map(|&(start, id)| (*key, value.as_ref(), start, id)),
+            );
+        }
+        insert_rows(conn, "span_attrs (key, value, start_ns, trace_id)", &attrs)?;
+        if !self.operations.is_empty() {
+            let mut insert_op = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO operations (service, name, kind) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(map_sql)?;
+            for (service, name, kind) in std::mem::take(&mut self.operations) {
+                insert_op
+                    .execute(params![service, name, kind])
+                    .map_err(map_sql)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows per multi-row `INSERT` into the search-index tables.
+const ROWS_PER_INSERT: usize = 32;
+
+/// One row of a search-index table: a tuple of SQL values, bound column by column into a
+/// multi-row `INSERT`.
+trait IndexRow {
+    /// Columns per row.
+    const COLUMNS: usize;
+    /// Binds the row's values to parameters `at`, `at + 1`, ...
+    fn bind(&self, stmt: &mut Statement<'_>, at: usize) -> rusqlite::Result<()>;
+}
+
+impl<A: ToSql, B: ToSql, C: ToSql> IndexRow for (A, B, C) {
+    const COLUMNS: usize = 3;
+    fn bind(&self, stmt: &mut Statement<'_>, at: usize) -> rusqlite::Result<()> {
+        stmt.raw_bind_parameter(at, &self.0)?;
+        stmt.raw_bind_parameter(at + 1, &self.1)?;
+        stmt.raw_bind_parameter(at + 2, &self.2)
+    }
+}
+
+impl<A: ToSql, B: ToSql, C: ToSql, D: ToSql> IndexRow for (A, B, C, D) {
+    const COLUMNS: usize = 4;
+    fn bind(&self, stmt: &mut Statement<'_>, at: usize) -> rusqlite::Result<()> {
+        stmt.raw_bind_parameter(at, &self.0)?;
+        stmt.raw_bind_parameter(at + 1, &self.1)?;
+        stmt.raw_bind_parameter(at + 2, &self.2)?;
+        stmt.raw_bind_parameter(at + 3, &self.3)
+    }
+}
+
+/// A trace id binds as its 16-byte blob.
+impl ToSql for TraceId {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Blob(&self.0)))
+    }
+}
+
+/// `INSERT OR IGNORE INTO <into> VALUES (...), ...`: chunks of [`ROWS_PER_INSERT`] rows in
+/// one statement each, the rest one row per statement (two cached statements per table).
+fn insert_rows<R: IndexRow>(conn: &Connection, into: &str, rows: &[R]) -> Result<(), StoreError> {
+    let columns = R::COLUMNS;
+    let sql = |n: usize| {
+        let one = format!("({})", vec!["?"; columns].join(", "));
+        format!(
+            "INSERT OR IGNORE INTO {into} VALUES {}",
+            vec![one; n].join(", ")
+        )
+    };
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut stmt = conn
+            .prepare_cached(&sql(ROWS_PER_INSERT))
+            .map_err(map_sql)?;
+        for chunk in &mut chunks {
+            for (i, row) in chunk.iter().enumerate() {
+                row.bind(&mut stmt, i * columns + 1).map_err(map_sql)?;
+            }
+            stmt.raw_execute().map_err(map_sql)?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = conn.prepare_cached(&sql(1)).map_err(map_sql)?;
+        for row in rest {
+            row.bind(&mut stmt, 1).map_err(map_sql)?;
+            stmt.raw_execute().map_err(map_sql)?;
+        }
+    }
+    Ok(())
+}
+
+/// An attribute index entry's (key, value text).
+type AttrPair<'a> = (&'a str, Cow<'a, str>);
+
+/// Folds newly inserted spans into the trace's summary row; returns the trace start (as
+/// stored). When an existing trace's start moved, its index rows at the old start are deleted
+/// and returned (read back from all its stored spans, the new ones included) so the caller
+/// inserts them at the new start.
+fn update_trace(
+    conn: &Connection,
+    trace_id: TraceId,
+    spans: &[&Span],
+) -> Result<(i64, Option<StoredRows>), StoreError> {
+    let existing = read_summary(conn, trace_id).map_err(map_sql)?;
+    let existed = existing.is_some();
+    let mut summary = existing.unwrap_or_else(|| TraceSummary::new(trace_id));
+    let old_start = summary.start_time_unix_nano;
+    for span in spans {
+        summary.add_span(span);
+    }
+    let start = to_i64(summary.start_time_unix_nano);
+    conn.prepare_cached(
+        "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, root_service, \
+         root_operation, root_start_ns, span_count, error_count, services, operations, \
+         span_mask) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+         ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
+         end_ns = excluded.end_ns, duration_ns = excluded.duration_ns, \
+         root_service = excluded.root_service, root_operation = excluded.root_operation, \
+         root_start_ns = excluded.root_start_ns, span_count = excluded.span_count, \
+         error_count = excluded.error_count, services = excluded.services, \
+         operations = excluded.operations, span_mask = excluded.span_mask",
+    )
+    .map_err(map_sql)?
+    .execute(params![
+        &trace_id.0[..],
+        start,
+        to_i64(summary.end_time_unix_nano),
+        to_i64(summary.duration_ns()),
+        summary.root_service,
+        summary.root_operation,
+        summary.root_start_time_unix_nano.map(to_i64),
+        to_i64(summary.span_count),
+        to_i64(summary.error_count),
+        serde_json::to_string(&summary.services).map_err(backend)?,
+        serde_json::to_string(&summary.operations).map_err(backend)?,
+        i64::from(summary.span_mask),
+    ])
+    .map_err(map_sql)?;
+    if existed && old_start != summary.start_time_unix_nano {
+        let rows = StoredRows::read(conn, trace_id)?;
+        rows.delete(conn, trace_id, to_i64(old_start))?;
+        return Ok((start, Some(rows)));
+    }
+    Ok((start, None))
+}
+
+/// The search-index rows of one trace (`trace_services`, `trace_operations`, `span_attrs`),
+/// computed from its stored spans. The index tables are keyed by what a search walks, with no
+/// trace-id key, so a trace's rows are found by recomputing their keys: every row of a trace
+/// carries the trace's current start (`traces.start_ns`).
+#[derive(Default)]
+pub(super) struct StoredRows {
+    services: Vec<String>,
+    pairs: Vec<(String, String)>,
+    /// Every indexable attribute, whatever [`AttributeIndex`] says (deleting a row that was
+    /// never written is harmless; the option may have changed since).
+    attrs: Vec<(String, String)>,
+}
+
+impl StoredRows {
+    /// Recomputes the rows of `trace_id` from its stored spans.
+    pub(super) fn read(conn: &Connection, trace_id: TraceId) -> Result<Self, StoreError> {
+        let mut stmt = conn
+            .prepare_cached("SELECT service, name, detail FROM spans WHERE trace_id = ?1")
+            .map_err(map_sql)?;
+        let mut rows = stmt.query([&trace_id.0[..]]).map_err(map_sql)?;
+        let mut out = Self::default();
+        while let Some(row) = rows.next().map_err(map_sql)? {
+            let service: String = row.get(0).map_err(map_sql)?;
+            let name: String = row.get(1).map_err(map_sql)?;
+            let detail = row
+                .get_ref(2)
+                .map_err(map_sql)?
+                .as_blob()
+                .map_err(backend)?;
+            for kv in detail_attributes(detail)? {
+                if let Some(text) = attr_index_text(&kv.value) {
+                    out.attrs.push((kv.key, text.into_owned()));
+                }
+            }
+            out.pairs.push((service.clone(), name));
+            out.services.push(service);
+        }
+        out.services.sort_unstable();
+        out.services.dedup();
+        out.pairs.sort_unstable();
+        out.pairs.dedup();
+        out.attrs.sort_unstable();
+        out.attrs.dedup();
+        Ok(out)
+    }
+
+    /// Deletes these rows of `trace_id` at trace start `start`.
+    pub(super) fn delete(
+        &self,
+        conn: &Connection,
+        trace_id: TraceId,
+        start: i64,
+    ) -> Result<(), StoreError> {
+        let id = &trace_id.0[..];
+        let mut stmt = conn
+            .prepare_cached(
+                "DELETE FROM trace_services WHERE service = ?1 AND start_ns = ?2 AND trace_id = ?3",
+            )
+            .map_err(map_sql)?;
+        for service in &self.services {
+            stmt.execute(params![service, start, id]).map_err(map_sql)?;
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "DELETE FROM trace_operations WHERE service = ?1 AND operation = ?2 \
+                 AND start_ns = ?3 AND trace_id = ?4",
+            )
+            .map_err(map_sql)?;
+        for (service, operation) in &self.pairs {
+            stmt.execute(params![service, operation, start, id])
+                .map_err(map_sql)?;
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "DELETE FROM span_attrs WHERE key = ?1 AND value = ?2 AND start_ns = ?3 \
+                 AND trace_id = ?4",
+            )
+            .map_err(map_sql)?;
+        for (key, value) in &self.attrs {
+            stmt.execute(params![key, value, start, id])
+                .map_err(map_sql)?;
+        }
+        Ok(())
+    }
+}
+
+// Write-path additions of schema version 2 (kept apart from the span insert above).
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::fresh;
+    use crate::store::{RetentionPolicy, SpanStore, TraceQuery, conformance};
+    use rusqlite::Connection;
+
+    #[tokio::test]
+    async fn index_rows_follow_a_trace_whose_start_moves_earlier() {
+        let (store, dir) = fresh().await;
+        let mut spans = conformance::demo_trace(6, true, 5.0);
+        spans.sort_by_key(|s| s.start_time_unix_nano);
+        let root = spans.remove(0);
+        store.write_spans(spans.clone()).await.unwrap();
+        store.write_spans(vec![root.clone()]).await.unwrap();
+        let q = TraceQuery {
+            service: Some(root.service_name.clone()),
+            attributes: vec![("http.response.status_code".into(), "503".into())],
+            ..TraceQuery::default()
+        };
+        let found = store.find_traces(q).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].start_time_unix_nano, root.start_time_unix_nano);
+        // Every index row carries the new start; none is left at the old one.
+        let conn = Connection::open(dir.path().join("spanline.db")).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        for table in ["trace_services", "trace_operations", "span_attrs"] {
+            assert!(
+                count(&format!("SELECT count(*) FROM {table}")) > 0,
+                "{table}"
+            );
+            let stale = count(&format!(
+                "SELECT count(*) FROM {table} x JOIN traces t \
+                 ON t.trace_id = x.trace_id WHERE x.start_ns != t.start_ns"
+            ));
+            assert_eq!(stale, 0, "{table}");
+        }
+        // Retention finds the moved rows by their key.
+        let outcome = store
+            .enforce_retention(RetentionPolicy {
+                delete_before_unix_nano: Some(u64::MAX),
+                max_bytes: None,
+                batch_traces: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome.traces_deleted, 1);
+        store.shutdown().await;
+        for table in ["trace_services", "trace_operations", "span_attrs"] {
+            assert_eq!(
+                count(&format!("SELECT count(*) FROM {table}")),
+                0,
+                "{table}"
+            );
+        }
+    }
+}

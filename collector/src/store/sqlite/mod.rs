@@ -1,0 +1,251 @@
+//! # Durable storage in SQLite
+//!
+//! One file, `<data dir>/spanline.db`, in WAL mode.
+//!
+//! **Writes** go through ONE dedicated writer thread that owns the only read-write connection
+//! and commits groups of requests in one transaction before it replies
+//! (acknowledge-after-commit, reliability.md §6 C1; see `writer.rs`). The WAL is checkpointed
+//! by a background connection (`checkpoint.rs`).
+//!
+//! **Reads** use a small pool of read-only connections on blocking threads (`read.rs`); WAL
+//! lets them run alongside the writer and see only committed data.
+//!
+//! **Durability.** `synchronous=NORMAL` (default) in WAL mode survives a crash of the process
+//! (`kill -9`): a commit is in the WAL file before the reply. It may lose the last commits on
+//! power loss or an OS crash, without corruption. `synchronous=FULL` (`COLLECTOR_SQLITE_SYNC=full`)
+//! also survives power loss, at a throughput cost (reliability.md §6 C2).
+//!
+//! **Corruption.** At open, the header and schema are read, and `PRAGMA quick_check` runs on
+//! files up to [`SqliteOptions::quick_check_max_bytes`]; a damaged file makes `open` fail with
+//! [`StoreError::Corrupt`] before anything is written to it (C12).
+//!
+//! Where each concept lives:
+//!
+//! | file | what |
+//! |---|---|
+//! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
+//! | `schema.rs` | the tables (version 3), the migrations from versions 1 and 2, the checks at open |
+//! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
+//! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
+//! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, `span_attrs`) |
+//! | `retention.rs` | deleting the oldest traces by age or size, one small batch per call |
+//! | `checkpoint.rs` | the background WAL checkpointer |
+//! | `codec.rs` | the `detail` protobuf of a span row, and a row back into a [`Span`] |
+//! | `read.rs` | the reader pool, trace by id, summaries |
+//! | `search.rs` | the search SQL builder ([`TraceQuery`] → one `SELECT`) |
+//! | `stats.rs` | the dependency graph, per-operation samples, services and operations |
+//!
+//! Times are unix nanoseconds as `INTEGER` (values past `i64::MAX`, year 2262, are clamped).
+
+mod checkpoint;
+mod codec;
+mod index;
+mod options;
+mod read;
+mod retention;
+mod schema;
+mod search;
+mod spans;
+mod stats;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{Connection, ErrorCode};
+use tokio::sync::watch;
+
+use super::{
+    BoxFuture, DependencyEdge, Operation, OperationSamples, RetentionOutcome, RetentionPolicy,
+    SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome,
+};
+use crate::model::{Span, TraceId};
+
+pub use options::{AttributeIndex, SqliteOptions, Synchronous};
+pub use writer::MAX_GROUP_SPANS;
+
+/// The durable [`SpanStore`]: SQLite in WAL mode with a group-committing writer thread.
+///
+/// Cheap to share through `Arc<dyn SpanStore>`; [`SpanStore::shutdown`] commits what is
+/// queued, checkpoints the WAL and closes the writer.
+#[derive(Debug)]
+pub struct SqliteStore {
+    readers: Arc<read::ReaderPool>,
+    writer: writer::Writer,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path` and starts the writer thread.
+    ///
+    /// Blocking: call it before serving, or from a blocking context.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a damaged file (left untouched), [`StoreError::Incompatible`]
+    /// for a database of another application or a newer schema, [`StoreError::Io`] when the
+    /// file cannot be opened.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = schema::open_read_write(&path, &options)?;
+        let checkpointer = checkpoint::Checkpointer::start(path.clone())?;
+        let writer = writer::Writer::start(conn, &options, checkpointer)?;
+        Ok(Self {
+            readers: Arc::new(read::ReaderPool::new(path)),
+            writer,
+        })
+    }
+
+    /// Runs `f` on a pooled read-only connection, on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || readers.with_reader(f))
+            .await
+            .map_err(backend)?
+    }
+}
+
+impl SpanStore for SqliteStore {
+    fn write_spans(&self, spans: Vec<Span>) -> BoxFuture<'_, Result<WriteOutcome, StoreError>> {
+        Box::pin(self.writer.write(spans))
+    }
+
+    fn get_trace(
+        &self,
+        trace_id: TraceId,
+    ) -> BoxFuture<'_, Result<Option<StoredTrace>, StoreError>> {
+        Box::pin(self.read(move |c| read::read_trace(c, trace_id)))
+    }
+
+    fn find_traces(
+        &self,
+        query: TraceQuery,
+    ) -> BoxFuture<'_, Result<Vec<TraceSummary>, StoreError>> {
+        Box::pin(self.read(move |c| search::find(c, &query)))
+    }
+
+    fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(self.read(stats::services))
+    }
+
+    fn operations(&self, service: String) -> BoxFuture<'_, Result<Vec<Operation>, StoreError>> {
+        Box::pin(self.read(move |c| stats::operations(c, &service)))
+    }
+
+    fn dependencies(
+        &self,
+        window: TimeWindow,
+    ) -> BoxFuture<'_, Result<Vec<DependencyEdge>, StoreError>> {
+        Box::pin(self.read(move |c| stats::dependencies(c, window)))
+    }
+
+    fn operation_samples(
+        &self,
+        window: TimeWindow,
+        service: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<OperationSamples>, StoreError>> {
+        Box::pin(self.read(move |c| stats::operation_samples(c, window, service.as_deref())))
+    }
+
+    fn enforce_retention(
+        &self,
+        policy: RetentionPolicy,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
+        Box::pin(self.writer.enforce_retention(policy))
+    }
+
+    fn storage_bytes(&self) -> Option<u64> {
+        let size = |suffix: &str| {
+            let mut path = self.readers.path().as_os_str().to_owned();
+            path.push(suffix);
+            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        };
+        Some(size("") + size("-wal") + size("-shm"))
+    }
+
+    fn check_writable(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.writer.probe())
+    }
+
+    fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.writer.subscribe_commits()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.writer.shutdown())
+    }
+}
+
+// Small conversions shared by the files of this module.
+
+/// A `u64` as a SQLite `INTEGER`, clamped at `i64::MAX`.
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A SQLite `INTEGER` as a `u64`; negative values become 0.
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Maps a SQLite error: disk full is retryable, the rest is a backend error.
+fn map_sql(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreError::Full,
+        _ => backend(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    /// A new, empty store in a temporary directory.
+    pub(super) async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("spanline.db"), SqliteOptions::default())
+            .expect("open");
+        (store, dir)
+    }
+
+    conformance::conformance_tests!(fresh());
+
+    #[tokio::test]
+    async fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let spans = conformance::sample_trace(7);
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store.write_spans(spans.clone()).await.unwrap();
+            store.shutdown().await;
+        }
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let got = store.get_trace(spans[0].trace_id).await.unwrap().unwrap();
+        assert_eq!(got.spans.len(), spans.len());
+        assert_eq!(got.summary.span_count, spans.len() as u64);
+        let again = store.write_spans(spans.clone()).await.unwrap();
+        assert_eq!(again.duplicates, spans.len(), "dedup works across restarts");
+        assert_eq!(store.services().await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn dropping_without_shutdown_still_commits_and_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let spans = conformance::sample_trace(8);
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store.write_spans(spans.clone()).await.unwrap();
+        }
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert!(store.get_trace(spans[0].trace_id).await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,163 @@
+//! # Retention
+//!
+//! [`SpanStore::enforce_retention`](crate::store::SpanStore::enforce_retention) runs in the
+//! writer like a write: each call deletes at most one small batch of the oldest traces (by
+//! age, or while the live data, `(page_count - freelist_count) * page_size`, is above the size
+//! limit) in one short transaction, so ingest waits for at most one batch (reliability.md §6
+//! C10). A deleted trace's search-index rows are found by key ([`StoredRows`]). Freed pages
+//! are reused; the file does not shrink (no `VACUUM` while running).
+
+use std::collections::HashSet;
+
+use rusqlite::{Connection, Transaction, params};
+
+use super::codec::blob_array;
+use super::index::StoredRows;
+use super::{map_sql, to_i64, to_u64};
+use crate::model::TraceId;
+use crate::store::{RetentionOutcome, RetentionPolicy, StoreError};
+
+/// Deletes one retention batch (see the module docs) inside the writer's transaction.
+pub(super) fn retention_batch(
+    tx: &mut Transaction<'_>,
+    policy: &RetentionPolicy,
+) -> Result<RetentionOutcome, StoreError> {
+    let batch = policy.batch_traces.max(1);
+    let sp = tx.savepoint().map_err(map_sql)?;
+    let mut outcome = RetentionOutcome::default();
+    let mut victims: Vec<(Vec<u8>, i64)> = Vec::new();
+    if let Some(cutoff) = policy.delete_before_unix_nano {
+        let mut stmt = sp
+            .prepare_cached(
+                "SELECT trace_id, start_ns FROM traces WHERE start_ns < ?1 \
+                 ORDER BY start_ns LIMIT ?2",
+            )
+            .map_err(map_sql)?;
+        let rows = stmt
+            .query_map(params![to_i64(cutoff), (batch + 1) as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(map_sql)?;
+        victims = rows
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_sql)?;
+        if victims.len() > batch {
+            victims.truncate(batch);
+            outcome.more = true;
+        }
+    }
+    if victims.len() < batch
+        && let Some(max) = policy.max_bytes
+        && live_bytes(&sp)? > max
+    {
+        let mut stmt = sp
+            .prepare_cached("SELECT trace_id, start_ns FROM traces ORDER BY start_ns LIMIT ?1")
+            .map_err(map_sql)?;
+        let rows = stmt
+            .query_map(params![batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_sql)?;
+        let have: HashSet<Vec<u8>> = victims.iter().map(|(id, _)| id.clone()).collect();
+        for row in rows {
+            let row: (Vec<u8>, i64) = row.map_err(map_sql)?;
+            if victims.len() < batch && !have.contains(&row.0) {
+                victims.push(row);
+            }
+        }
+    }
+    let mut entry_cutoff = policy.delete_before_unix_nano.map(to_i64);
+    for (id, start) in &victims {
+        let trace_id = TraceId(blob_array::<16>(id)?);
+        StoredRows::read(&sp, trace_id)?.delete(&sp, trace_id, *start)?;
+        outcome.spans_deleted += sp
+            .prepare_cached("DELETE FROM spans WHERE trace_id = ?1")
+            .map_err(map_sql)?
+            .execute([id])
+            .map_err(map_sql)? as u64;
+        sp.prepare_cached("DELETE FROM traces WHERE trace_id = ?1")
+            .map_err(map_sql)?
+            .execute([id])
+            .map_err(map_sql)?;
+        outcome.traces_deleted += 1;
+        entry_cutoff = Some(entry_cutoff.unwrap_or(0).max(start.saturating_add(1)));
+    }
+    if let Some(cutoff) = entry_cutoff {
+        let limit = (batch * 20) as i64;
+        let n = sp
+            .prepare_cached(
+                "DELETE FROM entry_spans WHERE rowid IN (SELECT rowid FROM entry_spans \
+                 WHERE start_ns < ?1 ORDER BY start_ns LIMIT ?2)",
+            )
+            .map_err(map_sql)?
+            .execute(params![cutoff, limit])
+            .map_err(map_sql)?;
+        if n as i64 == limit {
+            outcome.more = true;
+        }
+    }
+    if let Some(max) = policy.max_bytes
+        && outcome.traces_deleted > 0
+        && live_bytes(&sp)? > max
+    {
+        outcome.more = true;
+    }
+    sp.commit().map_err(map_sql)?;
+    Ok(outcome)
+}
+
+/// Bytes of live (non-free) pages.
+fn live_bytes(conn: &Connection) -> Result<u64, StoreError> {
+    let pragma = |name: &str| -> Result<i64, StoreError> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .map_err(map_sql)
+    };
+    let pages = pragma("page_count")? - pragma("freelist_count")?;
+    Ok(to_u64(pages.saturating_mul(pragma("page_size")?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::fresh;
+    use super::*;
+    use crate::store::{SpanStore, conformance};
+
+    #[tokio::test]
+    async fn retention_by_size_deletes_oldest_until_under_the_limit() {
+        let (store, _dir) = fresh().await;
+        for n in 1..=40u8 {
+            store
+                .write_spans(conformance::demo_trace(n, false, 1.0))
+                .await
+                .unwrap();
+        }
+        let policy = RetentionPolicy {
+            delete_before_unix_nano: None,
+            max_bytes: Some(1),
+            batch_traces: 15,
+        };
+        let first = store.enforce_retention(policy).await.unwrap();
+        assert_eq!(first.traces_deleted, 15);
+        assert!(first.more, "still over the limit");
+        // Oldest first.
+        assert!(
+            store
+                .get_trace(crate::testing::trace_id(1))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .get_trace(crate::testing::trace_id(16))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let unlimited = RetentionPolicy {
+            max_bytes: Some(u64::MAX),
+            ..policy
+        };
+        let none = store.enforce_retention(unlimited).await.unwrap();
+        assert_eq!((none.traces_deleted, none.more), (0, false));
+        assert!(store.storage_bytes().unwrap() > 0);
+    }
+}

@@ -1,0 +1,482 @@
+//! # The schema (version 3, `PRAGMA user_version = 3`)
+//!
+//! ```sql
+//! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
+//! resources(id INTEGER PRIMARY KEY, encoded BLOB UNIQUE)      -- OTLP `Resource` protobuf, deduplicated
+//! spans(id INTEGER PRIMARY KEY,
+//!       trace_id BLOB(16), span_id BLOB(8), kind INTEGER,     -- UNIQUE (trace_id, span_id, kind)
+//!       parent_span_id BLOB(8) NULL, service TEXT, name TEXT,
+//!       start_ns INTEGER, duration_ns INTEGER, status_code INTEGER,
+//!       resource_id INTEGER, scope_name TEXT, scope_version TEXT,
+//!       detail BLOB)                                          -- `SpanDetail` protobuf (codec.rs)
+//! traces(trace_id BLOB PRIMARY KEY, start_ns, end_ns, duration_ns,
+//!        root_service, root_operation, root_start_ns,
+//!        span_count, error_count,
+//!        services TEXT, operations TEXT)                      -- JSON arrays, sorted
+//!        INDEX (start_ns), INDEX (duration_ns)
+//! trace_services(service, start_ns, trace_id)                 -- PK (service, start_ns, trace_id)   (v3)
+//! trace_operations(service, operation, start_ns, trace_id)    -- PK (service, operation, start_ns, trace_id);
+//!                                                             -- INDEX (operation, start_ns, trace_id)   (v3)
+//! operations(service, name, kind)                             -- PK (service, name, kind): service/operation lists
+//! -- version 2:
+//! traces.span_mask INTEGER                                    -- bit per span kind and status code (kind/status filters)
+//! entry_spans(start_ns, service, name, duration_ns, error,    -- one row per SERVER/CONSUMER span: stats and the
+//!             trace_id, parent_span_id, kind)                 -- dependency graph; INDEX (start_ns), (service, start_ns)
+//! span_attrs(key, value, start_ns, trace_id)                  -- PK (key, value, start_ns, trace_id)   (v3):
+//!                                                             -- attribute search (strings <= 256 bytes, ints, bools, doubles);
+//!                                                             -- which keys: SqliteOptions::index_attributes (COLLECTOR_ATTRIBUTE_INDEX)
+//! ```
+//!
+//! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
+//! and tables (traces stored before it have no span mask, attribute index or entry rows).
+//! Version 2 → 3 copies the three search-index tables into their one-B-tree form (in key
+//! order) and drops the old ones: about a minute for a file of 10M spans (BENCHMARKS.md §3.2).
+//! The search-index tables are described in `index.rs`.
+
+use std::path::Path;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::options::{SqliteOptions, Synchronous};
+use crate::store::StoreError;
+
+/// Schema version written to `PRAGMA user_version`.
+pub(super) const SCHEMA_VERSION: i64 = 3;
+
+/// Version 1 (run first on a new file).
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE resources (id INTEGER PRIMARY KEY, encoded BLOB NOT NULL UNIQUE);
+CREATE TABLE spans (
+    id INTEGER PRIMARY KEY,
+    trace_id BLOB NOT NULL,
+    span_id BLOB NOT NULL,
+    kind INTEGER NOT NULL,
+    parent_span_id BLOB,
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    status_code INTEGER NOT NULL,
+    resource_id INTEGER NOT NULL,
+    scope_name TEXT NOT NULL,
+    scope_version TEXT NOT NULL,
+    detail BLOB NOT NULL
+);
+CREATE UNIQUE INDEX spans_identity ON spans (trace_id, span_id, kind);
+CREATE TABLE traces (
+    trace_id BLOB PRIMARY KEY,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    root_service TEXT,
+    root_operation TEXT,
+    root_start_ns INTEGER,
+    span_count INTEGER NOT NULL,
+    error_count INTEGER NOT NULL,
+    services TEXT NOT NULL,
+    operations TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX traces_by_start ON traces (start_ns);
+CREATE INDEX traces_by_duration ON traces (duration_ns);
+CREATE TABLE trace_services (
+    service TEXT NOT NULL,
+    trace_id BLOB NOT NULL,
+    start_ns INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, service)
+) WITHOUT ROWID;
+CREATE INDEX trace_services_by_service ON trace_services (service, start_ns);
+CREATE TABLE trace_operations (
+    service TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    trace_id BLOB NOT NULL,
+    start_ns INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, service, operation)
+) WITHOUT ROWID;
+CREATE INDEX trace_operations_by_service ON trace_operations (service, operation, start_ns);
+CREATE INDEX trace_operations_by_name ON trace_operations (operation, start_ns);
+CREATE TABLE operations (
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    PRIMARY KEY (service, name, kind)
+) WITHOUT ROWID;
+";
+
+/// Version 1 → 2 (also run after [`SCHEMA`] on a new file).
+const SCHEMA_V2: &str = "
+ALTER TABLE traces ADD COLUMN span_mask INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE entry_spans (
+    start_ns INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    parent_span_id BLOB,
+    kind INTEGER NOT NULL
+);
+CREATE INDEX entry_spans_by_start ON entry_spans (start_ns);
+CREATE INDEX entry_spans_by_service ON entry_spans (service, start_ns);
+CREATE TABLE span_attrs (
+    trace_id BLOB NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, key, value)
+) WITHOUT ROWID;
+CREATE INDEX span_attrs_by_value ON span_attrs (key, value, start_ns);
+";
+
+/// Version 2 → 3 (also run after [`SCHEMA_V2`] on a new file): the three search-index tables
+/// become one B-tree each, keyed by what a search walks (`…, start_ns, trace_id`), with no
+/// separate trace-id key. Their rows are copied in key order, so a large file migrates with
+/// appends only.
+const SCHEMA_V3: &str = "
+CREATE TABLE trace_services_v3 (
+    service TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    PRIMARY KEY (service, start_ns, trace_id)
+) WITHOUT ROWID;
+INSERT INTO trace_services_v3 (service, start_ns, trace_id)
+    SELECT service, start_ns, trace_id FROM trace_services ORDER BY 1, 2, 3;
+DROP TABLE trace_services;
+ALTER TABLE trace_services_v3 RENAME TO trace_services;
+CREATE TABLE trace_operations_v3 (
+    service TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    PRIMARY KEY (service, operation, start_ns, trace_id)
+) WITHOUT ROWID;
+INSERT INTO trace_operations_v3 (service, operation, start_ns, trace_id)
+    SELECT service, operation, start_ns, trace_id FROM trace_operations ORDER BY 1, 2, 3, 4;
+DROP TABLE trace_operations;
+ALTER TABLE trace_operations_v3 RENAME TO trace_operations;
+CREATE INDEX trace_operations_by_name ON trace_operations (operation, start_ns, trace_id);
+CREATE TABLE span_attrs_v3 (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    PRIMARY KEY (key, value, start_ns, trace_id)
+) WITHOUT ROWID;
+INSERT INTO span_attrs_v3 (key, value, start_ns, trace_id)
+    SELECT key, value, start_ns, trace_id FROM span_attrs ORDER BY 1, 2, 3, 4;
+DROP TABLE span_attrs;
+ALTER TABLE span_attrs_v3 RENAME TO span_attrs;
+";
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+/// Opens (or creates) the database at `path` as the writer's read-write connection: checks
+/// the file before writing anything (header, schema version, `PRAGMA quick_check` on files up
+/// to [`SqliteOptions::quick_check_max_bytes`]), turns on WAL with the configured sync mode,
+/// and migrates an older schema in one transaction.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] for a damaged file (left untouched), [`StoreError::Incompatible`]
+/// for a database of another application or a newer schema, [`StoreError::Io`] when the
+/// file cannot be opened or migrated.
+pub(super) fn open_read_write(
+    path: &Path,
+    options: &SqliteOptions,
+) -> Result<Connection, StoreError> {
+    let shown = path.display().to_string();
+    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Io {
+        context: format!("opening database {shown}"),
+        detail: e.to_string(),
+    })?;
+    let corrupt = |e: rusqlite::Error| {
+        if is_corruption(&e) {
+            StoreError::Corrupt {
+                path: shown.clone(),
+                detail: e.to_string(),
+            }
+        } else {
+            StoreError::Io {
+                context: format!("reading database {shown}"),
+                detail: e.to_string(),
+            }
+        }
+    };
+    // Verify before writing anything (journal mode and schema both write).
+    let table_count: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(corrupt)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(corrupt)?;
+    if file_bytes > 0 && file_bytes <= options.quick_check_max_bytes {
+        let verdict: String = conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if verdict != "ok" {
+            return Err(StoreError::Corrupt {
+                path: shown,
+                detail: verdict,
+            });
+        }
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Incompatible {
+            path: shown,
+            detail: format!(
+                "schema version {version} is newer than this collector's {SCHEMA_VERSION}"
+            ),
+        });
+    }
+    if version == 0 && table_count > 0 {
+        return Err(StoreError::Incompatible {
+            path: shown,
+            detail: "not a Spanline database (tables without a schema version)".to_owned(),
+        });
+    }
+    let sync = match options.synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(corrupt)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Io {
+            context: format!("enabling WAL on {shown}"),
+            detail: format!("journal mode stayed {mode}"),
+        });
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync};
+         PRAGMA busy_timeout = 5000;
+         PRAGMA cache_size = -16000;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA journal_size_limit = 67108864;"
+    ))
+    .map_err(corrupt)?;
+    // Room for every statement the writer runs (spans, index tables, retention).
+    conn.set_prepared_statement_cache_capacity(64);
+    if version < SCHEMA_VERSION {
+        let base = if version == 0 { SCHEMA } else { "" };
+        let v2 = if version < 2 { SCHEMA_V2 } else { "" };
+        if version > 0 {
+            eprintln!(
+                "collector: migrating {shown} from schema version {version} to \
+                 {SCHEMA_VERSION} (rewrites the search indexes; about a minute per 10M spans)"
+            );
+        }
+        // One transaction: on failure (e.g. disk full) the file is left as it was.
+        conn.execute_batch(&format!(
+            "BEGIN; {base} {v2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+        .map_err(|e| {
+            if is_corruption(&e) || version == 0 {
+                corrupt(e)
+            } else {
+                StoreError::Io {
+                    context: format!(
+                        "migrating {shown} from schema version {version} to \
+                         {SCHEMA_VERSION} (nothing was changed)"
+                    ),
+                    detail: e.to_string(),
+                }
+            }
+        })?;
+    }
+
+    // The WAL is checkpointed by a background connection (see `Checkpointer`), not by the
+    // writer after its commits.
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+        .map_err(corrupt)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SpanKind;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{RetentionPolicy, SpanStore, TraceQuery, conformance};
+
+    #[test]
+    fn corrupt_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+        std::fs::write(&path, &garbage).unwrap();
+        let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("refusing to start"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), garbage, "file untouched");
+    }
+
+    #[test]
+    fn corrupt_page_in_valid_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            drop(store);
+        }
+        // Keep the 100-byte header and page 1, smash the pages after it.
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 8192, "schema spans several pages");
+        for b in &mut bytes[4096..] {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "file untouched");
+    }
+
+    #[test]
+    fn foreign_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Incompatible { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn version_1_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
+            .unwrap();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let spans = conformance::demo_trace(3, true, 5.0);
+        store.write_spans(spans.clone()).await.unwrap();
+        let q = TraceQuery {
+            kind: Some(SpanKind::Server),
+            attributes: vec![("http.response.status_code".into(), "503".into())],
+            ..TraceQuery::default()
+        };
+        assert_eq!(store.find_traces(q).await.unwrap().len(), 1);
+        store.shutdown().await;
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// The search-index tables of schema version 2 (two B-trees each, keyed by trace id).
+    const V2_INDEX_TABLES: &str = "
+        CREATE TABLE trace_services (
+            service TEXT NOT NULL, trace_id BLOB NOT NULL, start_ns INTEGER NOT NULL,
+            PRIMARY KEY (trace_id, service)) WITHOUT ROWID;
+        CREATE INDEX trace_services_by_service ON trace_services (service, start_ns);
+        CREATE TABLE trace_operations (
+            service TEXT NOT NULL, operation TEXT NOT NULL, trace_id BLOB NOT NULL,
+            start_ns INTEGER NOT NULL,
+            PRIMARY KEY (trace_id, service, operation)) WITHOUT ROWID;
+        CREATE INDEX trace_operations_by_service ON trace_operations (service, operation, start_ns);
+        CREATE INDEX trace_operations_by_name ON trace_operations (operation, start_ns);
+        CREATE TABLE span_attrs (
+            trace_id BLOB NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+            start_ns INTEGER NOT NULL,
+            PRIMARY KEY (trace_id, key, value)) WITHOUT ROWID;
+        CREATE INDEX span_attrs_by_value ON span_attrs (key, value, start_ns);";
+
+    #[tokio::test]
+    async fn version_2_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        // A version-2 file with data: written by this version, then its index tables put
+        // back into the version-2 layout with the same rows.
+        let spans = conformance::demo_trace(4, true, 5.0);
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store.write_spans(spans.clone()).await.unwrap();
+            store
+                .write_spans(conformance::demo_trace(5, false, 1.0))
+                .await
+                .unwrap();
+            store.shutdown().await;
+        }
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "BEGIN;
+                 ALTER TABLE trace_services RENAME TO ts3;
+                 ALTER TABLE trace_operations RENAME TO to3;
+                 ALTER TABLE span_attrs RENAME TO sa3;
+                 DROP INDEX trace_operations_by_name;
+                 {V2_INDEX_TABLES}
+                 INSERT INTO trace_services SELECT service, trace_id, start_ns FROM ts3;
+                 INSERT INTO trace_operations
+                     SELECT service, operation, trace_id, start_ns FROM to3;
+                 INSERT INTO span_attrs SELECT trace_id, key, value, start_ns FROM sa3;
+                 DROP TABLE ts3; DROP TABLE to3; DROP TABLE sa3;
+                 PRAGMA user_version = 2;
+                 COMMIT;"
+            ))
+            .unwrap();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let count = |q: TraceQuery| {
+            let store = &store;
+            async move { store.find_traces(q).await.unwrap().len() }
+        };
+        let by_attr = TraceQuery {
+            service: Some("payment".into()),
+            attributes: vec![("http.response.status_code".into(), "503".into())],
+            ..TraceQuery::default()
+        };
+        assert_eq!(count(by_attr.clone()).await, 1);
+        let by_op = TraceQuery {
+            operation: Some("charge card".into()),
+            ..TraceQuery::default()
+        };
+        assert_eq!(count(by_op).await, 2);
+        let by_service = TraceQuery {
+            service: Some("user".into()),
+            ..TraceQuery::default()
+        };
+        assert_eq!(count(by_service).await, 2);
+        // Writes after the migration dedupe against the migrated rows.
+        let again = store.write_spans(spans.clone()).await.unwrap();
+        assert_eq!(again.duplicates, spans.len());
+        assert_eq!(count(by_attr).await, 1);
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let deleted = store
+            .enforce_retention(RetentionPolicy {
+                delete_before_unix_nano: Some(u64::MAX),
+                max_bytes: None,
+                batch_traces: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(deleted.traces_deleted, 2);
+        store.shutdown().await;
+        let conn = Connection::open(&path).unwrap();
+        for table in ["trace_services", "trace_operations", "span_attrs"] {
+            let n: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table}: retention deleted every row by key");
+        }
+    }
+}

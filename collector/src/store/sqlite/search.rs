@@ -1,0 +1,160 @@
+//! The search SQL builder: a [`TraceQuery`] becomes one `SELECT` over `traces` and the
+//! search-index tables (see `index.rs`), every value a bound parameter.
+
+use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
+
+use super::read::{SUMMARY_COLUMNS, row_to_summary};
+use super::{backend, to_i64};
+use crate::store::{
+    SortOrder, StoreError, TraceQuery, TraceSummary, span_mask_bit_kind, span_mask_bit_status,
+};
+
+/// Search. Newest-first searches walk the most selective start-ordered index (operation,
+/// service, then the first attribute, else `traces_by_start`) and stop at the limit; the
+/// other filters are `EXISTS` probes on primary keys. Duration-ordered searches walk
+/// `traces_by_duration` from the longest. Every value is a bound parameter.
+pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut conds: Vec<String> = Vec::new();
+    let text = |v: &String| SqlValue::Text(v.clone());
+    let newest = q.sort == SortOrder::Newest;
+    // Which filter drives the walk (newest first only).
+    enum Drive {
+        Traces,
+        Operation,
+        Service,
+        Attribute,
+    }
+    let drive = match (&q.service, &q.operation, q.attributes.first()) {
+        _ if !newest => Drive::Traces,
+        (_, Some(_), _) => Drive::Operation,
+        // An attribute value is nearly always more selective than a service: walking the
+        // service's traces newest first and probing each for the attribute reads the whole
+        // service when the value is rare.
+        (_, None, Some(_)) => Drive::Attribute,
+        (Some(_), None, None) => Drive::Service,
+        (None, None, None) => Drive::Traces,
+    };
+    let (from, order, distinct) = match drive {
+        Drive::Traces => ("traces t", "t", ""),
+        Drive::Operation => {
+            conds.push("x.operation = ?".to_owned());
+            args.push(text(q.operation.as_ref().unwrap_or(&String::new())));
+            if let Some(service) = &q.service {
+                conds.push("x.service = ?".to_owned());
+                args.push(text(service));
+            }
+            (
+                "trace_operations x JOIN traces t ON t.trace_id = x.trace_id",
+                "x",
+                // Without a service, one trace can match through several services.
+                if q.service.is_none() { "DISTINCT" } else { "" },
+            )
+        }
+        Drive::Service => {
+            conds.push("x.service = ?".to_owned());
+            args.push(text(q.service.as_ref().unwrap_or(&String::new())));
+            (
+                "trace_services x JOIN traces t ON t.trace_id = x.trace_id",
+                "x",
+                "",
+            )
+        }
+        Drive::Attribute => {
+            let (key, value) = &q.attributes[0];
+            conds.push("x.key = ? AND x.value = ?".to_owned());
+            args.push(text(key));
+            args.push(text(value));
+            (
+                "span_attrs x JOIN traces t ON t.trace_id = x.trace_id",
+                "x",
+                "",
+            )
+        }
+    };
+    if !matches!(drive, Drive::Operation | Drive::Service)
+        && let Some(service) = &q.service
+    {
+        conds.push(
+            "EXISTS (SELECT 1 FROM trace_services s WHERE s.service = ? \
+             AND s.start_ns = t.start_ns AND s.trace_id = t.trace_id)"
+                .to_owned(),
+        );
+        args.push(text(service));
+    }
+    if !matches!(drive, Drive::Operation)
+        && let Some(operation) = &q.operation
+    {
+        let mut cond = "EXISTS (SELECT 1 FROM trace_operations o WHERE o.trace_id = t.trace_id \
+             AND o.start_ns = t.start_ns AND o.operation = ?"
+            .to_owned();
+        args.push(text(operation));
+        if let Some(service) = &q.service {
+            cond.push_str(" AND o.service = ?");
+            args.push(text(service));
+        }
+        cond.push(')');
+        conds.push(cond);
+    }
+    let skip_attrs = usize::from(matches!(drive, Drive::Attribute));
+    for (key, value) in q.attributes.iter().skip(skip_attrs) {
+        conds.push(
+            "EXISTS (SELECT 1 FROM span_attrs a WHERE a.key = ? AND a.value = ? \
+             AND a.start_ns = t.start_ns AND a.trace_id = t.trace_id)"
+                .to_owned(),
+        );
+        args.push(text(key));
+        args.push(text(value));
+    }
+    if let Some(v) = q.start_time_min_unix_nano {
+        conds.push(format!("{order}.start_ns >= ?"));
+        args.push(SqlValue::Integer(to_i64(v)));
+    }
+    if let Some(v) = q.start_time_max_unix_nano {
+        conds.push(format!("{order}.start_ns <= ?"));
+        args.push(SqlValue::Integer(to_i64(v)));
+    }
+    if let Some(v) = q.min_duration_ns {
+        conds.push("t.duration_ns >= ?".to_owned());
+        args.push(SqlValue::Integer(to_i64(v)));
+    }
+    if let Some(v) = q.max_duration_ns {
+        conds.push("t.duration_ns <= ?".to_owned());
+        args.push(SqlValue::Integer(to_i64(v)));
+    }
+    if q.errors_only {
+        conds.push("t.error_count > 0".to_owned());
+    }
+    let mut mask_bits = Vec::new();
+    if let Some(kind) = q.kind {
+        mask_bits.push(span_mask_bit_kind(kind));
+    }
+    if let Some(status) = q.status {
+        mask_bits.push(span_mask_bit_status(status));
+    }
+    for bit in mask_bits {
+        conds.push("(t.span_mask & ?) != 0".to_owned());
+        args.push(SqlValue::Integer(i64::from(bit)));
+    }
+    let where_clause = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
+    args.push(SqlValue::Integer(q.effective_limit() as i64));
+    let order_by = if newest {
+        format!("{order}.start_ns DESC, {order}.trace_id DESC")
+    } else {
+        "t.duration_ns DESC, t.trace_id DESC".to_owned()
+    };
+    let sql = format!(
+        "SELECT {distinct} {SUMMARY_COLUMNS} FROM {from} {where_clause} \
+         ORDER BY {order_by} LIMIT ?"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), row_to_summary)
+        .map_err(backend)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+}

@@ -1,0 +1,141 @@
+//! The span rows: `spans` (with their resource in `resources`) and `entry_spans`, written by
+//! the writer thread for each request of a group.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::{Connection, params};
+
+use super::codec::{encode_detail, encode_resource};
+use super::{map_sql, to_i64};
+use crate::model::Span;
+use crate::store::{StoreError, WriteOutcome};
+
+/// Batches larger than this (spans) are encoded on a blocking thread.
+pub(super) const PREPARE_INLINE_MAX_SPANS: usize = 2048;
+
+/// A batch with its blobs already encoded, so the single writer thread only runs SQL.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    pub(super) spans: Vec<Span>,
+    /// `SpanDetail` bytes, one per span.
+    details: Vec<Vec<u8>>,
+    /// Encoded resources, keyed by `Arc` address (the spans keep the `Arc`s alive).
+    resources: HashMap<usize, Vec<u8>>,
+}
+
+impl Prepared {
+    /// Encodes the blobs of `spans`.
+    pub(super) fn new(spans: Vec<Span>) -> Self {
+        let details = spans.iter().map(encode_detail).collect();
+        let mut resources: HashMap<usize, Vec<u8>> = HashMap::new();
+        for span in &spans {
+            resources
+                .entry(Arc::as_ptr(&span.resource) as usize)
+                .or_insert_with(|| encode_resource(&span.resource));
+        }
+        Self {
+            spans,
+            details,
+            resources,
+        }
+    }
+}
+
+const INSERT_SPAN: &str = "INSERT OR IGNORE INTO spans (trace_id, span_id, kind, parent_span_id, \
+     service, name, start_ns, duration_ns, status_code, resource_id, scope_name, scope_version, \
+     detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
+/// Inserts one request's spans (and their `entry_spans` rows); returns the outcome and the
+/// spans that were new (not duplicates).
+pub(super) fn insert_spans<'a>(
+    conn: &Connection,
+    batch: &'a Prepared,
+) -> Result<(WriteOutcome, Vec<&'a Span>), StoreError> {
+    let spans = &batch.spans;
+    let mut outcome = WriteOutcome::default();
+    let mut insert = conn.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
+    let mut resource_ids: HashMap<usize, i64> = HashMap::new();
+    let mut inserted: Vec<&Span> = Vec::with_capacity(spans.len());
+    for (span, detail) in spans.iter().zip(&batch.details) {
+        let key = Arc::as_ptr(&span.resource) as usize;
+        let resource_id = match resource_ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = match batch.resources.get(&key) {
+                    Some(bytes) => resource_id(conn, bytes)?,
+                    None => resource_id(conn, &encode_resource(&span.resource))?,
+                };
+                resource_ids.insert(key, id);
+                id
+            }
+        };
+        let changed = insert
+            .execute(params![
+                &span.trace_id.0[..],
+                &span.span_id.0[..],
+                span.kind.as_i32(),
+                span.parent_span_id.as_ref().map(|p| &p.0[..]),
+                span.service_name,
+                span.name,
+                to_i64(span.start_time_unix_nano),
+                to_i64(span.duration_ns()),
+                span.status.code.as_i32(),
+                resource_id,
+                span.scope.name,
+                span.scope.version,
+                detail,
+            ])
+            .map_err(map_sql)?;
+        if changed == 1 {
+            outcome.stored += 1;
+            inserted.push(span);
+        } else {
+            outcome.duplicates += 1;
+        }
+    }
+    insert_entry_spans(conn, &inserted)?;
+    Ok((outcome, inserted))
+}
+
+/// The id of an encoded resource, inserted if new.
+fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
+    let mut insert = conn
+        .prepare_cached("INSERT OR IGNORE INTO resources (encoded) VALUES (?1)")
+        .map_err(map_sql)?;
+    if insert.execute([encoded]).map_err(map_sql)? == 1 {
+        return Ok(conn.last_insert_rowid());
+    }
+    conn.prepare_cached("SELECT id FROM resources WHERE encoded = ?1")
+        .map_err(map_sql)?
+        .query_row([encoded], |r| r.get(0))
+        .map_err(map_sql)
+}
+
+/// One `entry_spans` row per newly stored SERVER or CONSUMER span (stats, dependencies).
+fn insert_entry_spans(conn: &Connection, inserted: &[&Span]) -> Result<(), StoreError> {
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO entry_spans (start_ns, service, name, duration_ns, error, trace_id, \
+             parent_span_id, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(map_sql)?;
+    for span in inserted
+        .iter()
+        .filter(|s| crate::store::memory::is_entry(s))
+    {
+        insert
+            .execute(params![
+                to_i64(span.start_time_unix_nano),
+                span.service_name,
+                span.name,
+                to_i64(span.duration_ns()),
+                i64::from(span.is_error()),
+                &span.trace_id.0[..],
+                span.parent_span_id.as_ref().map(|p| p.0.to_vec()),
+                span.kind.as_i32(),
+            ])
+            .map_err(map_sql)?;
+    }
+    Ok(())
+}
