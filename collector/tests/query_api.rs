@@ -393,10 +393,17 @@ async fn slow_and_failed_traces_are_found_slowest_first() {
             .await
             .json();
         assert_eq!(ids(&by_attr), [trace_hex(2)]);
-        let by_attr = get(&h, "/v1/traces?attr.app.user.id=user-1&service=user")
+        let by_attr = get(&h, "/v1/traces?attr.app.user.id=user-1&service=frontend")
             .await
             .json();
         assert_eq!(ids(&by_attr), [trace_hex(1)]);
+        // Together the filters must hold for one span: the user id is on the frontend's.
+        let by_attr = get(&h, "/v1/traces?attr.app.user.id=user-1&service=user")
+            .await
+            .json();
+        assert!(ids(&by_attr).is_empty(), "{by_attr}");
+        let user_errors = get(&h, "/v1/traces?service=user&status=error").await.json();
+        assert!(ids(&user_errors).is_empty(), "{user_errors}");
         let by_kind = get(&h, "/v1/traces?kind=producer").await.json();
         assert!(ids(&by_kind).is_empty());
         let by_status = get(&h, "/v1/traces?status=error&kind=server").await.json();

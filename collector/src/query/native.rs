@@ -23,8 +23,11 @@
 //! `attr.http.response.status_code=503`; string values over 256 bytes are not searchable),
 //! `sort=newest|duration`, `limit` (default 100, clamped to 1000). Without `sort`, a search
 //! with `min_duration` or `error=true` is ordered slowest first, any other newest first. Unknown
-//! parameters are ignored; malformed values are 400. All filters must hold (each may be met by
-//! a different span of the trace).
+//! parameters are ignored; malformed values are 400. All filters must hold, and the span
+//! conditions given together (`service`/`operation`, `kind`, `status`/`error`, each
+//! `attr.KEY=VALUE`, and the duration bounds) must hold for **one** span, as in Jaeger:
+//! `service=user&status=error` finds traces whose user span failed. A duration bound alone
+//! applies to the trace's duration.
 //!
 //! A summary is `{"trace_id", "root_service", "root_operation", "services", "operations",
 //! "start_time", "end_time" (unix seconds, float), "duration" (seconds, float), "span_count",

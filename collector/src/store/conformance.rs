@@ -28,6 +28,7 @@ macro_rules! conformance_tests {
             commits_are_announced,
             concurrent_writers_all_land,
             search_by_kind_status_attributes_and_duration_order,
+            search_conditions_given_together_hold_for_one_span,
             dependencies_count_calls_between_services,
             operation_samples_cover_entry_spans_in_window,
             retention_deletes_old_traces_in_batches,
@@ -244,7 +245,7 @@ pub(crate) async fn find_filters_and_orders(store: Store) {
     };
     assert_eq!(find(q).await, vec![4, 3, 2]);
     let q = TraceQuery {
-        service: Some("shared".into()),
+        service: Some("svc-0".into()),
         start_time_max_unix_nano: Some(T0 + 2000 * MS),
         min_duration_ns: Some(150 * MS),
         ..TraceQuery::default()
@@ -545,11 +546,20 @@ pub(crate) async fn search_by_kind_status_attributes_and_duration_order(store: S
     );
     assert_eq!(
         find(by(&|q| {
-            q.service = Some("payment".into());
+            q.service = Some("frontend".into());
             q.attributes = vec![attr("app.user.id", "u1")];
         }))
         .await,
         vec![1]
+    );
+    // Given together, the conditions hold for one span: the user id is on the frontend's.
+    assert_eq!(
+        find(by(&|q| {
+            q.service = Some("payment".into());
+            q.attributes = vec![attr("app.user.id", "u1")];
+        }))
+        .await,
+        Vec::<u8>::new()
     );
     assert_eq!(
         find(by(&|q| q.attributes = vec![attr("' OR 1=1 --", "x")])).await,
@@ -573,11 +583,106 @@ pub(crate) async fn search_by_kind_status_attributes_and_duration_order(store: S
         find(by(&|q| {
             q.sort = SortOrder::Duration;
             q.errors_only = true;
-            q.operation = Some("charge card".into());
+            q.operation = Some("POST /payments".into());
         }))
         .await,
         vec![2]
     );
+}
+
+/// `service=user&status=error` finds traces whose **user** span failed, not traces where
+/// user is fine and payment failed; likewise for attributes, kinds and durations.
+pub(crate) async fn search_conditions_given_together_hold_for_one_span(store: Store) {
+    let trace = |seed: u8, failing: &str| {
+        let t = trace_id(seed);
+        let start = f64::from(seed) * 1000.0;
+        let mut root = span(
+            t,
+            1,
+            None,
+            "frontend",
+            "GET /",
+            SpanKind::Server,
+            start,
+            100.0,
+        );
+        root.attributes
+            .push(KeyValue::new("app.tier", AttrValue::String("web".into())));
+        let mut user = span(
+            t,
+            2,
+            Some(1),
+            "user",
+            "GET /u",
+            SpanKind::Server,
+            start + 1.0,
+            10.0,
+        );
+        let mut payment = span(
+            t,
+            3,
+            Some(1),
+            "payment",
+            "POST /p",
+            SpanKind::Server,
+            start + 20.0,
+            70.0,
+        );
+        payment.attributes.push(KeyValue::new(
+            "app.tier",
+            AttrValue::String("backend".into()),
+        ));
+        for s in [&mut user, &mut payment] {
+            if s.service_name == failing {
+                s.status.code = StatusCode::Error;
+            }
+        }
+        vec![root, user, payment]
+    };
+    store.write_spans(trace(1, "payment")).await.unwrap();
+    store.write_spans(trace(2, "user")).await.unwrap();
+    let find = |f: &dyn Fn(&mut TraceQuery)| {
+        let mut q = TraceQuery::default();
+        f(&mut q);
+        let store = Arc::clone(&store);
+        async move {
+            let found = store.find_traces(q).await.unwrap();
+            found.iter().map(|s| s.trace_id.0[15]).collect::<Vec<u8>>()
+        }
+    };
+    let user_errors = find(&|q| {
+        q.service = Some("user".into());
+        q.status = Some(StatusCode::Error);
+    });
+    assert_eq!(user_errors.await, vec![2]);
+    let payment_errors = find(&|q| {
+        q.service = Some("payment".into());
+        q.errors_only = true;
+    });
+    assert_eq!(payment_errors.await, vec![1]);
+    // The attribute is on the payment span; the frontend span has another value.
+    let backend_payment = find(&|q| {
+        q.service = Some("payment".into());
+        q.attributes = vec![("app.tier".into(), "backend".into())];
+    });
+    assert_eq!(backend_payment.await, vec![2, 1]);
+    let web_payment = find(&|q| {
+        q.service = Some("payment".into());
+        q.attributes = vec![("app.tier".into(), "web".into())];
+    });
+    assert_eq!(web_payment.await, Vec::<u8>::new());
+    // Durations given with a service apply to that service's span.
+    let slow_user = find(&|q| {
+        q.service = Some("user".into());
+        q.min_duration_ns = Some(50 * MS);
+    });
+    assert_eq!(slow_user.await, Vec::<u8>::new());
+    let slow_payment = find(&|q| {
+        q.service = Some("payment".into());
+        q.min_duration_ns = Some(50 * MS);
+        q.max_duration_ns = Some(80 * MS);
+    });
+    assert_eq!(slow_payment.await, vec![2, 1]);
 }
 
 pub(crate) async fn dependencies_count_calls_between_services(store: Store) {

@@ -93,7 +93,8 @@ impl MemoryStore {
         let mut found: Vec<TraceSummary> = inner
             .traces
             .values()
-            .filter(|t| query.matches_summary(&t.summary))
+            .filter(|t| !query.needs_span_check() || query.matches_trace(&t.summary, &t.spans))
+            .filter(|t| query.needs_span_check() || query.matches_summary(&t.summary))
             .filter(|t| {
                 t.pairs.iter().any(|(service, name)| {
                     query.service.as_ref().is_none_or(|s| s == service)

@@ -234,7 +234,8 @@ fn insert_sorted(list: &mut Vec<String>, item: &str, cap: usize) {
     }
 }
 
-/// Search filters for [`SpanStore::find_traces`]. All set filters must match.
+/// Search filters for [`SpanStore::find_traces`]. All set filters must match; given
+/// together, the span conditions must hold for one span ([`TraceQuery::needs_span_check`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceQuery {
     /// The trace has a span of this service.
@@ -318,6 +319,29 @@ impl TraceQuery {
             && self
                 .status
                 .is_none_or(|c| s.span_mask & span_mask_bit_status(c) != 0)
+    }
+
+    /// Whether the span conditions must be checked on the spans themselves: when two or more
+    /// of them are given (service and operation count as one, as they are indexed as a
+    /// pair; each attribute counts alone), they must hold for **one** span, which the
+    /// trace-level indexes cannot tell. A lone duration bound applies to the trace's duration.
+    pub fn needs_span_check(&self) -> bool {
+        let groups = usize::from(self.service.is_some() || self.operation.is_some())
+            + usize::from(self.kind.is_some())
+            + usize::from(self.status.is_some() || self.errors_only)
+            + usize::from(self.min_duration_ns.is_some() || self.max_duration_ns.is_some())
+            + self.attributes.len();
+        groups >= 2
+    }
+
+    /// The trace-level query that finds every trace the span check could accept (a
+    /// superset): a span's duration is at most its trace's, so `max_duration` cannot
+    /// narrow the traces, and is dropped.
+    pub fn candidates(&self) -> Self {
+        Self {
+            max_duration_ns: None,
+            ..self.clone()
+        }
     }
 
     /// Whether a trace passes every filter: the time bounds by the trace start, and the span

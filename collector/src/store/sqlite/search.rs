@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
-use super::read::{SUMMARY_COLUMNS, row_to_summary};
+use super::read::{SUMMARY_COLUMNS, read_trace, row_to_summary};
 use super::{backend, to_i64};
 use crate::store::{
     SortOrder, StoreError, TraceQuery, TraceSummary, span_mask_bit_kind, span_mask_bit_status,
@@ -15,6 +15,47 @@ use crate::store::{
 /// other filters are `EXISTS` probes on primary keys. Duration-ordered searches walk
 /// `traces_by_duration` from the longest. Every value is a bound parameter.
 pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
+    if !q.needs_span_check() {
+        return find_by_index(conn, q, q.effective_limit(), 0);
+    }
+    // Same-span conditions: the indexes give a superset in the query's order, page by
+    // page; each candidate's spans decide. At most MAX_SPAN_CHECKED traces are read.
+    let want = q.effective_limit();
+    let page = (want * 4).clamp(64, 1000);
+    let candidates = q.candidates();
+    let mut found = Vec::with_capacity(want);
+    let mut offset = 0;
+    while found.len() < want && offset < MAX_SPAN_CHECKED {
+        let batch = find_by_index(conn, &candidates, page, offset)?;
+        let exhausted = batch.len() < page;
+        offset += batch.len();
+        for summary in batch {
+            if let Some(trace) = read_trace(conn, summary.trace_id)?
+                && q.matches_trace(&trace.summary, &trace.spans)
+            {
+                found.push(summary);
+                if found.len() == want {
+                    break;
+                }
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Most candidate traces read to check same-span conditions in one search.
+pub(super) const MAX_SPAN_CHECKED: usize = 10_000;
+
+/// The indexed search: `limit` summaries from `offset` in the query's order.
+fn find_by_index(
+    conn: &Connection,
+    q: &TraceQuery,
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<TraceSummary>, StoreError> {
     let mut args: Vec<SqlValue> = Vec::new();
     let mut conds: Vec<String> = Vec::new();
     let text = |v: &String| SqlValue::Text(v.clone());
@@ -142,7 +183,8 @@ pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary
     } else {
         format!("WHERE {}", conds.join(" AND "))
     };
-    args.push(SqlValue::Integer(q.effective_limit() as i64));
+    args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    args.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
     let order_by = if newest {
         format!("{order}.start_ns DESC, {order}.trace_id DESC")
     } else {
@@ -150,7 +192,7 @@ pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary
     };
     let sql = format!(
         "SELECT {distinct} {SUMMARY_COLUMNS} FROM {from} {where_clause} \
-         ORDER BY {order_by} LIMIT ?"
+         ORDER BY {order_by} LIMIT ? OFFSET ?"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let rows = stmt
