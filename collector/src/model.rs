@@ -518,6 +518,18 @@ impl Span {
     pub fn is_error(&self) -> bool {
         self.status.code == StatusCode::Error
     }
+
+    /// The HTTP status of the exchange: `http.response.status_code` (semantic conventions),
+    /// or the older `http.status_code`; an integer or a numeric string.
+    pub fn http_status(&self) -> Option<i64> {
+        ["http.response.status_code", "http.status_code"]
+            .iter()
+            .find_map(|key| match find_attribute(&self.attributes, key)? {
+                AttrValue::Int(n) => Some(*n),
+                AttrValue::String(v) => v.trim().parse().ok(),
+                _ => None,
+            })
+    }
 }
 
 /// Standard base64 (RFC 4648, with padding), as OTLP JSON uses for `bytesValue`.

@@ -281,7 +281,7 @@ pub fn assemble_with(input: &[Span], options: &AssembleOptions) -> TraceTree {
     let mut services: Vec<String> = spans.iter().map(|s| s.service_name.clone()).collect();
     services.sort();
     services.dedup();
-    let http_status = main_root.and_then(|r| http_status(&spans[r]));
+    let http_status = main_root.and_then(|r| spans[r].http_status());
     let outcome_reason = main_root
         .filter(|&r| {
             spans[r].status.code == model::StatusCode::Error
@@ -316,17 +316,6 @@ pub fn assemble_with(input: &[Span], options: &AssembleOptions) -> TraceTree {
 /// The attribute a service records the reason for a business answer in (a 402's "payment
 /// declined: ...", a 404's "unknown user").
 pub const OUTCOME_REASON_ATTRIBUTE: &str = "app.outcome.reason";
-
-/// `http.response.status_code` (or the older `http.status_code`) of a span.
-pub fn http_status(s: &Span) -> Option<i64> {
-    ["http.response.status_code", "http.status_code"]
-        .iter()
-        .find_map(|key| match model::find_attribute(&s.attributes, key)? {
-            AttrValue::Int(n) => Some(*n),
-            AttrValue::String(v) => v.trim().parse().ok(),
-            _ => None,
-        })
-}
 
 /// The reason from the span that decided the outcome: the deepest span carrying
 /// [`OUTCOME_REASON_ATTRIBUTE`], else the deepest error span's cause (see [`error_cause`]).

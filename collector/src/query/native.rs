@@ -374,6 +374,7 @@ pub fn summary_json(s: &TraceSummary) -> Value {
         "duration_ns": s.duration_ns(),
         "span_count": s.span_count,
         "error_count": s.error_count,
+        "http_status": s.root_http_status,
     })
 }
 

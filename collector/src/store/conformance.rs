@@ -109,6 +109,7 @@ pub(crate) async fn summary_is_maintained_on_write(store: Store) {
     assert_eq!(s.error_count, 1);
     assert_eq!(s.root_service.as_deref(), Some("frontend"));
     assert_eq!(s.root_operation.as_deref(), Some("POST /orders"));
+    assert_eq!(s.root_http_status, Some(201));
     assert_eq!(s.services, vec!["frontend", "order", "user"]);
     assert_eq!(
         s.operations,

@@ -121,6 +121,8 @@ pub struct TraceSummary {
     pub root_service: Option<String>,
     /// Name of the root span, once it arrived.
     pub root_operation: Option<String>,
+    /// The root span's HTTP status ([`Span::http_status`]), when it has one.
+    pub root_http_status: Option<i64>,
     /// Start of the root span, unix nanoseconds (picks the earliest of several roots).
     pub root_start_time_unix_nano: Option<u64>,
     /// Distinct services, sorted.
@@ -173,6 +175,7 @@ impl TraceSummary {
             end_time_unix_nano: 0,
             root_service: None,
             root_operation: None,
+            root_http_status: None,
             root_start_time_unix_nano: None,
             services: Vec::new(),
             operations: Vec::new(),
@@ -213,6 +216,7 @@ impl TraceSummary {
         {
             self.root_service = Some(span.service_name.clone());
             self.root_operation = Some(span.name.clone());
+            self.root_http_status = span.http_status();
             self.root_start_time_unix_nano = Some(span.start_time_unix_nano);
         }
         insert_sorted(&mut self.services, &span.service_name, usize::MAX);

@@ -244,14 +244,15 @@ fn update_trace(
     conn.prepare_cached(
         "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, root_service, \
          root_operation, root_start_ns, span_count, error_count, services, operations, \
-         span_mask) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+         span_mask, root_http_status) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
          ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
          end_ns = excluded.end_ns, duration_ns = excluded.duration_ns, \
          root_service = excluded.root_service, root_operation = excluded.root_operation, \
          root_start_ns = excluded.root_start_ns, span_count = excluded.span_count, \
          error_count = excluded.error_count, services = excluded.services, \
-         operations = excluded.operations, span_mask = excluded.span_mask",
+         operations = excluded.operations, span_mask = excluded.span_mask, \
+         root_http_status = excluded.root_http_status",
     )
     .map_err(map_sql)?
     .execute(params![
@@ -267,6 +268,7 @@ fn update_trace(
         serde_json::to_string(&summary.services).map_err(backend)?,
         serde_json::to_string(&summary.operations).map_err(backend)?,
         i64::from(summary.span_mask),
+        summary.root_http_status,
     ])
     .map_err(map_sql)?;
     if existed && old_start != summary.start_time_unix_nano {

@@ -1,4 +1,4 @@
-//! # The schema (version 3, `PRAGMA user_version = 3`)
+//! # The schema (version 4, `PRAGMA user_version = 4`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -25,12 +25,15 @@
 //! span_attrs(key, value, start_ns, trace_id)                  -- PK (key, value, start_ns, trace_id)   (v3):
 //!                                                             -- attribute search (strings <= 256 bytes, ints, bools, doubles);
 //!                                                             -- which keys: SqliteOptions::index_attributes (COLLECTOR_ATTRIBUTE_INDEX)
+//! -- version 4:
+//! traces.root_http_status INTEGER NULL                        -- the root span's HTTP status (summaries)
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
 //! and tables (traces stored before it have no span mask, attribute index or entry rows).
 //! Version 2 → 3 copies the three search-index tables into their one-B-tree form (in key
 //! order) and drops the old ones: about a minute for a file of 10M spans (BENCHMARKS.md §3.2).
+//! Version 3 → 4 adds a column (traces stored before it show no root HTTP status).
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -41,7 +44,10 @@ use super::options::{SqliteOptions, Synchronous};
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
+
+/// Version 3 → 4 (also run on a new file).
+const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
 
 /// Version 1 (run first on a new file).
 const SCHEMA: &str = "
@@ -271,15 +277,20 @@ pub(super) fn open_read_write(
     if version < SCHEMA_VERSION {
         let base = if version == 0 { SCHEMA } else { "" };
         let v2 = if version < 2 { SCHEMA_V2 } else { "" };
+        let v3 = if version < 3 { SCHEMA_V3 } else { "" };
         if version > 0 {
             eprintln!(
-                "collector: migrating {shown} from schema version {version} to \
-                 {SCHEMA_VERSION} (rewrites the search indexes; about a minute per 10M spans)"
+                "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
+                if version < 3 {
+                    " (rewrites the search indexes; about a minute per 10M spans)"
+                } else {
+                    ""
+                }
             );
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {base} {v2} {v3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
         .map_err(|e| {
             if is_corruption(&e) || version == 0 {
@@ -427,6 +438,7 @@ mod tests {
                      SELECT service, operation, trace_id, start_ns FROM to3;
                  INSERT INTO span_attrs SELECT trace_id, key, value, start_ns FROM sa3;
                  DROP TABLE ts3; DROP TABLE to3; DROP TABLE sa3;
+                 ALTER TABLE traces DROP COLUMN root_http_status;
                  PRAGMA user_version = 2;
                  COMMIT;"
             ))
