@@ -376,6 +376,7 @@
             { class: 'row1' },
             t.error_count > 0 ? h('span', { class: 'err-mark', title: plural(t.error_count, 'error span') }, '!') : null,
             h('strong', { class: 'root-name' }, swatch(String(t.root_service || '?')), String(t.root_service || '?'), ': ', String(t.root_operation || '(root not arrived)')),
+            t.http_status !== undefined && t.http_status !== null ? h('span', { class: 'http-status' + (Number(t.http_status) >= 400 ? ' bad' : ''), title: 'HTTP status of the root span' }, String(t.http_status)) : null,
             h('span', { class: 'dur' }, fmtDur(d))
           ),
           h('div', { class: 'bar-track' }, bar),
