@@ -357,15 +357,18 @@ pub enum Protocol {
     Zipkin,
     /// The simple JSON array of DESIGN.md §4 (`POST /v1/traces`, `application/json` array).
     SimpleJson,
+    /// OTLP/gRPC (`TraceService/Export` on the gRPC port).
+    OtlpGrpc,
 }
 
 impl Protocol {
     /// Every protocol, in label order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::OtlpProto,
         Self::OtlpJson,
         Self::Zipkin,
         Self::SimpleJson,
+        Self::OtlpGrpc,
     ];
 
     /// The `protocol` label value.
@@ -375,6 +378,7 @@ impl Protocol {
             Self::OtlpJson => "otlp_json",
             Self::Zipkin => "zipkin",
             Self::SimpleJson => "simple_json",
+            Self::OtlpGrpc => "otlp_grpc",
         }
     }
 
@@ -384,6 +388,7 @@ impl Protocol {
             Self::OtlpJson => 1,
             Self::Zipkin => 2,
             Self::SimpleJson => 3,
+            Self::OtlpGrpc => 4,
         }
     }
 }
@@ -406,7 +411,7 @@ pub struct ProtocolCounters {
 /// Ingest counters by protocol.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
-    by_protocol: [ProtocolCounters; 4],
+    by_protocol: [ProtocolCounters; 5],
 }
 
 impl IngestMetrics {
