@@ -176,7 +176,7 @@ pub fn query_app(state: AppState) -> Router {
         .route("/health", get(native::health))
         .route("/healthz", get(ingest::healthz))
         .merge(ui::router())
-        .fallback(|| async { Error::NotFound("no such endpoint".into()) })
+        .fallback(ui::fallback)
         .layer(axum::middleware::map_response(nosniff))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
