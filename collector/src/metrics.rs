@@ -13,7 +13,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `spanline_ingest_requests_total`, `..._failed_total`, `spanline_ingest_bytes_total`, `spanline_spans_{received,rejected,stored,duplicate}_total` | counter | – |
-//! | `spanline_ingest_batches_total`, `spanline_ingest_spans_{received,stored,rejected,deduplicated}_total` | counter | `protocol`: `otlp_proto`, `otlp_json`, `zipkin`, `simple_json` |
+//! | `spanline_ingest_batches_total`, `spanline_ingest_spans_{received,stored,rejected,deduplicated}_total` | counter | `protocol`: `otlp_proto`, `otlp_json`, `zipkin`, `simple_json`, `otlp_grpc` |
 //! | `spanline_requests_total` | counter | `service`, `operation`: SERVER and CONSUMER spans stored (RED: rate) |
 //! | `spanline_request_errors_total` | counter | `service`, `operation`: those with status error (RED: errors) |
 //! | `spanline_request_duration_seconds` | histogram | `service`, `operation` (RED: duration) |
