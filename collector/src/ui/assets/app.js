@@ -1144,21 +1144,25 @@
     return out;
   }
 
-  // Label boxes for the edges of `geo` ({c, text, points}), avoiding the node boxes `nodes`.
-  // Candidates run along the edge from its middle outwards, on and beside the line; a box is
-  // clear when it overlaps no placed label and no node and no point of another edge lies in
-  // it (with a margin). Without a clear spot, the candidate with the least overlap wins.
+  // Label boxes for the edges of `geo` ({c, text, points}), avoiding the node boxes `nodes`:
+  // {boxes, conflicts}. Candidates run along the edge from its middle outwards, on and beside
+  // the line; a box is clear when it overlaps no placed label and no node and no point of
+  // another edge lies in it (with a margin). Without a clear spot, the candidate with the
+  // least overlap wins and counts in `conflicts` (0: every label is clear).
   const EDGE_LABEL_CHAR_W = 6.6, EDGE_LABEL_H = 16, EDGE_LABEL_MARGIN = 3;
   function placeEdgeLabels(geo, nodes) {
     const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
     const grow = (b, m) => ({ x: b.x - m, y: b.y - m, w: b.w + 2 * m, h: b.h + 2 * m });
+    const ts = [0.5];
+    for (let d = 0.05; d <= 0.4; d += 0.05) ts.push(0.5 - d, 0.5 + d);
     const placed = [];
-    return geo.map((g, i) => {
-      const w = g.text.length * EDGE_LABEL_CHAR_W + 10, hgt = EDGE_LABEL_H;
+    let conflicts = 0;
+    for (let i = 0; i < geo.length; i++) {
+      const w = geo[i].text.length * EDGE_LABEL_CHAR_W + 10, hgt = EDGE_LABEL_H;
       let best = null, bestScore = Infinity;
-      for (const t of [0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74, 0.18, 0.82]) {
-        const [px, py] = pointAt(g.c, t);
-        for (const dy of [0, -hgt, hgt]) {
+      for (const t of ts) {
+        const [px, py] = pointAt(geo[i].c, t);
+        for (const dy of [0, -hgt, hgt, -1.8 * hgt, 1.8 * hgt]) {
           const box = { x: px - w / 2, y: py - hgt / 2 + dy, w, h: hgt };
           const wide = grow(box, EDGE_LABEL_MARGIN);
           let score = 0;
@@ -1177,8 +1181,9 @@
         if (bestScore === 0) break;
       }
       placed.push(best);
-      return best;
-    });
+      conflicts += bestScore;
+    }
+    return { boxes: placed, conflicts };
   }
 
   // The point at t in [0, 1] of the cubic Bézier with control points c.
@@ -1209,40 +1214,50 @@
     }
     const layers = [];
     for (const n of nodes) (layers[level.get(n)] ||= []).push(n);
-    const NW = 150, NH = 46, GX = 120, GY = 40;
+    const NW = 150, NH = 46, GY = 40;
     const maxRows = Math.max(...layers.map((l) => (l ? l.length : 0)));
-    const W = Math.max(400, layers.length * (NW + GX) - GX + 40);
     const H = Math.max(140, maxRows * (NH + GY) - GY + 40);
-    const pos = new Map();
-    layers.forEach((l, i) => (l || []).forEach((n, j) => {
-      const offset = (H - (l.length * (NH + GY) - GY)) / 2;
-      pos.set(n, { x: 20 + i * (NW + GX), y: offset + j * (NH + GY) });
-    }));
+    // Edges as cubic Béziers, then their labels (placeEdgeLabels). When some label finds no
+    // spot clear of other labels, nodes and other edges' lines, the layers move apart and the
+    // layout is tried again; the clearest layout wins.
+    const layout = (GX) => {
+      const pos = new Map();
+      layers.forEach((l, i) => (l || []).forEach((n, j) => {
+        const offset = (H - (l.length * (NH + GY) - GY)) / 2;
+        pos.set(n, { x: 20 + i * (NW + GX), y: offset + j * (NH + GY) });
+      }));
+      const geo = [];
+      for (const e of edges) {
+        const a = pos.get(e.parent), b = pos.get(e.child);
+        if (!a || !b) continue;
+        let c;
+        if (e.parent === e.child) {
+          c = [[a.x + NW - 30, a.y], [a.x + NW, a.y - 40], [a.x + NW + 30, a.y + 10], [a.x + NW, a.y + 14]];
+        } else if (b.x <= a.x + NW) {
+          c = [[a.x + NW / 2, a.y + NH], [a.x + NW / 2, H], [b.x + NW / 2, H], [b.x + NW / 2, b.y + NH]];
+        } else {
+          const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2, mx = (x1 + x2) / 2;
+          c = [[x1, y1], [mx, y1], [mx, y2], [x2, y2]];
+        }
+        const err = Number(e.error_count) > 0;
+        const text = plural(Number(e.call_count) || 0, 'call') + (err ? ` · ${Number(e.error_count)} err` : '');
+        geo.push({ e, err, c, text, points: bezierPoints(c, 96) });
+      }
+      const placed = placeEdgeLabels(geo, [...pos.values()].map((p) => ({ x: p.x, y: p.y, w: NW, h: NH })));
+      return { GX, pos, geo, boxes: placed.boxes, conflicts: placed.conflicts };
+    };
+    let best = null;
+    for (const GX of [120, 180, 260, 360]) {
+      const tried = layout(GX);
+      if (!best || tried.conflicts < best.conflicts) best = tried;
+      if (best.conflicts === 0) break;
+    }
+    const { GX, pos, geo, boxes } = best;
+    const W = Math.max(400, layers.length * (NW + GX) - GX + 40);
     const svg = s('svg', { class: 'graph', id: 'dependency-graph', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': 'Service dependency graph' });
     svg.append(s('defs', null,
       s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' })),
       s('marker', { id: 'arrow-err', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead err' }))));
-    // Edges first (geometry as cubic Béziers), then their labels: each label takes the first
-    // spot along its own edge, middle first, whose box overlaps no other label, no node and
-    // no other edge's line (see placeEdgeLabels).
-    const geo = [];
-    for (const e of edges) {
-      const a = pos.get(e.parent), b = pos.get(e.child);
-      if (!a || !b) continue;
-      let c;
-      if (e.parent === e.child) {
-        c = [[a.x + NW - 30, a.y], [a.x + NW, a.y - 40], [a.x + NW + 30, a.y + 10], [a.x + NW, a.y + 14]];
-      } else if (b.x <= a.x + NW) {
-        c = [[a.x + NW / 2, a.y + NH], [a.x + NW / 2, H], [b.x + NW / 2, H], [b.x + NW / 2, b.y + NH]];
-      } else {
-        const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2, mx = (x1 + x2) / 2;
-        c = [[x1, y1], [mx, y1], [mx, y2], [x2, y2]];
-      }
-      const err = Number(e.error_count) > 0;
-      const text = `${Number(e.call_count) || 0} calls` + (err ? ` · ${Number(e.error_count)} err` : '');
-      geo.push({ e, err, c, text, points: bezierPoints(c, 48) });
-    }
-    const boxes = placeEdgeLabels(geo, [...pos.values()].map((p) => ({ x: p.x, y: p.y, w: NW, h: NH })));
     geo.forEach((g, i) => {
       const { e, err, c, text } = g;
       const box = boxes[i];
