@@ -1,15 +1,18 @@
 //! OTLP/gRPC ingest on a real socket: the OpenTelemetry Rust SDK's tonic exporter (gzip)
 //! sends a trace that is then read back whole; a raw tonic client checks partial success,
-//! acknowledgement after commit, and the non-retryable answer to a message over
-//! `max_body_bytes` (plain and gzip-compressed).
+//! acknowledgement after commit, the `otlp_grpc` counters, the non-retryable answer to a
+//! message over `max_body_bytes` (plain and gzip-compressed), and `UNAVAILABLE` while storage
+//! shuts down.
 
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use collector::metrics::Protocol;
 use collector::model::TraceId;
 use collector::{AppState, IngestLimits, MemoryStore, SpanStore};
 use opentelemetry::KeyValue;
@@ -24,6 +27,7 @@ use tokio::net::TcpListener;
 
 struct Running {
     store: Arc<MemoryStore>,
+    state: AppState,
     grpc: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -53,7 +57,7 @@ async fn start(max_body_bytes: usize) -> Running {
     let grpc_addr = grpc.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(collector::serve_with_grpc(
-        state,
+        state.clone(),
         ingest,
         Some(grpc),
         query,
@@ -63,6 +67,7 @@ async fn start(max_body_bytes: usize) -> Running {
     ));
     Running {
         store,
+        state,
         grpc: grpc_addr,
         stop: Some(stop),
         server,
@@ -199,6 +204,9 @@ async fn partial_success_commit_and_size_limit_over_a_real_connection() {
         .unwrap()
         .expect("committed before the answer");
     assert_eq!(stored.spans.len(), 1);
+    let per = running.state.metrics.ingest.protocol(Protocol::OtlpGrpc);
+    assert_eq!(per.spans_stored.load(Ordering::Relaxed), 1);
+    assert_eq!(per.spans_rejected.load(Ordering::Relaxed), 1);
 
     // Over the limit after decompression (gzip shrinks the padding far below it).
     let err = client
@@ -231,5 +239,13 @@ async fn partial_success_commit_and_size_limit_over_a_real_connection() {
         .unwrap()
         .into_inner();
     assert_eq!(answer.partial_success, None);
+
+    // Storage shutting down: UNAVAILABLE, which clients retry.
+    running.store.shutdown().await;
+    let err = plain
+        .export(request(vec![span(0x35, 1)], 10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     running.stop().await;
 }

@@ -163,95 +163,10 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-
     use super::*;
-    use crate::model::TraceId;
     use crate::store::StoreError;
-    use crate::{IngestLimits, MemoryStore, SpanStore};
 
-    fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![KeyValue {
-                        key: "service.name".into(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue("grpc-svc".into())),
-                        }),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
-    }
-
-    fn span(trace: u8, id: u8) -> Span {
-        Span {
-            trace_id: vec![trace; 16],
-            span_id: vec![id; 8],
-            name: "GET /grpc".into(),
-            kind: 2,
-            start_time_unix_nano: 1_763_700_000_000_000_000,
-            end_time_unix_nano: 1_763_700_000_100_000_000,
-            ..Default::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn export_commits_before_answering_and_reports_partial_success() {
-        let store = Arc::new(MemoryStore::new());
-        let state = AppState::new(store.clone(), IngestLimits::default());
-        let service = GrpcIngest::new(state.clone());
-        let bad = span(7, 0);
-        let answer = service
-            .export(Request::new(request(vec![span(7, 1), bad])))
-            .await
-            .unwrap()
-            .into_inner();
-        let partial = answer.partial_success.unwrap();
-        assert_eq!(partial.rejected_spans, 1);
-        assert!(
-            partial.error_message.contains("span 1: span_id"),
-            "{}",
-            partial.error_message
-        );
-        let stored = store.get_trace(TraceId([7; 16])).await.unwrap().unwrap();
-        assert_eq!(stored.spans.len(), 1);
-        assert_eq!(stored.spans[0].service_name, "grpc-svc");
-        let per = state.metrics.ingest.protocol(Protocol::OtlpGrpc);
-        assert_eq!(per.spans_stored.load(Ordering::Relaxed), 1);
-        assert_eq!(per.spans_rejected.load(Ordering::Relaxed), 1);
-
-        let clean = service
-            .export(Request::new(request(vec![span(8, 1)])))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(clean.partial_success, None);
-    }
-
-    #[tokio::test]
-    async fn a_closed_store_is_unavailable_and_retryable() {
-        let store = Arc::new(MemoryStore::new());
-        let state = AppState::new(store.clone(), IngestLimits::default());
-        store.shutdown().await;
-        let err = GrpcIngest::new(state)
-            .export(Request::new(request(vec![span(9, 1)])))
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    }
+    // Export itself is tested over a real connection in tests/grpc_ingest.rs.
 
     #[test]
     fn error_codes_follow_the_otlp_specification() {
