@@ -8,7 +8,7 @@
 //!
 //! Cost: one search for the newest trace, one for up to [`crate::store::MAX_SEARCH_LIMIT`]
 //! traces; only when the window holds more traces than that, a bisection of at most
-//! [`BISECTION_STEPS`] one-row searches finds the first start (to within 1/65536 of the span
+//! 16 one-row searches finds the first start (to within 1/65536 of the span
 //! left to search, at least 1 ms).
 
 use crate::store::{MAX_SEARCH_LIMIT, SortOrder, SpanStore, StoreError, TimeWindow, TraceQuery};
