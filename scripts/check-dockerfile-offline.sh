@@ -12,6 +12,8 @@
 # 4. Runs the compose end-to-end test on that image (SKIP_BUILD=1 scripts/compose-e2e.sh).
 #
 #   KEEP_STANDIN=1   keep the stand-in image afterwards (default: removed)
+#   DEBIAN_MIRROR=URL  the Debian mirror for debootstrap (default: the first Debian mirror of
+#                      this machine's own apt configuration)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,13 +27,43 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The first non-security `deb` source of this machine's apt configuration: one-line entries
+# in /etc/apt/sources.list and sources.list.d/*.list, then deb822 entries in *.sources.
+apt_mirror() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -r "$f" ] || continue
+    sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$f" \
+      | awk '$1 == "deb" && $3 !~ /security/ { print $2; exit }' | grep . && return 0
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -r "$f" ] || continue
+    awk 'BEGIN { RS = ""; FS = "\n" }
+      { types = ""; uris = ""; suites = ""; enabled = "yes"
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^Types:/) types = $i
+          else if ($i ~ /^URIs:/) uris = $i
+          else if ($i ~ /^Suites:/) suites = $i
+          else if ($i ~ /^Enabled:/) enabled = tolower($i)
+        }
+        if (types ~ /[: \t]deb([ \t]|$)/ && suites !~ /security/ && uris != "" && enabled !~ /no/) {
+          sub(/^URIs:[ \t]*/, "", uris); split(uris, u, /[ \t]+/); print u[1]; exit
+        } }' "$f" | grep . && return 0
+  done
+  return 1
+}
+
 if ! docker image inspect "$base" >/dev/null 2>&1; then
   command -v debootstrap >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   }
-  echo "check-dockerfile: debootstrap bookworm (stand-in for $base)"
+  mirror=${DEBIAN_MIRROR:-$(apt_mirror)} || {
+    echo "check-dockerfile: no Debian mirror in this machine's apt configuration; set DEBIAN_MIRROR" >&2
+    exit 1
+  }
+  echo "check-dockerfile: debootstrap bookworm from $mirror (stand-in for $base)"
   debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates,binutils \
-    bookworm "$work/root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
+    bookworm "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
   toolchain=$(rustc --print sysroot)
   mkdir -p "$work/root/usr/local/rust" "$work/root/usr/local/cargo"

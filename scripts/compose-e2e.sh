@@ -6,7 +6,7 @@
 # and measures the time from `up` to the first complete trace and the stack's memory.
 #
 # Runs the stack as compose project $COMPOSE_PROJECT_NAME (default spanline-e2e) on the
-# published ports 8080, 16686 and 4318, which must be free. Always ends with
+# published ports 8080, 16686, 4318 and 4317, which must be free. Always ends with
 # `docker-compose down -v`. Without Docker it skips, except under CI=true, where it fails.
 #
 #   SKIP_BUILD=1 scripts/compose-e2e.sh     # reuse an existing spanline:latest

@@ -667,16 +667,16 @@ def check_down():
         "networks": run(["docker", "network", "ls", "-q", "--filter", label]).stdout.split(),
     }
     expect(not any(left.values()), f"left behind: {left}")
-    open_ports = [p for p in (8080, 16686, 4318) if port_open(p)]
+    open_ports = [p for p in (8080, 16686, 4318, 4317) if port_open(p)]
     expect(not open_ports, f"ports still open: {open_ports}")
 
 
 def main() -> int:
     # Leftovers of an earlier, interrupted run of this project.
     compose("down", "-v", "--remove-orphans", timeout=120, check=False)
-    busy = [p for p in (8080, 16686, 4318) if port_open(p)]
+    busy = [p for p in (8080, 16686, 4318, 4317) if port_open(p)]
     if busy:
-        print(f"compose-e2e: ports {busy} are in use; the stack publishes 8080, 16686 and 4318", file=sys.stderr)
+        print(f"compose-e2e: ports {busy} are in use; the stack publishes 8080, 16686, 4318 and 4317", file=sys.stderr)
         print("compose-e2e: 0 passed, 1 failed")
         return 1
     try:

@@ -4,6 +4,7 @@
 //! | variable | flag | default | meaning |
 //! |---|---|---|---|
 //! | `COLLECTOR_INGEST_ADDR` | `--ingest-addr` | `0.0.0.0:4318` | OTLP/HTTP ingest listener |
+//! | `COLLECTOR_GRPC_ADDR` | `--grpc-addr` | `0.0.0.0:4317` | OTLP/gRPC ingest listener |
 //! | `COLLECTOR_QUERY_ADDR` | `--query-addr` | `0.0.0.0:16686` | query API (and later UI) listener |
 //! | `COLLECTOR_DATA_DIR` | `--data-dir` | `./data` | directory of `spanline.db` (created if missing) |
 //! | `COLLECTOR_MAX_BODY_BYTES` | `--max-body-bytes` | `67108864` (64 MiB) | largest request body after decompression, bytes |
@@ -42,12 +43,15 @@ pub enum StorageKind {
 #[command(
     name = "collector",
     version,
-    about = "Spanline collector: OTLP/HTTP ingest, durable storage, trace trees"
+    about = "Spanline collector: OTLP/HTTP and OTLP/gRPC ingest, durable storage, trace trees"
 )]
 pub struct Config {
     /// Ingest listener (OTLP/HTTP).
     #[arg(long, env = "COLLECTOR_INGEST_ADDR", default_value = "0.0.0.0:4318")]
     pub ingest_addr: SocketAddr,
+    /// OTLP/gRPC ingest listener.
+    #[arg(long, env = "COLLECTOR_GRPC_ADDR", default_value = "0.0.0.0:4317")]
+    pub grpc_addr: SocketAddr,
     /// Query API listener.
     #[arg(long, env = "COLLECTOR_QUERY_ADDR", default_value = "0.0.0.0:16686")]
     pub query_addr: SocketAddr,
@@ -124,6 +128,8 @@ mod tests {
             "127.0.0.1:1",
             "--query-addr",
             "127.0.0.1:2",
+            "--grpc-addr",
+            "127.0.0.1:3",
             "--data-dir",
             "/tmp/x",
             "--max-body-bytes",
@@ -135,6 +141,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.ingest_addr.port(), 1);
+        assert_eq!(c.grpc_addr.port(), 3);
         assert_eq!(c.db_path(), PathBuf::from("/tmp/x/spanline.db"));
         assert_eq!(c.max_body_bytes(), 2048);
         assert_eq!(c.storage, StorageKind::Memory);
@@ -143,6 +150,7 @@ mod tests {
         assert!(Config::try_parse_from(["collector", "--max-body-bytes", "10"]).is_err());
         assert!(Config::try_parse_from(["collector", "--sqlite-sync", "fast"]).is_err());
         let c = Config::try_parse_from(["collector"]).unwrap();
+        assert_eq!(c.grpc_addr, "0.0.0.0:4317".parse::<SocketAddr>().unwrap());
         assert_eq!(
             c.retention_config().max_age,
             Some(std::time::Duration::from_secs(7 * 86_400))

@@ -140,8 +140,9 @@ impl Error {
         }
     }
 
-    /// The gRPC code carried in `google.rpc.Status` bodies (informational, interop.md §1.5).
-    fn grpc_code(&self) -> i32 {
+    /// The gRPC code carried in `google.rpc.Status` bodies (interop.md §1.5) and answered by
+    /// OTLP/gRPC ingest.
+    pub(crate) fn grpc_code(&self) -> i32 {
         match self.status() {
             StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
             StatusCode::NOT_FOUND => 5,                                        // NOT_FOUND
@@ -161,18 +162,23 @@ impl Error {
         }
     }
 
-    /// Renders the error with the body format of the endpoint.
-    pub fn into_response_as(self, format: ErrorFormat) -> Response {
-        let status = self.status();
-        if let Self::Store(e) = &self
+    /// The client-facing message, after logging the detail of storage and internal errors.
+    pub(crate) fn public_message_logged(&self) -> String {
+        if let Self::Store(e) = self
             && !e.is_retryable()
         {
             eprintln!("collector: storage error: {e}");
         }
-        if let Self::Internal(detail) = &self {
+        if let Self::Internal(detail) = self {
             eprintln!("collector: internal error: {detail}");
         }
-        let message = self.public_message();
+        self.public_message()
+    }
+
+    /// Renders the error with the body format of the endpoint.
+    pub fn into_response_as(self, format: ErrorFormat) -> Response {
+        let status = self.status();
+        let message = self.public_message_logged();
         let mut response = match format {
             ErrorFormat::Native => {
                 (status, axum::Json(serde_json::json!({ "error": message }))).into_response()

@@ -10,6 +10,7 @@
 //!   simple JSON, gzip)  sanitize                    commit                  /health, /metrics
 //!  POST /api/v2/spans
 //!  (Zipkin v2 JSON)
+//!  gRPC port 4317: TraceService/Export (OTLP/gRPC) ──► the same decode and store steps
 //! ```
 //!
 //! Entry points:
@@ -18,7 +19,7 @@
 //! - [`ingest_app`] and [`query_app`]: the two routers; tests drive them with
 //!   `tower::ServiceExt::oneshot`, no sockets needed;
 //! - [`serve`]: runs both routers on given listeners until a shutdown future resolves, then
-//!   drains and shuts the store down;
+//!   drains and shuts the store down; [`serve_with_grpc`] adds OTLP/gRPC ([`ingest::grpc`]);
 //! - [`run`]: what `main` does with a [`Config`] (data dir, store, listeners, signals).
 //!
 //! Configuration is in [`config`]; the contracts (ports, paths, JSON fields) are DESIGN.md §2
@@ -199,7 +200,7 @@ pub fn query_app(state: AppState) -> Router {
         .route("/health", get(native::health))
         .route("/healthz", get(ingest::healthz))
         .merge(ui::router())
-        .fallback(|| async { Error::NotFound("no such endpoint".into()) })
+        .fallback(ui::fallback)
         .layer(axum::middleware::map_response(nosniff))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -239,13 +240,28 @@ async fn nosniff(mut response: Response) -> Response {
 /// Serves [`ingest_app`] on `ingest` and [`query_app`] on `query` until `shutdown` resolves
 /// (or a server fails), then: stops accepting, lets in-flight requests finish (long-polls
 /// answer at once), and shuts the store down so everything acknowledged is committed and the
-/// database is checkpointed.
+/// database is checkpointed. [`serve_with_grpc`] adds the OTLP/gRPC listener.
 ///
 /// # Errors
 /// An I/O error of either server.
 pub async fn serve(
     state: AppState,
     ingest: TcpListener,
+    query: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with_grpc(state, ingest, None, query, shutdown).await
+}
+
+/// [`serve`], plus OTLP/gRPC ingest ([`ingest::grpc`]) on `grpc` when given; the three
+/// servers start and stop together.
+///
+/// # Errors
+/// An I/O error of any server.
+pub async fn serve_with_grpc(
+    state: AppState,
+    ingest: TcpListener,
+    grpc: Option<TcpListener>,
     query: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -271,14 +287,27 @@ pub async fn serve(
             result
         }
     };
-    let (ingest_result, query_result) = tokio::join!(
+    let run_grpc = async {
+        let Some(listener) = grpc else {
+            return Ok(());
+        };
+        let mut stop = state.shutdown_receiver();
+        let result = ingest::grpc::serve(state.clone(), listener, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+        state.begin_shutdown();
+        result
+    };
+    let (ingest_result, grpc_result, query_result) = tokio::join!(
         run(ingest, ingest_app(state.clone())),
+        run_grpc,
         run(query, query_app(state.clone()))
     );
     trigger.abort();
     publisher.abort();
     state.store.shutdown().await;
-    ingest_result.and(query_result)
+    ingest_result.and(grpc_result).and(query_result)
 }
 
 /// Why [`run`] stopped with a failure; [`RunError::exit_code`] maps it for `main`.
@@ -364,11 +393,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     let listeners = async {
         let ingest = bind("ingest", config.ingest_addr).await?;
+        let grpc = bind("grpc", config.grpc_addr).await?;
         let query = bind("query", config.query_addr).await?;
-        Ok::<_, RunError>((ingest, query))
+        Ok::<_, RunError>((ingest, grpc, query))
     }
     .await;
-    let (ingest, query) = match listeners {
+    let (ingest, grpc, query) = match listeners {
         Ok(l) => l,
         Err(e) => {
             store.shutdown().await;
@@ -376,15 +406,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         }
     };
     eprintln!(
-        "collector: ingest on http://{}, query on http://{}, storage {}",
+        "collector: ingest on http://{} (OTLP/HTTP) and {} (OTLP/gRPC), query on http://{}, \
+         storage {}",
         config.ingest_addr,
+        config.grpc_addr,
         config.query_addr,
         match config.storage {
             config::StorageKind::Memory => "memory (not durable)".to_owned(),
             config::StorageKind::Sqlite => config.db_path().display().to_string(),
         }
     );
-    let served = serve(state, ingest, query, shutdown_signal()).await;
+    let served = serve_with_grpc(state, ingest, Some(grpc), query, shutdown_signal()).await;
     retention.abort();
     served.map_err(RunError::Serve)?;
     eprintln!("collector: stopped; all acknowledged spans are committed");

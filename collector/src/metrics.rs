@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | `spanline_ingest_requests_total`, `..._failed_total`, `spanline_ingest_bytes_total`, `spanline_spans_{received,rejected,stored,duplicate}_total` | counter | – |
 //! | `spanline_traces_finished_{complete,incomplete,evicted}_total`, `spanline_tail_traces_lost_total` | counter | – (finished traces: [`crate::assemble::settle`], `GET /v1/tail`) |
-//! | `spanline_ingest_batches_total`, `spanline_ingest_spans_{received,stored,rejected,deduplicated}_total` | counter | `protocol`: `otlp_proto`, `otlp_json`, `zipkin`, `simple_json` |
+//! | `spanline_ingest_batches_total`, `spanline_ingest_spans_{received,stored,rejected,deduplicated}_total` | counter | `protocol`: `otlp_proto`, `otlp_json`, `zipkin`, `simple_json`, `otlp_grpc` |
 //! | `spanline_requests_total` | counter | `service`, `operation`: SERVER and CONSUMER spans stored (RED: rate) |
 //! | `spanline_request_errors_total` | counter | `service`, `operation`: those with status error (RED: errors) |
 //! | `spanline_request_duration_seconds` | histogram | `service`, `operation` (RED: duration) |
@@ -386,15 +386,18 @@ pub enum Protocol {
     Zipkin,
     /// The simple JSON array of DESIGN.md §4 (`POST /v1/traces`, `application/json` array).
     SimpleJson,
+    /// OTLP/gRPC (`TraceService/Export` on the gRPC port).
+    OtlpGrpc,
 }
 
 impl Protocol {
     /// Every protocol, in label order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::OtlpProto,
         Self::OtlpJson,
         Self::Zipkin,
         Self::SimpleJson,
+        Self::OtlpGrpc,
     ];
 
     /// The `protocol` label value.
@@ -404,6 +407,7 @@ impl Protocol {
             Self::OtlpJson => "otlp_json",
             Self::Zipkin => "zipkin",
             Self::SimpleJson => "simple_json",
+            Self::OtlpGrpc => "otlp_grpc",
         }
     }
 
@@ -413,6 +417,7 @@ impl Protocol {
             Self::OtlpJson => 1,
             Self::Zipkin => 2,
             Self::SimpleJson => 3,
+            Self::OtlpGrpc => 4,
         }
     }
 }
@@ -435,7 +440,7 @@ pub struct ProtocolCounters {
 /// Ingest counters by protocol.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
-    by_protocol: [ProtocolCounters; 4],
+    by_protocol: [ProtocolCounters; 5],
 }
 
 impl IngestMetrics {

@@ -1,6 +1,7 @@
 //! Real third-party clients against the real `collector` binary: the Python OpenTelemetry SDK
-//! (OTLP/HTTP protobuf with gzip, and OTLP/HTTP JSON through the official
-//! `opentelemetry-exporter-otlp-json-http` package) and `py_zipkin` (Zipkin v2 JSON, with a
+//! (OTLP/HTTP protobuf with gzip, OTLP/HTTP JSON through the official
+//! `opentelemetry-exporter-otlp-json-http` package, and OTLP/gRPC with gzip through
+//! `opentelemetry-exporter-otlp-proto-grpc`) and `py_zipkin` (Zipkin v2 JSON, with a
 //! shared client/server span id). The traces are then read back whole through
 //! `GET /v1/traces/{id}/tree`, and through the Jaeger-compatible `GET /api/traces/{id}` when
 //! the query port serves `/api/services`.
@@ -138,6 +139,7 @@ fn dechunk(mut body: &str) -> String {
 struct Collector {
     child: Child,
     ingest: SocketAddr,
+    grpc: SocketAddr,
     query: SocketAddr,
     _dir: tempfile::TempDir,
 }
@@ -152,10 +154,12 @@ impl Drop for Collector {
 fn start_collector() -> Collector {
     let dir = tempfile::tempdir().unwrap();
     let ingest: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let query: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_collector"))
         .env_remove("COLLECTOR_STORAGE")
         .env("COLLECTOR_INGEST_ADDR", ingest.to_string())
+        .env("COLLECTOR_GRPC_ADDR", grpc.to_string())
         .env("COLLECTOR_QUERY_ADDR", query.to_string())
         .env("COLLECTOR_DATA_DIR", dir.path())
         .stdin(Stdio::null())
@@ -166,6 +170,7 @@ fn start_collector() -> Collector {
     let c = Collector {
         child,
         ingest,
+        grpc,
         query,
         _dir: dir,
     };
@@ -272,6 +277,7 @@ fn python_sdk_and_py_zipkin_traces_read_back_whole() {
     let out = Command::new(&python)
         .arg(&script)
         .arg(format!("http://{}", c.ingest))
+        .arg(format!("http://{}", c.grpc))
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .env("OTEL_BSP_SCHEDULE_DELAY", "50")
@@ -285,7 +291,11 @@ fn python_sdk_and_py_zipkin_traces_read_back_whole() {
     );
     let ids: Value = serde_json::from_slice(&out.stdout).unwrap();
 
-    for (key, service) in [("otlp_proto", "py-proto"), ("otlp_json", "py-json")] {
+    for (key, service) in [
+        ("otlp_proto", "py-proto"),
+        ("otlp_json", "py-json"),
+        ("otlp_grpc", "py-grpc"),
+    ] {
         let id = ids[key].as_str().unwrap();
         check_otel_tree(&tree(&c, id), service);
         check_jaeger(&c, id, 3);
@@ -321,7 +331,7 @@ fn python_sdk_and_py_zipkin_traces_read_back_whole() {
 
     let (status, metrics) = http_get(c.query, "/metrics").unwrap();
     assert_eq!(status, 200);
-    for protocol in ["otlp_proto", "otlp_json", "zipkin"] {
+    for protocol in ["otlp_proto", "otlp_json", "otlp_grpc", "zipkin"] {
         let line = metrics
             .lines()
             .find(|l| {

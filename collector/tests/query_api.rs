@@ -322,7 +322,15 @@ async fn stats_per_service_and_operation() {
         assert_eq!(payment["request_count"], 3);
         assert_eq!(payment["error_count"], 1);
         assert!((payment["error_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
-        assert!((payment["rate_per_s"].as_f64().unwrap() - 3.0 / 900.0).abs() < 1e-9);
+        // The rate is over the 21 s that had traffic (traces 30, 20 and 10 s ago), not over
+        // the 15-minute window.
+        let rate_window_s = v["rate_window_s"].as_f64().unwrap();
+        assert!((20.0..22.0).contains(&rate_window_s), "{v}");
+        assert!(
+            v["traffic_start_unix_nano"].as_u64().unwrap()
+                < v["traffic_end_unix_nano"].as_u64().unwrap()
+        );
+        assert!((payment["rate_per_s"].as_f64().unwrap() - 3.0 / rate_window_s).abs() < 1e-9);
         // Payment server spans: 68, 358, 958 ms.
         assert_eq!(payment["p50_ns"], 358 * MS);
         assert_eq!(payment["p95_ns"], 958 * MS);
@@ -1053,5 +1061,55 @@ async fn jaeger_v3_subset() {
         )
         .await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn search_as_a_text_list_and_plain_id_errors() {
+    let h = sqlite();
+    seed(&h).await;
+    let a = get(&h, "/v1/traces?format=text").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.content_type().starts_with("text/plain"),
+        "{}",
+        a.content_type()
+    );
+    let text = a.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "3 traces", "{text}");
+    assert!(lines[1].starts_with(&trace_hex(3)), "newest first: {text}");
+    assert!(
+        lines[2].contains("10 spans  4 services  frontend POST /orders")
+            && lines[2].ends_with(" errors"),
+        "{text}"
+    );
+    let a = call(
+        &h.query,
+        Request::get("/v1/traces?service=user")
+            .header(header::ACCEPT, "text/plain")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.text().lines().count(), 4);
+    assert_eq!(
+        get(&h, "/v1/traces?format=xml").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(get(&h, "/v1/traces").await.json().is_array());
+    for (bad, want) in [
+        ("abc", "invalid trace id: must be 32 hex digits, got 3"),
+        ("zz", "invalid trace id: must be 32 hex digits, got 2"),
+        (
+            "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+            "invalid trace id: must be 32 hex digits",
+        ),
+    ] {
+        let msg = get(&h, &format!("/v1/traces/{bad}/tree")).await.json()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(msg, want);
     }
 }

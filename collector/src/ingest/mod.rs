@@ -9,7 +9,8 @@
 //! | `application/json`, body starts with `[` | array of simple spans | [`simple_json`] |
 //! | `application/json`, body starts with `{` | OTLP JSON | `otlp_json` |
 //!
-//! `POST /api/v2/spans` takes a Zipkin v2 JSON list (`zipkin`) and answers 202.
+//! `POST /api/v2/spans` takes a Zipkin v2 JSON list (`zipkin`) and answers 202. OTLP/gRPC
+//! (`TraceService/Export`, its own port) is [`grpc`].
 //!
 //! Steps, each with its answer (reliability.md §7.1/7.2): unknown media type → 415 listing the
 //! supported ones (plain text); unsupported `Content-Encoding` → 415 + `Accept-Encoding: gzip`;
@@ -25,6 +26,7 @@
 
 /// The simple JSON codec, also used by the native query API.
 pub use crate::format::simple_json;
+pub mod grpc;
 
 use std::io::Read;
 use std::sync::atomic::Ordering;

@@ -2,6 +2,8 @@
 //!
 //! - [`native`]: Spanline's own API (`/v1/traces...`, `/v1/services`, `/health`);
 //! - [`stats`]: `GET /v1/stats` (request rate, error rate, latency percentiles);
+//! - [`traffic`]: the part of a window that had traffic, which rates are computed over;
+//! - [`summary_text`]: the text list of `GET /v1/traces?format=text`;
 //! - [`dependencies`]: `GET /v1/dependencies` (the service graph);
 //! - [`tail`]: `GET /v1/tail` (a live stream of finished traces);
 //! - [`jaeger`]: the Jaeger-compatible v1 API (`/api/...`, interop.md §3.2–3.7);
@@ -12,7 +14,9 @@ pub mod jaeger;
 pub mod jaeger_v3;
 pub mod native;
 pub mod stats;
+pub mod summary_text;
 pub mod tail;
+pub mod traffic;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

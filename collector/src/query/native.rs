@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /v1/traces/{trace_id}/tree` | [`TraceTree`](crate::assemble::TraceTree) JSON; text with `?format=text` or `Accept: text/plain`; `?wait=SECONDS` (≤ 30, larger values are clamped) long-polls until the trace has a root and no orphans, then answers what it has; `?raw=true` skips the clock-skew adjustment |
 //! | `GET /v1/traces/{trace_id}` | `{"trace_id", "spans": [simple spans], "metadata": {summary}}` |
-//! | `GET /v1/traces` | summaries, newest first (filters below) |
+//! | `GET /v1/traces` | summaries, newest first (filters below); a text list with `?format=text` or `Accept: text/plain` ([`super::summary_text`]) |
 //! | `GET /v1/services` | sorted service names |
 //! | `GET /health` | `{"status": "healthy", "metrics": {...}}`; 503 `"unhealthy"` when storage cannot commit |
 //! | `GET /metrics` | Prometheus text format ([`crate::metrics`]) |
@@ -71,8 +71,13 @@ fn params(p: Params) -> Result<Vec<(String, String)>, Error> {
 
 fn trace_id_param(p: Result<Path<String>, PathRejection>) -> Result<TraceId, Error> {
     let Path(text) = p.map_err(|_| Error::BadRequest("invalid trace id".into()))?;
-    TraceId::from_hex(&text)
-        .map_err(|e| Error::BadRequest(format!("invalid trace id: {e} (expected 32 hex digits)")))
+    TraceId::from_hex(&text).map_err(|e| {
+        let reason = match e {
+            crate::model::IdError::NotHex => "must be 32 hex digits".to_owned(),
+            other => other.to_string(),
+        };
+        Error::BadRequest(format!("invalid trace id: {reason}"))
+    })
 }
 
 /// `true`/`1` or `false`/`0`/empty; anything else is 400.
@@ -304,13 +309,29 @@ pub(crate) async fn get_trace(
     .into_response())
 }
 
-/// `GET /v1/traces`.
+/// `GET /v1/traces`: JSON summaries, or the text list of [`super::summary_text`] with
+/// `?format=text` or `Accept: text/plain`.
 pub(crate) async fn search(
     State(state): State<AppState>,
     query: Params,
+    headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let q = parse_search(params(query)?)?;
+    let params = params(query)?;
+    let as_text = match params.iter().rev().find(|(k, _)| k == "format") {
+        Some((_, v)) if v == "text" => true,
+        Some((_, v)) if v == "json" => false,
+        Some(_) => return Err(Error::BadRequest("format must be `json` or `text`".into())),
+        None => wants_text(&headers),
+    };
+    let q = parse_search(params)?;
     let found = state.store.find_traces(q).await?;
+    if as_text {
+        return Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            super::summary_text::render(&found),
+        )
+            .into_response());
+    }
     Ok(axum::Json(found.iter().map(summary_json).collect::<Vec<_>>()).into_response())
 }
 

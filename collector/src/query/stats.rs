@@ -6,13 +6,16 @@
 //!
 //! ```json
 //! {"window_s": 900, "start_time_unix_nano": ..., "end_time_unix_nano": ...,
+//!  "rate_window_s": 8.5, "traffic_start_unix_nano": ..., "traffic_end_unix_nano": ...,
 //!  "services": [{"service", "request_count", "error_count", "error_rate", "rate_per_s",
 //!                "p50_ns", "p95_ns", "p99_ns"}],
 //!  "operations": [{"service", "operation", ...the same fields}]}
 //! ```
 //!
-//! `error_rate` is errors / requests (0 without requests); `rate_per_s` is requests / window
-//! seconds; percentiles are nearest-rank over the exact durations. Rows are sorted by service
+//! `error_rate` is errors / requests (0 without requests); `rate_per_s` is requests /
+//! `rate_window_s`, the seconds of the window that had traffic ([`super::traffic`]: from the
+//! first trace's start to the newest one's end, at least 1 s; the whole window without
+//! traffic, when `traffic_*` are null); percentiles are nearest-rank over the exact durations. Rows are sorted by service
 //! (then operation).
 
 use axum::extract::{Query, State};
@@ -54,12 +57,15 @@ pub(crate) async fn get_stats(
         }
     }
     let window = super::window(None, end, length, DEFAULT_WINDOW_NS)?;
+    let traffic =
+        super::traffic::traffic_span(state.store.as_ref(), window, service.as_deref()).await?;
     let samples = state.store.operation_samples(window, service).await?;
     let window_s = (window.end_unix_nano - window.start_unix_nano) as f64 / 1e9;
+    let rate_window_s = super::traffic::rate_window_s(window, traffic);
     let operations: Vec<Value> = samples
         .iter()
         .map(|s| {
-            let mut v = stats_json(&s.durations_ns, s.error_count, window_s);
+            let mut v = stats_json(&s.durations_ns, s.error_count, rate_window_s);
             v["service"] = json!(s.service);
             v["operation"] = json!(s.operation);
             v
@@ -68,7 +74,7 @@ pub(crate) async fn get_stats(
     let services: Vec<Value> = by_service(&samples)
         .into_iter()
         .map(|(service, durations, errors)| {
-            let mut v = stats_json(&durations, errors, window_s);
+            let mut v = stats_json(&durations, errors, rate_window_s);
             v["service"] = json!(service);
             v
         })
@@ -77,6 +83,9 @@ pub(crate) async fn get_stats(
         "window_s": window_s,
         "start_time_unix_nano": window.start_unix_nano,
         "end_time_unix_nano": window.end_unix_nano,
+        "rate_window_s": rate_window_s,
+        "traffic_start_unix_nano": traffic.map(|t| t.start_unix_nano),
+        "traffic_end_unix_nano": traffic.map(|t| t.end_unix_nano),
         "services": services,
         "operations": operations,
     }))
@@ -101,13 +110,13 @@ fn by_service(samples: &[OperationSamples]) -> Vec<(String, Vec<u64>, u64)> {
     out
 }
 
-fn stats_json(sorted: &[u64], errors: u64, window_s: f64) -> Value {
+fn stats_json(sorted: &[u64], errors: u64, rate_window_s: f64) -> Value {
     let count = sorted.len() as u64;
     json!({
         "request_count": count,
         "error_count": errors,
         "error_rate": if count == 0 { 0.0 } else { errors as f64 / count as f64 },
-        "rate_per_s": if window_s > 0.0 { count as f64 / window_s } else { 0.0 },
+        "rate_per_s": if rate_window_s > 0.0 { count as f64 / rate_window_s } else { 0.0 },
         "p50_ns": percentile(sorted, 50),
         "p95_ns": percentile(sorted, 95),
         "p99_ns": percentile(sorted, 99),

@@ -69,6 +69,29 @@ async fn favicon() -> Response {
     asset("image/svg+xml", FAVICON_SVG)
 }
 
+/// The query port's answer to a path nothing serves: a browser (a `GET` that accepts
+/// `text/html`) asking outside the APIs (`/v1/`, `/api/`, `/ui/`) gets the UI with status 404,
+/// which shows a "page not found" view with links; every other client gets the JSON
+/// `{"error": "no such endpoint"}` (404).
+pub async fn fallback(request: axum::extract::Request) -> Response {
+    let path = request.uri().path();
+    let api = ["/v1/", "/api/", "/ui/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
+    let browser = request.method() == axum::http::Method::GET
+        && request
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|v| String::from_utf8_lossy(v.as_bytes()).contains("text/html"));
+    if browser && !api {
+        let mut page = security_headers(index().await).await;
+        *page.status_mut() = axum::http::StatusCode::NOT_FOUND;
+        return page;
+    }
+    crate::Error::NotFound("no such endpoint".into()).into_response()
+}
+
 async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
@@ -116,6 +139,40 @@ mod tests {
             assert_eq!(h[header::CONTENT_SECURITY_POLICY], CONTENT_SECURITY_POLICY);
             assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
             assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_show_browsers_a_page_and_clients_json() {
+        let app = router::<()>().fallback(fallback);
+        let ask = |path: &str, accept: &str| {
+            let app = app.clone();
+            let request = Request::get(path)
+                .header(header::ACCEPT, accept)
+                .body(Body::empty())
+                .unwrap();
+            async move { app.oneshot(request).await.unwrap() }
+        };
+        let page = ask("/nope", "text/html,application/xhtml+xml,*/*;q=0.8").await;
+        assert_eq!(page.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            page.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            page.headers()[header::CONTENT_SECURITY_POLICY],
+            CONTENT_SECURITY_POLICY
+        );
+        for (path, accept) in [("/nope", "*/*"), ("/v1/nope", "text/html")] {
+            let r = ask(path, accept).await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+            assert!(
+                r.headers()[header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/json"),
+                "{path}"
+            );
         }
     }
 

@@ -1,11 +1,12 @@
 """Sends traces to a Spanline collector with real, third-party clients.
 
-Usage: send_traces.py INGEST_URL   (e.g. http://127.0.0.1:4318)
+Usage: send_traces.py INGEST_URL GRPC_ENDPOINT   (e.g. http://127.0.0.1:4318 http://127.0.0.1:4317)
 
 1. OTLP/HTTP protobuf: opentelemetry-sdk + opentelemetry-exporter-otlp-proto-http (gzip).
 2. OTLP/HTTP JSON: opentelemetry-sdk + opentelemetry-exporter-otlp-json-http (the official
    JSON exporter, a separate PyPI package).
-3. Zipkin v2 JSON: py_zipkin, with a client span and the server span that shares its id.
+3. OTLP/gRPC: opentelemetry-sdk + opentelemetry-exporter-otlp-proto-grpc (gzip).
+4. Zipkin v2 JSON: py_zipkin, with a client span and the server span that shares its id.
 
 Every export must succeed; the trace ids go to stdout as one JSON object.
 """
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 INGEST = sys.argv[1].rstrip("/")
+GRPC = sys.argv[2].rstrip("/")
 
 
 class Checked:
@@ -79,6 +81,14 @@ def otlp_json():
     return otel_trace(exporter, "py-json")
 
 
+def otlp_grpc():
+    from grpc import Compression
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    exporter = OTLPSpanExporter(endpoint=GRPC, insecure=True, compression=Compression.Gzip)
+    return otel_trace(exporter, "py-grpc")
+
+
 def zipkin():
     from py_zipkin import Kind
     from py_zipkin.encoding import Encoding
@@ -136,4 +146,13 @@ def zipkin():
     return {"trace_id": trace_id, "shared_span_id": client_attrs.span_id}
 
 
-print(json.dumps({"otlp_proto": otlp_proto(), "otlp_json": otlp_json(), "zipkin": zipkin()}))
+print(
+    json.dumps(
+        {
+            "otlp_proto": otlp_proto(),
+            "otlp_json": otlp_json(),
+            "otlp_grpc": otlp_grpc(),
+            "zipkin": zipkin(),
+        }
+    )
+)

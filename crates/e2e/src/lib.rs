@@ -268,6 +268,7 @@ impl Stack {
         let env = [
             ("COLLECTOR_INGEST_ADDR", self.ingest_addr.to_string()),
             ("COLLECTOR_QUERY_ADDR", self.query_addr.to_string()),
+            ("COLLECTOR_GRPC_ADDR", "127.0.0.1:0".to_owned()),
             ("COLLECTOR_DATA_DIR", data.display().to_string()),
         ];
         let proc = Proc::spawn("collector", &env, self.data_dir.path());

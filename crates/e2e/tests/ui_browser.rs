@@ -122,13 +122,32 @@ async fn browser_demo_flow() {
     let (status, failed) = place_order(&stack, "?fail=payment").await;
     assert!(status >= 500, "{status} {failed}");
     let failed_id = failed["trace_id"].as_str().unwrap().to_owned();
+    let mut failed_tree = Value::Null;
     for id in ok_ids.iter().chain([&failed_id]) {
-        stack
+        failed_tree = stack
             .wait_for_tree(id, TREE_TIMEOUT, |t| {
                 t["complete"] == true && t["service_count"] == 4
             })
             .await;
     }
+    // The exception the failing payment server span recorded.
+    let exception_message = spanline_e2e::walk(&failed_tree)
+        .into_iter()
+        .map(|(node, _)| node)
+        .find(|n| n["service"] == "payment" && n["kind"] == "server")
+        .and_then(|n| {
+            n["events"]
+                .as_array()?
+                .iter()
+                .find(|e| e["name"] == "exception")
+                .map(|e| {
+                    e["attributes"]["exception.message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned()
+                })
+        })
+        .expect("the failed payment span records an exception");
 
     let b = open_browser(&chromium, &driver).await;
 
@@ -235,6 +254,13 @@ async fn browser_demo_flow() {
         .await
         .unwrap();
     assert_eq!(code, "503");
+    let detail = b.text("#span-detail").await.unwrap();
+    assert!(!exception_message.is_empty());
+    assert_eq!(
+        detail.matches(exception_message.as_str()).count(),
+        1,
+        "the exception's message is said once in the span detail:\n{detail}"
+    );
     let search = b.exec("return location.search;", vec![]).await.unwrap();
     assert!(
         search.as_str().unwrap().starts_with("?span="),
@@ -304,6 +330,8 @@ async fn browser_demo_flow() {
         .await
         .unwrap();
     assert_eq!(err_edge, json!(true), "the failing call is marked");
+    let conflicts = b.exec(MAP_LABEL_CONFLICTS, vec![]).await.unwrap();
+    assert_eq!(conflicts["bad"], json!([]), "{conflicts}");
     b.screenshot_full(&art.join("service-map.png"))
         .await
         .unwrap();
@@ -659,6 +687,175 @@ async fn browser_hostile_data_and_large_trace() {
     std::fs::write(art.join("perf-5000-spans.txt"), figures.join("\n") + "\n").unwrap();
     no_script_ran(&b, "big trace").await;
 
+    b.quit().await;
+    stack.shutdown();
+}
+
+/// Label boxes of the service map that overlap one another, or that a line of another edge
+/// passes through (sampled every 1/400 of each path): `{"edges": n, "bad": [...]}`.
+const MAP_LABEL_CONFLICTS: &str = r#"
+const edges = [...document.querySelectorAll('#dependency-graph .edge')];
+const boxes = edges.map((g) => g.querySelector('text.edge-label').getBBox());
+const overlaps = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+const name = (g) => g.dataset.parent + '>' + g.dataset.child;
+const bad = [];
+boxes.forEach((a, i) => boxes.forEach((b, j) => { if (i < j && overlaps(a, b)) bad.push('label ' + name(edges[i]) + ' overlaps label ' + name(edges[j])); }));
+boxes.forEach((box, i) => edges.forEach((other, j) => {
+  if (i === j) return;
+  const path = other.querySelector('path');
+  const total = path.getTotalLength();
+  for (let k = 0; k <= 400; k++) {
+    const p = path.getPointAtLength((total * k) / 400);
+    if (p.x > box.x && p.x < box.x + box.width && p.y > box.y && p.y < box.y + box.height) {
+      bad.push('line ' + name(other) + ' crosses label ' + name(edges[i]));
+      break;
+    }
+  }
+}));
+return { edges: edges.length, bad };
+"#;
+
+/// Service colour of every node of the map, by service name.
+const MAP_COLOURS: &str = "return Object.fromEntries([...document.querySelectorAll('#dependency-graph .node')].map((n) => [n.dataset.service, n.querySelector('rect.node-colour').getAttribute('fill')]));";
+
+/// A dense service map (10 calls between 7 services, with crossing lines): no edge label
+/// overlaps another or sits on another edge's line. Service colours stay the same when a
+/// service that sorts first appears (they come from the name, not from the order of the
+/// services seen). The "go to trace" box takes a short id; an unknown path shows a page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_map_labels_and_stable_colours() {
+    let Some((chromium, driver)) = browser_or_skip("browser_map_labels_and_stable_colours") else {
+        return;
+    };
+    let art = browser::artifacts_dir();
+    let mut stack = Stack::start().await;
+    let tid = "5ca1ab1e00000000000000000000c0de";
+    let t0 = now_ns() - 5_000_000_000;
+    let ms = 1_000_000;
+    let calls: [(&str, &str, Option<&str>, &str); 10] = [
+        ("01", "gateway", None, "GET /"),
+        ("02", "svc-a", Some("01"), "GET /a"),
+        ("03", "svc-b", Some("01"), "GET /b"),
+        ("04", "svc-c", Some("01"), "GET /c"),
+        ("05", "svc-d", Some("01"), "GET /d"),
+        ("06", "db", Some("02"), "SELECT"),
+        ("07", "db", Some("03"), "SELECT"),
+        ("08", "cache", Some("04"), "GET"),
+        ("09", "cache", Some("05"), "GET"),
+        ("0a", "cache", Some("02"), "GET"),
+    ];
+    let mut spans: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (id, service, parent, name))| {
+            let sid = format!("00000000000000{id}");
+            let parent = parent.map(|p| format!("00000000000000{p}"));
+            simple_span(
+                tid,
+                &sid,
+                parent.as_deref(),
+                service,
+                name,
+                t0 + i as u64 * ms,
+                50 * ms,
+            )
+        })
+        .collect();
+    // svc-d also calls db: a line crossing svc-c's call to cache.
+    spans.push(simple_span(
+        tid,
+        "000000000000000b",
+        Some("0000000000000005"),
+        "db",
+        "SELECT",
+        t0 + 11 * ms,
+        5 * ms,
+    ));
+    ingest(&stack, &spans).await;
+
+    let b = open_browser(&chromium, &driver).await;
+    b.goto(&format!("{}/map", stack.query_url)).await.unwrap();
+    b.wait_for(
+        "the dense map",
+        "return document.querySelectorAll('#dependency-graph .edge').length === 10;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    b.screenshot_full(&art.join("service-map-dense.png"))
+        .await
+        .unwrap();
+    let conflicts = b.exec(MAP_LABEL_CONFLICTS, vec![]).await.unwrap();
+    assert_eq!(conflicts["edges"], 10, "{conflicts}");
+    assert_eq!(conflicts["bad"], json!([]), "{conflicts}");
+    let before = b.exec(MAP_COLOURS, vec![]).await.unwrap();
+    assert_eq!(before.as_object().unwrap().len(), 7, "{before}");
+
+    // A service that sorts before all others appears: nobody's colour changes.
+    let newcomer = simple_span(
+        "0ddba11000000000000000000000c0df",
+        "00000000000000f1",
+        None,
+        "aaa-newcomer",
+        "GET /new",
+        t0 + 20 * ms,
+        5 * ms,
+    );
+    ingest(&stack, &[newcomer]).await;
+    b.goto(&format!("{}/map", stack.query_url)).await.unwrap();
+    b.wait_for(
+        "the map with the newcomer",
+        "return document.querySelector(\"#dependency-graph .node[data-service='aaa-newcomer']\") !== null;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let after = b.exec(MAP_COLOURS, vec![]).await.unwrap();
+    for (service, colour) in before.as_object().unwrap() {
+        assert_eq!(&after[service], colour, "{service} changed colour: {after}");
+    }
+
+    // "Go to trace" with the short id the search list shows.
+    b.goto(&format!("{}/", stack.query_url)).await.unwrap();
+    b.wait_for(
+        "the search list",
+        &format!("return document.querySelector(\"#trace-list .trace-row[data-trace-id='{tid}'] code.tid\") !== null;"),
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let short = b
+        .text(&format!(
+            "#trace-list .trace-row[data-trace-id='{tid}'] code.tid"
+        ))
+        .await
+        .unwrap();
+    assert!(short.len() < 32 && tid.starts_with(&short), "{short}");
+    b.type_into("#jump-id", &short).await.unwrap();
+    b.exec("document.getElementById('jump').requestSubmit();", vec![])
+        .await
+        .unwrap();
+    b.wait_for(
+        "the trace opened from its short id",
+        &format!("return document.body.dataset.traceReady === '{tid}';"),
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+
+    // An unknown path is a page, not JSON.
+    b.goto(&format!("{}/no/such/page", stack.query_url))
+        .await
+        .unwrap();
+    b.wait_for(
+        "the not-found page",
+        "return document.querySelector('#not-found') !== null;",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+
+    no_script_ran(&b, "map labels").await;
     b.quit().await;
     stack.shutdown();
 }

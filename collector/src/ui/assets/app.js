@@ -119,21 +119,23 @@
     return { ok: r.ok, status: r.status, text: await r.text() };
   }
 
-  // Service colours: stable across pages (assigned in the order of /v1/services).
+  // Service colours: a function of the service name alone (32-bit FNV-1a hash of its UTF-16
+  // code units, modulo the palette), so a service keeps its colour whatever other services
+  // exist or were seen first, on every page and every visit.
   const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#76b7b2', '#edc948', '#9c755f', '#ff9da7', '#bab0ac', '#86bcb6', '#d37295', '#8cd17d'];
-  const colours = new Map();
   function colourOf(service) {
-    if (!colours.has(service)) colours.set(service, PALETTE[colours.size % PALETTE.length]);
-    return colours.get(service);
+    const name = String(service);
+    let hash = 0x811c9dc5;
+    for (let i = 0; i < name.length; i++) {
+      hash ^= name.charCodeAt(i);
+      hash = Math.imul(hash, 0x01000193) >>> 0;
+    }
+    return PALETTE[hash % PALETTE.length];
   }
   let servicesLoaded = null;
   function loadServices() {
     if (!servicesLoaded) {
-      servicesLoaded = getJSON('/v1/services').then((r) => {
-        const list = r.ok && Array.isArray(r.data) ? r.data.map(String) : [];
-        list.forEach(colourOf);
-        return list;
-      });
+      servicesLoaded = getJSON('/v1/services').then((r) => (r.ok && Array.isArray(r.data) ? r.data.map(String) : []));
     }
     return servicesLoaded;
   }
@@ -166,16 +168,35 @@
   });
   window.addEventListener('popstate', route);
 
-  document.getElementById('jump').addEventListener('submit', (e) => {
+  // "Go to trace": a whole trace id, or a prefix of one such as the short ids of the search
+  // list, resolved among the newest traces the search API returns.
+  const JUMP_PREFIX_SEARCH_LIMIT = 1000;
+  document.getElementById('jump').addEventListener('submit', async (e) => {
     e.preventDefault();
     const input = document.getElementById('jump-id');
     const id = input.value.trim().toLowerCase();
+    const refuse = (why) => {
+      input.classList.add('bad');
+      input.title = why;
+    };
     if (HEX32.test(id)) {
       input.value = '';
       navigate('/trace/' + id);
+      return;
+    }
+    if (!/^[0-9a-f]{4,31}$/.test(id)) {
+      refuse('A trace id is 32 hex digits; a prefix of at least 4 of them also works');
+      return;
+    }
+    const r = await getJSON('/v1/traces?limit=' + JUMP_PREFIX_SEARCH_LIMIT);
+    const ids = r.ok && Array.isArray(r.data) ? r.data.map((t) => String(t && t.trace_id)).filter((t) => t.startsWith(id)) : [];
+    if (ids.length === 1) {
+      input.value = '';
+      navigate('/trace/' + ids[0]);
+    } else if (ids.length > 1) {
+      refuse(ids.length + ' recent traces start with ' + id + ': type more digits');
     } else {
-      input.classList.add('bad');
-      input.title = 'A trace id is 32 hex digits';
+      refuse('No trace among the newest ' + JUMP_PREFIX_SEARCH_LIMIT + ' starts with ' + id);
     }
   });
   document.getElementById('jump-id').addEventListener('input', (e) => e.target.classList.remove('bad'));
@@ -193,9 +214,21 @@
       traceView(decodeURIComponent(m[1]).toLowerCase(), params, seq);
     } else if (path === '/map') {
       mapView(params, seq);
-    } else {
+    } else if (path === '/' || path === '/search') {
       searchView(params, seq);
+    } else {
+      notFoundView(path);
     }
+  }
+
+  function notFoundView(path) {
+    document.title = 'Not found · Spanline';
+    app.append(h('div', { class: 'pad', id: 'not-found' },
+      h('h1', null, 'Page not found'),
+      h('p', null, 'Nothing lives at ', h('code', null, path), '. Try ',
+        h('a', { href: '/', 'data-nav': true }, 'the trace search'), ', ',
+        h('a', { href: '/map', 'data-nav': true }, 'the service map'),
+        ', or a trace at ', h('code', null, '/trace/<trace_id>'), '.')));
   }
 
   function stale(seq) {
@@ -535,8 +568,11 @@
     const parts = [];
     if (n.status_message) parts.push(String(n.status_message));
     if (ex && (ex.type || ex.message)) {
-      const t = [ex.type, ex.message].filter((x) => x !== undefined).map(valueText).join(': ');
-      if (!parts.includes(t)) parts.push(t);
+      // The exception's message is often the status message too: say it once.
+      const said = (text) => parts.some((p) => p.includes(text));
+      const message = ex.message !== undefined && !said(valueText(ex.message)) ? ex.message : undefined;
+      const t = [ex.type, message].filter((x) => x !== undefined).map(valueText).join(': ');
+      if (t && !said(t)) parts.push(t);
     }
     const code = n.attributes && n.attributes['http.response.status_code'];
     if (code !== undefined && !parts.some((p) => p.includes(valueText(code)))) parts.push('HTTP ' + valueText(code));
@@ -988,13 +1024,15 @@
         stat('Start', '+' + fmtDur(r.offset)),
         stat('Self time', fmtDur(r.self)),
         stat('Kind', String(n.kind || '')),
-        stat('Status', status + (n.status_message ? ': ' + n.status_message : ''), status === 'error' ? 'err' : ''),
+        // With an error, the error box below says why (the message once, not here too).
+        stat('Status', status + (n.status_message && !r.error ? ': ' + n.status_message : ''), status === 'error' ? 'err' : ''),
         stat('Critical path', r.critical ? 'yes' : 'no'),
         stat('Span id', String(n.span_id)),
         stat('Parent', n.parent_span_id ? String(n.parent_span_id) : '—')));
     const ex = exceptionOf(n);
+    const reason = r.error ? reasonOf(r) : '';
     if (r.error) {
-      panel.append(h('div', { class: 'error-box' }, h('strong', null, 'Error: '), reasonOf(r)));
+      panel.append(h('div', { class: 'error-box', id: 'span-error' }, h('strong', null, 'Error: '), reason));
     }
     if (Array.isArray(n.warnings) && n.warnings.length) {
       panel.append(h('div', { class: 'warn-box' }, n.warnings.map((w) => h('div', null, '⚠ ' + String(w)))));
@@ -1010,7 +1048,9 @@
         const off = ev.offset_ns !== undefined ? Number(ev.offset_ns) : Number(ev.time_unix_nano) - (r.start - r.offset);
         const li = h('li', { class: isEx ? 'exception' : '' }, h('span', { class: 'ev-time' }, '+' + fmtDur(off)), ' ', h('strong', null, String(ev.name)));
         if (isEx) {
-          li.append(h('div', { class: 'ex-line' }, [a['exception.type'], a['exception.message']].filter((x) => x !== undefined).map(valueText).join(': ')));
+          // The message is shown once: left out here when the error box above has it.
+          const message = a['exception.message'] !== undefined && !(reason && reason.includes(valueText(a['exception.message']))) ? a['exception.message'] : undefined;
+          li.append(h('div', { class: 'ex-line' }, [a['exception.type'], message].filter((x) => x !== undefined).map(valueText).join(': ')));
           if (a['exception.stacktrace'] !== undefined) li.append(h('pre', { class: 'stack' }, valueText(a['exception.stacktrace'])));
           const rest = Object.fromEntries(Object.entries(a).filter(([k]) => !['exception.type', 'exception.message', 'exception.stacktrace'].includes(k)));
           if (Object.keys(rest).length) li.append(kvTable(rest));
@@ -1075,12 +1115,22 @@
       if (!st) st = local.stats;
       note = `Computed in the browser from the ${plural(local.sampled, 'most recent trace')} of the last ${lookback} (this collector has no ${[!dep.ok && '/v1/dependencies', !stats.ok && '/v1/stats'].filter(Boolean).join(' or ')}).`;
     }
-    status.textContent = note;
+    status.textContent = note + ' ' + rateNote(st, lookback);
     await loadServices();
     if (stale(seq)) return;
     graphWrap.append(drawGraph(deps));
     tables.append(statsTable('Services', st.services || [], false, 'services-table'));
     if (Array.isArray(st.operations) && st.operations.length) tables.append(statsTable('Operations', st.operations, true, 'operations-table'));
+  }
+
+  // Which span of time the rates were computed over (GET /v1/stats: the part of the window
+  // that had traffic).
+  function rateNote(st, lookback) {
+    const secs = Number(st.rate_window_s);
+    if (st.traffic_start_unix_nano != null && secs > 0) {
+      return `Rates are per second over the ${fmtDur(secs * 1e9)} that had traffic (${fmtTime(Number(st.traffic_start_unix_nano))} to ${fmtTime(Number(st.traffic_end_unix_nano))}), not over the whole ${lookback}.`;
+    }
+    return `Rates are over the whole ${lookback}.`;
   }
 
   async function computeLocally(windowS) {
@@ -1130,6 +1180,62 @@
     return { deps: { dependencies: [...edges.values()], services: [...svcs] }, stats: { window_s: windowS, services, operations }, sampled: list.length };
   }
 
+  // Points along the cubic Bézier with control points c (4 [x, y] pairs).
+  function bezierPoints(c, n) {
+    const out = [];
+    for (let i = 0; i <= n; i++) out.push(pointAt(c, i / n));
+    return out;
+  }
+
+  // Label boxes for the edges of `geo` ({c, text, points}), avoiding the node boxes `nodes`:
+  // {boxes, conflicts}. Candidates run along the edge from its middle outwards, on and beside
+  // the line; a box is clear when it overlaps no placed label and no node and no point of
+  // another edge lies in it (with a margin). Without a clear spot, the candidate with the
+  // least overlap wins and counts in `conflicts` (0: every label is clear).
+  const EDGE_LABEL_CHAR_W = 6.6, EDGE_LABEL_H = 16, EDGE_LABEL_MARGIN = 3;
+  function placeEdgeLabels(geo, nodes) {
+    const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+    const grow = (b, m) => ({ x: b.x - m, y: b.y - m, w: b.w + 2 * m, h: b.h + 2 * m });
+    const ts = [0.5];
+    for (let d = 0.05; d <= 0.4; d += 0.05) ts.push(0.5 - d, 0.5 + d);
+    const placed = [];
+    let conflicts = 0;
+    for (let i = 0; i < geo.length; i++) {
+      const w = geo[i].text.length * EDGE_LABEL_CHAR_W + 10, hgt = EDGE_LABEL_H;
+      let best = null, bestScore = Infinity;
+      for (const t of ts) {
+        const [px, py] = pointAt(geo[i].c, t);
+        for (const dy of [0, -hgt, hgt, -1.8 * hgt, 1.8 * hgt]) {
+          const box = { x: px - w / 2, y: py - hgt / 2 + dy, w, h: hgt };
+          const wide = grow(box, EDGE_LABEL_MARGIN);
+          let score = 0;
+          for (const p of placed) if (overlaps(wide, p)) score += 100;
+          for (const n of nodes) if (overlaps(wide, n)) score += 50;
+          geo.forEach((other, j) => {
+            if (j === i) return;
+            for (const [x, y] of other.points) if (x >= wide.x && x <= wide.x + wide.w && y >= wide.y && y <= wide.y + wide.h) score += 10;
+          });
+          if (score < bestScore) {
+            best = box;
+            bestScore = score;
+          }
+          if (score === 0) break;
+        }
+        if (bestScore === 0) break;
+      }
+      placed.push(best);
+      conflicts += bestScore;
+    }
+    return { boxes: placed, conflicts };
+  }
+
+  // The point at t in [0, 1] of the cubic Bézier with control points c.
+  function pointAt(c, t) {
+    const u = 1 - t;
+    const k = [u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t];
+    return [0, 1].map((dim) => k.reduce((sum, w, j) => sum + w * c[j][dim], 0));
+  }
+
   function drawGraph(data) {
     const edges = (data.dependencies || []).filter((e) => e && e.parent !== undefined && e.child !== undefined).map((e) => ({ ...e, parent: String(e.parent), child: String(e.child) }));
     const names = new Set((data.services || []).map((x) => String(typeof x === 'object' && x ? x.name ?? x.service : x)));
@@ -1151,40 +1257,60 @@
     }
     const layers = [];
     for (const n of nodes) (layers[level.get(n)] ||= []).push(n);
-    const NW = 150, NH = 46, GX = 120, GY = 40;
+    const NW = 150, NH = 46, GY = 40;
     const maxRows = Math.max(...layers.map((l) => (l ? l.length : 0)));
-    const W = Math.max(400, layers.length * (NW + GX) - GX + 40);
     const H = Math.max(140, maxRows * (NH + GY) - GY + 40);
-    const pos = new Map();
-    layers.forEach((l, i) => (l || []).forEach((n, j) => {
-      const offset = (H - (l.length * (NH + GY) - GY)) / 2;
-      pos.set(n, { x: 20 + i * (NW + GX), y: offset + j * (NH + GY) });
-    }));
+    // Edges as cubic Béziers, then their labels (placeEdgeLabels). When some label finds no
+    // spot clear of other labels, nodes and other edges' lines, the layers move apart and the
+    // layout is tried again; the clearest layout wins.
+    const layout = (GX) => {
+      const pos = new Map();
+      layers.forEach((l, i) => (l || []).forEach((n, j) => {
+        const offset = (H - (l.length * (NH + GY) - GY)) / 2;
+        pos.set(n, { x: 20 + i * (NW + GX), y: offset + j * (NH + GY) });
+      }));
+      const geo = [];
+      for (const e of edges) {
+        const a = pos.get(e.parent), b = pos.get(e.child);
+        if (!a || !b) continue;
+        let c;
+        if (e.parent === e.child) {
+          c = [[a.x + NW - 30, a.y], [a.x + NW, a.y - 40], [a.x + NW + 30, a.y + 10], [a.x + NW, a.y + 14]];
+        } else if (b.x <= a.x + NW) {
+          c = [[a.x + NW / 2, a.y + NH], [a.x + NW / 2, H], [b.x + NW / 2, H], [b.x + NW / 2, b.y + NH]];
+        } else {
+          const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2, mx = (x1 + x2) / 2;
+          c = [[x1, y1], [mx, y1], [mx, y2], [x2, y2]];
+        }
+        const err = Number(e.error_count) > 0;
+        const text = plural(Number(e.call_count) || 0, 'call') + (err ? ` · ${Number(e.error_count)} err` : '');
+        geo.push({ e, err, c, text, points: bezierPoints(c, 96) });
+      }
+      const placed = placeEdgeLabels(geo, [...pos.values()].map((p) => ({ x: p.x, y: p.y, w: NW, h: NH })));
+      return { GX, pos, geo, boxes: placed.boxes, conflicts: placed.conflicts };
+    };
+    let best = null;
+    for (const GX of [120, 180, 260, 360]) {
+      const tried = layout(GX);
+      if (!best || tried.conflicts < best.conflicts) best = tried;
+      if (best.conflicts === 0) break;
+    }
+    const { GX, pos, geo, boxes } = best;
+    const W = Math.max(400, layers.length * (NW + GX) - GX + 40);
     const svg = s('svg', { class: 'graph', id: 'dependency-graph', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': 'Service dependency graph' });
     svg.append(s('defs', null,
       s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' })),
       s('marker', { id: 'arrow-err', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead err' }))));
-    for (const e of edges) {
-      const a = pos.get(e.parent), b = pos.get(e.child);
-      if (!a || !b) continue;
-      const err = Number(e.error_count) > 0;
-      let d, lx, ly;
-      if (e.parent === e.child) {
-        d = `M${a.x + NW - 30},${a.y} C${a.x + NW},${a.y - 40} ${a.x + NW + 30},${a.y + 10} ${a.x + NW},${a.y + 14}`;
-        lx = a.x + NW + 10; ly = a.y - 14;
-      } else {
-        const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2;
-        const back = x2 <= x1;
-        const mx = (x1 + x2) / 2;
-        d = back ? `M${a.x + NW / 2},${a.y + NH} C${a.x + NW / 2},${H} ${b.x + NW / 2},${H} ${b.x + NW / 2},${b.y + NH}` : `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`;
-        lx = back ? (a.x + b.x + NW) / 2 : mx; ly = back ? H - 6 : (y1 + y2) / 2 - 6;
-      }
-      const g = s('g', { class: 'edge' + (err ? ' err' : ''), 'data-parent': e.parent, 'data-child': e.child },
+    geo.forEach((g, i) => {
+      const { e, err, c, text } = g;
+      const box = boxes[i];
+      const d = `M${c[0][0]},${c[0][1]} C${c[1][0]},${c[1][1]} ${c[2][0]},${c[2][1]} ${c[3][0]},${c[3][1]}`;
+      svg.append(s('g', { class: 'edge' + (err ? ' err' : ''), 'data-parent': e.parent, 'data-child': e.child },
         s('path', { d, 'marker-end': err ? 'url(#arrow-err)' : 'url(#arrow)' }),
-        s('text', { x: lx, y: ly, 'text-anchor': 'middle', class: 'edge-label' }, `${Number(e.call_count) || 0} calls` + (err ? ` · ${Number(e.error_count)} err` : '')),
-        s('title', null, `${e.parent} → ${e.child}: ${Number(e.call_count) || 0} calls, ${Number(e.error_count) || 0} errors`));
-      svg.append(g);
-    }
+        s('rect', { x: box.x, y: box.y, width: box.w, height: box.h, rx: 3, class: 'edge-label-bg' }),
+        s('text', { x: box.x + box.w / 2, y: box.y + box.h - 4, 'text-anchor': 'middle', class: 'edge-label' }, text),
+        s('title', null, `${e.parent} → ${e.child}: ${Number(e.call_count) || 0} calls, ${Number(e.error_count) || 0} errors`)));
+    });
     for (const n of nodes) {
       const p = pos.get(n);
       const label = n.length > 20 ? n.slice(0, 19) + '…' : n;
@@ -1204,7 +1330,7 @@
   function statsTable(title, list, withOp, id) {
     const rowsSorted = [...list].sort((a, b) => String(a.service).localeCompare(String(b.service)) || String(a.operation || '').localeCompare(String(b.operation || '')));
     const t = h('table', { class: 'stats-table', id },
-      h('thead', null, h('tr', null, h('th', null, 'Service'), withOp ? h('th', null, 'Operation') : null, h('th', { class: 'num' }, 'Requests'), h('th', { class: 'num' }, 'Rate'), h('th', { class: 'num' }, 'Error rate'), h('th', { class: 'num' }, 'p50'), h('th', { class: 'num' }, 'p95'), h('th', { class: 'num' }, 'p99'))));
+      h('thead', null, h('tr', null, h('th', null, 'Service'), withOp ? h('th', null, 'Operation') : null, h('th', { class: 'num' }, 'Requests'), h('th', { class: 'num', title: 'requests per second (or minute) while there was traffic: see the note above the map' }, 'Rate'), h('th', { class: 'num' }, 'Error rate'), h('th', { class: 'num' }, 'p50'), h('th', { class: 'num' }, 'p95'), h('th', { class: 'num' }, 'p99'))));
     const tb = h('tbody');
     for (const r of rowsSorted) {
       const er = Number(r.error_rate ?? (r.request_count ? r.error_count / r.request_count : 0)) || 0;

@@ -1,0 +1,251 @@
+//! OTLP/gRPC ingest on a real socket: the OpenTelemetry Rust SDK's tonic exporter (gzip)
+//! sends a trace that is then read back whole; a raw tonic client checks partial success,
+//! acknowledgement after commit, the `otlp_grpc` counters, the non-retryable answer to a
+//! message over `max_body_bytes` (plain and gzip-compressed), and `UNAVAILABLE` while storage
+//! shuts down.
+
+// Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use collector::metrics::Protocol;
+use collector::model::TraceId;
+use collector::{AppState, IngestLimits, MemoryStore, SpanStore};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as PbKeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use tokio::net::TcpListener;
+
+struct Running {
+    store: Arc<MemoryStore>,
+    state: AppState,
+    grpc: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), &mut self.server)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn start(max_body_bytes: usize) -> Running {
+    let store = Arc::new(MemoryStore::new());
+    let limits = IngestLimits {
+        max_body_bytes,
+        ..IngestLimits::default()
+    };
+    let state = AppState::new(store.clone(), limits);
+    let ingest = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let query = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_addr = grpc.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(collector::serve_with_grpc(
+        state.clone(),
+        ingest,
+        Some(grpc),
+        query,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Running {
+        store,
+        state,
+        grpc: grpc_addr,
+        stop: Some(stop),
+        server,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_sdk_tonic_exporter_trace_reads_back_whole() {
+    let running = start(IngestLimits::default().max_body_bytes).await;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://{}", running.grpc))
+        .with_compression(opentelemetry_otlp::Compression::Gzip)
+        .with_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("rs-grpc")
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("spanline.grpc-test");
+    let root = tracer
+        .span_builder("GET /checkout")
+        .with_kind(SpanKind::Server)
+        .with_attributes([KeyValue::new("http.response.status_code", 200)])
+        .start(&tracer);
+    let trace_id = root.span_context().trace_id().to_string();
+    let cx = opentelemetry::Context::current_with_span(root);
+    let mut db = tracer
+        .span_builder("SELECT carts")
+        .with_kind(SpanKind::Client)
+        .start_with_context(&tracer, &cx);
+    db.add_event("rows", vec![KeyValue::new("count", 3)]);
+    db.end();
+    let mut charge = tracer.start_with_context("charge card", &cx);
+    charge.set_status(Status::error("card declined"));
+    charge.end();
+    cx.span().end();
+    drop(cx);
+    tokio::task::spawn_blocking(move || {
+        provider.force_flush().unwrap();
+        provider.shutdown().unwrap();
+    })
+    .await
+    .unwrap();
+
+    let id = TraceId::from_hex(&trace_id).unwrap();
+    let trace = running.store.get_trace(id).await.unwrap().expect("stored");
+    assert_eq!(trace.spans.len(), 3);
+    let tree = collector::assemble::assemble(&trace.spans);
+    assert!(tree.complete, "{:?}", tree.warnings);
+    assert_eq!(tree.roots.len(), 1);
+    let root = &tree.roots[0];
+    assert_eq!(root.name, "GET /checkout");
+    assert_eq!(root.service, "rs-grpc");
+    let names: Vec<&str> = root.children.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["SELECT carts", "charge card"]);
+    running.stop().await;
+}
+
+fn request(spans: Vec<Span>, padding: usize) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![PbKeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("raw-grpc".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: spans
+                    .into_iter()
+                    .map(|mut s| {
+                        s.attributes.push(PbKeyValue {
+                            key: "padding".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue("x".repeat(padding))),
+                            }),
+                            ..Default::default()
+                        });
+                        s
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn span(trace: u8, id: u8) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        name: "POST /raw".into(),
+        kind: 2,
+        start_time_unix_nano: 1_763_700_000_000_000_000,
+        end_time_unix_nano: 1_763_700_000_050_000_000,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn partial_success_commit_and_size_limit_over_a_real_connection() {
+    let running = start(64 * 1024).await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", running.grpc))
+        .await
+        .unwrap()
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+
+    // One valid span and one with an all-zero span id: the valid one is committed before
+    // the answer, the other reported through partial success.
+    let answer = client
+        .export(request(vec![span(0x31, 1), span(0x31, 0)], 10))
+        .await
+        .unwrap()
+        .into_inner();
+    let partial = answer.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(partial.error_message.contains("span 1"), "{partial:?}");
+    let stored = running
+        .store
+        .get_trace(TraceId([0x31; 16]))
+        .await
+        .unwrap()
+        .expect("committed before the answer");
+    assert_eq!(stored.spans.len(), 1);
+    let per = running.state.metrics.ingest.protocol(Protocol::OtlpGrpc);
+    assert_eq!(per.spans_stored.load(Ordering::Relaxed), 1);
+    assert_eq!(per.spans_rejected.load(Ordering::Relaxed), 1);
+
+    // Over the limit after decompression (gzip shrinks the padding far below it).
+    let err = client
+        .export(request(vec![span(0x32, 1)], 100 * 1024))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+
+    // Over the limit on the wire, uncompressed.
+    let mut plain = TraceServiceClient::connect(format!("http://{}", running.grpc))
+        .await
+        .unwrap();
+    let err = plain
+        .export(request(vec![span(0x33, 1)], 100 * 1024))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(
+        running
+            .store
+            .get_trace(TraceId([0x33; 16]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The connection still serves after refusals.
+    let answer = plain
+        .export(request(vec![span(0x34, 1)], 10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.partial_success, None);
+
+    // Storage shutting down: UNAVAILABLE, which clients retry.
+    running.store.shutdown().await;
+    let err = plain
+        .export(request(vec![span(0x35, 1)], 10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    running.stop().await;
+}
