@@ -439,6 +439,11 @@ impl Span {
         }
     }
 
+    /// Whether the span records and its status is already ERROR.
+    pub(crate) fn has_error_status(&self) -> bool {
+        self.rec.as_ref().is_some_and(|r| r.data.status.is_error())
+    }
+
     /// Records a failure: status ERROR with `message`, and an `exception` event with
     /// `exception.type` and `exception.message` (OpenTelemetry semantic conventions for
     /// exceptions).

@@ -4,7 +4,7 @@
 pub mod client;
 pub mod server;
 
-pub use client::{TracedClient, TracedRequest};
+pub use client::{TRACERESPONSE_ATTRIBUTE, TracedClient, TracedRequest};
 
 use std::borrow::Cow;
 
@@ -24,4 +24,4 @@ pub(crate) fn method_str(method: &http::Method) -> Cow<'static, str> {
         _ => return Cow::Owned(method.as_str().to_owned()),
     })
 }
-pub use server::{Route, TRACERESPONSE, TraceLayer, TraceService};
+pub use server::{Route, TraceLayer, TraceService};

@@ -3,7 +3,8 @@
 //! For each request it extracts `traceparent`/`tracestate`/`baggage` (W3C Trace Context
 //! Level 2, W3C Baggage), starts a SERVER span named `METHOD /route/template`, records the
 //! HTTP server semantic-convention attributes, makes the span and baggage current for the
-//! handler (task-local), sets ERROR status on 5xx, and answers with a `traceresponse` header.
+//! handler (task-local), sets ERROR status on 5xx only (4xx is the caller's problem; a
+//! status the handler already set is kept), and answers with a `traceresponse` header.
 //! Usable with axum (`Router::layer`) and with plain hyper through tower.
 //!
 //! Route templates come from axum's `MatchedPath` (feature `axum`) or from a [`Route`]
@@ -15,19 +16,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
 use crate::context::Context;
 use crate::http::method_str;
-use crate::propagation::{Propagator, traceresponse_value};
+use crate::propagation::{Propagator, TRACERESPONSE, traceresponse_value};
 use crate::span::{SpanKind, Status};
 use crate::tracer::{SharedSpan, Span, Tracer};
-
-/// The `traceresponse` response header name (Trace Context Level 2 draft §traceresponse).
-pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
 /// A route template for the span name, set as a request extension by applications that do
 /// not use axum's router (e.g. `Route("/users/{id}")`).
@@ -207,9 +205,12 @@ where
                 span.set_attribute("http.response.status_code", code);
                 // Server spans: only 5xx is an error; 4xx is the client's problem
                 // (semantic conventions for HTTP spans §Status).
+                // A handler that recorded its own error keeps its more specific message.
                 if code >= 500 {
                     span.set_attribute("error.type", code.to_string());
-                    span.set_status(Status::error(format!("HTTP {code}")));
+                    if !span.has_error_status() {
+                        span.set_status(Status::error(format!("HTTP {code}")));
+                    }
                 }
                 let value: HeaderValue = traceresponse_value(span.context());
                 res.headers_mut().insert(TRACERESPONSE, value);

@@ -70,8 +70,10 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// The `baggage` header name.
 pub const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
-/// The `traceresponse` response header name (Level 2 draft; see [`traceresponse_value`]).
-pub static TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+/// The `traceresponse` response header name (W3C Trace Context Level 2 §traceresponse): the
+/// server middleware writes it (see [`traceresponse_value`]) and the traced client records
+/// it on its CLIENT span as `http.response.header.traceresponse`.
+pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
 /// What [`Propagator::extract`] found on an incoming request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
