@@ -2,43 +2,27 @@
 //! per-request fault injection carried in baggage, simulated database work as child spans,
 //! the one error-to-response mapping, and serving with graceful shutdown.
 
-pub mod error;
-pub mod fault;
-pub mod run;
-pub mod serve;
-pub mod simulate;
-pub mod telemetry;
+//!
+//! Every item has one path: the modules are private and re-exported here, except
+//! [`testing`], the helpers of the services' tests.
 
-pub use error::{AppError, current_trace_id};
-pub use fault::{FaultPlan, Faults};
-pub use run::{CommonArgs, run};
-pub use serve::{app, healthcheck, serve, serve_on, shutdown_signal};
-pub use simulate::{DbQuery, db_query};
+mod downstream;
+mod error;
+mod fault;
+mod run;
+mod serve;
+mod simulate;
+mod telemetry;
+pub mod testing;
+
+pub use downstream::{CallError, read_json};
+pub use error::{
+    AppError, ErrorBody, INJECTED_FAULT, OUTCOME_REASON, Origin, current_trace_id, trace_url,
+};
+pub use fault::{
+    DELAY_ATTRIBUTE, FaultError, FaultPlan, Faults, MAX_DELAY_MS, SERVICES, apply_faults,
+};
+pub use run::{CommonArgs, EXIT_CONFIG, run};
+pub use serve::{FLUSH_TIMEOUT, app, healthcheck, serve, serve_on, shutdown_signal};
+pub use simulate::{DbQuery, db_query, jittered};
 pub use telemetry::Telemetry;
-
-/// Applies this service's injected faults to the current request: waits the injected delay,
-/// then fails with 503 if asked to.
-///
-/// # Errors
-/// [`AppError::unavailable`] when the baggage carries `sim.fail.<service>=1`.
-pub async fn apply_faults(service: &str) -> Result<(), AppError> {
-    let faults = tracekit::Context::with_current(|cx| Faults::for_service(cx.baggage(), service));
-    if faults.delay_ms > 0 {
-        if let Some(span) = tracekit::current_span() {
-            span.add_event(
-                "sim.delay",
-                vec![tracekit::KeyValue::new(
-                    "sim.delay_ms",
-                    faults.delay_ms as i64,
-                )],
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(faults.delay_ms)).await;
-    }
-    if faults.fail {
-        return Err(AppError::unavailable(format!(
-            "{service} failed: fault injected by sim.fail.{service}"
-        )));
-    }
-    Ok(())
-}

@@ -1,6 +1,7 @@
 //! Telemetry setup for a demo service, from the standard `OTEL_*` environment variables.
 
-use tracekit::{Propagator, Tracer, TracerConfig};
+use tracekit::export::InMemoryExporter;
+use tracekit::{Propagator, Resource, Tracer, TracerConfig};
 
 /// The tracer and propagator a service uses for everything. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -37,6 +38,20 @@ impl Telemetry {
             tracer: Tracer::noop(service_name),
             propagator: Propagator::default(),
         }
+    }
+
+    /// Telemetry that records every span in memory, for tests that assert spans: the
+    /// tracer samples everything and hands finished spans straight to the returned exporter.
+    pub fn in_memory(service_name: &'static str) -> (Telemetry, InMemoryExporter) {
+        let exporter = InMemoryExporter::default();
+        let tracer = Tracer::builder(Resource::new(service_name, None, []))
+            .with_processor(exporter.clone())
+            .build();
+        let telemetry = Telemetry {
+            tracer,
+            propagator: Propagator::default(),
+        };
+        (telemetry, exporter)
     }
 
     /// The `service.name` of this process.

@@ -1,0 +1,98 @@
+//! Calling another demo service: what a typed client call can fail with, and how that
+//! becomes this service's answer.
+//!
+//! Each service's `client.rs` sends its request through the traced client and reads the
+//! answer with [`read_json`]; callers turn a [`CallError`] into an [`AppError`] with `?`.
+
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::error::{AppError, ErrorBody};
+
+/// Why a call to another demo service did not give the expected answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The service could not be reached (connect failure, timeout).
+    #[error("{service} service unreachable: {reason}")]
+    Unreachable {
+        /// The service called (`peer.service`).
+        service: &'static str,
+        /// The transport error.
+        reason: reqwest::Error,
+    },
+    /// The service answered an error status with an [`ErrorBody`] (or without one).
+    #[error("{service} service answered {status}: {message}")]
+    Answered {
+        /// The service called.
+        service: &'static str,
+        /// Its HTTP status (4xx or 5xx).
+        status: StatusCode,
+        /// Its `error` message, or `HTTP <status>` when the body had none.
+        message: String,
+    },
+    /// The service answered success with a body that is not the expected JSON.
+    #[error("{service} service answered garbage: {reason}")]
+    BadAnswer {
+        /// The service called.
+        service: &'static str,
+        /// The decoding error.
+        reason: reqwest::Error,
+    },
+}
+
+impl From<CallError> for AppError {
+    /// Business answers (400, 402, 404) pass through unchanged, decided downstream; a
+    /// downstream 503 stays a 503; every other failure is a 502 naming the service.
+    fn from(e: CallError) -> AppError {
+        match e {
+            CallError::Answered {
+                status:
+                    status @ (StatusCode::BAD_REQUEST
+                    | StatusCode::PAYMENT_REQUIRED
+                    | StatusCode::NOT_FOUND),
+                message,
+                ..
+            } => AppError::relay(status, message),
+            CallError::Answered {
+                service,
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message,
+            } => AppError::unavailable(format!("{service} service unavailable: {message}")),
+            CallError::Answered {
+                service, message, ..
+            } => AppError::bad_gateway(format!("{service} service failed: {message}")),
+            e @ (CallError::Unreachable { .. } | CallError::BadAnswer { .. }) => {
+                AppError::bad_gateway(e.to_string())
+            }
+        }
+    }
+}
+
+/// Reads the answer of a call to `service`: the JSON `T` of a 2xx answer, else the error.
+///
+/// # Errors
+/// [`CallError::Unreachable`] when `sent` failed, [`CallError::Answered`] for a 4xx or 5xx
+/// answer, [`CallError::BadAnswer`] when a 2xx body is not a `T`.
+pub async fn read_json<T: DeserializeOwned>(
+    service: &'static str,
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, CallError> {
+    let res = sent.map_err(|reason| CallError::Unreachable { service, reason })?;
+    let status = res.status();
+    if status.is_success() {
+        return res
+            .json()
+            .await
+            .map_err(|reason| CallError::BadAnswer { service, reason });
+    }
+    let message = res
+        .json::<ErrorBody>()
+        .await
+        .map(|b| b.error)
+        .unwrap_or_else(|_| format!("HTTP {status}"));
+    Err(CallError::Answered {
+        service,
+        status,
+        message,
+    })
+}
