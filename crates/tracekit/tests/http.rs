@@ -162,7 +162,10 @@ async fn server_span_continues_the_caller_and_answers_traceresponse() {
             .status(),
         404
     );
-    c.get(format!("http://{addr}/refused")).send().await.unwrap();
+    c.get(format!("http://{addr}/refused"))
+        .send()
+        .await
+        .unwrap();
     let spans = exporter.wait_for(3, std::time::Duration::from_secs(5));
     let boom = spans.iter().find(|s| s.name == "GET /boom").unwrap();
     let refused = spans.iter().find(|s| s.name == "GET /refused").unwrap();
@@ -391,7 +394,11 @@ async fn client_spans_are_errors_for_4xx_and_5xx_answers() {
     for (path, code) in [("missing", "404"), ("declined", "402"), ("boom", "503")] {
         let s = span(path);
         assert_eq!(s.status, Status::error(format!("HTTP {code}")), "{path}");
-        assert_eq!(attr(s, "error.type"), &Value::from(code.to_owned()), "{path}");
+        assert_eq!(
+            attr(s, "error.type"),
+            &Value::from(code.to_owned()),
+            "{path}"
+        );
     }
     for path in ["found", "ok"] {
         let s = span(path);
