@@ -22,7 +22,7 @@ pub use error::{
 pub use fault::{
     DELAY_ATTRIBUTE, FaultError, FaultPlan, Faults, MAX_DELAY_MS, SERVICES, apply_faults,
 };
-pub use run::{CommonArgs, EXIT_CONFIG, run};
+pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run};
 pub use serve::{FLUSH_TIMEOUT, app, healthcheck, serve, serve_on, shutdown_signal};
 pub use simulate::{DbQuery, db_query, jittered};
 pub use telemetry::Telemetry;

@@ -10,7 +10,6 @@
 //! repeated) become W3C baggage entries `sim.delay.<service>` / `sim.fail.<service>` that
 //! every service acts on (DESIGN §3).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -26,12 +25,15 @@ use tracekit::Context;
 use user_service::UserClient;
 
 /// The default listen address (DESIGN §2).
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
 /// Flags and environment of `frontend`.
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "frontend", version, about = "Spanline demo frontend")]
+#[command(
+    name = "frontend", version, about = "Spanline demo frontend",
+    after_help = demokit::TELEMETRY_HELP,
+    mut_arg("listen_addr", |a| a.default_value(DEFAULT_LISTEN).required(false))
+)]
 pub struct Config {
     /// Common flags (LISTEN_ADDR, --healthcheck).
     #[command(flatten)]

@@ -178,3 +178,14 @@ async fn reads_are_proxied_to_the_owning_service() {
     let (status, _, _) = send(Request::get("/users/no!pe").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[test]
+fn help_shows_the_default_listen_address_and_the_otel_variables() {
+    use clap::{CommandFactory, Parser};
+    frontend::Config::command().debug_assert();
+    let help = frontend::Config::command().render_long_help().to_string();
+    assert!(help.contains("[default: 0.0.0.0:8080]"), "{help}");
+    assert!(help.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{help}");
+    let config = frontend::Config::try_parse_from(["frontend"]).unwrap();
+    assert_eq!(config.common.listen_addr.to_string(), "0.0.0.0:8080");
+}

@@ -13,7 +13,6 @@ mod client;
 pub use client::OrderClient;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::rejection::JsonRejection;
@@ -26,12 +25,15 @@ use payment_service::{PaymentClient, PaymentRequest};
 use serde::{Deserialize, Serialize};
 
 /// The default listen address (DESIGN §2).
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8082);
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8082";
 
 /// Flags and environment of `order-service`.
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "order-service", version, about = "Spanline demo order service")]
+#[command(
+    name = "order-service", version, about = "Spanline demo order service",
+    after_help = demokit::TELEMETRY_HELP,
+    mut_arg("listen_addr", |a| a.default_value(DEFAULT_LISTEN).required(false))
+)]
 pub struct Config {
     /// Common flags (LISTEN_ADDR, --healthcheck).
     #[command(flatten)]

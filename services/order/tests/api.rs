@@ -161,3 +161,16 @@ async fn unknown_orders_are_404() {
     let (status, _, _) = call_order(NO_PAYMENT.to_owned(), req).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[test]
+fn help_shows_the_default_listen_address_and_the_otel_variables() {
+    use clap::{CommandFactory, Parser};
+    order_service::Config::command().debug_assert();
+    let help = order_service::Config::command()
+        .render_long_help()
+        .to_string();
+    assert!(help.contains("[default: 0.0.0.0:8082]"), "{help}");
+    assert!(help.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{help}");
+    let config = order_service::Config::try_parse_from(["order"]).unwrap();
+    assert_eq!(config.common.listen_addr.to_string(), "0.0.0.0:8082");
+}

@@ -11,7 +11,6 @@ mod client;
 
 pub use client::PaymentClient;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -24,15 +23,16 @@ use serde::{Deserialize, Serialize};
 use tracekit::{SpanKind, Tracer};
 
 /// The default listen address (DESIGN §2).
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8083);
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8083";
 
 /// Flags and environment of `payment-service`.
 #[derive(clap::Parser, Debug, Clone)]
 #[command(
     name = "payment-service",
     version,
-    about = "Spanline demo payment service"
+    about = "Spanline demo payment service",
+    after_help = demokit::TELEMETRY_HELP,
+    mut_arg("listen_addr", |a| a.default_value(DEFAULT_LISTEN).required(false))
 )]
 pub struct Config {
     /// Common flags (LISTEN_ADDR, --healthcheck).

@@ -111,3 +111,16 @@ async fn bad_bodies_are_400() {
         assert!(answer["error"].is_string(), "{body}");
     }
 }
+
+#[test]
+fn help_shows_the_default_listen_address_and_the_otel_variables() {
+    use clap::{CommandFactory, Parser};
+    payment_service::Config::command().debug_assert();
+    let help = payment_service::Config::command()
+        .render_long_help()
+        .to_string();
+    assert!(help.contains("[default: 0.0.0.0:8083]"), "{help}");
+    assert!(help.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{help}");
+    let config = payment_service::Config::try_parse_from(["payment"]).unwrap();
+    assert_eq!(config.common.listen_addr.to_string(), "0.0.0.0:8083");
+}

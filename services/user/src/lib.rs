@@ -8,7 +8,6 @@ mod client;
 
 pub use client::UserClient;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -18,12 +17,15 @@ use demokit::{AppError, DbQuery, Telemetry, apply_faults, db_query};
 use serde::{Deserialize, Serialize};
 
 /// The default listen address (DESIGN §2).
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8081);
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8081";
 
 /// Flags and environment of `user-service`.
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "user-service", version, about = "Spanline demo user service")]
+#[command(
+    name = "user-service", version, about = "Spanline demo user service",
+    after_help = demokit::TELEMETRY_HELP,
+    mut_arg("listen_addr", |a| a.default_value(DEFAULT_LISTEN).required(false))
+)]
 pub struct Config {
     /// Common flags (LISTEN_ADDR, --healthcheck).
     #[command(flatten)]
