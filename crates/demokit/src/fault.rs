@@ -5,7 +5,8 @@
 //! `sim.fail.<service>=1`; every service reads its own entries from the request's baggage.
 //! A bare `delay=MS` targets the payment service.
 
-use tracekit::{Baggage, Context, current_span};
+use tracekit::propagation::Baggage;
+use tracekit::{Context, current_span};
 
 use crate::error::AppError;
 

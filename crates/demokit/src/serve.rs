@@ -9,7 +9,7 @@ use axum::Router;
 use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tracekit::TraceLayer;
+use tracekit::http::TraceLayer;
 
 use crate::telemetry::Telemetry;
 

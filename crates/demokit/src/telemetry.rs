@@ -1,7 +1,9 @@
 //! Telemetry setup for a demo service, from the standard `OTEL_*` environment variables.
 
 use tracekit::export::InMemoryExporter;
-use tracekit::{Propagator, Resource, Tracer, TracerConfig};
+use tracekit::http::TracedClient;
+use tracekit::propagation::Propagator;
+use tracekit::{Resource, Tracer, TracerConfig};
 
 /// The tracer and propagator a service uses for everything. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -63,7 +65,7 @@ impl Telemetry {
 impl Telemetry {
     /// The traced HTTP client services use to call each other: 1 s connect timeout, 35 s
     /// total (longer than the largest injected delay), no proxy from the environment.
-    pub fn http_client(&self) -> tracekit::TracedClient {
+    pub fn http_client(&self) -> TracedClient {
         let client = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(std::time::Duration::from_secs(1))
@@ -71,6 +73,6 @@ impl Telemetry {
             .build()
             // Building only fails when a TLS backend cannot start; this client has none.
             .unwrap_or_default();
-        tracekit::TracedClient::new(client, self.tracer.clone(), self.propagator)
+        TracedClient::new(client, self.tracer.clone(), self.propagator)
     }
 }

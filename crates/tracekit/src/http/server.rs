@@ -24,8 +24,9 @@ use tower::{Layer, Service};
 use crate::context::Context;
 use crate::http::method_str;
 use crate::propagation::{Propagator, TRACERESPONSE, traceresponse_value};
-use crate::span::{SpanKind, Status};
-use crate::tracer::{SharedSpan, Span, Tracer};
+use crate::span::{SharedSpan, Span, SpanKind, Status};
+use crate::span_context::SpanContext;
+use crate::tracer::Tracer;
 
 /// A route template for the span name, set as a request extension by applications that do
 /// not use axum's router (e.g. `Route("/users/{id}")`).
@@ -79,11 +80,7 @@ fn route_of<B>(req: &Request<B>) -> Option<Cow<'static, str>> {
 
 /// Starts the SERVER span. The name and the attributes are only built when the span
 /// records: an unsampled request costs its ids, not a dozen string copies.
-fn start_server_span<B>(
-    tracer: &Tracer,
-    parent: Option<crate::SpanContext>,
-    req: &Request<B>,
-) -> Span {
+fn start_server_span<B>(tracer: &Tracer, parent: Option<SpanContext>, req: &Request<B>) -> Span {
     let method = method_str(req.method());
     let mut span = tracer
         .span(method.clone())
@@ -166,7 +163,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let extracted = self.propagator.extract(req.headers());
         let span = SharedSpan::new(start_server_span(&self.tracer, extracted.parent, &req));
-        let cx = Context::new(None, extracted.baggage).with_active_span(span.clone());
+        let cx = Context::new(None, extracted.baggage).with_span(span.clone());
         // Creating the inner future may run handler code synchronously: scope that too.
         let inner = cx.clone().sync_scope(|| self.inner.call(req));
         ResponseFuture {
