@@ -437,10 +437,7 @@ fn a_duplicated_traceparent_restarts_the_trace() {
     let ok = tp("00", T, P, "01");
     let input = [("traceparent", ok.clone()), ("traceparent", ok.clone())];
     let map = headers(&input);
-    assert_eq!(
-        extract_trace_context(&map),
-        Err(TraceparentError::Duplicated)
-    );
+    assert_eq!(extract_trace_context(&map), Err(ExtractError::Duplicated));
     assert_eq!(Propagator::default().extract(&map).parent, None);
     check(
         "p3",
