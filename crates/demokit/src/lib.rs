@@ -15,7 +15,7 @@ mod simulate;
 mod telemetry;
 pub mod testing;
 
-pub use downstream::{CallError, read_json};
+pub use downstream::{CallError, ServiceClient};
 pub use error::{
     AppError, ErrorBody, INJECTED_FAULT, OUTCOME_REASON, Origin, current_trace_id, trace_url,
 };

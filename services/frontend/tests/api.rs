@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use demokit::testing::{call, spawn};
+use demokit::testing::{call, post_json, span as named, spawn};
 use demokit::{OUTCOME_REASON, Telemetry};
 use frontend::Settings;
 use serde_json::{Value, json};
 use tracekit::export::InMemoryExporter;
-use tracekit::{SpanData, SpanKind, Status};
+use tracekit::{SpanKind, Status};
 
 const UI: &str = "http://ui.test:16686";
 
@@ -60,17 +60,7 @@ async fn send(req: Request<Body>) -> (StatusCode, Value, InMemoryExporter) {
 }
 
 fn order(body: &Value) -> Request<Body> {
-    Request::post("/orders")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
-}
-
-fn named<'a>(spans: &'a [SpanData], name: &str, kind: SpanKind) -> &'a SpanData {
-    spans
-        .iter()
-        .find(|s| s.name == name && s.kind == kind)
-        .unwrap_or_else(|| panic!("no {kind:?} span {name:?} in {spans:#?}"))
+    post_json("/orders", body.to_string())
 }
 
 #[tokio::test]
@@ -119,11 +109,7 @@ async fn an_unknown_user_is_404_decided_by_the_user_service() {
 
 #[tokio::test]
 async fn a_bad_body_is_400_with_the_reason_on_the_frontend_span() {
-    let req = Request::post("/orders")
-        .header("content-type", "application/json")
-        .body(Body::from("{not json"))
-        .unwrap();
-    let (status, body, exporter) = send(req).await;
+    let (status, body, exporter) = send(post_json("/orders", "{not json")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let spans = exporter.wait_for(1, Duration::from_secs(5));
     assert_eq!(
@@ -138,13 +124,8 @@ async fn a_bad_body_is_400_with_the_reason_on_the_frontend_span() {
 
 #[tokio::test]
 async fn an_injected_payment_failure_is_a_5xx_and_an_error_on_every_frontend_span() {
-    let req = Request::post("/orders?fail=payment")
-        .header("content-type", "application/json")
-        .body(Body::from(
-            json!({"user_id": "1", "product": "Laptop", "quantity": 1}).to_string(),
-        ))
-        .unwrap();
-    let (status, body, exporter) = send(req).await;
+    let body = json!({"user_id": "1", "product": "Laptop", "quantity": 1});
+    let (status, body, exporter) = send(post_json("/orders?fail=payment", body.to_string())).await;
     assert!(status.is_server_error(), "{status}");
     assert!(
         body["error"].as_str().unwrap().contains("sim.fail.payment"),
@@ -181,11 +162,8 @@ async fn reads_are_proxied_to_the_owning_service() {
 
 #[test]
 fn help_shows_the_default_listen_address_and_the_otel_variables() {
-    use clap::{CommandFactory, Parser};
-    frontend::Config::command().debug_assert();
-    let help = frontend::Config::command().render_long_help().to_string();
-    assert!(help.contains("[default: 0.0.0.0:8080]"), "{help}");
-    assert!(help.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{help}");
-    let config = frontend::Config::try_parse_from(["frontend"]).unwrap();
-    assert_eq!(config.common.listen_addr.to_string(), "0.0.0.0:8080");
+    demokit::testing::assert_help_shows_defaults::<frontend::Config>(
+        "frontend",
+        frontend::DEFAULT_LISTEN,
+    );
 }

@@ -1,25 +1,19 @@
 //! The typed client of the order service, for its callers (the frontend).
 
-use demokit::{CallError, read_json};
+use demokit::{CallError, ServiceClient};
 use tracekit::http::TracedClient;
 
 use crate::{Order, OrderRequest};
 
-/// Calls an order service at `base_url` through a traced client (CLIENT spans named
-/// `POST /orders` and `GET /orders/{id}`, `peer.service` = `order`). Cheap to clone.
+/// Calls an order service through a traced client (CLIENT spans named `POST /orders` and
+/// `GET /orders/{id}`, `peer.service` = `order`). Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct OrderClient {
-    http: TracedClient,
-    base_url: String,
-}
+pub struct OrderClient(ServiceClient);
 
 impl OrderClient {
     /// A client of the order service at `base_url` (a trailing slash is ignored).
     pub fn new(http: TracedClient, base_url: &str) -> OrderClient {
-        OrderClient {
-            http,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-        }
+        OrderClient(ServiceClient::new(http, "order", base_url))
     }
 
     /// `POST /orders`: places `order` (the order service charges it through payment).
@@ -28,15 +22,7 @@ impl OrderClient {
     /// [`CallError::Answered`] with 400 for an invalid order and 402 for a declined
     /// payment; the other [`CallError`]s for a service that is down or answers badly.
     pub async fn create_order(&self, order: &OrderRequest) -> Result<Order, CallError> {
-        let sent = self
-            .http
-            .post(format!("{}/orders", self.base_url))
-            .route("/orders")
-            .peer_service("order")
-            .json(order)
-            .send()
-            .await;
-        read_json("order", sent).await
+        self.0.post("/orders", order).await
     }
 
     /// `GET /orders/{id}`. `id` must be URL-path safe (callers check it).
@@ -45,13 +31,6 @@ impl OrderClient {
     /// [`CallError::Answered`] with 404 for an unknown order; the other [`CallError`]s for
     /// a service that is down or answers badly.
     pub async fn get_order(&self, id: &str) -> Result<Order, CallError> {
-        let sent = self
-            .http
-            .get(format!("{}/orders/{id}", self.base_url))
-            .route("/orders/{id}")
-            .peer_service("order")
-            .send()
-            .await;
-        read_json("order", sent).await
+        self.0.get("/orders/{id}", &format!("/orders/{id}")).await
     }
 }

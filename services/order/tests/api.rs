@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use demokit::testing::{call, spawn};
+use demokit::testing::{call, post_json, span as named, spawn};
 use demokit::{OUTCOME_REASON, Telemetry};
 use order_service::Settings;
 use serde_json::Value;
 use tracekit::export::InMemoryExporter;
 use tracekit::http::TRACERESPONSE_ATTRIBUTE;
-use tracekit::{SpanData, SpanKind, Status, Value as AttributeValue};
+use tracekit::{SpanKind, Status, Value as AttributeValue};
 
 /// A payment service on loopback, recording nothing.
 async fn payment_url() -> String {
@@ -46,17 +46,7 @@ async fn call_order(
 const NO_PAYMENT: &str = "http://127.0.0.1:9";
 
 fn post(body: &str) -> Request<Body> {
-    Request::post("/orders")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_owned()))
-        .unwrap()
-}
-
-fn named<'a>(spans: &'a [SpanData], name: &str, kind: SpanKind) -> &'a SpanData {
-    spans
-        .iter()
-        .find(|s| s.name == name && s.kind == kind)
-        .unwrap_or_else(|| panic!("no {kind:?} span {name:?} in {spans:#?}"))
+    post_json("/orders", body)
 }
 
 #[tokio::test]
@@ -164,13 +154,8 @@ async fn unknown_orders_are_404() {
 
 #[test]
 fn help_shows_the_default_listen_address_and_the_otel_variables() {
-    use clap::{CommandFactory, Parser};
-    order_service::Config::command().debug_assert();
-    let help = order_service::Config::command()
-        .render_long_help()
-        .to_string();
-    assert!(help.contains("[default: 0.0.0.0:8082]"), "{help}");
-    assert!(help.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{help}");
-    let config = order_service::Config::try_parse_from(["order"]).unwrap();
-    assert_eq!(config.common.listen_addr.to_string(), "0.0.0.0:8082");
+    demokit::testing::assert_help_shows_defaults::<order_service::Config>(
+        "order",
+        order_service::DEFAULT_LISTEN,
+    );
 }

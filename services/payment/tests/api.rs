@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use demokit::testing::call;
+use axum::http::StatusCode;
+use demokit::testing::{call, post_json, span};
 use demokit::{OUTCOME_REASON, Telemetry};
 use payment_service::Settings;
 use serde_json::{Value, json};
 use tracekit::export::InMemoryExporter;
-use tracekit::{SpanData, SpanKind, Status};
+use tracekit::{SpanKind, Status};
 
 const SETTINGS: Settings = Settings {
     provider_latency_ms: 0,
@@ -21,24 +20,13 @@ const SETTINGS: Settings = Settings {
 async fn pay_with(settings: Settings, body: &str) -> (StatusCode, Value, InMemoryExporter) {
     let (t, exporter) = Telemetry::in_memory("payment");
     let app = demokit::app(payment_service::app(t.clone(), settings), &t);
-    let req = Request::post("/payments")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_owned()))
-        .unwrap();
-    let (status, answer) = call(app, req).await;
+    let (status, answer) = call(app, post_json("/payments", body)).await;
     (status, answer, exporter)
 }
 
 async fn pay(body: &str) -> (StatusCode, Value) {
     let (status, answer, _) = pay_with(SETTINGS, body).await;
     (status, answer)
-}
-
-fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
-    spans
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no span {name:?} in {spans:#?}"))
 }
 
 #[tokio::test]
@@ -61,9 +49,9 @@ async fn the_fraud_check_runs_beside_the_card_charge_as_a_sibling() {
     let (status, _, exporter) = pay_with(settings, &body).await;
     assert_eq!(status, StatusCode::CREATED);
     let spans = exporter.wait_for(3, Duration::from_secs(5));
-    let server = named(&spans, "POST /payments");
-    let charge = named(&spans, "charge card");
-    let fraud = named(&spans, "fraud check");
+    let server = span(&spans, "POST /payments", SpanKind::Server);
+    let charge = span(&spans, "charge card", SpanKind::Client);
+    let fraud = span(&spans, "fraud check", SpanKind::Internal);
     assert_eq!(server.kind, SpanKind::Server);
     assert_eq!(charge.kind, SpanKind::Client);
     assert_eq!(fraud.kind, SpanKind::Internal);
@@ -83,7 +71,7 @@ async fn a_payment_over_the_limit_is_declined_with_402_and_its_reason_on_the_ser
     let reason = "payment declined: amount 6495.00 exceeds the limit 5000.00";
     assert_eq!(answer["error"], reason);
     let spans = exporter.wait_for(3, Duration::from_secs(5));
-    let server = named(&spans, "POST /payments");
+    let server = span(&spans, "POST /payments", SpanKind::Server);
     assert_eq!(
         server.attribute(OUTCOME_REASON),
         Some(&reason.to_owned().into())
@@ -94,7 +82,7 @@ async fn a_payment_over_the_limit_is_declined_with_402_and_its_reason_on_the_ser
         "a decline is an answer, not a fault"
     );
     assert_eq!(
-        named(&spans, "charge card").attribute("app.payment.declined"),
+        span(&spans, "charge card", SpanKind::Client).attribute("app.payment.declined"),
         Some(&true.into())
     );
 }
@@ -114,13 +102,8 @@ async fn bad_bodies_are_400() {
 
 #[test]
 fn help_shows_the_default_listen_address_and_the_otel_variables() {
-    use clap::{CommandFactory, Parser};
-    payment_service::Config::command().debug_assert();
-    let help = payment_service::Config::command()
-        .render_long_help()
-        .to_string();
-    assert!(help.contains("[default: 0.0.0.0:8083]"), "{help}");
-    assert!(help.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{help}");
-    let config = payment_service::Config::try_parse_from(["payment"]).unwrap();
-    assert_eq!(config.common.listen_addr.to_string(), "0.0.0.0:8083");
+    demokit::testing::assert_help_shows_defaults::<payment_service::Config>(
+        "payment",
+        payment_service::DEFAULT_LISTEN,
+    );
 }

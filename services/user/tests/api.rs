@@ -84,13 +84,8 @@ async fn health_is_answered_outside_tracing() {
 
 #[test]
 fn help_shows_the_default_listen_address_and_the_otel_variables() {
-    use clap::{CommandFactory, Parser};
-    user_service::Config::command().debug_assert();
-    let help = user_service::Config::command()
-        .render_long_help()
-        .to_string();
-    assert!(help.contains("[default: 0.0.0.0:8081]"), "{help}");
-    assert!(help.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{help}");
-    let config = user_service::Config::try_parse_from(["user"]).unwrap();
-    assert_eq!(config.common.listen_addr.to_string(), "0.0.0.0:8081");
+    demokit::testing::assert_help_shows_defaults::<user_service::Config>(
+        "user",
+        user_service::DEFAULT_LISTEN,
+    );
 }
