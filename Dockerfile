@@ -32,21 +32,23 @@ RUN sh scripts/docker-stub-sources.sh crates/tracekit crates/demokit crates/e2e 
       services/frontend services/user services/order services/payment \
  && sh scripts/build-static.sh
 # 2. Our crates, the libraries first, then each binary's crate in its own layer: an edit to a
-#    service recompiles that service and the services after it, nothing else (so payment,
-#    last, rebuilds quickest). The copied sources may be older than the stubs they replace:
+#    service recompiles that service and the services after it, nothing else. Services come
+#    in dependency order (their lib crates hold the typed clients their callers use: order
+#    uses payment's, the frontend user's and order's), so the frontend, last, rebuilds
+#    quickest. The copied sources may be older than the stubs they replace:
 #    build-static.sh DIR touches them first.
 COPY crates/ crates/
 RUN sh scripts/build-static.sh crates
 COPY collector/ collector/
 RUN sh scripts/build-static.sh collector
-COPY services/frontend/ services/frontend/
-RUN sh scripts/build-static.sh services/frontend
+COPY services/payment/ services/payment/
+RUN sh scripts/build-static.sh services/payment
 COPY services/user/ services/user/
 RUN sh scripts/build-static.sh services/user
 COPY services/order/ services/order/
 RUN sh scripts/build-static.sh services/order
-COPY services/payment/ services/payment/
-RUN sh scripts/build-static.sh services/payment
+COPY services/frontend/ services/frontend/
+RUN sh scripts/build-static.sh services/frontend
 COPY scripts/image-rootfs.sh scripts/
 RUN sh scripts/image-rootfs.sh "target/$(rustc -vV | sed -n 's/^host: //p')/release" /out
 

@@ -51,9 +51,9 @@ EOF
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use tracekit::export::{BatchConfig, BatchSpanProcessor, ExportError, ExportOutcome};
+use tracekit::export::{BatchConfig, BatchSpanProcessor, ExportError, ExportOutcome, SpanExporter};
 use tracekit::propagation::{Baggage, Propagator};
-use tracekit::{Resource, Sampler, SpanContext, SpanData, SpanExporter, Tracer};
+use tracekit::{Resource, Sampler, SpanContext, SpanData, Tracer};
 
 struct Void;
 

@@ -284,7 +284,7 @@ SEEN_TRACES: dict = {}  # trace_id -> span count, every complete order trace so 
 
 def record_complete(trace_ids):
     for t in trace_ids:
-        SEEN_TRACES[t] = 10
+        SEEN_TRACES[t] = 11
 
 
 @check("image: spanline:latest is FROM scratch, small, user 10001")
@@ -377,7 +377,7 @@ def check_trees():
     tree = get_tree(ids[0])
     text = request("GET", f"{QUERY}/v1/traces/{ids[0]}/tree?format=text").body.decode()
     print(text, flush=True)
-    expect("4 services" in text and "10 spans" in text, "text tree header")
+    expect("4 services" in text and "11 spans" in text, "text tree header")
     # Resource attributes from OTEL_RESOURCE_ATTRIBUTES reached the collector.
     raw = request("GET", f"{QUERY}/v1/traces/{ids[0]}").json()
     ns = {s["resource_attributes"].get("service.namespace") for s in raw["spans"]}
@@ -392,7 +392,7 @@ def check_trees():
         expect(ui.status == 200 and "text/html" in ctype, f"UI page: {ui!r} {ctype}")
     svcs = request("GET", f"{QUERY}/v1/services").json()
     expect(set(ALL_SERVICES) <= set(svcs or []), f"services {svcs}")
-    expect(tree["span_count"] == 10, "span count")
+    expect(tree["span_count"] == 11, "span count")
 
 
 def order_loop(stop: threading.Event, out: list, pause: float = 0.0):

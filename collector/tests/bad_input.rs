@@ -1,7 +1,9 @@
 //! Ingest formats and the bad-input table of reliability.md §7.1–7.3, over SQLite.
 //!
 //! Every case first stores a baseline trace, sends the bad input, checks the stated status,
-//! and then checks that the baseline trace is exactly as it was (nothing else lost).
+//! and then checks that the baseline trace is exactly as it was (nothing else lost). Tests
+//! are named after the behaviour they check; the comment above each names its rows of the
+//! table (H = HTTP transport, O = OTLP payload, Z = Zipkin, C = delivery).
 
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
 #![allow(clippy::unwrap_used)]
@@ -187,8 +189,9 @@ fn span_named<'a>(trace: &'a Value, name: &str) -> &'a Value {
 // §7.1 transport
 // ---------------------------------------------------------------------------------------------
 
+// H1
 #[tokio::test]
-async fn h1_h2_wrong_method_and_unknown_path() {
+async fn a_get_on_an_ingest_path_is_405_allowing_post() {
     let h = h().await;
     for path in ["/v1/traces", "/api/v2/spans"] {
         let a = call(&h.ingest, get(path)).await;
@@ -196,6 +199,13 @@ async fn h1_h2_wrong_method_and_unknown_path() {
         assert_eq!(a.headers[header::ALLOW], "POST");
         assert!(a.text().contains("supported: [POST]"));
     }
+    h.intact().await;
+}
+
+// H2
+#[tokio::test]
+async fn an_unknown_ingest_path_is_404() {
+    let h = h().await;
     let a = call(
         &h.ingest,
         post_to("/v2/traces", "application/json", b"{}".to_vec()),
@@ -205,8 +215,9 @@ async fn h1_h2_wrong_method_and_unknown_path() {
     h.intact().await;
 }
 
+// H3
 #[tokio::test]
-async fn h3_h4_unsupported_content_type_and_encoding() {
+async fn an_unsupported_content_type_is_415_naming_the_supported_ones() {
     let h = h().await;
     let a = call(&h.ingest, post("text/plain", b"hi".to_vec())).await;
     assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -221,6 +232,13 @@ async fn h3_h4_unsupported_content_type_and_encoding() {
     .await;
     assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(a.text().contains("application/json"));
+    h.intact().await;
+}
+
+// H4
+#[tokio::test]
+async fn an_unsupported_content_encoding_is_415_offering_gzip() {
+    let h = h().await;
     let req = Request::post("/v1/traces")
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CONTENT_ENCODING, "br")
@@ -232,19 +250,31 @@ async fn h3_h4_unsupported_content_type_and_encoding() {
     h.intact().await;
 }
 
-#[tokio::test]
-async fn h5_h6_h7_size_limit_gzip_bomb_and_corrupt_gzip() {
-    let h = setup(IngestLimits {
+/// A collector whose body limit is 64 KiB.
+async fn h_64k() -> H {
+    setup(IngestLimits {
         max_body_bytes: 64 * 1024,
         ..IngestLimits::default()
     })
-    .await;
-    // H5: uncompressed, over the limit: 413 with a google.rpc.Status, nothing stored.
+    .await
+}
+
+// H5
+#[tokio::test]
+async fn a_body_over_the_size_limit_is_413_and_stores_nothing() {
+    let h = h_64k().await;
     let big = request("big", vec![pb_span(T1, 1, &"x".repeat(70 * 1024))]).encode_to_vec();
     let a = call(&h.ingest, post("application/x-protobuf", big)).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     h.missing(T1).await;
-    // H6: 16 MiB of zeros gzip to ~16 KiB; the limit applies after decompression.
+    h.intact().await;
+}
+
+// H6
+#[tokio::test]
+async fn a_gzip_bomb_is_413_because_the_limit_applies_after_decompression() {
+    let h = h_64k().await;
+    // 16 MiB of zeros gzip to ~16 KiB.
     let bomb = gzip(&vec![0u8; 16 << 20]);
     assert!(bomb.len() < 64 * 1024);
     for path in ["/v1/traces", "/api/v2/spans"] {
@@ -256,7 +286,13 @@ async fn h5_h6_h7_size_limit_gzip_bomb_and_corrupt_gzip() {
         let a = call(&h.ingest, req).await;
         assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
     }
-    // H7: corrupt gzip.
+    h.intact().await;
+}
+
+// H7
+#[tokio::test]
+async fn a_corrupt_gzip_body_is_400_invalid_gzip_stream() {
+    let h = h_64k().await;
     let mut broken = gzip(br#"{"resourceSpans":[]}"#);
     broken.truncate(broken.len() / 2);
     let req = Request::post("/v1/traces")
@@ -272,7 +308,13 @@ async fn h5_h6_h7_size_limit_gzip_bomb_and_corrupt_gzip() {
             .unwrap()
             .contains("invalid gzip stream")
     );
-    // A valid gzip body under the limit is accepted (all three formats).
+    h.intact().await;
+}
+
+// H6 (the converse)
+#[tokio::test]
+async fn a_valid_gzip_body_under_the_size_limit_is_stored() {
+    let h = h_64k().await;
     let body = json!({"resourceSpans":[{"scopeSpans":[{"spans":[
         {"traceId":T1,"spanId":"0000000000000001","name":"gz"}]}]}]});
     let req = Request::post("/v1/traces")
@@ -289,12 +331,20 @@ async fn h5_h6_h7_size_limit_gzip_bomb_and_corrupt_gzip() {
 // §7.2 OTLP payload
 // ---------------------------------------------------------------------------------------------
 
+// O1
 #[tokio::test]
-async fn o1_o2_undecodable_bodies_are_400() {
+async fn random_bytes_as_protobuf_are_400_answered_in_protobuf() {
     let h = h().await;
     let a = call(&h.ingest, post("application/x-protobuf", vec![0xff; 64])).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert_eq!(a.headers[header::CONTENT_TYPE], "application/x-protobuf");
+    h.intact().await;
+}
+
+// O2
+#[tokio::test]
+async fn malformed_or_mistyped_otlp_json_is_400_invalid_argument() {
+    let h = h().await;
     for body in [
         "{\"resourceSpans\": [",
         r#"{"resourceSpans": "no"}"#,
@@ -313,10 +363,11 @@ async fn o1_o2_undecodable_bodies_are_400() {
     h.intact().await;
 }
 
+// O3, O5 (OTLP/JSON)
 #[tokio::test]
-async fn o3_o5_bad_ids_reject_only_their_span() {
+async fn otlp_json_spans_with_bad_ids_are_rejected_alone_as_a_partial_success() {
     let h = h().await;
-    // OTLP/JSON: base64 trace id (O3), zero span id, short trace id; one good span.
+    // A base64 trace id (O3), a zero span id, a short trace id; one good span.
     let body = json!({"resourceSpans":[{"resource":{"attributes":[
         {"key":"service.name","value":{"stringValue":"j"}}]},
         "scopeSpans":[{"spans":[
@@ -338,7 +389,18 @@ async fn o3_o5_bad_ids_reject_only_their_span() {
         "{msg}"
     );
     assert_eq!(h.trace(T1).await["spans"].as_array().unwrap().len(), 1);
-    // Protobuf: a 15-byte trace id.
+    assert!(
+        h.metrics()
+            .await
+            .contains("spanline_ingest_spans_rejected_total{protocol=\"otlp_json\"} 3")
+    );
+    h.intact().await;
+}
+
+// O5 (protobuf)
+#[tokio::test]
+async fn a_protobuf_span_with_a_15_byte_trace_id_is_rejected_alone() {
+    let h = h().await;
     let mut bad = pb_span(T1, 9, "bad");
     bad.trace_id.pop();
     let req = request("p", vec![bad, pb_span(T1, 8, "good2")]).encode_to_vec();
@@ -351,17 +413,13 @@ async fn o3_o5_bad_ids_reject_only_their_span() {
         p.error_message
             .contains("span 0: trace_id must be 16 bytes, got 15")
     );
-    assert_eq!(h.trace(T1).await["spans"].as_array().unwrap().len(), 2);
-    assert!(
-        h.metrics()
-            .await
-            .contains("spanline_ingest_spans_rejected_total{protocol=\"otlp_json\"} 3")
-    );
+    assert_eq!(h.trace(T1).await["spans"].as_array().unwrap().len(), 1);
     h.intact().await;
 }
 
+// O6
 #[tokio::test]
-async fn o4_o6_o7_unknown_fields_empty_requests_enum_names() {
+async fn empty_requests_are_200_with_an_empty_answer() {
     let h = h().await;
     for empty in [
         json!({}),
@@ -375,6 +433,13 @@ async fn o4_o6_o7_unknown_fields_empty_requests_enum_names() {
     let a = call(&h.ingest, post("application/x-protobuf", Vec::new())).await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.body.is_empty());
+    h.intact().await;
+}
+
+// O4, O7
+#[tokio::test]
+async fn otlp_json_with_unknown_fields_snake_case_keys_and_enum_names_is_read() {
+    let h = h().await;
     let body = json!({"resourceSpans":[{"futureField":1,"resource":{"attributes":[
         {"key":"service.name","value":{"stringValue":"names","newKind":{}}}]},
         "scope_spans":[{"spans":[{"trace_id":T1,"span_id":"00000000000000aa","name":"named",
@@ -423,8 +488,9 @@ fn invalid_utf8_request() -> Vec<u8> {
     out
 }
 
+// O8
 #[tokio::test]
-async fn o8_invalid_utf8_is_replaced_and_flagged() {
+async fn invalid_utf8_in_a_protobuf_string_is_replaced_and_flagged() {
     let h = h().await;
     let a = call(
         &h.ingest,
@@ -451,8 +517,9 @@ async fn o8_invalid_utf8_is_replaced_and_flagged() {
     h.intact().await;
 }
 
+// O9
 #[tokio::test]
-async fn o9_deep_nesting_is_400() {
+async fn attribute_values_nested_deeper_than_100_levels_are_400() {
     let h = h().await;
     let mut value = AnyValue {
         value: Some(s("leaf")),
@@ -495,8 +562,9 @@ async fn o9_deep_nesting_is_400() {
     h.intact().await;
 }
 
+// O10, O11, O12, O14
 #[tokio::test]
-async fn o10_o11_o12_o14_sanitized_with_warnings() {
+async fn an_oversized_malformed_span_is_stored_trimmed_and_repaired_with_warnings() {
     let h = h().await;
     let mut span = pb_span(T1, 7, "");
     span.attributes = (0..10_000).map(|i| kv(&format!("a{i}"), s("v"))).collect();
@@ -562,8 +630,9 @@ async fn o10_o11_o12_o14_sanitized_with_warnings() {
     h.intact().await;
 }
 
+// O13
 #[tokio::test]
-async fn o13_timestamps_zero_and_far_future_are_accepted_and_flagged() {
+async fn zero_and_far_future_timestamps_are_accepted_and_flagged() {
     let h = h().await;
     let mut zero = pb_span(T1, 0x31, "zero");
     zero.start_time_unix_nano = 0;
@@ -601,8 +670,9 @@ async fn o13_timestamps_zero_and_far_future_are_accepted_and_flagged() {
     h.intact().await;
 }
 
+// O16, C5
 #[tokio::test]
-async fn o16_c5_duplicates_are_stored_once_and_counted_by_protocol() {
+async fn duplicate_spans_are_stored_once_and_counted_by_protocol() {
     let h = h().await;
     let req = request(
         "dup",
@@ -637,8 +707,9 @@ async fn o16_c5_duplicates_are_stored_once_and_counted_by_protocol() {
 // §7.3 Zipkin
 // ---------------------------------------------------------------------------------------------
 
+// Z1, Z2, Z4
 #[tokio::test]
-async fn z1_z2_z4_valid_list_padded_ids_and_shared_spans() {
+async fn zipkin_spans_are_stored_with_64_bit_trace_ids_padded_and_shared_server_spans_kept() {
     let h = h().await;
     let ts = (T0 / 1000) + 10;
     let spans = json!([
@@ -688,8 +759,9 @@ async fn z1_z2_z4_valid_list_padded_ids_and_shared_spans() {
     h.intact().await;
 }
 
+// Z3, Z6
 #[tokio::test]
-async fn z3_invalid_ids_skip_the_span_z5_v1_is_400_z6_stored_verbatim() {
+async fn zipkin_spans_with_invalid_ids_are_skipped_and_the_rest_stored_verbatim() {
     let h = h().await;
     let xss = "<script>alert(1)</script></td><img src=x onerror=alert(2)>";
     let spans = json!([
@@ -710,25 +782,47 @@ async fn z3_invalid_ids_skip_the_span_z5_v1_is_400_z6_stored_verbatim() {
             .await
             .contains("spanline_ingest_spans_rejected_total{protocol=\"zipkin\"} 3")
     );
-    // Nothing valid at all: 400.
+    h.intact().await;
+}
+
+// Z3
+#[tokio::test]
+async fn a_zipkin_list_without_a_valid_span_is_400() {
+    let h = h().await;
     let a = call(&h.ingest, zipkin(&json!([{"traceId":"x","id":"y"}]))).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    // Z5: v1.
+    h.intact().await;
+}
+
+// Z5
+#[tokio::test]
+async fn zipkin_v1_is_400_unsupported_format() {
+    let h = h().await;
     let v1 = json!([{"traceId":"463ac35c9f6413ad","id":"00000000000000b1","name":"v1",
         "annotations":[{"timestamp":1,"value":"sr","endpoint":{"serviceName":"s"}}],
         "binaryAnnotations":[{"key":"k","value":"v"}]}]);
     let a = call(&h.ingest, zipkin(&v1)).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(a.text().contains("unsupported format"));
-    // Not a list; empty list and empty body are fine.
+    h.intact().await;
+}
+
+#[tokio::test]
+async fn a_zipkin_body_that_is_not_a_list_is_400() {
+    let h = h().await;
     let a = call(&h.ingest, zipkin(&json!({"traceId":"463ac35c9f6413ad"}))).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    h.intact().await;
+}
+
+#[tokio::test]
+async fn an_empty_zipkin_list_or_body_is_202() {
+    let h = h().await;
     assert_eq!(
         call(&h.ingest, zipkin(&json!([]))).await.status,
         StatusCode::ACCEPTED
     );
     let empty = Request::post("/api/v2/spans").body(Body::empty()).unwrap();
     assert_eq!(call(&h.ingest, empty).await.status, StatusCode::ACCEPTED);
-    assert_eq!(t["spans"].as_array().unwrap().len(), 1);
     h.intact().await;
 }

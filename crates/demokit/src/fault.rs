@@ -5,7 +5,13 @@
 //! `sim.fail.<service>=1`; every service reads its own entries from the request's baggage.
 //! A bare `delay=MS` targets the payment service.
 
-use tracekit::Baggage;
+use tracekit::propagation::Baggage;
+use tracekit::{Context, current_span};
+
+use crate::error::AppError;
+
+/// The attribute recording an injected delay, ms, on the span that waited.
+pub const DELAY_ATTRIBUTE: &str = "app.fault.delay_ms";
 
 /// The services that accept fault injection.
 pub const SERVICES: [&str; 4] = ["frontend", "user", "order", "payment"];
@@ -119,6 +125,27 @@ impl Faults {
             .is_some_and(|v| matches!(v.trim(), "1" | "true"));
         Faults { delay_ms, fail }
     }
+}
+
+/// Applies this service's injected faults to the current request: waits the injected delay
+/// (recorded as `app.fault.delay_ms` on the current span), then fails if asked to.
+///
+/// # Errors
+/// [`AppError::injected_fault`] (503, `injected fault (sim.fail.<service>)`) when the
+/// baggage carries `sim.fail.<service>=1`.
+pub async fn apply_faults(service: &str) -> Result<(), AppError> {
+    let faults = Context::with_current(|cx| Faults::for_service(cx.baggage(), service));
+    if faults.delay_ms > 0 {
+        if let Some(span) = current_span() {
+            // At most MAX_DELAY_MS: the cast cannot overflow.
+            span.set_attribute(DELAY_ATTRIBUTE, faults.delay_ms as i64);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(faults.delay_ms)).await;
+    }
+    if faults.fail {
+        return Err(AppError::injected_fault(service));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,61 +2,45 @@
 //! per-request fault injection carried in baggage, simulated database work as child spans,
 //! the one error-to-response mapping, and serving with graceful shutdown.
 //!
-//! Everything except [`lifecycle`] (stop signals and the health probe, which the collector
-//! shares) needs the default `service` feature.
+//! Every item has one path: the modules are private and re-exported here, except
+//! [`testing`] (the helpers of the services' tests) and [`lifecycle`] (stop signals and the
+//! health probe, which the collector shares). Everything but [`lifecycle`] needs the default
+//! `service` feature.
 
 #[cfg(feature = "service")]
-pub mod error;
+mod downstream;
 #[cfg(feature = "service")]
-pub mod fault;
+mod error;
+#[cfg(feature = "service")]
+mod fault;
 pub mod lifecycle;
 #[cfg(feature = "service")]
-pub mod run;
+mod run;
 #[cfg(feature = "service")]
-pub mod serve;
+mod serve;
 #[cfg(feature = "service")]
-pub mod simulate;
+mod simulate;
 #[cfg(feature = "service")]
-pub mod telemetry;
+mod telemetry;
+#[cfg(feature = "service")]
+pub mod testing;
 
 #[cfg(feature = "service")]
-pub use error::{AppError, current_trace_id};
+pub use downstream::{CallError, ServiceClient};
 #[cfg(feature = "service")]
-pub use fault::{FaultPlan, Faults};
+pub use error::{
+    AppError, ErrorBody, INJECTED_FAULT, OUTCOME_REASON, Origin, current_trace_id, trace_url,
+};
+#[cfg(feature = "service")]
+pub use fault::{
+    DELAY_ATTRIBUTE, FaultError, FaultPlan, Faults, MAX_DELAY_MS, SERVICES, apply_faults,
+};
 pub use lifecycle::shutdown_signal;
 #[cfg(feature = "service")]
-pub use run::{CommonArgs, run};
+pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run};
 #[cfg(feature = "service")]
-pub use serve::{app, healthcheck, serve, serve_on};
+pub use serve::{FLUSH_TIMEOUT, app, healthcheck, serve, serve_on};
 #[cfg(feature = "service")]
-pub use simulate::{DbQuery, db_query};
+pub use simulate::{DbQuery, db_query, jittered};
 #[cfg(feature = "service")]
 pub use telemetry::Telemetry;
-
-/// Applies this service's injected faults to the current request: waits the injected delay,
-/// then fails with 503 if asked to.
-///
-/// # Errors
-/// [`AppError::unavailable`] when the baggage carries `sim.fail.<service>=1`.
-#[cfg(feature = "service")]
-pub async fn apply_faults(service: &str) -> Result<(), AppError> {
-    let faults = tracekit::Context::with_current(|cx| Faults::for_service(cx.baggage(), service));
-    if faults.delay_ms > 0 {
-        if let Some(span) = tracekit::current_span() {
-            span.add_event(
-                "sim.delay",
-                vec![tracekit::KeyValue::new(
-                    "sim.delay_ms",
-                    faults.delay_ms as i64,
-                )],
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(faults.delay_ms)).await;
-    }
-    if faults.fail {
-        return Err(AppError::unavailable(format!(
-            "{service} failed: fault injected by sim.fail.{service}"
-        )));
-    }
-    Ok(())
-}

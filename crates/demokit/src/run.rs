@@ -10,12 +10,30 @@ use crate::telemetry::Telemetry;
 /// Exit code for unusable configuration (sysexits `EX_USAGE`).
 pub const EXIT_CONFIG: u8 = 64;
 
-/// Flags every demo service accepts.
+/// The `after_help` of every demo service: the OpenTelemetry variables it honours.
+pub const TELEMETRY_HELP: &str = "\
+Telemetry (OpenTelemetry SDK variables):
+  OTEL_SERVICE_NAME                   service.name (default: the service's name)
+  OTEL_RESOURCE_ATTRIBUTES            extra resource attributes, k=v,k2=v2
+  OTEL_EXPORTER_OTLP_ENDPOINT         collector base URL; spans go to <endpoint>/v1/traces
+                                      (default http://localhost:4318)
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  full traces URL, used as is
+  OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
+                                      sampler (default parentbased_always_on)
+  OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+  OTEL_BSP_EXPORT_TIMEOUT             batch span processor (ms, spans)
+  OTEL_PROPAGATORS                    default tracecontext,baggage
+  OTEL_TRACES_EXPORTER=none, OTEL_SDK_DISABLED=true
+                                      record nothing";
+
+/// Flags every demo service accepts. Each service sets the default of `--listen-addr`
+/// with `#[command(mut_arg("listen_addr", |a| a.default_value(DEFAULT_LISTEN).required(false)))]`, so its
+/// `--help` shows the real default.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Address to listen on, e.g. 0.0.0.0:8081.
+    /// Address to listen on (host:port).
     #[arg(long, env = "LISTEN_ADDR")]
-    pub listen_addr: Option<SocketAddr>,
+    pub listen_addr: SocketAddr,
     /// Probe the running service's GET /healthz on loopback and exit 0 when healthy
     /// (for container health checks; images carry no curl).
     #[arg(long)]
@@ -24,16 +42,15 @@ pub struct CommonArgs {
 
 /// Runs a service: probes health and exits if `--healthcheck`, else sets up telemetry from
 /// `OTEL_*` (service name default `service_name`), builds the routes with `build`, and
-/// serves on `common.listen_addr` (default `default_listen`) until SIGTERM or Ctrl-C.
+/// serves on `common.listen_addr` until SIGTERM or Ctrl-C.
 ///
 /// Returns 0 after a clean stop, 64 for unusable configuration, 1 when serving failed.
 pub async fn run(
     service_name: &'static str,
-    default_listen: SocketAddr,
     common: &CommonArgs,
     build: impl FnOnce(Telemetry) -> Router,
 ) -> ExitCode {
-    let listen_addr = common.listen_addr.unwrap_or(default_listen);
+    let listen_addr = common.listen_addr;
     if common.healthcheck {
         return crate::serve::healthcheck(listen_addr, "/healthz").await;
     }

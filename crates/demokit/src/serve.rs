@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tracekit::TraceLayer;
+use tracekit::http::TraceLayer;
 
 use crate::lifecycle::{probe_health, shutdown_signal};
 use crate::telemetry::Telemetry;

@@ -1,6 +1,9 @@
 //! Telemetry setup for a demo service, from the standard `OTEL_*` environment variables.
 
-use tracekit::{Propagator, Tracer, TracerConfig};
+use tracekit::export::InMemoryExporter;
+use tracekit::http::TracedClient;
+use tracekit::propagation::Propagator;
+use tracekit::{Resource, Tracer, TracerConfig};
 
 /// The tracer and propagator a service uses for everything. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -39,6 +42,20 @@ impl Telemetry {
         }
     }
 
+    /// Telemetry that records every span in memory, for tests that assert spans: the
+    /// tracer samples everything and hands finished spans straight to the returned exporter.
+    pub fn in_memory(service_name: &'static str) -> (Telemetry, InMemoryExporter) {
+        let exporter = InMemoryExporter::default();
+        let tracer = Tracer::builder(Resource::new(service_name, None, []))
+            .with_processor(exporter.clone())
+            .build();
+        let telemetry = Telemetry {
+            tracer,
+            propagator: Propagator::default(),
+        };
+        (telemetry, exporter)
+    }
+
     /// The `service.name` of this process.
     pub fn service_name(&self) -> &str {
         self.tracer.resource().service_name()
@@ -48,7 +65,7 @@ impl Telemetry {
 impl Telemetry {
     /// The traced HTTP client services use to call each other: 1 s connect timeout, 35 s
     /// total (longer than the largest injected delay), no proxy from the environment.
-    pub fn http_client(&self) -> tracekit::TracedClient {
+    pub fn http_client(&self) -> TracedClient {
         let client = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(std::time::Duration::from_secs(1))
@@ -56,6 +73,6 @@ impl Telemetry {
             .build()
             // Building only fails when a TLS backend cannot start; this client has none.
             .unwrap_or_default();
-        tracekit::TracedClient::new(client, self.tracer.clone(), self.propagator)
+        TracedClient::new(client, self.tracer.clone(), self.propagator)
     }
 }

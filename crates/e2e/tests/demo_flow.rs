@@ -116,7 +116,7 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
 
     let tree = stack
         .wait_for_tree(&trace_id, TREE_TIMEOUT, |t| {
-            services(t).len() == 4 && t["span_count"].as_u64() >= Some(10) && t["complete"] == true
+            services(t).len() == 4 && t["span_count"].as_u64() >= Some(11) && t["complete"] == true
         })
         .await;
     assert_eq!(services(&tree), ["frontend", "order", "payment", "user"]);
@@ -132,7 +132,13 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
     );
     find(&tree, "user", "SELECT users", "client");
     find(&tree, "order", "INSERT orders", "client");
-    find(&tree, "payment", "charge card", "client");
+    let charge = find(&tree, "payment", "charge card", "client");
+    let fraud = find(&tree, "payment", "fraud check", "internal");
+    // The fraud check runs beside the card charge: a sibling, off the critical path.
+    assert_eq!(fraud["parent_span_id"], charge["parent_span_id"]);
+    assert_eq!(charge["critical"], true, "{charge:#}");
+    assert_eq!(fraud["critical"], false, "{fraud:#}");
+    assert_eq!(tree["span_count"], 11);
     let span_count = tree["span_count"].as_u64().unwrap();
 
     // The frontend proxies reads to the owning services.
@@ -207,6 +213,10 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
     let payment = find(&tree, "payment", "POST /payments", "server");
     assert_eq!(payment["status"], "error", "{payment:#}");
     assert_eq!(payment["attributes"]["http.response.status_code"], 503);
+    assert_eq!(
+        payment["status_message"],
+        "injected fault (sim.fail.payment)"
+    );
     let events = payment["events"].as_array().unwrap();
     assert!(
         events.iter().any(|e| e["name"] == "exception"),
@@ -241,6 +251,7 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
         payment["duration_ns"].as_u64().unwrap() >= 600_000_000,
         "{payment:#}"
     );
+    assert_eq!(payment["attributes"]["app.fault.delay_ms"], 600);
     assert!(tree["roots"][0]["duration_ns"].as_u64().unwrap() >= 600_000_000);
 
     // 4. An unknown user is a 404 answer, not a fault.
@@ -260,6 +271,10 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
         })
         .await;
     assert_eq!(services(&tree), ["frontend", "user"]);
+    assert_eq!(
+        find(&tree, "user", "GET /users/{id}", "server")["attributes"]["app.outcome.reason"],
+        "unknown user \"999\""
+    );
     assert_ne!(tree["roots"][0]["status"], "error");
     assert_eq!(
         tree["roots"][0]["attributes"]["http.response.status_code"],

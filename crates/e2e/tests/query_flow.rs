@@ -111,7 +111,7 @@ async fn dependencies_search_stats_and_jaeger_after_demo_orders() {
     );
     let trace = get(&stack, &format!("/api/traces/{ok_trace}")).await;
     assert_eq!(trace["data"][0]["traceID"], ok_trace.as_str());
-    assert!(trace["data"][0]["spans"].as_array().unwrap().len() >= 10);
+    assert!(trace["data"][0]["spans"].as_array().unwrap().len() >= 11);
     let deps = get(&stack, "/api/dependencies?lookback=3600000").await;
     assert_eq!(deps["data"].as_array().unwrap().len(), 3, "{deps:#}");
     let metrics = stack

@@ -34,11 +34,13 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context as OtelContext, KeyValue};
 use tower::{Layer as _, Service};
-use tracekit::export::{BatchConfig, BatchSpanProcessor, ExportError, ExportOutcome};
-use tracekit::{
-    Propagator, Resource, Route, Sampler, SpanData, SpanExporter, SpanProcessor, TraceLayer,
-    TracedClient, Tracer,
+use tracekit::export::{
+    BatchConfig, BatchSpanProcessor, ExportError, ExportOutcome, FlushError, SpanExporter,
+    SpanProcessor,
 };
+use tracekit::http::{Route, TraceLayer, TracedClient};
+use tracekit::propagation::Propagator;
+use tracekit::{Resource, Sampler, SpanData, Tracer};
 
 const CHUNK: u64 = 256;
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -69,10 +71,10 @@ impl SpanProcessor for SharedProcessor {
     fn on_end(&self, span: Box<SpanData>) {
         self.0.on_end(span);
     }
-    fn force_flush(&self, timeout: Duration) -> Result<(), ExportError> {
+    fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
         self.0.force_flush(timeout)
     }
-    fn shutdown(&self, timeout: Duration) -> Result<(), ExportError> {
+    fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
         self.0.shutdown(timeout)
     }
 }

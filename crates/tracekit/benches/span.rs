@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-use tracekit::export::{BatchConfig, BatchSpanProcessor, ExportError, ExportOutcome};
-use tracekit::{Resource, Sampler, SpanData, SpanExporter, SpanProcessor, Tracer};
+use tracekit::export::{
+    BatchConfig, BatchSpanProcessor, ExportError, ExportOutcome, FlushError, SpanExporter,
+    SpanProcessor,
+};
+use tracekit::{Resource, Sampler, SpanData, Tracer};
 
 /// Spans per timed chunk; below every queue size in play (2048), so nothing is dropped.
 const CHUNK: u64 = 1024;
@@ -69,10 +72,10 @@ impl SpanProcessor for SharedProcessor {
     fn on_end(&self, span: Box<SpanData>) {
         self.0.on_end(span);
     }
-    fn force_flush(&self, timeout: Duration) -> Result<(), ExportError> {
+    fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
         self.0.force_flush(timeout)
     }
-    fn shutdown(&self, timeout: Duration) -> Result<(), ExportError> {
+    fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
         self.0.shutdown(timeout)
     }
 }

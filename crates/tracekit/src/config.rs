@@ -2,21 +2,20 @@
 //! environment variable specification), read through a lookup function so tests never
 //! touch the process environment.
 
-use crate::export::{BatchConfig, BatchSpanProcessor, OtlpHttpExporter};
+use crate::export::{BatchConfig, OtlpConfigError, OtlpHttpExporter};
 use crate::propagation::Propagator;
 use crate::resource::Resource;
 use crate::sampler::Sampler;
-use crate::tracer::Tracer;
 
-/// A configuration that cannot be used.
+/// Why [`Tracer::from_config`](crate::Tracer::from_config) could not build a tracer.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The OTLP exporter could not be built (e.g. a malformed endpoint URL).
     #[error("OTLP exporter: {0}")]
-    Exporter(String),
+    Exporter(#[from] OtlpConfigError),
 }
 
-/// Everything a [`Tracer`] needs, as read from `OTEL_*` variables.
+/// Everything a [`Tracer`](crate::Tracer) needs, as read from `OTEL_*` variables.
 #[derive(Debug, Clone)]
 pub struct TracerConfig {
     /// The resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`).
@@ -121,28 +120,6 @@ impl TracerConfig {
             exporter_disabled,
             warnings,
         }
-    }
-}
-
-impl Tracer {
-    /// A tracer exporting to OTLP/HTTP through a batch processor, as `config` says.
-    ///
-    /// # Errors
-    /// [`ConfigError::Exporter`] when the exporter cannot be built.
-    pub fn from_config(config: &TracerConfig) -> Result<Tracer, ConfigError> {
-        let builder = Tracer::builder(config.resource.clone()).with_sampler(config.sampler.clone());
-        if config.exporter_disabled {
-            return Ok(builder.build());
-        }
-        let exporter = OtlpHttpExporter::new(
-            config.traces_endpoint.clone(),
-            config.resource.clone(),
-            config.batch.export_timeout(),
-        )
-        .map_err(|e| ConfigError::Exporter(e.to_string()))?;
-        Ok(builder
-            .with_processor(BatchSpanProcessor::new(exporter, config.batch.clone()))
-            .build())
     }
 }
 

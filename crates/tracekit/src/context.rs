@@ -1,27 +1,34 @@
-//! The current context: the active span and the baggage of the task that is running.
+//! The current context: the current span and the baggage of the task that is running.
 //!
 //! Stored in a tokio task-local, so handler code and the traced client find their parent
-//! without passing ids by hand. The server middleware sets it for the handler; code that
-//! wants a child span to be the parent of further work wraps that work in [`Context::scope`]
-//! (or [`Span::scope`](crate::Span::scope)).
+//! without passing ids by hand. There is one notion of the current span: the live span of
+//! this process whose scope the code runs in ([`current_span`]); new spans are its
+//! children. The server middleware makes the SERVER span current for the handler; code that
+//! wants a child span to be the parent of further work runs that work in the child's scope
+//! ([`Span::scope`](crate::Span::scope), [`SharedSpan::scope`]). A context built from an
+//! extracted remote parent ([`Context::new`]) has a parent for new spans but no current
+//! span: that span lives in another process.
 
 use std::future::Future;
 
 use tokio::task::futures::TaskLocalFuture;
 
 use crate::propagation::Baggage;
+use crate::span::SharedSpan;
 use crate::span_context::SpanContext;
-use crate::tracer::SharedSpan;
 
 tokio::task_local! {
     static CURRENT: Context;
 }
 
-/// The active span context and baggage. Cheap to clone (two `Arc`s inside).
+/// The current span and baggage. Cheap to clone (`Arc`s inside).
 #[derive(Clone, Debug, Default)]
 pub struct Context {
+    /// The parent of spans started now: the current span's context, or a remote parent.
+    /// Kept beside `active` so starting a span reads it without taking the span's lock.
     span: Option<SpanContext>,
     baggage: Baggage,
+    /// The current span, when it lives in this process.
     active: Option<SharedSpan>,
 }
 
@@ -51,29 +58,33 @@ impl Context {
         CURRENT.try_with(|cx| cx.span.clone()).unwrap_or(None)
     }
 
-    /// A context with the given span and baggage.
-    pub fn new(span: Option<SpanContext>, baggage: Baggage) -> Context {
+    /// A context whose new spans are children of `remote_parent` (a span of another
+    /// process, e.g. extracted from `traceparent`; `None` starts a new trace), with `baggage`.
+    /// It has no current span.
+    pub fn new(remote_parent: Option<SpanContext>, baggage: Baggage) -> Context {
         Context {
-            span,
+            span: remote_parent,
             baggage,
             active: None,
         }
     }
 
-    /// This context with `span` as the active span, shared so code inside can annotate it.
+    /// This context with `span` as the current span: new spans are its children and
+    /// [`current_span`] returns it. Keeps the baggage.
     #[must_use]
-    pub fn with_active_span(mut self, span: SharedSpan) -> Context {
+    pub fn with_span(mut self, span: SharedSpan) -> Context {
         self.span = span.with(|s| s.context().clone());
         self.active = Some(span);
         self
     }
 
-    /// The shared active span set by [`with_active_span`](Context::with_active_span).
+    /// The current span, if it lives in this process.
     pub fn active_span(&self) -> Option<&SharedSpan> {
         self.active.as_ref()
     }
 
-    /// The active span, if any: the parent of spans started in this context.
+    /// The parent of spans started in this context: the current span's context, or the
+    /// remote parent of [`Context::new`].
     pub fn span_context(&self) -> Option<&SpanContext> {
         self.span.as_ref()
     }
@@ -81,14 +92,6 @@ impl Context {
     /// The baggage, propagated on outgoing requests.
     pub fn baggage(&self) -> &Baggage {
         &self.baggage
-    }
-
-    /// This context with `span` as the active span.
-    #[must_use]
-    pub fn with_span_context(mut self, span: SpanContext) -> Context {
-        self.span = Some(span);
-        self.active = None;
-        self
     }
 
     /// This context with `baggage` replacing the baggage.
@@ -107,6 +110,13 @@ impl Context {
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
         CURRENT.sync_scope(self, f)
     }
+}
+
+/// The current span (see the module docs), if any, so code can add attributes
+/// (`app.order.id`) or record an error on it: in a handler, the SERVER span the middleware
+/// started; inside [`Span::scope`](crate::Span::scope), that span.
+pub fn current_span() -> Option<SharedSpan> {
+    Context::with_current(|cx| cx.active_span().cloned())
 }
 
 #[cold]
@@ -129,7 +139,7 @@ mod tests {
             trace_state: Default::default(),
             is_remote: false,
         };
-        let cx = Context::default().with_span_context(sc.clone());
+        let cx = Context::new(Some(sc.clone()), Baggage::default());
         let seen = cx
             .scope(async {
                 tokio::task::yield_now().await;

@@ -32,31 +32,39 @@
 //! | `OTEL_BSP_EXPORT_TIMEOUT` | one export attempt, ms | 30000 |
 //! | `OTEL_PROPAGATORS` | `tracecontext`, `baggage`, `none` | `tracecontext,baggage` |
 
+//! # Where things are
+//!
+//! The tracing API is flat at the crate root: [`Tracer`], [`Span`], [`SpanBuilder`],
+//! [`SharedSpan`], [`SpanData`] and its parts, [`SpanContext`] and the ids, [`Context`] and
+//! [`current_span`], [`Resource`], [`Sampler`], [`TracerConfig`]. Three public modules hold
+//! the specialist surfaces, each a concept of the field that a reader looks for by name:
+//! [`propagation`] (W3C Trace Context and Baggage: [`propagation::Propagator`],
+//! [`propagation::Baggage`], [`propagation::TraceState`], header names, parsers),
+//! [`export`] (span processors and exporters, the batch processor, OTLP, in-memory) and
+//! [`http`] (the server middleware and the traced client). Every item has exactly one path.
+
 mod clock;
-pub mod config;
-pub mod context;
+mod config;
+mod context;
 pub mod export;
 pub mod http;
-pub mod id;
+mod id;
 mod pool;
 pub mod propagation;
-pub mod resource;
-pub mod sampler;
-pub mod span;
-pub mod span_context;
-pub mod tracer;
+mod resource;
+mod sampler;
+mod span;
+mod span_context;
+mod tracer;
 
 pub use config::{ConfigError, TracerConfig};
-pub use context::Context;
-pub use export::{
-    BatchConfig, BatchSpanProcessor, BatchStats, ExportError, ExportOutcome, InMemoryExporter,
-    OtlpHttpExporter, SpanExporter, SpanProcessor,
-};
-pub use http::{Route, TraceLayer, TracedClient};
+pub use context::{Context, current_span};
 pub use id::{IdError, SpanId, TraceFlags, TraceId};
-pub use propagation::{Baggage, Propagator, TraceState};
 pub use resource::Resource;
 pub use sampler::Sampler;
-pub use span::{Event, Key, KeyValue, Link, SpanData, SpanKind, Status, Value, now_unix_nano};
+pub use span::{
+    Event, Key, KeyValue, Link, SharedSpan, Span, SpanBuilder, SpanData, SpanKind, Status, Value,
+    now_unix_nano,
+};
 pub use span_context::SpanContext;
-pub use tracer::{SharedSpan, Span, SpanBuilder, Tracer, TracerBuilder, current_span};
+pub use tracer::{Tracer, TracerBuilder};

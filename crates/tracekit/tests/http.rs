@@ -9,10 +9,9 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use tracekit::export::InMemoryExporter;
-use tracekit::{
-    Context, Propagator, Resource, Sampler, SpanData, SpanKind, Status, TraceLayer, TracedClient,
-    Tracer, Value,
-};
+use tracekit::http::{Route, TRACERESPONSE_ATTRIBUTE, TraceLayer, TracedClient};
+use tracekit::propagation::{Baggage, Propagator};
+use tracekit::{Context, Resource, Sampler, SharedSpan, SpanData, SpanKind, Status, Tracer, Value};
 
 fn tracer(service: &'static str, exporter: &InMemoryExporter, sampler: Sampler) -> Tracer {
     Tracer::builder(Resource::new(service, None, []))
@@ -75,6 +74,14 @@ async fn server_span_continues_the_caller_and_answers_traceresponse() {
         )
         .route("/boom", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
         .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
+        .route(
+            "/refused",
+            get(|| async {
+                let span = tracekit::current_span().unwrap();
+                span.record_exception("Refused", "no capacity");
+                StatusCode::SERVICE_UNAVAILABLE
+            }),
+        )
         .layer(TraceLayer::new(t, Propagator::default()));
     let addr = spawn(app).await;
     let c = reqwest::Client::new();
@@ -153,8 +160,19 @@ async fn server_span_continues_the_caller_and_answers_traceresponse() {
             .status(),
         404
     );
-    let spans = exporter.wait_for(2, std::time::Duration::from_secs(5));
+    c.get(format!("http://{addr}/refused"))
+        .send()
+        .await
+        .unwrap();
+    let spans = exporter.wait_for(3, std::time::Duration::from_secs(5));
     let boom = spans.iter().find(|s| s.name == "GET /boom").unwrap();
+    let refused = spans.iter().find(|s| s.name == "GET /refused").unwrap();
+    assert_eq!(boom.status, Status::error("HTTP 503"));
+    assert_eq!(
+        refused.status,
+        Status::error("no capacity"),
+        "the handler's own error message is kept"
+    );
     let missing = spans.iter().find(|s| s.name == "GET /missing").unwrap();
     assert!(boom.status.is_error());
     assert_eq!(attr(boom, "error.type"), &Value::from("503".to_owned()));
@@ -213,10 +231,10 @@ async fn traced_client_propagates_context_and_baggage_to_the_next_service() {
     let ta = tracer("a", &exporter, Sampler::default());
     let client = TracedClient::new(reqwest::Client::new(), ta.clone(), Propagator::default());
 
-    let root = ta.span("work").start();
+    let root = SharedSpan::new(ta.span("work").start());
     let cx = Context::current()
-        .with_span_context(root.context().clone())
-        .with_baggage(tracekit::Baggage::default().insert("k", "v 1").unwrap());
+        .with_span(root.clone())
+        .with_baggage(Baggage::default().insert("k", "v 1").unwrap());
     let body = cx
         .scope(async {
             client
@@ -259,6 +277,134 @@ async fn traced_client_propagates_context_and_baggage_to_the_next_service() {
     );
 }
 
+/// Answers with two `traceresponse` lines (an untraced proxy in front of two servers, say).
+async fn two_traceresponses() -> (
+    axum::response::AppendHeaders<[(&'static str, &'static str); 2]>,
+    &'static str,
+) {
+    (
+        axum::response::AppendHeaders([
+            (
+                "traceresponse",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            (
+                "traceresponse",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01",
+            ),
+        ]),
+        "ok",
+    )
+}
+
+#[tokio::test]
+async fn client_records_the_traceresponse_it_receives_as_a_string_array() {
+    let exporter = InMemoryExporter::default();
+    let traced = spawn(
+        Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .layer(TraceLayer::new(
+                tracer("b", &exporter, Sampler::default()),
+                Propagator::default(),
+            )),
+    )
+    .await;
+    let untraced = spawn(Router::new().route("/two", get(two_traceresponses))).await;
+    let client = TracedClient::new(
+        reqwest::Client::new(),
+        tracer("a", &exporter, Sampler::AlwaysOn),
+        Propagator::default(),
+    );
+
+    let res = client
+        .get(format!("http://{traced}/ok"))
+        .send()
+        .await
+        .unwrap();
+    let header = res.headers()["traceresponse"].to_str().unwrap().to_owned();
+    let spans = exporter.wait_for(2, std::time::Duration::from_secs(5));
+    let client_span = spans.iter().find(|s| s.kind == SpanKind::Client).unwrap();
+    let server_span = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
+    assert_eq!(
+        attr(client_span, TRACERESPONSE_ATTRIBUTE),
+        &Value::StrArray(vec![header.clone().into()])
+    );
+    assert!(header.contains(&server_span.span_id.to_string()));
+
+    exporter.reset();
+    client
+        .get(format!("http://{untraced}/two"))
+        .send()
+        .await
+        .unwrap();
+    let spans = exporter.wait_for(1, std::time::Duration::from_secs(5));
+    assert_eq!(
+        attr(&spans[0], TRACERESPONSE_ATTRIBUTE),
+        &Value::StrArray(vec![
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01".into(),
+        ])
+    );
+
+    // No traceresponse header: no attribute.
+    exporter.reset();
+    let plain = spawn(Router::new().route("/", get(|| async { "ok" }))).await;
+    client.get(format!("http://{plain}/")).send().await.unwrap();
+    let spans = exporter.wait_for(1, std::time::Duration::from_secs(5));
+    assert!(spans[0].attribute(TRACERESPONSE_ATTRIBUTE).is_none());
+}
+
+#[tokio::test]
+async fn client_spans_are_errors_for_4xx_and_5xx_answers() {
+    let exporter = InMemoryExporter::default();
+    let downstream = spawn(
+        Router::new()
+            .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
+            .route("/declined", get(|| async { StatusCode::PAYMENT_REQUIRED }))
+            .route("/boom", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+            .route("/found", get(|| async { StatusCode::FOUND }))
+            .route("/ok", get(|| async { "ok" })),
+    )
+    .await;
+    let client = TracedClient::new(
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        tracer("a", &exporter, Sampler::AlwaysOn),
+        Propagator::default(),
+    );
+    for path in ["missing", "declined", "boom", "found", "ok"] {
+        client
+            .get(format!("http://{downstream}/{path}"))
+            .route(format!("/{path}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let spans = exporter.wait_for(5, std::time::Duration::from_secs(5));
+    let span = |path: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == format!("GET /{path}"))
+            .unwrap()
+    };
+    for (path, code) in [("missing", "404"), ("declined", "402"), ("boom", "503")] {
+        let s = span(path);
+        assert_eq!(s.status, Status::error(format!("HTTP {code}")), "{path}");
+        assert_eq!(
+            attr(s, "error.type"),
+            &Value::from(code.to_owned()),
+            "{path}"
+        );
+    }
+    for path in ["found", "ok"] {
+        let s = span(path);
+        assert_eq!(s.status, Status::Unset, "{path}");
+        assert!(s.attribute("error.type").is_none(), "{path}");
+    }
+}
+
 #[tokio::test]
 async fn client_records_transport_errors() {
     let exporter = InMemoryExporter::default();
@@ -299,6 +445,7 @@ async fn unsampled_requests_record_nothing_but_still_propagate() {
     let client = TracedClient::new(reqwest::Client::new(), ta.clone(), Propagator::default());
     let root = ta.span("work").start();
     assert!(!root.is_recording());
+    let trace_id = root.context().trace_id;
     let body = root
         .scope(async {
             client
@@ -312,12 +459,8 @@ async fn unsampled_requests_record_nothing_but_still_propagate() {
         })
         .await;
     let tp = body.split('|').nth(1).unwrap().to_owned();
-    assert!(
-        tp.starts_with(&format!("00-{}-", root.context().trace_id)),
-        "{tp}"
-    );
+    assert!(tp.starts_with(&format!("00-{trace_id}-")), "{tp}");
     assert!(tp.ends_with("-02"), "not sampled, random flag kept: {tp}");
-    root.end();
     // Downstream is parent-based: it follows the unsampled decision and records nothing.
     assert!(exporter.finished_spans().is_empty());
 }
@@ -337,7 +480,7 @@ async fn the_layer_works_with_plain_hyper_and_a_route_extension() {
         let svc = ServiceBuilder::new()
             // Without axum's router, the application names the route itself.
             .map_request(|mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(tracekit::Route("/items/{id}"));
+                req.extensions_mut().insert(Route("/items/{id}"));
                 req
             })
             .layer(TraceLayer::new(t, Propagator::default()))

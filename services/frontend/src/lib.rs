@@ -10,27 +10,30 @@
 //! repeated) become W3C baggage entries `sim.delay.<service>` / `sim.fail.<service>` that
 //! every service acts on (DESIGN §3).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use demokit::{AppError, FaultPlan, Telemetry, apply_faults, current_trace_id};
+use demokit::{AppError, FaultPlan, Telemetry, apply_faults, current_trace_id, trace_url};
+use order_service::{Order, OrderClient, OrderRequest};
 use serde::{Deserialize, Serialize};
-use tracekit::{Context, TracedClient};
+use tracekit::Context;
+use user_service::UserClient;
 
 /// The default listen address (DESIGN §2).
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
 /// Flags and environment of `frontend`.
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "frontend", version, about = "Spanline demo frontend")]
+#[command(
+    name = "frontend", version, about = "Spanline demo frontend",
+    after_help = demokit::TELEMETRY_HELP,
+    mut_arg("listen_addr", |a| a.default_value(DEFAULT_LISTEN).required(false))
+)]
 pub struct Config {
     /// Common flags (LISTEN_ADDR, --healthcheck).
     #[command(flatten)]
@@ -81,116 +84,59 @@ impl Config {
     }
 }
 
-/// The body of `POST /orders`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct OrderRequest {
-    /// Who orders: `1`..`5` are known users. A JSON string (a number is accepted too).
-    #[serde(deserialize_with = "string_or_number")]
-    pub user_id: String,
-    /// A product of the catalogue, e.g. `Laptop`.
-    pub product: String,
-    /// How many, 1..=100.
-    pub quantity: u32,
-}
-
-fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        S(String),
-        N(u64),
-    }
-    Ok(match Id::deserialize(d)? {
-        Id::S(s) => s,
-        Id::N(n) => n.to_string(),
-    })
-}
-
-/// The answer to a placed order (201).
+/// The answer to a placed order (201): the order service's [`Order`] and where to read its
+/// trace.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct OrderAnswer {
-    /// The order id.
-    pub order_id: String,
-    /// `confirmed`.
-    pub status: String,
-    /// Who ordered.
-    pub user_id: String,
-    /// What.
-    pub product: String,
-    /// How many.
-    pub quantity: u32,
-    /// Total price.
-    pub amount: f64,
-    /// The payment id.
-    pub payment_id: String,
+    /// The placed order (`order_id`, `status`, `user_id`, `product`, `quantity`, `amount`,
+    /// `payment_id`).
+    #[serde(flatten)]
+    pub order: Order,
     /// The trace of this request: 32 lowercase hex characters.
     pub trace_id: String,
     /// Where to read the trace: `<COLLECTOR_UI_URL>/trace/<trace_id>`.
     pub trace_url: String,
 }
 
-#[derive(Deserialize)]
-struct PlacedOrder {
-    order_id: String,
-    status: String,
-    user_id: String,
-    product: String,
-    quantity: u32,
-    amount: f64,
-    payment_id: String,
-}
-
-#[derive(Deserialize)]
-struct ErrorAnswer {
-    error: String,
-}
-
 struct AppState {
-    client: TracedClient,
+    users: UserClient,
+    orders: OrderClient,
     settings: Settings,
 }
 
 /// The routes of the frontend (without `/healthz` and the tracing layer).
 pub fn app(telemetry: Telemetry, settings: Settings) -> Router {
-    let client = telemetry.http_client();
-    let ui: Arc<str> = Arc::from(settings.collector_ui_url.as_str());
+    let http = telemetry.http_client();
+    let state = AppState {
+        users: UserClient::new(http.clone(), &settings.user_service_url),
+        orders: OrderClient::new(http, &settings.order_service_url),
+        settings,
+    };
     Router::new()
         .route("/orders", post(create_order))
         .route("/users/{id}", get(get_user))
         .route("/orders/{id}", get(get_order))
-        .with_state(Arc::new(AppState { client, settings }))
-        .layer(axum::middleware::map_response(move |res: Response| {
-            let ui = ui.clone();
-            async move { add_trace_url(res, &ui).await }
-        }))
+        .with_state(Arc::new(state))
 }
 
-/// Error answers carry `trace_url` next to `trace_id`, so a user whose order failed can open
-/// the trace that explains why. Success answers build it themselves.
-async fn add_trace_url(res: Response, collector_ui_url: &str) -> Response {
-    /// Error bodies are small; anything larger is passed through untouched.
-    const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
-    if res.status().is_success() {
-        return res;
+/// Runs a handler's work with the request's fault plan in the baggage, after the
+/// frontend's own injected faults; an error answer links to the trace (`trace_url`).
+async fn answer<T: IntoResponse>(
+    state: &AppState,
+    query: &[(String, String)],
+    work: impl Future<Output = Result<T, AppError>>,
+) -> Response {
+    let result = with_faults(query, async {
+        apply_faults("frontend").await?;
+        work.await
+    })
+    .await;
+    match result {
+        Ok(t) => t.into_response(),
+        Err(e) => e
+            .with_trace_ui(&state.settings.collector_ui_url)
+            .into_response(),
     }
-    let (mut parts, body) = res.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY_BYTES).await else {
-        return (StatusCode::BAD_GATEWAY, "error answer too large").into_response();
-    };
-    let mut json = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => return Response::from_parts(parts, Body::from(bytes)),
-    };
-    if let Some(trace_id) = json.get("trace_id").and_then(|v| v.as_str())
-        && !trace_id.is_empty()
-        && !json.contains_key("trace_url")
-    {
-        let url = format!("{collector_ui_url}/trace/{trace_id}");
-        json.insert("trace_url".to_owned(), url.into());
-    }
-    let body = serde_json::to_vec(&json).unwrap_or_else(|_| bytes.to_vec());
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(body))
 }
 
 /// Ids are path segments of downstream URLs: keep them to a safe alphabet and length.
@@ -229,151 +175,36 @@ async fn with_faults<T>(
     cx.with_baggage(baggage).scope(f).await
 }
 
-/// Turns a downstream error answer into ours: business errors pass through, faults become
-/// 502 (the service answered badly) or 503 (it could not be reached).
-async fn downstream_error(service: &str, res: reqwest::Response) -> AppError {
-    let status = res.status();
-    let message = res
-        .json::<ErrorAnswer>()
-        .await
-        .map(|e| e.error)
-        .unwrap_or_else(|_| format!("HTTP {status}"));
-    match status {
-        StatusCode::NOT_FOUND | StatusCode::PAYMENT_REQUIRED | StatusCode::BAD_REQUEST => {
-            AppError::new(status, message)
-        }
-        StatusCode::SERVICE_UNAVAILABLE => {
-            AppError::unavailable(format!("{service} service unavailable: {message}"))
-        }
-        _ => AppError::bad_gateway(format!("{service} service failed: {message}")),
-    }
-}
-
-fn unreachable(service: &str, e: &reqwest::Error) -> AppError {
-    AppError::unavailable(format!("{service} service unreachable: {e}"))
-}
-
 async fn create_order(
     State(state): State<Arc<AppState>>,
     Query(query): Query<Vec<(String, String)>>,
     body: Result<Json<OrderRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<OrderAnswer>), AppError> {
-    let Json(req) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
-    check_id("user_id", &req.user_id)?;
-    if let Some(span) = tracekit::current_span() {
-        span.set_attribute("app.user.id", req.user_id.clone());
-        span.set_attribute("app.order.product", req.product.clone());
-        span.set_attribute("app.order.quantity", i64::from(req.quantity));
-    }
-    with_faults(&query, async {
-        apply_faults("frontend").await?;
-        let s = &state.settings;
-        let user = state
-            .client
-            .get(format!("{}/users/{}", s.user_service_url, req.user_id))
-            .route("/users/{id}")
-            .peer_service("user")
-            .send()
-            .await
-            .map_err(|e| unreachable("user", &e))?;
-        if user.status() == StatusCode::NOT_FOUND {
-            return Err(AppError::not_found(format!(
-                "unknown user {:?}",
-                req.user_id
-            )));
-        }
-        if !user.status().is_success() {
-            return Err(downstream_error("user", user).await);
-        }
-        let res = state
-            .client
-            .post(format!("{}/orders", s.order_service_url))
-            .route("/orders")
-            .peer_service("order")
-            .json(&req)
-            .send()
-            .await
-            .map_err(|e| unreachable("order", &e))?;
-        if !res.status().is_success() {
-            return Err(downstream_error("order", res).await);
-        }
-        let o: PlacedOrder = res
-            .json()
-            .await
-            .map_err(|e| AppError::bad_gateway(format!("order service answered garbage: {e}")))?;
+) -> Response {
+    let work = async {
+        let Json(req) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
+        check_id("user_id", &req.user_id)?;
         if let Some(span) = tracekit::current_span() {
-            span.set_attribute("app.order.id", o.order_id.clone());
+            span.set_attribute("app.user.id", req.user_id.clone());
+            span.set_attribute("app.order.product", req.product.clone());
+            span.set_attribute("app.order.quantity", i64::from(req.quantity));
+        }
+        state.users.get_user(&req.user_id).await?;
+        let order = state.orders.create_order(&req).await?;
+        if let Some(span) = tracekit::current_span() {
+            span.set_attribute("app.order.id", order.order_id.clone());
         }
         let trace_id = current_trace_id();
-        let trace_url = format!("{}/trace/{trace_id}", s.collector_ui_url);
+        let trace_url = trace_url(&state.settings.collector_ui_url, &trace_id);
         Ok((
             StatusCode::CREATED,
             Json(OrderAnswer {
-                order_id: o.order_id,
-                status: o.status,
-                user_id: o.user_id,
-                product: o.product,
-                quantity: o.quantity,
-                amount: o.amount,
-                payment_id: o.payment_id,
+                order,
                 trace_id,
                 trace_url,
             }),
         ))
-    })
-    .await
-}
-
-/// Passes a downstream JSON answer through with its status.
-async fn proxy(service: &str, res: Result<reqwest::Response, reqwest::Error>) -> Response {
-    let res = match res {
-        Ok(r) => r,
-        Err(e) => return unreachable(service, &e).into_response(),
     };
-    let status = res.status();
-    if status.is_server_error() {
-        return downstream_error(service, res).await.into_response();
-    }
-    match res.bytes().await {
-        Ok(body) => Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body))
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
-        Err(e) => {
-            AppError::bad_gateway(format!("{service} answer unreadable: {e}")).into_response()
-        }
-    }
-}
-
-/// `GET /{resource}/{id}` proxied to `service` at `base_url` (route template `route`).
-async fn proxy_get(
-    state: &AppState,
-    query: &[(String, String)],
-    id: &str,
-    service: &'static str,
-    base_url: &str,
-    route: &'static str,
-) -> Response {
-    if let Err(e) = check_id("id", id) {
-        return e.into_response();
-    }
-    let resource = route.trim_end_matches("/{id}");
-    let url = format!("{base_url}{resource}/{id}");
-    let call = async {
-        apply_faults("frontend").await?;
-        Ok(state
-            .client
-            .get(url)
-            .route(route)
-            .peer_service(service)
-            .send()
-            .await)
-    };
-    match with_faults(query, call).await {
-        Ok(res) => proxy(service, res).await,
-        Err(e) => e.into_response(),
-    }
+    answer(&state, &query, work).await
 }
 
 async fn get_user(
@@ -381,8 +212,11 @@ async fn get_user(
     Query(query): Query<Vec<(String, String)>>,
     Path(id): Path<String>,
 ) -> Response {
-    let base = state.settings.user_service_url.clone();
-    proxy_get(&state, &query, &id, "user", &base, "/users/{id}").await
+    let work = async {
+        check_id("id", &id)?;
+        Ok(Json(state.users.get_user(&id).await?))
+    };
+    answer(&state, &query, work).await
 }
 
 async fn get_order(
@@ -390,6 +224,9 @@ async fn get_order(
     Query(query): Query<Vec<(String, String)>>,
     Path(id): Path<String>,
 ) -> Response {
-    let base = state.settings.order_service_url.clone();
-    proxy_get(&state, &query, &id, "order", &base, "/orders/{id}").await
+    let work = async {
+        check_id("id", &id)?;
+        Ok(Json(state.orders.get_order(&id).await?))
+    };
+    answer(&state, &query, work).await
 }

@@ -9,8 +9,5 @@ use frontend::{Config, app};
 async fn main() -> ExitCode {
     let config = Config::parse();
     let settings = config.settings();
-    demokit::run("frontend", frontend::DEFAULT_LISTEN, &config.common, |t| {
-        app(t, settings)
-    })
-    .await
+    demokit::run("frontend", &config.common, |t| app(t, settings)).await
 }

@@ -3,9 +3,16 @@
 //! `GET /orders/{id}` reads it back (a `SELECT orders` span).
 //!
 //! Orders live in memory: the simulated database is the spans, not the storage.
+//!
+//! The service owns its request and answer types ([`OrderRequest`], [`Order`]) and the
+//! typed client its callers use ([`OrderClient`]); it calls payment through
+//! [`payment_service::PaymentClient`].
+
+mod client;
+
+pub use client::OrderClient;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::rejection::JsonRejection;
@@ -14,16 +21,19 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use demokit::{AppError, DbQuery, Telemetry, apply_faults, db_query};
+use payment_service::{PaymentClient, PaymentRequest};
 use serde::{Deserialize, Serialize};
-use tracekit::TracedClient;
 
 /// The default listen address (DESIGN §2).
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8082);
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8082";
 
 /// Flags and environment of `order-service`.
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "order-service", version, about = "Spanline demo order service")]
+#[command(
+    name = "order-service", version, about = "Spanline demo order service",
+    after_help = demokit::TELEMETRY_HELP,
+    mut_arg("listen_addr", |a| a.default_value(DEFAULT_LISTEN).required(false))
+)]
 pub struct Config {
     /// Common flags (LISTEN_ADDR, --healthcheck).
     #[command(flatten)]
@@ -62,12 +72,26 @@ impl Config {
 /// The body of `POST /orders`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct OrderRequest {
-    /// Who orders.
+    /// Who orders: a JSON string (a number is accepted too).
+    #[serde(deserialize_with = "string_or_number")]
     pub user_id: String,
     /// What: one of the catalogue's products.
     pub product: String,
     /// How many, 1..=100.
     pub quantity: u32,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        S(String),
+        N(u64),
+    }
+    Ok(match Id::deserialize(d)? {
+        Id::S(s) => s,
+        Id::N(n) => n.to_string(),
+    })
 }
 
 /// A placed order.
@@ -101,33 +125,23 @@ pub const CATALOGUE: [(&str, f64); 6] = [
 
 struct AppState {
     telemetry: Telemetry,
-    client: TracedClient,
+    payment: PaymentClient,
     settings: Settings,
     orders: Mutex<HashMap<String, Order>>,
 }
 
 /// The routes of the order service (without `/healthz` and the tracing layer).
 pub fn app(telemetry: Telemetry, settings: Settings) -> Router {
-    let client = telemetry.http_client();
+    let payment = PaymentClient::new(telemetry.http_client(), &settings.payment_service_url);
     Router::new()
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(get_order))
         .with_state(Arc::new(AppState {
             telemetry,
-            client,
+            payment,
             settings,
             orders: Mutex::new(HashMap::new()),
         }))
-}
-
-#[derive(Deserialize)]
-struct PaymentAnswer {
-    payment_id: String,
-}
-
-#[derive(Deserialize)]
-struct ErrorAnswer {
-    error: String,
 }
 
 async fn create_order(
@@ -168,52 +182,29 @@ async fn create_order(
     )
     .await;
 
-    let payment =
-        serde_json::json!({ "order_id": order_id, "user_id": req.user_id, "amount": amount });
-    let url = format!("{}/payments", state.settings.payment_service_url);
-    let res = state
-        .client
-        .post(&url)
-        .route("/payments")
-        .peer_service("payment")
-        .json(&payment)
-        .send()
-        .await
-        .map_err(|e| AppError::bad_gateway(format!("payment service unreachable: {e}")))?;
-    let status = res.status();
-    if status == StatusCode::CREATED || status == StatusCode::OK {
-        let p: PaymentAnswer = res
-            .json()
-            .await
-            .map_err(|e| AppError::bad_gateway(format!("payment service answered garbage: {e}")))?;
-        let order = Order {
+    let payment = state
+        .payment
+        .charge(&PaymentRequest {
             order_id: order_id.clone(),
-            status: "confirmed".to_owned(),
-            user_id: req.user_id,
-            product: (*product).to_owned(),
-            quantity: req.quantity,
+            user_id: req.user_id.clone(),
             amount,
-            payment_id: p.payment_id,
-        };
-        state
-            .orders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(order_id, order.clone());
-        return Ok((StatusCode::CREATED, Json(order)));
-    }
-    let message = res
-        .json::<ErrorAnswer>()
-        .await
-        .map(|e| e.error)
-        .unwrap_or_else(|_| format!("HTTP {status}"));
-    Err(match status {
-        StatusCode::PAYMENT_REQUIRED => AppError::payment_required(message),
-        s if s.is_client_error() => {
-            AppError::bad_request(format!("payment rejected the order: {message}"))
-        }
-        _ => AppError::bad_gateway(format!("payment service failed: {message}")),
-    })
+        })
+        .await?;
+    let order = Order {
+        order_id: order_id.clone(),
+        status: "confirmed".to_owned(),
+        user_id: req.user_id,
+        product: (*product).to_owned(),
+        quantity: req.quantity,
+        amount,
+        payment_id: payment.payment_id,
+    };
+    state
+        .orders
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(order_id, order.clone());
+    Ok((StatusCode::CREATED, Json(order)))
 }
 
 async fn get_order(

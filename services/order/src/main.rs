@@ -9,11 +9,5 @@ use order_service::{Config, app};
 async fn main() -> ExitCode {
     let config = Config::parse();
     let settings = config.settings();
-    demokit::run(
-        "order",
-        order_service::DEFAULT_LISTEN,
-        &config.common,
-        |t| app(t, settings),
-    )
-    .await
+    demokit::run("order", &config.common, |t| app(t, settings)).await
 }

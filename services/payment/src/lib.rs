@@ -1,8 +1,16 @@
 //! The payment service of the Spanline demo: `POST /payments` charges a card through a
-//! simulated provider call (a `charge card` CLIENT span). Amounts over the limit are
-//! declined with 402, a business answer rather than a fault.
+//! simulated provider call (a `charge card` CLIENT span, ~40 ms) while a fraud check (a
+//! `fraud check` INTERNAL span, ~15 ms) runs concurrently: both are children of the
+//! `POST /payments` SERVER span, and only the card charge is on the critical path.
+//! Amounts over the limit are declined with 402, a business answer rather than a fault.
+//!
+//! The service owns its request and answer types ([`PaymentRequest`], [`Payment`]) and the
+//! typed client its callers use ([`PaymentClient`]).
 
-use std::net::SocketAddr;
+mod client;
+
+pub use client::PaymentClient;
+
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -12,18 +20,19 @@ use axum::routing::post;
 use axum::{Json, Router};
 use demokit::{AppError, Telemetry, apply_faults};
 use serde::{Deserialize, Serialize};
-use tracekit::SpanKind;
+use tracekit::{SpanKind, Tracer};
 
 /// The default listen address (DESIGN §2).
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8083);
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8083";
 
 /// Flags and environment of `payment-service`.
 #[derive(clap::Parser, Debug, Clone)]
 #[command(
     name = "payment-service",
     version,
-    about = "Spanline demo payment service"
+    about = "Spanline demo payment service",
+    after_help = demokit::TELEMETRY_HELP,
+    mut_arg("listen_addr", |a| a.default_value(DEFAULT_LISTEN).required(false))
 )]
 pub struct Config {
     /// Common flags (LISTEN_ADDR, --healthcheck).
@@ -32,6 +41,10 @@ pub struct Config {
     /// Simulated latency of the card provider call, ms (±20 % jitter).
     #[arg(long, env = "PAYMENT_PROVIDER_LATENCY_MS", default_value_t = 40)]
     pub provider_latency_ms: u64,
+    /// Simulated latency of the fraud check that runs beside the card charge, ms (±20 %
+    /// jitter).
+    #[arg(long, env = "PAYMENT_FRAUD_LATENCY_MS", default_value_t = 15)]
+    pub fraud_latency_ms: u64,
     /// Charges above this amount are declined with 402.
     #[arg(long, env = "PAYMENT_LIMIT", default_value_t = 5000.0)]
     pub limit: f64,
@@ -42,6 +55,8 @@ pub struct Config {
 pub struct Settings {
     /// Simulated provider latency, ms.
     pub provider_latency_ms: u64,
+    /// Simulated fraud check latency, ms.
+    pub fraud_latency_ms: u64,
     /// The decline limit, in the order's currency.
     pub limit: f64,
 }
@@ -51,6 +66,7 @@ impl Config {
     pub fn settings(&self) -> Settings {
         Settings {
             provider_latency_ms: self.provider_latency_ms,
+            fraud_latency_ms: self.fraud_latency_ms,
             limit: self.limit,
         }
     }
@@ -108,30 +124,14 @@ async fn create_payment(
         span.set_attribute("app.payment.amount", req.amount);
     }
     apply_faults("payment").await?;
-    let mut charge = state
-        .telemetry
-        .tracer
-        .span("charge card")
-        .kind(SpanKind::Client)
-        .attribute("peer.service", "card-network")
-        .attribute("app.payment.amount", req.amount)
-        .start();
-    tokio::time::sleep(demokit::simulate::jittered(
-        state.settings.provider_latency_ms,
-    ))
-    .await;
-    if req.amount > state.settings.limit {
-        charge.set_attribute("app.payment.declined", true);
-        charge.set_attribute("app.payment.decline_reason", "amount over limit");
-        charge.end();
-        return Err(AppError::payment_required(format!(
-            "payment declined: amount {:.2} is over the limit of {:.2}",
-            req.amount, state.settings.limit
-        )));
-    }
-    let payment_id = format!("pay-{:016x}", fastrand_u64());
-    charge.set_attribute("app.payment.id", payment_id.clone());
-    charge.end();
+    let tracer = &state.telemetry.tracer;
+    let settings = state.settings;
+    // Both spans start now, as children of the SERVER span; the answer waits for both.
+    let (charged, ()) = tokio::join!(
+        charge_card(tracer, &req, settings),
+        fraud_check(tracer, &req, settings.fraud_latency_ms),
+    );
+    let payment_id = charged?;
     Ok((
         StatusCode::CREATED,
         Json(Payment {
@@ -143,6 +143,43 @@ async fn create_payment(
     ))
 }
 
-fn fastrand_u64() -> u64 {
-    tracekit::SpanId::random().to_u64()
+/// The simulated card authorisation: a `charge card` CLIENT span to the card network.
+/// Declines amounts over the limit.
+async fn charge_card(
+    tracer: &Tracer,
+    req: &PaymentRequest,
+    settings: Settings,
+) -> Result<String, AppError> {
+    let mut charge = tracer
+        .span("charge card")
+        .kind(SpanKind::Client)
+        .attribute("peer.service", "card-network")
+        .attribute("app.payment.amount", req.amount)
+        .start();
+    tokio::time::sleep(demokit::jittered(settings.provider_latency_ms)).await;
+    if req.amount > settings.limit {
+        charge.set_attribute("app.payment.declined", true);
+        charge.set_attribute("app.payment.decline_reason", "amount over limit");
+        charge.end();
+        return Err(AppError::payment_required(format!(
+            "payment declined: amount {:.2} exceeds the limit {:.2}",
+            req.amount, settings.limit
+        )));
+    }
+    let payment_id = format!("pay-{:016x}", tracekit::SpanId::random().to_u64());
+    charge.set_attribute("app.payment.id", payment_id.clone());
+    charge.end();
+    Ok(payment_id)
+}
+
+/// The simulated fraud check: a `fraud check` INTERNAL span beside the card charge. It
+/// passes every payment; it is there to show a child that is off the critical path.
+async fn fraud_check(tracer: &Tracer, req: &PaymentRequest, latency_ms: u64) {
+    let mut check = tracer
+        .span("fraud check")
+        .attribute("app.order.id", req.order_id.clone())
+        .start();
+    tokio::time::sleep(demokit::jittered(latency_ms)).await;
+    check.set_attribute("app.fraud.passed", true);
+    check.end();
 }

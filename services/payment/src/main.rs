@@ -9,11 +9,5 @@ use payment_service::{Config, app};
 async fn main() -> ExitCode {
     let config = Config::parse();
     let settings = config.settings();
-    demokit::run(
-        "payment",
-        payment_service::DEFAULT_LISTEN,
-        &config.common,
-        |t| app(t, settings),
-    )
-    .await
+    demokit::run("payment", &config.common, |t| app(t, settings)).await
 }

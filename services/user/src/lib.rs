@@ -1,22 +1,31 @@
 //! The user service of the Spanline demo: `GET /users/{id}` answers a user from a simulated
 //! `users` table (a `SELECT users` CLIENT span), or 404 for an unknown id.
+//!
+//! The service owns its answer type ([`User`]) and the typed client its callers use
+//! ([`UserClient`]).
 
-use std::net::SocketAddr;
+mod client;
+
+pub use client::UserClient;
+
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use demokit::{AppError, DbQuery, Telemetry, apply_faults, db_query};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The default listen address (DESIGN §2).
-pub const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8081);
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8081";
 
 /// Flags and environment of `user-service`.
 #[derive(clap::Parser, Debug, Clone)]
-#[command(name = "user-service", version, about = "Spanline demo user service")]
+#[command(
+    name = "user-service", version, about = "Spanline demo user service",
+    after_help = demokit::TELEMETRY_HELP,
+    mut_arg("listen_addr", |a| a.default_value(DEFAULT_LISTEN).required(false))
+)]
 pub struct Config {
     /// Common flags (LISTEN_ADDR, --healthcheck).
     #[command(flatten)]
@@ -27,42 +36,23 @@ pub struct Config {
 }
 
 /// A user as answered by `GET /users/{id}`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct User {
     /// The id.
-    pub id: &'static str,
+    pub id: String,
     /// Display name.
-    pub name: &'static str,
+    pub name: String,
     /// Email address.
-    pub email: &'static str,
+    pub email: String,
 }
 
-const USERS: [User; 5] = [
-    User {
-        id: "1",
-        name: "Ada Lovelace",
-        email: "ada@example.com",
-    },
-    User {
-        id: "2",
-        name: "Grace Hopper",
-        email: "grace@example.com",
-    },
-    User {
-        id: "3",
-        name: "Alan Turing",
-        email: "alan@example.com",
-    },
-    User {
-        id: "4",
-        name: "Barbara Liskov",
-        email: "barbara@example.com",
-    },
-    User {
-        id: "5",
-        name: "Leslie Lamport",
-        email: "leslie@example.com",
-    },
+/// The simulated `users` table: `(id, name, email)`.
+const USERS: [(&str, &str, &str); 5] = [
+    ("1", "Ada Lovelace", "ada@example.com"),
+    ("2", "Grace Hopper", "grace@example.com"),
+    ("3", "Alan Turing", "alan@example.com"),
+    ("4", "Barbara Liskov", "barbara@example.com"),
+    ("5", "Leslie Lamport", "leslie@example.com"),
 ];
 
 struct AppState {
@@ -97,8 +87,13 @@ async fn get_user(
     db_query(&state.telemetry.tracer, query, state.db_latency_ms, 0).await;
     USERS
         .iter()
-        .find(|u| u.id == id)
-        .cloned()
-        .map(Json)
+        .find(|(uid, _, _)| *uid == id)
+        .map(|(id, name, email)| {
+            Json(User {
+                id: (*id).to_owned(),
+                name: (*name).to_owned(),
+                email: (*email).to_owned(),
+            })
+        })
         .ok_or_else(|| AppError::not_found(format!("unknown user {id:?}")))
 }

@@ -9,8 +9,5 @@ use user_service::{Config, app};
 async fn main() -> ExitCode {
     let config = Config::parse();
     let latency = config.db_latency_ms;
-    demokit::run("user", user_service::DEFAULT_LISTEN, &config.common, |t| {
-        app(t, latency)
-    })
-    .await
+    demokit::run("user", &config.common, |t| app(t, latency)).await
 }

@@ -1,59 +1,91 @@
-//! The user service's routes, driven without sockets.
+//! The user service's routes, driven without sockets, with its spans recorded in memory.
 #![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use demokit::Telemetry;
-use http_body_util::BodyExt;
+use demokit::testing::call;
+use demokit::{OUTCOME_REASON, Telemetry};
 use serde_json::Value;
-use tower::ServiceExt;
+use tracekit::export::InMemoryExporter;
+use tracekit::{SpanKind, Status};
 
-async fn get(uri: &str, baggage: Option<&str>) -> (StatusCode, Value) {
-    let t = Telemetry::noop("user");
+async fn get(uri: &str, baggage: Option<&str>) -> (StatusCode, Value, InMemoryExporter) {
+    let (t, exporter) = Telemetry::in_memory("user");
     let app = demokit::app(user_service::app(t.clone(), 0), &t);
     let mut req = Request::get(uri);
     if let Some(b) = baggage {
         req = req.header("baggage", b);
     }
-    let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    let (status, body) = call(app, req.body(Body::empty()).unwrap()).await;
+    (status, body, exporter)
 }
 
 #[tokio::test]
-async fn known_user_is_answered() {
-    let (status, body) = get("/users/1", None).await;
+async fn a_known_user_is_answered_after_a_select_users_child_span() {
+    let (status, body, exporter) = get("/users/1", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["name"], "Ada Lovelace");
+    let spans = exporter.wait_for(2, Duration::from_secs(5));
+    let server = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
+    let db = spans.iter().find(|s| s.name == "SELECT users").unwrap();
+    assert_eq!(server.name, "GET /users/{id}");
+    assert_eq!(
+        server.attribute("app.user.id"),
+        Some(&"1".to_owned().into())
+    );
+    assert_eq!(db.kind, SpanKind::Client);
+    assert_eq!(db.parent_span_id, server.span_id);
+    assert_eq!(db.attribute("db.collection.name"), Some(&"users".into()));
 }
 
 #[tokio::test]
-async fn unknown_user_is_404_with_a_trace_id() {
-    let (status, body) = get("/users/999", None).await;
+async fn an_unknown_user_is_404_with_the_reason_on_the_server_span() {
+    let (status, body, exporter) = get("/users/999", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"].as_str().unwrap().contains("unknown user"));
+    assert_eq!(body["error"], "unknown user \"999\"");
     assert_eq!(body["trace_id"].as_str().unwrap().len(), 32);
+    let spans = exporter.wait_for(2, Duration::from_secs(5));
+    let server = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
+    assert_eq!(
+        server.attribute(OUTCOME_REASON),
+        Some(&"unknown user \"999\"".to_owned().into())
+    );
+    assert_eq!(server.status, Status::Unset);
 }
 
 #[tokio::test]
-async fn injected_failure_from_baggage_is_503() {
-    let (status, body) = get("/users/1", Some("sim.fail.user=1")).await;
+async fn an_injected_failure_from_baggage_is_503_and_an_error_span() {
+    let (status, body, exporter) = get("/users/1", Some("sim.fail.user=1")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body["error"].as_str().unwrap().contains("sim.fail.user"));
-    // Another service's fault is not ours.
-    let (status, _) = get("/users/1", Some("sim.fail.payment=1")).await;
+    let spans = exporter.wait_for(1, Duration::from_secs(5));
+    assert_eq!(
+        spans[0].status,
+        Status::error("injected fault (sim.fail.user)")
+    );
+}
+
+#[tokio::test]
+async fn another_services_injected_failure_is_ignored() {
+    let (status, _, _) = get("/users/1", Some("sim.fail.payment=1")).await;
     assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn health_is_answered_outside_tracing() {
-    let t = Telemetry::noop("user");
+    let (t, exporter) = Telemetry::in_memory("user");
     let app = demokit::app(user_service::app(t.clone(), 0), &t);
-    let res = app
-        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.headers().get("traceresponse").is_none());
+    let (status, _) = call(app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(exporter.finished_spans().is_empty());
+}
+
+#[test]
+fn help_shows_the_default_listen_address_and_the_otel_variables() {
+    demokit::testing::assert_help_shows_defaults::<user_service::Config>(
+        "user",
+        user_service::DEFAULT_LISTEN,
+    );
 }

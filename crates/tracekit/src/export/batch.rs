@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::export::{ExportError, SpanExporter, SpanProcessor};
+use crate::export::{FlushError, SpanExporter, SpanProcessor};
 use crate::span::SpanData;
 
 mod config;
@@ -205,10 +205,10 @@ impl Shared {
 /// - The worker exports when a batch reaches `max_export_batch_size`, when
 ///   `scheduled_delay` has passed since the batch's first span, or on flush/shutdown.
 ///   Exports are sequential; each attempt is cancelled after `export_timeout`.
-/// - [`ExportError::Retryable`] (and an attempt timeout) retries the same batch with
+/// - [`ExportError::Retryable`](crate::export::ExportError::Retryable) (and an attempt timeout) retries the same batch with
 ///   exponential backoff and ±50 % jitter, never sooner than the exporter's `retry_after`,
 ///   for at most `max_retry_elapsed`. Meanwhile the queue fills and new spans are dropped.
-/// - [`ExportError::Rejected`] drops the batch without retry; a partial success drops only
+/// - [`ExportError::Rejected`](crate::export::ExportError::Rejected) drops the batch without retry; a partial success drops only
 ///   the rejected spans. A panicking exporter drops its batch; the worker carries on.
 ///
 /// It works inside or outside a tokio runtime: the worker has its own, and
@@ -220,8 +220,7 @@ impl Shared {
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use tracekit::export::{BatchConfig, BatchSpanProcessor, InMemoryExporter};
-/// use tracekit::SpanProcessor;
+/// use tracekit::export::{BatchConfig, BatchSpanProcessor, InMemoryExporter, SpanProcessor};
 ///
 /// let exporter = InMemoryExporter::default();
 /// let processor = BatchSpanProcessor::new(exporter.clone(), BatchConfig::default());
@@ -343,10 +342,10 @@ impl SpanProcessor for BatchSpanProcessor {
 
     /// Returns `Ok` once every span ended before the call is exported or definitively
     /// dropped (rejected, retries exhausted). `Err(Timeout)` if `timeout` passes first or
-    /// more than 64 flushes are already waiting; `Err(Shutdown)` after shutdown.
-    fn force_flush(&self, timeout: Duration) -> Result<(), ExportError> {
+    /// more than 64 flushes are already waiting; `Err(AlreadyShutdown)` after shutdown.
+    fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
         if self.shared.hot.shutdown.load(Relaxed) {
-            return Err(ExportError::Shutdown);
+            return Err(FlushError::AlreadyShutdown);
         }
         let (reply, answer) = std_mpsc::sync_channel(1);
         let request = FlushRequest {
@@ -355,26 +354,26 @@ impl SpanProcessor for BatchSpanProcessor {
         };
         match self.flushes.try_send(request) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(ExportError::Timeout),
-            Err(TrySendError::Closed(_)) => return Err(ExportError::Shutdown),
+            Err(TrySendError::Full(_)) => return Err(FlushError::Timeout),
+            Err(TrySendError::Closed(_)) => return Err(FlushError::AlreadyShutdown),
         }
         match answer.recv_timeout(timeout) {
             Ok(result) => result,
-            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(ExportError::Timeout),
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(ExportError::Shutdown),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(FlushError::Timeout),
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(FlushError::AlreadyShutdown),
         }
     }
 
     /// Stops accepting spans, exports everything queued and stops the worker. If `timeout`
     /// passes first (say the collector is down), the remaining spans are counted in
     /// `dropped_at_shutdown` and `Err(Timeout)` is returned, within `timeout` + 200 ms.
-    /// A second call returns `Err(Shutdown)`.
-    fn shutdown(&self, timeout: Duration) -> Result<(), ExportError> {
+    /// A second call returns `Err(AlreadyShutdown)`.
+    fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
         if self.shared.hot.shutdown.swap(true, Relaxed) {
-            return Err(ExportError::Shutdown);
+            return Err(FlushError::AlreadyShutdown);
         }
         let Some(sender) = lock(&self.shutdown).take() else {
-            return Err(ExportError::Shutdown);
+            return Err(FlushError::AlreadyShutdown);
         };
         let (reply, answer) = std_mpsc::sync_channel(1);
         let request = ShutdownRequest {
@@ -383,7 +382,7 @@ impl SpanProcessor for BatchSpanProcessor {
         };
         if sender.send(request).is_err() {
             // The worker is gone (it could not start a runtime); nothing left to flush.
-            return Err(ExportError::Shutdown);
+            return Err(FlushError::AlreadyShutdown);
         }
         match answer.recv_timeout(timeout.saturating_add(SHUTDOWN_MARGIN)) {
             Ok(result) => {
@@ -394,7 +393,7 @@ impl SpanProcessor for BatchSpanProcessor {
                 result
             }
             // Only possible if the exporter blocks the worker thread itself; leave it behind.
-            Err(_) => Err(ExportError::Timeout),
+            Err(_) => Err(FlushError::Timeout),
         }
     }
 }

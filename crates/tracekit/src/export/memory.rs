@@ -3,7 +3,7 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::export::{ExportError, ExportOutcome, SpanExporter, SpanProcessor};
+use crate::export::{ExportError, ExportOutcome, FlushError, SpanExporter, SpanProcessor};
 use crate::span::SpanData;
 
 /// Records spans in memory; clones share the same storage.
@@ -101,11 +101,11 @@ impl SpanProcessor for InMemoryExporter {
         self.record([*span]);
     }
 
-    fn force_flush(&self, _timeout: Duration) -> Result<(), ExportError> {
+    fn force_flush(&self, _timeout: Duration) -> Result<(), FlushError> {
         Ok(())
     }
 
-    fn shutdown(&self, _timeout: Duration) -> Result<(), ExportError> {
+    fn shutdown(&self, _timeout: Duration) -> Result<(), FlushError> {
         Ok(())
     }
 }

@@ -38,15 +38,15 @@ pub trait SpanProcessor: Send + Sync + 'static {
     /// Exports every span ended before this call, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`ExportError::Timeout`] if the deadline passed first, [`ExportError::Shutdown`] if
-    /// the processor was already shut down.
-    fn force_flush(&self, timeout: Duration) -> Result<(), ExportError>;
+    /// [`FlushError::Timeout`] if the deadline passed first, [`FlushError::AlreadyShutdown`]
+    /// if the processor was already shut down.
+    fn force_flush(&self, timeout: Duration) -> Result<(), FlushError>;
 
     /// Flushes everything queued and stops, waiting at most `timeout`. Later spans are dropped.
     ///
     /// # Errors
     /// As [`force_flush`](SpanProcessor::force_flush).
-    fn shutdown(&self, timeout: Duration) -> Result<(), ExportError>;
+    fn shutdown(&self, timeout: Duration) -> Result<(), FlushError>;
 }
 
 /// What happened to one exported batch.
@@ -64,7 +64,7 @@ pub enum ExportOutcome {
     },
 }
 
-/// Why a batch could not be exported.
+/// Why a batch could not be exported: what [`SpanExporter::export`] can return.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ExportError {
     /// A transient failure (HTTP 429, 502, 503, 504, connection refused or reset, or the
@@ -82,12 +82,21 @@ pub enum ExportError {
         /// What failed.
         reason: String,
     },
-    /// A flush or shutdown did not finish in time.
+}
+
+/// Why a flush or a shutdown did not complete: what [`SpanProcessor::force_flush`],
+/// [`SpanProcessor::shutdown`] and the tracer's `force_flush` / `shutdown` can return
+/// (opentelemetry-rust's error-handling ADR: each operation's error lists only its own
+/// failures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FlushError {
+    /// The deadline passed first; spans still queued stay queued (flush) or are counted as
+    /// dropped at shutdown.
     #[error("timed out")]
     Timeout,
     /// The processor is already shut down.
     #[error("already shut down")]
-    Shutdown,
+    AlreadyShutdown,
 }
 
 /// Sends batches of spans somewhere. Called by one worker at a time (`&mut self`); the
@@ -97,7 +106,7 @@ pub trait SpanExporter: Send + 'static {
     /// hands over the records themselves, without copying them into a new list.
     ///
     /// # Errors
-    /// [`ExportError::Retryable`] or [`ExportError::Rejected`]; never `Timeout`/`Shutdown`.
+    /// [`ExportError::Retryable`] or [`ExportError::Rejected`].
     fn export(
         &mut self,
         batch: &[Box<SpanData>],

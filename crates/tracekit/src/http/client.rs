@@ -4,8 +4,17 @@
 //! `METHOD /route/template` when the caller names the route (else `METHOD`). The span's
 //! context is injected as `traceparent`/`tracestate` and the current baggage as `baggage`
 //! (exactly one `traceparent`: the client adds no other tracing middleware). The span
-//! records the HTTP client semantic-convention attributes, the response status code,
-//! `peer.service`, and `error.type` with ERROR status on transport errors and 5xx answers.
+//! records the HTTP client semantic-convention attributes, the response status code and
+//! `peer.service`.
+//!
+//! Status (semantic conventions for HTTP spans §Status): a CLIENT span is an error for a
+//! transport failure (`error.type` = `connect`, `timeout`, `transport` or `request`) and for
+//! every 4xx and 5xx answer (`error.type` = the status code, e.g. `"404"`).
+//!
+//! When the answer carries W3C Trace Context Level 2 `traceresponse` headers, the span
+//! records them as the string array attribute `http.response.header.traceresponse`, one
+//! element per header value (semantic conventions §HTTP response headers): it names the
+//! server's span, so a collector knows which child to wait for.
 //!
 //! Build one client at startup and share it (it holds the connection pool).
 
@@ -16,9 +25,13 @@ use http::Method;
 
 use crate::context::Context;
 use crate::http::method_str;
-use crate::propagation::Propagator;
-use crate::span::{SpanKind, Status};
+use crate::propagation::{Propagator, TRACERESPONSE};
+use crate::span::{SpanKind, Status, Value};
 use crate::tracer::Tracer;
+
+/// The CLIENT span attribute holding the answer's `traceresponse` header values (a string
+/// array; semantic conventions §HTTP response headers: `http.response.header.<key>`).
+pub const TRACERESPONSE_ATTRIBUTE: &str = "http.response.header.traceresponse";
 
 /// A `reqwest` client that traces and propagates. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -182,9 +195,22 @@ impl TracedRequest<'_> {
             Ok(res) => {
                 let code = res.status().as_u16();
                 span.set_attribute("http.response.status_code", code);
-                if code >= 500 {
+                // Client spans: 4xx and 5xx are errors (semantic conventions for HTTP spans
+                // §Status).
+                if code >= 400 {
                     span.set_attribute("error.type", code.to_string());
                     span.set_status(Status::error(format!("HTTP {code}")));
+                }
+                if span.is_recording() {
+                    let values: Vec<Cow<'static, str>> = res
+                        .headers()
+                        .get_all(TRACERESPONSE)
+                        .iter()
+                        .map(|v| Cow::Owned(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                        .collect();
+                    if !values.is_empty() {
+                        span.set_attribute(TRACERESPONSE_ATTRIBUTE, Value::StrArray(values));
+                    }
                 }
                 Ok(res)
             }

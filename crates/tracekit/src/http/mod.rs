@@ -1,10 +1,10 @@
 //! HTTP instrumentation: the server middleware ([`TraceLayer`]) and the traced client
 //! ([`TracedClient`]).
 
-pub mod client;
-pub mod server;
+mod client;
+mod server;
 
-pub use client::{TracedClient, TracedRequest};
+pub use client::{TRACERESPONSE_ATTRIBUTE, TracedClient, TracedRequest};
 
 use std::borrow::Cow;
 
@@ -24,4 +24,4 @@ pub(crate) fn method_str(method: &http::Method) -> Cow<'static, str> {
         _ => return Cow::Owned(method.as_str().to_owned()),
     })
 }
-pub use server::{Route, TRACERESPONSE, TraceLayer, TraceService};
+pub use server::{ResponseFuture, Route, TraceLayer, TraceService};

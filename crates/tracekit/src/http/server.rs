@@ -3,7 +3,8 @@
 //! For each request it extracts `traceparent`/`tracestate`/`baggage` (W3C Trace Context
 //! Level 2, W3C Baggage), starts a SERVER span named `METHOD /route/template`, records the
 //! HTTP server semantic-convention attributes, makes the span and baggage current for the
-//! handler (task-local), sets ERROR status on 5xx, and answers with a `traceresponse` header.
+//! handler (task-local), sets ERROR status on 5xx only (4xx is the caller's problem; a
+//! status the handler already set is kept), and answers with a `traceresponse` header.
 //! Usable with axum (`Router::layer`) and with plain hyper through tower.
 //!
 //! Route templates come from axum's `MatchedPath` (feature `axum`) or from a [`Route`]
@@ -15,19 +16,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
 use crate::context::Context;
 use crate::http::method_str;
-use crate::propagation::{Propagator, traceresponse_value};
-use crate::span::{SpanKind, Status};
-use crate::tracer::{SharedSpan, Span, Tracer};
-
-/// The `traceresponse` response header name (Trace Context Level 2 draft §traceresponse).
-pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+use crate::propagation::{Propagator, TRACERESPONSE, traceresponse_value};
+use crate::span::{SharedSpan, Span, SpanKind, Status};
+use crate::span_context::SpanContext;
+use crate::tracer::Tracer;
 
 /// A route template for the span name, set as a request extension by applications that do
 /// not use axum's router (e.g. `Route("/users/{id}")`).
@@ -81,11 +80,7 @@ fn route_of<B>(req: &Request<B>) -> Option<Cow<'static, str>> {
 
 /// Starts the SERVER span. The name and the attributes are only built when the span
 /// records: an unsampled request costs its ids, not a dozen string copies.
-fn start_server_span<B>(
-    tracer: &Tracer,
-    parent: Option<crate::SpanContext>,
-    req: &Request<B>,
-) -> Span {
+fn start_server_span<B>(tracer: &Tracer, parent: Option<SpanContext>, req: &Request<B>) -> Span {
     let method = method_str(req.method());
     let mut span = tracer
         .span(method.clone())
@@ -168,7 +163,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let extracted = self.propagator.extract(req.headers());
         let span = SharedSpan::new(start_server_span(&self.tracer, extracted.parent, &req));
-        let cx = Context::new(None, extracted.baggage).with_active_span(span.clone());
+        let cx = Context::new(None, extracted.baggage).with_span(span.clone());
         // Creating the inner future may run handler code synchronously: scope that too.
         let inner = cx.clone().sync_scope(|| self.inner.call(req));
         ResponseFuture {
@@ -207,9 +202,12 @@ where
                 span.set_attribute("http.response.status_code", code);
                 // Server spans: only 5xx is an error; 4xx is the client's problem
                 // (semantic conventions for HTTP spans §Status).
+                // A handler that recorded its own error keeps its more specific message.
                 if code >= 500 {
                     span.set_attribute("error.type", code.to_string());
-                    span.set_status(Status::error(format!("HTTP {code}")));
+                    if !span.has_error_status() {
+                        span.set_status(Status::error(format!("HTTP {code}")));
+                    }
                 }
                 let value: HeaderValue = traceresponse_value(span.context());
                 res.headers_mut().insert(TRACERESPONSE, value);

@@ -70,8 +70,22 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// The `baggage` header name.
 pub const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
-/// The `traceresponse` response header name (Level 2 draft; see [`traceresponse_value`]).
-pub static TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+/// The `traceresponse` response header name (W3C Trace Context Level 2 §traceresponse): the
+/// server middleware writes it (see [`traceresponse_value`]) and the traced client records
+/// it on its CLIENT span as `http.response.header.traceresponse`.
+pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+
+/// Why a request's trace context was not used: what [`extract_trace_context`] can return.
+/// Every variant means "restart the trace".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    /// More than one `traceparent` header line was received (interop.md §2.1).
+    #[error("more than one traceparent header line")]
+    Duplicated,
+    /// The one `traceparent` line is invalid.
+    #[error(transparent)]
+    Invalid(#[from] TraceparentError),
+}
 
 /// What [`Propagator::extract`] found on an incoming request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,9 +105,9 @@ pub struct Extracted {
 /// trace restarted (reliability.md §7.4 P1: debug level, rate-limited).
 ///
 /// # Errors
-/// [`TraceparentError::Duplicated`] for more than one `traceparent` line, or the
-/// [`parse_traceparent`] error of the one line.
-pub fn extract_trace_context(headers: &HeaderMap) -> Result<Option<SpanContext>, TraceparentError> {
+/// [`ExtractError::Duplicated`] for more than one `traceparent` line, or
+/// [`ExtractError::Invalid`] with the [`parse_traceparent`] error of the one line.
+pub fn extract_trace_context(headers: &HeaderMap) -> Result<Option<SpanContext>, ExtractError> {
     trace_context_from(headers, &Found::scan(headers))
 }
 
@@ -177,12 +191,12 @@ impl<'h> Found<'h> {
 fn trace_context_from(
     headers: &HeaderMap,
     found: &Found<'_>,
-) -> Result<Option<SpanContext>, TraceparentError> {
+) -> Result<Option<SpanContext>, ExtractError> {
     let Some(line) = found.traceparent.first else {
         return Ok(None);
     };
     if found.traceparent.more {
-        return Err(TraceparentError::Duplicated);
+        return Err(ExtractError::Duplicated);
     }
     let parsed = parse_traceparent_bytes(line.as_bytes())?;
     let trace_state = if found.tracestate.first.is_some() {

@@ -30,12 +30,10 @@ pub const TRACEPARENT_LEN: usize = 55;
 /// are rejected without scanning; a future version has no reason to be this large.
 pub const MAX_TRACEPARENT_LEN: usize = 512;
 
-/// Why a `traceparent` value was rejected. Every variant means "restart the trace".
+/// Why a `traceparent` value was rejected: what [`parse_traceparent`] can return. Every
+/// variant means "restart the trace".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TraceparentError {
-    /// More than one `traceparent` header line was received (interop.md §2.1).
-    #[error("more than one traceparent header line")]
-    Duplicated,
     /// The raw value is longer than [`MAX_TRACEPARENT_LEN`] bytes; it was not scanned.
     #[error("traceparent is {len} bytes, over the {MAX_TRACEPARENT_LEN}-byte limit")]
     TooLong {

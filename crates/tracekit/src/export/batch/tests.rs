@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::worker::backoff_delay;
 use super::*;
-use crate::export::{ExportError, ExportOutcome, SpanExporter, SpanProcessor};
+use crate::export::{ExportError, ExportOutcome, FlushError, SpanExporter, SpanProcessor};
 use crate::id::{SpanId, TraceFlags, TraceId};
 use crate::propagation::TraceState;
 use crate::span::{SpanData, SpanKind, Status};
@@ -354,7 +354,7 @@ fn force_flush_times_out_while_the_exporter_is_stuck_then_succeeds() {
     end_spans(&p, 0..3);
     let timeout = Duration::from_millis(100);
     let start = Instant::now();
-    assert_eq!(p.force_flush(timeout), Err(ExportError::Timeout));
+    assert_eq!(p.force_flush(timeout), Err(FlushError::Timeout));
     let took = start.elapsed();
     assert!(
         took >= timeout && took < timeout + Duration::from_secs(2),
@@ -396,8 +396,8 @@ fn shutdown_flushes_everything_queued() {
     let stats = p.stats();
     assert_eq!(stats.dropped_at_shutdown, 1);
     assert_balanced(stats);
-    assert_eq!(p.force_flush(WAIT), Err(ExportError::Shutdown));
-    assert_eq!(p.shutdown(WAIT), Err(ExportError::Shutdown));
+    assert_eq!(p.force_flush(WAIT), Err(FlushError::AlreadyShutdown));
+    assert_eq!(p.shutdown(WAIT), Err(FlushError::AlreadyShutdown));
 }
 
 #[test]
@@ -409,7 +409,7 @@ fn shutdown_with_the_collector_down_returns_in_time_and_counts_the_rest() {
     end_spans(&p, 0..100);
     let timeout = Duration::from_millis(300);
     let start = Instant::now();
-    assert_eq!(p.shutdown(timeout), Err(ExportError::Timeout));
+    assert_eq!(p.shutdown(timeout), Err(FlushError::Timeout));
     let took = start.elapsed();
     assert!(took >= timeout, "gave up early: {took:?}");
     assert!(took <= timeout + Duration::from_millis(500), "{took:?}");
@@ -433,7 +433,7 @@ fn shutdown_cancels_an_export_attempt_that_hangs() {
     probe.wait_attempts(1); // a full batch of 4 is in flight, 1 span queued
     let timeout = Duration::from_millis(200);
     let start = Instant::now();
-    assert_eq!(p.shutdown(timeout), Err(ExportError::Timeout));
+    assert_eq!(p.shutdown(timeout), Err(FlushError::Timeout));
     assert!(
         start.elapsed() <= timeout + Duration::from_millis(500),
         "{:?}",

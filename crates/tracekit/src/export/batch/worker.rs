@@ -30,15 +30,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{BatchConfig, Shared, deadline_after};
-use crate::export::{ExportError, ExportOutcome, SpanExporter};
+use crate::export::{ExportError, ExportOutcome, FlushError, SpanExporter};
 use crate::pool;
 use crate::span::SpanData;
 
 /// Where a flush or shutdown answer goes.
-pub(super) type Reply = SyncSender<Result<(), ExportError>>;
+pub(super) type Reply = SyncSender<Result<(), FlushError>>;
 
 /// What `run` hands back: the shutdown reply channel and the result to send on it.
-type ShutdownAnswer = Option<(Reply, Result<(), ExportError>)>;
+type ShutdownAnswer = Option<(Reply, Result<(), FlushError>)>;
 
 /// A `force_flush` call waiting for its answer.
 pub(super) struct FlushRequest {
@@ -401,20 +401,12 @@ impl<E: SpanExporter> Worker<E> {
                 Attempt::Done(Err(ExportError::Rejected { reason })) => {
                     break Resolution::Rejected { reason };
                 }
-                Attempt::Done(Err(ExportError::Shutdown)) => {
-                    break Resolution::Rejected {
-                        reason: "the exporter is shut down".to_owned(),
-                    };
-                }
                 Attempt::Panicked(message) => break Resolution::Panicked { message },
                 Attempt::ShutdownDeadline => break Resolution::AbandonedAtShutdown,
                 Attempt::Done(Err(ExportError::Retryable {
                     reason,
                     retry_after,
                 })) => (reason, retry_after),
-                Attempt::Done(Err(ExportError::Timeout)) => {
-                    ("the exporter timed out".to_owned(), None)
-                }
                 Attempt::TimedOut => (
                     format!(
                         "export attempt cancelled after {:?}",
@@ -489,14 +481,14 @@ impl<E: SpanExporter> Worker<E> {
         let result = if graceful {
             Ok(())
         } else {
-            Err(ExportError::Timeout)
+            Err(FlushError::Timeout)
         };
         self.controls.flushes.close();
         while let Ok(request) = self.controls.flushes.try_recv() {
-            let _ = request.reply.try_send(result.clone());
+            let _ = request.reply.try_send(result);
         }
         for pending in self.st.flushes.drain(..) {
-            let _ = pending.request.reply.try_send(result.clone());
+            let _ = pending.request.reply.try_send(result);
         }
         let stats = shared.snapshot();
         if stats.dropped() > 0 {

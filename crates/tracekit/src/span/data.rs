@@ -188,7 +188,7 @@ pub struct Link {
     pub attributes: Vec<KeyValue>,
 }
 
-/// A finished, sampled span as handed to a [`SpanProcessor`](crate::SpanProcessor).
+/// A finished, sampled span as handed to a [`SpanProcessor`](crate::export::SpanProcessor).
 ///
 /// The default value is an empty record (invalid ids, no name, no attributes).
 #[derive(Clone, Debug, Default, PartialEq)]
