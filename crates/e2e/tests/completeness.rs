@@ -39,12 +39,16 @@ async fn tree(stack: &Stack, trace_id: &str, wait_s: u32) -> Value {
     r.json().await.unwrap()
 }
 
-/// Every CLIENT span between services has the callee's SERVER span as its child.
+/// Every CLIENT span whose callee answered with `traceresponse` has the callee's SERVER
+/// span as its child.
 fn every_call_answered(tree: &Value) -> bool {
     let nodes = walk(tree);
     nodes
         .iter()
-        .filter(|(n, _)| n["kind"] == "client" && n["attributes"]["peer.service"].is_string())
+        .filter(|(n, _)| {
+            n["kind"] == "client"
+                && n["attributes"]["http.response.header.traceresponse"].is_array()
+        })
         .all(|(n, _)| {
             n["children"]
                 .as_array()
@@ -69,6 +73,7 @@ async fn a_late_exporter_is_waited_for_and_every_tree_is_whole() {
         assert_eq!(t["complete"], true, "{t:#}");
         assert_eq!(t["missing"], json!([]));
         assert!(every_call_answered(&t), "{t:#}");
+        assert_eq!(t["span_count"], 11, "an order's 11 spans: {t:#}");
         let services: Vec<&str> = t["services"]
             .as_array()
             .unwrap()
