@@ -116,3 +116,83 @@ async fn spans_that_never_arrive_are_named_as_missing() {
     );
     stack.shutdown();
 }
+
+#[tokio::test]
+async fn a_declined_order_shows_402_and_why_and_is_not_a_payment_error() {
+    let mut stack = Stack::start().await;
+    let post = |query: &'static str, quantity: u32| {
+        let stack = &stack;
+        async move {
+            let r = stack
+                .client
+                .post(format!("{}/orders{query}", stack.frontend_url))
+                .json(&json!({"user_id": "1", "product": "Laptop", "quantity": quantity}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (status, body["trace_id"].as_str().unwrap().to_owned())
+        }
+    };
+    let (status, declined) = post("", 5).await;
+    assert_eq!(status, 402);
+    let (status, failed) = post("?fail=payment", 1).await;
+    assert!(status >= 500, "{status}");
+
+    let t = tree(&stack, &declined, 10).await;
+    assert_eq!(t["complete"], true, "{t:#}");
+    assert_eq!(t["http_status"], 402);
+    let reason = t["outcome_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("payment declined"), "{reason}");
+    let text = stack
+        .client
+        .get(format!(
+            "{}/v1/traces/{declined}/tree?format=text",
+            stack.query_url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let header = text.lines().next().unwrap_or_default();
+    assert!(header.contains("  402  "), "{text}");
+    assert!(text.contains("outcome: 402 payment declined"), "{text}");
+    let _ = tree(&stack, &failed, 10).await;
+
+    let search = |query: &'static str| {
+        let stack = &stack;
+        async move {
+            let found: Value = stack
+                .client
+                .get(format!("{}/v1/traces?{query}", stack.query_url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            found
+        }
+    };
+    let all = search("limit=10").await;
+    let summary = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["trace_id"] == declined.as_str())
+        .unwrap();
+    assert_eq!(summary["http_status"], 402);
+    // The payment service refused the order; it did not fail.
+    let payment_errors = search("service=payment&error=true").await;
+    let ids: Vec<&str> = payment_errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["trace_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![failed.as_str()]);
+    stack.shutdown();
+}
