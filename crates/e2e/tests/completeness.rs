@@ -8,35 +8,16 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use spanline_e2e::{Stack, free_port, walk};
 
-fn order_body() -> Value {
-    json!({"user_id": "1", "product": "Laptop", "quantity": 1})
-}
-
 async fn place_order(stack: &Stack) -> String {
-    let r = stack
-        .client
-        .post(format!("{}/orders", stack.frontend_url))
-        .json(&order_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", stack.logs());
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = stack.place_order("", "1", 1).await;
+    assert_eq!(status, 201, "{}", stack.logs());
     body["trace_id"].as_str().unwrap().to_owned()
 }
 
 async fn tree(stack: &Stack, trace_id: &str, wait_s: u32) -> Value {
-    let r = stack
-        .client
-        .get(format!(
-            "{}/v1/traces/{trace_id}/tree?wait={wait_s}",
-            stack.query_url
-        ))
-        .send()
+    stack
+        .query_json(&format!("/v1/traces/{trace_id}/tree?wait={wait_s}"))
         .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
 }
 
 /// Every CLIENT span whose callee answered with `traceresponse` has the callee's SERVER
@@ -123,15 +104,7 @@ async fn a_declined_order_shows_402_and_why_and_is_not_a_payment_error() {
     let post = |query: &'static str, quantity: u32| {
         let stack = &stack;
         async move {
-            let r = stack
-                .client
-                .post(format!("{}/orders{query}", stack.frontend_url))
-                .json(&json!({"user_id": "1", "product": "Laptop", "quantity": quantity}))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.unwrap();
+            let (status, body) = stack.place_order(query, "1", quantity).await;
             (status, body["trace_id"].as_str().unwrap().to_owned())
         }
     };
@@ -146,36 +119,17 @@ async fn a_declined_order_shows_402_and_why_and_is_not_a_payment_error() {
     let reason = t["outcome_reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("payment declined"), "{reason}");
     let text = stack
-        .client
-        .get(format!(
-            "{}/v1/traces/{declined}/tree?format=text",
-            stack.query_url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .query_text(&format!("/v1/traces/{declined}/tree?format=text"))
+        .await;
     let header = text.lines().next().unwrap_or_default();
     assert!(header.contains("  402  "), "{text}");
     assert!(text.contains("outcome: 402 payment declined"), "{text}");
     let _ = tree(&stack, &failed, 10).await;
 
     let search = |query: &'static str| {
+        let path = format!("/v1/traces?{query}");
         let stack = &stack;
-        async move {
-            let found: Value = stack
-                .client
-                .get(format!("{}/v1/traces?{query}", stack.query_url))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            found
-        }
+        async move { stack.query_json(&path).await }
     };
     let all = search("limit=10").await;
     let summary = all

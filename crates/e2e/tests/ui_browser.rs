@@ -53,14 +53,7 @@ async fn open_browser(chromium: &std::path::Path, driver: &std::path::Path) -> B
 }
 
 async fn place_order(stack: &Stack, query: &str) -> (u16, Value) {
-    let r = stack
-        .client
-        .post(format!("{}/orders{query}", stack.frontend_url))
-        .json(&json!({"user_id": "1", "product": "Laptop", "quantity": 1}))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+    stack.place_order(query, "1", 1).await
 }
 
 async fn visible_rows(b: &Browser) -> u64 {
