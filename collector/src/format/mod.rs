@@ -16,6 +16,7 @@
 //! and one arm in [`decode`].
 
 pub(crate) mod convert;
+pub(crate) mod otlp;
 pub(crate) mod otlp_json;
 pub(crate) mod otlp_proto;
 pub mod simple_json;

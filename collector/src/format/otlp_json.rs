@@ -23,17 +23,16 @@
 //! `kvlistValue`s): deeper input is a 400 (O9).
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::{Value, json};
 
 use super::Decoded;
+use super::otlp::{self, IdNames, OtlpLink, OtlpResourceSpans, OtlpSpan, WireId};
 use crate::error::Error;
 use crate::model::{
-    AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
-    TraceId,
+    AttrValue, Event, KeyValue, Resource, Scope, Span, SpanKind, Status, StatusCode,
 };
 use crate::sanitize::{self, SpanLimits};
 
@@ -49,48 +48,42 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
             "failed to decode OTLP/JSON ExportTraceServiceRequest: {msg}"
         ))
     })?;
-    let mut out = Decoded::default();
-    let mut index = 0usize;
-    for resource_spans in request.resource_spans {
-        let mut resource_warnings = Vec::new();
-        let mut resource = Resource {
-            attributes: resource_spans
+    let resource_spans = request.resource_spans.into_iter().map(|rs| {
+        let mut warnings = Vec::new();
+        let resource = Resource {
+            attributes: rs
                 .resource
-                .map(|r| attributes_warn(r.attributes, &mut resource_warnings))
+                .map(|r| attributes_warn(r.attributes, &mut warnings))
                 .unwrap_or_default(),
         };
-        for w in &mut resource_warnings {
+        for w in &mut warnings {
             w.insert_str(0, "resource: ");
         }
-        sanitize::sanitize_resource(&mut resource, limits);
-        let service_name = resource.service_name().to_owned();
-        let resource = Arc::new(resource);
-        for scope_spans in resource_spans.scope_spans {
-            let mut scope = scope_spans
+        let scope_spans = rs.scope_spans.into_iter().map(|ss| {
+            let scope = ss
                 .scope
                 .map(|s| Scope {
                     name: s.name,
                     version: s.version,
                 })
                 .unwrap_or_default();
-            sanitize::sanitize_scope(&mut scope, limits);
-            let scope = Arc::new(scope);
-            for j_span in scope_spans.spans {
-                let i = index;
-                index += 1;
-                match convert_span(j_span, &resource, &scope, &service_name) {
-                    Ok(mut span) => {
-                        span.warnings.extend(resource_warnings.iter().cloned());
-                        sanitize::sanitize(&mut span, limits);
-                        out.accept(i, span);
-                    }
-                    Err(reason) => out.reject(i, reason),
-                }
-            }
+            (scope, ss.spans.into_iter().map(otlp_span))
+        });
+        OtlpResourceSpans {
+            resource,
+            warnings,
+            scope_spans,
         }
-    }
-    Ok(out)
+    });
+    Ok(otlp::walk(resource_spans, JSON_ID_NAMES, limits))
 }
+
+/// The id fields as OTLP/JSON spells them, for messages.
+const JSON_ID_NAMES: IdNames = IdNames {
+    trace_id: "traceId",
+    span_id: "spanId",
+    parent_span_id: "parentSpanId",
+};
 
 // ---------------------------------------------------------------------------------------------
 // Wire structs
@@ -536,50 +529,19 @@ fn value(v: Option<JAnyValue>, error: &mut Option<String>) -> AttrValue {
     }
 }
 
-/// An optional hex parent id: empty (or all zeros) means none.
-fn parent_id(text: &str) -> Result<Option<SpanId>, String> {
-    if text.is_empty() || (text.len() == 16 && text.bytes().all(|b| b == b'0')) {
-        return Ok(None);
-    }
-    SpanId::from_hex(text)
-        .map(Some)
-        .map_err(|e| format!("parentSpanId {e}"))
-}
-
-fn convert_span(
-    s: JSpan,
-    resource: &Arc<Resource>,
-    scope: &Arc<Scope>,
-    service_name: &str,
-) -> Result<Span, String> {
-    let trace_id = TraceId::from_hex(&s.trace_id).map_err(|e| format!("traceId {e}"))?;
-    let span_id = SpanId::from_hex(&s.span_id).map_err(|e| format!("spanId {e}"))?;
-    let parent_span_id = parent_id(&s.parent_span_id)?;
+/// The span with its values converted (ids stay hex until [`otlp::walk`] validates them).
+fn otlp_span(s: JSpan) -> OtlpSpan {
     let mut warnings = Vec::new();
-    let mut links = Vec::with_capacity(s.links.len());
-    let mut dropped_links = s.dropped_links_count.0;
-    for link in s.links {
-        let ids = TraceId::from_hex(&link.trace_id)
-            .map_err(|e| format!("link traceId {e}"))
-            .and_then(|t| {
-                SpanId::from_hex(&link.span_id)
-                    .map(|s| (t, s))
-                    .map_err(|e| format!("link spanId {e}"))
-            });
-        match ids {
-            Ok((trace_id, span_id)) => links.push(Link {
-                trace_id,
-                span_id,
-                trace_state: link.trace_state,
-                attributes: attributes_warn(link.attributes, &mut warnings),
-            }),
-            Err(reason) => {
-                warnings.push(format!("{reason}; link dropped"));
-                dropped_links = dropped_links.saturating_add(1);
-            }
-        }
-    }
-    let status = s.status.unwrap_or_default();
+    let links = s
+        .links
+        .into_iter()
+        .map(|link| OtlpLink {
+            trace_id: WireId::Hex(link.trace_id),
+            span_id: WireId::Hex(link.span_id),
+            trace_state: link.trace_state,
+            attributes: attributes_warn(link.attributes, &mut warnings),
+        })
+        .collect();
     let events = s
         .events
         .into_iter()
@@ -590,10 +552,11 @@ fn convert_span(
         })
         .collect();
     let attributes = attributes_warn(s.attributes, &mut warnings);
-    Ok(Span {
-        trace_id,
-        span_id,
-        parent_span_id,
+    let status = s.status.unwrap_or_default();
+    OtlpSpan {
+        trace_id: WireId::Hex(s.trace_id),
+        span_id: WireId::Hex(s.span_id),
+        parent_span_id: WireId::Hex(s.parent_span_id),
         trace_state: s.trace_state,
         flags: s.flags.0,
         name: s.name,
@@ -609,12 +572,9 @@ fn convert_span(
         links,
         dropped_attributes_count: s.dropped_attributes_count.0,
         dropped_events_count: s.dropped_events_count.0,
-        dropped_links_count: dropped_links,
-        resource: Arc::clone(resource),
-        scope: Arc::clone(scope),
-        service_name: service_name.to_owned(),
+        dropped_links_count: s.dropped_links_count.0,
         warnings,
-    })
+    }
 }
 
 /// Decodes base64 (standard or URL-safe alphabet, padding optional, ASCII whitespace ignored).
