@@ -147,16 +147,8 @@ pub(crate) async fn get_tree(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let p = TreeParams::parse(pairs(query)?, &headers)?;
-    let answer = async {
-        let trace_id = trace_id_param(path)?;
-        let trace = load_waiting(&state, trace_id, p.wait)
-            .await?
-            .ok_or_else(|| not_found(trace_id))?;
-        Ok::<_, Error>(tree_response(&trace, &p, &headers))
-    };
-    Ok(answer
-        .await
-        .unwrap_or_else(|e| e.into_response_as(p.error_format())))
+    let trace_id = trace_id_param(path);
+    Ok(tree_answer(&state, async { trace_id }, &p, &headers).await)
 }
 
 /// `GET /v1/traces/latest/tree`: the newest trace that has a root span.
@@ -166,7 +158,7 @@ pub(crate) async fn get_latest_tree(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let p = TreeParams::parse(pairs(query)?, &headers)?;
-    let answer = async {
+    let newest = async {
         let newest = state
             .store
             .find_traces(TraceQuery {
@@ -175,19 +167,33 @@ pub(crate) async fn get_latest_tree(
                 ..TraceQuery::default()
             })
             .await?;
-        let trace_id = newest
+        newest
             .iter()
             .find(|s| s.root_service.is_some())
             .map(|s| s.trace_id)
-            .ok_or_else(|| Error::NotFound("no trace with a root span yet".into()))?;
-        let trace = load_waiting(&state, trace_id, p.wait)
+            .ok_or_else(|| Error::NotFound("no trace with a root span yet".into()))
+    };
+    Ok(tree_answer(&state, newest, &p, &headers).await)
+}
+
+/// The tree of the trace `trace_id` resolves to, waiting as asked; errors in the format the
+/// caller asked for (text or JSON).
+async fn tree_answer(
+    state: &AppState,
+    trace_id: impl Future<Output = Result<TraceId, Error>>,
+    p: &TreeParams,
+    headers: &HeaderMap,
+) -> Response {
+    let answer = async {
+        let trace_id = trace_id.await?;
+        let trace = load_waiting(state, trace_id, p.wait)
             .await?
             .ok_or_else(|| not_found(trace_id))?;
-        Ok::<_, Error>(tree_response(&trace, &p, &headers))
+        Ok::<_, Error>(tree_response(&trace, p, headers))
     };
-    Ok(answer
+    answer
         .await
-        .unwrap_or_else(|e| e.into_response_as(p.error_format())))
+        .unwrap_or_else(|e| e.into_response_as(p.error_format()))
 }
 
 /// Assembles a stored trace and answers it as JSON or text.

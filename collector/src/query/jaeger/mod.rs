@@ -32,7 +32,7 @@ pub fn parse_trace_id(text: &str) -> Result<TraceId, Error> {
 }
 
 /// A span kind parameter (`server`, `CLIENT`, ...).
-pub(crate) fn span_kind(p: Param<'_>) -> Result<SpanKind, Error> {
+fn span_kind(p: Param<'_>) -> Result<SpanKind, Error> {
     SpanKind::parse(p.value).ok_or_else(|| p.bad("server, client, producer, consumer or internal"))
 }
 
@@ -76,12 +76,23 @@ pub(crate) fn apply_tags(query: &mut TraceQuery, tags: Vec<(String, String)>) ->
     Ok(())
 }
 
-/// The operations of `service`, of one kind when given.
+/// The operations of the `service` parameter (required), of the kind `spanKind` (also
+/// `span_kind`) names when given.
 pub(crate) async fn operations(
     state: &AppState,
-    service: String,
-    kind: Option<SpanKind>,
+    pairs: &[(String, String)],
 ) -> Result<Vec<Operation>, Error> {
+    let mut service = None;
+    let mut kind = None;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "service" if !v.is_empty() => service = Some(v.clone()),
+            "spanKind" | "span_kind" if !v.is_empty() => kind = Some(span_kind(Param::new(k, v))?),
+            _ => {}
+        }
+    }
+    let service =
+        service.ok_or_else(|| Error::BadRequest("parameter 'service' is required".into()))?;
     Ok(state
         .store
         .operations(service)

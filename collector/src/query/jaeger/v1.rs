@@ -41,7 +41,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{apply_tags, find_traces, parse_trace_id, span_kind, tag_map};
+use super::{apply_tags, find_traces, parse_trace_id, tag_map};
 use crate::AppState;
 use crate::assemble::{self, AssembleOptions};
 use crate::error::{Error, JaegerError};
@@ -113,18 +113,7 @@ pub(crate) async fn service_operations(
 /// `GET /api/operations?service=&spanKind=`.
 pub(crate) async fn operations(State(state): State<AppState>, q: Pairs) -> JResult {
     let p = pairs(q)?;
-    let mut service = None;
-    let mut kind = None;
-    for (k, v) in &p {
-        match k.as_str() {
-            "service" if !v.is_empty() => service = Some(v.clone()),
-            "spanKind" if !v.is_empty() => kind = Some(span_kind(Param::new(k, v))?),
-            _ => {}
-        }
-    }
-    let service =
-        service.ok_or_else(|| Error::BadRequest("parameter 'service' is required".into()))?;
-    let ops: Vec<Value> = super::operations(&state, service, kind)
+    let ops: Vec<Value> = super::operations(&state, &p)
         .await?
         .into_iter()
         .map(|o| json!({"name": o.name, "spanKind": o.kind.as_str()}))

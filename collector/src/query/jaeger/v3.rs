@@ -26,7 +26,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{apply_tags, find_traces, parse_trace_id, span_kind, tag_map};
+use super::{apply_tags, find_traces, parse_trace_id, tag_map};
 use crate::AppState;
 use crate::assemble::{self, AssembleOptions};
 use crate::error::{Error, JaegerV3Error};
@@ -44,20 +44,7 @@ pub(crate) async fn services(State(state): State<AppState>) -> V3Result {
 /// `GET /api/v3/operations`.
 pub(crate) async fn operations(State(state): State<AppState>, q: Pairs) -> V3Result {
     let p = pairs(q)?;
-    let mut service = None;
-    let mut kind = None;
-    for (k, v) in p {
-        match k.as_str() {
-            "service" if !v.is_empty() => service = Some(v),
-            "spanKind" | "span_kind" if !v.is_empty() => {
-                kind = Some(span_kind(Param::new(&k, &v))?)
-            }
-            _ => {}
-        }
-    }
-    let service =
-        service.ok_or_else(|| Error::BadRequest("parameter 'service' is required".into()))?;
-    let ops: Vec<Value> = super::operations(&state, service, kind)
+    let ops: Vec<Value> = super::operations(&state, &p)
         .await?
         .into_iter()
         .map(|o| json!({"name": o.name, "spanKind": o.kind.as_str()}))
