@@ -50,6 +50,7 @@ EXPECTED_SPANS = sorted(
         ("order", "POST /payments"),
         ("payment", "POST /payments"),
         ("payment", "charge card"),
+        ("payment", "fraud check"),
     ]
 )
 ALL_SERVICES = ["frontend", "order", "payment", "user"]
