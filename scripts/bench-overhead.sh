@@ -120,7 +120,7 @@ PY
   wait_healthy sink "http://127.0.0.1:$p_ingest/" "$collector_pid"
 else
   receiver="collector (SQLite)"
-  COLLECTOR_INGEST_ADDR=127.0.0.1:$p_ingest COLLECTOR_QUERY_ADDR=127.0.0.1:$p_query COLLECTOR_GRPC_ADDR=127.0.0.1:0 \
+  COLLECTOR_INGEST_ADDR=127.0.0.1:$p_ingest COLLECTOR_QUERY_ADDR=127.0.0.1:$p_query COLLECTOR_GRPC_ADDR=127.0.0.1:0 COLLECTOR_SAMPLING_ADDR=127.0.0.1:0 \
     COLLECTOR_DATA_DIR=$out/data "$bin/collector" >>"$log_dir/collector.log" 2>&1 &
   collector_pid=$!
   wait_healthy collector "http://127.0.0.1:$p_query/health" "$collector_pid"

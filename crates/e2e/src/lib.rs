@@ -269,6 +269,7 @@ impl Stack {
             ("COLLECTOR_INGEST_ADDR", self.ingest_addr.to_string()),
             ("COLLECTOR_QUERY_ADDR", self.query_addr.to_string()),
             ("COLLECTOR_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+            ("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0".to_owned()),
             ("COLLECTOR_DATA_DIR", data.display().to_string()),
         ];
         let proc = Proc::spawn("collector", &env, self.data_dir.path());

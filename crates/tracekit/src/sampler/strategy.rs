@@ -87,6 +87,10 @@ pub(crate) struct OperationStrategy {
     pub(crate) operation: String,
     /// The operation's probability.
     pub(crate) probabilistic_sampling: ProbabilisticSampling,
+    /// Project extension (Spanline's collector): a rate limit for this operation instead
+    /// of its probability and lower bound.
+    #[serde(default)]
+    pub(crate) rate_limiting_sampling: Option<RateLimitingSampling>,
 }
 
 /// The decision rule built from a [`StrategyResponse`].
@@ -114,6 +118,8 @@ struct OperationSampler {
     rate: f64,
     threshold: u64,
     lower_bound: RateLimiter,
+    /// Set for a rate-limited operation (the extension): decides alone.
+    limit: Option<RateLimiter>,
 }
 
 impl OperationSampler {
@@ -123,10 +129,18 @@ impl OperationSampler {
             rate,
             threshold: ratio_threshold(rate),
             lower_bound,
+            limit: None,
         }
     }
 
     fn decide(&self, trace_id: TraceId) -> Decision {
+        if let Some(limit) = &self.limit {
+            return if limit.try_acquire() {
+                Decision::sampled_by(Rule::RateLimiting(limit.rate_per_s()))
+            } else {
+                Decision::DROP
+            };
+        }
         if trace_id_passes(trace_id, self.threshold) {
             Decision::sampled_by(Rule::Probabilistic(self.rate))
         } else if self.lower_bound.try_acquire() {
@@ -195,20 +209,30 @@ impl Strategy {
                 Strategy::PerOperation(p) if p.lower_bound_per_s == lower => Some(p),
                 _ => None,
             };
+            let previous_op = |name: &str| old.and_then(|p| p.find(name));
             let limiter = |name: &str| {
-                old.and_then(|p| p.find(name))
+                previous_op(name)
                     .map(|s| s.lower_bound.clone())
                     .unwrap_or_else(|| RateLimiter::new(lower))
             };
+            let limit =
+                |name: &str, per_s: f64| match previous_op(name).and_then(|s| s.limit.clone()) {
+                    Some(l) if l.rate_per_s() == per_s => l,
+                    _ => RateLimiter::new(per_s),
+                };
             let listed = ops
                 .per_operation_strategies
                 .iter()
                 .take(MAX_OPERATIONS)
                 .map(|o| {
-                    let sampler = OperationSampler::new(
+                    let mut sampler = OperationSampler::new(
                         o.probabilistic_sampling.sampling_rate,
                         limiter(&o.operation),
                     );
+                    sampler.limit = o
+                        .rate_limiting_sampling
+                        .as_ref()
+                        .map(|r| limit(&o.operation, r.max_traces_per_second));
                     (o.operation.clone(), Arc::new(sampler))
                 })
                 .collect();
@@ -357,6 +381,21 @@ mod tests {
             sure.decide(TraceId::random(), "x").rule,
             Some(Rule::Probabilistic(1.0))
         );
+    }
+
+    #[test]
+    fn a_rate_limited_operation_follows_its_rate_alone() {
+        let json = r#"{"strategyType":"PROBABILISTIC","probabilisticSampling":{"samplingRate":1},
+            "operationSampling":{"defaultSamplingProbability":1,"defaultLowerBoundTracesPerSecond":0,
+            "perOperationStrategies":[{"operation":"POST /orders","probabilisticSampling":{"samplingRate":0},
+              "rateLimitingSampling":{"maxTracesPerSecond":3}}]}}"#;
+        let s = strategy(json);
+        let d: Vec<Decision> = (0..10)
+            .map(|_| s.decide(TraceId::random(), "POST /orders"))
+            .collect();
+        assert_eq!(d.iter().filter(|d| d.sampled).count(), 3);
+        assert_eq!(d[0].rule, Some(Rule::RateLimiting(3.0)));
+        assert_eq!(fraction(&s, "GET /orders/{id}", 100), 1.0);
     }
 
     #[test]
