@@ -262,7 +262,11 @@ mod tests {
                 .iter()
                 .map(|(op, rate)| {
                     let p = probability(&a, "frontend", op);
-                    let p = if p.is_nan() { config.initial_probability } else { p };
+                    let p = if p.is_nan() {
+                        config.initial_probability
+                    } else {
+                        p
+                    };
                     ("frontend", *op, (rate * p * 10.0).round() as u64)
                 })
                 .collect();

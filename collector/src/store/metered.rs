@@ -82,6 +82,13 @@ impl SpanStore for MeteredStore {
         self.inner.enforce_retention(policy)
     }
 
+    fn delete_traces(
+        &self,
+        trace_ids: Vec<TraceId>,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
+        self.inner.delete_traces(trace_ids)
+    }
+
     fn storage_bytes(&self) -> Option<u64> {
         self.inner.storage_bytes()
     }
