@@ -22,6 +22,7 @@
 //! | `COLLECTOR_ADAPTIVE_MIN_PROBABILITY` | `--adaptive-min-probability` | `0.00001` | adaptive: lowest probability served |
 //! | `COLLECTOR_ADAPTIVE_INITIAL_PROBABILITY` | `--adaptive-initial-probability` | `0.001` | adaptive: probability of operations not seen yet |
 //! | `COLLECTOR_ADAPTIVE_LOWER_BOUND_TPS` | `--adaptive-lower-bound-tps` | `0.0166667` (1/min) | adaptive: guaranteed traces per second per operation |
+//! | `COLLECTOR_TAIL_SAMPLING` | `--tail-sampling` | off | tail sampling policy file (YAML or JSON, OpenTelemetry Collector `tail_sampling` vocabulary) |
 //! | `COLLECTOR_ADAPTIVE_INTERVAL` | `--adaptive-interval` | `60s` | adaptive: time between recalculations |
 //! | | `--healthcheck` | | probe `GET /health` on the query port and exit 0 (healthy) or 1 |
 //!
@@ -126,6 +127,10 @@ pub struct Config {
     #[arg(long, env = "COLLECTOR_ADAPTIVE_INTERVAL", default_value = "60s",
           value_parser = crate::retention::parse_age_flag)]
     pub adaptive_interval: std::time::Duration,
+    /// Tail sampling policy file (YAML or JSON; the OpenTelemetry Collector's tail_sampling
+    /// policies). Traces not kept are deleted once decided.
+    #[arg(long, env = "COLLECTOR_TAIL_SAMPLING")]
+    pub tail_sampling: Option<PathBuf>,
     /// Probe GET /health on the query port (127.0.0.1 when it listens on all addresses) and
     /// exit 0 when healthy, 1 otherwise. For container health checks.
     #[arg(long)]

@@ -90,6 +90,8 @@ pub struct AppState {
     pub tail: query::tail::TailHub,
     /// The sampling strategies served to the services (`GET /api/sampling`).
     pub strategies: Arc<sampling::Strategies>,
+    /// Tail sampling, when configured (`COLLECTOR_TAIL_SAMPLING`).
+    pub tail_sampler: Option<Arc<sampling::tail::TailSampler>>,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -118,6 +120,7 @@ impl AppState {
             )),
             tail: query::tail::TailHub::new(false),
             strategies: Arc::new(sampling::Strategies::default()),
+            tail_sampler: None,
             shutdown: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -138,6 +141,14 @@ impl AppState {
     /// The same state serving `strategies` (`GET /api/sampling`).
     pub fn with_strategies(mut self, strategies: sampling::Strategies) -> Self {
         self.strategies = Arc::new(strategies);
+        self
+    }
+
+    /// The same state with tail sampling by `sampler`: traces are decided when the settler
+    /// finishes them, which now waits `decision_wait` and follows at most `num_traces`.
+    pub fn with_tail_sampling(mut self, sampler: sampling::tail::TailSampler) -> Self {
+        self.settler = Arc::new(assemble::settle::Settler::new(sampler.settle_limits()));
+        self.tail_sampler = Some(Arc::new(sampler));
         self
     }
 
@@ -186,6 +197,10 @@ pub fn query_app(state: AppState) -> Router {
         .route("/v1/traces/latest/tree", get(native::get_latest_tree))
         .route("/v1/traces/{trace_id}/tree", get(native::get_tree))
         .route("/v1/traces/{trace_id}", get(native::get_trace))
+        .route(
+            "/v1/traces/{trace_id}/sampling",
+            get(sampling::tail::get_decision),
+        )
         .route("/v1/traces", get(native::search))
         .route("/v1/tail", get(tail::get_tail))
         .route("/v1/services", get(native::services))
@@ -375,6 +390,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let strategies = config
         .strategies()
         .map_err(|e| RunError::Config(e.to_string()))?;
+    let tail_sampler = config
+        .tail_sampling
+        .as_deref()
+        .map(sampling::tail::TailSampler::load)
+        .transpose()
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let store: Arc<dyn SpanStore> = match config.storage {
         config::StorageKind::Memory => Arc::new(MemoryStore::new()),
         config::StorageKind::Sqlite => {
@@ -398,9 +419,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         max_body_bytes: config.max_body_bytes(),
         ..IngestLimits::default()
     };
-    let state = AppState::new(Arc::clone(&store), limits)
+    let mut state = AppState::new(Arc::clone(&store), limits)
         .with_settle(config.trace_settle, config.log_trees)
         .with_strategies(strategies);
+    if let Some(tail) = tail_sampler {
+        state = state.with_tail_sampling(tail);
+    }
     let retention = tokio::spawn(retention::run(
         Arc::clone(&store),
         config.retention_config(),

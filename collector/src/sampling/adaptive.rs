@@ -306,7 +306,7 @@ mod tests {
             0.0,
             1.0,
         );
-        assert!(t.roots_of(&[root.clone()]).is_empty());
+        assert!(t.roots_of(std::slice::from_ref(&root)).is_empty());
         t.enable();
         let roots = t.roots_of(&[root, child]);
         assert_eq!(roots, vec![("frontend".to_owned(), "GET /".to_owned())]);

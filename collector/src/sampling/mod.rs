@@ -12,6 +12,7 @@
 
 pub mod adaptive;
 pub mod strategies;
+pub mod tail;
 
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
