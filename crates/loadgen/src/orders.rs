@@ -10,9 +10,10 @@
 //! * `unknown_user`: a user id the user service does not know (404);
 //! * `decline`: a basket over the payment limit (402).
 //!
-//! With `--out FILE` every answer is written as a TSV line: kind, HTTP status (0 for a
-//! transport error), latency in ms, trace id and sampled flag from the `traceresponse`
-//! header (`-` when absent). `scripts/bench-sampling.sh` reads it.
+//! With `--out FILE` every answer is written as a TSV line: seconds since the start when the
+//! order was sent, kind, HTTP status (0 for a transport error), latency in ms, trace id and
+//! sampled flag from the `traceresponse` header (`-` when absent).
+//! `scripts/bench-sampling.sh` reads it.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -70,7 +71,8 @@ pub(crate) struct OrdersArgs {
     /// Fraction of orders over the payment limit (402), 0..=1.
     #[arg(long, default_value_t = 0.0)]
     decline: f64,
-    /// Write one TSV line per answer here (kind, status, latency_ms, trace_id, sampled).
+    /// Write one TSV line per answer here (sent_s, kind, status, latency_ms, trace_id,
+    /// sampled).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Seconds between live summary lines.
@@ -101,6 +103,8 @@ impl Kind {
 
 #[derive(Debug)]
 struct Outcome {
+    /// When it was sent, since the run started.
+    sent_at: Duration,
     kind: Kind,
     /// HTTP status; 0 for a transport error.
     status: u16,
@@ -175,8 +179,14 @@ fn parse_traceresponse(value: &str) -> Option<(String, bool)> {
     (trace.len() == 32).then(|| (trace.to_owned(), flags & 1 == 1))
 }
 
-async fn place(client: reqwest::Client, url: String, body: String, kind: Kind) -> Outcome {
+async fn place(
+    client: reqwest::Client,
+    (url, body): (String, String),
+    kind: Kind,
+    run_started: Instant,
+) -> Outcome {
     let started = Instant::now();
+    let sent_at = started.duration_since(run_started);
     let answer = client
         .post(url)
         .header("content-type", "application/json")
@@ -198,6 +208,7 @@ async fn place(client: reqwest::Client, url: String, body: String, kind: Kind) -
         Err(_) => (0, None),
     };
     Outcome {
+        sent_at,
         kind,
         status,
         latency: started.elapsed(),
@@ -300,10 +311,10 @@ pub(crate) async fn run(args: OrdersArgs) -> Result<(), String> {
                     continue;
                 };
                 let kind = args.pick();
-                let (url, body) = args.request(kind);
+                let request = args.request(kind);
                 let (client, tx) = (client.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let outcome = place(client, url, body, kind).await;
+                    let outcome = place(client, request, kind, started).await;
                     drop(permit);
                     let _ = tx.send(outcome);
                 });
@@ -329,8 +340,15 @@ pub(crate) async fn run(args: OrdersArgs) -> Result<(), String> {
                 sampled += u64::from(o.trace.as_ref().is_some_and(|t| t.1));
                 if let Some(f) = out.as_mut() {
                     let (trace, flag) = o.trace.as_ref().map_or(("-", "-"), |(t, s)| (t.as_str(), if *s { "1" } else { "0" }));
-                    writeln!(f, "{}\t{}\t{:.3}\t{trace}\t{flag}", o.kind.name(), o.status, o.latency.as_secs_f64() * 1e3)
-                        .map_err(|e| e.to_string())?;
+                    writeln!(
+                        f,
+                        "{:.3}\t{}\t{}\t{:.3}\t{trace}\t{flag}",
+                        o.sent_at.as_secs_f64(),
+                        o.kind.name(),
+                        o.status,
+                        o.latency.as_secs_f64() * 1e3
+                    )
+                    .map_err(|e| e.to_string())?;
                 }
             }
             () = deadline => {
