@@ -186,6 +186,17 @@ impl Sampler {
         Sampler::RateLimiting(RateLimiter::new(traces_per_s))
     }
 
+    /// Whether root decisions depend on the span name (a remote strategy applied per
+    /// operation): code that learns a span's final name after start (an HTTP route) should
+    /// then give it at start.
+    pub fn uses_span_name(&self) -> bool {
+        match self {
+            Sampler::JaegerRemote(_) => true,
+            Sampler::ParentBased { root } => root.uses_span_name(),
+            _ => false,
+        }
+    }
+
     /// Whether a new span in trace `trace_id` with parent `parent` should be recorded
     /// (operation-specific samplers see an empty span name).
     #[inline]
@@ -412,6 +423,10 @@ mod tests {
         assert_eq!(attr("child", SAMPLER_TYPE), None);
         let always = Sampler::AlwaysOn.decide(None, TraceId::random(), "x");
         assert_eq!(always, Decision::KEEP);
+        // Only a remote strategy needs the final span name at start.
+        let (remote, _) = Sampler::from_env(Some("parentbased_jaeger_remote"), None);
+        assert!(remote.uses_span_name());
+        assert!(!Sampler::parent_based(Sampler::rate_limiting(1.0)).uses_span_name());
     }
 
     #[rustfmt::skip]
