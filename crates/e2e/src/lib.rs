@@ -310,6 +310,18 @@ impl Stack {
         c.terminate(Duration::from_secs(10))
     }
 
+    /// The text of `GET <query port><path>` (e.g. `/metrics`).
+    pub async fn query_text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.query_url))
+            .send()
+            .await
+            .expect("query port answers")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     /// Polls the tree of `trace_id` until `done(tree)` holds, or panics after `timeout`
     /// with the last tree seen.
     pub async fn wait_for_tree(

@@ -36,15 +36,7 @@ async fn get_json(stack: &Stack, path: &str) -> (u16, Value) {
 }
 
 async fn metric(stack: &Stack, name: &str) -> u64 {
-    let text = stack
-        .client
-        .get(format!("{}/metrics", stack.query_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = stack.query_text("/metrics").await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0)

@@ -445,24 +445,22 @@ fn ceiling(args: CeilingArgs) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The runtime of the network subcommands: two workers, as many as the benchmark machine's
+/// CPUs.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Ingest(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(ingest(args));
-        }
+        Cmd::Ingest(args) => runtime().block_on(ingest(args)),
         Cmd::Orders(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            if let Err(e) = rt.block_on(orders::run(args)) {
+            if let Err(e) = runtime().block_on(orders::run(args)) {
                 eprintln!("orders: {e}");
                 std::process::exit(64);
             }
