@@ -59,7 +59,8 @@ pub enum Sampler {
         /// The sampler for spans without a parent.
         root: Box<Sampler>,
     },
-    /// At most a number of traces per second, decided at the root (`ratelimiting`).
+    /// At most a number of traces per second, decided at the root; a span with a parent
+    /// follows the parent (`ratelimiting`, the same as `parentbased_ratelimiting`).
     RateLimiting(RateLimiter),
     /// The strategy a Jaeger remote sampling endpoint serves (`jaeger_remote`).
     JaegerRemote(JaegerRemote),
@@ -221,17 +222,13 @@ impl Sampler {
                 Some(p) => Decision::from_bool(p.is_sampled()),
                 None => root.decide(None, trace_id, name),
             },
-            Sampler::RateLimiting(l) => {
-                if l.try_acquire() {
-                    let rule = Rule::RateLimiting(l.rate_per_s());
-                    Decision {
-                        sampled: true,
-                        rule: parent.is_none().then_some(rule),
-                    }
-                } else {
-                    Decision::DROP
-                }
-            }
+            // Decided at the root only: a span with a parent follows it, so a trace is never
+            // cut by an empty bucket half-way (both names behave alike).
+            Sampler::RateLimiting(l) => match parent {
+                Some(p) => Decision::from_bool(p.is_sampled()),
+                None if l.try_acquire() => Decision::sampled_by(Rule::RateLimiting(l.rate_per_s())),
+                None => Decision::DROP,
+            },
             Sampler::JaegerRemote(r) => {
                 let d = r.decide(trace_id, name);
                 if parent.is_some() {
@@ -378,6 +375,14 @@ mod tests {
 
     #[test]
     fn rate_limiting_decides_the_root_and_children_follow() {
+        let bare = Sampler::rate_limiting(1.0);
+        assert!(bare.decide(None, TraceId::random(), "r").sampled);
+        // The bucket is empty, yet the children of a sampled root are recorded.
+        assert!(!bare.decide(None, TraceId::random(), "r").sampled);
+        assert_eq!(
+            bare.decide(Some(&parent(true)), TraceId::random(), "c"),
+            Decision::KEEP
+        );
         let s = Sampler::parent_based(Sampler::rate_limiting(3.0));
         let roots: Vec<Decision> = (0..10)
             .map(|_| s.decide(None, TraceId::random(), "r"))
