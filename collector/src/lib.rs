@@ -11,6 +11,8 @@
 //!  POST /api/v2/spans
 //!  (Zipkin v2 JSON)
 //!  gRPC port 4317: TraceService/Export (OTLP/gRPC) ──► the same decode and store steps
+//!  sampling port 5778: Jaeger remote sampling strategies ([`sampling`]); tail sampling
+//!  decides when assemble/ finishes a trace
 //! ```
 //!
 //! Entry points:

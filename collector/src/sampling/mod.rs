@@ -193,7 +193,8 @@ pub(crate) async fn get_strategy(
     Ok(axum::Json(state.strategies.response_for(&service)).into_response())
 }
 
-/// The sampling port's router: [`get_strategy`] at every path (as Jaeger v2 serves it).
+/// The sampling port's router: the strategy for `?service=NAME` at every path (as Jaeger v2
+/// serves it).
 pub fn sampling_app(state: AppState) -> Router {
     Router::new()
         .fallback(axum::routing::get(get_strategy))

@@ -1,4 +1,5 @@
 //! Tests of the tail sampling policies.
+
 use super::*;
 use crate::model::{SpanKind, Status};
 use crate::testing::{span, trace_id};
