@@ -72,7 +72,7 @@ wait_port() {
 start_collector() { # [binary]
   rm -rf "$work/data"
   mkdir -p "$work/data"
-  COLLECTOR_INGEST_ADDR=127.0.0.1:$port COLLECTOR_QUERY_ADDR=127.0.0.1:$((port + 1)) COLLECTOR_GRPC_ADDR=127.0.0.1:0 \
+  COLLECTOR_INGEST_ADDR=127.0.0.1:$port COLLECTOR_QUERY_ADDR=127.0.0.1:$((port + 1)) COLLECTOR_GRPC_ADDR=127.0.0.1:0 COLLECTOR_SAMPLING_ADDR=127.0.0.1:0 \
     COLLECTOR_DATA_DIR=$work/data "${1:-$collector_bin}" >"$work/collector.log" 2>&1 &
   pid=$!
   wait_port "$port"

@@ -52,46 +52,10 @@ cargo build --release --bins --locked --quiet
 
 p_front=$base p_user=$((base + 1)) p_order=$((base + 2)) p_pay=$((base + 3))
 p_ingest=$((base + 4)) p_query=$((base + 5))
-for p in $p_front $p_user $p_order $p_pay $p_ingest $p_query; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "port $p is in use; set BASE_PORT to a free range" >&2
-    exit 1
-  fi
-done
-
-pids=()
-collector_pid=
-cleanup() {
-  for pid in "${pids[@]}" $collector_pid; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}" $collector_pid; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-wait_healthy() { # name url pid
-  for _ in $(seq 1 300); do
-    if curl -fsS -o /dev/null "$2" 2>/dev/null; then return 0; fi
-    if ! kill -0 "$3" 2>/dev/null; then
-      echo "$1 exited; its log:" >&2
-      tail -n 20 "$log_dir/$1.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  echo "$1 did not become healthy" >&2
-  exit 1
-}
-
-# CPU time (utime + stime, clock ticks) of the given pids.
-cpu_ticks() {
-  local total=0 pid fields
-  for pid in "$@"; do
-    read -r -a fields <"/proc/$pid/stat"
-    # Fields 14 and 15 (1-based), after the parenthesised command name (no spaces here).
-    total=$((total + fields[13] + fields[14]))
-  done
-  echo "$total"
-}
-hz=$(getconf CLK_TCK)
+# wait_healthy, cpu_ticks, hz, require_free_ports, pids, collector_pid, stop_all.
+. scripts/bench-common.sh
+require_free_ports $p_front $p_user $p_order $p_pay $p_ingest $p_query
+trap stop_all EXIT
 
 if [ "${SINK:-0}" = 1 ]; then
   receiver="OTLP sink (receive and discard)"
@@ -120,7 +84,7 @@ PY
   wait_healthy sink "http://127.0.0.1:$p_ingest/" "$collector_pid"
 else
   receiver="collector (SQLite)"
-  COLLECTOR_INGEST_ADDR=127.0.0.1:$p_ingest COLLECTOR_QUERY_ADDR=127.0.0.1:$p_query COLLECTOR_GRPC_ADDR=127.0.0.1:0 \
+  COLLECTOR_INGEST_ADDR=127.0.0.1:$p_ingest COLLECTOR_QUERY_ADDR=127.0.0.1:$p_query COLLECTOR_GRPC_ADDR=127.0.0.1:0 COLLECTOR_SAMPLING_ADDR=127.0.0.1:0 \
     COLLECTOR_DATA_DIR=$out/data "$bin/collector" >>"$log_dir/collector.log" 2>&1 &
   collector_pid=$!
   wait_healthy collector "http://127.0.0.1:$p_query/health" "$collector_pid"

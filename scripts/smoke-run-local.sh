@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for port in 8080 8081 8082 8083 4317 4318; do
+for port in 8080 8081 8082 8083 4317 4318 5778; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use; the quick start needs the default ports free" >&2
     exit 1

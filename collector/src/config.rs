@@ -15,6 +15,15 @@
 //! | `COLLECTOR_MAX_DISK_BYTES` | `--max-disk-bytes` | `0` (no limit) | delete the oldest traces while the live data is larger (SQLite) |
 //! | `COLLECTOR_TRACE_SETTLE` | `--trace-settle` | `10s` | a trace that is not complete is finished this long after its last span (`GET /v1/tail`) |
 //! | `COLLECTOR_LOG_TREES` | `--log-trees` | off | print each finished trace's text tree to stdout |
+//! | `COLLECTOR_SAMPLING_ADDR` | `--sampling-addr` | `0.0.0.0:5778` | Jaeger remote sampling listener (`GET /?service=`) |
+//! | `COLLECTOR_SAMPLING` | `--sampling` | `file` | where strategies come from: `file` or `adaptive` |
+//! | `COLLECTOR_SAMPLING_STRATEGIES` | `--sampling-strategies` | none (probability 0.001 for all) | Jaeger strategies file, re-read when it changes |
+//! | `COLLECTOR_ADAPTIVE_TARGET_TPS` | `--adaptive-target-tps` | `1` | adaptive: kept traces per second per operation |
+//! | `COLLECTOR_ADAPTIVE_MIN_PROBABILITY` | `--adaptive-min-probability` | `0.00001` | adaptive: lowest probability served |
+//! | `COLLECTOR_ADAPTIVE_INITIAL_PROBABILITY` | `--adaptive-initial-probability` | `0.001` | adaptive: probability of operations not seen yet |
+//! | `COLLECTOR_ADAPTIVE_LOWER_BOUND_TPS` | `--adaptive-lower-bound-tps` | `0.0166667` (1/min) | adaptive: guaranteed traces per second per operation |
+//! | `COLLECTOR_TAIL_SAMPLING` | `--tail-sampling` | off | tail sampling policy file (YAML or JSON, OpenTelemetry Collector `tail_sampling` vocabulary) |
+//! | `COLLECTOR_ADAPTIVE_INTERVAL` | `--adaptive-interval` | `60s` | adaptive: time between recalculations |
 //! | | `--healthcheck` | | probe `GET /health` on the query port and exit 0 (healthy) or 1 |
 //!
 //! Retention is described in [`crate::retention`].
@@ -89,13 +98,88 @@ pub struct Config {
           value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1,
           default_missing_value = "true")]
     pub log_trees: bool,
+    /// Jaeger remote sampling listener (strategies at every path, `?service=NAME`).
+    #[arg(long, env = "COLLECTOR_SAMPLING_ADDR", default_value = "0.0.0.0:5778")]
+    pub sampling_addr: SocketAddr,
+    /// Where sampling strategies come from: file or adaptive.
+    #[arg(long, env = "COLLECTOR_SAMPLING", value_enum, default_value = "file")]
+    pub sampling: crate::sampling::SamplingMode,
+    /// Jaeger-format strategies file (re-read when it changes).
+    #[arg(long, env = "COLLECTOR_SAMPLING_STRATEGIES")]
+    pub sampling_strategies: Option<PathBuf>,
+    /// Adaptive sampling: kept traces per second wanted per operation.
+    #[arg(long, env = "COLLECTOR_ADAPTIVE_TARGET_TPS", default_value_t = 1.0,
+          value_parser = positive_f64)]
+    pub adaptive_target_tps: f64,
+    /// Adaptive sampling: the lowest probability served (0..=1).
+    #[arg(long, env = "COLLECTOR_ADAPTIVE_MIN_PROBABILITY", default_value_t = 1e-5,
+          value_parser = probability)]
+    pub adaptive_min_probability: f64,
+    /// Adaptive sampling: the probability of operations not seen yet (0..=1).
+    #[arg(long, env = "COLLECTOR_ADAPTIVE_INITIAL_PROBABILITY", default_value_t = 0.001,
+          value_parser = probability)]
+    pub adaptive_initial_probability: f64,
+    /// Adaptive sampling: guaranteed traces per second per operation.
+    #[arg(long, env = "COLLECTOR_ADAPTIVE_LOWER_BOUND_TPS", default_value_t = 1.0 / 60.0,
+          value_parser = non_negative_f64)]
+    pub adaptive_lower_bound_tps: f64,
+    /// Adaptive sampling: time between recalculations (e.g. 10s, 1m).
+    #[arg(long, env = "COLLECTOR_ADAPTIVE_INTERVAL", default_value = "60s",
+          value_parser = crate::time::parse_age_flag)]
+    pub adaptive_interval: std::time::Duration,
+    /// Tail sampling policy file (YAML or JSON; the OpenTelemetry Collector's tail_sampling
+    /// policies). Traces not kept are deleted once decided.
+    #[arg(long, env = "COLLECTOR_TAIL_SAMPLING")]
+    pub tail_sampling: Option<PathBuf>,
     /// Probe GET /health on the query port (127.0.0.1 when it listens on all addresses) and
     /// exit 0 when healthy, 1 otherwise. For container health checks.
     #[arg(long)]
     pub healthcheck: bool,
 }
 
+fn parse_f64(s: &str, ok: impl Fn(f64) -> bool, what: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && ok(v) => Ok(v),
+        _ => Err(format!("{s:?} is not {what}")),
+    }
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    parse_f64(s, |v| (0.0..=1.0).contains(&v), "a probability in 0..=1")
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    parse_f64(s, |v| v > 0.0, "a positive number")
+}
+
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    parse_f64(s, |v| v >= 0.0, "a number >= 0")
+}
+
 impl Config {
+    /// The strategies to serve.
+    ///
+    /// # Errors
+    /// The strategies file cannot be read or is invalid.
+    pub fn strategies(
+        &self,
+    ) -> Result<crate::sampling::Strategies, crate::sampling::strategies::StrategiesError> {
+        use crate::sampling::{SamplingMode, Strategies, adaptive::AdaptiveConfig};
+        match (self.sampling, &self.sampling_strategies) {
+            (SamplingMode::Adaptive, _) => Ok(Strategies::adaptive(AdaptiveConfig {
+                target_traces_per_s: self.adaptive_target_tps,
+                min_probability: self.adaptive_min_probability,
+                initial_probability: self.adaptive_initial_probability,
+                lower_bound_traces_per_s: self.adaptive_lower_bound_tps,
+                interval: self
+                    .adaptive_interval
+                    .max(std::time::Duration::from_secs(1)),
+            })),
+            (SamplingMode::File, Some(path)) => Strategies::from_file(path.clone()),
+            (SamplingMode::File, None) => Ok(Strategies::default()),
+        }
+    }
+
     /// `<data_dir>/spanline.db`.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(DB_FILE_NAME)
@@ -167,5 +251,28 @@ mod tests {
         assert_eq!(c.retention_config().max_age, None);
         assert_eq!(c.retention_config().max_bytes, Some(1_000_000));
         assert!(Config::try_parse_from(["collector", "--retention", "soon"]).is_err());
+        let c = Config::try_parse_from([
+            "collector",
+            "--sampling",
+            "adaptive",
+            "--adaptive-target-tps",
+            "2.5",
+            "--adaptive-interval",
+            "10s",
+        ])
+        .unwrap();
+        assert_eq!(c.sampling_addr.port(), 5778);
+        assert_eq!(c.adaptive_target_tps, 2.5);
+        assert!(c.strategies().is_ok());
+        for bad in [
+            ["--adaptive-target-tps", "0"],
+            ["--adaptive-min-probability", "2"],
+            ["--sampling", "sometimes"],
+        ] {
+            assert!(Config::try_parse_from(["collector", bad[0], bad[1]]).is_err());
+        }
+        let c =
+            Config::try_parse_from(["collector", "--sampling-strategies", "/nonexistent"]).unwrap();
+        assert!(c.strategies().is_err());
     }
 }

@@ -11,6 +11,8 @@
 //!  POST /api/v2/spans
 //!  (Zipkin v2 JSON)
 //!  gRPC port 4317: TraceService/Export (OTLP/gRPC) ──► the same decode and store steps
+//!  sampling port 5778: Jaeger remote sampling strategies ([`sampling`]); tail sampling
+//!  decides when assemble/ finishes a trace
 //! ```
 //!
 //! Entry points:
@@ -35,6 +37,7 @@ pub mod metrics;
 pub mod model;
 pub mod query;
 pub mod retention;
+pub mod sampling;
 pub mod sanitize;
 pub mod store;
 #[cfg(test)]
@@ -88,6 +91,10 @@ pub struct AppState {
     pub settler: Arc<assemble::settle::Settler>,
     /// Where finished traces are published (`GET /v1/tail`, `COLLECTOR_LOG_TREES`).
     pub tail: query::tail::TailHub,
+    /// The sampling strategies served to the services (`GET /api/sampling`).
+    pub strategies: Arc<sampling::Strategies>,
+    /// Tail sampling, when configured (`COLLECTOR_TAIL_SAMPLING`).
+    pub tail_sampler: Option<Arc<sampling::tail::TailSampler>>,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -115,6 +122,8 @@ impl AppState {
                 assemble::settle::SettleLimits::default(),
             )),
             tail: query::tail::TailHub::new(false),
+            strategies: Arc::new(sampling::Strategies::default()),
+            tail_sampler: None,
             shutdown: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -129,6 +138,20 @@ impl AppState {
             },
         ));
         self.tail = query::tail::TailHub::new(log_trees);
+        self
+    }
+
+    /// The same state serving `strategies` (`GET /api/sampling`).
+    pub fn with_strategies(mut self, strategies: sampling::Strategies) -> Self {
+        self.strategies = Arc::new(strategies);
+        self
+    }
+
+    /// The same state with tail sampling by `sampler`: traces are decided when the settler
+    /// finishes them, which now waits `decision_wait` and follows at most `num_traces`.
+    pub fn with_tail_sampling(mut self, sampler: sampling::tail::TailSampler) -> Self {
+        self.settler = Arc::new(assemble::settle::Settler::new(sampler.settle_limits()));
+        self.tail_sampler = Some(Arc::new(sampler));
         self
     }
 
@@ -178,6 +201,10 @@ pub fn query_app(state: AppState) -> Router {
         .route("/v1/traces/latest/tree", get(native::get_latest_tree))
         .route("/v1/traces/{trace_id}/tree", get(native::get_tree))
         .route("/v1/traces/{trace_id}", get(native::get_trace))
+        .route(
+            "/v1/traces/{trace_id}/sampling",
+            get(sampling::tail::get_decision),
+        )
         .route("/v1/traces", get(native::search))
         .route("/v1/tail", get(tail::get_tail))
         .route("/v1/services", get(native::services))
@@ -198,6 +225,8 @@ pub fn query_app(state: AppState) -> Router {
         .route("/api/v3/traces", get(v3::search))
         .route("/api/v3/traces/{trace_id}", get(v3::get_trace))
         .route("/api/v3/trace-summaries", get(v3::summaries))
+        .route("/api/sampling", get(sampling::get_strategy))
+        .route("/sampling", get(sampling::get_strategy))
         .route("/metrics", get(native::metrics))
         .route("/health", get(native::health))
         .route("/healthz", get(ingest::healthz))
@@ -339,15 +368,19 @@ pub enum RunError {
     /// A server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    /// A configuration file (sampling strategies, tail sampling policies) is unusable.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl RunError {
     /// Process exit code: 74 (`EX_IOERR`) for storage and data-dir trouble, 71 (`EX_OSERR`)
-    /// for listeners and servers. (Bad configuration exits 64 before [`run`].)
+    /// for listeners and servers, 64 (`EX_USAGE`) for an unusable configuration file.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::DataDir { .. } | Self::Store(_) => 74,
             Self::Bind { .. } | Self::Serve(_) => 71,
+            Self::Config(_) => 64,
         }
     }
 }
@@ -358,6 +391,15 @@ impl RunError {
 /// # Errors
 /// See [`RunError`].
 pub async fn run(config: Config) -> Result<(), RunError> {
+    let strategies = config
+        .strategies()
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let tail_sampler = config
+        .tail_sampling
+        .as_deref()
+        .map(sampling::tail::TailSampler::load)
+        .transpose()
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let store: Arc<dyn SpanStore> = match config.storage {
         config::StorageKind::Memory => Arc::new(MemoryStore::new()),
         config::StorageKind::Sqlite => {
@@ -381,8 +423,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         max_body_bytes: config.max_body_bytes(),
         ..IngestLimits::default()
     };
-    let state = AppState::new(Arc::clone(&store), limits)
-        .with_settle(config.trace_settle, config.log_trees);
+    let mut state = AppState::new(Arc::clone(&store), limits)
+        .with_settle(config.trace_settle, config.log_trees)
+        .with_strategies(strategies);
+    if let Some(tail) = tail_sampler {
+        state = state.with_tail_sampling(tail);
+    }
     let retention = tokio::spawn(retention::run(
         Arc::clone(&store),
         config.retention_config(),
@@ -397,10 +443,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         let ingest = bind("ingest", config.ingest_addr).await?;
         let grpc = bind("grpc", config.grpc_addr).await?;
         let query = bind("query", config.query_addr).await?;
-        Ok::<_, RunError>((ingest, grpc, query))
+        let sampling = bind("sampling", config.sampling_addr).await?;
+        Ok::<_, RunError>((ingest, grpc, query, sampling))
     }
     .await;
-    let (ingest, grpc, query) = match listeners {
+    let (ingest, grpc, query, sampling) = match listeners {
         Ok(l) => l,
         Err(e) => {
             store.shutdown().await;
@@ -409,17 +456,24 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     eprintln!(
         "collector: ingest on http://{} (OTLP/HTTP) and {} (OTLP/gRPC), query on http://{}, \
-         storage {}",
+         sampling strategies on http://{}, storage {}",
         config.ingest_addr,
         config.grpc_addr,
         config.query_addr,
+        config.sampling_addr,
         match config.storage {
             config::StorageKind::Memory => "memory (not durable)".to_owned(),
             config::StorageKind::Sqlite => config.db_path().display().to_string(),
         }
     );
+    let sampling_server = tokio::spawn(sampling::serve(state.clone(), sampling));
+    let strategies_task = tokio::spawn(sampling::Strategies::maintain(state.clone()));
     let served = serve_with_grpc(state, ingest, Some(grpc), query, shutdown_signal()).await;
     retention.abort();
+    strategies_task.abort();
+    if let Ok(Err(e)) = sampling_server.await {
+        eprintln!("collector: sampling server error: {e}");
+    }
     served.map_err(RunError::Serve)?;
     eprintln!("collector: stopped; all acknowledged spans are committed");
     Ok(())

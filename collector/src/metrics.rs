@@ -65,6 +65,8 @@ pub struct Metrics {
     pub red: RedMetrics,
     /// Latency of the query API per route.
     pub query_latency: LatencyHistograms,
+    /// Root spans per (service, operation) for adaptive sampling ([`crate::sampling::adaptive`]).
+    pub roots: crate::sampling::adaptive::RootThroughput,
 }
 
 impl Metrics {

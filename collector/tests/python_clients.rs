@@ -160,6 +160,7 @@ fn start_collector() -> Collector {
         .env_remove("COLLECTOR_STORAGE")
         .env("COLLECTOR_INGEST_ADDR", ingest.to_string())
         .env("COLLECTOR_GRPC_ADDR", grpc.to_string())
+        .env("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0")
         .env("COLLECTOR_QUERY_ADDR", query.to_string())
         .env("COLLECTOR_DATA_DIR", dir.path())
         .stdin(Stdio::null())

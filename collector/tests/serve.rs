@@ -102,6 +102,7 @@ fn collector_cmd(data_dir: &std::path::Path) -> Command {
         .env_remove("COLLECTOR_QUERY_ADDR")
         .env_remove("COLLECTOR_STORAGE")
         .env("COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
+        .env("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0")
         .env("COLLECTOR_DATA_DIR", data_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

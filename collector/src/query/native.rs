@@ -341,12 +341,16 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let commits = *state.store.subscribe_commits().borrow();
     let storage_bytes = state.store.storage_bytes();
+    let mut body = crate::metrics::render_prometheus(&state.metrics, storage_bytes, commits);
+    if let Some(tail) = &state.tail_sampler {
+        tail.render_metrics(state.settler.pending(), &mut body);
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render_prometheus(&state.metrics, storage_bytes, commits),
+        body,
     )
         .into_response()
 }

@@ -84,18 +84,26 @@ pub async fn publish(state: AppState) {
             () = tokio::time::sleep(SWEEP_EVERY) => {}
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }
-        for finished in state.settler.take_finished(Instant::now()) {
-            let counter = match finished.finish {
+        let finished = state.settler.take_finished(Instant::now());
+        for f in &finished {
+            let counter = match f.finish {
                 Finish::Complete => &state.metrics.traces_finished_complete,
                 Finish::Settled => &state.metrics.traces_finished_incomplete,
                 Finish::Evicted => &state.metrics.traces_finished_evicted,
             };
             counter.fetch_add(1, Ordering::Relaxed);
+        }
+        // Tail sampling decides here (and deletes what it drops); only kept traces go on.
+        for (finished, loaded) in crate::sampling::tail::judge(&state, finished).await {
             if !state.tail.wanted() {
                 continue;
             }
-            let Ok(Some(trace)) = state.store.get_trace(finished.trace_id).await else {
-                continue;
+            let trace = match loaded {
+                Some(trace) => trace,
+                None => match state.store.get_trace(finished.trace_id).await {
+                    Ok(Some(trace)) => trace,
+                    _ => continue,
+                },
             };
             let tree = assemble::assemble(&trace.spans);
             if state.tail.log_trees {

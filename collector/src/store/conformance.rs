@@ -32,6 +32,7 @@ macro_rules! conformance_tests {
             dependencies_count_calls_between_services,
             operation_samples_cover_entry_spans_in_window,
             retention_deletes_old_traces_in_batches,
+            delete_traces_removes_exactly_those_traces,
             writes_after_shutdown_fail_cleanly
         );
     };
@@ -769,6 +770,44 @@ pub(crate) async fn operation_samples_cover_entry_spans_in_window(store: Store) 
         .await
         .unwrap();
     assert_eq!(some[0].durations_ns, vec![258 * MS, 358 * MS]);
+}
+
+pub(crate) async fn delete_traces_removes_exactly_those_traces(store: Store) {
+    for n in 1..=4u8 {
+        store
+            .write_spans(demo_trace(n, n == 2, 10.0))
+            .await
+            .unwrap();
+    }
+    let out = store
+        .delete_traces(vec![trace_id(2), trace_id(3), trace_id(99)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.traces_deleted, out.spans_deleted, out.more),
+        (2, 20, false)
+    );
+    for (n, kept) in [(1, true), (2, false), (3, false), (4, true)] {
+        let found = store.get_trace(trace_id(n)).await.unwrap();
+        assert_eq!(found.is_some(), kept, "trace {n}");
+    }
+    let left = store.find_traces(TraceQuery::default()).await.unwrap();
+    assert_eq!(left.len(), 2);
+    let errors = TraceQuery {
+        errors_only: true,
+        ..TraceQuery::default()
+    };
+    assert!(store.find_traces(errors).await.unwrap().is_empty());
+    let samples = store.operation_samples(window_all(), None).await.unwrap();
+    assert!(
+        samples.iter().all(|s| s.durations_ns.len() == 2),
+        "{samples:?}"
+    );
+    // Deleting again changes nothing; a deleted trace can be written anew.
+    let again = store.delete_traces(vec![trace_id(2)]).await.unwrap();
+    assert_eq!(again.traces_deleted, 0);
+    store.write_spans(demo_trace(2, true, 10.0)).await.unwrap();
+    assert!(store.get_trace(trace_id(2)).await.unwrap().is_some());
 }
 
 pub(crate) async fn retention_deletes_old_traces_in_batches(store: Store) {

@@ -299,6 +299,26 @@ impl SpanStore for MemoryStore {
         Box::pin(async move { self.retention_now(policy) })
     }
 
+    fn delete_traces(
+        &self,
+        trace_ids: Vec<TraceId>,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            if inner.closed {
+                return Err(StoreError::Closed);
+            }
+            let mut outcome = RetentionOutcome::default();
+            for id in trace_ids {
+                if let Some(t) = inner.traces.remove(&id) {
+                    outcome.traces_deleted += 1;
+                    outcome.spans_deleted += t.spans.len() as u64;
+                }
+            }
+            Ok(outcome)
+        })
+    }
+
     fn storage_bytes(&self) -> Option<u64> {
         None
     }

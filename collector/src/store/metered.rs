@@ -30,8 +30,10 @@ impl SpanStore for MeteredStore {
     fn write_spans(&self, spans: Vec<Span>) -> BoxFuture<'_, Result<WriteOutcome, StoreError>> {
         Box::pin(async move {
             let samples = RedMetrics::samples(&spans);
+            let roots = self.metrics.roots.roots_of(&spans);
             let outcome = self.inner.write_spans(spans).await?;
             self.metrics.red.record(samples);
+            self.metrics.roots.record(roots);
             Ok(outcome)
         })
     }
@@ -78,6 +80,13 @@ impl SpanStore for MeteredStore {
         policy: RetentionPolicy,
     ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
         self.inner.enforce_retention(policy)
+    }
+
+    fn delete_traces(
+        &self,
+        trace_ids: Vec<TraceId>,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
+        self.inner.delete_traces(trace_ids)
     }
 
     fn storage_bytes(&self) -> Option<u64> {

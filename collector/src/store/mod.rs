@@ -580,6 +580,17 @@ pub trait SpanStore: Send + Sync + 'static {
         policy: RetentionPolicy,
     ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>>;
 
+    /// Deletes whole traces by id: their spans, summaries, search-index rows and request
+    /// samples, in one transaction. Ids not stored are ignored. Used by tail sampling
+    /// (`crate::sampling::tail`) for traces it does not keep; `more` is always `false`.
+    ///
+    /// # Errors
+    /// As for a write.
+    fn delete_traces(
+        &self,
+        trace_ids: Vec<TraceId>,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>>;
+
     /// Bytes the store occupies (SQLite: database plus WAL files); `None` when not measurable.
     fn storage_bytes(&self) -> Option<u64>;
 

@@ -181,6 +181,8 @@ pub struct Stack {
     pub data_dir: tempfile::TempDir,
     /// The processes: collector first.
     pub procs: Vec<Proc>,
+    /// Extra variables of the collector (they win over the stack's).
+    pub collector_env: Vec<(&'static str, String)>,
 }
 
 impl Stack {
@@ -194,6 +196,15 @@ impl Stack {
     /// `"payment"`, `"frontend"`), which win over the defaults (e.g. a later
     /// `OTEL_BSP_SCHEDULE_DELAY`, or an exporter endpoint nobody listens on).
     pub async fn start_with(extra_env: impl Fn(&str) -> Vec<(&'static str, String)>) -> Stack {
+        Self::start_configured(Vec::new(), extra_env).await
+    }
+
+    /// As [`start_with`](Self::start_with), with extra variables for the collector too
+    /// (e.g. `COLLECTOR_TAIL_SAMPLING`).
+    pub async fn start_configured(
+        collector_env: Vec<(&'static str, String)>,
+        extra_env: impl Fn(&str) -> Vec<(&'static str, String)>,
+    ) -> Stack {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(40))
@@ -214,6 +225,7 @@ impl Stack {
             query_addr,
             data_dir,
             procs: Vec::new(),
+            collector_env,
         };
         stack.start_collector().await;
         let otel = |svc: &str| -> Vec<(&'static str, String)> {
@@ -265,12 +277,14 @@ impl Stack {
     /// Starts (or restarts) the collector on the stack's fixed ports and data directory.
     pub async fn start_collector(&mut self) {
         let data = self.data_dir.path().join("collector");
-        let env = [
+        let mut env = vec![
             ("COLLECTOR_INGEST_ADDR", self.ingest_addr.to_string()),
             ("COLLECTOR_QUERY_ADDR", self.query_addr.to_string()),
             ("COLLECTOR_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+            ("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0".to_owned()),
             ("COLLECTOR_DATA_DIR", data.display().to_string()),
         ];
+        env.extend(self.collector_env.iter().cloned());
         let proc = Proc::spawn("collector", &env, self.data_dir.path());
         wait_healthy(
             &self.client,

@@ -99,15 +99,7 @@ async fn dependencies_search_stats_and_jaeger_after_demo_orders() {
     assert!(trace["data"][0]["spans"].as_array().unwrap().len() >= 11);
     let deps = get(&stack, "/api/dependencies?lookback=3600000").await;
     assert_eq!(deps["data"].as_array().unwrap().len(), 3, "{deps:#}");
-    let metrics = stack
-        .client
-        .get(format!("{}/metrics", stack.query_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.query_text("/metrics").await;
     assert!(
         metrics.contains(
             "spanline_requests_total{service=\"payment\",operation=\"POST /payments\"} 3"

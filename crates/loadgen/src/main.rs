@@ -1,4 +1,5 @@
-//! Benchmark load generator for the Spanline collector (BENCHMARKS.md, `scripts/bench-ingest.sh`).
+//! Load generator for Spanline benchmarks and demos (BENCHMARKS.md, `scripts/bench-ingest.sh`,
+//! `scripts/bench-sampling.sh`).
 //!
 //! * `loadgen ingest`: posts OTLP/HTTP protobuf `ExportTraceServiceRequest`s (N spans × 10
 //!   attributes, 10 spans per trace) with C concurrent connections, at saturation or at a fixed
@@ -6,6 +7,8 @@
 //!   each send patches fresh trace and span ids into a copy, so no span is a duplicate. Works
 //!   against any OTLP/HTTP receiver (our collector, rotel). With `--pid` it samples the target
 //!   process: CPU, RSS, and the CPU of the collector's SQLite writer thread.
+//! * `loadgen orders`: demo orders through the frontend at a rate, with a mix of faults, and a
+//!   live summary ([`orders`]; `scripts/bench-sampling.sh`).
 //! * `loadgen sqlite-ceiling`: inserts the same rows into a bare SQLite table (no index, one
 //!   prepared statement, large transactions): the storage ceiling.
 
@@ -20,6 +23,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
+mod orders;
+
 #[derive(Parser)]
 #[command(about = "Spanline benchmark load generator")]
 struct Cli {
@@ -33,6 +38,8 @@ enum Cmd {
     Ingest(IngestArgs),
     /// Raw SQLite insert rate of the same rows (no indexes).
     SqliteCeiling(CeilingArgs),
+    /// Demo orders through the frontend at a rate, with faults, and a live summary.
+    Orders(orders::OrdersArgs),
 }
 
 #[derive(clap::Args)]
@@ -438,16 +445,25 @@ fn ceiling(args: CeilingArgs) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The runtime of the network subcommands: two workers, as many as the benchmark machine's
+/// CPUs.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Ingest(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(ingest(args));
+        Cmd::Ingest(args) => runtime().block_on(ingest(args)),
+        Cmd::Orders(args) => {
+            if let Err(e) = runtime().block_on(orders::run(args)) {
+                eprintln!("orders: {e}");
+                std::process::exit(64);
+            }
         }
         Cmd::SqliteCeiling(args) => {
             if let Err(e) = ceiling(args) {

@@ -74,9 +74,10 @@ impl TracerConfig {
         let version = env!("CARGO_PKG_VERSION");
         let resource = Resource::new(service_name, Some(version), extra);
 
-        let (sampler, w) = Sampler::from_env(
+        let (sampler, w) = Sampler::from_env_for_service(
             get("OTEL_TRACES_SAMPLER").as_deref(),
             get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+            resource.service_name(),
         );
         warnings.extend(w);
 
@@ -208,9 +209,38 @@ mod tests {
     }
 
     #[test]
+    fn remote_and_rate_limiting_samplers_from_the_environment() {
+        let c = config(&[
+            ("OTEL_SERVICE_NAME", "payment"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_jaeger_remote"),
+            (
+                "OTEL_TRACES_SAMPLER_ARG",
+                "endpoint=http://collector:5778/api/sampling,pollingIntervalMs=2000,initialSamplingRate=0.5",
+            ),
+        ]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let Sampler::ParentBased { root } = &c.sampler else {
+            panic!("{:?}", c.sampler)
+        };
+        let Sampler::JaegerRemote(remote) = &**root else {
+            panic!("{root:?}")
+        };
+        assert_eq!(
+            remote.config().url(),
+            "http://collector:5778/api/sampling?service=payment"
+        );
+        assert_eq!(remote.config().polling_interval, Duration::from_secs(2));
+        let c = config(&[
+            ("OTEL_TRACES_SAMPLER", "ratelimiting"),
+            ("OTEL_TRACES_SAMPLER_ARG", "7.5"),
+        ]);
+        assert_eq!(c.sampler, Sampler::rate_limiting(7.5));
+    }
+
+    #[test]
     fn unusable_values_are_reported_not_ignored() {
         let c = config(&[
-            ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
+            ("OTEL_TRACES_SAMPLER", "xray"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
             ("OTEL_PROPAGATORS", "tracecontext,b3"),
             ("OTEL_TRACES_EXPORTER", "zipkin"),

@@ -24,8 +24,8 @@
 //! | `OTEL_RESOURCE_ATTRIBUTES` | extra resource attributes, `k=v,k2=v2` | none |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL; spans go to `<endpoint>/v1/traces` | `http://localhost:4318` |
 //! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | full traces URL, used as is | unset |
-//! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_*` | `parentbased_always_on` |
-//! | `OTEL_TRACES_SAMPLER_ARG` | ratio for `*traceidratio`, 0..=1 | 1.0 |
+//! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `ratelimiting`, `jaeger_remote`, `parentbased_*` | `parentbased_always_on` |
+//! | `OTEL_TRACES_SAMPLER_ARG` | ratio for `*traceidratio`, 0..=1; traces/s for `*ratelimiting`; `endpoint=…,pollingIntervalMs=…,initialSamplingRate=…` for `*jaeger_remote` | 1.0; 100; see [`RemoteConfig`] |
 //! | `OTEL_BSP_SCHEDULE_DELAY` | batch delay, ms | 5000 |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE` | queue capacity, spans | 2048 |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | batch size, spans | 512 |
@@ -36,7 +36,7 @@
 //!
 //! The tracing API is flat at the crate root: [`Tracer`], [`Span`], [`SpanBuilder`],
 //! [`SharedSpan`], [`SpanData`] and its parts, [`SpanContext`] and the ids, [`Context`] and
-//! [`current_span`], [`Resource`], [`Sampler`], [`TracerConfig`]. Three public modules hold
+//! [`current_span`], [`Resource`], [`Sampler`] and its parts, [`TracerConfig`]. Three public modules hold
 //! the specialist surfaces, each a concept of the field that a reader looks for by name:
 //! [`propagation`] (W3C Trace Context and Baggage: [`propagation::Propagator`],
 //! [`propagation::Baggage`], [`propagation::TraceState`], header names, parsers),
@@ -61,7 +61,10 @@ pub use config::{ConfigError, TracerConfig};
 pub use context::{Context, current_span};
 pub use id::{IdError, SpanId, TraceFlags, TraceId};
 pub use resource::Resource;
-pub use sampler::Sampler;
+pub use sampler::{
+    DEFAULT_TRACES_PER_S, Decision, JaegerRemote, RateLimiter, RemoteConfig, Rule, SAMPLER_PARAM,
+    SAMPLER_TYPE, Sampler,
+};
 pub use span::{
     Event, Key, KeyValue, Link, SharedSpan, Span, SpanBuilder, SpanData, SpanKind, Status, Value,
     now_unix_nano,

@@ -156,6 +156,13 @@ impl SpanStore for SqliteStore {
         Box::pin(self.writer.enforce_retention(policy))
     }
 
+    fn delete_traces(
+        &self,
+        trace_ids: Vec<TraceId>,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
+        Box::pin(self.writer.delete_traces(trace_ids))
+    }
+
     fn storage_bytes(&self) -> Option<u64> {
         let size = |suffix: &str| {
             let mut path = self.readers.path().as_os_str().to_owned();

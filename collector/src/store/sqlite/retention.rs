@@ -67,16 +67,7 @@ pub(super) fn retention_batch(
     let mut entry_cutoff = policy.delete_before_unix_nano.map(to_i64);
     for (id, start) in &victims {
         let trace_id = TraceId(blob_array::<16>(id)?);
-        StoredRows::read(&sp, trace_id)?.delete(&sp, trace_id, *start)?;
-        outcome.spans_deleted += sp
-            .prepare_cached("DELETE FROM spans WHERE trace_id = ?1")
-            .map_err(map_sql)?
-            .execute([id])
-            .map_err(map_sql)? as u64;
-        sp.prepare_cached("DELETE FROM traces WHERE trace_id = ?1")
-            .map_err(map_sql)?
-            .execute([id])
-            .map_err(map_sql)?;
+        outcome.spans_deleted += delete_trace(&sp, trace_id, *start)?;
         outcome.traces_deleted += 1;
         entry_cutoff = Some(entry_cutoff.unwrap_or(0).max(start.saturating_add(1)));
     }
@@ -99,6 +90,55 @@ pub(super) fn retention_batch(
         && live_bytes(&sp)? > max
     {
         outcome.more = true;
+    }
+    sp.commit().map_err(map_sql)?;
+    Ok(outcome)
+}
+
+/// Deletes one trace's spans, summary and search-index rows; returns the spans deleted.
+fn delete_trace(conn: &Connection, trace_id: TraceId, start_ns: i64) -> Result<u64, StoreError> {
+    let id = &trace_id.0[..];
+    StoredRows::read(conn, trace_id)?.delete(conn, trace_id, start_ns)?;
+    let spans = conn
+        .prepare_cached("DELETE FROM spans WHERE trace_id = ?1")
+        .map_err(map_sql)?
+        .execute([id])
+        .map_err(map_sql)? as u64;
+    conn.prepare_cached("DELETE FROM traces WHERE trace_id = ?1")
+        .map_err(map_sql)?
+        .execute([id])
+        .map_err(map_sql)?;
+    Ok(spans)
+}
+
+/// Deletes whole traces by id, with their request samples (`entry_spans`), inside the
+/// writer's transaction ([`SpanStore::delete_traces`](crate::store::SpanStore::delete_traces)).
+pub(super) fn delete_traces(
+    tx: &mut Transaction<'_>,
+    trace_ids: &[TraceId],
+) -> Result<RetentionOutcome, StoreError> {
+    let sp = tx.savepoint().map_err(map_sql)?;
+    let mut outcome = RetentionOutcome::default();
+    for &trace_id in trace_ids {
+        let id = &trace_id.0[..];
+        let window: Option<(i64, i64)> = sp
+            .prepare_cached("SELECT start_ns, end_ns FROM traces WHERE trace_id = ?1")
+            .map_err(map_sql)?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(map_sql(e)),
+            })?;
+        let Some((start, end)) = window else { continue };
+        outcome.spans_deleted += delete_trace(&sp, trace_id, start)?;
+        outcome.traces_deleted += 1;
+        sp.prepare_cached(
+            "DELETE FROM entry_spans WHERE start_ns BETWEEN ?1 AND ?2 AND trace_id = ?3",
+        )
+        .map_err(map_sql)?
+        .execute(params![start, end, id])
+        .map_err(map_sql)?;
     }
     sp.commit().map_err(map_sql)?;
     Ok(outcome)

@@ -21,10 +21,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::checkpoint::Checkpointer;
 use super::index::GroupIndex;
 use super::options::{AttributeIndex, SqliteOptions};
-use super::retention::retention_batch;
+use super::retention::{delete_traces, retention_batch};
 use super::spans::{PREPARE_INLINE_MAX_SPANS, Prepared, insert_spans};
 use super::{backend, map_sql};
-use crate::model::Span;
+use crate::model::{Span, TraceId};
 use crate::store::{RetentionOutcome, RetentionPolicy, StoreError, WriteOutcome};
 
 /// Most spans the writer puts in one group commit (more requests wait for the next one).
@@ -103,6 +103,17 @@ impl Writer {
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Deletes whole traces by id (`retention.rs`).
+    pub(super) async fn delete_traces(
+        &self,
+        trace_ids: Vec<TraceId>,
+    ) -> Result<RetentionOutcome, StoreError> {
+        let (reply, wait) = oneshot::channel();
+        self.request(Item::Delete(trace_ids), Reply::Retention(reply))
+            .await?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// A receiver of the number of commits so far.
     pub(super) fn subscribe_commits(&self) -> watch::Receiver<u64> {
         self.commits.clone()
@@ -166,6 +177,8 @@ enum Item {
     Write(Prepared),
     Probe,
     Retention(RetentionPolicy),
+    /// Whole traces by id (tail sampling); answered like a retention batch.
+    Delete(Vec<TraceId>),
 }
 
 impl Item {
@@ -431,6 +444,16 @@ fn apply_group(
                 // Index rows of earlier requests first: retention may delete their traces.
                 index.flush(&tx, index_attributes).map_err(fatal)?;
                 let result = retention_batch(&mut tx, policy);
+                if let Err(e) = &result
+                    && tx.is_autocommit()
+                {
+                    return Err(fatal(e.clone()));
+                }
+                results.push(ItemResult::Retention(result));
+            }
+            Item::Delete(trace_ids) => {
+                index.flush(&tx, index_attributes).map_err(fatal)?;
+                let result = delete_traces(&mut tx, trace_ids);
                 if let Err(e) = &result
                     && tx.is_autocommit()
                 {

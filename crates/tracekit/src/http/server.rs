@@ -82,8 +82,15 @@ fn route_of<B>(req: &Request<B>) -> Option<Cow<'static, str>> {
 /// records: an unsampled request costs its ids, not a dozen string copies.
 fn start_server_span<B>(tracer: &Tracer, parent: Option<SpanContext>, req: &Request<B>) -> Span {
     let method = method_str(req.method());
+    // A sampler deciding per operation (jaeger_remote) needs the final name at the root.
+    let name = match route_of(req) {
+        Some(r) if parent.is_none() && tracer.inner.sampler.uses_span_name() => {
+            Cow::Owned(format!("{method} {r}"))
+        }
+        _ => method.clone(),
+    };
     let mut span = tracer
-        .span(method.clone())
+        .span(name)
         .kind(SpanKind::Server)
         .parent(parent)
         .start();

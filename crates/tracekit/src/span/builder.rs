@@ -103,7 +103,8 @@ impl<'t> SpanBuilder<'t> {
             ),
         };
         let inner = &self.tracer.inner;
-        let sampled = inner.sampler.should_sample(parent.as_ref(), trace_id);
+        let decision = inner.sampler.decide(parent.as_ref(), trace_id, &self.name);
+        let sampled = decision.sampled;
         // The sampled flag tells downstream services what we decided, even when this
         // tracer has no processor and so records nothing itself.
         let flags = flags.with_sampled(sampled);
@@ -117,6 +118,10 @@ impl<'t> SpanBuilder<'t> {
         };
         if !recording {
             return Span { cx, rec: None };
+        }
+        // A root sampled by a rule says which (`sampler.type`, `sampler.param`).
+        if let Some(rule) = decision.rule {
+            self.attributes.extend(rule.attributes());
         }
         let rec = self.record(&cx, parent_span_id, parent_is_remote);
         Span { cx, rec: Some(rec) }

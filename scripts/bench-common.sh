@@ -1,0 +1,48 @@
+# Shell helpers shared by the benchmark scripts (sourced, not run). The caller sets
+# $log_dir, where each process logs to <name>.log, and runs `trap stop_all EXIT`.
+
+# Waits until `url` answers 2xx, or stops the script with the process's log if it exits.
+wait_healthy() { # name url pid
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "$2" 2>/dev/null; then return 0; fi
+    if ! kill -0 "$3" 2>/dev/null; then
+      echo "$1 exited; its log:" >&2
+      tail -n 20 "$log_dir/$1.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "$1 did not become healthy" >&2
+  exit 1
+}
+
+# CPU time (utime + stime, clock ticks) of the given pids.
+cpu_ticks() {
+  local total=0 pid fields
+  for pid in "$@"; do
+    read -r -a fields <"/proc/$pid/stat"
+    # Fields 14 and 15 (1-based), after the parenthesised command name (no spaces here).
+    total=$((total + fields[13] + fields[14]))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+
+# Stops the script when one of the ports is taken.
+require_free_ports() { # port...
+  local p
+  for p in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "port $p is in use; set BASE_PORT to a free range" >&2
+      exit 1
+    fi
+  done
+}
+
+# The processes a benchmark started: services in $pids, the collector in $collector_pid.
+pids=()
+collector_pid=
+stop_all() {
+  for pid in "${pids[@]}" $collector_pid; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" $collector_pid; do wait "$pid" 2>/dev/null || true; done
+}
