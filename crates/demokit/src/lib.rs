@@ -41,6 +41,6 @@ pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run};
 #[cfg(feature = "service")]
 pub use serve::{FLUSH_TIMEOUT, app, healthcheck, serve, serve_on};
 #[cfg(feature = "service")]
-pub use simulate::{DbQuery, db_query, jittered};
+pub use simulate::{DbQuery, db_query, jittered, sqlcommenter};
 #[cfg(feature = "service")]
 pub use telemetry::Telemetry;
