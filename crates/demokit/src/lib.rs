@@ -15,6 +15,8 @@ mod error;
 mod fault;
 pub mod lifecycle;
 #[cfg(feature = "service")]
+mod queue;
+#[cfg(feature = "service")]
 mod run;
 #[cfg(feature = "service")]
 mod serve;
@@ -36,6 +38,11 @@ pub use fault::{
     DELAY_ATTRIBUTE, FaultError, FaultPlan, Faults, MAX_DELAY_MS, SERVICES, apply_faults,
 };
 pub use lifecycle::shutdown_signal;
+#[cfg(feature = "service")]
+pub use queue::{
+    ACK_TIMEOUT, ACK_WAIT, DEFAULT_NATS_URL, MAX_DELIVER, NAK_DELAY, NatsArgs, PAYMENTS_COMPLETED,
+    PAYMENTS_DECLINED, PAYMENTS_REQUESTED, Queue, QueueError, STREAM,
+};
 #[cfg(feature = "service")]
 pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run};
 #[cfg(feature = "service")]
