@@ -1075,6 +1075,18 @@
       }
       panel.append(ul);
     }
+    const linkedFrom = Array.isArray(n.linked_from) ? n.linked_from : [];
+    if (linkedFrom.length) {
+      panel.append(h('h4', null, 'Linked from (' + linkedFrom.length + ')'));
+      const ul = h('ul', { class: 'links' });
+      for (const l of linkedFrom) {
+        const sid = String(l.span_id || '');
+        const label = String(l.service || '') + ' ' + String(l.name || '') + ' [' + String(l.kind || '') + '] ' + sid;
+        const target = HEX32.test(String(traceId)) && HEX16.test(sid) ? '/trace/' + traceId + '?span=' + sid : null;
+        ul.append(h('li', null, target ? h('a', { href: target, 'data-nav': true }, label) : label));
+      }
+      panel.append(ul);
+    }
     const res = h('div', { class: 'resource' }, h('p', { class: 'muted small' }, 'Loading…'));
     panel.append(h('h4', null, 'Resource'), res);
     rawSpan(traceId, n.span_id).then((raw) => {
