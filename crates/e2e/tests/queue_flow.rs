@@ -253,3 +253,98 @@ async fn a_baggage_fault_reaches_the_consumer_and_each_redelivery_is_a_process_s
     assert_eq!(attempts, [1, 2, 3]);
     stack.shutdown();
 }
+
+#[tokio::test]
+async fn once_consumers_are_known_wait_delivers_the_whole_async_flow_and_the_map_shows_queue_hops()
+{
+    let Some(mut stack) = Stack::start_with_nats(|_| Vec::new()).await else {
+        return;
+    };
+    // The first async order teaches the collector the consumer groups of each destination.
+    let (status, first) = post_order(&stack, "?mode=async", 1).await;
+    assert_eq!(status, 202, "{first}");
+    stack
+        .wait_for_tree(first["trace_id"].as_str().unwrap(), TIMEOUT, |t| {
+            consumed_by(t, "payments.requested", "payment")
+                && consumed_by(t, "payments.completed", "order")
+                && consumed_by(t, "payments.completed", "notification")
+        })
+        .await;
+    // The second: one `wait=` answer is the whole flow, complete.
+    let (status, second) = post_order(&stack, "?mode=async", 1).await;
+    assert_eq!(status, 202, "{second}");
+    let trace_id = second["trace_id"].as_str().unwrap();
+    let tree: Value = stack
+        .client
+        .get(format!(
+            "{}/v1/traces/{trace_id}/tree?wait=20",
+            stack.query_url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tree["complete"], true, "{tree:#}");
+    assert!(
+        consumed_by(&tree, "payments.requested", "payment"),
+        "{tree:#}"
+    );
+    assert!(
+        consumed_by(&tree, "payments.completed", "order"),
+        "{tree:#}"
+    );
+    assert!(
+        consumed_by(&tree, "payments.completed", "notification"),
+        "{tree:#}"
+    );
+    // The producer lists the consumers that link to it; the text tree says so too.
+    let (publish, _) = nodes(&tree, "publish payments.requested", "producer")[0];
+    assert_eq!(publish["linked_from"][0]["service"], "payment");
+    let text = stack
+        .client
+        .get(format!(
+            "{}/v1/traces/{trace_id}/tree?format=text",
+            stack.query_url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("↩ linked from payment process payments.requested [consumer]"),
+        "{text}"
+    );
+    let deps: Value = stack
+        .client
+        .get(format!("{}/v1/dependencies", stack.query_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hops: Vec<(&str, &str, &str)> = deps["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["parent"].as_str()?,
+                e["via"].as_str()?,
+                e["child"].as_str()?,
+            ))
+        })
+        .collect();
+    for hop in [
+        ("order", "payments.requested", "payment"),
+        ("payment", "payments.completed", "notification"),
+        ("payment", "payments.completed", "order"),
+    ] {
+        assert!(hops.contains(&hop), "{hop:?} not in {deps:#}");
+    }
+    stack.shutdown();
+}
