@@ -58,7 +58,7 @@ pub enum QueueError {
     /// Messaging is off (`NATS_URL` empty).
     #[error("messaging is off (NATS_URL is empty)")]
     Off,
-    /// Not connected to NATS (yet) within the ack timeout.
+    /// The client did not start within the ack timeout (the runtime is shutting down).
     #[error("not connected to NATS")]
     NotConnected,
     /// The publish failed (see the PRODUCER span).
@@ -76,7 +76,8 @@ impl From<QueueError> for AppError {
 #[derive(Clone, Debug)]
 pub struct Queue {
     telemetry: Telemetry,
-    /// `None` until connected and the stream exists; never set when messaging is off.
+    /// `None` until the client exists (at once: it connects in the background); never set
+    /// when messaging is off.
     js: watch::Receiver<Option<jetstream::Context>>,
     off: bool,
 }
@@ -103,8 +104,10 @@ impl Queue {
                     }
                 };
                 let js = jetstream::new(client);
+                // Publishers may go now (a publish before the stream exists, or while NATS
+                // is down, is an error span); consumers retry until the stream exists.
+                let _ = tx.send(Some(js.clone()));
                 retry(&service, "create stream", || ensure_stream(&js)).await;
-                let _ = tx.send(Some(js));
             });
         }
         Queue {
@@ -220,7 +223,7 @@ impl Queue {
         });
     }
 
-    /// Waits (without limit) until connected and the stream exists.
+    /// Waits (without limit) until the client exists.
     async fn wait_connected(&self) -> Result<jetstream::Context, QueueError> {
         let mut rx = self.js.clone();
         match rx.wait_for(Option::is_some).await {
@@ -283,5 +286,38 @@ where
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracekit::SpanKind;
+
+    #[tokio::test]
+    async fn with_nats_unreachable_from_the_start_a_publish_is_an_error_producer_span() {
+        let (telemetry, exporter) = Telemetry::in_memory("payment");
+        // Port 9 (discard): nothing listens there.
+        let queue = Queue::start("nats://127.0.0.1:9", &telemetry);
+        let err = queue.publish(PAYMENTS_COMPLETED, b"{}".to_vec()).await;
+        assert!(matches!(err, Err(QueueError::Publish(_))), "{err:?}");
+        let spans = exporter.finished_spans();
+        let producer = spans
+            .iter()
+            .find(|s| s.kind == SpanKind::Producer)
+            .expect("a PRODUCER span");
+        assert_eq!(producer.name, "publish payments.completed");
+        assert!(producer.status.is_error());
+    }
+
+    #[tokio::test]
+    async fn an_empty_url_turns_messaging_off() {
+        let (telemetry, exporter) = Telemetry::in_memory("payment");
+        let queue = Queue::start("", &telemetry);
+        assert!(!queue.is_on());
+        let err = queue.publish(PAYMENTS_COMPLETED, Vec::new()).await;
+        assert!(matches!(err, Err(QueueError::Off)));
+        queue.publish_detached(PAYMENTS_COMPLETED, Vec::new());
+        assert!(exporter.finished_spans().is_empty());
     }
 }
