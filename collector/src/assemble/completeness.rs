@@ -85,8 +85,11 @@ fn string_attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
 /// are read.
 #[derive(Debug, Default)]
 pub struct ConsumerGroups {
-    by_destination: Mutex<HashMap<u64, HashMap<u64, (String, Instant)>>>,
+    by_destination: Mutex<HashMap<u64, GroupsSeen>>,
 }
+
+/// The groups of one destination: group hash -> (group name, last process span seen).
+type GroupsSeen = HashMap<u64, (String, Instant)>;
 
 impl ConsumerGroups {
     /// The collector process's registry (fed by ingest after each commit).
@@ -131,7 +134,7 @@ impl ConsumerGroups {
         groups.iter().map(|(h, (n, _))| (*h, n.clone())).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, HashMap<u64, (String, Instant)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, GroupsSeen>> {
         self.by_destination
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -43,7 +43,7 @@ fn consumed_by(tree: &Value, subject: &str, service: &str) -> bool {
         })
 }
 
-fn children_named<'a>(node: &'a Value) -> Vec<&'a str> {
+fn children_named(node: &Value) -> Vec<&str> {
     node["children"]
         .as_array()
         .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
