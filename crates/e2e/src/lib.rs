@@ -459,6 +459,38 @@ impl Stack {
         }
     }
 
+    /// `GET <query_url><path>` as JSON.
+    ///
+    /// # Panics
+    /// If the request fails or the answer is not JSON.
+    pub async fn query_json(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.query_url))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+    }
+
+    /// `GET <query_url><path>` as text.
+    ///
+    /// # Panics
+    /// If the request fails.
+    pub async fn query_text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.query_url))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// All logs, for failure messages.
     pub fn logs(&self) -> String {
         self.procs

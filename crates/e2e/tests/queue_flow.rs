@@ -274,18 +274,9 @@ async fn once_consumers_are_known_wait_delivers_the_whole_async_flow_and_the_map
     let (status, second) = post_order(&stack, "?mode=async", 1).await;
     assert_eq!(status, 202, "{second}");
     let trace_id = second["trace_id"].as_str().unwrap();
-    let tree: Value = stack
-        .client
-        .get(format!(
-            "{}/v1/traces/{trace_id}/tree?wait=20",
-            stack.query_url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tree = stack
+        .query_json(&format!("/v1/traces/{trace_id}/tree?wait=20"))
+        .await;
     assert_eq!(tree["complete"], true, "{tree:#}");
     assert!(
         consumed_by(&tree, "payments.requested", "payment"),
@@ -303,30 +294,13 @@ async fn once_consumers_are_known_wait_delivers_the_whole_async_flow_and_the_map
     let (publish, _) = nodes(&tree, "publish payments.requested", "producer")[0];
     assert_eq!(publish["linked_from"][0]["service"], "payment");
     let text = stack
-        .client
-        .get(format!(
-            "{}/v1/traces/{trace_id}/tree?format=text",
-            stack.query_url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .query_text(&format!("/v1/traces/{trace_id}/tree?format=text"))
+        .await;
     assert!(
         text.contains("↩ linked from payment process payments.requested [consumer]"),
         "{text}"
     );
-    let deps: Value = stack
-        .client
-        .get(format!("{}/v1/dependencies", stack.query_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let deps = stack.query_json("/v1/dependencies").await;
     let hops: Vec<(&str, &str, &str)> = deps["dependencies"]
         .as_array()
         .unwrap()
