@@ -67,7 +67,7 @@ impl ServiceClient {
     /// was built from the template `route`.
     ///
     /// # Errors
-    /// See [`read_json`].
+    /// As [`post`](Self::post): a [`CallError`].
     pub async fn post_to<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         route: &'static str,
