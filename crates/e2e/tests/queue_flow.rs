@@ -322,3 +322,41 @@ async fn once_consumers_are_known_wait_delivers_the_whole_async_flow_and_the_map
     }
     stack.shutdown();
 }
+
+#[tokio::test]
+async fn an_async_order_with_fail_payment_is_retried_max_deliver_times_and_stays_pending() {
+    let Some(mut stack) = Stack::start_with_nats(|_| Vec::new()).await else {
+        return;
+    };
+    let (status, body) = post_order(&stack, "?mode=async&fail=payment", 1).await;
+    assert_eq!(status, 202, "{body}");
+    let trace_id = body["trace_id"].as_str().unwrap();
+    let attempts = |t: &Value| nodes(t, "process payments.requested", "consumer").len();
+    let tree = stack
+        .wait_for_tree(trace_id, TIMEOUT, |t| attempts(t) == 3)
+        .await;
+    for (n, parent) in nodes(&tree, "process payments.requested", "consumer") {
+        assert_eq!(n["status"], "error", "{n:#}");
+        assert_eq!(parent.unwrap()["name"], "publish payments.requested");
+        assert!(
+            n["children"].as_array().unwrap().is_empty(),
+            "failed before charging"
+        );
+    }
+    assert!(nodes(&tree, "publish payments.completed", "producer").is_empty());
+    let order = stack
+        .client
+        .get(format!(
+            "{}/orders/{}",
+            stack.frontend_url,
+            body["order_id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "pending");
+    stack.shutdown();
+}
