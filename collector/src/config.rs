@@ -73,7 +73,7 @@ pub struct Config {
     pub attribute_index: crate::store::AttributeIndex,
     /// Delete traces that started longer ago than this (e.g. 72h, 7d; 0 keeps everything).
     #[arg(long, env = "COLLECTOR_RETENTION", default_value = "7d",
-          value_parser = crate::retention::parse_age_flag)]
+          value_parser = crate::time::parse_age_flag)]
     pub retention: std::time::Duration,
     /// Delete the oldest traces while the stored data is larger than this many bytes
     /// (0: no limit; SQLite only).
@@ -82,7 +82,7 @@ pub struct Config {
     /// A trace that is not complete is finished this long after its last span arrived
     /// (GET /v1/tail; e.g. 10s, 1m).
     #[arg(long, env = "COLLECTOR_TRACE_SETTLE", default_value = "10s",
-          value_parser = crate::retention::parse_age_flag)]
+          value_parser = crate::time::parse_age_flag)]
     pub trace_settle: std::time::Duration,
     /// Print each finished trace's text tree to stdout.
     #[arg(long, env = "COLLECTOR_LOG_TREES", default_value_t = false,

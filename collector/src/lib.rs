@@ -39,6 +39,7 @@ pub mod sanitize;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod time;
 pub mod ui;
 
 use std::future::Future;
@@ -171,7 +172,8 @@ pub fn ingest_app(state: AppState) -> Router {
 /// the Jaeger APIs (`/api/...`, `/api/v3/...`), `/metrics`, `/health`, `/healthz`.
 /// Every answer carries `X-Content-Type-Options: nosniff`.
 pub fn query_app(state: AppState) -> Router {
-    use query::{dependencies, jaeger, jaeger_v3, native, stats, tail};
+    use query::jaeger::{v1, v3};
+    use query::{dependencies, native, stats, tail};
     Router::new()
         .route("/v1/traces/latest/tree", get(native::get_latest_tree))
         .route("/v1/traces/{trace_id}/tree", get(native::get_tree))
@@ -181,21 +183,21 @@ pub fn query_app(state: AppState) -> Router {
         .route("/v1/services", get(native::services))
         .route("/v1/stats", get(stats::get_stats))
         .route("/v1/dependencies", get(dependencies::get_dependencies))
-        .route("/api/services", get(jaeger::services))
+        .route("/api/services", get(v1::services))
         .route(
             "/api/services/{service}/operations",
-            get(jaeger::service_operations),
+            get(v1::service_operations),
         )
-        .route("/api/operations", get(jaeger::operations))
-        .route("/api/traces", get(jaeger::search))
-        .route("/api/traces/{trace_id}", get(jaeger::get_trace))
-        .route("/api/dependencies", get(jaeger::dependencies))
-        .route("/api/archive/{trace_id}", post(jaeger::archive))
-        .route("/api/v3/services", get(jaeger_v3::services))
-        .route("/api/v3/operations", get(jaeger_v3::operations))
-        .route("/api/v3/traces", get(jaeger_v3::search))
-        .route("/api/v3/traces/{trace_id}", get(jaeger_v3::get_trace))
-        .route("/api/v3/trace-summaries", get(jaeger_v3::summaries))
+        .route("/api/operations", get(v1::operations))
+        .route("/api/traces", get(v1::search))
+        .route("/api/traces/{trace_id}", get(v1::get_trace))
+        .route("/api/dependencies", get(v1::dependencies))
+        .route("/api/archive/{trace_id}", post(v1::archive))
+        .route("/api/v3/services", get(v3::services))
+        .route("/api/v3/operations", get(v3::operations))
+        .route("/api/v3/traces", get(v3::search))
+        .route("/api/v3/traces/{trace_id}", get(v3::get_trace))
+        .route("/api/v3/trace-summaries", get(v3::summaries))
         .route("/metrics", get(native::metrics))
         .route("/health", get(native::health))
         .route("/healthz", get(ingest::healthz))

@@ -42,46 +42,13 @@ impl RetentionConfig {
     }
 }
 
-/// Parses a retention age: a whole number with `s`, `m`, `h` or `d` (`72h`, `7d`); `0`
-/// means no age limit (`Ok(None)`).
-///
-/// # Errors
-/// A message for anything else.
-pub fn parse_age(text: &str) -> Result<Option<Duration>, String> {
-    let t = text.trim();
-    if t == "0" {
-        return Ok(None);
-    }
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| "expected a number with a unit, e.g. 72h or 7d".to_owned())?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err("the unit must be s, m, h or d (e.g. 7d)".to_owned()),
-    };
-    Ok((n > 0).then(|| Duration::from_secs(n.saturating_mul(seconds))))
-}
-
-/// [`parse_age`] for the command line: no limit is `Duration::ZERO`.
-///
-/// # Errors
-/// As [`parse_age`].
-pub fn parse_age_flag(text: &str) -> Result<Duration, String> {
-    parse_age(text).map(Option::unwrap_or_default)
-}
-
 /// Runs one retention pass: batches until nothing more matches. Returns the traces deleted.
 pub async fn run_pass(store: &dyn SpanStore, config: &RetentionConfig) -> u64 {
     let mut deleted = 0;
     loop {
         let cutoff = config
             .max_age
-            .map(|age| crate::query::now_unix_nano().saturating_sub(duration_ns(age)));
+            .map(|age| crate::time::now_unix_nano().saturating_sub(duration_ns(age)));
         let policy = RetentionPolicy {
             delete_before_unix_nano: cutoff,
             max_bytes: config.max_bytes,
@@ -132,16 +99,6 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::store::{MemoryStore, TraceQuery};
-
-    #[test]
-    fn ages_parse() {
-        assert_eq!(parse_age("7d"), Ok(Some(Duration::from_secs(7 * 86_400))));
-        assert_eq!(parse_age("72h"), Ok(Some(Duration::from_secs(72 * 3600))));
-        assert_eq!(parse_age("0"), Ok(None));
-        assert!(parse_age("7").is_err());
-        assert!(parse_age("1w").is_err());
-        assert!(parse_age("-1d").is_err());
-    }
 
     #[tokio::test]
     async fn a_pass_deletes_everything_too_old_in_batches() {

@@ -3,7 +3,7 @@
 //! | format | in | out |
 //! |---|---|---|
 //! | OTLP protobuf (`ExportTraceServiceRequest`) | [`otlp_proto`] | the ingest answer; `convert` (model ↔ OTLP messages, for the SQLite store) |
-//! | OTLP JSON | [`otlp_json`] | the ingest answer; [`otlp_json::encode_any_value`] (Jaeger v3 API) |
+//! | OTLP JSON | [`otlp_json`] | the ingest answer; `otlp_json::encode_span` (Jaeger v3 API) |
 //! | Zipkin v2 JSON | [`zipkin`] | |
 //! | the simple JSON array (DESIGN.md §4) | [`simple_json`] | [`simple_json::encode_span`] (native API) |
 //!
@@ -16,6 +16,7 @@
 //! and one arm in [`decode`].
 
 pub(crate) mod convert;
+pub(crate) mod otlp;
 pub(crate) mod otlp_json;
 pub(crate) mod otlp_proto;
 pub mod simple_json;

@@ -11,16 +11,12 @@
 //!   Valid UTF-8 costs nothing extra: `String::from_utf8` reuses the decoded buffer.
 //! - Nesting deeper than prost's recursion limit (100) fails the request with 400 (O9).
 
-use std::sync::Arc;
-
 use prost::Message;
 
 use super::Decoded;
+use super::otlp::{self, IdNames, OtlpLink, OtlpResourceSpans, OtlpSpan, WireId};
 use crate::error::Error;
-use crate::model::{
-    AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
-    TraceId,
-};
+use crate::model::{AttrValue, Event, KeyValue, Resource, Scope, SpanKind, Status, StatusCode};
 use crate::sanitize::{self, SpanLimits};
 
 /// Bytes-typed mirrors of the OTLP trace messages (same field numbers as
@@ -186,46 +182,40 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
         sanitize::truncate_string(&mut msg, 256);
         Error::BadRequest(format!("failed to decode ExportTraceServiceRequest: {msg}"))
     })?;
-    let mut out = Decoded::default();
-    let mut index = 0usize;
-    for resource_spans in request.resource_spans {
-        let mut bad = 0usize;
-        let mut resource = Resource {
-            attributes: resource_spans
+    let resource_spans = request.resource_spans.into_iter().map(|rs| {
+        let mut resource_bad = 0usize;
+        let resource = Resource {
+            attributes: rs
                 .resource
-                .map(|r| attributes(r.attributes, &mut bad))
+                .map(|r| attributes(r.attributes, &mut resource_bad))
                 .unwrap_or_default(),
         };
-        sanitize::sanitize_resource(&mut resource, limits);
-        let service_name = resource.service_name().to_owned();
-        let resource = Arc::new(resource);
-        let resource_bad = bad;
-        for scope_spans in resource_spans.scope_spans {
+        let scope_spans = rs.scope_spans.into_iter().map(move |ss| {
             let mut bad = resource_bad;
-            let mut scope = scope_spans
+            let scope = ss
                 .scope
                 .map(|s| Scope {
                     name: text(s.name, &mut bad),
                     version: text(s.version, &mut bad),
                 })
                 .unwrap_or_default();
-            sanitize::sanitize_scope(&mut scope, limits);
-            let scope = Arc::new(scope);
-            for pb_span in scope_spans.spans {
-                let i = index;
-                index += 1;
-                match convert_span(pb_span, &resource, &scope, &service_name, bad) {
-                    Ok(mut span) => {
-                        sanitize::sanitize(&mut span, limits);
-                        out.accept(i, span);
-                    }
-                    Err(reason) => out.reject(i, reason),
-                }
-            }
+            (scope, ss.spans.into_iter().map(move |s| otlp_span(s, bad)))
+        });
+        OtlpResourceSpans {
+            resource,
+            warnings: Vec::new(),
+            scope_spans,
         }
-    }
-    Ok(out)
+    });
+    Ok(otlp::walk(resource_spans, PROTO_ID_NAMES, limits))
 }
+
+/// The id fields as the protobuf definition spells them, for messages.
+const PROTO_ID_NAMES: IdNames = IdNames {
+    trace_id: "trace_id",
+    span_id: "span_id",
+    parent_span_id: "parent_span_id",
+};
 
 /// UTF-8 text from a bytes field; invalid sequences become U+FFFD and bump `bad`.
 fn text(bytes: Vec<u8>, bad: &mut usize) -> String {
@@ -262,47 +252,20 @@ fn attributes(kvs: Vec<wire::KeyValue>, bad: &mut usize) -> Vec<KeyValue> {
         .collect()
 }
 
-fn convert_span(
-    s: wire::Span,
-    resource: &Arc<Resource>,
-    scope: &Arc<Scope>,
-    service_name: &str,
-    inherited_bad: usize,
-) -> Result<Span, String> {
-    let trace_id = TraceId::from_slice(&s.trace_id).map_err(|e| format!("trace_id {e}"))?;
-    let span_id = SpanId::from_slice(&s.span_id).map_err(|e| format!("span_id {e}"))?;
-    let parent_span_id = match s.parent_span_id.len() {
-        0 => None,
-        _ if s.parent_span_id.iter().all(|b| *b == 0) && s.parent_span_id.len() == 8 => None,
-        _ => {
-            Some(SpanId::from_slice(&s.parent_span_id).map_err(|e| format!("parent_span_id {e}"))?)
-        }
-    };
+/// The span with its strings converted; `inherited_bad` counts invalid UTF-8 already met in
+/// its resource and scope.
+fn otlp_span(s: wire::Span, inherited_bad: usize) -> OtlpSpan {
     let mut bad = inherited_bad;
-    let mut warnings = Vec::new();
-    let mut links = Vec::with_capacity(s.links.len());
-    let mut dropped_links = s.dropped_links_count;
-    for link in s.links {
-        let ids = TraceId::from_slice(&link.trace_id)
-            .map_err(|e| format!("link trace_id {e}"))
-            .and_then(|t| {
-                SpanId::from_slice(&link.span_id)
-                    .map(|s| (t, s))
-                    .map_err(|e| format!("link span_id {e}"))
-            });
-        match ids {
-            Ok((trace_id, span_id)) => links.push(Link {
-                trace_id,
-                span_id,
-                trace_state: text(link.trace_state, &mut bad),
-                attributes: attributes(link.attributes, &mut bad),
-            }),
-            Err(reason) => {
-                warnings.push(format!("{reason}; link dropped"));
-                dropped_links = dropped_links.saturating_add(1);
-            }
-        }
-    }
+    let links = s
+        .links
+        .into_iter()
+        .map(|link| OtlpLink {
+            trace_id: WireId::Bytes(link.trace_id),
+            span_id: WireId::Bytes(link.span_id),
+            trace_state: text(link.trace_state, &mut bad),
+            attributes: attributes(link.attributes, &mut bad),
+        })
+        .collect();
     let status = s.status.unwrap_or_default();
     let events = s
         .events
@@ -313,10 +276,10 @@ fn convert_span(
             attributes: attributes(e.attributes, &mut bad),
         })
         .collect();
-    let span = Span {
-        trace_id,
-        span_id,
-        parent_span_id,
+    let mut span = OtlpSpan {
+        trace_id: WireId::Bytes(s.trace_id),
+        span_id: WireId::Bytes(s.span_id),
+        parent_span_id: WireId::Bytes(s.parent_span_id),
         trace_state: text(s.trace_state, &mut bad),
         flags: s.flags,
         name: text(s.name, &mut bad),
@@ -332,19 +295,15 @@ fn convert_span(
         links,
         dropped_attributes_count: s.dropped_attributes_count,
         dropped_events_count: s.dropped_events_count,
-        dropped_links_count: dropped_links,
-        resource: Arc::clone(resource),
-        scope: Arc::clone(scope),
-        service_name: service_name.to_owned(),
-        warnings,
+        dropped_links_count: s.dropped_links_count,
+        warnings: Vec::new(),
     };
-    let mut span = span;
     if bad > 0 {
         span.warnings.push(format!(
             "invalid UTF-8 in {bad} string(s) replaced with U+FFFD"
         ));
     }
-    Ok(span)
+    span
 }
 
 #[cfg(test)]

@@ -20,11 +20,11 @@
 //! "call_count": 1, "error_count": 0}` (here `call_count` counts processed messages, each
 //! delivery once). Direct calls have no `via`.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::native::{parse_duration_ns, parse_unix_seconds};
+use super::params::{Pairs, Param, pairs};
 use crate::AppState;
 use crate::error::Error;
 use crate::store::DependencyEdge;
@@ -35,26 +35,23 @@ pub const DEFAULT_LOOKBACK_NS: u64 = 3600 * 1_000_000_000;
 /// `GET /v1/dependencies`.
 pub(crate) async fn get_dependencies(
     State(state): State<AppState>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    query: Pairs,
 ) -> Result<Response, Error> {
-    let params = query
-        .map(|Query(v)| v)
-        .map_err(|_| Error::BadRequest("malformed query string".into()))?;
+    let params = pairs(query)?;
     let (mut start, mut end, mut lookback, mut service) = (None, None, None, None);
     for (key, value) in params {
-        let bad = |what: &str| Error::BadRequest(format!("{key} must be {what}"));
+        let p = Param::new(&key, &value);
         match key.as_str() {
             "lookback" if !value.is_empty() => {
-                lookback =
-                    Some(parse_duration_ns(&value).ok_or_else(|| bad("a duration such as 1h"))?);
+                lookback = Some(p.duration_ns("1h")?);
             }
             "start_time" if !value.is_empty() => {
-                start = Some(parse_unix_seconds(&value).ok_or_else(|| bad("unix seconds"))?);
+                start = Some(p.unix_seconds()?);
             }
             "end_time" if !value.is_empty() => {
-                end = Some(parse_unix_seconds(&value).ok_or_else(|| bad("unix seconds"))?);
+                end = Some(p.unix_seconds()?);
             }
-            "service" if !value.is_empty() => service = Some(value),
+            "service" if !value.is_empty() => service = Some(value.clone()),
             _ => {}
         }
     }

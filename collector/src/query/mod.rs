@@ -6,33 +6,23 @@
 //! - [`summary_text`]: the text list of `GET /v1/traces?format=text`;
 //! - [`dependencies`]: `GET /v1/dependencies` (the service graph);
 //! - [`tail`]: `GET /v1/tail` (a live stream of finished traces);
-//! - [`jaeger`]: the Jaeger-compatible v1 API (`/api/...`, interop.md §3.2–3.7);
-//! - [`jaeger_v3`]: the `api_v3` subset the current Jaeger UI uses (interop.md §3.8).
+//! - [`jaeger`]: the Jaeger-compatible APIs, v1 (`/api/...`, interop.md §3.2–3.7) and
+//!   `api_v3` (`/api/v3/...`, interop.md §3.8), on shared plumbing;
 
 pub mod dependencies;
 pub mod jaeger;
-pub mod jaeger_v3;
 pub mod native;
+pub(crate) mod params;
 pub mod stats;
 pub mod summary_text;
 pub mod tail;
 pub mod traffic;
-
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
 use crate::store::TimeWindow;
 
 /// Longest time window a stats or dependency query may cover: 30 days.
 pub const MAX_WINDOW_NS: u64 = 30 * 24 * 3600 * 1_000_000_000;
-
-/// The current time, unix nanoseconds.
-pub(crate) fn now_unix_nano() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
 
 /// A window ending at `end` (default now) and lasting `length` (default `default_ns`):
 /// 400 when it is empty, reversed or longer than [`MAX_WINDOW_NS`].
@@ -42,7 +32,7 @@ pub(crate) fn window(
     length: Option<u64>,
     default_ns: u64,
 ) -> Result<TimeWindow, Error> {
-    let end = end.unwrap_or_else(now_unix_nano);
+    let end = end.unwrap_or_else(crate::time::now_unix_nano);
     let start = match (start, length) {
         (Some(s), _) => s,
         (None, l) => end.saturating_sub(l.unwrap_or(default_ns)),

@@ -35,24 +35,22 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::params::{Pairs, Param, pairs, parse_search, ui_base_url};
 use crate::AppState;
 use crate::assemble::completeness::{self, Shape};
 use crate::assemble::{self, text};
 use crate::error::{Error, ErrorFormat};
-use crate::ingest::simple_json;
+use crate::format::simple_json;
 use crate::model::TraceId;
-use crate::model::{SpanKind, StatusCode as SpanStatus};
 use crate::store::{SortOrder, StoredTrace, TraceQuery, TraceSummary};
 
-/// Most `attr.KEY=VALUE` filters in one search.
-pub const MAX_ATTRIBUTE_FILTERS: usize = 16;
 /// Longest `?wait=`, seconds.
 pub const MAX_WAIT_S: f64 = 30.0;
 /// Newest summaries looked at by `GET /v1/traces/latest/tree` for one with a root.
@@ -61,13 +59,6 @@ const LATEST_CANDIDATES: usize = 50;
 const MIN_RECHECK: Duration = Duration::from_millis(25);
 /// How long `/health` waits for a storage probe.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
-
-fn params(p: Params) -> Result<Vec<(String, String)>, Error> {
-    p.map(|Query(v)| v)
-        .map_err(|_| Error::BadRequest("malformed query string".into()))
-}
 
 fn trace_id_param(p: Result<Path<String>, PathRejection>) -> Result<TraceId, Error> {
     let Path(text) = p.map_err(|_| Error::BadRequest("invalid trace id".into()))?;
@@ -78,15 +69,6 @@ fn trace_id_param(p: Result<Path<String>, PathRejection>) -> Result<TraceId, Err
         };
         Error::BadRequest(format!("invalid trace id: {reason}"))
     })
-}
-
-/// `true`/`1` or `false`/`0`/empty; anything else is 400.
-pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
-    match value {
-        "true" | "1" => Ok(true),
-        "false" | "0" | "" => Ok(false),
-        _ => Err(Error::BadRequest(format!("{key} must be true or false"))),
-    }
 }
 
 fn not_found(trace_id: TraceId) -> Error {
@@ -138,8 +120,10 @@ impl TreeParams {
                         })?;
                     p.wait = Duration::from_secs_f64(seconds.min(MAX_WAIT_S));
                 }
-                "raw" if parse_bool(&key, &value)? => p.options = assemble::AssembleOptions::raw(),
-                "events" => p.all_events = parse_bool(&key, &value)?,
+                "raw" if Param::new(&key, &value).bool()? => {
+                    p.options = assemble::AssembleOptions::raw();
+                }
+                "events" => p.all_events = Param::new(&key, &value).bool()?,
                 _ => {}
             }
         }
@@ -159,30 +143,22 @@ impl TreeParams {
 pub(crate) async fn get_tree(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    query: Params,
+    query: Pairs,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let p = TreeParams::parse(params(query)?, &headers)?;
-    let answer = async {
-        let trace_id = trace_id_param(path)?;
-        let trace = load_waiting(&state, trace_id, p.wait)
-            .await?
-            .ok_or_else(|| not_found(trace_id))?;
-        Ok::<_, Error>(tree_response(&trace, &p, &headers))
-    };
-    Ok(answer
-        .await
-        .unwrap_or_else(|e| e.into_response_as(p.error_format())))
+    let p = TreeParams::parse(pairs(query)?, &headers)?;
+    let trace_id = trace_id_param(path);
+    Ok(tree_answer(&state, async { trace_id }, &p, &headers).await)
 }
 
 /// `GET /v1/traces/latest/tree`: the newest trace that has a root span.
 pub(crate) async fn get_latest_tree(
     State(state): State<AppState>,
-    query: Params,
+    query: Pairs,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let p = TreeParams::parse(params(query)?, &headers)?;
-    let answer = async {
+    let p = TreeParams::parse(pairs(query)?, &headers)?;
+    let newest = async {
         let newest = state
             .store
             .find_traces(TraceQuery {
@@ -191,19 +167,33 @@ pub(crate) async fn get_latest_tree(
                 ..TraceQuery::default()
             })
             .await?;
-        let trace_id = newest
+        newest
             .iter()
             .find(|s| s.root_service.is_some())
             .map(|s| s.trace_id)
-            .ok_or_else(|| Error::NotFound("no trace with a root span yet".into()))?;
-        let trace = load_waiting(&state, trace_id, p.wait)
+            .ok_or_else(|| Error::NotFound("no trace with a root span yet".into()))
+    };
+    Ok(tree_answer(&state, newest, &p, &headers).await)
+}
+
+/// The tree of the trace `trace_id` resolves to, waiting as asked; errors in the format the
+/// caller asked for (text or JSON).
+async fn tree_answer(
+    state: &AppState,
+    trace_id: impl Future<Output = Result<TraceId, Error>>,
+    p: &TreeParams,
+    headers: &HeaderMap,
+) -> Response {
+    let answer = async {
+        let trace_id = trace_id.await?;
+        let trace = load_waiting(state, trace_id, p.wait)
             .await?
             .ok_or_else(|| not_found(trace_id))?;
-        Ok::<_, Error>(tree_response(&trace, &p, &headers))
+        Ok::<_, Error>(tree_response(&trace, p, headers))
     };
-    Ok(answer
+    answer
         .await
-        .unwrap_or_else(|e| e.into_response_as(p.error_format())))
+        .unwrap_or_else(|e| e.into_response_as(p.error_format()))
 }
 
 /// Assembles a stored trace and answers it as JSON or text.
@@ -229,16 +219,6 @@ fn tree_response(trace: &StoredTrace, p: &TreeParams, headers: &HeaderMap) -> Re
     } else {
         axum::Json(tree).into_response()
     }
-}
-
-/// `http://<Host>`: where the caller reached this port, so where the web UI is.
-pub(crate) fn ui_base_url(headers: &HeaderMap) -> Option<String> {
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    let valid = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
-    valid.then(|| format!("http://{host}"))
 }
 
 /// `Accept` asks for text and not for JSON.
@@ -313,10 +293,10 @@ pub(crate) async fn get_trace(
 /// `?format=text` or `Accept: text/plain`.
 pub(crate) async fn search(
     State(state): State<AppState>,
-    query: Params,
+    query: Pairs,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let params = params(query)?;
+    let params = pairs(query)?;
     let as_text = match params.iter().rev().find(|(k, _)| k == "format") {
         Some((_, v)) if v == "text" => true,
         Some((_, v)) if v == "json" => false,
@@ -397,182 +377,4 @@ pub fn summary_json(s: &TraceSummary) -> Value {
         "error_count": s.error_count,
         "http_status": s.root_http_status,
     })
-}
-
-/// The search filters of `GET /v1/traces` (see the module docs); 400 for a bad value.
-pub(crate) fn parse_search(params: Vec<(String, String)>) -> Result<TraceQuery, Error> {
-    let mut q = TraceQuery::default();
-    let mut sort = None;
-    for (key, value) in params {
-        if let Some(attr) = key.strip_prefix("attr.") {
-            if attr.is_empty() {
-                return Err(Error::BadRequest(
-                    "attr. needs a key: attr.KEY=VALUE".into(),
-                ));
-            }
-            if q.attributes.len() >= MAX_ATTRIBUTE_FILTERS {
-                return Err(Error::BadRequest(format!(
-                    "at most {MAX_ATTRIBUTE_FILTERS} attribute filters"
-                )));
-            }
-            q.attributes.push((attr.to_owned(), value));
-            continue;
-        }
-        let bad = |what: &str| Error::BadRequest(format!("{key} must be {what}"));
-        match key.as_str() {
-            "service" if !value.is_empty() => q.service = Some(value),
-            "operation" if !value.is_empty() => q.operation = Some(value),
-            "min_duration" => {
-                q.min_duration_ns =
-                    Some(parse_duration_ns(&value).ok_or_else(|| bad("a duration such as 250ms"))?);
-            }
-            "max_duration" => {
-                q.max_duration_ns =
-                    Some(parse_duration_ns(&value).ok_or_else(|| bad("a duration such as 2s"))?);
-            }
-            "start_time" => {
-                q.start_time_min_unix_nano =
-                    Some(parse_unix_seconds(&value).ok_or_else(|| bad("unix seconds"))?);
-            }
-            "end_time" => {
-                q.start_time_max_unix_nano =
-                    Some(parse_unix_seconds(&value).ok_or_else(|| bad("unix seconds"))?);
-            }
-            "error" => q.errors_only = parse_bool(&key, &value)?,
-            "kind" if !value.is_empty() => {
-                q.kind = Some(
-                    SpanKind::parse(&value)
-                        .ok_or_else(|| bad("server, client, internal, producer or consumer"))?,
-                );
-            }
-            "status" if !value.is_empty() => {
-                q.status =
-                    Some(SpanStatus::parse(&value).ok_or_else(|| bad("ok, error or unset"))?);
-            }
-            "sort" if !value.is_empty() => {
-                sort = Some(match value.as_str() {
-                    "newest" => SortOrder::Newest,
-                    "duration" => SortOrder::Duration,
-                    _ => return Err(bad("newest or duration")),
-                });
-            }
-            "limit" => {
-                q.limit = value
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| bad("a positive integer"))?
-                    .min(crate::store::MAX_SEARCH_LIMIT as u64) as usize;
-            }
-            _ => {}
-        }
-    }
-    if let (Some(min), Some(max)) = (q.min_duration_ns, q.max_duration_ns)
-        && min > max
-    {
-        return Err(Error::BadRequest(
-            "min_duration is larger than max_duration".into(),
-        ));
-    }
-    q.sort = sort.unwrap_or(if q.min_duration_ns.is_some() || q.errors_only {
-        SortOrder::Duration
-    } else {
-        SortOrder::Newest
-    });
-    if let (Some(start), Some(end)) = (q.start_time_min_unix_nano, q.start_time_max_unix_nano)
-        && start > end
-    {
-        return Err(Error::BadRequest("start_time is after end_time".into()));
-    }
-    Ok(q)
-}
-
-/// Parses `250ms`, `1.5s`, `100us`, `100µs`, `20ns`, `2m`, `1h`; a plain number is
-/// milliseconds. `None` for anything else (negative, NaN, unknown unit, overflow).
-pub fn parse_duration_ns(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let scale = match unit.trim() {
-        "" | "ms" => 1e6,
-        "ns" => 1.0,
-        "us" | "µs" | "μs" => 1e3,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        _ => return None,
-    };
-    let ns = value * scale;
-    (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| ns.round() as u64)
-}
-
-pub(crate) fn parse_unix_seconds(text: &str) -> Option<u64> {
-    let seconds: f64 = text.trim().parse().ok()?;
-    let ns = seconds * 1e9;
-    (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then(|| ns.round() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration_ns("250ms"), Some(250_000_000));
-        assert_eq!(parse_duration_ns("2s"), Some(2_000_000_000));
-        assert_eq!(parse_duration_ns("1.5s"), Some(1_500_000_000));
-        assert_eq!(parse_duration_ns("100us"), Some(100_000));
-        assert_eq!(parse_duration_ns("100µs"), Some(100_000));
-        assert_eq!(parse_duration_ns("7"), Some(7_000_000));
-        assert_eq!(parse_duration_ns("1m"), Some(60_000_000_000));
-        for bad in ["", "-1s", "abc", "1 parsec", "1e400s", "NaN"] {
-            assert_eq!(parse_duration_ns(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn search_params() {
-        let p = |pairs: &[(&str, &str)]| {
-            parse_search(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )
-        };
-        let q = p(&[("service", "a"), ("limit", "5000"), ("error", "true")]).unwrap();
-        assert_eq!(q.service.as_deref(), Some("a"));
-        assert_eq!(q.limit, 1000);
-        assert!(q.errors_only);
-        assert!(p(&[("limit", "0")]).is_err());
-        assert!(p(&[("min_duration", "2s"), ("max_duration", "1s")]).is_err());
-        assert!(p(&[("start_time", "20"), ("end_time", "10")]).is_err());
-        assert!(p(&[("error", "maybe")]).is_err());
-        assert!(p(&[("whatever", "x")]).is_ok());
-        let q = p(&[
-            ("kind", "server"),
-            ("status", "ERROR"),
-            ("attr.http.route", "/orders"),
-            ("attr.app.id", "7"),
-        ])
-        .unwrap();
-        assert_eq!(q.kind, Some(SpanKind::Server));
-        assert_eq!(q.status, Some(SpanStatus::Error));
-        assert_eq!(q.attributes.len(), 2);
-        assert_eq!(q.sort, SortOrder::Newest);
-        assert_eq!(p(&[("error", "true")]).unwrap().sort, SortOrder::Duration);
-        assert_eq!(
-            p(&[("min_duration", "1s")]).unwrap().sort,
-            SortOrder::Duration
-        );
-        let q = p(&[("min_duration", "1s"), ("sort", "newest")]).unwrap();
-        assert_eq!(q.sort, SortOrder::Newest);
-        assert!(p(&[("kind", "sideways")]).is_err());
-        assert!(p(&[("sort", "random")]).is_err());
-        assert!(p(&[("attr.", "x")]).is_err());
-    }
 }

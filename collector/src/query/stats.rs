@@ -18,11 +18,11 @@
 //! traffic, when `traffic_*` are null); percentiles are nearest-rank over the exact durations. Rows are sorted by service
 //! (then operation).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::native::{parse_duration_ns, parse_unix_seconds};
+use super::params::{Pairs, Param, pairs};
 use crate::AppState;
 use crate::error::Error;
 use crate::store::OperationSamples;
@@ -33,26 +33,24 @@ pub const DEFAULT_WINDOW_NS: u64 = 15 * 60 * 1_000_000_000;
 /// `GET /v1/stats`.
 pub(crate) async fn get_stats(
     State(state): State<AppState>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    query: Pairs,
 ) -> Result<Response, Error> {
-    let params = query
-        .map(|Query(v)| v)
-        .map_err(|_| Error::BadRequest("malformed query string".into()))?;
+    let params = pairs(query)?;
     let (mut length, mut end, mut service) = (None, None, None);
     for (key, value) in params {
-        let bad = |what: &str| Error::BadRequest(format!("{key} must be {what}"));
+        let p = Param::new(&key, &value);
         match key.as_str() {
             "window" if !value.is_empty() => {
                 length = Some(
-                    parse_duration_ns(&value)
+                    Some(p.duration_ns("15m")?)
                         .filter(|n| *n > 0)
-                        .ok_or_else(|| bad("a duration such as 15m"))?,
+                        .ok_or_else(|| p.bad("a duration such as 15m"))?,
                 );
             }
             "end_time" if !value.is_empty() => {
-                end = Some(parse_unix_seconds(&value).ok_or_else(|| bad("unix seconds"))?);
+                end = Some(p.unix_seconds()?);
             }
-            "service" if !value.is_empty() => service = Some(value),
+            "service" if !value.is_empty() => service = Some(value.clone()),
             _ => {}
         }
     }

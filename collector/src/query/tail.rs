@@ -22,8 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast;
@@ -34,7 +33,7 @@ use crate::assemble::{self, TraceTree, text};
 use crate::error::Error;
 use crate::store::{StoredTrace, TraceQuery};
 
-use super::native;
+use super::params::{Pairs, pairs, parse_search, ui_base_url};
 
 /// Finished trees each subscriber may fall behind by before it loses the oldest.
 pub const TAIL_BUFFER: usize = 256;
@@ -113,15 +112,12 @@ pub async fn publish(state: AppState) {
 /// `GET /v1/tail` (see the module docs).
 pub(crate) async fn get_tail(
     State(state): State<AppState>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    query: Pairs,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let pairs = query
-        .map(|Query(v)| v)
-        .map_err(|_| Error::BadRequest("malformed query string".into()))?;
     let mut as_text = false;
     let mut filters = Vec::new();
-    for (key, value) in pairs {
+    for (key, value) in pairs(query)? {
         match key.as_str() {
             "format" => {
                 as_text = match value.as_str() {
@@ -133,9 +129,9 @@ pub(crate) async fn get_tail(
             _ => filters.push((key, value)),
         }
     }
-    let query = native::parse_search(filters)?;
+    let query = parse_search(filters)?;
     let text_options = text::TextOptions {
-        ui_url: native::ui_base_url(&headers),
+        ui_url: ui_base_url(&headers),
         all_events: false,
     };
     let receiver = state.tail.sender.subscribe();

@@ -430,6 +430,46 @@ impl Stack {
         c.terminate(Duration::from_secs(10))
     }
 
+    /// `POST /orders<query>` on the frontend with `{"user_id", "product": "Laptop",
+    /// "quantity"}`: the status and the JSON answer.
+    pub async fn place_order(&self, query: &str, user_id: &str, quantity: u32) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/orders{query}", self.frontend_url))
+            .json(&serde_json::json!({
+                "user_id": user_id, "product": "Laptop", "quantity": quantity
+            }))
+            .send()
+            .await
+            .expect("POST /orders");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("a JSON answer"))
+    }
+
+    /// `GET <query port><path>` answered as JSON (any status).
+    pub async fn query_json(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.query_url))
+            .send()
+            .await
+            .expect("query port")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
+    /// `GET <query port><path>` answered as text (any status).
+    pub async fn query_text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.query_url))
+            .send()
+            .await
+            .expect("query port")
+            .text()
+            .await
+            .expect("a text answer")
+    }
+
     /// Polls the tree of `trace_id` until `done(tree)` holds, or panics after `timeout`
     /// with the last tree seen.
     pub async fn wait_for_tree(
@@ -457,38 +497,6 @@ impl Stack {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// `GET <query_url><path>` as JSON.
-    ///
-    /// # Panics
-    /// If the request fails or the answer is not JSON.
-    pub async fn query_json(&self, path: &str) -> Value {
-        self.client
-            .get(format!("{}{path}", self.query_url))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
-    }
-
-    /// `GET <query_url><path>` as text.
-    ///
-    /// # Panics
-    /// If the request fails.
-    pub async fn query_text(&self, path: &str) -> String {
-        self.client
-            .get(format!("{}{path}", self.query_url))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
     /// All logs, for failure messages.

@@ -7,7 +7,7 @@
 //! `scripts/completeness-soak.sh` runs the full one (200 orders, delays up to 3 s).
 #![allow(clippy::unwrap_used)]
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use spanline_e2e::Stack;
 
 fn env_u64(key: &str, default: u64) -> u64 {
@@ -46,14 +46,7 @@ async fn no_answer_says_complete_with_a_span_missing() {
             9 => (1, "?fail=payment"),
             _ => (1, ""),
         };
-        let r = stack
-            .client
-            .post(format!("{}/orders{query}", stack.frontend_url))
-            .json(&json!({"user_id": "1", "product": "Laptop", "quantity": quantity}))
-            .send()
-            .await
-            .unwrap();
-        let body: Value = r.json().await.unwrap();
+        let (_, body) = stack.place_order(query, "1", quantity).await;
         ids.push(body["trace_id"].as_str().unwrap().to_owned());
     }
 
@@ -78,15 +71,7 @@ async fn no_answer_says_complete_with_a_span_missing() {
     stack.stop_services();
     let mut complete = 0;
     for (id, answer) in ids.iter().zip(&answers) {
-        let whole: Value = stack
-            .client
-            .get(format!("{}/v1/traces/{id}/tree", stack.query_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let whole = stack.query_json(&format!("/v1/traces/{id}/tree")).await;
         assert_eq!(
             whole["complete"], true,
             "the stored trace is whole: {whole:#}"

@@ -11,27 +11,12 @@ use spanline_e2e::Stack;
 const TREE_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn order(stack: &Stack, query: &str) -> (u16, String) {
-    let res = stack
-        .client
-        .post(format!("{}/orders{query}", stack.frontend_url))
-        .json(&json!({"user_id": "1", "product": "Laptop", "quantity": 1}))
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let body: Value = res.json().await.unwrap();
+    let (status, body) = stack.place_order(query, "1", 1).await;
     (status, body["trace_id"].as_str().unwrap().to_owned())
 }
 
 async fn get(stack: &Stack, path: &str) -> Value {
-    let res = stack
-        .client
-        .get(format!("{}{path}", stack.query_url))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{path}: {}", res.status());
-    res.json().await.unwrap()
+    stack.query_json(path).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,17 +10,6 @@ use spanline_e2e::{Stack, walk};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn post_order(stack: &Stack, query: &str, quantity: u32) -> (u16, Value) {
-    let r = stack
-        .client
-        .post(format!("{}/orders{query}", stack.frontend_url))
-        .json(&json!({"user_id": "1", "product": "Laptop", "quantity": quantity}))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 /// The nodes named `name` of `kind` (`producer`, `consumer`, ...) in `tree`, each with its
 /// parent.
 fn nodes<'a>(tree: &'a Value, name: &str, kind: &str) -> Vec<(&'a Value, Option<&'a Value>)> {
@@ -55,7 +44,7 @@ async fn a_sync_order_has_five_services_and_a_producer_consumer_pair() {
     let Some(mut stack) = Stack::start_with_nats(|_| Vec::new()).await else {
         return;
     };
-    let (status, body) = post_order(&stack, "", 1).await;
+    let (status, body) = stack.place_order("", "1", 1).await;
     assert_eq!(status, 201, "{body} {}", stack.logs());
     assert_eq!(body["status"], "confirmed");
     let trace_id = body["trace_id"].as_str().unwrap();
@@ -105,7 +94,7 @@ async fn an_async_order_answers_202_and_becomes_one_trace_across_both_hops() {
     let Some(mut stack) = Stack::start_with_nats(|_| Vec::new()).await else {
         return;
     };
-    let (status, body) = post_order(&stack, "?mode=async", 1).await;
+    let (status, body) = stack.place_order("?mode=async", "1", 1).await;
     assert_eq!(status, 202, "{body} {}", stack.logs());
     assert_eq!(body["status"], "pending");
     let order_id = body["order_id"].as_str().unwrap().to_owned();
@@ -157,7 +146,7 @@ async fn with_nats_stopped_sync_orders_succeed_and_the_publish_is_an_error_span(
         return;
     };
     stack.stop_nats();
-    let (status, body) = post_order(&stack, "", 1).await;
+    let (status, body) = stack.place_order("", "1", 1).await;
     assert_eq!(status, 201, "{body} {}", stack.logs());
     assert_eq!(body["status"], "confirmed");
     let trace_id = body["trace_id"].as_str().unwrap();
@@ -197,7 +186,7 @@ async fn queued_messages_reach_a_restarted_consumer_and_join_their_traces() {
     assert_eq!(stack.stop_service("notification-service"), Some(0));
     let mut traces = Vec::new();
     for _ in 0..3 {
-        let (status, body) = post_order(&stack, "", 1).await;
+        let (status, body) = stack.place_order("", "1", 1).await;
         assert_eq!(status, 201, "{body}");
         traces.push(body["trace_id"].as_str().unwrap().to_owned());
     }
@@ -227,7 +216,7 @@ async fn a_baggage_fault_reaches_the_consumer_and_each_redelivery_is_a_process_s
     let Some(mut stack) = Stack::start_with_nats(|_| Vec::new()).await else {
         return;
     };
-    let (status, body) = post_order(&stack, "?fail=notification", 1).await;
+    let (status, body) = stack.place_order("?fail=notification", "1", 1).await;
     assert_eq!(status, 201, "{body}");
     let trace_id = body["trace_id"].as_str().unwrap();
     let tree = stack
@@ -261,7 +250,7 @@ async fn once_consumers_are_known_wait_delivers_the_whole_async_flow_and_the_map
         return;
     };
     // The first async order teaches the collector the consumer groups of each destination.
-    let (status, first) = post_order(&stack, "?mode=async", 1).await;
+    let (status, first) = stack.place_order("?mode=async", "1", 1).await;
     assert_eq!(status, 202, "{first}");
     stack
         .wait_for_tree(first["trace_id"].as_str().unwrap(), TIMEOUT, |t| {
@@ -271,7 +260,7 @@ async fn once_consumers_are_known_wait_delivers_the_whole_async_flow_and_the_map
         })
         .await;
     // The second: one `wait=` answer is the whole flow, complete.
-    let (status, second) = post_order(&stack, "?mode=async", 1).await;
+    let (status, second) = stack.place_order("?mode=async", "1", 1).await;
     assert_eq!(status, 202, "{second}");
     let trace_id = second["trace_id"].as_str().unwrap();
     let tree = stack
@@ -328,7 +317,7 @@ async fn an_async_order_with_fail_payment_is_retried_max_deliver_times_and_stays
     let Some(mut stack) = Stack::start_with_nats(|_| Vec::new()).await else {
         return;
     };
-    let (status, body) = post_order(&stack, "?mode=async&fail=payment", 1).await;
+    let (status, body) = stack.place_order("?mode=async&fail=payment", "1", 1).await;
     assert_eq!(status, 202, "{body}");
     let trace_id = body["trace_id"].as_str().unwrap();
     let attempts = |t: &Value| nodes(t, "process payments.requested", "consumer").len();

@@ -53,14 +53,7 @@ async fn open_browser(chromium: &std::path::Path, driver: &std::path::Path) -> B
 }
 
 async fn place_order(stack: &Stack, query: &str) -> (u16, Value) {
-    let r = stack
-        .client
-        .post(format!("{}/orders{query}", stack.frontend_url))
-        .json(&json!({"user_id": "1", "product": "Laptop", "quantity": 1}))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+    stack.place_order(query, "1", 1).await
 }
 
 async fn visible_rows(b: &Browser) -> u64 {
@@ -216,7 +209,7 @@ async fn browser_demo_flow() {
     );
     let why = b.text("#failure").await.unwrap();
     assert!(
-        why.contains("payment") && why.contains("fault injected"),
+        why.contains("payment") && why.contains("injected fault"),
         "the failure box names the failing service and why: {why}"
     );
     b.screenshot_full(&art.join("trace-failed.png"))
@@ -856,6 +849,86 @@ async fn browser_map_labels_and_stable_colours() {
     .unwrap();
 
     no_script_ran(&b, "map labels").await;
+    b.quit().await;
+    stack.shutdown();
+}
+
+/// A declined order (402) on the search page and its trace page: the status is shown for what
+/// it is, with the reason from the payment service; an incomplete trace says what it waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_declined_order_and_waiting_trace() {
+    let Some((chromium, driver)) = browser_or_skip("browser_declined_order_and_waiting_trace")
+    else {
+        return;
+    };
+    let art = browser::artifacts_dir();
+    let mut stack = Stack::start().await;
+    let (status, body) = stack.place_order("", "1", 5).await;
+    assert_eq!(status, 402, "{body}");
+    let declined = body["trace_id"].as_str().unwrap().to_owned();
+    stack
+        .wait_for_tree(&declined, TREE_TIMEOUT, |t| t["complete"] == true)
+        .await;
+
+    let b = open_browser(&chromium, &driver).await;
+    b.goto(&format!("{}/", stack.query_url)).await.unwrap();
+    b.wait_for(
+        "the declined order's status in the list",
+        &format!(
+            "const r = document.querySelector(\"#trace-list .trace-row[data-trace-id='{declined}'] .http-status\");\
+             return !!r && r.textContent === '402';"
+        ),
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    b.goto(&format!("{}/trace/{declined}", stack.query_url))
+        .await
+        .unwrap();
+    b.wait_for(
+        "the trace page",
+        &format!("return document.body.dataset.traceReady === '{declined}';"),
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let stats = b.text("#trace-stats").await.unwrap();
+    assert!(stats.contains("402"), "{stats}");
+    let outcome = b.text("#trace-outcome").await.unwrap();
+    assert!(
+        outcome.contains("402") && outcome.contains("payment declined"),
+        "{outcome}"
+    );
+    b.screenshot_full(&art.join("trace-declined.png"))
+        .await
+        .unwrap();
+
+    // A trace whose server span never comes: the page says what it waits for.
+    let waiting = "0af7651916cd43dd8448eb211c8031aa";
+    let now = now_ns();
+    let spans = vec![
+        json!({"trace_id": waiting, "span_id": "00000000000000a1", "operation_name": "GET /",
+               "start_time": now as f64 / 1e9 - 1.0, "end_time": now as f64 / 1e9 - 0.5,
+               "kind": "server", "resource_attributes": {"service.name": "gateway"}}),
+        json!({"trace_id": waiting, "span_id": "00000000000000a2", "parent_span_id": "00000000000000a1",
+               "operation_name": "GET /x", "start_time": now as f64 / 1e9 - 0.9,
+               "end_time": now as f64 / 1e9 - 0.6, "kind": "client",
+               "resource_attributes": {"service.name": "gateway"},
+               "attributes": {"peer.service": "backend",
+                   "http.response.header.traceresponse": [format!("00-{waiting}-00000000000000a3-01")]}}),
+    ];
+    ingest(&stack, &spans).await;
+    b.goto(&format!("{}/trace/{waiting}", stack.query_url))
+        .await
+        .unwrap();
+    b.wait_for(
+        "the waiting box",
+        "const w = document.querySelector('#trace-waiting'); return !!w && w.textContent.includes('backend');",
+        UI_TIMEOUT,
+    )
+    .await
+    .unwrap();
+    b.screenshot(&art.join("trace-waiting.png")).await.unwrap();
     b.quit().await;
     stack.shutdown();
 }

@@ -17,6 +17,10 @@
 //! exporter, flushed between chunks of 256 requests outside the timed region.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
+use common::{OtelVoidExporter, VoidExporter};
+
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::pin::pin;
@@ -34,36 +38,13 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context as OtelContext, KeyValue};
 use tower::{Layer as _, Service};
-use tracekit::export::{
-    BatchConfig, BatchSpanProcessor, ExportError, ExportOutcome, FlushError, SpanExporter,
-    SpanProcessor,
-};
+use tracekit::export::{BatchConfig, BatchSpanProcessor, FlushError, SpanProcessor};
 use tracekit::http::{Route, TraceLayer, TracedClient};
 use tracekit::propagation::Propagator;
 use tracekit::{Resource, Sampler, SpanData, Tracer};
 
 const CHUNK: u64 = 256;
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-struct VoidExporter;
-
-impl SpanExporter for VoidExporter {
-    async fn export(&mut self, _batch: &[Box<SpanData>]) -> Result<ExportOutcome, ExportError> {
-        Ok(ExportOutcome::Accepted)
-    }
-}
-
-#[derive(Debug)]
-struct OtelVoidExporter;
-
-impl opentelemetry_sdk::trace::SpanExporter for OtelVoidExporter {
-    async fn export(
-        &self,
-        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
-        Ok(())
-    }
-}
 
 struct SharedProcessor(Arc<BatchSpanProcessor>);
 
@@ -378,10 +359,7 @@ fn client_server_loopback(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20);
+    config = common::short_runs(20);
     targets = server_middleware, client_server_loopback
 }
 criterion_main!(benches);

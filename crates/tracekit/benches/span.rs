@@ -9,41 +9,20 @@
 //! end for tracekit and reports for the others.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
+use common::{OtelVoidExporter, VoidExporter};
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-use tracekit::export::{
-    BatchConfig, BatchSpanProcessor, ExportError, ExportOutcome, FlushError, SpanExporter,
-    SpanProcessor,
-};
+use tracekit::export::{BatchConfig, BatchSpanProcessor, FlushError, SpanProcessor};
 use tracekit::{Resource, Sampler, SpanData, Tracer};
 
 /// Spans per timed chunk; below every queue size in play (2048), so nothing is dropped.
 const CHUNK: u64 = 1024;
-
-/// A tracekit exporter that accepts and forgets every batch.
-struct VoidExporter;
-
-impl SpanExporter for VoidExporter {
-    async fn export(&mut self, _batch: &[Box<SpanData>]) -> Result<ExportOutcome, ExportError> {
-        Ok(ExportOutcome::Accepted)
-    }
-}
-
-/// An opentelemetry_sdk exporter that accepts and forgets every batch.
-#[derive(Debug)]
-struct OtelVoidExporter;
-
-impl opentelemetry_sdk::trace::SpanExporter for OtelVoidExporter {
-    async fn export(
-        &self,
-        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
-        Ok(())
-    }
-}
 
 /// A fastrace reporter that forgets every span.
 struct VoidReporter;
@@ -233,10 +212,7 @@ fn clock(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
+    config = common::short_runs(30);
     targets = sampled, unsampled, clock
 }
 criterion_main!(benches);

@@ -118,6 +118,7 @@ pub fn app(telemetry: Telemetry, settings: Settings) -> Router {
     };
     Router::new()
         .route("/orders", post(create_order))
+        .route("/users", get(list_users))
         .route("/users/{id}", get(get_user))
         .route("/orders/{id}", get(get_order))
         .with_state(Arc::new(state))
@@ -228,6 +229,14 @@ async fn get_user(
         check_id("id", &id)?;
         Ok(Json(state.users.get_user(&id).await?))
     };
+    answer(&state, &query, work).await
+}
+
+async fn list_users(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let work = async { Ok(Json(state.users.list_users().await?)) };
     answer(&state, &query, work).await
 }
 

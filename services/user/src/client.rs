@@ -3,7 +3,7 @@
 use demokit::{CallError, ServiceClient};
 use tracekit::http::TracedClient;
 
-use crate::User;
+use crate::{User, UserList};
 
 /// Calls a user service through a traced client (CLIENT spans named `GET /users/{id}`,
 /// `peer.service` = `user`). Cheap to clone.
@@ -23,5 +23,13 @@ impl UserClient {
     /// a service that is down or answers badly.
     pub async fn get_user(&self, id: &str) -> Result<User, CallError> {
         self.0.get("/users/{id}", &format!("/users/{id}")).await
+    }
+
+    /// `GET /users`: every user of the demo.
+    ///
+    /// # Errors
+    /// The [`CallError`]s of a service that is down or answers badly.
+    pub async fn list_users(&self) -> Result<UserList, CallError> {
+        self.0.get("/users", "/users").await
     }
 }

@@ -1,5 +1,6 @@
 //! The user service of the Spanline demo: `GET /users/{id}` answers a user from a simulated
-//! `users` table (a `SELECT users` CLIENT span), or 404 for an unknown id.
+//! `users` table (a `SELECT users` CLIENT span), or 404 for an unknown id; `GET /users` lists
+//! every user, so a newcomer knows which ids to order with.
 //!
 //! The service owns its answer type ([`User`]) and the typed client its callers use
 //! ([`UserClient`]).
@@ -64,11 +65,38 @@ struct AppState {
 /// [`demokit::app`] adds).
 pub fn app(telemetry: Telemetry, db_latency_ms: u64) -> Router {
     Router::new()
+        .route("/users", get(list_users))
         .route("/users/{id}", get(get_user))
         .with_state(Arc::new(AppState {
             telemetry,
             db_latency_ms,
         }))
+}
+
+/// The users of the demo, as answered by `GET /users`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserList {
+    /// Every user, by id.
+    pub users: Vec<User>,
+}
+
+async fn list_users(State(state): State<Arc<AppState>>) -> Result<Json<UserList>, AppError> {
+    apply_faults("user").await?;
+    let query = DbQuery {
+        operation: "SELECT",
+        table: "users",
+        query_text: "SELECT id, name, email FROM users ORDER BY id",
+    };
+    db_query(&state.telemetry.tracer, query, state.db_latency_ms, 0).await;
+    let users = USERS
+        .iter()
+        .map(|(id, name, email)| User {
+            id: (*id).to_owned(),
+            name: (*name).to_owned(),
+            email: (*email).to_owned(),
+        })
+        .collect();
+    Ok(Json(UserList { users }))
 }
 
 async fn get_user(

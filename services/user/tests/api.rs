@@ -89,3 +89,19 @@ fn help_shows_the_default_listen_address_and_the_otel_variables() {
         user_service::DEFAULT_LISTEN,
     );
 }
+
+#[tokio::test]
+async fn every_user_is_listed_for_newcomers() {
+    let (status, body, exporter) = get("/users", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["1", "2", "3", "4", "5"]);
+    let spans = exporter.wait_for(2, Duration::from_secs(5));
+    let server = spans.iter().find(|s| s.kind == SpanKind::Server).unwrap();
+    assert_eq!(server.name, "GET /users");
+}

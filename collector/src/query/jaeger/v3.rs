@@ -21,27 +21,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::jaeger::{parse_go_duration_ns, parse_trace_id};
-use super::native::parse_bool;
+use super::{apply_tags, find_traces, parse_trace_id, tag_map};
 use crate::AppState;
 use crate::assemble::{self, AssembleOptions};
 use crate::error::{Error, JaegerV3Error};
 use crate::format::otlp_json;
-use crate::model::SpanKind;
+use crate::query::params::{Pairs, Param, pairs};
 use crate::store::{MAX_SEARCH_LIMIT, StoredTrace, TraceQuery};
 
-type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 type V3Result = Result<Response, JaegerV3Error>;
-
-fn params(p: Params) -> Result<Vec<(String, String)>, Error> {
-    p.map(|Query(v)| v)
-        .map_err(|_| Error::BadRequest("malformed query string".into()))
-}
 
 /// `GET /api/v3/services`.
 pub(crate) async fn services(State(state): State<AppState>) -> V3Result {
@@ -49,30 +42,11 @@ pub(crate) async fn services(State(state): State<AppState>) -> V3Result {
 }
 
 /// `GET /api/v3/operations`.
-pub(crate) async fn operations(State(state): State<AppState>, q: Params) -> V3Result {
-    let p = params(q)?;
-    let mut service = None;
-    let mut kind = None;
-    for (k, v) in p {
-        match k.as_str() {
-            "service" if !v.is_empty() => service = Some(v),
-            "spanKind" | "span_kind" if !v.is_empty() => {
-                kind = Some(
-                    SpanKind::parse(&v)
-                        .ok_or_else(|| Error::BadRequest("spanKind is not a span kind".into()))?,
-                );
-            }
-            _ => {}
-        }
-    }
-    let service =
-        service.ok_or_else(|| Error::BadRequest("parameter 'service' is required".into()))?;
-    let ops: Vec<Value> = state
-        .store
-        .operations(service)
+pub(crate) async fn operations(State(state): State<AppState>, q: Pairs) -> V3Result {
+    let p = pairs(q)?;
+    let ops: Vec<Value> = super::operations(&state, &p)
         .await?
         .into_iter()
-        .filter(|o| kind.is_none_or(|k| k.as_str() == o.kind.as_str()))
         .map(|o| json!({"name": o.name, "spanKind": o.kind.as_str()}))
         .collect();
     Ok(axum::Json(json!({"operations": ops})).into_response())
@@ -82,22 +56,19 @@ pub(crate) async fn operations(State(state): State<AppState>, q: Params) -> V3Re
 pub(crate) async fn get_trace(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    q: Params,
+    q: Pairs,
 ) -> V3Result {
-    let p = params(q)?;
+    let p = pairs(q)?;
     let Path(text) = path.map_err(|_| Error::BadRequest("invalid trace id".into()))?;
     let trace_id = parse_trace_id(&text)?;
     let mut options = AssembleOptions::default();
     for (k, v) in &p {
-        if (k == "rawTraces" || k == "raw_traces") && parse_bool(k, v)? {
+        if (k == "rawTraces" || k == "raw_traces") && Param::new(k, v).bool()? {
             options = AssembleOptions::raw();
         }
     }
-    let trace = state
-        .store
-        .get_trace(trace_id)
+    let trace = super::get_trace(&state, trace_id)
         .await?
-        .filter(|t| !t.spans.is_empty())
         .ok_or_else(|| Error::NotFound("No traces found".into()))?;
     Ok(axum::Json(json!({"result": traces_data(&[trace], &options)})).into_response())
 }
@@ -111,51 +82,26 @@ fn parse_search(p: Vec<(String, String)>) -> Result<Search, Error> {
     let mut q = TraceQuery::default();
     let mut options = AssembleOptions::default();
     let (mut min, mut max) = (None, None);
-    for (k, v) in p {
+    for (k, v) in &p {
         let Some(name) = k.strip_prefix("query.") else {
             continue;
         };
-        let bad = |what: &str| Error::BadRequest(format!("{k} must be {what}"));
-        let name = name.replace('_', "").to_ascii_lowercase();
-        match name.as_str() {
-            "servicename" if !v.is_empty() => q.service = Some(v),
-            "operationname" if !v.is_empty() => q.operation = Some(v),
-            "starttimemin" => {
-                min = Some(parse_rfc3339_ns(&v).ok_or_else(|| bad("an RFC 3339 time"))?);
-            }
-            "starttimemax" => {
-                max = Some(parse_rfc3339_ns(&v).ok_or_else(|| bad("an RFC 3339 time"))?);
-            }
-            "durationmin" if !v.is_empty() => {
-                q.min_duration_ns =
-                    Some(parse_go_duration_ns(&v).ok_or_else(|| bad("a duration such as 1.5s"))?);
-            }
-            "durationmax" if !v.is_empty() => {
-                q.max_duration_ns =
-                    Some(parse_go_duration_ns(&v).ok_or_else(|| bad("a duration such as 1.5s"))?);
-            }
+        let p = Param::new(k, v);
+        match name.replace('_', "").to_ascii_lowercase().as_str() {
+            "servicename" if !v.is_empty() => q.service = Some(v.clone()),
+            "operationname" if !v.is_empty() => q.operation = Some(v.clone()),
+            "starttimemin" => min = Some(p.rfc3339_ns()?),
+            "starttimemax" => max = Some(p.rfc3339_ns()?),
+            "durationmin" if !v.is_empty() => q.min_duration_ns = Some(p.go_duration_ns("1.5s")?),
+            "durationmax" if !v.is_empty() => q.max_duration_ns = Some(p.go_duration_ns("1.5s")?),
             "searchdepth" if !v.is_empty() => {
-                let n: usize = v.trim().parse().map_err(|_| bad("a positive integer"))?;
-                q.limit = n.clamp(1, MAX_SEARCH_LIMIT);
+                let n = p.u64("a positive integer")?;
+                q.limit = usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .clamp(1, MAX_SEARCH_LIMIT);
             }
-            "attributes" if !v.is_empty() => {
-                let map: Map<String, Value> =
-                    serde_json::from_str(&v).map_err(|_| bad("a JSON object of strings"))?;
-                for (key, value) in map {
-                    let value = match value {
-                        Value::String(s) => s,
-                        Value::Number(n) => n.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        _ => return Err(bad("a JSON object of strings")),
-                    };
-                    if key == "error" && value == "true" {
-                        q.errors_only = true;
-                    } else {
-                        q.attributes.push((key, value));
-                    }
-                }
-            }
-            "rawtraces" if parse_bool(&k, &v)? => options = AssembleOptions::raw(),
+            "attributes" if !v.is_empty() => apply_tags(&mut q, tag_map(p)?)?,
+            "rawtraces" if p.bool()? => options = AssembleOptions::raw(),
             _ => {}
         }
     }
@@ -181,15 +127,9 @@ fn parse_search(p: Vec<(String, String)>) -> Result<Search, Error> {
     Ok(Search { query: q, options })
 }
 
+/// The traces of a search; 404 when none.
 async fn search_traces(state: &AppState, query: TraceQuery) -> Result<Vec<StoredTrace>, Error> {
-    let mut traces = Vec::new();
-    for summary in state.store.find_traces(query).await? {
-        if let Some(t) = state.store.get_trace(summary.trace_id).await?
-            && !t.spans.is_empty()
-        {
-            traces.push(t);
-        }
-    }
+    let traces = find_traces(state, query).await?;
     if traces.is_empty() {
         return Err(Error::NotFound("No traces found".into()));
     }
@@ -197,15 +137,15 @@ async fn search_traces(state: &AppState, query: TraceQuery) -> Result<Vec<Stored
 }
 
 /// `GET /api/v3/traces?query.…`.
-pub(crate) async fn search(State(state): State<AppState>, q: Params) -> V3Result {
-    let s = parse_search(params(q)?)?;
+pub(crate) async fn search(State(state): State<AppState>, q: Pairs) -> V3Result {
+    let s = parse_search(pairs(q)?)?;
     let traces = search_traces(&state, s.query).await?;
     Ok(axum::Json(json!({"result": traces_data(&traces, &s.options)})).into_response())
 }
 
 /// `GET /api/v3/trace-summaries?query.…`.
-pub(crate) async fn summaries(State(state): State<AppState>, q: Params) -> V3Result {
-    let s = parse_search(params(q)?)?;
+pub(crate) async fn summaries(State(state): State<AppState>, q: Pairs) -> V3Result {
+    let s = parse_search(pairs(q)?)?;
     let traces = search_traces(&state, s.query).await?;
     let summaries: Vec<Value> = traces.iter().map(summary_json).collect();
     Ok(axum::Json(json!({"summaries": summaries})).into_response())
@@ -282,99 +222,4 @@ fn traces_data(traces: &[StoredTrace], options: &AssembleOptions) -> Value {
         })
         .collect();
     json!({"resourceSpans": resource_spans})
-}
-
-/// Parses an RFC 3339 time (`2026-08-01T10:00:00Z`, fractions up to ns, `±hh:mm` offsets) to
-/// unix nanoseconds. A space where the offset's `+` should be (an unescaped `+` in a query
-/// string) is read as `+`.
-pub fn parse_rfc3339_ns(text: &str) -> Option<u64> {
-    let t = text.trim().replace(' ', "+");
-    let b = t.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let s = t.get(range)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos: i64 = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = t.get(start..i)?;
-        if digits.is_empty() || digits.len() > 9 {
-            return None;
-        }
-        nanos = format!("{digits:0<9}").parse().ok()?;
-    }
-    let offset_s: i64 = match t.get(i..)? {
-        "Z" | "z" => 0,
-        rest if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-            let h: i64 = rest.get(1..3)?.parse().ok()?;
-            let m: i64 = rest.get(4..6)?.parse().ok()?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (h * 3600 + m * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (H. Hinnant).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
-    let ns = i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
-    u64::try_from(ns).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339_ns("2025-11-21T04:40:00Z"),
-            Some(1_763_700_000_000_000_000)
-        );
-        assert_eq!(
-            parse_rfc3339_ns("2025-11-21T05:40:00.5+01:00"),
-            Some(1_763_700_000_500_000_000)
-        );
-        // An unescaped '+' arrives as a space.
-        assert_eq!(
-            parse_rfc3339_ns("2025-11-21T05:40:00.000000001 01:00"),
-            Some(1_763_700_000_000_000_001)
-        );
-        for bad in [
-            "",
-            "2025-11-21",
-            "2025-13-01T00:00:00Z",
-            "yesterday",
-            "2025-11-21T04:40:00",
-        ] {
-            assert_eq!(parse_rfc3339_ns(bad), None, "{bad}");
-        }
-    }
 }

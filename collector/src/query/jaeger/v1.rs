@@ -24,9 +24,8 @@
 //! `errors` with their `traceID`), `raw=true` (skip the adjusters). Tags map onto the native
 //! filters: `error=true` → traces with an error span, `span.kind=K` → a span of kind K,
 //! `otel.status_code=OK|ERROR` → a span with that status, anything else → the span attribute
-//! index (numbers and booleans compare by text). Differences from Jaeger, by design: duration
-//! bounds apply to the trace's duration, not to one span's; each criterion may be met by a
-//! different span; process (resource) tags and log fields are not searched.
+//! //! index (numbers and booleans compare by text). As in Jaeger, the criteria given together must
+//! hold for one span. Process (resource) tags and log fields are not searched.
 //!
 //! Trace ids are accepted with 1–32 hex digits (left-padded with zeros), any case; they are
 //! always written with 32. Traces pass through the same adjusters as the tree (merged
@@ -36,20 +35,20 @@
 
 use std::collections::{HashMap, HashSet};
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::native::parse_bool;
+use super::{apply_tags, find_traces, parse_trace_id, tag_map};
 use crate::AppState;
 use crate::assemble::{self, AssembleOptions};
 use crate::error::{Error, JaegerError};
 use crate::model::{AttrValue, KeyValue, Span, SpanId, SpanKind, StatusCode, TraceId};
+use crate::query::params::{Pairs, Param, pairs};
 use crate::store::{MAX_SEARCH_LIMIT, StoredTrace, TraceQuery};
 
-type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 type JResult = Result<Response, JaegerError>;
 
 /// Default search range when `start` is missing: 2 days before `end`.
@@ -58,11 +57,6 @@ const DEFAULT_SEARCH_RANGE_US: u64 = 2 * 24 * 3600 * 1_000_000;
 const DEFAULT_DEPENDENCY_LOOKBACK_MS: u64 = 24 * 3600 * 1000;
 /// Largest integer a JSON number carries exactly (2^53 − 1).
 const MAX_SAFE_INT: i64 = 9_007_199_254_740_991;
-
-fn params(p: Params) -> Result<Vec<(String, String)>, Error> {
-    p.map(|Query(v)| v)
-        .map_err(|_| Error::BadRequest("malformed query string".into()))
-}
 
 fn pretty(params: &[(String, String)]) -> bool {
     params
@@ -88,18 +82,9 @@ fn envelope(data: Value, total: usize, errors: Option<Vec<Value>>, pretty: bool)
     ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
-/// Parses a Jaeger trace id: 1–32 hex digits, left-padded with zeros, any case.
-pub fn parse_trace_id(text: &str) -> Result<TraceId, Error> {
-    let invalid = || Error::BadRequest("invalid trace id (expected 1 to 32 hex digits)".into());
-    if text.is_empty() || text.len() > 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid());
-    }
-    TraceId::from_hex(&format!("{text:0>32}")).map_err(|_| invalid())
-}
-
 /// `GET /api/services`.
-pub(crate) async fn services(State(state): State<AppState>, q: Params) -> JResult {
-    let p = params(q)?;
+pub(crate) async fn services(State(state): State<AppState>, q: Pairs) -> JResult {
+    let p = pairs(q)?;
     let services = state.store.services().await?;
     let total = services.len();
     Ok(envelope(json!(services), total, None, pretty(&p)))
@@ -109,9 +94,9 @@ pub(crate) async fn services(State(state): State<AppState>, q: Params) -> JResul
 pub(crate) async fn service_operations(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    q: Params,
+    q: Pairs,
 ) -> JResult {
-    let p = params(q)?;
+    let p = pairs(q)?;
     let Path(service) = path.map_err(|_| Error::BadRequest("invalid service name".into()))?;
     let mut names: Vec<String> = state
         .store
@@ -126,31 +111,11 @@ pub(crate) async fn service_operations(
 }
 
 /// `GET /api/operations?service=&spanKind=`.
-pub(crate) async fn operations(State(state): State<AppState>, q: Params) -> JResult {
-    let p = params(q)?;
-    let mut service = None;
-    let mut kind = None;
-    for (k, v) in &p {
-        match k.as_str() {
-            "service" if !v.is_empty() => service = Some(v.clone()),
-            "spanKind" if !v.is_empty() => {
-                kind = Some(SpanKind::parse(v).ok_or_else(|| {
-                    Error::BadRequest(
-                        "spanKind must be server, client, producer, consumer or internal".into(),
-                    )
-                })?);
-            }
-            _ => {}
-        }
-    }
-    let service =
-        service.ok_or_else(|| Error::BadRequest("parameter 'service' is required".into()))?;
-    let ops: Vec<Value> = state
-        .store
-        .operations(service)
+pub(crate) async fn operations(State(state): State<AppState>, q: Pairs) -> JResult {
+    let p = pairs(q)?;
+    let ops: Vec<Value> = super::operations(&state, &p)
         .await?
         .into_iter()
-        .filter(|o| kind.is_none_or(|k| k.as_str() == o.kind.as_str()))
         .map(|o| json!({"name": o.name, "spanKind": o.kind.as_str()}))
         .collect();
     let total = ops.len();
@@ -161,18 +126,15 @@ pub(crate) async fn operations(State(state): State<AppState>, q: Params) -> JRes
 pub(crate) async fn get_trace(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    q: Params,
+    q: Pairs,
 ) -> JResult {
-    let p = params(q)?;
+    let p = pairs(q)?;
     let Path(text) = path.map_err(|_| Error::BadRequest("invalid trace id".into()))?;
     let trace_id = parse_trace_id(&text)?;
     let options = adjust_options(&p)?;
     // `start` / `end` are only hints (Grafana sends ms, Jaeger reads µs): ignored.
-    let trace = state
-        .store
-        .get_trace(trace_id)
+    let trace = super::get_trace(&state, trace_id)
         .await?
-        .filter(|t| !t.spans.is_empty())
         .ok_or_else(|| Error::NotFound("trace not found".into()))?;
     Ok(envelope(
         json!([trace_json(&trace, &options)]),
@@ -184,7 +146,7 @@ pub(crate) async fn get_trace(
 
 fn adjust_options(p: &[(String, String)]) -> Result<AssembleOptions, Error> {
     for (k, v) in p {
-        if k == "raw" && parse_bool(k, v)? {
+        if k == "raw" && Param::new(k, v).bool()? {
             return Ok(AssembleOptions::raw());
         }
     }
@@ -199,24 +161,20 @@ pub(crate) async fn archive(path: Result<Path<String>, PathRejection>) -> JResul
 }
 
 /// `GET /api/dependencies?endTs=&lookback=&service=` (ms).
-pub(crate) async fn dependencies(State(state): State<AppState>, q: Params) -> JResult {
-    let p = params(q)?;
+pub(crate) async fn dependencies(State(state): State<AppState>, q: Pairs) -> JResult {
+    let p = pairs(q)?;
     let (mut end_ms, mut lookback_ms, mut service) = (None, None, None);
     for (k, v) in &p {
-        let ms = || {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| Error::BadRequest(format!("{k} must be milliseconds")))
-        };
+        let p = Param::new(k, v);
         match k.as_str() {
-            "endTs" if !v.is_empty() => end_ms = Some(ms()?),
-            "lookback" if !v.is_empty() => lookback_ms = Some(ms()?),
+            "endTs" if !v.is_empty() => end_ms = Some(p.u64("milliseconds")?),
+            "lookback" if !v.is_empty() => lookback_ms = Some(p.u64("milliseconds")?),
             "service" if !v.is_empty() => service = Some(v.clone()),
             _ => {}
         }
     }
     let ms_to_ns = |ms: u64| ms.saturating_mul(1_000_000);
-    let window = super::window(
+    let window = crate::query::window(
         None,
         end_ms.map(ms_to_ns),
         Some(ms_to_ns(
@@ -252,82 +210,37 @@ fn parse_search(p: &[(String, String)]) -> Result<Search, Error> {
     let (mut start_us, mut end_us) = (None, None);
     let mut tags: Vec<(String, String)> = Vec::new();
     for (k, v) in p {
-        let bad = |what: &str| Error::BadRequest(format!("{k} must be {what}"));
-        let micros = || {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| bad("epoch microseconds"))
-        };
+        let p = Param::new(k, v);
         match k.as_str() {
             "service" if !v.is_empty() => s.query.service = Some(v.clone()),
             "operation" if !v.is_empty() => s.query.operation = Some(v.clone()),
-            "start" if !v.is_empty() => start_us = Some(micros()?),
-            "end" if !v.is_empty() => end_us = Some(micros()?),
+            "start" if !v.is_empty() => start_us = Some(p.u64("epoch microseconds")?),
+            "end" if !v.is_empty() => end_us = Some(p.u64("epoch microseconds")?),
             "minDuration" if !v.is_empty() => {
-                s.query.min_duration_ns =
-                    Some(parse_go_duration_ns(v).ok_or_else(|| bad("a duration such as 100ms"))?);
+                s.query.min_duration_ns = Some(p.go_duration_ns("100ms")?);
             }
             "maxDuration" if !v.is_empty() => {
-                s.query.max_duration_ns =
-                    Some(parse_go_duration_ns(v).ok_or_else(|| bad("a duration such as 1.2s"))?);
+                s.query.max_duration_ns = Some(p.go_duration_ns("1.2s")?);
             }
             "limit" if !v.is_empty() => {
-                let n: u64 = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("a non-negative integer"))?;
+                let n = p.u64("a non-negative integer")?;
                 s.query.limit = if n == 0 {
                     crate::store::DEFAULT_SEARCH_LIMIT
                 } else {
                     usize::try_from(n.min(MAX_SEARCH_LIMIT as u64)).unwrap_or(MAX_SEARCH_LIMIT)
                 };
             }
-            "tags" if !v.is_empty() => {
-                let map: Map<String, Value> = serde_json::from_str(v)
-                    .map_err(|_| bad("a JSON object of strings, e.g. {\"error\":\"true\"}"))?;
-                for (key, value) in map {
-                    let value = match value {
-                        Value::String(s) => s,
-                        Value::Number(n) => n.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        _ => return Err(bad("a JSON object of strings")),
-                    };
-                    tags.push((key, value));
-                }
-            }
+            "tags" if !v.is_empty() => tags.extend(tag_map(p)?),
             "tag" if !v.is_empty() => {
-                let (key, value) = v.split_once(':').ok_or_else(|| bad("key:value"))?;
+                let (key, value) = v.split_once(':').ok_or_else(|| p.bad("key:value"))?;
                 tags.push((key.to_owned(), value.to_owned()));
             }
             "traceID" if !v.is_empty() => s.trace_ids.push(parse_trace_id(v)?),
-            "raw" if parse_bool(k, v)? => s.options = AssembleOptions::raw(),
+            "raw" if p.bool()? => s.options = AssembleOptions::raw(),
             _ => {}
         }
     }
-    if tags.len() > super::native::MAX_ATTRIBUTE_FILTERS {
-        return Err(Error::BadRequest("too many tags".into()));
-    }
-    for (key, value) in tags {
-        match key.as_str() {
-            "error" => match value.as_str() {
-                "true" => s.query.errors_only = true,
-                "false" => {}
-                _ => return Err(Error::BadRequest("tag error must be true or false".into())),
-            },
-            "span.kind" => {
-                s.query.kind = Some(
-                    SpanKind::parse(&value)
-                        .ok_or_else(|| Error::BadRequest("tag span.kind is not a kind".into()))?,
-                );
-            }
-            "otel.status_code" => {
-                s.query.status = Some(StatusCode::parse(&value).ok_or_else(|| {
-                    Error::BadRequest("tag otel.status_code must be OK or ERROR".into())
-                })?);
-            }
-            _ => s.query.attributes.push((key, value)),
-        }
-    }
+    apply_tags(&mut s.query, tags)?;
     if let (Some(min), Some(max)) = (s.query.min_duration_ns, s.query.max_duration_ns)
         && max < min
     {
@@ -335,7 +248,7 @@ fn parse_search(p: &[(String, String)]) -> Result<Search, Error> {
             "maxDuration must be greater than minDuration".into(),
         ));
     }
-    let end_us = end_us.unwrap_or_else(|| super::now_unix_nano() / 1000);
+    let end_us = end_us.unwrap_or_else(|| crate::time::now_unix_nano() / 1000);
     let start_us = start_us.unwrap_or_else(|| end_us.saturating_sub(DEFAULT_SEARCH_RANGE_US));
     if start_us > end_us {
         return Err(Error::BadRequest("start must not be after end".into()));
@@ -346,19 +259,14 @@ fn parse_search(p: &[(String, String)]) -> Result<Search, Error> {
 }
 
 /// `GET /api/traces?…` (search).
-pub(crate) async fn search(State(state): State<AppState>, q: Params) -> JResult {
-    let p = params(q)?;
+pub(crate) async fn search(State(state): State<AppState>, q: Pairs) -> JResult {
+    let p = pairs(q)?;
     let search = parse_search(&p)?;
     let mut traces = Vec::new();
     let mut errors = Vec::new();
     if search.trace_ids.is_empty() {
-        let found = state.store.find_traces(search.query).await?;
-        for summary in found {
-            if let Some(t) = state.store.get_trace(summary.trace_id).await?
-                && !t.spans.is_empty()
-            {
-                traces.push(trace_json(&t, &search.options));
-            }
+        for t in find_traces(&state, search.query).await? {
+            traces.push(trace_json(&t, &search.options));
         }
     } else {
         let mut seen = HashSet::new();
@@ -366,8 +274,8 @@ pub(crate) async fn search(State(state): State<AppState>, q: Params) -> JResult 
             if !seen.insert(id) {
                 continue;
             }
-            match state.store.get_trace(id).await? {
-                Some(t) if !t.spans.is_empty() => traces.push(trace_json(&t, &search.options)),
+            match super::get_trace(&state, id).await? {
+                Some(t) => traces.push(trace_json(&t, &search.options)),
                 _ => errors.push(json!({
                     "code": 404, "msg": "trace not found", "traceID": id.to_hex(),
                 })),
@@ -376,42 +284,6 @@ pub(crate) async fn search(State(state): State<AppState>, q: Params) -> JResult 
     }
     let errors = (!errors.is_empty()).then_some(errors);
     Ok(envelope(Value::Array(traces), 0, errors, pretty(&p)))
-}
-
-/// Parses a Go duration (`300ms`, `1.5h`, `2h45m`, `1µs`): one or more number+unit pairs,
-/// units `ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`. `None` for anything else.
-pub fn parse_go_duration_ns(text: &str) -> Option<u64> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    if rest == "0" {
-        return Some(0);
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let split = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (number, after) = rest.split_at(split);
-        let value: f64 = number.parse().ok()?;
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_len);
-        let scale = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = next;
-    }
-    (total.is_finite() && total >= 0.0 && total < u64::MAX as f64).then(|| total.round() as u64)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -640,36 +512,6 @@ fn tag(kv: &KeyValue) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration_ns("100ms"), Some(100_000_000));
-        assert_eq!(parse_go_duration_ns("1.2s"), Some(1_200_000_000));
-        assert_eq!(parse_go_duration_ns("1m30s"), Some(90_000_000_000));
-        assert_eq!(parse_go_duration_ns("2h45m"), Some(9_900_000_000_000));
-        assert_eq!(parse_go_duration_ns("5µs"), Some(5_000));
-        assert_eq!(parse_go_duration_ns("0"), Some(0));
-        for bad in ["", "100", "1x", "-1s", "ms", "1e3s"] {
-            assert_eq!(parse_go_duration_ns(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn trace_ids_are_padded_and_validated() {
-        assert_eq!(
-            parse_trace_id("ABC").unwrap().to_hex(),
-            "00000000000000000000000000000abc"
-        );
-        assert_eq!(
-            parse_trace_id("4bf92f3577b34da6a3ce929d0e0e4736")
-                .unwrap()
-                .to_hex(),
-            "4bf92f3577b34da6a3ce929d0e0e4736"
-        );
-        for bad in ["", "zzzz", "0", &"a".repeat(33), "12-4"] {
-            assert!(parse_trace_id(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn typed_tags() {

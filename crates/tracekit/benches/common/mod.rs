@@ -1,0 +1,39 @@
+//! What the benchmarks share: exporters that accept and forget every batch (so only the
+//! library's own cost is measured) and the criterion settings of the short runs.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use criterion::Criterion;
+use tracekit::SpanData;
+use tracekit::export::{ExportError, ExportOutcome, SpanExporter};
+
+/// A tracekit exporter that accepts and forgets every batch.
+pub struct VoidExporter;
+
+impl SpanExporter for VoidExporter {
+    async fn export(&mut self, _batch: &[Box<SpanData>]) -> Result<ExportOutcome, ExportError> {
+        Ok(ExportOutcome::Accepted)
+    }
+}
+
+/// An opentelemetry_sdk exporter that accepts and forgets every batch.
+#[derive(Debug)]
+pub struct OtelVoidExporter;
+
+impl opentelemetry_sdk::trace::SpanExporter for OtelVoidExporter {
+    async fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Half a second of warm-up, two seconds of measurement, `samples` samples.
+pub fn short_runs(samples: usize) -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(samples)
+}
