@@ -10,6 +10,15 @@ use spanline_e2e::{Stack, walk};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A stack with NATS and one order placed with `query` that answered `status`; `None` when
+/// nats-server is not available (skip).
+async fn order_on_nats(query: &str, status: u16) -> Option<(Stack, Value)> {
+    let stack = Stack::start_with_nats(|_| Vec::new()).await?;
+    let (got, body) = stack.place_order(query, "1", 1).await;
+    assert_eq!(got, status, "{body} {}", stack.logs());
+    Some((stack, body))
+}
+
 /// The nodes named `name` of `kind` (`producer`, `consumer`, ...) in `tree`, each with its
 /// parent.
 fn nodes<'a>(tree: &'a Value, name: &str, kind: &str) -> Vec<(&'a Value, Option<&'a Value>)> {
@@ -41,11 +50,9 @@ fn children_named(node: &Value) -> Vec<&str> {
 
 #[tokio::test]
 async fn a_sync_order_has_five_services_and_a_producer_consumer_pair() {
-    let Some(mut stack) = Stack::start_with_nats(|_| Vec::new()).await else {
+    let Some((mut stack, body)) = order_on_nats("", 201).await else {
         return;
     };
-    let (status, body) = stack.place_order("", "1", 1).await;
-    assert_eq!(status, 201, "{body} {}", stack.logs());
     assert_eq!(body["status"], "confirmed");
     let trace_id = body["trace_id"].as_str().unwrap();
     let tree = stack
@@ -91,11 +98,9 @@ async fn a_sync_order_has_five_services_and_a_producer_consumer_pair() {
 
 #[tokio::test]
 async fn an_async_order_answers_202_and_becomes_one_trace_across_both_hops() {
-    let Some(mut stack) = Stack::start_with_nats(|_| Vec::new()).await else {
+    let Some((mut stack, body)) = order_on_nats("?mode=async", 202).await else {
         return;
     };
-    let (status, body) = stack.place_order("?mode=async", "1", 1).await;
-    assert_eq!(status, 202, "{body} {}", stack.logs());
     assert_eq!(body["status"], "pending");
     let order_id = body["order_id"].as_str().unwrap().to_owned();
     let trace_id = body["trace_id"].as_str().unwrap().to_owned();
@@ -213,11 +218,9 @@ async fn queued_messages_reach_a_restarted_consumer_and_join_their_traces() {
 
 #[tokio::test]
 async fn a_baggage_fault_reaches_the_consumer_and_each_redelivery_is_a_process_span() {
-    let Some(mut stack) = Stack::start_with_nats(|_| Vec::new()).await else {
+    let Some((mut stack, body)) = order_on_nats("?fail=notification", 201).await else {
         return;
     };
-    let (status, body) = stack.place_order("?fail=notification", "1", 1).await;
-    assert_eq!(status, 201, "{body}");
     let trace_id = body["trace_id"].as_str().unwrap();
     let tree = stack
         .wait_for_tree(trace_id, TIMEOUT, |t| {
@@ -314,11 +317,9 @@ async fn once_consumers_are_known_wait_delivers_the_whole_async_flow_and_the_map
 
 #[tokio::test]
 async fn an_async_order_with_fail_payment_is_retried_max_deliver_times_and_stays_pending() {
-    let Some(mut stack) = Stack::start_with_nats(|_| Vec::new()).await else {
+    let Some((mut stack, body)) = order_on_nats("?mode=async&fail=payment", 202).await else {
         return;
     };
-    let (status, body) = stack.place_order("?mode=async&fail=payment", "1", 1).await;
-    assert_eq!(status, 202, "{body}");
     let trace_id = body["trace_id"].as_str().unwrap();
     let attempts = |t: &Value| nodes(t, "process payments.requested", "consumer").len();
     let tree = stack
