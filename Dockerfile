@@ -1,5 +1,5 @@
 # Multi-stage build of every Spanline binary (DESIGN §1) into one small image:
-# five statically linked binaries on `scratch`, run as the non-root user 10001.
+# six statically linked binaries on `scratch`, run as the non-root user 10001.
 #
 #   docker compose up --build        (or: docker-compose up --build)
 #
@@ -25,17 +25,18 @@ COPY services/frontend/Cargo.toml services/frontend/
 COPY services/user/Cargo.toml services/user/
 COPY services/order/Cargo.toml services/order/
 COPY services/payment/Cargo.toml services/payment/
-# scripts/build-static.sh: cargo build --release of the five binaries, glibc linked
+COPY services/notification/Cargo.toml services/notification/
+# scripts/build-static.sh: cargo build --release of the six binaries, glibc linked
 # statically (nothing to load at run time: the image is `scratch`).
 COPY scripts/docker-stub-sources.sh scripts/build-static.sh scripts/
 RUN sh scripts/docker-stub-sources.sh crates/tracekit crates/demokit crates/e2e crates/loadgen collector \
-      services/frontend services/user services/order services/payment \
+      services/frontend services/user services/order services/payment services/notification \
  && sh scripts/build-static.sh
 # 2. Our crates, the libraries first, then each binary's crate in its own layer: an edit to a
 #    service recompiles that service and the services after it, nothing else. Services come
 #    in dependency order (their lib crates hold the typed clients their callers use: order
-#    uses payment's, the frontend user's and order's), so the frontend, last, rebuilds
-#    quickest. The copied sources may be older than the stubs they replace:
+#    uses payment's, notification payment's event type, the frontend user's and order's),
+#    so the frontend, last, rebuilds quickest. The copied sources may be older than the stubs they replace:
 #    build-static.sh DIR touches them first.
 COPY crates/ crates/
 RUN sh scripts/build-static.sh crates
@@ -43,6 +44,8 @@ COPY collector/ collector/
 RUN sh scripts/build-static.sh collector
 COPY services/payment/ services/payment/
 RUN sh scripts/build-static.sh services/payment
+COPY services/notification/ services/notification/
+RUN sh scripts/build-static.sh services/notification
 COPY services/user/ services/user/
 RUN sh scripts/build-static.sh services/user
 COPY services/order/ services/order/
@@ -62,6 +65,6 @@ ENV PATH=/usr/local/bin \
     COLLECTOR_DATA_DIR=/data
 USER 10001:10001
 LABEL org.opencontainers.image.title="spanline" \
-      org.opencontainers.image.description="Spanline: collector, frontend, user-service, order-service, payment-service (static binaries)" \
+      org.opencontainers.image.description="Spanline: collector, frontend, user-service, order-service, payment-service, notification-service (static binaries)" \
       org.opencontainers.image.licenses="Apache-2.0"
 CMD ["collector"]

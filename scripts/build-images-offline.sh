@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Spanline image `spanline:latest` without a container registry: nothing is
-# pulled. The binaries are compiled on this machine (release, glibc linked statically) and
+# pulled. Also builds the NATS image docker-compose.yml names from the host's nats-server
+# (scripts/nats-image-offline.sh). The binaries are compiled on this machine (release, glibc linked statically) and
 # copied into the `runtime` stage of ./Dockerfile, which is `FROM scratch`. Afterwards a plain
 #
 #   docker-compose up -d
@@ -67,3 +68,5 @@ if ! DOCKER_BUILDKIT=0 docker build -t "$image" "$ctx" >"$ctx/build.log" 2>&1; t
 fi
 docker image inspect "$image" --format 'build-images-offline: {{index .RepoTags 0}} {{.Id}} {{.Size}} bytes' \
   | awk '{ printf "%s %s %s %.1f MB\n", $1, $2, substr($3, 1, 19), $4 / 1e6 }'
+
+scripts/nats-image-offline.sh

@@ -35,9 +35,10 @@ COMPOSE = os.environ.get("COMPOSE", "docker-compose").split()
 FRONTEND = "http://127.0.0.1:8080"
 QUERY = "http://127.0.0.1:16686"
 INGEST = "http://127.0.0.1:4318"
-SERVICES = ["collector", "user", "payment", "order", "frontend"]
+SERVICES = ["collector", "user", "payment", "order", "notification", "frontend"]
 OUTAGE_S = 30.0
-# The ten spans of a successful order (DESIGN §3): (service, name).
+# The sixteen spans of a successful order (DESIGN §3), its asynchronous tail included: payment
+# publishes payments.completed, which order and notification consume: (service, name).
 EXPECTED_SPANS = sorted(
     [
         ("frontend", "POST /orders"),
@@ -51,9 +52,15 @@ EXPECTED_SPANS = sorted(
         ("payment", "POST /payments"),
         ("payment", "charge card"),
         ("payment", "fraud check"),
+        ("payment", "publish payments.completed"),
+        ("order", "process payments.completed"),
+        ("notification", "process payments.completed"),
+        ("notification", "INSERT notifications"),
+        ("notification", "send email"),
     ]
 )
-ALL_SERVICES = ["frontend", "order", "payment", "user"]
+ORDER_SPANS = len(EXPECTED_SPANS)
+ALL_SERVICES = ["frontend", "notification", "order", "payment", "user"]
 
 # No proxy from the environment: every target is on loopback.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -285,7 +292,7 @@ SEEN_TRACES: dict = {}  # trace_id -> span count, every complete order trace so 
 
 def record_complete(trace_ids):
     for t in trace_ids:
-        SEEN_TRACES[t] = 11
+        SEEN_TRACES[t] = ORDER_SPANS
 
 
 @check("image: spanline:latest is FROM scratch, small, user 10001")
@@ -359,7 +366,7 @@ def check_containers():
     expect(p.returncode != 0, "collector --healthcheck succeeded against a closed port")
 
 
-@check("trees: orders through localhost:8080 give complete 4-service trees at localhost:16686")
+@check("trees: orders through localhost:8080 give complete 5-service trees at localhost:16686")
 def check_trees():
     ids = []
     for _ in range(5):
@@ -378,7 +385,7 @@ def check_trees():
     tree = get_tree(ids[0])
     text = request("GET", f"{QUERY}/v1/traces/{ids[0]}/tree?format=text").body.decode()
     print(text, flush=True)
-    expect("4 services" in text and "11 spans" in text, "text tree header")
+    expect("5 services" in text and f"{ORDER_SPANS} spans" in text, "text tree header")
     # Resource attributes from OTEL_RESOURCE_ATTRIBUTES reached the collector.
     raw = request("GET", f"{QUERY}/v1/traces/{ids[0]}").json()
     ns = {s["resource_attributes"].get("service.namespace") for s in raw["spans"]}
@@ -393,7 +400,7 @@ def check_trees():
         expect(ui.status == 200 and "text/html" in ctype, f"UI page: {ui!r} {ctype}")
     svcs = request("GET", f"{QUERY}/v1/services").json()
     expect(set(ALL_SERVICES) <= set(svcs or []), f"services {svcs}")
-    expect(tree["span_count"] == 11, "span count")
+    expect(tree["span_count"] == ORDER_SPANS, "span count")
 
 
 def order_loop(stop: threading.Event, out: list, pause: float = 0.0):
@@ -658,6 +665,73 @@ def check_payment_down():
     log("orders succeed again with payment back")
 
 
+def consumed(tree, subject: str, service: str) -> bool:
+    """Whether `tree` has `service`'s process span of `subject` under its publish span."""
+    def go(n, parent):
+        if (n.get("service"), n.get("name"), n.get("kind")) == (service, f"process {subject}", "consumer") \
+                and parent is not None and parent.get("name") == f"publish {subject}":
+            return True
+        return any(go(c, n) for c in n.get("children", []))
+    return any(go(r, None) for r in (tree or {}).get("roots", []))
+
+
+@check("async order: 202 at once, GET /orders/{id} ends confirmed, one complete trace over both queue hops")
+def check_async_order():
+    a = place_order("?mode=async")
+    expect(a.status == 202, f"async order: {a!r}")
+    body = a.json()
+    order_id, tid = body["order_id"], body["trace_id"]
+    expect(body.get("status") == "pending", f"async answer {body}")
+    deadline = time.monotonic() + 30
+    status = None
+    while time.monotonic() < deadline:
+        status = request("GET", f"{FRONTEND}/orders/{order_id}").json().get("status")
+        if status == "confirmed":
+            break
+        time.sleep(0.1)
+    expect(status == "confirmed", f"order {order_id} is {status!r}")
+    tree = None
+    while time.monotonic() < deadline + 30:
+        tree = get_tree(tid, wait=5)
+        if tree and tree.get("complete") and all(
+            consumed(tree, s, svc) for s, svc in [
+                ("payments.requested", "payment"),
+                ("payments.completed", "order"),
+                ("payments.completed", "notification"),
+            ]
+        ):
+            break
+        time.sleep(0.2)
+    else:
+        expect(False, f"async trace {tid} not whole: {json.dumps(tree)[:1500]}")
+    print(request("GET", f"{QUERY}/v1/traces/{tid}/tree?format=text").body.decode(), flush=True)
+    deps = request("GET", f"{QUERY}/v1/dependencies").json()
+    hops = {(e["parent"], e.get("via"), e["child"]) for e in deps["dependencies"]}
+    expect(("payment", "payments.completed", "notification") in hops, f"no queue hop in {hops}")
+    log(f"async order {order_id}: confirmed; trace {tid} whole across both hops")
+
+
+@check("notification stopped for 20 s: orders succeed; the queued messages join their traces after")
+def check_notification_outage():
+    compose("stop", "notification", timeout=60)
+    t0 = time.monotonic()
+    ids = []
+    while time.monotonic() - t0 < 20:
+        a = place_order()
+        expect(a.status == 201, f"order with notification down: {a!r}")
+        ids.append(trace_id_of(a))
+        time.sleep(2)
+    compose("start", "notification", timeout=60)
+    wait_healthy(["notification"], timeout=60)
+    deadline = time.monotonic() + 60
+    pending = set(ids)
+    while pending and time.monotonic() < deadline:
+        pending = {t for t in pending if not consumed(get_tree(t), "payments.completed", "notification")}
+        time.sleep(0.5)
+    expect(not pending, f"{len(pending)} of {len(ids)} traces never got their notification")
+    log(f"{len(ids)} orders while notification was down; all processed from JetStream after its return")
+
+
 @check("`docker-compose down -v` leaves nothing running")
 def check_down():
     compose("down", "-v", timeout=120)
@@ -691,6 +765,8 @@ def main() -> int:
         check_kill()
         check_crash_restart()
         check_payment_down()
+        check_async_order()
+        check_notification_outage()
         check_down()
     finally:
         compose("down", "-v", "--remove-orphans", timeout=120, check=False)

@@ -2,7 +2,8 @@
 # Lays out the files of the Spanline runtime image (used by the Dockerfile's build stage and
 # by scripts/build-images-offline.sh, so both paths produce the same image):
 #
-#   OUT/root/usr/local/bin/{collector,frontend,user-service,order-service,payment-service}
+#   OUT/root/usr/local/bin/{collector,frontend,user-service,order-service,payment-service,
+#                            notification-service}
 #   OUT/root/etc/passwd, OUT/root/etc/group   (user and group `spanline`, 10001)
 #   OUT/root/tmp                              (1777, for SQLite's temporary files)
 #   OUT/owned/data                            (the collector's data dir, owned by 10001)
@@ -13,7 +14,7 @@ set -eu
 bin_dir=$1 out=$2
 rm -rf "$out"
 mkdir -p "$out/root/usr/local/bin" "$out/root/etc" "$out/root/tmp" "$out/owned/data"
-for b in collector frontend user-service order-service payment-service; do
+for b in collector frontend user-service order-service payment-service notification-service; do
   if [ ! -x "$bin_dir/$b" ]; then
     echo "image-rootfs: $bin_dir/$b is missing" >&2; exit 1
   fi

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Builds and starts the collector and the four demo services, waits until each process it
+# Builds and starts the collector, NATS with JetStream (scripts/nats.sh: installs
+# nats-server when missing) and the five demo services, waits until each process it
 # started is the one listening on its port and healthy, prints what to try, and stops
 # everything on Ctrl-C. Logs go to $LOG_DIR (default ./data/logs); spans are stored in
 # $COLLECTOR_DATA_DIR (default ./data).
 #
 # Ports (defaults of DESIGN §2; set any of them to run beside another stack):
-#   FRONTEND_PORT=8080 USER_PORT=8081 ORDER_PORT=8082 PAYMENT_PORT=8083
+#   FRONTEND_PORT=8080 USER_PORT=8081 ORDER_PORT=8082 PAYMENT_PORT=8083 NOTIFICATION_PORT=8084
+#   NATS_PORT=4222 NATS_MONITOR_PORT=8222 (its JetStream store: $COLLECTOR_DATA_DIR/nats)
 #   COLLECTOR_INGEST_PORT=4318 (OTLP/HTTP)  COLLECTOR_GRPC_PORT=4317 (OTLP/gRPC)
 #   COLLECTOR_QUERY_PORT=16686 (query API and web UI)
 #   COLLECTOR_SAMPLING_PORT=5778 (Jaeger remote sampling strategies)
@@ -22,12 +24,16 @@ FRONTEND_PORT=${FRONTEND_PORT:-8080}
 USER_PORT=${USER_PORT:-8081}
 ORDER_PORT=${ORDER_PORT:-8082}
 PAYMENT_PORT=${PAYMENT_PORT:-8083}
+NOTIFICATION_PORT=${NOTIFICATION_PORT:-8084}
+NATS_PORT=${NATS_PORT:-4222}
+NATS_MONITOR_PORT=${NATS_MONITOR_PORT:-8222}
 COLLECTOR_INGEST_PORT=${COLLECTOR_INGEST_PORT:-4318}
 COLLECTOR_GRPC_PORT=${COLLECTOR_GRPC_PORT:-4317}
 COLLECTOR_QUERY_PORT=${COLLECTOR_QUERY_PORT:-16686}
 COLLECTOR_SAMPLING_PORT=${COLLECTOR_SAMPLING_PORT:-5778}
-for var in FRONTEND_PORT USER_PORT ORDER_PORT PAYMENT_PORT COLLECTOR_INGEST_PORT \
-           COLLECTOR_GRPC_PORT COLLECTOR_QUERY_PORT COLLECTOR_SAMPLING_PORT; do
+for var in FRONTEND_PORT USER_PORT ORDER_PORT PAYMENT_PORT NOTIFICATION_PORT NATS_PORT \
+           NATS_MONITOR_PORT COLLECTOR_INGEST_PORT COLLECTOR_GRPC_PORT COLLECTOR_QUERY_PORT \
+           COLLECTOR_SAMPLING_PORT; do
   value=${!var}
   if ! [[ $value =~ ^[0-9]+$ ]] || [ "$value" -lt 1 ] || [ "$value" -gt 65535 ]; then
     echo "$var=$value is not a port number (1-65535)" >&2
@@ -54,6 +60,7 @@ fi
 export OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://localhost:$COLLECTOR_INGEST_PORT}
 export OTEL_BSP_SCHEDULE_DELAY=${OTEL_BSP_SCHEDULE_DELAY:-200}
 ui_url=http://localhost:$COLLECTOR_QUERY_PORT
+export NATS_URL=nats://localhost:$NATS_PORT
 
 pids=()
 stop() {
@@ -125,6 +132,14 @@ COLLECTOR_SAMPLING_ADDR=0.0.0.0:$COLLECTOR_SAMPLING_PORT \
   start collector "http://localhost:$COLLECTOR_QUERY_PORT/health" \
   "$COLLECTOR_INGEST_PORT $COLLECTOR_GRPC_PORT $COLLECTOR_QUERY_PORT $COLLECTOR_SAMPLING_PORT" \
   "$bin/collector"
+# The message queue of the asynchronous flow (installed here when missing).
+scripts/nats.sh --path >/dev/null
+NATS_MONITOR_PORT=$NATS_MONITOR_PORT NATS_STORE_DIR=${NATS_STORE_DIR:-$COLLECTOR_DATA_DIR/nats} \
+  start nats-server "http://localhost:$NATS_MONITOR_PORT/healthz" "$NATS_PORT $NATS_MONITOR_PORT" \
+  scripts/nats.sh "$NATS_PORT"
+OTEL_SERVICE_NAME=notification LISTEN_ADDR=0.0.0.0:$NOTIFICATION_PORT \
+  start notification-service "http://localhost:$NOTIFICATION_PORT/healthz" "$NOTIFICATION_PORT" \
+  "$bin/notification-service"
 OTEL_SERVICE_NAME=user LISTEN_ADDR=0.0.0.0:$USER_PORT \
   start user-service "http://localhost:$USER_PORT/healthz" "$USER_PORT" "$bin/user-service"
 OTEL_SERVICE_NAME=payment LISTEN_ADDR=0.0.0.0:$PAYMENT_PORT \
@@ -145,6 +160,11 @@ Spanline is running. Web UI: $ui_url/
 Place an order:
 
   curl -s -X POST localhost:$FRONTEND_PORT/orders -H 'Content-Type: application/json' \\
+       -d '{"user_id":"1","product":"Laptop","quantity":1}'
+
+Or asynchronously, through NATS (202 now; GET /orders/<order_id> shows pending, then confirmed):
+
+  curl -s -X POST 'localhost:$FRONTEND_PORT/orders?mode=async' -H 'Content-Type: application/json' \\
        -d '{"user_id":"1","product":"Laptop","quantity":1}'
 
 Then open the trace_url of the answer, or read the trace here (use its trace_id):

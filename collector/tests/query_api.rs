@@ -1113,3 +1113,76 @@ async fn search_as_a_text_list_and_plain_id_errors() {
         assert_eq!(msg, want);
     }
 }
+
+/// `links=follow` stitches in the traces this one links to (the links-only messaging model),
+/// marked as such; without it the answer is the tree alone; other values are 400.
+#[tokio::test]
+async fn links_follow_stitches_in_the_linked_traces() {
+    let h = memory();
+    let t0 = now_ns() - 5_000 * MS;
+    let producer = span(
+        40,
+        t0,
+        1,
+        None,
+        "payment",
+        "publish payments.completed",
+        SpanKind::Producer,
+        0,
+        2,
+    );
+    let mut consumer = span(
+        41,
+        t0,
+        1,
+        None,
+        "notification",
+        "process payments.completed",
+        SpanKind::Consumer,
+        5,
+        3,
+    );
+    consumer.links.push(collector::model::Link {
+        trace_id: producer.trace_id,
+        span_id: producer.span_id,
+        trace_state: String::new(),
+        attributes: Vec::new(),
+    });
+    h.state
+        .store
+        .write_spans(vec![producer, consumer])
+        .await
+        .unwrap();
+
+    let plain = get(&h, &format!("/v1/traces/{}/tree", trace_hex(41)))
+        .await
+        .json();
+    assert!(plain.get("linked_traces").is_none(), "{plain:#}");
+    let v = get(
+        &h,
+        &format!("/v1/traces/{}/tree?links=follow", trace_hex(41)),
+    )
+    .await
+    .json();
+    let linked = v["linked_traces"].as_array().unwrap();
+    assert_eq!(linked.len(), 1, "{v:#}");
+    assert_eq!(linked[0]["relation"], "links_to");
+    assert_eq!(linked[0]["tree"]["trace_id"], trace_hex(40));
+    assert_eq!(
+        linked[0]["tree"]["roots"][0]["name"],
+        "publish payments.completed"
+    );
+    let text = get(
+        &h,
+        &format!("/v1/traces/{}/tree?links=follow&format=text", trace_hex(41)),
+    )
+    .await;
+    let text = String::from_utf8(text.body).unwrap();
+    assert!(
+        text.contains("linked trace (this trace links to it):"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("trace {}", trace_hex(40))), "{text}");
+    let bad = get(&h, &format!("/v1/traces/{}/tree?links=all", trace_hex(41))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}

@@ -15,11 +15,22 @@
 //! untraced callee, a callee that does not send it) expects nothing, and neither does a
 //! header naming another trace (a callee that started a trace of its own).
 //!
+//! Across a message queue, a PRODUCER span expects one process span (a CONSUMER span whose
+//! parent it is) from each consumer group its destination has had recently: the groups are
+//! learnt from committed CONSUMER spans (`messaging.destination.name`,
+//! `messaging.consumer.group.name`, semantic conventions for messaging spans) and forgotten
+//! after [`RECENT_CONSUMERS`] without a process span ([`ConsumerGroups`], one per collector
+//! process). A trace whose consumer never comes is finished by the settle time
+//! ([`super::settle`]), incomplete, naming the group it waited for.
+//!
 //! The rule needs only the shape of each span ([`Shape`]: ids, kind, what it awaits), so the
 //! live tracker ([`super::settle`]) can apply it to spans as they are committed without
 //! keeping them, and `?wait=` applies the same rule to the stored spans.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -41,6 +52,93 @@ pub struct Shape {
     /// The span id of the child its callee announced (CLIENT spans with a sampled
     /// `traceresponse` of the same trace).
     pub awaits: Option<SpanId>,
+    /// PRODUCER and CONSUMER spans: the hash of `messaging.destination.name` ([`name_hash`]).
+    pub destination: Option<u64>,
+    /// CONSUMER spans: the hash of `messaging.consumer.group.name`.
+    pub group: Option<u64>,
+}
+
+/// The attribute naming a message's destination (topic, subject, queue).
+pub const DESTINATION_ATTRIBUTE: &str = "messaging.destination.name";
+/// The attribute naming a CONSUMER span's consumer group.
+pub const GROUP_ATTRIBUTE: &str = "messaging.consumer.group.name";
+/// How long a consumer group is expected on a destination after its last process span.
+pub const RECENT_CONSUMERS: Duration = Duration::from_secs(15 * 60);
+
+/// A stable hash of a destination or group name (the same in every run).
+pub fn name_hash(name: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
+fn string_attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
+    match model::find_attribute(&span.attributes, key)? {
+        AttrValue::String(v) if !v.is_empty() => Some(v),
+        _ => None,
+    }
+}
+
+/// The consumer groups each destination has had recently: destination hash -> (group hash
+/// -> (group name, last process span seen)). Bounded by what the services declare (a few
+/// groups per destination); entries older than [`RECENT_CONSUMERS`] are dropped as they
+/// are read.
+#[derive(Debug, Default)]
+pub struct ConsumerGroups {
+    by_destination: Mutex<HashMap<u64, GroupsSeen>>,
+}
+
+/// The groups of one destination: group hash -> (group name, last process span seen).
+type GroupsSeen = HashMap<u64, (String, Instant)>;
+
+impl ConsumerGroups {
+    /// The collector process's registry (fed by ingest after each commit).
+    pub fn global() -> &'static ConsumerGroups {
+        static GLOBAL: OnceLock<ConsumerGroups> = OnceLock::new();
+        GLOBAL.get_or_init(ConsumerGroups::default)
+    }
+
+    /// The `(destination, group)` of each CONSUMER span of `spans` that names both.
+    pub fn seen_in(spans: &[Span]) -> Vec<(String, String)> {
+        spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Consumer)
+            .filter_map(|s| {
+                let d = string_attribute(s, DESTINATION_ATTRIBUTE)?;
+                let g = string_attribute(s, GROUP_ATTRIBUTE)?;
+                Some((d.to_owned(), g.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Records that each `(destination, group)` processed a message at `now`.
+    pub fn record(&self, seen: Vec<(String, String)>, now: Instant) {
+        if seen.is_empty() {
+            return;
+        }
+        let mut map = self.lock();
+        for (destination, group) in seen {
+            map.entry(name_hash(&destination))
+                .or_default()
+                .insert(name_hash(&group), (group, now));
+        }
+    }
+
+    /// The groups recently seen on `destination` (hash), as `(group hash, name)`.
+    pub fn expected(&self, destination: u64, now: Instant) -> Vec<(u64, String)> {
+        let mut map = self.lock();
+        let Some(groups) = map.get_mut(&destination) else {
+            return Vec::new();
+        };
+        groups.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < RECENT_CONSUMERS);
+        groups.iter().map(|(h, (n, _))| (*h, n.clone())).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, GroupsSeen>> {
+        self.by_destination
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Shape {
@@ -52,11 +150,20 @@ impl Shape {
         } else {
             None
         };
+        let messaging = matches!(span.kind, SpanKind::Producer | SpanKind::Consumer);
+        let destination = messaging
+            .then(|| string_attribute(span, DESTINATION_ATTRIBUTE).map(name_hash))
+            .flatten();
+        let group = (span.kind == SpanKind::Consumer)
+            .then(|| string_attribute(span, GROUP_ATTRIBUTE).map(name_hash))
+            .flatten();
         Self {
             span_id: span.span_id,
             parent_span_id: span.parent_span_id,
             kind: span.kind,
             awaits,
+            destination,
+            group,
         }
     }
 }
@@ -120,6 +227,14 @@ pub enum Awaited {
         /// The announced span id.
         span_id: SpanId,
     },
+    /// `shapes[waiter]` is a PRODUCER span whose destination's consumer group `group`
+    /// (hash) has not processed it yet.
+    Consumer {
+        /// Index of the PRODUCER span.
+        waiter: usize,
+        /// The group's name hash.
+        group: u64,
+    },
     /// `shapes[orphan]` names a parent `span_id` that has not arrived.
     Parent {
         /// Index of the (first) orphan waiting for it.
@@ -146,8 +261,13 @@ impl Verdict {
 }
 
 /// Applies the rule of the module docs to the shapes of one trace (any order; duplicates
-/// allowed). O(n) time and memory.
+/// allowed), with the consumer groups of [`ConsumerGroups::global`]. O(n) time and memory.
 pub fn check(shapes: &[Shape]) -> Verdict {
+    check_with(shapes, ConsumerGroups::global(), Instant::now())
+}
+
+/// [`check`] with the consumer groups of `groups` as they are at `now`.
+pub fn check_with(shapes: &[Shape], groups: &ConsumerGroups, now: Instant) -> Verdict {
     let ids: HashSet<SpanId> = shapes.iter().map(|s| s.span_id).collect();
     // With Zipkin-style shared ids the callee's SERVER span carries the CLIENT's own id.
     let not_client: HashSet<SpanId> = shapes
@@ -188,6 +308,32 @@ pub fn check(shapes: &[Shape]) -> Verdict {
             }
         }
     }
+    let producers = shapes
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind == SpanKind::Producer);
+    let mut processed: Option<HashSet<(SpanId, u64)>> = None;
+    let mut seen_producers: HashSet<SpanId> = HashSet::new();
+    for (i, s) in producers {
+        let Some(destination) = s.destination else {
+            continue;
+        };
+        if !seen_producers.insert(s.span_id) {
+            continue;
+        }
+        let processed = processed.get_or_insert_with(|| {
+            shapes
+                .iter()
+                .filter(|c| c.kind == SpanKind::Consumer)
+                .filter_map(|c| Some((c.parent_span_id?, c.group?)))
+                .collect()
+        });
+        for (group, _) in groups.expected(destination, now) {
+            if !processed.contains(&(s.span_id, group)) {
+                verdict.awaited.push(Awaited::Consumer { waiter: i, group });
+            }
+        }
+    }
     verdict
 }
 
@@ -216,6 +362,25 @@ pub fn describe(spans: &[Span], verdict: &Verdict) -> (Vec<Missing>, Vec<String>
                     parent_span_id: Some(s.span_id.to_hex()),
                     span_id: span_id.to_hex(),
                     service,
+                });
+            }
+            Awaited::Consumer { waiter, group } => {
+                let s = &spans[waiter];
+                let name = ConsumerGroups::global()
+                    .expected(Shape::of(s).destination.unwrap_or_default(), Instant::now())
+                    .into_iter()
+                    .find(|(h, _)| *h == group)
+                    .map_or_else(|| format!("{group:016x}"), |(_, n)| n);
+                words.push(format!(
+                    "{} {} [{}] is waiting for consumer group {name}",
+                    s.service_name,
+                    s.name,
+                    s.kind.as_str()
+                ));
+                missing.push(Missing {
+                    parent_span_id: Some(s.span_id.to_hex()),
+                    span_id: String::new(),
+                    service: Some(name),
                 });
             }
             Awaited::Parent { orphan, span_id } => {
@@ -362,6 +527,68 @@ mod tests {
         assert!(!check(&shapes(&spans)).is_complete());
         spans.push(span(t, 2, Some(1), "order", "GET /x", Server, 2.0, 6.0));
         assert!(check(&shapes(&spans)).is_complete());
+    }
+
+    fn messaging(mut s: Span, destination: &str, group: Option<&str>) -> Span {
+        s.attributes.push(KeyValue::new(
+            DESTINATION_ATTRIBUTE,
+            AttrValue::String(destination.into()),
+        ));
+        if let Some(g) = group {
+            s.attributes
+                .push(KeyValue::new(GROUP_ATTRIBUTE, AttrValue::String(g.into())));
+        }
+        s
+    }
+
+    #[test]
+    fn a_producer_waits_for_every_consumer_group_its_destination_had_recently() {
+        let t = trace_id(1);
+        let groups = ConsumerGroups::default();
+        let now = Instant::now();
+        let root = span(t, 1, None, "payment", "POST /payments", Server, 0.0, 10.0);
+        let publish = messaging(
+            span(
+                t,
+                2,
+                Some(1),
+                "payment",
+                "publish p.done",
+                Producer,
+                1.0,
+                1.0,
+            ),
+            "p.done",
+            None,
+        );
+        let process = |id, group| {
+            messaging(
+                span(t, id, Some(2), group, "process p.done", Consumer, 3.0, 1.0),
+                "p.done",
+                Some(group),
+            )
+        };
+        let mut spans = vec![root, publish];
+        // No consumer seen yet: nothing expected.
+        assert!(check_with(&shapes(&spans), &groups, now).is_complete());
+        groups.record(
+            ConsumerGroups::seen_in(&[process(8, "mail"), process(9, "order")]),
+            now,
+        );
+        let verdict = check_with(&shapes(&spans), &groups, now);
+        assert_eq!(verdict.awaited.len(), 2);
+        assert!(matches!(
+            verdict.awaited[0],
+            Awaited::Consumer { waiter: 1, .. }
+        ));
+        spans.push(process(3, "mail"));
+        assert_eq!(check_with(&shapes(&spans), &groups, now).awaited.len(), 1);
+        spans.push(process(4, "order"));
+        assert!(check_with(&shapes(&spans), &groups, now).is_complete());
+        // A group not seen for RECENT_CONSUMERS is no longer expected.
+        spans.pop();
+        let later = now + RECENT_CONSUMERS;
+        assert!(check_with(&shapes(&spans), &groups, later).is_complete());
     }
 
     #[test]

@@ -28,10 +28,12 @@ mod skew;
 pub mod text;
 mod tree;
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::{self, AttrValue, Span};
+use crate::model::{self, AttrValue, Span, SpanId};
 
 pub use tree::MAX_DEPTH;
 
@@ -130,6 +132,9 @@ pub struct TreeNode {
     pub events: Vec<Value>,
     /// `[{"trace_id", "span_id", "attributes"}]`.
     pub links: Vec<Value>,
+    /// The spans of this trace that link to this one (the other direction of `links`):
+    /// `[{"span_id", "service", "name", "kind"}]`, by start time.
+    pub linked_from: Vec<Value>,
     /// True when the parent span is missing from the trace.
     pub orphan: bool,
     /// Why an error span failed, in one line ([`error_cause`]); `null` otherwise.
@@ -233,6 +238,8 @@ pub fn assemble_with(input: &[Span], options: &AssembleOptions) -> TraceTree {
         None => vec![false; n],
     };
 
+    let mut linked_from = linked_from_map(spans);
+
     // Build nodes bottom-up (deepest first) so no recursion is needed.
     let mut by_depth: Vec<usize> = (0..n).collect();
     by_depth.sort_by_key(|&i| std::cmp::Reverse(forest.depth[i]));
@@ -241,6 +248,7 @@ pub fn assemble_with(input: &[Span], options: &AssembleOptions) -> TraceTree {
         let mut node = make_node(&spans[i], trace_start, forest.orphan[i]);
         node.self_time_ns = self_time[i];
         node.critical = critical[i];
+        node.linked_from = linked_from.remove(&spans[i].span_id).unwrap_or_default();
         node.warnings = spans[i]
             .warnings
             .iter()
@@ -397,12 +405,30 @@ fn make_node(s: &Span, trace_start: u64, orphan: bool) -> TreeNode {
             })
             .collect(),
         orphan,
+        linked_from: Vec::new(),
         cause: error_cause(s),
         warnings: Vec::new(),
         self_time_ns: 0,
         critical: false,
         children: Vec::new(),
     }
+}
+
+/// For each span of the trace that others link to (links within the same trace), those
+/// spans as `{"span_id", "service", "name", "kind"}`, in `spans` order (by start time).
+fn linked_from_map(spans: &[Span]) -> HashMap<SpanId, Vec<Value>> {
+    let mut map: HashMap<SpanId, Vec<Value>> = HashMap::new();
+    for s in spans {
+        for l in s.links.iter().filter(|l| l.trace_id == s.trace_id) {
+            map.entry(l.span_id).or_default().push(serde_json::json!({
+                "span_id": s.span_id.to_hex(),
+                "service": s.service_name,
+                "name": s.name,
+                "kind": s.kind.as_str(),
+            }));
+        }
+    }
+    map
 }
 
 #[cfg(test)]

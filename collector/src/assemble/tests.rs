@@ -184,6 +184,7 @@ fn json_has_exactly_the_contract_fields() {
             "duration_ns",
             "events",
             "kind",
+            "linked_from",
             "links",
             "name",
             "offset_ns",

@@ -147,6 +147,16 @@ fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool, opti
     if let Some(cause) = &node.cause {
         let _ = writeln!(out, "{detail_prefix}✗ {}", clean(cause));
     }
+    for from in &node.linked_from {
+        let _ = writeln!(
+            out,
+            "{detail_prefix}↩ linked from {} {} [{}] {}",
+            clean(from["service"].as_str().unwrap_or("")),
+            clean(from["name"].as_str().unwrap_or("")),
+            clean(from["kind"].as_str().unwrap_or("")),
+            clean(from["span_id"].as_str().unwrap_or(""))
+        );
+    }
     for event in &node.events {
         let name = event["name"].as_str().unwrap_or("");
         if options.all_events || name == "exception" {
@@ -261,6 +271,42 @@ trace 4b0000000000001f0000000000000001  7 spans  3 services  1.23 s  201  (◆ c
 warning: span 0100000000000006: clamped
 ";
         assert_eq!(render(&tree), want);
+    }
+
+    #[test]
+    fn a_linked_span_names_the_spans_that_link_to_it() {
+        let mut spans = sample_trace(3);
+        let (target_trace, target) = (spans[1].trace_id, spans[1].span_id);
+        spans[4].links.push(crate::model::Link {
+            trace_id: target_trace,
+            span_id: target,
+            trace_state: String::new(),
+            attributes: Vec::new(),
+        });
+        let tree = assemble(&spans);
+        let text = render(&tree);
+        let linker = &spans[4];
+        assert!(
+            text.contains(&format!(
+                "↩ linked from {} {} [{}] {}",
+                linker.service_name,
+                linker.name,
+                linker.kind.as_str(),
+                linker.span_id
+            )),
+            "{text}"
+        );
+        let json = serde_json::to_value(&tree).unwrap();
+        let target_hex = target.to_hex();
+        let mut stack: Vec<&serde_json::Value> = json["roots"].as_array().unwrap().iter().collect();
+        let node = std::iter::from_fn(|| {
+            let n = stack.pop()?;
+            stack.extend(n["children"].as_array().into_iter().flatten());
+            Some(n)
+        })
+        .find(|n| n["span_id"] == target_hex.as_str())
+        .unwrap();
+        assert_eq!(node["linked_from"][0]["span_id"], linker.span_id.to_hex());
     }
 
     #[test]

@@ -42,7 +42,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use crate::AppState;
-use crate::assemble::completeness::Shape;
+use crate::assemble::completeness::{ConsumerGroups, Shape};
 use crate::error::{Error, ErrorFormat, quote};
 use crate::format::{self, Decoded, WireFormat, zipkin};
 use crate::metrics::Protocol;
@@ -166,7 +166,9 @@ async fn store(
             .iter()
             .map(|s| (s.trace_id, Shape::of(s)))
             .collect();
+        let consumers = ConsumerGroups::seen_in(&decoded.spans);
         let outcome = state.store.write_spans(decoded.spans).await?;
+        ConsumerGroups::global().record(consumers, std::time::Instant::now());
         state.settler.observe(shapes, std::time::Instant::now());
         outcome
     };

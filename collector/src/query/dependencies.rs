@@ -14,6 +14,11 @@
 //! CLIENT → SERVER or PRODUCER → CONSUMER call), counted by the child span's start;
 //! `error_count` counts calls where either side has status error. `services` lists every
 //! known service (edges' ends included), so services without calls show as lone nodes.
+//!
+//! A queue hop (PRODUCER → CONSUMER) carries `"via"`: the destination its messages went
+//! through, e.g. `{"parent": "payment", "child": "notification", "via": "payments.completed",
+//! "call_count": 1, "error_count": 0}` (here `call_count` counts processed messages, each
+//! delivery once). Direct calls have no `via`.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -72,10 +77,14 @@ pub(crate) async fn get_dependencies(
 }
 
 fn edge_json(e: &DependencyEdge) -> serde_json::Value {
-    json!({
+    let mut edge = json!({
         "parent": e.parent,
         "child": e.child,
         "call_count": e.call_count,
         "error_count": e.error_count,
-    })
+    });
+    if let Some(via) = &e.via {
+        edge["via"] = json!(via);
+    }
+    edge
 }

@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /v1/traces/{trace_id}/tree` | [`TraceTree`](crate::assemble::TraceTree) JSON; text with `?format=text` or `Accept: text/plain`; `?wait=SECONDS` (≤ 30, larger values are clamped) long-polls until the trace has a root and no orphans, then answers what it has; `?raw=true` skips the clock-skew adjustment |
+//! | `GET /v1/traces/{trace_id}/tree` | [`TraceTree`](crate::assemble::TraceTree) JSON; text with `?format=text` or `Accept: text/plain`; `?wait=SECONDS` (≤ 30, larger values are clamped) long-polls until the trace has a root and no orphans, then answers what it has; `?raw=true` skips the clock-skew adjustment; `?links=follow` adds the traces its spans link to (`linked_traces`) |
 //! | `GET /v1/traces/{trace_id}` | `{"trace_id", "spans": [simple spans], "metadata": {summary}}` |
 //! | `GET /v1/traces` | summaries, newest first (filters below); a text list with `?format=text` or `Accept: text/plain` ([`super::summary_text`]) |
 //! | `GET /v1/services` | sorted service names |
@@ -86,11 +86,17 @@ pub(crate) struct TreeParams {
     pub(crate) options: assemble::AssembleOptions,
     /// Text: every event, not only exceptions.
     pub(crate) all_events: bool,
+    /// `links=follow`: add the traces this one's spans link to.
+    pub(crate) follow_links: bool,
 }
+
+/// At most this many linked traces are stitched in by `links=follow`.
+pub const MAX_FOLLOWED_TRACES: usize = 10;
 
 impl TreeParams {
     /// `format=json|text` (default from `Accept`), `wait=SECONDS` (≤ [`MAX_WAIT_S`]),
-    /// `raw=BOOL`, `events=BOOL`; other keys are ignored, bad values are 400.
+    /// `raw=BOOL`, `events=BOOL`, `links=follow|none`; other keys are ignored, bad values
+    /// are 400.
     pub(crate) fn parse(pairs: Vec<(String, String)>, headers: &HeaderMap) -> Result<Self, Error> {
         let mut p = Self {
             as_text: wants_text(headers),
@@ -124,6 +130,17 @@ impl TreeParams {
                     p.options = assemble::AssembleOptions::raw();
                 }
                 "events" => p.all_events = Param::new(&key, &value).bool()?,
+                "links" => {
+                    p.follow_links = match value.as_str() {
+                        "follow" => true,
+                        "none" | "" => false,
+                        _ => {
+                            return Err(Error::BadRequest(
+                                "links must be `follow` or `none`".into(),
+                            ));
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -189,15 +206,45 @@ async fn tree_answer(
         let trace = load_waiting(state, trace_id, p.wait)
             .await?
             .ok_or_else(|| not_found(trace_id))?;
-        Ok::<_, Error>(tree_response(&trace, p, headers))
+        let linked = if p.follow_links {
+            linked_traces(state, &trace).await?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, Error>(tree_response(&trace, &linked, p, headers))
     };
     answer
         .await
         .unwrap_or_else(|e| e.into_response_as(p.error_format()))
 }
 
-/// Assembles a stored trace and answers it as JSON or text.
-fn tree_response(trace: &StoredTrace, p: &TreeParams, headers: &HeaderMap) -> Response {
+/// The stored traces that spans of `trace` link to (other traces only, in the order first
+/// linked, at most [`MAX_FOLLOWED_TRACES`]; traces not stored are left out).
+async fn linked_traces(state: &AppState, trace: &StoredTrace) -> Result<Vec<StoredTrace>, Error> {
+    let own = trace.summary.trace_id;
+    let mut ids: Vec<TraceId> = Vec::new();
+    for l in trace.spans.iter().flat_map(|s| &s.links) {
+        if l.trace_id != own && !ids.contains(&l.trace_id) && ids.len() < MAX_FOLLOWED_TRACES {
+            ids.push(l.trace_id);
+        }
+    }
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(t) = state.store.get_trace(id).await? {
+            found.push(t);
+        }
+    }
+    Ok(found)
+}
+
+/// Assembles a stored trace (and, for `links=follow`, the `linked` traces it links to) and
+/// answers it as JSON or text.
+fn tree_response(
+    trace: &StoredTrace,
+    linked: &[StoredTrace],
+    p: &TreeParams,
+    headers: &HeaderMap,
+) -> Response {
     let mut tree = assemble::assemble_with(&trace.spans, &p.options);
     if trace.summary.span_count > tree.span_count as u64 {
         tree.complete = false;
@@ -211,11 +258,25 @@ fn tree_response(trace: &StoredTrace, p: &TreeParams, headers: &HeaderMap) -> Re
             ui_url: ui_base_url(headers),
             all_events: p.all_events,
         };
-        (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            text::render_with(&tree, &options),
-        )
-            .into_response()
+        let mut out = text::render_with(&tree, &options);
+        for t in linked {
+            let linked_tree = assemble::assemble_with(&t.spans, &p.options);
+            out.push_str("\nlinked trace (this trace links to it):\n");
+            out.push_str(&text::render_with(&linked_tree, &options));
+        }
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
+    } else if p.follow_links {
+        let mut answer = serde_json::to_value(&tree).unwrap_or(Value::Null);
+        answer["linked_traces"] = linked
+            .iter()
+            .map(|t| {
+                json!({
+                    "relation": "links_to",
+                    "tree": assemble::assemble_with(&t.spans, &p.options),
+                })
+            })
+            .collect();
+        axum::Json(answer).into_response()
     } else {
         axum::Json(tree).into_response()
     }

@@ -30,6 +30,7 @@ macro_rules! conformance_tests {
             search_by_kind_status_attributes_and_duration_order,
             search_conditions_given_together_hold_for_one_span,
             dependencies_count_calls_between_services,
+            queue_hops_are_edges_through_their_destination,
             operation_samples_cover_entry_spans_in_window,
             retention_deletes_old_traces_in_batches,
             delete_traces_removes_exactly_those_traces,
@@ -694,19 +695,8 @@ pub(crate) async fn dependencies_count_calls_between_services(store: Store) {
     store.write_spans(second[5..].to_vec()).await.unwrap();
     store.write_spans(second[..5].to_vec()).await.unwrap();
     let edges = store.dependencies(window_all()).await.unwrap();
-    let got: Vec<(&str, &str, u64, u64)> = edges
-        .iter()
-        .map(|e| {
-            (
-                e.parent.as_str(),
-                e.child.as_str(),
-                e.call_count,
-                e.error_count,
-            )
-        })
-        .collect();
     assert_eq!(
-        got,
+        edge_counts(&edges),
         vec![
             ("frontend", "order", 2, 1),
             ("frontend", "user", 2, 0),
@@ -725,6 +715,94 @@ pub(crate) async fn dependencies_count_calls_between_services(store: Store) {
         end_unix_nano: T0,
     };
     assert!(store.dependencies(empty).await.unwrap().is_empty());
+}
+
+pub(crate) async fn queue_hops_are_edges_through_their_destination(store: Store) {
+    let t = trace_id(40);
+    let mut failed = span(
+        t,
+        5,
+        Some(2),
+        "notification",
+        "process payments.completed",
+        SpanKind::Consumer,
+        5.0,
+        1.0,
+    );
+    failed.status.code = StatusCode::Error;
+    let spans = vec![
+        span(
+            t,
+            1,
+            None,
+            "payment",
+            "POST /payments",
+            SpanKind::Server,
+            0.0,
+            10.0,
+        ),
+        span(
+            t,
+            2,
+            Some(1),
+            "payment",
+            "publish payments.completed",
+            SpanKind::Producer,
+            1.0,
+            1.0,
+        ),
+        span(
+            t,
+            3,
+            Some(2),
+            "notification",
+            "process payments.completed",
+            SpanKind::Consumer,
+            3.0,
+            1.0,
+        ),
+        failed,
+        span(
+            t,
+            4,
+            Some(2),
+            "order",
+            "process payments.completed",
+            SpanKind::Consumer,
+            3.0,
+            1.0,
+        ),
+    ];
+    store.write_spans(spans).await.unwrap();
+    let edges = store.dependencies(window_all()).await.unwrap();
+    assert_eq!(
+        edge_counts(&edges),
+        vec![
+            ("payment", "notification", 2, 1),
+            ("payment", "order", 1, 0)
+        ]
+    );
+    assert!(
+        edges
+            .iter()
+            .all(|e| e.via.as_deref() == Some("payments.completed")),
+        "{edges:?}"
+    );
+}
+
+/// `(parent, child, call_count, error_count)` of each edge.
+fn edge_counts(edges: &[super::DependencyEdge]) -> Vec<(&str, &str, u64, u64)> {
+    edges
+        .iter()
+        .map(|e| {
+            (
+                e.parent.as_str(),
+                e.child.as_str(),
+                e.call_count,
+                e.error_count,
+            )
+        })
+        .collect()
 }
 
 pub(crate) async fn operation_samples_cover_entry_spans_in_window(store: Store) {

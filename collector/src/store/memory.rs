@@ -120,7 +120,8 @@ impl MemoryStore {
 
     fn dependencies_now(&self, window: TimeWindow) -> Vec<DependencyEdge> {
         let inner = self.lock();
-        let mut edges: std::collections::BTreeMap<(String, String), (u64, u64)> =
+        type Key = (String, String, Option<String>);
+        let mut edges: std::collections::BTreeMap<Key, (u64, u64)> =
             std::collections::BTreeMap::new();
         for t in inner.traces.values() {
             for child in t.spans.iter().filter(|s| is_entry(s)) {
@@ -139,8 +140,9 @@ impl MemoryStore {
                 else {
                     continue;
                 };
+                let via = crate::store::queue_hop(parent.kind, child.kind, &child.name);
                 let e = edges
-                    .entry((parent.service_name.clone(), child.service_name.clone()))
+                    .entry((parent.service_name.clone(), child.service_name.clone(), via))
                     .or_default();
                 e.0 += 1;
                 e.1 += u64::from(parent.is_error() || child.is_error());
@@ -149,11 +151,12 @@ impl MemoryStore {
         edges
             .into_iter()
             .map(
-                |((parent, child), (call_count, error_count))| DependencyEdge {
+                |((parent, child, via), (call_count, error_count))| DependencyEdge {
                     parent,
                     child,
                     call_count,
                     error_count,
+                    via,
                 },
             )
             .collect()

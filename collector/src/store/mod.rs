@@ -423,6 +423,28 @@ pub struct DependencyEdge {
     pub call_count: u64,
     /// Calls where the caller's or the callee's span has status error.
     pub error_count: u64,
+    /// For a queue hop (a PRODUCER span's CONSUMER child): the destination the messages
+    /// went through, from the consumer's span name `<operation> <destination>` (semantic
+    /// conventions for messaging spans); `None` for direct calls. Hops through different
+    /// destinations are separate edges.
+    pub via: Option<String>,
+}
+
+/// The destination of a queue hop from `parent_kind` to the child span `child_kind`
+/// `child_name` (see [`DependencyEdge::via`]).
+pub fn queue_hop(
+    parent_kind: crate::model::SpanKind,
+    child_kind: crate::model::SpanKind,
+    child_name: &str,
+) -> Option<String> {
+    use crate::model::SpanKind::{Consumer, Producer};
+    if parent_kind != Producer || child_kind != Consumer {
+        return None;
+    }
+    child_name
+        .split_once(' ')
+        .map(|(_, destination)| destination.to_owned())
+        .filter(|d| !d.is_empty())
 }
 
 /// The SERVER and CONSUMER spans of one (service, operation) in a window: what

@@ -60,9 +60,23 @@ impl ServiceClient {
         route: &'static str,
         body: &B,
     ) -> Result<T, CallError> {
+        self.post_to(route, route, body).await
+    }
+
+    /// `POST <base_url><path>` with the JSON `body`, where `path` (with a query, perhaps)
+    /// was built from the template `route`.
+    ///
+    /// # Errors
+    /// As [`post`](Self::post): a [`CallError`].
+    pub async fn post_to<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CallError> {
         let sent = self
             .http
-            .post(format!("{}{route}", self.base_url))
+            .post(format!("{}{path}", self.base_url))
             .route(route)
             .peer_service(self.service)
             .json(body)

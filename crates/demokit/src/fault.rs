@@ -14,7 +14,7 @@ use crate::error::AppError;
 pub const DELAY_ATTRIBUTE: &str = "app.fault.delay_ms";
 
 /// The services that accept fault injection.
-pub const SERVICES: [&str; 4] = ["frontend", "user", "order", "payment"];
+pub const SERVICES: [&str; 5] = ["frontend", "user", "order", "payment", "notification"];
 
 /// The longest injected delay, ms. Larger values are clamped so a request cannot pin a
 /// server task for minutes.
@@ -26,8 +26,8 @@ pub enum FaultError {
     /// The delay is not a whole number of milliseconds.
     #[error("delay must be MS or SERVICE:MS with MS a whole number of milliseconds, got {0:?}")]
     BadDelay(String),
-    /// The service is not one of `frontend`, `user`, `order`, `payment`.
-    #[error("unknown service {0:?}; expected one of frontend, user, order, payment")]
+    /// The service is not one of `frontend`, `user`, `order`, `payment`, `notification`.
+    #[error("unknown service {0:?}; expected one of frontend, user, order, payment, notification")]
     UnknownService(String),
 }
 

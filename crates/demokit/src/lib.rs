@@ -15,6 +15,8 @@ mod error;
 mod fault;
 pub mod lifecycle;
 #[cfg(feature = "service")]
+mod queue;
+#[cfg(feature = "service")]
 mod run;
 #[cfg(feature = "service")]
 mod serve;
@@ -37,10 +39,15 @@ pub use fault::{
 };
 pub use lifecycle::shutdown_signal;
 #[cfg(feature = "service")]
+pub use queue::{
+    ACK_TIMEOUT, ACK_WAIT, DEFAULT_NATS_URL, MAX_DELIVER, NAK_DELAY, NatsArgs, PAYMENTS_COMPLETED,
+    PAYMENTS_DECLINED, PAYMENTS_REQUESTED, Queue, QueueError, STREAM,
+};
+#[cfg(feature = "service")]
 pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run};
 #[cfg(feature = "service")]
 pub use serve::{FLUSH_TIMEOUT, app, healthcheck, serve, serve_on};
 #[cfg(feature = "service")]
-pub use simulate::{DbQuery, db_query, jittered};
+pub use simulate::{DbQuery, db_query, jittered, sqlcommenter};
 #[cfg(feature = "service")]
 pub use telemetry::Telemetry;

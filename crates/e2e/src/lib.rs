@@ -2,6 +2,11 @@
 //! order, payment) as child processes on free loopback ports with a temporary data
 //! directory, waits until each answers its health check, and stops them gracefully.
 //!
+//! [`Stack::start_with_nats`] adds the message queue: a `nats-server -js` of its own on a
+//! free port (through `scripts/nats.sh`) and `notification-service`. Without nats-server it
+//! answers `None` (skip), except under `CI=true`, where a missing server fails the test.
+//! The plain [`Stack::start`] sets `NATS_URL` empty: no messaging.
+//!
 //! Binaries are taken from `SPANLINE_BIN_DIR` if set, else from the Cargo target directory
 //! this test binary runs from (`target/<profile>/`); missing ones are built with
 //! `cargo build --bins` first.
@@ -17,12 +22,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The binaries of the stack.
-pub const BINARIES: [&str; 5] = [
+pub const BINARIES: [&str; 6] = [
     "collector",
     "frontend",
     "user-service",
     "order-service",
     "payment-service",
+    "notification-service",
 ];
 
 /// How long a process may take to become healthy.
@@ -52,13 +58,7 @@ pub fn bin_dir() -> &'static Path {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
             let mut cmd = Command::new(cargo);
             cmd.args(["build", "--bins"]);
-            for b in [
-                "collector",
-                "frontend",
-                "user-service",
-                "order-service",
-                "payment-service",
-            ] {
+            for b in BINARIES {
                 cmd.args(["-p", b]);
             }
             if release {
@@ -89,8 +89,19 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `name` with `env`, logging stdout and stderr to `<log_dir>/<name>.log`.
+    /// Starts the Spanline binary `name` with `env`, logging stdout and stderr to
+    /// `<log_dir>/<name>.log`.
     pub fn spawn(name: &'static str, env: &[(&str, String)], log_dir: &Path) -> Proc {
+        Proc::spawn_command(name, Command::new(bin_dir().join(name)), env, log_dir)
+    }
+
+    /// Starts `cmd` as the process called `name`, like [`spawn`](Self::spawn).
+    pub fn spawn_command(
+        name: &'static str,
+        mut cmd: Command,
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> Proc {
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -98,7 +109,6 @@ impl Proc {
             .open(&log)
             .expect("open log");
         let err = out.try_clone().expect("clone log handle");
-        let mut cmd = Command::new(bin_dir().join(name));
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         // Start from a clean OTEL environment so a developer's shell cannot change the test.
         for (k, _) in std::env::vars() {
@@ -165,6 +175,39 @@ pub async fn wait_healthy(client: &reqwest::Client, url: &str, proc: &Proc, time
     }
 }
 
+/// The script that finds (or installs) and runs nats-server.
+const NATS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/nats.sh");
+
+/// Whether nats-server can be run here (found or installed by `scripts/nats.sh --path`).
+///
+/// # Panics
+/// Under `CI=true` when it cannot: CI must not skip the queue tests.
+pub fn nats_available() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    let found = *FOUND.get_or_init(|| {
+        Command::new("bash")
+            .args([NATS_SCRIPT, "--path"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nats-server is required under CI=true (scripts/nats.sh could not find or install it)"
+        );
+        eprintln!("skipped: nats-server not installed (scripts/nats.sh --path)");
+    }
+    found
+}
+
+/// How one demo service of the stack is started (kept to restart it).
+struct ServiceSpec {
+    bin: &'static str,
+    port: u16,
+    env: Vec<(&'static str, String)>,
+}
+
 /// The whole stack on loopback.
 pub struct Stack {
     /// A plain HTTP client for the test's own requests.
@@ -183,11 +226,16 @@ pub struct Stack {
     pub procs: Vec<Proc>,
     /// Extra variables of the collector (they win over the stack's).
     pub collector_env: Vec<(&'static str, String)>,
+    /// The NATS server's URL, when the stack has one ([`Stack::start_with_nats`]).
+    pub nats_url: Option<String>,
+    nats: Option<Proc>,
+    nats_port: u16,
+    services: Vec<ServiceSpec>,
 }
 
 impl Stack {
     /// Starts the collector and the four services with a 100 ms batch delay, and waits
-    /// until all are healthy.
+    /// until all are healthy. Messaging is off (`NATS_URL` empty).
     pub async fn start() -> Stack {
         Self::start_with(|_| Vec::new()).await
     }
@@ -196,12 +244,31 @@ impl Stack {
     /// `"payment"`, `"frontend"`), which win over the defaults (e.g. a later
     /// `OTEL_BSP_SCHEDULE_DELAY`, or an exporter endpoint nobody listens on).
     pub async fn start_with(extra_env: impl Fn(&str) -> Vec<(&'static str, String)>) -> Stack {
-        Self::start_configured(Vec::new(), extra_env).await
+        Self::start_inner(false, Vec::new(), extra_env).await
     }
 
     /// As [`start_with`](Self::start_with), with extra variables for the collector too
     /// (e.g. `COLLECTOR_TAIL_SAMPLING`).
     pub async fn start_configured(
+        collector_env: Vec<(&'static str, String)>,
+        extra_env: impl Fn(&str) -> Vec<(&'static str, String)>,
+    ) -> Stack {
+        Self::start_inner(false, collector_env, extra_env).await
+    }
+
+    /// The stack with its own `nats-server -js` and the notification service; `None`
+    /// (skip) when nats-server is not available (see [`nats_available`]).
+    pub async fn start_with_nats(
+        extra_env: impl Fn(&str) -> Vec<(&'static str, String)>,
+    ) -> Option<Stack> {
+        if !nats_available() {
+            return None;
+        }
+        Some(Self::start_inner(true, Vec::new(), extra_env).await)
+    }
+
+    async fn start_inner(
+        with_nats: bool,
         collector_env: Vec<(&'static str, String)>,
         extra_env: impl Fn(&str) -> Vec<(&'static str, String)>,
     ) -> Stack {
@@ -214,7 +281,8 @@ impl Stack {
         let port = |_: u8| free_port();
         let ingest_addr: SocketAddr = ([127, 0, 0, 1], port(0)).into();
         let query_addr: SocketAddr = ([127, 0, 0, 1], port(1)).into();
-        let [fe, us, os, ps] = [port(2), port(3), port(4), port(5)];
+        let [fe, us, os, ps, ns, nats_port] =
+            [port(2), port(3), port(4), port(5), port(6), port(7)];
         let url = |p: u16| format!("http://127.0.0.1:{p}");
         let mut stack = Stack {
             client,
@@ -226,17 +294,18 @@ impl Stack {
             data_dir,
             procs: Vec::new(),
             collector_env,
+            nats_url: with_nats.then(|| format!("nats://127.0.0.1:{nats_port}")),
+            nats: None,
+            nats_port,
+            services: Vec::new(),
         };
         stack.start_collector().await;
-        let otel = |svc: &str| -> Vec<(&'static str, String)> {
-            vec![
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", stack.ingest_url.clone()),
-                ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
-                ("OTEL_SERVICE_NAME", svc.to_owned()),
-            ]
-        };
+        if with_nats {
+            stack.start_nats().await;
+        }
+        let nats_url = stack.nats_url.clone().unwrap_or_default();
         type Env = Vec<(&'static str, String)>;
-        let services: [(&'static str, &str, u16, Env); 4] = [
+        let mut services: Vec<(&'static str, &str, u16, Env)> = vec![
             ("user-service", "user", us, vec![]),
             ("payment-service", "payment", ps, vec![]),
             (
@@ -256,22 +325,88 @@ impl Stack {
                 ],
             ),
         ];
+        if with_nats {
+            services.insert(2, ("notification-service", "notification", ns, vec![]));
+        }
         for (bin, svc, p, extra) in services {
-            let mut env = otel(svc);
-            env.push(("LISTEN_ADDR", format!("127.0.0.1:{p}")));
+            let mut env = vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", stack.ingest_url.clone()),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+                ("OTEL_SERVICE_NAME", svc.to_owned()),
+                ("NATS_URL", nats_url.clone()),
+                ("LISTEN_ADDR", format!("127.0.0.1:{p}")),
+            ];
             env.extend(extra);
             env.extend(extra_env(svc));
-            let proc = Proc::spawn(bin, &env, stack.data_dir.path());
-            wait_healthy(
-                &stack.client,
-                &format!("{}/healthz", url(p)),
-                &proc,
-                START_TIMEOUT,
-            )
-            .await;
-            stack.procs.push(proc);
+            stack.services.push(ServiceSpec { bin, port: p, env });
+            stack.start_service(bin).await;
         }
         stack
+    }
+
+    /// Starts (or restarts) the demo service `bin` with the variables it was first started
+    /// with, and waits until it is healthy.
+    ///
+    /// # Panics
+    /// If `bin` is not a service of this stack, or it does not become healthy.
+    pub async fn start_service(&mut self, bin: &str) {
+        let spec = self
+            .services
+            .iter()
+            .find(|s| s.bin == bin)
+            .unwrap_or_else(|| panic!("{bin} is not a service of this stack"));
+        let proc = Proc::spawn(spec.bin, &spec.env, self.data_dir.path());
+        let health = format!("http://127.0.0.1:{}/healthz", spec.port);
+        wait_healthy(&self.client, &health, &proc, START_TIMEOUT).await;
+        match self.procs.iter().position(|p| p.name == bin) {
+            Some(i) => self.procs[i] = proc,
+            None => self.procs.push(proc),
+        }
+    }
+
+    /// Stops the demo service `bin` with SIGTERM; returns its exit code.
+    ///
+    /// # Panics
+    /// If `bin` is not running in this stack.
+    pub fn stop_service(&mut self, bin: &str) -> Option<i32> {
+        self.procs
+            .iter_mut()
+            .find(|p| p.name == bin)
+            .unwrap_or_else(|| panic!("{bin} is not running"))
+            .terminate(Duration::from_secs(10))
+    }
+
+    /// Starts (or restarts) the stack's nats-server on its fixed port and store, and waits
+    /// until it accepts connections.
+    ///
+    /// # Panics
+    /// If it does not start.
+    pub async fn start_nats(&mut self) {
+        let mut cmd = Command::new("bash");
+        cmd.args([NATS_SCRIPT, &self.nats_port.to_string()]);
+        let store = self.data_dir.path().join("nats");
+        let env = [("NATS_STORE_DIR", store.display().to_string())];
+        let proc = Proc::spawn_command("nats-server", cmd, &env, self.data_dir.path());
+        let deadline = Instant::now() + START_TIMEOUT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.nats_port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start; log:\n{}",
+                proc.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.nats = Some(proc);
+    }
+
+    /// Stops the stack's nats-server (SIGTERM); returns its exit code.
+    pub fn stop_nats(&mut self) -> Option<i32> {
+        self.nats
+            .as_mut()
+            .and_then(|p| p.terminate(Duration::from_secs(10)))
     }
 
     /// Starts (or restarts) the collector on the stack's fixed ports and data directory.
@@ -383,6 +518,7 @@ impl Stack {
     pub fn logs(&self) -> String {
         self.procs
             .iter()
+            .chain(&self.nats)
             .map(|p| format!("--- {} ---\n{}", p.name, p.log()))
             .collect()
     }

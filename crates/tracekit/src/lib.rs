@@ -41,7 +41,9 @@
 //! [`propagation`] (W3C Trace Context and Baggage: [`propagation::Propagator`],
 //! [`propagation::Baggage`], [`propagation::TraceState`], header names, parsers),
 //! [`export`] (span processors and exporters, the batch processor, OTLP, in-memory) and
-//! [`http`] (the server middleware and the traced client). Every item has exactly one path.
+//! [`http`] (the server middleware and the traced client). With the cargo feature `nats`,
+//! `messaging` holds PRODUCER/CONSUMER spans over NATS JetStream. Every item has exactly
+//! one path.
 
 mod clock;
 mod config;
@@ -49,6 +51,8 @@ mod context;
 pub mod export;
 pub mod http;
 mod id;
+#[cfg(feature = "nats")]
+pub mod messaging;
 mod pool;
 pub mod propagation;
 mod resource;

@@ -6,6 +6,10 @@
 //! user can read the trace of their own request. `GET /users/{id}` and `GET /orders/{id}`
 //! are proxied to the owning service.
 //!
+//! `POST /orders?mode=async` places the order through the queue: the order service answers
+//! `202 Accepted` with the `pending` order, and so does the frontend (with `trace_id` and
+//! `trace_url`); `GET /orders/{id}` later shows `confirmed` or `declined`.
+//!
 //! Fault injection: `?delay=MS`, `?delay=SERVICE:MS`, `?fail=SERVICE` (comma-separated or
 //! repeated) become W3C baggage entries `sim.delay.<service>` / `sim.fail.<service>` that
 //! every service acts on (DESIGN §3).
@@ -84,8 +88,8 @@ impl Config {
     }
 }
 
-/// The answer to a placed order (201): the order service's [`Order`] and where to read its
-/// trace.
+/// The answer to a placed order (201; 202 for `mode=async`, with the order `pending`): the
+/// order service's [`Order`] and where to read its trace.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct OrderAnswer {
     /// The placed order (`order_id`, `status`, `user_id`, `product`, `quantity`, `amount`,
@@ -190,14 +194,22 @@ async fn create_order(
             span.set_attribute("app.order.quantity", i64::from(req.quantity));
         }
         state.users.get_user(&req.user_id).await?;
-        let order = state.orders.create_order(&req).await?;
+        let is_async = query
+            .iter()
+            .any(|(k, v)| k == "mode" && v.eq_ignore_ascii_case("async"));
+        let (status, order) = if is_async {
+            let order = state.orders.create_order_async(&req).await?;
+            (StatusCode::ACCEPTED, order)
+        } else {
+            (StatusCode::CREATED, state.orders.create_order(&req).await?)
+        };
         if let Some(span) = tracekit::current_span() {
             span.set_attribute("app.order.id", order.order_id.clone());
         }
         let trace_id = current_trace_id();
         let trace_url = trace_url(&state.settings.collector_ui_url, &trace_id);
         Ok((
-            StatusCode::CREATED,
+            status,
             Json(OrderAnswer {
                 order,
                 trace_id,

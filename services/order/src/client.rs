@@ -25,6 +25,15 @@ impl OrderClient {
         self.0.post("/orders", order).await
     }
 
+    /// `POST /orders?mode=async`: places `order` through the queue; the answer (202) is
+    /// the order, `pending`.
+    ///
+    /// # Errors
+    /// As [`create_order`](Self::create_order); 503 when the queue is unavailable.
+    pub async fn create_order_async(&self, order: &OrderRequest) -> Result<Order, CallError> {
+        self.0.post_to("/orders", "/orders?mode=async", order).await
+    }
+
     /// `GET /orders/{id}`. `id` must be URL-path safe (callers check it).
     ///
     /// # Errors

@@ -4,6 +4,13 @@
 //!
 //! Orders live in memory: the simulated database is the spans, not the storage.
 //!
+//! Asynchronous orders (`POST /orders?mode=async`): the order is stored `pending`,
+//! `payments.requested` is published to NATS JetStream and the answer is `202 Accepted`;
+//! the service consumes `payments.completed` and `payments.declined` (consumer group
+//! `order`) and updates the order (an `UPDATE orders` span), so `GET /orders/{id}` shows
+//! `pending`, then `confirmed` or `declined`. Outcomes of orders it does not hold as
+//! pending (synchronous orders, which are confirmed already) are acknowledged unchanged.
+//!
 //! The service owns its request and answer types ([`OrderRequest`], [`Order`]) and the
 //! typed client its callers use ([`OrderClient`]); it calls payment through
 //! [`payment_service::PaymentClient`].
@@ -16,12 +23,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use demokit::{AppError, DbQuery, Telemetry, apply_faults, db_query};
-use payment_service::{PaymentClient, PaymentRequest};
+use demokit::{
+    AppError, DbQuery, PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_REQUESTED, Queue, Telemetry,
+    apply_faults, db_query,
+};
+use payment_service::{PaymentClient, PaymentEvent, PaymentRequest};
 use serde::{Deserialize, Serialize};
 
 /// The default listen address (DESIGN §2).
@@ -38,6 +48,9 @@ pub struct Config {
     /// Common flags (LISTEN_ADDR, --healthcheck).
     #[command(flatten)]
     pub common: demokit::CommonArgs,
+    /// NATS_URL (asynchronous orders).
+    #[command(flatten)]
+    pub nats: demokit::NatsArgs,
     /// Base URL of the payment service.
     #[arg(
         long,
@@ -99,7 +112,7 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
 pub struct Order {
     /// The order id.
     pub order_id: String,
-    /// `confirmed`.
+    /// `confirmed`; for an asynchronous order `pending`, then `confirmed` or `declined`.
     pub status: String,
     /// Who ordered.
     pub user_id: String,
@@ -109,8 +122,26 @@ pub struct Order {
     pub quantity: u32,
     /// Total price in currency units.
     pub amount: f64,
-    /// The payment that paid it.
-    pub payment_id: String,
+    /// The payment that paid it (absent while pending and when declined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+}
+
+/// The query of `POST /orders`: `mode=async` places the order through the queue.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OrderMode {
+    /// `sync` (default) or `async`.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+impl OrderMode {
+    /// Whether `mode=async` was asked for.
+    pub fn is_async(&self) -> bool {
+        self.mode
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case("async"))
+    }
 }
 
 /// Unit prices of the catalogue.
@@ -128,24 +159,93 @@ struct AppState {
     payment: PaymentClient,
     settings: Settings,
     orders: Mutex<HashMap<String, Order>>,
+    queue: Queue,
 }
 
-/// The routes of the order service (without `/healthz` and the tracing layer).
+/// The routes of the order service (without `/healthz` and the tracing layer), with
+/// messaging off (asynchronous orders answer 503).
 pub fn app(telemetry: Telemetry, settings: Settings) -> Router {
+    let queue = Queue::start("", &telemetry);
+    app_with_queue(telemetry, settings, queue)
+}
+
+/// The routes of the order service, publishing asynchronous orders on `queue` and
+/// consuming their outcomes from it (group `order`).
+pub fn app_with_queue(telemetry: Telemetry, settings: Settings, queue: Queue) -> Router {
     let payment = PaymentClient::new(telemetry.http_client(), &settings.payment_service_url);
+    let state = Arc::new(AppState {
+        telemetry,
+        payment,
+        settings,
+        orders: Mutex::new(HashMap::new()),
+        queue,
+    });
+    for subject in [PAYMENTS_COMPLETED, PAYMENTS_DECLINED] {
+        let consumer = Arc::clone(&state);
+        state.queue.consume("order", subject, move |payload| {
+            let state = Arc::clone(&consumer);
+            async move { settle_order(&state, &payload).await }
+        });
+    }
     Router::new()
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(get_order))
-        .with_state(Arc::new(AppState {
-            telemetry,
-            payment,
-            settings,
-            orders: Mutex::new(HashMap::new()),
-        }))
+        .with_state(state)
+}
+
+/// `process payments.completed|declined`: a pending order becomes `confirmed` or
+/// `declined` (an `UPDATE orders` span); any other order is left as it is.
+async fn settle_order(state: &AppState, payload: &[u8]) -> Result<(), AppError> {
+    let event: PaymentEvent = serde_json::from_slice(payload)
+        .map_err(|e| AppError::bad_request(format!("bad payment event: {e}")))?;
+    let span = tracekit::current_span();
+    if let Some(span) = &span {
+        span.set_attribute("app.order.id", event.order_id.clone());
+        span.set_attribute("app.payment.status", event.status.clone());
+    }
+    let pending = state
+        .orders
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&event.order_id)
+        .is_some_and(|o| o.status == "pending");
+    if let Some(span) = &span {
+        span.set_attribute("app.order.pending", pending);
+    }
+    if !pending {
+        return Ok(());
+    }
+    let update = DbQuery {
+        operation: "UPDATE",
+        table: "orders",
+        query_text: "UPDATE orders SET status = $2, payment_id = $3 WHERE id = $1",
+    };
+    db_query(
+        &state.telemetry.tracer,
+        update,
+        state.settings.db_latency_ms,
+        0,
+    )
+    .await;
+    if let Some(order) = state
+        .orders
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_mut(&event.order_id)
+    {
+        order.status = if event.status == "completed" {
+            "confirmed".to_owned()
+        } else {
+            "declined".to_owned()
+        };
+        order.payment_id = event.payment_id;
+    }
+    Ok(())
 }
 
 async fn create_order(
     State(state): State<Arc<AppState>>,
+    Query(mode): Query<OrderMode>,
     body: Result<Json<OrderRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Order>), AppError> {
     let Json(req) = body.map_err(|e| AppError::bad_request(e.body_text()))?;
@@ -181,6 +281,9 @@ async fn create_order(
         0,
     )
     .await;
+    if mode.is_async() {
+        return place_async(&state, order_id, &req, product, amount).await;
+    }
 
     let payment = state
         .payment
@@ -197,7 +300,7 @@ async fn create_order(
         product: (*product).to_owned(),
         quantity: req.quantity,
         amount,
-        payment_id: payment.payment_id,
+        payment_id: Some(payment.payment_id),
     };
     state
         .orders
@@ -205,6 +308,41 @@ async fn create_order(
         .unwrap_or_else(PoisonError::into_inner)
         .insert(order_id, order.clone());
     Ok((StatusCode::CREATED, Json(order)))
+}
+
+/// The asynchronous tail of `POST /orders?mode=async`: stores the order `pending`,
+/// publishes `payments.requested` and answers 202. If the publish fails the order is
+/// dropped and the answer is 503.
+async fn place_async(
+    state: &AppState,
+    order_id: String,
+    req: &OrderRequest,
+    product: &str,
+    amount: f64,
+) -> Result<(StatusCode, Json<Order>), AppError> {
+    let order = Order {
+        order_id: order_id.clone(),
+        status: "pending".to_owned(),
+        user_id: req.user_id.clone(),
+        product: product.to_owned(),
+        quantity: req.quantity,
+        amount,
+        payment_id: None,
+    };
+    let orders = || state.orders.lock().unwrap_or_else(PoisonError::into_inner);
+    orders().insert(order_id.clone(), order.clone());
+    let request = PaymentRequest {
+        order_id: order_id.clone(),
+        user_id: req.user_id.clone(),
+        amount,
+    };
+    // A struct of strings and a number: serialising cannot fail.
+    let payload = serde_json::to_vec(&request).unwrap_or_default();
+    if let Err(e) = state.queue.publish(PAYMENTS_REQUESTED, payload).await {
+        orders().remove(&order_id);
+        return Err(e.into());
+    }
+    Ok((StatusCode::ACCEPTED, Json(order)))
 }
 
 async fn get_order(

@@ -159,3 +159,23 @@ fn help_shows_the_default_listen_address_and_the_otel_variables() {
         order_service::DEFAULT_LISTEN,
     );
 }
+
+#[tokio::test]
+async fn an_async_order_without_messaging_is_a_503_and_no_payment_is_called() {
+    let req = post_json(
+        "/orders?mode=async",
+        r#"{"user_id": "1", "product": "Laptop", "quantity": 1}"#,
+    );
+    let (status, body, exporter) = call_order(NO_PAYMENT.to_owned(), req).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("message queue unavailable"),
+        "{body}"
+    );
+    let spans = exporter.wait_for(2, Duration::from_secs(5));
+    assert!(!spans.iter().any(|s| s.name == "POST /payments"));
+    assert!(spans.iter().any(|s| s.name == "INSERT orders"));
+}

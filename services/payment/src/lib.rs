@@ -4,6 +4,12 @@
 //! `POST /payments` SERVER span, and only the card charge is on the critical path.
 //! Amounts over the limit are declined with 402, a business answer rather than a fault.
 //!
+//! After a captured payment the service publishes `payments.completed` to NATS JetStream
+//! ([`PaymentEvent`]), off the request path: a failed publish is an error PRODUCER span
+//! and never changes the answer. For asynchronous orders it consumes `payments.requested`
+//! (consumer group `payment`), charges the same way and publishes `payments.completed` or
+//! `payments.declined`.
+//!
 //! The service owns its request and answer types ([`PaymentRequest`], [`Payment`]) and the
 //! typed client its callers use ([`PaymentClient`]).
 
@@ -18,7 +24,10 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use demokit::{AppError, Telemetry, apply_faults};
+use demokit::{
+    AppError, PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_REQUESTED, Queue, Telemetry,
+    apply_faults,
+};
 use serde::{Deserialize, Serialize};
 use tracekit::{SpanKind, Tracer};
 
@@ -38,6 +47,9 @@ pub struct Config {
     /// Common flags (LISTEN_ADDR, --healthcheck).
     #[command(flatten)]
     pub common: demokit::CommonArgs,
+    /// NATS_URL (the asynchronous flow).
+    #[command(flatten)]
+    pub nats: demokit::NatsArgs,
     /// Simulated latency of the card provider call, ms (±20 % jitter).
     #[arg(long, env = "PAYMENT_PROVIDER_LATENCY_MS", default_value_t = 40)]
     pub provider_latency_ms: u64,
@@ -96,19 +108,116 @@ pub struct Payment {
     pub status: String,
 }
 
+/// What payment publishes about a payment (`payments.completed`, `payments.declined`),
+/// as JSON.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct PaymentEvent {
+    /// The order paid.
+    pub order_id: String,
+    /// Who pays.
+    pub user_id: String,
+    /// The amount, in currency units.
+    pub amount: f64,
+    /// `completed` or `declined`.
+    pub status: String,
+    /// The payment id, for a completed payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    /// Why it was declined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 struct AppState {
     telemetry: Telemetry,
     settings: Settings,
+    queue: Queue,
 }
 
-/// The routes of the payment service (without `/healthz` and the tracing layer).
+/// The routes of the payment service (without `/healthz` and the tracing layer), with
+/// messaging off.
 pub fn app(telemetry: Telemetry, settings: Settings) -> Router {
+    let queue = Queue::start("", &telemetry);
+    app_with_queue(telemetry, settings, queue)
+}
+
+/// The routes of the payment service, publishing payment outcomes on `queue` and
+/// consuming `payments.requested` from it (group `payment`).
+pub fn app_with_queue(telemetry: Telemetry, settings: Settings, queue: Queue) -> Router {
+    let state = Arc::new(AppState {
+        telemetry,
+        settings,
+        queue,
+    });
+    let consumer = Arc::clone(&state);
+    state
+        .queue
+        .consume("payment", PAYMENTS_REQUESTED, move |payload| {
+            let state = Arc::clone(&consumer);
+            async move { process_request(&state, &payload).await }
+        });
     Router::new()
         .route("/payments", post(create_payment))
-        .with_state(Arc::new(AppState {
-            telemetry,
-            settings,
-        }))
+        .with_state(state)
+}
+
+/// `process payments.requested`: charges the order and publishes the outcome. A declined
+/// payment is an outcome (`payments.declined`), not a failure; an injected fault or a
+/// failed publish is a failure (the message is redelivered).
+async fn process_request(state: &AppState, payload: &[u8]) -> Result<(), AppError> {
+    let req: PaymentRequest = serde_json::from_slice(payload)
+        .map_err(|e| AppError::bad_request(format!("bad payments.requested message: {e}")))?;
+    if let Some(span) = tracekit::current_span() {
+        span.set_attribute("app.order.id", req.order_id.clone());
+        span.set_attribute("app.payment.amount", req.amount);
+    }
+    apply_faults("payment").await?;
+    let (subject, event) = match charge(state, &req).await {
+        Ok(payment_id) => (PAYMENTS_COMPLETED, completed(&req, payment_id)),
+        Err(e) if e.status == StatusCode::PAYMENT_REQUIRED => (
+            PAYMENTS_DECLINED,
+            PaymentEvent {
+                order_id: req.order_id.clone(),
+                user_id: req.user_id.clone(),
+                amount: req.amount,
+                status: "declined".to_owned(),
+                payment_id: None,
+                reason: Some(e.message),
+            },
+        ),
+        Err(e) => return Err(e),
+    };
+    state.queue.publish(subject, to_json(&event)).await?;
+    Ok(())
+}
+
+fn completed(req: &PaymentRequest, payment_id: String) -> PaymentEvent {
+    PaymentEvent {
+        order_id: req.order_id.clone(),
+        user_id: req.user_id.clone(),
+        amount: req.amount,
+        status: "completed".to_owned(),
+        payment_id: Some(payment_id),
+        reason: None,
+    }
+}
+
+fn to_json(event: &PaymentEvent) -> Vec<u8> {
+    // A struct of strings and a number: serialising cannot fail.
+    serde_json::to_vec(event).unwrap_or_default()
+}
+
+/// The card charge and, concurrently, the fraud check: both children of the current span.
+/// Returns the payment id.
+async fn charge(state: &AppState, req: &PaymentRequest) -> Result<String, AppError> {
+    let tracer = &state.telemetry.tracer;
+    let settings = state.settings;
+    // Both spans start now, as children of the current span; the answer waits for both.
+    let (charged, ()) = tokio::join!(
+        charge_card(tracer, req, settings),
+        fraud_check(tracer, req, settings.fraud_latency_ms),
+    );
+    charged
 }
 
 async fn create_payment(
@@ -124,14 +233,12 @@ async fn create_payment(
         span.set_attribute("app.payment.amount", req.amount);
     }
     apply_faults("payment").await?;
-    let tracer = &state.telemetry.tracer;
-    let settings = state.settings;
-    // Both spans start now, as children of the SERVER span; the answer waits for both.
-    let (charged, ()) = tokio::join!(
-        charge_card(tracer, &req, settings),
-        fraud_check(tracer, &req, settings.fraud_latency_ms),
-    );
-    let payment_id = charged?;
+    let payment_id = charge(&state, &req).await?;
+    // The asynchronous tail: never waited for, never changes the answer.
+    let event = completed(&req, payment_id.clone());
+    state
+        .queue
+        .publish_detached(PAYMENTS_COMPLETED, to_json(&event));
     Ok((
         StatusCode::CREATED,
         Json(Payment {

@@ -3,11 +3,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use payment_service::{Config, app};
+use payment_service::{Config, app_with_queue};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
     let settings = config.settings();
-    demokit::run("payment", &config.common, |t| app(t, settings)).await
+    demokit::run("payment", &config.common, |t| {
+        let queue = demokit::Queue::start(&config.nats.nats_url, &t);
+        app_with_queue(t, settings, queue)
+    })
+    .await
 }

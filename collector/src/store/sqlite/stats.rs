@@ -37,7 +37,8 @@ pub(super) fn operations(conn: &Connection, service: &str) -> Result<Vec<Operati
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
 }
 
-/// The service graph of `w`: caller → callee with call and error counts.
+/// The service graph of `w`: caller → callee with call and error counts; a queue hop is
+/// its own edge with the destination (see [`DependencyEdge::via`]).
 pub(super) fn dependencies(
     conn: &Connection,
     w: TimeWindow,
@@ -45,12 +46,15 @@ pub(super) fn dependencies(
     let mut stmt = conn
         .prepare_cached(
             "SELECT p.service, e.service, count(*), \
-             sum(CASE WHEN e.error != 0 OR p.status_code = 2 THEN 1 ELSE 0 END) \
+             sum(CASE WHEN e.error != 0 OR p.status_code = 2 THEN 1 ELSE 0 END), \
+             CASE WHEN p.kind = 4 AND e.kind = 5 AND instr(e.name, ' ') > 0 \
+                  AND length(e.name) > instr(e.name, ' ') \
+                  THEN substr(e.name, instr(e.name, ' ') + 1) END AS via \
              FROM entry_spans e \
              JOIN spans p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id \
              WHERE e.start_ns >= ?1 AND e.start_ns < ?2 AND e.parent_span_id IS NOT NULL \
              AND p.service != e.service \
-             GROUP BY p.service, e.service ORDER BY p.service, e.service",
+             GROUP BY p.service, e.service, via ORDER BY p.service, e.service, via",
         )
         .map_err(backend)?;
     let rows = stmt
@@ -62,6 +66,7 @@ pub(super) fn dependencies(
                     child: r.get(1)?,
                     call_count: to_u64(r.get(2)?),
                     error_count: to_u64(r.get(3)?),
+                    via: r.get(4)?,
                 })
             },
         )

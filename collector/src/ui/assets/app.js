@@ -1075,6 +1075,18 @@
       }
       panel.append(ul);
     }
+    const linkedFrom = Array.isArray(n.linked_from) ? n.linked_from : [];
+    if (linkedFrom.length) {
+      panel.append(h('h4', null, 'Linked from (' + linkedFrom.length + ')'));
+      const ul = h('ul', { class: 'links' });
+      for (const l of linkedFrom) {
+        const sid = String(l.span_id || '');
+        const label = String(l.service || '') + ' ' + String(l.name || '') + ' [' + String(l.kind || '') + '] ' + sid;
+        const target = HEX32.test(String(traceId)) && HEX16.test(sid) ? '/trace/' + traceId + '?span=' + sid : null;
+        ul.append(h('li', null, target ? h('a', { href: target, 'data-nav': true }, label) : label));
+      }
+      panel.append(ul);
+    }
     const res = h('div', { class: 'resource' }, h('p', { class: 'muted small' }, 'Loading…'));
     panel.append(h('h4', null, 'Resource'), res);
     rawSpan(traceId, n.span_id).then((raw) => {
@@ -1161,8 +1173,10 @@
           add('o:' + svc + '\u0000' + n.name, svc, String(n.name), Number(n.duration_ns) || 0, err);
         }
         if (p && String(p.service) !== svc) {
-          const k = String(p.service) + '\u0000' + svc;
-          if (!edges.has(k)) edges.set(k, { parent: String(p.service), child: svc, call_count: 0, error_count: 0 });
+          const name = String(n.name);
+          const via = p.kind === 'producer' && n.kind === 'consumer' && name.includes(' ') ? name.slice(name.indexOf(' ') + 1) : null;
+          const k = String(p.service) + '\u0000' + svc + '\u0000' + (via || '');
+          if (!edges.has(k)) edges.set(k, { parent: String(p.service), child: svc, via, call_count: 0, error_count: 0 });
           const e = edges.get(k);
           e.call_count++;
           if (err) e.error_count++;
@@ -1283,7 +1297,9 @@
           c = [[x1, y1], [mx, y1], [mx, y2], [x2, y2]];
         }
         const err = Number(e.error_count) > 0;
-        const text = plural(Number(e.call_count) || 0, 'call') + (err ? ` · ${Number(e.error_count)} err` : '');
+        // A queue hop names its destination and counts messages (processed deliveries).
+        const count = e.via ? String(e.via) + ' · ' + plural(Number(e.call_count) || 0, 'message') : plural(Number(e.call_count) || 0, 'call');
+        const text = count + (err ? ` · ${Number(e.error_count)} err` : '');
         geo.push({ e, err, c, text, points: bezierPoints(c, 96) });
       }
       const placed = placeEdgeLabels(geo, [...pos.values()].map((p) => ({ x: p.x, y: p.y, w: NW, h: NH })));
@@ -1305,11 +1321,14 @@
       const { e, err, c, text } = g;
       const box = boxes[i];
       const d = `M${c[0][0]},${c[0][1]} C${c[1][0]},${c[1][1]} ${c[2][0]},${c[2][1]} ${c[3][0]},${c[3][1]}`;
-      svg.append(s('g', { class: 'edge' + (err ? ' err' : ''), 'data-parent': e.parent, 'data-child': e.child },
+      const via = e.via ? { 'data-via': String(e.via) } : {};
+      svg.append(s('g', { class: 'edge' + (err ? ' err' : '') + (e.via ? ' queue' : ''), 'data-parent': e.parent, 'data-child': e.child, ...via },
         s('path', { d, 'marker-end': err ? 'url(#arrow-err)' : 'url(#arrow)' }),
         s('rect', { x: box.x, y: box.y, width: box.w, height: box.h, rx: 3, class: 'edge-label-bg' }),
         s('text', { x: box.x + box.w / 2, y: box.y + box.h - 4, 'text-anchor': 'middle', class: 'edge-label' }, text),
-        s('title', null, `${e.parent} → ${e.child}: ${Number(e.call_count) || 0} calls, ${Number(e.error_count) || 0} errors`)));
+        s('title', null, e.via
+          ? `${e.parent} → ${e.via} → ${e.child}: ${Number(e.call_count) || 0} messages processed, ${Number(e.error_count) || 0} errors`
+          : `${e.parent} → ${e.child}: ${Number(e.call_count) || 0} calls, ${Number(e.error_count) || 0} errors`)));
     });
     for (const n of nodes) {
       const p = pos.get(n);

@@ -8,7 +8,8 @@
 //! * [`Baggage`] — interop.md §2.4: combined length checked first (8192 bytes), at most
 //!   64 members, invalid members dropped, values percent-decoded.
 //! * [`Propagator`] — reads and writes all three on an [`http::HeaderMap`], configured
-//!   from `OTEL_PROPAGATORS`.
+//!   from `OTEL_PROPAGATORS`, or on any carrier ([`Injector`], [`Extractor`]: message
+//!   headers, string maps; names read ignoring case).
 //!
 //! The behaviour is the truth table of interop.md §2.6 (the W3C trace-context
 //! conformance suite, pinned at or after acab820) and reliability.md §7.4 P1-P8: a
@@ -43,6 +44,7 @@
 //! ```
 
 mod baggage;
+mod carrier;
 mod lines;
 mod traceparent;
 mod tracestate;
@@ -53,6 +55,7 @@ mod tests;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use baggage::{Baggage, BaggageError, BaggageMember};
+pub use carrier::{Extractor, Injector, extract_trace_context_from};
 pub use traceparent::{
     MAX_TRACEPARENT_LEN, ParsedTraceparent, TRACEPARENT_LEN, TraceparentError, format_traceparent,
     parse_traceparent, parse_traceparent_bytes, traceresponse_value,

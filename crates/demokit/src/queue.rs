@@ -1,0 +1,323 @@
+//! The demo's message queue: NATS JetStream (DESIGN §2-3), with the trace context in the
+//! message headers (`tracekit::messaging`).
+//!
+//! One stream, [`STREAM`], holds the subjects `payments.>`. Each consuming service reads a
+//! subject through its own durable pull consumer, `<group>-<subject with - for .>`, created
+//! at start (idempotently: an existing stream or consumer with the same configuration is
+//! reused). A failed process is nak'ed and redelivered up to [`MAX_DELIVER`] deliveries in
+//! all.
+//!
+//! The connection is made in the background and retried, so a service starts (and answers
+//! synchronous requests) while NATS is down; a publish then fails after [`ACK_TIMEOUT`] as
+//! an error PRODUCER span.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tracekit::Context;
+use tracekit::messaging::{NatsConsumer, NatsPublisher, PublishError};
+
+use crate::error::AppError;
+use crate::telemetry::Telemetry;
+
+/// The stream holding every demo subject.
+pub const STREAM: &str = "PAYMENTS";
+/// Order → payment: charge this order (asynchronous orders).
+pub const PAYMENTS_REQUESTED: &str = "payments.requested";
+/// Payment → order, notification: the payment was captured.
+pub const PAYMENTS_COMPLETED: &str = "payments.completed";
+/// Payment → order, notification: the payment was declined.
+pub const PAYMENTS_DECLINED: &str = "payments.declined";
+/// The default `NATS_URL`.
+pub const DEFAULT_NATS_URL: &str = "nats://localhost:4222";
+/// How long a publish waits for the stream's acknowledgement.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Deliveries of one message at most (the first and the redeliveries after a nak).
+pub const MAX_DELIVER: i64 = 3;
+/// How long JetStream waits before redelivering a nak'ed message.
+pub const NAK_DELAY: Duration = Duration::from_millis(200);
+/// How long JetStream waits for an ack before redelivering (a consumer that died mid-way).
+pub const ACK_WAIT: Duration = Duration::from_secs(10);
+
+/// The `NATS_URL` flag of every service that publishes or consumes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NatsArgs {
+    /// NATS server with JetStream, for the asynchronous flow (empty: no messaging).
+    #[arg(long, env = "NATS_URL", default_value = DEFAULT_NATS_URL)]
+    pub nats_url: String,
+}
+
+/// Why a message was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Messaging is off (`NATS_URL` empty).
+    #[error("messaging is off (NATS_URL is empty)")]
+    Off,
+    /// The client did not start within the ack timeout (the runtime is shutting down).
+    #[error("not connected to NATS")]
+    NotConnected,
+    /// The publish failed (see the PRODUCER span).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+impl From<QueueError> for AppError {
+    fn from(e: QueueError) -> AppError {
+        AppError::unavailable(format!("message queue unavailable: {e}"))
+    }
+}
+
+/// A service's handle on the queue. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    telemetry: Telemetry,
+    /// `None` until the client exists (at once: it connects in the background); never set
+    /// when messaging is off.
+    js: watch::Receiver<Option<jetstream::Context>>,
+    off: bool,
+}
+
+impl Queue {
+    /// Starts connecting to `url` in the background (retrying until NATS answers, then
+    /// creating [`STREAM`]). An empty `url` turns messaging off: publishes fail with
+    /// [`QueueError::Off`] and consumers never start. Must run inside a tokio runtime.
+    pub fn start(url: &str, telemetry: &Telemetry) -> Queue {
+        let (tx, rx) = watch::channel(None);
+        let off = url.trim().is_empty();
+        if !off {
+            let url = url.trim().to_owned();
+            let service = telemetry.service_name().to_owned();
+            tokio::spawn(async move {
+                let options = async_nats::ConnectOptions::new()
+                    .name(service.clone())
+                    .retry_on_initial_connect();
+                let client = match options.connect(url.as_str()).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("{service}: cannot use NATS_URL {url}: {e}");
+                        return;
+                    }
+                };
+                let js = jetstream::new(client);
+                // Publishers may go now (a publish before the stream exists, or while NATS
+                // is down, is an error span); consumers retry until the stream exists.
+                let _ = tx.send(Some(js.clone()));
+                retry(&service, "create stream", || ensure_stream(&js)).await;
+            });
+        }
+        Queue {
+            telemetry: telemetry.clone(),
+            js: rx,
+            off,
+        }
+    }
+
+    /// Whether messaging is on (`NATS_URL` not empty).
+    pub fn is_on(&self) -> bool {
+        !self.off
+    }
+
+    async fn context(&self) -> Result<jetstream::Context, QueueError> {
+        if self.off {
+            return Err(QueueError::Off);
+        }
+        let mut rx = self.js.clone();
+        let ready = tokio::time::timeout(ACK_TIMEOUT, rx.wait_for(Option::is_some)).await;
+        match ready {
+            Ok(Ok(js)) => js.clone().ok_or(QueueError::NotConnected),
+            _ => Err(QueueError::NotConnected),
+        }
+    }
+
+    /// Publishes `payload` to `subject` in a PRODUCER span (child of the current span, with
+    /// the current baggage) and waits for the stream's ack (at most [`ACK_TIMEOUT`]).
+    ///
+    /// # Errors
+    /// [`QueueError`]; a failed publish is also an error span.
+    pub async fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<u64, QueueError> {
+        let js = self.context().await?;
+        let publisher = NatsPublisher::new(
+            js,
+            self.telemetry.tracer.clone(),
+            self.telemetry.propagator,
+            ACK_TIMEOUT,
+        );
+        Ok(publisher.publish(subject, Bytes::from(payload)).await?)
+    }
+
+    /// [`publish`](Self::publish) in a task of its own, off the request path: the caller
+    /// never waits and never fails because of it. The PRODUCER span is still a child of the
+    /// current span; a failure is that span's error and a line on stderr.
+    pub fn publish_detached(&self, subject: &'static str, payload: Vec<u8>) {
+        if self.off {
+            return;
+        }
+        let queue = self.clone();
+        let cx = Context::current();
+        tokio::spawn(cx.scope(async move {
+            if let Err(e) = queue.publish(subject, payload).await {
+                eprintln!("{}: {e}", queue.telemetry.service_name());
+            }
+        }));
+    }
+
+    /// Consumes `subject` as consumer group `group` (its durable consumer is created at
+    /// start) for as long as the process runs: each message is processed by `handler` in a
+    /// CONSUMER span (see `tracekit::messaging::NatsConsumer::handle`), concurrently; an
+    /// `Err` naks it for redelivery (at most [`MAX_DELIVER`] deliveries).
+    pub fn consume<F, Fut>(&self, group: &'static str, subject: &'static str, handler: F)
+    where
+        F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), AppError>> + Send + 'static,
+    {
+        if self.off {
+            return;
+        }
+        let queue = self.clone();
+        let handler = Arc::new(handler);
+        tokio::spawn(async move {
+            let Ok(js) = queue.wait_connected().await else {
+                return;
+            };
+            let service = queue.telemetry.service_name().to_owned();
+            let processor = NatsConsumer::new(
+                queue.telemetry.tracer.clone(),
+                queue.telemetry.propagator,
+                group,
+                NAK_DELAY,
+            );
+            loop {
+                let consumer = retry(&service, "create consumer", || {
+                    durable_consumer(&js, group, subject)
+                })
+                .await;
+                let mut messages = match consumer.messages().await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("{service}: consume {subject}: {e}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                while let Some(next) = messages.next().await {
+                    let Ok(message) = next else {
+                        // Heartbeats missed (NATS restarting): keep pulling.
+                        continue;
+                    };
+                    let processor = processor.clone();
+                    let handler = Arc::clone(&handler);
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let handled = processor.handle(&message, |payload| handler(payload)).await;
+                        if let Err(e) = handled {
+                            eprintln!("{service}: {e}");
+                        }
+                    });
+                }
+            }
+        });
+    }
+
+    /// Waits (without limit) until the client exists.
+    async fn wait_connected(&self) -> Result<jetstream::Context, QueueError> {
+        let mut rx = self.js.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(js) => js.clone().ok_or(QueueError::NotConnected),
+            Err(_) => Err(QueueError::NotConnected),
+        }
+    }
+}
+
+/// Creates [`STREAM`] on `payments.>` unless it exists.
+async fn ensure_stream(js: &jetstream::Context) -> Result<(), String> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: STREAM.to_owned(),
+        subjects: vec!["payments.>".to_owned()],
+        max_age: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+/// The durable pull consumer of `group` on `subject`, created unless it exists.
+async fn durable_consumer(
+    js: &jetstream::Context,
+    group: &str,
+    subject: &str,
+) -> Result<jetstream::consumer::PullConsumer, String> {
+    let name = format!("{group}-{}", subject.replace('.', "-"));
+    let stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
+    stream
+        .get_or_create_consumer(
+            &name,
+            jetstream::consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: subject.to_owned(),
+                max_deliver: MAX_DELIVER,
+                ack_wait: ACK_WAIT,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `step` until it succeeds, every 500 ms, saying on stderr why the first try failed.
+async fn retry<T, Fut>(service: &str, what: &str, step: impl Fn() -> Fut) -> T
+where
+    Fut: Future<Output = Result<T, String>>,
+{
+    let mut said = false;
+    loop {
+        match step().await {
+            Ok(t) => return t,
+            Err(e) => {
+                if !said {
+                    eprintln!("{service}: NATS: cannot {what} yet ({e}); retrying");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracekit::SpanKind;
+
+    #[tokio::test]
+    async fn with_nats_unreachable_from_the_start_a_publish_is_an_error_producer_span() {
+        let (telemetry, exporter) = Telemetry::in_memory("payment");
+        // Port 9 (discard): nothing listens there.
+        let queue = Queue::start("nats://127.0.0.1:9", &telemetry);
+        let err = queue.publish(PAYMENTS_COMPLETED, b"{}".to_vec()).await;
+        assert!(matches!(err, Err(QueueError::Publish(_))), "{err:?}");
+        let spans = exporter.finished_spans();
+        let producer = spans
+            .iter()
+            .find(|s| s.kind == SpanKind::Producer)
+            .expect("a PRODUCER span");
+        assert_eq!(producer.name, "publish payments.completed");
+        assert!(producer.status.is_error());
+    }
+
+    #[tokio::test]
+    async fn an_empty_url_turns_messaging_off() {
+        let (telemetry, exporter) = Telemetry::in_memory("payment");
+        let queue = Queue::start("", &telemetry);
+        assert!(!queue.is_on());
+        let err = queue.publish(PAYMENTS_COMPLETED, Vec::new()).await;
+        assert!(matches!(err, Err(QueueError::Off)));
+        queue.publish_detached(PAYMENTS_COMPLETED, Vec::new());
+        assert!(exporter.finished_spans().is_empty());
+    }
+}

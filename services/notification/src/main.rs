@@ -1,0 +1,17 @@
+//! `notification-service`: see the crate docs.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use notification_service::{Config, app};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    let settings = config.settings();
+    demokit::run("notification", &config.common, |t| {
+        let queue = demokit::Queue::start(&config.nats.nats_url, &t);
+        app(t, settings, &queue)
+    })
+    .await
+}
