@@ -11,7 +11,7 @@
 //! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable) or `memory` (lost on exit) |
 //! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
 //! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
-//! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces older than this (`s`, `m`, `h`, `d`; `0` = keep) |
+//! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces first received longer ago than this (`s`, `m`, `h`, `d`; `0` = keep) |
 //! | `COLLECTOR_MAX_DISK_BYTES` | `--max-disk-bytes` | `0` (no limit) | delete the oldest traces while the live data is larger (SQLite) |
 //! | `COLLECTOR_TRACE_SETTLE` | `--trace-settle` | `10s` | a trace that is not complete is finished this long after its last span (`GET /v1/tail`) |
 //! | `COLLECTOR_LOG_TREES` | `--log-trees` | off | print each finished trace's text tree to stdout |
@@ -71,7 +71,7 @@ pub struct Config {
     /// Span attributes indexed for search: all, none, or a comma-separated list of keys.
     #[arg(long, env = "COLLECTOR_ATTRIBUTE_INDEX", default_value = "all")]
     pub attribute_index: crate::store::AttributeIndex,
-    /// Delete traces that started longer ago than this (e.g. 72h, 7d; 0 keeps everything).
+    /// Delete traces first received longer ago than this (e.g. 72h, 7d; 0 keeps everything).
     #[arg(long, env = "COLLECTOR_RETENTION", default_value = "7d",
           value_parser = crate::retention::parse_age_flag)]
     pub retention: std::time::Duration,

@@ -33,6 +33,9 @@ struct MemTrace {
     /// (service, span name) pairs, for search.
     pairs: HashSet<(String, String)>,
     summary: TraceSummary,
+    /// When the first span of the trace was stored (unix ns): retention ages by it, never by
+    /// a start a client claims.
+    received_unix_nano: u64,
 }
 
 impl Default for MemoryStore {
@@ -71,6 +74,7 @@ impl MemoryStore {
                     keys: HashSet::new(),
                     pairs: HashSet::new(),
                     summary: TraceSummary::new(span.trace_id),
+                    received_unix_nano: crate::query::now_unix_nano(),
                 });
             if !trace.keys.insert((span.span_id, span.kind)) {
                 outcome.duplicates += 1;
@@ -191,8 +195,8 @@ impl MemoryStore {
         let mut old: Vec<(u64, TraceId)> = inner
             .traces
             .values()
-            .filter(|t| t.summary.start_time_unix_nano < cutoff)
-            .map(|t| (t.summary.start_time_unix_nano, t.summary.trace_id))
+            .filter(|t| t.received_unix_nano < cutoff)
+            .map(|t| (t.received_unix_nano, t.summary.trace_id))
             .collect();
         old.sort_unstable();
         let batch = policy.batch_traces.max(1);

@@ -469,7 +469,10 @@ pub fn group_samples(
 /// What [`SpanStore::enforce_retention`] removes (one small batch per call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Traces that started before this instant (unix nanoseconds) are deleted.
+    /// Traces first received before this instant (unix nanoseconds) are deleted. A trace's
+    /// age is when the collector first stored one of its spans, never the start a client
+    /// claims, so a span with a victim's trace id and an old start cannot get the victim's
+    /// trace deleted (issue 16 item 1).
     pub delete_before_unix_nano: Option<u64>,
     /// While the stored data is larger than this (bytes), the oldest traces are deleted.
     /// Only backends that can measure their size apply it.

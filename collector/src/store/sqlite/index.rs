@@ -244,8 +244,8 @@ fn update_trace(
     conn.prepare_cached(
         "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, root_service, \
          root_operation, root_start_ns, span_count, error_count, services, operations, \
-         span_mask, root_http_status) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+         span_mask, root_http_status, received_ns) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
          ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
          end_ns = excluded.end_ns, duration_ns = excluded.duration_ns, \
          root_service = excluded.root_service, root_operation = excluded.root_operation, \
@@ -269,6 +269,8 @@ fn update_trace(
         serde_json::to_string(&summary.operations).map_err(backend)?,
         i64::from(summary.span_mask),
         summary.root_http_status,
+        // Set when the trace is first stored, never updated: retention ages by it.
+        to_i64(crate::query::now_unix_nano()),
     ])
     .map_err(map_sql)?;
     if existed && old_start != summary.start_time_unix_nano {

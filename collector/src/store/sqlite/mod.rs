@@ -24,7 +24,7 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 3), the migrations from versions 1 and 2, the checks at open |
+//! | `schema.rs` | the tables (version 5), the migrations from versions 1 to 4, the checks at open |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
 //! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, `span_attrs`) |

@@ -1,4 +1,4 @@
-//! # The schema (version 4, `PRAGMA user_version = 4`)
+//! # The schema (version 5, `PRAGMA user_version = 5`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -27,6 +27,10 @@
 //!                                                             -- which keys: SqliteOptions::index_attributes (COLLECTOR_ATTRIBUTE_INDEX)
 //! -- version 4:
 //! traces.root_http_status INTEGER NULL                        -- the root span's HTTP status (summaries)
+//! -- version 5:
+//! traces.received_ns INTEGER                                  -- when the collector first received a span of
+//!                                                             -- the trace (never moved by later spans):
+//!                                                             -- what retention ages by; INDEX (received_ns)
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -34,6 +38,9 @@
 //! Version 2 → 3 copies the three search-index tables into their one-B-tree form (in key
 //! order) and drops the old ones: about a minute for a file of 10M spans (BENCHMARKS.md §3.2).
 //! Version 3 → 4 adds a column (traces stored before it show no root HTTP status).
+//! Version 4 → 5 adds `traces.received_ns`; a trace stored before it is given its start
+//! clamped to the time of the migration (`min(start_ns, now)`), so a start claimed in the
+//! future does not keep it forever.
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -44,10 +51,17 @@ use super::options::{SqliteOptions, Synchronous};
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
+
+/// Version 4 → 5 (also run on a new file): the time of receipt that retention ages by.
+const SCHEMA_V5: &str = "
+ALTER TABLE traces ADD COLUMN received_ns INTEGER NOT NULL DEFAULT 0;
+UPDATE traces SET received_ns = min(start_ns, CAST(strftime('%s', 'now') AS INTEGER) * 1000000000);
+CREATE INDEX traces_by_received ON traces (received_ns);
+";
 
 /// Version 1 (run first on a new file).
 const SCHEMA: &str = "
@@ -278,6 +292,7 @@ pub(super) fn open_read_write(
         let base = if version == 0 { SCHEMA } else { "" };
         let v2 = if version < 2 { SCHEMA_V2 } else { "" };
         let v3 = if version < 3 { SCHEMA_V3 } else { "" };
+        let v4 = if version < 4 { SCHEMA_V4 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -290,7 +305,8 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {base} {v2} {v3} {v4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; \
+             COMMIT;"
         ))
         .map_err(|e| {
             if is_corruption(&e) || version == 0 {
@@ -390,6 +406,43 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
     }
 
+    #[tokio::test]
+    async fn version_4_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store
+                .write_spans(conformance::demo_trace(4, false, 1.0))
+                .await
+                .unwrap();
+            store.shutdown().await;
+        }
+        // Back to version 4: no time of receipt.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "BEGIN; DROP INDEX traces_by_received;
+                 ALTER TABLE traces DROP COLUMN received_ns;
+                 UPDATE traces SET start_ns = 9000000000000000000;
+                 PRAGMA user_version = 4; COMMIT;",
+            )
+            .unwrap();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        store.shutdown().await;
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // A start claimed in the future is clamped to the time of the migration.
+        let received: i64 = conn
+            .query_row("SELECT received_ns FROM traces", [], |r| r.get(0))
+            .unwrap();
+        let now = i64::try_from(crate::query::now_unix_nano()).unwrap();
+        assert!(received > 0 && received <= now, "{received}");
+    }
+
     /// The search-index tables of schema version 2 (two B-trees each, keyed by trace id).
     const V2_INDEX_TABLES: &str = "
         CREATE TABLE trace_services (
@@ -439,6 +492,8 @@ mod tests {
                  INSERT INTO span_attrs SELECT trace_id, key, value, start_ns FROM sa3;
                  DROP TABLE ts3; DROP TABLE to3; DROP TABLE sa3;
                  ALTER TABLE traces DROP COLUMN root_http_status;
+                 DROP INDEX traces_by_received;
+                 ALTER TABLE traces DROP COLUMN received_ns;
                  PRAGMA user_version = 2;
                  COMMIT;"
             ))
