@@ -8,6 +8,7 @@
 //! | `COLLECTOR_QUERY_ADDR` | `--query-addr` | `0.0.0.0:16686` | query API (and later UI) listener |
 //! | `COLLECTOR_DATA_DIR` | `--data-dir` | `./data` | directory of `spanline.db` (created if missing) |
 //! | `COLLECTOR_MAX_BODY_BYTES` | `--max-body-bytes` | `67108864` (64 MiB) | largest request body after decompression, bytes |
+//! | `COLLECTOR_MAX_INFLIGHT_BYTES` | `--max-inflight-bytes` | `50331648` (48 MiB) | budget for the bodies of all ingest requests in flight (raw and inflated); past it 503 with `Retry-After` (a request alone always passes) |
 //! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable) or `memory` (lost on exit) |
 //! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
 //! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
@@ -62,6 +63,12 @@ pub struct Config {
     #[arg(long, env = "COLLECTOR_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_body_bytes: u64,
+    /// Budget for the bodies of all ingest requests in flight, raw and inflated, in bytes;
+    /// past it requests get 503 with Retry-After (a request alone in flight always passes).
+    #[arg(long, env = "COLLECTOR_MAX_INFLIGHT_BYTES",
+          default_value_t = crate::ingest::budget::DEFAULT_MAX_INFLIGHT_BYTES,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_inflight_bytes: u64,
     /// Storage backend.
     #[arg(long, env = "COLLECTOR_STORAGE", value_enum, default_value = "sqlite")]
     pub storage: StorageKind,

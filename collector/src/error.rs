@@ -53,6 +53,10 @@ pub enum Error {
     /// 415 with `Accept-Encoding: gzip`: unsupported `Content-Encoding`.
     #[error("unsupported content encoding {0}; supported: gzip, identity")]
     UnsupportedEncoding(String),
+    /// 503 with `Retry-After`: a bound on what clients may hold at once was hit (the
+    /// in-flight body budget, connections, long-polls); retrying later succeeds.
+    #[error("{0}")]
+    Busy(String),
     /// 503 with `Retry-After`, or 500: storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -135,6 +139,7 @@ impl Error {
             Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -61,6 +61,9 @@ pub use store::{MemoryStore, SpanStore, SqliteOptions, SqliteStore, StoreError};
 pub struct IngestLimits {
     /// Largest body after decompression, bytes (413 above; default 64 MiB).
     pub max_body_bytes: usize,
+    /// Budget for the bodies of all requests in flight, bytes (503 with `Retry-After` above;
+    /// default 48 MiB; [`ingest::budget`]).
+    pub max_inflight_bytes: usize,
     /// Per-span size limits (truncation and caps, reliability.md §7.2 O10/O11).
     pub span: sanitize::SpanLimits,
 }
@@ -69,6 +72,8 @@ impl Default for IngestLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: usize::try_from(config::DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
+            max_inflight_bytes: usize::try_from(ingest::budget::DEFAULT_MAX_INFLIGHT_BYTES)
+                .unwrap_or(usize::MAX),
             span: sanitize::SpanLimits::default(),
         }
     }
@@ -87,6 +92,8 @@ pub struct AppState {
     pub settler: Arc<assemble::settle::Settler>,
     /// Where finished traces are published (`GET /v1/tail`, `COLLECTOR_LOG_TREES`).
     pub tail: query::tail::TailHub,
+    /// The budget for request bodies in flight ([`ingest::budget`]).
+    pub inflight: Arc<ingest::budget::InflightBudget>,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -114,6 +121,9 @@ impl AppState {
                 assemble::settle::SettleLimits::default(),
             )),
             tail: query::tail::TailHub::new(false),
+            inflight: Arc::new(ingest::budget::InflightBudget::new(
+                limits.max_inflight_bytes,
+            )),
             shutdown: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -377,6 +387,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     let limits = IngestLimits {
         max_body_bytes: config.max_body_bytes(),
+        max_inflight_bytes: usize::try_from(config.max_inflight_bytes).unwrap_or(usize::MAX),
         ..IngestLimits::default()
     };
     let state = AppState::new(Arc::clone(&store), limits)

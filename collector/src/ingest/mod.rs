@@ -14,8 +14,9 @@
 //!
 //! Steps, each with its answer (reliability.md §7.1/7.2): unknown media type → 415 listing the
 //! supported ones (plain text); unsupported `Content-Encoding` → 415 + `Accept-Encoding: gzip`;
-//! body over the limit **after** decompression → 413 (a gzip bomb inflates at most
-//! `limit + 1` bytes); undecodable → 400; spans with invalid ids → rejected one by one through
+//! a declared `Content-Length` over the limit → 413 before the body is read; body over the
+//! limit **after** decompression → 413 (a gzip bomb inflates at most `limit + 1` bytes); the
+//! bodies of all requests in flight past their budget → 503 + `Retry-After` ([`budget`]); undecodable → 400; spans with invalid ids → rejected one by one through
 //! OTLP partial success, the rest stored; storage trouble → 503 + `Retry-After`. Success is
 //! answered only after the spans are committed, in the request's encoding: protobuf → an
 //! `ExportTraceServiceResponse` (0 bytes when everything was accepted), JSON → `{}`.
@@ -26,6 +27,7 @@
 
 /// The simple JSON codec, also used by the native query API.
 pub use crate::format::simple_json;
+pub mod budget;
 pub mod grpc;
 
 use std::io::Read;
@@ -92,40 +94,53 @@ async fn ingest(
     body: Body,
     format: WireFormat,
 ) -> Result<Response, Error> {
-    let (protocol, decoded) = read_and_decode(state, headers, body, move |plain, limits| {
-        format::decode(format, plain, limits)
-    })
-    .await?;
+    let (protocol, decoded, reservation) =
+        read_and_decode(state, headers, body, move |plain, limits| {
+            format::decode(format, plain, limits)
+        })
+        .await?;
     let (rejected, error_message) = store(state, protocol, decoded).await?;
+    drop(reservation);
     Ok(success_response(format, rejected, error_message))
 }
 
-/// Reads the body (413 over the limit, after gzip decompression when `Content-Encoding` says
-/// so) and runs `decoder` on it, on a blocking thread for large or compressed bodies.
+/// Reads the body (413 over the limit, declared or read, after gzip decompression when
+/// `Content-Encoding` says so) and runs `decoder` on it, on a blocking thread for large or
+/// compressed bodies. The returned [`budget::Reservation`] holds the body's share of the
+/// in-flight budget: keep it until the answer.
 async fn read_and_decode<F>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
     decoder: F,
-) -> Result<(Protocol, Decoded), Error>
+) -> Result<(Protocol, Decoded, budget::Reservation), Error>
 where
     F: FnOnce(&[u8], &SpanLimits) -> Result<(Protocol, Decoded), Error> + Send + 'static,
 {
     let limit = state.limits.max_body_bytes;
     let gzip = content_encoding_is_gzip(headers)?;
-    let raw = read_limited(body, limit).await?;
+    let declared = declared_length(headers);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Error::PayloadTooLarge { limit_bytes: limit });
+    }
+    let mut reservation = state.inflight.reserve();
+    let raw = read_limited(body, limit, declared, &mut reservation).await?;
     state
         .metrics
         .ingest_bytes
         .fetch_add(raw.len() as u64, Ordering::Relaxed);
     let span_limits = state.limits.span;
     let raw_len = raw.len();
-    let decode = move || -> Result<(Protocol, Decoded), Error> {
-        if gzip {
-            decoder(&gunzip_limited(&raw, limit)?, &span_limits)
+    let decode = move || -> Result<(Protocol, Decoded, budget::Reservation), Error> {
+        let (protocol, decoded) = if gzip {
+            decoder(
+                &gunzip_limited(&raw, limit, &mut reservation)?,
+                &span_limits,
+            )?
         } else {
-            decoder(&raw, &span_limits)
-        }
+            decoder(&raw, &span_limits)?
+        };
+        Ok((protocol, decoded, reservation))
     };
     if raw_len > BLOCKING_THRESHOLD_BYTES || gzip {
         tokio::task::spawn_blocking(decode)
@@ -134,6 +149,17 @@ where
     } else {
         decode()
     }
+}
+
+/// The `Content-Length` a request declares, when it is a number.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Counts the decoded spans, stores the accepted ones (resolving after the commit) and
@@ -192,11 +218,14 @@ pub(crate) async fn post_zipkin(State(state): State<AppState>, request: Request)
     let (parts, body) = request.into_parts();
     let result = async {
         zipkin_content_type(&parts.headers)?;
-        let (protocol, decoded) = read_and_decode(&state, &parts.headers, body, |plain, limits| {
-            zipkin::decode(plain, limits).map(|d| (Protocol::Zipkin, d))
-        })
-        .await?;
-        store(&state, protocol, decoded).await
+        let (protocol, decoded, reservation) =
+            read_and_decode(&state, &parts.headers, body, |plain, limits| {
+                zipkin::decode(plain, limits).map(|d| (Protocol::Zipkin, d))
+            })
+            .await?;
+        let stored = store(&state, protocol, decoded).await;
+        drop(reservation);
+        stored
     }
     .await;
     match result {
@@ -277,31 +306,76 @@ fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, Error> {
     Ok(gzip)
 }
 
-/// Reads the whole body, failing with 413 as soon as it exceeds `limit` bytes.
-async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, Error> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(Error::PayloadTooLarge { limit_bytes: limit }),
-        Err(e) => Err(Error::BadRequest(format!(
-            "failed to read the request body: {}",
-            quote(&e.to_string(), 200)
-        ))),
+/// Reads the whole body, failing with 413 as soon as it exceeds `limit` bytes and with 503
+/// when the in-flight budget cannot hold it. A declared length is reserved (and allocated)
+/// at once; otherwise each frame is reserved as it arrives.
+async fn read_limited(
+    body: Body,
+    limit: usize,
+    declared: Option<u64>,
+    reservation: &mut budget::Reservation,
+) -> Result<Vec<u8>, Error> {
+    let expected = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
+    reservation.grow(expected)?;
+    let mut out: Vec<u8> = Vec::with_capacity(expected);
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                Error::PayloadTooLarge { limit_bytes: limit }
+            } else {
+                Error::BadRequest(format!(
+                    "failed to read the request body: {}",
+                    quote(&e.to_string(), 200)
+                ))
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let spare = out.capacity() - out.len();
+        if data.len() > spare {
+            reservation.grow(data.len() - spare)?;
+        }
+        out.extend_from_slice(&data);
     }
+    Ok(out)
 }
 
-/// Inflates gzip (several members allowed), never producing more than `limit + 1` bytes.
-fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
-    let decoder = flate2::read::MultiGzDecoder::new(compressed);
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            Error::BadRequest(format!(
-                "invalid gzip stream: {}",
-                quote(&e.to_string(), 200)
-            ))
-        })?;
+/// Inflates gzip (several members allowed), never producing more than `limit + 1` bytes,
+/// and reserving each growth of the output in the in-flight budget first.
+fn gunzip_limited(
+    compressed: &[u8],
+    limit: usize,
+    reservation: &mut budget::Reservation,
+) -> Result<Vec<u8>, Error> {
+    const CHUNK_BYTES: usize = 64 * 1024;
+    let invalid = |e: std::io::Error| {
+        Error::BadRequest(format!(
+            "invalid gzip stream: {}",
+            quote(&e.to_string(), 200)
+        ))
+    };
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    let mut decoder = flate2::read::MultiGzDecoder::new(compressed).take(limit as u64 + 1);
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(invalid(e)),
+        };
+        if out.len() + n > out.capacity() {
+            let capacity = (out.capacity() * 2)
+                .max(out.len() + n)
+                .max(CHUNK_BYTES)
+                .min(limit + 1);
+            reservation.grow(capacity - out.capacity())?;
+            out.reserve_exact(capacity - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
     if out.len() > limit {
         return Err(Error::PayloadTooLarge { limit_bytes: limit });
     }
@@ -394,10 +468,13 @@ mod tests {
         }
         let bomb = enc.finish().unwrap();
         assert!(bomb.len() < 128 * 1024);
-        let err = gunzip_limited(&bomb, 1 << 20).unwrap_err();
+        let budget = std::sync::Arc::new(budget::InflightBudget::new(usize::MAX));
+        let mut reservation = budget.reserve();
+        let err = gunzip_limited(&bomb, 1 << 20, &mut reservation).unwrap_err();
         assert!(matches!(err, Error::PayloadTooLarge { .. }));
+        assert!(reservation.held_bytes() <= (1 << 20) + 1);
         assert!(matches!(
-            gunzip_limited(b"not gzip", 1 << 20),
+            gunzip_limited(b"not gzip", 1 << 20, &mut reservation),
             Err(Error::BadRequest(_))
         ));
     }
