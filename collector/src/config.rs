@@ -9,6 +9,10 @@
 //! | `COLLECTOR_DATA_DIR` | `--data-dir` | `./data` | directory of `spanline.db` (created if missing) |
 //! | `COLLECTOR_MAX_BODY_BYTES` | `--max-body-bytes` | `67108864` (64 MiB) | largest request body after decompression, bytes |
 //! | `COLLECTOR_MAX_INFLIGHT_BYTES` | `--max-inflight-bytes` | `50331648` (48 MiB) | budget for the bodies of all ingest requests in flight (raw and inflated); past it 503 with `Retry-After` (a request alone always passes) |
+//! | `COLLECTOR_MAX_CONNECTIONS` | `--max-connections` | `512` | open connections per HTTP port; more get 503 and are closed |
+//! | `COLLECTOR_HEADER_READ_TIMEOUT` | `--header-read-timeout` | `10s` | time a client has to send a request head |
+//! | `COLLECTOR_BODY_READ_TIMEOUT` | `--body-read-timeout` | `30s` | time a client has to send a request body (408 after) |
+//! | `COLLECTOR_MAX_LONG_POLLS` | `--max-long-polls` | `64` | concurrent long-polls (`?wait=`, `GET /v1/tail`); more get 503 |
 //! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable) or `memory` (lost on exit) |
 //! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
 //! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
@@ -69,6 +73,24 @@ pub struct Config {
           default_value_t = crate::ingest::budget::DEFAULT_MAX_INFLIGHT_BYTES,
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_inflight_bytes: u64,
+    /// Open connections per HTTP port; more get 503 and are closed.
+    #[arg(long, env = "COLLECTOR_MAX_CONNECTIONS",
+          default_value_t = crate::connections::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Time a client has to send a request head (e.g. 10s).
+    #[arg(long, env = "COLLECTOR_HEADER_READ_TIMEOUT", default_value = "10s",
+          value_parser = parse_timeout)]
+    pub header_read_timeout: std::time::Duration,
+    /// Time a client has to send a whole request body (e.g. 30s); 408 after.
+    #[arg(long, env = "COLLECTOR_BODY_READ_TIMEOUT", default_value = "30s",
+          value_parser = parse_timeout)]
+    pub body_read_timeout: std::time::Duration,
+    /// Concurrent long-polls (?wait=, GET /v1/tail); more get 503.
+    #[arg(long, env = "COLLECTOR_MAX_LONG_POLLS",
+          default_value_t = crate::connections::DEFAULT_MAX_LONG_POLLS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_long_polls: usize,
     /// Storage backend.
     #[arg(long, env = "COLLECTOR_STORAGE", value_enum, default_value = "sqlite")]
     pub storage: StorageKind,
@@ -116,10 +138,25 @@ impl Config {
         }
     }
 
+    /// The connection bounds and timeouts of both HTTP ports.
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            max_long_polls: self.max_long_polls,
+        }
+    }
+
     /// The body limit as `usize` (saturating on 32-bit targets).
     pub fn max_body_bytes(&self) -> usize {
         usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX)
     }
+}
+
+/// A timeout: a whole number with `s`, `m`, `h` or `d`, not zero.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::retention::parse_age(text)?.ok_or_else(|| "a timeout cannot be 0".to_owned())
 }
 
 #[cfg(test)]
@@ -174,5 +211,12 @@ mod tests {
         assert_eq!(c.retention_config().max_age, None);
         assert_eq!(c.retention_config().max_bytes, Some(1_000_000));
         assert!(Config::try_parse_from(["collector", "--retention", "soon"]).is_err());
+        let c = Config::try_parse_from(["collector"]).unwrap();
+        assert_eq!(
+            c.connection_limits(),
+            crate::connections::ConnectionLimits::default()
+        );
+        assert!(Config::try_parse_from(["collector", "--header-read-timeout", "0"]).is_err());
+        assert!(Config::try_parse_from(["collector", "--max-connections", "0"]).is_err());
     }
 }

@@ -41,6 +41,9 @@ pub enum Error {
         /// Comma-separated allowed methods, e.g. `POST`.
         allow: &'static str,
     },
+    /// 408: the request body did not arrive within the body read timeout (seconds).
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     /// 413: the body is larger than the limit after decompression.
     #[error("request body is larger than {limit_bytes} bytes (after decompression)")]
     PayloadTooLarge {
@@ -135,6 +138,7 @@ impl Error {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE

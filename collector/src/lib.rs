@@ -27,6 +27,7 @@
 
 pub mod assemble;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod format;
 pub mod healthcheck;
@@ -94,6 +95,10 @@ pub struct AppState {
     pub tail: query::tail::TailHub,
     /// The budget for request bodies in flight ([`ingest::budget`]).
     pub inflight: Arc<ingest::budget::InflightBudget>,
+    /// Connection bounds and timeouts of both HTTP ports ([`connections`]).
+    pub connection_limits: connections::ConnectionLimits,
+    /// The long-polls in progress ([`connections::LongPolls`]).
+    pub long_polls: Arc<connections::LongPolls>,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -124,6 +129,10 @@ impl AppState {
             inflight: Arc::new(ingest::budget::InflightBudget::new(
                 limits.max_inflight_bytes,
             )),
+            connection_limits: connections::ConnectionLimits::default(),
+            long_polls: Arc::new(connections::LongPolls::new(
+                connections::DEFAULT_MAX_LONG_POLLS,
+            )),
             shutdown: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -138,6 +147,13 @@ impl AppState {
             },
         ));
         self.tail = query::tail::TailHub::new(log_trees);
+        self
+    }
+
+    /// The same state with other connection bounds and timeouts ([`connections`]).
+    pub fn with_connection_limits(mut self, limits: connections::ConnectionLimits) -> Self {
+        self.long_polls = Arc::new(connections::LongPolls::new(limits.max_long_polls));
+        self.connection_limits = limits;
         self
     }
 
@@ -283,15 +299,17 @@ pub async fn serve_with_grpc(
         })
     };
     let publisher = tokio::spawn(query::tail::publish(state.clone()));
-    let run = |listener: TcpListener, app: Router| {
+    let run = |listener: TcpListener, app: Router, port: &'static str| {
         let state = state.clone();
-        let mut stop = state.shutdown_receiver();
         async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
+            let result = connections::serve_http(
+                listener,
+                app,
+                state.connection_limits,
+                port,
+                state.shutdown_receiver(),
+            )
+            .await;
             // If one server ends on its own, stop the other too.
             state.begin_shutdown();
             result
@@ -310,9 +328,9 @@ pub async fn serve_with_grpc(
         result
     };
     let (ingest_result, grpc_result, query_result) = tokio::join!(
-        run(ingest, ingest_app(state.clone())),
+        run(ingest, ingest_app(state.clone()), "ingest"),
         run_grpc,
-        run(query, query_app(state.clone()))
+        run(query, query_app(state.clone()), "query")
     );
     trigger.abort();
     publisher.abort();
@@ -391,7 +409,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ..IngestLimits::default()
     };
     let state = AppState::new(Arc::clone(&store), limits)
-        .with_settle(config.trace_settle, config.log_trees);
+        .with_settle(config.trace_settle, config.log_trees)
+        .with_connection_limits(config.connection_limits());
     let retention = tokio::spawn(retention::run(
         Arc::clone(&store),
         config.retention_config(),

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use collector::connections::ConnectionLimits;
 use collector::{AppState, IngestLimits, MemoryStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -163,4 +164,143 @@ async fn declared_length_over_the_limit_is_refused_at_once() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert_eq!(status_of(&answer), 413, "{answer}");
     let _ = running.query;
+}
+
+/// Reads what the server sends until it closes the connection (or `limit` passes).
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut raw = Vec::new();
+    match tokio::time::timeout(limit, stream.read_to_end(&mut raw)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&raw).into_owned()),
+        Err(_) => None,
+    }
+}
+
+fn slow_state(max_connections: usize) -> AppState {
+    memory_state(IngestLimits::default()).with_connection_limits(ConnectionLimits {
+        max_connections,
+        header_read_timeout: Duration::from_secs(1),
+        body_read_timeout: Duration::from_secs(1),
+        max_long_polls: 2,
+    })
+}
+
+/// Issue 16 item 4: 300 connections that send half a request head. Those over the bound
+/// get 503 at once, the rest are closed after the header timeout, and a normal client is
+/// served all along the way (polling while the port is full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_closed_and_a_normal_client_is_served() {
+    let running = start(slow_state(200)).await;
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut stream = TcpStream::connect(running.ingest).await.unwrap();
+        stream
+            .write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    // A normal client is served (after at most the header timeout frees a place).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = raw_exchange(
+            running.query,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"",
+        )
+        .await;
+        if status_of(&answer) == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = raw_exchange(
+            running.ingest,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"",
+        )
+        .await;
+        if status_of(&answer) == 200 {
+            break;
+        }
+        assert_eq!(status_of(&answer), 503, "{answer}");
+        assert!(answer.contains("Retry-After: 1"), "{answer}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingest port never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every slow connection is closed by the server: 503 over the bound, else the timeout.
+    let mut refused = 0;
+    for stream in &mut slow {
+        let answer = read_until_closed(stream, Duration::from_secs(30))
+            .await
+            .expect("the server closes a slow connection");
+        if answer.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 100,
+        "{refused} of 300 refused at the bound of 200"
+    );
+}
+
+/// Issue 16 item 4: a body shorter than its `Content-Length` gets 408 after the body read
+/// timeout instead of hanging forever.
+#[tokio::test]
+async fn a_body_shorter_than_declared_gets_408() {
+    let running = start(slow_state(10)).await;
+    let mut stream = TcpStream::connect(running.ingest).await.unwrap();
+    stream
+        .write_all(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n[{\"trace",
+        )
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(30))
+        .await
+        .expect("answered and closed");
+    assert_eq!(status_of(&answer), 408, "{answer}");
+}
+
+/// Issue 16 item 4: long-polls are bounded; one over the bound gets 503 with `Retry-After`,
+/// and its place is free again once a long-poll ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_are_bounded() {
+    let running = start(slow_state(10)).await;
+    let wait = "GET /v1/traces/4bf92f3577b34da6a3ce929d0e0e4736/tree?wait=30 HTTP/1.1\r\n\
+                Host: x\r\nConnection: close\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(running.query).await.unwrap();
+        stream.write_all(wait.as_bytes()).await.unwrap();
+        held.push(stream);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while running.state.long_polls.in_progress() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "long-polls started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answer = raw_exchange(running.query, wait, b"").await;
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    drop(held);
+    let tail = "GET /v1/tail HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut stream = TcpStream::connect(running.query).await.unwrap();
+        stream.write_all(tail.as_bytes()).await.unwrap();
+        let mut head = vec![0u8; 512];
+        let n = stream.read(&mut head).await.unwrap();
+        if status_of(&String::from_utf8_lossy(&head[..n])) == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "places freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

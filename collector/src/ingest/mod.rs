@@ -124,7 +124,11 @@ where
         return Err(Error::PayloadTooLarge { limit_bytes: limit });
     }
     let mut reservation = state.inflight.reserve();
-    let raw = read_limited(body, limit, declared, &mut reservation).await?;
+    let raw = crate::connections::body_deadline(
+        state.connection_limits.body_read_timeout,
+        read_limited(body, limit, declared, &mut reservation),
+    )
+    .await?;
     state
         .metrics
         .ingest_bytes

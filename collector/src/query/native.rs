@@ -260,6 +260,12 @@ async fn load_waiting(
     wait: Duration,
 ) -> Result<Option<StoredTrace>, Error> {
     let deadline = Instant::now() + wait;
+    // A place among the bounded long-polls, held while waiting (none for a plain read).
+    let _long_poll = if wait.is_zero() {
+        None
+    } else {
+        Some(state.long_polls.enter()?)
+    };
     let mut commits = state.store.subscribe_commits();
     let mut shutdown = state.shutdown_receiver();
     loop {
