@@ -174,7 +174,7 @@ impl Error {
     /// The client-facing message, after logging the detail of storage and internal errors.
     pub(crate) fn public_message_logged(&self) -> String {
         if let Self::Store(e) = self
-            && !e.is_retryable()
+            && (!e.is_retryable() || matches!(e, StoreError::Unwritable(_)))
         {
             eprintln!("collector: storage error: {e}");
         }
@@ -300,6 +300,9 @@ mod tests {
             Error::Store(StoreError::Backend("x".into())).status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+        let unwritable = Error::Store(StoreError::Unwritable("read-only".into())).into_response();
+        assert_eq!(unwritable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unwritable.headers()[header::RETRY_AFTER], "1");
         let r = Error::MethodNotAllowed { allow: "POST" }.into_response();
         assert_eq!(r.headers()[header::ALLOW], "POST");
     }

@@ -1,7 +1,8 @@
 //! # Ingest: wire formats → [`Span`]s → store
 //!
 //! `POST /v1/traces` (DESIGN.md §4, interop.md §1) dispatches on the media type of
-//! `Content-Type` (parameters such as `charset` are ignored):
+//! `Content-Type` (parameters are ignored, except a JSON `charset` other than UTF-8, which is
+//! 415: JSON is UTF-8, RFC 8259 §8.1):
 //!
 //! | media type | body | decoder |
 //! |---|---|---|
@@ -256,7 +257,8 @@ fn zipkin_content_type(headers: &HeaderMap) -> Result<(), Error> {
         .trim()
         .to_ascii_lowercase();
     match media.as_str() {
-        "" | "application/json" => Ok(()),
+        "" => Ok(()),
+        "application/json" => json_charset(&raw),
         "application/x-protobuf" | "application/protobuf" => Err(Error::UnsupportedMediaType(
             "Zipkin protobuf (ListOfSpans) is not supported; supported: application/json \
              (JSON_V2)"
@@ -283,7 +285,7 @@ fn request_format(headers: &HeaderMap) -> Result<WireFormat, Error> {
         .to_ascii_lowercase();
     match media.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(WireFormat::Protobuf),
-        "application/json" => Ok(WireFormat::Json),
+        "application/json" => json_charset(&raw).map(|()| WireFormat::Json),
         "" => Err(Error::UnsupportedMediaType(format!(
             "missing content type; supported: {SUPPORTED_CONTENT_TYPES}"
         ))),
@@ -292,6 +294,27 @@ fn request_format(headers: &HeaderMap) -> Result<WireFormat, Error> {
             quote(&raw, 100)
         ))),
     }
+}
+
+/// A JSON `Content-Type`'s `charset` parameter: none or UTF-8 (any case, `utf8` too), else
+/// 415 (JSON exchanged between systems is UTF-8, RFC 8259 §8.1).
+fn json_charset(content_type: &str) -> Result<(), Error> {
+    for parameter in content_type.split(';').skip(1) {
+        let Some((name, value)) = parameter.split_once('=') else {
+            continue;
+        };
+        if !name.trim().eq_ignore_ascii_case("charset") {
+            continue;
+        }
+        let value = value.trim().trim_matches('"');
+        if !(value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")) {
+            return Err(Error::UnsupportedMediaType(format!(
+                "unsupported charset {} for JSON; JSON must be UTF-8 (RFC 8259 §8.1)",
+                quote(value, 40)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `Content-Encoding`: none or `identity` → false, `gzip`/`x-gzip` → true, else 415.
@@ -439,6 +462,21 @@ mod tests {
             HeaderValue::from_static("Application/JSON; charset=utf-8"),
         );
         assert_eq!(request_format(&h).unwrap(), WireFormat::Json);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=\"UTF8\""),
+        );
+        assert_eq!(request_format(&h).unwrap(), WireFormat::Json);
+        for other in [
+            "application/json; charset=utf-16",
+            "application/json;charset=ISO-8859-1",
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(other));
+            let err = request_format(&h).unwrap_err();
+            assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{other}");
+            assert!(err.to_string().contains("UTF-8"), "{err}");
+            assert!(zipkin_content_type(&h).is_err(), "{other}");
+        }
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/<b>"));
         let msg = request_format(&h).unwrap_err().to_string();
         assert!(

@@ -73,6 +73,10 @@ pub enum StoreError {
     /// The disk is full; retry later (reliability.md §6 C3).
     #[error("storage is full")]
     Full,
+    /// The database cannot be written right now (read-only file system or file, permission
+    /// denied, I/O error); retry later. The detail is logged.
+    #[error("storage cannot be written ({0})")]
+    Unwritable(String),
     /// The write queue stayed full; retry later (reliability.md §6 C4).
     #[error("storage is overloaded")]
     Overloaded,
@@ -95,7 +99,10 @@ pub enum StoreError {
 impl StoreError {
     /// True when the client should retry later (HTTP 503 + `Retry-After`).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Full | Self::Overloaded | Self::Closed)
+        matches!(
+            self,
+            Self::Full | Self::Unwritable(_) | Self::Overloaded | Self::Closed
+        )
     }
 }
 

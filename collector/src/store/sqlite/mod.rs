@@ -194,10 +194,17 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Maps a SQLite error: disk full is retryable, the rest is a backend error.
+/// Maps a SQLite error: disk full and a database that cannot be written (read-only file or
+/// file system, permission denied, I/O error) are retryable, the rest is a backend error.
 fn map_sql(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => StoreError::Full,
+        Some(
+            ErrorCode::ReadOnly
+            | ErrorCode::CannotOpen
+            | ErrorCode::PermissionDenied
+            | ErrorCode::SystemIoFailure,
+        ) => StoreError::Unwritable(e.to_string()),
         _ => backend(e),
     }
 }

@@ -209,7 +209,26 @@ pub(super) fn open_read_write(
     options: &SqliteOptions,
 ) -> Result<Connection, StoreError> {
     let shown = path.display().to_string();
-    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let metadata = std::fs::metadata(path).ok();
+    let file_bytes = metadata.as_ref().map_or(0, std::fs::Metadata::len);
+    if metadata.is_some() && file_bytes == 0 {
+        let marker = marker_path(path);
+        if marker.exists() {
+            return Err(StoreError::Corrupt {
+                path: shown,
+                detail: format!(
+                    "the file is empty (0 bytes), but this directory held a Spanline database \
+                     before ({} exists): the data may have been lost (a truncated file, a \
+                     failed copy, the wrong volume)",
+                    marker.display()
+                ),
+            });
+        }
+        eprintln!(
+            "collector: WARNING: database {shown} is an empty (0-byte) file; starting with an \
+             empty database"
+        );
+    }
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -327,7 +346,28 @@ pub(super) fn open_read_write(
     // writer after its commits.
     conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
         .map_err(corrupt)?;
+    let marker = marker_path(path);
+    if !marker.exists() {
+        std::fs::write(&marker, MARKER_TEXT).map_err(|e| StoreError::Io {
+            context: format!("writing {}", marker.display()),
+            detail: e.to_string(),
+        })?;
+    }
     Ok(conn)
+}
+
+/// What the marker file says.
+const MARKER_TEXT: &str = "This directory holds a Spanline database. While this file exists, \
+the collector refuses to open an empty (0-byte) database file here: that would mean the data \
+was lost. Delete the database file to start empty on purpose.\n";
+
+/// `<db>.marker`, written next to the database once it has been opened: a later open that
+/// finds the database empty (0 bytes) refuses to start instead of starting silently empty.
+/// A missing database file is created as usual (deleting it is how to start empty).
+pub(super) fn marker_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".marker");
+    db.with_file_name(name)
 }
 
 #[cfg(test)]
@@ -367,6 +407,30 @@ mod tests {
         let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "file untouched");
+    }
+
+    /// Issue 16 item 6: an empty database file where a database was before is refused;
+    /// without the marker it is opened (with a warning); a deleted file starts empty.
+    #[test]
+    fn empty_file_where_a_database_was_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+        assert!(marker_path(&path).exists());
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("spanline.db{suffix}")));
+        }
+        std::fs::write(&path, b"").unwrap();
+        let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("0 bytes"), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "file untouched");
+        std::fs::remove_file(&path).unwrap();
+        drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+        let other = tempfile::tempdir().unwrap();
+        let empty = other.path().join("spanline.db");
+        std::fs::write(&empty, b"").unwrap();
+        drop(SqliteStore::open(&empty, SqliteOptions::default()).unwrap());
     }
 
     #[test]

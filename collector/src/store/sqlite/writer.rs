@@ -451,6 +451,37 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
     use crate::store::{SpanStore, TraceQuery, conformance};
 
+    /// Issue 16 item 6: a database that cannot be written (here opened read-only, as on a
+    /// read-only file system) fails the write with a retryable error (503 + `Retry-After`
+    /// at the edge), not a backend error (500, which OTLP clients do not retry).
+    #[tokio::test]
+    async fn a_read_only_database_fails_writes_with_a_retryable_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        SqliteStore::open(&path, SqliteOptions::default())
+            .unwrap()
+            .shutdown()
+            .await;
+        let mut conn =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let (reply, mut answer) = oneshot::channel();
+        let items = vec![Item::Write(Prepared::new(conformance::sample_trace(3)))];
+        let (commits, _) = watch::channel(0u64);
+        process_group(
+            &mut conn,
+            &items,
+            vec![Reply::Write(reply)],
+            &commits,
+            &AttributeIndex::All,
+        );
+        let err = answer.try_recv().unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Unwritable(_)), "{err:?}");
+        assert_eq!(
+            crate::error::Error::Store(err).status(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
     /// reliability.md §6 C6: one request of a group fails, the group is rolled back and
     /// applied again with a savepoint per request; the failing request stores nothing and
     /// the others commit.
