@@ -9,6 +9,7 @@
 //! | `COLLECTOR_DATA_DIR` | `--data-dir` | `./data` | directory of `spanline.db` (created if missing) |
 //! | `COLLECTOR_MAX_BODY_BYTES` | `--max-body-bytes` | `67108864` (64 MiB) | largest request body after decompression, bytes |
 //! | `COLLECTOR_MAX_INFLIGHT_BYTES` | `--max-inflight-bytes` | `50331648` (48 MiB) | budget for the bodies of all ingest requests in flight (raw and inflated); past it 503 with `Retry-After` (a request alone always passes) |
+//! | `COLLECTOR_MAX_SPANS_PER_TRACE` | `--max-spans-per-trace` | `10000` | most spans stored per trace; later new spans are refused through OTLP partial success and counted, and the trace is marked truncated |
 //! | `COLLECTOR_MAX_CONNECTIONS` | `--max-connections` | `512` | open connections per HTTP port; more get 503 and are closed |
 //! | `COLLECTOR_HEADER_READ_TIMEOUT` | `--header-read-timeout` | `10s` | time a client has to send a request head |
 //! | `COLLECTOR_BODY_READ_TIMEOUT` | `--body-read-timeout` | `30s` | time a client has to send a request body (408 after) |
@@ -73,6 +74,12 @@ pub struct Config {
           default_value_t = crate::ingest::budget::DEFAULT_MAX_INFLIGHT_BYTES,
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_inflight_bytes: u64,
+    /// Most spans stored per trace; later new spans are refused (partial success) and the
+    /// trace is marked truncated.
+    #[arg(long, env = "COLLECTOR_MAX_SPANS_PER_TRACE",
+          default_value_t = crate::store::DEFAULT_MAX_SPANS_PER_TRACE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_spans_per_trace: usize,
     /// Open connections per HTTP port; more get 503 and are closed.
     #[arg(long, env = "COLLECTOR_MAX_CONNECTIONS",
           default_value_t = crate::connections::DEFAULT_MAX_CONNECTIONS,

@@ -385,7 +385,9 @@ impl RunError {
 /// See [`RunError`].
 pub async fn run(config: Config) -> Result<(), RunError> {
     let store: Arc<dyn SpanStore> = match config.storage {
-        config::StorageKind::Memory => Arc::new(MemoryStore::new()),
+        config::StorageKind::Memory => {
+            Arc::new(MemoryStore::new().with_max_spans_per_trace(config.max_spans_per_trace))
+        }
         config::StorageKind::Sqlite => {
             std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
                 path: config.data_dir.display().to_string(),
@@ -394,6 +396,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             let options = SqliteOptions {
                 synchronous: config.sqlite_sync,
                 index_attributes: config.attribute_index.clone(),
+                max_spans_per_trace: config.max_spans_per_trace,
                 ..SqliteOptions::default()
             };
             let path = config.db_path();

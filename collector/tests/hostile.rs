@@ -304,3 +304,83 @@ async fn long_polls_are_bounded() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Issue 16 item 2: 50,000 spans of one trace in one request. Spans past the per-trace
+/// limit (10,000) are refused through partial success; every answer about the trace says it
+/// is truncated; reading it stays within a generous memory bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_trace_is_truncated_and_reads_stay_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = collector::SqliteStore::open(
+        dir.path().join("spanline.db"),
+        collector::SqliteOptions::default(),
+    )
+    .unwrap();
+    let running = start(AppState::new(Arc::new(store), IngestLimits::default())).await;
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let spans: Vec<serde_json::Value> = (1..=50_000u64)
+        .map(|n| {
+            serde_json::json!({
+                "trace_id": trace, "span_id": format!("{n:016x}"),
+                "parent_span_id": if n == 1 { None } else { Some(format!("{:016x}", 1)) },
+                "operation_name": "flood", "start_time": 1763700000.0 + n as f64 * 1e-6,
+                "end_time": 1763700000.5, "kind": "internal",
+                "resource_attributes": {"service.name": "flood"}
+            })
+        })
+        .collect();
+    let body = serde_json::to_vec(&spans).unwrap();
+    drop(spans);
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let answer = raw_exchange(running.ingest, &head, &body).await;
+    drop(body);
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(answer.contains("\"rejectedSpans\":\"40000\""), "{answer}");
+    assert!(answer.contains("COLLECTOR_MAX_SPANS_PER_TRACE"), "{answer}");
+    let metrics = raw_exchange(
+        running.query,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"",
+    )
+    .await;
+    assert!(metrics.contains("40000"), "refusals counted: {metrics}");
+
+    // Reset the peak (VmHWM) so it measures the reads only.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = proc_status_bytes("VmRSS:");
+    let get = |path: String| async move {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        raw_exchange(running.query, &head, b"").await
+    };
+    let tree = get(format!("/v1/traces/{trace}/tree")).await;
+    assert_eq!(status_of(&tree), 200);
+    assert!(tree.contains("\"complete\":false"));
+    assert!(tree.contains("the trace is truncated"), "tree warning");
+    let raw = get(format!("/v1/traces/{trace}")).await;
+    assert!(raw.contains("\"truncated\":true"), "raw spans metadata");
+    assert!(raw.contains("\"span_count\":10000"));
+    let jaeger = get(format!("/api/traces/{trace}")).await;
+    assert!(jaeger.contains("the trace is truncated"), "Jaeger warning");
+    let search = get("/v1/traces?service=flood".to_owned()).await;
+    assert!(search.contains("\"truncated\":true"), "search summary");
+    let summaries = get("/api/v3/trace-summaries?query.service_name=flood\
+         &query.start_time_min=2025-01-01T00:00:00Z&query.start_time_max=2030-01-01T00:00:00Z"
+        .to_owned())
+    .await;
+    assert!(summaries.contains("\"truncated\":true"), "{summaries}");
+    let peak = proc_status_bytes("VmHWM:");
+    eprintln!(
+        "reading the truncated trace: RSS before {} MiB, peak {} MiB",
+        before / MIB,
+        peak / MIB
+    );
+    assert!(
+        peak.saturating_sub(before) < 512 * MIB,
+        "peak RSS grew by {} MiB",
+        (peak - before) / MIB
+    );
+}

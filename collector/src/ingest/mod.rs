@@ -17,8 +17,10 @@
 //! supported ones (plain text); unsupported `Content-Encoding` → 415 + `Accept-Encoding: gzip`;
 //! a declared `Content-Length` over the limit → 413 before the body is read; body over the
 //! limit **after** decompression → 413 (a gzip bomb inflates at most `limit + 1` bytes); the
-//! bodies of all requests in flight past their budget → 503 + `Retry-After` ([`budget`]); undecodable → 400; spans with invalid ids → rejected one by one through
-//! OTLP partial success, the rest stored; storage trouble → 503 + `Retry-After`. Success is
+//! bodies of all requests in flight past their budget → 503 + `Retry-After` ([`budget`]);
+//! undecodable → 400; spans with invalid ids, or new spans of a trace that holds
+//! `COLLECTOR_MAX_SPANS_PER_TRACE` spans → rejected one by one through OTLP partial success
+//! (and counted), the rest stored; storage trouble → 503 + `Retry-After`. Success is
 //! answered only after the spans are committed, in the request's encoding: protobuf → an
 //! `ExportTraceServiceResponse` (0 bytes when everything was accepted), JSON → `{}`.
 //!
@@ -188,7 +190,7 @@ async fn store(
     metrics
         .spans_rejected
         .fetch_add(rejected as u64, Ordering::Relaxed);
-    let error_message = decoded.error_message();
+    let mut error_message = decoded.error_message();
     let outcome = if decoded.spans.is_empty() {
         crate::store::WriteOutcome::default()
     } else {
@@ -201,6 +203,21 @@ async fn store(
         state.settler.observe(shapes, std::time::Instant::now());
         outcome
     };
+    let over_limit = outcome.over_limit as u64;
+    if over_limit > 0 {
+        per.spans_rejected.fetch_add(over_limit, Ordering::Relaxed);
+        metrics
+            .spans_rejected
+            .fetch_add(over_limit, Ordering::Relaxed);
+        let note = format!(
+            "{over_limit} spans refused: their trace holds the most spans a trace may have \
+             (COLLECTOR_MAX_SPANS_PER_TRACE)"
+        );
+        error_message = Some(match error_message {
+            Some(earlier) => format!("{note}; {earlier}"),
+            None => note,
+        });
+    }
     per.spans_stored
         .fetch_add(outcome.stored as u64, Ordering::Relaxed);
     per.spans_deduplicated
@@ -211,7 +228,7 @@ async fn store(
     metrics
         .spans_duplicate
         .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
-    Ok((rejected, error_message))
+    Ok((rejected + outcome.over_limit, error_message))
 }
 
 /// `POST /api/v2/spans` (Zipkin v2 JSON, interop.md §4.1): 202 with an empty body once the

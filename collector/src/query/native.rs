@@ -31,7 +31,9 @@
 //!
 //! A summary is `{"trace_id", "root_service", "root_operation", "services", "operations",
 //! "start_time", "end_time" (unix seconds, float), "duration" (seconds, float), "span_count",
-//! "error_count"}` plus the exact `start_time_unix_nano`, `end_time_unix_nano`, `duration_ns`.
+//! "error_count"}` plus the exact `start_time_unix_nano`, `end_time_unix_nano`, `duration_ns`,
+//! and `truncated` / `spans_refused` (spans refused at `COLLECTOR_MAX_SPANS_PER_TRACE`; a
+//! truncated trace's tree is never `complete` and carries a warning, as does its Jaeger trace).
 
 use std::time::Duration;
 
@@ -215,6 +217,10 @@ fn tree_response(trace: &StoredTrace, p: &TreeParams, headers: &HeaderMap) -> Re
             "the trace has {} spans; only the first {} by start time are shown",
             trace.summary.span_count, tree.span_count
         ));
+    }
+    if let Some(warning) = trace.summary.truncation_warning() {
+        tree.complete = false;
+        tree.warnings.push(warning);
     }
     if p.as_text {
         let options = text::TextOptions {
@@ -402,6 +408,8 @@ pub fn summary_json(s: &TraceSummary) -> Value {
         "span_count": s.span_count,
         "error_count": s.error_count,
         "http_status": s.root_http_status,
+        "truncated": s.is_truncated(),
+        "spans_refused": s.spans_refused,
     })
 }
 

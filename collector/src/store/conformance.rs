@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{RetentionPolicy, SortOrder, SpanStore, StoreError, TimeWindow, TraceQuery};
+use super::{
+    DEFAULT_MAX_SPANS_PER_TRACE, RetentionPolicy, SortOrder, SpanStore, StoreError, TimeWindow,
+    TraceQuery,
+};
 use crate::model::{AttrValue, KeyValue, SpanKind, StatusCode};
 pub(crate) use crate::testing::sample_trace;
 use crate::testing::{MS, T0, span, trace_id};
@@ -33,6 +36,7 @@ macro_rules! conformance_tests {
             operation_samples_cover_entry_spans_in_window,
             retention_deletes_old_traces_in_batches,
             retention_ages_by_receipt_not_by_a_claimed_start,
+            a_trace_holds_at_most_the_span_limit,
             writes_after_shutdown_fail_cleanly
         );
     };
@@ -877,4 +881,30 @@ pub(crate) async fn retention_ages_by_receipt_not_by_a_claimed_start(store: Stor
             .traces_deleted,
         1
     );
+}
+
+/// Issue 16 item 2: a trace holds at most the per-trace span limit (the backends' default);
+/// later new spans are refused and counted, the trace is marked truncated, and rewriting a
+/// stored span is still a duplicate, not a refusal.
+pub(crate) async fn a_trace_holds_at_most_the_span_limit(store: Store) {
+    let limit = DEFAULT_MAX_SPANS_PER_TRACE as u64;
+    let t = trace_id(42);
+    let many = |from: u64, to: u64| -> Vec<crate::model::Span> {
+        (from..to)
+            .map(|n| span(t, n + 1, None, "flood", "op", SpanKind::Internal, 0.0, 1.0))
+            .collect()
+    };
+    let out = store.write_spans(many(0, limit + 5)).await.unwrap();
+    assert_eq!((out.stored, out.over_limit), (limit as usize, 5));
+    let out = store.write_spans(many(limit - 1, limit + 2)).await.unwrap();
+    assert_eq!((out.stored, out.duplicates, out.over_limit), (0, 1, 2));
+    let trace = store.get_trace(t).await.unwrap().unwrap();
+    assert_eq!(trace.summary.span_count, limit);
+    assert_eq!(trace.summary.spans_refused, 7);
+    assert!(trace.spans.len() <= limit as usize);
+    let found = store.find_traces(TraceQuery::default()).await.unwrap();
+    assert_eq!(found[0].spans_refused, 7);
+    // Other traces are not affected.
+    let out = store.write_spans(sample_trace(1)).await.unwrap();
+    assert_eq!(out.over_limit, 0);
 }

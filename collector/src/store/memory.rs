@@ -18,6 +18,7 @@ use crate::model::{Span, SpanId, SpanKind, TraceId};
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     commits: watch::Sender<u64>,
+    max_spans_per_trace: usize,
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +51,14 @@ impl MemoryStore {
         Self {
             inner: Mutex::new(Inner::default()),
             commits: watch::Sender::new(0),
+            max_spans_per_trace: super::DEFAULT_MAX_SPANS_PER_TRACE,
         }
+    }
+
+    /// The same store, refusing new spans of traces that hold `max` spans.
+    pub fn with_max_spans_per_trace(mut self, max: usize) -> Self {
+        self.max_spans_per_trace = max;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -76,10 +84,16 @@ impl MemoryStore {
                     summary: TraceSummary::new(span.trace_id),
                     received_unix_nano: crate::query::now_unix_nano(),
                 });
-            if !trace.keys.insert((span.span_id, span.kind)) {
+            if trace.keys.contains(&(span.span_id, span.kind)) {
                 outcome.duplicates += 1;
                 continue;
             }
+            if trace.spans.len() >= self.max_spans_per_trace {
+                outcome.over_limit += 1;
+                trace.summary.spans_refused += 1;
+                continue;
+            }
+            trace.keys.insert((span.span_id, span.kind));
             trace.summary.add_span(&span);
             trace
                 .pairs

@@ -31,6 +31,7 @@
 //! traces.received_ns INTEGER                                  -- when the collector first received a span of
 //!                                                             -- the trace (never moved by later spans):
 //!                                                             -- what retention ages by; INDEX (received_ns)
+//! traces.spans_refused INTEGER                                -- new spans refused at the per-trace span limit
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -61,6 +62,7 @@ const SCHEMA_V5: &str = "
 ALTER TABLE traces ADD COLUMN received_ns INTEGER NOT NULL DEFAULT 0;
 UPDATE traces SET received_ns = min(start_ns, CAST(strftime('%s', 'now') AS INTEGER) * 1000000000);
 CREATE INDEX traces_by_received ON traces (received_ns);
+ALTER TABLE traces ADD COLUMN spans_refused INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Version 1 (run first on a new file).
@@ -488,6 +490,7 @@ mod tests {
             .execute_batch(
                 "BEGIN; DROP INDEX traces_by_received;
                  ALTER TABLE traces DROP COLUMN received_ns;
+                 ALTER TABLE traces DROP COLUMN spans_refused;
                  UPDATE traces SET start_ns = 9000000000000000000;
                  PRAGMA user_version = 4; COMMIT;",
             )
@@ -558,6 +561,7 @@ mod tests {
                  ALTER TABLE traces DROP COLUMN root_http_status;
                  DROP INDEX traces_by_received;
                  ALTER TABLE traces DROP COLUMN received_ns;
+                 ALTER TABLE traces DROP COLUMN spans_refused;
                  PRAGMA user_version = 2;
                  COMMIT;"
             ))

@@ -36,6 +36,7 @@ pub(super) struct Writer {
     tx: mpsc::Sender<WriterMsg>,
     commits: watch::Receiver<u64>,
     enqueue_timeout: Duration,
+    max_spans_per_trace: usize,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -63,6 +64,7 @@ impl Writer {
             tx,
             commits,
             enqueue_timeout: options.enqueue_timeout,
+            max_spans_per_trace: options.max_spans_per_trace,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -73,11 +75,12 @@ impl Writer {
             return Ok(WriteOutcome::default());
         }
         let batch = if spans.len() > PREPARE_INLINE_MAX_SPANS {
-            tokio::task::spawn_blocking(move || Prepared::new(spans))
+            let limit = self.max_spans_per_trace;
+            tokio::task::spawn_blocking(move || Prepared::new(spans).with_trace_limit(limit))
                 .await
                 .map_err(backend)?
         } else {
-            Prepared::new(spans)
+            Prepared::new(spans).with_trace_limit(self.max_spans_per_trace)
         };
         let (reply, wait) = oneshot::channel();
         self.request(Item::Write(batch), Reply::Write(reply))
@@ -401,8 +404,8 @@ fn apply_group(
                     insert_spans(&tx, batch)
                 };
                 match result {
-                    Ok((outcome, inserted)) => {
-                        index.add(inserted);
+                    Ok((outcome, inserted, refused)) => {
+                        index.add(inserted, refused);
                         results.push(ItemResult::Write(Ok(outcome)));
                     }
                     // SQLite rolled the whole transaction back (disk full, I/O error).
