@@ -52,6 +52,7 @@ mod tests;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+pub(crate) use baggage::percent_decode;
 pub use baggage::{Baggage, BaggageError, BaggageMember};
 pub use traceparent::{
     MAX_TRACEPARENT_LEN, ParsedTraceparent, TRACEPARENT_LEN, TraceparentError, format_traceparent,
