@@ -14,6 +14,8 @@
 //! | `COLLECTOR_HEADER_READ_TIMEOUT` | `--header-read-timeout` | `10s` | time a client has to send a request head |
 //! | `COLLECTOR_BODY_READ_TIMEOUT` | `--body-read-timeout` | `30s` | time a client has to send a request body (408 after) |
 //! | `COLLECTOR_MAX_LONG_POLLS` | `--max-long-polls` | `64` | concurrent long-polls (`?wait=`, `GET /v1/tail`); more get 503 |
+//! | `COLLECTOR_INGEST_TOKEN` | `--ingest-token` | none (open) | bearer token every ingest request must carry (HTTP and gRPC) |
+//! | `COLLECTOR_QUERY_TOKEN` | `--query-token` | none (open) | bearer token (or UI cookie, set by `?token=`) every query-port request must carry, except `/health`, `/healthz` |
 //! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable) or `memory` (lost on exit) |
 //! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
 //! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
@@ -98,6 +100,13 @@ pub struct Config {
           default_value_t = crate::connections::DEFAULT_MAX_LONG_POLLS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_long_polls: usize,
+    /// Bearer token every ingest request must carry (HTTP and gRPC); unset: open.
+    #[arg(long, env = "COLLECTOR_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<crate::auth::Token>,
+    /// Bearer token (or the UI cookie set by ?token=) every query-port request must carry,
+    /// except /health and /healthz; unset: open.
+    #[arg(long, env = "COLLECTOR_QUERY_TOKEN", hide_env_values = true)]
+    pub query_token: Option<crate::auth::Token>,
     /// Storage backend.
     #[arg(long, env = "COLLECTOR_STORAGE", value_enum, default_value = "sqlite")]
     pub storage: StorageKind,

@@ -32,6 +32,9 @@ pub enum Error {
     /// 400: the request is malformed (undecodable body, bad id, bad filter).
     #[error("{0}")]
     BadRequest(String),
+    /// 401 with `WWW-Authenticate: Bearer`: a token is required and was missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
     /// 404: the thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -136,6 +139,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -155,6 +159,7 @@ impl Error {
         match self.status() {
             StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
             StatusCode::NOT_FOUND => 5,                                        // NOT_FOUND
+            StatusCode::UNAUTHORIZED => 16,                                    // UNAUTHENTICATED
             StatusCode::PAYLOAD_TOO_LARGE => 8,                                // RESOURCE_EXHAUSTED
             StatusCode::METHOD_NOT_ALLOWED => 12,                              // UNIMPLEMENTED
             StatusCode::SERVICE_UNAVAILABLE => 14,                             // UNAVAILABLE
@@ -239,6 +244,12 @@ impl Error {
             }
             Self::UnsupportedEncoding(_) => {
                 headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            Self::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"spanline\""),
+                );
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));

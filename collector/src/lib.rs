@@ -26,6 +26,7 @@
 //! and §4.
 
 pub mod assemble;
+pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod error;
@@ -99,6 +100,8 @@ pub struct AppState {
     pub connection_limits: connections::ConnectionLimits,
     /// The long-polls in progress ([`connections::LongPolls`]).
     pub long_polls: Arc<connections::LongPolls>,
+    /// The bearer tokens each port asks for ([`auth`]; none by default).
+    pub tokens: auth::AccessTokens,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -133,6 +136,7 @@ impl AppState {
             long_polls: Arc::new(connections::LongPolls::new(
                 connections::DEFAULT_MAX_LONG_POLLS,
             )),
+            tokens: auth::AccessTokens::default(),
             shutdown: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -154,6 +158,12 @@ impl AppState {
     pub fn with_connection_limits(mut self, limits: connections::ConnectionLimits) -> Self {
         self.long_polls = Arc::new(connections::LongPolls::new(limits.max_long_polls));
         self.connection_limits = limits;
+        self
+    }
+
+    /// The same state asking for `tokens` ([`auth`]).
+    pub fn with_tokens(mut self, tokens: auth::AccessTokens) -> Self {
+        self.tokens = tokens;
         self
     }
 
@@ -189,6 +199,10 @@ pub fn ingest_app(state: AppState) -> Router {
         )
         .route("/healthz", get(ingest::healthz))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_ingest_token,
+        ))
         .with_state(state)
 }
 
@@ -227,6 +241,10 @@ pub fn query_app(state: AppState) -> Router {
         .route("/healthz", get(ingest::healthz))
         .merge(ui::router())
         .fallback(ui::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_query_token,
+        ))
         .layer(axum::middleware::map_response(nosniff))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -413,7 +431,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     let state = AppState::new(Arc::clone(&store), limits)
         .with_settle(config.trace_settle, config.log_trees)
-        .with_connection_limits(config.connection_limits());
+        .with_connection_limits(config.connection_limits())
+        .with_tokens(auth::AccessTokens {
+            ingest: config.ingest_token.clone(),
+            query: config.query_token.clone(),
+        });
     let retention = tokio::spawn(retention::run(
         Arc::clone(&store),
         config.retention_config(),

@@ -384,3 +384,118 @@ async fn a_flooded_trace_is_truncated_and_reads_stay_bounded() {
         (peak - before) / MIB
     );
 }
+
+fn guarded_state() -> AppState {
+    memory_state(IngestLimits::default()).with_tokens(collector::auth::AccessTokens {
+        ingest: Some("ingest-secret".parse().unwrap()),
+        query: Some("query-secret".parse().unwrap()),
+    })
+}
+
+const ONE_SPAN: &str = r#"[{"trace_id": "6bf92f3577b34da6a3ce929d0e0e4736",
+    "span_id": "00f067aa0ba902b7", "operation_name": "op", "start_time": 1763700000.0,
+    "end_time": 1763700000.5, "resource_attributes": {"service.name": "s"}}]"#;
+
+async fn post_span(addr: SocketAddr, auth: &str) -> String {
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        ONE_SPAN.len()
+    );
+    raw_exchange(addr, &head, ONE_SPAN.as_bytes()).await
+}
+
+async fn get_with(addr: SocketAddr, path: &str, extra: &str) -> String {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
+    raw_exchange(addr, &head, b"").await
+}
+
+/// Issue 16 item 7: with tokens set, both ports answer 401 without the right bearer token,
+/// and serve with it; health endpoints stay open; the UI gets a cookie from `?token=`.
+#[tokio::test]
+async fn tokens_are_enforced_when_set() {
+    let running = start(guarded_state()).await;
+    let denied = post_span(running.ingest, "").await;
+    assert_eq!(status_of(&denied), 401, "{denied}");
+    assert!(denied.contains("www-authenticate: Bearer"), "{denied}");
+    let wrong = post_span(running.ingest, "Authorization: Bearer ingest-secreT\r\n").await;
+    assert_eq!(status_of(&wrong), 401);
+    let query_token = post_span(running.ingest, "Authorization: Bearer query-secret\r\n").await;
+    assert_eq!(status_of(&query_token), 401, "each port has its own token");
+    let ok = post_span(running.ingest, "Authorization: Bearer ingest-secret\r\n").await;
+    assert_eq!(status_of(&ok), 200, "{ok}");
+    assert_eq!(
+        status_of(&get_with(running.ingest, "/healthz", "").await),
+        200
+    );
+
+    let trace = "/v1/traces/6bf92f3577b34da6a3ce929d0e0e4736";
+    assert_eq!(status_of(&get_with(running.query, trace, "").await), 401);
+    assert_eq!(
+        status_of(&get_with(running.query, "/", "").await),
+        401,
+        "UI"
+    );
+    assert_eq!(
+        status_of(&get_with(running.query, "/metrics", "").await),
+        401
+    );
+    let bearer = "Authorization: Bearer query-secret\r\n";
+    assert_eq!(
+        status_of(&get_with(running.query, trace, bearer).await),
+        200
+    );
+    assert_eq!(
+        status_of(&get_with(running.query, "/health", "").await),
+        200
+    );
+    let with_param = get_with(running.query, "/?token=query-secret", "").await;
+    assert_eq!(status_of(&with_param), 200);
+    assert!(
+        with_param.contains("set-cookie: spanline_token=query-secret; Path=/; HttpOnly"),
+        "{with_param}"
+    );
+    let cookie = "Cookie: other=1; spanline_token=query-secret\r\n";
+    assert_eq!(
+        status_of(&get_with(running.query, trace, cookie).await),
+        200
+    );
+}
+
+/// Issue 16 item 7: tracekit configured with `OTEL_EXPORTER_OTLP_HEADERS` gets its spans
+/// into a collector that asks for an ingest token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracekit_sends_the_token_from_otel_exporter_otlp_headers() {
+    let running = start(guarded_state()).await;
+    let endpoint = format!("http://{}", running.ingest);
+    let vars = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "Authorization=Bearer%20ingest-secret",
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ];
+    let config = tracekit::TracerConfig::from_lookup("guarded", |key| {
+        vars.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| (*v).to_owned())
+    });
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let tracer = tracekit::Tracer::from_config(&config).unwrap();
+    drop(tracer.span("checkout").start());
+    let flushed = tokio::task::spawn_blocking(move || {
+        let result = tracer.force_flush(Duration::from_secs(10));
+        drop(tracer);
+        result
+    })
+    .await
+    .unwrap();
+    assert!(flushed.is_ok(), "{flushed:?}");
+    let stored = running
+        .state
+        .metrics
+        .spans_stored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(stored, 1, "the span went in with the token");
+}

@@ -100,6 +100,20 @@ impl TraceService for GrpcIngest {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let metrics = &self.state.metrics;
         metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(token) = &self.state.tokens.ingest {
+            let offered = request
+                .metadata()
+                .get_all("authorization")
+                .iter()
+                .filter_map(|v| crate::auth::bearer(v.as_bytes()))
+                .any(|offered| token.matches(offered));
+            if !offered {
+                metrics
+                    .ingest_requests_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Status::unauthenticated("missing or wrong bearer token"));
+            }
+        }
         match self.export_request(request.into_inner()).await {
             Ok(response) => Ok(Response::new(response)),
             Err(e) => {
