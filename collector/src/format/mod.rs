@@ -92,6 +92,38 @@ impl Decoded {
     }
 }
 
+/// Entry points for the fuzz targets (`fuzz/`): each runs one decoder on arbitrary bytes
+/// with the default span limits and returns how many spans it accepted, or `None` for an
+/// error answer. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Decoded, SpanLimits};
+
+    fn accepted(result: Result<Decoded, crate::error::Error>) -> Option<usize> {
+        result.ok().map(|d| d.spans.len())
+    }
+
+    /// OTLP protobuf (`ExportTraceServiceRequest`).
+    pub fn otlp_proto(body: &[u8]) -> Option<usize> {
+        accepted(super::otlp_proto::decode(body, &SpanLimits::default()))
+    }
+
+    /// OTLP JSON.
+    pub fn otlp_json(body: &[u8]) -> Option<usize> {
+        accepted(super::otlp_json::decode(body, &SpanLimits::default()))
+    }
+
+    /// Zipkin v2 JSON.
+    pub fn zipkin(body: &[u8]) -> Option<usize> {
+        accepted(super::zipkin::decode(body, &SpanLimits::default()))
+    }
+
+    /// The simple JSON array.
+    pub fn simple_json(body: &[u8]) -> Option<usize> {
+        accepted(super::simple_json::decode(body, &SpanLimits::default()))
+    }
+}
+
 /// The UTF-8 byte order mark.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 

@@ -17,6 +17,10 @@
 //!   tonic itself answers `INTERNAL` for bytes that are not protobuf or hold invalid UTF-8);
 //!   anything else → `INTERNAL`. Spans with invalid ids are rejected one by one through
 //!   `partial_success`, like OTLP/HTTP.
+//! - Authentication: with `COLLECTOR_INGEST_TOKEN` set ([`crate::auth`]), the `authorization`
+//!   metadata must be `Bearer <token>`, else `UNAUTHENTICATED`.
+//! - Not yet bounded like the HTTP ports ([`crate::connections`], the in-flight body budget):
+//!   tonic decodes a message (up to `COLLECTOR_MAX_BODY_BYTES`) before the service sees it.
 //! - Counters: protocol `otlp_grpc` in `GET /metrics`.
 
 use std::future::Future;
