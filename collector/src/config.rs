@@ -234,5 +234,20 @@ mod tests {
         );
         assert!(Config::try_parse_from(["collector", "--header-read-timeout", "0"]).is_err());
         assert!(Config::try_parse_from(["collector", "--max-connections", "0"]).is_err());
+        assert_eq!(c.max_spans_per_trace, 10_000);
+        assert_eq!(c.max_inflight_bytes, 48 * 1024 * 1024);
+        assert_eq!(
+            (c.ingest_token.is_none(), c.query_token.is_none()),
+            (true, true)
+        );
+        let c =
+            Config::try_parse_from(["collector", "--ingest-token", "abc", "--query-token", "x.y"])
+                .unwrap();
+        assert!(c.ingest_token.unwrap().matches(b"abc"));
+        assert!(
+            !format!("{:?}", c.query_token).contains("x.y"),
+            "tokens are not printed"
+        );
+        assert!(Config::try_parse_from(["collector", "--ingest-token", "a;b"]).is_err());
     }
 }
