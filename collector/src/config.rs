@@ -8,10 +8,18 @@
 //! | `COLLECTOR_QUERY_ADDR` | `--query-addr` | `0.0.0.0:16686` | query API (and later UI) listener |
 //! | `COLLECTOR_DATA_DIR` | `--data-dir` | `./data` | directory of `spanline.db` (created if missing) |
 //! | `COLLECTOR_MAX_BODY_BYTES` | `--max-body-bytes` | `67108864` (64 MiB) | largest request body after decompression, bytes |
+//! | `COLLECTOR_MAX_INFLIGHT_BYTES` | `--max-inflight-bytes` | `50331648` (48 MiB) | budget for the bodies of all ingest requests in flight (raw and inflated); past it 503 with `Retry-After` (a request alone always passes) |
+//! | `COLLECTOR_MAX_SPANS_PER_TRACE` | `--max-spans-per-trace` | `10000` | most spans stored per trace; later new spans are refused through OTLP partial success and counted, and the trace is marked truncated |
+//! | `COLLECTOR_MAX_CONNECTIONS` | `--max-connections` | `512` | open connections per HTTP port; more get 503 and are closed |
+//! | `COLLECTOR_HEADER_READ_TIMEOUT` | `--header-read-timeout` | `10s` | time a client has to send a request head |
+//! | `COLLECTOR_BODY_READ_TIMEOUT` | `--body-read-timeout` | `30s` | time a client has to send a request body (408 after) |
+//! | `COLLECTOR_MAX_LONG_POLLS` | `--max-long-polls` | `64` | concurrent long-polls (`?wait=`, `GET /v1/tail`); more get 503 |
+//! | `COLLECTOR_INGEST_TOKEN` | `--ingest-token` | none (open) | bearer token every ingest request must carry (HTTP and gRPC) |
+//! | `COLLECTOR_QUERY_TOKEN` | `--query-token` | none (open) | bearer token (or UI cookie, set by `?token=`) every query-port request must carry, except `/health`, `/healthz` |
 //! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable) or `memory` (lost on exit) |
 //! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
 //! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
-//! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces older than this (`s`, `m`, `h`, `d`; `0` = keep) |
+//! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces first received longer ago than this (`s`, `m`, `h`, `d`; `0` = keep) |
 //! | `COLLECTOR_MAX_DISK_BYTES` | `--max-disk-bytes` | `0` (no limit) | delete the oldest traces while the live data is larger (SQLite) |
 //! | `COLLECTOR_TRACE_SETTLE` | `--trace-settle` | `10s` | a trace that is not complete is finished this long after its last span (`GET /v1/tail`) |
 //! | `COLLECTOR_LOG_TREES` | `--log-trees` | off | print each finished trace's text tree to stdout |
@@ -71,6 +79,43 @@ pub struct Config {
     #[arg(long, env = "COLLECTOR_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_body_bytes: u64,
+    /// Budget for the bodies of all ingest requests in flight, raw and inflated, in bytes;
+    /// past it requests get 503 with Retry-After (a request alone in flight always passes).
+    #[arg(long, env = "COLLECTOR_MAX_INFLIGHT_BYTES",
+          default_value_t = crate::ingest::budget::DEFAULT_MAX_INFLIGHT_BYTES,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_inflight_bytes: u64,
+    /// Most spans stored per trace; later new spans are refused (partial success) and the
+    /// trace is marked truncated.
+    #[arg(long, env = "COLLECTOR_MAX_SPANS_PER_TRACE",
+          default_value_t = crate::store::DEFAULT_MAX_SPANS_PER_TRACE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_spans_per_trace: usize,
+    /// Open connections per HTTP port; more get 503 and are closed.
+    #[arg(long, env = "COLLECTOR_MAX_CONNECTIONS",
+          default_value_t = crate::connections::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Time a client has to send a request head (e.g. 10s).
+    #[arg(long, env = "COLLECTOR_HEADER_READ_TIMEOUT", default_value = "10s",
+          value_parser = parse_timeout)]
+    pub header_read_timeout: std::time::Duration,
+    /// Time a client has to send a whole request body (e.g. 30s); 408 after.
+    #[arg(long, env = "COLLECTOR_BODY_READ_TIMEOUT", default_value = "30s",
+          value_parser = parse_timeout)]
+    pub body_read_timeout: std::time::Duration,
+    /// Concurrent long-polls (?wait=, GET /v1/tail); more get 503.
+    #[arg(long, env = "COLLECTOR_MAX_LONG_POLLS",
+          default_value_t = crate::connections::DEFAULT_MAX_LONG_POLLS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_long_polls: usize,
+    /// Bearer token every ingest request must carry (HTTP and gRPC); unset: open.
+    #[arg(long, env = "COLLECTOR_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<crate::auth::Token>,
+    /// Bearer token (or the UI cookie set by ?token=) every query-port request must carry,
+    /// except /health and /healthz; unset: open.
+    #[arg(long, env = "COLLECTOR_QUERY_TOKEN", hide_env_values = true)]
+    pub query_token: Option<crate::auth::Token>,
     /// Storage backend.
     #[arg(long, env = "COLLECTOR_STORAGE", value_enum, default_value = "sqlite")]
     pub storage: StorageKind,
@@ -80,7 +125,7 @@ pub struct Config {
     /// Span attributes indexed for search: all, none, or a comma-separated list of keys.
     #[arg(long, env = "COLLECTOR_ATTRIBUTE_INDEX", default_value = "all")]
     pub attribute_index: crate::store::AttributeIndex,
-    /// Delete traces that started longer ago than this (e.g. 72h, 7d; 0 keeps everything).
+    /// Delete traces first received longer ago than this (e.g. 72h, 7d; 0 keeps everything).
     #[arg(long, env = "COLLECTOR_RETENTION", default_value = "7d",
           value_parser = crate::time::parse_age_flag)]
     pub retention: std::time::Duration,
@@ -193,10 +238,25 @@ impl Config {
         }
     }
 
+    /// The connection bounds and timeouts of both HTTP ports.
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        crate::connections::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            max_long_polls: self.max_long_polls,
+        }
+    }
+
     /// The body limit as `usize` (saturating on 32-bit targets).
     pub fn max_body_bytes(&self) -> usize {
         usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX)
     }
+}
+
+/// A timeout: a whole number with `s`, `m`, `h` or `d`, not zero.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::time::parse_age(text)?.ok_or_else(|| "a timeout cannot be 0".to_owned())
 }
 
 #[cfg(test)]
@@ -274,5 +334,27 @@ mod tests {
         let c =
             Config::try_parse_from(["collector", "--sampling-strategies", "/nonexistent"]).unwrap();
         assert!(c.strategies().is_err());
+        let c = Config::try_parse_from(["collector"]).unwrap();
+        assert_eq!(
+            c.connection_limits(),
+            crate::connections::ConnectionLimits::default()
+        );
+        assert!(Config::try_parse_from(["collector", "--header-read-timeout", "0"]).is_err());
+        assert!(Config::try_parse_from(["collector", "--max-connections", "0"]).is_err());
+        assert_eq!(c.max_spans_per_trace, 10_000);
+        assert_eq!(c.max_inflight_bytes, 48 * 1024 * 1024);
+        assert_eq!(
+            (c.ingest_token.is_none(), c.query_token.is_none()),
+            (true, true)
+        );
+        let c =
+            Config::try_parse_from(["collector", "--ingest-token", "abc", "--query-token", "x.y"])
+                .unwrap();
+        assert!(c.ingest_token.unwrap().matches(b"abc"));
+        assert!(
+            !format!("{:?}", c.query_token).contains("x.y"),
+            "tokens are not printed"
+        );
+        assert!(Config::try_parse_from(["collector", "--ingest-token", "a;b"]).is_err());
     }
 }

@@ -32,6 +32,9 @@ pub enum Error {
     /// 400: the request is malformed (undecodable body, bad id, bad filter).
     #[error("{0}")]
     BadRequest(String),
+    /// 401 with `WWW-Authenticate: Bearer`: a token is required and was missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
     /// 404: the thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -41,6 +44,9 @@ pub enum Error {
         /// Comma-separated allowed methods, e.g. `POST`.
         allow: &'static str,
     },
+    /// 408: the request body did not arrive within the body read timeout (seconds).
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     /// 413: the body is larger than the limit after decompression.
     #[error("request body is larger than {limit_bytes} bytes (after decompression)")]
     PayloadTooLarge {
@@ -53,6 +59,10 @@ pub enum Error {
     /// 415 with `Accept-Encoding: gzip`: unsupported `Content-Encoding`.
     #[error("unsupported content encoding {0}; supported: gzip, identity")]
     UnsupportedEncoding(String),
+    /// 503 with `Retry-After`: a bound on what clients may hold at once was hit (the
+    /// in-flight body budget, connections, long-polls); retrying later succeeds.
+    #[error("{0}")]
+    Busy(String),
     /// 503 with `Retry-After`, or 500: storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -129,12 +139,15 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -146,6 +159,7 @@ impl Error {
         match self.status() {
             StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
             StatusCode::NOT_FOUND => 5,                                        // NOT_FOUND
+            StatusCode::UNAUTHORIZED => 16,                                    // UNAUTHENTICATED
             StatusCode::PAYLOAD_TOO_LARGE => 8,                                // RESOURCE_EXHAUSTED
             StatusCode::METHOD_NOT_ALLOWED => 12,                              // UNIMPLEMENTED
             StatusCode::SERVICE_UNAVAILABLE => 14,                             // UNAVAILABLE
@@ -165,7 +179,7 @@ impl Error {
     /// The client-facing message, after logging the detail of storage and internal errors.
     pub(crate) fn public_message_logged(&self) -> String {
         if let Self::Store(e) = self
-            && !e.is_retryable()
+            && (!e.is_retryable() || matches!(e, StoreError::Unwritable(_)))
         {
             eprintln!("collector: storage error: {e}");
         }
@@ -231,6 +245,12 @@ impl Error {
             Self::UnsupportedEncoding(_) => {
                 headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
             }
+            Self::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"spanline\""),
+                );
+            }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
             }
@@ -291,6 +311,9 @@ mod tests {
             Error::Store(StoreError::Backend("x".into())).status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+        let unwritable = Error::Store(StoreError::Unwritable("read-only".into())).into_response();
+        assert_eq!(unwritable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unwritable.headers()[header::RETRY_AFTER], "1");
         let r = Error::MethodNotAllowed { allow: "POST" }.into_response();
         assert_eq!(r.headers()[header::ALLOW], "POST");
     }

@@ -28,7 +28,9 @@
 //! and §4.
 
 pub mod assemble;
+pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod format;
 pub mod healthcheck;
@@ -65,6 +67,9 @@ pub use store::{MemoryStore, SpanStore, SqliteOptions, SqliteStore, StoreError};
 pub struct IngestLimits {
     /// Largest body after decompression, bytes (413 above; default 64 MiB).
     pub max_body_bytes: usize,
+    /// Budget for the bodies of all requests in flight, bytes (503 with `Retry-After` above;
+    /// default 48 MiB; [`ingest::budget`]).
+    pub max_inflight_bytes: usize,
     /// Per-span size limits (truncation and caps, reliability.md §7.2 O10/O11).
     pub span: sanitize::SpanLimits,
 }
@@ -73,6 +78,8 @@ impl Default for IngestLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: usize::try_from(config::DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
+            max_inflight_bytes: usize::try_from(ingest::budget::DEFAULT_MAX_INFLIGHT_BYTES)
+                .unwrap_or(usize::MAX),
             span: sanitize::SpanLimits::default(),
         }
     }
@@ -95,6 +102,14 @@ pub struct AppState {
     pub strategies: Arc<sampling::Strategies>,
     /// Tail sampling, when configured (`COLLECTOR_TAIL_SAMPLING`).
     pub tail_sampler: Option<Arc<sampling::tail::TailSampler>>,
+    /// The budget for request bodies in flight ([`ingest::budget`]).
+    pub inflight: Arc<ingest::budget::InflightBudget>,
+    /// Connection bounds and timeouts of both HTTP ports ([`connections`]).
+    pub connection_limits: connections::ConnectionLimits,
+    /// The long-polls in progress ([`connections::LongPolls`]).
+    pub long_polls: Arc<connections::LongPolls>,
+    /// The bearer tokens each port asks for ([`auth`]; none by default).
+    pub tokens: auth::AccessTokens,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -124,6 +139,14 @@ impl AppState {
             tail: query::tail::TailHub::new(false),
             strategies: Arc::new(sampling::Strategies::default()),
             tail_sampler: None,
+            inflight: Arc::new(ingest::budget::InflightBudget::new(
+                limits.max_inflight_bytes,
+            )),
+            connection_limits: connections::ConnectionLimits::default(),
+            long_polls: Arc::new(connections::LongPolls::new(
+                connections::DEFAULT_MAX_LONG_POLLS,
+            )),
+            tokens: auth::AccessTokens::default(),
             shutdown: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -152,6 +175,19 @@ impl AppState {
     pub fn with_tail_sampling(mut self, sampler: sampling::tail::TailSampler) -> Self {
         self.settler = Arc::new(assemble::settle::Settler::new(sampler.settle_limits()));
         self.tail_sampler = Some(Arc::new(sampler));
+        self
+    }
+
+    /// The same state with other connection bounds and timeouts ([`connections`]).
+    pub fn with_connection_limits(mut self, limits: connections::ConnectionLimits) -> Self {
+        self.long_polls = Arc::new(connections::LongPolls::new(limits.max_long_polls));
+        self.connection_limits = limits;
+        self
+    }
+
+    /// The same state asking for `tokens` ([`auth`]).
+    pub fn with_tokens(mut self, tokens: auth::AccessTokens) -> Self {
+        self.tokens = tokens;
         self
     }
 
@@ -187,6 +223,10 @@ pub fn ingest_app(state: AppState) -> Router {
         )
         .route("/healthz", get(ingest::healthz))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_ingest_token,
+        ))
         .with_state(state)
 }
 
@@ -232,6 +272,10 @@ pub fn query_app(state: AppState) -> Router {
         .route("/healthz", get(ingest::healthz))
         .merge(ui::router())
         .fallback(ui::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_query_token,
+        ))
         .layer(axum::middleware::map_response(nosniff))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -304,15 +348,17 @@ pub async fn serve_with_grpc(
         })
     };
     let publisher = tokio::spawn(query::tail::publish(state.clone()));
-    let run = |listener: TcpListener, app: Router| {
+    let run = |listener: TcpListener, app: Router, port: &'static str| {
         let state = state.clone();
-        let mut stop = state.shutdown_receiver();
         async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
+            let result = connections::serve_http(
+                listener,
+                app,
+                state.connection_limits,
+                port,
+                state.shutdown_receiver(),
+            )
+            .await;
             // If one server ends on its own, stop the other too.
             state.begin_shutdown();
             result
@@ -331,9 +377,9 @@ pub async fn serve_with_grpc(
         result
     };
     let (ingest_result, grpc_result, query_result) = tokio::join!(
-        run(ingest, ingest_app(state.clone())),
+        run(ingest, ingest_app(state.clone()), "ingest"),
         run_grpc,
-        run(query, query_app(state.clone()))
+        run(query, query_app(state.clone()), "query")
     );
     trigger.abort();
     publisher.abort();
@@ -401,7 +447,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .transpose()
         .map_err(|e| RunError::Config(e.to_string()))?;
     let store: Arc<dyn SpanStore> = match config.storage {
-        config::StorageKind::Memory => Arc::new(MemoryStore::new()),
+        config::StorageKind::Memory => {
+            Arc::new(MemoryStore::new().with_max_spans_per_trace(config.max_spans_per_trace))
+        }
         config::StorageKind::Sqlite => {
             std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
                 path: config.data_dir.display().to_string(),
@@ -410,6 +458,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             let options = SqliteOptions {
                 synchronous: config.sqlite_sync,
                 index_attributes: config.attribute_index.clone(),
+                max_spans_per_trace: config.max_spans_per_trace,
                 ..SqliteOptions::default()
             };
             let path = config.db_path();
@@ -421,11 +470,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     let limits = IngestLimits {
         max_body_bytes: config.max_body_bytes(),
+        max_inflight_bytes: usize::try_from(config.max_inflight_bytes).unwrap_or(usize::MAX),
         ..IngestLimits::default()
     };
     let mut state = AppState::new(Arc::clone(&store), limits)
         .with_settle(config.trace_settle, config.log_trees)
-        .with_strategies(strategies);
+        .with_strategies(strategies)
+        .with_connection_limits(config.connection_limits())
+        .with_tokens(auth::AccessTokens {
+            ingest: config.ingest_token.clone(),
+            query: config.query_token.clone(),
+        });
     if let Some(tail) = tail_sampler {
         state = state.with_tail_sampling(tail);
     }

@@ -2,14 +2,19 @@
 //!
 //! | variable | flag | default | meaning |
 //! |---|---|---|---|
-//! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces that started longer ago than this (`s`, `m`, `h`, `d`; `0` keeps everything) |
+//! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces first received longer ago than this (`s`, `m`, `h`, `d`; `0` keeps everything) |
 //! | `COLLECTOR_MAX_DISK_BYTES` | `--max-disk-bytes` | `0` (no limit) | while the live data of the database is larger, delete the oldest traces (SQLite only) |
 //!
 //! Every [`RETENTION_INTERVAL`] (and once at start), the task calls
 //! [`SpanStore::enforce_retention`] until nothing more matches. Each call deletes at most
 //! [`RETENTION_BATCH_TRACES`] traces in one short transaction of the single writer, and the
 //! task pauses [`RETENTION_PAUSE`] between calls, so ingest is never held up by more than one
-//! small batch (reliability.md §6 C10). The size limit counts live pages; SQLite reuses freed
+//! small batch (reliability.md §6 C10).
+//!
+//! A trace's age is the time the collector first received one of its spans, never a start
+//! time a client claims: trace ids are public, and one span with a victim's trace id and
+//! `startTimeUnixNano = 1` must not get the victim's trace deleted (issue 16). Spans with
+//! odd timestamps are still stored (with the usual warning); they cannot move a trace's age. The size limit counts live pages; SQLite reuses freed
 //! pages, so the file stops growing rather than shrinking.
 
 use std::sync::Arc;
@@ -29,7 +34,7 @@ pub const RETENTION_PAUSE: Duration = Duration::from_millis(20);
 /// What the retention task enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionConfig {
-    /// Keep traces that started within this age; `None` keeps them regardless of age.
+    /// Keep traces first received within this age; `None` keeps them regardless of age.
     pub max_age: Option<Duration>,
     /// Keep the live data under this many bytes; `None` for no limit.
     pub max_bytes: Option<u64>,
@@ -44,11 +49,20 @@ impl RetentionConfig {
 
 /// Runs one retention pass: batches until nothing more matches. Returns the traces deleted.
 pub async fn run_pass(store: &dyn SpanStore, config: &RetentionConfig) -> u64 {
+    run_pass_at(store, config, crate::time::now_unix_nano).await
+}
+
+/// [`run_pass`] with `now` (unix ns) as the clock.
+async fn run_pass_at(
+    store: &dyn SpanStore,
+    config: &RetentionConfig,
+    now: impl Fn() -> u64,
+) -> u64 {
     let mut deleted = 0;
     loop {
         let cutoff = config
             .max_age
-            .map(|age| crate::time::now_unix_nano().saturating_sub(duration_ns(age)));
+            .map(|age| now().saturating_sub(duration_ns(age)));
         let policy = RetentionPolicy {
             delete_before_unix_nano: cutoff,
             max_bytes: config.max_bytes,
@@ -103,7 +117,7 @@ mod tests {
     #[tokio::test]
     async fn a_pass_deletes_everything_too_old_in_batches() {
         let store = MemoryStore::new();
-        // The fixtures are from 2025: all older than a day.
+        // The fixtures start in 2025, but were received just now: no trace is a day old.
         for n in 0..3u8 {
             store
                 .write_spans(crate::testing::sample_trace(n))
@@ -114,7 +128,10 @@ mod tests {
             max_age: Some(Duration::from_secs(86_400)),
             max_bytes: None,
         };
-        assert_eq!(run_pass(&store, &config).await, 3);
+        assert_eq!(run_pass(&store, &config).await, 0);
+        // Two days later, all three are.
+        let later = || crate::time::now_unix_nano() + 2 * 86_400 * 1_000_000_000;
+        assert_eq!(run_pass_at(&store, &config, later).await, 3);
         assert!(
             store
                 .find_traces(TraceQuery::default())

@@ -45,12 +45,16 @@ impl Running {
 }
 
 async fn start(max_body_bytes: usize) -> Running {
+    start_with(max_body_bytes, collector::auth::AccessTokens::default()).await
+}
+
+async fn start_with(max_body_bytes: usize, tokens: collector::auth::AccessTokens) -> Running {
     let store = Arc::new(MemoryStore::new());
     let limits = IngestLimits {
         max_body_bytes,
         ..IngestLimits::default()
     };
-    let state = AppState::new(store.clone(), limits);
+    let state = AppState::new(store.clone(), limits).with_tokens(tokens);
     let ingest = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let query = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -72,6 +76,38 @@ async fn start(max_body_bytes: usize) -> Running {
         stop: Some(stop),
         server,
     }
+}
+
+/// Issue 16 item 7: the gRPC port checks `COLLECTOR_INGEST_TOKEN` in the `authorization`
+/// metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_token_is_checked_in_metadata() {
+    let tokens = collector::auth::AccessTokens {
+        ingest: Some("grpc-secret".parse().unwrap()),
+        query: None,
+    };
+    let running = start_with(64 * 1024, tokens).await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", running.grpc))
+        .await
+        .unwrap();
+    let err = client
+        .export(request(vec![span(0x41, 1)], 10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    let mut with_token = tonic::Request::new(request(vec![span(0x41, 1)], 10));
+    with_token
+        .metadata_mut()
+        .insert("authorization", "Bearer grpc-secret".parse().unwrap());
+    client.export(with_token).await.unwrap();
+    assert!(
+        running
+            .store
+            .get_trace(TraceId([0x41; 16]))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,6 +93,56 @@ impl Decoded {
     }
 }
 
+/// Entry points for the fuzz targets (`fuzz/`): each runs one decoder on arbitrary bytes
+/// with the default span limits and returns how many spans it accepted, or `None` for an
+/// error answer. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Decoded, SpanLimits};
+
+    fn accepted(result: Result<Decoded, crate::error::Error>) -> Option<usize> {
+        result.ok().map(|d| d.spans.len())
+    }
+
+    /// OTLP protobuf (`ExportTraceServiceRequest`).
+    pub fn otlp_proto(body: &[u8]) -> Option<usize> {
+        accepted(super::otlp_proto::decode(body, &SpanLimits::default()))
+    }
+
+    /// OTLP JSON.
+    pub fn otlp_json(body: &[u8]) -> Option<usize> {
+        accepted(super::otlp_json::decode(body, &SpanLimits::default()))
+    }
+
+    /// Zipkin v2 JSON.
+    pub fn zipkin(body: &[u8]) -> Option<usize> {
+        accepted(super::zipkin::decode(body, &SpanLimits::default()))
+    }
+
+    /// The simple JSON array.
+    pub fn simple_json(body: &[u8]) -> Option<usize> {
+        accepted(super::simple_json::decode(body, &SpanLimits::default()))
+    }
+}
+
+/// The UTF-8 byte order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The answer to JSON that starts with a byte order mark (RFC 8259 §8.1: senders must not
+/// add one), rather than a confusing "not JSON".
+pub(crate) fn bom_error() -> Error {
+    Error::BadRequest(
+        "the JSON body starts with a UTF-8 byte order mark (EF BB BF); send it without one \
+         (RFC 8259 §8.1)"
+            .into(),
+    )
+}
+
+/// Whether a JSON body starts with a UTF-8 byte order mark.
+pub(crate) fn starts_with_bom(body: &[u8]) -> bool {
+    body.starts_with(UTF8_BOM)
+}
+
 /// Decodes a `POST /v1/traces` body of the given encoding: protobuf is OTLP; JSON is an OTLP
 /// request object (`{`) or an array of simple spans (`[`).
 ///
@@ -105,6 +155,7 @@ pub(crate) fn decode(
 ) -> Result<(Protocol, Decoded), Error> {
     match format {
         WireFormat::Protobuf => Ok((Protocol::OtlpProto, otlp_proto::decode(body, limits)?)),
+        WireFormat::Json if starts_with_bom(body) => Err(bom_error()),
         WireFormat::Json => match body.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'[') => Ok((Protocol::SimpleJson, simple_json::decode(body, limits)?)),
             Some(b'{') => Ok((Protocol::OtlpJson, otlp_json::decode(body, limits)?)),
@@ -113,5 +164,20 @@ pub(crate) fn decode(
             )),
             None => Err(Error::BadRequest("empty JSON body".into())),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_order_mark_gets_its_own_message() {
+        for body in [&b"\xEF\xBB\xBF[]"[..], b"\xEF\xBB\xBF{}"] {
+            let err = decode(WireFormat::Json, body, &SpanLimits::default()).unwrap_err();
+            assert!(err.to_string().contains("byte order mark"), "{err}");
+            let err = zipkin::decode(body, &SpanLimits::default()).unwrap_err();
+            assert!(err.to_string().contains("byte order mark"), "{err}");
+        }
     }
 }

@@ -47,6 +47,9 @@ use crate::sanitize::{self, SpanLimits};
 /// [`Error::BadRequest`] when the body is not a JSON list of objects, looks like Zipkin v1, or
 /// no span of a non-empty list is valid.
 pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error> {
+    if super::starts_with_bom(body) {
+        return Err(super::bom_error());
+    }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Decoded::default());
     }

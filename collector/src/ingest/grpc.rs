@@ -17,6 +17,10 @@
 //!   tonic itself answers `INTERNAL` for bytes that are not protobuf or hold invalid UTF-8);
 //!   anything else → `INTERNAL`. Spans with invalid ids are rejected one by one through
 //!   `partial_success`, like OTLP/HTTP.
+//! - Authentication: with `COLLECTOR_INGEST_TOKEN` set ([`crate::auth`]), the `authorization`
+//!   metadata must be `Bearer <token>`, else `UNAUTHENTICATED`.
+//! - Not yet bounded like the HTTP ports ([`crate::connections`], the in-flight body budget):
+//!   tonic decodes a message (up to `COLLECTOR_MAX_BODY_BYTES`) before the service sees it.
 //! - Counters: protocol `otlp_grpc` in `GET /metrics`.
 
 use std::future::Future;
@@ -100,6 +104,20 @@ impl TraceService for GrpcIngest {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let metrics = &self.state.metrics;
         metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(token) = &self.state.tokens.ingest {
+            let offered = request
+                .metadata()
+                .get_all("authorization")
+                .iter()
+                .filter_map(|v| crate::auth::bearer(v.as_bytes()))
+                .any(|offered| token.matches(offered));
+            if !offered {
+                metrics
+                    .ingest_requests_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Status::unauthenticated("missing or wrong bearer token"));
+            }
+        }
         match self.export_request(request.into_inner()).await {
             Ok(response) => Ok(Response::new(response)),
             Err(e) => {

@@ -1,7 +1,8 @@
 //! # Ingest: wire formats → [`Span`]s → store
 //!
 //! `POST /v1/traces` (DESIGN.md §4, interop.md §1) dispatches on the media type of
-//! `Content-Type` (parameters such as `charset` are ignored):
+//! `Content-Type` (parameters are ignored, except a JSON `charset` other than UTF-8, which is
+//! 415: JSON is UTF-8, RFC 8259 §8.1):
 //!
 //! | media type | body | decoder |
 //! |---|---|---|
@@ -14,9 +15,12 @@
 //!
 //! Steps, each with its answer (reliability.md §7.1/7.2): unknown media type → 415 listing the
 //! supported ones (plain text); unsupported `Content-Encoding` → 415 + `Accept-Encoding: gzip`;
-//! body over the limit **after** decompression → 413 (a gzip bomb inflates at most
-//! `limit + 1` bytes); undecodable → 400; spans with invalid ids → rejected one by one through
-//! OTLP partial success, the rest stored; storage trouble → 503 + `Retry-After`. Success is
+//! a declared `Content-Length` over the limit → 413 before the body is read; body over the
+//! limit **after** decompression → 413 (a gzip bomb inflates at most `limit + 1` bytes); the
+//! bodies of all requests in flight past their budget → 503 + `Retry-After` ([`budget`]);
+//! undecodable → 400; spans with invalid ids, or new spans of a trace that holds
+//! `COLLECTOR_MAX_SPANS_PER_TRACE` spans → rejected one by one through OTLP partial success
+//! (and counted), the rest stored; storage trouble → 503 + `Retry-After`. Success is
 //! answered only after the spans are committed, in the request's encoding: protobuf → an
 //! `ExportTraceServiceResponse` (0 bytes when everything was accepted), JSON → `{}`.
 //!
@@ -26,6 +30,7 @@
 
 /// The simple JSON codec, also used by the native query API.
 pub use crate::format::simple_json;
+pub mod budget;
 pub mod grpc;
 
 use std::io::Read;
@@ -92,40 +97,57 @@ async fn ingest(
     body: Body,
     format: WireFormat,
 ) -> Result<Response, Error> {
-    let (protocol, decoded) = read_and_decode(state, headers, body, move |plain, limits| {
-        format::decode(format, plain, limits)
-    })
-    .await?;
+    let (protocol, decoded, reservation) =
+        read_and_decode(state, headers, body, move |plain, limits| {
+            format::decode(format, plain, limits)
+        })
+        .await?;
     let (rejected, error_message) = store(state, protocol, decoded).await?;
+    drop(reservation);
     Ok(success_response(format, rejected, error_message))
 }
 
-/// Reads the body (413 over the limit, after gzip decompression when `Content-Encoding` says
-/// so) and runs `decoder` on it, on a blocking thread for large or compressed bodies.
+/// Reads the body (413 over the limit, declared or read, after gzip decompression when
+/// `Content-Encoding` says so) and runs `decoder` on it, on a blocking thread for large or
+/// compressed bodies. The returned [`budget::Reservation`] holds the body's share of the
+/// in-flight budget: keep it until the answer.
 async fn read_and_decode<F>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
     decoder: F,
-) -> Result<(Protocol, Decoded), Error>
+) -> Result<(Protocol, Decoded, budget::Reservation), Error>
 where
     F: FnOnce(&[u8], &SpanLimits) -> Result<(Protocol, Decoded), Error> + Send + 'static,
 {
     let limit = state.limits.max_body_bytes;
     let gzip = content_encoding_is_gzip(headers)?;
-    let raw = read_limited(body, limit).await?;
+    let declared = declared_length(headers);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Error::PayloadTooLarge { limit_bytes: limit });
+    }
+    let mut reservation = state.inflight.reserve();
+    let raw = crate::connections::body_deadline(
+        state.connection_limits.body_read_timeout,
+        read_limited(body, limit, declared, &mut reservation),
+    )
+    .await?;
     state
         .metrics
         .ingest_bytes
         .fetch_add(raw.len() as u64, Ordering::Relaxed);
     let span_limits = state.limits.span;
     let raw_len = raw.len();
-    let decode = move || -> Result<(Protocol, Decoded), Error> {
-        if gzip {
-            decoder(&gunzip_limited(&raw, limit)?, &span_limits)
+    let decode = move || -> Result<(Protocol, Decoded, budget::Reservation), Error> {
+        let (protocol, decoded) = if gzip {
+            decoder(
+                &gunzip_limited(&raw, limit, &mut reservation)?,
+                &span_limits,
+            )?
         } else {
-            decoder(&raw, &span_limits)
-        }
+            decoder(&raw, &span_limits)?
+        };
+        Ok((protocol, decoded, reservation))
     };
     if raw_len > BLOCKING_THRESHOLD_BYTES || gzip {
         tokio::task::spawn_blocking(decode)
@@ -134,6 +156,17 @@ where
     } else {
         decode()
     }
+}
+
+/// The `Content-Length` a request declares, when it is a number.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Counts the decoded spans, stores the accepted ones (resolving after the commit) and
@@ -157,7 +190,7 @@ async fn store(
     metrics
         .spans_rejected
         .fetch_add(rejected as u64, Ordering::Relaxed);
-    let error_message = decoded.error_message();
+    let mut error_message = decoded.error_message();
     let outcome = if decoded.spans.is_empty() {
         crate::store::WriteOutcome::default()
     } else {
@@ -172,6 +205,21 @@ async fn store(
         state.settler.observe(shapes, std::time::Instant::now());
         outcome
     };
+    let over_limit = outcome.over_limit as u64;
+    if over_limit > 0 {
+        per.spans_rejected.fetch_add(over_limit, Ordering::Relaxed);
+        metrics
+            .spans_rejected
+            .fetch_add(over_limit, Ordering::Relaxed);
+        let note = format!(
+            "{over_limit} spans refused: their trace holds the most spans a trace may have \
+             (COLLECTOR_MAX_SPANS_PER_TRACE)"
+        );
+        error_message = Some(match error_message {
+            Some(earlier) => format!("{note}; {earlier}"),
+            None => note,
+        });
+    }
     per.spans_stored
         .fetch_add(outcome.stored as u64, Ordering::Relaxed);
     per.spans_deduplicated
@@ -182,7 +230,7 @@ async fn store(
     metrics
         .spans_duplicate
         .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
-    Ok((rejected, error_message))
+    Ok((rejected + outcome.over_limit, error_message))
 }
 
 /// `POST /api/v2/spans` (Zipkin v2 JSON, interop.md §4.1): 202 with an empty body once the
@@ -194,11 +242,14 @@ pub(crate) async fn post_zipkin(State(state): State<AppState>, request: Request)
     let (parts, body) = request.into_parts();
     let result = async {
         zipkin_content_type(&parts.headers)?;
-        let (protocol, decoded) = read_and_decode(&state, &parts.headers, body, |plain, limits| {
-            zipkin::decode(plain, limits).map(|d| (Protocol::Zipkin, d))
-        })
-        .await?;
-        store(&state, protocol, decoded).await
+        let (protocol, decoded, reservation) =
+            read_and_decode(&state, &parts.headers, body, |plain, limits| {
+                zipkin::decode(plain, limits).map(|d| (Protocol::Zipkin, d))
+            })
+            .await?;
+        let stored = store(&state, protocol, decoded).await;
+        drop(reservation);
+        stored
     }
     .await;
     match result {
@@ -225,7 +276,8 @@ fn zipkin_content_type(headers: &HeaderMap) -> Result<(), Error> {
         .trim()
         .to_ascii_lowercase();
     match media.as_str() {
-        "" | "application/json" => Ok(()),
+        "" => Ok(()),
+        "application/json" => json_charset(&raw),
         "application/x-protobuf" | "application/protobuf" => Err(Error::UnsupportedMediaType(
             "Zipkin protobuf (ListOfSpans) is not supported; supported: application/json \
              (JSON_V2)"
@@ -252,7 +304,7 @@ fn request_format(headers: &HeaderMap) -> Result<WireFormat, Error> {
         .to_ascii_lowercase();
     match media.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(WireFormat::Protobuf),
-        "application/json" => Ok(WireFormat::Json),
+        "application/json" => json_charset(&raw).map(|()| WireFormat::Json),
         "" => Err(Error::UnsupportedMediaType(format!(
             "missing content type; supported: {SUPPORTED_CONTENT_TYPES}"
         ))),
@@ -261,6 +313,27 @@ fn request_format(headers: &HeaderMap) -> Result<WireFormat, Error> {
             quote(&raw, 100)
         ))),
     }
+}
+
+/// A JSON `Content-Type`'s `charset` parameter: none or UTF-8 (any case, `utf8` too), else
+/// 415 (JSON exchanged between systems is UTF-8, RFC 8259 §8.1).
+fn json_charset(content_type: &str) -> Result<(), Error> {
+    for parameter in content_type.split(';').skip(1) {
+        let Some((name, value)) = parameter.split_once('=') else {
+            continue;
+        };
+        if !name.trim().eq_ignore_ascii_case("charset") {
+            continue;
+        }
+        let value = value.trim().trim_matches('"');
+        if !(value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")) {
+            return Err(Error::UnsupportedMediaType(format!(
+                "unsupported charset {} for JSON; JSON must be UTF-8 (RFC 8259 §8.1)",
+                quote(value, 40)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `Content-Encoding`: none or `identity` → false, `gzip`/`x-gzip` → true, else 415.
@@ -279,31 +352,76 @@ fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, Error> {
     Ok(gzip)
 }
 
-/// Reads the whole body, failing with 413 as soon as it exceeds `limit` bytes.
-async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, Error> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(Error::PayloadTooLarge { limit_bytes: limit }),
-        Err(e) => Err(Error::BadRequest(format!(
-            "failed to read the request body: {}",
-            quote(&e.to_string(), 200)
-        ))),
+/// Reads the whole body, failing with 413 as soon as it exceeds `limit` bytes and with 503
+/// when the in-flight budget cannot hold it. A declared length is reserved (and allocated)
+/// at once; otherwise each frame is reserved as it arrives.
+async fn read_limited(
+    body: Body,
+    limit: usize,
+    declared: Option<u64>,
+    reservation: &mut budget::Reservation,
+) -> Result<Vec<u8>, Error> {
+    let expected = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
+    reservation.grow(expected)?;
+    let mut out: Vec<u8> = Vec::with_capacity(expected);
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                Error::PayloadTooLarge { limit_bytes: limit }
+            } else {
+                Error::BadRequest(format!(
+                    "failed to read the request body: {}",
+                    quote(&e.to_string(), 200)
+                ))
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let spare = out.capacity() - out.len();
+        if data.len() > spare {
+            reservation.grow(data.len() - spare)?;
+        }
+        out.extend_from_slice(&data);
     }
+    Ok(out)
 }
 
-/// Inflates gzip (several members allowed), never producing more than `limit + 1` bytes.
-fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
-    let decoder = flate2::read::MultiGzDecoder::new(compressed);
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            Error::BadRequest(format!(
-                "invalid gzip stream: {}",
-                quote(&e.to_string(), 200)
-            ))
-        })?;
+/// Inflates gzip (several members allowed), never producing more than `limit + 1` bytes,
+/// and reserving each growth of the output in the in-flight budget first.
+fn gunzip_limited(
+    compressed: &[u8],
+    limit: usize,
+    reservation: &mut budget::Reservation,
+) -> Result<Vec<u8>, Error> {
+    const CHUNK_BYTES: usize = 64 * 1024;
+    let invalid = |e: std::io::Error| {
+        Error::BadRequest(format!(
+            "invalid gzip stream: {}",
+            quote(&e.to_string(), 200)
+        ))
+    };
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    let mut decoder = flate2::read::MultiGzDecoder::new(compressed).take(limit as u64 + 1);
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(invalid(e)),
+        };
+        if out.len() + n > out.capacity() {
+            let capacity = (out.capacity() * 2)
+                .max(out.len() + n)
+                .max(CHUNK_BYTES)
+                .min(limit + 1);
+            reservation.grow(capacity - out.capacity())?;
+            out.reserve_exact(capacity - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
     if out.len() > limit {
         return Err(Error::PayloadTooLarge { limit_bytes: limit });
     }
@@ -363,6 +481,21 @@ mod tests {
             HeaderValue::from_static("Application/JSON; charset=utf-8"),
         );
         assert_eq!(request_format(&h).unwrap(), WireFormat::Json);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=\"UTF8\""),
+        );
+        assert_eq!(request_format(&h).unwrap(), WireFormat::Json);
+        for other in [
+            "application/json; charset=utf-16",
+            "application/json;charset=ISO-8859-1",
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(other));
+            let err = request_format(&h).unwrap_err();
+            assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{other}");
+            assert!(err.to_string().contains("UTF-8"), "{err}");
+            assert!(zipkin_content_type(&h).is_err(), "{other}");
+        }
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/<b>"));
         let msg = request_format(&h).unwrap_err().to_string();
         assert!(
@@ -396,10 +529,13 @@ mod tests {
         }
         let bomb = enc.finish().unwrap();
         assert!(bomb.len() < 128 * 1024);
-        let err = gunzip_limited(&bomb, 1 << 20).unwrap_err();
+        let budget = std::sync::Arc::new(budget::InflightBudget::new(usize::MAX));
+        let mut reservation = budget.reserve();
+        let err = gunzip_limited(&bomb, 1 << 20, &mut reservation).unwrap_err();
         assert!(matches!(err, Error::PayloadTooLarge { .. }));
+        assert!(reservation.held_bytes() <= (1 << 20) + 1);
         assert!(matches!(
-            gunzip_limited(b"not gzip", 1 << 20),
+            gunzip_limited(b"not gzip", 1 << 20, &mut reservation),
             Err(Error::BadRequest(_))
         ));
     }

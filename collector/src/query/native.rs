@@ -31,7 +31,9 @@
 //!
 //! A summary is `{"trace_id", "root_service", "root_operation", "services", "operations",
 //! "start_time", "end_time" (unix seconds, float), "duration" (seconds, float), "span_count",
-//! "error_count"}` plus the exact `start_time_unix_nano`, `end_time_unix_nano`, `duration_ns`.
+//! "error_count"}` plus the exact `start_time_unix_nano`, `end_time_unix_nano`, `duration_ns`,
+//! and `truncated` / `spans_refused` (spans refused at `COLLECTOR_MAX_SPANS_PER_TRACE`; a
+//! truncated trace's tree is never `complete` and carries a warning, as does its Jaeger trace).
 
 use std::time::Duration;
 
@@ -253,6 +255,10 @@ fn tree_response(
             trace.summary.span_count, tree.span_count
         ));
     }
+    if let Some(warning) = trace.summary.truncation_warning() {
+        tree.complete = false;
+        tree.warnings.push(warning);
+    }
     if p.as_text {
         let options = text::TextOptions {
             ui_url: ui_base_url(headers),
@@ -301,6 +307,12 @@ async fn load_waiting(
     wait: Duration,
 ) -> Result<Option<StoredTrace>, Error> {
     let deadline = Instant::now() + wait;
+    // A place among the bounded long-polls, held while waiting (none for a plain read).
+    let _long_poll = if wait.is_zero() {
+        None
+    } else {
+        Some(state.long_polls.enter()?)
+    };
     let mut commits = state.store.subscribe_commits();
     let mut shutdown = state.shutdown_receiver();
     loop {
@@ -441,5 +453,7 @@ pub fn summary_json(s: &TraceSummary) -> Value {
         "span_count": s.span_count,
         "error_count": s.error_count,
         "http_status": s.root_http_status,
+        "truncated": s.is_truncated(),
+        "spans_refused": s.spans_refused,
     })
 }

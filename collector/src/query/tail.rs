@@ -142,11 +142,14 @@ pub(crate) async fn get_tail(
         ui_url: ui_base_url(&headers),
         all_events: false,
     };
+    let long_poll = state.long_polls.enter()?;
     let receiver = state.tail.sender.subscribe();
     let metrics = Arc::clone(&state.metrics);
     let shutdown = state.shutdown_receiver();
     let stream =
         futures_util::stream::unfold((receiver, shutdown), move |(mut receiver, mut shutdown)| {
+            // The place among the bounded long-polls lives as long as the stream.
+            let _held = &long_poll;
             let query = query.clone();
             let text_options = text_options.clone();
             let metrics = Arc::clone(&metrics);

@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{RetentionPolicy, SortOrder, SpanStore, StoreError, TimeWindow, TraceQuery};
+use super::{
+    DEFAULT_MAX_SPANS_PER_TRACE, RetentionPolicy, SortOrder, SpanStore, StoreError, TimeWindow,
+    TraceQuery,
+};
 use crate::model::{AttrValue, KeyValue, SpanKind, StatusCode};
 pub(crate) use crate::testing::sample_trace;
 use crate::testing::{MS, T0, span, trace_id};
@@ -34,6 +37,8 @@ macro_rules! conformance_tests {
             operation_samples_cover_entry_spans_in_window,
             retention_deletes_old_traces_in_batches,
             delete_traces_removes_exactly_those_traces,
+            retention_ages_by_receipt_not_by_a_claimed_start,
+            a_trace_holds_at_most_the_span_limit,
             writes_after_shutdown_fail_cleanly
         );
     };
@@ -888,13 +893,26 @@ pub(crate) async fn delete_traces_removes_exactly_those_traces(store: Store) {
     assert!(store.get_trace(trace_id(2)).await.unwrap().is_some());
 }
 
+/// A unix-ns instant after every receipt so far and before every later one.
+fn receipt_cutoff() -> u64 {
+    let cutoff = crate::time::now_unix_nano() + 1;
+    while crate::time::now_unix_nano() <= cutoff {
+        std::hint::spin_loop();
+    }
+    cutoff
+}
+
 pub(crate) async fn retention_deletes_old_traces_in_batches(store: Store) {
-    for n in 1..=5u8 {
+    for n in 1..=3u8 {
+        store.write_spans(demo_trace(n, false, 10.0)).await.unwrap();
+    }
+    let cutoff = receipt_cutoff();
+    for n in 4..=5u8 {
         store.write_spans(demo_trace(n, false, 10.0)).await.unwrap();
     }
     let policy = RetentionPolicy {
-        // Traces 1..=3 start before T0 + 3.5 s.
-        delete_before_unix_nano: Some(T0 + 3500 * MS),
+        // Traces 1..=3 were received before the cutoff.
+        delete_before_unix_nano: Some(cutoff),
         max_bytes: None,
         batch_traces: 2,
     };
@@ -923,4 +941,87 @@ pub(crate) async fn retention_deletes_old_traces_in_batches(store: Store) {
     assert!(samples.iter().all(|s| s.durations_ns.len() == 2));
     // Writes still work after retention.
     store.write_spans(demo_trace(9, false, 1.0)).await.unwrap();
+}
+
+/// Issue 16 item 1: one span carrying a victim's trace id and `startTimeUnixNano = 1` must
+/// not get the victim's trace deleted by the next retention pass: traces age by receipt.
+pub(crate) async fn retention_ages_by_receipt_not_by_a_claimed_start(store: Store) {
+    let now = crate::time::now_unix_nano();
+    let mut victim = demo_trace(7, false, 10.0);
+    let shift = now - victim[0].start_time_unix_nano;
+    for s in &mut victim {
+        s.start_time_unix_nano += shift;
+        s.end_time_unix_nano += shift;
+    }
+    store.write_spans(victim.clone()).await.unwrap();
+    let mut poison = span(
+        trace_id(7),
+        99,
+        None,
+        "attacker",
+        "poison",
+        SpanKind::Server,
+        0.0,
+        1.0,
+    );
+    poison.start_time_unix_nano = 1;
+    poison.end_time_unix_nano = 2;
+    store.write_spans(vec![poison]).await.unwrap();
+    // A one-hour retention, as a pass would compute it now.
+    let policy = RetentionPolicy {
+        delete_before_unix_nano: Some(now - 3600 * 1000 * MS),
+        max_bytes: None,
+        batch_traces: 10,
+    };
+    let outcome = store.enforce_retention(policy).await.unwrap();
+    assert_eq!(outcome.traces_deleted, 0, "{outcome:?}");
+    let kept = store
+        .get_trace(trace_id(7))
+        .await
+        .unwrap()
+        .expect("victim kept");
+    assert_eq!(
+        kept.spans.len(),
+        victim.len() + 1,
+        "every span of the victim kept"
+    );
+    // A start claimed in the future does not keep a trace past its age either.
+    let everything = RetentionPolicy {
+        delete_before_unix_nano: Some(receipt_cutoff()),
+        ..policy
+    };
+    assert_eq!(
+        store
+            .enforce_retention(everything)
+            .await
+            .unwrap()
+            .traces_deleted,
+        1
+    );
+}
+
+/// Issue 16 item 2: a trace holds at most the per-trace span limit (the backends' default);
+/// later new spans are refused and counted, the trace is marked truncated, and rewriting a
+/// stored span is still a duplicate, not a refusal.
+pub(crate) async fn a_trace_holds_at_most_the_span_limit(store: Store) {
+    let limit = DEFAULT_MAX_SPANS_PER_TRACE as u64;
+    let t = trace_id(42);
+    let many = |from: u64, to: u64| -> Vec<crate::model::Span> {
+        (from..to)
+            .map(|n| span(t, n + 1, None, "flood", "op", SpanKind::Internal, 0.0, 1.0))
+            .collect()
+    };
+    let out = store.write_spans(many(0, limit + 5)).await.unwrap();
+    assert_eq!((out.stored, out.over_limit), (limit as usize, 5));
+    let out = store.write_spans(many(limit - 1, limit + 2)).await.unwrap();
+    assert_eq!((out.stored, out.duplicates, out.over_limit), (0, 1, 2));
+    let trace = store.get_trace(t).await.unwrap().unwrap();
+    assert_eq!(trace.summary.span_count, limit);
+    assert_eq!(trace.summary.spans_refused, 7);
+    assert!(trace.spans.len() <= limit as usize);
+    let found = store.find_traces(TraceQuery::default()).await.unwrap();
+    assert_eq!(found[0].spans_refused, 7);
+    // Other traces are not affected.
+    let out = store.write_spans(sample_trace(1)).await.unwrap();
+    assert_eq!(out.over_limit, 0);
 }

@@ -18,6 +18,7 @@ use crate::model::{Span, SpanId, SpanKind, TraceId};
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     commits: watch::Sender<u64>,
+    max_spans_per_trace: usize,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +34,9 @@ struct MemTrace {
     /// (service, span name) pairs, for search.
     pairs: HashSet<(String, String)>,
     summary: TraceSummary,
+    /// When the first span of the trace was stored (unix ns): retention ages by it, never by
+    /// a start a client claims.
+    received_unix_nano: u64,
 }
 
 impl Default for MemoryStore {
@@ -47,7 +51,14 @@ impl MemoryStore {
         Self {
             inner: Mutex::new(Inner::default()),
             commits: watch::Sender::new(0),
+            max_spans_per_trace: super::DEFAULT_MAX_SPANS_PER_TRACE,
         }
+    }
+
+    /// The same store, refusing new spans of traces that hold `max` spans.
+    pub fn with_max_spans_per_trace(mut self, max: usize) -> Self {
+        self.max_spans_per_trace = max;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -71,11 +82,18 @@ impl MemoryStore {
                     keys: HashSet::new(),
                     pairs: HashSet::new(),
                     summary: TraceSummary::new(span.trace_id),
+                    received_unix_nano: crate::time::now_unix_nano(),
                 });
-            if !trace.keys.insert((span.span_id, span.kind)) {
+            if trace.keys.contains(&(span.span_id, span.kind)) {
                 outcome.duplicates += 1;
                 continue;
             }
+            if trace.spans.len() >= self.max_spans_per_trace {
+                outcome.over_limit += 1;
+                trace.summary.spans_refused += 1;
+                continue;
+            }
+            trace.keys.insert((span.span_id, span.kind));
             trace.summary.add_span(&span);
             trace
                 .pairs
@@ -194,8 +212,8 @@ impl MemoryStore {
         let mut old: Vec<(u64, TraceId)> = inner
             .traces
             .values()
-            .filter(|t| t.summary.start_time_unix_nano < cutoff)
-            .map(|t| (t.summary.start_time_unix_nano, t.summary.trace_id))
+            .filter(|t| t.received_unix_nano < cutoff)
+            .map(|t| (t.received_unix_nano, t.summary.trace_id))
             .collect();
         old.sort_unstable();
         let batch = policy.batch_traces.max(1);

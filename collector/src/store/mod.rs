@@ -14,7 +14,11 @@
 //! - **Ordering.** Calls may be grouped but each is applied atomically in arrival order. Reads
 //!   see every write that was acknowledged before the read started.
 //! - **Limits.** [`get_trace`](SpanStore::get_trace) returns at most [`MAX_TRACE_SPANS`] spans;
-//!   [`find_traces`](SpanStore::find_traces) at most [`MAX_SEARCH_LIMIT`] summaries.
+//!   [`find_traces`](SpanStore::find_traces) at most [`MAX_SEARCH_LIMIT`] summaries. A trace
+//!   holds at most its backend's per-trace span limit (`COLLECTOR_MAX_SPANS_PER_TRACE`,
+//!   default [`DEFAULT_MAX_SPANS_PER_TRACE`]): later new spans of a full trace are refused,
+//!   counted in [`WriteOutcome::over_limit`] and in the trace's
+//!   [`TraceSummary::spans_refused`], which marks the trace as truncated.
 
 mod memory;
 mod metered;
@@ -39,7 +43,9 @@ pub use sqlite::{AttributeIndex, MAX_GROUP_SPANS, SqliteOptions, SqliteStore, Sy
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Most spans [`SpanStore::get_trace`] returns for one trace (the earliest by start time).
-pub const MAX_TRACE_SPANS: usize = 100_000;
+pub const MAX_TRACE_SPANS: usize = 10_000;
+/// Default most spans stored per trace (`COLLECTOR_MAX_SPANS_PER_TRACE`).
+pub const DEFAULT_MAX_SPANS_PER_TRACE: usize = 10_000;
 /// Largest accepted [`TraceQuery::limit`]; larger limits are clamped.
 pub const MAX_SEARCH_LIMIT: usize = 1000;
 /// Default [`TraceQuery::limit`].
@@ -73,6 +79,10 @@ pub enum StoreError {
     /// The disk is full; retry later (reliability.md §6 C3).
     #[error("storage is full")]
     Full,
+    /// The database cannot be written right now (read-only file system or file, permission
+    /// denied, I/O error); retry later. The detail is logged.
+    #[error("storage cannot be written ({0})")]
+    Unwritable(String),
     /// The write queue stayed full; retry later (reliability.md §6 C4).
     #[error("storage is overloaded")]
     Overloaded,
@@ -95,7 +105,10 @@ pub enum StoreError {
 impl StoreError {
     /// True when the client should retry later (HTTP 503 + `Retry-After`).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Full | Self::Overloaded | Self::Closed)
+        matches!(
+            self,
+            Self::Full | Self::Unwritable(_) | Self::Overloaded | Self::Closed
+        )
     }
 }
 
@@ -106,6 +119,8 @@ pub struct WriteOutcome {
     pub stored: usize,
     /// Spans whose `(trace_id, span_id, kind)` was already stored (ignored).
     pub duplicates: usize,
+    /// New spans refused because their trace already holds the per-trace span limit.
+    pub over_limit: usize,
 }
 
 /// Summary of one trace, maintained on write (DESIGN.md §4 `GET /v1/traces`).
@@ -136,6 +151,9 @@ pub struct TraceSummary {
     /// Which span kinds and status codes occur in the trace: bit `kind` (OTLP number, 0–5)
     /// and bit `8 + status code` (0–2); see [`span_mask_bit_kind`], [`span_mask_bit_status`].
     pub span_mask: u32,
+    /// New spans refused because the trace reached the per-trace span limit; more than 0
+    /// means the trace is truncated.
+    pub spans_refused: u64,
 }
 
 /// The [`TraceSummary::span_mask`] bit of a span kind.
@@ -182,6 +200,7 @@ impl TraceSummary {
             span_count: 0,
             error_count: 0,
             span_mask: 0,
+            spans_refused: 0,
         }
     }
 
@@ -192,6 +211,22 @@ impl TraceSummary {
             summary.add_span(span);
         }
         summary
+    }
+
+    /// Whether spans of the trace were refused at the per-trace span limit.
+    pub fn is_truncated(&self) -> bool {
+        self.spans_refused > 0
+    }
+
+    /// The warning every answer about a truncated trace carries, or `None`.
+    pub fn truncation_warning(&self) -> Option<String> {
+        self.is_truncated().then(|| {
+            format!(
+                "the trace is truncated: it reached the most spans a trace may have ({}), and \
+                 {} later spans were refused (COLLECTOR_MAX_SPANS_PER_TRACE)",
+                self.span_count, self.spans_refused
+            )
+        })
     }
 
     /// Folds one newly stored span into the summary. Every backend uses this one function,
@@ -491,7 +526,10 @@ pub fn group_samples(
 /// What [`SpanStore::enforce_retention`] removes (one small batch per call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Traces that started before this instant (unix nanoseconds) are deleted.
+    /// Traces first received before this instant (unix nanoseconds) are deleted. A trace's
+    /// age is when the collector first stored one of its spans, never the start a client
+    /// claims, so a span with a victim's trace id and an old start cannot get the victim's
+    /// trace deleted (issue 16 item 1).
     pub delete_before_unix_nano: Option<u64>,
     /// While the stored data is larger than this (bytes), the oldest traces are deleted.
     /// Only backends that can measure their size apply it.

@@ -2,7 +2,10 @@
 //! environment variable specification), read through a lookup function so tests never
 //! touch the process environment.
 
-use crate::export::{BatchConfig, OtlpConfigError, OtlpHttpExporter};
+use crate::export::{
+    BatchConfig, OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS, OtlpConfigError,
+    OtlpHttpExporter, parse_otlp_headers,
+};
 use crate::propagation::Propagator;
 use crate::resource::Resource;
 use crate::sampler::Sampler;
@@ -29,6 +32,9 @@ pub struct TracerConfig {
     /// Where spans are posted: the full URL including `/v1/traces`
     /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`).
     pub traces_endpoint: String,
+    /// Headers sent with every export request (`OTEL_EXPORTER_OTLP_HEADERS`, then
+    /// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, whose keys win), values percent-decoded.
+    pub headers: Vec<(String, String)>,
     /// Whether export is off (`OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true`).
     pub exporter_disabled: bool,
     /// Values that were set but could not be used, one sentence each. Report them: a flag
@@ -97,6 +103,20 @@ impl TracerConfig {
         let (batch, w) = BatchConfig::from_lookup(get);
         warnings.extend(w);
         let traces_endpoint = OtlpHttpExporter::traces_endpoint_from_lookup(get);
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for variable in [
+            OTEL_EXPORTER_OTLP_HEADERS,
+            OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+        ] {
+            let (pairs, bad) = parse_otlp_headers(&get(variable).unwrap_or_default());
+            for b in bad {
+                warnings.push(format!("{variable} member {b:?} is not key=value; ignored"));
+            }
+            for (key, value) in pairs {
+                headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
+                headers.push((key, value));
+            }
+        }
 
         let exporter_disabled = get("OTEL_SDK_DISABLED")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
@@ -118,6 +138,7 @@ impl TracerConfig {
             propagator,
             batch,
             traces_endpoint,
+            headers,
             exporter_disabled,
             warnings,
         }
@@ -148,6 +169,28 @@ mod tests {
         assert_eq!(c.batch.max_queue_size(), 2048);
         assert!(!c.exporter_disabled);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn otlp_headers_are_read_and_the_traces_variable_wins() {
+        let c = config(&[
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Bearer%20generic,x-a=1",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "authorization=Bearer%20abc,broken",
+            ),
+        ]);
+        assert_eq!(
+            c.headers,
+            vec![
+                ("x-a".to_owned(), "1".to_owned()),
+                ("authorization".to_owned(), "Bearer abc".to_owned())
+            ]
+        );
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     }
 
     #[test]

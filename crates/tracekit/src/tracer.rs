@@ -136,7 +136,8 @@ impl Tracer {
             config.traces_endpoint.clone(),
             config.resource.clone(),
             config.batch.export_timeout(),
-        )?;
+        )?
+        .with_headers(&config.headers)?;
         Ok(builder
             .with_processor(BatchSpanProcessor::new(exporter, config.batch.clone()))
             .build())

@@ -341,6 +341,7 @@ pub fn trace_json(trace: &StoredTrace, options: &AssembleOptions) -> Value {
             trace.spans.len()
         ));
     }
+    trace_warnings.extend(trace.summary.truncation_warning());
     let processes: Map<String, Value> = processes.into_iter().map(|(k, _, v)| (k, v)).collect();
     json!({
         "traceID": trace_hex,

@@ -167,6 +167,7 @@ fn summary_json(t: &StoredTrace) -> Value {
         "minStartTimeUnixNano": t.summary.start_time_unix_nano.to_string(),
         "maxEndTimeUnixNano": t.summary.end_time_unix_nano.to_string(),
         "spanCount": t.summary.span_count,
+        "truncated": t.summary.is_truncated(),
         "errorSpanCount": t.summary.error_count,
         "orphanSpanCount": orphans,
         "services": per_service

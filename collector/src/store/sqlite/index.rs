@@ -33,12 +33,18 @@ use crate::store::{StoreError, TraceSummary, attr_index_text};
 #[derive(Default)]
 pub(super) struct GroupIndex<'a> {
     traces: std::collections::BTreeMap<TraceId, Vec<&'a Span>>,
+    /// New spans refused at the per-trace limit, per trace.
+    refused: HashMap<TraceId, u64>,
     operations: HashSet<(&'a str, &'a str, i32)>,
 }
 
 impl<'a> GroupIndex<'a> {
-    /// Adds the spans one request stored.
-    pub(super) fn add(&mut self, inserted: Vec<&'a Span>) {
+    /// Adds the spans one request stored, and the trace of each span it refused.
+    pub(super) fn add(&mut self, inserted: Vec<&'a Span>, refused: Vec<TraceId>) {
+        for trace_id in refused {
+            *self.refused.entry(trace_id).or_default() += 1;
+            self.traces.entry(trace_id).or_default();
+        }
         for span in inserted {
             self.operations
                 .insert((&span.service_name, &span.name, span.kind.as_i32()));
@@ -53,12 +59,14 @@ impl<'a> GroupIndex<'a> {
         which: &AttributeIndex,
     ) -> Result<(), StoreError> {
         let traces = std::mem::take(&mut self.traces);
+        let refused = std::mem::take(&mut self.refused);
         // Summaries first. A trace whose start moved had its index rows deleted and read back
         // from its stored spans (`rebuilt`); they are inserted again below at the new start.
         let mut starts: Vec<(i64, bool)> = Vec::with_capacity(traces.len());
         let mut rebuilt: Vec<(TraceId, i64, StoredRows)> = Vec::new();
         for (trace_id, spans) in &traces {
-            let (start, rows) = update_trace(conn, *trace_id, spans)?;
+            let refused = refused.get(trace_id).copied().unwrap_or(0);
+            let (start, rows) = update_trace(conn, *trace_id, spans, refused)?;
             starts.push((start, rows.is_some()));
             if let Some(rows) = rows {
                 rebuilt.push((*trace_id, start, rows));
@@ -232,10 +240,12 @@ fn update_trace(
     conn: &Connection,
     trace_id: TraceId,
     spans: &[&Span],
+    refused: u64,
 ) -> Result<(i64, Option<StoredRows>), StoreError> {
     let existing = read_summary(conn, trace_id).map_err(map_sql)?;
     let existed = existing.is_some();
     let mut summary = existing.unwrap_or_else(|| TraceSummary::new(trace_id));
+    summary.spans_refused += refused;
     let old_start = summary.start_time_unix_nano;
     for span in spans {
         summary.add_span(span);
@@ -244,15 +254,16 @@ fn update_trace(
     conn.prepare_cached(
         "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, root_service, \
          root_operation, root_start_ns, span_count, error_count, services, operations, \
-         span_mask, root_http_status) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+         span_mask, root_http_status, received_ns, spans_refused) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
          ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
          end_ns = excluded.end_ns, duration_ns = excluded.duration_ns, \
          root_service = excluded.root_service, root_operation = excluded.root_operation, \
          root_start_ns = excluded.root_start_ns, span_count = excluded.span_count, \
          error_count = excluded.error_count, services = excluded.services, \
          operations = excluded.operations, span_mask = excluded.span_mask, \
-         root_http_status = excluded.root_http_status",
+         root_http_status = excluded.root_http_status, \
+         spans_refused = excluded.spans_refused",
     )
     .map_err(map_sql)?
     .execute(params![
@@ -269,6 +280,9 @@ fn update_trace(
         serde_json::to_string(&summary.operations).map_err(backend)?,
         i64::from(summary.span_mask),
         summary.root_http_status,
+        // Set when the trace is first stored, never updated: retention ages by it.
+        to_i64(crate::time::now_unix_nano()),
+        to_i64(summary.spans_refused),
     ])
     .map_err(map_sql)?;
     if existed && old_start != summary.start_time_unix_nano {

@@ -24,7 +24,7 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 3), the migrations from versions 1 and 2, the checks at open |
+//! | `schema.rs` | the tables (version 5), the migrations from versions 1 to 4, the checks at open |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
 //! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, `span_attrs`) |
@@ -201,10 +201,17 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Maps a SQLite error: disk full is retryable, the rest is a backend error.
+/// Maps a SQLite error: disk full and a database that cannot be written (read-only file or
+/// file system, permission denied, I/O error) are retryable, the rest is a backend error.
 fn map_sql(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => StoreError::Full,
+        Some(
+            ErrorCode::ReadOnly
+            | ErrorCode::CannotOpen
+            | ErrorCode::PermissionDenied
+            | ErrorCode::SystemIoFailure,
+        ) => StoreError::Unwritable(e.to_string()),
         _ => backend(e),
     }
 }

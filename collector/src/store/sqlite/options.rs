@@ -80,6 +80,10 @@ pub struct SqliteOptions {
     /// Which span attributes go into the attribute search index (`span_attrs`; default
     /// all). Attribute filters find nothing for attributes that were not indexed.
     pub index_attributes: AttributeIndex,
+    /// Most spans stored per trace (default
+    /// [`DEFAULT_MAX_SPANS_PER_TRACE`](crate::store::DEFAULT_MAX_SPANS_PER_TRACE)); later
+    /// new spans of a full trace are refused.
+    pub max_spans_per_trace: usize,
 }
 
 impl Default for SqliteOptions {
@@ -90,6 +94,7 @@ impl Default for SqliteOptions {
             enqueue_timeout: Duration::from_secs(5),
             quick_check_max_bytes: 256 * 1024 * 1024,
             index_attributes: AttributeIndex::All,
+            max_spans_per_trace: crate::store::DEFAULT_MAX_SPANS_PER_TRACE,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::store::{MAX_TRACE_SPANS, StoreError, StoredTrace, TraceSummary};
 /// The `traces` columns [`row_to_summary`] reads, in its order.
 pub(super) const SUMMARY_COLUMNS: &str = "t.trace_id, t.start_ns, t.end_ns, t.root_service, \
      t.root_operation, t.root_start_ns, t.span_count, t.error_count, t.services, t.operations, \
-     t.span_mask, t.root_http_status";
+     t.span_mask, t.root_http_status, t.spans_refused";
 
 /// Idle read-only connections kept for reuse.
 const MAX_IDLE_READERS: usize = 4;
@@ -102,6 +102,7 @@ pub(super) fn row_to_summary(row: &Row<'_>) -> rusqlite::Result<TraceSummary> {
         operations: json_list(9)?,
         span_mask: u32::try_from(row.get::<_, i64>(10)?).unwrap_or(0),
         root_http_status: row.get(11)?,
+        spans_refused: to_u64(row.get(12)?),
     })
 }
 

@@ -2,7 +2,7 @@
 //!
 //! [`SpanStore::enforce_retention`](crate::store::SpanStore::enforce_retention) runs in the
 //! writer like a write: each call deletes at most one small batch of the oldest traces (by
-//! age, or while the live data, `(page_count - freelist_count) * page_size`, is above the size
+//! age of receipt, `traces.received_ns`, never by a start a client claims; or while the live data, `(page_count - freelist_count) * page_size`, is above the size
 //! limit) in one short transaction, so ingest waits for at most one batch (reliability.md §6
 //! C10). A deleted trace's search-index rows are found by key ([`StoredRows`]). Freed pages
 //! are reused; the file does not shrink (no `VACUUM` while running).
@@ -25,17 +25,18 @@ pub(super) fn retention_batch(
     let batch = policy.batch_traces.max(1);
     let sp = tx.savepoint().map_err(map_sql)?;
     let mut outcome = RetentionOutcome::default();
-    let mut victims: Vec<(Vec<u8>, i64)> = Vec::new();
+    // (trace id, start, min(start, received)).
+    let mut victims: Vec<(Vec<u8>, i64, i64)> = Vec::new();
     if let Some(cutoff) = policy.delete_before_unix_nano {
         let mut stmt = sp
             .prepare_cached(
-                "SELECT trace_id, start_ns FROM traces WHERE start_ns < ?1 \
-                 ORDER BY start_ns LIMIT ?2",
+                "SELECT trace_id, start_ns, min(start_ns, received_ns) FROM traces \
+                 WHERE received_ns < ?1 ORDER BY received_ns LIMIT ?2",
             )
             .map_err(map_sql)?;
         let rows = stmt
             .query_map(params![to_i64(cutoff), (batch + 1) as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(map_sql)?;
         victims = rows
@@ -51,25 +52,32 @@ pub(super) fn retention_batch(
         && live_bytes(&sp)? > max
     {
         let mut stmt = sp
-            .prepare_cached("SELECT trace_id, start_ns FROM traces ORDER BY start_ns LIMIT ?1")
+            .prepare_cached(
+                "SELECT trace_id, start_ns, min(start_ns, received_ns) FROM traces \
+                 ORDER BY received_ns LIMIT ?1",
+            )
             .map_err(map_sql)?;
         let rows = stmt
-            .query_map(params![batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map(params![batch as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .map_err(map_sql)?;
-        let have: HashSet<Vec<u8>> = victims.iter().map(|(id, _)| id.clone()).collect();
+        let have: HashSet<Vec<u8>> = victims.iter().map(|(id, ..)| id.clone()).collect();
         for row in rows {
-            let row: (Vec<u8>, i64) = row.map_err(map_sql)?;
+            let row: (Vec<u8>, i64, i64) = row.map_err(map_sql)?;
             if victims.len() < batch && !have.contains(&row.0) {
                 victims.push(row);
             }
         }
     }
+    // Entry rows (stats) are aged by their own start, up to the deleted traces' starts
+    // clamped to their receipt, so a start claimed in the future cannot sweep them all.
     let mut entry_cutoff = policy.delete_before_unix_nano.map(to_i64);
-    for (id, start) in &victims {
+    for (id, start, clamped) in &victims {
         let trace_id = TraceId(blob_array::<16>(id)?);
         outcome.spans_deleted += delete_trace(&sp, trace_id, *start)?;
         outcome.traces_deleted += 1;
-        entry_cutoff = Some(entry_cutoff.unwrap_or(0).max(start.saturating_add(1)));
+        entry_cutoff = Some(entry_cutoff.unwrap_or(0).max(clamped.saturating_add(1)));
     }
     if let Some(cutoff) = entry_cutoff {
         let limit = (batch * 20) as i64;

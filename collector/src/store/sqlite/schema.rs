@@ -1,4 +1,4 @@
-//! # The schema (version 4, `PRAGMA user_version = 4`)
+//! # The schema (version 5, `PRAGMA user_version = 5`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -27,6 +27,11 @@
 //!                                                             -- which keys: SqliteOptions::index_attributes (COLLECTOR_ATTRIBUTE_INDEX)
 //! -- version 4:
 //! traces.root_http_status INTEGER NULL                        -- the root span's HTTP status (summaries)
+//! -- version 5:
+//! traces.received_ns INTEGER                                  -- when the collector first received a span of
+//!                                                             -- the trace (never moved by later spans):
+//!                                                             -- what retention ages by; INDEX (received_ns)
+//! traces.spans_refused INTEGER                                -- new spans refused at the per-trace span limit
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -34,6 +39,9 @@
 //! Version 2 → 3 copies the three search-index tables into their one-B-tree form (in key
 //! order) and drops the old ones: about a minute for a file of 10M spans (BENCHMARKS.md §3.2).
 //! Version 3 → 4 adds a column (traces stored before it show no root HTTP status).
+//! Version 4 → 5 adds `traces.received_ns`; a trace stored before it is given its start
+//! clamped to the time of the migration (`min(start_ns, now)`), so a start claimed in the
+//! future does not keep it forever.
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -44,10 +52,18 @@ use super::options::{SqliteOptions, Synchronous};
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
+
+/// Version 4 → 5 (also run on a new file): the time of receipt that retention ages by.
+const SCHEMA_V5: &str = "
+ALTER TABLE traces ADD COLUMN received_ns INTEGER NOT NULL DEFAULT 0;
+UPDATE traces SET received_ns = min(start_ns, CAST(strftime('%s', 'now') AS INTEGER) * 1000000000);
+CREATE INDEX traces_by_received ON traces (received_ns);
+ALTER TABLE traces ADD COLUMN spans_refused INTEGER NOT NULL DEFAULT 0;
+";
 
 /// Version 1 (run first on a new file).
 const SCHEMA: &str = "
@@ -195,7 +211,26 @@ pub(super) fn open_read_write(
     options: &SqliteOptions,
 ) -> Result<Connection, StoreError> {
     let shown = path.display().to_string();
-    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let metadata = std::fs::metadata(path).ok();
+    let file_bytes = metadata.as_ref().map_or(0, std::fs::Metadata::len);
+    if metadata.is_some() && file_bytes == 0 {
+        let marker = marker_path(path);
+        if marker.exists() {
+            return Err(StoreError::Corrupt {
+                path: shown,
+                detail: format!(
+                    "the file is empty (0 bytes), but this directory held a Spanline database \
+                     before ({} exists): the data may have been lost (a truncated file, a \
+                     failed copy, the wrong volume)",
+                    marker.display()
+                ),
+            });
+        }
+        eprintln!(
+            "collector: WARNING: database {shown} is an empty (0-byte) file; starting with an \
+             empty database"
+        );
+    }
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -278,6 +313,7 @@ pub(super) fn open_read_write(
         let base = if version == 0 { SCHEMA } else { "" };
         let v2 = if version < 2 { SCHEMA_V2 } else { "" };
         let v3 = if version < 3 { SCHEMA_V3 } else { "" };
+        let v4 = if version < 4 { SCHEMA_V4 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -290,7 +326,8 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {SCHEMA_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {base} {v2} {v3} {v4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; \
+             COMMIT;"
         ))
         .map_err(|e| {
             if is_corruption(&e) || version == 0 {
@@ -311,7 +348,28 @@ pub(super) fn open_read_write(
     // writer after its commits.
     conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
         .map_err(corrupt)?;
+    let marker = marker_path(path);
+    if !marker.exists() {
+        std::fs::write(&marker, MARKER_TEXT).map_err(|e| StoreError::Io {
+            context: format!("writing {}", marker.display()),
+            detail: e.to_string(),
+        })?;
+    }
     Ok(conn)
+}
+
+/// What the marker file says.
+const MARKER_TEXT: &str = "This directory holds a Spanline database. While this file exists, \
+the collector refuses to open an empty (0-byte) database file here: that would mean the data \
+was lost. Delete the database file to start empty on purpose.\n";
+
+/// `<db>.marker`, written next to the database once it has been opened: a later open that
+/// finds the database empty (0 bytes) refuses to start instead of starting silently empty.
+/// A missing database file is created as usual (deleting it is how to start empty).
+pub(super) fn marker_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".marker");
+    db.with_file_name(name)
 }
 
 #[cfg(test)]
@@ -353,6 +411,30 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "file untouched");
     }
 
+    /// Issue 16 item 6: an empty database file where a database was before is refused;
+    /// without the marker it is opened (with a warning); a deleted file starts empty.
+    #[test]
+    fn empty_file_where_a_database_was_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+        assert!(marker_path(&path).exists());
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("spanline.db{suffix}")));
+        }
+        std::fs::write(&path, b"").unwrap();
+        let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("0 bytes"), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "file untouched");
+        std::fs::remove_file(&path).unwrap();
+        drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+        let other = tempfile::tempdir().unwrap();
+        let empty = other.path().join("spanline.db");
+        std::fs::write(&empty, b"").unwrap();
+        drop(SqliteStore::open(&empty, SqliteOptions::default()).unwrap());
+    }
+
     #[test]
     fn foreign_database_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -388,6 +470,44 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn version_4_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store
+                .write_spans(conformance::demo_trace(4, false, 1.0))
+                .await
+                .unwrap();
+            store.shutdown().await;
+        }
+        // Back to version 4: no time of receipt.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "BEGIN; DROP INDEX traces_by_received;
+                 ALTER TABLE traces DROP COLUMN received_ns;
+                 ALTER TABLE traces DROP COLUMN spans_refused;
+                 UPDATE traces SET start_ns = 9000000000000000000;
+                 PRAGMA user_version = 4; COMMIT;",
+            )
+            .unwrap();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        store.shutdown().await;
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // A start claimed in the future is clamped to the time of the migration.
+        let received: i64 = conn
+            .query_row("SELECT received_ns FROM traces", [], |r| r.get(0))
+            .unwrap();
+        let now = i64::try_from(crate::time::now_unix_nano()).unwrap();
+        assert!(received > 0 && received <= now, "{received}");
     }
 
     /// The search-index tables of schema version 2 (two B-trees each, keyed by trace id).
@@ -439,6 +559,9 @@ mod tests {
                  INSERT INTO span_attrs SELECT trace_id, key, value, start_ns FROM sa3;
                  DROP TABLE ts3; DROP TABLE to3; DROP TABLE sa3;
                  ALTER TABLE traces DROP COLUMN root_http_status;
+                 DROP INDEX traces_by_received;
+                 ALTER TABLE traces DROP COLUMN received_ns;
+                 ALTER TABLE traces DROP COLUMN spans_refused;
                  PRAGMA user_version = 2;
                  COMMIT;"
             ))

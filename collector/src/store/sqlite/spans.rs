@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 
 use super::codec::{encode_detail, encode_resource};
 use super::{map_sql, to_i64};
-use crate::model::Span;
+use crate::model::{Span, TraceId};
 use crate::store::{StoreError, WriteOutcome};
 
 /// Batches larger than this (spans) are encoded on a blocking thread.
@@ -22,6 +22,8 @@ pub(super) struct Prepared {
     details: Vec<Vec<u8>>,
     /// Encoded resources, keyed by `Arc` address (the spans keep the `Arc`s alive).
     resources: HashMap<usize, Vec<u8>>,
+    /// Most spans stored per trace.
+    max_spans_per_trace: usize,
 }
 
 impl Prepared {
@@ -38,6 +40,63 @@ impl Prepared {
             spans,
             details,
             resources,
+            max_spans_per_trace: usize::MAX,
+        }
+    }
+
+    /// The same batch, refusing new spans of traces that hold `max` spans.
+    pub(super) fn with_trace_limit(mut self, max: usize) -> Self {
+        self.max_spans_per_trace = max;
+        self
+    }
+}
+
+/// Spans stored per trace so far (counted once per trace and request, then followed).
+struct TraceCounts {
+    max: usize,
+    counts: HashMap<TraceId, usize>,
+}
+
+impl TraceCounts {
+    /// Whether `span` may be stored: its trace holds fewer than the limit, or the span is
+    /// already stored (then it is a duplicate, not a refusal).
+    fn admits(&mut self, conn: &Connection, span: &Span) -> Result<bool, StoreError> {
+        if self.max == usize::MAX {
+            return Ok(true);
+        }
+        let count = match self.counts.get(&span.trace_id) {
+            Some(n) => *n,
+            None => {
+                let n: i64 = conn
+                    .prepare_cached("SELECT count(*) FROM spans WHERE trace_id = ?1")
+                    .map_err(map_sql)?
+                    .query_row([&span.trace_id.0[..]], |r| r.get(0))
+                    .map_err(map_sql)?;
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                self.counts.insert(span.trace_id, n);
+                n
+            }
+        };
+        if count < self.max {
+            return Ok(true);
+        }
+        let stored = conn
+            .prepare_cached(
+                "SELECT 1 FROM spans WHERE trace_id = ?1 AND span_id = ?2 AND kind = ?3",
+            )
+            .map_err(map_sql)?
+            .exists(params![
+                &span.trace_id.0[..],
+                &span.span_id.0[..],
+                span.kind.as_i32()
+            ])
+            .map_err(map_sql)?;
+        Ok(stored)
+    }
+
+    fn stored(&mut self, trace_id: TraceId) {
+        if let Some(n) = self.counts.get_mut(&trace_id) {
+            *n += 1;
         }
     }
 }
@@ -46,18 +105,29 @@ const INSERT_SPAN: &str = "INSERT OR IGNORE INTO spans (trace_id, span_id, kind,
      service, name, start_ns, duration_ns, status_code, resource_id, scope_name, scope_version, \
      detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
-/// Inserts one request's spans (and their `entry_spans` rows); returns the outcome and the
-/// spans that were new (not duplicates).
+/// Inserts one request's spans (and their `entry_spans` rows); returns the outcome, the
+/// spans that were new (not duplicates), and the trace of each span refused at the
+/// per-trace limit.
 pub(super) fn insert_spans<'a>(
     conn: &Connection,
     batch: &'a Prepared,
-) -> Result<(WriteOutcome, Vec<&'a Span>), StoreError> {
+) -> Result<(WriteOutcome, Vec<&'a Span>, Vec<TraceId>), StoreError> {
     let spans = &batch.spans;
     let mut outcome = WriteOutcome::default();
+    let mut counts = TraceCounts {
+        max: batch.max_spans_per_trace,
+        counts: HashMap::new(),
+    };
+    let mut refused = Vec::new();
     let mut insert = conn.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
     let mut resource_ids: HashMap<usize, i64> = HashMap::new();
     let mut inserted: Vec<&Span> = Vec::with_capacity(spans.len());
     for (span, detail) in spans.iter().zip(&batch.details) {
+        if !counts.admits(conn, span)? {
+            outcome.over_limit += 1;
+            refused.push(span.trace_id);
+            continue;
+        }
         let key = Arc::as_ptr(&span.resource) as usize;
         let resource_id = match resource_ids.get(&key) {
             Some(id) => *id,
@@ -89,13 +159,14 @@ pub(super) fn insert_spans<'a>(
             .map_err(map_sql)?;
         if changed == 1 {
             outcome.stored += 1;
+            counts.stored(span.trace_id);
             inserted.push(span);
         } else {
             outcome.duplicates += 1;
         }
     }
     insert_entry_spans(conn, &inserted)?;
-    Ok((outcome, inserted))
+    Ok((outcome, inserted, refused))
 }
 
 /// The id of an encoded resource, inserted if new.

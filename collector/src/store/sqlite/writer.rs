@@ -36,6 +36,7 @@ pub(super) struct Writer {
     tx: mpsc::Sender<WriterMsg>,
     commits: watch::Receiver<u64>,
     enqueue_timeout: Duration,
+    max_spans_per_trace: usize,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -63,6 +64,7 @@ impl Writer {
             tx,
             commits,
             enqueue_timeout: options.enqueue_timeout,
+            max_spans_per_trace: options.max_spans_per_trace,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -73,11 +75,12 @@ impl Writer {
             return Ok(WriteOutcome::default());
         }
         let batch = if spans.len() > PREPARE_INLINE_MAX_SPANS {
-            tokio::task::spawn_blocking(move || Prepared::new(spans))
+            let limit = self.max_spans_per_trace;
+            tokio::task::spawn_blocking(move || Prepared::new(spans).with_trace_limit(limit))
                 .await
                 .map_err(backend)?
         } else {
-            Prepared::new(spans)
+            Prepared::new(spans).with_trace_limit(self.max_spans_per_trace)
         };
         let (reply, wait) = oneshot::channel();
         self.request(Item::Write(batch), Reply::Write(reply))
@@ -414,8 +417,8 @@ fn apply_group(
                     insert_spans(&tx, batch)
                 };
                 match result {
-                    Ok((outcome, inserted)) => {
-                        index.add(inserted);
+                    Ok((outcome, inserted, refused)) => {
+                        index.add(inserted, refused);
                         results.push(ItemResult::Write(Ok(outcome)));
                     }
                     // SQLite rolled the whole transaction back (disk full, I/O error).
@@ -473,6 +476,37 @@ mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{SpanStore, TraceQuery, conformance};
+
+    /// Issue 16 item 6: a database that cannot be written (here opened read-only, as on a
+    /// read-only file system) fails the write with a retryable error (503 + `Retry-After`
+    /// at the edge), not a backend error (500, which OTLP clients do not retry).
+    #[tokio::test]
+    async fn a_read_only_database_fails_writes_with_a_retryable_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        SqliteStore::open(&path, SqliteOptions::default())
+            .unwrap()
+            .shutdown()
+            .await;
+        let mut conn =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let (reply, mut answer) = oneshot::channel();
+        let items = vec![Item::Write(Prepared::new(conformance::sample_trace(3)))];
+        let (commits, _) = watch::channel(0u64);
+        process_group(
+            &mut conn,
+            &items,
+            vec![Reply::Write(reply)],
+            &commits,
+            &AttributeIndex::All,
+        );
+        let err = answer.try_recv().unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Unwritable(_)), "{err:?}");
+        assert_eq!(
+            crate::error::Error::Store(err).status(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 
     /// reliability.md §6 C6: one request of a group fails, the group is rolled back and
     /// applied again with a savepoint per request; the failing request stores nothing and

@@ -22,8 +22,9 @@ pub use batch::{
 };
 pub use memory::InMemoryExporter;
 pub use otlp::{
-    DEFAULT_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    OtlpConfigError, OtlpHttpExporter,
+    DEFAULT_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_HEADERS, OtlpConfigError,
+    OtlpHttpExporter, parse_otlp_headers,
 };
 
 /// Receives finished, sampled spans. Implementations must be cheap and non-blocking in

@@ -30,6 +30,12 @@ use encode::RequestTemplate;
 pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the base URL; `/v1/traces` is appended.
 pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_HEADERS`: headers sent with every export request, `key=value` pairs
+/// separated by commas, values percent-decoded (e.g. `Authorization=Bearer%20abc`).
+pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`: as [`OTEL_EXPORTER_OTLP_HEADERS`], for traces only;
+/// its keys win over the same keys there.
+pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
 /// The traces URL when neither variable is set.
 pub const DEFAULT_TRACES_ENDPOINT: &str = "http://localhost:4318/v1/traces";
 
@@ -60,6 +66,39 @@ pub enum OtlpConfigError {
     /// The HTTP client could not be created.
     #[error("cannot build the OTLP HTTP client: {0}")]
     Client(String),
+    /// A header of `OTEL_EXPORTER_OTLP_HEADERS` is not a valid HTTP header.
+    #[error("invalid OTLP header {name:?}: not a valid HTTP header name or value")]
+    InvalidHeader {
+        /// The header name given.
+        name: String,
+    },
+}
+
+/// Parses an `OTEL_EXPORTER_OTLP_HEADERS` value (OpenTelemetry SDK environment variable
+/// specification, "Specifying headers via environment variables": the W3C Baggage format
+/// without properties): `key=value` members separated by commas, whitespace around them
+/// trimmed, values percent-decoded. Returns the pairs and the members that are not
+/// `key=value` (for warnings).
+///
+/// # Examples
+/// ```
+/// let (headers, bad) = tracekit::export::parse_otlp_headers("Authorization=Bearer%20abc, x");
+/// assert_eq!(headers, vec![("Authorization".to_owned(), "Bearer abc".to_owned())]);
+/// assert_eq!(bad, vec!["x".to_owned()]);
+/// ```
+pub fn parse_otlp_headers(value: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let mut headers = Vec::new();
+    let mut bad = Vec::new();
+    for member in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        match member.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => headers.push((
+                key.trim().to_owned(),
+                crate::propagation::percent_decode(value.trim().as_bytes()),
+            )),
+            _ => bad.push(member.to_owned()),
+        }
+    }
+    (headers, bad)
 }
 
 /// Exports batches as OTLP/HTTP binary protobuf to one endpoint.
@@ -90,6 +129,7 @@ pub struct OtlpHttpExporter {
     client: reqwest::Client,
     endpoint: Url,
     template: RequestTemplate,
+    headers: HeaderMap,
 }
 
 impl OtlpHttpExporter {
@@ -138,7 +178,29 @@ impl OtlpHttpExporter {
             client,
             endpoint,
             template: RequestTemplate::new(&resource),
+            headers: HeaderMap::new(),
         })
+    }
+
+    /// The same exporter, sending `headers` (name, value) with every request (e.g. from
+    /// [`parse_otlp_headers`]: `Authorization: Bearer …`).
+    ///
+    /// # Errors
+    /// [`OtlpConfigError::InvalidHeader`] for a name or value HTTP does not allow.
+    pub fn with_headers(
+        mut self,
+        headers: &[(String, String)],
+    ) -> Result<OtlpHttpExporter, OtlpConfigError> {
+        for (name, value) in headers {
+            let invalid = || OtlpConfigError::InvalidHeader { name: name.clone() };
+            let header_name =
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+            let mut header_value =
+                reqwest::header::HeaderValue::from_str(value).map_err(|_| invalid())?;
+            header_value.set_sensitive(true);
+            self.headers.insert(header_name, header_value);
+        }
+        Ok(self)
     }
 
     /// The traces URL from the OTLP exporter environment variables, read through `lookup`:
@@ -193,6 +255,7 @@ impl SpanExporter for OtlpHttpExporter {
         let body = (!batch.is_empty()).then(|| self.template.encode(batch));
         let client = &self.client;
         let endpoint = &self.endpoint;
+        let headers = &self.headers;
         async move {
             let Some(body) = body else {
                 return Ok(ExportOutcome::Accepted);
@@ -205,7 +268,7 @@ impl SpanExporter for OtlpHttpExporter {
                     ),
                 });
             }
-            post(client, endpoint, body).await
+            post(client, endpoint, headers, body).await
         }
     }
 }
@@ -213,10 +276,12 @@ impl SpanExporter for OtlpHttpExporter {
 async fn post(
     client: &reqwest::Client,
     url: &Url,
+    headers: &HeaderMap,
     body: Vec<u8>,
 ) -> Result<ExportOutcome, ExportError> {
     let mut response = client
         .post(url.clone())
+        .headers(headers.clone())
         .header(CONTENT_TYPE, PROTOBUF)
         .body(body)
         .send()

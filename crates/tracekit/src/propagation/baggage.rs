@@ -145,7 +145,7 @@ const REPLACEMENT: &str = "\u{FFFD}";
 /// Percent-decodes a value made of baggage-octets. A `%` without two hex digits after it
 /// becomes U+FFFD (and the following bytes are read as they are); invalid UTF-8 in the
 /// decoded bytes becomes U+FFFD per maximal invalid subsequence.
-fn percent_decode(v: &[u8]) -> String {
+pub(crate) fn percent_decode(v: &[u8]) -> String {
     if !v.contains(&b'%') {
         // Baggage-octets are ASCII.
         return String::from_utf8_lossy(v).into_owned();

@@ -54,6 +54,7 @@ mod tests;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+pub(crate) use baggage::percent_decode;
 pub use baggage::{Baggage, BaggageError, BaggageMember};
 pub use carrier::{Extractor, Injector, extract_trace_context_from};
 pub use traceparent::{

@@ -403,6 +403,34 @@ async fn the_resource_and_scope_are_reused_in_every_request() {
     }
 }
 
+/// Issue 16 item 7: `OTEL_EXPORTER_OTLP_HEADERS` (percent-decoded) goes out with every
+/// export, e.g. the bearer token a collector with `COLLECTOR_INGEST_TOKEN` asks for.
+#[tokio::test]
+async fn configured_headers_are_sent_with_every_export() {
+    let (receiver, url) = Receiver::start([]).await;
+    let (headers, bad) =
+        super::parse_otlp_headers(" Authorization=Bearer%20abc ,x-tenant=a%2Cb,oops");
+    assert_eq!(bad, vec!["oops".to_owned()]);
+    let mut exporter = exporter(&url).with_headers(&headers).unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            exporter.export(&[Box::new(rich_span())]).await,
+            Ok(ExportOutcome::Accepted)
+        );
+    }
+    for raw in receiver.requests.lock().unwrap().iter() {
+        assert_eq!(raw.headers["authorization"], "Bearer abc");
+        assert_eq!(raw.headers["x-tenant"], "a,b");
+    }
+    let bad_name = [("bad name".to_owned(), "v".to_owned())];
+    assert!(matches!(
+        super::OtlpHttpExporter::new(url, resource(), TIMEOUT)
+            .unwrap()
+            .with_headers(&bad_name),
+        Err(OtlpConfigError::InvalidHeader { .. })
+    ));
+}
+
 #[tokio::test]
 async fn an_empty_batch_sends_nothing() {
     let (receiver, url) = Receiver::start([]).await;
