@@ -91,13 +91,16 @@ grep -q "\"trace_url\":\"http://localhost:$query_port/trace/$trace_id\"" <<<"$an
 tree=""
 for _ in $(seq 1 100); do
   tree=$(curl -s "localhost:$query_port/v1/traces/$trace_id/tree?format=text&wait=5")
-  if grep -q "payment fraud check" <<<"$tree" && grep -q "4 services" <<<"$tree"; then break; fi
+  if grep -q "notification send email" <<<"$tree" && ! grep -q "(incomplete)" <<<"$tree"; then break; fi
   sleep 0.1
 done
 echo "$tree"
 grep -q "frontend POST /orders" <<<"$tree" || { echo "tree incomplete" >&2; exit 1; }
-grep -q "4 services" <<<"$tree" || { echo "tree incomplete" >&2; exit 1; }
-grep -q "11 spans" <<<"$tree" || { echo "expected 11 spans (fraud check included)" >&2; exit 1; }
+grep -q "5 services" <<<"$tree" || { echo "tree incomplete" >&2; exit 1; }
+grep -q "payment fraud check" <<<"$tree" || { echo "no fraud check in the tree" >&2; exit 1; }
+grep -q "notification process payments.completed \[consumer\]" <<<"$tree" \
+  || { echo "the queue hop to notification is missing" >&2; exit 1; }
+grep -q "(incomplete)" <<<"$tree" && { echo "the tree says it is incomplete" >&2; exit 1; }
 
 # Ctrl-C stops everything.
 kill -INT -- "-$runner"
