@@ -391,6 +391,18 @@ fn process_group(
     }
 }
 
+/// Fails the group when an item's error made SQLite roll the whole transaction back (disk
+/// full, I/O error): nothing after it may run in a transaction that is gone.
+fn rolled_back<T>(
+    tx: &rusqlite::Transaction<'_>,
+    result: &Result<T, StoreError>,
+) -> Result<(), GroupFailure> {
+    match result {
+        Err(e) if tx.is_autocommit() => Err(GroupFailure::Fatal(e.clone())),
+        _ => Ok(()),
+    }
+}
+
 /// One attempt at a group: BEGIN, every item, the group's index rows, COMMIT.
 fn apply_group(
     conn: &mut Connection,
@@ -436,32 +448,20 @@ fn apply_group(
                     )
                     .map(|_| ())
                     .map_err(map_sql);
-                if let Err(e) = &result
-                    && tx.is_autocommit()
-                {
-                    return Err(fatal(e.clone()));
-                }
+                rolled_back(&tx, &result)?;
                 results.push(ItemResult::Probe(result));
             }
             Item::Retention(policy) => {
                 // Index rows of earlier requests first: retention may delete their traces.
                 index.flush(&tx, index_attributes).map_err(fatal)?;
                 let result = retention_batch(&mut tx, policy);
-                if let Err(e) = &result
-                    && tx.is_autocommit()
-                {
-                    return Err(fatal(e.clone()));
-                }
+                rolled_back(&tx, &result)?;
                 results.push(ItemResult::Retention(result));
             }
             Item::Delete(trace_ids) => {
                 index.flush(&tx, index_attributes).map_err(fatal)?;
                 let result = delete_traces(&mut tx, trace_ids);
-                if let Err(e) = &result
-                    && tx.is_autocommit()
-                {
-                    return Err(fatal(e.clone()));
-                }
+                rolled_back(&tx, &result)?;
                 results.push(ItemResult::Retention(result));
             }
         }
