@@ -67,6 +67,9 @@ pub(crate) fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
     }
 }
 
+/// Writes the end of a [`JsonArray`] answer.
+type Suffix = Box<dyn FnOnce(&mut Vec<u8>) + Send>;
+
 /// Writes `prefix`, then `items` as a JSON array's elements (each written by `write`), then
 /// `suffix`: the shape of every streamed answer (`{"...":..., "spans": [` items `], ...}`).
 pub(crate) struct JsonArray<T, W> {
@@ -74,7 +77,7 @@ pub(crate) struct JsonArray<T, W> {
     items: T,
     write: W,
     first: bool,
-    suffix: Option<Box<dyn FnOnce(&mut Vec<u8>) + Send>>,
+    suffix: Option<Suffix>,
 }
 
 impl<T, W> JsonArray<T, W>

@@ -47,6 +47,7 @@ use crate::assemble::{self, AssembleOptions};
 use crate::error::{Error, JaegerError};
 use crate::model::{AttrValue, KeyValue, Span, SpanId, SpanKind, StatusCode, TraceId};
 use crate::query::params::{Pairs, Param, pairs};
+use crate::query::stream;
 use crate::store::{MAX_SEARCH_LIMIT, StoredTrace, TraceQuery};
 
 type JResult = Result<Response, JaegerError>;
@@ -136,12 +137,15 @@ pub(crate) async fn get_trace(
     let trace = super::get_trace(&state, trace_id)
         .await?
         .ok_or_else(|| Error::NotFound("trace not found".into()))?;
-    Ok(envelope(
-        json!([trace_json(&trace, &options)]),
-        0,
-        None,
-        pretty(&p),
-    ))
+    if pretty(&p) {
+        return Ok(envelope(
+            json!([trace_json(trace, &options)]),
+            0,
+            None,
+            true,
+        ));
+    }
+    Ok(streamed_trace(trace, &options))
 }
 
 fn adjust_options(p: &[(String, String)]) -> Result<AssembleOptions, Error> {
@@ -266,7 +270,7 @@ pub(crate) async fn search(State(state): State<AppState>, q: Pairs) -> JResult {
     let mut errors = Vec::new();
     if search.trace_ids.is_empty() {
         for t in find_traces(&state, search.query).await? {
-            traces.push(trace_json(&t, &search.options));
+            traces.push(trace_json(t, &search.options));
         }
     } else {
         let mut seen = HashSet::new();
@@ -275,7 +279,7 @@ pub(crate) async fn search(State(state): State<AppState>, q: Pairs) -> JResult {
                 continue;
             }
             match super::get_trace(&state, id).await? {
-                Some(t) => traces.push(trace_json(&t, &search.options)),
+                Some(t) => traces.push(trace_json(t, &search.options)),
                 _ => errors.push(json!({
                     "code": 404, "msg": "trace not found", "traceID": id.to_hex(),
                 })),
@@ -291,64 +295,143 @@ pub(crate) async fn search(State(state): State<AppState>, q: Pairs) -> JResult {
 // ---------------------------------------------------------------------------------------------
 
 /// A stored trace in the Jaeger UI model, after the adjusters.
-pub fn trace_json(trace: &StoredTrace, options: &AssembleOptions) -> Value {
-    let adjusted = assemble::adjust(&trace.spans, options);
-    let mut spans = adjusted.spans;
-    let mut span_warnings = adjusted.span_warnings;
-    let mut trace_warnings = adjusted.warnings;
-    let ids = unique_span_ids(&mut spans, &mut span_warnings);
-    let trace_hex = trace.summary.trace_id.to_hex();
-    let mut processes: Vec<(String, Vec<Value>, Value)> = Vec::new();
-    let mut process_ids: HashMap<(String, String), String> = HashMap::new();
-    let mut out = Vec::with_capacity(spans.len());
-    for (i, span) in spans.iter().enumerate() {
-        let tags: Vec<Value> = span
-            .resource
-            .attributes
+pub fn trace_json(trace: StoredTrace, options: &AssembleOptions) -> Value {
+    let t = JaegerTrace::new(trace, options);
+    let spans: Vec<Value> = (0..t.spans.len()).map(|i| t.span_value(i)).collect();
+    json!({
+        "traceID": t.trace_hex,
+        "spans": spans,
+        "processes": t.processes_value(),
+        "warnings": t.warnings_value(),
+    })
+}
+
+/// A trace prepared for the Jaeger UI model: adjusted spans, their Jaeger ids and process
+/// ids; each span's JSON is made when asked for ([`span_value`](Self::span_value)), so a
+/// large trace can be written span by span.
+struct JaegerTrace {
+    trace_hex: String,
+    spans: Vec<Span>,
+    span_warnings: Vec<Vec<String>>,
+    ids: Vec<(SpanId, Option<SpanId>)>,
+    /// Per span: its index in `processes`.
+    pids: Vec<usize>,
+    /// `{"serviceName", "tags"}`, named `p1`, `p2`, ... in order.
+    processes: Vec<Value>,
+    warnings: Vec<String>,
+}
+
+impl JaegerTrace {
+    fn new(trace: StoredTrace, options: &AssembleOptions) -> Self {
+        let StoredTrace { summary, spans } = trace;
+        let stored = spans.len();
+        let adjusted = assemble::adjust_owned(spans, options);
+        let mut spans = adjusted.spans;
+        let mut span_warnings = adjusted.span_warnings;
+        let mut warnings = adjusted.warnings;
+        let ids = unique_span_ids(&mut spans, &mut span_warnings);
+        let mut processes: Vec<Value> = Vec::new();
+        let mut by_content: HashMap<(String, String), usize> = HashMap::new();
+        // Spans of one batch share their resource: its tags are written once.
+        let mut by_resource: HashMap<(usize, String), usize> = HashMap::new();
+        let pids = spans
             .iter()
-            .filter(|kv| kv.key != "service.name")
-            .map(tag)
+            .map(|span| {
+                let ptr = std::sync::Arc::as_ptr(&span.resource) as usize;
+                if let Some(&pid) = by_resource.get(&(ptr, span.service_name.clone())) {
+                    return pid;
+                }
+                let tags: Vec<Value> = span
+                    .resource
+                    .attributes
+                    .iter()
+                    .filter(|kv| kv.key != "service.name")
+                    .map(tag)
+                    .collect();
+                let key = (
+                    span.service_name.clone(),
+                    serde_json::to_string(&tags).unwrap_or_default(),
+                );
+                let pid = *by_content.entry(key).or_insert_with(|| {
+                    processes.push(json!({"serviceName": span.service_name, "tags": tags}));
+                    processes.len() - 1
+                });
+                by_resource.insert((ptr, span.service_name.clone()), pid);
+                pid
+            })
             .collect();
-        let tags_text = serde_json::to_string(&tags).unwrap_or_default();
-        let key = (span.service_name.clone(), tags_text);
-        let pid = match process_ids.get(&key) {
-            Some(p) => p.clone(),
-            None => {
-                let p = format!("p{}", processes.len() + 1);
-                processes.push((
-                    p.clone(),
-                    tags.clone(),
-                    json!({"serviceName": span.service_name, "tags": tags}),
-                ));
-                process_ids.insert(key, p.clone());
-                p
-            }
-        };
-        let warnings: Vec<&String> = span.warnings.iter().chain(&span_warnings[i]).collect();
-        let mut v = span_json(span, &trace_hex, ids[i]);
-        v["processID"] = json!(pid);
+        if summary.span_count > stored as u64 {
+            warnings.push(format!(
+                "the trace has {} spans; only the first {stored} by start time are returned",
+                summary.span_count,
+            ));
+        }
+        warnings.extend(summary.truncation_warning());
+        Self {
+            trace_hex: summary.trace_id.to_hex(),
+            spans,
+            span_warnings,
+            ids,
+            pids,
+            processes,
+            warnings,
+        }
+    }
+
+    /// The JSON of span `i` (`i` below the span count).
+    fn span_value(&self, i: usize) -> Value {
+        let span = &self.spans[i];
+        let warnings: Vec<&String> = span.warnings.iter().chain(&self.span_warnings[i]).collect();
+        let mut v = span_json(span, &self.trace_hex, self.ids[i]);
+        v["processID"] = json!(format!("p{}", self.pids[i] + 1));
         v["warnings"] = if warnings.is_empty() {
             Value::Null
         } else {
             json!(warnings)
         };
-        out.push(v);
+        v
     }
-    if trace.summary.span_count > trace.spans.len() as u64 {
-        trace_warnings.push(format!(
-            "the trace has {} spans; only the first {} by start time are returned",
-            trace.summary.span_count,
-            trace.spans.len()
-        ));
+
+    fn processes_value(&self) -> Value {
+        let map: Map<String, Value> = self
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(k, p)| (format!("p{}", k + 1), p.clone()))
+            .collect();
+        Value::Object(map)
     }
-    trace_warnings.extend(trace.summary.truncation_warning());
-    let processes: Map<String, Value> = processes.into_iter().map(|(k, _, v)| (k, v)).collect();
-    json!({
-        "traceID": trace_hex,
-        "spans": out,
-        "processes": processes,
-        "warnings": if trace_warnings.is_empty() { Value::Null } else { json!(trace_warnings) },
-    })
+
+    fn warnings_value(&self) -> Value {
+        if self.warnings.is_empty() {
+            Value::Null
+        } else {
+            json!(self.warnings)
+        }
+    }
+}
+
+/// `GET /api/traces/{traceID}` without `prettyPrint`: the envelope of one trace, written
+/// span by span ([`stream`]).
+fn streamed_trace(trace: StoredTrace, options: &AssembleOptions) -> Response {
+    let t = JaegerTrace::new(trace, options);
+    let mut prefix = br#"{"data":[{"traceID":"#.to_vec();
+    stream::write_json(&mut prefix, &t.trace_hex);
+    prefix.extend_from_slice(br#","spans":["#);
+    let t = std::sync::Arc::new(t);
+    let (items, suffix) = (std::sync::Arc::clone(&t), t);
+    stream::json_response(stream::JsonArray::new(
+        prefix,
+        0..items.spans.len(),
+        move |i, out| stream::write_json(out, &items.span_value(i)),
+        move |out| {
+            out.extend_from_slice(br#"],"processes":"#);
+            stream::write_json(out, &suffix.processes_value());
+            out.extend_from_slice(br#","warnings":"#);
+            stream::write_json(out, &suffix.warnings_value());
+            out.extend_from_slice(br#"}],"total":0,"limit":0,"offset":0,"errors":null}"#);
+        },
+    ))
 }
 
 /// Per span: (its id, its parent id) as written to JSON, after Jaeger's
