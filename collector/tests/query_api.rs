@@ -1245,6 +1245,12 @@ async fn streamed_answers_and_pages() {
     assert_eq!(all["spans"].as_array().unwrap().len() as u64, total);
     assert_eq!(all["spans"][2], spans["spans"][0]);
     assert_eq!(all["metadata"]["next_offset"], Value::Null);
+    let one_id = all["spans"][3]["span_id"].as_str().unwrap().to_owned();
+    let one = get(&h, &format!("/v1/traces/{id}?span={one_id}"))
+        .await
+        .json();
+    assert_eq!(one["spans"].as_array().unwrap().len(), 1);
+    assert_eq!(one["spans"][0], all["spans"][3]);
     let bad = get(&h, &format!("/v1/traces/{id}?offset=-1")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }

@@ -368,7 +368,8 @@ async fn load_waiting(
 
 /// `GET /v1/traces/{trace_id}`: the spans, streamed one by one ([`super::stream`]);
 /// `?offset=N&limit=M` answers the spans `N..N+M` (by start time) of the trace, and the
-/// metadata's `next_offset` says where the next page starts (`null` on the last page).
+/// metadata's `next_offset` says where the next page starts (`null` on the last page);
+/// `?span=SPAN_ID` answers only that span (its copies of each kind).
 pub(crate) async fn get_trace(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -381,7 +382,10 @@ pub(crate) async fn get_trace(
         .get_trace(trace_id)
         .await?
         .ok_or_else(|| not_found(trace_id))?;
-    let StoredTrace { summary, spans } = trace;
+    let StoredTrace { summary, mut spans } = trace;
+    if let Some(id) = page.span {
+        spans.retain(|s| s.span_id == id);
+    }
     let total = spans.len();
     let range = page.range(total);
     let mut metadata = summary_json(&summary);
@@ -407,9 +411,12 @@ pub(crate) async fn get_trace(
     )))
 }
 
-/// `?offset=N&limit=M` of a span list (both optional, non-negative integers).
+/// `?offset=N&limit=M` of a span list (both optional, non-negative integers), and
+/// `span=SPAN_ID` (only the copies of that span: what the UI's span details read).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct SpanPage {
+    /// Only spans with this id.
+    pub(crate) span: Option<crate::model::SpanId>,
     /// Spans skipped.
     pub(crate) offset: usize,
     /// Most spans answered; `None` for all.
@@ -430,6 +437,12 @@ impl SpanPage {
             match key.as_str() {
                 "offset" => page.offset = number()?,
                 "limit" => page.limit = Some(number()?),
+                "span" => {
+                    page.span =
+                        Some(crate::model::SpanId::from_hex(value.trim()).map_err(|_| {
+                            Error::BadRequest("span must be a span id (16 hex digits)".into())
+                        })?);
+                }
                 _ => {}
             }
         }
