@@ -8,7 +8,7 @@
 //! | message size, before and after gzip | `COLLECTOR_MAX_BODY_BYTES` | `RESOURCE_EXHAUSTED` without `RetryInfo` (not retried) |
 //! | time to send a message | `COLLECTOR_BODY_READ_TIMEOUT` | `DEADLINE_EXCEEDED` |
 //! | open connections | `COLLECTOR_MAX_CONNECTIONS` | the connection is closed at once |
-//! | time to send the HTTP/2 preface | `COLLECTOR_HEADER_READ_TIMEOUT` | the connection is closed |
+//! | time to finish the TLS handshake ([`crate::tls`]), then to send the HTTP/2 preface | `COLLECTOR_HEADER_READ_TIMEOUT` | the connection is closed |
 //! | concurrent streams per connection | [`MAX_CONCURRENT_STREAMS`] | HTTP/2 refuses the stream |
 //!
 //! [`GuardLayer`] reads each request's message itself, taking budget for every frame and,
@@ -265,66 +265,113 @@ pub struct ProtoDuration {
 }
 
 /// The accepted connections of the gRPC port, at most `COLLECTOR_MAX_CONNECTIONS` open at
-/// once (a connection over the bound is closed at once, with a log line); each must send
-/// the HTTP/2 preface within `COLLECTOR_HEADER_READ_TIMEOUT`.
+/// once (a connection over the bound is closed at once, with a log line); each must finish
+/// its TLS handshake (with [`crate::tls`]) and then send the HTTP/2 preface, each within
+/// `COLLECTOR_HEADER_READ_TIMEOUT`. Accepting runs on its own task, handshakes on one task
+/// each, so a slow client delays nobody; it all stops when the stream is dropped.
 pub fn guarded_incoming(
     listener: TcpListener,
     state: &AppState,
 ) -> impl futures_util::Stream<Item = std::io::Result<GuardedConnection>> + Send + 'static {
     let limits = state.connection_limits;
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let log = Arc::new(BoundLog::default());
-    futures_util::stream::unfold(listener, move |listener| {
-        let (permits, log) = (Arc::clone(&permits), Arc::clone(&log));
-        async move {
-            loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        log.hit(&format!("gRPC port: cannot accept a connection: {e}"));
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+    let tls = state.tls.as_ref().map(|t| t.h2.clone());
+    let (ready, arrived) = tokio::sync::mpsc::channel::<GuardedConnection>(64);
+    tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let log = BoundLog::default();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = ready.closed() => return,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    log.hit(&format!("gRPC port: cannot accept a connection: {e}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                log.hit(&format!(
+                    "gRPC port: {} connections open (COLLECTOR_MAX_CONNECTIONS); closing new \
+                     ones",
+                    limits.max_connections
+                ));
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let ready = ready.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let transport = match tls {
+                    None => Transport::Plain(stream),
+                    Some(acceptor) => {
+                        let handshake = acceptor.accept(stream);
+                        match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                            Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
+                            // Plaintext, silent or broken: closed.
+                            _ => return,
+                        }
                     }
                 };
-                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                    log.hit(&format!(
-                        "gRPC port: {} connections open (COLLECTOR_MAX_CONNECTIONS); \
-                         closing new ones",
-                        limits.max_connections
-                    ));
-                    drop(stream);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
                 let connection = GuardedConnection {
-                    stream,
+                    transport,
                     _permit: permit,
                     preface_read: 0,
                     preface_deadline: Some(Box::pin(tokio::time::sleep(
                         limits.header_read_timeout,
                     ))),
                 };
-                return Some((Ok(connection), listener));
-            }
+                let _ = ready.send(connection).await;
+            });
         }
+    });
+    futures_util::stream::unfold(arrived, |mut arrived| async move {
+        let connection = arrived.recv().await?;
+        Some((Ok(connection), arrived))
     })
+}
+
+/// The byte stream under a gRPC connection.
+#[derive(Debug)]
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 /// An accepted gRPC connection holding its place among the open ones; reading fails with
 /// `TimedOut` when the HTTP/2 preface does not arrive in time.
 #[derive(Debug)]
 pub struct GuardedConnection {
-    stream: TcpStream,
+    transport: Transport,
     _permit: OwnedSemaphorePermit,
     preface_read: usize,
     preface_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+impl GuardedConnection {
+    fn io(&mut self) -> Pin<&mut (dyn AsyncReadWrite + Send + Unpin)> {
+        match &mut self.transport {
+            Transport::Plain(s) => Pin::new(s),
+            Transport::Tls(s) => Pin::new(s.as_mut()),
+        }
+    }
+}
+
+/// What the transports have in common.
+trait AsyncReadWrite: AsyncRead + AsyncWrite {}
+impl<T: AsyncRead + AsyncWrite + ?Sized> AsyncReadWrite for T {}
+
 impl Connected for GuardedConnection {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+        match &self.transport {
+            Transport::Plain(s) => s.connect_info(),
+            Transport::Tls(s) => s.get_ref().0.connect_info(),
+        }
     }
 }
 
@@ -336,7 +383,7 @@ impl AsyncRead for GuardedConnection {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+        match this.io().poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 this.preface_read += buf.filled().len() - before;
                 if this.preface_read >= HTTP2_PREFACE_BYTES {
@@ -368,15 +415,15 @@ impl AsyncWrite for GuardedConnection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        self.get_mut().io().poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        self.get_mut().io().poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        self.get_mut().io().poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -384,11 +431,14 @@ impl AsyncWrite for GuardedConnection {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        self.get_mut().io().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.transport {
+            Transport::Plain(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 
