@@ -177,6 +177,20 @@ async fn every_port_speaks_tls_and_refuses_plaintext() {
         );
     }
 
+    // `collector --healthcheck` over TLS trusts exactly the configured certificate.
+    let probe = |cert: std::path::PathBuf| async move {
+        collector::healthcheck::check_tls(running.query, &cert, Duration::from_secs(5)).await
+    };
+    probe(cert.cert_path.clone()).await.unwrap();
+    let other = self_signed();
+    assert!(probe(other.cert_path.clone()).await.is_err());
+    assert!(
+        collector::healthcheck::check(running.query, Duration::from_secs(5))
+            .await
+            .is_err(),
+        "the plain probe gets no HTTP answer"
+    );
+
     // gRPC over TLS trusting the certificate; plaintext gRPC fails.
     let tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(&cert.cert_pem))
