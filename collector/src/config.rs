@@ -31,6 +31,7 @@
 //! | `COLLECTOR_ADAPTIVE_INITIAL_PROBABILITY` | `--adaptive-initial-probability` | `0.001` | adaptive: probability of operations not seen yet |
 //! | `COLLECTOR_ADAPTIVE_LOWER_BOUND_TPS` | `--adaptive-lower-bound-tps` | `0.0166667` (1/min) | adaptive: guaranteed traces per second per operation |
 //! | `COLLECTOR_TAIL_SAMPLING` | `--tail-sampling` | off | tail sampling policy file (YAML or JSON, OpenTelemetry Collector `tail_sampling` vocabulary) |
+//! | `COLLECTOR_TLS_CERT`, `COLLECTOR_TLS_KEY` | `--tls-cert`, `--tls-key` | unset (plain text) | PEM certificate chain and private key: the ingest, gRPC and query ports speak TLS only ([`crate::tls`]) |
 //! | `COLLECTOR_ADAPTIVE_INTERVAL` | `--adaptive-interval` | `60s` | adaptive: time between recalculations |
 //! | | `--healthcheck` | | probe `GET /health` on the query port and exit 0 (healthy) or 1 |
 //!
@@ -176,6 +177,12 @@ pub struct Config {
     /// policies). Traces not kept are deleted once decided.
     #[arg(long, env = "COLLECTOR_TAIL_SAMPLING")]
     pub tail_sampling: Option<PathBuf>,
+    /// TLS certificate chain (PEM, leaf first): with `--tls-key`, every port speaks TLS only.
+    #[arg(long, env = "COLLECTOR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1), for `--tls-cert`.
+    #[arg(long, env = "COLLECTOR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Probe GET /health on the query port (127.0.0.1 when it listens on all addresses) and
     /// exit 0 when healthy, 1 otherwise. For container health checks.
     #[arg(long)]

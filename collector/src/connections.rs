@@ -108,7 +108,9 @@ impl LongPolls {
 }
 
 /// Serves `app` over HTTP/1.1 on `listener` with the bounds of `limits` (see the module
-/// docs) until `shutdown` turns true, then drains. `port` names the port in log lines.
+/// docs) until `shutdown` turns true, then drains. With `tls`, each connection must finish
+/// its TLS handshake within the header read timeout ([`crate::tls`]), and a connection over
+/// the bound is closed without an answer. `port` names the port in log lines.
 ///
 /// # Errors
 /// Never at present; the signature leaves room for fatal listener errors.
@@ -116,6 +118,7 @@ pub async fn serve_http(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     port: &'static str,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -142,17 +145,29 @@ pub async fn serve_http(
                  ones with 503",
                 limits.max_connections
             ));
-            tokio::spawn(refuse(stream));
+            if tls.is_none() {
+                tokio::spawn(refuse(stream));
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            app.clone(),
-            limits,
-            permit,
-            shutdown.clone(),
-        ));
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        match &tls {
+            None => {
+                tokio::spawn(serve_connection(stream, app, limits, permit, shutdown));
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                tokio::spawn(async move {
+                    // A plaintext or silent client fails here and is closed.
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(limits.header_read_timeout, handshake).await
+                    {
+                        serve_connection(stream, app, limits, permit, shutdown).await;
+                    }
+                });
+            }
+        }
     }
     // Every connection gives its permit back when it has closed.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
@@ -171,7 +186,7 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 
 /// One connection: HTTP/1.1 with a header read timeout, closed gracefully at shutdown.
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
+    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     app: Router,
     limits: ConnectionLimits,
     permit: OwnedSemaphorePermit,

@@ -45,6 +45,7 @@ pub mod store;
 #[cfg(test)]
 mod testing;
 pub mod time;
+pub mod tls;
 pub mod ui;
 
 use std::future::Future;
@@ -110,6 +111,8 @@ pub struct AppState {
     pub long_polls: Arc<connections::LongPolls>,
     /// The bearer tokens each port asks for ([`auth`]; none by default).
     pub tokens: auth::AccessTokens,
+    /// TLS on every port when a certificate is configured ([`tls`]; none by default).
+    pub tls: Option<tls::TlsAcceptors>,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -147,6 +150,7 @@ impl AppState {
                 connections::DEFAULT_MAX_LONG_POLLS,
             )),
             tokens: auth::AccessTokens::default(),
+            tls: None,
             shutdown: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -188,6 +192,12 @@ impl AppState {
     /// The same state asking for `tokens` ([`auth`]).
     pub fn with_tokens(mut self, tokens: auth::AccessTokens) -> Self {
         self.tokens = tokens;
+        self
+    }
+
+    /// The same state serving every port over TLS ([`tls`]).
+    pub fn with_tls(mut self, tls: tls::TlsAcceptors) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -355,6 +365,7 @@ pub async fn serve_with_grpc(
                 listener,
                 app,
                 state.connection_limits,
+                state.tls.as_ref().map(|t| t.http1.clone()),
                 port,
                 state.shutdown_receiver(),
             )
@@ -440,6 +451,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let strategies = config
         .strategies()
         .map_err(|e| RunError::Config(e.to_string()))?;
+    let tls = tls::TlsAcceptors::from_config(config.tls_cert.as_deref(), config.tls_key.as_deref())
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let tail_sampler = config
         .tail_sampling
         .as_deref()
@@ -484,6 +497,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if let Some(tail) = tail_sampler {
         state = state.with_tail_sampling(tail);
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(tls) = tls {
+        state = state.with_tls(tls);
+    }
     let retention = tokio::spawn(retention::run(
         Arc::clone(&store),
         config.retention_config(),
@@ -510,10 +527,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         }
     };
     eprintln!(
-        "collector: ingest on http://{} (OTLP/HTTP) and {} (OTLP/gRPC), query on http://{}, \
-         sampling strategies on http://{}, storage {}",
+        "collector: ingest on {scheme}://{} (OTLP/HTTP) and {} (OTLP/gRPC{}), query on \
+         {scheme}://{}, sampling strategies on http://{}, storage {}",
         config.ingest_addr,
         config.grpc_addr,
+        if scheme == "https" { ", TLS" } else { "" },
         config.query_addr,
         config.sampling_addr,
         match config.storage {

@@ -31,7 +31,15 @@ fn main() -> ExitCode {
     };
     if config.healthcheck {
         let addr = collector::healthcheck::probe_addr(config.query_addr);
-        return match runtime.block_on(collector::healthcheck::check(addr, Duration::from_secs(3))) {
+        let probe = async {
+            match &config.tls_cert {
+                Some(cert) => {
+                    collector::healthcheck::check_tls(addr, cert, Duration::from_secs(3)).await
+                }
+                None => collector::healthcheck::check(addr, Duration::from_secs(3)).await,
+            }
+        };
+        return match runtime.block_on(probe) {
             Ok(()) => ExitCode::SUCCESS,
             Err(reason) => {
                 eprintln!("collector: {reason}");

@@ -2,7 +2,8 @@
 //! sends a trace that is then read back whole; a raw tonic client checks partial success,
 //! acknowledgement after commit, the `otlp_grpc` counters, the non-retryable answer to a
 //! message over `max_body_bytes` (plain and gzip-compressed), and `UNAVAILABLE` while storage
-//! shuts down.
+//! shuts down. Issue 16: the port's in-flight budget (`UNAVAILABLE` with `RetryInfo`), its
+//! connection bound and its HTTP/2 preface timeout.
 
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
 #![allow(clippy::unwrap_used)]
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use collector::connections::ConnectionLimits;
+use collector::ingest::grpc_guard::{RetryInfo, RpcStatus};
 use collector::metrics::Protocol;
 use collector::model::TraceId;
 use collector::{AppState, IngestLimits, MemoryStore, SpanStore};
@@ -23,6 +26,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as PbKeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message as _;
 use tokio::net::TcpListener;
 
 struct Running {
@@ -49,12 +53,17 @@ async fn start(max_body_bytes: usize) -> Running {
 }
 
 async fn start_with(max_body_bytes: usize, tokens: collector::auth::AccessTokens) -> Running {
-    let store = Arc::new(MemoryStore::new());
     let limits = IngestLimits {
         max_body_bytes,
         ..IngestLimits::default()
     };
-    let state = AppState::new(store.clone(), limits).with_tokens(tokens);
+    start_state(limits, |state| state.with_tokens(tokens)).await
+}
+
+/// A collector with `limits`, its state adjusted by `adjust`, serving gRPC.
+async fn start_state(limits: IngestLimits, adjust: impl FnOnce(AppState) -> AppState) -> Running {
+    let store = Arc::new(MemoryStore::new());
+    let state = adjust(AppState::new(store.clone(), limits));
     let ingest = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let query = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -284,4 +293,132 @@ async fn partial_success_commit_and_size_limit_over_a_real_connection() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     running.stop().await;
+}
+
+/// Issue 16 item 3 on the gRPC port: while the in-flight budget is spent by others, an
+/// export is refused with `UNAVAILABLE` and a `RetryInfo` (OTLP clients retry it), and goes
+/// through once the budget is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_inflight_budget_answers_unavailable_with_retry_info() {
+    let limits = IngestLimits {
+        max_body_bytes: 1024 * 1024,
+        max_inflight_bytes: 64 * 1024,
+        ..IngestLimits::default()
+    };
+    let running = start_state(limits, |state| state).await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", running.grpc))
+        .await
+        .unwrap();
+    // Another request holds most of the budget.
+    let mut held = running.state.inflight.reserve();
+    held.grow(60 * 1024).unwrap();
+    let err = client
+        .export(request(vec![span(0x51, 1)], 16 * 1024))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    let details = RpcStatus::decode(err.details()).unwrap();
+    let retry = details
+        .details
+        .iter()
+        .find(|d| d.type_url.ends_with("google.rpc.RetryInfo"))
+        .expect("RetryInfo");
+    let retry = RetryInfo::decode(retry.value.as_slice()).unwrap();
+    assert_eq!(retry.retry_delay.unwrap().seconds, 1);
+    assert!(running.state.inflight.refused() >= 1);
+    assert!(
+        running
+            .store
+            .get_trace(TraceId([0x51; 16]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    drop(held);
+    client
+        .export(request(vec![span(0x51, 1)], 16 * 1024))
+        .await
+        .unwrap();
+    assert_eq!(running.state.inflight.used_bytes(), 0, "budget given back");
+    running.stop().await;
+}
+
+/// Reads from `stream` until the server closes it; panics after 10 s.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "the server closed the connection within 10 s");
+}
+
+/// Issue 16 item 4 on the gRPC port: a connection that sends nothing (not even the
+/// HTTP/2 preface) is closed after `header_read_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed() {
+    let running = start_state(IngestLimits::default(), |state| {
+        state.with_connection_limits(ConnectionLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ConnectionLimits::default()
+        })
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(running.grpc).await.unwrap();
+    closed_by_server(&mut silent).await;
+    let mut client = connect_within(running.grpc, Duration::from_secs(10)).await;
+    client
+        .export(request(vec![span(0x61, 1)], 10))
+        .await
+        .unwrap();
+    running.stop().await;
+}
+
+/// Issue 16 item 4 on the gRPC port: past `max_connections` a new connection is closed at
+/// once (the preface timeout is a minute, so nothing else closes it); a place freed serves
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_bound_are_closed() {
+    let running = start_state(IngestLimits::default(), |state| {
+        state.with_connection_limits(ConnectionLimits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_secs(60),
+            ..ConnectionLimits::default()
+        })
+    })
+    .await;
+    let mut client = connect_within(running.grpc, Duration::from_secs(10)).await;
+    client
+        .export(request(vec![span(0x62, 1)], 10))
+        .await
+        .unwrap();
+    let mut second = tokio::net::TcpStream::connect(running.grpc).await.unwrap();
+    closed_by_server(&mut second).await;
+    // Freed when the first client goes away.
+    drop(client);
+    let mut again = connect_within(running.grpc, Duration::from_secs(10)).await;
+    again
+        .export(request(vec![span(0x63, 1)], 10))
+        .await
+        .unwrap();
+    running.stop().await;
+}
+
+/// A client whose first export succeeds, retried until `within` passes (a place among the
+/// connections is freed when the server notices a closed connection).
+async fn connect_within(
+    addr: SocketAddr,
+    within: Duration,
+) -> TraceServiceClient<tonic::transport::Channel> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(mut client) = TraceServiceClient::connect(format!("http://{addr}")).await
+            && client.export(request(Vec::new(), 0)).await.is_ok()
+        {
+            return client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a connection served within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

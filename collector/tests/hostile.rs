@@ -378,8 +378,9 @@ async fn a_flooded_trace_is_truncated_and_reads_stay_bounded() {
         before / MIB,
         peak / MIB
     );
+    // Answers are written span by span (measured: about 10 MiB over the RSS before).
     assert!(
-        peak.saturating_sub(before) < 512 * MIB,
+        peak.saturating_sub(before) < 128 * MIB,
         "peak RSS grew by {} MiB",
         (peak - before) / MIB
     );

@@ -1186,3 +1186,71 @@ async fn links_follow_stitches_in_the_linked_traces() {
     let bad = get(&h, &format!("/v1/traces/{}/tree?links=all", trace_hex(41))).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+/// Issue 16 item 2: answers written span by span are the same JSON as built whole, and
+/// the tree and span lists page.
+#[tokio::test]
+async fn streamed_answers_and_pages() {
+    let h = sqlite();
+    seed(&h).await;
+    let id = trace_hex(2);
+    let streamed = get(&h, &format!("/api/traces/{id}")).await;
+    assert_eq!(streamed.status, StatusCode::OK);
+    let whole = get(&h, &format!("/api/traces/{id}?prettyPrint=true")).await;
+    assert_eq!(
+        streamed.json(),
+        whole.json(),
+        "Jaeger v1 streamed = built whole"
+    );
+
+    let tree = get(&h, &format!("/v1/traces/{id}/tree")).await.json();
+    let total = tree["span_count"].as_u64().unwrap();
+    assert!(total > 4);
+    assert_eq!(tree["spans_omitted"], 0);
+    let page = get(&h, &format!("/v1/traces/{id}/tree?limit=3"))
+        .await
+        .json();
+    assert_eq!(page["spans_omitted"], total - 3);
+    assert_eq!(
+        page["span_count"], total,
+        "the header still describes the trace"
+    );
+    let root_id = page["roots"][0]["span_id"].as_str().unwrap().to_owned();
+    let first_child = tree["roots"][0]["children"][0]["span_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sub = get(&h, &format!("/v1/traces/{id}/tree?root={first_child}"))
+        .await
+        .json();
+    assert_eq!(sub["roots"].as_array().unwrap().len(), 1);
+    assert_eq!(sub["roots"][0]["span_id"], first_child.as_str());
+    assert_ne!(first_child, root_id);
+    let unknown = get(&h, &format!("/v1/traces/{id}/tree?root=00000000000000ff")).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let bad = get(&h, &format!("/v1/traces/{id}/tree?limit=many")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let text = get(&h, &format!("/v1/traces/{id}/tree?format=text&limit=1"))
+        .await
+        .text();
+    assert!(text.contains("not shown"), "{text}");
+
+    let spans = get(&h, &format!("/v1/traces/{id}?offset=2&limit=3"))
+        .await
+        .json();
+    assert_eq!(spans["spans"].as_array().unwrap().len(), 3);
+    assert_eq!(spans["metadata"]["offset"], 2);
+    assert_eq!(spans["metadata"]["next_offset"], 5);
+    let all = get(&h, &format!("/v1/traces/{id}")).await.json();
+    assert_eq!(all["spans"].as_array().unwrap().len() as u64, total);
+    assert_eq!(all["spans"][2], spans["spans"][0]);
+    assert_eq!(all["metadata"]["next_offset"], Value::Null);
+    let one_id = all["spans"][3]["span_id"].as_str().unwrap().to_owned();
+    let one = get(&h, &format!("/v1/traces/{id}?span={one_id}"))
+        .await
+        .json();
+    assert_eq!(one["spans"].as_array().unwrap().len(), 1);
+    assert_eq!(one["spans"][0], all["spans"][3]);
+    let bad = get(&h, &format!("/v1/traces/{id}?offset=-1")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}

@@ -9,18 +9,8 @@
 //!   `critical_path` lists the critical spans root first, then in tree (depth-first, time)
 //!   order. Only the main root (the first) has a critical path.
 
-use super::{Adjusted, TreeNode};
+use super::Adjusted;
 
-/// The critical span ids below `node`, in pre-order (iterative: trees may be deep).
-pub(super) fn collect_critical(node: &TreeNode, out: &mut Vec<String>) {
-    let mut stack = vec![node];
-    while let Some(n) = stack.pop() {
-        if n.critical {
-            out.push(n.span_id.clone());
-        }
-        stack.extend(n.children.iter().rev());
-    }
-}
 /// Duration minus the union of the children's intervals clipped to the span.
 pub(super) fn self_time_ns(adj: &Adjusted, i: usize) -> u64 {
     let s = &adj.spans[i];

@@ -25,7 +25,7 @@ pub(super) fn sort_key(s: &Span) -> (u64, SpanId, SpanKind) {
 }
 
 /// Keeps the richest copy of each `(span_id, kind)` (see the module docs).
-pub(super) fn merge_duplicates(input: &[Span]) -> Distinct {
+pub(super) fn merge_duplicates(input: Vec<Span>) -> Distinct {
     let mut warnings = Vec::new();
     let mut best: HashMap<(SpanId, SpanKind), (usize, usize)> = HashMap::new();
     for (i, s) in input.iter().enumerate() {
@@ -39,10 +39,12 @@ pub(super) fn merge_duplicates(input: &[Span]) -> Distinct {
     }
     let mut keep: Vec<(usize, usize)> = best.into_values().collect();
     keep.sort_by_key(|&(i, _)| sort_key(&input[i]));
+    // Moved out, not cloned: the copies that lose are dropped.
+    let mut input: Vec<Option<Span>> = input.into_iter().map(Some).collect();
     let mut spans: Vec<Span> = Vec::with_capacity(keep.len());
     let mut span_warnings: Vec<Vec<String>> = Vec::with_capacity(keep.len());
     for (i, copies) in keep {
-        let s = input[i].clone();
+        let Some(s) = input[i].take() else { continue };
         let mut w = Vec::new();
         if copies > 1 {
             let msg = format!("{copies} copies of this span were merged into one");

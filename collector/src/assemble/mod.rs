@@ -23,18 +23,19 @@
 pub mod completeness;
 mod critical_path;
 mod dedupe;
+mod layout;
+pub mod page;
 pub mod settle;
 mod skew;
 pub mod text;
 mod tree;
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::{self, AttrValue, Span, SpanId};
+use crate::model::{self, AttrValue, Span};
 
+pub use layout::Layout;
 pub use tree::MAX_DEPTH;
 
 /// Default largest clock-skew shift applied: 1 minute.
@@ -161,6 +162,12 @@ pub struct Adjusted {
 /// Merges duplicates ([`dedupe`]), links parents ([`tree`]) and corrects clock skew
 /// ([`skew`]); the input is not changed.
 pub fn adjust(input: &[Span], options: &AssembleOptions) -> Adjusted {
+    adjust_owned(input.to_vec(), options)
+}
+
+/// [`adjust`] on spans the caller gives up: nothing is copied (a trace at the per-trace span
+/// limit is read once, not twice).
+pub fn adjust_owned(input: Vec<Span>, options: &AssembleOptions) -> Adjusted {
     let dedupe::Distinct {
         mut spans,
         mut span_warnings,
@@ -192,133 +199,7 @@ pub fn assemble(spans: &[Span]) -> TraceTree {
 
 /// Builds the tree of one trace (see the module docs).
 pub fn assemble_with(input: &[Span], options: &AssembleOptions) -> TraceTree {
-    let adj = adjust(input, options);
-    let (spans, forest) = (&adj.spans, &adj.forest);
-    let n = spans.len();
-    let trace_start = spans
-        .iter()
-        .map(|s| s.start_time_unix_nano)
-        .min()
-        .unwrap_or(0);
-    let trace_end = spans
-        .iter()
-        .map(|s| s.end_time_unix_nano)
-        .max()
-        .unwrap_or(0);
-    let mut warnings = adj.warnings.clone();
-    let is_root = {
-        let mut v = vec![false; n];
-        for &r in forest.roots.iter().chain(&forest.extra_roots) {
-            v[r] = true;
-        }
-        v
-    };
-    let self_time: Vec<u64> = (0..n)
-        .map(|i| critical_path::self_time_ns(&adj, i))
-        .collect();
-    let mut root_ids: Vec<usize> = forest
-        .roots
-        .iter()
-        .chain(&forest.extra_roots)
-        .copied()
-        .collect();
-    // The real root(s) first, then orphans and re-rooted spans, each by start time.
-    root_ids.sort_by_key(|&i| {
-        (
-            forest.parent[i].is_some() || forest.orphan[i],
-            dedupe::sort_key(&spans[i]),
-        )
-    });
-    let main_root = root_ids
-        .first()
-        .copied()
-        .filter(|&r| !forest.orphan[r] && forest.parent[r].is_none());
-    let critical = match main_root {
-        Some(root) => critical_path::critical_spans(&adj, root),
-        None => vec![false; n],
-    };
-
-    let mut linked_from = linked_from_map(spans);
-
-    // Build nodes bottom-up (deepest first) so no recursion is needed.
-    let mut by_depth: Vec<usize> = (0..n).collect();
-    by_depth.sort_by_key(|&i| std::cmp::Reverse(forest.depth[i]));
-    let mut built: Vec<Option<TreeNode>> = vec![None; n];
-    for &i in &by_depth {
-        let mut node = make_node(&spans[i], trace_start, forest.orphan[i]);
-        node.self_time_ns = self_time[i];
-        node.critical = critical[i];
-        node.linked_from = linked_from.remove(&spans[i].span_id).unwrap_or_default();
-        node.warnings = spans[i]
-            .warnings
-            .iter()
-            .chain(&adj.span_warnings[i])
-            .cloned()
-            .collect();
-        node.children = forest.children[i]
-            .iter()
-            .filter(|&&c| !is_root[c])
-            .filter_map(|&c| built[c].take())
-            .collect();
-        built[i] = Some(node);
-    }
-    let root_nodes: Vec<TreeNode> = root_ids.iter().filter_map(|&i| built[i].take()).collect();
-    let mut critical_path = Vec::new();
-    if let Some(root) = root_nodes.first() {
-        critical_path::collect_critical(root, &mut critical_path);
-    }
-
-    let shapes: Vec<completeness::Shape> = spans.iter().map(completeness::Shape::of).collect();
-    let verdict = completeness::check(&shapes);
-    let (missing, waiting) = completeness::describe(spans, &verdict);
-    if verdict.roots == 0 && n > 0 {
-        warnings.push("the root span has not arrived (no span without a parent)".to_owned());
-    } else if verdict.roots > 1 {
-        warnings.push(format!(
-            "{} spans have no parent; expected one root",
-            verdict.roots
-        ));
-    }
-    warnings.extend(waiting);
-    let complete = verdict.is_complete() && root_nodes.len() == 1;
-    for s in spans {
-        for w in &s.warnings {
-            warnings.push(format!("span {}: {w}", s.span_id));
-        }
-    }
-    let mut services: Vec<String> = spans.iter().map(|s| s.service_name.clone()).collect();
-    services.sort();
-    services.dedup();
-    let http_status = main_root.and_then(|r| spans[r].http_status());
-    let outcome_reason = main_root
-        .filter(|&r| {
-            spans[r].status.code == model::StatusCode::Error
-                || http_status.is_some_and(|c| c >= 400)
-        })
-        .and_then(|_| outcome_reason(spans, forest));
-    TraceTree {
-        trace_id: spans
-            .first()
-            .map(|s| s.trace_id.to_hex())
-            .unwrap_or_default(),
-        complete,
-        span_count: n,
-        service_count: services.len(),
-        services,
-        start_time_unix_nano: trace_start,
-        duration_ns: trace_end.saturating_sub(trace_start),
-        depth: if n == 0 {
-            0
-        } else {
-            forest.depth.iter().max().copied().unwrap_or(0) + 1
-        },
-        critical_path,
-        roots: root_nodes,
-        missing,
-        http_status,
-        outcome_reason,
-        warnings,
-    }
+    Layout::new(adjust(input, options)).into_tree()
 }
 
 /// The attribute a service records the reason for a business answer in (a 402's "payment
@@ -366,69 +247,6 @@ pub fn error_cause(s: &Span) -> Option<String> {
         Some((kind, _)) if !kind.is_empty() && status.is_empty() => Some(kind),
         _ => (!status.is_empty()).then(|| status.to_owned()),
     }
-}
-
-fn make_node(s: &Span, trace_start: u64, orphan: bool) -> TreeNode {
-    TreeNode {
-        span_id: s.span_id.to_hex(),
-        parent_span_id: s.parent_span_id.map(|p| p.to_hex()),
-        name: s.name.clone(),
-        service: s.service_name.clone(),
-        kind: s.kind.as_str(),
-        start_time_unix_nano: s.start_time_unix_nano,
-        duration_ns: s.duration_ns(),
-        offset_ns: s.start_time_unix_nano.saturating_sub(trace_start),
-        status: s.status.code.as_str(),
-        status_message: s.status.message.clone(),
-        attributes: model::attributes_to_json(&s.attributes),
-        events: s
-            .events
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "name": e.name,
-                    "time_unix_nano": e.time_unix_nano,
-                    "offset_ns": e.time_unix_nano.saturating_sub(trace_start),
-                    "attributes": model::attributes_to_json(&e.attributes),
-                })
-            })
-            .collect(),
-        links: s
-            .links
-            .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "trace_id": l.trace_id.to_hex(),
-                    "span_id": l.span_id.to_hex(),
-                    "attributes": model::attributes_to_json(&l.attributes),
-                })
-            })
-            .collect(),
-        orphan,
-        linked_from: Vec::new(),
-        cause: error_cause(s),
-        warnings: Vec::new(),
-        self_time_ns: 0,
-        critical: false,
-        children: Vec::new(),
-    }
-}
-
-/// For each span of the trace that others link to (links within the same trace), those
-/// spans as `{"span_id", "service", "name", "kind"}`, in `spans` order (by start time).
-fn linked_from_map(spans: &[Span]) -> HashMap<SpanId, Vec<Value>> {
-    let mut map: HashMap<SpanId, Vec<Value>> = HashMap::new();
-    for s in spans {
-        for l in s.links.iter().filter(|l| l.trace_id == s.trace_id) {
-            map.entry(l.span_id).or_default().push(serde_json::json!({
-                "span_id": s.span_id.to_hex(),
-                "service": s.service_name,
-                "name": s.name,
-                "kind": s.kind.as_str(),
-            }));
-        }
-    }
-    map
 }
 
 #[cfg(test)]

@@ -31,7 +31,8 @@
 
 use std::fmt::Write as _;
 
-use super::{TraceTree, TreeNode};
+use super::page::Selection;
+use super::{Layout, TraceTree, TreeNode};
 
 /// Put before the service name of a span on the critical path.
 pub const CRITICAL_MARK: &str = "◆ ";
@@ -55,6 +56,82 @@ pub fn render(tree: &TraceTree) -> String {
 /// Renders the text tree (ends with a newline).
 pub fn render_with(tree: &TraceTree, options: &TextOptions) -> String {
     let mut out = String::new();
+    render_header(&mut out, tree, options);
+    let count = tree.roots.len();
+    for (i, root) in tree.roots.iter().enumerate() {
+        render_node(&mut out, root, "", i + 1 == count, options);
+    }
+    render_warnings(&mut out, tree);
+    out
+}
+
+/// Renders a page of a laid-out tree ([`super::page`]), one node built at a time: a trace
+/// at the span limit costs its text, not its whole [`TraceTree`]. Spans the page left out
+/// show as `… N child spans not shown` under their parent.
+pub fn render_page(layout: &Layout, selection: &Selection, options: &TextOptions) -> String {
+    let mut out = String::new();
+    render_header(&mut out, layout.header(), options);
+    // (span, prefix of its line, last among its siblings)
+    let (tops, tops_omitted) = selection.split(selection.tops());
+    let mut stack: Vec<Entry> = Vec::new();
+    push_siblings(&mut stack, &tops, tops_omitted, "");
+    while let Some(entry) = stack.pop() {
+        match entry {
+            Entry::More { count, prefix } => {
+                let _ = writeln!(
+                    out,
+                    "{prefix}└─ … {} not shown",
+                    plural(count, "child span")
+                );
+            }
+            Entry::Node {
+                index,
+                prefix,
+                last,
+            } => {
+                let node = layout.node(index);
+                let (children, omitted) = selection.split(layout.children(index));
+                let has_children = !children.is_empty() || omitted > 0;
+                let child_prefix =
+                    render_line(&mut out, &node, has_children, &prefix, last, options);
+                push_siblings(&mut stack, &children, omitted, &child_prefix);
+            }
+        }
+    }
+    render_warnings(&mut out, layout.header());
+    out
+}
+
+enum Entry {
+    Node {
+        index: usize,
+        prefix: String,
+        last: bool,
+    },
+    More {
+        count: usize,
+        prefix: String,
+    },
+}
+
+/// Pushes siblings (and their `… N more` line) so they pop in order.
+fn push_siblings(stack: &mut Vec<Entry>, nodes: &[usize], omitted: usize, prefix: &str) {
+    if omitted > 0 {
+        stack.push(Entry::More {
+            count: omitted,
+            prefix: prefix.to_owned(),
+        });
+    }
+    for (k, &index) in nodes.iter().enumerate().rev() {
+        stack.push(Entry::Node {
+            index,
+            prefix: prefix.to_owned(),
+            last: k + 1 == nodes.len() && omitted == 0,
+        });
+    }
+}
+
+fn render_header(out: &mut String, tree: &TraceTree, options: &TextOptions) {
     let _ = write!(
         out,
         "trace {}  {}  {}  {}",
@@ -88,14 +165,12 @@ pub fn render_with(tree: &TraceTree, options: &TextOptions) -> String {
         }
         let _ = writeln!(out, "{}", clean(reason));
     }
-    let count = tree.roots.len();
-    for (i, root) in tree.roots.iter().enumerate() {
-        render_node(&mut out, root, "", i + 1 == count, options);
-    }
+}
+
+fn render_warnings(out: &mut String, tree: &TraceTree) {
     for warning in &tree.warnings {
         let _ = writeln!(out, "warning: {}", clean(warning));
     }
-    out
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -107,6 +182,22 @@ fn plural(n: usize, word: &str) -> String {
 }
 
 fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool, options: &TextOptions) {
+    let child_prefix = render_line(out, node, !node.children.is_empty(), prefix, last, options);
+    let count = node.children.len();
+    for (i, child) in node.children.iter().enumerate() {
+        render_node(out, child, &child_prefix, i + 1 == count, options);
+    }
+}
+
+/// Writes one span's line and the lines under it; returns the prefix of its children.
+fn render_line(
+    out: &mut String,
+    node: &TreeNode,
+    has_children: bool,
+    prefix: &str,
+    last: bool,
+    options: &TextOptions,
+) -> String {
     let _ = write!(
         out,
         "{prefix}{}{}{} {} [{}] {}",
@@ -117,7 +208,7 @@ fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool, opti
         node.kind,
         format_duration_ns(node.duration_ns)
     );
-    if notable_self_time(node) {
+    if has_children && notable_self_time(node) {
         let _ = write!(out, "  self {}", format_duration_ns(node.self_time_ns));
     }
     if node.parent_span_id.is_some() {
@@ -136,14 +227,7 @@ fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool, opti
     }
     out.push('\n');
     let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
-    let detail_prefix = format!(
-        "{child_prefix}{}",
-        if node.children.is_empty() {
-            "   "
-        } else {
-            "│  "
-        }
-    );
+    let detail_prefix = format!("{child_prefix}{}", if has_children { "│  " } else { "   " });
     if let Some(cause) = &node.cause {
         let _ = writeln!(out, "{detail_prefix}✗ {}", clean(cause));
     }
@@ -169,17 +253,14 @@ fn render_node(out: &mut String, node: &TreeNode, prefix: &str, last: bool, opti
             );
         }
     }
-    let count = node.children.len();
-    for (i, child) in node.children.iter().enumerate() {
-        render_node(out, child, &child_prefix, i + 1 == count, options);
-    }
+    child_prefix
 }
 
 /// Self time is shown for spans with children when it is at least 10 % of the span and at
 /// least [`MIN_SELF_TIME_NS`]: then the span itself, not only its children, took time.
 fn notable_self_time(node: &TreeNode) -> bool {
     let (own, total) = (u128::from(node.self_time_ns), u128::from(node.duration_ns));
-    !node.children.is_empty() && own * 10 >= total && node.self_time_ns >= MIN_SELF_TIME_NS
+    own * 10 >= total && node.self_time_ns >= MIN_SELF_TIME_NS
 }
 
 fn http_status(node: &TreeNode) -> Option<i64> {
@@ -271,6 +352,47 @@ trace 4b0000000000001f0000000000000001  7 spans  3 services  1.23 s  201  (◆ c
 warning: span 0100000000000006: clamped
 ";
         assert_eq!(render(&tree), want);
+    }
+
+    fn page_of(spans: &[crate::model::Span], page: &crate::assemble::page::TreePage) -> String {
+        use crate::assemble::{AssembleOptions, adjust};
+        let layout = Layout::new(adjust(spans, &AssembleOptions::default()));
+        let selection = Selection::choose(&layout, page).unwrap();
+        render_page(&layout, &selection, &TextOptions::default())
+    }
+
+    #[test]
+    fn a_whole_page_renders_as_the_tree() {
+        for seed in [1, 2] {
+            let mut spans = sample_trace(seed);
+            if seed == 2 {
+                spans.remove(4); // an orphan: two roots
+            }
+            let whole = crate::assemble::page::TreePage::default();
+            assert_eq!(page_of(&spans, &whole), render(&assemble(&spans)));
+        }
+    }
+
+    #[test]
+    fn a_limited_page_says_how_many_spans_it_left_out() {
+        let page = crate::assemble::page::TreePage {
+            limit: Some(3),
+            root: None,
+        };
+        let text = page_of(&sample_trace(1), &page);
+        assert!(
+            text.contains("   ├─ ◆ frontend GET /users/{id} [client]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("   │  └─ … 1 child span not shown\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("      └─ … 1 child span not shown\n"),
+            "{text}"
+        );
+        assert!(!text.contains("user SELECT"), "{text}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! port (default `0.0.0.0:4317`, `COLLECTOR_GRPC_ADDR`; OTLP specification, "OTLP/gRPC").
 //!
 //! The service definition is `opentelemetry-proto`'s generated [`TraceServiceServer`], served
-//! by tonic over HTTP/2 (plain text, no TLS). Each request takes the OTLP/HTTP protobuf path
+//! by tonic over HTTP/2 (plain text, no TLS), behind [`super::grpc_guard`]. Each request takes the OTLP/HTTP protobuf path
 //! after decoding: the message is re-encoded and handed to the same protobuf decoder, then to
 //! the same store step, so validation, partial success and counters are identical, and the
 //! answer is sent only after the spans are committed.
@@ -19,8 +19,9 @@
 //!   `partial_success`, like OTLP/HTTP.
 //! - Authentication: with `COLLECTOR_INGEST_TOKEN` set ([`crate::auth`]), the `authorization`
 //!   metadata must be `Bearer <token>`, else `UNAUTHENTICATED`.
-//! - Not yet bounded like the HTTP ports ([`crate::connections`], the in-flight body budget):
-//!   tonic decodes a message (up to `COLLECTOR_MAX_BODY_BYTES`) before the service sees it.
+//! - Bounded like the HTTP ingest port ([`super::grpc_guard`]): the in-flight body budget
+//!   (`UNAVAILABLE` with `RetryInfo`), the message size before and after gzip, the time to
+//!   send a message, open connections and the time to send the HTTP/2 preface.
 //! - Counters: protocol `otlp_grpc` in `GET /metrics`.
 
 use std::future::Future;
@@ -153,6 +154,11 @@ fn too_large_is_not_retryable<B>(mut response: http::Response<B>) -> http::Respo
     response
 }
 
+/// HTTP/2 pings on an idle connection, to find peers that went away.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// A ping not answered within this closes the connection.
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The gRPC status header.
 const GRPC_STATUS: &str = "grpc-status";
 
@@ -166,15 +172,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    let incoming = super::grpc_guard::guarded_incoming(listener, &state);
     tonic::transport::Server::builder()
+        .max_concurrent_streams(super::grpc_guard::MAX_CONCURRENT_STREAMS)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(tower::util::MapResponseLayer::new(
             too_large_is_not_retryable,
         ))
+        .layer(super::grpc_guard::GuardLayer::new(state.clone()))
         .add_service(GrpcIngest::new(state).into_server())
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(std::io::Error::other)
 }

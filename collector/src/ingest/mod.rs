@@ -32,6 +32,7 @@
 pub use crate::format::simple_json;
 pub mod budget;
 pub mod grpc;
+pub mod grpc_guard;
 
 use std::io::Read;
 use std::sync::atomic::Ordering;

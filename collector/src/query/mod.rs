@@ -6,6 +6,7 @@
 //! - [`summary_text`]: the text list of `GET /v1/traces?format=text`;
 //! - [`dependencies`]: `GET /v1/dependencies` (the service graph);
 //! - [`tail`]: `GET /v1/tail` (a live stream of finished traces);
+//! - [`stream`]: answers written piece by piece, with memory bounded by a chunk;
 //! - [`jaeger`]: the Jaeger-compatible APIs, v1 (`/api/...`, interop.md §3.2–3.7) and
 //!   `api_v3` (`/api/v3/...`, interop.md §3.8), on shared plumbing;
 
@@ -14,6 +15,7 @@ pub mod jaeger;
 pub mod native;
 pub(crate) mod params;
 pub mod stats;
+pub(crate) mod stream;
 pub mod summary_text;
 pub mod tail;
 pub mod traffic;

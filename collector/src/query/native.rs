@@ -45,9 +45,10 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::params::{Pairs, Param, pairs, parse_search, ui_base_url};
+use super::stream;
 use crate::AppState;
 use crate::assemble::completeness::{self, Shape};
-use crate::assemble::{self, text};
+use crate::assemble::{self, page, text};
 use crate::error::{Error, ErrorFormat};
 use crate::format::simple_json;
 use crate::model::TraceId;
@@ -90,6 +91,8 @@ pub(crate) struct TreeParams {
     pub(crate) all_events: bool,
     /// `links=follow`: add the traces this one's spans link to.
     pub(crate) follow_links: bool,
+    /// `limit=N` (most spans, chosen breadth first) and `root=SPAN_ID` (start there).
+    pub(crate) page: assemble::page::TreePage,
 }
 
 /// At most this many linked traces are stitched in by `links=follow`.
@@ -97,8 +100,8 @@ pub const MAX_FOLLOWED_TRACES: usize = 10;
 
 impl TreeParams {
     /// `format=json|text` (default from `Accept`), `wait=SECONDS` (≤ [`MAX_WAIT_S`]),
-    /// `raw=BOOL`, `events=BOOL`, `links=follow|none`; other keys are ignored, bad values
-    /// are 400.
+    /// `raw=BOOL`, `events=BOOL`, `links=follow|none`, `limit=N`, `root=SPAN_ID`; other keys
+    /// are ignored, bad values are 400.
     pub(crate) fn parse(pairs: Vec<(String, String)>, headers: &HeaderMap) -> Result<Self, Error> {
         let mut p = Self {
             as_text: wants_text(headers),
@@ -132,6 +135,17 @@ impl TreeParams {
                     p.options = assemble::AssembleOptions::raw();
                 }
                 "events" => p.all_events = Param::new(&key, &value).bool()?,
+                "limit" => {
+                    p.page.limit = Some(value.trim().parse().map_err(|_| {
+                        Error::BadRequest("limit must be a non-negative integer".into())
+                    })?);
+                }
+                "root" => {
+                    p.page.root =
+                        Some(crate::model::SpanId::from_hex(value.trim()).map_err(|_| {
+                            Error::BadRequest("root must be a span id (16 hex digits)".into())
+                        })?);
+                }
                 "links" => {
                     p.follow_links = match value.as_str() {
                         "follow" => true,
@@ -213,7 +227,7 @@ async fn tree_answer(
         } else {
             Vec::new()
         };
-        Ok::<_, Error>(tree_response(&trace, &linked, p, headers))
+        tree_response(trace, &linked, p, headers)
     };
     answer
         .await
@@ -240,40 +254,48 @@ async fn linked_traces(state: &AppState, trace: &StoredTrace) -> Result<Vec<Stor
 }
 
 /// Assembles a stored trace (and, for `links=follow`, the `linked` traces it links to) and
-/// answers it as JSON or text.
+/// answers the page `p` asks for, as JSON written node by node ([`assemble::page`]) or text.
+///
+/// # Errors
+/// 404 when `root` names a span the trace does not have.
 fn tree_response(
-    trace: &StoredTrace,
+    trace: StoredTrace,
     linked: &[StoredTrace],
     p: &TreeParams,
     headers: &HeaderMap,
-) -> Response {
-    let mut tree = assemble::assemble_with(&trace.spans, &p.options);
-    if trace.summary.span_count > tree.span_count as u64 {
+) -> Result<Response, Error> {
+    let StoredTrace { summary, spans } = trace;
+    let mut layout = assemble::Layout::new(assemble::adjust_owned(spans, &p.options));
+    let tree = layout.header_mut();
+    if summary.span_count > tree.span_count as u64 {
         tree.complete = false;
         tree.warnings.push(format!(
             "the trace has {} spans; only the first {} by start time are shown",
-            trace.summary.span_count, tree.span_count
+            summary.span_count, tree.span_count
         ));
     }
-    if let Some(warning) = trace.summary.truncation_warning() {
+    if let Some(warning) = summary.truncation_warning() {
         tree.complete = false;
         tree.warnings.push(warning);
     }
+    let selection =
+        page::Selection::choose(&layout, &p.page).map_err(|e| Error::NotFound(e.to_string()))?;
     if p.as_text {
         let options = text::TextOptions {
             ui_url: ui_base_url(headers),
             all_events: p.all_events,
         };
-        let mut out = text::render_with(&tree, &options);
+        let mut out = text::render_page(&layout, &selection, &options);
         for t in linked {
             let linked_tree = assemble::assemble_with(&t.spans, &p.options);
             out.push_str("\nlinked trace (this trace links to it):\n");
             out.push_str(&text::render_with(&linked_tree, &options));
         }
-        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
-    } else if p.follow_links {
-        let mut answer = serde_json::to_value(&tree).unwrap_or(Value::Null);
-        answer["linked_traces"] = linked
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response());
+    }
+    let mut extra = Vec::new();
+    if p.follow_links {
+        let trees: Vec<Value> = linked
             .iter()
             .map(|t| {
                 json!({
@@ -282,10 +304,12 @@ fn tree_response(
                 })
             })
             .collect();
-        axum::Json(answer).into_response()
-    } else {
-        axum::Json(tree).into_response()
+        extra.push(("linked_traces".to_owned(), Value::Array(trees)));
     }
+    let mut writer = page::JsonTreeWriter::new(layout, selection, extra);
+    Ok(stream::json_response(move |out: &mut Vec<u8>| {
+        writer.next_piece(out)
+    }))
 }
 
 /// `Accept` asks for text and not for JSON.
@@ -342,24 +366,97 @@ async fn load_waiting(
     }
 }
 
-/// `GET /v1/traces/{trace_id}`.
+/// `GET /v1/traces/{trace_id}`: the spans, streamed one by one ([`super::stream`]);
+/// `?offset=N&limit=M` answers the spans `N..N+M` (by start time) of the trace, and the
+/// metadata's `next_offset` says where the next page starts (`null` on the last page);
+/// `?span=SPAN_ID` answers only that span (its copies of each kind).
 pub(crate) async fn get_trace(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
+    query: Pairs,
 ) -> Result<Response, Error> {
     let trace_id = trace_id_param(path)?;
+    let page = SpanPage::parse(&pairs(query)?)?;
     let trace = state
         .store
         .get_trace(trace_id)
         .await?
         .ok_or_else(|| not_found(trace_id))?;
-    let spans: Vec<Value> = trace.spans.iter().map(simple_json::encode_span).collect();
-    Ok(axum::Json(json!({
-        "trace_id": trace_id.to_hex(),
-        "spans": spans,
-        "metadata": summary_json(&trace.summary),
-    }))
-    .into_response())
+    let StoredTrace { summary, mut spans } = trace;
+    if let Some(id) = page.span {
+        spans.retain(|s| s.span_id == id);
+    }
+    let total = spans.len();
+    let range = page.range(total);
+    let mut metadata = summary_json(&summary);
+    metadata["offset"] = Value::from(range.start);
+    metadata["next_offset"] = if range.end < total {
+        Value::from(range.end)
+    } else {
+        Value::Null
+    };
+    let mut prefix = br#"{"trace_id":"#.to_vec();
+    stream::write_json(&mut prefix, &trace_id.to_hex());
+    prefix.extend_from_slice(br#","spans":["#);
+    let spans = spans.into_iter().skip(range.start).take(range.len());
+    Ok(stream::json_response(stream::JsonArray::new(
+        prefix,
+        spans,
+        |span, out| stream::write_json(out, &simple_json::encode_span(&span)),
+        move |out| {
+            out.extend_from_slice(br#"],"metadata":"#);
+            stream::write_json(out, &metadata);
+            out.push(b'}');
+        },
+    )))
+}
+
+/// `?offset=N&limit=M` of a span list (both optional, non-negative integers), and
+/// `span=SPAN_ID` (only the copies of that span: what the UI's span details read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SpanPage {
+    /// Only spans with this id.
+    pub(crate) span: Option<crate::model::SpanId>,
+    /// Spans skipped.
+    pub(crate) offset: usize,
+    /// Most spans answered; `None` for all.
+    pub(crate) limit: Option<usize>,
+}
+
+impl SpanPage {
+    /// Reads `offset` and `limit`; other keys are ignored, bad values are 400.
+    pub(crate) fn parse(pairs: &[(String, String)]) -> Result<Self, Error> {
+        let mut page = Self::default();
+        for (key, value) in pairs {
+            let number = || {
+                value
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| Error::BadRequest(format!("{key} must be a non-negative integer")))
+            };
+            match key.as_str() {
+                "offset" => page.offset = number()?,
+                "limit" => page.limit = Some(number()?),
+                "span" => {
+                    page.span =
+                        Some(crate::model::SpanId::from_hex(value.trim()).map_err(|_| {
+                            Error::BadRequest("span must be a span id (16 hex digits)".into())
+                        })?);
+                }
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+
+    /// The indexes this page covers in a list of `total` items.
+    pub(crate) fn range(&self, total: usize) -> std::ops::Range<usize> {
+        let start = self.offset.min(total);
+        let end = self
+            .limit
+            .map_or(total, |l| start.saturating_add(l).min(total));
+        start..end
+    }
 }
 
 /// `GET /v1/traces`: JSON summaries, or the text list of [`super::summary_text`] with

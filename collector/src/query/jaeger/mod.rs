@@ -2,12 +2,14 @@
 //!
 //! - [`v1`]: the v1 "UI JSON" API (`/api/...`, interop.md §3.2–3.7) that Grafana's Jaeger data
 //!   source and older Jaeger UIs call;
+//! - [`ui_model`]: traces in the Jaeger UI model of v1, whole or written span by span;
 //! - [`v3`]: the `api_v3` subset the current Jaeger UI uses (`/api/v3/...`, interop.md §3.8).
 //!
 //! Both read the same [`TraceQuery`] through the plumbing here: Jaeger trace ids, span kinds,
 //! tag maps and the searches that load whole traces. They differ only in their parameter
 //! names and answer shapes.
 
+pub mod ui_model;
 pub mod v1;
 pub mod v3;
 

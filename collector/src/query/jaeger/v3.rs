@@ -31,7 +31,9 @@ use crate::AppState;
 use crate::assemble::{self, AssembleOptions};
 use crate::error::{Error, JaegerV3Error};
 use crate::format::otlp_json;
+use crate::model::Span;
 use crate::query::params::{Pairs, Param, pairs};
+use crate::query::stream;
 use crate::store::{MAX_SEARCH_LIMIT, StoredTrace, TraceQuery};
 
 type V3Result = Result<Response, JaegerV3Error>;
@@ -70,7 +72,7 @@ pub(crate) async fn get_trace(
     let trace = super::get_trace(&state, trace_id)
         .await?
         .ok_or_else(|| Error::NotFound("No traces found".into()))?;
-    Ok(axum::Json(json!({"result": traces_data(&[trace], &options)})).into_response())
+    Ok(streamed_trace(trace, &options))
 }
 
 struct Search {
@@ -177,18 +179,17 @@ fn summary_json(t: &StoredTrace) -> Value {
     })
 }
 
-/// (scope name, scope version) and the spans of that scope.
-type ScopeGroup = ((String, String), Vec<Value>);
+/// (scope name, scope version) and the spans of that scope, as (trace, span) indexes.
+type ScopeGroup = ((String, String), Vec<(usize, usize)>);
 
-/// Traces as one OTLP JSON `TracesData`: spans grouped by resource, then scope.
-fn traces_data(traces: &[StoredTrace], options: &AssembleOptions) -> Value {
-    // Resources are grouped by content (equal resources may be distinct allocations).
+/// The adjusted spans of `traces`, grouped by resource (by content: equal resources may be
+/// distinct allocations), then scope: `(resource JSON, scopes)` in first-seen order.
+fn group_spans(spans: &[Vec<Span>]) -> Vec<(Value, Vec<ScopeGroup>)> {
     let mut groups: Vec<(Value, Vec<ScopeGroup>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut by_ptr: HashMap<usize, usize> = HashMap::new();
-    for t in traces {
-        let adjusted = assemble::adjust(&t.spans, options);
-        for s in &adjusted.spans {
+    for (t, trace) in spans.iter().enumerate() {
+        for (i, s) in trace.iter().enumerate() {
             let ptr = Arc::as_ptr(&s.resource) as usize;
             let g = match by_ptr.get(&ptr) {
                 Some(g) => *g,
@@ -202,25 +203,100 @@ fn traces_data(traces: &[StoredTrace], options: &AssembleOptions) -> Value {
                     g
                 }
             };
-            let scope = (s.scope.name.clone(), s.scope.version.clone());
             let scopes = &mut groups[g].1;
-            match scopes.iter_mut().find(|(k, _)| *k == scope) {
-                Some((_, spans)) => spans.push(otlp_json::encode_span(s)),
-                None => scopes.push((scope, vec![otlp_json::encode_span(s)])),
+            let found = scopes
+                .iter_mut()
+                .find(|((name, version), _)| *name == s.scope.name && *version == s.scope.version);
+            match found {
+                Some((_, members)) => members.push((t, i)),
+                None => scopes.push((
+                    (s.scope.name.clone(), s.scope.version.clone()),
+                    vec![(t, i)],
+                )),
             }
         }
     }
-    let resource_spans: Vec<Value> = groups
+    groups
+}
+
+/// Traces as one OTLP JSON `TracesData`: spans grouped by resource, then scope.
+fn traces_data(traces: &[StoredTrace], options: &AssembleOptions) -> Value {
+    let spans: Vec<Vec<Span>> = traces
+        .iter()
+        .map(|t| assemble::adjust(&t.spans, options).spans)
+        .collect();
+    let resource_spans: Vec<Value> = group_spans(&spans)
         .into_iter()
         .map(|(resource, scopes)| {
             json!({
                 "resource": resource,
-                "scopeSpans": scopes.into_iter().map(|((name, version), spans)| json!({
+                "scopeSpans": scopes.into_iter().map(|((name, version), members)| json!({
                     "scope": {"name": name, "version": version},
-                    "spans": spans,
+                    "spans": members
+                        .into_iter()
+                        .map(|(t, i)| otlp_json::encode_span(&spans[t][i]))
+                        .collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             })
         })
         .collect();
     json!({"resourceSpans": resource_spans})
+}
+
+/// What [`streamed_trace`] writes next.
+enum Step {
+    /// Fixed JSON text (brackets, resource and scope objects).
+    Text(Vec<u8>),
+    /// The span at this index, preceded by a comma when not the first of its scope.
+    Span(usize, bool),
+}
+
+/// `{"result": TracesData}` of one trace, written span by span ([`stream`]).
+fn streamed_trace(trace: StoredTrace, options: &AssembleOptions) -> Response {
+    let spans = vec![assemble::adjust_owned(trace.spans, options).spans];
+    let mut steps = Vec::new();
+    let mut text = br#"{"result":{"resourceSpans":["#.to_vec();
+    for (g, (resource, scopes)) in group_spans(&spans).into_iter().enumerate() {
+        if g > 0 {
+            text.push(b',');
+        }
+        text.extend_from_slice(br#"{"resource":"#);
+        stream::write_json(&mut text, &resource);
+        text.extend_from_slice(br#","scopeSpans":["#);
+        for (k, ((name, version), members)) in scopes.into_iter().enumerate() {
+            if k > 0 {
+                text.push(b',');
+            }
+            text.extend_from_slice(br#"{"scope":"#);
+            stream::write_json(&mut text, &json!({"name": name, "version": version}));
+            text.extend_from_slice(br#","spans":["#);
+            steps.push(Step::Text(std::mem::take(&mut text)));
+            steps.extend(
+                members
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, (_, i))| Step::Span(i, n > 0)),
+            );
+            text.extend_from_slice(b"]}");
+        }
+        text.extend_from_slice(b"]}");
+    }
+    text.extend_from_slice(b"]}}");
+    steps.push(Step::Text(text));
+    let spans = spans.into_iter().next().unwrap_or_default();
+    let mut steps = steps.into_iter();
+    stream::json_response(move |out: &mut Vec<u8>| match steps.next() {
+        Some(Step::Text(t)) => {
+            out.extend_from_slice(&t);
+            true
+        }
+        Some(Step::Span(i, comma)) => {
+            if comma {
+                out.push(b',');
+            }
+            stream::write_json(out, &otlp_json::encode_span(&spans[i]));
+            true
+        }
+        None => false,
+    })
 }

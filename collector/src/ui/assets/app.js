@@ -61,6 +61,9 @@
   }
 
   const HEX32 = /^[0-9a-f]{32}$/;
+  // Most spans one tree request asks for: a huge trace opens at its top (breadth first) and
+  // loads the rest below a span on demand (`?root=SPAN_ID`).
+  const TREE_PAGE_SPANS = 5000;
   const HEX16 = /^[0-9a-f]{16}$/;
 
   function fmtDur(ns) {
@@ -590,7 +593,7 @@
     app.append(h('p', { class: 'muted pad', id: 'trace-loading' }, 'Loading trace ', h('code', null, traceId), '…'));
     loadServices();
     // A trace just placed may still be in flight: let the collector wait briefly for it.
-    let r = await getJSON('/v1/traces/' + traceId + '/tree?wait=3');
+    let r = await getJSON('/v1/traces/' + traceId + '/tree?wait=3&limit=' + TREE_PAGE_SPANS);
     if (stale(seq)) return;
     clear(app);
     if (!r.ok || !r.data || !Array.isArray(r.data.roots)) {
@@ -626,7 +629,7 @@
     const until = performance.now() + 60000;
     let last = shown;
     while (performance.now() < until) {
-      const r = await getJSON('/v1/traces/' + traceId + '/tree?wait=10');
+      const r = await getJSON('/v1/traces/' + traceId + '/tree?wait=10&limit=' + TREE_PAGE_SPANS);
       if (stale(seq)) return;
       if (!r.ok || !r.data || !Array.isArray(r.data.roots)) return;
       if (r.data.span_count !== last.span_count || r.data.complete !== last.complete) {
@@ -718,6 +721,14 @@
       det.append(ul);
       if (warnings.length <= 3) det.open = true;
       app.append(det);
+    }
+
+    // A page of a huge trace: say so; "+N more" under a span loads what is below it.
+    const omitted = Number(tree.spans_omitted) || 0;
+    if (omitted > 0) {
+      app.append(h('p', { class: 'paged muted', id: 'trace-paged' },
+        `Showing ${rows.length} of ${tree.span_count} spans, the top of the trace first. `,
+        '“+N more” under a span loads the spans below it.'));
     }
 
     // Toolbar.
@@ -823,7 +834,35 @@
       history.replaceState(null, '', u.pathname + u.search);
     }
 
+    // Loads the spans below `spanId` (a page starting there) into the tree, then redraws.
+    async function loadBelow(spanId, button) {
+      const r = byId.get(spanId);
+      if (!r) return;
+      button.disabled = true;
+      button.textContent = 'loading…';
+      const got = await getJSON('/v1/traces/' + traceId + '/tree?root=' + spanId + '&limit=' + TREE_PAGE_SPANS);
+      const sub = got.ok && got.data && Array.isArray(got.data.roots) ? got.data.roots[0] : null;
+      if (!sub) {
+        button.textContent = 'not available (HTTP ' + got.status + ')';
+        return;
+      }
+      r.node.children = Array.isArray(sub.children) ? sub.children : [];
+      r.node.children_omitted = sub.children_omitted;
+      const scroll = window.scrollY;
+      const newRows = prepare(tree);
+      tree.spans_omitted = Math.max(0, Number(tree.span_count) - newRows.length);
+      clear(app);
+      renderTrace(tree, newRows, traceId, params);
+      window.scrollTo(0, scroll);
+    }
+
     body.addEventListener('click', (e) => {
+      const more = e.target.closest('.load-more');
+      if (more && body.contains(more)) {
+        e.stopPropagation();
+        loadBelow(more.dataset.spanId, more);
+        return;
+      }
       const rowEl = e.target.closest('.wf-row');
       if (!rowEl || !body.contains(rowEl) || e.target.closest('.span-detail')) return;
       const r = rows[Number(rowEl.dataset.index)];
@@ -856,7 +895,7 @@
       textBtn.textContent = showText ? 'Waterfall' : 'Text tree';
       if (showText && !textPane.textContent) {
         textPane.textContent = 'Loading…';
-        const t = await getText('/v1/traces/' + traceId + '/tree?format=text');
+        const t = await getText('/v1/traces/' + traceId + '/tree?format=text&limit=' + TREE_PAGE_SPANS);
         textPane.textContent = t.ok ? t.text : 'The text tree is not available (HTTP ' + t.status + ').';
       }
     });
@@ -945,6 +984,7 @@
       h('span', { class: 'svc' }, svc), ' ',
       h('span', { class: 'op' }, String(n.name)),
       h('span', { class: 'hidden-count muted' }, r.collapsed ? ` +${r.size - 1}` : ''),
+      Number(n.children_omitted) > 0 ? h('button', { type: 'button', class: 'load-more', 'data-span-id': n.span_id, title: 'load the spans below this one' }, `+${Number(n.children_omitted)} more`) : null,
       r.error ? h('span', { class: 'err-mark', title: 'error' + (n.status_message ? ': ' + n.status_message : '') }, '!') : null,
       n.orphan ? h('span', { class: 'badge warn', title: 'the parent span ' + (n.parent_span_id || '') + ' is not in the trace' }, 'orphan') : null,
       warns.length ? h('span', { class: 'badge warn', title: warns.join('\n') }, '⚠ ' + (warns.some((w) => /skew/i.test(w)) ? 'clock skew' : 'warning')) : null);
@@ -1003,8 +1043,10 @@
 
   const rawCache = new Map();
   async function rawSpan(traceId, spanId) {
-    if (!rawCache.has(traceId)) rawCache.set(traceId, getJSON('/v1/traces/' + traceId));
-    const r = await rawCache.get(traceId);
+    // Only this span's copies, not the whole trace.
+    const key = traceId + '/' + spanId;
+    if (!rawCache.has(key)) rawCache.set(key, getJSON('/v1/traces/' + traceId + '?span=' + spanId));
+    const r = await rawCache.get(key);
     if (!r.ok || !r.data || !Array.isArray(r.data.spans)) return null;
     return r.data.spans.find((sp) => sp && sp.span_id === spanId) || null;
   }
