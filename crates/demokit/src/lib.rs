@@ -8,6 +8,8 @@
 //! `service` feature.
 
 #[cfg(feature = "service")]
+mod admission;
+#[cfg(feature = "service")]
 mod downstream;
 #[cfg(feature = "service")]
 mod error;
@@ -28,6 +30,8 @@ mod telemetry;
 pub mod testing;
 
 #[cfg(feature = "service")]
+pub use admission::{DEFAULT_MAX_CONCURRENCY, RETRY_AFTER, limit_concurrency};
+#[cfg(feature = "service")]
 pub use downstream::{CallError, ServiceClient};
 #[cfg(feature = "service")]
 pub use error::{
@@ -44,10 +48,10 @@ pub use queue::{
     PAYMENTS_DECLINED, PAYMENTS_REQUESTED, Queue, QueueError, STREAM,
 };
 #[cfg(feature = "service")]
-pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run};
+pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run, run_with};
 #[cfg(feature = "service")]
-pub use serve::{FLUSH_TIMEOUT, app, healthcheck, serve, serve_on};
+pub use serve::{FLUSH_TIMEOUT, ServeOptions, app, app_with, healthcheck, serve, serve_on};
 #[cfg(feature = "service")]
 pub use simulate::{DbQuery, db_query, jittered, sqlcommenter};
 #[cfg(feature = "service")]
-pub use telemetry::Telemetry;
+pub use telemetry::{CALL_TIMEOUT, Telemetry};
