@@ -39,7 +39,8 @@ pub use error::{
 };
 #[cfg(feature = "service")]
 pub use fault::{
-    DELAY_ATTRIBUTE, FaultError, FaultPlan, Faults, MAX_DELAY_MS, SERVICES, apply_faults,
+    DELAY_ATTRIBUTE, FaultError, FaultPlan, Faults, MAX_DELAY_MS, SERVICES, SIM_PREFIX,
+    apply_faults,
 };
 pub use lifecycle::shutdown_signal;
 #[cfg(feature = "service")]
