@@ -45,8 +45,9 @@ pub use fault::{
 pub use lifecycle::shutdown_signal;
 #[cfg(feature = "service")]
 pub use queue::{
-    ACK_TIMEOUT, ACK_WAIT, DEFAULT_NATS_URL, MAX_DELIVER, NAK_DELAY, NatsArgs, PAYMENTS_COMPLETED,
-    PAYMENTS_DECLINED, PAYMENTS_REQUESTED, Queue, QueueError, STREAM,
+    ACK_TIMEOUT, ACK_WAIT, DEFAULT_NATS_URL, Delivery, MAX_DELIVER, NAK_DELAY, NatsArgs,
+    PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_FAILED, PAYMENTS_REQUESTED, Queue, QueueError,
+    STREAM,
 };
 #[cfg(feature = "service")]
 pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run, run_with};
