@@ -1,6 +1,7 @@
 //! What every Spanline demo service shares: telemetry setup from `OTEL_*` variables,
 //! per-request fault injection carried in baggage, simulated database work as child spans,
-//! the one error-to-response mapping, and serving with graceful shutdown.
+//! the one error-to-response mapping, and serving with a concurrency limit and graceful
+//! shutdown.
 //!
 //! Every item has one path: the modules are private and re-exported here, except
 //! [`testing`] (the helpers of the services' tests) and [`lifecycle`] (stop signals and the
