@@ -91,6 +91,8 @@ async fn trusted_callers_drive_faults_a_full_frontend_sheds_and_a_slow_call_time
                 if !r.as_ref().is_ok_and(|r| r.status() == 503) {
                     return r;
                 }
+                // A pause between tries, not a synchronisation: the loop ends on admission.
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
     };
