@@ -1,5 +1,5 @@
 # Multi-stage build of every Spanline binary (DESIGN §1) into one small image:
-# six statically linked binaries on `scratch`, run as the non-root user 10001.
+# seven statically linked binaries on `scratch` (the collector, the five services, loadgen), run as the non-root user 10001.
 #
 #   docker compose up --build        (or: docker-compose up --build)
 #
@@ -26,7 +26,7 @@ COPY services/user/Cargo.toml services/user/
 COPY services/order/Cargo.toml services/order/
 COPY services/payment/Cargo.toml services/payment/
 COPY services/notification/Cargo.toml services/notification/
-# scripts/build-static.sh: cargo build --release of the six binaries, glibc linked
+# scripts/build-static.sh: cargo build --release of the seven binaries, glibc linked
 # statically (nothing to load at run time: the image is `scratch`).
 COPY scripts/docker-stub-sources.sh scripts/build-static.sh scripts/
 RUN sh scripts/docker-stub-sources.sh crates/tracekit crates/demokit crates/e2e crates/loadgen collector \
@@ -65,6 +65,6 @@ ENV PATH=/usr/local/bin \
     COLLECTOR_DATA_DIR=/data
 USER 10001:10001
 LABEL org.opencontainers.image.title="spanline" \
-      org.opencontainers.image.description="Spanline: collector, frontend, user-service, order-service, payment-service, notification-service (static binaries)" \
+      org.opencontainers.image.description="Spanline: collector, frontend, user-service, order-service, payment-service, notification-service, loadgen (static binaries)" \
       org.opencontainers.image.licenses="Apache-2.0"
 CMD ["collector"]

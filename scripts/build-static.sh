@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the six Spanline binaries in release mode, statically linked (glibc with
+# Builds the seven Spanline binaries (the collector, the five services, loadgen) in release mode, statically linked (glibc with
 # `-C target-feature=+crt-static`), for the host's target, into
 # $CARGO_TARGET_DIR/<host triple>/release. Shared by the Dockerfile (one call per layer) and
 # scripts/build-images-offline.sh, so both paths build the same binaries.
@@ -8,7 +8,7 @@
 #
 # Each DIR's Rust sources are touched first: in the Dockerfile, sources copied into a layer
 # can be older than the stubs they replace, and Cargo decides by modification time. Every call
-# selects the same six packages, so features resolve alike and no dependency is rebuilt.
+# selects the same seven packages, so features resolve alike and no dependency is rebuilt.
 #
 # No debug info (the workspace's release profile keeps line tables for the host): smaller
 # artifacts link faster and make smaller Docker layers; the image would strip it anyway.
@@ -23,4 +23,4 @@ target=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_PROFILE_RELEASE_DEBUG=false
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" exec cargo build --release --locked \
   --target "$target" -p collector -p frontend -p user-service -p order-service -p payment-service \
-  -p notification-service
+  -p notification-service -p loadgen

@@ -89,7 +89,16 @@ impl ServiceClient {
 /// Why a call to another demo service did not give the expected answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// The service could not be reached (connect failure, timeout).
+    /// No answer within the client's timeout (the CLIENT span has `error.type` =
+    /// `timeout`).
+    #[error("{service} service timed out: {reason}")]
+    Timeout {
+        /// The service called (`peer.service`).
+        service: &'static str,
+        /// The transport error (a timeout).
+        reason: reqwest::Error,
+    },
+    /// The service could not be reached (connect failure, broken connection).
     #[error("{service} service unreachable: {reason}")]
     Unreachable {
         /// The service called (`peer.service`).
@@ -119,7 +128,8 @@ pub enum CallError {
 
 impl From<CallError> for AppError {
     /// Business answers (400, 402, 404) pass through unchanged, decided downstream; a
-    /// downstream 503 stays a 503; every other failure is a 502 naming the service.
+    /// downstream 503 stays a 503; a timeout, here or downstream (504), is a 504 saying
+    /// so; every other failure is a 502 naming the service.
     fn from(e: CallError) -> AppError {
         match e {
             CallError::Answered {
@@ -136,8 +146,14 @@ impl From<CallError> for AppError {
                 message,
             } => AppError::unavailable(format!("{service} service unavailable: {message}")),
             CallError::Answered {
+                service,
+                status: StatusCode::GATEWAY_TIMEOUT,
+                message,
+            } => AppError::gateway_timeout(format!("{service} service timed out: {message}")),
+            CallError::Answered {
                 service, message, ..
             } => AppError::bad_gateway(format!("{service} service failed: {message}")),
+            e @ CallError::Timeout { .. } => AppError::gateway_timeout(e.to_string()),
             e @ (CallError::Unreachable { .. } | CallError::BadAnswer { .. }) => {
                 AppError::bad_gateway(e.to_string())
             }
@@ -148,13 +164,20 @@ impl From<CallError> for AppError {
 /// Reads the answer of a call to `service`: the JSON `T` of a 2xx answer, else the error.
 ///
 /// # Errors
-/// [`CallError::Unreachable`] when `sent` failed, [`CallError::Answered`] for a 4xx or 5xx
+/// [`CallError::Timeout`] when `sent` timed out, [`CallError::Unreachable`] when it failed
+/// otherwise, [`CallError::Answered`] for a 4xx or 5xx
 /// answer, [`CallError::BadAnswer`] when a 2xx body is not a `T`.
 async fn read_json<T: DeserializeOwned>(
     service: &'static str,
     sent: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<T, CallError> {
-    let res = sent.map_err(|reason| CallError::Unreachable { service, reason })?;
+    let res = sent.map_err(|reason| {
+        if reason.is_timeout() {
+            CallError::Timeout { service, reason }
+        } else {
+            CallError::Unreachable { service, reason }
+        }
+    })?;
     let status = res.status();
     if status.is_success() {
         return res
@@ -172,4 +195,57 @@ async fn read_json<T: DeserializeOwned>(
         status,
         message,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::routing::get;
+
+    use super::*;
+    use crate::telemetry::Telemetry;
+
+    #[tokio::test]
+    async fn a_call_that_times_out_is_a_timeout_and_answers_504() {
+        // A service that never answers.
+        let routes = Router::new().route("/slow", get(std::future::pending::<&'static str>));
+        let addr = crate::testing::spawn(routes).await.unwrap();
+        let (telemetry, exporter) = Telemetry::in_memory("frontend");
+        let http = telemetry.http_client_with_timeout(Duration::from_millis(200));
+        let client = ServiceClient::new(http, "order", &format!("http://{addr}"));
+        let err = client
+            .get::<serde_json::Value>("/slow", "/slow")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
+        let answer = AppError::from(err);
+        assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
+        assert!(
+            answer.message.starts_with("order service timed out"),
+            "{}",
+            answer.message
+        );
+        let spans = exporter.finished_spans();
+        assert_eq!(
+            spans[0].attribute("error.type"),
+            Some(&tracekit::Value::from("timeout"))
+        );
+    }
+
+    #[test]
+    fn a_downstream_504_stays_a_timeout() {
+        let e = CallError::Answered {
+            service: "order",
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: "payment service timed out: ...".to_owned(),
+        };
+        let answer = AppError::from(e);
+        assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            answer.message,
+            "order service timed out: payment service timed out: ..."
+        );
+    }
 }

@@ -118,6 +118,11 @@ impl AppError {
         AppError::new(StatusCode::BAD_GATEWAY, message)
     }
 
+    /// 504: a service this one called did not answer in time.
+    pub fn gateway_timeout(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::GATEWAY_TIMEOUT, message)
+    }
+
     /// 503: this service or one it needs is unavailable.
     pub fn unavailable(message: impl Into<String>) -> AppError {
         AppError::new(StatusCode::SERVICE_UNAVAILABLE, message)

@@ -13,6 +13,9 @@ use crate::error::AppError;
 /// The attribute recording an injected delay, ms, on the span that waited.
 pub const DELAY_ATTRIBUTE: &str = "app.fault.delay_ms";
 
+/// The prefix of every fault-injection baggage key.
+pub const SIM_PREFIX: &str = "sim.";
+
 /// The services that accept fault injection.
 pub const SERVICES: [&str; 5] = ["frontend", "user", "order", "payment", "notification"];
 
@@ -83,6 +86,18 @@ impl FaultPlan {
     /// Whether nothing is injected.
     pub fn is_empty(&self) -> bool {
         self.delays_ms.is_empty() && self.failures.is_empty()
+    }
+
+    /// `baggage` without its `sim.*` members (every fault-injection key, whatever follows
+    /// the prefix), and how many were dropped. Other members are kept in order.
+    pub fn strip_from(baggage: &Baggage) -> (Baggage, usize) {
+        let sim: Vec<String> = baggage
+            .iter()
+            .filter(|m| m.key().starts_with(SIM_PREFIX))
+            .map(|m| m.key().to_owned())
+            .collect();
+        let kept = sim.iter().fold(baggage.clone(), |b, k| b.remove(k));
+        (kept, sim.len())
     }
 
     /// `baggage` with this plan's `sim.*` entries added (replacing any the caller sent).
@@ -184,6 +199,17 @@ mod tests {
             }
         );
         assert_eq!(Faults::for_service(&b, "frontend"), Faults::default());
+    }
+
+    #[test]
+    fn stripping_drops_every_sim_member_and_keeps_the_others_in_order() {
+        let b = Baggage::parse("a=1,sim.fail.payment=1,sim.delay.order=30000,sim.x=y,b=2");
+        let (kept, dropped) = FaultPlan::strip_from(&b);
+        assert_eq!(dropped, 3);
+        let keys: Vec<&str> = kept.iter().map(|m| m.key()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        let (same, none) = FaultPlan::strip_from(&kept);
+        assert_eq!((same.len(), none), (2, 0));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! What every Spanline demo service shares: telemetry setup from `OTEL_*` variables,
 //! per-request fault injection carried in baggage, simulated database work as child spans,
-//! the one error-to-response mapping, and serving with graceful shutdown.
+//! the one error-to-response mapping, and serving with a concurrency limit and graceful
+//! shutdown.
 //!
 //! Every item has one path: the modules are private and re-exported here, except
 //! [`testing`] (the helpers of the services' tests) and [`lifecycle`] (stop signals and the
 //! health probe, which the collector shares). Everything but [`lifecycle`] needs the default
 //! `service` feature.
 
+#[cfg(feature = "service")]
+mod admission;
 #[cfg(feature = "service")]
 mod downstream;
 #[cfg(feature = "service")]
@@ -28,6 +31,8 @@ mod telemetry;
 pub mod testing;
 
 #[cfg(feature = "service")]
+pub use admission::{DEFAULT_MAX_CONCURRENCY, RETRY_AFTER, limit_concurrency};
+#[cfg(feature = "service")]
 pub use downstream::{CallError, ServiceClient};
 #[cfg(feature = "service")]
 pub use error::{
@@ -35,19 +40,21 @@ pub use error::{
 };
 #[cfg(feature = "service")]
 pub use fault::{
-    DELAY_ATTRIBUTE, FaultError, FaultPlan, Faults, MAX_DELAY_MS, SERVICES, apply_faults,
+    DELAY_ATTRIBUTE, FaultError, FaultPlan, Faults, MAX_DELAY_MS, SERVICES, SIM_PREFIX,
+    apply_faults,
 };
 pub use lifecycle::shutdown_signal;
 #[cfg(feature = "service")]
 pub use queue::{
-    ACK_TIMEOUT, ACK_WAIT, DEFAULT_NATS_URL, MAX_DELIVER, NAK_DELAY, NatsArgs, PAYMENTS_COMPLETED,
-    PAYMENTS_DECLINED, PAYMENTS_REQUESTED, Queue, QueueError, STREAM,
+    ACK_TIMEOUT, ACK_WAIT, DEFAULT_NATS_URL, Delivery, MAX_DELIVER, NAK_DELAY, NatsArgs,
+    PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_FAILED, PAYMENTS_REQUESTED, Queue, QueueError,
+    STREAM,
 };
 #[cfg(feature = "service")]
-pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run};
+pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run, run_with};
 #[cfg(feature = "service")]
-pub use serve::{FLUSH_TIMEOUT, app, healthcheck, serve, serve_on};
+pub use serve::{FLUSH_TIMEOUT, ServeOptions, app, app_with, healthcheck, serve, serve_on};
 #[cfg(feature = "service")]
 pub use simulate::{DbQuery, db_query, jittered, sqlcommenter};
 #[cfg(feature = "service")]
-pub use telemetry::Telemetry;
+pub use telemetry::{CALL_TIMEOUT, Telemetry};

@@ -33,6 +33,10 @@ pub const PAYMENTS_REQUESTED: &str = "payments.requested";
 pub const PAYMENTS_COMPLETED: &str = "payments.completed";
 /// Payment → order, notification: the payment was declined.
 pub const PAYMENTS_DECLINED: &str = "payments.declined";
+/// Payment → order: the payment could not be processed at all; sent by payment on the last
+/// delivery of a `payments.requested` message ([`MAX_DELIVER`]), so an asynchronous order
+/// ends `failed` instead of staying `pending`.
+pub const PAYMENTS_FAILED: &str = "payments.failed";
 /// The default `NATS_URL`.
 pub const DEFAULT_NATS_URL: &str = "nats://localhost:4222";
 /// How long a publish waits for the stream's acknowledgement.
@@ -175,6 +179,16 @@ impl Queue {
         F: Fn(Bytes) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), AppError>> + Send + 'static,
     {
+        self.consume_deliveries(group, subject, move |d: Delivery| handler(d.payload));
+    }
+
+    /// [`consume`](Self::consume) with the handler told which delivery of the message this
+    /// is ([`Delivery`]), so it can give up cleanly on the last one.
+    pub fn consume_deliveries<F, Fut>(&self, group: &'static str, subject: &'static str, handler: F)
+    where
+        F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), AppError>> + Send + 'static,
+    {
         if self.off {
             return;
         }
@@ -212,8 +226,11 @@ impl Queue {
                     let processor = processor.clone();
                     let handler = Arc::clone(&handler);
                     let service = service.clone();
+                    let attempt = message.info().map_or(1, |i| i.delivered);
                     tokio::spawn(async move {
-                        let handled = processor.handle(&message, |payload| handler(payload)).await;
+                        let handled = processor
+                            .handle(&message, |payload| handler(Delivery { payload, attempt }))
+                            .await;
                         if let Err(e) = handled {
                             eprintln!("{service}: {e}");
                         }
@@ -230,6 +247,24 @@ impl Queue {
             Ok(js) => js.clone().ok_or(QueueError::NotConnected),
             Err(_) => Err(QueueError::NotConnected),
         }
+    }
+}
+
+/// One delivery of a message to a consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message body.
+    pub payload: Bytes,
+    /// Which delivery this is: 1 for the first, up to [`MAX_DELIVER`]
+    /// (`messaging.nats.message.delivery_count`).
+    pub attempt: i64,
+}
+
+impl Delivery {
+    /// Whether JetStream will not redeliver this message after a failure (the attempt is
+    /// the [`MAX_DELIVER`]th, or later).
+    pub fn is_last(&self) -> bool {
+        self.attempt >= MAX_DELIVER
     }
 }
 

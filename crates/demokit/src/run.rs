@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use axum::Router;
 
+use crate::serve::ServeOptions;
 use crate::telemetry::Telemetry;
 
 /// Exit code for unusable configuration (sysexits `EX_USAGE`).
@@ -34,20 +35,49 @@ pub struct CommonArgs {
     /// Address to listen on (host:port).
     #[arg(long, env = "LISTEN_ADDR")]
     pub listen_addr: SocketAddr,
+    /// Requests in progress at most; more are answered 503 with Retry-After.
+    #[arg(
+        long,
+        env = "SIM_MAX_CONCURRENCY",
+        default_value_t = crate::admission::DEFAULT_MAX_CONCURRENCY,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_concurrency: u32,
     /// Probe the running service's GET /healthz on loopback and exit 0 when healthy
     /// (for container health checks; images carry no curl).
     #[arg(long)]
     pub healthcheck: bool,
 }
 
-/// Runs a service: probes health and exits if `--healthcheck`, else sets up telemetry from
-/// `OTEL_*` (service name default `service_name`), builds the routes with `build`, and
-/// serves on `common.listen_addr` until SIGTERM or Ctrl-C.
-///
-/// Returns 0 after a clean stop, 64 for unusable configuration, 1 when serving failed.
+impl CommonArgs {
+    /// The [`ServeOptions`] of a service behind the edge: this limit, trusting the caller's
+    /// sampled flag.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            max_concurrency: self.max_concurrency,
+            ..ServeOptions::default()
+        }
+    }
+}
+
+/// [`run_with`] with [`CommonArgs::serve_options`].
 pub async fn run(
     service_name: &'static str,
     common: &CommonArgs,
+    build: impl FnOnce(Telemetry) -> Router,
+) -> ExitCode {
+    run_with(service_name, common, common.serve_options(), build).await
+}
+
+/// Runs a service: probes health and exits if `--healthcheck`, else sets up telemetry from
+/// `OTEL_*` (service name default `service_name`), builds the routes with `build`, and
+/// serves them with `options` on `common.listen_addr` until SIGTERM or Ctrl-C.
+///
+/// Returns 0 after a clean stop, 64 for unusable configuration, 1 when serving failed.
+pub async fn run_with(
+    service_name: &'static str,
+    common: &CommonArgs,
+    options: ServeOptions,
     build: impl FnOnce(Telemetry) -> Router,
 ) -> ExitCode {
     let listen_addr = common.listen_addr;
@@ -61,7 +91,7 @@ pub async fn run(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let app = crate::serve::app(build(telemetry.clone()), &telemetry);
+    let app = crate::serve::app_with(build(telemetry.clone()), &telemetry, options);
     match crate::serve::serve(app, listen_addr, &telemetry).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

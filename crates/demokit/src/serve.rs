@@ -16,13 +16,42 @@ use crate::telemetry::Telemetry;
 /// How long shutdown may spend flushing queued spans.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Wraps `routes` in the tracing middleware and adds an untraced `GET /healthz`.
+/// How a service admits and traces requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Requests in progress at most; more are answered 503 (`SIM_MAX_CONCURRENCY`, see
+    /// [`limit_concurrency`](crate::limit_concurrency)).
+    pub max_concurrency: u32,
+    /// Whether an incoming `traceparent`'s sampled flag is followed. The frontend, the edge,
+    /// sets it from `SIM_TRUST_INCOMING_SAMPLED` (default no); the services behind it trust
+    /// their callers. See `tracekit::http::TraceLayer::trust_incoming_sampled`.
+    pub trust_incoming_sampled: bool,
+}
+
+impl Default for ServeOptions {
+    /// [`DEFAULT_MAX_CONCURRENCY`](crate::DEFAULT_MAX_CONCURRENCY), trusting the sampled flag.
+    fn default() -> ServeOptions {
+        ServeOptions {
+            max_concurrency: crate::admission::DEFAULT_MAX_CONCURRENCY,
+            trust_incoming_sampled: true,
+        }
+    }
+}
+
+/// Wraps `routes` in the tracing middleware and adds an untraced `GET /healthz`, with the
+/// default [`ServeOptions`].
 pub fn app(routes: Router, telemetry: &Telemetry) -> Router {
-    routes
-        .layer(TraceLayer::new(
-            telemetry.tracer.clone(),
-            telemetry.propagator,
-        ))
+    app_with(routes, telemetry, ServeOptions::default())
+}
+
+/// Wraps `routes` in the concurrency limit, then the tracing middleware (so a refused
+/// request is a SERVER span), and adds an untraced `GET /healthz` outside both.
+pub fn app_with(routes: Router, telemetry: &Telemetry, options: ServeOptions) -> Router {
+    crate::admission::limit_concurrency(routes, options.max_concurrency)
+        .layer(
+            TraceLayer::new(telemetry.tracer.clone(), telemetry.propagator)
+                .trust_incoming_sampled(options.trust_incoming_sampled),
+        )
         .route("/healthz", get(|| async { "ok" }))
 }
 

@@ -1,9 +1,15 @@
 //! Telemetry setup for a demo service, from the standard `OTEL_*` environment variables.
 
+use std::time::Duration;
+
 use tracekit::export::InMemoryExporter;
 use tracekit::http::TracedClient;
 use tracekit::propagation::Propagator;
 use tracekit::{Resource, Tracer, TracerConfig};
+
+/// The total timeout of a call from one demo service to another: longer than the largest
+/// injected delay ([`MAX_DELAY_MS`](crate::MAX_DELAY_MS)).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(35);
 
 /// The tracer and propagator a service uses for everything. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -63,13 +69,20 @@ impl Telemetry {
 }
 
 impl Telemetry {
-    /// The traced HTTP client services use to call each other: 1 s connect timeout, 35 s
-    /// total (longer than the largest injected delay), no proxy from the environment.
+    /// The traced HTTP client services use to call each other: 1 s connect timeout,
+    /// [`CALL_TIMEOUT`] total (longer than the largest injected delay), no proxy from the
+    /// environment.
     pub fn http_client(&self) -> TracedClient {
+        self.http_client_with_timeout(CALL_TIMEOUT)
+    }
+
+    /// [`http_client`](Self::http_client) with a total timeout of `timeout` per call; a call
+    /// that takes longer fails as a timeout (`CallError::Timeout`, a 504).
+    pub fn http_client_with_timeout(&self, timeout: Duration) -> TracedClient {
         let client = reqwest::Client::builder()
             .no_proxy()
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .timeout(std::time::Duration::from_secs(35))
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(timeout)
             .build()
             // Building only fails when a TLS backend cannot start; this client has none.
             .unwrap_or_default();

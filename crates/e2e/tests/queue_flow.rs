@@ -316,37 +316,74 @@ async fn once_consumers_are_known_wait_delivers_the_whole_async_flow_and_the_map
 }
 
 #[tokio::test]
-async fn an_async_order_with_fail_payment_is_retried_max_deliver_times_and_stays_pending() {
+async fn an_async_order_whose_payment_fails_every_delivery_ends_failed_with_the_reason() {
     let Some((mut stack, body)) = order_on_nats("?mode=async&fail=payment", 202).await else {
         return;
     };
+    assert_eq!(body["status"], "pending");
     let trace_id = body["trace_id"].as_str().unwrap();
     let attempts = |t: &Value| nodes(t, "process payments.requested", "consumer").len();
     let tree = stack
-        .wait_for_tree(trace_id, TIMEOUT, |t| attempts(t) == 3)
+        .wait_for_tree(trace_id, TIMEOUT, |t| {
+            attempts(t) == 3 && consumed_by(t, "payments.failed", "order")
+        })
         .await;
+    let mut gave_up = Vec::new();
     for (n, parent) in nodes(&tree, "process payments.requested", "consumer") {
         assert_eq!(n["status"], "error", "{n:#}");
         assert_eq!(parent.unwrap()["name"], "publish payments.requested");
-        assert!(
-            n["children"].as_array().unwrap().is_empty(),
-            "failed before charging"
-        );
+        let count = n["attributes"]["messaging.nats.message.delivery_count"]
+            .as_i64()
+            .unwrap();
+        // Only the last delivery reports the failure: its one child is that publish.
+        let children = children_named(n);
+        if count == 3 {
+            assert_eq!(children, ["publish payments.failed"], "{n:#}");
+            assert_eq!(n["attributes"]["app.payment.gave_up"], true);
+            gave_up.push(count);
+        } else {
+            assert!(children.is_empty(), "failed before charging: {n:#}");
+        }
     }
+    assert_eq!(gave_up, [3]);
     assert!(nodes(&tree, "publish payments.completed", "producer").is_empty());
-    let order = stack
-        .client
-        .get(format!(
-            "{}/orders/{}",
-            stack.frontend_url,
-            body["order_id"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
+    // The order's CONSUMER span of the failure is an error naming the reason.
+    let (failed, _) = nodes(&tree, "process payments.failed", "consumer")
+        .into_iter()
+        .find(|(n, _)| n["service"] == "order")
         .unwrap();
-    assert_eq!(order["status"], "pending");
+    assert_eq!(failed["status"], "error", "{failed:#}");
+    let reason = failed["attributes"]["app.outcome.reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("payment failed after 3 attempts: injected fault (sim.fail.payment)"),
+        "{reason}"
+    );
+
+    // The order status API says `failed`, with the reason (polled: the update follows the
+    // consumer span's start).
+    let url = format!(
+        "{}/orders/{}",
+        stack.frontend_url,
+        body["order_id"].as_str().unwrap()
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    let order = loop {
+        let order = stack
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        if order["status"] != "pending" || Instant::now() > deadline {
+            break order;
+        }
+        // A poll interval, not a synchronisation: the loop ends on the status.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(order["status"], "failed", "{order:#}");
+    assert_eq!(order["reason"], reason, "{order:#}");
     stack.shutdown();
 }

@@ -430,6 +430,74 @@ async fn client_records_transport_errors() {
 }
 
 #[tokio::test]
+async fn an_edge_that_does_not_trust_the_sampled_flag_decides_itself_and_keeps_the_trace_id() {
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    // The same parent-based sampler (always on at the root) behind both layers.
+    let serve = |trust: bool, exporter: &InMemoryExporter| {
+        Router::new().route("/", get(|| async { "ok" })).layer(
+            TraceLayer::new(
+                tracer("edge", exporter, Sampler::default()),
+                Propagator::default(),
+            )
+            .trust_incoming_sampled(trust),
+        )
+    };
+    for (trust, flags, recorded, answered_flags) in [
+        // Trusted: an unsampled caller is followed (nothing recorded) ...
+        (true, "00", false, "00"),
+        // ... untrusted: the root sampler decides (always on), whatever the caller's flag.
+        (false, "00", true, "01"),
+        (false, "01", true, "01"),
+    ] {
+        let exporter = InMemoryExporter::default();
+        let addr = spawn(serve(trust, &exporter)).await;
+        let res = reqwest::Client::new()
+            .get(format!("http://{addr}/"))
+            .header(
+                "traceparent",
+                format!("00-{caller_trace}-{caller_span}-{flags}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let tr = res.headers()["traceresponse"].to_str().unwrap().to_owned();
+        assert!(tr.starts_with(&format!("00-{caller_trace}-")), "{tr}");
+        assert!(
+            tr.ends_with(&format!("-{answered_flags}")),
+            "trust={trust}: {tr}"
+        );
+        if recorded {
+            let spans = exporter.wait_for(1, std::time::Duration::from_secs(5));
+            assert_eq!(spans[0].trace_id.to_string(), caller_trace);
+            assert_eq!(spans[0].parent_span_id.to_string(), caller_span);
+        } else {
+            assert!(exporter.finished_spans().is_empty());
+        }
+    }
+    // An edge whose root sampler says no ignores a caller's sampled flag.
+    let exporter = InMemoryExporter::default();
+    let app = Router::new().route("/", get(|| async { "ok" })).layer(
+        TraceLayer::new(
+            tracer("edge", &exporter, Sampler::parent_based(Sampler::AlwaysOff)),
+            Propagator::default(),
+        )
+        .trust_incoming_sampled(false),
+    );
+    let addr = spawn(app).await;
+    let res = reqwest::Client::new()
+        .get(format!("http://{addr}/"))
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    let tr = res.headers()["traceresponse"].to_str().unwrap().to_owned();
+    assert!(tr.ends_with("-00"), "{tr}");
+    assert!(exporter.finished_spans().is_empty());
+}
+
+#[tokio::test]
 async fn unsampled_requests_record_nothing_but_still_propagate() {
     let exporter = InMemoryExporter::default();
     let downstream = spawn(

@@ -13,8 +13,15 @@
 //! Fault injection: `?delay=MS`, `?delay=SERVICE:MS`, `?fail=SERVICE` (comma-separated or
 //! repeated) become W3C baggage entries `sim.delay.<service>` / `sim.fail.<service>` that
 //! every service acts on (DESIGN §3).
+//!
+//! The frontend is the trust boundary (docs/trust-boundary.md): `sim.*` members of the
+//! caller's `baggage` are dropped (other members pass on) unless `SIM_TRUST_INCOMING_BAGGAGE`
+//! is set, so faults come only from the query parameters above; the caller's sampled flag
+//! is replaced by the frontend's own sampling decision unless `SIM_TRUST_INCOMING_SAMPLED`
+//! is set (the caller's trace id is kept either way).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -63,6 +70,29 @@ pub struct Config {
         default_value = "http://localhost:16686"
     )]
     pub collector_ui_url: String,
+    /// Honour `sim.*` fault-injection members of the caller's baggage (1); by default they
+    /// are dropped and only the ?delay= / ?fail= parameters inject faults.
+    #[arg(
+        long,
+        env = "SIM_TRUST_INCOMING_BAGGAGE",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub trust_incoming_baggage: bool,
+    /// Follow the sampled flag of the caller's traceparent (1); by default the frontend's
+    /// sampler decides, keeping the caller's trace id.
+    #[arg(
+        long,
+        env = "SIM_TRUST_INCOMING_SAMPLED",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub trust_incoming_sampled: bool,
+    /// How long a call to the user or order service may take, ms; longer is a 504.
+    #[arg(long, env = "SIM_CALL_TIMEOUT_MS", default_value_t = 35_000)]
+    pub call_timeout_ms: u64,
 }
 
 /// Where the frontend sends its calls.
@@ -74,16 +104,48 @@ pub struct Settings {
     pub order_service_url: String,
     /// Collector UI base URL, no trailing slash.
     pub collector_ui_url: String,
+    /// Whether `sim.*` members of the caller's baggage are honoured
+    /// (`SIM_TRUST_INCOMING_BAGGAGE`); `false` drops them.
+    pub trust_incoming_baggage: bool,
+    /// The total timeout of a call to the user or order service, ms.
+    pub call_timeout_ms: u64,
+}
+
+impl Settings {
+    /// Settings calling the given base URLs, with the defaults of the flags: incoming
+    /// `sim.*` baggage dropped, calls timing out after [`demokit::CALL_TIMEOUT`].
+    pub fn new(user_service_url: &str, order_service_url: &str, collector_ui_url: &str) -> Self {
+        let trim = |s: &str| s.trim_end_matches('/').to_owned();
+        Settings {
+            user_service_url: trim(user_service_url),
+            order_service_url: trim(order_service_url),
+            collector_ui_url: trim(collector_ui_url),
+            trust_incoming_baggage: false,
+            call_timeout_ms: u64::try_from(demokit::CALL_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 impl Config {
     /// The settings from the flags.
     pub fn settings(&self) -> Settings {
-        let trim = |s: &str| s.trim_end_matches('/').to_owned();
         Settings {
-            user_service_url: trim(&self.user_service_url),
-            order_service_url: trim(&self.order_service_url),
-            collector_ui_url: trim(&self.collector_ui_url),
+            trust_incoming_baggage: self.trust_incoming_baggage,
+            call_timeout_ms: self.call_timeout_ms,
+            ..Settings::new(
+                &self.user_service_url,
+                &self.order_service_url,
+                &self.collector_ui_url,
+            )
+        }
+    }
+
+    /// How the frontend serves: `SIM_MAX_CONCURRENCY`, and the caller's sampled flag
+    /// followed only with `SIM_TRUST_INCOMING_SAMPLED`.
+    pub fn serve_options(&self) -> demokit::ServeOptions {
+        demokit::ServeOptions {
+            trust_incoming_sampled: self.trust_incoming_sampled,
+            ..self.common.serve_options()
         }
     }
 }
@@ -110,7 +172,7 @@ struct AppState {
 
 /// The routes of the frontend (without `/healthz` and the tracing layer).
 pub fn app(telemetry: Telemetry, settings: Settings) -> Router {
-    let http = telemetry.http_client();
+    let http = telemetry.http_client_with_timeout(Duration::from_millis(settings.call_timeout_ms));
     let state = AppState {
         users: UserClient::new(http.clone(), &settings.user_service_url),
         orders: OrderClient::new(http, &settings.order_service_url),
@@ -131,7 +193,7 @@ async fn answer<T: IntoResponse>(
     query: &[(String, String)],
     work: impl Future<Output = Result<T, AppError>>,
 ) -> Response {
-    let result = with_faults(query, async {
+    let result = with_faults(query, state.settings.trust_incoming_baggage, async {
         apply_faults("frontend").await?;
         work.await
     })
@@ -160,18 +222,33 @@ fn check_id(what: &str, id: &str) -> Result<(), AppError> {
     }
 }
 
-/// Runs `f` with the request's fault plan added to the current baggage.
+/// The attribute counting the `sim.*` baggage members of the caller that the frontend
+/// dropped (on its SERVER span).
+pub const DROPPED_SIM_BAGGAGE: &str = "app.sim.dropped_incoming";
+
+/// Runs `f` with the request's fault plan added to the current baggage, after dropping the
+/// caller's own `sim.*` members unless `trust_incoming` (the frontend is the trust
+/// boundary: faults come from its query parameters).
 async fn with_faults<T>(
     query: &[(String, String)],
+    trust_incoming: bool,
     f: impl Future<Output = Result<T, AppError>>,
 ) -> Result<T, AppError> {
     let plan = FaultPlan::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| AppError::bad_request(e.to_string()))?;
-    if plan.is_empty() {
-        return f.await;
-    }
     let cx = Context::current();
-    let baggage = plan.to_baggage(cx.baggage());
+    let incoming = if trust_incoming {
+        cx.baggage().clone()
+    } else {
+        let (kept, dropped) = FaultPlan::strip_from(cx.baggage());
+        if dropped > 0
+            && let Some(span) = tracekit::current_span()
+        {
+            span.set_attribute(DROPPED_SIM_BAGGAGE, dropped as i64);
+        }
+        kept
+    };
+    let baggage = plan.to_baggage(&incoming);
     if let Some(span) = tracekit::current_span() {
         for m in baggage.iter().filter(|m| m.key().starts_with("sim.")) {
             span.set_attribute(format!("app.{}", m.key()), m.value().to_owned());

@@ -9,5 +9,8 @@ use frontend::{Config, app};
 async fn main() -> ExitCode {
     let config = Config::parse();
     let settings = config.settings();
-    demokit::run("frontend", &config.common, |t| app(t, settings)).await
+    demokit::run_with("frontend", &config.common, config.serve_options(), |t| {
+        app(t, settings)
+    })
+    .await
 }

@@ -45,16 +45,22 @@ async fn stack() -> Settings {
     .await
     .unwrap();
     let user = serve("user", |t| user_service::app(t, 0)).await;
-    Settings {
-        user_service_url: user,
-        order_service_url: format!("http://{order}"),
-        collector_ui_url: UI.to_owned(),
-    }
+    Settings::new(&user, &format!("http://{order}"), UI)
 }
 
 async fn send(req: Request<Body>) -> (StatusCode, Value, InMemoryExporter) {
+    send_with(req, |_| {}).await
+}
+
+/// [`send`] with the frontend's settings changed by `tweak`.
+async fn send_with(
+    req: Request<Body>,
+    tweak: impl FnOnce(&mut Settings),
+) -> (StatusCode, Value, InMemoryExporter) {
     let (t, exporter) = Telemetry::in_memory("frontend");
-    let app = demokit::app(frontend::app(t.clone(), stack().await), &t);
+    let mut settings = stack().await;
+    tweak(&mut settings);
+    let app = demokit::app(frontend::app(t.clone(), settings), &t);
     let (status, body) = call(app, req).await;
     (status, body, exporter)
 }
@@ -142,6 +148,92 @@ async fn an_injected_payment_failure_is_a_5xx_and_an_error_on_every_frontend_spa
         named(&spans, "POST /orders", SpanKind::Client)
             .status
             .is_error()
+    );
+}
+
+/// An order request carrying the caller's own baggage.
+fn order_with_baggage(baggage: &str) -> Request<Body> {
+    let body = json!({"user_id": "1", "product": "Laptop", "quantity": 1});
+    let mut req = post_json("/orders", body.to_string());
+    req.headers_mut()
+        .insert("baggage", baggage.parse().unwrap());
+    req
+}
+
+#[tokio::test]
+async fn a_callers_sim_baggage_is_dropped_unless_trusted() {
+    let baggage = "sim.fail.payment=1,user.tier=gold,sim.delay.order=30000";
+    // By default the frontend drops the caller's fault injection: the order goes through.
+    let (status, body, exporter) = send(order_with_baggage(baggage)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let spans = exporter.wait_for(3, Duration::from_secs(5));
+    let server = named(&spans, "POST /orders", SpanKind::Server);
+    assert_eq!(
+        server.attribute(frontend::DROPPED_SIM_BAGGAGE),
+        Some(&2i64.into())
+    );
+    assert!(server.attribute("app.sim.fail.payment").is_none());
+
+    // Trusted (SIM_TRUST_INCOMING_BAGGAGE=1), the same request fails in payment.
+    let (status, body, exporter) = send_with(order_with_baggage("sim.fail.payment=1"), |s| {
+        s.trust_incoming_baggage = true;
+    })
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("sim.fail.payment"),
+        "{body}"
+    );
+    let spans = exporter.wait_for(3, Duration::from_secs(5));
+    let server = named(&spans, "POST /orders", SpanKind::Server);
+    assert!(server.attribute(frontend::DROPPED_SIM_BAGGAGE).is_none());
+}
+
+#[tokio::test]
+async fn the_query_parameters_still_inject_faults_when_the_callers_baggage_is_dropped() {
+    let body = json!({"user_id": "1", "product": "Laptop", "quantity": 1});
+    let mut req = post_json("/orders?fail=payment", body.to_string());
+    // The caller's own entry for the same key is replaced, not honoured, either way.
+    req.headers_mut()
+        .insert("baggage", "sim.fail.payment=0".parse().unwrap());
+    let (status, body, _) = send(req).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("sim.fail.payment"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_downstream_that_does_not_answer_in_time_is_a_504_timeout() {
+    // An order service that never answers.
+    let hang = axum::Router::new().route(
+        "/orders",
+        axum::routing::post(std::future::pending::<&'static str>),
+    );
+    let hang = format!("http://{}", spawn(hang).await.unwrap());
+    let (status, body, exporter) = send_with(
+        order(&json!({"user_id": "1", "product": "Laptop", "quantity": 1})),
+        |s| {
+            s.order_service_url = hang;
+            s.call_timeout_ms = 200;
+        },
+    )
+    .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.starts_with("order service timed out"), "{error}");
+    let spans = exporter.wait_for(3, Duration::from_secs(5));
+    let server = named(&spans, "POST /orders", SpanKind::Server);
+    assert!(
+        matches!(&server.status, Status::Error { message } if message.contains("timed out")),
+        "{:?}",
+        server.status
+    );
+    let client = named(&spans, "POST /orders", SpanKind::Client);
+    assert_eq!(
+        client.attribute("error.type"),
+        Some(&"timeout".to_owned().into())
     );
 }
 

@@ -6,9 +6,10 @@
 //!
 //! Asynchronous orders (`POST /orders?mode=async`): the order is stored `pending`,
 //! `payments.requested` is published to NATS JetStream and the answer is `202 Accepted`;
-//! the service consumes `payments.completed` and `payments.declined` (consumer group
-//! `order`) and updates the order (an `UPDATE orders` span), so `GET /orders/{id}` shows
-//! `pending`, then `confirmed` or `declined`. Outcomes of orders it does not hold as
+//! the service consumes `payments.completed`, `payments.declined` and `payments.failed`
+//! (consumer group `order`) and updates the order (an `UPDATE orders` span), so
+//! `GET /orders/{id}` shows `pending`, then `confirmed`, `declined`, or `failed` with a
+//! `reason` (payment gave up after its last delivery). Outcomes of orders it does not hold as
 //! pending (synchronous orders, which are confirmed already) are acknowledged unchanged.
 //!
 //! The service owns its request and answer types ([`OrderRequest`], [`Order`]) and the
@@ -28,11 +29,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use demokit::{
-    AppError, DbQuery, PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_REQUESTED, Queue, Telemetry,
-    apply_faults, db_query,
+    AppError, DbQuery, OUTCOME_REASON, PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_FAILED,
+    PAYMENTS_REQUESTED, Queue, Telemetry, apply_faults, db_query,
 };
 use payment_service::{PaymentClient, PaymentEvent, PaymentRequest};
 use serde::{Deserialize, Serialize};
+use tracekit::Status;
 
 /// The default listen address (DESIGN §2).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8082";
@@ -112,7 +114,8 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
 pub struct Order {
     /// The order id.
     pub order_id: String,
-    /// `confirmed`; for an asynchronous order `pending`, then `confirmed` or `declined`.
+    /// `confirmed`; for an asynchronous order `pending`, then `confirmed`, `declined` or
+    /// `failed`.
     pub status: String,
     /// Who ordered.
     pub user_id: String,
@@ -125,6 +128,9 @@ pub struct Order {
     /// The payment that paid it (absent while pending and when declined).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<String>,
+    /// Why a `declined` or `failed` order ended so (asynchronous orders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The query of `POST /orders`: `mode=async` places the order through the queue.
@@ -180,7 +186,7 @@ pub fn app_with_queue(telemetry: Telemetry, settings: Settings, queue: Queue) ->
         orders: Mutex::new(HashMap::new()),
         queue,
     });
-    for subject in [PAYMENTS_COMPLETED, PAYMENTS_DECLINED] {
+    for subject in [PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_FAILED] {
         let consumer = Arc::clone(&state);
         state.queue.consume("order", subject, move |payload| {
             let state = Arc::clone(&consumer);
@@ -193,8 +199,10 @@ pub fn app_with_queue(telemetry: Telemetry, settings: Settings, queue: Queue) ->
         .with_state(state)
 }
 
-/// `process payments.completed|declined`: a pending order becomes `confirmed` or
-/// `declined` (an `UPDATE orders` span); any other order is left as it is.
+/// `process payments.completed|declined|failed`: a pending order becomes `confirmed`,
+/// `declined` or `failed` (an `UPDATE orders` span; the event's reason is the span's
+/// `app.outcome.reason`, and a failure also its ERROR status); any other order is left as
+/// it is.
 async fn settle_order(state: &AppState, payload: &[u8]) -> Result<(), AppError> {
     let event: PaymentEvent = serde_json::from_slice(payload)
         .map_err(|e| AppError::bad_request(format!("bad payment event: {e}")))?;
@@ -233,12 +241,21 @@ async fn settle_order(state: &AppState, payload: &[u8]) -> Result<(), AppError> 
         .unwrap_or_else(PoisonError::into_inner)
         .get_mut(&event.order_id)
     {
-        order.status = if event.status == "completed" {
-            "confirmed".to_owned()
-        } else {
-            "declined".to_owned()
-        };
+        order.status = match event.status.as_str() {
+            "completed" => "confirmed",
+            "failed" => "failed",
+            _ => "declined",
+        }
+        .to_owned();
         order.payment_id = event.payment_id;
+        order.reason = event.reason.clone();
+    }
+    if let (Some(span), Some(reason)) = (&span, event.reason) {
+        // A failed order is a fault, shown as one; a decline is a business answer.
+        if event.status == "failed" {
+            span.with(|s| s.set_status(Status::error(format!("order failed: {reason}"))));
+        }
+        span.set_attribute(OUTCOME_REASON, reason);
     }
     Ok(())
 }
@@ -301,6 +318,7 @@ async fn create_order(
         quantity: req.quantity,
         amount,
         payment_id: Some(payment.payment_id),
+        reason: None,
     };
     state
         .orders
@@ -328,6 +346,7 @@ async fn place_async(
         quantity: req.quantity,
         amount,
         payment_id: None,
+        reason: None,
     };
     let orders = || state.orders.lock().unwrap_or_else(PoisonError::into_inner);
     orders().insert(order_id.clone(), order.clone());

@@ -8,7 +8,9 @@
 //! ([`PaymentEvent`]), off the request path: a failed publish is an error PRODUCER span
 //! and never changes the answer. For asynchronous orders it consumes `payments.requested`
 //! (consumer group `payment`), charges the same way and publishes `payments.completed` or
-//! `payments.declined`.
+//! `payments.declined`. A request that fails on its last delivery (`MAX_DELIVER`: an
+//! injected fault, a failed publish) is answered with `payments.failed` carrying the reason,
+//! so the order ends `failed` rather than `pending`.
 //!
 //! The service owns its request and answer types ([`PaymentRequest`], [`Payment`]) and the
 //! typed client its callers use ([`PaymentClient`]).
@@ -25,8 +27,8 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use demokit::{
-    AppError, PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_REQUESTED, Queue, Telemetry,
-    apply_faults,
+    AppError, Delivery, PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_FAILED, PAYMENTS_REQUESTED,
+    Queue, Telemetry, apply_faults,
 };
 use serde::{Deserialize, Serialize};
 use tracekit::{SpanKind, Tracer};
@@ -108,8 +110,8 @@ pub struct Payment {
     pub status: String,
 }
 
-/// What payment publishes about a payment (`payments.completed`, `payments.declined`),
-/// as JSON.
+/// What payment publishes about a payment (`payments.completed`, `payments.declined`,
+/// `payments.failed`), as JSON.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct PaymentEvent {
     /// The order paid.
@@ -118,12 +120,12 @@ pub struct PaymentEvent {
     pub user_id: String,
     /// The amount, in currency units.
     pub amount: f64,
-    /// `completed` or `declined`.
+    /// `completed`, `declined` or `failed`.
     pub status: String,
     /// The payment id, for a completed payment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<String>,
-    /// Why it was declined.
+    /// Why it was declined, or why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -152,13 +154,47 @@ pub fn app_with_queue(telemetry: Telemetry, settings: Settings, queue: Queue) ->
     let consumer = Arc::clone(&state);
     state
         .queue
-        .consume("payment", PAYMENTS_REQUESTED, move |payload| {
+        .consume_deliveries("payment", PAYMENTS_REQUESTED, move |delivery| {
             let state = Arc::clone(&consumer);
-            async move { process_request(&state, &payload).await }
+            async move { process_delivery(&state, &delivery).await }
         });
     Router::new()
         .route("/payments", post(create_payment))
         .with_state(state)
+}
+
+/// `process payments.requested`, one delivery: [`process_request`]; when that fails on the
+/// last delivery, publishes `payments.failed` with the reason first (the CONSUMER span
+/// still ends in ERROR, with `app.payment.gave_up` = true).
+async fn process_delivery(state: &AppState, delivery: &Delivery) -> Result<(), AppError> {
+    let Err(e) = process_request(state, &delivery.payload).await else {
+        return Ok(());
+    };
+    if !delivery.is_last() {
+        return Err(e);
+    }
+    // A body that is not a request names no order: nobody to tell.
+    let Ok(req) = serde_json::from_slice::<PaymentRequest>(&delivery.payload) else {
+        return Err(e);
+    };
+    if let Some(span) = tracekit::current_span() {
+        span.set_attribute("app.payment.gave_up", true);
+    }
+    let event = PaymentEvent {
+        order_id: req.order_id,
+        user_id: req.user_id,
+        amount: req.amount,
+        status: "failed".to_owned(),
+        payment_id: None,
+        reason: Some(format!(
+            "payment failed after {} attempts: {}",
+            delivery.attempt, e.message
+        )),
+    };
+    if let Err(publish) = state.queue.publish(PAYMENTS_FAILED, to_json(&event)).await {
+        eprintln!("payment: cannot report the failed order: {publish}");
+    }
+    Err(e)
 }
 
 /// `process payments.requested`: charges the order and publishes the outcome. A declined

@@ -7,6 +7,13 @@
 //! status the handler already set is kept), and answers with a `traceresponse` header.
 //! Usable with axum (`Router::layer`) and with plain hyper through tower.
 //!
+//! An edge service (one that outside callers reach) can refuse the caller's sampling
+//! decision with [`TraceLayer::trust_incoming_sampled`]`(false)`: the request keeps the
+//! caller's trace id and parent span id (for correlation), but the sampled flag is decided
+//! by this tracer's own root sampler, as if the request started a trace (W3C Trace Context
+//! §Security considerations: a public API that naively continues every sampled trace lets a
+//! caller drive the tracing overhead).
+//!
 //! Route templates come from axum's `MatchedPath` (feature `axum`) or from a [`Route`]
 //! request extension set by the application; without either, the span is named `METHOD`
 //! (semantic conventions for HTTP spans §Name).
@@ -38,12 +45,28 @@ pub struct Route(pub &'static str);
 pub struct TraceLayer {
     tracer: Tracer,
     propagator: Propagator,
+    trust_incoming_sampled: bool,
 }
 
 impl TraceLayer {
-    /// Traces with `tracer`, extracting with `propagator`.
+    /// Traces with `tracer`, extracting with `propagator`; an incoming sampled flag is
+    /// followed (see [`trust_incoming_sampled`](Self::trust_incoming_sampled)).
     pub fn new(tracer: Tracer, propagator: Propagator) -> TraceLayer {
-        TraceLayer { tracer, propagator }
+        TraceLayer {
+            tracer,
+            propagator,
+            trust_incoming_sampled: true,
+        }
+    }
+
+    /// Whether the sampled flag of an incoming `traceparent` is followed (`true`, the
+    /// default: the tracer's sampler sees the caller's flag) or replaced by the decision of
+    /// the tracer's sampler for a trace root (`false`, for an edge service). The caller's
+    /// trace id, parent span id and `tracestate` are kept either way.
+    #[must_use]
+    pub fn trust_incoming_sampled(mut self, trust: bool) -> TraceLayer {
+        self.trust_incoming_sampled = trust;
+        self
     }
 }
 
@@ -55,6 +78,7 @@ impl<S> Layer<S> for TraceLayer {
             inner,
             tracer: self.tracer.clone(),
             propagator: self.propagator,
+            trust_incoming_sampled: self.trust_incoming_sampled,
         }
     }
 }
@@ -65,6 +89,7 @@ pub struct TraceService<S> {
     inner: S,
     tracer: Tracer,
     propagator: Propagator,
+    trust_incoming_sampled: bool,
 }
 
 fn route_of<B>(req: &Request<B>) -> Option<Cow<'static, str>> {
@@ -76,6 +101,20 @@ fn route_of<B>(req: &Request<B>) -> Option<Cow<'static, str>> {
         return Some(Cow::Owned(p.as_str().to_owned()));
     }
     None
+}
+
+/// `parent` with its sampled flag replaced by the root decision of `tracer`'s sampler for
+/// its trace id (an untrusted caller's flag). The root decision of a parent-based sampler is
+/// its root sampler's.
+fn redecide_sampled<B>(tracer: &Tracer, mut parent: SpanContext, req: &Request<B>) -> SpanContext {
+    let sampler = &tracer.inner.sampler;
+    let name = match route_of(req) {
+        Some(r) if sampler.uses_span_name() => format!("{} {r}", method_str(req.method())),
+        _ => String::new(),
+    };
+    let sampled = sampler.decide(None, parent.trace_id, &name).sampled;
+    parent.trace_flags = parent.trace_flags.with_sampled(sampled);
+    parent
 }
 
 /// Starts the SERVER span. The name and the attributes are only built when the span
@@ -169,7 +208,13 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let extracted = self.propagator.extract(req.headers());
-        let span = SharedSpan::new(start_server_span(&self.tracer, extracted.parent, &req));
+        let parent = match extracted.parent {
+            Some(p) if !self.trust_incoming_sampled => {
+                Some(redecide_sampled(&self.tracer, p, &req))
+            }
+            parent => parent,
+        };
+        let span = SharedSpan::new(start_server_span(&self.tracer, parent, &req));
         let cx = Context::new(None, extracted.baggage).with_span(span.clone());
         // Creating the inner future may run handler code synchronously: scope that too.
         let inner = cx.clone().sync_scope(|| self.inner.call(req));
