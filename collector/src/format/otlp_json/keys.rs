@@ -85,6 +85,18 @@ macro_rules! forward {
     )*};
 }
 
+/// Methods whose member values may be `null`: read through [`Normalised::member_or`].
+macro_rules! member_or_forward {
+    ($($method:ident => $want:ident),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            if self.member {
+                return self.member_or(Want::$want, visitor);
+            }
+            self.inner.$method(Wrap(visitor))
+        }
+    )*};
+}
+
 impl<'de, D: Deserializer<'de>> Normalised<D> {
     /// A member's value: `null` gives the default, anything else is read as `want`.
     fn member_or<V: Visitor<'de>>(self, want: Want, visitor: V) -> Result<V::Value, D::Error> {
@@ -95,46 +107,16 @@ impl<'de, D: Deserializer<'de>> Normalised<D> {
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Normalised<D> {
     type Error = D::Error;
 
+    member_or_forward! {
+        deserialize_any => Any, deserialize_str => Str, deserialize_string => String,
+        deserialize_seq => Seq, deserialize_map => Map,
+    }
+
     forward! {
         deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
         deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
         deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char deserialize_bytes
         deserialize_byte_buf deserialize_option deserialize_unit deserialize_identifier
-    }
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        if self.member {
-            return self.member_or(Want::Any, visitor);
-        }
-        self.inner.deserialize_any(Wrap(visitor))
-    }
-
-    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        if self.member {
-            return self.member_or(Want::Str, visitor);
-        }
-        self.inner.deserialize_str(Wrap(visitor))
-    }
-
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        if self.member {
-            return self.member_or(Want::String, visitor);
-        }
-        self.inner.deserialize_string(Wrap(visitor))
-    }
-
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        if self.member {
-            return self.member_or(Want::Seq, visitor);
-        }
-        self.inner.deserialize_seq(Wrap(visitor))
-    }
-
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        if self.member {
-            return self.member_or(Want::Map, visitor);
-        }
-        self.inner.deserialize_map(Wrap(visitor))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
