@@ -52,6 +52,20 @@ async fn echo_headers(headers: HeaderMap) -> String {
     )
 }
 
+/// Service `b` (parent-based sampling) serving [`echo_headers`] at `/echo` behind the
+/// middleware; its spans go to `exporter`.
+async fn spawn_echo_service(exporter: &InMemoryExporter) -> SocketAddr {
+    spawn(
+        Router::new()
+            .route("/echo", get(echo_headers))
+            .layer(TraceLayer::new(
+                tracer("b", exporter, Sampler::default()),
+                Propagator::default(),
+            )),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn server_span_continues_the_caller_and_answers_traceresponse() {
     let exporter = InMemoryExporter::default();
@@ -219,15 +233,7 @@ async fn invalid_traceparent_restarts_the_trace_and_the_request_succeeds() {
 #[tokio::test]
 async fn traced_client_propagates_context_and_baggage_to_the_next_service() {
     let exporter = InMemoryExporter::default();
-    let downstream = spawn(
-        Router::new()
-            .route("/echo", get(echo_headers))
-            .layer(TraceLayer::new(
-                tracer("b", &exporter, Sampler::default()),
-                Propagator::default(),
-            )),
-    )
-    .await;
+    let downstream = spawn_echo_service(&exporter).await;
     let ta = tracer("a", &exporter, Sampler::default());
     let client = TracedClient::new(reqwest::Client::new(), ta.clone(), Propagator::default());
 
@@ -432,15 +438,7 @@ async fn client_records_transport_errors() {
 #[tokio::test]
 async fn unsampled_requests_record_nothing_but_still_propagate() {
     let exporter = InMemoryExporter::default();
-    let downstream = spawn(
-        Router::new()
-            .route("/echo", get(echo_headers))
-            .layer(TraceLayer::new(
-                tracer("b", &exporter, Sampler::default()),
-                Propagator::default(),
-            )),
-    )
-    .await;
+    let downstream = spawn_echo_service(&exporter).await;
     let ta = tracer("a", &exporter, Sampler::AlwaysOff);
     let client = TracedClient::new(reqwest::Client::new(), ta.clone(), Propagator::default());
     let root = ta.span("work").start();

@@ -13,8 +13,7 @@ use super::worker::backoff_delay;
 use super::*;
 use crate::export::{ExportError, ExportOutcome, FlushError, SpanExporter, SpanProcessor};
 use crate::id::{SpanId, TraceFlags, TraceId};
-use crate::propagation::TraceState;
-use crate::span::{SpanData, SpanKind, Status};
+use crate::span::SpanData;
 
 const WAIT: Duration = Duration::from_secs(10);
 /// Scheduled delay long enough never to fire during a test.
@@ -24,20 +23,11 @@ fn span(i: u64) -> SpanData {
     SpanData {
         trace_id: TraceId::from_u128(u128::from(i) + 1),
         span_id: SpanId::from_u64(i + 1),
-        parent_span_id: SpanId::INVALID,
-        parent_is_remote: false,
         trace_flags: TraceFlags::SAMPLED,
-        trace_state: TraceState::default(),
         name: Cow::Borrowed("op"),
-        kind: SpanKind::Internal,
         start_time_unix_nano: 1,
         end_time_unix_nano: 2,
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-        events: Vec::new(),
-        dropped_events_count: 0,
-        links: Vec::new(),
-        status: Status::Unset,
+        ..SpanData::default()
     }
 }
 
@@ -222,6 +212,17 @@ fn wait_until(cond: impl Fn() -> bool) {
 #[track_caller]
 fn assert_balanced(stats: BatchStats) {
     assert!(stats.is_balanced(), "accounting identity broken: {stats:?}");
+}
+
+/// After shutdown: `ended` spans ended, none still queued, every export the probe accepted
+/// counted, the identity kept. Returns the stats for the caller's own checks.
+fn assert_settled(p: &BatchSpanProcessor, probe: &Probe, ended: u64) -> BatchStats {
+    let stats = p.stats();
+    assert_eq!(stats.spans_ended, ended);
+    assert_eq!(stats.still_queued, 0);
+    assert_eq!(stats.exported_ok, probe.accepted().len() as u64);
+    assert_balanced(stats);
+    stats
 }
 
 #[test]
@@ -606,12 +607,8 @@ fn concurrent_producers_are_all_accounted_for() {
         t.join().unwrap();
     }
     p.shutdown(WAIT).unwrap();
-    let stats = p.stats();
-    assert_eq!(stats.spans_ended, 40_000);
-    assert_eq!(stats.still_queued, 0);
-    assert_eq!(stats.exported_ok, probe.accepted().len() as u64);
+    let stats = assert_settled(&p, &probe, 40_000);
     assert_eq!(stats.exported_ok + stats.dropped_queue_full, 40_000);
-    assert_balanced(stats);
 }
 
 #[test]
@@ -629,12 +626,8 @@ fn spans_ended_while_shutting_down_are_exported_or_counted() {
     wait_until(|| p.stats().spans_ended >= 1_000);
     p.shutdown(WAIT).unwrap();
     producer.join().unwrap();
-    let stats = p.stats();
-    assert_eq!(stats.spans_ended, 50_000);
-    assert_eq!(stats.still_queued, 0);
-    assert_eq!(stats.exported_ok, probe.accepted().len() as u64);
+    let stats = assert_settled(&p, &probe, 50_000);
     assert_eq!(stats.exported_ok + stats.dropped_at_shutdown, 50_000);
-    assert_balanced(stats);
 }
 
 #[test]
