@@ -174,6 +174,13 @@ impl H {
     async fn metrics(&self) -> String {
         call(&self.query, get("/metrics")).await.text()
     }
+    /// `/metrics` counts `n` spans rejected over `protocol`, and the baseline is intact.
+    async fn rejected_and_intact(&self, protocol: &str, n: u64) {
+        let metrics = self.metrics().await;
+        let line = format!("spanline_ingest_spans_rejected_total{{protocol=\"{protocol}\"}} {n}");
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+        self.intact().await;
+    }
 }
 
 fn span_named<'a>(trace: &'a Value, name: &str) -> &'a Value {
@@ -389,12 +396,7 @@ async fn otlp_json_spans_with_bad_ids_are_rejected_alone_as_a_partial_success() 
         "{msg}"
     );
     assert_eq!(h.trace(T1).await["spans"].as_array().unwrap().len(), 1);
-    assert!(
-        h.metrics()
-            .await
-            .contains("spanline_ingest_spans_rejected_total{protocol=\"otlp_json\"} 3")
-    );
-    h.intact().await;
+    h.rejected_and_intact("otlp_json", 3).await;
 }
 
 // O5 (protobuf)
@@ -777,12 +779,7 @@ async fn zipkin_spans_with_invalid_ids_are_skipped_and_the_rest_stored_verbatim(
     assert_eq!(t["spans"].as_array().unwrap().len(), 1);
     assert_eq!(t["spans"][0]["operation_name"], xss);
     assert_eq!(t["spans"][0]["resource_attributes"]["service.name"], xss);
-    assert!(
-        h.metrics()
-            .await
-            .contains("spanline_ingest_spans_rejected_total{protocol=\"zipkin\"} 3")
-    );
-    h.intact().await;
+    h.rejected_and_intact("zipkin", 3).await;
 }
 
 // Z3
