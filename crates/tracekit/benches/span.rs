@@ -14,7 +14,7 @@ mod common;
 use common::{OtelVoidExporter, VoidExporter};
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
@@ -69,24 +69,6 @@ fn otel_provider(
         .build()
 }
 
-/// Times `iters` calls of `f` in chunks of [`CHUNK`], calling `flush` between chunks
-/// outside the timed region.
-fn chunked(iters: u64, mut f: impl FnMut(), mut flush: impl FnMut()) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(CHUNK);
-        let start = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        total += start.elapsed();
-        flush();
-        left -= n;
-    }
-    total
-}
-
 fn tracekit_span(tracer: &Tracer) {
     let mut span = tracer.span("foo").start();
     span.set_attribute("key1", false);
@@ -132,8 +114,9 @@ fn sampled(c: &mut Criterion) {
         .build();
     g.bench_function("tracekit", |b| {
         b.iter_custom(|iters| {
-            chunked(
+            common::chunked(
                 iters,
+                CHUNK,
                 || tracekit_span(black_box(&tracer)),
                 || tracer.force_flush(Duration::from_secs(10)).unwrap(),
             )
@@ -142,8 +125,9 @@ fn sampled(c: &mut Criterion) {
     // The same loop, untimed, through a handle that can read the counters: chunking keeps
     // every span (none dropped on a full queue).
     let (tracer, processor) = tracekit_tracer(Sampler::AlwaysOn);
-    chunked(
+    common::chunked(
         200_000,
+        CHUNK,
         || tracekit_span(&tracer),
         || processor.force_flush(Duration::from_secs(10)).unwrap(),
     );
@@ -160,8 +144,9 @@ fn sampled(c: &mut Criterion) {
     let otel = provider.tracer("bench");
     g.bench_function("opentelemetry_sdk", |b| {
         b.iter_custom(|iters| {
-            chunked(
+            common::chunked(
                 iters,
+                CHUNK,
                 || otel_span(black_box(&otel)),
                 || provider.force_flush().unwrap(),
             )
@@ -172,8 +157,9 @@ fn sampled(c: &mut Criterion) {
     fastrace::set_reporter(VoidReporter, fastrace::collector::Config::default());
     g.bench_function("fastrace", |b| {
         b.iter_custom(|iters| {
-            chunked(
+            common::chunked(
                 iters,
+                CHUNK,
                 || fastrace_span(fastrace::collector::SpanContext::random()),
                 fastrace::flush,
             )

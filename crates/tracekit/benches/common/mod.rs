@@ -1,8 +1,9 @@
 //! What the benchmarks share: exporters that accept and forget every batch (so only the
-//! library's own cost is measured) and the criterion settings of the short runs.
+//! library's own cost is measured), chunked timing, and the criterion settings of the short
+//! runs.
 #![allow(dead_code, unreachable_pub)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use tracekit::SpanData;
@@ -36,4 +37,22 @@ pub fn short_runs(samples: usize) -> Criterion {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(samples)
+}
+
+/// Times `iters` calls of `f` in chunks of `chunk`, calling `flush` between chunks outside
+/// the timed region (so a processor's queue never overflows into cheaper drops).
+pub fn chunked(iters: u64, chunk: u64, mut f: impl FnMut(), mut flush: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(chunk);
+        let start = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        total += start.elapsed();
+        flush();
+        left -= n;
+    }
+    total
 }
