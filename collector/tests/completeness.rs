@@ -15,39 +15,24 @@ use std::time::{Duration, Instant};
 use collector::{AppState, IngestLimits, MemoryStore};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const ROOT: &str = "00f067aa0ba902b7";
 const CLIENT: &str = "00f067aa0ba902b8";
 const SERVER: &str = "00f067aa0ba902b9";
 
-struct Collector {
-    ingest: SocketAddr,
-    query: SocketAddr,
-    state: AppState,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+use common::Running as Collector;
 
+/// A memory-backed collector settling traces after `settle`, serving once healthy.
 async fn start(settle: Duration) -> Collector {
     let state = AppState::new(Arc::new(MemoryStore::new()), IngestLimits::default())
         .with_settle(settle, false);
-    let ingest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let query = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (ingest_addr, query_addr) = (ingest.local_addr().unwrap(), query.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(collector::serve(state.clone(), ingest, query, async move {
-        let _ = stopped.await;
-    }));
-    collector::healthcheck::check(query_addr, Duration::from_secs(5))
+    let c = common::serve_on_loopback(state).await;
+    collector::healthcheck::check(c.query, Duration::from_secs(5))
         .await
         .unwrap();
-    Collector {
-        ingest: ingest_addr,
-        query: query_addr,
-        state,
-        _stop: stop,
-    }
+    c
 }
 
 /// [`common::http`] with a JSON content type.

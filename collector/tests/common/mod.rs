@@ -1,5 +1,5 @@
 //! Helpers shared by the collector's API test files: drive a router without sockets and
-//! keep the whole answer.
+//! keep the whole answer, or serve a collector on loopback ports.
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
 use axum::Router;
@@ -82,4 +82,29 @@ pub async fn http(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A collector served on 127.0.0.1 ports (ephemeral); stops when dropped.
+pub struct Running {
+    pub ingest: std::net::SocketAddr,
+    pub query: std::net::SocketAddr,
+    pub state: collector::AppState,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Serves `state` on two fresh loopback ports (ingest and query) until the answer is dropped.
+pub async fn serve_on_loopback(state: collector::AppState) -> Running {
+    let ingest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let query = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (ingest_addr, query_addr) = (ingest.local_addr().unwrap(), query.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(collector::serve(state.clone(), ingest, query, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        ingest: ingest_addr,
+        query: query_addr,
+        state,
+        _stop: stop,
+    }
 }
