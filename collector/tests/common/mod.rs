@@ -108,3 +108,12 @@ pub async fn serve_on_loopback(state: collector::AppState) -> Running {
         _stop: stop,
     }
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released), for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
