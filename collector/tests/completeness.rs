@@ -40,6 +40,28 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, 
     common::http(addr, method, path, "application/json", body).await
 }
 
+/// The frontend's half of the trace: its SERVER root and its CLIENT span, answered with a
+/// `traceresponse` that announces the order's SERVER span (not yet sent).
+async fn post_frontend_half(c: &Collector) {
+    post(
+        c,
+        json!([
+            span(TRACE, ROOT, None, "frontend", "server"),
+            answered_client(TRACE, SERVER)
+        ]),
+    )
+    .await;
+}
+
+/// The order's SERVER span the frontend's CLIENT span announced: the trace is whole.
+async fn post_order_server(c: &Collector) {
+    post(
+        c,
+        json!([span(TRACE, SERVER, Some(CLIENT), "order", "server")]),
+    )
+    .await;
+}
+
 fn span(trace: &str, id: &str, parent: Option<&str>, service: &str, kind: &str) -> Value {
     json!({
         "trace_id": trace, "span_id": id, "parent_span_id": parent,
@@ -83,14 +105,7 @@ async fn tree(c: &Collector, query: &str) -> Value {
 #[tokio::test]
 async fn wait_holds_until_the_announced_server_span_arrives() {
     let c = start(Duration::from_secs(10)).await;
-    post(
-        &c,
-        json!([
-            span(TRACE, ROOT, None, "frontend", "server"),
-            answered_client(TRACE, SERVER)
-        ]),
-    )
-    .await;
+    post_frontend_half(&c).await;
 
     let t = tree(&c, "wait=0").await;
     assert_eq!(t["complete"], false, "{t}");
@@ -125,11 +140,7 @@ async fn wait_holds_until_the_announced_server_span_arrives() {
         )
         .await
     });
-    post(
-        &c,
-        json!([span(TRACE, SERVER, Some(CLIENT), "order", "server")]),
-    )
-    .await;
+    post_order_server(&c).await;
     let (status, body) = waiting.await.unwrap();
     assert_eq!(status, 200);
     let t: Value = serde_json::from_str(&body).unwrap();
@@ -215,19 +226,8 @@ async fn tail_streams_each_finished_trace_once_in_text_and_ndjson() {
     until_subscribed(&c, 2).await;
 
     // Complete in two posts: published once, when the server span arrives.
-    post(
-        &c,
-        json!([
-            span(TRACE, ROOT, None, "frontend", "server"),
-            answered_client(TRACE, SERVER)
-        ]),
-    )
-    .await;
-    post(
-        &c,
-        json!([span(TRACE, SERVER, Some(CLIENT), "order", "server")]),
-    )
-    .await;
+    post_frontend_half(&c).await;
+    post_order_server(&c).await;
     // A trace without the order service: filtered out of the NDJSON stream; and an orphan
     // that never completes: published after the settle time, incomplete.
     let other = "0af7651916cd43dd8448eb211c80319c";
