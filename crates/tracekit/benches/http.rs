@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{OtelVoidExporter, VoidExporter};
+use common::{OtelVoidExporter, SharedProcessor, VoidExporter};
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -38,27 +38,13 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context as OtelContext, KeyValue};
 use tower::{Layer as _, Service};
-use tracekit::export::{BatchConfig, BatchSpanProcessor, FlushError, SpanProcessor};
+use tracekit::export::{BatchConfig, BatchSpanProcessor, SpanProcessor};
 use tracekit::http::{Route, TraceLayer, TracedClient};
 use tracekit::propagation::Propagator;
-use tracekit::{Resource, Sampler, SpanData, Tracer};
+use tracekit::{Resource, Sampler, Tracer};
 
 const CHUNK: u64 = 256;
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-struct SharedProcessor(Arc<BatchSpanProcessor>);
-
-impl SpanProcessor for SharedProcessor {
-    fn on_end(&self, span: Box<SpanData>) {
-        self.0.on_end(span);
-    }
-    fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.0.force_flush(timeout)
-    }
-    fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.0.shutdown(timeout)
-    }
-}
 
 fn tracekit_tracer() -> (Tracer, Arc<BatchSpanProcessor>) {
     let processor = Arc::new(BatchSpanProcessor::new(

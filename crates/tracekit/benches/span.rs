@@ -11,15 +11,15 @@
 
 mod common;
 
-use common::{OtelVoidExporter, VoidExporter};
+use common::{OtelVoidExporter, SharedProcessor, VoidExporter};
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-use tracekit::export::{BatchConfig, BatchSpanProcessor, FlushError, SpanProcessor};
-use tracekit::{Resource, Sampler, SpanData, Tracer};
+use tracekit::export::{BatchConfig, BatchSpanProcessor, SpanProcessor};
+use tracekit::{Resource, Sampler, Tracer};
 
 /// Spans per timed chunk; below every queue size in play (2048), so nothing is dropped.
 const CHUNK: u64 = 1024;
@@ -42,21 +42,6 @@ fn tracekit_tracer(sampler: Sampler) -> (Tracer, std::sync::Arc<BatchSpanProcess
         .with_processor(SharedProcessor(std::sync::Arc::clone(&processor)))
         .build();
     (tracer, processor)
-}
-
-/// Lets the bench keep a handle on the processor to flush it and read its counters.
-struct SharedProcessor(std::sync::Arc<BatchSpanProcessor>);
-
-impl SpanProcessor for SharedProcessor {
-    fn on_end(&self, span: Box<SpanData>) {
-        self.0.on_end(span);
-    }
-    fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.0.force_flush(timeout)
-    }
-    fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.0.shutdown(timeout)
-    }
 }
 
 fn otel_provider(

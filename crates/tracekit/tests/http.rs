@@ -125,33 +125,19 @@ async fn server_span_continues_the_caller_and_answers_traceresponse() {
     assert_eq!(db.parent_span_id, server.span_id);
     assert_eq!(db.trace_id, server.trace_id);
     assert_eq!(tr, format!("00-{}-{}-01", server.trace_id, server.span_id));
-    assert_eq!(
-        attr(server, "http.request.method"),
-        &Value::from("GET".to_owned())
-    );
-    assert_eq!(
-        attr(server, "http.route"),
-        &Value::from("/users/{id}".to_owned())
-    );
-    assert_eq!(
-        attr(server, "url.path"),
-        &Value::from("/users/7".to_owned())
-    );
-    assert_eq!(attr(server, "url.query"), &Value::from("x=1".to_owned()));
-    assert_eq!(attr(server, "http.response.status_code"), &Value::I64(200));
-    assert_eq!(
-        attr(server, "user_agent.original"),
-        &Value::from("test-agent".to_owned())
-    );
-    assert_eq!(
-        attr(server, "client.address"),
-        &Value::from("127.0.0.1".to_owned())
-    );
-    assert_eq!(
-        attr(server, "server.port"),
-        &Value::I64(i64::from(addr.port()))
-    );
-    assert_eq!(attr(server, "app.user.id"), &Value::from("7".to_owned()));
+    for (key, want) in [
+        ("http.request.method", Value::from("GET".to_owned())),
+        ("http.route", Value::from("/users/{id}".to_owned())),
+        ("url.path", Value::from("/users/7".to_owned())),
+        ("url.query", Value::from("x=1".to_owned())),
+        ("http.response.status_code", Value::I64(200)),
+        ("user_agent.original", Value::from("test-agent".to_owned())),
+        ("client.address", Value::from("127.0.0.1".to_owned())),
+        ("server.port", Value::I64(i64::from(addr.port()))),
+        ("app.user.id", Value::from("7".to_owned())),
+    ] {
+        assert_eq!(attr(server, key), &want, "{key}");
+    }
     assert_eq!(server.status, Status::Unset);
     assert!(db.start_time_unix_nano >= server.start_time_unix_nano);
     assert!(db.end_time_unix_nano <= server.end_time_unix_nano);

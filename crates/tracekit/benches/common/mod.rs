@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use tracekit::SpanData;
-use tracekit::export::{ExportError, ExportOutcome, SpanExporter};
+use tracekit::export::{
+    BatchSpanProcessor, ExportError, ExportOutcome, FlushError, SpanExporter, SpanProcessor,
+};
 
 /// A tracekit exporter that accepts and forgets every batch.
 pub struct VoidExporter;
@@ -28,6 +30,22 @@ impl opentelemetry_sdk::trace::SpanExporter for OtelVoidExporter {
         _batch: Vec<opentelemetry_sdk::trace::SpanData>,
     ) -> opentelemetry_sdk::error::OTelSdkResult {
         Ok(())
+    }
+}
+
+/// A processor the bench keeps a handle on, to flush it and read its counters while the
+/// tracer owns it.
+pub struct SharedProcessor(pub std::sync::Arc<BatchSpanProcessor>);
+
+impl SpanProcessor for SharedProcessor {
+    fn on_end(&self, span: Box<SpanData>) {
+        self.0.on_end(span);
+    }
+    fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.0.force_flush(timeout)
+    }
+    fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.0.shutdown(timeout)
     }
 }
 
