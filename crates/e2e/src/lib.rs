@@ -463,11 +463,8 @@ impl Stack {
 
     /// `GET <query port><path>` answered as JSON (any status).
     pub async fn query_json(&self, path: &str) -> Value {
-        self.client
-            .get(format!("{}{path}", self.query_url))
-            .send()
+        self.query_get(path)
             .await
-            .expect("query port")
             .json()
             .await
             .expect("a JSON answer")
@@ -475,14 +472,20 @@ impl Stack {
 
     /// `GET <query port><path>` answered as text (any status).
     pub async fn query_text(&self, path: &str) -> String {
+        self.query_get(path)
+            .await
+            .text()
+            .await
+            .expect("a text answer")
+    }
+
+    /// `GET <query port><path>`: the answer, any status.
+    async fn query_get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.query_url))
             .send()
             .await
             .expect("query port")
-            .text()
-            .await
-            .expect("a text answer")
     }
 
     /// Polls the tree of `trace_id` until `done(tree)` holds, or panics after `timeout`
