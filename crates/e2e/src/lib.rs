@@ -481,11 +481,17 @@ impl Stack {
 
     /// `GET <query port><path>`: the answer, any status.
     async fn query_get(&self, path: &str) -> reqwest::Response {
+        self.get(&format!("{}{path}", self.query_url)).await
+    }
+
+    /// `GET <url>` with the stack's client: the answer, any status; panics when the request
+    /// cannot be sent.
+    pub async fn get(&self, url: &str) -> reqwest::Response {
         self.client
-            .get(format!("{}{path}", self.query_url))
+            .get(url)
             .send()
             .await
-            .expect("query port")
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
 
     /// Polls the tree of `trace_id` until `done(tree)` holds, or panics after `timeout`

@@ -13,6 +13,20 @@ fn order_body() -> Value {
     json!({"user_id": "1", "product": "Laptop", "quantity": 1})
 }
 
+/// `POST /orders` (the usual body) with these request headers: the 201 answer's JSON.
+async fn order_with(stack: &Stack, headers: &[(&str, String)]) -> Value {
+    let mut request = stack
+        .client
+        .post(format!("{}/orders", stack.frontend_url))
+        .json(&order_body());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let res = request.send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
 /// Waits for the tree of `trace_id` to be complete, with spans from `n` services.
 async fn complete_tree(stack: &Stack, trace_id: &str, n: usize) -> Value {
     stack
@@ -294,21 +308,17 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incoming_traceparent_is_continued_and_bad_ones_restart() {
     let mut stack = Stack::start().await;
-    let c = stack.client.clone();
-    let fe = stack.frontend_url.clone();
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
 
-    let res = c
-        .post(format!("{fe}/orders"))
-        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
-        .header("tracestate", "vendor=opaque")
-        .json(&order_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
+    let body = order_with(
+        &stack,
+        &[
+            ("traceparent", format!("00-{caller_trace}-{caller_span}-01")),
+            ("tracestate", "vendor=opaque".to_owned()),
+        ],
+    )
+    .await;
     assert_eq!(
         body["trace_id"], caller_trace,
         "the caller's trace is continued"
@@ -321,18 +331,8 @@ async fn an_incoming_traceparent_is_continued_and_bad_ones_restart() {
     assert_eq!(root["parent_span_id"], caller_span);
 
     // An uppercase (invalid) traceparent starts a new trace instead of failing the request.
-    let res = c
-        .post(format!("{fe}/orders"))
-        .header(
-            "traceparent",
-            format!("00-{}-{caller_span}-01", caller_trace.to_uppercase()),
-        )
-        .json(&order_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
+    let traceparent = format!("00-{}-{caller_span}-01", caller_trace.to_uppercase());
+    let body = order_with(&stack, &[("traceparent", traceparent)]).await;
     assert_ne!(body["trace_id"], caller_trace);
     assert_ne!(
         body["trace_id"].as_str().unwrap(),

@@ -110,11 +110,8 @@ async fn an_async_order_answers_202_and_becomes_one_trace_across_both_hops() {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let r = stack
-            .client
-            .get(format!("{}/orders/{order_id}", stack.frontend_url))
-            .send()
-            .await
-            .unwrap();
+            .get(&format!("{}/orders/{order_id}", stack.frontend_url))
+            .await;
         let order: Value = r.json().await.unwrap();
         if order["status"] == "confirmed" {
             assert!(order["payment_id"].is_string());
@@ -334,19 +331,12 @@ async fn an_async_order_with_fail_payment_is_retried_max_deliver_times_and_stays
         );
     }
     assert!(nodes(&tree, "publish payments.completed", "producer").is_empty());
-    let order = stack
-        .client
-        .get(format!(
-            "{}/orders/{}",
-            stack.frontend_url,
-            body["order_id"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let order_url = format!(
+        "{}/orders/{}",
+        stack.frontend_url,
+        body["order_id"].as_str().unwrap()
+    );
+    let order = stack.get(&order_url).await.json::<Value>().await.unwrap();
     assert_eq!(order["status"], "pending");
     stack.shutdown();
 }
