@@ -117,3 +117,13 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The runtime the ignored benchmarks drive the collector with: two worker threads, as the
+/// machine the figures come from has two CPUs.
+pub fn bench_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
