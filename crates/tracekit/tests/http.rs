@@ -9,7 +9,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use tracekit::export::InMemoryExporter;
-use tracekit::http::{Route, TRACERESPONSE_ATTRIBUTE, TraceLayer, TracedClient};
+use tracekit::http::{Route, TRACERESPONSE_ATTRIBUTE, TraceLayer, TracedClient, TracedRequest};
 use tracekit::propagation::{Baggage, Propagator};
 use tracekit::{Context, Resource, Sampler, SharedSpan, SpanData, SpanKind, Status, Tracer, Value};
 
@@ -37,6 +37,11 @@ async fn spawn(app: Router) -> SocketAddr {
 fn attr<'a>(s: &'a SpanData, key: &str) -> &'a Value {
     s.attribute(key)
         .unwrap_or_else(|| panic!("span {:?} has no {key}", s.name))
+}
+
+/// Sends `request` and reads the answer's body as text.
+async fn body_text(request: TracedRequest<'_>) -> String {
+    request.send().await.unwrap().text().await.unwrap()
 }
 
 /// A downstream service that answers with what it received: the number of `traceparent`
@@ -228,18 +233,12 @@ async fn traced_client_propagates_context_and_baggage_to_the_next_service() {
         .with_span(root.clone())
         .with_baggage(Baggage::default().insert("k", "v 1").unwrap());
     let body = cx
-        .scope(async {
+        .scope(body_text(
             client
                 .get(format!("http://{downstream}/echo"))
                 .route("/echo")
-                .peer_service("b")
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
+                .peer_service("b"),
+        ))
         .await;
     root.end();
     let spans = exporter.wait_for(3, std::time::Duration::from_secs(5));
@@ -431,16 +430,7 @@ async fn unsampled_requests_record_nothing_but_still_propagate() {
     assert!(!root.is_recording());
     let trace_id = root.context().trace_id;
     let body = root
-        .scope(async {
-            client
-                .get(format!("http://{downstream}/echo"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
+        .scope(body_text(client.get(format!("http://{downstream}/echo"))))
         .await;
     let tp = body.split('|').nth(1).unwrap().to_owned();
     assert!(tp.starts_with(&format!("00-{trace_id}-")), "{tp}");
