@@ -214,6 +214,13 @@ fn assert_balanced(stats: BatchStats) {
     assert!(stats.is_balanced(), "accounting identity broken: {stats:?}");
 }
 
+/// `n` spans exported so far, the identity kept.
+fn assert_exported(p: &BatchSpanProcessor, n: u64) {
+    let stats = p.stats();
+    assert_eq!(stats.exported_ok, n, "{stats:?}");
+    assert_balanced(stats);
+}
+
 /// After shutdown: `ended` spans ended, none still queued, every export the probe accepted
 /// counted, the identity kept. Returns the stats for the caller's own checks.
 fn assert_settled(p: &BatchSpanProcessor, probe: &Probe, ended: u64) -> BatchStats {
@@ -265,8 +272,7 @@ fn exports_a_partial_batch_after_the_scheduled_delay() {
         at - first_end
     );
     p.force_flush(WAIT).unwrap();
-    assert_eq!(p.stats().exported_ok, 3);
-    assert_balanced(p.stats());
+    assert_exported(&p, 3);
 }
 
 #[test]
@@ -363,8 +369,7 @@ fn force_flush_times_out_while_the_exporter_is_stuck_then_succeeds() {
     );
     probe.release(1);
     p.force_flush(WAIT).unwrap();
-    assert_eq!(p.stats().exported_ok, 3);
-    assert_balanced(p.stats());
+    assert_exported(&p, 3);
 }
 
 #[test]
@@ -489,8 +494,7 @@ fn retry_backs_off_exponentially() {
         let floor = initial * 2u32.pow(i as u32) / 2;
         assert!(gap >= floor, "retry {i} after {gap:?} < {floor:?}");
     }
-    assert_eq!(p.stats().exported_ok, 1);
-    assert_balanced(p.stats());
+    assert_exported(&p, 1);
 }
 
 #[test]
@@ -507,8 +511,7 @@ fn an_attempt_that_exceeds_the_export_timeout_is_cancelled_and_retried() {
     let attempts = probe.attempts();
     assert_eq!(attempts.len(), 2);
     assert!(attempts[1].0 - attempts[0].0 >= timeout);
-    assert_eq!(p.stats().exported_ok, 2);
-    assert_balanced(p.stats());
+    assert_exported(&p, 2);
 }
 
 #[test]
@@ -584,8 +587,7 @@ fn an_exporter_panic_is_contained() {
     assert_balanced(stats);
     end_spans(&p, 6..7);
     p.shutdown(WAIT).unwrap();
-    assert_eq!(p.stats().exported_ok, 3);
-    assert_balanced(p.stats());
+    assert_exported(&p, 3);
 }
 
 #[test]
