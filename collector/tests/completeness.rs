@@ -35,6 +35,11 @@ async fn start(settle: Duration) -> Collector {
     c
 }
 
+/// `GET path` on `addr`: the status and the body text.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(addr, "GET", path, b"").await
+}
+
 /// [`common::http`] with a JSON content type.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     common::http(addr, method, path, "application/json", body).await
@@ -91,13 +96,7 @@ async fn post(c: &Collector, spans: Value) {
 }
 
 async fn tree(c: &Collector, query: &str) -> Value {
-    let (status, body) = http(
-        c.query,
-        "GET",
-        &format!("/v1/traces/{TRACE}/tree?{query}"),
-        b"",
-    )
-    .await;
+    let (status, body) = get(c.query, &format!("/v1/traces/{TRACE}/tree?{query}")).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -120,26 +119,17 @@ async fn wait_holds_until_the_announced_server_span_arrives() {
         )),
         "{warnings}"
     );
-    let (_, text) = http(
+    let (_, text) = get(
         c.query,
-        "GET",
         &format!("/v1/traces/{TRACE}/tree?format=text&wait=0.2"),
-        b"",
     )
     .await;
     assert!(text.contains("(incomplete)"), "{text}");
     assert!(text.contains("is waiting for its server span"), "{text}");
 
     let query = c.query;
-    let waiting = tokio::spawn(async move {
-        http(
-            query,
-            "GET",
-            &format!("/v1/traces/{TRACE}/tree?wait=15"),
-            b"",
-        )
-        .await
-    });
+    let waiting =
+        tokio::spawn(async move { get(query, &format!("/v1/traces/{TRACE}/tree?wait=15")).await });
     post_order_server(&c).await;
     let (status, body) = waiting.await.unwrap();
     assert_eq!(status, 200);
@@ -161,11 +151,9 @@ async fn an_untraced_callee_expects_nothing_and_a_missing_trace_answers_text() {
     let t = tree(&c, "wait=5").await;
     assert_eq!(t["complete"], true, "{t}");
 
-    let (status, text) = http(
+    let (status, text) = get(
         c.query,
-        "GET",
         "/v1/traces/0123456789abcdef0123456789abcdef/tree?format=text",
-        b"",
     )
     .await;
     assert_eq!(status, 404);
@@ -174,7 +162,7 @@ async fn an_untraced_callee_expects_nothing_and_a_missing_trace_answers_text() {
         "{text}"
     );
 
-    let (status, latest) = http(c.query, "GET", "/v1/traces/latest/tree?format=text", b"").await;
+    let (status, latest) = get(c.query, "/v1/traces/latest/tree?format=text").await;
     assert_eq!(status, 200);
     assert!(latest.starts_with(&format!("trace {TRACE}")), "{latest}");
 }
