@@ -9,9 +9,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::call;
+use common::{call, get, gzip, post_gzip};
 
-use std::io::Write;
 use std::sync::Arc;
 
 use axum::Router;
@@ -59,16 +58,6 @@ fn zipkin(v: &Value) -> Request<Body> {
         "application/json",
         v.to_string().into_bytes(),
     )
-}
-
-fn get(uri: &str) -> Request<Body> {
-    Request::get(uri).body(Body::empty()).unwrap()
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
 }
 
 fn hex(text: &str) -> Vec<u8> {
@@ -285,11 +274,7 @@ async fn a_gzip_bomb_is_413_because_the_limit_applies_after_decompression() {
     let bomb = gzip(&vec![0u8; 16 << 20]);
     assert!(bomb.len() < 64 * 1024);
     for path in ["/v1/traces", "/api/v2/spans"] {
-        let req = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::CONTENT_ENCODING, "gzip")
-            .body(Body::from(bomb.clone()))
-            .unwrap();
+        let req = post_gzip(path, "application/json", bomb.clone());
         let a = call(&h.ingest, req).await;
         assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
     }
@@ -302,11 +287,7 @@ async fn a_corrupt_gzip_body_is_400_invalid_gzip_stream() {
     let h = h_64k().await;
     let mut broken = gzip(br#"{"resourceSpans":[]}"#);
     broken.truncate(broken.len() / 2);
-    let req = Request::post("/v1/traces")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_ENCODING, "gzip")
-        .body(Body::from(broken))
-        .unwrap();
+    let req = post_gzip("/v1/traces", "application/json", broken);
     let a = call(&h.ingest, req).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(
@@ -324,11 +305,11 @@ async fn a_valid_gzip_body_under_the_size_limit_is_stored() {
     let h = h_64k().await;
     let body = json!({"resourceSpans":[{"scopeSpans":[{"spans":[
         {"traceId":T1,"spanId":"0000000000000001","name":"gz"}]}]}]});
-    let req = Request::post("/v1/traces")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_ENCODING, "gzip")
-        .body(Body::from(gzip(body.to_string().as_bytes())))
-        .unwrap();
+    let req = post_gzip(
+        "/v1/traces",
+        "application/json",
+        gzip(body.to_string().as_bytes()),
+    );
     assert_eq!(call(&h.ingest, req).await.status, StatusCode::OK);
     h.trace(T1).await;
     h.intact().await;

@@ -127,3 +127,26 @@ pub fn bench_runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// `GET uri` with an empty body.
+pub fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+/// `bytes` gzip-compressed (best compression).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// `POST path` with `content_type` and `Content-Encoding: gzip`; `body` goes as given
+/// (compressed with [`gzip`], or deliberately not).
+pub fn post_gzip(path: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(body))
+        .unwrap()
+}
