@@ -89,6 +89,11 @@ impl Probe {
         }
     }
 
+    /// A processor exporting through this probe.
+    fn processor(&self, cfg: BatchConfig) -> BatchSpanProcessor {
+        BatchSpanProcessor::new(self.exporter(), cfg)
+    }
+
     fn set_default(&self, step: Step) {
         self.state.0.lock().unwrap().default = Some(step);
     }
@@ -235,10 +240,7 @@ fn assert_settled(p: &BatchSpanProcessor, probe: &Probe, ended: u64) -> BatchSta
 #[test]
 fn exports_when_the_batch_is_full() {
     let probe = Probe::new([], Step::Accept);
-    let p = BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_max_export_batch_size(4).build(),
-    );
+    let p = probe.processor(config().with_max_export_batch_size(4).build());
     end_spans(&p, 0..8);
     probe.wait_attempts(2);
     let attempts = probe.attempts();
@@ -257,10 +259,7 @@ fn exports_when_the_batch_is_full() {
 fn exports_a_partial_batch_after_the_scheduled_delay() {
     let delay = Duration::from_millis(100);
     let probe = Probe::new([], Step::Accept);
-    let p = BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_scheduled_delay(delay).build(),
-    );
+    let p = probe.processor(config().with_scheduled_delay(delay).build());
     let first_end = Instant::now();
     end_spans(&p, 0..3);
     probe.wait_attempts(1);
@@ -282,7 +281,7 @@ fn a_full_queue_drops_exactly_the_new_spans() {
         .with_max_queue_size(4)
         .with_max_export_batch_size(2)
         .build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..2);
     probe.wait_attempts(1); // the worker holds spans 0 and 1, blocked in export
     end_spans(&p, 2..12); // 4 fit in the queue, 6 are dropped
@@ -310,7 +309,7 @@ fn while_retrying_the_queue_fills_and_overflow_is_counted() {
         .with_max_queue_size(4)
         .with_max_export_batch_size(2)
         .build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..2);
     probe.wait_attempts(3); // retrying the head batch
     end_spans(&p, 2..12);
@@ -336,10 +335,7 @@ fn while_retrying_the_queue_fills_and_overflow_is_counted() {
 #[tokio::test]
 async fn force_flush_exports_every_span_ended_before_it_from_inside_a_runtime() {
     let probe = Probe::new([], Step::Accept);
-    let p = BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_max_export_batch_size(4).build(),
-    );
+    let p = probe.processor(config().with_max_export_batch_size(4).build());
     end_spans(&p, 0..10);
     // Synchronous call on a current-thread runtime: the worker has its own thread.
     p.force_flush(WAIT).unwrap();
@@ -357,7 +353,7 @@ async fn force_flush_exports_every_span_ended_before_it_from_inside_a_runtime() 
 #[test]
 fn force_flush_times_out_while_the_exporter_is_stuck_then_succeeds() {
     let probe = Probe::new([Step::Block], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..3);
     let timeout = Duration::from_millis(100);
     let start = Instant::now();
@@ -377,7 +373,7 @@ fn shutdown_flushes_everything_queued() {
     // L8: 5 000 queued spans, collector up: nothing lost, well under 2 s.
     let probe = Probe::new([], Step::Accept);
     let cfg = config().with_max_queue_size(8192).build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..5000);
     let start = Instant::now();
     p.shutdown(WAIT).unwrap();
@@ -411,7 +407,7 @@ fn shutdown_with_the_collector_down_returns_in_time_and_counts_the_rest() {
     // L9: every attempt fails as retryable; shutdown must give up at its deadline.
     let probe = Probe::new([], Step::Retryable(None));
     let cfg = config().with_max_export_batch_size(10).build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..100);
     let timeout = Duration::from_millis(300);
     let start = Instant::now();
@@ -434,7 +430,7 @@ fn shutdown_cancels_an_export_attempt_that_hangs() {
         .with_export_timeout(Duration::from_secs(60))
         .with_max_export_batch_size(4)
         .build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..5);
     probe.wait_attempts(1); // a full batch of 4 is in flight, 1 span queued
     let timeout = Duration::from_millis(200);
@@ -455,7 +451,7 @@ fn shutdown_cancels_an_export_attempt_that_hangs() {
 fn retry_waits_at_least_retry_after() {
     let retry_after = Duration::from_millis(300);
     let probe = Probe::new([Step::Retryable(Some(retry_after))], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..3);
     p.force_flush(WAIT).unwrap();
     let attempts = probe.attempts();
@@ -483,7 +479,7 @@ fn retry_backs_off_exponentially() {
         .with_initial_backoff(initial)
         .with_max_backoff(Duration::from_secs(1))
         .build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..1);
     p.force_flush(WAIT).unwrap();
     let attempts = probe.attempts();
@@ -502,10 +498,7 @@ fn an_attempt_that_exceeds_the_export_timeout_is_cancelled_and_retried() {
     // L7
     let timeout = Duration::from_millis(100);
     let probe = Probe::new([Step::Hang], Step::Accept);
-    let p = BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_export_timeout(timeout).build(),
-    );
+    let p = probe.processor(config().with_export_timeout(timeout).build());
     end_spans(&p, 0..2);
     p.force_flush(WAIT).unwrap();
     let attempts = probe.attempts();
@@ -520,7 +513,7 @@ fn retries_stop_after_max_retry_elapsed() {
     let cfg = config()
         .with_max_retry_elapsed(Duration::from_millis(100))
         .build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..7);
     let start = Instant::now();
     p.force_flush(WAIT).unwrap(); // definitively dropped counts as done
@@ -536,7 +529,7 @@ fn retries_stop_after_max_retry_elapsed() {
 fn a_rejected_batch_is_dropped_after_exactly_one_attempt() {
     // L5
     let probe = Probe::new([Step::Reject], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..5);
     p.force_flush(WAIT).unwrap();
     assert_eq!(probe.attempts().len(), 1);
@@ -555,7 +548,7 @@ fn a_rejected_batch_is_dropped_after_exactly_one_attempt() {
 fn a_partial_success_counts_accepted_and_rejected_spans() {
     // L6
     let probe = Probe::new([Step::Partial(2)], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..5);
     p.force_flush(WAIT).unwrap();
     assert_eq!(
@@ -573,10 +566,7 @@ fn a_partial_success_counts_accepted_and_rejected_spans() {
 fn an_exporter_panic_is_contained() {
     // L12: the batch is dropped and counted, the worker keeps going.
     let probe = Probe::new([Step::Panic, Step::PanicInCall], Step::Accept);
-    let p = BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_max_export_batch_size(2).build(),
-    );
+    let p = probe.processor(config().with_max_export_batch_size(2).build());
     end_spans(&p, 0..6);
     p.force_flush(WAIT).unwrap();
     let stats = p.stats();
@@ -598,7 +588,7 @@ fn concurrent_producers_are_all_accounted_for() {
         .with_max_export_batch_size(16)
         .with_scheduled_delay(Duration::from_millis(1))
         .build();
-    let p = Arc::new(BatchSpanProcessor::new(probe.exporter(), cfg));
+    let p = Arc::new(probe.processor(cfg));
     let threads: Vec<_> = (0..8u64)
         .map(|t| {
             let p = Arc::clone(&p);
@@ -616,10 +606,7 @@ fn concurrent_producers_are_all_accounted_for() {
 #[test]
 fn spans_ended_while_shutting_down_are_exported_or_counted() {
     let probe = Probe::new([], Step::Accept);
-    let p = Arc::new(BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_max_queue_size(100_000).build(),
-    ));
+    let p = Arc::new(probe.processor(config().with_max_queue_size(100_000).build()));
     let producer = {
         let p = Arc::clone(&p);
         std::thread::spawn(move || end_spans(&p, 0..50_000))
@@ -635,7 +622,7 @@ fn spans_ended_while_shutting_down_are_exported_or_counted() {
 #[test]
 fn a_dropped_processor_still_exports_its_queue() {
     let probe = Probe::new([], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..3);
     drop(p);
     let (lock, cond) = &*probe.state;
@@ -649,7 +636,7 @@ fn a_dropped_processor_still_exports_its_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_inside_a_multi_thread_runtime() {
     let probe = Probe::new([], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..3);
     p.force_flush(WAIT).unwrap();
     p.shutdown(WAIT).unwrap();
