@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{call, get, gzip, post_gzip};
+use common::{call, get, gzip, post, post_gzip};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,13 +59,6 @@ fn harness(
         state,
         _dir: dir,
     }
-}
-
-fn post(content_type: &str, body: Vec<u8>) -> Request<Body> {
-    Request::post("/v1/traces")
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(body))
-        .unwrap()
 }
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {

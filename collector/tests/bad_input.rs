@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{call, get, gzip, post_gzip};
+use common::{call, get, gzip, post, post_gzip, post_to};
 
 use std::sync::Arc;
 
@@ -35,17 +35,6 @@ struct H {
     query: Router,
     baseline: Value,
     _dir: tempfile::TempDir,
-}
-
-fn post_to(path: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
-    Request::post(path)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(body))
-        .unwrap()
-}
-
-fn post(content_type: &str, body: Vec<u8>) -> Request<Body> {
-    post_to("/v1/traces", content_type, body)
 }
 
 fn post_json(v: &Value) -> Request<Body> {

@@ -133,6 +133,19 @@ pub fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
+/// `POST path` with `content_type`.
+pub fn post_to(path: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// `POST /v1/traces` (OTLP/HTTP) with `content_type`.
+pub fn post(content_type: &str, body: Vec<u8>) -> Request<Body> {
+    post_to("/v1/traces", content_type, body)
+}
+
 /// `bytes` gzip-compressed (best compression).
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
