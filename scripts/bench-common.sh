@@ -46,3 +46,33 @@ stop_all() {
   for pid in "${pids[@]}" $collector_pid; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}" $collector_pid; do wait "$pid" 2>/dev/null || true; done
 }
+
+# Starts the demo's user, payment, order and frontend services from $bin on the ports
+# $p_user, $p_pay, $p_order, $p_front (wired to each other, the UI link to $p_query), each
+# with the extra environment given, logging to $log_dir/<prefix>-<service>.log; adds their
+# pids to $pids and returns once each answers /healthz.
+start_demo_services() { # log-prefix VAR=value...
+  local prefix=$1 s port name
+  shift
+  for s in user payment order frontend; do
+    name=$s-service
+    case $s in
+      user) port=$p_user ;; order) port=$p_order ;; payment) port=$p_pay ;;
+      frontend) port=$p_front name=frontend ;;
+    esac
+    env "$@" OTEL_SERVICE_NAME="$s" LISTEN_ADDR="127.0.0.1:$port" \
+      USER_SERVICE_URL="http://127.0.0.1:$p_user" ORDER_SERVICE_URL="http://127.0.0.1:$p_order" \
+      PAYMENT_SERVICE_URL="http://127.0.0.1:$p_pay" COLLECTOR_UI_URL="http://127.0.0.1:$p_query" \
+      "$bin/$name" >>"$log_dir/$prefix-$s.log" 2>&1 &
+    pids+=($!)
+    wait_healthy "$prefix-$s" "http://127.0.0.1:$port/healthz" "$!"
+  done
+}
+
+# Stops the services in $pids and waits for them.
+stop_demo_services() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}

@@ -52,7 +52,8 @@ cargo build --release --bins --locked --quiet
 
 p_front=$base p_user=$((base + 1)) p_order=$((base + 2)) p_pay=$((base + 3))
 p_ingest=$((base + 4)) p_query=$((base + 5))
-# wait_healthy, cpu_ticks, hz, require_free_ports, pids, collector_pid, stop_all.
+# wait_healthy, cpu_ticks, hz, require_free_ports, pids, collector_pid, stop_all,
+# start_demo_services, stop_demo_services.
 . scripts/bench-common.sh
 require_free_ports $p_front $p_user $p_order $p_pay $p_ingest $p_query
 trap stop_all EXIT
@@ -96,26 +97,7 @@ export PAYMENT_PROVIDER_LATENCY_MS=$latency
 
 start_services() { # sampler run-name
   pids=()
-  local s
-  for s in user payment order frontend; do
-    local port name=$s-service
-    case $s in
-      user) port=$p_user ;; order) port=$p_order ;; payment) port=$p_pay ;;
-      frontend) port=$p_front name=frontend ;;
-    esac
-    OTEL_TRACES_SAMPLER=$1 OTEL_SERVICE_NAME=$s LISTEN_ADDR=127.0.0.1:$port \
-      USER_SERVICE_URL=http://127.0.0.1:$p_user ORDER_SERVICE_URL=http://127.0.0.1:$p_order \
-      PAYMENT_SERVICE_URL=http://127.0.0.1:$p_pay COLLECTOR_UI_URL=http://127.0.0.1:$p_query \
-      "$bin/$name" >>"$log_dir/$2-$s.log" 2>&1 &
-    pids+=($!)
-    wait_healthy "$2-$s" "http://127.0.0.1:$port/healthz" "$!"
-  done
-}
-
-stop_services() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pids=()
+  start_demo_services "$2" OTEL_TRACES_SAMPLER="$1"
 }
 
 lua=$out/order.lua
@@ -150,7 +132,7 @@ for round in $(seq 1 "$rounds"); do
     wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$lua" "$url" >"$log_dir/$run.wrk"
     svc1=$(cpu_ticks "${pids[@]}")
     col1=$(cpu_ticks "$collector_pid")
-    stop_services
+    stop_demo_services
     w=$log_dir/$run.wrk
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$w")
     reqs=$(awk '/requests in/ {print $1}' "$w")

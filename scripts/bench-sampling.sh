@@ -57,7 +57,8 @@ fi
 
 p_front=$base p_user=$((base + 1)) p_order=$((base + 2)) p_pay=$((base + 3))
 p_ingest=$((base + 4)) p_query=$((base + 5)) p_samp=$((base + 6))
-# wait_healthy, cpu_ticks, hz, require_free_ports, pids, collector_pid, stop_all.
+# wait_healthy, cpu_ticks, hz, require_free_ports, pids, collector_pid, stop_all,
+# start_demo_services, stop_demo_services.
 . scripts/bench-common.sh
 require_free_ports $p_front $p_user $p_order $p_pay $p_ingest $p_query $p_samp
 trap stop_all EXIT
@@ -98,29 +99,9 @@ stop_collector() {
 }
 
 start_services() { # phase sampler sampler-arg (the sampler applies to every service)
-  stop_services
-  local s
-  for s in user payment order frontend; do
-    local port name=$s-service
-    case $s in
-      user) port=$p_user ;; order) port=$p_order ;; payment) port=$p_pay ;;
-      frontend) port=$p_front name=frontend ;;
-    esac
-    OTEL_TRACES_SAMPLER=$2 OTEL_TRACES_SAMPLER_ARG=$3 OTEL_SERVICE_NAME=$s \
-      OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$p_ingest OTEL_BSP_SCHEDULE_DELAY=200 \
-      LISTEN_ADDR=127.0.0.1:$port \
-      USER_SERVICE_URL=http://127.0.0.1:$p_user ORDER_SERVICE_URL=http://127.0.0.1:$p_order \
-      PAYMENT_SERVICE_URL=http://127.0.0.1:$p_pay COLLECTOR_UI_URL=http://127.0.0.1:$p_query \
-      "$bin/$name" >>"$log_dir/$1-$s.log" 2>&1 &
-    pids+=($!)
-    wait_healthy "$1-$s" "http://127.0.0.1:$port/healthz" "$!"
-  done
-}
-
-stop_services() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pids=()
+  stop_demo_services
+  start_demo_services "$1" OTEL_TRACES_SAMPLER="$2" OTEL_TRACES_SAMPLER_ARG="$3" \
+    OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$p_ingest" OTEL_BSP_SCHEDULE_DELAY=200
 }
 
 load() { # phase: DURATION seconds of orders; answers in $out/<phase>.tsv

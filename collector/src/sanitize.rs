@@ -81,28 +81,24 @@ pub fn sanitize(span: &mut Span, limits: &SpanLimits) {
     truncated += truncate_string(&mut span.status.message, limits.max_name_bytes);
     let dropped = cap_attributes(&mut span.attributes, limits, &mut truncated);
     span.dropped_attributes_count = span.dropped_attributes_count.saturating_add(dropped);
-    if span.events.len() > limits.max_events {
-        let extra = span.events.len() - limits.max_events;
-        span.events.truncate(limits.max_events);
-        span.dropped_events_count = span.dropped_events_count.saturating_add(saturate(extra));
-        span.warnings.push(format!(
-            "{extra} events dropped (limit {})",
-            limits.max_events
-        ));
-    }
+    let extra = cap_list(
+        &mut span.events,
+        limits.max_events,
+        "events",
+        &mut span.warnings,
+    );
+    span.dropped_events_count = span.dropped_events_count.saturating_add(extra);
     for event in &mut span.events {
         truncated += truncate_string(&mut event.name, limits.max_name_bytes);
         cap_attributes(&mut event.attributes, limits, &mut truncated);
     }
-    if span.links.len() > limits.max_links {
-        let extra = span.links.len() - limits.max_links;
-        span.links.truncate(limits.max_links);
-        span.dropped_links_count = span.dropped_links_count.saturating_add(saturate(extra));
-        span.warnings.push(format!(
-            "{extra} links dropped (limit {})",
-            limits.max_links
-        ));
-    }
+    let extra = cap_list(
+        &mut span.links,
+        limits.max_links,
+        "links",
+        &mut span.warnings,
+    );
+    span.dropped_links_count = span.dropped_links_count.saturating_add(extra);
     for link in &mut span.links {
         cap_attributes(&mut link.attributes, limits, &mut truncated);
     }
@@ -131,6 +127,18 @@ pub fn sanitize_resource(resource: &mut Resource, limits: &SpanLimits) -> usize 
 pub fn sanitize_scope(scope: &mut Scope, limits: &SpanLimits) {
     truncate_string(&mut scope.name, limits.max_name_bytes);
     truncate_string(&mut scope.version, limits.max_name_bytes);
+}
+
+/// Keeps the first `max` of `items`; for the rest, a warning (`"<n> <what> dropped (limit
+/// <max>)"`) and their number, saturated, as the answer.
+fn cap_list<T>(items: &mut Vec<T>, max: usize, what: &str, warnings: &mut Vec<String>) -> u32 {
+    if items.len() <= max {
+        return 0;
+    }
+    let extra = items.len() - max;
+    items.truncate(max);
+    warnings.push(format!("{extra} {what} dropped (limit {max})"));
+    saturate(extra)
 }
 
 fn saturate(n: usize) -> u32 {

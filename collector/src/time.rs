@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | [`parse_duration_ns`] | `250ms`, `1.5s`, `2m`; a plain number is milliseconds | native API (`min_duration`, `window`, `lookback`) |
 //! | [`parse_go_duration_ns`] | Go durations: `300ms`, `2h45m`, `1µs` | Jaeger APIs (`minDuration`, `query.duration_min`) |
+//! | [`parse_collector_duration`] | `30s`, `500ms`, `1m`, `250us`; a plain number is seconds | tail sampling policy file (`decision_wait`) |
 //! | [`parse_age`], [`parse_age_flag`] | whole `s`, `m`, `h`, `d`: `7d`; `0` = none | configuration (`COLLECTOR_RETENTION`, `COLLECTOR_TRACE_SETTLE`) |
 //! | [`parse_unix_seconds`] | unix seconds, fractions allowed | native API (`start_time`, `end_time`) |
 //! | [`parse_rfc3339_ns`] | RFC 3339 times with offsets | Jaeger `api_v3` (`query.start_time_min`) |
@@ -183,6 +184,36 @@ pub fn parse_rfc3339_ns(text: &str) -> Option<u64> {
     u64::try_from(ns).ok()
 }
 
+/// Parses a duration as the OpenTelemetry Collector's files write them: `30s`, `500ms`, `1m`, `1h`, `250us`,
+/// `100ns`, or a bare number of seconds.
+///
+/// # Errors
+/// A message naming the value.
+pub fn parse_collector_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms, 1m)"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "ns" => n / 1e9,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit (ns, us, ms, s, m, h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +230,19 @@ mod tests {
         for bad in ["", "-1s", "abc", "1 parsec", "1e400s", "NaN"] {
             assert_eq!(parse_duration_ns(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn collector_durations() {
+        assert_eq!(parse_collector_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(
+            parse_collector_duration("500ms"),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(parse_collector_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_collector_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_collector_duration("soon").is_err());
+        assert!(parse_collector_duration("5 parsecs").is_err());
     }
 
     #[test]

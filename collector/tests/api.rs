@@ -4,9 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::call;
+use common::{call, get, gzip, post, post_gzip};
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,17 +59,6 @@ fn harness(
         state,
         _dir: dir,
     }
-}
-
-fn post(content_type: &str, body: Vec<u8>) -> Request<Body> {
-    Request::post("/v1/traces")
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(body))
-        .unwrap()
-}
-
-fn get(uri: &str) -> Request<Body> {
-    Request::get(uri).body(Body::empty()).unwrap()
 }
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
@@ -156,12 +144,6 @@ async fn ingest_demo(h: &Harness) {
         assert_eq!(answer.content_type(), "application/x-protobuf");
         assert!(answer.body.is_empty(), "full success is an empty message");
     }
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
 }
 
 #[tokio::test]
@@ -282,11 +264,11 @@ async fn simple_json_ingest_and_trace_endpoint() {
 async fn gzip_bodies_are_accepted() {
     let h = memory();
     let (a, _) = demo_requests();
-    let req = Request::post("/v1/traces")
-        .header(header::CONTENT_TYPE, "application/x-protobuf")
-        .header(header::CONTENT_ENCODING, "gzip")
-        .body(Body::from(gzip(&a.encode_to_vec())))
-        .unwrap();
+    let req = post_gzip(
+        "/v1/traces",
+        "application/x-protobuf",
+        gzip(&a.encode_to_vec()),
+    );
     let answer = call(&h.ingest, req).await;
     assert_eq!(answer.status, StatusCode::OK);
     let stored = h
@@ -320,11 +302,7 @@ async fn transport_errors_405_413_415() {
     // 1 MiB of zeros compresses to ~1 KiB: under the limit on the wire, over it inflated.
     let bomb = gzip(&vec![0u8; 1 << 20]);
     assert!(bomb.len() < 4096);
-    let req = Request::post("/v1/traces")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_ENCODING, "gzip")
-        .body(Body::from(bomb))
-        .unwrap();
+    let req = post_gzip("/v1/traces", "application/json", bomb);
     let answer = call(&h.ingest, req).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(answer.json()["code"], 8);
@@ -399,11 +377,11 @@ async fn undecodable_bodies_are_400_in_the_request_encoding() {
     assert_eq!(v["code"], 3);
     assert!(!v["message"].as_str().unwrap().contains("<script>"));
 
-    let req = Request::post("/v1/traces")
-        .header(header::CONTENT_TYPE, "application/x-protobuf")
-        .header(header::CONTENT_ENCODING, "gzip")
-        .body(Body::from(b"\x1f\x8b\x08\x00garbage".to_vec()))
-        .unwrap();
+    let req = post_gzip(
+        "/v1/traces",
+        "application/x-protobuf",
+        b"\x1f\x8b\x08\x00garbage".to_vec(),
+    );
     let answer = call(&h.ingest, req).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     let status = StatusMsg::decode(answer.body.as_slice()).unwrap();

@@ -9,9 +9,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::call;
+use common::{call, get, gzip, post, post_gzip, post_to};
 
-use std::io::Write;
 use std::sync::Arc;
 
 use axum::Router;
@@ -38,17 +37,6 @@ struct H {
     _dir: tempfile::TempDir,
 }
 
-fn post_to(path: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
-    Request::post(path)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(body))
-        .unwrap()
-}
-
-fn post(content_type: &str, body: Vec<u8>) -> Request<Body> {
-    post_to("/v1/traces", content_type, body)
-}
-
 fn post_json(v: &Value) -> Request<Body> {
     post("application/json", v.to_string().into_bytes())
 }
@@ -59,16 +47,6 @@ fn zipkin(v: &Value) -> Request<Body> {
         "application/json",
         v.to_string().into_bytes(),
     )
-}
-
-fn get(uri: &str) -> Request<Body> {
-    Request::get(uri).body(Body::empty()).unwrap()
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
 }
 
 fn hex(text: &str) -> Vec<u8> {
@@ -174,6 +152,13 @@ impl H {
     async fn metrics(&self) -> String {
         call(&self.query, get("/metrics")).await.text()
     }
+    /// `/metrics` counts `n` spans rejected over `protocol`, and the baseline is intact.
+    async fn rejected_and_intact(&self, protocol: &str, n: u64) {
+        let metrics = self.metrics().await;
+        let line = format!("spanline_ingest_spans_rejected_total{{protocol=\"{protocol}\"}} {n}");
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+        self.intact().await;
+    }
 }
 
 fn span_named<'a>(trace: &'a Value, name: &str) -> &'a Value {
@@ -278,11 +263,7 @@ async fn a_gzip_bomb_is_413_because_the_limit_applies_after_decompression() {
     let bomb = gzip(&vec![0u8; 16 << 20]);
     assert!(bomb.len() < 64 * 1024);
     for path in ["/v1/traces", "/api/v2/spans"] {
-        let req = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::CONTENT_ENCODING, "gzip")
-            .body(Body::from(bomb.clone()))
-            .unwrap();
+        let req = post_gzip(path, "application/json", bomb.clone());
         let a = call(&h.ingest, req).await;
         assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
     }
@@ -295,11 +276,7 @@ async fn a_corrupt_gzip_body_is_400_invalid_gzip_stream() {
     let h = h_64k().await;
     let mut broken = gzip(br#"{"resourceSpans":[]}"#);
     broken.truncate(broken.len() / 2);
-    let req = Request::post("/v1/traces")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_ENCODING, "gzip")
-        .body(Body::from(broken))
-        .unwrap();
+    let req = post_gzip("/v1/traces", "application/json", broken);
     let a = call(&h.ingest, req).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(
@@ -317,11 +294,11 @@ async fn a_valid_gzip_body_under_the_size_limit_is_stored() {
     let h = h_64k().await;
     let body = json!({"resourceSpans":[{"scopeSpans":[{"spans":[
         {"traceId":T1,"spanId":"0000000000000001","name":"gz"}]}]}]});
-    let req = Request::post("/v1/traces")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_ENCODING, "gzip")
-        .body(Body::from(gzip(body.to_string().as_bytes())))
-        .unwrap();
+    let req = post_gzip(
+        "/v1/traces",
+        "application/json",
+        gzip(body.to_string().as_bytes()),
+    );
     assert_eq!(call(&h.ingest, req).await.status, StatusCode::OK);
     h.trace(T1).await;
     h.intact().await;
@@ -389,12 +366,7 @@ async fn otlp_json_spans_with_bad_ids_are_rejected_alone_as_a_partial_success() 
         "{msg}"
     );
     assert_eq!(h.trace(T1).await["spans"].as_array().unwrap().len(), 1);
-    assert!(
-        h.metrics()
-            .await
-            .contains("spanline_ingest_spans_rejected_total{protocol=\"otlp_json\"} 3")
-    );
-    h.intact().await;
+    h.rejected_and_intact("otlp_json", 3).await;
 }
 
 // O5 (protobuf)
@@ -777,12 +749,7 @@ async fn zipkin_spans_with_invalid_ids_are_skipped_and_the_rest_stored_verbatim(
     assert_eq!(t["spans"].as_array().unwrap().len(), 1);
     assert_eq!(t["spans"][0]["operation_name"], xss);
     assert_eq!(t["spans"][0]["resource_attributes"]["service.name"], xss);
-    assert!(
-        h.metrics()
-            .await
-            .contains("spanline_ingest_spans_rejected_total{protocol=\"zipkin\"} 3")
-    );
-    h.intact().await;
+    h.rejected_and_intact("zipkin", 3).await;
 }
 
 // Z3

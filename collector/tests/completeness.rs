@@ -15,44 +15,56 @@ use std::time::{Duration, Instant};
 use collector::{AppState, IngestLimits, MemoryStore};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const ROOT: &str = "00f067aa0ba902b7";
 const CLIENT: &str = "00f067aa0ba902b8";
 const SERVER: &str = "00f067aa0ba902b9";
 
-struct Collector {
-    ingest: SocketAddr,
-    query: SocketAddr,
-    state: AppState,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+use common::Running as Collector;
 
+/// A memory-backed collector settling traces after `settle`, serving once healthy.
 async fn start(settle: Duration) -> Collector {
     let state = AppState::new(Arc::new(MemoryStore::new()), IngestLimits::default())
         .with_settle(settle, false);
-    let ingest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let query = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (ingest_addr, query_addr) = (ingest.local_addr().unwrap(), query.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(collector::serve(state.clone(), ingest, query, async move {
-        let _ = stopped.await;
-    }));
-    collector::healthcheck::check(query_addr, Duration::from_secs(5))
+    let c = common::serve_on_loopback(state).await;
+    collector::healthcheck::check(c.query, Duration::from_secs(5))
         .await
         .unwrap();
-    Collector {
-        ingest: ingest_addr,
-        query: query_addr,
-        state,
-        _stop: stop,
-    }
+    c
+}
+
+/// `GET path` on `addr`: the status and the body text.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(addr, "GET", path, b"").await
 }
 
 /// [`common::http`] with a JSON content type.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     common::http(addr, method, path, "application/json", body).await
+}
+
+/// The frontend's half of the trace: its SERVER root and its CLIENT span, answered with a
+/// `traceresponse` that announces the order's SERVER span (not yet sent).
+async fn post_frontend_half(c: &Collector) {
+    post(
+        c,
+        json!([
+            span(TRACE, ROOT, None, "frontend", "server"),
+            answered_client(TRACE, SERVER)
+        ]),
+    )
+    .await;
+}
+
+/// The order's SERVER span the frontend's CLIENT span announced: the trace is whole.
+async fn post_order_server(c: &Collector) {
+    post(
+        c,
+        json!([span(TRACE, SERVER, Some(CLIENT), "order", "server")]),
+    )
+    .await;
 }
 
 fn span(trace: &str, id: &str, parent: Option<&str>, service: &str, kind: &str) -> Value {
@@ -84,13 +96,7 @@ async fn post(c: &Collector, spans: Value) {
 }
 
 async fn tree(c: &Collector, query: &str) -> Value {
-    let (status, body) = http(
-        c.query,
-        "GET",
-        &format!("/v1/traces/{TRACE}/tree?{query}"),
-        b"",
-    )
-    .await;
+    let (status, body) = get(c.query, &format!("/v1/traces/{TRACE}/tree?{query}")).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -98,14 +104,7 @@ async fn tree(c: &Collector, query: &str) -> Value {
 #[tokio::test]
 async fn wait_holds_until_the_announced_server_span_arrives() {
     let c = start(Duration::from_secs(10)).await;
-    post(
-        &c,
-        json!([
-            span(TRACE, ROOT, None, "frontend", "server"),
-            answered_client(TRACE, SERVER)
-        ]),
-    )
-    .await;
+    post_frontend_half(&c).await;
 
     let t = tree(&c, "wait=0").await;
     assert_eq!(t["complete"], false, "{t}");
@@ -120,31 +119,18 @@ async fn wait_holds_until_the_announced_server_span_arrives() {
         )),
         "{warnings}"
     );
-    let (_, text) = http(
+    let (_, text) = get(
         c.query,
-        "GET",
         &format!("/v1/traces/{TRACE}/tree?format=text&wait=0.2"),
-        b"",
     )
     .await;
     assert!(text.contains("(incomplete)"), "{text}");
     assert!(text.contains("is waiting for its server span"), "{text}");
 
     let query = c.query;
-    let waiting = tokio::spawn(async move {
-        http(
-            query,
-            "GET",
-            &format!("/v1/traces/{TRACE}/tree?wait=15"),
-            b"",
-        )
-        .await
-    });
-    post(
-        &c,
-        json!([span(TRACE, SERVER, Some(CLIENT), "order", "server")]),
-    )
-    .await;
+    let waiting =
+        tokio::spawn(async move { get(query, &format!("/v1/traces/{TRACE}/tree?wait=15")).await });
+    post_order_server(&c).await;
     let (status, body) = waiting.await.unwrap();
     assert_eq!(status, 200);
     let t: Value = serde_json::from_str(&body).unwrap();
@@ -165,11 +151,9 @@ async fn an_untraced_callee_expects_nothing_and_a_missing_trace_answers_text() {
     let t = tree(&c, "wait=5").await;
     assert_eq!(t["complete"], true, "{t}");
 
-    let (status, text) = http(
+    let (status, text) = get(
         c.query,
-        "GET",
         "/v1/traces/0123456789abcdef0123456789abcdef/tree?format=text",
-        b"",
     )
     .await;
     assert_eq!(status, 404);
@@ -178,7 +162,7 @@ async fn an_untraced_callee_expects_nothing_and_a_missing_trace_answers_text() {
         "{text}"
     );
 
-    let (status, latest) = http(c.query, "GET", "/v1/traces/latest/tree?format=text", b"").await;
+    let (status, latest) = get(c.query, "/v1/traces/latest/tree?format=text").await;
     assert_eq!(status, 200);
     assert!(latest.starts_with(&format!("trace {TRACE}")), "{latest}");
 }
@@ -230,19 +214,8 @@ async fn tail_streams_each_finished_trace_once_in_text_and_ndjson() {
     until_subscribed(&c, 2).await;
 
     // Complete in two posts: published once, when the server span arrives.
-    post(
-        &c,
-        json!([
-            span(TRACE, ROOT, None, "frontend", "server"),
-            answered_client(TRACE, SERVER)
-        ]),
-    )
-    .await;
-    post(
-        &c,
-        json!([span(TRACE, SERVER, Some(CLIENT), "order", "server")]),
-    )
-    .await;
+    post_frontend_half(&c).await;
+    post_order_server(&c).await;
     // A trace without the order service: filtered out of the NDJSON stream; and an orphan
     // that never completes: published after the settle time, incomplete.
     let other = "0af7651916cd43dd8448eb211c80319c";

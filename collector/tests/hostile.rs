@@ -5,6 +5,8 @@
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,33 +15,11 @@ use std::time::Duration;
 use collector::connections::ConnectionLimits;
 use collector::{AppState, IngestLimits, MemoryStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const MIB: usize = 1024 * 1024;
 
-/// A collector served on 127.0.0.1 ports; stops when dropped.
-struct Running {
-    ingest: SocketAddr,
-    query: SocketAddr,
-    state: AppState,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(state: AppState) -> Running {
-    let ingest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let query = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (ingest_addr, query_addr) = (ingest.local_addr().unwrap(), query.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(collector::serve(state.clone(), ingest, query, async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        ingest: ingest_addr,
-        query: query_addr,
-        state,
-        _stop: stop,
-    }
-}
+use common::serve_on_loopback as start;
 
 fn memory_state(limits: IngestLimits) -> AppState {
     AppState::new(Arc::new(MemoryStore::new()), limits)

@@ -17,6 +17,8 @@
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -130,11 +132,7 @@ fn request(n: usize, late_root: bool) -> Vec<u8> {
 #[test]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
 fn otlp_protobuf_ingest_throughput() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::bench_runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         // `BENCH_ATTRIBUTE_INDEX=none|all|k1,k2` (default: the collector's default, `all`).

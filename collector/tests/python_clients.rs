@@ -13,6 +13,10 @@
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::free_port;
+
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -85,14 +89,6 @@ fn python_env() -> Option<PathBuf> {
     }
     std::fs::write(&ready, b"ok").unwrap();
     Some(python)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A minimal blocking HTTP/1.1 GET: (status, body).

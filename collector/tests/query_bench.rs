@@ -16,6 +16,8 @@
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -180,11 +182,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[test]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
 fn query_latency_at_scale() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::bench_runtime();
     rt.block_on(async {
         let target_spans: u64 = std::env::var("BENCH_SPANS")
             .ok()

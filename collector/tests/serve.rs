@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::free_port;
+
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -86,14 +88,6 @@ async fn serve_on_real_sockets_then_shut_down_gracefully() {
         .await
         .unwrap();
     assert_eq!(trace.unwrap().spans.len(), 1);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn collector_cmd(data_dir: &std::path::Path) -> Command {

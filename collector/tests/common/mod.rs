@@ -1,5 +1,5 @@
 //! Helpers shared by the collector's API test files: drive a router without sockets and
-//! keep the whole answer.
+//! keep the whole answer, or serve a collector on loopback ports.
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
 use axum::Router;
@@ -112,4 +112,84 @@ pub fn dechunk(mut raw: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&raw[..size]);
         raw = &raw[size + 2..];
     }
+}
+
+/// A collector served on 127.0.0.1 ports (ephemeral); stops when dropped.
+pub struct Running {
+    pub ingest: std::net::SocketAddr,
+    pub query: std::net::SocketAddr,
+    pub state: collector::AppState,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Serves `state` on two fresh loopback ports (ingest and query) until the answer is dropped.
+pub async fn serve_on_loopback(state: collector::AppState) -> Running {
+    let ingest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let query = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (ingest_addr, query_addr) = (ingest.local_addr().unwrap(), query.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(collector::serve(state.clone(), ingest, query, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        ingest: ingest_addr,
+        query: query_addr,
+        state,
+        _stop: stop,
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released), for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The runtime the ignored benchmarks drive the collector with: two worker threads, as the
+/// machine the figures come from has two CPUs.
+pub fn bench_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `GET uri` with an empty body.
+pub fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+/// `POST path` with `content_type`.
+pub fn post_to(path: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// `POST /v1/traces` (OTLP/HTTP) with `content_type`.
+pub fn post(content_type: &str, body: Vec<u8>) -> Request<Body> {
+    post_to("/v1/traces", content_type, body)
+}
+
+/// `bytes` gzip-compressed (best compression).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// `POST path` with `content_type` and `Content-Encoding: gzip`; `body` goes as given
+/// (compressed with [`gzip`], or deliberately not).
+pub fn post_gzip(path: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(body))
+        .unwrap()
 }

@@ -463,11 +463,8 @@ impl Stack {
 
     /// `GET <query port><path>` answered as JSON (any status).
     pub async fn query_json(&self, path: &str) -> Value {
-        self.client
-            .get(format!("{}{path}", self.query_url))
-            .send()
+        self.query_get(path)
             .await
-            .expect("query port")
             .json()
             .await
             .expect("a JSON answer")
@@ -475,14 +472,26 @@ impl Stack {
 
     /// `GET <query port><path>` answered as text (any status).
     pub async fn query_text(&self, path: &str) -> String {
-        self.client
-            .get(format!("{}{path}", self.query_url))
-            .send()
+        self.query_get(path)
             .await
-            .expect("query port")
             .text()
             .await
             .expect("a text answer")
+    }
+
+    /// `GET <query port><path>`: the answer, any status.
+    async fn query_get(&self, path: &str) -> reqwest::Response {
+        self.get(&format!("{}{path}", self.query_url)).await
+    }
+
+    /// `GET <url>` with the stack's client: the answer, any status; panics when the request
+    /// cannot be sent.
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
 
     /// Polls the tree of `trace_id` until `done(tree)` holds, or panics after `timeout`

@@ -13,6 +13,29 @@ fn order_body() -> Value {
     json!({"user_id": "1", "product": "Laptop", "quantity": 1})
 }
 
+/// `POST /orders` (the usual body) with these request headers: the 201 answer's JSON.
+async fn order_with(stack: &Stack, headers: &[(&str, String)]) -> Value {
+    let mut request = stack
+        .client
+        .post(format!("{}/orders", stack.frontend_url))
+        .json(&order_body());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let res = request.send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+/// Waits for the tree of `trace_id` to be complete, with spans from `n` services.
+async fn complete_tree(stack: &Stack, trace_id: &str, n: usize) -> Value {
+    stack
+        .wait_for_tree(trace_id, TREE_TIMEOUT, |t| {
+            services(t).len() == n && t["complete"] == true
+        })
+        .await
+}
+
 fn services(tree: &Value) -> Vec<&str> {
     tree["services"]
         .as_array()
@@ -187,28 +210,14 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
     }
 
     // 2. A payment failure: error status on the payment spans and on the frontend root.
-    let res = c
-        .post(format!("{fe}/orders?fail=payment"))
-        .json(&order_body())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        matches!(res.status().as_u16(), 502 | 503),
-        "{}",
-        res.status()
-    );
-    let body: Value = res.json().await.unwrap();
+    let (status, body) = stack.place_order("?fail=payment", "1", 1).await;
+    assert!(matches!(status, 502 | 503), "{status}");
     let failed_id = body["trace_id"].as_str().unwrap().to_owned();
     assert!(
         body["error"].as_str().unwrap().contains("payment"),
         "{body}"
     );
-    let tree = stack
-        .wait_for_tree(&failed_id, TREE_TIMEOUT, |t| {
-            services(t).len() == 4 && t["complete"] == true
-        })
-        .await;
+    let tree = complete_tree(&stack, &failed_id, 4).await;
     assert_well_formed(&tree, &failed_id);
     let payment = find(&tree, "payment", "POST /payments", "server");
     assert_eq!(payment["status"], "error", "{payment:#}");
@@ -229,22 +238,10 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
     assert_eq!(tree["roots"][0]["status"], "error");
 
     // 3. An injected delay shows in the payment span's duration.
-    let res = c
-        .post(format!("{fe}/orders?delay=payment:600"))
-        .json(&order_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let slow_id = res.json::<Value>().await.unwrap()["trace_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let tree = stack
-        .wait_for_tree(&slow_id, TREE_TIMEOUT, |t| {
-            services(t).len() == 4 && t["complete"] == true
-        })
-        .await;
+    let (status, body) = stack.place_order("?delay=payment:600", "1", 1).await;
+    assert_eq!(status, 201);
+    let slow_id = body["trace_id"].as_str().unwrap().to_owned();
+    let tree = complete_tree(&stack, &slow_id, 4).await;
     assert_well_formed(&tree, &slow_id);
     let payment = find(&tree, "payment", "POST /payments", "server");
     assert!(
@@ -255,21 +252,11 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
     assert!(tree["roots"][0]["duration_ns"].as_u64().unwrap() >= 600_000_000);
 
     // 4. An unknown user is a 404 answer, not a fault.
-    let res = c
-        .post(format!("{fe}/orders"))
-        .json(&json!({"user_id": "999", "product": "Laptop", "quantity": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
-    let body: Value = res.json().await.unwrap();
+    let (status, body) = stack.place_order("", "999", 1).await;
+    assert_eq!(status, 404);
     let unknown_id = body["trace_id"].as_str().unwrap().to_owned();
     assert!(body["error"].as_str().unwrap().contains("unknown user"));
-    let tree = stack
-        .wait_for_tree(&unknown_id, TREE_TIMEOUT, |t| {
-            services(t).len() == 2 && t["complete"] == true
-        })
-        .await;
+    let tree = complete_tree(&stack, &unknown_id, 2).await;
     assert_eq!(services(&tree), ["frontend", "user"]);
     assert_eq!(
         find(&tree, "user", "GET /users/{id}", "server")["attributes"]["app.outcome.reason"],
@@ -321,21 +308,17 @@ async fn an_order_is_traced_end_to_end_and_survives_a_collector_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incoming_traceparent_is_continued_and_bad_ones_restart() {
     let mut stack = Stack::start().await;
-    let c = stack.client.clone();
-    let fe = stack.frontend_url.clone();
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
 
-    let res = c
-        .post(format!("{fe}/orders"))
-        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
-        .header("tracestate", "vendor=opaque")
-        .json(&order_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
+    let body = order_with(
+        &stack,
+        &[
+            ("traceparent", format!("00-{caller_trace}-{caller_span}-01")),
+            ("tracestate", "vendor=opaque".to_owned()),
+        ],
+    )
+    .await;
     assert_eq!(
         body["trace_id"], caller_trace,
         "the caller's trace is continued"
@@ -348,18 +331,8 @@ async fn an_incoming_traceparent_is_continued_and_bad_ones_restart() {
     assert_eq!(root["parent_span_id"], caller_span);
 
     // An uppercase (invalid) traceparent starts a new trace instead of failing the request.
-    let res = c
-        .post(format!("{fe}/orders"))
-        .header(
-            "traceparent",
-            format!("00-{}-{caller_span}-01", caller_trace.to_uppercase()),
-        )
-        .json(&order_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
+    let traceparent = format!("00-{}-{caller_span}-01", caller_trace.to_uppercase());
+    let body = order_with(&stack, &[("traceparent", traceparent)]).await;
     assert_ne!(body["trace_id"], caller_trace);
     assert_ne!(
         body["trace_id"].as_str().unwrap(),

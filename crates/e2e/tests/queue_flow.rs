@@ -110,11 +110,8 @@ async fn an_async_order_answers_202_and_becomes_one_trace_across_both_hops() {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let r = stack
-            .client
-            .get(format!("{}/orders/{order_id}", stack.frontend_url))
-            .send()
-            .await
-            .unwrap();
+            .get(&format!("{}/orders/{order_id}", stack.frontend_url))
+            .await;
         let order: Value = r.json().await.unwrap();
         if order["status"] == "confirmed" {
             assert!(order["payment_id"].is_string());

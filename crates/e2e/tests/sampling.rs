@@ -25,12 +25,7 @@ async fn order(stack: &Stack, query: &str) -> (u16, String, bool) {
 }
 
 async fn get_json(stack: &Stack, path: &str) -> (u16, Value) {
-    let r = stack
-        .client
-        .get(format!("{}{path}", stack.query_url))
-        .send()
-        .await
-        .unwrap();
+    let r = stack.get(&format!("{}{path}", stack.query_url)).await;
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -95,12 +90,7 @@ async fn services_follow_the_collectors_strategy_per_operation() {
         assert!(!sampled, "POST /orders has probability 0");
     }
     // ...while another operation is, at probability 1, and its root says by which rule.
-    let r = stack
-        .client
-        .get(format!("{}/users/1", stack.frontend_url))
-        .send()
-        .await
-        .unwrap();
+    let r = stack.get(&format!("{}/users/1", stack.frontend_url)).await;
     assert_eq!(r.status(), 200);
     let header = r.headers()["traceresponse"].to_str().unwrap().to_owned();
     let trace_id = header.split('-').nth(1).unwrap().to_owned();

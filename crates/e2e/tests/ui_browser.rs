@@ -56,6 +56,11 @@ async fn place_order(stack: &Stack, query: &str) -> (u16, Value) {
     stack.place_order(query, "1", 1).await
 }
 
+/// Waits up to [`UI_TIMEOUT`] for `script` to return `true`; panics naming `what`.
+async fn see(b: &Browser, what: &str, script: &str) {
+    b.wait_for(what, script, UI_TIMEOUT).await.unwrap();
+}
+
 async fn visible_rows(b: &Browser) -> u64 {
     b.exec(
         "return [...document.querySelectorAll('#wf-body .wf-row')].filter(r => !r.hidden).length;",
@@ -146,20 +151,18 @@ async fn browser_demo_flow() {
 
     // Search page: all four traces, the failed one marked.
     b.goto(&format!("{}/", stack.query_url)).await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "4 traces listed",
         "return document.querySelectorAll('#trace-list .trace-row').length >= 4;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
-    b.wait_for(
+    .await;
+    see(
+        &b,
         "the scatter plot",
         "return document.querySelectorAll('#scatter circle.dot').length >= 4;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     let marked = b
         .exec(
             "return [...document.querySelectorAll('#trace-list .trace-row.has-error')].map(r => r.dataset.traceId);",
@@ -177,13 +180,12 @@ async fn browser_demo_flow() {
     // Errors only: the failed trace alone.
     b.click_css("#f-error").await.unwrap();
     b.click_css("#f-submit").await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the errors-only search",
         "return location.search.includes('error=true') && document.querySelectorAll('#trace-list .trace-row').length === 1;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     b.click_css(&format!(
         "#trace-list .trace-row[data-trace-id='{failed_id}'] a"
     ))
@@ -191,13 +193,12 @@ async fn browser_demo_flow() {
     .unwrap();
 
     // Trace page.
-    b.wait_for(
+    see(
+        &b,
         "the trace page",
         &format!("return document.body.dataset.traceReady === '{failed_id}';"),
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         b.exec("return location.pathname;", vec![]).await.unwrap(),
         json!(format!("/trace/{failed_id}"))
@@ -235,13 +236,12 @@ async fn browser_demo_flow() {
     b.click_css(".wf-row[data-service='payment'][data-index] .op")
         .await
         .unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the span detail",
         "return document.querySelector('#span-detail') !== null;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     let code = b
         .text("#span-attributes tr[data-key='http.response.status_code'] td")
         .await
@@ -259,13 +259,12 @@ async fn browser_demo_flow() {
         search.as_str().unwrap().starts_with("?span="),
         "deep link: {search}"
     );
-    b.wait_for(
+    see(
+        &b,
         "the span's resource",
         "return document.querySelector('#span-resource') !== null;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     b.screenshot(&art.join("trace-span-detail.png"))
         .await
         .unwrap();
@@ -277,33 +276,30 @@ async fn browser_demo_flow() {
         search.as_str().unwrap()
     );
     b.goto(&deep).await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the deep-linked span",
         "return document.querySelector('#span-detail .svc')?.textContent === 'payment';",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
 
     // Text tree toggle.
     b.click_css("#toggle-text").await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the text tree",
         "return document.querySelector('#text-tree').textContent.includes('frontend POST /orders') && document.querySelector('#text-tree').textContent.startsWith('trace ');",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
 
     // Service map.
     b.click_css("#nav-map").await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the dependency graph",
         "return document.querySelectorAll('#dependency-graph .node').length === 4 && document.querySelectorAll('#services-table tbody tr').length === 4;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     let edges = b
         .exec(
             "return [...document.querySelectorAll('#dependency-graph .edge')].map(e => e.dataset.parent + '>' + e.dataset.child).sort();",
@@ -462,13 +458,12 @@ async fn browser_hostile_data_and_large_trace() {
     b.goto(&format!("{}/trace/{tid}", stack.query_url))
         .await
         .unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the hostile trace",
         &format!("return document.body.dataset.traceReady === '{tid}';"),
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     let orphan_badge = b
         .text(".wf-row.orphan[data-span-id='00000000000000a3'] .badge")
         .await
@@ -485,13 +480,12 @@ async fn browser_hostile_data_and_large_trace() {
     b.click_css(".wf-row[data-span-id='00000000000000a2'] .op")
         .await
         .unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the child's details",
         "return document.querySelector('#span-events') !== null;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     let poc = b
         .text("#span-attributes tr[data-key='sampler.type'] td")
         .await
@@ -524,13 +518,12 @@ async fn browser_hostile_data_and_large_trace() {
 
     // Search page (service names in the dropdown, chips, tooltips) and the map (SVG text).
     b.goto(&format!("{}/", stack.query_url)).await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the search results",
         &format!("return document.querySelector(\"#trace-list .trace-row[data-trace-id='{tid}']\") !== null;"),
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     let options = b
         .exec(
             "return [...document.querySelectorAll('#f-service option')].map(o => o.textContent);",
@@ -545,13 +538,12 @@ async fn browser_hostile_data_and_large_trace() {
     b.screenshot(&art.join("xss-search.png")).await.unwrap();
     no_script_ran(&b, "search page").await;
     b.goto(&format!("{}/map", stack.query_url)).await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the map",
         "return document.querySelectorAll('#dependency-graph .node').length >= 2;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     let labels = b
         .exec(
             "return [...document.querySelectorAll('#dependency-graph .node title')].map(t => t.textContent);",
@@ -768,13 +760,12 @@ async fn browser_map_labels_and_stable_colours() {
 
     let b = open_browser(&chromium, &driver).await;
     b.goto(&format!("{}/map", stack.query_url)).await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the dense map",
         "return document.querySelectorAll('#dependency-graph .edge').length === 10;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     b.screenshot_full(&art.join("service-map-dense.png"))
         .await
         .unwrap();
@@ -796,13 +787,12 @@ async fn browser_map_labels_and_stable_colours() {
     );
     ingest(&stack, &[newcomer]).await;
     b.goto(&format!("{}/map", stack.query_url)).await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the map with the newcomer",
         "return document.querySelector(\"#dependency-graph .node[data-service='aaa-newcomer']\") !== null;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     let after = b.exec(MAP_COLOURS, vec![]).await.unwrap();
     for (service, colour) in before.as_object().unwrap() {
         assert_eq!(&after[service], colour, "{service} changed colour: {after}");
@@ -810,13 +800,12 @@ async fn browser_map_labels_and_stable_colours() {
 
     // "Go to trace" with the short id the search list shows.
     b.goto(&format!("{}/", stack.query_url)).await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the search list",
         &format!("return document.querySelector(\"#trace-list .trace-row[data-trace-id='{tid}'] code.tid\") !== null;"),
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     let short = b
         .text(&format!(
             "#trace-list .trace-row[data-trace-id='{tid}'] code.tid"
@@ -828,25 +817,23 @@ async fn browser_map_labels_and_stable_colours() {
     b.exec("document.getElementById('jump').requestSubmit();", vec![])
         .await
         .unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the trace opened from its short id",
         &format!("return document.body.dataset.traceReady === '{tid}';"),
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
 
     // An unknown path is a page, not JSON.
     b.goto(&format!("{}/no/such/page", stack.query_url))
         .await
         .unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the not-found page",
         "return document.querySelector('#not-found') !== null;",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
 
     no_script_ran(&b, "map labels").await;
     b.quit().await;
@@ -872,26 +859,24 @@ async fn browser_declined_order_and_waiting_trace() {
 
     let b = open_browser(&chromium, &driver).await;
     b.goto(&format!("{}/", stack.query_url)).await.unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the declined order's status in the list",
         &format!(
-            "const r = document.querySelector(\"#trace-list .trace-row[data-trace-id='{declined}'] .http-status\");\
-             return !!r && r.textContent === '402';"
+        "const r = document.querySelector(\"#trace-list .trace-row[data-trace-id='{declined}'] .http-status\");\
+        return !!r && r.textContent === '402';"
         ),
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     b.goto(&format!("{}/trace/{declined}", stack.query_url))
         .await
         .unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the trace page",
         &format!("return document.body.dataset.traceReady === '{declined}';"),
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     let stats = b.text("#trace-stats").await.unwrap();
     assert!(stats.contains("402"), "{stats}");
     let outcome = b.text("#trace-outcome").await.unwrap();
@@ -921,13 +906,12 @@ async fn browser_declined_order_and_waiting_trace() {
     b.goto(&format!("{}/trace/{waiting}", stack.query_url))
         .await
         .unwrap();
-    b.wait_for(
+    see(
+        &b,
         "the waiting box",
         "const w = document.querySelector('#trace-waiting'); return !!w && w.textContent.includes('backend');",
-        UI_TIMEOUT,
     )
-    .await
-    .unwrap();
+    .await;
     b.screenshot(&art.join("trace-waiting.png")).await.unwrap();
     b.quit().await;
     stack.shutdown();

@@ -19,14 +19,14 @@
 
 mod common;
 
-use common::{OtelVoidExporter, VoidExporter};
+use common::{OtelVoidExporter, SharedProcessor, VoidExporter};
 
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -38,27 +38,13 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context as OtelContext, KeyValue};
 use tower::{Layer as _, Service};
-use tracekit::export::{BatchConfig, BatchSpanProcessor, FlushError, SpanProcessor};
+use tracekit::export::{BatchConfig, BatchSpanProcessor, SpanProcessor};
 use tracekit::http::{Route, TraceLayer, TracedClient};
 use tracekit::propagation::Propagator;
-use tracekit::{Resource, Sampler, SpanData, Tracer};
+use tracekit::{Resource, Sampler, Tracer};
 
 const CHUNK: u64 = 256;
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-struct SharedProcessor(Arc<BatchSpanProcessor>);
-
-impl SpanProcessor for SharedProcessor {
-    fn on_end(&self, span: Box<SpanData>) {
-        self.0.on_end(span);
-    }
-    fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.0.force_flush(timeout)
-    }
-    fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.0.shutdown(timeout)
-    }
-}
 
 fn tracekit_tracer() -> (Tracer, Arc<BatchSpanProcessor>) {
     let processor = Arc::new(BatchSpanProcessor::new(
@@ -179,22 +165,6 @@ fn noop_service(
     std::future::ready(Ok(Response::new("ok")))
 }
 
-fn chunked(iters: u64, mut f: impl FnMut(), mut flush: impl FnMut()) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(CHUNK);
-        let start = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        total += start.elapsed();
-        flush();
-        left -= n;
-    }
-    total
-}
-
 fn server_middleware(c: &mut Criterion) {
     let mut g = c.benchmark_group("http_server_middleware");
 
@@ -211,8 +181,9 @@ fn server_middleware(c: &mut Criterion) {
         TraceLayer::new(tracer, Propagator::default()).layer(tower::service_fn(noop_service));
     g.bench_function("tracekit", |b| {
         b.iter_custom(|iters| {
-            chunked(
+            common::chunked(
                 iters,
+                CHUNK,
                 || {
                     let res = now_or_never(traced.call(request())).unwrap();
                     assert!(black_box(res).headers().contains_key("traceresponse"));
@@ -227,8 +198,9 @@ fn server_middleware(c: &mut Criterion) {
     let mut inner = tower::service_fn(noop_service);
     g.bench_function("opentelemetry_sdk", |b| {
         b.iter_custom(|iters| {
-            chunked(
+            common::chunked(
                 iters,
+                CHUNK,
                 || {
                     let req = request();
                     let cx = otel.start_server(&req, "/users/{id}");
@@ -290,8 +262,9 @@ fn client_server_loopback(c: &mut Criterion) {
     let traced = TracedClient::new(client.clone(), tracer, Propagator::default());
     g.bench_function("tracekit", |b| {
         b.iter_custom(|iters| {
-            chunked(
+            common::chunked(
                 iters,
+                CHUNK,
                 || {
                     rt.block_on(async {
                         let res = traced.get(&url).route("/users/{id}").send().await.unwrap();
@@ -316,8 +289,9 @@ fn client_server_loopback(c: &mut Criterion) {
     let url = rt.block_on(serve(app));
     g.bench_function("opentelemetry_sdk", |b| {
         b.iter_custom(|iters| {
-            chunked(
+            common::chunked(
                 iters,
+                CHUNK,
                 || {
                     rt.block_on(async {
                         // The CLIENT span and injection, as a traced reqwest call does it.

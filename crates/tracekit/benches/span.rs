@@ -11,15 +11,15 @@
 
 mod common;
 
-use common::{OtelVoidExporter, VoidExporter};
+use common::{OtelVoidExporter, SharedProcessor, VoidExporter};
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-use tracekit::export::{BatchConfig, BatchSpanProcessor, FlushError, SpanProcessor};
-use tracekit::{Resource, Sampler, SpanData, Tracer};
+use tracekit::export::{BatchConfig, BatchSpanProcessor, SpanProcessor};
+use tracekit::{Resource, Sampler, Tracer};
 
 /// Spans per timed chunk; below every queue size in play (2048), so nothing is dropped.
 const CHUNK: u64 = 1024;
@@ -44,21 +44,6 @@ fn tracekit_tracer(sampler: Sampler) -> (Tracer, std::sync::Arc<BatchSpanProcess
     (tracer, processor)
 }
 
-/// Lets the bench keep a handle on the processor to flush it and read its counters.
-struct SharedProcessor(std::sync::Arc<BatchSpanProcessor>);
-
-impl SpanProcessor for SharedProcessor {
-    fn on_end(&self, span: Box<SpanData>) {
-        self.0.on_end(span);
-    }
-    fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.0.force_flush(timeout)
-    }
-    fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.0.shutdown(timeout)
-    }
-}
-
 fn otel_provider(
     sampler: opentelemetry_sdk::trace::Sampler,
 ) -> opentelemetry_sdk::trace::SdkTracerProvider {
@@ -67,24 +52,6 @@ fn otel_provider(
         .with_sampler(sampler)
         .with_span_processor(bsp)
         .build()
-}
-
-/// Times `iters` calls of `f` in chunks of [`CHUNK`], calling `flush` between chunks
-/// outside the timed region.
-fn chunked(iters: u64, mut f: impl FnMut(), mut flush: impl FnMut()) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(CHUNK);
-        let start = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        total += start.elapsed();
-        flush();
-        left -= n;
-    }
-    total
 }
 
 fn tracekit_span(tracer: &Tracer) {
@@ -132,8 +99,9 @@ fn sampled(c: &mut Criterion) {
         .build();
     g.bench_function("tracekit", |b| {
         b.iter_custom(|iters| {
-            chunked(
+            common::chunked(
                 iters,
+                CHUNK,
                 || tracekit_span(black_box(&tracer)),
                 || tracer.force_flush(Duration::from_secs(10)).unwrap(),
             )
@@ -142,8 +110,9 @@ fn sampled(c: &mut Criterion) {
     // The same loop, untimed, through a handle that can read the counters: chunking keeps
     // every span (none dropped on a full queue).
     let (tracer, processor) = tracekit_tracer(Sampler::AlwaysOn);
-    chunked(
+    common::chunked(
         200_000,
+        CHUNK,
         || tracekit_span(&tracer),
         || processor.force_flush(Duration::from_secs(10)).unwrap(),
     );
@@ -160,8 +129,9 @@ fn sampled(c: &mut Criterion) {
     let otel = provider.tracer("bench");
     g.bench_function("opentelemetry_sdk", |b| {
         b.iter_custom(|iters| {
-            chunked(
+            common::chunked(
                 iters,
+                CHUNK,
                 || otel_span(black_box(&otel)),
                 || provider.force_flush().unwrap(),
             )
@@ -172,8 +142,9 @@ fn sampled(c: &mut Criterion) {
     fastrace::set_reporter(VoidReporter, fastrace::collector::Config::default());
     g.bench_function("fastrace", |b| {
         b.iter_custom(|iters| {
-            chunked(
+            common::chunked(
                 iters,
+                CHUNK,
                 || fastrace_span(fastrace::collector::SpanContext::random()),
                 fastrace::flush,
             )

@@ -9,7 +9,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use tracekit::export::InMemoryExporter;
-use tracekit::http::{Route, TRACERESPONSE_ATTRIBUTE, TraceLayer, TracedClient};
+use tracekit::http::{Route, TRACERESPONSE_ATTRIBUTE, TraceLayer, TracedClient, TracedRequest};
 use tracekit::propagation::{Baggage, Propagator};
 use tracekit::{Context, Resource, Sampler, SharedSpan, SpanData, SpanKind, Status, Tracer, Value};
 
@@ -39,6 +39,11 @@ fn attr<'a>(s: &'a SpanData, key: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("span {:?} has no {key}", s.name))
 }
 
+/// Sends `request` and reads the answer's body as text.
+async fn body_text(request: TracedRequest<'_>) -> String {
+    request.send().await.unwrap().text().await.unwrap()
+}
+
 /// A downstream service that answers with what it received: the number of `traceparent`
 /// lines, the `traceparent`, and the baggage entry `k`.
 async fn echo_headers(headers: HeaderMap) -> String {
@@ -50,6 +55,20 @@ async fn echo_headers(headers: HeaderMap) -> String {
         tp.first().and_then(|v| v.to_str().ok()).unwrap_or(""),
         cx.baggage().get("k").unwrap_or("")
     )
+}
+
+/// Service `b` (parent-based sampling) serving [`echo_headers`] at `/echo` behind the
+/// middleware; its spans go to `exporter`.
+async fn spawn_echo_service(exporter: &InMemoryExporter) -> SocketAddr {
+    spawn(
+        Router::new()
+            .route("/echo", get(echo_headers))
+            .layer(TraceLayer::new(
+                tracer("b", exporter, Sampler::default()),
+                Propagator::default(),
+            )),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -111,33 +130,19 @@ async fn server_span_continues_the_caller_and_answers_traceresponse() {
     assert_eq!(db.parent_span_id, server.span_id);
     assert_eq!(db.trace_id, server.trace_id);
     assert_eq!(tr, format!("00-{}-{}-01", server.trace_id, server.span_id));
-    assert_eq!(
-        attr(server, "http.request.method"),
-        &Value::from("GET".to_owned())
-    );
-    assert_eq!(
-        attr(server, "http.route"),
-        &Value::from("/users/{id}".to_owned())
-    );
-    assert_eq!(
-        attr(server, "url.path"),
-        &Value::from("/users/7".to_owned())
-    );
-    assert_eq!(attr(server, "url.query"), &Value::from("x=1".to_owned()));
-    assert_eq!(attr(server, "http.response.status_code"), &Value::I64(200));
-    assert_eq!(
-        attr(server, "user_agent.original"),
-        &Value::from("test-agent".to_owned())
-    );
-    assert_eq!(
-        attr(server, "client.address"),
-        &Value::from("127.0.0.1".to_owned())
-    );
-    assert_eq!(
-        attr(server, "server.port"),
-        &Value::I64(i64::from(addr.port()))
-    );
-    assert_eq!(attr(server, "app.user.id"), &Value::from("7".to_owned()));
+    for (key, want) in [
+        ("http.request.method", Value::from("GET".to_owned())),
+        ("http.route", Value::from("/users/{id}".to_owned())),
+        ("url.path", Value::from("/users/7".to_owned())),
+        ("url.query", Value::from("x=1".to_owned())),
+        ("http.response.status_code", Value::I64(200)),
+        ("user_agent.original", Value::from("test-agent".to_owned())),
+        ("client.address", Value::from("127.0.0.1".to_owned())),
+        ("server.port", Value::I64(i64::from(addr.port()))),
+        ("app.user.id", Value::from("7".to_owned())),
+    ] {
+        assert_eq!(attr(server, key), &want, "{key}");
+    }
     assert_eq!(server.status, Status::Unset);
     assert!(db.start_time_unix_nano >= server.start_time_unix_nano);
     assert!(db.end_time_unix_nano <= server.end_time_unix_nano);
@@ -219,15 +224,7 @@ async fn invalid_traceparent_restarts_the_trace_and_the_request_succeeds() {
 #[tokio::test]
 async fn traced_client_propagates_context_and_baggage_to_the_next_service() {
     let exporter = InMemoryExporter::default();
-    let downstream = spawn(
-        Router::new()
-            .route("/echo", get(echo_headers))
-            .layer(TraceLayer::new(
-                tracer("b", &exporter, Sampler::default()),
-                Propagator::default(),
-            )),
-    )
-    .await;
+    let downstream = spawn_echo_service(&exporter).await;
     let ta = tracer("a", &exporter, Sampler::default());
     let client = TracedClient::new(reqwest::Client::new(), ta.clone(), Propagator::default());
 
@@ -236,18 +233,12 @@ async fn traced_client_propagates_context_and_baggage_to_the_next_service() {
         .with_span(root.clone())
         .with_baggage(Baggage::default().insert("k", "v 1").unwrap());
     let body = cx
-        .scope(async {
+        .scope(body_text(
             client
                 .get(format!("http://{downstream}/echo"))
                 .route("/echo")
-                .peer_service("b")
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
+                .peer_service("b"),
+        ))
         .await;
     root.end();
     let spans = exporter.wait_for(3, std::time::Duration::from_secs(5));
@@ -500,31 +491,14 @@ async fn an_edge_that_does_not_trust_the_sampled_flag_decides_itself_and_keeps_t
 #[tokio::test]
 async fn unsampled_requests_record_nothing_but_still_propagate() {
     let exporter = InMemoryExporter::default();
-    let downstream = spawn(
-        Router::new()
-            .route("/echo", get(echo_headers))
-            .layer(TraceLayer::new(
-                tracer("b", &exporter, Sampler::default()),
-                Propagator::default(),
-            )),
-    )
-    .await;
+    let downstream = spawn_echo_service(&exporter).await;
     let ta = tracer("a", &exporter, Sampler::AlwaysOff);
     let client = TracedClient::new(reqwest::Client::new(), ta.clone(), Propagator::default());
     let root = ta.span("work").start();
     assert!(!root.is_recording());
     let trace_id = root.context().trace_id;
     let body = root
-        .scope(async {
-            client
-                .get(format!("http://{downstream}/echo"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
+        .scope(body_text(client.get(format!("http://{downstream}/echo"))))
         .await;
     let tp = body.split('|').nth(1).unwrap().to_owned();
     assert!(tp.starts_with(&format!("00-{trace_id}-")), "{tp}");

@@ -11,7 +11,8 @@
 //! - enums (`kind`, `status.code`) may be integers **or names** (`"SPAN_KIND_SERVER"`,
 //!   `"STATUS_CODE_ERROR"`; decision for §7.2 O7: tolerant, like the OpenTelemetry Collector);
 //!   unknown numbers or names become unspecified / unset;
-//! - keys are lowerCamelCase, and the snake_case spelling is accepted too;
+//! - keys are lowerCamelCase, and the snake_case spelling is accepted too (one normalisation
+//!   for every struct, [`keys`]);
 //! - unknown fields are ignored; omitted fields and `null` take their default; `{}` (or a
 //!   resource without spans) is a valid, empty request; an `AnyValue` with no known key (or
 //!   `{}`) is the empty value; `"arrayValue": {}` is an empty array;
@@ -23,6 +24,7 @@
 //! `kvlistValue`s): deeper input is a 400 (O9).
 
 mod encode;
+mod keys;
 mod wire;
 
 pub(crate) use encode::{encode_attributes, encode_span};
@@ -39,7 +41,7 @@ use crate::sanitize::{self, SpanLimits};
 /// # Errors
 /// [`Error::BadRequest`] when the body is not valid JSON or has a field of the wrong type.
 pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error> {
-    let request: JRequest = serde_json::from_slice(body).map_err(|e| {
+    let request: JRequest = keys::from_slice(body).map_err(|e| {
         let mut msg = e.to_string();
         sanitize::truncate_string(&mut msg, 256);
         Error::BadRequest(format!(
@@ -307,6 +309,108 @@ mod tests {
         assert_eq!(s.dropped_links_count, 1);
         assert!(out.error_message().is_some());
         assert_eq!(out.rejected, 0);
+    }
+
+    /// Every key of `v` in its snake_case spelling (`traceId` → `trace_id`).
+    fn snake_keys(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::Object(members) => Value::Object(
+                members
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let mut snake = String::new();
+                        for c in k.chars() {
+                            if c.is_ascii_uppercase() {
+                                snake.push('_');
+                            }
+                            snake.push(c.to_ascii_lowercase());
+                        }
+                        (snake, snake_keys(v))
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.into_iter().map(snake_keys).collect()),
+            v => v,
+        }
+    }
+
+    #[test]
+    fn every_key_reads_alike_in_camel_and_snake_case() {
+        let camel = json!({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
+          "scopeSpans":[{"scope":{"name":"lib","version":"1"},"spans":[{
+            "traceId":T,"spanId":"0102030405060708","parentSpanId":"0102030405060709",
+            "traceState":"k=v","flags":1,"name":"op","kind":"SPAN_KIND_SERVER",
+            "startTimeUnixNano":"5","endTimeUnixNano":"9","droppedAttributesCount":1,
+            "droppedEventsCount":2,"droppedLinksCount":3,"status":{"code":2,"message":"m"},
+            "attributes":[{"key":"s","value":{"stringValue":"x"}},{"key":"b","value":{"boolValue":true}},
+                          {"key":"i","value":{"intValue":"7"}},{"key":"d","value":{"doubleValue":1.5}},
+                          {"key":"y","value":{"bytesValue":"aGk="}},
+                          {"key":"a","value":{"arrayValue":{"values":[{"intValue":1}]}}},
+                          {"key":"k","value":{"kvlistValue":{"values":[{"key":"x","value":{"boolValue":false}}]}}}],
+            "events":[{"timeUnixNano":"6","name":"e","attributes":[{"key":"n","value":{"intValue":1}}]}],
+            "links":[{"traceId":T,"spanId":"0807060504030201","traceState":"a=b",
+                      "attributes":[{"key":"l","value":{"stringValue":"z"}}]}]}]}]}]});
+        let snake = snake_keys(camel.clone());
+        assert!(
+            snake.to_string().contains("\"start_time_unix_nano\""),
+            "{snake}"
+        );
+        let (a, b) = (run(camel), run(snake));
+        assert_eq!((a.rejected, b.rejected), (0, 0));
+        let s = &a.spans[0];
+        assert_eq!(
+            (
+                s.trace_state.as_str(),
+                s.flags,
+                s.start_time_unix_nano,
+                s.end_time_unix_nano
+            ),
+            ("k=v", 1, 5, 9)
+        );
+        assert_eq!(
+            (
+                s.dropped_attributes_count,
+                s.dropped_events_count,
+                s.dropped_links_count
+            ),
+            (1, 2, 3)
+        );
+        assert_eq!(
+            (s.attributes.len(), s.events.len(), s.links.len()),
+            (7, 1, 1)
+        );
+        assert_eq!(format!("{:?}", a.spans), format!("{:?}", b.spans));
+    }
+
+    #[test]
+    fn null_members_read_as_omitted_ones() {
+        let with_nulls = run(
+            json!({"resourceSpans":[{"resource":null,"scopeSpans":[{"scope":{"name":null},"spans":[
+            {"traceId":T,"spanId":"0102030405060708","parentSpanId":null,"traceState":null,"flags":null,
+             "name":null,"kind":null,"startTimeUnixNano":null,"endTimeUnixNano":null,"attributes":null,
+             "events":[{"timeUnixNano":null,"name":"e","attributes":null}],"links":null,"status":null,
+             "droppedAttributesCount":null,"droppedEventsCount":null,"droppedLinksCount":null}]}]}]}),
+        );
+        let omitted = run(json!({"resourceSpans":[{"scopeSpans":[{"scope":{},"spans":[
+            {"traceId":T,"spanId":"0102030405060708","events":[{"name":"e"}]}]}]}]}));
+        assert_eq!(with_nulls.rejected, 0);
+        assert_eq!(with_nulls.spans.len(), 1);
+        assert_eq!(
+            format!("{:?}", with_nulls.spans),
+            format!("{:?}", omitted.spans)
+        );
+        // A null array element is not a member: still the wrong type.
+        let body = br#"{"resourceSpans":[null]}"#;
+        assert!(decode(body, &SpanLimits::default()).is_err());
+    }
+
+    #[test]
+    fn fuzz_seed_decodes() {
+        let seed = include_bytes!("../../../../fuzz/seeds/otlp_json/one_span");
+        let out = decode(seed, &SpanLimits::default()).unwrap();
+        assert_eq!((out.spans.len(), out.rejected), (1, 0));
+        assert_eq!(out.spans[0].name, "GET /orders");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The OTLP/JSON mirror structs and the lenient scalars they are read with (see the parent
 //! module for the rules): 64-bit integers as numbers or strings, doubles as numbers or
-//! `"NaN"`/`"Infinity"`, enums as numbers or names, `null` as an omitted field.
+//! `"NaN"`/`"Infinity"`, enums as numbers or names. Keys are the structs' lowerCamelCase
+//! field names; snake_case keys and `null` members are normalised once, for every struct,
+//! by [`super::keys`].
 
 use std::fmt;
 
@@ -9,206 +11,113 @@ use serde::de::{self, Deserializer, Visitor};
 
 use crate::model::{SpanKind, StatusCode};
 
-/// `null` → default, like an omitted field.
-pub(super) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JRequest {
-    #[serde(
-        rename = "resourceSpans",
-        alias = "resource_spans",
-        deserialize_with = "nullable"
-    )]
     pub(super) resource_spans: Vec<JResourceSpans>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JResourceSpans {
     pub(super) resource: Option<JResource>,
-    #[serde(
-        rename = "scopeSpans",
-        alias = "scope_spans",
-        deserialize_with = "nullable"
-    )]
     pub(super) scope_spans: Vec<JScopeSpans>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JResource {
-    #[serde(deserialize_with = "nullable")]
     pub(super) attributes: Vec<JKeyValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JScopeSpans {
     pub(super) scope: Option<JScope>,
-    #[serde(deserialize_with = "nullable")]
     pub(super) spans: Vec<JSpan>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JScope {
-    #[serde(deserialize_with = "nullable")]
     pub(super) name: String,
-    #[serde(deserialize_with = "nullable")]
     pub(super) version: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JSpan {
-    #[serde(rename = "traceId", alias = "trace_id", deserialize_with = "nullable")]
     pub(super) trace_id: String,
-    #[serde(rename = "spanId", alias = "span_id", deserialize_with = "nullable")]
     pub(super) span_id: String,
-    #[serde(
-        rename = "traceState",
-        alias = "trace_state",
-        deserialize_with = "nullable"
-    )]
     pub(super) trace_state: String,
-    #[serde(
-        rename = "parentSpanId",
-        alias = "parent_span_id",
-        deserialize_with = "nullable"
-    )]
     pub(super) parent_span_id: String,
-    #[serde(deserialize_with = "nullable")]
     pub(super) flags: Num<u32>,
-    #[serde(deserialize_with = "nullable")]
     pub(super) name: String,
-    #[serde(deserialize_with = "nullable")]
     pub(super) kind: JEnum,
-    #[serde(
-        rename = "startTimeUnixNano",
-        alias = "start_time_unix_nano",
-        deserialize_with = "nullable"
-    )]
     pub(super) start_time_unix_nano: Num<u64>,
-    #[serde(
-        rename = "endTimeUnixNano",
-        alias = "end_time_unix_nano",
-        deserialize_with = "nullable"
-    )]
     pub(super) end_time_unix_nano: Num<u64>,
-    #[serde(deserialize_with = "nullable")]
     pub(super) attributes: Vec<JKeyValue>,
-    #[serde(
-        rename = "droppedAttributesCount",
-        alias = "dropped_attributes_count",
-        deserialize_with = "nullable"
-    )]
     pub(super) dropped_attributes_count: Num<u32>,
-    #[serde(deserialize_with = "nullable")]
     pub(super) events: Vec<JEvent>,
-    #[serde(
-        rename = "droppedEventsCount",
-        alias = "dropped_events_count",
-        deserialize_with = "nullable"
-    )]
     pub(super) dropped_events_count: Num<u32>,
-    #[serde(deserialize_with = "nullable")]
     pub(super) links: Vec<JLink>,
-    #[serde(
-        rename = "droppedLinksCount",
-        alias = "dropped_links_count",
-        deserialize_with = "nullable"
-    )]
     pub(super) dropped_links_count: Num<u32>,
     pub(super) status: Option<JStatus>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JEvent {
-    #[serde(
-        rename = "timeUnixNano",
-        alias = "time_unix_nano",
-        deserialize_with = "nullable"
-    )]
     pub(super) time_unix_nano: Num<u64>,
-    #[serde(deserialize_with = "nullable")]
     pub(super) name: String,
-    #[serde(deserialize_with = "nullable")]
     pub(super) attributes: Vec<JKeyValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JLink {
-    #[serde(rename = "traceId", alias = "trace_id", deserialize_with = "nullable")]
     pub(super) trace_id: String,
-    #[serde(rename = "spanId", alias = "span_id", deserialize_with = "nullable")]
     pub(super) span_id: String,
-    #[serde(
-        rename = "traceState",
-        alias = "trace_state",
-        deserialize_with = "nullable"
-    )]
     pub(super) trace_state: String,
-    #[serde(deserialize_with = "nullable")]
     pub(super) attributes: Vec<JKeyValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JStatus {
-    #[serde(deserialize_with = "nullable")]
     pub(super) message: String,
-    #[serde(deserialize_with = "nullable")]
     pub(super) code: JEnum,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JKeyValue {
-    #[serde(deserialize_with = "nullable")]
     pub(super) key: String,
     pub(super) value: Option<JAnyValue>,
 }
 
 /// `AnyValue`: at most one of the keys is expected; the first set one (in this order) wins.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JAnyValue {
-    #[serde(rename = "stringValue", alias = "string_value")]
     pub(super) string_value: Option<String>,
-    #[serde(rename = "boolValue", alias = "bool_value")]
     pub(super) bool_value: Option<bool>,
-    #[serde(rename = "intValue", alias = "int_value")]
     pub(super) int_value: Option<Num<i64>>,
-    #[serde(rename = "doubleValue", alias = "double_value")]
     pub(super) double_value: Option<JDouble>,
-    #[serde(rename = "arrayValue", alias = "array_value")]
     pub(super) array_value: Option<JArrayValue>,
-    #[serde(rename = "kvlistValue", alias = "kvlist_value")]
     pub(super) kvlist_value: Option<JKvList>,
-    #[serde(rename = "bytesValue", alias = "bytes_value")]
     pub(super) bytes_value: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JArrayValue {
-    #[serde(deserialize_with = "nullable")]
     pub(super) values: Vec<JAnyValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub(super) struct JKvList {
-    #[serde(deserialize_with = "nullable")]
     pub(super) values: Vec<JKeyValue>,
 }
 
@@ -254,6 +163,10 @@ impl<'de, T: FromNum> Deserialize<'de> for Num<T> {
             type Value = Num<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(T::WHAT)
+            }
+            /// `null` as a member (see [`super::keys`]): zero, like an omitted field.
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Self::out(0)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 Self::out(i128::from(v))
@@ -340,6 +253,10 @@ impl<'de> Deserialize<'de> for JEnum {
             type Value = JEnum;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an enum number or name")
+            }
+            /// `null` as a member (see [`super::keys`]): absent, like an omitted field.
+            fn visit_unit<E: de::Error>(self) -> Result<JEnum, E> {
+                Ok(JEnum::Absent)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<JEnum, E> {
                 Ok(JEnum::Number(i64::try_from(v).unwrap_or(i64::MAX)))

@@ -13,13 +13,15 @@ pub mod ui_model;
 pub mod v1;
 pub mod v3;
 
+use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use serde_json::{Map, Value};
 
 use super::params::Param;
 use crate::AppState;
 use crate::error::Error;
 use crate::model::{SpanKind, StatusCode, TraceId};
-use crate::store::{Operation, StoredTrace, TraceQuery};
+use crate::store::{StoredTrace, TraceQuery};
 
 /// Parses a Jaeger trace id: 1–32 hex digits, left-padded with zeros, any case.
 ///
@@ -31,6 +33,15 @@ pub fn parse_trace_id(text: &str) -> Result<TraceId, Error> {
         return Err(invalid());
     }
     TraceId::from_hex(&format!("{text:0>32}")).map_err(|_| invalid())
+}
+
+/// The `{traceID}` path segment as a Jaeger trace id ([`parse_trace_id`]).
+///
+/// # Errors
+/// 400 for a missing or invalid id.
+pub(crate) fn path_trace_id(path: Result<Path<String>, PathRejection>) -> Result<TraceId, Error> {
+    let Path(text) = path.map_err(|_| Error::BadRequest("invalid trace id".into()))?;
+    parse_trace_id(&text)
 }
 
 /// A span kind parameter (`server`, `CLIENT`, ...).
@@ -79,11 +90,11 @@ pub(crate) fn apply_tags(query: &mut TraceQuery, tags: Vec<(String, String)>) ->
 }
 
 /// The operations of the `service` parameter (required), of the kind `spanKind` (also
-/// `span_kind`) names when given.
+/// `span_kind`) names when given, as both APIs answer them: `{"name", "spanKind"}`.
 pub(crate) async fn operations(
     state: &AppState,
     pairs: &[(String, String)],
-) -> Result<Vec<Operation>, Error> {
+) -> Result<Vec<Value>, Error> {
     let mut service = None;
     let mut kind = None;
     for (k, v) in pairs {
@@ -101,6 +112,7 @@ pub(crate) async fn operations(
         .await?
         .into_iter()
         .filter(|o| kind.is_none_or(|k| k == o.kind))
+        .map(|o| serde_json::json!({"name": o.name, "spanKind": o.kind.as_str()}))
         .collect())
 }
 

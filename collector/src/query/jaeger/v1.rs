@@ -42,7 +42,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::ui_model::{streamed_search, streamed_trace, trace_json};
-use super::{apply_tags, find_traces, parse_trace_id, tag_map};
+use super::{apply_tags, find_traces, parse_trace_id, path_trace_id, tag_map};
 use crate::AppState;
 use crate::assemble::AssembleOptions;
 use crate::error::{Error, JaegerError};
@@ -112,11 +112,7 @@ pub(crate) async fn service_operations(
 /// `GET /api/operations?service=&spanKind=`.
 pub(crate) async fn operations(State(state): State<AppState>, q: Pairs) -> JResult {
     let p = pairs(q)?;
-    let ops: Vec<Value> = super::operations(&state, &p)
-        .await?
-        .into_iter()
-        .map(|o| json!({"name": o.name, "spanKind": o.kind.as_str()}))
-        .collect();
+    let ops = super::operations(&state, &p).await?;
     let total = ops.len();
     Ok(envelope(Value::Array(ops), total, None, pretty(&p)))
 }
@@ -128,8 +124,7 @@ pub(crate) async fn get_trace(
     q: Pairs,
 ) -> JResult {
     let p = pairs(q)?;
-    let Path(text) = path.map_err(|_| Error::BadRequest("invalid trace id".into()))?;
-    let trace_id = parse_trace_id(&text)?;
+    let trace_id = path_trace_id(path)?;
     let options = adjust_options(&p)?;
     // `start` / `end` are only hints (Grafana sends ms, Jaeger reads µs): ignored.
     let trace = super::get_trace(&state, trace_id)
@@ -157,8 +152,7 @@ fn adjust_options(p: &[(String, String)]) -> Result<AssembleOptions, Error> {
 
 /// `POST /api/archive/{traceID}`: nothing to do, everything is kept until retention.
 pub(crate) async fn archive(path: Result<Path<String>, PathRejection>) -> JResult {
-    let Path(text) = path.map_err(|_| Error::BadRequest("invalid trace id".into()))?;
-    parse_trace_id(&text)?;
+    path_trace_id(path)?;
     Ok(envelope(json!([]), 0, None, false))
 }
 

@@ -26,7 +26,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{apply_tags, find_traces, parse_trace_id, tag_map};
+use super::{apply_tags, find_traces, path_trace_id, tag_map};
 use crate::AppState;
 use crate::assemble::{self, AssembleOptions};
 use crate::error::{Error, JaegerV3Error};
@@ -46,11 +46,7 @@ pub(crate) async fn services(State(state): State<AppState>) -> V3Result {
 /// `GET /api/v3/operations`.
 pub(crate) async fn operations(State(state): State<AppState>, q: Pairs) -> V3Result {
     let p = pairs(q)?;
-    let ops: Vec<Value> = super::operations(&state, &p)
-        .await?
-        .into_iter()
-        .map(|o| json!({"name": o.name, "spanKind": o.kind.as_str()}))
-        .collect();
+    let ops = super::operations(&state, &p).await?;
     Ok(axum::Json(json!({"operations": ops})).into_response())
 }
 
@@ -61,8 +57,7 @@ pub(crate) async fn get_trace(
     q: Pairs,
 ) -> V3Result {
     let p = pairs(q)?;
-    let Path(text) = path.map_err(|_| Error::BadRequest("invalid trace id".into()))?;
-    let trace_id = parse_trace_id(&text)?;
+    let trace_id = path_trace_id(path)?;
     let mut options = AssembleOptions::default();
     for (k, v) in &p {
         if (k == "rawTraces" || k == "raw_traces") && Param::new(k, v).bool()? {

@@ -26,6 +26,7 @@
 //! dropped and decided early, and shows the traces and spans awaiting a decision.
 
 pub mod policy;
+mod policy_config;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -156,7 +157,7 @@ impl TailSampler {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let decision_wait = match &file.decision_wait {
-            Some(d) => policy::parse_duration(d)?,
+            Some(d) => crate::time::parse_collector_duration(d)?,
             None => DEFAULT_DECISION_WAIT,
         };
         let counters = Counters {

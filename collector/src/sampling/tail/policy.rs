@@ -21,125 +21,10 @@
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
-use serde::Deserialize;
-
+use super::policy_config::CompositeConfig;
+pub use super::policy_config::{DEFAULT_HASH_SALT, PolicyConfig};
 use crate::model::{AttrValue, KeyValue, Span, StatusCode, TraceId};
-
-/// The Collector's default `hash_salt` of `probabilistic`.
-pub const DEFAULT_HASH_SALT: &str = "default-hash-seed";
-
-/// One policy as written in the file.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PolicyConfig {
-    /// Names it in metrics and in the record of kept traces.
-    pub name: String,
-    /// One of the types of the module docs.
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    latency: Option<LatencyConfig>,
-    #[serde(default)]
-    status_code: Option<StatusCodeConfig>,
-    #[serde(default)]
-    probabilistic: Option<ProbabilisticConfig>,
-    #[serde(default)]
-    rate_limiting: Option<RateLimitingConfig>,
-    #[serde(default)]
-    string_attribute: Option<StringAttributeConfig>,
-    #[serde(default)]
-    numeric_attribute: Option<NumericAttributeConfig>,
-    #[serde(default)]
-    boolean_attribute: Option<BooleanAttributeConfig>,
-    #[serde(default)]
-    span_count: Option<SpanCountConfig>,
-    #[serde(default)]
-    and: Option<AndConfig>,
-    #[serde(default)]
-    composite: Option<CompositeConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct LatencyConfig {
-    threshold_ms: u64,
-    #[serde(default)]
-    upper_threshold_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct StatusCodeConfig {
-    status_codes: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct ProbabilisticConfig {
-    sampling_percentage: f64,
-    #[serde(default)]
-    hash_salt: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct RateLimitingConfig {
-    spans_per_second: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct StringAttributeConfig {
-    key: String,
-    values: Vec<String>,
-    #[serde(default)]
-    enabled_regex_matching: bool,
-    #[serde(default)]
-    invert_match: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct NumericAttributeConfig {
-    key: String,
-    #[serde(default)]
-    min_value: Option<f64>,
-    #[serde(default)]
-    max_value: Option<f64>,
-    #[serde(default)]
-    invert_match: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct BooleanAttributeConfig {
-    key: String,
-    value: bool,
-    #[serde(default)]
-    invert_match: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct SpanCountConfig {
-    min_spans: u64,
-    #[serde(default)]
-    max_spans: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct AndConfig {
-    and_sub_policy: Vec<PolicyConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct CompositeConfig {
-    max_total_spans_per_second: u64,
-    #[serde(default)]
-    policy_order: Vec<String>,
-    composite_sub_policy: Vec<PolicyConfig>,
-    #[serde(default)]
-    rate_allocation: Vec<RateAllocation>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct RateAllocation {
-    policy: String,
-    percent: f64,
-}
 
 /// A policy's verdict on one trace (the Collector's `sampling.Decision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -570,36 +455,6 @@ pub fn combine(verdicts: &[Verdict]) -> Option<usize> {
         return None;
     }
     verdicts.iter().position(|v| v.keeps())
-}
-
-/// Parses a duration as the Collector writes them: `30s`, `500ms`, `1m`, `1h`, `250us`,
-/// `100ns`, or a bare number of seconds.
-///
-/// # Errors
-/// A message naming the value.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms, 1m)"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "us" | "µs" => n / 1e6,
-        "ns" => n / 1e9,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "{text:?} has an unknown unit (ns, us, ms, s, m, h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
 #[cfg(test)]

@@ -196,10 +196,4 @@ fn bad_policies_and_durations_are_refused() {
         let c: PolicyConfig = serde_yaml::from_str(bad).unwrap();
         assert!(Policy::compile(&c).is_err(), "{bad}");
     }
-    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-    assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-    assert!(parse_duration("soon").is_err());
-    assert!(parse_duration("5 parsecs").is_err());
 }

@@ -29,7 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::export::{FlushError, SpanExporter, SpanProcessor};
 use crate::span::SpanData;
 
+mod accounting;
 mod config;
+mod control;
 mod worker;
 
 #[cfg(test)]
@@ -40,7 +42,8 @@ pub use config::{
     OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_SCHEDULE_DELAY,
 };
 
-use worker::{FlushRequest, ShutdownRequest, Worker};
+use control::{FlushRequest, ShutdownRequest};
+use worker::Worker;
 
 /// Pending `force_flush` requests the worker buffers before `force_flush` fails fast.
 const FLUSH_REQUEST_CAPACITY: usize = 64;

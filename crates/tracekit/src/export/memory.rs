@@ -116,27 +116,16 @@ mod tests {
 
     use super::*;
     use crate::id::{SpanId, TraceFlags, TraceId};
-    use crate::propagation::TraceState;
-    use crate::span::{SpanKind, Status};
 
     fn span(name: &'static str) -> SpanData {
         SpanData {
             trace_id: TraceId::random(),
             span_id: SpanId::random(),
-            parent_span_id: SpanId::INVALID,
-            parent_is_remote: false,
             trace_flags: TraceFlags::SAMPLED,
-            trace_state: TraceState::default(),
             name: Cow::Borrowed(name),
-            kind: SpanKind::Internal,
             start_time_unix_nano: 1,
             end_time_unix_nano: 2,
-            attributes: Vec::new(),
-            dropped_attributes_count: 0,
-            events: Vec::new(),
-            dropped_events_count: 0,
-            links: Vec::new(),
-            status: Status::Unset,
+            ..SpanData::default()
         }
     }
 

@@ -13,8 +13,7 @@ use super::worker::backoff_delay;
 use super::*;
 use crate::export::{ExportError, ExportOutcome, FlushError, SpanExporter, SpanProcessor};
 use crate::id::{SpanId, TraceFlags, TraceId};
-use crate::propagation::TraceState;
-use crate::span::{SpanData, SpanKind, Status};
+use crate::span::SpanData;
 
 const WAIT: Duration = Duration::from_secs(10);
 /// Scheduled delay long enough never to fire during a test.
@@ -24,20 +23,11 @@ fn span(i: u64) -> SpanData {
     SpanData {
         trace_id: TraceId::from_u128(u128::from(i) + 1),
         span_id: SpanId::from_u64(i + 1),
-        parent_span_id: SpanId::INVALID,
-        parent_is_remote: false,
         trace_flags: TraceFlags::SAMPLED,
-        trace_state: TraceState::default(),
         name: Cow::Borrowed("op"),
-        kind: SpanKind::Internal,
         start_time_unix_nano: 1,
         end_time_unix_nano: 2,
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-        events: Vec::new(),
-        dropped_events_count: 0,
-        links: Vec::new(),
-        status: Status::Unset,
+        ..SpanData::default()
     }
 }
 
@@ -97,6 +87,11 @@ impl Probe {
         Scripted {
             probe: self.clone(),
         }
+    }
+
+    /// A processor exporting through this probe.
+    fn processor(&self, cfg: BatchConfig) -> BatchSpanProcessor {
+        BatchSpanProcessor::new(self.exporter(), cfg)
     }
 
     fn set_default(&self, step: Step) {
@@ -224,13 +219,28 @@ fn assert_balanced(stats: BatchStats) {
     assert!(stats.is_balanced(), "accounting identity broken: {stats:?}");
 }
 
+/// `n` spans exported so far, the identity kept.
+fn assert_exported(p: &BatchSpanProcessor, n: u64) {
+    let stats = p.stats();
+    assert_eq!(stats.exported_ok, n, "{stats:?}");
+    assert_balanced(stats);
+}
+
+/// After shutdown: `ended` spans ended, none still queued, every export the probe accepted
+/// counted, the identity kept. Returns the stats for the caller's own checks.
+fn assert_settled(p: &BatchSpanProcessor, probe: &Probe, ended: u64) -> BatchStats {
+    let stats = p.stats();
+    assert_eq!(stats.spans_ended, ended);
+    assert_eq!(stats.still_queued, 0);
+    assert_eq!(stats.exported_ok, probe.accepted().len() as u64);
+    assert_balanced(stats);
+    stats
+}
+
 #[test]
 fn exports_when_the_batch_is_full() {
     let probe = Probe::new([], Step::Accept);
-    let p = BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_max_export_batch_size(4).build(),
-    );
+    let p = probe.processor(config().with_max_export_batch_size(4).build());
     end_spans(&p, 0..8);
     probe.wait_attempts(2);
     let attempts = probe.attempts();
@@ -249,10 +259,7 @@ fn exports_when_the_batch_is_full() {
 fn exports_a_partial_batch_after_the_scheduled_delay() {
     let delay = Duration::from_millis(100);
     let probe = Probe::new([], Step::Accept);
-    let p = BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_scheduled_delay(delay).build(),
-    );
+    let p = probe.processor(config().with_scheduled_delay(delay).build());
     let first_end = Instant::now();
     end_spans(&p, 0..3);
     probe.wait_attempts(1);
@@ -264,8 +271,7 @@ fn exports_a_partial_batch_after_the_scheduled_delay() {
         at - first_end
     );
     p.force_flush(WAIT).unwrap();
-    assert_eq!(p.stats().exported_ok, 3);
-    assert_balanced(p.stats());
+    assert_exported(&p, 3);
 }
 
 #[test]
@@ -275,7 +281,7 @@ fn a_full_queue_drops_exactly_the_new_spans() {
         .with_max_queue_size(4)
         .with_max_export_batch_size(2)
         .build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..2);
     probe.wait_attempts(1); // the worker holds spans 0 and 1, blocked in export
     end_spans(&p, 2..12); // 4 fit in the queue, 6 are dropped
@@ -303,7 +309,7 @@ fn while_retrying_the_queue_fills_and_overflow_is_counted() {
         .with_max_queue_size(4)
         .with_max_export_batch_size(2)
         .build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..2);
     probe.wait_attempts(3); // retrying the head batch
     end_spans(&p, 2..12);
@@ -329,10 +335,7 @@ fn while_retrying_the_queue_fills_and_overflow_is_counted() {
 #[tokio::test]
 async fn force_flush_exports_every_span_ended_before_it_from_inside_a_runtime() {
     let probe = Probe::new([], Step::Accept);
-    let p = BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_max_export_batch_size(4).build(),
-    );
+    let p = probe.processor(config().with_max_export_batch_size(4).build());
     end_spans(&p, 0..10);
     // Synchronous call on a current-thread runtime: the worker has its own thread.
     p.force_flush(WAIT).unwrap();
@@ -350,7 +353,7 @@ async fn force_flush_exports_every_span_ended_before_it_from_inside_a_runtime() 
 #[test]
 fn force_flush_times_out_while_the_exporter_is_stuck_then_succeeds() {
     let probe = Probe::new([Step::Block], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..3);
     let timeout = Duration::from_millis(100);
     let start = Instant::now();
@@ -362,8 +365,7 @@ fn force_flush_times_out_while_the_exporter_is_stuck_then_succeeds() {
     );
     probe.release(1);
     p.force_flush(WAIT).unwrap();
-    assert_eq!(p.stats().exported_ok, 3);
-    assert_balanced(p.stats());
+    assert_exported(&p, 3);
 }
 
 #[test]
@@ -371,7 +373,7 @@ fn shutdown_flushes_everything_queued() {
     // L8: 5 000 queued spans, collector up: nothing lost, well under 2 s.
     let probe = Probe::new([], Step::Accept);
     let cfg = config().with_max_queue_size(8192).build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..5000);
     let start = Instant::now();
     p.shutdown(WAIT).unwrap();
@@ -405,7 +407,7 @@ fn shutdown_with_the_collector_down_returns_in_time_and_counts_the_rest() {
     // L9: every attempt fails as retryable; shutdown must give up at its deadline.
     let probe = Probe::new([], Step::Retryable(None));
     let cfg = config().with_max_export_batch_size(10).build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..100);
     let timeout = Duration::from_millis(300);
     let start = Instant::now();
@@ -428,7 +430,7 @@ fn shutdown_cancels_an_export_attempt_that_hangs() {
         .with_export_timeout(Duration::from_secs(60))
         .with_max_export_batch_size(4)
         .build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..5);
     probe.wait_attempts(1); // a full batch of 4 is in flight, 1 span queued
     let timeout = Duration::from_millis(200);
@@ -449,7 +451,7 @@ fn shutdown_cancels_an_export_attempt_that_hangs() {
 fn retry_waits_at_least_retry_after() {
     let retry_after = Duration::from_millis(300);
     let probe = Probe::new([Step::Retryable(Some(retry_after))], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..3);
     p.force_flush(WAIT).unwrap();
     let attempts = probe.attempts();
@@ -477,7 +479,7 @@ fn retry_backs_off_exponentially() {
         .with_initial_backoff(initial)
         .with_max_backoff(Duration::from_secs(1))
         .build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..1);
     p.force_flush(WAIT).unwrap();
     let attempts = probe.attempts();
@@ -488,8 +490,7 @@ fn retry_backs_off_exponentially() {
         let floor = initial * 2u32.pow(i as u32) / 2;
         assert!(gap >= floor, "retry {i} after {gap:?} < {floor:?}");
     }
-    assert_eq!(p.stats().exported_ok, 1);
-    assert_balanced(p.stats());
+    assert_exported(&p, 1);
 }
 
 #[test]
@@ -497,17 +498,13 @@ fn an_attempt_that_exceeds_the_export_timeout_is_cancelled_and_retried() {
     // L7
     let timeout = Duration::from_millis(100);
     let probe = Probe::new([Step::Hang], Step::Accept);
-    let p = BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_export_timeout(timeout).build(),
-    );
+    let p = probe.processor(config().with_export_timeout(timeout).build());
     end_spans(&p, 0..2);
     p.force_flush(WAIT).unwrap();
     let attempts = probe.attempts();
     assert_eq!(attempts.len(), 2);
     assert!(attempts[1].0 - attempts[0].0 >= timeout);
-    assert_eq!(p.stats().exported_ok, 2);
-    assert_balanced(p.stats());
+    assert_exported(&p, 2);
 }
 
 #[test]
@@ -516,7 +513,7 @@ fn retries_stop_after_max_retry_elapsed() {
     let cfg = config()
         .with_max_retry_elapsed(Duration::from_millis(100))
         .build();
-    let p = BatchSpanProcessor::new(probe.exporter(), cfg);
+    let p = probe.processor(cfg);
     end_spans(&p, 0..7);
     let start = Instant::now();
     p.force_flush(WAIT).unwrap(); // definitively dropped counts as done
@@ -532,7 +529,7 @@ fn retries_stop_after_max_retry_elapsed() {
 fn a_rejected_batch_is_dropped_after_exactly_one_attempt() {
     // L5
     let probe = Probe::new([Step::Reject], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..5);
     p.force_flush(WAIT).unwrap();
     assert_eq!(probe.attempts().len(), 1);
@@ -551,7 +548,7 @@ fn a_rejected_batch_is_dropped_after_exactly_one_attempt() {
 fn a_partial_success_counts_accepted_and_rejected_spans() {
     // L6
     let probe = Probe::new([Step::Partial(2)], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..5);
     p.force_flush(WAIT).unwrap();
     assert_eq!(
@@ -569,10 +566,7 @@ fn a_partial_success_counts_accepted_and_rejected_spans() {
 fn an_exporter_panic_is_contained() {
     // L12: the batch is dropped and counted, the worker keeps going.
     let probe = Probe::new([Step::Panic, Step::PanicInCall], Step::Accept);
-    let p = BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_max_export_batch_size(2).build(),
-    );
+    let p = probe.processor(config().with_max_export_batch_size(2).build());
     end_spans(&p, 0..6);
     p.force_flush(WAIT).unwrap();
     let stats = p.stats();
@@ -583,8 +577,7 @@ fn an_exporter_panic_is_contained() {
     assert_balanced(stats);
     end_spans(&p, 6..7);
     p.shutdown(WAIT).unwrap();
-    assert_eq!(p.stats().exported_ok, 3);
-    assert_balanced(p.stats());
+    assert_exported(&p, 3);
 }
 
 #[test]
@@ -595,7 +588,7 @@ fn concurrent_producers_are_all_accounted_for() {
         .with_max_export_batch_size(16)
         .with_scheduled_delay(Duration::from_millis(1))
         .build();
-    let p = Arc::new(BatchSpanProcessor::new(probe.exporter(), cfg));
+    let p = Arc::new(probe.processor(cfg));
     let threads: Vec<_> = (0..8u64)
         .map(|t| {
             let p = Arc::clone(&p);
@@ -606,21 +599,14 @@ fn concurrent_producers_are_all_accounted_for() {
         t.join().unwrap();
     }
     p.shutdown(WAIT).unwrap();
-    let stats = p.stats();
-    assert_eq!(stats.spans_ended, 40_000);
-    assert_eq!(stats.still_queued, 0);
-    assert_eq!(stats.exported_ok, probe.accepted().len() as u64);
+    let stats = assert_settled(&p, &probe, 40_000);
     assert_eq!(stats.exported_ok + stats.dropped_queue_full, 40_000);
-    assert_balanced(stats);
 }
 
 #[test]
 fn spans_ended_while_shutting_down_are_exported_or_counted() {
     let probe = Probe::new([], Step::Accept);
-    let p = Arc::new(BatchSpanProcessor::new(
-        probe.exporter(),
-        config().with_max_queue_size(100_000).build(),
-    ));
+    let p = Arc::new(probe.processor(config().with_max_queue_size(100_000).build()));
     let producer = {
         let p = Arc::clone(&p);
         std::thread::spawn(move || end_spans(&p, 0..50_000))
@@ -629,18 +615,14 @@ fn spans_ended_while_shutting_down_are_exported_or_counted() {
     wait_until(|| p.stats().spans_ended >= 1_000);
     p.shutdown(WAIT).unwrap();
     producer.join().unwrap();
-    let stats = p.stats();
-    assert_eq!(stats.spans_ended, 50_000);
-    assert_eq!(stats.still_queued, 0);
-    assert_eq!(stats.exported_ok, probe.accepted().len() as u64);
+    let stats = assert_settled(&p, &probe, 50_000);
     assert_eq!(stats.exported_ok + stats.dropped_at_shutdown, 50_000);
-    assert_balanced(stats);
 }
 
 #[test]
 fn a_dropped_processor_still_exports_its_queue() {
     let probe = Probe::new([], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..3);
     drop(p);
     let (lock, cond) = &*probe.state;
@@ -654,7 +636,7 @@ fn a_dropped_processor_still_exports_its_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_inside_a_multi_thread_runtime() {
     let probe = Probe::new([], Step::Accept);
-    let p = BatchSpanProcessor::new(probe.exporter(), config().build());
+    let p = probe.processor(config().build());
     end_spans(&p, 0..3);
     p.force_flush(WAIT).unwrap();
     p.shutdown(WAIT).unwrap();

@@ -22,58 +22,21 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::SyncSender;
 use std::sync::mpsc::TryRecvError;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::accounting::{LogKind, LogLimiter, Resolution, State};
+use super::control::{Control, Controls, FlushRequest, Reply, ShutdownRequest};
 use super::{BatchConfig, Shared, deadline_after};
 use crate::export::{ExportError, ExportOutcome, FlushError, SpanExporter};
 use crate::pool;
 use crate::span::SpanData;
 
-/// Where a flush or shutdown answer goes.
-pub(super) type Reply = SyncSender<Result<(), FlushError>>;
-
 /// What `run` hands back: the shutdown reply channel and the result to send on it.
 type ShutdownAnswer = Option<(Reply, Result<(), FlushError>)>;
-
-/// A `force_flush` call waiting for its answer.
-pub(super) struct FlushRequest {
-    /// When the caller stops waiting.
-    pub(super) deadline: Instant,
-    /// Where the answer goes.
-    pub(super) reply: Reply,
-}
-
-/// The `shutdown` call.
-pub(super) struct ShutdownRequest {
-    /// When to give up on the spans still queued.
-    pub(super) deadline: Instant,
-    /// Where the answer goes.
-    pub(super) reply: Reply,
-}
-
-/// A flush accepted by the worker and not yet answered.
-struct PendingFlush {
-    target: u64,
-    request: FlushRequest,
-}
-
-/// Shutdown in progress.
-struct Stopping {
-    deadline: Instant,
-    /// `None` when the processor was dropped without `shutdown`.
-    reply: Option<Reply>,
-}
-
-/// The most a dropped (not shut down) processor's worker keeps trying to export.
-const DROP_GRACE: Duration = Duration::from_secs(30);
-
-/// How often each kind of worker message may be printed.
-const LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Largest `retry_after` the worker honours, whatever the exporter says.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
@@ -86,84 +49,6 @@ pub(super) struct Worker<E> {
     spans: std::sync::mpsc::Receiver<Box<SpanData>>,
     controls: Controls,
     st: State,
-}
-
-/// The receiving ends of flush and shutdown requests.
-struct Controls {
-    flushes: mpsc::Receiver<FlushRequest>,
-    flushes_open: bool,
-    shutdown: Option<oneshot::Receiver<ShutdownRequest>>,
-}
-
-enum Control {
-    Flush(FlushRequest),
-    Shutdown(ShutdownRequest),
-    /// The processor was dropped without `shutdown`.
-    Dropped,
-}
-
-impl Controls {
-    /// The next request; pending forever once both channels are done. Cancel-safe.
-    async fn next(&mut self) -> Control {
-        loop {
-            let shutdown = async {
-                match self.shutdown.as_mut() {
-                    Some(rx) => rx.await,
-                    None => std::future::pending().await,
-                }
-            };
-            let flushes_open = self.flushes_open;
-            let flush = async {
-                if flushes_open {
-                    self.flushes.recv().await
-                } else {
-                    std::future::pending().await
-                }
-            };
-            enum Got {
-                Shutdown(Result<ShutdownRequest, oneshot::error::RecvError>),
-                Flush(Option<FlushRequest>),
-            }
-            let got = tokio::select! {
-                biased;
-                r = shutdown => Got::Shutdown(r),
-                r = flush => Got::Flush(r),
-            };
-            match got {
-                Got::Shutdown(r) => {
-                    self.shutdown = None;
-                    return match r {
-                        Ok(request) => Control::Shutdown(request),
-                        Err(_) => Control::Dropped,
-                    };
-                }
-                Got::Flush(Some(request)) => return Control::Flush(request),
-                Got::Flush(None) => self.flushes_open = false,
-            }
-        }
-    }
-}
-
-/// Bookkeeping the control handlers update while an export is in flight.
-struct State {
-    cfg: BatchConfig,
-    shared: Arc<Shared>,
-    batch_started: Option<Instant>,
-    taken: u64,
-    resolved: u64,
-    flushes: Vec<PendingFlush>,
-    stopping: Option<Stopping>,
-    log: LogLimiter,
-}
-
-/// The final fate of one batch.
-enum Resolution {
-    Exported,
-    PartiallyRejected { rejected: u64, message: String },
-    Rejected { reason: String },
-    Panicked { message: String },
-    RetryExhausted { reason: String },
-    AbandonedAtShutdown,
 }
 
 /// How one export attempt ended.
@@ -508,143 +393,6 @@ impl<E: SpanExporter> Worker<E> {
     }
 }
 
-impl State {
-    fn took(&mut self, n: usize) {
-        if n > 0 {
-            self.taken += n as u64;
-            if self.batch_started.is_none() {
-                self.batch_started = Some(Instant::now());
-            }
-        }
-    }
-
-    fn flush_outstanding(&self) -> bool {
-        self.flushes.iter().any(|f| f.target > self.resolved)
-    }
-
-    /// Spans counted in `still_queued` but not yet taken: in the channel or being sent.
-    fn sends_landing(&self) -> u64 {
-        let in_hand = self.taken - self.resolved;
-        self.shared.hot.counts.queued().saturating_sub(in_hand)
-    }
-
-    fn handle(&mut self, control: Control) {
-        match control {
-            Control::Flush(request) => {
-                let target = self.resolved + self.shared.hot.counts.queued();
-                if target <= self.resolved {
-                    let _ = request.reply.try_send(Ok(()));
-                } else {
-                    self.flushes.push(PendingFlush { target, request });
-                }
-            }
-            Control::Shutdown(request) => {
-                self.shared.hot.shutdown.store(true, Relaxed);
-                self.stopping = Some(Stopping {
-                    deadline: request.deadline,
-                    reply: Some(request.reply),
-                });
-            }
-            Control::Dropped => {
-                // The processor (and so the sending end) is gone: nothing new can arrive.
-                self.shared.hot.shutdown.store(true, Relaxed);
-                if self.stopping.is_none() {
-                    let grace = self.cfg.export_timeout().min(DROP_GRACE);
-                    self.stopping = Some(Stopping {
-                        deadline: deadline_after(grace),
-                        reply: None,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Answers the flushes whose spans are all resolved; forgets those whose caller left.
-    fn answer_flushes(&mut self) {
-        let now = Instant::now();
-        // Nothing queued, in hand or being sent: every flush is satisfied, including one
-        // whose target counted a send that then failed.
-        let resolved = if self.shared.hot.counts.queued() == 0 {
-            u64::MAX
-        } else {
-            self.resolved
-        };
-        self.flushes.retain(|f| {
-            if f.target <= resolved {
-                let _ = f.request.reply.try_send(Ok(()));
-                false
-            } else {
-                f.request.deadline > now
-            }
-        });
-    }
-
-    /// Records the fate of `n` spans leaving the worker's hands.
-    fn resolve(&mut self, n: u64, resolution: Resolution) {
-        let cold = &self.shared.cold;
-        match resolution {
-            Resolution::Exported => {
-                cold.exported_ok.fetch_add(n, Relaxed);
-            }
-            Resolution::PartiallyRejected { rejected, message } => {
-                let rejected = rejected.min(n);
-                cold.exported_ok.fetch_add(n - rejected, Relaxed);
-                cold.dropped_rejected.fetch_add(rejected, Relaxed);
-                self.log.log(LogKind::Rejected, || {
-                    format!("the receiver rejected {rejected} of {n} spans: {message}")
-                });
-            }
-            Resolution::Rejected { reason } => {
-                cold.dropped_rejected.fetch_add(n, Relaxed);
-                self.log.log(LogKind::Rejected, || {
-                    format!("span export rejected, dropped {n} spans: {reason}")
-                });
-            }
-            Resolution::Panicked { message } => {
-                cold.dropped_rejected.fetch_add(n, Relaxed);
-                self.log.log(LogKind::Panicked, || {
-                    format!("the span exporter panicked, dropped {n} spans: {message}")
-                });
-            }
-            Resolution::RetryExhausted { reason } => {
-                cold.dropped_retry_exhausted.fetch_add(n, Relaxed);
-                self.log.log(LogKind::RetryExhausted, || {
-                    format!(
-                        "span export still failing after {:?}, dropped {n} spans: {reason}",
-                        self.cfg.max_retry_elapsed()
-                    )
-                });
-            }
-            Resolution::AbandonedAtShutdown => {
-                cold.dropped_at_shutdown.fetch_add(n, Relaxed);
-            }
-        }
-        let queued_now = self.shared.hot.counts.unqueue(n);
-        self.shared
-            .hot
-            .counts
-            .fold_into(&self.shared.cold.ended_folded);
-        self.resolved += n;
-        self.batch_started = None;
-        self.note_recovery(queued_now as usize);
-    }
-
-    /// Clears the queue-full warning once the queue is at most half full again, so the
-    /// next loss is reported (at most once per [`LOG_INTERVAL`]).
-    fn note_recovery(&mut self, queued_now: usize) {
-        let hot = &self.shared.hot;
-        if hot.loss_warned.load(Relaxed) && queued_now <= self.cfg.max_queue_size() / 2 {
-            let dropped = hot.dropped_queue_full.load(Relaxed);
-            if self.log.log(LogKind::Recovered, || {
-                format!("span export queue has room again; {dropped} spans dropped so far")
-            }) {
-                hot.loss_warned.store(false, Relaxed);
-            }
-        }
-    }
-}
-
-/// The delay before retry number `retry` (0-based): `min(initial · 2^retry, max)` scaled by
 /// `0.5 + unit_random`, i.e. ±50 % jitter for `unit_random` in [0, 1).
 pub(super) fn backoff_delay(cfg: &BatchConfig, retry: u32, unit_random: f64) -> Duration {
     let base = cfg
@@ -701,34 +449,5 @@ impl<F: Future> Future for CatchUnwind<F> {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Err(payload) => Poll::Ready(Err(payload)),
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum LogKind {
-    Retrying,
-    Rejected,
-    Panicked,
-    RetryExhausted,
-    Recovered,
-}
-
-/// Prints each kind of worker message at most once per [`LOG_INTERVAL`].
-#[derive(Default)]
-struct LogLimiter {
-    last: [Option<Instant>; 5],
-}
-
-impl LogLimiter {
-    /// Prints `message()` unless this kind was printed recently; returns whether it did.
-    fn log(&mut self, kind: LogKind, message: impl FnOnce() -> String) -> bool {
-        let slot = &mut self.last[kind as usize];
-        let now = Instant::now();
-        if slot.is_some_and(|t| now.duration_since(t) < LOG_INTERVAL) {
-            return false;
-        }
-        *slot = Some(now);
-        eprintln!("tracekit: {}", message());
-        true
     }
 }

@@ -279,20 +279,13 @@ fn root_span() -> (SpanData, PbSpan) {
     let data = SpanData {
         trace_id: TraceId::from_hex("000000000000000000000000000000ff").unwrap(),
         span_id: SpanId::from_hex("0000000000000001").unwrap(),
-        parent_span_id: SpanId::INVALID,
-        parent_is_remote: false,
         trace_flags: TraceFlags::from_u8(0xfd),
-        trace_state: TraceState::default(),
         name: Cow::Borrowed("SELECT orders"),
         kind: SpanKind::Client,
         start_time_unix_nano: 5,
         end_time_unix_nano: 9,
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-        events: Vec::new(),
-        dropped_events_count: 0,
-        links: Vec::new(),
         status: Status::Ok,
+        ..SpanData::default()
     };
     let expected = PbSpan {
         trace_id: hex("000000000000000000000000000000ff"),
