@@ -110,6 +110,8 @@ pub struct AppState {
     pub long_polls: Arc<connections::LongPolls>,
     /// The bearer tokens each port asks for ([`auth`]; none by default).
     pub tokens: auth::AccessTokens,
+    /// Routing by TraceId between collectors (`COLLECTOR_PEERS`; [`ingest::peers`]).
+    pub peers: Option<Arc<ingest::peers::Peers>>,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -147,6 +149,7 @@ impl AppState {
                 connections::DEFAULT_MAX_LONG_POLLS,
             )),
             tokens: auth::AccessTokens::default(),
+            peers: None,
             shutdown: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -189,6 +192,22 @@ impl AppState {
     pub fn with_tokens(mut self, tokens: auth::AccessTokens) -> Self {
         self.tokens = tokens;
         self
+    }
+
+    /// The same state routing spans by TraceId to the collectors of `config`
+    /// ([`ingest::peers`]); forwards carry the ingest token of [`with_tokens`](Self::with_tokens),
+    /// so call this after it.
+    ///
+    /// # Errors
+    /// The HTTP client for the peers cannot be built.
+    pub fn with_peers(mut self, config: ingest::peers::PeerConfig) -> Result<Self, String> {
+        let peers = ingest::peers::Peers::new(
+            config,
+            self.tokens.ingest.clone(),
+            Arc::clone(&self.metrics),
+        )?;
+        self.peers = Some(Arc::new(peers));
+        Ok(self)
     }
 
     /// Tells long-running handlers (long-polls) to answer now; [`serve`] calls it when its
@@ -483,6 +502,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         });
     if let Some(tail) = tail_sampler {
         state = state.with_tail_sampling(tail);
+    }
+    if let Some(peers) = config
+        .peer_config()
+        .map_err(|e| RunError::Config(e.to_string()))?
+    {
+        eprintln!(
+            "collector: routing traces between {} peers (this one is {})",
+            peers.peers.len(),
+            peers.peers[peers.self_index].ingest_url
+        );
+        state = state.with_peers(peers).map_err(RunError::Config)?;
     }
     let retention = tokio::spawn(retention::run(
         Arc::clone(&store),
