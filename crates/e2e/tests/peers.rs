@@ -12,6 +12,15 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use spanline_e2e::{Proc, START_TIMEOUT, free_port, wait_healthy};
 
+/// A demo service to start: binary, service name, port, collector index, extra variables.
+type ServiceSpec = (
+    &'static str,
+    &'static str,
+    u16,
+    usize,
+    Vec<(&'static str, String)>,
+);
+
 /// One collector of a group.
 struct Collector {
     proc: Proc,
@@ -289,7 +298,7 @@ async fn a_demo_order_through_two_collectors_is_whole_at_its_owner() {
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     let [fe, us, os, ps] = [free_port(), free_port(), free_port(), free_port()];
     // frontend and order send to collector 0, user and payment to collector 1.
-    let services: [(&'static str, &str, u16, usize, Vec<(&'static str, String)>); 4] = [
+    let services: [ServiceSpec; 4] = [
         ("user-service", "user", us, 1, vec![]),
         ("payment-service", "payment", ps, 1, vec![]),
         (
