@@ -11,7 +11,7 @@
 # cost from the writer). Everything shares the machine's cores: this measures the price of
 # forwarding (spans/s, CPU µs per span summed over the collectors), not a scale-out speed-up.
 #
-#   RUNS=3 DURATION=10 STORAGE=memory scripts/bench-peers.sh
+#   RUNS=3 DURATION=10 STORAGE=memory scripts/bench-peers.sh   (SKIP_BUILD=1: use target/release as is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,9 +24,10 @@ work=${BENCH_DIR:-$(mktemp -d /tmp/spanline-bench-peers.XXXXXX)}
 target=${CARGO_TARGET_DIR:-target}
 base=${BENCH_PORT:-15318}
 
-echo "Building collector and loadgen (release)..."
-cargo build --release --locked --quiet -p collector --bin collector
-cargo build --release --locked --quiet -p loadgen
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  echo "Building collector and loadgen (release)..."
+  cargo build --release --locked --quiet -p collector -p loadgen --bins
+fi
 collector_bin=$target/release/collector
 loadgen=$target/release/loadgen
 
