@@ -512,3 +512,54 @@ async fn with_clickhouse_either_collector_finds_the_trace() {
         assert_eq!(tree["complete"], true, "{tree:#}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_partial_success_reaches_the_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limit = [("COLLECTOR_MAX_SPANS_PER_TRACE", "2".to_owned())];
+    let group = start_group(2, dir.path(), &limit).await;
+    let client = client();
+    // A trace collector 1 owns: its first span, sent to collector 0, is not stored there.
+    let mut owned_by_1 = None;
+    for _ in 0..64 {
+        let t = format!("{:032x}", fastrand::u128(1..));
+        let first = [span(&t, "00000000000000a1", None, "svc", 1.0)];
+        assert_eq!(
+            post(&client, &group[0].ingest_url, &first)
+                .await
+                .status()
+                .as_u16(),
+            200
+        );
+        if span_count(&client, &group[0].query_url, &t).await.is_none() {
+            owned_by_1 = Some(t);
+            break;
+        }
+    }
+    let t = owned_by_1.expect("some trace among 64 is owned by collector 1");
+    let more: Vec<Value> = (2..5)
+        .map(|i| {
+            span(
+                &t,
+                &format!("00000000000000b{i}"),
+                Some("00000000000000a1"),
+                "svc",
+                1.1,
+            )
+        })
+        .collect();
+    let answer: Value = post(&client, &group[0].ingest_url, &more)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["partialSuccess"]["rejectedSpans"], "2", "{answer}");
+    let message = answer["partialSuccess"]["errorMessage"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("COLLECTOR_MAX_SPANS_PER_TRACE"),
+        "{message}"
+    );
+    assert_eq!(span_count(&client, &group[1].query_url, &t).await, Some(2));
+}
