@@ -34,6 +34,11 @@ impl Token {
         Self(Arc::from(text))
     }
 
+    /// The token's text (sent on by the collector itself, e.g. to a peer collector).
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// Whether `offered` is this token, compared in constant time (for a given length).
     pub fn matches(&self, offered: &[u8]) -> bool {
         constant_time_eq(self.0.as_bytes(), offered)

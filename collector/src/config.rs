@@ -33,6 +33,10 @@
 //! | `COLLECTOR_TAIL_SAMPLING` | `--tail-sampling` | off | tail sampling policy file (YAML or JSON, OpenTelemetry Collector `tail_sampling` vocabulary) |
 //! | `COLLECTOR_TLS_CERT`, `COLLECTOR_TLS_KEY` | `--tls-cert`, `--tls-key` | unset (plain text) | PEM certificate chain and private key: the ingest, gRPC and query ports speak TLS only ([`crate::tls`]) |
 //! | `COLLECTOR_ADAPTIVE_INTERVAL` | `--adaptive-interval` | `60s` | adaptive: time between recalculations |
+//! | `COLLECTOR_PEERS` | `--peers` | none (alone) | the OTLP/HTTP ingest URLs of every collector sharing the work, this one included, comma-separated (e.g. `http://c1:4318,http://c2:4318`); spans go to the owner of their TraceId ([`crate::ingest::peers`]) |
+//! | `COLLECTOR_PEER_SELF` | `--peer-self` | none | this collector's entry in `COLLECTOR_PEERS` (required with it) |
+//! | `COLLECTOR_PEER_QUERY_URLS` | `--peer-query-urls` | none | the peers' query URLs in the same order; `?wait=` on a trace another collector owns is proxied there |
+//! | `COLLECTOR_PEER_TIMEOUT` | `--peer-timeout` | `10s` | longest time a forward to a peer may take (503 to the client after) |
 //! | | `--healthcheck` | | probe `GET /health` on the query port and exit 0 (healthy) or 1 |
 //!
 //! Retention is described in [`crate::retention`].
@@ -183,6 +187,20 @@ pub struct Config {
     /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1), for `--tls-cert`.
     #[arg(long, env = "COLLECTOR_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// The OTLP/HTTP ingest URLs of every collector sharing the work (this one included),
+    /// comma-separated; spans are routed to the owner of their TraceId.
+    #[arg(long, env = "COLLECTOR_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// This collector's entry in COLLECTOR_PEERS.
+    #[arg(long, env = "COLLECTOR_PEER_SELF")]
+    pub peer_self: Option<String>,
+    /// The peers' query URLs, in the order of COLLECTOR_PEERS (proxied ?wait=).
+    #[arg(long, env = "COLLECTOR_PEER_QUERY_URLS", value_delimiter = ',')]
+    pub peer_query_urls: Vec<String>,
+    /// Longest time a forward to a peer may take (e.g. 10s).
+    #[arg(long, env = "COLLECTOR_PEER_TIMEOUT", default_value = "10s",
+          value_parser = parse_timeout)]
+    pub peer_timeout: std::time::Duration,
     /// Probe GET /health on the query port (127.0.0.1 when it listens on all addresses) and
     /// exit 0 when healthy, 1 otherwise. For container health checks.
     #[arg(long)]
@@ -253,6 +271,22 @@ impl Config {
             body_read_timeout: self.body_read_timeout,
             max_long_polls: self.max_long_polls,
         }
+    }
+
+    /// The routing between collectors, `None` without `COLLECTOR_PEERS`.
+    ///
+    /// # Errors
+    /// The peer lists are inconsistent ([`crate::ingest::peers::PeerConfigError`]).
+    pub fn peer_config(
+        &self,
+    ) -> Result<Option<crate::ingest::peers::PeerConfig>, crate::ingest::peers::PeerConfigError>
+    {
+        crate::ingest::peers::PeerConfig::new(
+            &self.peers,
+            self.peer_self.as_deref(),
+            &self.peer_query_urls,
+            self.peer_timeout,
+        )
     }
 
     /// The body limit as `usize` (saturating on 32-bit targets).

@@ -113,6 +113,8 @@ pub struct AppState {
     pub tokens: auth::AccessTokens,
     /// TLS on every port when a certificate is configured ([`tls`]; none by default).
     pub tls: Option<tls::TlsAcceptors>,
+    /// Routing by TraceId between collectors (`COLLECTOR_PEERS`; [`ingest::peers`]).
+    pub peers: Option<Arc<ingest::peers::Peers>>,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
@@ -151,6 +153,7 @@ impl AppState {
             )),
             tokens: auth::AccessTokens::default(),
             tls: None,
+            peers: None,
             shutdown: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -199,6 +202,22 @@ impl AppState {
     pub fn with_tls(mut self, tls: tls::TlsAcceptors) -> Self {
         self.tls = Some(tls);
         self
+    }
+
+    /// The same state routing spans by TraceId to the collectors of `config`
+    /// ([`ingest::peers`]); forwards carry the ingest token of [`with_tokens`](Self::with_tokens),
+    /// so call this after it.
+    ///
+    /// # Errors
+    /// The HTTP client for the peers cannot be built.
+    pub fn with_peers(mut self, config: ingest::peers::PeerConfig) -> Result<Self, String> {
+        let peers = ingest::peers::Peers::new(
+            config,
+            self.tokens.ingest.clone(),
+            Arc::clone(&self.metrics),
+        )?;
+        self.peers = Some(Arc::new(peers));
+        Ok(self)
     }
 
     /// Tells long-running handlers (long-polls) to answer now; [`serve`] calls it when its
@@ -500,6 +519,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Some(tls) = tls {
         state = state.with_tls(tls);
+    }
+    if let Some(peers) = config
+        .peer_config()
+        .map_err(|e| RunError::Config(e.to_string()))?
+    {
+        eprintln!(
+            "collector: routing traces between {} peers (this one is {})",
+            peers.peers.len(),
+            peers.peers[peers.self_index].ingest_url
+        );
+        state = state.with_peers(peers).map_err(RunError::Config)?;
     }
     let retention = tokio::spawn(retention::run(
         Arc::clone(&store),

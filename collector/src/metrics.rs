@@ -19,6 +19,7 @@
 //! | `spanline_request_errors_total` | counter | `service`, `operation`: those with status error (RED: errors) |
 //! | `spanline_request_duration_seconds` | histogram | `service`, `operation` (RED: duration) |
 //! | `spanline_query_request_duration_seconds` | histogram | `route` (the route template), `status` (HTTP status class, `2xx`...) |
+//! | `spanline_peer_{spans_forwarded,forward_failures,spans_from_peers,waits_proxied,wait_proxy_failures}_total` | counter | – (routing between collectors, [`crate::ingest::peers`]) |
 //! | `spanline_storage_bytes` | gauge | – (database plus WAL files; absent for the memory store) |
 //! | `spanline_store_commits_total` | counter | – |
 //!
@@ -65,6 +66,8 @@ pub struct Metrics {
     pub red: RedMetrics,
     /// Latency of the query API per route.
     pub query_latency: LatencyHistograms,
+    /// Routing between collectors ([`crate::ingest::peers`]).
+    pub peers: crate::ingest::peers::PeerMetrics,
     /// Root spans per (service, operation) for adaptive sampling ([`crate::sampling::adaptive`]).
     pub roots: crate::sampling::adaptive::RootThroughput,
 }
@@ -357,6 +360,7 @@ pub fn render_prometheus(metrics: &Metrics, storage_bytes: Option<u64>, commits:
     let mut out = String::new();
     metrics.render_counters(&mut out);
     metrics.ingest.render_prometheus(&mut out);
+    metrics.peers.render(&mut out);
     metrics.red.render(&mut out);
     metrics.query_latency.render(&mut out);
     render_storage(&mut out, storage_bytes, commits);

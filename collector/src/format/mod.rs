@@ -5,6 +5,7 @@
 //! | OTLP protobuf (`ExportTraceServiceRequest`) | [`otlp_proto`] | the ingest answer; `convert` (model ↔ OTLP messages, for the SQLite store) |
 //! | OTLP JSON | [`otlp_json`] | the ingest answer; `otlp_json::encode_span` (Jaeger v3 API) |
 //! | Zipkin v2 JSON | [`zipkin`] | |
+//! | model → OTLP protobuf request | | [`otlp_export`] (forwarding to a peer collector) |
 //! | the simple JSON array (DESIGN.md §4) | [`simple_json`] | [`simple_json::encode_span`] (native API) |
 //!
 //! Every decoder produces [`Span`](crate::model::Span)s through the same steps: validate the
@@ -17,6 +18,7 @@
 
 pub(crate) mod convert;
 pub(crate) mod otlp;
+pub(crate) mod otlp_export;
 pub(crate) mod otlp_json;
 pub(crate) mod otlp_proto;
 pub mod simple_json;

@@ -33,6 +33,7 @@ pub use crate::format::simple_json;
 pub mod budget;
 pub mod grpc;
 pub mod grpc_guard;
+pub mod peers;
 
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -103,7 +104,8 @@ async fn ingest(
             format::decode(format, plain, limits)
         })
         .await?;
-    let (rejected, error_message) = store(state, protocol, decoded).await?;
+    let origin = peers::Origin::of(headers);
+    let (rejected, error_message) = store_from(state, protocol, decoded, origin).await?;
     drop(reservation);
     Ok(success_response(format, rejected, error_message))
 }
@@ -170,12 +172,23 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Counts the decoded spans, stores the accepted ones (resolving after the commit) and
-/// returns `(rejected, partial-success message)`.
+/// [`store_from`] a client.
 async fn store(
     state: &AppState,
     protocol: Protocol,
     decoded: Decoded,
+) -> Result<(usize, Option<String>), Error> {
+    store_from(state, protocol, decoded, peers::Origin::Client).await
+}
+
+/// Counts the decoded spans, stores the accepted ones this collector owns and forwards the
+/// others to their owners ([`peers`], with `COLLECTOR_PEERS`), resolving after the commit and
+/// every owner's acknowledgement, and returns `(rejected, partial-success message)`.
+async fn store_from(
+    state: &AppState,
+    protocol: Protocol,
+    decoded: Decoded,
+    origin: peers::Origin,
 ) -> Result<(usize, Option<String>), Error> {
     let metrics = &state.metrics;
     let per = metrics.ingest.protocol(protocol);
@@ -192,20 +205,29 @@ async fn store(
         .spans_rejected
         .fetch_add(rejected as u64, Ordering::Relaxed);
     let mut error_message = decoded.error_message();
-    let outcome = if decoded.spans.is_empty() {
-        crate::store::WriteOutcome::default()
-    } else {
-        let shapes: Vec<_> = decoded
-            .spans
-            .iter()
-            .map(|s| (s.trace_id, Shape::of(s)))
-            .collect();
-        let consumers = ConsumerGroups::seen_in(&decoded.spans);
-        let outcome = state.store.write_spans(decoded.spans).await?;
-        ConsumerGroups::global().record(consumers, std::time::Instant::now());
-        state.settler.observe(shapes, std::time::Instant::now());
-        outcome
+    let (own, forwards) = match (&state.peers, origin) {
+        (Some(peers), peers::Origin::Client) => peers.split(decoded.spans),
+        (Some(peers), peers::Origin::Peer) => {
+            peers.count_from_peer(decoded.spans.len());
+            (decoded.spans, Vec::new())
+        }
+        (None, _) => (decoded.spans, Vec::new()),
     };
+    let forwarding = async {
+        match &state.peers {
+            Some(peers) if !forwards.is_empty() => peers.forward_all(forwards).await,
+            _ => Ok(peers::Forwarded::default()),
+        }
+    };
+    let (outcome, forwarded) = tokio::join!(commit(state, own), forwarding);
+    let (outcome, forwarded) = (outcome?, forwarded?);
+    if !forwarded.messages.is_empty() {
+        let note = forwarded.messages.join("; ");
+        error_message = Some(match error_message {
+            Some(earlier) => format!("{earlier}; {note}"),
+            None => note,
+        });
+    }
     let over_limit = outcome.over_limit as u64;
     if over_limit > 0 {
         per.spans_rejected.fetch_add(over_limit, Ordering::Relaxed);
@@ -231,7 +253,27 @@ async fn store(
     metrics
         .spans_duplicate
         .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
-    Ok((rejected + outcome.over_limit, error_message))
+    Ok((
+        rejected + outcome.over_limit + forwarded.rejected,
+        error_message,
+    ))
+}
+
+/// Commits `spans` (resolving after the commit) and tells the settler and the consumer-group
+/// registry about them.
+async fn commit(
+    state: &AppState,
+    spans: Vec<crate::model::Span>,
+) -> Result<crate::store::WriteOutcome, Error> {
+    if spans.is_empty() {
+        return Ok(crate::store::WriteOutcome::default());
+    }
+    let shapes: Vec<_> = spans.iter().map(|s| (s.trace_id, Shape::of(s))).collect();
+    let consumers = ConsumerGroups::seen_in(&spans);
+    let outcome = state.store.write_spans(spans).await?;
+    ConsumerGroups::global().record(consumers, std::time::Instant::now());
+    state.settler.observe(shapes, std::time::Instant::now());
+    Ok(outcome)
 }
 
 /// `POST /api/v2/spans` (Zipkin v2 JSON, interop.md §4.1): 202 with an empty body once the

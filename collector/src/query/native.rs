@@ -177,10 +177,16 @@ pub(crate) async fn get_tree(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Pairs,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let p = TreeParams::parse(pairs(query)?, &headers)?;
     let trace_id = trace_id_param(path);
+    if let (Ok(id), Some(peers)) = (&trace_id, &state.peers)
+        && let Some(answer) = peers.proxy_wait(id, p.wait, &uri, &headers).await
+    {
+        return Ok(answer);
+    }
     Ok(tree_answer(&state, async { trace_id }, &p, &headers).await)
 }
 
