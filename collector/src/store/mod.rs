@@ -20,6 +20,7 @@
 //!   counted in [`WriteOutcome::over_limit`] and in the trace's
 //!   [`TraceSummary::spans_refused`], which marks the trace as truncated.
 
+mod clickhouse;
 mod memory;
 mod metered;
 mod sqlite;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::model::{AttrValue, Span, SpanKind, StatusCode, TraceId};
 
+pub use clickhouse::{ClickHouseOptions, ClickHouseStore, check_identifier};
 pub use memory::MemoryStore;
 pub use metered::MeteredStore;
 pub use sqlite::{AttributeIndex, MAX_GROUP_SPANS, SqliteOptions, SqliteStore, Synchronous};
