@@ -362,3 +362,61 @@ fn dump_statements_for_the_chdb_check() {
         std::fs::write(&path, out.join("\n") + "\n").expect("write the statements");
     }
 }
+
+/// Retention drops whole days as partitions (on every node), then trims the cutoff's day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_whole_days_as_partitions() {
+    let Some((store, servers)) = store_on(2).await else {
+        return;
+    };
+    let recent = crate::testing::sample_trace(1);
+    store.write_spans(recent.clone()).await.unwrap();
+    // A copy of the trace under another id, received on 2020-01-01 (written straight into
+    // both shards' tables, as an old collector would have).
+    for url in &servers.urls {
+        let node = super::http::Node::new(url, None, None).unwrap();
+        node.run(
+            "INSERT INTO spanline_test.spans_local SELECT toDate('2020-01-01'), \
+             1577836800000000000, unhex('0000000000000000000000000000beef'), span_id, \
+             parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, \
+             duration_ns, http_status, has_http_status, attr_keys, attr_values, detail \
+             FROM spanline_test.spans_local WHERE received_day = today() LIMIT 3",
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut old = [0u8; 16];
+    old[14] = 0xbe;
+    old[15] = 0xef;
+    let old = crate::model::TraceId(old);
+    assert!(store.get_trace(old).await.unwrap().is_some());
+    let policy = crate::store::RetentionPolicy {
+        delete_before_unix_nano: Some(crate::time::now_unix_nano() - 3_600_000_000_000),
+        max_bytes: None,
+        batch_traces: 10,
+    };
+    let first = store.enforce_retention(policy).await.unwrap();
+    assert_eq!(first.traces_deleted, 1, "{first:?}");
+    assert!(first.more);
+    let second = store.enforce_retention(policy).await.unwrap();
+    assert_eq!((second.traces_deleted, second.more), (0, false));
+    assert!(store.get_trace(old).await.unwrap().is_none());
+    let kept = store.get_trace(recent[0].trace_id).await.unwrap().unwrap();
+    assert_eq!(kept.spans.len(), recent.len());
+    // The old day's partition is gone from every node.
+    for url in &servers.urls {
+        let node = super::http::Node::new(url, None, None).unwrap();
+        let parts = node
+            .run(
+                "SELECT count() FROM system.parts WHERE database = 'spanline_test' \
+                 AND partition = '2020-01-01' AND active FORMAT RowBinary",
+                &[],
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(super::rowbinary::Reader::new(&parts).u64().unwrap(), 0);
+    }
+}
