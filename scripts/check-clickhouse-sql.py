@@ -55,15 +55,7 @@ def main() -> int:
         copied = run("SELECT count() FROM spanline.search_local").strip()
         print(f"{'OK' if copied == '6' else 'FAIL'}    materialized view filled search_local: {copied} rows")
         failures += copied != "6"
-        for sql in rest:
-            try:
-                out = run(sql)
-                rows = len([line for line in out.splitlines() if line.strip()])
-                print(f"OK    ({rows} rows) {sql[:100]}")
-            except Exception as e:  # noqa: BLE001
-                failures += 1
-                print(f"FAIL  {sql}\n      {e}")
-        # Known answers: trace by id, and the attribute search.
+        # Known answers (before the statements that delete): trace by id, attribute search.
         checks = {
             f"SELECT count() FROM spanline.spans_local WHERE trace_id = unhex('{T1}')": "3",
             "SELECT count() FROM (SELECT trace_id FROM spanline.spans_local GROUP BY trace_id "
@@ -75,6 +67,14 @@ def main() -> int:
             ok = got == want
             failures += not ok
             print(f"{'OK' if ok else 'FAIL'}    {got} == {want}: {sql[:90]}")
+        for sql in rest:
+            try:
+                out = run(sql)
+                rows = len([line for line in out.splitlines() if line.strip()])
+                print(f"OK    ({rows} rows) {sql[:100]}")
+            except Exception as e:  # noqa: BLE001
+                failures += 1
+                print(f"FAIL  {sql}\n      {e}")
     print(f"{len(statements)} statements, {failures} failures")
     return 1 if failures else 0
 
