@@ -48,10 +48,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<WriteRequ
                 Ok(r) => Some(r),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, queue.recv()).await {
-                        Ok(r) => r,
-                        Err(_) => None,
-                    }
+                    tokio::time::timeout_at(deadline, queue.recv())
+                        .await
+                        .unwrap_or_default()
                 }
             };
             let Some(request) = next else { break };

@@ -139,7 +139,7 @@ pub(super) async fn dependencies(
     let mut edges: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
     for spans in traces.values_mut() {
         // Resent spans stored twice count once.
-        spans.sort_by(|a, b| (a.span_id, a.kind).cmp(&(b.span_id, b.kind)));
+        spans.sort_by_key(|a| (a.span_id, a.kind));
         spans.dedup_by(|a, b| (a.span_id, a.kind) == (b.span_id, b.kind));
         for child in spans.iter() {
             if !matches!(child.kind, SpanKind::Server | SpanKind::Consumer)
