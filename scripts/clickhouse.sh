@@ -82,7 +82,8 @@ XML
 wait_ready() {
   local http=$1 pid=$2 log=$3
   for _ in $(seq 1 300); do
-    if curl -fsS "http://127.0.0.1:$http/ping" >/dev/null 2>&1; then return 0; fi
+    if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+      "http://127.0.0.1:$http/ping" >/dev/null 2>&1; then return 0; fi
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "clickhouse-server (pid $pid) exited; see $log" >&2
       tail -n 20 "$log" >&2 || true

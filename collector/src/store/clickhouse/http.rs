@@ -107,7 +107,9 @@ impl Node {
         settings: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Vec<u8>, StoreError> {
-        let mut all: Vec<(&str, &str)> = vec![("wait_end_of_query", "1")];
+        // Statements carry their values inline: allow long `IN` lists (the default is 256 KiB).
+        let mut all: Vec<(&str, &str)> =
+            vec![("wait_end_of_query", "1"), ("max_query_size", "16777216")];
         all.extend_from_slice(settings);
         let response = self
             .request(sql, &all, body)
