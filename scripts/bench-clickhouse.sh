@@ -111,7 +111,7 @@ for u in $(echo "$urls" | tr , ' '); do
 done
 
 echo "--- query latency through the collector (clickhouse, 2 shards), $samples samples each"
-ids=$(curl -fsS "$ch1/" --data-binary "SELECT lower(hex(trace_id)) FROM spanline.spans_dist SAMPLE 1 WHERE rand() % 1000 = 0 LIMIT $samples")
+ids=$(curl -fsS "$ch1/" --data-binary "SELECT lower(hex(trace_id)) FROM spanline.spans_dist WHERE rand() % 1000 = 0 LIMIT $samples")
 python3 - "$qport" "$samples" "$ids" <<'PY' | tee -a "$results"
 import http.client, statistics, sys, time, urllib.parse, random
 port, samples, ids = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split()
