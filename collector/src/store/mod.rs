@@ -1,7 +1,8 @@
 //! # Span storage
 //!
-//! [`SpanStore`] is the one storage interface; [`SqliteStore`] (durable, the default) and
-//! [`MemoryStore`] (tests, demos) implement it, and both pass the same conformance suite
+//! [`SpanStore`] is the one storage interface; [`SqliteStore`] (durable, the default),
+//! [`ClickHouseStore`] (one node or a sharded cluster, docs/clickhouse.md) and
+//! [`MemoryStore`] (tests, demos) implement it, and all pass the same conformance suite
 //! (`conformance.rs`, style.md §5 practice 14).
 //!
 //! Contract every backend keeps:
