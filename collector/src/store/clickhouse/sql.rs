@@ -284,6 +284,61 @@ fn attr_cond(key: &str, value: &str) -> String {
 /// conditions together on one span when [`TraceQuery::needs_span_check`], else each alone).
 /// A trace's start bounds every span's start, so `start_time_min` also narrows the prefilter.
 pub(super) fn find_trace_ids(t: &Tables, q: &TraceQuery) -> String {
+    let (prefilter, having) = search_conditions(q);
+    let filter = prefilter.map_or(String::new(), |p| {
+        format!(
+            " WHERE trace_id IN (SELECT trace_id FROM {} WHERE {p})",
+            t.search_local()
+        )
+    });
+    trace_aggregate(t, q, &filter, &having)
+}
+
+/// [`find_trace_ids`] among the traces `ids` only (the candidates of
+/// [`newest_candidates`]).
+pub(super) fn find_trace_ids_among(t: &Tables, q: &TraceQuery, ids: &[TraceId]) -> String {
+    let (_, having) = search_conditions(q);
+    trace_aggregate(
+        t,
+        q,
+        &format!(" WHERE trace_id IN {}", id_list(ids)),
+        &having,
+    )
+}
+
+/// For a newest-first search with a prefilter: the `k` traces whose latest matching span
+/// starts last, `(trace_id, that start)`. A trace outside them starts no later than the
+/// last one's value, which is how `search::find_traces` knows when they suffice.
+pub(super) fn newest_candidates(t: &Tables, q: &TraceQuery, k: usize) -> Option<String> {
+    if q.sort != crate::store::SortOrder::Newest {
+        return None;
+    }
+    let (prefilter, _) = search_conditions(q);
+    Some(format!(
+        "SELECT trace_id, max(start_ns) AS s FROM {} WHERE {} GROUP BY trace_id \
+         ORDER BY s DESC, trace_id DESC LIMIT {k} FORMAT RowBinary",
+        t.search(),
+        prefilter?
+    ))
+}
+
+fn trace_aggregate(t: &Tables, q: &TraceQuery, filter: &str, having: &str) -> String {
+    let order = match q.sort {
+        crate::store::SortOrder::Newest => "t_start DESC",
+        crate::store::SortOrder::Duration => "t_dur DESC",
+    };
+    format!(
+        "SELECT trace_id, min(start_ns) AS t_start, max(end_ns) AS t_end, \
+         if(t_end > t_start, t_end - t_start, 0) AS t_dur FROM {}{filter} GROUP BY trace_id \
+         HAVING {having} ORDER BY {order}, trace_id DESC LIMIT {} FORMAT RowBinary",
+        t.spans(),
+        q.effective_limit()
+    )
+}
+
+/// The prefilter on `search_local` (a condition every matching trace has a span meeting)
+/// and the `HAVING` of the per-trace aggregate.
+fn search_conditions(q: &TraceQuery) -> (Option<String>, String) {
     let mut pair = Vec::new();
     if let Some(s) = &q.service {
         pair.push(format!("service = {}", quote(s)));
@@ -347,24 +402,7 @@ pub(super) fn find_trace_ids(t: &Tables, q: &TraceQuery) -> String {
         (None, Some(m)) => Some(format!("start_ns >= {m}")),
         (p, None) => p,
     };
-    let filter = prefilter.map_or(String::new(), |p| {
-        format!(
-            " WHERE trace_id IN (SELECT trace_id FROM {} WHERE {p})",
-            t.search_local()
-        )
-    });
-    let order = match q.sort {
-        crate::store::SortOrder::Newest => "t_start DESC",
-        crate::store::SortOrder::Duration => "t_dur DESC",
-    };
-    format!(
-        "SELECT trace_id, min(start_ns) AS t_start, max(end_ns) AS t_end, \
-         if(t_end > t_start, t_end - t_start, 0) AS t_dur FROM {}{filter} GROUP BY trace_id \
-         HAVING {} ORDER BY {order}, trace_id DESC LIMIT {} FORMAT RowBinary",
-        t.spans(),
-        and(&having),
-        q.effective_limit()
-    )
+    (prefilter, and(&having))
 }
 
 /// Every service name, sorted.
