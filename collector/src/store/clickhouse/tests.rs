@@ -342,6 +342,8 @@ fn dump_statements_for_the_chdb_check() {
     ];
     for q in &queries {
         out.push(sql::find_trace_ids(&t, q));
+        out.push(sql::find_trace_ids_among(&t, q, &ids));
+        out.extend(sql::newest_candidates(&t, q, 80));
     }
     out.push(sql::services(&t));
     out.push(sql::operations(&t, "frontend"));
