@@ -16,7 +16,12 @@
 //! | `COLLECTOR_MAX_LONG_POLLS` | `--max-long-polls` | `64` | concurrent long-polls (`?wait=`, `GET /v1/tail`); more get 503 |
 //! | `COLLECTOR_INGEST_TOKEN` | `--ingest-token` | none (open) | bearer token every ingest request must carry (HTTP and gRPC) |
 //! | `COLLECTOR_QUERY_TOKEN` | `--query-token` | none (open) | bearer token (or UI cookie, set by `?token=`) every query-port request must carry, except `/health`, `/healthz` |
-//! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable) or `memory` (lost on exit) |
+//! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable), `memory` (lost on exit) or `clickhouse` |
+//! | `COLLECTOR_CLICKHOUSE_URL` | `--clickhouse-url` | `http://localhost:8123` | ClickHouse HTTP URL; with a cluster, every node's, comma-separated (schema and deletes go to each; reads and writes to the first) |
+//! | `COLLECTOR_CLICKHOUSE_DATABASE` | `--clickhouse-database` | `spanline` | database, created when missing |
+//! | `COLLECTOR_CLICKHOUSE_USER` | `--clickhouse-user` | none (server default) | user (HTTP basic auth) |
+//! | `COLLECTOR_CLICKHOUSE_PASSWORD` | `--clickhouse-password` | none | password of that user |
+//! | `COLLECTOR_CLICKHOUSE_CLUSTER` | `--clickhouse-cluster` | none (one node) | cluster name from the servers' `remote_servers`: spans go through `Distributed` tables sharded by trace id |
 //! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
 //! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
 //! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces first received longer ago than this (`s`, `m`, `h`, `d`; `0` = keep) |
@@ -58,6 +63,41 @@ pub enum StorageKind {
     Sqlite,
     /// Process memory (tests, throwaway demos).
     Memory,
+    /// ClickHouse, one node or a cluster (docs/clickhouse.md).
+    Clickhouse,
+}
+
+/// Where the ClickHouse backend finds its servers (`COLLECTOR_CLICKHOUSE_*`; used when
+/// `COLLECTOR_STORAGE=clickhouse`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClickHouseConfig {
+    /// ClickHouse HTTP URL; with a cluster, every node's, comma-separated.
+    #[arg(
+        long = "clickhouse-url",
+        env = "COLLECTOR_CLICKHOUSE_URL",
+        default_value = "http://localhost:8123",
+        value_delimiter = ','
+    )]
+    pub urls: Vec<String>,
+    /// Database, created when missing.
+    #[arg(long = "clickhouse-database", env = "COLLECTOR_CLICKHOUSE_DATABASE",
+          default_value = "spanline",
+          value_parser = |s: &str| crate::store::check_identifier("database", s).map(|()| s.to_owned()))]
+    pub database: String,
+    /// User (HTTP basic auth); unset: the server's default user.
+    #[arg(long = "clickhouse-user", env = "COLLECTOR_CLICKHOUSE_USER")]
+    pub user: Option<String>,
+    /// Password of that user.
+    #[arg(
+        long = "clickhouse-password",
+        env = "COLLECTOR_CLICKHOUSE_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Cluster name (the servers' remote_servers): spans go through Distributed tables.
+    #[arg(long = "clickhouse-cluster", env = "COLLECTOR_CLICKHOUSE_CLUSTER",
+          value_parser = |s: &str| crate::store::check_identifier("cluster", s).map(|()| s.to_owned()))]
+    pub cluster: Option<String>,
 }
 
 /// The collector's configuration (see the module docs for the table).
@@ -124,6 +164,9 @@ pub struct Config {
     /// Storage backend.
     #[arg(long, env = "COLLECTOR_STORAGE", value_enum, default_value = "sqlite")]
     pub storage: StorageKind,
+    /// ClickHouse servers (with `--storage clickhouse`).
+    #[command(flatten)]
+    pub clickhouse: ClickHouseConfig,
     /// SQLite WAL sync mode: normal or full.
     #[arg(long, env = "COLLECTOR_SQLITE_SYNC", default_value = "normal")]
     pub sqlite_sync: Synchronous,
@@ -250,6 +293,25 @@ impl Config {
         }
     }
 
+    /// The ClickHouse backend's options.
+    pub fn clickhouse_options(&self) -> crate::store::ClickHouseOptions {
+        crate::store::ClickHouseOptions {
+            urls: self
+                .clickhouse
+                .urls
+                .iter()
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            database: self.clickhouse.database.clone(),
+            user: self.clickhouse.user.clone(),
+            password: self.clickhouse.password.clone(),
+            cluster: self.clickhouse.cluster.clone(),
+            max_spans_per_trace: self.max_spans_per_trace,
+            ..crate::store::ClickHouseOptions::default()
+        }
+    }
+
     /// `<data_dir>/spanline.db`.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join(DB_FILE_NAME)
@@ -304,6 +366,37 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn clickhouse_settings_parse() {
+        let c = Config::try_parse_from([
+            "collector",
+            "--storage",
+            "clickhouse",
+            "--clickhouse-url",
+            "http://a:8123, http://b:8123",
+            "--clickhouse-cluster",
+            "spanline_2s",
+        ])
+        .unwrap();
+        assert_eq!(c.storage, StorageKind::Clickhouse);
+        let o = c.clickhouse_options();
+        assert_eq!(o.urls, vec!["http://a:8123", "http://b:8123"]);
+        assert_eq!(o.database, "spanline");
+        assert_eq!(o.cluster.as_deref(), Some("spanline_2s"));
+        assert_eq!(o.user, None);
+        let default = Config::try_parse_from(["collector"]).unwrap();
+        assert_eq!(
+            default.clickhouse_options().urls,
+            vec!["http://localhost:8123"]
+        );
+        for bad in ["x;DROP", "1db", ""] {
+            assert!(
+                Config::try_parse_from(["collector", "--clickhouse-database", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn flags_parse_and_validate() {

@@ -499,6 +499,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 .map_err(|e| StoreError::Backend(e.to_string()))??;
             Arc::new(store)
         }
+        config::StorageKind::Clickhouse => {
+            Arc::new(store::ClickHouseStore::open(config.clickhouse_options()).await?)
+        }
     };
     let limits = IngestLimits {
         max_body_bytes: config.max_body_bytes(),
@@ -567,6 +570,16 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         match config.storage {
             config::StorageKind::Memory => "memory (not durable)".to_owned(),
             config::StorageKind::Sqlite => config.db_path().display().to_string(),
+            config::StorageKind::Clickhouse => format!(
+                "ClickHouse {} database {}{}",
+                config.clickhouse.urls.join(","),
+                config.clickhouse.database,
+                config
+                    .clickhouse
+                    .cluster
+                    .as_deref()
+                    .map_or(String::new(), |c| format!(" cluster {c}"))
+            ),
         }
     );
     let sampling_server = tokio::spawn(sampling::serve(state.clone(), sampling));

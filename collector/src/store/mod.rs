@@ -1,7 +1,8 @@
 //! # Span storage
 //!
-//! [`SpanStore`] is the one storage interface; [`SqliteStore`] (durable, the default) and
-//! [`MemoryStore`] (tests, demos) implement it, and both pass the same conformance suite
+//! [`SpanStore`] is the one storage interface; [`SqliteStore`] (durable, the default),
+//! [`ClickHouseStore`] (one node or a sharded cluster, docs/clickhouse.md) and
+//! [`MemoryStore`] (tests, demos) implement it, and all pass the same conformance suite
 //! (`conformance.rs`, style.md §5 practice 14).
 //!
 //! Contract every backend keeps:
@@ -20,6 +21,7 @@
 //!   counted in [`WriteOutcome::over_limit`] and in the trace's
 //!   [`TraceSummary::spans_refused`], which marks the trace as truncated.
 
+mod clickhouse;
 mod memory;
 mod metered;
 mod sqlite;
@@ -35,6 +37,7 @@ use tokio::sync::watch;
 
 use crate::model::{AttrValue, Span, SpanKind, StatusCode, TraceId};
 
+pub use clickhouse::{ClickHouseOptions, ClickHouseStore, check_identifier};
 pub use memory::MemoryStore;
 pub use metered::MeteredStore;
 pub use sqlite::{AttributeIndex, MAX_GROUP_SPANS, SqliteOptions, SqliteStore, Synchronous};

@@ -1,0 +1,255 @@
+//! The writer task: ingest requests queue here; the task coalesces whatever is queued (up to
+//! [`ClickHouseOptions::max_batch_spans`](super::ClickHouseOptions), waiting at most
+//! `batch_linger_ms` for more) into one `INSERT`, and answers each request only after the
+//! insert holding its spans was confirmed.
+//!
+//! Each batch is first *checked*: the stored keys of its traces are read, so spans already
+//! stored are duplicates, and new spans of a trace at the per-trace limit are refused (and
+//! counted in `refusals_local`). Then it is *inserted*. The two stages overlap: batch N+1 is
+//! checked while batch N is being inserted, against the stored keys plus N's keys (which the
+//! read may or may not see yet). Inserts run one at a time, in order; when insert N fails,
+//! batch N+1 (checked against N's keys) fails too, so no span is acknowledged as a duplicate
+//! of a span that was never stored. Failures are retryable where ClickHouse or the network
+//! is at fault (503 + `Retry-After`); a retried span that did land is then a duplicate.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{DAY_NS, day_of, write_span};
+use super::rowbinary::{Reader, Writer};
+use super::{INSERT_SETTINGS, Shared, sql};
+use crate::model::{Span, SpanId, SpanKind, TraceId};
+use crate::store::{StoreError, WriteOutcome};
+
+/// Requests that may wait for the writer.
+pub(super) const QUEUE_REQUESTS: usize = 4096;
+/// How long a request waits for room in the queue before [`StoreError::Overloaded`].
+pub(super) const QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// Most trace ids in one key lookup (keeps the statement short).
+const LOOKUP_TRACES: usize = 2000;
+
+/// One `write_spans` call waiting for its insert.
+#[derive(Debug)]
+pub(super) struct WriteRequest {
+    pub(super) spans: Vec<Span>,
+    pub(super) reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+}
+
+/// Stored spans per trace: their keys.
+type Keys = HashMap<TraceId, HashSet<(SpanId, SpanKind)>>;
+
+/// A checked batch, ready to insert.
+struct Checked {
+    replies: Vec<oneshot::Sender<Result<WriteOutcome, StoreError>>>,
+    outcomes: Vec<WriteOutcome>,
+    /// `RowBinary` span rows (empty: nothing new).
+    rows: Vec<u8>,
+    /// `RowBinary` refusal rows (empty: none).
+    refusals: Vec<u8>,
+    /// The keys this batch adds.
+    added: Keys,
+}
+
+impl Checked {
+    fn fail(self, e: &StoreError) {
+        for reply in self.replies {
+            let _ = reply.send(Err(e.clone()));
+        }
+    }
+}
+
+/// Runs until every sender is gone, answering every request it received.
+pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<WriteRequest>) {
+    // The insert in flight, and the keys it adds.
+    let mut inflight: Option<(tokio::task::JoinHandle<bool>, Keys)> = None;
+    while let Some(batch) = gather(&shared, &mut queue).await {
+        let pending = inflight.as_ref().map(|(_, keys)| keys);
+        let checked = check(&shared, batch, pending).await;
+        let previous_ok = match inflight.take() {
+            Some((handle, _)) => handle.await.unwrap_or(false),
+            None => true,
+        };
+        match checked {
+            Ok(c) if previous_ok => {
+                let added = c.added.clone();
+                let shared = Arc::clone(&shared);
+                inflight = Some((tokio::spawn(async move { insert(&shared, c).await }), added));
+            }
+            Ok(c) => c.fail(&StoreError::Unwritable(
+                "the insert before this one failed; retry".into(),
+            )),
+            Err((e, replies)) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+    if let Some((handle, _)) = inflight {
+        let _ = handle.await;
+    }
+}
+
+/// The next batch: the first queued request plus whatever follows within the linger time,
+/// up to the span limit; `None` when the queue is closed and empty.
+async fn gather(
+    shared: &Shared,
+    queue: &mut mpsc::Receiver<WriteRequest>,
+) -> Option<Vec<WriteRequest>> {
+    let linger = Duration::from_millis(shared.options.batch_linger_ms);
+    let max = shared.options.max_batch_spans.max(1);
+    let first = queue.recv().await?;
+    let mut spans = first.spans.len();
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + linger;
+    while spans < max {
+        let next = match queue.try_recv() {
+            Ok(r) => Some(r),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                tokio::time::timeout_at(deadline, queue.recv())
+                    .await
+                    .unwrap_or_default()
+            }
+        };
+        let Some(request) = next else { break };
+        spans += request.spans.len();
+        batch.push(request);
+    }
+    Some(batch)
+}
+
+async fn stored_keys(shared: &Shared, ids: &[TraceId], now: u64) -> Result<Keys, StoreError> {
+    let mut keys: Keys = HashMap::new();
+    let since = day_of(now.saturating_sub(DAY_NS));
+    for chunk in ids.chunks(LOOKUP_TRACES) {
+        let answer = shared
+            .select(&sql::existing_keys(&shared.tables, chunk, since))
+            .await?;
+        let mut r = Reader::new(&answer);
+        while !r.is_empty() {
+            let trace = TraceId(r.fixed::<16>()?);
+            let span = SpanId(r.fixed::<8>()?);
+            let kind = SpanKind::from_i32(i32::from(r.u8()?));
+            keys.entry(trace).or_default().insert((span, kind));
+        }
+    }
+    Ok(keys)
+}
+
+type Replies = Vec<oneshot::Sender<Result<WriteOutcome, StoreError>>>;
+
+/// Decides each span of the batch (stored, duplicate, over the limit) against the stored
+/// keys and `pending` (the keys of the insert in flight), and encodes the rows.
+async fn check(
+    shared: &Shared,
+    batch: Vec<WriteRequest>,
+    pending: Option<&Keys>,
+) -> Result<Checked, (StoreError, Replies)> {
+    let (requests, replies): (Vec<Vec<Span>>, Replies) =
+        batch.into_iter().map(|r| (r.spans, r.reply)).unzip();
+    let now = crate::time::now_unix_nano();
+    let ids: Vec<TraceId> = requests
+        .iter()
+        .flatten()
+        .map(|s| s.trace_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut keys = match stored_keys(shared, &ids, now).await {
+        Ok(k) => k,
+        Err(e) => return Err((e, replies)),
+    };
+    if let Some(pending) = pending {
+        for id in &ids {
+            if let Some(p) = pending.get(id) {
+                keys.entry(*id).or_default().extend(p.iter().copied());
+            }
+        }
+    }
+    let limit = shared.options.max_spans_per_trace;
+    let total: usize = requests.iter().map(Vec::len).sum();
+    let mut rows = Writer::with_capacity(total * 512);
+    let mut refused: HashMap<TraceId, u64> = HashMap::new();
+    let mut added: Keys = HashMap::new();
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for spans in &requests {
+        let mut outcome = WriteOutcome::default();
+        for span in spans {
+            let key = (span.span_id, span.kind);
+            let trace = keys.entry(span.trace_id).or_default();
+            if trace.contains(&key) {
+                outcome.duplicates += 1;
+            } else if trace.len() >= limit {
+                outcome.over_limit += 1;
+                *refused.entry(span.trace_id).or_default() += 1;
+            } else {
+                trace.insert(key);
+                added.entry(span.trace_id).or_default().insert(key);
+                write_span(&mut rows, span, now);
+                outcome.stored += 1;
+            }
+        }
+        outcomes.push(outcome);
+    }
+    let mut refusals = Writer::default();
+    for (trace, n) in &refused {
+        refusals.u16(day_of(now));
+        refusals.u64(now);
+        refusals.fixed(&trace.0);
+        refusals.u64(*n);
+    }
+    Ok(Checked {
+        replies,
+        outcomes,
+        rows: rows.buf,
+        refusals: refusals.buf,
+        added,
+    })
+}
+
+/// Inserts a checked batch and answers its requests; `true` when it was confirmed.
+async fn insert(shared: &Shared, batch: Checked) -> bool {
+    let Checked {
+        replies,
+        outcomes,
+        rows,
+        refusals,
+        ..
+    } = batch;
+    let mut result = Ok(Vec::new());
+    if !rows.is_empty() {
+        result = shared
+            .main
+            .run(&sql::insert_spans(&shared.tables), INSERT_SETTINGS, rows)
+            .await;
+    }
+    if result.is_ok() && !refusals.is_empty() {
+        result = shared
+            .main
+            .run(
+                &sql::insert_refusals(&shared.tables),
+                INSERT_SETTINGS,
+                refusals,
+            )
+            .await;
+    }
+    match result {
+        Ok(_) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+            shared.commits.send_modify(|n| *n += 1);
+            true
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            false
+        }
+    }
+}

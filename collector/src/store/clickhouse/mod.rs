@@ -1,0 +1,303 @@
+//! # The ClickHouse backend
+//!
+//! A [`SpanStore`] over ClickHouse's HTTP interface, for deployments that outgrow one SQLite
+//! file: one node, or a cluster whose `Distributed` tables shard spans by
+//! `cityHash64(trace_id)` (docs/clickhouse.md). It passes the same conformance suite as
+//! SQLite and memory.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`sql`] | every statement (schema DDL, inserts, query shapes), in the 18.16 + current dialect |
+//! | [`schema`] | creating the schema at start: idempotent, versioned, on every node |
+//! | [`insert`] | the writer task: requests coalesce into one `INSERT`, answered after it |
+//! | [`search`] | trace search (`find_traces`) and summaries |
+//! | [`read`] | trace by id, services, operations, dependencies, request samples |
+//! | [`retention`] | dropping day partitions; deleting traces by id (mutations) |
+//! | [`codec`], [`rowbinary`], [`http`] | a span as a row; the `RowBinary` format; the HTTP client |
+//!
+//! Consistency: one writer task per collector checks each batch against the stored keys
+//! (duplicates, the per-trace span limit) and answers every request only after ClickHouse
+//! confirmed the insert (`insert_distributed_sync=1` on a cluster: every shard confirmed).
+//! The duplicate check looks at spans received today and yesterday (UTC): a span resent
+//! later is stored again, and reads drop the copy.
+
+mod codec;
+mod http;
+mod insert;
+mod read;
+mod retention;
+mod rowbinary;
+mod schema;
+mod search;
+pub(crate) mod sql;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{
+    BoxFuture, DependencyEdge, Operation, OperationSamples, RetentionOutcome, RetentionPolicy,
+    SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome,
+};
+use crate::model::{Span, TraceId};
+
+/// Where and how to reach ClickHouse (`COLLECTOR_CLICKHOUSE_*`, docs/configuration.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickHouseOptions {
+    /// HTTP URLs of the nodes, e.g. `http://localhost:8123`. Queries and inserts go to the
+    /// first; schema statements, deletes and partition drops go to every one (so with a
+    /// cluster, list every node).
+    pub urls: Vec<String>,
+    /// Database, created when missing (letters, digits, `_`).
+    pub database: String,
+    /// User (HTTP basic auth); `None` for the server's default user.
+    pub user: Option<String>,
+    /// Password of `user`.
+    pub password: Option<String>,
+    /// Cluster name (from the servers' `remote_servers`): reads and writes go through
+    /// `Distributed` tables over it. `None`: one node.
+    pub cluster: Option<String>,
+    /// Most spans stored per trace (`COLLECTOR_MAX_SPANS_PER_TRACE`).
+    pub max_spans_per_trace: usize,
+    /// Most spans in one `INSERT`; more queued requests wait for the next one.
+    pub max_batch_spans: usize,
+    /// How long the writer waits for more requests before an `INSERT` that is not full, ms.
+    pub batch_linger_ms: u64,
+}
+
+impl Default for ClickHouseOptions {
+    fn default() -> Self {
+        Self {
+            urls: vec!["http://localhost:8123".into()],
+            database: "spanline".into(),
+            user: None,
+            password: None,
+            cluster: None,
+            max_spans_per_trace: super::DEFAULT_MAX_SPANS_PER_TRACE,
+            max_batch_spans: 50_000,
+            batch_linger_ms: 2,
+        }
+    }
+}
+
+/// Checks a database or cluster name: 1 to 64 letters, digits or `_`, not starting with a digit.
+///
+/// # Errors
+/// A message naming the variable.
+pub fn check_identifier(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {name:?}: use 1-64 letters, digits or _ (not starting with a digit)"
+        ))
+    }
+}
+
+/// What the store's parts share.
+#[derive(Debug)]
+struct Shared {
+    /// Queries and inserts go here.
+    main: http::Node,
+    /// Every node (schema, deletes, partition drops).
+    nodes: Vec<http::Node>,
+    tables: sql::Tables,
+    options: ClickHouseOptions,
+    commits: watch::Sender<u64>,
+}
+
+/// Settings of a write: on a cluster, the insert returns only once every shard has its rows.
+const INSERT_SETTINGS: &[(&str, &str)] = &[("insert_distributed_sync", "1")];
+
+impl Shared {
+    /// Runs a `SELECT ... FORMAT RowBinary` on the main node.
+    async fn select(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
+        self.main.run(sql, &[], Vec::new()).await
+    }
+}
+
+/// A [`SpanStore`] in ClickHouse (see the module docs).
+#[derive(Debug)]
+pub struct ClickHouseStore {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<mpsc::Sender<insert::WriteRequest>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl ClickHouseStore {
+    /// Connects, creates or checks the schema on every node, and starts the writer task.
+    ///
+    /// # Errors
+    /// [`StoreError::Unwritable`] when a node cannot be reached (retry later),
+    /// [`StoreError::Incompatible`] for a database of a newer schema version,
+    /// [`StoreError::Backend`] for bad options or refused statements.
+    pub async fn open(options: ClickHouseOptions) -> Result<Self, StoreError> {
+        check_identifier("COLLECTOR_CLICKHOUSE_DATABASE", &options.database)
+            .map_err(StoreError::Backend)?;
+        if let Some(c) = &options.cluster {
+            check_identifier("COLLECTOR_CLICKHOUSE_CLUSTER", c).map_err(StoreError::Backend)?;
+        }
+        let nodes = options
+            .urls
+            .iter()
+            .map(|u| http::Node::new(u, options.user.clone(), options.password.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let main = nodes
+            .first()
+            .cloned()
+            .ok_or_else(|| StoreError::Backend("COLLECTOR_CLICKHOUSE_URL is empty".into()))?;
+        let tables = sql::Tables {
+            db: options.database.clone(),
+            cluster: options.cluster.clone(),
+        };
+        schema::apply(&nodes, &tables).await?;
+        let shared = Arc::new(Shared {
+            main,
+            nodes,
+            tables,
+            options,
+            commits: watch::Sender::new(0),
+        });
+        let (sender, receiver) = mpsc::channel(insert::QUEUE_REQUESTS);
+        let writer = tokio::spawn(insert::run(Arc::clone(&shared), receiver));
+        Ok(Self {
+            shared,
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<insert::WriteRequest>> {
+        self.sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl SpanStore for ClickHouseStore {
+    fn write_spans(&self, spans: Vec<Span>) -> BoxFuture<'_, Result<WriteOutcome, StoreError>> {
+        Box::pin(async move {
+            if spans.is_empty() {
+                return Ok(WriteOutcome::default());
+            }
+            let sender = self.sender().ok_or(StoreError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            let request = insert::WriteRequest { spans, reply };
+            match tokio::time::timeout(insert::QUEUE_WAIT, sender.send(request)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(StoreError::Closed),
+                Err(_) => return Err(StoreError::Overloaded),
+            }
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn get_trace(
+        &self,
+        trace_id: TraceId,
+    ) -> BoxFuture<'_, Result<Option<StoredTrace>, StoreError>> {
+        Box::pin(read::get_trace(&self.shared, trace_id))
+    }
+
+    fn find_traces(
+        &self,
+        query: TraceQuery,
+    ) -> BoxFuture<'_, Result<Vec<TraceSummary>, StoreError>> {
+        Box::pin(async move { search::find_traces(&self.shared, &query).await })
+    }
+
+    fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(read::services(&self.shared))
+    }
+
+    fn operations(&self, service: String) -> BoxFuture<'_, Result<Vec<Operation>, StoreError>> {
+        Box::pin(async move { read::operations(&self.shared, &service).await })
+    }
+
+    fn dependencies(
+        &self,
+        window: TimeWindow,
+    ) -> BoxFuture<'_, Result<Vec<DependencyEdge>, StoreError>> {
+        Box::pin(read::dependencies(&self.shared, window))
+    }
+
+    fn operation_samples(
+        &self,
+        window: TimeWindow,
+        service: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<OperationSamples>, StoreError>> {
+        Box::pin(async move { read::samples(&self.shared, window, service.as_deref()).await })
+    }
+
+    fn enforce_retention(
+        &self,
+        policy: RetentionPolicy,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
+        Box::pin(async move {
+            if self.sender().is_none() {
+                return Err(StoreError::Closed);
+            }
+            retention::enforce(&self.shared, policy).await
+        })
+    }
+
+    fn delete_traces(
+        &self,
+        trace_ids: Vec<TraceId>,
+    ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
+        Box::pin(async move {
+            if self.sender().is_none() {
+                return Err(StoreError::Closed);
+            }
+            retention::delete_traces(&self.shared, &trace_ids).await
+        })
+    }
+
+    fn storage_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    fn check_writable(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if self.sender().is_none() {
+                return Err(StoreError::Closed);
+            }
+            self.shared
+                .select("SELECT 1 FORMAT RowBinary")
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.shared.commits.subscribe()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            drop(
+                self.sender
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
+            let writer = self
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(writer) = writer {
+                // The writer answers every queued request, then ends with the channel.
+                let _ = writer.await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! Reads by trace id and the listings: services, operations, the dependency graph and the
+//! request samples behind `/v1/stats`. Each is one statement (two for a trace: its spans and
+//! its refusal count) on the main node; the work ClickHouse cannot do in 18.16's dialect
+//! (matching a span to its parent in another service) is done here, as the memory store does.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::codec::read_span;
+use super::rowbinary::Reader;
+use super::search::refused_counts;
+use super::{Shared, sql};
+use crate::model::{SpanId, SpanKind, StatusCode, TraceId};
+use crate::store::{
+    DependencyEdge, MAX_TRACE_SPANS, Operation, OperationSamples, StoreError, StoredTrace,
+    TimeWindow, TraceSummary, group_samples, queue_hop,
+};
+
+/// The spans (ordered by start, span id, kind; at most [`MAX_TRACE_SPANS`]) and summary of
+/// one trace, or `None`.
+///
+/// # Errors
+/// What the query failed with.
+pub(super) async fn get_trace(
+    shared: &Shared,
+    trace_id: TraceId,
+) -> Result<Option<StoredTrace>, StoreError> {
+    let answer = shared
+        .select(&sql::trace_spans(&shared.tables, trace_id))
+        .await?;
+    let mut r = Reader::new(&answer);
+    let mut spans = Vec::new();
+    while !r.is_empty() {
+        spans.push(read_span(&mut r)?);
+    }
+    if spans.is_empty() {
+        return Ok(None);
+    }
+    spans.sort_by(|a, b| {
+        (a.start_time_unix_nano, a.span_id, a.kind).cmp(&(
+            b.start_time_unix_nano,
+            b.span_id,
+            b.kind,
+        ))
+    });
+    // A span resent after the duplicate window is stored twice: show it once.
+    spans.dedup_by(|a, b| (a.span_id, a.kind) == (b.span_id, b.kind));
+    let mut summary = TraceSummary::of_spans(trace_id, &spans);
+    summary.spans_refused = refused_counts(shared, &[trace_id])
+        .await?
+        .get(&trace_id)
+        .copied()
+        .unwrap_or(0);
+    spans.truncate(MAX_TRACE_SPANS);
+    Ok(Some(StoredTrace { summary, spans }))
+}
+
+/// Every service, sorted.
+///
+/// # Errors
+/// What the query failed with.
+pub(super) async fn services(shared: &Shared) -> Result<Vec<String>, StoreError> {
+    let answer = shared.select(&sql::services(&shared.tables)).await?;
+    let mut r = Reader::new(&answer);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        out.push(r.string()?);
+    }
+    Ok(out)
+}
+
+/// Every (name, kind) of `service`, sorted.
+///
+/// # Errors
+/// What the query failed with.
+pub(super) async fn operations(
+    shared: &Shared,
+    service: &str,
+) -> Result<Vec<Operation>, StoreError> {
+    let answer = shared
+        .select(&sql::operations(&shared.tables, service))
+        .await?;
+    let mut r = Reader::new(&answer);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let name = r.string()?;
+        let kind = SpanKind::from_i32(i32::from(r.u8()?));
+        out.push(Operation { name, kind });
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// What the dependency graph needs of a span.
+struct Hop {
+    span_id: SpanId,
+    parent: Option<SpanId>,
+    kind: SpanKind,
+    error: bool,
+    service: String,
+    name: String,
+    start: u64,
+}
+
+/// The dependency graph over `window` (by child span start), as [`DependencyEdge`] defines.
+///
+/// # Errors
+/// What the query failed with.
+pub(super) async fn dependencies(
+    shared: &Shared,
+    window: TimeWindow,
+) -> Result<Vec<DependencyEdge>, StoreError> {
+    let answer = shared
+        .select(&sql::dependency_rows(&shared.tables, window))
+        .await?;
+    let mut r = Reader::new(&answer);
+    let mut traces: HashMap<TraceId, Vec<Hop>> = HashMap::new();
+    while !r.is_empty() {
+        let trace = TraceId(r.fixed::<16>()?);
+        let span_id = SpanId(r.fixed::<8>()?);
+        let parent = SpanId(r.fixed::<8>()?);
+        let has_parent = r.u8()? != 0;
+        let kind = SpanKind::from_i32(i32::from(r.u8()?));
+        let error = StatusCode::from_i32(i32::from(r.u8()?)) == StatusCode::Error;
+        let service = r.string()?;
+        let name = r.string()?;
+        let start = r.u64()?;
+        traces.entry(trace).or_default().push(Hop {
+            span_id,
+            parent: has_parent.then_some(parent),
+            kind,
+            error,
+            service,
+            name,
+            start,
+        });
+    }
+    type Key = (String, String, Option<String>);
+    let mut edges: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
+    for spans in traces.values_mut() {
+        // Resent spans stored twice count once.
+        spans.sort_by_key(|a| (a.span_id, a.kind));
+        spans.dedup_by(|a, b| (a.span_id, a.kind) == (b.span_id, b.kind));
+        for child in spans.iter() {
+            if !matches!(child.kind, SpanKind::Server | SpanKind::Consumer)
+                || !window.contains(child.start)
+            {
+                continue;
+            }
+            let Some(pid) = child.parent else { continue };
+            let Some(parent) = spans
+                .iter()
+                .find(|p| p.span_id == pid && p.service != child.service)
+            else {
+                continue;
+            };
+            let via = queue_hop(parent.kind, child.kind, &child.name);
+            let e = edges
+                .entry((parent.service.clone(), child.service.clone(), via))
+                .or_default();
+            e.0 += 1;
+            e.1 += u64::from(parent.error || child.error);
+        }
+    }
+    Ok(edges
+        .into_iter()
+        .map(
+            |((parent, child, via), (call_count, error_count))| DependencyEdge {
+                parent,
+                child,
+                call_count,
+                error_count,
+                via,
+            },
+        )
+        .collect())
+}
+
+/// The SERVER and CONSUMER spans that started in `window` (of `service`, when given).
+///
+/// # Errors
+/// What the query failed with.
+pub(super) async fn samples(
+    shared: &Shared,
+    window: TimeWindow,
+    service: Option<&str>,
+) -> Result<Vec<OperationSamples>, StoreError> {
+    let answer = shared
+        .select(&sql::sample_rows(&shared.tables, window, service))
+        .await?;
+    let mut r = Reader::new(&answer);
+    let mut rows = Vec::new();
+    while !r.is_empty() {
+        let service = r.string()?;
+        let name = r.string()?;
+        let duration = r.u64()?;
+        let error = StatusCode::from_i32(i32::from(r.u8()?)) == StatusCode::Error;
+        rows.push((service, name, duration, error));
+    }
+    Ok(group_samples(rows))
+}

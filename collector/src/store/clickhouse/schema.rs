@@ -1,0 +1,47 @@
+//! Creating the schema at start, on every node: every statement of [`sql::schema`] is
+//! idempotent (`IF NOT EXISTS`), and `schema_version` records what was applied. A node whose
+//! database carries a newer version than [`sql::SCHEMA_VERSION`] is refused (a newer
+//! collector wrote it); an older one is brought up to date (version 1 is the first, so
+//! there is nothing to migrate yet).
+
+use super::http::Node;
+use super::rowbinary::Reader;
+use super::sql::{self, SCHEMA_VERSION, Tables};
+use crate::store::StoreError;
+
+/// Applies the schema on each node (in order: on a cluster the `Distributed` tables need
+/// the local tables of their own node only, so nodes are independent).
+///
+/// # Errors
+/// [`StoreError::Unwritable`] when a node is unreachable, [`StoreError::Incompatible`] for
+/// a newer schema, [`StoreError::Backend`] when a statement is refused.
+pub(super) async fn apply(nodes: &[Node], tables: &Tables) -> Result<(), StoreError> {
+    for node in nodes {
+        for statement in sql::schema(tables) {
+            node.run(&statement, &[], Vec::new()).await?;
+        }
+        let answer = node
+            .run(&sql::schema_version(tables), &[], Vec::new())
+            .await?;
+        let applied = Reader::new(&answer).u64()?;
+        if applied > u64::from(SCHEMA_VERSION) {
+            return Err(StoreError::Incompatible {
+                path: format!("{} database {}", node.url(), tables.db),
+                detail: format!(
+                    "schema version {applied} is newer than this collector's \
+                     {SCHEMA_VERSION}; run a newer collector"
+                ),
+            });
+        }
+        if applied < u64::from(SCHEMA_VERSION) {
+            let now = crate::time::now_unix_nano();
+            node.run(
+                &sql::record_schema_version(tables, SCHEMA_VERSION, now),
+                &[],
+                Vec::new(),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}

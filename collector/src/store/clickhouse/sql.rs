@@ -1,0 +1,519 @@
+//! Every SQL statement of the ClickHouse backend, in one place, in the dialect ClickHouse
+//! 18.16 (Debian bookworm) and current ClickHouse both accept (checked on 18.16 by the
+//! integration tests and on ClickHouse 26.9 through chDB by `scripts/check-clickhouse-sql.py`,
+//! which runs what `dump_statements_for_the_chdb_check` writes).
+//!
+//! The subset, forced by 18.16 (docs/clickhouse.md): no `Map`, `DateTime64`, `TTL`, skip
+//! indexes, codecs, `LowCardinality` or query parameters; ids are `FixedString`, times
+//! `UInt64` unix nanoseconds, attributes parallel `Array(String)` columns; values are
+//! inlined as escaped literals ([`quote`], [`bytes_lit`]).
+//!
+//! Tables (per node; `*_dist` are the `Distributed` tables of a cluster, sharded by
+//! `cityHash64(trace_id)` so a trace lives on one shard):
+//!
+//! | table | order | holds |
+//! |---|---|---|
+//! | `spans_local` | `(trace_id, start_ns)`, granularity 1024 | every span (trace by id) |
+//! | `search_local` | `(service, start_ns)` | the searchable columns of every span, filled by `search_mv` |
+//! | `refusals_local` | `trace_id` | spans refused at the per-trace limit, per write |
+//! | `schema_version` | - | the applied schema versions |
+//!
+//! All are partitioned by `received_day`, the day the collector received the span, so
+//! retention drops whole days.
+
+use crate::model::TraceId;
+use crate::store::{TimeWindow, TraceQuery};
+
+/// The schema this build writes and reads; a database with a newer version is refused.
+pub(super) const SCHEMA_VERSION: u32 = 1;
+
+/// Columns of `spans_local` in insert order (see `codec::write_span`).
+pub(super) const SPAN_COLUMNS: &str = "received_day, received_ns, trace_id, span_id, \
+    parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, \
+    http_status, has_http_status, attr_keys, attr_values, detail";
+/// Columns read to rebuild a whole span (`codec::read_span`).
+pub(super) const FULL_SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, has_parent, \
+    kind, status, service, name, start_ns, end_ns, detail";
+/// Columns read to build a trace summary (`codec::read_summary_span`).
+pub(super) const SUMMARY_COLUMNS: &str = "trace_id, span_id, has_parent, kind, status, \
+    service, name, start_ns, end_ns, http_status, has_http_status";
+
+/// Where the tables are: the database, and the cluster when the data is sharded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Tables {
+    /// Database name (letters, digits, `_`).
+    pub(super) db: String,
+    /// Cluster name from the servers' `remote_servers`, for `Distributed` tables.
+    pub(super) cluster: Option<String>,
+}
+
+impl Tables {
+    fn name(&self, table: &str) -> String {
+        format!("`{}`.`{table}`", self.db)
+    }
+
+    fn shared(&self, base: &str) -> String {
+        match self.cluster {
+            Some(_) => self.name(&format!("{base}_dist")),
+            None => self.name(&format!("{base}_local")),
+        }
+    }
+
+    /// All spans (the `Distributed` table on a cluster).
+    pub(super) fn spans(&self) -> String {
+        self.shared("spans")
+    }
+
+    /// All search rows.
+    pub(super) fn search(&self) -> String {
+        self.shared("search")
+    }
+
+    /// All refusal rows.
+    pub(super) fn refusals(&self) -> String {
+        self.shared("refusals")
+    }
+
+    /// This node's search rows (inside `IN` subqueries, which every shard runs locally).
+    pub(super) fn search_local(&self) -> String {
+        self.name("search_local")
+    }
+
+    /// The per-node tables that hold rows of a trace (what deletes and drops touch).
+    pub(super) fn local_tables(&self) -> [&'static str; 3] {
+        ["spans_local", "search_local", "refusals_local"]
+    }
+}
+
+/// `s` as a ClickHouse string literal (backslash and quote escaped; any bytes allowed).
+pub(super) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Raw bytes as a string literal of `\xHH` escapes (compares equal to a `FixedString`).
+pub(super) fn bytes_lit(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len() * 4 + 2);
+    out.push('\'');
+    for byte in b {
+        out.push_str(&format!("\\x{byte:02x}"));
+    }
+    out.push('\'');
+    out
+}
+
+/// `(id, id, ...)` for `IN`; never empty (`('')` matches nothing).
+fn id_list(ids: &[TraceId]) -> String {
+    if ids.is_empty() {
+        return "('')".into();
+    }
+    let items: Vec<String> = ids.iter().map(|id| bytes_lit(&id.0)).collect();
+    format!("({})", items.join(", "))
+}
+
+/// A `Date` literal `'YYYY-MM-DD'` for days since 1970-01-01 (proleptic Gregorian).
+pub(super) fn date_lit(days: u16) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = i64::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("'{y:04}-{m:02}-{d:02}'")
+}
+
+/// The DDL for one node, in order; every statement is idempotent (`IF NOT EXISTS`).
+pub(super) fn schema(t: &Tables) -> Vec<String> {
+    let db = &t.db;
+    let mut ddl = vec![
+        format!("CREATE DATABASE IF NOT EXISTS `{db}`"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`schema_version` (version UInt32, \
+             applied_unix_ns UInt64) ENGINE = TinyLog"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`spans_local` (received_day Date, \
+             received_ns UInt64, trace_id FixedString(16), span_id FixedString(8), \
+             parent_span_id FixedString(8), has_parent UInt8, kind UInt8, status UInt8, \
+             service String, name String, start_ns UInt64, end_ns UInt64, duration_ns UInt64, \
+             http_status Int64, has_http_status UInt8, attr_keys Array(String), \
+             attr_values Array(String), detail String) ENGINE = MergeTree \
+             PARTITION BY received_day ORDER BY (trace_id, start_ns) \
+             SETTINGS index_granularity = 1024"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`search_local` (received_day Date, \
+             service String, start_ns UInt64, trace_id FixedString(16), name String, \
+             kind UInt8, status UInt8, duration_ns UInt64, attr_keys Array(String), \
+             attr_values Array(String)) ENGINE = MergeTree PARTITION BY received_day \
+             ORDER BY (service, start_ns) SETTINGS index_granularity = 8192"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`search_mv` TO `{db}`.`search_local` \
+             AS SELECT received_day, service, start_ns, trace_id, name, kind, status, \
+             duration_ns, attr_keys, attr_values FROM `{db}`.`spans_local`"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`refusals_local` (received_day Date, \
+             received_ns UInt64, trace_id FixedString(16), refused UInt64) ENGINE = MergeTree \
+             PARTITION BY received_day ORDER BY trace_id"
+        ),
+    ];
+    if let Some(cluster) = &t.cluster {
+        for base in ["spans", "search", "refusals"] {
+            ddl.push(format!(
+                "CREATE TABLE IF NOT EXISTS `{db}`.`{base}_dist` AS `{db}`.`{base}_local` \
+                 ENGINE = Distributed(`{cluster}`, `{db}`, `{base}_local`, cityHash64(trace_id))"
+            ));
+        }
+    }
+    ddl
+}
+
+/// The highest applied schema version (0 when none).
+pub(super) fn schema_version(t: &Tables) -> String {
+    format!(
+        "SELECT toUInt64(max(version)) FROM {} FORMAT RowBinary",
+        t.name("schema_version")
+    )
+}
+
+/// Records `version` as applied.
+pub(super) fn record_schema_version(t: &Tables, version: u32, now_ns: u64) -> String {
+    format!(
+        "INSERT INTO {} (version, applied_unix_ns) VALUES ({version}, {now_ns})",
+        t.name("schema_version")
+    )
+}
+
+/// `INSERT` of span rows ([`SPAN_COLUMNS`]) as `RowBinary`.
+pub(super) fn insert_spans(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} ({SPAN_COLUMNS}) FORMAT RowBinary",
+        t.spans()
+    )
+}
+
+/// `INSERT` of refusal rows `(received_day, received_ns, trace_id, refused)` as `RowBinary`.
+pub(super) fn insert_refusals(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} (received_day, received_ns, trace_id, refused) FORMAT RowBinary",
+        t.refusals()
+    )
+}
+
+/// `(trace_id, span_id, kind)` of the stored spans of `ids` received on or after `since_day`
+/// (the duplicate and per-trace limit check before a write).
+pub(super) fn existing_keys(t: &Tables, ids: &[TraceId], since_day: u16) -> String {
+    format!(
+        "SELECT trace_id, span_id, kind FROM {} WHERE received_day >= {} AND trace_id IN {} \
+         FORMAT RowBinary",
+        t.spans(),
+        date_lit(since_day),
+        id_list(ids)
+    )
+}
+
+/// Every span of one trace ([`FULL_SPAN_COLUMNS`]).
+pub(super) fn trace_spans(t: &Tables, id: TraceId) -> String {
+    format!(
+        "SELECT {FULL_SPAN_COLUMNS} FROM {} WHERE trace_id = {} FORMAT RowBinary",
+        t.spans(),
+        bytes_lit(&id.0)
+    )
+}
+
+/// `(trace_id, refused)` sums of the traces `ids` that had spans refused.
+pub(super) fn refused(t: &Tables, ids: &[TraceId]) -> String {
+    format!(
+        "SELECT trace_id, toUInt64(sum(refused)) FROM {} WHERE trace_id IN {} \
+         GROUP BY trace_id FORMAT RowBinary",
+        t.refusals(),
+        id_list(ids)
+    )
+}
+
+/// The summary columns ([`SUMMARY_COLUMNS`]) of every span of `ids`.
+pub(super) fn summary_rows(t: &Tables, ids: &[TraceId]) -> String {
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM {} WHERE trace_id IN {} FORMAT RowBinary",
+        t.spans(),
+        id_list(ids)
+    )
+}
+
+fn and(conds: &[String]) -> String {
+    if conds.is_empty() {
+        "1".into()
+    } else {
+        conds.join(" AND ")
+    }
+}
+
+fn attr_cond(key: &str, value: &str) -> String {
+    format!(
+        "arrayExists((k, v) -> k = {} AND v = {}, attr_keys, attr_values)",
+        quote(key),
+        quote(value)
+    )
+}
+
+/// The ids of the traces matching `q`, in its order, at most its limit; each row is
+/// `(trace_id, t_start, t_end, t_dur)`.
+///
+/// Shape: an optional prefilter on the service/time-ordered `search_local` (traces with a
+/// span meeting the span conditions), then one aggregate per candidate trace over its spans
+/// in the trace-ordered table, filtered with `HAVING` as [`TraceQuery`] defines (the span
+/// conditions together on one span when [`TraceQuery::needs_span_check`], else each alone).
+/// A trace's start bounds every span's start, so `start_time_min` also narrows the prefilter.
+pub(super) fn find_trace_ids(t: &Tables, q: &TraceQuery) -> String {
+    let (prefilter, having) = search_conditions(q);
+    let filter = prefilter.map_or(String::new(), |p| {
+        format!(
+            " WHERE trace_id IN (SELECT trace_id FROM {} WHERE {p})",
+            t.search_local()
+        )
+    });
+    trace_aggregate(t, q, &filter, &having)
+}
+
+/// [`find_trace_ids`] among the traces `ids` only (the candidates of
+/// [`newest_candidates`]).
+pub(super) fn find_trace_ids_among(t: &Tables, q: &TraceQuery, ids: &[TraceId]) -> String {
+    let (_, having) = search_conditions(q);
+    trace_aggregate(
+        t,
+        q,
+        &format!(" WHERE trace_id IN {}", id_list(ids)),
+        &having,
+    )
+}
+
+/// For a newest-first search with a prefilter: the `k` traces whose latest matching span
+/// starts last, `(trace_id, that start)`. A trace outside them starts no later than the
+/// last one's value, which is how `search::find_traces` knows when they suffice.
+pub(super) fn newest_candidates(t: &Tables, q: &TraceQuery, k: usize) -> Option<String> {
+    if q.sort != crate::store::SortOrder::Newest {
+        return None;
+    }
+    let (prefilter, _) = search_conditions(q);
+    Some(format!(
+        "SELECT trace_id, max(start_ns) AS s FROM {} WHERE {} GROUP BY trace_id \
+         ORDER BY s DESC, trace_id DESC LIMIT {k} FORMAT RowBinary",
+        t.search(),
+        prefilter?
+    ))
+}
+
+fn trace_aggregate(t: &Tables, q: &TraceQuery, filter: &str, having: &str) -> String {
+    let order = match q.sort {
+        crate::store::SortOrder::Newest => "t_start DESC",
+        crate::store::SortOrder::Duration => "t_dur DESC",
+    };
+    format!(
+        "SELECT trace_id, min(start_ns) AS t_start, max(end_ns) AS t_end, \
+         if(t_end > t_start, t_end - t_start, 0) AS t_dur FROM {}{filter} GROUP BY trace_id \
+         HAVING {having} ORDER BY {order}, trace_id DESC LIMIT {} FORMAT RowBinary",
+        t.spans(),
+        q.effective_limit()
+    )
+}
+
+/// The prefilter on `search_local` (a condition every matching trace has a span meeting)
+/// and the `HAVING` of the per-trace aggregate.
+fn search_conditions(q: &TraceQuery) -> (Option<String>, String) {
+    let mut pair = Vec::new();
+    if let Some(s) = &q.service {
+        pair.push(format!("service = {}", quote(s)));
+    }
+    if let Some(o) = &q.operation {
+        pair.push(format!("name = {}", quote(o)));
+    }
+    let kind = q.kind.map(|k| format!("kind = {}", k.as_i32()));
+    let status = q.status.map(|c| format!("status = {}", c.as_i32()));
+    let errors = q.errors_only.then(|| "status = 2".to_owned());
+    let attrs: Vec<String> = q.attributes.iter().map(|(k, v)| attr_cond(k, v)).collect();
+    let mut having = Vec::new();
+    if let Some(m) = q.start_time_min_unix_nano {
+        having.push(format!("t_start >= {m}"));
+    }
+    if let Some(m) = q.start_time_max_unix_nano {
+        having.push(format!("t_start <= {m}"));
+    }
+    let prefilter = if q.needs_span_check() {
+        let mut span = pair.clone();
+        span.extend(kind.iter().chain(&status).chain(&errors).cloned());
+        if let Some(m) = q.min_duration_ns {
+            span.push(format!("duration_ns >= {m}"));
+        }
+        if let Some(m) = q.max_duration_ns {
+            span.push(format!("duration_ns <= {m}"));
+        }
+        span.extend(attrs.iter().cloned());
+        let all = and(&span);
+        having.push(format!("max({all}) = 1"));
+        Some(all)
+    } else {
+        if let Some(m) = q.min_duration_ns {
+            having.push(format!("t_dur >= {m}"));
+        }
+        if let Some(m) = q.max_duration_ns {
+            having.push(format!("t_dur <= {m}"));
+        }
+        for c in kind.iter().chain(&status).chain(&errors) {
+            having.push(format!("max({c}) = 1"));
+        }
+        if !pair.is_empty() {
+            having.push(format!("max({}) = 1", and(&pair)));
+        }
+        for a in &attrs {
+            having.push(format!("max({a}) = 1"));
+        }
+        if !pair.is_empty() {
+            Some(and(&pair))
+        } else {
+            attrs
+                .first()
+                .or(kind.as_ref())
+                .or(status.as_ref())
+                .or(errors.as_ref())
+                .cloned()
+        }
+    };
+    let prefilter = match (prefilter, q.start_time_min_unix_nano) {
+        (Some(p), Some(m)) => Some(format!("{p} AND start_ns >= {m}")),
+        (None, Some(m)) => Some(format!("start_ns >= {m}")),
+        (p, None) => p,
+    };
+    (prefilter, and(&having))
+}
+
+/// Every service name, sorted.
+pub(super) fn services(t: &Tables) -> String {
+    format!(
+        "SELECT DISTINCT service FROM {} ORDER BY service FORMAT RowBinary",
+        t.search()
+    )
+}
+
+/// `(name, kind)` of every span of `service`.
+pub(super) fn operations(t: &Tables, service: &str) -> String {
+    format!(
+        "SELECT DISTINCT name, kind FROM {} WHERE service = {} FORMAT RowBinary",
+        t.search(),
+        quote(service)
+    )
+}
+
+/// The spans of every trace that has a SERVER or CONSUMER span starting in `w`:
+/// `(trace_id, span_id, parent_span_id, has_parent, kind, status, service, name, start_ns)`.
+pub(super) fn dependency_rows(t: &Tables, w: TimeWindow) -> String {
+    format!(
+        "SELECT trace_id, span_id, parent_span_id, has_parent, kind, status, service, name, \
+         start_ns FROM {} WHERE trace_id IN (SELECT trace_id FROM {} WHERE kind IN (2, 5) \
+         AND start_ns >= {} AND start_ns < {}) FORMAT RowBinary",
+        t.spans(),
+        t.search_local(),
+        w.start_unix_nano,
+        w.end_unix_nano
+    )
+}
+
+/// `(service, name, duration_ns, status)` of the SERVER and CONSUMER spans starting in `w`.
+pub(super) fn sample_rows(t: &Tables, w: TimeWindow, service: Option<&str>) -> String {
+    let only = service.map_or(String::new(), |s| format!(" AND service = {}", quote(s)));
+    format!(
+        "SELECT service, name, duration_ns, status FROM {} WHERE kind IN (2, 5) \
+         AND start_ns >= {} AND start_ns < {}{only} FORMAT RowBinary",
+        t.search(),
+        w.start_unix_nano,
+        w.end_unix_nano
+    )
+}
+
+/// `(trace_id, spans)` of the stored traces among `ids`.
+pub(super) fn count_traces(t: &Tables, ids: &[TraceId]) -> String {
+    format!(
+        "SELECT trace_id, count() FROM {} WHERE trace_id IN {} GROUP BY trace_id \
+         FORMAT RowBinary",
+        t.spans(),
+        id_list(ids)
+    )
+}
+
+/// The oldest traces by first receipt before `cutoff_ns`, at most `limit`:
+/// `(trace_id, first received_ns, spans)`.
+pub(super) fn oldest_traces(t: &Tables, cutoff_ns: u64, limit: usize) -> String {
+    format!(
+        "SELECT trace_id, min(received_ns) AS first, count() FROM {} WHERE received_day <= {} \
+         GROUP BY trace_id HAVING first < {cutoff_ns} ORDER BY first, trace_id LIMIT {limit} \
+         FORMAT RowBinary",
+        t.spans(),
+        date_lit(super::codec::day_of(cutoff_ns))
+    )
+}
+
+/// `(days, traces, spans)` received before `day` (whole days retention drops).
+pub(super) fn days_before(t: &Tables, day: u16) -> String {
+    format!(
+        "SELECT toUInt64(uniqExact(received_day)), toUInt64(uniqExact(trace_id)), count() \
+         FROM {} WHERE received_day < {} FORMAT RowBinary",
+        t.spans(),
+        date_lit(day)
+    )
+}
+
+/// This node's partitions (days) of `table` before `day`, as `'YYYY-MM-DD'` text.
+pub(super) fn partitions_before(t: &Tables, table: &str, day: u16) -> String {
+    format!(
+        "SELECT DISTINCT partition FROM system.parts WHERE database = {} AND table = {} \
+         AND active AND partition < {} FORMAT RowBinary",
+        quote(&t.db),
+        quote(table),
+        date_lit(day)
+    )
+}
+
+/// Drops one day partition of a node's `table` (`partition` as `partitions_before` gave it).
+pub(super) fn drop_partition(t: &Tables, table: &str, partition: &str) -> String {
+    format!(
+        "ALTER TABLE {} DROP PARTITION {}",
+        t.name(table),
+        quote(partition)
+    )
+}
+
+/// Deletes the rows of `ids` from a node's `table` (a mutation; see `pending_mutations`).
+pub(super) fn delete_traces(t: &Tables, table: &str, ids: &[TraceId]) -> String {
+    format!(
+        "ALTER TABLE {} DELETE WHERE trace_id IN {}",
+        t.name(table),
+        id_list(ids)
+    )
+}
+
+/// Mutations of this node's tables still running.
+pub(super) fn pending_mutations(t: &Tables) -> String {
+    format!(
+        "SELECT count() FROM system.mutations WHERE database = {} AND is_done = 0 \
+         FORMAT RowBinary",
+        quote(&t.db)
+    )
+}

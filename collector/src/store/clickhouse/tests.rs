@@ -1,0 +1,511 @@
+//! Tests against real ClickHouse servers started by `scripts/clickhouse.sh` (a single node,
+//! and a 2-shard cluster on loopback ports). Without `clickhouse-server` installed they skip
+//! with a message, unless `CI=true`, where they fail.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{ClickHouseOptions, ClickHouseStore};
+use crate::store::{SpanStore, StoreError};
+
+/// Nodes started for one test; stopped (and their data removed) on drop.
+pub(crate) struct Servers {
+    dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT` of each node.
+    pub(crate) urls: Vec<String>,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/clickhouse.sh")
+}
+
+impl Servers {
+    /// Starts `nodes` nodes (2: the cluster `spanline_2s`); `None` when ClickHouse is not
+    /// installed and `CI` is not `true`.
+    pub(crate) async fn start(nodes: usize) -> Option<Self> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(nodes))
+            .await
+            .expect("start task")
+    }
+
+    fn start_blocking(nodes: usize) -> Option<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("spanline-ch-")
+            .tempdir()
+            .expect("temp dir");
+        let out = Command::new("bash")
+            .arg(script())
+            .args([
+                "start",
+                &dir.path().display().to_string(),
+                &nodes.to_string(),
+            ])
+            .output()
+            .expect("run scripts/clickhouse.sh");
+        if out.status.code() == Some(3) {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "clickhouse-server is missing under CI=true: run scripts/clickhouse.sh install"
+            );
+            eprintln!("SKIP: clickhouse-server is not installed (scripts/clickhouse.sh install)");
+            return None;
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "scripts/clickhouse.sh start failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let urls: Vec<String> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("node "))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            .collect();
+        assert_eq!(urls.len(), nodes, "{stdout}");
+        Some(Self { dir, urls })
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = Command::new("bash")
+            .arg(script())
+            .arg(args[0])
+            .arg(self.dir.path())
+            .args(&args[1..])
+            .output()
+            .expect("run scripts/clickhouse.sh");
+        assert!(
+            out.status.success(),
+            "scripts/clickhouse.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops node `i` (1-based).
+    pub(crate) fn stop_node(&self, i: usize) {
+        self.run(&["stop", &i.to_string()]);
+    }
+
+    /// Starts node `i` again on its ports and data.
+    pub(crate) fn restart_node(&self, i: usize) {
+        self.run(&["restart", &i.to_string()]);
+    }
+
+    /// Options for a store over these nodes (a cluster when there are several).
+    pub(crate) fn options(&self) -> ClickHouseOptions {
+        ClickHouseOptions {
+            urls: self.urls.clone(),
+            cluster: (self.urls.len() > 1).then(|| "spanline_2s".to_owned()),
+            database: "spanline_test".into(),
+            ..ClickHouseOptions::default()
+        }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+async fn store_on(nodes: usize) -> Option<(ClickHouseStore, Servers)> {
+    let servers = Servers::start(nodes).await?;
+    let store = ClickHouseStore::open(servers.options())
+        .await
+        .expect("open the store");
+    Some((store, servers))
+}
+
+mod single_node {
+    use super::store_on;
+    crate::store::conformance::conformance_tests!(optional: store_on(1));
+}
+
+mod two_shards {
+    use super::store_on;
+    crate::store::conformance::conformance_tests!(optional: store_on(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_is_idempotent_and_a_newer_version_is_refused() {
+    let Some(servers) = Servers::start(1).await else {
+        return;
+    };
+    let options = servers.options();
+    let first = ClickHouseStore::open(options.clone()).await.unwrap();
+    first
+        .write_spans(crate::testing::sample_trace(1))
+        .await
+        .unwrap();
+    first.shutdown().await;
+    // Opening again keeps the data.
+    let again = ClickHouseStore::open(options.clone()).await.unwrap();
+    let id = crate::testing::sample_trace(1)[0].trace_id;
+    assert!(again.get_trace(id).await.unwrap().is_some());
+    again.shutdown().await;
+    let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
+    node.run(
+        "INSERT INTO spanline_test.schema_version VALUES (99, 0)",
+        &[],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let err = ClickHouseStore::open(options).await.unwrap_err();
+    assert!(matches!(err, StoreError::Incompatible { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_a_retryable_error() {
+    let options = ClickHouseOptions {
+        // A port nothing listens on: bound, then released.
+        urls: vec![format!(
+            "http://{}",
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        )],
+        ..ClickHouseOptions::default()
+    };
+    let err = ClickHouseStore::open(options).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+}
+
+/// Issue 15 item 6: a shard stopped and restarted under load. Writers retry retryable
+/// errors (what ingest answers 503 + Retry-After for); every acknowledged span is readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_restarted_under_load_loses_no_acknowledged_span() {
+    let Some((store, servers)) = store_on(2).await else {
+        return;
+    };
+    let store: Arc<dyn SpanStore> = Arc::new(store);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4u32 {
+        let store = Arc::clone(&store);
+        let stop = Arc::clone(&stop);
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut retryable_errors = 0u32;
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let spans = load_trace(w, n);
+                loop {
+                    match store.write_spans(spans.clone()).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            assert!(e.is_retryable(), "{e:?}");
+                            retryable_errors += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                acked.push(spans);
+                n += 1;
+            }
+            (acked, retryable_errors)
+        }));
+    }
+    let count_acked = |store: Arc<dyn SpanStore>| async move {
+        store
+            .find_traces(crate::store::TraceQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0)
+    };
+    // Load runs, then shard 2 goes away while writes continue, then comes back.
+    wait_until(|| count_acked(Arc::clone(&store)), |n| n >= 20).await;
+    servers.stop_node(2);
+    let failing = {
+        let store = Arc::clone(&store);
+        async move {
+            let probe = load_trace(99, 0);
+            store.write_spans(probe).await.is_err()
+        }
+    };
+    assert!(failing.await, "a write fails while a shard is down");
+    servers.restart_node(2);
+    let before = count_acked(Arc::clone(&store)).await;
+    wait_until(|| count_acked(Arc::clone(&store)), |n| n >= before + 20).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    let mut errors = 0;
+    for w in writers {
+        let (acked, e) = w.await.unwrap();
+        errors += e;
+        for spans in acked {
+            let got = store
+                .get_trace(spans[0].trace_id)
+                .await
+                .unwrap()
+                .expect("acknowledged trace stored");
+            assert_eq!(got.spans.len(), spans.len(), "every acknowledged span");
+            total += 1;
+        }
+    }
+    assert!(total >= 40, "{total} traces acknowledged");
+    eprintln!("{total} traces acknowledged; {errors} retryable errors while shard 2 was down");
+}
+
+fn load_trace(writer: u32, n: u32) -> Vec<crate::model::Span> {
+    let mut spans = crate::testing::sample_trace(0);
+    let mut id = [0u8; 16];
+    id[..4].copy_from_slice(&writer.to_be_bytes());
+    id[4..8].copy_from_slice(&n.to_be_bytes());
+    id[15] = 1;
+    for s in &mut spans {
+        s.trace_id = crate::model::TraceId(id);
+    }
+    spans
+}
+
+async fn wait_until<F, Fut>(mut probe: F, done: impl Fn(usize) -> bool)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = probe().await;
+        if done(n) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stuck at {n}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes every statement shape the backend sends, rendered with sample values, to the file
+/// named by `SPANLINE_CLICKHOUSE_SQL_OUT` (one statement per line): what
+/// `scripts/check-clickhouse-sql.py` runs on current ClickHouse (chDB). Without the
+/// variable it checks that every shape renders.
+#[test]
+fn dump_statements_for_the_chdb_check() {
+    use super::sql::{self, Tables};
+    use crate::model::{SpanKind, StatusCode};
+    use crate::store::{SortOrder, TimeWindow, TraceQuery};
+    let t = Tables {
+        db: "spanline".into(),
+        cluster: None,
+    };
+    let ids = [crate::testing::trace_id(1), crate::testing::trace_id(2)];
+    let w = TimeWindow {
+        start_unix_nano: 1,
+        end_unix_nano: u64::MAX / 2,
+    };
+    let mut out: Vec<String> = sql::schema(&t);
+    out.push(sql::schema_version(&t));
+    out.push(sql::record_schema_version(&t, sql::SCHEMA_VERSION, 1));
+    out.push(sql::existing_keys(&t, &ids, 20_000));
+    out.push(sql::trace_spans(&t, ids[0]));
+    out.push(sql::refused(&t, &ids));
+    out.push(sql::summary_rows(&t, &ids));
+    let queries = [
+        TraceQuery::default(),
+        TraceQuery {
+            service: Some("frontend".into()),
+            min_duration_ns: Some(50_000_000),
+            start_time_min_unix_nano: Some(1),
+            start_time_max_unix_nano: Some(u64::MAX / 2),
+            ..TraceQuery::default()
+        },
+        TraceQuery {
+            attributes: vec![("http.response.status_code".into(), "500".into())],
+            ..TraceQuery::default()
+        },
+        TraceQuery {
+            service: Some("it's".into()),
+            operation: Some("GET /".into()),
+            kind: Some(SpanKind::Server),
+            status: Some(StatusCode::Error),
+            errors_only: true,
+            max_duration_ns: Some(5),
+            attributes: vec![("a".into(), "b".into())],
+            sort: SortOrder::Duration,
+            ..TraceQuery::default()
+        },
+        TraceQuery {
+            min_duration_ns: Some(1),
+            kind: None,
+            errors_only: true,
+            ..TraceQuery::default()
+        },
+    ];
+    for q in &queries {
+        out.push(sql::find_trace_ids(&t, q));
+        out.push(sql::find_trace_ids_among(&t, q, &ids));
+        out.extend(sql::newest_candidates(&t, q, 80));
+    }
+    out.push(sql::services(&t));
+    out.push(sql::operations(&t, "frontend"));
+    out.push(sql::dependency_rows(&t, w));
+    out.push(sql::sample_rows(&t, w, Some("frontend")));
+    out.push(sql::count_traces(&t, &ids));
+    out.push(sql::oldest_traces(&t, 1_764_000_000_000_000_000, 10));
+    out.push(sql::days_before(&t, 20_000));
+    out.push(sql::partitions_before(&t, "spans_local", 20_000));
+    out.push(sql::drop_partition(&t, "spans_local", "2024-01-01"));
+    out.push(sql::delete_traces(&t, "spans_local", &ids));
+    out.push(sql::pending_mutations(&t));
+    assert!(
+        out.iter().all(|s| !s.contains('\n')),
+        "one statement a line"
+    );
+    if let Ok(path) = std::env::var("SPANLINE_CLICKHOUSE_SQL_OUT") {
+        std::fs::write(&path, out.join("\n") + "\n").expect("write the statements");
+    }
+}
+
+/// Retention drops whole days as partitions (on every node), then trims the cutoff's day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_whole_days_as_partitions() {
+    let Some((store, servers)) = store_on(2).await else {
+        return;
+    };
+    let recent = crate::testing::sample_trace(1);
+    store.write_spans(recent.clone()).await.unwrap();
+    // A copy of the trace under another id, received on 2020-01-01 (written straight into
+    // both shards' tables, as an old collector would have).
+    for url in &servers.urls {
+        let node = super::http::Node::new(url, None, None).unwrap();
+        node.run(
+            "INSERT INTO spanline_test.spans_local SELECT toDate('2020-01-01'), \
+             1577836800000000000, unhex('0000000000000000000000000000beef'), span_id, \
+             parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, \
+             duration_ns, http_status, has_http_status, attr_keys, attr_values, detail \
+             FROM spanline_test.spans_local WHERE received_day = today() LIMIT 3",
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut old = [0u8; 16];
+    old[14] = 0xbe;
+    old[15] = 0xef;
+    let old = crate::model::TraceId(old);
+    assert!(store.get_trace(old).await.unwrap().is_some());
+    let policy = crate::store::RetentionPolicy {
+        delete_before_unix_nano: Some(crate::time::now_unix_nano() - 3_600_000_000_000),
+        max_bytes: None,
+        batch_traces: 10,
+    };
+    let first = store.enforce_retention(policy).await.unwrap();
+    assert_eq!(first.traces_deleted, 1, "{first:?}");
+    assert!(first.more);
+    let second = store.enforce_retention(policy).await.unwrap();
+    assert_eq!((second.traces_deleted, second.more), (0, false));
+    assert!(store.get_trace(old).await.unwrap().is_none());
+    let kept = store.get_trace(recent[0].trace_id).await.unwrap().unwrap();
+    assert_eq!(kept.spans.len(), recent.len());
+    // The old day's partition is gone from every node.
+    for url in &servers.urls {
+        let node = super::http::Node::new(url, None, None).unwrap();
+        let parts = node
+            .run(
+                "SELECT count() FROM system.parts WHERE database = 'spanline_test' \
+                 AND partition = '2020-01-01' AND active FORMAT RowBinary",
+                &[],
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(super::rowbinary::Reader::new(&parts).u64().unwrap(), 0);
+    }
+}
+
+/// Newest-first searches read a bounded candidate set when that is exact; they must find
+/// what the memory store finds, also when a trace's matching span starts long after the
+/// trace (its candidate rank and its result rank then differ).
+async fn searches_agree_with_the_memory_store(nodes: usize) {
+    use crate::model::SpanKind;
+    use crate::store::{MemoryStore, TraceQuery};
+    use crate::testing::{span, trace_id};
+    let Some((store, _servers)) = store_on(nodes).await else {
+        return;
+    };
+    let memory = MemoryStore::new();
+    for n in 1..=60u8 {
+        let t = trace_id(n);
+        let start = f64::from(n) * 1000.0;
+        // Every 7th trace's user span starts 100 s late: late candidate, early trace.
+        let late = if n % 7 == 0 { 100_000.0 } else { 1.0 };
+        let mut user = span(
+            t,
+            2,
+            Some(1),
+            "user",
+            "GET /u",
+            SpanKind::Server,
+            start + late,
+            10.0 + f64::from(n),
+        );
+        user.attributes.push(crate::model::KeyValue::new(
+            "app.tier",
+            crate::model::AttrValue::String(if n % 3 == 0 { "gold" } else { "basic" }.into()),
+        ));
+        let spans = vec![
+            span(
+                t,
+                1,
+                None,
+                "frontend",
+                "GET /",
+                SpanKind::Server,
+                start,
+                200.0,
+            ),
+            user,
+        ];
+        store.write_spans(spans.clone()).await.unwrap();
+        memory.write_spans(spans).await.unwrap();
+    }
+    let ids = |v: Vec<crate::store::TraceSummary>| v.iter().map(|s| s.trace_id).collect::<Vec<_>>();
+    for limit in [1, 2, 3, 5, 20] {
+        let queries = [
+            TraceQuery {
+                service: Some("user".into()),
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                service: Some("user".into()),
+                min_duration_ns: Some(40 * crate::testing::MS),
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                attributes: vec![("app.tier".into(), "gold".into())],
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                operation: Some("GET /u".into()),
+                start_time_min_unix_nano: Some(crate::testing::T0 + 20_000 * crate::testing::MS),
+                ..TraceQuery::default()
+            },
+        ];
+        for q in queries {
+            let q = TraceQuery { limit, ..q };
+            let got = ids(store.find_traces(q.clone()).await.unwrap());
+            let want = ids(memory.find_traces(q.clone()).await.unwrap());
+            assert_eq!(got, want, "{q:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_agree_with_the_memory_store_on_one_node() {
+    searches_agree_with_the_memory_store(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_agree_with_the_memory_store_on_two_shards() {
+    searches_agree_with_the_memory_store(2).await;
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Runs the ClickHouse backend's SQL on current ClickHouse, in-process (chDB).
+
+Input: the statements the Rust test `dump_statements_for_the_chdb_check` writes (one per
+line; see scripts/check-clickhouse-sql.sh). The schema statements run first; then sample spans
+go in (through the materialized view too), then every query shape runs and the ones with a
+known answer are checked. Exit status 1 when any statement fails on this ClickHouse.
+
+    python3 check-clickhouse-sql.py STATEMENTS_FILE
+"""
+import sys
+import tempfile
+
+import chdb
+from chdb import session as chs
+
+# Two sample traces with the ids the dump uses (collector/src/testing.rs `trace_id(1)`, `(2)`).
+T1 = "4b" + "00" * 6 + "1f" + "00" * 7 + "01"
+T2 = "4b" + "00" * 6 + "3e" + "00" * 7 + "02"
+SAMPLE_ROWS = """
+INSERT INTO spanline.spans_local (received_day, received_ns, trace_id, span_id, parent_span_id,
+  has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, http_status,
+  has_http_status, attr_keys, attr_values, detail)
+SELECT today(), toUInt64(now()) * 1000000000, unhex('{t}'), unhex('000000000000000' || toString(number + 1)),
+  unhex('0000000000000001'), number > 0, if(number = 0, 2, 3), if(number = 2, 2, 0), 'frontend',
+  'GET /', 1764000000000000000 + number * 1000, 1764000000100000000, 100000000 - number * 1000,
+  if(number = 2, 500, 200), 1, ['http.response.status_code'], [if(number = 2, '500', '200')], ''
+FROM numbers(3)
+"""
+
+
+def main() -> int:
+    statements = [s for s in open(sys.argv[1]).read().split("\n") if s.strip()]
+    print(f"ClickHouse {chdb.query('SELECT version()', 'CSV').data().strip()} (chDB {chdb.__version__})")
+    failures = 0
+    with tempfile.TemporaryDirectory() as path:
+        sess = chs.Session(path)
+
+        def run(sql: str) -> str:
+            # The backend reads RowBinary; here rows are shown as CSV.
+            text = sql.replace(" FORMAT RowBinary", "")
+            return sess.query(text, "CSV").data()
+
+        schema = [s for s in statements if s.startswith("CREATE")]
+        rest = [s for s in statements if not s.startswith("CREATE")]
+        for sql in schema:
+            try:
+                run(sql)
+                print(f"OK    {sql[:110]}")
+            except Exception as e:  # noqa: BLE001 - report every failure
+                failures += 1
+                print(f"FAIL  {sql}\n      {e}")
+        for t in (T1, T2):
+            run(SAMPLE_ROWS.format(t=t))
+        copied = run("SELECT count() FROM spanline.search_local").strip()
+        print(f"{'OK' if copied == '6' else 'FAIL'}    materialized view filled search_local: {copied} rows")
+        failures += copied != "6"
+        # Known answers (before the statements that delete): trace by id, attribute search.
+        checks = {
+            f"SELECT count() FROM spanline.spans_local WHERE trace_id = unhex('{T1}')": "3",
+            "SELECT count() FROM (SELECT trace_id FROM spanline.spans_local GROUP BY trace_id "
+            "HAVING max(arrayExists((k, v) -> k = 'http.response.status_code' AND v = '500', "
+            "attr_keys, attr_values)) = 1)": "2",
+        }
+        for sql, want in checks.items():
+            got = run(sql).strip()
+            ok = got == want
+            failures += not ok
+            print(f"{'OK' if ok else 'FAIL'}    {got} == {want}: {sql[:90]}")
+        for sql in rest:
+            try:
+                out = run(sql)
+                rows = len([line for line in out.splitlines() if line.strip()])
+                print(f"OK    ({rows} rows) {sql[:100]}")
+            except Exception as e:  # noqa: BLE001
+                failures += 1
+                print(f"FAIL  {sql}\n      {e}")
+    print(f"{len(statements)} statements, {failures} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
