@@ -24,23 +24,29 @@
 mod clickhouse;
 mod memory;
 mod metered;
+mod query;
 mod sqlite;
+mod summary;
 
 #[cfg(test)]
 pub(crate) mod conformance;
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
 use tokio::sync::watch;
 
-use crate::model::{AttrValue, Span, SpanKind, StatusCode, TraceId};
+use crate::model::{Span, SpanKind, TraceId};
 
 pub use clickhouse::{ClickHouseOptions, ClickHouseStore, check_identifier};
 pub use memory::MemoryStore;
 pub use metered::MeteredStore;
+pub use query::{SortOrder, TimeWindow, TraceQuery};
 pub use sqlite::{AttributeIndex, MAX_GROUP_SPANS, SqliteOptions, SqliteStore, Synchronous};
+pub use summary::{
+    MAX_INDEXED_ATTR_VALUE_BYTES, TraceSummary, attr_index_text, span_mask_bit_kind,
+    span_mask_bit_status,
+};
 
 /// A boxed, sendable future (keeps [`SpanStore`] object safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -124,329 +130,6 @@ pub struct WriteOutcome {
     pub duplicates: usize,
     /// New spans refused because their trace already holds the per-trace span limit.
     pub over_limit: usize,
-}
-
-/// Summary of one trace, maintained on write (DESIGN.md §4 `GET /v1/traces`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TraceSummary {
-    /// The trace.
-    pub trace_id: TraceId,
-    /// Earliest span start, unix nanoseconds.
-    pub start_time_unix_nano: u64,
-    /// Latest span end, unix nanoseconds.
-    pub end_time_unix_nano: u64,
-    /// Service of the root span (the earliest span without a parent), once it arrived.
-    pub root_service: Option<String>,
-    /// Name of the root span, once it arrived.
-    pub root_operation: Option<String>,
-    /// The root span's HTTP status ([`Span::http_status`]), when it has one.
-    pub root_http_status: Option<i64>,
-    /// Start of the root span, unix nanoseconds (picks the earliest of several roots).
-    pub root_start_time_unix_nano: Option<u64>,
-    /// Distinct services, sorted.
-    pub services: Vec<String>,
-    /// Distinct span names, sorted, at most [`MAX_SUMMARY_OPERATIONS`].
-    pub operations: Vec<String>,
-    /// Stored spans (duplicates not counted).
-    pub span_count: u64,
-    /// Stored spans with status error.
-    pub error_count: u64,
-    /// Which span kinds and status codes occur in the trace: bit `kind` (OTLP number, 0–5)
-    /// and bit `8 + status code` (0–2); see [`span_mask_bit_kind`], [`span_mask_bit_status`].
-    pub span_mask: u32,
-    /// New spans refused because the trace reached the per-trace span limit; more than 0
-    /// means the trace is truncated.
-    pub spans_refused: u64,
-}
-
-/// The [`TraceSummary::span_mask`] bit of a span kind.
-pub fn span_mask_bit_kind(kind: SpanKind) -> u32 {
-    1 << kind.as_i32()
-}
-
-/// The [`TraceSummary::span_mask`] bit of a status code.
-pub fn span_mask_bit_status(code: StatusCode) -> u32 {
-    1 << (8 + code.as_i32())
-}
-
-/// Longest string attribute value put in the attribute index, bytes; longer values cannot be
-/// searched for.
-pub const MAX_INDEXED_ATTR_VALUE_BYTES: usize = 256;
-
-/// The text under which an attribute value is indexed and compared by attribute filters:
-/// strings (up to [`MAX_INDEXED_ATTR_VALUE_BYTES`]) as they are, integers in decimal, booleans
-/// as `true`/`false`, finite doubles in Rust's shortest form. Other values are not indexed.
-/// Strings are borrowed, not copied (the ingest path calls this for every attribute).
-pub fn attr_index_text(value: &AttrValue) -> Option<Cow<'_, str>> {
-    match value {
-        AttrValue::String(s) if s.len() <= MAX_INDEXED_ATTR_VALUE_BYTES => Some(Cow::Borrowed(s)),
-        AttrValue::Int(i) => Some(Cow::Owned(i.to_string())),
-        AttrValue::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
-        AttrValue::Double(d) if d.is_finite() => Some(Cow::Owned(d.to_string())),
-        _ => None,
-    }
-}
-
-impl TraceSummary {
-    /// An empty summary (no spans yet).
-    pub fn new(trace_id: TraceId) -> Self {
-        Self {
-            trace_id,
-            start_time_unix_nano: 0,
-            end_time_unix_nano: 0,
-            root_service: None,
-            root_operation: None,
-            root_http_status: None,
-            root_start_time_unix_nano: None,
-            services: Vec::new(),
-            operations: Vec::new(),
-            span_count: 0,
-            error_count: 0,
-            span_mask: 0,
-            spans_refused: 0,
-        }
-    }
-
-    /// Builds the summary of a set of (distinct) spans.
-    pub fn of_spans<'a>(trace_id: TraceId, spans: impl IntoIterator<Item = &'a Span>) -> Self {
-        let mut summary = Self::new(trace_id);
-        for span in spans {
-            summary.add_span(span);
-        }
-        summary
-    }
-
-    /// Whether spans of the trace were refused at the per-trace span limit.
-    pub fn is_truncated(&self) -> bool {
-        self.spans_refused > 0
-    }
-
-    /// The warning every answer about a truncated trace carries, or `None`.
-    pub fn truncation_warning(&self) -> Option<String> {
-        self.is_truncated().then(|| {
-            format!(
-                "the trace is truncated: it reached the most spans a trace may have ({}), and \
-                 {} later spans were refused (COLLECTOR_MAX_SPANS_PER_TRACE)",
-                self.span_count, self.spans_refused
-            )
-        })
-    }
-
-    /// Folds one newly stored span into the summary. Every backend uses this one function,
-    /// so summaries agree across backends.
-    pub fn add_span(&mut self, span: &Span) {
-        if self.span_count == 0 {
-            self.start_time_unix_nano = span.start_time_unix_nano;
-            self.end_time_unix_nano = span.end_time_unix_nano;
-        } else {
-            self.start_time_unix_nano = self.start_time_unix_nano.min(span.start_time_unix_nano);
-            self.end_time_unix_nano = self.end_time_unix_nano.max(span.end_time_unix_nano);
-        }
-        self.span_count += 1;
-        self.span_mask |= span_mask_bit_kind(span.kind) | span_mask_bit_status(span.status.code);
-        if span.is_error() {
-            self.error_count += 1;
-        }
-        if span.parent_span_id.is_none()
-            && self
-                .root_start_time_unix_nano
-                .is_none_or(|t| span.start_time_unix_nano < t)
-        {
-            self.root_service = Some(span.service_name.clone());
-            self.root_operation = Some(span.name.clone());
-            self.root_http_status = span.http_status();
-            self.root_start_time_unix_nano = Some(span.start_time_unix_nano);
-        }
-        insert_sorted(&mut self.services, &span.service_name, usize::MAX);
-        insert_sorted(&mut self.operations, &span.name, MAX_SUMMARY_OPERATIONS);
-    }
-
-    /// `end - start`, nanoseconds.
-    pub fn duration_ns(&self) -> u64 {
-        self.end_time_unix_nano
-            .saturating_sub(self.start_time_unix_nano)
-    }
-}
-
-fn insert_sorted(list: &mut Vec<String>, item: &str, cap: usize) {
-    if let Err(pos) = list.binary_search_by(|s| s.as_str().cmp(item))
-        && list.len() < cap
-    {
-        list.insert(pos, item.to_owned());
-    }
-}
-
-/// Search filters for [`SpanStore::find_traces`]. All set filters must match; given
-/// together, the span conditions must hold for one span ([`TraceQuery::needs_span_check`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceQuery {
-    /// The trace has a span of this service.
-    pub service: Option<String>,
-    /// The trace has a span with this name (of `service`, when that is set too).
-    pub operation: Option<String>,
-    /// Trace duration is at least this, nanoseconds.
-    pub min_duration_ns: Option<u64>,
-    /// Trace duration is at most this, nanoseconds.
-    pub max_duration_ns: Option<u64>,
-    /// Trace start is at or after this, unix nanoseconds.
-    pub start_time_min_unix_nano: Option<u64>,
-    /// Trace start is at or before this, unix nanoseconds.
-    pub start_time_max_unix_nano: Option<u64>,
-    /// Only traces with at least one error span.
-    pub errors_only: bool,
-    /// The trace has a span of this kind.
-    pub kind: Option<SpanKind>,
-    /// The trace has a span with this status code.
-    pub status: Option<StatusCode>,
-    /// The trace has, for each pair, a span attribute `key` whose indexed text
-    /// ([`attr_index_text`]) equals `value`.
-    pub attributes: Vec<(String, String)>,
-    /// Result order.
-    pub sort: SortOrder,
-    /// Most summaries returned (clamped to 1..=[`MAX_SEARCH_LIMIT`]).
-    pub limit: usize,
-}
-
-/// Order of [`SpanStore::find_traces`] results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SortOrder {
-    /// Newest trace start first (ties: larger trace id first).
-    #[default]
-    Newest,
-    /// Longest trace first (ties: larger trace id first).
-    Duration,
-}
-
-impl Default for TraceQuery {
-    fn default() -> Self {
-        Self {
-            service: None,
-            operation: None,
-            min_duration_ns: None,
-            max_duration_ns: None,
-            start_time_min_unix_nano: None,
-            start_time_max_unix_nano: None,
-            errors_only: false,
-            kind: None,
-            status: None,
-            attributes: Vec::new(),
-            sort: SortOrder::Newest,
-            limit: DEFAULT_SEARCH_LIMIT,
-        }
-    }
-}
-
-impl TraceQuery {
-    /// The limit clamped to `1..=MAX_SEARCH_LIMIT`.
-    pub fn effective_limit(&self) -> usize {
-        self.limit.clamp(1, MAX_SEARCH_LIMIT)
-    }
-
-    /// Whether a summary passes the time, duration, error, kind and status filters (service,
-    /// operation and attributes are matched by the backend, which indexes them).
-    pub fn matches_summary(&self, s: &TraceSummary) -> bool {
-        let d = s.duration_ns();
-        self.min_duration_ns.is_none_or(|m| d >= m)
-            && self.max_duration_ns.is_none_or(|m| d <= m)
-            && self
-                .start_time_min_unix_nano
-                .is_none_or(|m| s.start_time_unix_nano >= m)
-            && self
-                .start_time_max_unix_nano
-                .is_none_or(|m| s.start_time_unix_nano <= m)
-            && (!self.errors_only || s.error_count > 0)
-            && self
-                .kind
-                .is_none_or(|k| s.span_mask & span_mask_bit_kind(k) != 0)
-            && self
-                .status
-                .is_none_or(|c| s.span_mask & span_mask_bit_status(c) != 0)
-    }
-
-    /// Whether the span conditions must be checked on the spans themselves: when two or more
-    /// of them are given (service and operation count as one, as they are indexed as a
-    /// pair; each attribute counts alone), they must hold for **one** span, which the
-    /// trace-level indexes cannot tell. A lone duration bound applies to the trace's duration.
-    pub fn needs_span_check(&self) -> bool {
-        let groups = usize::from(self.service.is_some() || self.operation.is_some())
-            + usize::from(self.kind.is_some())
-            + usize::from(self.status.is_some() || self.errors_only)
-            + usize::from(self.min_duration_ns.is_some() || self.max_duration_ns.is_some())
-            + self.attributes.len();
-        groups >= 2
-    }
-
-    /// The trace-level query that finds every trace the span check could accept (a
-    /// superset): a span's duration is at most its trace's, so `max_duration` cannot
-    /// narrow the traces, and is dropped.
-    pub fn candidates(&self) -> Self {
-        Self {
-            max_duration_ns: None,
-            ..self.clone()
-        }
-    }
-
-    /// Whether a trace passes every filter: the time bounds by the trace start, and the span
-    /// conditions ([`matches_span`](Self::matches_span)) all met by one span, as in Jaeger.
-    pub fn matches_trace(&self, summary: &TraceSummary, spans: &[Span]) -> bool {
-        self.start_time_min_unix_nano
-            .is_none_or(|m| summary.start_time_unix_nano >= m)
-            && self
-                .start_time_max_unix_nano
-                .is_none_or(|m| summary.start_time_unix_nano <= m)
-            && spans.iter().any(|s| self.matches_span(s))
-    }
-
-    /// Whether one span meets every span condition: `service`, `operation`, `kind`,
-    /// `status`, `errors_only`, `attributes` (by their indexed text) and the duration bounds
-    /// (the span's duration).
-    pub fn matches_span(&self, s: &Span) -> bool {
-        let d = s.duration_ns();
-        self.service.as_ref().is_none_or(|v| *v == s.service_name)
-            && self.operation.as_ref().is_none_or(|v| *v == s.name)
-            && self.kind.is_none_or(|k| k == s.kind)
-            && self.status.is_none_or(|c| c == s.status.code)
-            && (!self.errors_only || s.is_error())
-            && self.min_duration_ns.is_none_or(|m| d >= m)
-            && self.max_duration_ns.is_none_or(|m| d <= m)
-            && self.attributes.iter().all(|(key, value)| {
-                s.attributes.iter().any(|kv| {
-                    kv.key == *key && attr_index_text(&kv.value).is_some_and(|v| v == *value)
-                })
-            })
-    }
-
-    /// Sorts summaries in the query's order.
-    pub fn sort_summaries(&self, found: &mut [TraceSummary]) {
-        match self.sort {
-            SortOrder::Newest => found.sort_by(|a, b| {
-                b.start_time_unix_nano
-                    .cmp(&a.start_time_unix_nano)
-                    .then(b.trace_id.cmp(&a.trace_id))
-            }),
-            SortOrder::Duration => found.sort_by(|a, b| {
-                b.duration_ns()
-                    .cmp(&a.duration_ns())
-                    .then(b.trace_id.cmp(&a.trace_id))
-            }),
-        }
-    }
-}
-
-/// A time window `[start, end)` in unix nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeWindow {
-    /// First included instant.
-    pub start_unix_nano: u64,
-    /// First excluded instant.
-    pub end_unix_nano: u64,
-}
-
-impl TimeWindow {
-    /// Whether `t` lies in the window.
-    pub fn contains(&self, t: u64) -> bool {
-        t >= self.start_unix_nano && t < self.end_unix_nano
-    }
 }
 
 /// One edge of the service dependency graph: spans of `child` whose parent span belongs to
