@@ -7,6 +7,8 @@
 #   2. rotel (PyPI `rotel`, Rust OTLP collector) with its blackhole exporter, same load;
 #   3. the raw SQLite insert rate of the same rows (bare table, and with the dedupe index);
 # then once: our collector at a fixed RATE (default 100k spans/s) for RATE_SECONDS, for RSS.
+# After each collector run (ours and `compare`), the database's size over the spans it holds
+# (`DISK label=… bytes_per_span=…`, after the collector's shutdown checkpoint).
 # With COMPARE_BIN=<path to another collector binary> (e.g. one built from main), each run also
 # measures that binary under the same load right after ours (label `compare`), for a same-run
 # before/after. Prints every result line and the medians. CPU and RSS are sampled from /proc by the load
@@ -85,6 +87,16 @@ start_rotel() {
   wait_port "$port"
 }
 
+disk_per_span() { # label: bytes of the stopped collector's database per stored span
+  python3 - "$work/data/spanline.db" "$1" <<'EOF' | tee -a "$results"
+import os, sqlite3, sys
+path, label = sys.argv[1], sys.argv[2]
+size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
+spans = sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("SELECT count(*) FROM spans").fetchone()[0]
+print(f"DISK label={label} bytes_per_span={size / max(spans, 1):.0f} spans={spans} db_bytes={size}")
+EOF
+}
+
 load() { # label [extra loadgen args]
   local label=$1
   shift
@@ -99,10 +111,12 @@ for run in $(seq 1 "$runs"); do
   load spanline
   # Everything acknowledged is stored (ack after commit).
   stop_target
+  disk_per_span spanline
   if [ -n "${COMPARE_BIN:-}" ]; then
     start_collector "$COMPARE_BIN"
     load compare
     stop_target
+    disk_per_span compare
   fi
   if [ -n "$rotel" ]; then
     start_rotel
@@ -124,7 +138,12 @@ echo "--- medians over $runs runs"
 python3 - "$results" <<'EOF'
 import statistics, sys
 rows = {}
+disk = {}
 for line in open(sys.argv[1]):
+    if line.startswith("DISK "):
+        kv = dict(f.split("=", 1) for f in line.split()[1:])
+        disk.setdefault(kv["label"], []).append(float(kv["bytes_per_span"]))
+        continue
     if not line.startswith("RESULT "):
         continue
     kv = dict(f.split("=", 1) for f in line.split()[1:])
@@ -140,6 +159,8 @@ for label, rs in rows.items():
         f"{k}={m(k):.2f}" for k in ("cpu_pct", "cpu_us_per_span", "writer_us_per_span",
                                    "rss_max_mib", "hwm_mib", "req_p99_ms") if m(k) is not None)
     print(f"{label:32s} {rate_key}={med[label]:10.0f} (n={len(rs)}) {extra}")
+for label, vals in disk.items():
+    print(f"{label + ' disk':32s} bytes_per_span={statistics.median(vals):.0f} (n={len(vals)})")
 if "spanline" in med and "compare" in med:
     print(f"spanline / compare         = {med['spanline'] / med['compare']:.2f}")
 if "spanline" in med and "rotel-blackhole" in med:
