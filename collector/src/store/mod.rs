@@ -22,6 +22,7 @@
 //!   [`TraceSummary::spans_refused`], which marks the trace as truncated.
 
 mod clickhouse;
+mod detail;
 mod memory;
 mod metered;
 mod query;

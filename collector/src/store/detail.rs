@@ -1,0 +1,131 @@
+//! A span's `detail`: the protobuf message of our own in which every backend stores the fields
+//! no query filters on (attributes, events and links as OTLP messages; status message; trace
+//! state; flags; the three dropped counts; collector warnings; fields 1–10). ClickHouse also
+//! keeps the resource and scope there (fields 11–13); SQLite stores those once each in tables
+//! of their own and leaves the fields empty. Protobuf is compact, fast and extends without
+//! migrations: a field added later reads as its default in rows written before.
+
+use opentelemetry_proto::tonic::common::v1 as pb;
+use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event as PbEvent, Link as PbLink};
+use prost::Message;
+
+use crate::format::convert;
+use crate::model::{KeyValue, Span};
+use crate::store::StoreError;
+
+/// The protobuf stored as a span's `detail` (SQLite `spans.detail`, ClickHouse
+/// `spans_local.detail`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct SpanDetail {
+    #[prost(message, repeated, tag = "1")]
+    attributes: Vec<pb::KeyValue>,
+    #[prost(message, repeated, tag = "2")]
+    events: Vec<PbEvent>,
+    #[prost(message, repeated, tag = "3")]
+    links: Vec<PbLink>,
+    #[prost(string, tag = "4")]
+    status_message: String,
+    #[prost(string, tag = "5")]
+    trace_state: String,
+    #[prost(fixed32, tag = "6")]
+    flags: u32,
+    #[prost(uint32, tag = "7")]
+    dropped_attributes_count: u32,
+    #[prost(uint32, tag = "8")]
+    dropped_events_count: u32,
+    #[prost(uint32, tag = "9")]
+    dropped_links_count: u32,
+    #[prost(string, repeated, tag = "10")]
+    warnings: Vec<String>,
+    /// The span's resource (ClickHouse only).
+    #[prost(message, optional, tag = "11")]
+    pub(crate) resource: Option<PbResource>,
+    /// The span's instrumentation scope name (ClickHouse only).
+    #[prost(string, tag = "12")]
+    pub(crate) scope_name: String,
+    /// The span's instrumentation scope version (ClickHouse only).
+    #[prost(string, tag = "13")]
+    pub(crate) scope_version: String,
+}
+
+/// The `store` error for a stored span that does not decode.
+pub(crate) fn undecodable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("stored span cannot be decoded: {e}"))
+}
+
+impl SpanDetail {
+    /// The detail bytes of `span`; with `resource_and_scope`, fields 11–13 too.
+    pub(crate) fn encode(span: &Span, resource_and_scope: bool) -> Vec<u8> {
+        let (resource, scope_name, scope_version) = if resource_and_scope {
+            (
+                Some(convert::resource_to_pb(&span.resource)),
+                span.scope.name.clone(),
+                span.scope.version.clone(),
+            )
+        } else {
+            (None, String::new(), String::new())
+        };
+        SpanDetail {
+            attributes: convert::attributes_to_pb(&span.attributes),
+            events: span.events.iter().map(convert::event_to_pb).collect(),
+            links: span.links.iter().map(convert::link_to_pb).collect(),
+            status_message: span.status.message.clone(),
+            trace_state: span.trace_state.clone(),
+            flags: span.flags,
+            dropped_attributes_count: span.dropped_attributes_count,
+            dropped_events_count: span.dropped_events_count,
+            dropped_links_count: span.dropped_links_count,
+            warnings: span.warnings.clone(),
+            resource,
+            scope_name,
+            scope_version,
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes detail bytes.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the bytes are not a `SpanDetail` message.
+    pub(crate) fn decode_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
+        Self::decode(bytes).map_err(undecodable)
+    }
+
+    /// Only the attributes of detail bytes (index maintenance reads nothing else).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the bytes are not a `SpanDetail` message.
+    pub(crate) fn attributes_of(bytes: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        Ok(convert::attributes_from_pb(
+            Self::decode_bytes(bytes)?.attributes,
+        ))
+    }
+
+    /// Sets the detail fields of `span` (fields 1–10; the caller takes the resource and scope
+    /// first where it stored them here).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when a stored link's ids are malformed.
+    pub(crate) fn fill(self, span: &mut Span) -> Result<(), StoreError> {
+        let mut links = Vec::with_capacity(self.links.len());
+        for l in self.links {
+            links.push(convert::link_from_pb(l).map_err(undecodable)?);
+        }
+        span.links = links;
+        span.trace_state = self.trace_state;
+        span.flags = self.flags;
+        span.status.message = self.status_message;
+        span.attributes = convert::attributes_from_pb(self.attributes);
+        span.events = self
+            .events
+            .into_iter()
+            .map(convert::event_from_pb)
+            .collect();
+        span.dropped_attributes_count = self.dropped_attributes_count;
+        span.dropped_events_count = self.dropped_events_count;
+        span.dropped_links_count = self.dropped_links_count;
+        span.warnings = self.warnings;
+        Ok(())
+    }
+}
