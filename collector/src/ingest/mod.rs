@@ -213,6 +213,13 @@ async fn store_from(
         }
         (None, _) => (decoded.spans, Vec::new()),
     };
+    // Consumer groups are learnt from every span this collector receives, its own and those
+    // it forwards: a trace's owner then expects a queue's consumers even when it has stored
+    // none of their spans yet (docs/scale.md).
+    let forwarded_consumers: Vec<_> = forwards
+        .iter()
+        .flat_map(|(_, spans)| ConsumerGroups::seen_in(spans))
+        .collect();
     let forwarding = async {
         match &state.peers {
             Some(peers) if !forwards.is_empty() => peers.forward_all(forwards).await,
@@ -221,6 +228,9 @@ async fn store_from(
     };
     let (outcome, forwarded) = tokio::join!(commit(state, own), forwarding);
     let (outcome, forwarded) = (outcome?, forwarded?);
+    if !forwarded_consumers.is_empty() {
+        ConsumerGroups::global().record(forwarded_consumers, std::time::Instant::now());
+    }
     if !forwarded.messages.is_empty() {
         let note = forwarded.messages.join("; ");
         error_message = Some(match error_message {

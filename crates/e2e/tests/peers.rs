@@ -563,3 +563,108 @@ async fn the_owners_partial_success_reaches_the_client() {
     );
     assert_eq!(span_count(&client, &group[1].query_url, &t).await, Some(2));
 }
+
+/// A trace id (from fresh random ones) whose owner is collector `want`: found by storing a
+/// probe span of it through collector 0 and seeing where it lands.
+async fn trace_owned_by(client: &reqwest::Client, group: &[Collector], want: usize) -> String {
+    for _ in 0..64 {
+        let t = format!("{:032x}", fastrand::u128(1..));
+        let probe = span(&t, "00000000000000f1", None, "probe", 1_700_000_000.0);
+        assert_eq!(
+            post(client, &group[0].ingest_url, &[probe]).await.status(),
+            200
+        );
+        if span_count(client, &group[want].query_url, &t)
+            .await
+            .is_some()
+        {
+            return t;
+        }
+    }
+    panic!("no trace id owned by collector {want} in 64 tries");
+}
+
+/// A simple-JSON messaging span on destination `orders.placed`.
+fn messaging_span(trace: &str, id: &str, parent: &str, kind: &str, service: &str) -> Value {
+    let mut attributes =
+        json!({"messaging.system": "nats", "messaging.destination.name": "orders.placed"});
+    if kind == "consumer" {
+        attributes["messaging.consumer.group.name"] = json!("mailer");
+    }
+    json!({
+        "trace_id": trace, "span_id": id, "parent_span_id": parent,
+        "operation_name": format!("{} orders.placed", if kind == "consumer" { "process" } else { "publish" }),
+        "start_time": 1_700_000_000.1, "end_time": 1_700_000_000.2,
+        "kind": kind, "status": "ok", "attributes": attributes,
+        "resource_attributes": {"service.name": service},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_group_seen_in_forwarded_spans_is_expected_by_the_forwarder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let group = start_group(2, dir.path(), &[]).await;
+    let client = client();
+    // Collector 0 receives a queue hop (publish + process by group `mailer`) of a trace that
+    // collector 1 owns: it forwards every span and stores none of them.
+    let forwarded = trace_owned_by(&client, &group, 1).await;
+    let hop = [
+        messaging_span(
+            &forwarded,
+            "00000000000000c1",
+            "00000000000000f1",
+            "producer",
+            "shop",
+        ),
+        messaging_span(
+            &forwarded,
+            "00000000000000c2",
+            "00000000000000c1",
+            "consumer",
+            "mailer",
+        ),
+    ];
+    assert_eq!(
+        post(&client, &group[0].ingest_url, &hop).await.status(),
+        200
+    );
+    assert_eq!(
+        span_count(&client, &group[0].query_url, &forwarded).await,
+        None
+    );
+    // A trace collector 0 owns publishes to the same destination; its consumer never comes.
+    // Collector 0 learnt the group from the spans it forwarded, so the trace is not complete.
+    let own = trace_owned_by(&client, &group, 0).await;
+    let publish = messaging_span(
+        &own,
+        "00000000000000d1",
+        "00000000000000f1",
+        "producer",
+        "shop",
+    );
+    assert_eq!(
+        post(&client, &group[0].ingest_url, &[publish])
+            .await
+            .status(),
+        200
+    );
+    let tree: Value = client
+        .get(format!(
+            "{}/v1/traces/{own}/tree?wait=1",
+            group[0].query_url
+        ))
+        .send()
+        .await
+        .expect("tree")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tree["complete"], false, "{tree:#}\n{}", logs(&group));
+    let missing = tree["missing"].as_array().expect("missing");
+    assert!(
+        missing
+            .iter()
+            .any(|m| m["parent_span_id"] == "00000000000000d1"),
+        "{tree:#}"
+    );
+}
