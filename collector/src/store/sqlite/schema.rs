@@ -1,4 +1,4 @@
-//! # The schema (version 5, `PRAGMA user_version = 5`)
+//! # The schema (version 6, `PRAGMA user_version = 6`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -32,6 +32,11 @@
 //!                                                             -- the trace (never moved by later spans):
 //!                                                             -- what retention ages by; INDEX (received_ns)
 //! traces.spans_refused INTEGER                                -- new spans refused at the per-trace span limit
+//! -- version 6 (`durable.rs`):
+//! sampling_decisions(trace_id BLOB PRIMARY KEY, kept, policies, -- tail sampling decisions (policies: JSON
+//!                    finish, decided_ns)                        -- array); deleted with their trace
+//! consumer_groups(destination, consumer_group, last_seen_ns)  -- PK (destination, consumer_group): the
+//!                                                             -- consumer groups learnt from CONSUMER spans
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -42,6 +47,8 @@
 //! Version 4 → 5 adds `traces.received_ns`; a trace stored before it is given its start
 //! clamped to the time of the migration (`min(start_ns, now)`), so a start claimed in the
 //! future does not keep it forever.
+//! Version 5 → 6 adds two tables (what the collector learns besides spans: tail sampling
+//! decisions and consumer groups); nothing is copied.
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -52,7 +59,7 @@ use super::options::{SqliteOptions, Synchronous};
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -63,6 +70,25 @@ ALTER TABLE traces ADD COLUMN received_ns INTEGER NOT NULL DEFAULT 0;
 UPDATE traces SET received_ns = min(start_ns, CAST(strftime('%s', 'now') AS INTEGER) * 1000000000);
 CREATE INDEX traces_by_received ON traces (received_ns);
 ALTER TABLE traces ADD COLUMN spans_refused INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Version 5 → 6 (also run on a new file): tail sampling decisions and the consumer groups
+/// of each destination (`durable.rs`). `IF NOT EXISTS`: the step is self-contained and can be
+/// renumbered or re-run.
+const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS sampling_decisions (
+    trace_id BLOB PRIMARY KEY,
+    kept INTEGER NOT NULL,
+    policies TEXT NOT NULL,
+    finish TEXT NOT NULL,
+    decided_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumer_groups (
+    destination TEXT NOT NULL,
+    consumer_group TEXT NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    PRIMARY KEY (destination, consumer_group)
+) WITHOUT ROWID;
 ";
 
 /// Version 1 (run first on a new file).
@@ -314,6 +340,8 @@ pub(super) fn open_read_write(
         let v2 = if version < 2 { SCHEMA_V2 } else { "" };
         let v3 = if version < 3 { SCHEMA_V3 } else { "" };
         let v4 = if version < 4 { SCHEMA_V4 } else { "" };
+        let v5 = if version < 5 { SCHEMA_V5 } else { "" };
+        let v6 = if version < 6 { SCHEMA_V6 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -326,7 +354,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))
         .map_err(|e| {
