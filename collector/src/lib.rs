@@ -377,6 +377,11 @@ pub async fn serve_with_grpc(
         })
     };
     let publisher = tokio::spawn(query::tail::publish(state.clone()));
+    let consumers = tokio::spawn(assemble::consumer_sync::maintain(
+        Arc::clone(&state.store),
+        assemble::completeness::ConsumerGroups::global(),
+        state.shutdown_receiver(),
+    ));
     let run = |listener: TcpListener, app: Router, port: &'static str| {
         let state = state.clone();
         async move {
@@ -413,6 +418,8 @@ pub async fn serve_with_grpc(
     );
     trigger.abort();
     publisher.abort();
+    // Its last write of consumer groups, then the store closes.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), consumers).await;
     state.store.shutdown().await;
     ingest_result.and(grpc_result).and(query_result)
 }
