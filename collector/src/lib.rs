@@ -51,6 +51,7 @@ pub mod ui;
 use std::future::Future;
 use std::sync::Arc;
 
+use assemble::completeness::ConsumerGroups;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
@@ -379,7 +380,7 @@ pub async fn serve_with_grpc(
     let publisher = tokio::spawn(query::tail::publish(state.clone()));
     let consumers = tokio::spawn(assemble::consumer_sync::maintain(
         Arc::clone(&state.store),
-        assemble::completeness::ConsumerGroups::global(),
+        ConsumerGroups::global(),
         state.shutdown_receiver(),
     ));
     let run = |listener: TcpListener, app: Router, port: &'static str| {
@@ -540,6 +541,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             peers.peers[peers.self_index].ingest_url
         );
         state = state.with_peers(peers).map_err(RunError::Config)?;
+    }
+    // The consumer groups learnt before a restart (or by collectors sharing the store),
+    // before the first span is taken in.
+    if let Err(e) = assemble::consumer_sync::load(store.as_ref(), ConsumerGroups::global()).await {
+        eprintln!("collector: could not load consumer groups: {e}");
     }
     let retention = tokio::spawn(retention::run(
         Arc::clone(&store),
