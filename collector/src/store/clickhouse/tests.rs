@@ -356,6 +356,10 @@ fn dump_statements_for_the_chdb_check() {
     out.push(sql::drop_partition(&t, "spans_local", "2024-01-01"));
     out.push(sql::delete_traces(&t, "spans_local", &ids));
     out.push(sql::pending_mutations(&t));
+    // The RowBinary inserts travel with a body (the script inserts these tables' rows).
+    out.push(sql::decision(&t, ids[0]));
+    out.push(sql::consumer_groups(&t, 1_764_000_000_000_000_000));
+    out.push(sql::delete_traces(&t, "sampling_decisions_local", &ids));
     assert!(
         out.iter().all(|s| !s.contains('\n')),
         "one statement a line"
