@@ -538,6 +538,51 @@ mod tests {
         assert!(received > 0 && received <= now, "{received}");
     }
 
+    /// Version 5 → 6 adds the decision and consumer-group tables; the spans stay.
+    #[tokio::test]
+    async fn version_5_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let spans = conformance::demo_trace(6, false, 1.0);
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store.write_spans(spans.clone()).await.unwrap();
+            store.shutdown().await;
+        }
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "BEGIN; DROP TABLE sampling_decisions; DROP TABLE consumer_groups;
+                 PRAGMA user_version = 5; COMMIT;",
+            )
+            .unwrap();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert!(store.get_trace(spans[0].trace_id).await.unwrap().is_some());
+        let seen = crate::store::ConsumerGroupSeen {
+            destination: "q".into(),
+            group: "g".into(),
+            last_seen_unix_nano: 7,
+        };
+        store
+            .record_consumer_groups(vec![seen.clone()])
+            .await
+            .unwrap();
+        assert_eq!(store.consumer_groups(0).await.unwrap(), vec![seen]);
+        assert!(
+            store
+                .sampling_decision(spans[0].trace_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.shutdown().await;
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
     /// The search-index tables of schema version 2 (two B-trees each, keyed by trace id).
     const V2_INDEX_TABLES: &str = "
         CREATE TABLE trace_services (
