@@ -51,7 +51,6 @@ pub mod ui;
 use std::future::Future;
 use std::sync::Arc;
 
-use assemble::completeness::ConsumerGroups;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
@@ -378,11 +377,7 @@ pub async fn serve_with_grpc(
         })
     };
     let publisher = tokio::spawn(query::tail::publish(state.clone()));
-    let consumers = tokio::spawn(assemble::consumer_sync::maintain(
-        Arc::clone(&state.store),
-        ConsumerGroups::global(),
-        state.shutdown_receiver(),
-    ));
+    let consumers = assemble::consumer_sync::start(&state).await;
     let run = |listener: TcpListener, app: Router, port: &'static str| {
         let state = state.clone();
         async move {
@@ -419,7 +414,6 @@ pub async fn serve_with_grpc(
     );
     trigger.abort();
     publisher.abort();
-    // Its last write of consumer groups, then the store closes.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), consumers).await;
     state.store.shutdown().await;
     ingest_result.and(grpc_result).and(query_result)
@@ -541,11 +535,6 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             peers.peers[peers.self_index].ingest_url
         );
         state = state.with_peers(peers).map_err(RunError::Config)?;
-    }
-    // The consumer groups learnt before a restart (or by collectors sharing the store),
-    // before the first span is taken in.
-    if let Err(e) = assemble::consumer_sync::load(store.as_ref(), ConsumerGroups::global()).await {
-        eprintln!("collector: could not load consumer groups: {e}");
     }
     let retention = tokio::spawn(retention::run(
         Arc::clone(&store),

@@ -54,15 +54,31 @@ pub async fn load(store: &dyn SpanStore, groups: &ConsumerGroups) -> Result<usiz
     Ok(n)
 }
 
-/// Runs until `shutdown` turns true: loads at once, then flushes every [`FLUSH_EVERY`] and
-/// loads every [`LOAD_EVERY`]; flushes once more before returning.
+/// Loads the store's recent pairs into [`ConsumerGroups::global`] (before the first span is
+/// taken in), then spawns [`maintain`] on it; the task ends after its last write once
+/// `state` shuts down: await it before shutting the store down.
+pub async fn start(state: &crate::AppState) -> tokio::task::JoinHandle<()> {
+    let groups = ConsumerGroups::global();
+    if let Err(e) = load(state.store.as_ref(), groups).await {
+        eprintln!("collector: could not load consumer groups: {e}");
+    }
+    tokio::spawn(maintain(
+        Arc::clone(&state.store),
+        groups,
+        state.shutdown_receiver(),
+    ))
+}
+
+/// Runs until `shutdown` turns true: flushes every [`FLUSH_EVERY`] and loads every
+/// [`LOAD_EVERY`]; flushes once more before returning.
 pub async fn maintain(
     store: Arc<dyn SpanStore>,
     groups: &'static ConsumerGroups,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut flush_tick = tokio::time::interval(FLUSH_EVERY);
-    let mut load_tick = tokio::time::interval(LOAD_EVERY);
+    let mut load_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + LOAD_EVERY, LOAD_EVERY);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     load_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*shutdown.borrow_and_update() {
