@@ -165,17 +165,24 @@ impl ConsumerGroups {
             return;
         }
         let unix = crate::time::now_unix_nano();
-        let mut pending = self.pending_lock();
-        for (destination, group) in due {
-            if pending.len() >= MAX_PENDING {
-                break;
+        let mut overflow = Vec::new();
+        {
+            let mut pending = self.pending_lock();
+            for (destination, group) in due {
+                let seen = ConsumerGroupSeen {
+                    destination,
+                    group,
+                    last_seen_unix_nano: unix,
+                };
+                if pending.len() < MAX_PENDING {
+                    pending.push(seen);
+                } else {
+                    overflow.push(seen);
+                }
             }
-            pending.push(ConsumerGroupSeen {
-                destination,
-                group,
-                last_seen_unix_nano: unix,
-            });
         }
+        // Not queued: queued again at their next sighting.
+        self.unstore(&overflow);
     }
 
     /// The pairs queued for the store since the last call.
