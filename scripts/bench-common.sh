@@ -16,6 +16,22 @@ wait_healthy() { # name url pid
   exit 1
 }
 
+# Waits until something listens on 127.0.0.1:`port` (20 s at most); stops the script with
+# the process's log ($log_dir/<name>.log) if `pid` exits first.
+wait_port() { # port name pid
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    if ! kill -0 "$3" 2>/dev/null; then
+      echo "$2 exited; its log:" >&2
+      tail -n 20 "$log_dir/$2.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "$2: nothing listening on port $1" >&2
+  exit 1
+}
+
 # CPU time (utime + stime, clock ticks) of the given pids.
 cpu_ticks() {
   local total=0 pid fields
@@ -39,12 +55,16 @@ require_free_ports() { # port...
   done
 }
 
-# The processes a benchmark started: services in $pids, the collector in $collector_pid.
+# The processes a benchmark started: services in $pids, the collector in $collector_pid;
+# stop_all stops and forgets them (the script may start others after it).
 pids=()
 collector_pid=
 stop_all() {
+  local pid
   for pid in "${pids[@]}" $collector_pid; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}" $collector_pid; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+  collector_pid=
 }
 
 # Starts the demo's user, payment, order and frontend services from $bin on the ports
