@@ -7,9 +7,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
 use super::{
-    BoxFuture, DependencyEdge, MAX_TRACE_SPANS, Operation, OperationSamples, RetentionOutcome,
-    RetentionPolicy, SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery, TraceSummary,
-    WriteOutcome, attr_index_text, group_samples,
+    BoxFuture, DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation, OperationSamples,
+    RetentionOutcome, RetentionPolicy, SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery,
+    TraceSummary, WriteOutcome, attr_index_text, group_samples,
 };
 use crate::model::{Span, SpanId, SpanKind, TraceId};
 
@@ -138,9 +138,7 @@ impl MemoryStore {
 
     fn dependencies_now(&self, window: TimeWindow) -> Vec<DependencyEdge> {
         let inner = self.lock();
-        type Key = (String, String, Option<String>);
-        let mut edges: std::collections::BTreeMap<Key, (u64, u64)> =
-            std::collections::BTreeMap::new();
+        let mut edges = EdgeCounts::default();
         for t in inner.traces.values() {
             for child in t.spans.iter().filter(|s| is_entry(s)) {
                 if !window.contains(child.start_time_unix_nano) {
@@ -158,26 +156,14 @@ impl MemoryStore {
                 else {
                     continue;
                 };
-                let via = crate::store::queue_hop(parent.kind, child.kind, &child.name);
-                let e = edges
-                    .entry((parent.service_name.clone(), child.service_name.clone(), via))
-                    .or_default();
-                e.0 += 1;
-                e.1 += u64::from(parent.is_error() || child.is_error());
+                edges.add(
+                    (&parent.service_name, parent.kind),
+                    (&child.service_name, child.kind, &child.name),
+                    parent.is_error() || child.is_error(),
+                );
             }
         }
-        edges
-            .into_iter()
-            .map(
-                |((parent, child, via), (call_count, error_count))| DependencyEdge {
-                    parent,
-                    child,
-                    call_count,
-                    error_count,
-                    via,
-                },
-            )
-            .collect()
+        edges.into_edges()
     }
 
     fn samples_now(&self, window: TimeWindow, service: Option<&str>) -> Vec<OperationSamples> {

@@ -51,7 +51,7 @@ pub use queue::{
     STREAM,
 };
 #[cfg(feature = "service")]
-pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run, run_with};
+pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run, run_with, run_with_queue};
 #[cfg(feature = "service")]
 pub use serve::{FLUSH_TIMEOUT, ServeOptions, app, app_with, healthcheck, serve, serve_on};
 #[cfg(feature = "service")]
