@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
     let config = Config::parse();
     let settings = config.settings();
     demokit::run("notification", &config.common, |t| {
-        let queue = demokit::Queue::start(&config.nats.nats_url, &t);
+        let queue = demokit::Queue::from_args(&config.nats, &t);
         app(t, settings, &queue)
     })
     .await

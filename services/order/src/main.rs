@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
     let config = Config::parse();
     let settings = config.settings();
     demokit::run("order", &config.common, |t| {
-        let queue = demokit::Queue::start(&config.nats.nats_url, &t);
+        let queue = demokit::Queue::from_args(&config.nats, &t);
         app_with_queue(t, settings, queue)
     })
     .await
