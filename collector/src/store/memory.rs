@@ -255,6 +255,29 @@ impl SpanStore for MemoryStore {
         Box::pin(async move { Ok(self.find_now(&query)) })
     }
 
+    fn traces_linking_to(
+        &self,
+        trace_id: TraceId,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<TraceId>, StoreError>> {
+        let inner = self.lock();
+        let mut found: Vec<TraceId> = inner
+            .traces
+            .iter()
+            .filter(|(id, t)| {
+                **id != trace_id
+                    && t.spans
+                        .iter()
+                        .any(|s| s.links.iter().any(|l| l.trace_id == trace_id))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        drop(inner);
+        found.sort_unstable_by_key(|id| id.0);
+        found.truncate(limit);
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         Box::pin(async move {
             let inner = self.lock();

@@ -335,6 +335,19 @@ pub trait SpanStore: Send + Sync + 'static {
         query: TraceQuery,
     ) -> BoxFuture<'_, Result<Vec<TraceSummary>, StoreError>>;
 
+    /// The other stored traces that have a span linking to a span of `trace_id` (inbound
+    /// links), distinct, in ascending trace-id order, at most `limit`. A trace's links to
+    /// itself do not count. Links are indexed as spans are written; a deleted trace drops
+    /// out, as source or as target.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] on read failure.
+    fn traces_linking_to(
+        &self,
+        trace_id: TraceId,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<TraceId>, StoreError>>;
+
     /// Every service name seen, sorted.
     ///
     /// # Errors

@@ -71,8 +71,8 @@ pub async fn run(
 }
 
 /// [`run`] for a service that publishes or consumes: the routes are built by
-/// `build(telemetry, queue)`, with the [`Queue`] started on `nats.nats_url` (empty: messaging
-/// off) with that telemetry.
+/// `build(telemetry, queue)`, with the [`Queue`] started from `nats` ([`Queue::from_args`]:
+/// `NATS_URL`, empty for messaging off, and the redelivery settings) with that telemetry.
 pub async fn run_with_queue(
     service_name: &'static str,
     common: &CommonArgs,
@@ -80,7 +80,7 @@ pub async fn run_with_queue(
     build: impl FnOnce(Telemetry, Queue) -> Router,
 ) -> ExitCode {
     run(service_name, common, |telemetry| {
-        let queue = Queue::start(&nats.nats_url, &telemetry);
+        let queue = Queue::from_args(nats, &telemetry);
         build(telemetry, queue)
     })
     .await

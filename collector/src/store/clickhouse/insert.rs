@@ -49,6 +49,8 @@ struct Checked {
     rows: Vec<u8>,
     /// `RowBinary` refusal rows (empty: none).
     refusals: Vec<u8>,
+    /// `RowBinary` inbound-link rows (empty: no stored span has links).
+    links: Vec<u8>,
     /// The keys this batch adds.
     added: Keys,
 }
@@ -173,6 +175,7 @@ async fn check(
     let limit = shared.options.max_spans_per_trace;
     let total: usize = requests.iter().map(Vec::len).sum();
     let mut rows = Writer::with_capacity(total * 512);
+    let mut links = Writer::default();
     let mut refused: HashMap<TraceId, u64> = HashMap::new();
     let mut added: Keys = HashMap::new();
     let mut outcomes = Vec::with_capacity(requests.len());
@@ -190,6 +193,7 @@ async fn check(
                 trace.insert(key);
                 added.entry(span.trace_id).or_default().insert(key);
                 write_span(&mut rows, span, now);
+                write_links(&mut links, span, now);
                 outcome.stored += 1;
             }
         }
@@ -207,8 +211,19 @@ async fn check(
         outcomes,
         rows: rows.buf,
         refusals: refusals.buf,
+        links: links.buf,
         added,
     })
+}
+
+/// The `links_local` rows of a stored span: one per link to another trace (spans without
+/// links write nothing).
+fn write_links(w: &mut Writer, span: &Span, received_ns: u64) {
+    for link in span.links.iter().filter(|l| l.trace_id != span.trace_id) {
+        w.u16(day_of(received_ns));
+        w.fixed(&link.trace_id.0);
+        w.fixed(&span.trace_id.0);
+    }
 }
 
 /// Inserts a checked batch and answers its requests; `true` when it was confirmed.
@@ -218,10 +233,19 @@ async fn insert(shared: &Shared, batch: Checked) -> bool {
         outcomes,
         rows,
         refusals,
+        links,
         ..
     } = batch;
     let mut result = Ok(Vec::new());
-    if !rows.is_empty() {
+    // Links first: a failure after them leaves extra link rows (read with DISTINCT) for a
+    // retry to repeat, never spans whose links were lost.
+    if !links.is_empty() {
+        result = shared
+            .main
+            .run(&sql::insert_links(&shared.tables), INSERT_SETTINGS, links)
+            .await;
+    }
+    if result.is_ok() && !rows.is_empty() {
         result = shared
             .main
             .run(&sql::insert_spans(&shared.tables), INSERT_SETTINGS, rows)

@@ -211,6 +211,14 @@ impl SpanStore for ClickHouseStore {
         Box::pin(async move { search::find_traces(&self.shared, &query).await })
     }
 
+    fn traces_linking_to(
+        &self,
+        trace_id: TraceId,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<TraceId>, StoreError>> {
+        Box::pin(read::traces_linking_to(&self.shared, trace_id, limit))
+    }
+
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         Box::pin(read::services(&self.shared))
     }

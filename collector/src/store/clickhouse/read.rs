@@ -54,6 +54,26 @@ pub(super) async fn get_trace(
     Ok(Some(StoredTrace { summary, spans }))
 }
 
+/// The other traces with a span linking to `trace_id`, ascending, at most `limit`.
+///
+/// # Errors
+/// What the query failed with.
+pub(super) async fn traces_linking_to(
+    shared: &Shared,
+    trace_id: TraceId,
+    limit: usize,
+) -> Result<Vec<TraceId>, StoreError> {
+    let answer = shared
+        .select(&sql::traces_linking_to(&shared.tables, trace_id, limit))
+        .await?;
+    let mut r = Reader::new(&answer);
+    let mut found = Vec::new();
+    while !r.is_empty() {
+        found.push(TraceId(r.fixed::<16>()?));
+    }
+    Ok(found)
+}
+
 /// Every service, sorted.
 ///
 /// # Errors

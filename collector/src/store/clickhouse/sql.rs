@@ -16,6 +16,7 @@
 //! | `spans_local` | `(trace_id, start_ns)`, granularity 1024 | every span (trace by id) |
 //! | `search_local` | `(service, start_ns)` | the searchable columns of every span, filled by `search_mv` |
 //! | `refusals_local` | `trace_id` | spans refused at the per-trace limit, per write |
+//! | `links_local` | `(trace_id, source_trace_id)` | inbound links: `trace_id` is linked to by a span of `source_trace_id` (schema 2), written by the inserter for spans with links |
 //! | `schema_version` | - | the applied schema versions |
 //!
 //! All are partitioned by `received_day`, the day the collector received the span, so
@@ -25,7 +26,7 @@ use crate::model::TraceId;
 use crate::store::{TimeWindow, TraceQuery};
 
 /// The schema this build writes and reads; a database with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u32 = 1;
+pub(super) const SCHEMA_VERSION: u32 = 2;
 
 /// Columns of `spans_local` in insert order (see `codec::write_span`).
 pub(super) const SPAN_COLUMNS: &str = "received_day, received_ns, trace_id, span_id, \
@@ -74,14 +75,24 @@ impl Tables {
         self.shared("refusals")
     }
 
+    /// All inbound-link rows.
+    pub(super) fn links(&self) -> String {
+        self.shared("links")
+    }
+
     /// This node's search rows (inside `IN` subqueries, which every shard runs locally).
     pub(super) fn search_local(&self) -> String {
         self.name("search_local")
     }
 
     /// The per-node tables that hold rows of a trace (what deletes and drops touch).
-    pub(super) fn local_tables(&self) -> [&'static str; 3] {
-        ["spans_local", "search_local", "refusals_local"]
+    pub(super) fn local_tables(&self) -> [&'static str; 4] {
+        [
+            "spans_local",
+            "search_local",
+            "refusals_local",
+            "links_local",
+        ]
     }
 }
 
@@ -175,9 +186,15 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
              received_ns UInt64, trace_id FixedString(16), refused UInt64) ENGINE = MergeTree \
              PARTITION BY received_day ORDER BY trace_id"
         ),
+        // Schema 2: inbound links, keyed (and sharded) by the trace linked to.
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`links_local` (received_day Date, \
+             trace_id FixedString(16), source_trace_id FixedString(16)) ENGINE = MergeTree \
+             PARTITION BY received_day ORDER BY (trace_id, source_trace_id)"
+        ),
     ];
     if let Some(cluster) = &t.cluster {
-        for base in ["spans", "search", "refusals"] {
+        for base in ["spans", "search", "refusals", "links"] {
             ddl.push(format!(
                 "CREATE TABLE IF NOT EXISTS `{db}`.`{base}_dist` AS `{db}`.`{base}_local` \
                  ENGINE = Distributed(`{cluster}`, `{db}`, `{base}_local`, cityHash64(trace_id))"
@@ -448,6 +465,26 @@ pub(super) fn sample_rows(t: &Tables, w: TimeWindow, service: Option<&str>) -> S
     )
 }
 
+/// `INSERT` of inbound-link rows `(received_day, trace_id, source_trace_id)` as
+/// `RowBinary`.
+pub(super) fn insert_links(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} (received_day, trace_id, source_trace_id) FORMAT RowBinary",
+        t.links()
+    )
+}
+
+/// The traces with a span linking to `id` (other traces), ascending, at most `limit`:
+/// `source_trace_id` rows.
+pub(super) fn traces_linking_to(t: &Tables, id: TraceId, limit: usize) -> String {
+    let id = bytes_lit(&id.0);
+    format!(
+        "SELECT DISTINCT source_trace_id FROM {} WHERE trace_id = {id} \
+         AND source_trace_id != {id} ORDER BY source_trace_id LIMIT {limit} FORMAT RowBinary",
+        t.links()
+    )
+}
+
 /// `(trace_id, spans)` of the stored traces among `ids`.
 pub(super) fn count_traces(t: &Tables, ids: &[TraceId]) -> String {
     format!(
@@ -500,12 +537,18 @@ pub(super) fn drop_partition(t: &Tables, table: &str, partition: &str) -> String
     )
 }
 
-/// Deletes the rows of `ids` from a node's `table` (a mutation; see `pending_mutations`).
+/// Deletes the rows of `ids` from a node's `table` (a mutation; see `pending_mutations`);
+/// from `links_local`, the rows naming them as target or as source.
 pub(super) fn delete_traces(t: &Tables, table: &str, ids: &[TraceId]) -> String {
+    let ids = id_list(ids);
+    let also = if table == "links_local" {
+        format!(" OR source_trace_id IN {ids}")
+    } else {
+        String::new()
+    };
     format!(
-        "ALTER TABLE {} DELETE WHERE trace_id IN {}",
-        t.name(table),
-        id_list(ids)
+        "ALTER TABLE {} DELETE WHERE trace_id IN {ids}{also}",
+        t.name(table)
     )
 }
 

@@ -355,6 +355,8 @@ fn dump_statements_for_the_chdb_check() {
     out.push(sql::partitions_before(&t, "spans_local", 20_000));
     out.push(sql::drop_partition(&t, "spans_local", "2024-01-01"));
     out.push(sql::delete_traces(&t, "spans_local", &ids));
+    out.push(sql::delete_traces(&t, "links_local", &ids));
+    out.push(sql::traces_linking_to(&t, ids[0], 10));
     out.push(sql::pending_mutations(&t));
     assert!(
         out.iter().all(|s| !s.contains('\n')),

@@ -1,4 +1,4 @@
-//! # The schema (version 5, `PRAGMA user_version = 5`)
+//! # The schema (version 6, `PRAGMA user_version = 6`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -32,6 +32,9 @@
 //!                                                             -- the trace (never moved by later spans):
 //!                                                             -- what retention ages by; INDEX (received_ns)
 //! traces.spans_refused INTEGER                                -- new spans refused at the per-trace span limit
+//! -- version 6:
+//! trace_links(target_trace_id, source_trace_id)               -- PK (target, source), WITHOUT ROWID;
+//!                                                             -- INDEX (source): inbound links (links.rs)
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -42,17 +45,20 @@
 //! Version 4 → 5 adds `traces.received_ns`; a trace stored before it is given its start
 //! clamped to the time of the migration (`min(start_ns, now)`), so a start claimed in the
 //! future does not keep it forever.
+//! Version 5 → 6 adds the inbound-link table (`links.rs`; traces stored before it have no
+//! rows there).
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use super::links::SCHEMA_V6;
 use super::options::{SqliteOptions, Synchronous};
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -314,6 +320,7 @@ pub(super) fn open_read_write(
         let v2 = if version < 2 { SCHEMA_V2 } else { "" };
         let v3 = if version < 3 { SCHEMA_V3 } else { "" };
         let v4 = if version < 4 { SCHEMA_V4 } else { "" };
+        let v5 = if version < 5 { SCHEMA_V5 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -326,7 +333,8 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {SCHEMA_V5} PRAGMA user_version = {SCHEMA_VERSION}; \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {SCHEMA_V6} \
+             PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))
         .map_err(|e| {
@@ -488,7 +496,7 @@ mod tests {
         Connection::open(&path)
             .unwrap()
             .execute_batch(
-                "BEGIN; DROP INDEX traces_by_received;
+                "BEGIN; DROP INDEX traces_by_received; DROP TABLE trace_links;
                  ALTER TABLE traces DROP COLUMN received_ns;
                  ALTER TABLE traces DROP COLUMN spans_refused;
                  UPDATE traces SET start_ns = 9000000000000000000;
@@ -562,6 +570,7 @@ mod tests {
                  DROP INDEX traces_by_received;
                  ALTER TABLE traces DROP COLUMN received_ns;
                  ALTER TABLE traces DROP COLUMN spans_refused;
+                 DROP TABLE trace_links;
                  PRAGMA user_version = 2;
                  COMMIT;"
             ))
