@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{DAY_NS, day_of, write_span};
 use super::rowbinary::{Reader, Writer};
-use super::{INSERT_SETTINGS, Shared, sql};
+use super::{Shared, sql};
 use crate::model::{Span, SpanId, SpanKind, TraceId};
 use crate::store::{StoreError, WriteOutcome};
 
@@ -223,18 +223,12 @@ async fn insert(shared: &Shared, batch: Checked) -> bool {
     let mut result = Ok(Vec::new());
     if !rows.is_empty() {
         result = shared
-            .main
-            .run(&sql::insert_spans(&shared.tables), INSERT_SETTINGS, rows)
+            .insert(&sql::insert_spans(&shared.tables), rows)
             .await;
     }
     if result.is_ok() && !refusals.is_empty() {
         result = shared
-            .main
-            .run(
-                &sql::insert_refusals(&shared.tables),
-                INSERT_SETTINGS,
-                refusals,
-            )
+            .insert(&sql::insert_refusals(&shared.tables), refusals)
             .await;
     }
     match result {
