@@ -19,8 +19,10 @@
 //! Consistency: one writer task per collector checks each batch against the stored keys
 //! (duplicates, the per-trace span limit) and answers every request only after ClickHouse
 //! confirmed the insert (`insert_distributed_sync=1` on a cluster: every shard confirmed).
-//! The duplicate check looks at spans received today and yesterday (UTC): a span resent
-//! later is stored again, and reads drop the copy.
+//! The duplicate check reads, per trace, the spans received since the day before the
+//! earliest start among its spans in the batch (at most back to yesterday for current
+//! spans): a resent span is found as long as its first copy is retained (see
+//! `insert::lookup_since`; reads drop a copy that slipped through anyway).
 
 mod codec;
 mod http;
@@ -60,8 +62,8 @@ pub struct ClickHouseOptions {
     pub cluster: Option<String>,
     /// The per-node tables are `ReplicatedMergeTree` (the servers need ZooKeeper and the
     /// `{shard}` and `{replica}` macros; needs `cluster`). Queries and inserts then go to the
-    /// first node in `urls` that accepts a connection, and reads prefer replicas that are
-    /// not behind (docs/clickhouse.md, "Replication").
+    /// node of `urls` that answered last, or the next that accepts a connection, and reads
+    /// pass over replicas that are behind (docs/clickhouse.md, "Replication").
     pub replicated: bool,
     /// Most spans stored per trace (`COLLECTOR_MAX_SPANS_PER_TRACE`).
     pub max_spans_per_trace: usize,
@@ -126,8 +128,8 @@ const INSERT_SETTINGS: &[(&str, &str)] = &[("insert_distributed_sync", "1")];
 
 /// Settings of a read with replication: a replica more than 1 s behind (one that was down
 /// and is still fetching the parts written meanwhile) is passed over for an up-to-date one,
-/// so a read after a replica's restart sees every acknowledged span (if every replica of a
-/// shard is behind, the least stale answers, ClickHouse's default).
+/// so a replica catching up does not answer reads or the duplicate check (if every replica
+/// of a shard is behind, the least stale answers, ClickHouse's default).
 const REPLICATED_SELECT_SETTINGS: &[(&str, &str)] =
     &[("max_replica_delay_for_distributed_queries", "1")];
 

@@ -258,6 +258,19 @@ async fn schema_is_idempotent_and_a_newer_version_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_without_a_cluster_is_refused() {
+    let options = ClickHouseOptions {
+        replicated: true,
+        ..ClickHouseOptions::default()
+    };
+    let err = ClickHouseStore::open(options).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("COLLECTOR_CLICKHOUSE_CLUSTER")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_a_retryable_error() {
     let options = ClickHouseOptions {
         // A port nothing listens on: bound, then released.
@@ -738,4 +751,51 @@ async fn searches_agree_with_the_memory_store_on_one_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn searches_agree_with_the_memory_store_on_two_shards() {
     searches_agree_with_the_memory_store(2).await;
+}
+
+/// A span resent long after its first copy was stored (here: a copy received 30 days ago)
+/// is still a duplicate: the check reaches back to the day before the span's own start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_resent_a_month_later_is_a_duplicate() {
+    let Some((store, servers)) = store_on(1).await else {
+        return;
+    };
+    let spans = crate::testing::sample_trace(3);
+    store.write_spans(spans.clone()).await.unwrap();
+    // The same spans under another trace id, as received 30 days ago.
+    let mut old = [0u8; 16];
+    old[14] = 0x0d;
+    old[15] = 0x0d;
+    let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
+    node.run(
+        &format!(
+            "INSERT INTO spanline_test.spans_local SELECT today() - 30, \
+             toUInt64(toDateTime(today() - 30)) * 1000000000, \
+             unhex('0000000000000000000000000000{:02x}{:02x}'), span_id, parent_span_id, \
+             has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, \
+             http_status, has_http_status, attr_keys, attr_values, detail \
+             FROM spanline_test.spans_local WHERE trace_id = {}",
+            old[14],
+            old[15],
+            super::sql::bytes_lit(&spans[0].trace_id.0)
+        ),
+        &[],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let resent: Vec<_> = spans
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            s.trace_id = crate::model::TraceId(old);
+            s
+        })
+        .collect();
+    let outcome = store.write_spans(resent).await.unwrap();
+    assert_eq!(
+        (outcome.stored, outcome.duplicates),
+        (0, spans.len()),
+        "{outcome:?}"
+    );
 }
