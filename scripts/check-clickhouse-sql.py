@@ -48,6 +48,21 @@ def main() -> int:
             text = sql.replace(" FORMAT RowBinary", "")
             return sess.query(text, "CSV").data()
 
+        # `PARSE ` lines (replicated and Distributed DDL: chDB has no ZooKeeper and no
+        # cluster) are parsed and formatted by the current parser, not run.
+        parse_only = [s[len("PARSE "):] for s in statements if s.startswith("PARSE ")]
+        statements = [s for s in statements if not s.startswith("PARSE ")]
+        for sql in parse_only:
+            literal = "'" + sql.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            try:
+                formatted = run(f"SELECT formatQuery({literal})")
+                engine = sql.split("ENGINE = ", 1)[1].split("(", 1)[0]
+                ok = engine in formatted
+                failures += not ok
+                print(f"{'OK' if ok else 'FAIL'}    parsed {sql[:100]}")
+            except Exception as e:  # noqa: BLE001
+                failures += 1
+                print(f"FAIL  parse {sql}\n      {e}")
         schema = [s for s in statements if s.startswith("CREATE")]
         rest = [s for s in statements if not s.startswith("CREATE")]
         for sql in schema:
@@ -87,7 +102,7 @@ def main() -> int:
             except Exception as e:  # noqa: BLE001
                 failures += 1
                 print(f"FAIL  {sql}\n      {e}")
-    print(f"{len(statements)} statements, {failures} failures")
+    print(f"{len(statements)} statements run, {len(parse_only)} parsed, {failures} failures")
     return 1 if failures else 0
 
 

@@ -26,8 +26,14 @@ macro_rules! conformance_tests {
     (optional: $make:expr) => {
         $crate::store::conformance::conformance_tests!(@list optional $make);
     };
-    (@list $arm:ident $make:expr) => {
-        $crate::store::conformance::conformance_tests!(@ $arm $make;
+    // One test running every case in turn on one set of servers (for backends whose servers
+    // are slow to start): `start` gives `Option<guard>` (`None` skips), `open(&guard, case)`
+    // a fresh store for the case named `case` (e.g. its own database).
+    (shared: $start:expr, $open:expr) => {
+        $crate::store::conformance::conformance_tests!(@list shared $start, $open);
+    };
+    (@list $arm:ident $($make:tt)*) => {
+        $crate::store::conformance::conformance_tests!(@ $arm $($make)*;
             write_then_read_round_trips_every_field,
             rewrite_is_idempotent,
             kind_is_part_of_the_identity,
@@ -60,6 +66,18 @@ macro_rules! conformance_tests {
                 $crate::store::conformance::$case(store).await;
             }
         )*
+    };
+    (@shared $start:expr, $open:expr; $($case:ident),* $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn every_case_in_turn_on_shared_servers() {
+            let Some(guard) = $start.await else { return };
+            $(
+                eprintln!("conformance case {}", stringify!($case));
+                let store = $open(&guard, stringify!($case)).await;
+                let store: std::sync::Arc<dyn $crate::store::SpanStore> = std::sync::Arc::new(store);
+                $crate::store::conformance::$case(store).await;
+            )*
+        }
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

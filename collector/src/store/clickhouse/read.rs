@@ -42,7 +42,7 @@ pub(super) async fn get_trace(
             b.kind,
         ))
     });
-    // A span resent after the duplicate window is stored twice: show it once.
+    // A span the duplicate check missed (see insert::lookup_since) is stored twice: show it once.
     spans.dedup_by(|a, b| (a.span_id, a.kind) == (b.span_id, b.kind));
     let mut summary = TraceSummary::of_spans(trace_id, &spans);
     summary.spans_refused = refused_counts(shared, &[trace_id])

@@ -46,6 +46,8 @@ pub(super) struct Tables {
     pub(super) db: String,
     /// Cluster name from the servers' `remote_servers`, for `Distributed` tables.
     pub(super) cluster: Option<String>,
+    /// The per-node tables are `ReplicatedMergeTree` (see [`Tables::engine`]).
+    pub(super) replicated: bool,
 }
 
 impl Tables {
@@ -83,6 +85,21 @@ impl Tables {
     /// This node's search rows (inside `IN` subqueries, which every shard runs locally).
     pub(super) fn search_local(&self) -> String {
         self.name("search_local")
+    }
+
+    /// The engine clause of the per-node table `table`: `MergeTree`, or with replication
+    /// `ReplicatedMergeTree('/clickhouse/tables/{shard}/<db>/<table>', '{replica}')`, where
+    /// `{shard}` and `{replica}` are each server's macros (so the replicas of one shard
+    /// share a ZooKeeper path, and each registers under its own name).
+    pub(super) fn engine(&self, table: &str) -> String {
+        if self.replicated {
+            format!(
+                "ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}/{table}', '{{replica}}')",
+                self.db
+            )
+        } else {
+            "MergeTree".into()
+        }
     }
 
     /// The per-node tables that hold rows of a trace (what deletes and drops touch).
@@ -165,16 +182,18 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
              parent_span_id FixedString(8), has_parent UInt8, kind UInt8, status UInt8, \
              service String, name String, start_ns UInt64, end_ns UInt64, duration_ns UInt64, \
              http_status Int64, has_http_status UInt8, attr_keys Array(String), \
-             attr_values Array(String), detail String) ENGINE = MergeTree \
+             attr_values Array(String), detail String) ENGINE = {} \
              PARTITION BY received_day ORDER BY (trace_id, start_ns) \
-             SETTINGS index_granularity = 1024"
+             SETTINGS index_granularity = 1024",
+            t.engine("spans_local")
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS `{db}`.`search_local` (received_day Date, \
              service String, start_ns UInt64, trace_id FixedString(16), name String, \
              kind UInt8, status UInt8, duration_ns UInt64, attr_keys Array(String), \
-             attr_values Array(String)) ENGINE = MergeTree PARTITION BY received_day \
-             ORDER BY (service, start_ns) SETTINGS index_granularity = 8192"
+             attr_values Array(String)) ENGINE = {} PARTITION BY received_day \
+             ORDER BY (service, start_ns) SETTINGS index_granularity = 8192",
+            t.engine("search_local")
         ),
         format!(
             "CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`search_mv` TO `{db}`.`search_local` \
@@ -183,8 +202,9 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS `{db}`.`refusals_local` (received_day Date, \
-             received_ns UInt64, trace_id FixedString(16), refused UInt64) ENGINE = MergeTree \
-             PARTITION BY received_day ORDER BY trace_id"
+             received_ns UInt64, trace_id FixedString(16), refused UInt64) ENGINE = {} \
+             PARTITION BY received_day ORDER BY trace_id",
+            t.engine("refusals_local")
         ),
         // Schema 2: inbound links, keyed (and sharded) by the trace linked to.
         format!(
