@@ -267,8 +267,7 @@ async fn insert(shared: &Shared, batch: Checked) -> bool {
     // retry to repeat, never spans whose links were lost.
     if !links.is_empty() {
         result = shared
-            .main
-            .run(&sql::insert_links(&shared.tables), INSERT_SETTINGS, links)
+            .insert(&sql::insert_links(&shared.tables), links)
             .await;
     }
     if result.is_ok() && !rows.is_empty() {

@@ -209,8 +209,9 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
         // Schema 2: inbound links, keyed (and sharded) by the trace linked to.
         format!(
             "CREATE TABLE IF NOT EXISTS `{db}`.`links_local` (received_day Date, \
-             trace_id FixedString(16), source_trace_id FixedString(16)) ENGINE = MergeTree \
-             PARTITION BY received_day ORDER BY (trace_id, source_trace_id)"
+             trace_id FixedString(16), source_trace_id FixedString(16)) ENGINE = {} \
+             PARTITION BY received_day ORDER BY (trace_id, source_trace_id)",
+            t.engine("links_local")
         ),
     ];
     if let Some(cluster) = &t.cluster {
