@@ -55,15 +55,9 @@ echo "$nodes"
 urls=$(echo "$nodes" | awk '/^node /{print $3}' | paste -sd, -)
 ch1=$(echo "$urls" | cut -d, -f1)
 
-wait_port() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    if ! kill -0 "$pid" 2>/dev/null; then echo "collector exited; see $work/collector.log" >&2; cat "$work/collector.log" >&2; return 1; fi
-    sleep 0.1
-  done
-  echo "nothing listening on port $1" >&2
-  return 1
-}
+log_dir=$work
+# wait_port.
+. scripts/bench-common.sh
 
 start_collector() { # storage
   rm -rf "$work/data"
@@ -72,10 +66,10 @@ start_collector() { # storage
     COLLECTOR_GRPC_ADDR=127.0.0.1:0 COLLECTOR_SAMPLING_ADDR=127.0.0.1:0 \
     COLLECTOR_DATA_DIR=$work/data COLLECTOR_STORAGE=$1 \
     COLLECTOR_CLICKHOUSE_URL=$urls COLLECTOR_CLICKHOUSE_CLUSTER=spanline_2s \
-    COLLECTOR_RETENTION=0 "$collector_bin" >"$work/collector.log" 2>&1 &
+    COLLECTOR_RETENTION=0 "$collector_bin" >"$log_dir/collector.log" 2>&1 &
   pid=$!
-  wait_port "$port"
-  wait_port "$qport"
+  wait_port "$port" collector "$pid"
+  wait_port "$qport" collector "$pid"
 }
 
 results=$work/results.txt

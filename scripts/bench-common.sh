@@ -1,20 +1,33 @@
 # Shell helpers shared by the benchmark scripts (sourced, not run). The caller sets
 # $log_dir, where each process logs to <name>.log, and runs `trap stop_all EXIT`.
 
-# Waits until `url` answers 2xx, or stops the script with the process's log if it exits.
-wait_healthy() { # name url pid
+# Waits until `command...` succeeds (30 s at most), or stops the script with the log of the
+# process `name` ($log_dir/<name>.log) if `pid` exits first.
+wait_for() { # name pid command...
+  local name=$1 pid=$2
+  shift 2
   for _ in $(seq 1 300); do
-    if curl -fsS -o /dev/null "$2" 2>/dev/null; then return 0; fi
-    if ! kill -0 "$3" 2>/dev/null; then
-      echo "$1 exited; its log:" >&2
-      tail -n 20 "$log_dir/$1.log" >&2
+    if "$@"; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited; its log:" >&2
+      tail -n 20 "$log_dir/$name.log" >&2
       exit 1
     fi
     sleep 0.1
   done
-  echo "$1 did not become healthy" >&2
+  echo "$name: not ready after 30 s ($*)" >&2
   exit 1
 }
+
+# Whether `url` answers 2xx; whether something listens on 127.0.0.1:`port`.
+http_ok() { curl -fsS -o /dev/null "$1" 2>/dev/null; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Waits until `url` answers 2xx (wait_for).
+wait_healthy() { wait_for "$1" "$3" http_ok "$2"; } # name url pid
+
+# Waits until something listens on 127.0.0.1:`port` (wait_for).
+wait_port() { wait_for "$2" "$3" port_open "$1"; } # port name pid
 
 # CPU time (utime + stime, clock ticks) of the given pids.
 cpu_ticks() {
@@ -32,19 +45,23 @@ hz=$(getconf CLK_TCK)
 require_free_ports() { # port...
   local p
   for p in "$@"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    if port_open "$p"; then
       echo "port $p is in use; set BASE_PORT to a free range" >&2
       exit 1
     fi
   done
 }
 
-# The processes a benchmark started: services in $pids, the collector in $collector_pid.
+# The processes a benchmark started: services in $pids, the collector in $collector_pid;
+# stop_all stops and forgets them (the script may start others after it).
 pids=()
 collector_pid=
 stop_all() {
+  local pid
   for pid in "${pids[@]}" $collector_pid; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}" $collector_pid; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+  collector_pid=
 }
 
 # Starts the demo's user, payment, order and frontend services from $bin on the ports

@@ -61,30 +61,24 @@ stop_target() {
   fi
 }
 trap stop_target EXIT
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listening on port $1" >&2
-  return 1
-}
+log_dir=$work
+# wait_port.
+. scripts/bench-common.sh
 
 start_collector() { # [binary]
   rm -rf "$work/data"
   mkdir -p "$work/data"
   COLLECTOR_INGEST_ADDR=127.0.0.1:$port COLLECTOR_QUERY_ADDR=127.0.0.1:$((port + 1)) COLLECTOR_GRPC_ADDR=127.0.0.1:0 COLLECTOR_SAMPLING_ADDR=127.0.0.1:0 \
-    COLLECTOR_DATA_DIR=$work/data "${1:-$collector_bin}" >"$work/collector.log" 2>&1 &
+    COLLECTOR_DATA_DIR=$work/data "${1:-$collector_bin}" >"$log_dir/collector.log" 2>&1 &
   pid=$!
-  wait_port "$port"
+  wait_port "$port" collector "$pid"
 }
 
 start_rotel() {
   "$rotel" start --exporter blackhole --otlp-http-endpoint "127.0.0.1:$port" \
-    --otlp-grpc-endpoint "127.0.0.1:$((port + 2))" >"$work/rotel.log" 2>&1 &
+    --otlp-grpc-endpoint "127.0.0.1:$((port + 2))" >"$log_dir/rotel.log" 2>&1 &
   pid=$!
-  wait_port "$port"
+  wait_port "$port" rotel "$pid"
 }
 
 disk_per_span() { # label: bytes of the stopped collector's database per stored span

@@ -33,25 +33,10 @@ loadgen=$target/release/loadgen
 
 results=$work/results.txt
 : >"$results"
-pids=()
-stop_all() {
-  local p
-  for p in "${pids[@]}"; do
-    kill -TERM "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  pids=()
-}
+log_dir=$work
+# pids, stop_all, wait_port, cpu_ticks, hz.
+. scripts/bench-common.sh
 trap stop_all EXIT
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listening on port $1" >&2
-  return 1
-}
 
 start() { # index peers-list
   local i=$1 ingest=$((base + 10 * $1))
@@ -60,20 +45,10 @@ start() { # index peers-list
     COLLECTOR_GRPC_ADDR=127.0.0.1:0 COLLECTOR_SAMPLING_ADDR=127.0.0.1:0 \
     COLLECTOR_DATA_DIR=$work/data$i COLLECTOR_STORAGE=$storage \
     COLLECTOR_PEERS=$2 COLLECTOR_PEER_SELF=http://127.0.0.1:$ingest \
-    "$collector_bin" >"$work/collector$i.log" 2>&1 &
+    "$collector_bin" >"$log_dir/collector$i.log" 2>&1 &
   pids+=($!)
-  wait_port "$ingest"
+  wait_port "$ingest" "collector$i" "$!"
 }
-
-cpu_ticks() { # pid...
-  local total=0 p f
-  for p in "$@"; do
-    read -r -a f <"/proc/$p/stat"
-    total=$((total + f[13] + f[14]))
-  done
-  echo "$total"
-}
-hz=$(getconf CLK_TCK)
 
 load() { # label index connections
   "$loadgen" ingest --url "http://127.0.0.1:$((base + 10 * $2))/v1/traces" --connections "$3" \

@@ -12,6 +12,8 @@
 #
 # No debug info (the workspace's release profile keeps line tables for the host): smaller
 # artifacts link faster and make smaller Docker layers; the image would strip it anyway.
+# One codegen unit per crate (the host's release profile uses 4): the seven stripped binaries
+# come to 53.3 MB (measured here); with 4 units the image was 58.7 MB in the last CI run.
 #
 # With --target, build scripts and proc macros are still built for the host as usual; only the
 # binaries are static. Name lookups (`collector`, `payment`, ...) then go through glibc's
@@ -21,6 +23,7 @@ set -eu
 [ $# -eq 0 ] || find "$@" -name '*.rs' -exec touch {} +
 target=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_PROFILE_RELEASE_DEBUG=false
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" exec cargo build --release --locked \
   --target "$target" -p collector -p frontend -p user-service -p order-service -p payment-service \
   -p notification-service -p loadgen

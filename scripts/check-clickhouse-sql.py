@@ -3,7 +3,7 @@
 
 Input: the statements the Rust test `dump_statements_for_the_chdb_check` writes (one per
 line; see scripts/check-clickhouse-sql.sh). The schema statements run first; then sample spans
-go in (through the materialized view too), then every query shape runs and the ones with a
+go in (through the materialized view too, and inbound-link rows), then every query shape runs and the ones with a
 known answer are checked. Exit status 1 when any statement fails on this ClickHouse.
 
     python3 check-clickhouse-sql.py STATEMENTS_FILE
@@ -26,6 +26,13 @@ SELECT today(), toUInt64(now()) * 1000000000, unhex('{t}'), unhex('0000000000000
   'GET /', 1764000000000000000 + number * 1000, 1764000000100000000, 100000000 - number * 1000,
   if(number = 2, 500, 200), 1, ['http.response.status_code'], [if(number = 2, '500', '200')], ''
 FROM numbers(3)
+"""
+# Inbound links: a span of T2 links to T1 (written twice, as a retried insert would), and one
+# of T1 to itself (never a row: the inserter skips it; here it checks the query's filter).
+LINK_ROWS = """
+INSERT INTO spanline.links_local (received_day, trace_id, source_trace_id) VALUES
+  (today(), unhex('{t1}'), unhex('{t2}')), (today(), unhex('{t1}'), unhex('{t2}')),
+  (today(), unhex('{t1}'), unhex('{t1}'))
 """
 
 
@@ -55,6 +62,21 @@ def main() -> int:
             text = sql.replace(" FORMAT RowBinary", "")
             return sess.query(text, "CSV").data()
 
+        # `PARSE ` lines (replicated and Distributed DDL: chDB has no ZooKeeper and no
+        # cluster) are parsed and formatted by the current parser, not run.
+        parse_only = [s[len("PARSE "):] for s in statements if s.startswith("PARSE ")]
+        statements = [s for s in statements if not s.startswith("PARSE ")]
+        for sql in parse_only:
+            literal = "'" + sql.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            try:
+                formatted = run(f"SELECT formatQuery({literal})")
+                engine = sql.split("ENGINE = ", 1)[1].split("(", 1)[0]
+                ok = engine in formatted
+                failures += not ok
+                print(f"{'OK' if ok else 'FAIL'}    parsed {sql[:100]}")
+            except Exception as e:  # noqa: BLE001
+                failures += 1
+                print(f"FAIL  parse {sql}\n      {e}")
         schema = [s for s in statements if s.startswith("CREATE")]
         rest = [s for s in statements if not s.startswith("CREATE")]
         for sql in schema:
@@ -66,6 +88,7 @@ def main() -> int:
                 print(f"FAIL  {sql}\n      {e}")
         for t in (T1, T2):
             run(SAMPLE_ROWS.format(t=t))
+        run(LINK_ROWS.format(t1=T1, t2=T2))
         for sql in DURABLE_ROWS:
             run(sql)
         copied = run("SELECT count() FROM spanline.search_local").strip()
@@ -77,6 +100,10 @@ def main() -> int:
             "SELECT count() FROM (SELECT trace_id FROM spanline.spans_local GROUP BY trace_id "
             "HAVING max(arrayExists((k, v) -> k = 'http.response.status_code' AND v = '500', "
             "attr_keys, attr_values)) = 1)": "2",
+            # traces_linking_to(T1): T2 once; not T1 itself.
+            f"SELECT hex(source_trace_id) FROM (SELECT DISTINCT source_trace_id FROM "
+            f"spanline.links_local WHERE trace_id = unhex('{T1}') AND source_trace_id != "
+            f"unhex('{T1}') ORDER BY source_trace_id LIMIT 10)": f'"{T2.upper()}"',
             # The decision shape (sql::decision): the latest row of T1.
             f"SELECT kept, policies, finish FROM spanline.sampling_decisions_local "
             f"WHERE trace_id = unhex('{T1}') ORDER BY decided_ns DESC LIMIT 1": '1,"[""slow""]","settled"',
@@ -100,7 +127,7 @@ def main() -> int:
             except Exception as e:  # noqa: BLE001
                 failures += 1
                 print(f"FAIL  {sql}\n      {e}")
-    print(f"{len(statements)} statements, {failures} failures")
+    print(f"{len(statements)} statements run, {len(parse_only)} parsed, {failures} failures")
     return 1 if failures else 0
 
 

@@ -6,8 +6,14 @@
 #                                          `spanline_2s`) as processes on free loopback ports,
 #                                          each with its own config and data under DIR; prints
 #                                          one line per node: `node I http://127.0.0.1:HTTP TCP PID`
+#   scripts/clickhouse.sh start DIR N replicas ZK_HOST:PORT
+#                                          N replicas of one shard instead: cluster `spanline_1s2r`
+#                                          (internal_replication), ZooKeeper at ZK_HOST:PORT
+#                                          (scripts/zookeeper.sh), macros shard=1, replica=rI
 #   scripts/clickhouse.sh stop DIR [I]     stop the nodes started in DIR (or node I only), by
-#                                          their recorded pids
+#                                          their recorded pids: SIGTERM, then SIGKILL after
+#                                          CLICKHOUSE_STOP_GRACE_S seconds (default 10; an idle
+#                                          keep-alive connection holds a server that long)
 #   scripts/clickhouse.sh restart DIR I    start node I of DIR again on the same ports and data
 #
 # Prints "clickhouse-server: missing" and exits 3 when the server is absent (start/restart).
@@ -37,9 +43,15 @@ install() {
     clickhouse-server clickhouse-client
 }
 
-# write_config DIR I HTTP TCP INTERSERVER CLUSTER_XML
+# write_config DIR I HTTP TCP INTERSERVER CLUSTER_XML SHARD [ZK_HOST:PORT]
+# Macros: {shard} = SHARD, {replica} = rI (what ReplicatedMergeTree paths use).
 write_config() {
-  local dir=$1 i=$2 http=$3 tcp=$4 inter=$5 cluster=$6
+  local dir=$1 i=$2 http=$3 tcp=$4 inter=$5 cluster=$6 shard=$7 zk=${8:-}
+  local zk_xml=""
+  if [ -n "$zk" ]; then
+    zk_xml="<zookeeper><node><host>${zk%:*}</host><port>${zk##*:}</port></node><session_timeout_ms>6000</session_timeout_ms></zookeeper>"
+    zk_xml="$zk_xml<distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>"
+  fi
   local node="$dir/node$i"
   mkdir -p "$node/data" "$node/tmp" "$node/log" "$node/user_files"
   cat >"$node/config.xml" <<XML
@@ -75,6 +87,8 @@ write_config() {
   <profiles><default><max_memory_usage>2000000000</max_memory_usage><log_queries>0</log_queries></default></profiles>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
   <remote_servers>$cluster</remote_servers>
+  <macros><shard>$shard</shard><replica>r$i</replica></macros>
+  $zk_xml
 </yandex>
 XML
 }
@@ -112,21 +126,40 @@ launch() {
 }
 
 start() {
-  local dir=$1 n=${2:-1}
+  local dir=$1 n=${2:-1} layout=${3:-shards} zk=${4:-}
   if [ -z "$(server_bin)" ]; then echo "clickhouse-server: missing"; exit 3; fi
+  case "$layout" in
+    shards) ;;
+    replicas) [ -n "$zk" ] || { echo "replicas needs ZK_HOST:PORT" >&2; exit 2; } ;;
+    *) echo "layout $layout: use shards or replicas" >&2; exit 2 ;;
+  esac
   mkdir -p "$dir"
-  local shards="" i
+  local shards="" replicas="" i
   declare -a https tcps inters
   for i in $(seq 1 "$n"); do
     https[$i]=$(free_port); tcps[$i]=$(free_port); inters[$i]=$(free_port)
     shards="$shards<shard><replica><host>127.0.0.1</host><port>${tcps[$i]}</port></replica></shard>"
+    replicas="$replicas<replica><host>127.0.0.1</host><port>${tcps[$i]}</port></replica>"
   done
   local cluster="<spanline_2s>$shards</spanline_2s>"
+  if [ "$layout" = replicas ]; then
+    cluster="<spanline_1s2r><shard><internal_replication>true</internal_replication>$replicas</shard></spanline_1s2r>"
+  fi
   for i in $(seq 1 "$n"); do
-    write_config "$dir" "$i" "${https[$i]}" "${tcps[$i]}" "${inters[$i]}" "$cluster"
+    local shard=$i
+    [ "$layout" = replicas ] && shard=1
+    write_config "$dir" "$i" "${https[$i]}" "${tcps[$i]}" "${inters[$i]}" "$cluster" "$shard" "$zk"
     echo "${https[$i]} ${tcps[$i]} ${inters[$i]}" >"$dir/node$i/ports"
   done
-  for i in $(seq 1 "$n"); do launch "$dir" "$i"; done
+  # The nodes start in parallel; their lines print in order.
+  local pids=() failed=0
+  for i in $(seq 1 "$n"); do
+    launch "$dir" "$i" >"$dir/node$i/launch.out" &
+    pids[$i]=$!
+  done
+  for i in $(seq 1 "$n"); do wait "${pids[$i]}" || failed=1; done
+  for i in $(seq 1 "$n"); do cat "$dir/node$i/launch.out"; done
+  return "$failed"
 }
 
 stop() {
@@ -135,7 +168,10 @@ stop() {
     [ -f "$f" ] || continue
     pid=$(cat "$f")
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 $((${CLICKHOUSE_STOP_GRACE_S:-10} * 10))); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$f"
   done
@@ -143,10 +179,10 @@ stop() {
 
 case "${1:-}" in
   install) install ;;
-  start) start "${2:?DIR}" "${3:-1}" ;;
+  start) start "${2:?DIR}" "${3:-1}" "${4:-shards}" "${5:-}" ;;
   stop) stop "${2:?DIR}" "${3:-}" ;;
   restart)
     if [ -z "$(server_bin)" ]; then echo "clickhouse-server: missing"; exit 3; fi
     launch "${2:?DIR}" "${3:?node number}" ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,20p' "$0"; exit 2 ;;
 esac

@@ -30,6 +30,11 @@ if ! scripts/clickhouse.sh install; then
   echo "clickhouse-server missing and not installable here: the ClickHouse tests skip (under CI=true they fail)"
 fi
 
+step "ZooKeeper for the replicated ClickHouse tests (Debian zookeeper; scripts/zookeeper.sh)"
+if ! scripts/zookeeper.sh install; then
+  echo "zookeeper missing and not installable here: the replicated ClickHouse tests skip (under CI=true they fail)"
+fi
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -22,6 +22,7 @@
 //! | `COLLECTOR_CLICKHOUSE_USER` | `--clickhouse-user` | none (server default) | user (HTTP basic auth) |
 //! | `COLLECTOR_CLICKHOUSE_PASSWORD` | `--clickhouse-password` | none | password of that user |
 //! | `COLLECTOR_CLICKHOUSE_CLUSTER` | `--clickhouse-cluster` | none (one node) | cluster name from the servers' `remote_servers`: spans go through `Distributed` tables sharded by trace id |
+//! | `COLLECTOR_CLICKHOUSE_REPLICATED` | `--clickhouse-replicated` | `false` | `true`: the per-node tables are `ReplicatedMergeTree` (the servers need `<zookeeper>` and the `{shard}`/`{replica}` macros; needs a cluster), and a node that refuses connections is skipped for the next URL |
 //! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
 //! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
 //! | `COLLECTOR_RETENTION` | `--retention` | `7d` | delete traces first received longer ago than this (`s`, `m`, `h`, `d`; `0` = keep) |
@@ -98,6 +99,11 @@ pub struct ClickHouseConfig {
     #[arg(long = "clickhouse-cluster", env = "COLLECTOR_CLICKHOUSE_CLUSTER",
           value_parser = |s: &str| crate::store::check_identifier("cluster", s).map(|()| s.to_owned()))]
     pub cluster: Option<String>,
+    /// Replicated per-node tables (`ReplicatedMergeTree`, through ZooKeeper); needs a cluster.
+    #[arg(long = "clickhouse-replicated", env = "COLLECTOR_CLICKHOUSE_REPLICATED",
+          default_value_t = false, value_parser = clap::builder::BoolishValueParser::new(),
+          num_args = 0..=1, default_missing_value = "true")]
+    pub replicated: bool,
 }
 
 /// The collector's configuration (see the module docs for the table).
@@ -307,6 +313,7 @@ impl Config {
             user: self.clickhouse.user.clone(),
             password: self.clickhouse.password.clone(),
             cluster: self.clickhouse.cluster.clone(),
+            replicated: self.clickhouse.replicated,
             max_spans_per_trace: self.max_spans_per_trace,
             ..crate::store::ClickHouseOptions::default()
         }
@@ -379,6 +386,9 @@ mod tests {
             "spanline_2s",
         ])
         .unwrap();
+        assert!(!c.clickhouse_options().replicated);
+        let r = Config::try_parse_from(["collector", "--clickhouse-replicated", "1"]).unwrap();
+        assert!(r.clickhouse_options().replicated);
         assert_eq!(c.storage, StorageKind::Clickhouse);
         let o = c.clickhouse_options();
         assert_eq!(o.urls, vec!["http://a:8123", "http://b:8123"]);

@@ -29,7 +29,6 @@ pub async fn check_tls(
     timeout: Duration,
 ) -> Result<(), String> {
     use rustls_pki_types::pem::PemObject;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_rustls::rustls;
 
     let leaf = rustls_pki_types::CertificateDer::from_pem_file(cert)
@@ -51,26 +50,11 @@ pub async fn check_tls(
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
-        let mut tls = connector
+        let tls = connector
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS with {addr}: {e}"))?;
-        let request = format!(
-            "GET /health HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: spanline-healthcheck\r\n\
-             Connection: close\r\n\r\n"
-        );
-        tls.write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("cannot send to {addr}: {e}"))?;
-        let mut head = [0u8; 12];
-        tls.read_exact(&mut head)
-            .await
-            .map_err(|e| format!("cannot read from {addr}: {e}"))?;
-        if head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200" {
-            Ok(())
-        } else {
-            Err(format!("unhealthy: {:?}", String::from_utf8_lossy(&head)))
-        }
+        demokit::lifecycle::probe_health_on(tls, addr, "/health").await
     })
     .await
     .map_err(|_| format!("no answer from {addr} within {timeout:?}"))?

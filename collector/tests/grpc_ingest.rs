@@ -8,6 +8,8 @@
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,24 +29,17 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as PbKeyValue, a
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message as _;
-use tokio::net::TcpListener;
 
 struct Running {
     store: Arc<MemoryStore>,
     state: AppState,
     grpc: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    served: common::WithGrpc,
 }
 
 impl Running {
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), &mut self.server)
-            .await
-            .expect("serve returns after shutdown")
-            .unwrap()
-            .unwrap();
+    async fn stop(self) {
+        self.served.stop().await;
     }
 }
 
@@ -64,26 +59,12 @@ async fn start_with(max_body_bytes: usize, tokens: collector::auth::AccessTokens
 async fn start_state(limits: IngestLimits, adjust: impl FnOnce(AppState) -> AppState) -> Running {
     let store = Arc::new(MemoryStore::new());
     let state = adjust(AppState::new(store.clone(), limits));
-    let ingest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let query = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_addr = grpc.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(collector::serve_with_grpc(
-        state.clone(),
-        ingest,
-        Some(grpc),
-        query,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let served = common::serve_with_grpc_on_loopback(state.clone()).await;
     Running {
         store,
         state,
-        grpc: grpc_addr,
-        stop: Some(stop),
-        server,
+        grpc: served.grpc,
+        served,
     }
 }
 

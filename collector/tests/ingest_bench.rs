@@ -25,10 +25,6 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use collector::{AppState, IngestLimits, SqliteOptions, SqliteStore};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tower::ServiceExt;
 
@@ -38,14 +34,7 @@ const IN_FLIGHT: usize = 8;
 /// With `BENCH_LATE_ROOT=1`: how many requests later a trace's root span is sent.
 const ROOT_LAG: usize = 16;
 
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
+/// Request `n` as `loadgen ingest` sends it (`loadgen::request`), with ids and starts of its own.
 fn request(n: usize, late_root: bool) -> Vec<u8> {
     let start_of = |n: usize| 1_763_700_000_000_000_000u64 + n as u64 * 1_000_000;
     let t0 = start_of(n);
@@ -61,72 +50,11 @@ fn request(n: usize, late_root: bool) -> Vec<u8> {
             let trace = (owner * SPANS_PER_REQUEST + i) / 10 + 1;
             let mut trace_id = [0u8; 16];
             trace_id[8..].copy_from_slice(&(trace as u64).to_be_bytes());
-            let mut span_id = [0u8; 8];
-            span_id.copy_from_slice(&((n * SPANS_PER_REQUEST + i + 1) as u64).to_be_bytes());
-            Span {
-                trace_id: trace_id.to_vec(),
-                span_id: span_id.to_vec(),
-                name: format!("GET /api/v1/items/{}", i % 20),
-                kind: 2 + (i % 2) as i32,
-                start_time_unix_nano: start,
-                end_time_unix_nano: start + 250_000,
-                attributes: vec![
-                    kv(
-                        "http.request.method",
-                        any_value::Value::StringValue("GET".into()),
-                    ),
-                    kv(
-                        "http.route",
-                        any_value::Value::StringValue("/api/v1/items/{id}".into()),
-                    ),
-                    kv(
-                        "url.path",
-                        any_value::Value::StringValue(format!("/api/v1/items/{i}")),
-                    ),
-                    kv("http.response.status_code", any_value::Value::IntValue(200)),
-                    kv(
-                        "server.address",
-                        any_value::Value::StringValue("items.internal".into()),
-                    ),
-                    kv("server.port", any_value::Value::IntValue(8080)),
-                    kv(
-                        "client.address",
-                        any_value::Value::StringValue("10.1.2.3".into()),
-                    ),
-                    kv(
-                        "user_agent.original",
-                        any_value::Value::StringValue("bench/1.0".into()),
-                    ),
-                    kv("app.item.id", any_value::Value::IntValue(i as i64)),
-                    kv("app.cache.hit", any_value::Value::BoolValue(i % 3 == 0)),
-                ],
-                ..Default::default()
-            }
+            let span_id = ((n * SPANS_PER_REQUEST + i + 1) as u64).to_be_bytes();
+            loadgen::span(i, trace_id, span_id, start)
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv(
-                        "service.name",
-                        any_value::Value::StringValue(format!("svc-{}", n % 4)),
-                    ),
-                    kv(
-                        "host.name",
-                        any_value::Value::StringValue("bench-host".into()),
-                    ),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    loadgen::request(n, spans).encode_to_vec()
 }
 
 #[test]

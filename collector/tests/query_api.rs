@@ -1187,6 +1187,111 @@ async fn links_follow_stitches_in_the_linked_traces() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
+/// `links=follow` on the trace linked to (A) stitches in the trace whose span links to it
+/// (B), marked `linked_from`, from the store's link index (SQLite here); text too.
+#[tokio::test]
+async fn links_follow_stitches_in_the_traces_linking_to_this_one() {
+    let h = sqlite();
+    let t0 = now_ns() - 5_000 * MS;
+    let producer = span(
+        50,
+        t0,
+        1,
+        None,
+        "payment",
+        "publish payments.completed",
+        SpanKind::Producer,
+        0,
+        2,
+    );
+    let mut consumer = span(
+        51,
+        t0,
+        1,
+        None,
+        "notification",
+        "process payments.completed",
+        SpanKind::Consumer,
+        5,
+        3,
+    );
+    consumer.links.push(collector::model::Link {
+        trace_id: producer.trace_id,
+        span_id: producer.span_id,
+        trace_state: String::new(),
+        attributes: Vec::new(),
+    });
+    let unrelated = span(
+        52,
+        t0,
+        1,
+        None,
+        "user",
+        "GET /users/1",
+        SpanKind::Server,
+        0,
+        1,
+    );
+    h.state
+        .store
+        .write_spans(vec![producer, consumer, unrelated])
+        .await
+        .unwrap();
+
+    let v = get(
+        &h,
+        &format!("/v1/traces/{}/tree?links=follow", trace_hex(50)),
+    )
+    .await
+    .json();
+    let linked = v["linked_traces"].as_array().unwrap();
+    assert_eq!(linked.len(), 1, "{v:#}");
+    assert_eq!(linked[0]["relation"], "linked_from");
+    assert_eq!(linked[0]["tree"]["trace_id"], trace_hex(51));
+    assert_eq!(
+        linked[0]["tree"]["roots"][0]["name"],
+        "process payments.completed"
+    );
+    // From B, A is still the one it links to.
+    let b = get(
+        &h,
+        &format!("/v1/traces/{}/tree?links=follow", trace_hex(51)),
+    )
+    .await
+    .json();
+    let relations: Vec<(&str, &str)> = b["linked_traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["relation"].as_str().unwrap(),
+                l["tree"]["trace_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(relations, [("links_to", trace_hex(50).as_str())]);
+    let text = get(
+        &h,
+        &format!("/v1/traces/{}/tree?links=follow&format=text", trace_hex(50)),
+    )
+    .await;
+    let text = String::from_utf8(text.body).unwrap();
+    assert!(
+        text.contains("linked trace (it links to this trace):"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("trace {}", trace_hex(51))), "{text}");
+    // An unrelated trace has nothing to follow.
+    let none = get(
+        &h,
+        &format!("/v1/traces/{}/tree?links=follow", trace_hex(52)),
+    )
+    .await
+    .json();
+    assert_eq!(none["linked_traces"], serde_json::json!([]), "{none:#}");
+}
+
 /// Issue 16 item 2: answers written span by span are the same JSON as built whole, and
 /// the tree and span lists page.
 #[tokio::test]

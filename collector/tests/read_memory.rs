@@ -98,19 +98,9 @@ impl Collector {
     }
 }
 
-/// One HTTP/1.1 exchange: (status, body bytes, chunked or not).
+/// One HTTP/1.1 exchange with a JSON body: (status, body bytes, chunked or not).
 async fn exchange(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>, bool) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    common::split_answer(&raw)
+    common::exchange(addr, method, path, "application/json", body).await
 }
 
 /// A span as an instrumented HTTP service reports it: a dozen attributes, one event; the

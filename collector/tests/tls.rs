@@ -5,6 +5,8 @@
 // Test helpers panic on failure by design (clippy only exempts `#[test]` bodies).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
 const TRACE_HEX: &str = "8bf92f3577b34da6a3ce929d0e0e4736";
@@ -44,40 +46,10 @@ fn self_signed() -> Certificate {
     }
 }
 
-struct Running {
-    ingest: SocketAddr,
-    grpc: SocketAddr,
-    query: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(cert: &Certificate) -> Running {
+async fn start(cert: &Certificate) -> common::WithGrpc {
     let tls = TlsAcceptors::from_pem_files(&cert.cert_path, &cert.key_path).unwrap();
     let state = AppState::new(Arc::new(MemoryStore::new()), IngestLimits::default()).with_tls(tls);
-    let ingest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let query = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running_addrs = (
-        ingest.local_addr().unwrap(),
-        grpc.local_addr().unwrap(),
-        query.local_addr().unwrap(),
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(collector::serve_with_grpc(
-        state,
-        ingest,
-        Some(grpc),
-        query,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Running {
-        ingest: running_addrs.0,
-        grpc: running_addrs.1,
-        query: running_addrs.2,
-        _stop: stop,
-    }
+    common::serve_with_grpc_on_loopback(state).await
 }
 
 /// One HTTP/1.1 exchange over TLS, trusting only `cert`: the raw answer.

@@ -316,19 +316,24 @@ pub(crate) async fn post_zipkin(State(state): State<AppState>, request: Request)
     }
 }
 
+/// The media type of a `Content-Type` value, lower-cased, without parameters (`""` when
+/// empty).
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// Zipkin accepts JSON, and treats a missing content type as JSON.
 fn zipkin_content_type(headers: &HeaderMap) -> Result<(), Error> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
     let raw = String::from_utf8_lossy(value.as_bytes()).into_owned();
-    let media = raw
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    match media.as_str() {
+    match media_type(&raw).as_str() {
         "" => Ok(()),
         "application/json" => json_charset(&raw),
         "application/x-protobuf" | "application/protobuf" => Err(Error::UnsupportedMediaType(
@@ -349,13 +354,7 @@ fn request_format(headers: &HeaderMap) -> Result<WireFormat, Error> {
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let media = raw
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    match media.as_str() {
+    match media_type(&raw).as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(WireFormat::Protobuf),
         "application/json" => json_charset(&raw).map(|()| WireFormat::Json),
         "" => Err(Error::UnsupportedMediaType(format!(

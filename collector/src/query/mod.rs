@@ -12,6 +12,7 @@
 
 pub mod dependencies;
 pub mod jaeger;
+mod linked;
 pub mod native;
 pub(crate) mod params;
 pub mod stats;

@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /v1/traces/{trace_id}/tree` | [`TraceTree`](crate::assemble::TraceTree) JSON; text with `?format=text` or `Accept: text/plain`; `?wait=SECONDS` (≤ 30, larger values are clamped) long-polls until the trace has a root and no orphans, then answers what it has; `?raw=true` skips the clock-skew adjustment; `?links=follow` adds the traces its spans link to (`linked_traces`) |
+//! | `GET /v1/traces/{trace_id}/tree` | [`TraceTree`](crate::assemble::TraceTree) JSON; text with `?format=text` or `Accept: text/plain`; `?wait=SECONDS` (≤ 30, larger values are clamped) long-polls until the trace has a root and no orphans, then answers what it has; `?raw=true` skips the clock-skew adjustment; `?links=follow` adds the traces its spans link to and the traces whose spans link to it (`linked_traces`, each with `relation` `links_to` or `linked_from`, at most 10 in all) |
 //! | `GET /v1/traces/{trace_id}` | `{"trace_id", "spans": [simple spans], "metadata": {summary}}` |
 //! | `GET /v1/traces` | summaries, newest first (filters below); a text list with `?format=text` or `Accept: text/plain` ([`super::summary_text`]) |
 //! | `GET /v1/services` | sorted service names |
@@ -44,6 +44,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::linked::{Relation, linked_traces};
 use super::params::{Pairs, Param, pairs, parse_search, ui_base_url};
 use super::stream;
 use crate::AppState;
@@ -89,7 +90,7 @@ pub(crate) struct TreeParams {
     pub(crate) options: assemble::AssembleOptions,
     /// Text: every event, not only exceptions.
     pub(crate) all_events: bool,
-    /// `links=follow`: add the traces this one's spans link to.
+    /// `links=follow`: add the traces this one's spans link to and those linking to it.
     pub(crate) follow_links: bool,
     /// `limit=N` (most spans, chosen breadth first) and `root=SPAN_ID` (start there).
     pub(crate) page: assemble::page::TreePage,
@@ -240,33 +241,15 @@ async fn tree_answer(
         .unwrap_or_else(|e| e.into_response_as(p.error_format()))
 }
 
-/// The stored traces that spans of `trace` link to (other traces only, in the order first
-/// linked, at most [`MAX_FOLLOWED_TRACES`]; traces not stored are left out).
-async fn linked_traces(state: &AppState, trace: &StoredTrace) -> Result<Vec<StoredTrace>, Error> {
-    let own = trace.summary.trace_id;
-    let mut ids: Vec<TraceId> = Vec::new();
-    for l in trace.spans.iter().flat_map(|s| &s.links) {
-        if l.trace_id != own && !ids.contains(&l.trace_id) && ids.len() < MAX_FOLLOWED_TRACES {
-            ids.push(l.trace_id);
-        }
-    }
-    let mut found = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(t) = state.store.get_trace(id).await? {
-            found.push(t);
-        }
-    }
-    Ok(found)
-}
-
-/// Assembles a stored trace (and, for `links=follow`, the `linked` traces it links to) and
+/// Assembles a stored trace (and, for `links=follow`, the `linked` traces it links to or is
+/// linked from) and
 /// answers the page `p` asks for, as JSON written node by node ([`assemble::page`]) or text.
 ///
 /// # Errors
 /// 404 when `root` names a span the trace does not have.
 fn tree_response(
     trace: StoredTrace,
-    linked: &[StoredTrace],
+    linked: &[(Relation, StoredTrace)],
     p: &TreeParams,
     headers: &HeaderMap,
 ) -> Result<Response, Error> {
@@ -292,9 +275,11 @@ fn tree_response(
             all_events: p.all_events,
         };
         let mut out = text::render_page(&layout, &selection, &options);
-        for t in linked {
+        for (relation, t) in linked {
             let linked_tree = assemble::assemble_with(&t.spans, &p.options);
-            out.push_str("\nlinked trace (this trace links to it):\n");
+            out.push('\n');
+            out.push_str(relation.heading());
+            out.push('\n');
             out.push_str(&text::render_with(&linked_tree, &options));
         }
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response());
@@ -303,9 +288,9 @@ fn tree_response(
     if p.follow_links {
         let trees: Vec<Value> = linked
             .iter()
-            .map(|t| {
+            .map(|(relation, t)| {
                 json!({
-                    "relation": "links_to",
+                    "relation": relation.as_str(),
                     "tree": assemble::assemble_with(&t.spans, &p.options),
                 })
             })

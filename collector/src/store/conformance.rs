@@ -33,8 +33,14 @@ macro_rules! conformance_tests {
     (optional: $make:expr) => {
         $crate::store::conformance::conformance_tests!(@list optional $make);
     };
-    (@list $arm:ident $make:expr) => {
-        $crate::store::conformance::conformance_tests!(@ $arm $make;
+    // One test running every case in turn on one set of servers (for backends whose servers
+    // are slow to start): `start` gives `Option<guard>` (`None` skips), `open(&guard, case)`
+    // a fresh store for the case named `case` (e.g. its own database).
+    (shared: $start:expr, $open:expr) => {
+        $crate::store::conformance::conformance_tests!(@list shared $start, $open);
+    };
+    (@list $arm:ident $($make:tt)*) => {
+        $crate::store::conformance::conformance_tests!(@ $arm $($make)*;
             write_then_read_round_trips_every_field,
             rewrite_is_idempotent,
             kind_is_part_of_the_identity,
@@ -52,6 +58,7 @@ macro_rules! conformance_tests {
             operation_samples_cover_entry_spans_in_window,
             retention_deletes_old_traces_in_batches,
             delete_traces_removes_exactly_those_traces,
+            traces_linking_to_finds_inbound_links,
             retention_ages_by_receipt_not_by_a_claimed_start,
             a_trace_holds_at_most_the_span_limit,
             writes_after_shutdown_fail_cleanly,
@@ -69,6 +76,18 @@ macro_rules! conformance_tests {
                 $crate::store::conformance::$case(store).await;
             }
         )*
+    };
+    (@shared $start:expr, $open:expr; $($case:ident),* $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn every_case_in_turn_on_shared_servers() {
+            let Some(guard) = $start.await else { return };
+            $(
+                eprintln!("conformance case {}", stringify!($case));
+                let store = $open(&guard, stringify!($case)).await;
+                let store: std::sync::Arc<dyn $crate::store::SpanStore> = std::sync::Arc::new(store);
+                $crate::store::conformance::$case(store).await;
+            )*
+        }
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -919,6 +938,75 @@ pub(crate) async fn delete_traces_removes_exactly_those_traces(store: Store) {
     assert_eq!(again.traces_deleted, 0);
     store.write_spans(demo_trace(2, true, 10.0)).await.unwrap();
     assert!(store.get_trace(trace_id(2)).await.unwrap().is_some());
+}
+
+/// A span of `trace` (seed) linking to span 1 of each trace in `to` (seeds).
+fn linking_span(trace: u8, id: u64, to: &[u8]) -> crate::model::Span {
+    let mut s = span(
+        trace_id(trace),
+        id,
+        None,
+        "worker",
+        "process jobs",
+        SpanKind::Consumer,
+        f64::from(trace),
+        1.0,
+    );
+    s.links = to
+        .iter()
+        .map(|&t| crate::model::Link {
+            trace_id: trace_id(t),
+            span_id: crate::testing::span_id(1),
+            trace_state: String::new(),
+            attributes: Vec::new(),
+        })
+        .collect();
+    s
+}
+
+pub(crate) async fn traces_linking_to_finds_inbound_links(store: Store) {
+    // 1 links to 2; 2 links to 1 from two spans; 3 links to 1 and to itself; 4 links to 5
+    // only; 6 has no links.
+    let spans = vec![
+        linking_span(1, 1, &[2]),
+        linking_span(2, 1, &[1]),
+        linking_span(2, 2, &[1, 5]),
+        linking_span(3, 1, &[1, 3]),
+        linking_span(4, 1, &[5]),
+        span(
+            trace_id(6),
+            1,
+            None,
+            "api",
+            "GET /",
+            SpanKind::Server,
+            0.0,
+            1.0,
+        ),
+    ];
+    store.write_spans(spans.clone()).await.unwrap();
+    let linking = |t: u8, limit: usize| {
+        let store = Arc::clone(&store);
+        async move { store.traces_linking_to(trace_id(t), limit).await.unwrap() }
+    };
+    assert_eq!(linking(1, 10).await, [trace_id(2), trace_id(3)]);
+    assert_eq!(linking(1, 1).await, [trace_id(2)], "at most the limit");
+    assert_eq!(linking(2, 10).await, [trace_id(1)]);
+    assert_eq!(linking(3, 10).await, [], "links to itself do not count");
+    assert_eq!(
+        linking(5, 10).await,
+        [trace_id(2), trace_id(4)],
+        "target not stored"
+    );
+    assert_eq!(linking(6, 10).await, []);
+    assert_eq!(linking(99, 10).await, []);
+    // Written again (duplicates), nothing changes.
+    store.write_spans(spans).await.unwrap();
+    assert_eq!(linking(1, 10).await, [trace_id(2), trace_id(3)]);
+    // A deleted trace no longer links.
+    store.delete_traces(vec![trace_id(2)]).await.unwrap();
+    assert_eq!(linking(1, 10).await, [trace_id(3)]);
+    assert_eq!(linking(5, 10).await, [trace_id(4)]);
 }
 
 /// A unix-ns instant after every receipt so far and before every later one.

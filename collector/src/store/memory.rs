@@ -7,9 +7,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
 use super::{
-    BoxFuture, ConsumerGroupSeen, DependencyEdge, MAX_TRACE_SPANS, Operation, OperationSamples,
-    RetentionOutcome, RetentionPolicy, SamplingDecision, SpanStore, StoreError, StoredTrace,
-    TimeWindow, TraceQuery, TraceSummary, WriteOutcome, attr_index_text, group_samples,
+    BoxFuture, ConsumerGroupSeen, DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation,
+    OperationSamples, RetentionOutcome, RetentionPolicy, SamplingDecision, SpanStore, StoreError,
+    StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome, attr_index_text,
+    group_samples,
 };
 use crate::model::{Span, SpanId, SpanKind, TraceId};
 
@@ -142,9 +143,7 @@ impl MemoryStore {
 
     fn dependencies_now(&self, window: TimeWindow) -> Vec<DependencyEdge> {
         let inner = self.lock();
-        type Key = (String, String, Option<String>);
-        let mut edges: std::collections::BTreeMap<Key, (u64, u64)> =
-            std::collections::BTreeMap::new();
+        let mut edges = EdgeCounts::default();
         for t in inner.traces.values() {
             for child in t.spans.iter().filter(|s| is_entry(s)) {
                 if !window.contains(child.start_time_unix_nano) {
@@ -162,26 +161,14 @@ impl MemoryStore {
                 else {
                     continue;
                 };
-                let via = crate::store::queue_hop(parent.kind, child.kind, &child.name);
-                let e = edges
-                    .entry((parent.service_name.clone(), child.service_name.clone(), via))
-                    .or_default();
-                e.0 += 1;
-                e.1 += u64::from(parent.is_error() || child.is_error());
+                edges.add(
+                    (&parent.service_name, parent.kind),
+                    (&child.service_name, child.kind, &child.name),
+                    parent.is_error() || child.is_error(),
+                );
             }
         }
-        edges
-            .into_iter()
-            .map(
-                |((parent, child, via), (call_count, error_count))| DependencyEdge {
-                    parent,
-                    child,
-                    call_count,
-                    error_count,
-                    via,
-                },
-            )
-            .collect()
+        edges.into_edges()
     }
 
     fn samples_now(&self, window: TimeWindow, service: Option<&str>) -> Vec<OperationSamples> {
@@ -272,6 +259,29 @@ impl SpanStore for MemoryStore {
         query: TraceQuery,
     ) -> BoxFuture<'_, Result<Vec<TraceSummary>, StoreError>> {
         Box::pin(async move { Ok(self.find_now(&query)) })
+    }
+
+    fn traces_linking_to(
+        &self,
+        trace_id: TraceId,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<TraceId>, StoreError>> {
+        let inner = self.lock();
+        let mut found: Vec<TraceId> = inner
+            .traces
+            .iter()
+            .filter(|(id, t)| {
+                **id != trace_id
+                    && t.spans
+                        .iter()
+                        .any(|s| s.links.iter().any(|l| l.trace_id == trace_id))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        drop(inner);
+        found.sort_unstable_by_key(|id| id.0);
+        found.truncate(limit);
+        Box::pin(std::future::ready(Ok(found)))
     }
 
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {

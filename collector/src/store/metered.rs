@@ -53,6 +53,14 @@ impl SpanStore for MeteredStore {
         self.inner.find_traces(query)
     }
 
+    fn traces_linking_to(
+        &self,
+        trace_id: TraceId,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<TraceId>, StoreError>> {
+        self.inner.traces_linking_to(trace_id, limit)
+    }
+
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         self.inner.services()
     }

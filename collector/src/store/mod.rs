@@ -154,6 +154,58 @@ pub struct DependencyEdge {
     pub via: Option<String>,
 }
 
+impl DependencyEdge {
+    /// The edge `parent` → `child` (through `via`, for a queue hop) with `call_count` calls,
+    /// `error_count` of them failed: one entry of an [`EdgeCounts`] or one grouped query row.
+    pub fn from_counts(
+        (parent, child, via): (String, String, Option<String>),
+        (call_count, error_count): (u64, u64),
+    ) -> Self {
+        Self {
+            parent,
+            child,
+            call_count,
+            error_count,
+            via,
+        }
+    }
+}
+
+/// Call and error counts per (parent service, child service, queue destination), for
+/// backends that walk spans to build the dependency graph; [`EdgeCounts::into_edges`] gives
+/// the edges sorted by that key.
+#[derive(Debug, Default)]
+pub struct EdgeCounts(std::collections::BTreeMap<(String, String, Option<String>), (u64, u64)>);
+
+impl EdgeCounts {
+    /// Counts one call from the span `parent` (of `parent_service`, kind `parent_kind`) to
+    /// its child span `child_name` (of `child_service`, kind `child_kind`); `error` when
+    /// either span has status error. A queue hop is keyed by its destination
+    /// ([`queue_hop`]).
+    pub fn add(
+        &mut self,
+        (parent_service, parent_kind): (&str, SpanKind),
+        (child_service, child_kind, child_name): (&str, SpanKind, &str),
+        error: bool,
+    ) {
+        let via = queue_hop(parent_kind, child_kind, child_name);
+        let e = self
+            .0
+            .entry((parent_service.to_owned(), child_service.to_owned(), via))
+            .or_default();
+        e.0 += 1;
+        e.1 += u64::from(error);
+    }
+
+    /// The counted edges, sorted by (parent, child, via).
+    pub fn into_edges(self) -> Vec<DependencyEdge> {
+        self.0
+            .into_iter()
+            .map(|(key, counts)| DependencyEdge::from_counts(key, counts))
+            .collect()
+    }
+}
+
 /// The destination of a queue hop from `parent_kind` to the child span `child_kind`
 /// `child_name` (see [`DependencyEdge::via`]).
 pub fn queue_hop(
@@ -284,6 +336,19 @@ pub trait SpanStore: Send + Sync + 'static {
         &self,
         query: TraceQuery,
     ) -> BoxFuture<'_, Result<Vec<TraceSummary>, StoreError>>;
+
+    /// The other stored traces that have a span linking to a span of `trace_id` (inbound
+    /// links), distinct, in ascending trace-id order, at most `limit`. A trace's links to
+    /// itself do not count. Links are indexed as spans are written; a deleted trace drops
+    /// out, as source or as target.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] on read failure.
+    fn traces_linking_to(
+        &self,
+        trace_id: TraceId,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<TraceId>, StoreError>>;
 
     /// Every service name seen, sorted.
     ///

@@ -64,6 +64,18 @@ pub async fn http(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
+    let (status, body, _) = exchange(addr, method, path, content_type, body).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// [`http`] with the body as bytes, and whether it came chunked: (status, body, chunked).
+pub async fn exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>, bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
@@ -75,8 +87,7 @@ pub async fn http(
     stream.write_all(body).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
-    let (status, body, _) = split_answer(&raw);
-    (status, String::from_utf8_lossy(&body).into_owned())
+    split_answer(&raw)
 }
 
 /// A raw HTTP/1.1 answer as (status, body, whether it came chunked); a chunked body is
@@ -136,6 +147,61 @@ pub async fn serve_on_loopback(state: collector::AppState) -> Running {
         query: query_addr,
         state,
         _stop: stop,
+    }
+}
+
+/// A collector served with OTLP/gRPC on 127.0.0.1 ports (ephemeral); [`WithGrpc::stop`]
+/// stops it and waits for the server to return; dropping it stops it too.
+pub struct WithGrpc {
+    pub ingest: std::net::SocketAddr,
+    pub grpc: std::net::SocketAddr,
+    pub query: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl WithGrpc {
+    /// Stops the server; panics unless it returns `Ok` within 10 s.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(std::time::Duration::from_secs(10), &mut self.server)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Serves `state` on three fresh loopback ports (ingest, gRPC, query) with
+/// `collector::serve_with_grpc`.
+pub async fn serve_with_grpc_on_loopback(state: collector::AppState) -> WithGrpc {
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let (ingest, grpc, query) = (
+        bind().await.unwrap(),
+        bind().await.unwrap(),
+        bind().await.unwrap(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let addrs = (
+        ingest.local_addr().unwrap(),
+        grpc.local_addr().unwrap(),
+        query.local_addr().unwrap(),
+    );
+    let server = tokio::spawn(collector::serve_with_grpc(
+        state,
+        ingest,
+        Some(grpc),
+        query,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    WithGrpc {
+        ingest: addrs.0,
+        grpc: addrs.1,
+        query: addrs.2,
+        stop: Some(stop),
+        server,
     }
 }
 

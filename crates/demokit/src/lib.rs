@@ -16,6 +16,8 @@ mod downstream;
 mod error;
 #[cfg(feature = "service")]
 mod fault;
+#[cfg(feature = "service")]
+mod gave_up;
 pub mod lifecycle;
 #[cfg(feature = "service")]
 mod queue;
@@ -43,15 +45,17 @@ pub use fault::{
     DELAY_ATTRIBUTE, FaultError, FaultPlan, Faults, MAX_DELAY_MS, SERVICES, SIM_PREFIX,
     apply_faults,
 };
+#[cfg(feature = "service")]
+pub use gave_up::{GaveUp, STREAM_SEQUENCE, max_deliveries_subject};
 pub use lifecycle::shutdown_signal;
 #[cfg(feature = "service")]
 pub use queue::{
     ACK_TIMEOUT, ACK_WAIT, DEFAULT_NATS_URL, Delivery, MAX_DELIVER, NAK_DELAY, NatsArgs,
     PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_FAILED, PAYMENTS_REQUESTED, Queue, QueueError,
-    STREAM,
+    Redelivery, STREAM, consumer_name,
 };
 #[cfg(feature = "service")]
-pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run, run_with};
+pub use run::{CommonArgs, EXIT_CONFIG, TELEMETRY_HELP, run, run_with, run_with_queue};
 #[cfg(feature = "service")]
 pub use serve::{FLUSH_TIMEOUT, ServeOptions, app, app_with, healthcheck, serve, serve_on};
 #[cfg(feature = "service")]

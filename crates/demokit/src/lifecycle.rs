@@ -7,11 +7,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Most response bytes a health probe reads (the status line is all that matters).
-const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// The signal that asked the process to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,36 +74,56 @@ pub fn probe_addr(listen: SocketAddr) -> SocketAddr {
 /// A readable reason: connection refused, timeout, or the status line received.
 pub async fn probe_health(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(), String> {
     tokio::time::timeout(timeout, async {
-        let mut stream = TcpStream::connect(addr)
+        let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: spanline-healthcheck\r\n\
-             Connection: close\r\n\r\n"
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("cannot send to {addr}: {e}"))?;
-        let mut response = Vec::new();
-        stream
-            .take(MAX_RESPONSE_BYTES)
-            .read_to_end(&mut response)
-            .await
-            .map_err(|e| format!("cannot read from {addr}: {e}"))?;
-        let text = String::from_utf8_lossy(&response);
-        let status_line = text.lines().next().unwrap_or_default();
-        let mut parts = status_line.split_whitespace();
-        match (parts.next(), parts.next()) {
-            (Some(v), Some("200")) if v.starts_with("HTTP/1.") => Ok(()),
-            _ => {
-                let shown: String = status_line.chars().take(100).collect();
-                Err(format!("unhealthy: {shown:?}"))
-            }
-        }
+        probe_health_on(stream, addr, path).await
     })
     .await
     .map_err(|_| format!("no answer from {addr} within {timeout:?}"))?
+}
+
+/// The request and answer of [`probe_health`] over an open `stream` to `addr` (plain TCP, or
+/// TLS for the collector's `--healthcheck`): sends `GET <path>` and succeeds on an
+/// `HTTP/1.x 200` status line. Reads up to the end of the status line (at most 64 KiB), so
+/// it needs no end-of-stream. Set a timeout around it.
+///
+/// # Errors
+/// A readable reason: the stream failed, or the status line received.
+pub async fn probe_health_on<S>(mut stream: S, addr: SocketAddr, path: &str) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: spanline-healthcheck\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("cannot send to {addr}: {e}"))?;
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !response.contains(&b'\n') && response.len() < MAX_RESPONSE_BYTES {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("cannot read from {addr}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&response);
+    let status_line = text.lines().next().unwrap_or_default();
+    let mut parts = status_line.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(v), Some("200")) if v.starts_with("HTTP/1.") => Ok(()),
+        _ => {
+            let shown: String = status_line.chars().take(100).collect();
+            Err(format!("unhealthy: {shown:?}"))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +159,31 @@ mod tests {
         assert_eq!(probe_health(addr, "/healthz", timeout).await, Ok(()));
         let err = probe_health(addr, "/healthz", timeout).await.unwrap_err();
         assert!(err.contains("503"), "{err}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn probe_needs_only_the_status_line_not_the_end_of_the_stream() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await.unwrap();
+            // A status line, then the connection stays open (as over TLS without
+            // close_notify) until the probe has answered.
+            socket.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+            let _ = done_rx.await;
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            probe_health_on(stream, addr, "/healthz"),
+        )
+        .await;
+        assert_eq!(answer, Ok(Ok(())));
+        done_tx.send(()).unwrap();
         server.await.unwrap();
     }
 }

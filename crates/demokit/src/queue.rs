@@ -5,7 +5,10 @@
 //! subject through its own durable pull consumer, `<group>-<subject with - for .>`, created
 //! at start (idempotently: an existing stream or consumer with the same configuration is
 //! reused). A failed process is nak'ed and redelivered up to [`MAX_DELIVER`] deliveries in
-//! all.
+//! all (`NATS_MAX_DELIVER`); a message not acknowledged within [`ACK_WAIT`]
+//! (`NATS_ACK_WAIT_MS`) is redelivered too. When JetStream gives up on a message it only
+//! publishes an advisory: [`Queue::on_gave_up`] turns that into a call with the message
+//! (see `gave_up.rs`).
 //!
 //! The connection is made in the background and retried, so a service starts (and answers
 //! synchronous requests) while NATS is down; a publish then fails after [`ACK_TIMEOUT`] as
@@ -48,12 +51,50 @@ pub const NAK_DELAY: Duration = Duration::from_millis(200);
 /// How long JetStream waits for an ack before redelivering (a consumer that died mid-way).
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
 
-/// The `NATS_URL` flag of every service that publishes or consumes.
+/// The NATS flags of every service that publishes or consumes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct NatsArgs {
     /// NATS server with JetStream, for the asynchronous flow (empty: no messaging).
     #[arg(long, env = "NATS_URL", default_value = DEFAULT_NATS_URL)]
     pub nats_url: String,
+    /// How long JetStream waits for a consumer's ack before redelivering, ms (the
+    /// `ack_wait` of the durable consumers this service creates).
+    #[arg(long, env = "NATS_ACK_WAIT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub nats_ack_wait_ms: u64,
+    /// Deliveries of one message at most, the first included (the `max_deliver` of the
+    /// durable consumers this service creates).
+    #[arg(long, env = "NATS_MAX_DELIVER", default_value_t = MAX_DELIVER,
+          value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub nats_max_deliver: i64,
+}
+
+/// How the durable consumers a [`Queue`] creates redeliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redelivery {
+    /// How long JetStream waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Deliveries of one message at most, the first included (≥ 1).
+    pub max_deliver: i64,
+}
+
+impl Default for Redelivery {
+    fn default() -> Redelivery {
+        Redelivery {
+            ack_wait: ACK_WAIT,
+            max_deliver: MAX_DELIVER,
+        }
+    }
+}
+
+impl NatsArgs {
+    /// The redelivery settings from the flags.
+    pub fn redelivery(&self) -> Redelivery {
+        Redelivery {
+            ack_wait: Duration::from_millis(self.nats_ack_wait_ms),
+            max_deliver: self.nats_max_deliver.max(1),
+        }
+    }
 }
 
 /// Why a message was not published.
@@ -84,6 +125,7 @@ pub struct Queue {
     /// when messaging is off.
     js: watch::Receiver<Option<jetstream::Context>>,
     off: bool,
+    redelivery: Redelivery,
 }
 
 impl Queue {
@@ -91,6 +133,17 @@ impl Queue {
     /// creating [`STREAM`]). An empty `url` turns messaging off: publishes fail with
     /// [`QueueError::Off`] and consumers never start. Must run inside a tokio runtime.
     pub fn start(url: &str, telemetry: &Telemetry) -> Queue {
+        Queue::start_with(url, Redelivery::default(), telemetry)
+    }
+
+    /// [`start`](Self::start) from the service's flags: `NATS_URL` and the redelivery
+    /// settings of the consumers it creates.
+    pub fn from_args(args: &NatsArgs, telemetry: &Telemetry) -> Queue {
+        Queue::start_with(&args.nats_url, args.redelivery(), telemetry)
+    }
+
+    /// [`start`](Self::start) with the given redelivery settings.
+    pub fn start_with(url: &str, redelivery: Redelivery, telemetry: &Telemetry) -> Queue {
         let (tx, rx) = watch::channel(None);
         let off = url.trim().is_empty();
         if !off {
@@ -118,7 +171,13 @@ impl Queue {
             telemetry: telemetry.clone(),
             js: rx,
             off,
+            redelivery,
         }
+    }
+
+    /// The service's telemetry.
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Whether messaging is on (`NATS_URL` not empty).
@@ -173,7 +232,7 @@ impl Queue {
     /// Consumes `subject` as consumer group `group` (its durable consumer is created at
     /// start) for as long as the process runs: each message is processed by `handler` in a
     /// CONSUMER span (see `tracekit::messaging::NatsConsumer::handle`), concurrently; an
-    /// `Err` naks it for redelivery (at most [`MAX_DELIVER`] deliveries).
+    /// `Err` naks it for redelivery (at most [`Redelivery::max_deliver`] deliveries).
     pub fn consume<F, Fut>(&self, group: &'static str, subject: &'static str, handler: F)
     where
         F: Fn(Bytes) -> Fut + Send + Sync + 'static,
@@ -199,6 +258,7 @@ impl Queue {
                 return;
             };
             let service = queue.telemetry.service_name().to_owned();
+            let redelivery = queue.redelivery;
             let processor = NatsConsumer::new(
                 queue.telemetry.tracer.clone(),
                 queue.telemetry.propagator,
@@ -207,7 +267,7 @@ impl Queue {
             );
             loop {
                 let consumer = retry(&service, "create consumer", || {
-                    durable_consumer(&js, group, subject)
+                    durable_consumer(&js, group, subject, redelivery)
                 })
                 .await;
                 let mut messages = match consumer.messages().await {
@@ -229,7 +289,13 @@ impl Queue {
                     let attempt = message.info().map_or(1, |i| i.delivered);
                     tokio::spawn(async move {
                         let handled = processor
-                            .handle(&message, |payload| handler(Delivery { payload, attempt }))
+                            .handle(&message, |payload| {
+                                handler(Delivery {
+                                    payload,
+                                    attempt,
+                                    max_deliver: redelivery.max_deliver,
+                                })
+                            })
                             .await;
                         if let Err(e) = handled {
                             eprintln!("{service}: {e}");
@@ -241,7 +307,7 @@ impl Queue {
     }
 
     /// Waits (without limit) until the client exists.
-    async fn wait_connected(&self) -> Result<jetstream::Context, QueueError> {
+    pub(crate) async fn wait_connected(&self) -> Result<jetstream::Context, QueueError> {
         let mut rx = self.js.clone();
         match rx.wait_for(Option::is_some).await {
             Ok(js) => js.clone().ok_or(QueueError::NotConnected),
@@ -255,16 +321,18 @@ impl Queue {
 pub struct Delivery {
     /// The message body.
     pub payload: Bytes,
-    /// Which delivery this is: 1 for the first, up to [`MAX_DELIVER`]
+    /// Which delivery this is: 1 for the first, up to `max_deliver`
     /// (`messaging.nats.message.delivery_count`).
     pub attempt: i64,
+    /// The consumer's deliveries at most ([`Redelivery::max_deliver`]).
+    pub max_deliver: i64,
 }
 
 impl Delivery {
     /// Whether JetStream will not redeliver this message after a failure (the attempt is
-    /// the [`MAX_DELIVER`]th, or later).
+    /// the `max_deliver`th, or later).
     pub fn is_last(&self) -> bool {
-        self.attempt >= MAX_DELIVER
+        self.attempt >= self.max_deliver
     }
 }
 
@@ -281,13 +349,20 @@ async fn ensure_stream(js: &jetstream::Context) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+/// The name of the durable consumer of `group` on `subject`: `<group>-<subject with - for .>`
+/// (e.g. `payment-payments-requested`).
+pub fn consumer_name(group: &str, subject: &str) -> String {
+    format!("{group}-{}", subject.replace('.', "-"))
+}
+
 /// The durable pull consumer of `group` on `subject`, created unless it exists.
 async fn durable_consumer(
     js: &jetstream::Context,
     group: &str,
     subject: &str,
+    redelivery: Redelivery,
 ) -> Result<jetstream::consumer::PullConsumer, String> {
-    let name = format!("{group}-{}", subject.replace('.', "-"));
+    let name = consumer_name(group, subject);
     let stream = js.get_stream(STREAM).await.map_err(|e| e.to_string())?;
     stream
         .get_or_create_consumer(
@@ -295,8 +370,8 @@ async fn durable_consumer(
             jetstream::consumer::pull::Config {
                 durable_name: Some(name.clone()),
                 filter_subject: subject.to_owned(),
-                max_deliver: MAX_DELIVER,
-                ack_wait: ACK_WAIT,
+                max_deliver: redelivery.max_deliver,
+                ack_wait: redelivery.ack_wait,
                 ..Default::default()
             },
         )
@@ -305,7 +380,7 @@ async fn durable_consumer(
 }
 
 /// Runs `step` until it succeeds, every 500 ms, saying on stderr why the first try failed.
-async fn retry<T, Fut>(service: &str, what: &str, step: impl Fn() -> Fut) -> T
+pub(crate) async fn retry<T, Fut>(service: &str, what: &str, step: impl Fn() -> Fut) -> T
 where
     Fut: Future<Output = Result<T, String>>,
 {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use axum::Router;
 
+use crate::queue::{NatsArgs, Queue};
 use crate::serve::ServeOptions;
 use crate::telemetry::Telemetry;
 
@@ -67,6 +68,22 @@ pub async fn run(
     build: impl FnOnce(Telemetry) -> Router,
 ) -> ExitCode {
     run_with(service_name, common, common.serve_options(), build).await
+}
+
+/// [`run`] for a service that publishes or consumes: the routes are built by
+/// `build(telemetry, queue)`, with the [`Queue`] started from `nats` ([`Queue::from_args`]:
+/// `NATS_URL`, empty for messaging off, and the redelivery settings) with that telemetry.
+pub async fn run_with_queue(
+    service_name: &'static str,
+    common: &CommonArgs,
+    nats: &NatsArgs,
+    build: impl FnOnce(Telemetry, Queue) -> Router,
+) -> ExitCode {
+    run(service_name, common, |telemetry| {
+        let queue = Queue::from_args(nats, &telemetry);
+        build(telemetry, queue)
+    })
+    .await
 }
 
 /// Runs a service: probes health and exits if `--healthcheck`, else sets up telemetry from

@@ -12,6 +12,7 @@
 //! `cargo build --bins` first.
 
 pub mod browser;
+mod wiring;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub use wiring::{ServiceSpec, collector_env, demo_services};
 
 /// The binaries of the stack.
 pub const BINARIES: [&str; 6] = [
@@ -201,13 +204,6 @@ pub fn nats_available() -> bool {
     found
 }
 
-/// How one demo service of the stack is started (kept to restart it).
-struct ServiceSpec {
-    bin: &'static str,
-    port: u16,
-    env: Vec<(&'static str, String)>,
-}
-
 /// The whole stack on loopback.
 pub struct Stack {
     /// A plain HTTP client for the test's own requests.
@@ -278,67 +274,40 @@ impl Stack {
             .build()
             .expect("client");
         let data_dir = tempfile::tempdir().expect("tempdir");
-        let port = |_: u8| free_port();
-        let ingest_addr: SocketAddr = ([127, 0, 0, 1], port(0)).into();
-        let query_addr: SocketAddr = ([127, 0, 0, 1], port(1)).into();
-        let [fe, us, os, ps, ns, nats_port] =
-            [port(2), port(3), port(4), port(5), port(6), port(7)];
-        let url = |p: u16| format!("http://127.0.0.1:{p}");
+        let ingest_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let query_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let nats_port = free_port();
+        let ingest_url = format!("http://{ingest_addr}");
+        let query_url = format!("http://{query_addr}");
+        let nats_url = with_nats.then(|| format!("nats://127.0.0.1:{nats_port}"));
+        let services = demo_services(
+            |_| ingest_url.clone(),
+            &query_url,
+            nats_url.as_deref(),
+            extra_env,
+        );
+        let frontend = services.iter().find(|s| s.bin == "frontend");
         let mut stack = Stack {
             client,
-            frontend_url: url(fe),
-            query_url: format!("http://{query_addr}"),
-            ingest_url: format!("http://{ingest_addr}"),
+            frontend_url: frontend.expect("demo_services has a frontend").url(),
+            query_url,
+            ingest_url,
             ingest_addr,
             query_addr,
             data_dir,
             procs: Vec::new(),
             collector_env,
-            nats_url: with_nats.then(|| format!("nats://127.0.0.1:{nats_port}")),
+            nats_url,
             nats: None,
             nats_port,
-            services: Vec::new(),
+            services,
         };
         stack.start_collector().await;
         if with_nats {
             stack.start_nats().await;
         }
-        let nats_url = stack.nats_url.clone().unwrap_or_default();
-        type Env = Vec<(&'static str, String)>;
-        let mut services: Vec<(&'static str, &str, u16, Env)> = vec![
-            ("user-service", "user", us, vec![]),
-            ("payment-service", "payment", ps, vec![]),
-            (
-                "order-service",
-                "order",
-                os,
-                vec![("PAYMENT_SERVICE_URL", url(ps))],
-            ),
-            (
-                "frontend",
-                "frontend",
-                fe,
-                vec![
-                    ("USER_SERVICE_URL", url(us)),
-                    ("ORDER_SERVICE_URL", url(os)),
-                    ("COLLECTOR_UI_URL", stack.query_url.clone()),
-                ],
-            ),
-        ];
-        if with_nats {
-            services.insert(2, ("notification-service", "notification", ns, vec![]));
-        }
-        for (bin, svc, p, extra) in services {
-            let mut env = vec![
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", stack.ingest_url.clone()),
-                ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
-                ("OTEL_SERVICE_NAME", svc.to_owned()),
-                ("NATS_URL", nats_url.clone()),
-                ("LISTEN_ADDR", format!("127.0.0.1:{p}")),
-            ];
-            env.extend(extra);
-            env.extend(extra_env(svc));
-            stack.services.push(ServiceSpec { bin, port: p, env });
+        let bins: Vec<&'static str> = stack.services.iter().map(|s| s.bin).collect();
+        for bin in bins {
             stack.start_service(bin).await;
         }
         stack
@@ -355,9 +324,7 @@ impl Stack {
             .iter()
             .find(|s| s.bin == bin)
             .unwrap_or_else(|| panic!("{bin} is not a service of this stack"));
-        let proc = Proc::spawn(spec.bin, &spec.env, self.data_dir.path());
-        let health = format!("http://127.0.0.1:{}/healthz", spec.port);
-        wait_healthy(&self.client, &health, &proc, START_TIMEOUT).await;
+        let proc = spec.start(&self.client, self.data_dir.path()).await;
         match self.procs.iter().position(|p| p.name == bin) {
             Some(i) => self.procs[i] = proc,
             None => self.procs.push(proc),
@@ -412,13 +379,7 @@ impl Stack {
     /// Starts (or restarts) the collector on the stack's fixed ports and data directory.
     pub async fn start_collector(&mut self) {
         let data = self.data_dir.path().join("collector");
-        let mut env = vec![
-            ("COLLECTOR_INGEST_ADDR", self.ingest_addr.to_string()),
-            ("COLLECTOR_QUERY_ADDR", self.query_addr.to_string()),
-            ("COLLECTOR_GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            ("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0".to_owned()),
-            ("COLLECTOR_DATA_DIR", data.display().to_string()),
-        ];
+        let mut env = collector_env(self.ingest_addr, self.query_addr, &data);
         env.extend(self.collector_env.iter().cloned());
         let proc = Proc::spawn("collector", &env, self.data_dir.path());
         wait_healthy(

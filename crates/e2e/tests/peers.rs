@@ -5,21 +5,13 @@
 //! Each collector has its own SQLite file here, so "found at the owner only" shows the routing;
 //! with a shared store (ClickHouse) both collectors find every trace (the last test).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use spanline_e2e::{Proc, START_TIMEOUT, free_port, wait_healthy};
-
-/// A demo service to start: binary, service name, port, collector index, extra variables.
-type ServiceSpec = (
-    &'static str,
-    &'static str,
-    u16,
-    usize,
-    Vec<(&'static str, String)>,
-);
+use spanline_e2e::{Proc, START_TIMEOUT, collector_env, demo_services, free_port, wait_healthy};
 
 /// One collector of a group.
 struct Collector {
@@ -39,33 +31,24 @@ fn client() -> reqwest::Client {
 /// Starts `n` collectors that route to each other, each with `extra` variables and its own
 /// data directory under `dir`.
 async fn start_group(n: usize, dir: &Path, extra: &[(&'static str, String)]) -> Vec<Collector> {
-    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-    let ingest: Vec<String> = ports
-        .iter()
-        .map(|(i, _)| format!("http://127.0.0.1:{i}"))
+    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let addrs: Vec<(SocketAddr, SocketAddr)> = (0..n)
+        .map(|_| (loopback(free_port()), loopback(free_port())))
         .collect();
-    let query: Vec<String> = ports
-        .iter()
-        .map(|(_, q)| format!("http://127.0.0.1:{q}"))
-        .collect();
+    let ingest: Vec<String> = addrs.iter().map(|(i, _)| format!("http://{i}")).collect();
+    let query: Vec<String> = addrs.iter().map(|(_, q)| format!("http://{q}")).collect();
     let mut group = Vec::new();
     for i in 0..n {
         let log_dir = dir.join(format!("c{i}"));
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        let mut env = vec![
-            ("COLLECTOR_INGEST_ADDR", format!("127.0.0.1:{}", ports[i].0)),
-            ("COLLECTOR_QUERY_ADDR", format!("127.0.0.1:{}", ports[i].1)),
-            ("COLLECTOR_GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            ("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0".to_owned()),
-            (
-                "COLLECTOR_DATA_DIR",
-                log_dir.join("data").display().to_string(),
-            ),
+        let (ingest_addr, query_addr) = addrs[i];
+        let mut env = collector_env(ingest_addr, query_addr, &log_dir.join("data"));
+        env.extend([
             ("COLLECTOR_PEERS", ingest.join(",")),
             ("COLLECTOR_PEER_SELF", ingest[i].clone()),
             ("COLLECTOR_PEER_QUERY_URLS", query.join(",")),
             ("COLLECTOR_TRACE_SETTLE", "2s".to_owned()),
-        ];
+        ]);
         env.extend(extra.iter().cloned());
         let proc = Proc::spawn("collector", &env, &log_dir);
         wait_healthy(
@@ -142,6 +125,27 @@ async fn metric(client: &reqwest::Client, query_url: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
+/// The sum of the counter `name` over the collectors of `group`.
+async fn metric_total(client: &reqwest::Client, group: &[Collector], name: &str) -> u64 {
+    let mut total = 0;
+    for c in group {
+        total += metric(client, &c.query_url, name).await;
+    }
+    total
+}
+
+/// `GET <query>/v1/traces/<id>/tree?wait=<wait_s>`: the tree as JSON.
+async fn get_tree(client: &reqwest::Client, query_url: &str, trace: &str, wait_s: u32) -> Value {
+    client
+        .get(format!("{query_url}/v1/traces/{trace}/tree?wait={wait_s}"))
+        .send()
+        .await
+        .expect("tree")
+        .json()
+        .await
+        .expect("json")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_of_a_trace_sent_to_two_collectors_meet_at_the_owner() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -199,14 +203,7 @@ async fn spans_of_a_trace_sent_to_two_collectors_meet_at_the_owner() {
         owned[owner] += 1;
         // ?wait= on the other collector is answered by the owner: the whole, complete tree.
         let other = &group[1 - owner];
-        let tree: Value = client
-            .get(format!("{}/v1/traces/{t}/tree?wait=5", other.query_url))
-            .send()
-            .await
-            .expect("tree")
-            .json()
-            .await
-            .expect("json");
+        let tree = get_tree(&client, &other.query_url, t, 5).await;
         assert_eq!(tree["span_count"], 6, "{tree:#}");
         assert_eq!(tree["complete"], true, "{tree:#}");
     }
@@ -214,35 +211,13 @@ async fn spans_of_a_trace_sent_to_two_collectors_meet_at_the_owner() {
         owned.iter().all(|&n| n > 0),
         "both collectors own traces: {owned:?}"
     );
-    let forwarded: u64 = metric(
-        &client,
-        &group[0].query_url,
-        "spanline_peer_spans_forwarded_total",
-    )
-    .await
-        + metric(
-            &client,
-            &group[1].query_url,
-            "spanline_peer_spans_forwarded_total",
-        )
-        .await;
+    let forwarded = metric_total(&client, &group, "spanline_peer_spans_forwarded_total").await;
     assert_eq!(
         forwarded,
         16 * 3,
         "half of each trace was sent to the wrong collector"
     );
-    let proxied = metric(
-        &client,
-        &group[0].query_url,
-        "spanline_peer_waits_proxied_total",
-    )
-    .await
-        + metric(
-            &client,
-            &group[1].query_url,
-            "spanline_peer_waits_proxied_total",
-        )
-        .await;
+    let proxied = metric_total(&client, &group, "spanline_peer_waits_proxied_total").await;
     assert_eq!(proxied, 16);
 }
 
@@ -295,53 +270,26 @@ async fn a_demo_order_through_two_collectors_is_whole_at_its_owner() {
     let dir = tempfile::tempdir().expect("tempdir");
     let group = start_group(2, dir.path(), &[]).await;
     let client = client();
-    let url = |p: u16| format!("http://127.0.0.1:{p}");
-    let [fe, us, os, ps] = [free_port(), free_port(), free_port(), free_port()];
     // frontend and order send to collector 0, user and payment to collector 1.
-    let services: [ServiceSpec; 4] = [
-        ("user-service", "user", us, 1, vec![]),
-        ("payment-service", "payment", ps, 1, vec![]),
-        (
-            "order-service",
-            "order",
-            os,
-            0,
-            vec![("PAYMENT_SERVICE_URL", url(ps))],
-        ),
-        (
-            "frontend",
-            "frontend",
-            fe,
-            0,
-            vec![
-                ("USER_SERVICE_URL", url(us)),
-                ("ORDER_SERVICE_URL", url(os)),
-                ("COLLECTOR_UI_URL", group[0].query_url.clone()),
-            ],
-        ),
-    ];
+    let services = demo_services(
+        |svc| {
+            let to = usize::from(matches!(svc, "user" | "payment"));
+            group[to].ingest_url.clone()
+        },
+        &group[0].query_url,
+        None,
+        |_| Vec::new(),
+    );
     let mut procs = Vec::new();
-    for (bin, name, port, to, extra) in services {
-        let mut env = vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", group[to].ingest_url.clone()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
-            ("OTEL_SERVICE_NAME", name.to_owned()),
-            ("NATS_URL", String::new()),
-            ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
-        ];
-        env.extend(extra);
-        let proc = Proc::spawn(bin, &env, dir.path());
-        wait_healthy(
-            &client,
-            &format!("{}/healthz", url(port)),
-            &proc,
-            START_TIMEOUT,
-        )
-        .await;
-        procs.push(proc);
+    for spec in &services {
+        procs.push(spec.start(&client, dir.path()).await);
     }
+    let frontend = services
+        .iter()
+        .find(|s| s.bin == "frontend")
+        .expect("frontend");
     let order: Value = client
-        .post(format!("{}/orders", url(fe)))
+        .post(format!("{}/orders", frontend.url()))
         .json(&json!({"user_id": "1", "product": "Laptop", "quantity": 1}))
         .send()
         .await
@@ -352,14 +300,7 @@ async fn a_demo_order_through_two_collectors_is_whole_at_its_owner() {
     let trace = order["trace_id"].as_str().expect("trace_id").to_owned();
     // The tree from either collector (the non-owner proxies ?wait= to the owner).
     for c in &group {
-        let tree: Value = client
-            .get(format!("{}/v1/traces/{trace}/tree?wait=20", c.query_url))
-            .send()
-            .await
-            .expect("tree")
-            .json()
-            .await
-            .expect("json");
+        let tree = get_tree(&client, &c.query_url, &trace, 20).await;
         assert_eq!(tree["complete"], true, "{tree:#}\n{}", logs(&group));
         let services: Vec<&str> = tree["services"]
             .as_array()
@@ -501,14 +442,7 @@ async fn with_clickhouse_either_collector_finds_the_trace() {
             "{}",
             logs(&group)
         );
-        let tree: Value = client
-            .get(format!("{}/v1/traces/{t}/tree?wait=5", c.query_url))
-            .send()
-            .await
-            .expect("tree")
-            .json()
-            .await
-            .expect("json");
+        let tree = get_tree(&client, &c.query_url, &t, 5).await;
         assert_eq!(tree["complete"], true, "{tree:#}");
     }
 }
@@ -648,17 +582,7 @@ async fn a_consumer_group_seen_in_forwarded_spans_is_expected_by_the_forwarder()
             .status(),
         200
     );
-    let tree: Value = client
-        .get(format!(
-            "{}/v1/traces/{own}/tree?wait=1",
-            group[0].query_url
-        ))
-        .send()
-        .await
-        .expect("tree")
-        .json()
-        .await
-        .expect("json");
+    let tree = get_tree(&client, &group[0].query_url, &own, 1).await;
     assert_eq!(tree["complete"], false, "{tree:#}\n{}", logs(&group));
     let missing = tree["missing"].as_array().expect("missing");
     assert!(

@@ -17,10 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 mod orders;
@@ -86,31 +82,6 @@ struct CeilingArgs {
     identity_index: bool,
 }
 
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-/// The ten attributes of span `i` (same as `collector/tests/ingest_bench.rs`).
-fn attributes(i: usize) -> Vec<KeyValue> {
-    use any_value::Value::{BoolValue, IntValue, StringValue};
-    vec![
-        kv("http.request.method", StringValue("GET".into())),
-        kv("http.route", StringValue("/api/v1/items/{id}".into())),
-        kv("url.path", StringValue(format!("/api/v1/items/{i}"))),
-        kv("http.response.status_code", IntValue(200)),
-        kv("server.address", StringValue("items.internal".into())),
-        kv("server.port", IntValue(8080)),
-        kv("client.address", StringValue("10.1.2.3".into())),
-        kv("user_agent.original", StringValue("bench/1.0".into())),
-        kv("app.item.id", IntValue(i as i64)),
-        kv("app.cache.hit", BoolValue(i.is_multiple_of(3))),
-    ]
-}
-
 /// An encoded request template and where its ids sit, to patch fresh ids per send.
 struct Template {
     body: Vec<u8>,
@@ -130,41 +101,10 @@ fn template(n: usize, spans_per_request: usize) -> Template {
             let trace_id: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
             let span_id: [u8; 8] = std::array::from_fn(|_| fastrand::u8(..));
             markers.push((trace_id, span_id));
-            Span {
-                trace_id: trace_id.to_vec(),
-                span_id: span_id.to_vec(),
-                name: format!("GET /api/v1/items/{}", i % 20),
-                kind: 2 + (i % 2) as i32,
-                start_time_unix_nano: t0 + i as u64 * 1000,
-                end_time_unix_nano: t0 + i as u64 * 1000 + 250_000,
-                attributes: attributes(i),
-                ..Default::default()
-            }
+            loadgen::span(i, trace_id, span_id, t0 + i as u64 * 1000)
         })
         .collect();
-    let body = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv(
-                        "service.name",
-                        any_value::Value::StringValue(format!("svc-{}", n % 4)),
-                    ),
-                    kv(
-                        "host.name",
-                        any_value::Value::StringValue("bench-host".into()),
-                    ),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec();
+    let body = loadgen::request(n, spans).encode_to_vec();
     let mut ids = Vec::with_capacity(spans_per_request);
     let mut from = 0;
     for (trace_id, span_id) in &markers {
@@ -386,7 +326,7 @@ fn ceiling(args: CeilingArgs) -> rusqlite::Result<()> {
     let details: Vec<Vec<u8>> = (0..500)
         .map(|i| {
             let mut buf = Vec::new();
-            for a in attributes(i) {
+            for a in loadgen::attributes(i) {
                 prost::encoding::message::encode(1, &a, &mut buf);
             }
             buf

@@ -9,8 +9,7 @@ use notification_service::{Config, app};
 async fn main() -> ExitCode {
     let config = Config::parse();
     let settings = config.settings();
-    demokit::run("notification", &config.common, |t| {
-        let queue = demokit::Queue::start(&config.nats.nats_url, &t);
+    demokit::run_with_queue("notification", &config.common, &config.nats, |t, queue| {
         app(t, settings, &queue)
     })
     .await

@@ -9,8 +9,12 @@
 //! the service consumes `payments.completed`, `payments.declined` and `payments.failed`
 //! (consumer group `order`) and updates the order (an `UPDATE orders` span), so
 //! `GET /orders/{id}` shows `pending`, then `confirmed`, `declined`, or `failed` with a
-//! `reason` (payment gave up after its last delivery). Outcomes of orders it does not hold as
-//! pending (synchronous orders, which are confirmed already) are acknowledged unchanged.
+//! `reason` (payment failed on its last delivery). When payment never acknowledges a request
+//! at all (it died or hung on every delivery), JetStream gives up on it with a max-deliveries
+//! advisory: the service reads the request back from the stream and fails the order too
+//! ("payment gave up after N deliveries"), in a `gave up payments.requested` span of the
+//! order's trace. The first outcome of an order wins; later ones, and outcomes of orders it
+//! does not hold as pending (synchronous orders, confirmed already), change nothing.
 //!
 //! The service owns its request and answer types ([`OrderRequest`], [`Order`]) and the
 //! typed client its callers use ([`OrderClient`]); it calls payment through
@@ -29,8 +33,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use demokit::{
-    AppError, DbQuery, OUTCOME_REASON, PAYMENTS_COMPLETED, PAYMENTS_DECLINED, PAYMENTS_FAILED,
-    PAYMENTS_REQUESTED, Queue, Telemetry, apply_faults, db_query,
+    AppError, DbQuery, GaveUp, OUTCOME_REASON, PAYMENTS_COMPLETED, PAYMENTS_DECLINED,
+    PAYMENTS_FAILED, PAYMENTS_REQUESTED, Queue, Telemetry, apply_faults, db_query,
 };
 use payment_service::{PaymentClient, PaymentEvent, PaymentRequest};
 use serde::{Deserialize, Serialize};
@@ -193,30 +197,65 @@ pub fn app_with_queue(telemetry: Telemetry, settings: Settings, queue: Queue) ->
             async move { settle_order(&state, &payload).await }
         });
     }
+    let gave_up = Arc::clone(&state);
+    state
+        .queue
+        .on_gave_up("payment", PAYMENTS_REQUESTED, move |message| {
+            let state = Arc::clone(&gave_up);
+            async move { payment_gave_up(&state, message).await }
+        });
     Router::new()
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(get_order))
         .with_state(state)
 }
 
-/// `process payments.completed|declined|failed`: a pending order becomes `confirmed`,
-/// `declined` or `failed` (an `UPDATE orders` span; the event's reason is the span's
-/// `app.outcome.reason`, and a failure also its ERROR status); any other order is left as
-/// it is.
+/// `process payments.completed|declined|failed`: [`settle`] with the event.
 async fn settle_order(state: &AppState, payload: &[u8]) -> Result<(), AppError> {
     let event: PaymentEvent = serde_json::from_slice(payload)
         .map_err(|e| AppError::bad_request(format!("bad payment event: {e}")))?;
+    settle(state, event).await
+}
+
+/// `gave up payments.requested` (JetStream's max-deliveries advisory for payment's
+/// consumer: payment never acknowledged the request, e.g. it died or hung on every
+/// delivery): the order fails with "payment gave up after N deliveries", through
+/// [`settle`], so a `payments.failed` for the same order changes nothing afterwards (and
+/// this changes nothing after one).
+async fn payment_gave_up(state: &AppState, gave_up: GaveUp) -> Result<(), AppError> {
+    let req: PaymentRequest = serde_json::from_slice(&gave_up.payload)
+        .map_err(|e| AppError::bad_request(format!("bad payments.requested message: {e}")))?;
+    let event = PaymentEvent {
+        order_id: req.order_id,
+        user_id: req.user_id,
+        amount: req.amount,
+        status: "failed".to_owned(),
+        payment_id: None,
+        reason: Some(format!(
+            "payment gave up after {} deliveries (never acknowledged)",
+            gave_up.deliveries
+        )),
+    };
+    settle(state, event).await
+}
+
+/// A payment outcome: a pending order becomes `confirmed`, `declined` or `failed` (an
+/// `UPDATE orders` span; the event's reason is the current span's `app.outcome.reason`, and
+/// a failure also its ERROR status); any other order is left as it is. The first outcome
+/// wins: the status is checked again when it is written.
+async fn settle(state: &AppState, event: PaymentEvent) -> Result<(), AppError> {
     let span = tracekit::current_span();
     if let Some(span) = &span {
         span.set_attribute("app.order.id", event.order_id.clone());
         span.set_attribute("app.payment.status", event.status.clone());
     }
-    let pending = state
-        .orders
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&event.order_id)
-        .is_some_and(|o| o.status == "pending");
+    let is_pending = |orders: &HashMap<String, Order>| {
+        orders
+            .get(&event.order_id)
+            .is_some_and(|o| o.status == "pending")
+    };
+    let orders = || state.orders.lock().unwrap_or_else(PoisonError::into_inner);
+    let pending = is_pending(&orders());
     if let Some(span) = &span {
         span.set_attribute("app.order.pending", pending);
     }
@@ -226,7 +265,7 @@ async fn settle_order(state: &AppState, payload: &[u8]) -> Result<(), AppError> 
     let update = DbQuery {
         operation: "UPDATE",
         table: "orders",
-        query_text: "UPDATE orders SET status = $2, payment_id = $3 WHERE id = $1",
+        query_text: "UPDATE orders SET status = $2, payment_id = $3 WHERE id = $1 AND status = 'pending'",
     };
     db_query(
         &state.telemetry.tracer,
@@ -235,20 +274,25 @@ async fn settle_order(state: &AppState, payload: &[u8]) -> Result<(), AppError> 
         0,
     )
     .await;
-    if let Some(order) = state
-        .orders
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get_mut(&event.order_id)
     {
-        order.status = match event.status.as_str() {
-            "completed" => "confirmed",
-            "failed" => "failed",
-            _ => "declined",
+        let mut orders = orders();
+        if !is_pending(&orders) {
+            // Another outcome was written meanwhile: it stands.
+            if let Some(span) = &span {
+                span.set_attribute("app.order.pending", false);
+            }
+            return Ok(());
         }
-        .to_owned();
-        order.payment_id = event.payment_id;
-        order.reason = event.reason.clone();
+        if let Some(order) = orders.get_mut(&event.order_id) {
+            order.status = match event.status.as_str() {
+                "completed" => "confirmed",
+                "failed" => "failed",
+                _ => "declined",
+            }
+            .to_owned();
+            order.payment_id = event.payment_id;
+            order.reason = event.reason.clone();
+        }
     }
     if let (Some(span), Some(reason)) = (&span, event.reason) {
         // A failed order is a fault, shown as one; a decline is a business answer.

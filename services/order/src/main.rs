@@ -9,8 +9,7 @@ use order_service::{Config, app_with_queue};
 async fn main() -> ExitCode {
     let config = Config::parse();
     let settings = config.settings();
-    demokit::run("order", &config.common, |t| {
-        let queue = demokit::Queue::start(&config.nats.nats_url, &t);
+    demokit::run_with_queue("order", &config.common, &config.nats, |t, queue| {
         app_with_queue(t, settings, queue)
     })
     .await

@@ -8,9 +8,11 @@
 //! ([`PaymentEvent`]), off the request path: a failed publish is an error PRODUCER span
 //! and never changes the answer. For asynchronous orders it consumes `payments.requested`
 //! (consumer group `payment`), charges the same way and publishes `payments.completed` or
-//! `payments.declined`. A request that fails on its last delivery (`MAX_DELIVER`: an
+//! `payments.declined`. A request that fails on its last delivery (`NATS_MAX_DELIVER`: an
 //! injected fault, a failed publish) is answered with `payments.failed` carrying the reason,
-//! so the order ends `failed` rather than `pending`.
+//! so the order ends `failed` rather than `pending`. A request never acknowledged at all
+//! (the process died, or took longer than `NATS_ACK_WAIT_MS`, on every delivery) is left to
+//! JetStream's max-deliveries advisory, which the order service reads.
 //!
 //! The service owns its request and answer types ([`PaymentRequest`], [`Payment`]) and the
 //! typed client its callers use ([`PaymentClient`]).
@@ -164,8 +166,10 @@ pub fn app_with_queue(telemetry: Telemetry, settings: Settings, queue: Queue) ->
 }
 
 /// `process payments.requested`, one delivery: [`process_request`]; when that fails on the
-/// last delivery, publishes `payments.failed` with the reason first (the CONSUMER span
-/// still ends in ERROR, with `app.payment.gave_up` = true).
+/// last delivery, publishes `payments.failed` with the reason and acknowledges the message
+/// (the CONSUMER span still ends in ERROR, with `app.payment.gave_up` = true); when that
+/// publish fails too, the message is nak'ed and JetStream's max-deliveries advisory tells
+/// the order service instead.
 async fn process_delivery(state: &AppState, delivery: &Delivery) -> Result<(), AppError> {
     let Err(e) = process_request(state, &delivery.payload).await else {
         return Ok(());
@@ -192,9 +196,18 @@ async fn process_delivery(state: &AppState, delivery: &Delivery) -> Result<(), A
         )),
     };
     if let Err(publish) = state.queue.publish(PAYMENTS_FAILED, to_json(&event)).await {
+        // Unreported: nak it, so JetStream gives up on it with a max-deliveries advisory,
+        // which the order service reads instead.
         eprintln!("payment: cannot report the failed order: {publish}");
+        return Err(e);
     }
-    Err(e)
+    // Reported: acknowledge it, so JetStream does not also give up on it (one outcome per
+    // order). The span still ends in ERROR.
+    if let Some(span) = tracekit::current_span() {
+        span.set_attribute("error.type", "process");
+        span.with(|s| s.record_error(&e));
+    }
+    Ok(())
 }
 
 /// `process payments.requested`: charges the order and publishes the outcome. A declined

@@ -1,12 +1,13 @@
-//! Tail sampling decisions and consumer groups (schema version 2; `store/durable.rs`).
-//! Each write is one `INSERT` on the main node (through the `Distributed` tables on a
+//! Tail sampling decisions and consumer groups (schema version 3; `store/durable.rs`).
+//! Each write is one `INSERT` (`Shared::insert`: the main node, or with replication the
+//! first reachable; through the `Distributed` tables on a
 //! cluster, confirmed by every shard), outside the span writer's batches; a later decision
 //! on a trace is another row, and reads take the latest. Decisions are deleted with their
 //! trace (`retention.rs` lists their table among a trace's tables).
 
 use super::codec::day_of;
 use super::rowbinary::{Reader, Writer};
-use super::{INSERT_SETTINGS, Shared, sql};
+use super::{Shared, sql};
 use crate::model::TraceId;
 use crate::store::{ConsumerGroupSeen, SamplingDecision, StoreError};
 
@@ -33,12 +34,7 @@ pub(super) async fn record_decisions(
         w.bytes(d.finish.as_bytes());
     }
     shared
-        .main
-        .run(
-            &sql::insert_decisions(&shared.tables),
-            INSERT_SETTINGS,
-            w.buf,
-        )
+        .insert(&sql::insert_decisions(&shared.tables), w.buf)
         .await
         .map(|_| ())
 }
@@ -90,12 +86,7 @@ pub(super) async fn record_groups(
         w.u64(s.last_seen_unix_nano);
     }
     shared
-        .main
-        .run(
-            &sql::insert_consumer_groups(&shared.tables),
-            INSERT_SETTINGS,
-            w.buf,
-        )
+        .insert(&sql::insert_consumer_groups(&shared.tables), w.buf)
         .await
         .map(|_| ())
 }

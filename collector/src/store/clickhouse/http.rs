@@ -7,6 +7,7 @@
 //! shard or the server is busy or unavailable is [`StoreError::Unwritable`] (retryable: 503
 //! with `Retry-After` on ingest); any other exception is [`StoreError::Backend`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -108,6 +109,15 @@ impl Node {
         settings: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Vec<u8>, StoreError> {
+        self.attempt(sql, settings, body).await.map_err(|f| f.error)
+    }
+
+    async fn attempt(
+        &self,
+        sql: &str,
+        settings: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, Failure> {
         // Statements carry their values inline: allow long `IN` lists (the default is 256 KiB).
         let mut all: Vec<(&str, &str)> =
             vec![("wait_end_of_query", "1"), ("max_query_size", "16777216")];
@@ -116,21 +126,73 @@ impl Node {
             .request(sql, &all, body)
             .send()
             .await
-            .map_err(|e| self.transport_error(&e))?;
+            .map_err(|e| Failure {
+                error: self.transport_error(&e),
+                not_connected: e.is_connect(),
+            })?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        let bytes = response.bytes().await.map_err(|e| Failure {
+            error: self.transport_error(&e),
+            not_connected: false,
+        })?;
         if status.is_success() {
             return Ok(bytes.to_vec());
         }
-        Err(exception(&self.url, &String::from_utf8_lossy(&bytes)))
+        Err(Failure {
+            error: exception(&self.url, &String::from_utf8_lossy(&bytes)),
+            not_connected: false,
+        })
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> StoreError {
         StoreError::Unwritable(format!("ClickHouse at {} unreachable: {e}", self.url))
     }
+}
+
+/// A failed attempt, and whether the node never got the request (so another may take it).
+struct Failure {
+    error: StoreError,
+    not_connected: bool,
+}
+
+/// Runs `sql` (as [`Node::run`]) on the first of `nodes` that accepts a connection,
+/// starting at index `preferred` and going round; the node that answered becomes
+/// `preferred` (sticky, so after a failover the reads and writes stay on the node that has
+/// every acknowledged span while the one that was down catches up). A node that refuses a
+/// connection never saw the statement, so the next one may run it, even an insert; any
+/// other failure (an exception, a timeout, a connection lost mid-request) is final.
+///
+/// # Errors
+/// The last node's error when none accepted a connection, else the first answer's error;
+/// [`StoreError::Backend`] for an empty `nodes`.
+pub(super) async fn run_on_first_reachable(
+    nodes: &[Node],
+    preferred: &AtomicUsize,
+    sql: &str,
+    settings: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Vec<u8>, StoreError> {
+    let mut last = StoreError::Backend("no ClickHouse node configured".into());
+    let first = preferred.load(Ordering::Relaxed);
+    let mut body = Some(body);
+    for i in 0..nodes.len() {
+        let index = (first + i) % nodes.len();
+        // The last attempt takes the rows; earlier ones copy them.
+        let data = if i + 1 == nodes.len() {
+            body.take().unwrap_or_default()
+        } else {
+            body.clone().unwrap_or_default()
+        };
+        match nodes[index].attempt(sql, settings, data).await {
+            Ok(answer) => {
+                preferred.store(index, Ordering::Relaxed);
+                return Ok(answer);
+            }
+            Err(f) if f.not_connected => last = f.error,
+            Err(f) => return Err(f.error),
+        }
+    }
+    Err(last)
 }
 
 /// The code of a ClickHouse exception text (`Code: 279, e.displayText() = ...`).

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{DAY_NS, day_of, write_span};
 use super::rowbinary::{Reader, Writer};
-use super::{INSERT_SETTINGS, Shared, sql};
+use super::{Shared, sql};
 use crate::model::{Span, SpanId, SpanKind, TraceId};
 use crate::store::{StoreError, WriteOutcome};
 
@@ -49,6 +49,8 @@ struct Checked {
     rows: Vec<u8>,
     /// `RowBinary` refusal rows (empty: none).
     refusals: Vec<u8>,
+    /// `RowBinary` inbound-link rows (empty: no stored span has links).
+    links: Vec<u8>,
     /// The keys this batch adds.
     added: Keys,
 }
@@ -122,22 +124,45 @@ async fn gather(
     Some(batch)
 }
 
-async fn stored_keys(shared: &Shared, ids: &[TraceId], now: u64) -> Result<Keys, StoreError> {
+/// The stored keys of the traces in `since` (trace id -> the first `received_day` to look
+/// at, see [`lookup_since`]): one query per distinct day, so a batch of current spans reads
+/// two day partitions, and only a trace resent late widens the look, for itself.
+async fn stored_keys(shared: &Shared, since: &HashMap<TraceId, u16>) -> Result<Keys, StoreError> {
+    let mut by_day: HashMap<u16, Vec<TraceId>> = HashMap::new();
+    for (id, day) in since {
+        by_day.entry(*day).or_default().push(*id);
+    }
     let mut keys: Keys = HashMap::new();
-    let since = day_of(now.saturating_sub(DAY_NS));
-    for chunk in ids.chunks(LOOKUP_TRACES) {
-        let answer = shared
-            .select(&sql::existing_keys(&shared.tables, chunk, since))
-            .await?;
-        let mut r = Reader::new(&answer);
-        while !r.is_empty() {
-            let trace = TraceId(r.fixed::<16>()?);
-            let span = SpanId(r.fixed::<8>()?);
-            let kind = SpanKind::from_i32(i32::from(r.u8()?));
-            keys.entry(trace).or_default().insert((span, kind));
+    for (day, ids) in &by_day {
+        for chunk in ids.chunks(LOOKUP_TRACES) {
+            let answer = shared
+                .select(&sql::existing_keys(&shared.tables, chunk, *day))
+                .await?;
+            let mut r = Reader::new(&answer);
+            while !r.is_empty() {
+                let trace = TraceId(r.fixed::<16>()?);
+                let span = SpanId(r.fixed::<8>()?);
+                let kind = SpanKind::from_i32(i32::from(r.u8()?));
+                keys.entry(trace).or_default().insert((span, kind));
+            }
         }
     }
     Ok(keys)
+}
+
+/// The first `received_day` where stored spans of a trace are looked for, given the earliest
+/// `start_ns` among its spans in the batch: the day before that start's day, or yesterday
+/// (UTC) if that is earlier.
+///
+/// Why that suffices for duplicates: a resent span carries the `start_ns` of the stored
+/// copy, and that copy was received at the earliest one day before its own start's day
+/// unless the sender's clock ran more than a day ahead of the collector's. So a duplicate is
+/// found however long ago the copy was stored (while it is retained), and a batch of
+/// current spans still reads only today's and yesterday's partitions (see docs/clickhouse.md,
+/// "Writes", for the measured cost of reading every day instead).
+fn lookup_since(earliest_start_ns: u64, now_ns: u64) -> u16 {
+    let yesterday = day_of(now_ns.saturating_sub(DAY_NS));
+    day_of(earliest_start_ns).saturating_sub(1).min(yesterday)
 }
 
 type Replies = Vec<oneshot::Sender<Result<WriteOutcome, StoreError>>>;
@@ -152,14 +177,17 @@ async fn check(
     let (requests, replies): (Vec<Vec<Span>>, Replies) =
         batch.into_iter().map(|r| (r.spans, r.reply)).unzip();
     let now = crate::time::now_unix_nano();
-    let ids: Vec<TraceId> = requests
+    let mut earliest: HashMap<TraceId, u64> = HashMap::new();
+    for span in requests.iter().flatten() {
+        let e = earliest.entry(span.trace_id).or_insert(u64::MAX);
+        *e = (*e).min(span.start_time_unix_nano);
+    }
+    let since: HashMap<TraceId, u16> = earliest
         .iter()
-        .flatten()
-        .map(|s| s.trace_id)
-        .collect::<HashSet<_>>()
-        .into_iter()
+        .map(|(id, start)| (*id, lookup_since(*start, now)))
         .collect();
-    let mut keys = match stored_keys(shared, &ids, now).await {
+    let ids: Vec<TraceId> = earliest.into_keys().collect();
+    let mut keys = match stored_keys(shared, &since).await {
         Ok(k) => k,
         Err(e) => return Err((e, replies)),
     };
@@ -173,6 +201,7 @@ async fn check(
     let limit = shared.options.max_spans_per_trace;
     let total: usize = requests.iter().map(Vec::len).sum();
     let mut rows = Writer::with_capacity(total * 512);
+    let mut links = Writer::default();
     let mut refused: HashMap<TraceId, u64> = HashMap::new();
     let mut added: Keys = HashMap::new();
     let mut outcomes = Vec::with_capacity(requests.len());
@@ -190,6 +219,7 @@ async fn check(
                 trace.insert(key);
                 added.entry(span.trace_id).or_default().insert(key);
                 write_span(&mut rows, span, now);
+                write_links(&mut links, span, now);
                 outcome.stored += 1;
             }
         }
@@ -207,8 +237,19 @@ async fn check(
         outcomes,
         rows: rows.buf,
         refusals: refusals.buf,
+        links: links.buf,
         added,
     })
+}
+
+/// The `links_local` rows of a stored span: one per link to another trace (spans without
+/// links write nothing).
+fn write_links(w: &mut Writer, span: &Span, received_ns: u64) {
+    for link in span.links.iter().filter(|l| l.trace_id != span.trace_id) {
+        w.u16(day_of(received_ns));
+        w.fixed(&link.trace_id.0);
+        w.fixed(&span.trace_id.0);
+    }
 }
 
 /// Inserts a checked batch and answers its requests; `true` when it was confirmed.
@@ -218,23 +259,25 @@ async fn insert(shared: &Shared, batch: Checked) -> bool {
         outcomes,
         rows,
         refusals,
+        links,
         ..
     } = batch;
     let mut result = Ok(Vec::new());
-    if !rows.is_empty() {
+    // Links first: a failure after them leaves extra link rows (read with DISTINCT) for a
+    // retry to repeat, never spans whose links were lost.
+    if !links.is_empty() {
         result = shared
-            .main
-            .run(&sql::insert_spans(&shared.tables), INSERT_SETTINGS, rows)
+            .insert(&sql::insert_links(&shared.tables), links)
+            .await;
+    }
+    if result.is_ok() && !rows.is_empty() {
+        result = shared
+            .insert(&sql::insert_spans(&shared.tables), rows)
             .await;
     }
     if result.is_ok() && !refusals.is_empty() {
         result = shared
-            .main
-            .run(
-                &sql::insert_refusals(&shared.tables),
-                INSERT_SETTINGS,
-                refusals,
-            )
+            .insert(&sql::insert_refusals(&shared.tables), refusals)
             .await;
     }
     match result {
@@ -251,5 +294,22 @@ async fn insert(shared: &Shared, batch: Checked) -> bool {
             }
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lookup_reaches_back_to_the_day_before_the_earliest_start() {
+        let now = 20_000 * DAY_NS + 3_600_000_000_000;
+        // Current spans (and spans claiming a later start): yesterday and today.
+        assert_eq!(lookup_since(now, now), 19_999);
+        assert_eq!(lookup_since(now + 5 * DAY_NS, now), 19_999);
+        // A span that started five days ago: the day before its start's day.
+        assert_eq!(lookup_since(now - 5 * DAY_NS, now), 19_994);
+        // A start at the epoch: every day.
+        assert_eq!(lookup_since(0, now), 0);
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! A [`SpanStore`] over ClickHouse's HTTP interface, for deployments that outgrow one SQLite
 //! file: one node, or a cluster whose `Distributed` tables shard spans by
-//! `cityHash64(trace_id)` (docs/clickhouse.md). It passes the same conformance suite as
-//! SQLite and memory.
+//! `cityHash64(trace_id)`, optionally over `ReplicatedMergeTree` tables
+//! ([`ClickHouseOptions::replicated`]; docs/clickhouse.md). It passes the same conformance
+//! suite as SQLite and memory.
 //!
 //! | module | concept |
 //! |---|---|
@@ -13,14 +14,16 @@
 //! | [`search`] | trace search (`find_traces`) and summaries |
 //! | [`read`] | trace by id, services, operations, dependencies, request samples |
 //! | [`retention`] | dropping day partitions; deleting traces by id (mutations) |
-//! | [`durable`] | tail sampling decisions and consumer groups (schema version 2) |
+//! | [`durable`] | tail sampling decisions and consumer groups (schema version 3) |
 //! | [`codec`], [`rowbinary`], [`http`] | a span as a row; the `RowBinary` format; the HTTP client |
 //!
 //! Consistency: one writer task per collector checks each batch against the stored keys
 //! (duplicates, the per-trace span limit) and answers every request only after ClickHouse
 //! confirmed the insert (`insert_distributed_sync=1` on a cluster: every shard confirmed).
-//! The duplicate check looks at spans received today and yesterday (UTC): a span resent
-//! later is stored again, and reads drop the copy.
+//! The duplicate check reads, per trace, the spans received since the day before the
+//! earliest start among its spans in the batch (at most back to yesterday for current
+//! spans): a resent span is found as long as its first copy is retained (see
+//! `insert::lookup_since`; reads drop a copy that slipped through anyway).
 
 mod codec;
 mod durable;
@@ -60,6 +63,11 @@ pub struct ClickHouseOptions {
     /// Cluster name (from the servers' `remote_servers`): reads and writes go through
     /// `Distributed` tables over it. `None`: one node.
     pub cluster: Option<String>,
+    /// The per-node tables are `ReplicatedMergeTree` (the servers need ZooKeeper and the
+    /// `{shard}` and `{replica}` macros; needs `cluster`). Queries and inserts then go to the
+    /// node of `urls` that answered last, or the next that accepts a connection, and reads
+    /// pass over replicas that are behind (docs/clickhouse.md, "Replication").
+    pub replicated: bool,
     /// Most spans stored per trace (`COLLECTOR_MAX_SPANS_PER_TRACE`).
     pub max_spans_per_trace: usize,
     /// Most spans in one `INSERT`; more queued requests wait for the next one.
@@ -76,6 +84,7 @@ impl Default for ClickHouseOptions {
             user: None,
             password: None,
             cluster: None,
+            replicated: false,
             max_spans_per_trace: super::DEFAULT_MAX_SPANS_PER_TRACE,
             max_batch_spans: 50_000,
             batch_linger_ms: 2,
@@ -108,18 +117,52 @@ struct Shared {
     main: http::Node,
     /// Every node (schema, deletes, partition drops).
     nodes: Vec<http::Node>,
+    /// With replication: the index in `nodes` that queries and inserts go to first (the
+    /// last one that accepted a connection).
+    preferred: std::sync::atomic::AtomicUsize,
     tables: sql::Tables,
     options: ClickHouseOptions,
     commits: watch::Sender<u64>,
 }
 
-/// Settings of a write: on a cluster, the insert returns only once every shard has its rows.
+/// Settings of a write: on a cluster, the insert returns only once every shard has its rows
+/// (with replication: once one replica of every shard has them).
 const INSERT_SETTINGS: &[(&str, &str)] = &[("insert_distributed_sync", "1")];
 
+/// Settings of a read with replication: a replica more than 1 s behind (one that was down
+/// and is still fetching the parts written meanwhile) is passed over for an up-to-date one,
+/// so a replica catching up does not answer reads or the duplicate check (if every replica
+/// of a shard is behind, the least stale answers, ClickHouse's default).
+const REPLICATED_SELECT_SETTINGS: &[(&str, &str)] =
+    &[("max_replica_delay_for_distributed_queries", "1")];
+
 impl Shared {
-    /// Runs a `SELECT ... FORMAT RowBinary` on the main node.
+    /// Runs a `SELECT ... FORMAT RowBinary` on the main node (with replication: the
+    /// preferred node, or the next that accepts a connection; see
+    /// [`http::run_on_first_reachable`]).
     async fn select(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
-        self.main.run(sql, &[], Vec::new()).await
+        if self.options.replicated {
+            http::run_on_first_reachable(
+                &self.nodes,
+                &self.preferred,
+                sql,
+                REPLICATED_SELECT_SETTINGS,
+                Vec::new(),
+            )
+            .await
+        } else {
+            self.main.run(sql, &[], Vec::new()).await
+        }
+    }
+
+    /// Runs an `INSERT ... FORMAT RowBinary` with `rows` (see [`Shared::select`] for where).
+    async fn insert(&self, sql: &str, rows: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        if self.options.replicated {
+            http::run_on_first_reachable(&self.nodes, &self.preferred, sql, INSERT_SETTINGS, rows)
+                .await
+        } else {
+            self.main.run(sql, INSERT_SETTINGS, rows).await
+        }
     }
 }
 
@@ -144,6 +187,13 @@ impl ClickHouseStore {
         if let Some(c) = &options.cluster {
             check_identifier("COLLECTOR_CLICKHOUSE_CLUSTER", c).map_err(StoreError::Backend)?;
         }
+        if options.replicated && options.cluster.is_none() {
+            return Err(StoreError::Backend(
+                "COLLECTOR_CLICKHOUSE_REPLICATED needs COLLECTOR_CLICKHOUSE_CLUSTER (the \
+                 cluster whose shards hold the replicas)"
+                    .into(),
+            ));
+        }
         let nodes = options
             .urls
             .iter()
@@ -156,11 +206,13 @@ impl ClickHouseStore {
         let tables = sql::Tables {
             db: options.database.clone(),
             cluster: options.cluster.clone(),
+            replicated: options.replicated,
         };
         schema::apply(&nodes, &tables).await?;
         let shared = Arc::new(Shared {
             main,
             nodes,
+            preferred: std::sync::atomic::AtomicUsize::new(0),
             tables,
             options,
             commits: watch::Sender::new(0),
@@ -212,6 +264,14 @@ impl SpanStore for ClickHouseStore {
         query: TraceQuery,
     ) -> BoxFuture<'_, Result<Vec<TraceSummary>, StoreError>> {
         Box::pin(async move { search::find_traces(&self.shared, &query).await })
+    }
+
+    fn traces_linking_to(
+        &self,
+        trace_id: TraceId,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<TraceId>, StoreError>> {
+        Box::pin(read::traces_linking_to(&self.shared, trace_id, limit))
     }
 
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {

@@ -3,7 +3,7 @@
 //! its refusal count) on the main node; the work ClickHouse cannot do in 18.16's dialect
 //! (matching a span to its parent in another service) is done here, as the memory store does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::codec::read_span;
 use super::rowbinary::Reader;
@@ -11,8 +11,8 @@ use super::search::refused_counts;
 use super::{Shared, sql};
 use crate::model::{SpanId, SpanKind, StatusCode, TraceId};
 use crate::store::{
-    DependencyEdge, MAX_TRACE_SPANS, Operation, OperationSamples, StoreError, StoredTrace,
-    TimeWindow, TraceSummary, group_samples, queue_hop,
+    DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation, OperationSamples, StoreError,
+    StoredTrace, TimeWindow, TraceSummary, group_samples,
 };
 
 /// The spans (ordered by start, span id, kind; at most [`MAX_TRACE_SPANS`]) and summary of
@@ -42,7 +42,7 @@ pub(super) async fn get_trace(
             b.kind,
         ))
     });
-    // A span resent after the duplicate window is stored twice: show it once.
+    // A span the duplicate check missed (see insert::lookup_since) is stored twice: show it once.
     spans.dedup_by(|a, b| (a.span_id, a.kind) == (b.span_id, b.kind));
     let mut summary = TraceSummary::of_spans(trace_id, &spans);
     summary.spans_refused = refused_counts(shared, &[trace_id])
@@ -52,6 +52,26 @@ pub(super) async fn get_trace(
         .unwrap_or(0);
     spans.truncate(MAX_TRACE_SPANS);
     Ok(Some(StoredTrace { summary, spans }))
+}
+
+/// The other traces with a span linking to `trace_id`, ascending, at most `limit`.
+///
+/// # Errors
+/// What the query failed with.
+pub(super) async fn traces_linking_to(
+    shared: &Shared,
+    trace_id: TraceId,
+    limit: usize,
+) -> Result<Vec<TraceId>, StoreError> {
+    let answer = shared
+        .select(&sql::traces_linking_to(&shared.tables, trace_id, limit))
+        .await?;
+    let mut r = Reader::new(&answer);
+    let mut found = Vec::new();
+    while !r.is_empty() {
+        found.push(TraceId(r.fixed::<16>()?));
+    }
+    Ok(found)
 }
 
 /// Every service, sorted.
@@ -135,8 +155,7 @@ pub(super) async fn dependencies(
             start,
         });
     }
-    type Key = (String, String, Option<String>);
-    let mut edges: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
+    let mut edges = EdgeCounts::default();
     for spans in traces.values_mut() {
         // Resent spans stored twice count once.
         spans.sort_by_key(|a| (a.span_id, a.kind));
@@ -154,26 +173,14 @@ pub(super) async fn dependencies(
             else {
                 continue;
             };
-            let via = queue_hop(parent.kind, child.kind, &child.name);
-            let e = edges
-                .entry((parent.service.clone(), child.service.clone(), via))
-                .or_default();
-            e.0 += 1;
-            e.1 += u64::from(parent.error || child.error);
+            edges.add(
+                (&parent.service, parent.kind),
+                (&child.service, child.kind, &child.name),
+                parent.error || child.error,
+            );
         }
     }
-    Ok(edges
-        .into_iter()
-        .map(
-            |((parent, child, via), (call_count, error_count))| DependencyEdge {
-                parent,
-                child,
-                call_count,
-                error_count,
-                via,
-            },
-        )
-        .collect())
+    Ok(edges.into_edges())
 }
 
 /// The SERVER and CONSUMER spans that started in `window` (of `service`, when given).

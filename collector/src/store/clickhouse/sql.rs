@@ -16,8 +16,9 @@
 //! | `spans_local` | `(trace_id, start_ns)`, granularity 1024 | every span (trace by id) |
 //! | `search_local` | `(service, start_ns)` | the searchable columns of every span, filled by `search_mv` |
 //! | `refusals_local` | `trace_id` | spans refused at the per-trace limit, per write |
-//! | `sampling_decisions_local` | `trace_id` | tail sampling decisions (v2; the latest row of a trace wins) |
-//! | `consumer_groups_local` | `(destination, consumer_group)` | consumer groups learnt from CONSUMER spans (v2; `ReplacingMergeTree`, reads take `max(last_seen_ns)`) |
+//! | `links_local` | `(trace_id, source_trace_id)` | inbound links: `trace_id` is linked to by a span of `source_trace_id` (schema 2), written by the inserter for spans with links |
+//! | `sampling_decisions_local` | `trace_id` | tail sampling decisions (schema 3; the latest row of a trace wins) |
+//! | `consumer_groups_local` | `(destination, consumer_group)` | consumer groups learnt from CONSUMER spans (schema 3; `ReplacingMergeTree`, reads take `max(last_seen_ns)`) |
 //! | `schema_version` | - | the applied schema versions |
 //!
 //! The tables holding rows of a trace are partitioned by `received_day`, the day the
@@ -28,7 +29,7 @@ use crate::model::TraceId;
 use crate::store::{TimeWindow, TraceQuery};
 
 /// The schema this build writes and reads; a database with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u32 = 2;
+pub(super) const SCHEMA_VERSION: u32 = 3;
 
 /// Columns of `spans_local` in insert order (see `codec::write_span`).
 pub(super) const SPAN_COLUMNS: &str = "received_day, received_ns, trace_id, span_id, \
@@ -48,6 +49,8 @@ pub(super) struct Tables {
     pub(super) db: String,
     /// Cluster name from the servers' `remote_servers`, for `Distributed` tables.
     pub(super) cluster: Option<String>,
+    /// The per-node tables are `ReplicatedMergeTree` (see [`Tables::engine`]).
+    pub(super) replicated: bool,
 }
 
 impl Tables {
@@ -77,6 +80,11 @@ impl Tables {
         self.shared("refusals")
     }
 
+    /// All inbound-link rows.
+    pub(super) fn links(&self) -> String {
+        self.shared("links")
+    }
+
     /// All tail sampling decisions.
     pub(super) fn decisions(&self) -> String {
         self.shared("sampling_decisions")
@@ -92,12 +100,42 @@ impl Tables {
         self.name("search_local")
     }
 
+    /// The engine clause of the per-node table `table`: `MergeTree`, or with replication
+    /// `ReplicatedMergeTree('/clickhouse/tables/{shard}/<db>/<table>', '{replica}')`, where
+    /// `{shard}` and `{replica}` are each server's macros (so the replicas of one shard
+    /// share a ZooKeeper path, and each registers under its own name).
+    pub(super) fn engine(&self, table: &str) -> String {
+        if self.replicated {
+            format!(
+                "ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}/{table}', '{{replica}}')",
+                self.db
+            )
+        } else {
+            "MergeTree".into()
+        }
+    }
+
+    /// [`engine`](Self::engine)'s `ReplacingMergeTree` (rows of a key folded to the one with
+    /// the largest `version` column when parts merge).
+    pub(super) fn replacing_engine(&self, table: &str, version: &str) -> String {
+        if self.replicated {
+            format!(
+                "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{}/{table}', \
+                 '{{replica}}', {version})",
+                self.db
+            )
+        } else {
+            format!("ReplacingMergeTree({version})")
+        }
+    }
+
     /// The per-node tables that hold rows of a trace (what deletes and drops touch).
-    pub(super) fn local_tables(&self) -> [&'static str; 4] {
+    pub(super) fn local_tables(&self) -> [&'static str; 5] {
         [
             "spans_local",
             "search_local",
             "refusals_local",
+            "links_local",
             "sampling_decisions_local",
         ]
     }
@@ -172,16 +210,18 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
              parent_span_id FixedString(8), has_parent UInt8, kind UInt8, status UInt8, \
              service String, name String, start_ns UInt64, end_ns UInt64, duration_ns UInt64, \
              http_status Int64, has_http_status UInt8, attr_keys Array(String), \
-             attr_values Array(String), detail String) ENGINE = MergeTree \
+             attr_values Array(String), detail String) ENGINE = {} \
              PARTITION BY received_day ORDER BY (trace_id, start_ns) \
-             SETTINGS index_granularity = 1024"
+             SETTINGS index_granularity = 1024",
+            t.engine("spans_local")
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS `{db}`.`search_local` (received_day Date, \
              service String, start_ns UInt64, trace_id FixedString(16), name String, \
              kind UInt8, status UInt8, duration_ns UInt64, attr_keys Array(String), \
-             attr_values Array(String)) ENGINE = MergeTree PARTITION BY received_day \
-             ORDER BY (service, start_ns) SETTINGS index_granularity = 8192"
+             attr_values Array(String)) ENGINE = {} PARTITION BY received_day \
+             ORDER BY (service, start_ns) SETTINGS index_granularity = 8192",
+            t.engine("search_local")
         ),
         format!(
             "CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`search_mv` TO `{db}`.`search_local` \
@@ -190,19 +230,29 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS `{db}`.`refusals_local` (received_day Date, \
-             received_ns UInt64, trace_id FixedString(16), refused UInt64) ENGINE = MergeTree \
-             PARTITION BY received_day ORDER BY trace_id"
+             received_ns UInt64, trace_id FixedString(16), refused UInt64) ENGINE = {} \
+             PARTITION BY received_day ORDER BY trace_id",
+            t.engine("refusals_local")
         ),
-        // Version 2: what the collector learns besides spans (store/durable.rs).
+        // Schema 2: inbound links, keyed (and sharded) by the trace linked to.
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`links_local` (received_day Date, \
+             trace_id FixedString(16), source_trace_id FixedString(16)) ENGINE = {} \
+             PARTITION BY received_day ORDER BY (trace_id, source_trace_id)",
+            t.engine("links_local")
+        ),
+        // Schema 3: what the collector learns besides spans (store/durable.rs).
         format!(
             "CREATE TABLE IF NOT EXISTS `{db}`.`sampling_decisions_local` (received_day Date, \
              decided_ns UInt64, trace_id FixedString(16), kept UInt8, policies String, \
-             finish String) ENGINE = MergeTree PARTITION BY received_day ORDER BY trace_id"
+             finish String) ENGINE = {} PARTITION BY received_day ORDER BY trace_id",
+            t.engine("sampling_decisions_local")
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS `{db}`.`consumer_groups_local` (destination String, \
-             consumer_group String, last_seen_ns UInt64) \
-             ENGINE = ReplacingMergeTree(last_seen_ns) ORDER BY (destination, consumer_group)"
+             consumer_group String, last_seen_ns UInt64) ENGINE = {} \
+             ORDER BY (destination, consumer_group)",
+            t.replacing_engine("consumer_groups_local", "last_seen_ns")
         ),
     ];
     if let Some(cluster) = &t.cluster {
@@ -210,6 +260,7 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
             ("spans", "trace_id"),
             ("search", "trace_id"),
             ("refusals", "trace_id"),
+            ("links", "trace_id"),
             ("sampling_decisions", "trace_id"),
             ("consumer_groups", "destination"),
         ] {
@@ -523,6 +574,26 @@ pub(super) fn sample_rows(t: &Tables, w: TimeWindow, service: Option<&str>) -> S
     )
 }
 
+/// `INSERT` of inbound-link rows `(received_day, trace_id, source_trace_id)` as
+/// `RowBinary`.
+pub(super) fn insert_links(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} (received_day, trace_id, source_trace_id) FORMAT RowBinary",
+        t.links()
+    )
+}
+
+/// The traces with a span linking to `id` (other traces), ascending, at most `limit`:
+/// `source_trace_id` rows.
+pub(super) fn traces_linking_to(t: &Tables, id: TraceId, limit: usize) -> String {
+    let id = bytes_lit(&id.0);
+    format!(
+        "SELECT DISTINCT source_trace_id FROM {} WHERE trace_id = {id} \
+         AND source_trace_id != {id} ORDER BY source_trace_id LIMIT {limit} FORMAT RowBinary",
+        t.links()
+    )
+}
+
 /// `(trace_id, spans)` of the stored traces among `ids`.
 pub(super) fn count_traces(t: &Tables, ids: &[TraceId]) -> String {
     format!(
@@ -575,12 +646,18 @@ pub(super) fn drop_partition(t: &Tables, table: &str, partition: &str) -> String
     )
 }
 
-/// Deletes the rows of `ids` from a node's `table` (a mutation; see `pending_mutations`).
+/// Deletes the rows of `ids` from a node's `table` (a mutation; see `pending_mutations`);
+/// from `links_local`, the rows naming them as target or as source.
 pub(super) fn delete_traces(t: &Tables, table: &str, ids: &[TraceId]) -> String {
+    let ids = id_list(ids);
+    let also = if table == "links_local" {
+        format!(" OR source_trace_id IN {ids}")
+    } else {
+        String::new()
+    };
     format!(
-        "ALTER TABLE {} DELETE WHERE trace_id IN {}",
-        t.name(table),
-        id_list(ids)
+        "ALTER TABLE {} DELETE WHERE trace_id IN {ids}{also}",
+        t.name(table)
     )
 }
 

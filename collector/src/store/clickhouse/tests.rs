@@ -1,6 +1,7 @@
 //! Tests against real ClickHouse servers started by `scripts/clickhouse.sh` (a single node,
-//! and a 2-shard cluster on loopback ports). Without `clickhouse-server` installed they skip
-//! with a message, unless `CI=true`, where they fail.
+//! a 2-shard cluster, and one shard of 2 replicas with a ZooKeeper from
+//! `scripts/zookeeper.sh`, all on loopback ports). Without `clickhouse-server` (or
+//! ZooKeeper) installed they skip with a message, unless `CI=true`, where they fail.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,41 +16,87 @@ pub(crate) struct Servers {
     dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT` of each node.
     pub(crate) urls: Vec<String>,
+    /// The nodes are replicas of one shard (cluster `spanline_1s2r`), with a ZooKeeper.
+    replicated: bool,
 }
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/clickhouse.sh")
 }
 
+fn zookeeper_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/zookeeper.sh")
+}
+
+/// `None` (skip) when a script exited 3 (its server is not installed) outside CI.
+fn installed(out: &std::process::Output, what: &str) -> Option<()> {
+    if out.status.code() == Some(3) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} is missing under CI=true: run scripts/{what}.sh install"
+        );
+        eprintln!("SKIP: {what} is not installed (scripts/{what}.sh install)");
+        return None;
+    }
+    Some(())
+}
+
 impl Servers {
     /// Starts `nodes` nodes (2: the cluster `spanline_2s`); `None` when ClickHouse is not
     /// installed and `CI` is not `true`.
     pub(crate) async fn start(nodes: usize) -> Option<Self> {
-        tokio::task::spawn_blocking(move || Self::start_blocking(nodes))
+        tokio::task::spawn_blocking(move || Self::start_blocking(nodes, false))
             .await
             .expect("start task")
     }
 
-    fn start_blocking(nodes: usize) -> Option<Self> {
+    /// Starts a ZooKeeper and 2 nodes that are the replicas of one shard (cluster
+    /// `spanline_1s2r`); `None` as [`Servers::start`].
+    pub(crate) async fn start_replicated() -> Option<Self> {
+        tokio::task::spawn_blocking(|| Self::start_blocking(2, true))
+            .await
+            .expect("start task")
+    }
+
+    fn start_blocking(nodes: usize, replicated: bool) -> Option<Self> {
         let dir = tempfile::Builder::new()
             .prefix("spanline-ch-")
             .tempdir()
             .expect("temp dir");
+        let mut args = vec![
+            "start".to_owned(),
+            dir.path().display().to_string(),
+            nodes.to_string(),
+        ];
+        if replicated {
+            let out = Command::new("bash")
+                .arg(zookeeper_script())
+                .arg("start")
+                .arg(dir.path().join("zookeeper"))
+                .output()
+                .expect("run scripts/zookeeper.sh");
+            installed(&out, "zookeeper")?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "scripts/zookeeper.sh start failed: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let address = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("zookeeper "))
+                .and_then(|l| l.split_whitespace().next())
+                .expect("zookeeper address")
+                .to_owned();
+            args.extend(["replicas".to_owned(), address]);
+        }
         let out = Command::new("bash")
             .arg(script())
-            .args([
-                "start",
-                &dir.path().display().to_string(),
-                &nodes.to_string(),
-            ])
+            .args(&args)
             .output()
             .expect("run scripts/clickhouse.sh");
-        if out.status.code() == Some(3) {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "clickhouse-server is missing under CI=true: run scripts/clickhouse.sh install"
-            );
-            eprintln!("SKIP: clickhouse-server is not installed (scripts/clickhouse.sh install)");
+        if installed(&out, "clickhouse").is_none() {
+            Self::stop_zookeeper(dir.path());
             return None;
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -64,7 +111,19 @@ impl Servers {
             .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
             .collect();
         assert_eq!(urls.len(), nodes, "{stdout}");
-        Some(Self { dir, urls })
+        Some(Self {
+            dir,
+            urls,
+            replicated,
+        })
+    }
+
+    fn stop_zookeeper(dir: &std::path::Path) {
+        let _ = Command::new("bash")
+            .arg(zookeeper_script())
+            .arg("stop")
+            .arg(dir.join("zookeeper"))
+            .output();
     }
 
     fn run(&self, args: &[&str]) {
@@ -94,9 +153,15 @@ impl Servers {
 
     /// Options for a store over these nodes (a cluster when there are several).
     pub(crate) fn options(&self) -> ClickHouseOptions {
+        let cluster = if self.replicated {
+            "spanline_1s2r"
+        } else {
+            "spanline_2s"
+        };
         ClickHouseOptions {
             urls: self.urls.clone(),
-            cluster: (self.urls.len() > 1).then(|| "spanline_2s".to_owned()),
+            cluster: (self.urls.len() > 1).then(|| cluster.to_owned()),
+            replicated: self.replicated,
             database: "spanline_test".into(),
             ..ClickHouseOptions::default()
         }
@@ -105,11 +170,17 @@ impl Servers {
 
 impl Drop for Servers {
     fn drop(&mut self) {
+        // The data goes with the temp dir: no need to wait for a clean shutdown (which an
+        // idle keep-alive connection of a live store holds for 10 s).
         let _ = Command::new("bash")
             .arg(script())
             .arg("stop")
             .arg(self.dir.path())
+            .env("CLICKHOUSE_STOP_GRACE_S", "0")
             .output();
+        if self.replicated {
+            Self::stop_zookeeper(self.dir.path());
+        }
     }
 }
 
@@ -129,6 +200,32 @@ mod single_node {
 mod two_shards {
     use super::store_on;
     crate::store::conformance::conformance_tests!(optional: store_on(2));
+}
+
+async fn replicated_store() -> Option<(ClickHouseStore, Servers)> {
+    let servers = Servers::start_replicated().await?;
+    let store = ClickHouseStore::open(servers.options())
+        .await
+        .expect("open the store");
+    Some((store, servers))
+}
+
+/// A store on `servers` in a database of its own, named after `case`.
+async fn store_in(servers: &Servers, case: &str) -> ClickHouseStore {
+    let options = ClickHouseOptions {
+        database: format!("c_{case}"),
+        ..servers.options()
+    };
+    ClickHouseStore::open(options)
+        .await
+        .expect("open the store")
+}
+
+/// The conformance suite on one shard of two replicas: one ZooKeeper and two servers for
+/// every case (each in its own database), since starting them costs ~6 s on this machine.
+mod one_shard_two_replicas {
+    use super::{Servers, store_in};
+    crate::store::conformance::conformance_tests!(shared: Servers::start_replicated(), store_in);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,6 +255,19 @@ async fn schema_is_idempotent_and_a_newer_version_is_refused() {
     .unwrap();
     let err = ClickHouseStore::open(options).await.unwrap_err();
     assert!(matches!(err, StoreError::Incompatible { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_without_a_cluster_is_refused() {
+    let options = ClickHouseOptions {
+        replicated: true,
+        ..ClickHouseOptions::default()
+    };
+    let err = ClickHouseStore::open(options).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("COLLECTOR_CLICKHOUSE_CLUSTER")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,6 +366,125 @@ async fn a_shard_restarted_under_load_loses_no_acknowledged_span() {
     eprintln!("{total} traces acknowledged; {errors} retryable errors while shard 2 was down");
 }
 
+/// A `count()`-like `SELECT ... FORMAT RowBinary` straight on node `url` (its own tables).
+async fn count_on(url: &str, sql: &str) -> u64 {
+    let node = super::http::Node::new(url, None, None).unwrap();
+    let answer = node.run(sql, &[], Vec::new()).await.unwrap();
+    super::rowbinary::Reader::new(&answer).u64().unwrap()
+}
+
+/// Issue 15 item 3, replication: one shard of two replicas and a ZooKeeper. Writers run;
+/// replica 1 (the store's first URL) stops, and writes and reads continue through replica 2;
+/// replica 1 restarts and fetches what was written meanwhile. Every acknowledged span is
+/// readable, and both replicas end with the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_under_load_loses_no_acknowledged_span_and_catches_up() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some((store, servers)) = replicated_store().await else {
+        return;
+    };
+    let store: Arc<dyn SpanStore> = Arc::new(store);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4u32 {
+        let store = Arc::clone(&store);
+        let stop = Arc::clone(&stop);
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut retryable_errors = 0u32;
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let spans = load_trace(w, n);
+                loop {
+                    match store.write_spans(spans.clone()).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            assert!(e.is_retryable(), "{e:?}");
+                            retryable_errors += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                acked.push(spans);
+                n += 1;
+            }
+            (acked, retryable_errors)
+        }));
+    }
+    let count_acked = |store: Arc<dyn SpanStore>| async move {
+        store
+            .find_traces(crate::store::TraceQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0)
+    };
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("{:>6} ms  {what}", t0.elapsed().as_millis());
+    wait_until(|| count_acked(Arc::clone(&store)), |n| n >= 20).await;
+    phase("20 traces; stopping replica 1");
+    servers.stop_node(1);
+    phase("replica 1 stopped");
+    // Writes and reads go on through replica 2 alone.
+    let before = count_acked(Arc::clone(&store)).await;
+    wait_until(|| count_acked(Arc::clone(&store)), |n| n >= before + 40).await;
+    let (r1, r2) = (servers.urls[0].clone(), servers.urls[1].clone());
+    let spans_sql = "SELECT count() FROM spanline_test.spans_local FORMAT RowBinary";
+    let on_2_while_1_down = count_on(&r2, spans_sql).await;
+    phase("40 more traces through replica 2; restarting replica 1");
+    servers.restart_node(1);
+    phase("replica 1 restarted");
+    let before = count_acked(Arc::clone(&store)).await;
+    wait_until(|| count_acked(Arc::clone(&store)), |n| n >= before + 20).await;
+    stop.store(true, Ordering::Relaxed);
+    phase("20 more traces; writers stopping");
+    let mut acked_spans = 0u64;
+    let mut errors = 0;
+    let mut traces = 0;
+    for w in writers {
+        let (acked, e) = w.await.unwrap();
+        errors += e;
+        for spans in acked {
+            let got = store
+                .get_trace(spans[0].trace_id)
+                .await
+                .unwrap()
+                .expect("acknowledged trace stored");
+            assert_eq!(got.spans.len(), spans.len(), "every acknowledged span");
+            acked_spans += spans.len() as u64;
+            traces += 1;
+        }
+    }
+    // Replica 1 catches up: it holds every acknowledged span, including the ones written
+    // while it was down, and the same rows as replica 2 in both replicated tables.
+    let distinct = "SELECT count() FROM (SELECT DISTINCT trace_id, span_id, kind \
+                    FROM spanline_test.spans_local) FORMAT RowBinary";
+    phase("every acknowledged trace read back");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let on_1 = count_on(&r1, distinct).await;
+        let same = count_on(&r1, spans_sql).await == count_on(&r2, spans_sql).await;
+        let search = "SELECT count() FROM spanline_test.search_local FORMAT RowBinary";
+        let same_search = count_on(&r1, search).await == count_on(&r2, search).await;
+        if on_1 >= acked_spans && same && same_search {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica 1 has {on_1} of {acked_spans} acknowledged spans after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    phase("replica 1 caught up");
+    assert!(on_2_while_1_down > 0);
+    eprintln!(
+        "{traces} traces ({acked_spans} spans) acknowledged; {errors} retryable errors; \
+         replica 2 held {on_2_while_1_down} spans while replica 1 was down"
+    );
+}
+
 fn load_trace(writer: u32, n: u32) -> Vec<crate::model::Span> {
     let mut spans = crate::testing::sample_trace(0);
     let mut id = [0u8; 16];
@@ -296,6 +525,7 @@ fn dump_statements_for_the_chdb_check() {
     let t = Tables {
         db: "spanline".into(),
         cluster: None,
+        replicated: false,
     };
     let ids = [crate::testing::trace_id(1), crate::testing::trace_id(2)];
     let w = TimeWindow {
@@ -303,6 +533,19 @@ fn dump_statements_for_the_chdb_check() {
         end_unix_nano: u64::MAX / 2,
     };
     let mut out: Vec<String> = sql::schema(&t);
+    // The cluster and replicated shapes need remote servers and ZooKeeper, which chDB has
+    // not: the check parses them (`PARSE ` lines) on the current parser.
+    let replicated = Tables {
+        cluster: Some("spanline_1s2r".into()),
+        replicated: true,
+        ..t.clone()
+    };
+    out.extend(
+        sql::schema(&replicated)
+            .into_iter()
+            .filter(|s| s.contains("ENGINE = Replicated") || s.contains("ENGINE = Distributed"))
+            .map(|s| format!("PARSE {s}")),
+    );
     out.push(sql::schema_version(&t));
     out.push(sql::record_schema_version(&t, sql::SCHEMA_VERSION, 1));
     out.push(sql::existing_keys(&t, &ids, 20_000));
@@ -355,6 +598,8 @@ fn dump_statements_for_the_chdb_check() {
     out.push(sql::partitions_before(&t, "spans_local", 20_000));
     out.push(sql::drop_partition(&t, "spans_local", "2024-01-01"));
     out.push(sql::delete_traces(&t, "spans_local", &ids));
+    out.push(sql::delete_traces(&t, "links_local", &ids));
+    out.push(sql::traces_linking_to(&t, ids[0], 10));
     out.push(sql::pending_mutations(&t));
     // The RowBinary inserts travel with a body (the script inserts these tables' rows).
     out.push(sql::decision(&t, ids[0]));
@@ -512,6 +757,53 @@ async fn searches_agree_with_the_memory_store_on_one_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn searches_agree_with_the_memory_store_on_two_shards() {
     searches_agree_with_the_memory_store(2).await;
+}
+
+/// A span resent long after its first copy was stored (here: a copy received 30 days ago)
+/// is still a duplicate: the check reaches back to the day before the span's own start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_resent_a_month_later_is_a_duplicate() {
+    let Some((store, servers)) = store_on(1).await else {
+        return;
+    };
+    let spans = crate::testing::sample_trace(3);
+    store.write_spans(spans.clone()).await.unwrap();
+    // The same spans under another trace id, as received 30 days ago.
+    let mut old = [0u8; 16];
+    old[14] = 0x0d;
+    old[15] = 0x0d;
+    let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
+    node.run(
+        &format!(
+            "INSERT INTO spanline_test.spans_local SELECT today() - 30, \
+             toUInt64(toDateTime(today() - 30)) * 1000000000, \
+             unhex('0000000000000000000000000000{:02x}{:02x}'), span_id, parent_span_id, \
+             has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, \
+             http_status, has_http_status, attr_keys, attr_values, detail \
+             FROM spanline_test.spans_local WHERE trace_id = {}",
+            old[14],
+            old[15],
+            super::sql::bytes_lit(&spans[0].trace_id.0)
+        ),
+        &[],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let resent: Vec<_> = spans
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            s.trace_id = crate::model::TraceId(old);
+            s
+        })
+        .collect();
+    let outcome = store.write_spans(resent).await.unwrap();
+    assert_eq!(
+        (outcome.stored, outcome.duplicates),
+        (0, spans.len()),
+        "{outcome:?}"
+    );
 }
 
 /// Two collectors over one database (a 2-shard cluster): the consumer groups one learns and

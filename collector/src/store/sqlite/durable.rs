@@ -1,4 +1,4 @@
-//! The rows of what the collector learns besides spans (schema version 6): tail sampling
+//! The rows of what the collector learns besides spans (schema version 7): tail sampling
 //! decisions (`sampling_decisions`, one row per trace, deleted with the trace by
 //! `retention.rs`) and consumer groups (`consumer_groups`, one row per (destination, group)).
 //!

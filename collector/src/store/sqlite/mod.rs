@@ -24,7 +24,8 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 6), the migrations from versions 1 to 5, the checks at open |
+//! | `schema.rs` | the tables (version 7), the migrations from versions 1 to 6, the checks at open |
+//! | `links.rs` | the inbound-link rows (`trace_links`): which traces link to a trace |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
 //! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, `span_attrs`) |
@@ -42,6 +43,7 @@ mod checkpoint;
 mod codec;
 mod durable;
 mod index;
+mod links;
 mod options;
 mod read;
 mod retention;
@@ -127,6 +129,14 @@ impl SpanStore for SqliteStore {
         query: TraceQuery,
     ) -> BoxFuture<'_, Result<Vec<TraceSummary>, StoreError>> {
         Box::pin(self.read(move |c| search::find(c, &query)))
+    }
+
+    fn traces_linking_to(
+        &self,
+        trace_id: TraceId,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<TraceId>, StoreError>> {
+        Box::pin(self.read(move |c| links::traces_linking_to(c, trace_id, limit)))
     }
 
     fn services(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {

@@ -1,4 +1,4 @@
-//! # The schema (version 6, `PRAGMA user_version = 6`)
+//! # The schema (version 7, `PRAGMA user_version = 7`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -32,7 +32,10 @@
 //!                                                             -- the trace (never moved by later spans):
 //!                                                             -- what retention ages by; INDEX (received_ns)
 //! traces.spans_refused INTEGER                                -- new spans refused at the per-trace span limit
-//! -- version 6 (`durable.rs`):
+//! -- version 6:
+//! trace_links(target_trace_id, source_trace_id)               -- PK (target, source), WITHOUT ROWID;
+//!                                                             -- INDEX (source): inbound links (links.rs)
+//! -- version 7 (`durable.rs`):
 //! sampling_decisions(trace_id BLOB PRIMARY KEY, kept, policies, -- tail sampling decisions (policies: JSON
 //!                    finish, decided_ns)                        -- array); deleted with their trace
 //! consumer_groups(destination, consumer_group, last_seen_ns)  -- PK (destination, consumer_group): the
@@ -47,7 +50,9 @@
 //! Version 4 → 5 adds `traces.received_ns`; a trace stored before it is given its start
 //! clamped to the time of the migration (`min(start_ns, now)`), so a start claimed in the
 //! future does not keep it forever.
-//! Version 5 → 6 adds two tables (what the collector learns besides spans: tail sampling
+//! Version 5 → 6 adds the inbound-link table (`links.rs`; traces stored before it have no
+//! rows there).
+//! Version 6 → 7 adds two tables (what the collector learns besides spans: tail sampling
 //! decisions and consumer groups); nothing is copied.
 //! The search-index tables are described in `index.rs`.
 
@@ -55,11 +60,12 @@ use std::path::Path;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use super::links::SCHEMA_V6;
 use super::options::{SqliteOptions, Synchronous};
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -72,10 +78,10 @@ CREATE INDEX traces_by_received ON traces (received_ns);
 ALTER TABLE traces ADD COLUMN spans_refused INTEGER NOT NULL DEFAULT 0;
 ";
 
-/// Version 5 → 6 (also run on a new file): tail sampling decisions and the consumer groups
+/// Version 6 → 7 (also run on a new file): tail sampling decisions and the consumer groups
 /// of each destination (`durable.rs`). `IF NOT EXISTS`: the step is self-contained and can be
 /// renumbered or re-run.
-const SCHEMA_V6: &str = "
+const SCHEMA_V7: &str = "
 CREATE TABLE IF NOT EXISTS sampling_decisions (
     trace_id BLOB PRIMARY KEY,
     kept INTEGER NOT NULL,
@@ -342,6 +348,7 @@ pub(super) fn open_read_write(
         let v4 = if version < 4 { SCHEMA_V4 } else { "" };
         let v5 = if version < 5 { SCHEMA_V5 } else { "" };
         let v6 = if version < 6 { SCHEMA_V6 } else { "" };
+        let v7 = if version < 7 { SCHEMA_V7 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -354,7 +361,8 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} PRAGMA user_version = {SCHEMA_VERSION}; \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} \
+             PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))
         .map_err(|e| {
@@ -516,7 +524,7 @@ mod tests {
         Connection::open(&path)
             .unwrap()
             .execute_batch(
-                "BEGIN; DROP INDEX traces_by_received;
+                "BEGIN; DROP INDEX traces_by_received; DROP TABLE trace_links;
                  ALTER TABLE traces DROP COLUMN received_ns;
                  ALTER TABLE traces DROP COLUMN spans_refused;
                  UPDATE traces SET start_ns = 9000000000000000000;
@@ -538,9 +546,9 @@ mod tests {
         assert!(received > 0 && received <= now, "{received}");
     }
 
-    /// Version 5 → 6 adds the decision and consumer-group tables; the spans stay.
+    /// Version 6 → 7 adds the decision and consumer-group tables; the spans stay.
     #[tokio::test]
-    async fn version_5_file_is_migrated_in_place() {
+    async fn version_6_file_is_migrated_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spanline.db");
         let spans = conformance::demo_trace(6, false, 1.0);
@@ -553,7 +561,7 @@ mod tests {
             .unwrap()
             .execute_batch(
                 "BEGIN; DROP TABLE sampling_decisions; DROP TABLE consumer_groups;
-                 PRAGMA user_version = 5; COMMIT;",
+                 PRAGMA user_version = 6; COMMIT;",
             )
             .unwrap();
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
@@ -635,6 +643,7 @@ mod tests {
                  DROP INDEX traces_by_received;
                  ALTER TABLE traces DROP COLUMN received_ns;
                  ALTER TABLE traces DROP COLUMN spans_refused;
+                 DROP TABLE trace_links;
                  PRAGMA user_version = 2;
                  COMMIT;"
             ))

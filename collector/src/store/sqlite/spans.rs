@@ -166,6 +166,7 @@ pub(super) fn insert_spans<'a>(
         }
     }
     insert_entry_spans(conn, &inserted)?;
+    super::links::insert_links(conn, &inserted)?;
     Ok((outcome, inserted, refused))
 }
 

@@ -61,13 +61,10 @@ pub(super) fn dependencies(
         .query_map(
             params![to_i64(w.start_unix_nano), to_i64(w.end_unix_nano)],
             |r| {
-                Ok(DependencyEdge {
-                    parent: r.get(0)?,
-                    child: r.get(1)?,
-                    call_count: to_u64(r.get(2)?),
-                    error_count: to_u64(r.get(3)?),
-                    via: r.get(4)?,
-                })
+                Ok(DependencyEdge::from_counts(
+                    (r.get(0)?, r.get(1)?, r.get(4)?),
+                    (to_u64(r.get(2)?), to_u64(r.get(3)?)),
+                ))
             },
         )
         .map_err(backend)?;

@@ -723,6 +723,29 @@
       app.append(det);
     }
 
+    // Traces linked either way (links=follow): those this trace links to and those that
+    // link to it, loaded after the page shows; the section appears only when there are any.
+    const linkedBox = h('section', { class: 'linked-traces', id: 'linked-traces' });
+    linkedBox.hidden = true;
+    app.append(linkedBox);
+    getJSON('/v1/traces/' + traceId + '/tree?links=follow&limit=1').then((r) => {
+      const linked = r.ok && r.data && Array.isArray(r.data.linked_traces) ? r.data.linked_traces : [];
+      if (!linked.length) return;
+      const ul = h('ul', null);
+      for (const l of linked) {
+        const t = l && l.tree ? l.tree : {};
+        const tid = String(t.trace_id || '');
+        const first = Array.isArray(t.roots) && t.roots.length ? t.roots[0] : null;
+        const label = first ? [swatch(String(first.service || '')), h('strong', null, String(first.service || '')), ' ' + String(first.name || '')] : [tid];
+        const how = l.relation === 'linked_from' ? 'links to this trace' : 'this trace links to it';
+        ul.append(h('li', { 'data-relation': String(l.relation || '') },
+          HEX32.test(tid) ? h('a', { href: '/trace/' + tid, 'data-nav': true }, ...label) : h('span', null, ...label),
+          ' ', h('span', { class: 'muted small' }, '(' + how + ') ', h('code', null, tid))));
+      }
+      linkedBox.append(h('h2', null, 'Linked traces (' + linked.length + ')'), ul);
+      linkedBox.hidden = false;
+    });
+
     // A page of a huge trace: say so; "+N more" under a span loads what is below it.
     const omitted = Number(tree.spans_omitted) || 0;
     if (omitted > 0) {

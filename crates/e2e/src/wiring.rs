@@ -1,0 +1,109 @@
+//! How the processes of a test stack are wired: a collector's ports and data directory
+//! ([`collector_env`]), and the demo services' ports, peers and collector
+//! ([`demo_services`], each a [`ServiceSpec`] that starts it), for [`Stack`](crate::Stack)
+//! and for tests that arrange collectors of their own (`tests/peers.rs`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::{Proc, START_TIMEOUT, free_port, wait_healthy};
+
+/// The environment of a collector with its ingest and query ports on `ingest_addr` and
+/// `query_addr`, its gRPC and sampling ports on any free port, and its data in `data_dir`.
+pub fn collector_env(
+    ingest_addr: SocketAddr,
+    query_addr: SocketAddr,
+    data_dir: &Path,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("COLLECTOR_INGEST_ADDR", ingest_addr.to_string()),
+        ("COLLECTOR_QUERY_ADDR", query_addr.to_string()),
+        ("COLLECTOR_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0".to_owned()),
+        ("COLLECTOR_DATA_DIR", data_dir.display().to_string()),
+    ]
+}
+
+/// How one demo service is started (a [`Stack`] keeps it to restart the service).
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// The binary, e.g. `"order-service"`.
+    pub bin: &'static str,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    /// Its environment.
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl ServiceSpec {
+    /// The service's base URL, `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the service, logging to `<log_dir>/<bin>.log`, and waits until its
+    /// `/healthz` answers.
+    ///
+    /// # Panics
+    /// If it does not become healthy within [`START_TIMEOUT`].
+    pub async fn start(&self, client: &reqwest::Client, log_dir: &Path) -> Proc {
+        let proc = Proc::spawn(self.bin, &self.env, log_dir);
+        let health = format!("{}/healthz", self.url());
+        wait_healthy(client, &health, &proc, START_TIMEOUT).await;
+        proc
+    }
+}
+
+/// The demo services wired to each other on free ports, in start order: user, payment,
+/// notification (only with `nats_url`), order, frontend. Each sends its spans to
+/// `collector(service)` (an ingest base URL; `service` is `"user"`, `"order"`, …) with a
+/// 100 ms batch delay; the frontend links to the UI at `ui_url`; `NATS_URL` is `nats_url`, or
+/// empty (no messaging). `extra_env(service)` wins over these.
+pub fn demo_services(
+    collector: impl Fn(&str) -> String,
+    ui_url: &str,
+    nats_url: Option<&str>,
+    extra_env: impl Fn(&str) -> Vec<(&'static str, String)>,
+) -> Vec<ServiceSpec> {
+    let [fe, us, os, ps, ns] = [(); 5].map(|()| free_port());
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    type Env = Vec<(&'static str, String)>;
+    let mut services: Vec<(&'static str, &str, u16, Env)> = vec![
+        ("user-service", "user", us, vec![]),
+        ("payment-service", "payment", ps, vec![]),
+        (
+            "order-service",
+            "order",
+            os,
+            vec![("PAYMENT_SERVICE_URL", url(ps))],
+        ),
+        (
+            "frontend",
+            "frontend",
+            fe,
+            vec![
+                ("USER_SERVICE_URL", url(us)),
+                ("ORDER_SERVICE_URL", url(os)),
+                ("COLLECTOR_UI_URL", ui_url.to_owned()),
+            ],
+        ),
+    ];
+    if nats_url.is_some() {
+        services.insert(2, ("notification-service", "notification", ns, vec![]));
+    }
+    services
+        .into_iter()
+        .map(|(bin, svc, port, extra)| {
+            let mut env = vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", collector(svc)),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+                ("OTEL_SERVICE_NAME", svc.to_owned()),
+                ("NATS_URL", nats_url.unwrap_or_default().to_owned()),
+                ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+            ];
+            env.extend(extra);
+            env.extend(extra_env(svc));
+            ServiceSpec { bin, port, env }
+        })
+        .collect()
+}

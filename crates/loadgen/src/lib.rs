@@ -1,0 +1,103 @@
+//! The OTLP request of the ingest benchmarks, shared by `loadgen ingest` and the collector's
+//! in-process benchmark (`collector/tests/ingest_bench.rs`), so both measure the same bytes:
+//! one resource (`service.name` `svc-<n mod 4>`, `host.name`) with spans of 10 attributes
+//! each, 250 µs long, SERVER and CLIENT in turn.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+/// How long each span lasts, ns.
+pub const SPAN_DURATION_NS: u64 = 250_000;
+
+/// An OTLP attribute.
+pub fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+/// The ten attributes of span `i` of a request (HTTP server semantic conventions, and two
+/// application attributes that vary with `i`).
+pub fn attributes(i: usize) -> Vec<KeyValue> {
+    use any_value::Value::{BoolValue, IntValue, StringValue};
+    vec![
+        kv("http.request.method", StringValue("GET".into())),
+        kv("http.route", StringValue("/api/v1/items/{id}".into())),
+        kv("url.path", StringValue(format!("/api/v1/items/{i}"))),
+        kv("http.response.status_code", IntValue(200)),
+        kv("server.address", StringValue("items.internal".into())),
+        kv("server.port", IntValue(8080)),
+        kv("client.address", StringValue("10.1.2.3".into())),
+        kv("user_agent.original", StringValue("bench/1.0".into())),
+        kv(
+            "app.item.id",
+            IntValue(i64::try_from(i).unwrap_or(i64::MAX)),
+        ),
+        kv("app.cache.hit", BoolValue(i.is_multiple_of(3))),
+    ]
+}
+
+/// Span `i` of a request, with these ids, starting at `start_unix_nano` and lasting
+/// [`SPAN_DURATION_NS`].
+pub fn span(i: usize, trace_id: [u8; 16], span_id: [u8; 8], start_unix_nano: u64) -> Span {
+    Span {
+        trace_id: trace_id.to_vec(),
+        span_id: span_id.to_vec(),
+        name: format!("GET /api/v1/items/{}", i % 20),
+        kind: if i.is_multiple_of(2) { 2 } else { 3 },
+        start_time_unix_nano: start_unix_nano,
+        end_time_unix_nano: start_unix_nano + SPAN_DURATION_NS,
+        attributes: attributes(i),
+        ..Default::default()
+    }
+}
+
+/// Request number `n` holding `spans` (its resource is service `svc-<n mod 4>`).
+pub fn request(n: usize, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    use any_value::Value::StringValue;
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", StringValue(format!("svc-{}", n % 4))),
+                    kv("host.name", StringValue("bench-host".into())),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_i_has_ten_attributes_and_alternates_server_and_client() {
+        let s = span(3, [1; 16], [2; 8], 1_000);
+        assert_eq!(s.attributes.len(), 10);
+        assert_eq!((s.kind, span(4, [1; 16], [2; 8], 0).kind), (3, 2));
+        assert_eq!(
+            s.end_time_unix_nano - s.start_time_unix_nano,
+            SPAN_DURATION_NS
+        );
+        assert_eq!(s.name, "GET /api/v1/items/3");
+        let r = request(5, vec![s]);
+        let resource = r.resource_spans[0].resource.as_ref().expect("resource");
+        assert_eq!(
+            resource.attributes[0].value,
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue("svc-1".into()))
+            })
+        );
+    }
+}
