@@ -36,6 +36,20 @@ INSERT INTO spanline.links_local (received_day, trace_id, source_trace_id) VALUE
 """
 
 
+# Rows of the version-2 tables (store/durable.rs): two decisions on T1 (the later wins) and
+# one on T2; a consumer group seen twice (reads fold by max) and another.
+DURABLE_ROWS = [
+    f"""INSERT INTO spanline.sampling_decisions_local (received_day, decided_ns, trace_id, kept,
+  policies, finish) VALUES (today(), 1764000000000000000, unhex('{T1}'), 1, '["errors"]', 'complete'),
+  (today(), 1764000000000000009, unhex('{T1}'), 1, '["slow"]', 'settled'),
+  (today(), 1764000000000000000, unhex('{T2}'), 0, '[]', 'settled')""",
+    """INSERT INTO spanline.consumer_groups_local (destination, consumer_group, last_seen_ns)
+  VALUES ('payments.completed', 'notification', 1764000000000000100),
+  ('payments.completed', 'notification', 1764000000000000300),
+  ('payments.completed', 'order', 1764000000000000200)""",
+]
+
+
 def main() -> int:
     statements = [s for s in open(sys.argv[1]).read().split("\n") if s.strip()]
     print(f"ClickHouse {chdb.query('SELECT version()', 'CSV').data().strip()} (chDB {chdb.__version__})")
@@ -75,6 +89,8 @@ def main() -> int:
         for t in (T1, T2):
             run(SAMPLE_ROWS.format(t=t))
         run(LINK_ROWS.format(t1=T1, t2=T2))
+        for sql in DURABLE_ROWS:
+            run(sql)
         copied = run("SELECT count() FROM spanline.search_local").strip()
         print(f"{'OK' if copied == '6' else 'FAIL'}    materialized view filled search_local: {copied} rows")
         failures += copied != "6"
@@ -88,6 +104,15 @@ def main() -> int:
             f"SELECT hex(source_trace_id) FROM (SELECT DISTINCT source_trace_id FROM "
             f"spanline.links_local WHERE trace_id = unhex('{T1}') AND source_trace_id != "
             f"unhex('{T1}') ORDER BY source_trace_id LIMIT 10)": f'"{T2.upper()}"',
+            # The decision shape (sql::decision): the latest row of T1.
+            f"SELECT kept, policies, finish FROM spanline.sampling_decisions_local "
+            f"WHERE trace_id = unhex('{T1}') ORDER BY decided_ns DESC LIMIT 1": '1,"[""slow""]","settled"',
+            # The consumer-group shape (sql::consumer_groups): one row per pair, its latest time.
+            "SELECT destination, consumer_group, max(last_seen_ns) AS seen FROM "
+            "spanline.consumer_groups_local GROUP BY destination, consumer_group "
+            "HAVING seen >= 1764000000000000150 ORDER BY destination, consumer_group":
+            '"payments.completed","notification",1764000000000000300\n'
+            '"payments.completed","order",1764000000000000200',
         }
         for sql, want in checks.items():
             got = run(sql).strip()

@@ -379,6 +379,7 @@ pub async fn serve_with_grpc(
         })
     };
     let publisher = tokio::spawn(query::tail::publish(state.clone()));
+    let consumers = assemble::consumer_sync::start(&state).await;
     let run = |listener: TcpListener, app: Router, port: &'static str| {
         let state = state.clone();
         async move {
@@ -415,6 +416,7 @@ pub async fn serve_with_grpc(
     );
     trigger.abort();
     publisher.abort();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), consumers).await;
     state.store.shutdown().await;
     ingest_result.and(grpc_result).and(query_result)
 }

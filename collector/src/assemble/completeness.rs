@@ -20,8 +20,11 @@
 //! learnt from committed CONSUMER spans (`messaging.destination.name`,
 //! `messaging.consumer.group.name`, semantic conventions for messaging spans) and forgotten
 //! after [`RECENT_CONSUMERS`] without a process span ([`ConsumerGroups`], one per collector
-//! process). A trace whose consumer never comes is finished by the settle time
-//! ([`super::settle`]), incomplete, naming the group it waited for.
+//! process). What is learnt is also kept in the store (`super::consumer_sync`: written at
+//! most once a minute per pair, loaded at start and every 30 s), so it survives a restart
+//! and collectors sharing a store learn each other's groups. A trace whose consumer never
+//! comes is finished by the settle time ([`super::settle`]), incomplete, naming the group it
+//! waited for.
 //!
 //! The rule needs only the shape of each span ([`Shape`]: ids, kind, what it awaits), so the
 //! live tracker ([`super::settle`]) can apply it to spans as they are committed without
@@ -35,6 +38,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::model::{self, AttrValue, Span, SpanId, SpanKind, TraceId};
+use crate::store::ConsumerGroupSeen;
 
 /// The attribute a CLIENT span records the answer's `traceresponse` header in (semantic
 /// conventions: `http.response.header.<key>`, lowercase, string array).
@@ -64,6 +68,11 @@ pub const DESTINATION_ATTRIBUTE: &str = "messaging.destination.name";
 pub const GROUP_ATTRIBUTE: &str = "messaging.consumer.group.name";
 /// How long a consumer group is expected on a destination after its last process span.
 pub const RECENT_CONSUMERS: Duration = Duration::from_secs(15 * 60);
+/// A pair seen again is queued for the store only when it was last queued this long ago
+/// (so the hot path does not write per span).
+pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
+/// Most pairs queued for the store at once; beyond, new ones wait for a later sighting.
+const MAX_PENDING: usize = 10_000;
 
 /// A stable hash of a destination or group name (the same in every run).
 pub fn name_hash(name: &str) -> u64 {
@@ -86,10 +95,22 @@ fn string_attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
 #[derive(Debug, Default)]
 pub struct ConsumerGroups {
     by_destination: Mutex<HashMap<u64, GroupsSeen>>,
+    /// Pairs to write to the store ([`ConsumerGroups::take_pending`]).
+    pending: Mutex<Vec<ConsumerGroupSeen>>,
 }
 
-/// The groups of one destination: group hash -> (group name, last process span seen).
-type GroupsSeen = HashMap<u64, (String, Instant)>;
+/// The groups of one destination: group hash -> what is known of the group.
+type GroupsSeen = HashMap<u64, GroupSeen>;
+
+/// One consumer group of a destination.
+#[derive(Debug)]
+struct GroupSeen {
+    name: String,
+    /// The last process span seen (here or, loaded from the store, by any collector).
+    last: Instant,
+    /// When the store was last given (or gave) a time for the pair; `None`: never.
+    stored: Option<Instant>,
+}
 
 impl ConsumerGroups {
     /// The collector process's registry (fed by ingest after each commit).
@@ -111,16 +132,103 @@ impl ConsumerGroups {
             .collect()
     }
 
-    /// Records that each `(destination, group)` processed a message at `now`.
+    /// Records that each `(destination, group)` processed a message at `now`; a pair that is
+    /// new, or was last queued for the store [`PERSIST_EVERY`] ago, is queued again.
     pub fn record(&self, seen: Vec<(String, String)>, now: Instant) {
         if seen.is_empty() {
             return;
         }
+        let mut due = Vec::new();
+        {
+            let mut map = self.lock();
+            for (destination, group) in seen {
+                let entry = map
+                    .entry(name_hash(&destination))
+                    .or_default()
+                    .entry(name_hash(&group))
+                    .or_insert_with(|| GroupSeen {
+                        name: group,
+                        last: now,
+                        stored: None,
+                    });
+                entry.last = entry.last.max(now);
+                let stale = entry
+                    .stored
+                    .is_none_or(|at| now.saturating_duration_since(at) >= PERSIST_EVERY);
+                if stale {
+                    entry.stored = Some(now);
+                    due.push((destination, entry.name.clone()));
+                }
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let unix = crate::time::now_unix_nano();
+        let mut overflow = Vec::new();
+        {
+            let mut pending = self.pending_lock();
+            for (destination, group) in due {
+                let seen = ConsumerGroupSeen {
+                    destination,
+                    group,
+                    last_seen_unix_nano: unix,
+                };
+                if pending.len() < MAX_PENDING {
+                    pending.push(seen);
+                } else {
+                    overflow.push(seen);
+                }
+            }
+        }
+        // Not queued: queued again at their next sighting.
+        self.unstore(&overflow);
+    }
+
+    /// The pairs queued for the store since the last call.
+    pub fn take_pending(&self) -> Vec<ConsumerGroupSeen> {
+        std::mem::take(&mut *self.pending_lock())
+    }
+
+    /// Forgets that `failed` (taken from [`take_pending`](Self::take_pending)) were given to
+    /// the store, so their next sighting queues them again.
+    pub fn unstore(&self, failed: &[ConsumerGroupSeen]) {
         let mut map = self.lock();
-        for (destination, group) in seen {
-            map.entry(name_hash(&destination))
+        for f in failed {
+            if let Some(g) = map
+                .get_mut(&name_hash(&f.destination))
+                .and_then(|groups| groups.get_mut(&name_hash(&f.group)))
+            {
+                g.stored = None;
+            }
+        }
+    }
+
+    /// Learns pairs read from the store (seen by this collector before a restart, or by
+    /// another one): each is expected from its last-seen time on, as if seen here then.
+    /// `now` and `now_unix_nano` are the same instant on both clocks.
+    pub fn merge(&self, stored: Vec<ConsumerGroupSeen>, now: Instant, now_unix_nano: u64) {
+        let mut map = self.lock();
+        for s in stored {
+            let age = Duration::from_nanos(now_unix_nano.saturating_sub(s.last_seen_unix_nano));
+            if age >= RECENT_CONSUMERS {
+                continue;
+            }
+            // Right after boot the monotonic clock may not reach back that far.
+            let Some(at) = now.checked_sub(age) else {
+                continue;
+            };
+            let entry = map
+                .entry(name_hash(&s.destination))
                 .or_default()
-                .insert(name_hash(&group), (group, now));
+                .entry(name_hash(&s.group))
+                .or_insert_with(|| GroupSeen {
+                    name: s.group,
+                    last: at,
+                    stored: Some(at),
+                });
+            entry.last = entry.last.max(at);
+            entry.stored = Some(entry.stored.map_or(at, |was| was.max(at)));
         }
     }
 
@@ -130,8 +238,12 @@ impl ConsumerGroups {
         let Some(groups) = map.get_mut(&destination) else {
             return Vec::new();
         };
-        groups.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < RECENT_CONSUMERS);
-        groups.iter().map(|(h, (n, _))| (*h, n.clone())).collect()
+        groups.retain(|_, g| now.saturating_duration_since(g.last) < RECENT_CONSUMERS);
+        groups.iter().map(|(h, g)| (*h, g.name.clone())).collect()
+    }
+
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, Vec<ConsumerGroupSeen>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, GroupsSeen>> {

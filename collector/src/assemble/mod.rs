@@ -21,6 +21,7 @@
 //! the latest end minus the earliest start. The stored spans are never changed.
 
 pub mod completeness;
+pub mod consumer_sync;
 mod critical_path;
 mod dedupe;
 mod layout;

@@ -16,6 +16,13 @@ use crate::testing::{MS, T0, span, trace_id};
 
 type Store = Arc<dyn SpanStore>;
 
+mod durable;
+pub(crate) use durable::{
+    consumer_groups_keep_the_latest_time_per_pair,
+    sampling_decisions_are_deleted_with_their_traces,
+    sampling_decisions_round_trip_and_the_latest_wins,
+};
+
 /// Generates one `#[tokio::test]` per conformance case for a backend.
 macro_rules! conformance_tests {
     ($make:expr) => {
@@ -54,7 +61,10 @@ macro_rules! conformance_tests {
             traces_linking_to_finds_inbound_links,
             retention_ages_by_receipt_not_by_a_claimed_start,
             a_trace_holds_at_most_the_span_limit,
-            writes_after_shutdown_fail_cleanly
+            writes_after_shutdown_fail_cleanly,
+            sampling_decisions_round_trip_and_the_latest_wins,
+            sampling_decisions_are_deleted_with_their_traces,
+            consumer_groups_keep_the_latest_time_per_pair
         );
     };
     (@optional $make:expr; $($case:ident),* $(,)?) => {

@@ -7,9 +7,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
 use super::{
-    BoxFuture, DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation, OperationSamples,
-    RetentionOutcome, RetentionPolicy, SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery,
-    TraceSummary, WriteOutcome, attr_index_text, group_samples,
+    BoxFuture, ConsumerGroupSeen, DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation,
+    OperationSamples, RetentionOutcome, RetentionPolicy, SamplingDecision, SpanStore, StoreError,
+    StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome, attr_index_text,
+    group_samples,
 };
 use crate::model::{Span, SpanId, SpanKind, TraceId};
 
@@ -24,6 +25,10 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     traces: HashMap<TraceId, MemTrace>,
+    /// Tail sampling decisions, deleted with their traces.
+    decisions: HashMap<TraceId, SamplingDecision>,
+    /// (destination, group) -> last seen, unix ns.
+    consumer_groups: HashMap<(String, String), u64>,
     closed: bool,
 }
 
@@ -205,6 +210,7 @@ impl MemoryStore {
         let batch = policy.batch_traces.max(1);
         outcome.more = old.len() > batch;
         for (_, id) in old.into_iter().take(batch) {
+            inner.decisions.remove(&id);
             if let Some(t) = inner.traces.remove(&id) {
                 outcome.traces_deleted += 1;
                 outcome.spans_deleted += t.spans.len() as u64;
@@ -340,12 +346,83 @@ impl SpanStore for MemoryStore {
             }
             let mut outcome = RetentionOutcome::default();
             for id in trace_ids {
+                inner.decisions.remove(&id);
                 if let Some(t) = inner.traces.remove(&id) {
                     outcome.traces_deleted += 1;
                     outcome.spans_deleted += t.spans.len() as u64;
                 }
             }
             Ok(outcome)
+        })
+    }
+
+    fn record_sampling_decisions(
+        &self,
+        decisions: Vec<SamplingDecision>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            if inner.closed {
+                return Err(StoreError::Closed);
+            }
+            for d in decisions {
+                let newer = inner
+                    .decisions
+                    .get(&d.trace_id)
+                    .is_none_or(|old| old.decided_unix_nano <= d.decided_unix_nano);
+                if newer {
+                    inner.decisions.insert(d.trace_id, d);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn sampling_decision(
+        &self,
+        trace_id: TraceId,
+    ) -> BoxFuture<'_, Result<Option<SamplingDecision>, StoreError>> {
+        Box::pin(async move { Ok(self.lock().decisions.get(&trace_id).cloned()) })
+    }
+
+    fn record_consumer_groups(
+        &self,
+        seen: Vec<ConsumerGroupSeen>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            if inner.closed {
+                return Err(StoreError::Closed);
+            }
+            for s in seen {
+                let last = inner
+                    .consumer_groups
+                    .entry((s.destination, s.group))
+                    .or_default();
+                *last = (*last).max(s.last_seen_unix_nano);
+            }
+            Ok(())
+        })
+    }
+
+    fn consumer_groups(
+        &self,
+        since_unix_nano: u64,
+    ) -> BoxFuture<'_, Result<Vec<ConsumerGroupSeen>, StoreError>> {
+        Box::pin(async move {
+            let inner = self.lock();
+            let mut out: Vec<ConsumerGroupSeen> = inner
+                .consumer_groups
+                .iter()
+                .filter(|(_, last)| **last >= since_unix_nano)
+                .map(|((destination, group), last)| ConsumerGroupSeen {
+                    destination: destination.clone(),
+                    group: group.clone(),
+                    last_seen_unix_nano: *last,
+                })
+                .collect();
+            out.sort();
+            Ok(out)
         })
     }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{
-    BoxFuture, DependencyEdge, Operation, OperationSamples, RetentionOutcome, RetentionPolicy,
-    SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome,
+    BoxFuture, ConsumerGroupSeen, DependencyEdge, Operation, OperationSamples, RetentionOutcome,
+    RetentionPolicy, SamplingDecision, SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery,
+    TraceSummary, WriteOutcome,
 };
 use crate::metrics::{Metrics, RedMetrics};
 use crate::model::{Span, TraceId};
@@ -95,6 +96,34 @@ impl SpanStore for MeteredStore {
         trace_ids: Vec<TraceId>,
     ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
         self.inner.delete_traces(trace_ids)
+    }
+
+    fn record_sampling_decisions(
+        &self,
+        decisions: Vec<SamplingDecision>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.record_sampling_decisions(decisions)
+    }
+
+    fn sampling_decision(
+        &self,
+        trace_id: TraceId,
+    ) -> BoxFuture<'_, Result<Option<SamplingDecision>, StoreError>> {
+        self.inner.sampling_decision(trace_id)
+    }
+
+    fn record_consumer_groups(
+        &self,
+        seen: Vec<ConsumerGroupSeen>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.record_consumer_groups(seen)
+    }
+
+    fn consumer_groups(
+        &self,
+        since_unix_nano: u64,
+    ) -> BoxFuture<'_, Result<Vec<ConsumerGroupSeen>, StoreError>> {
+        self.inner.consumer_groups(since_unix_nano)
     }
 
     fn storage_bytes(&self) -> Option<u64> {

@@ -23,6 +23,7 @@
 
 mod clickhouse;
 mod detail;
+mod durable;
 mod memory;
 mod metered;
 mod query;
@@ -40,6 +41,7 @@ use tokio::sync::watch;
 use crate::model::{Span, SpanKind, TraceId};
 
 pub use clickhouse::{ClickHouseOptions, ClickHouseStore, check_identifier};
+pub use durable::{ConsumerGroupSeen, SamplingDecision};
 pub use memory::MemoryStore;
 pub use metered::MeteredStore;
 pub use query::{SortOrder, TimeWindow, TraceQuery};
@@ -402,6 +404,46 @@ pub trait SpanStore: Send + Sync + 'static {
         &self,
         trace_ids: Vec<TraceId>,
     ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>>;
+
+    /// Stores tail sampling decisions (`crate::sampling::tail`), replacing a stored decision
+    /// on the same trace; resolves after they are committed. A decision is deleted with its
+    /// trace, by retention and by [`delete_traces`](Self::delete_traces).
+    ///
+    /// # Errors
+    /// As for a write.
+    fn record_sampling_decisions(
+        &self,
+        decisions: Vec<SamplingDecision>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The stored decision on `trace_id` (the latest, when several were recorded).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] on read failure.
+    fn sampling_decision(
+        &self,
+        trace_id: TraceId,
+    ) -> BoxFuture<'_, Result<Option<SamplingDecision>, StoreError>>;
+
+    /// Stores (upserts) `(destination, consumer group, last seen)` pairs: a stored pair keeps
+    /// the later of its two times. Resolves after they are committed.
+    ///
+    /// # Errors
+    /// As for a write.
+    fn record_consumer_groups(
+        &self,
+        seen: Vec<ConsumerGroupSeen>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Every stored pair last seen at or after `since_unix_nano`, one per (destination,
+    /// group) with its latest time, sorted by (destination, group).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] on read failure.
+    fn consumer_groups(
+        &self,
+        since_unix_nano: u64,
+    ) -> BoxFuture<'_, Result<Vec<ConsumerGroupSeen>, StoreError>>;
 
     /// Bytes the store occupies (SQLite: database plus WAL files); `None` when not measurable.
     fn storage_bytes(&self) -> Option<u64>;

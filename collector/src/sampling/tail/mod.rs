@@ -21,9 +21,13 @@
 //! Policies and how verdicts combine are in [`policy`]. A trace not kept is deleted from
 //! storage ([`SpanStore::delete_traces`](crate::store::SpanStore::delete_traces)), and again
 //! `decision_wait` later to take spans that arrived after the decision. The policy that kept
-//! a trace is remembered (the last [`REMEMBERED`] decisions, in memory) and served by
-//! `GET /v1/traces/{trace_id}/sampling`. `/metrics` counts verdicts per policy, traces kept,
-//! dropped and decided early, and shows the traces and spans awaiting a decision.
+//! a trace is remembered (the last [`REMEMBERED`] decisions, in memory) and written to the
+//! store ([`SpanStore::record_sampling_decisions`](crate::store::SpanStore::record_sampling_decisions),
+//! one write per batch of finished traces, by the publisher task, off the request path), so
+//! it survives a restart and is seen by every collector over the same store; the store
+//! deletes it with the trace. `GET /v1/traces/{trace_id}/sampling` answers from memory, else
+//! from the store. `/metrics` counts verdicts per policy, traces kept, dropped and decided
+//! early, failed decision writes, and shows the traces and spans awaiting a decision.
 
 pub mod policy;
 mod policy_config;
@@ -43,7 +47,7 @@ use crate::AppState;
 use crate::assemble::settle::{Finish, Finished, SettleLimits};
 use crate::error::Error;
 use crate::model::TraceId;
-use crate::store::StoredTrace;
+use crate::store::{SamplingDecision, StoredTrace};
 use policy::{Policy, PolicyConfig, TraceView, Verdict, combine};
 
 /// The Collector's default `decision_wait`.
@@ -95,7 +99,32 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     /// `complete`, `settled` (after `decision_wait`) or `evicted` (early, memory bound).
-    pub finish: &'static str,
+    pub finish: String,
+    /// When the decision was taken, unix nanoseconds.
+    pub decided_unix_nano: u64,
+}
+
+impl Decision {
+    /// The decision as the store keeps it ([`SamplingDecision`]).
+    pub fn to_stored(&self, trace_id: TraceId) -> SamplingDecision {
+        SamplingDecision {
+            trace_id,
+            kept: self.decision == "kept",
+            policies: self.policy.iter().cloned().collect(),
+            finish: self.finish.clone(),
+            decided_unix_nano: self.decided_unix_nano,
+        }
+    }
+
+    /// A decision read back from the store.
+    pub fn from_stored(stored: SamplingDecision) -> Self {
+        Self {
+            decision: if stored.kept { "kept" } else { "dropped" },
+            policy: stored.policies.into_iter().next(),
+            finish: stored.finish,
+            decided_unix_nano: stored.decided_unix_nano,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -107,6 +136,8 @@ struct Counters {
     spans_dropped: AtomicU64,
     decided_early: AtomicU64,
     delete_failures: AtomicU64,
+    /// Failed writes of kept decisions to the store (each a batch).
+    record_failures: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -182,12 +213,18 @@ impl TailSampler {
         }
     }
 
-    /// Decides on a finished trace: `Some(name)` of the policy that keeps it, `None` to drop
+    /// Decides on a finished trace: `Some` decision when a policy keeps it, `None` to drop
     /// it. Counts and remembers the decision.
-    pub fn decide(&self, finished: Finished, trace: &StoredTrace, now: SystemTime) -> Option<&str> {
-        let now_s = now
+    pub fn decide(
+        &self,
+        finished: Finished,
+        trace: &StoredTrace,
+        now: SystemTime,
+    ) -> Option<Decision> {
+        let since_epoch = now
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+            .unwrap_or_default();
+        let now_s = since_epoch.as_secs();
         let view = TraceView::new(finished.trace_id, &trace.spans);
         let verdicts: Vec<Verdict> = self
             .policies
@@ -209,15 +246,17 @@ impl TailSampler {
                 Finish::Complete => "complete",
                 Finish::Settled => "settled",
                 Finish::Evicted => "evicted",
-            },
+            }
+            .to_owned(),
+            decided_unix_nano: u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX),
         };
         if kept.is_some() {
             self.counters.kept.fetch_add(1, Ordering::Relaxed);
         } else {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        self.remember(finished.trace_id, decision, kept.is_none());
-        kept.map(Policy::name)
+        self.remember(finished.trace_id, decision.clone(), kept.is_none());
+        kept.map(|_| decision)
     }
 
     fn remember(&self, trace_id: TraceId, decision: Decision, dropped: bool) {
@@ -233,6 +272,20 @@ impl TailSampler {
         if dropped && m.redelete.len() < MAX_REDELETE {
             m.redelete
                 .push_back((Instant::now() + self.decision_wait, trace_id));
+        }
+    }
+
+    /// Writes the kept decisions of one batch of finished traces to the store; a failure is
+    /// counted and logged (the decisions stay in memory).
+    pub async fn record(&self, state: &AppState, kept: Vec<SamplingDecision>) {
+        if kept.is_empty() {
+            return;
+        }
+        if let Err(e) = state.store.record_sampling_decisions(kept).await {
+            self.counters
+                .record_failures
+                .fetch_add(1, Ordering::Relaxed);
+            eprintln!("collector: tail sampling could not store its decisions: {e}");
         }
     }
 
@@ -312,6 +365,11 @@ impl TailSampler {
                 "failed deletions of dropped traces",
                 &c.delete_failures,
             ),
+            (
+                "record_failures",
+                "failed writes of kept decisions to the store (batches)",
+                &c.record_failures,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -344,24 +402,34 @@ impl TailSampler {
 }
 
 /// `GET /v1/traces/{trace_id}/sampling`: the tail sampling decision on a trace,
-/// `{"decision": "kept"|"dropped", "policy", "finish"}`; 404 when tail sampling is off or the
-/// decision is not remembered (not taken yet, or older than the last [`REMEMBERED`]).
+/// `{"decision": "kept"|"dropped", "policy", "finish", "decided_unix_nano"}`, from this
+/// collector's memory, else from the store (kept decisions are stored, so they outlive a
+/// restart and are seen by every collector over the store); 404 when neither has one (not
+/// decided yet, dropped and forgotten, or tail sampling never ran on it).
+///
+/// # Errors
+/// 400 for a malformed id, 404 without a decision, 503 when the store cannot be read.
 pub(crate) async fn get_decision(
     State(state): State<AppState>,
     UrlPath(trace_id): UrlPath<String>,
 ) -> Result<Response, Error> {
     let id = TraceId::from_hex(&trace_id)
         .map_err(|_| Error::BadRequest("trace_id must be 32 hex digits".into()))?;
-    let decision = state
-        .tail_sampler
-        .as_ref()
-        .and_then(|t| t.decision(id))
-        .ok_or_else(|| Error::NotFound("no tail sampling decision for this trace".into()))?;
+    let remembered = state.tail_sampler.as_ref().and_then(|t| t.decision(id));
+    let decision = match remembered {
+        Some(d) => d,
+        None => state
+            .store
+            .sampling_decision(id)
+            .await?
+            .map(Decision::from_stored)
+            .ok_or_else(|| Error::NotFound("no tail sampling decision for this trace".into()))?,
+    };
     Ok(axum::Json(decision).into_response())
 }
 
-/// Decides on each of `finished`, deletes the dropped ones, and returns the kept ones with
-/// their stored trace (for the live tail). Without tail sampling, every trace is kept and
+/// Decides on each of `finished`, stores the kept decisions (one write), deletes the dropped
+/// traces, and returns the kept ones with their stored trace (for the live tail). Without tail sampling, every trace is kept and
 /// not loaded.
 pub(crate) async fn judge(
     state: &AppState,
@@ -371,6 +439,7 @@ pub(crate) async fn judge(
         return finished.into_iter().map(|f| (f, None)).collect();
     };
     let mut kept = Vec::with_capacity(finished.len());
+    let mut decisions = Vec::new();
     let mut dropped = Vec::new();
     for f in finished {
         // A trace that cannot be read now (store busy) is kept: never delete unseen data.
@@ -378,12 +447,14 @@ pub(crate) async fn judge(
             kept.push((f, None));
             continue;
         };
-        if sampler.decide(f, &trace, SystemTime::now()).is_some() {
+        if let Some(decision) = sampler.decide(f, &trace, SystemTime::now()) {
+            decisions.push(decision.to_stored(f.trace_id));
             kept.push((f, Some(trace)));
         } else {
             dropped.push(f.trace_id);
         }
     }
+    sampler.record(state, decisions).await;
     sampler.delete(state, dropped).await;
     kept
 }

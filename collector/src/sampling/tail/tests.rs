@@ -132,6 +132,59 @@ async fn every_failed_and_slow_trace_is_kept_whole_and_most_others_are_deleted()
     let _ = publisher.await;
 }
 
+/// Kept decisions are written to the store: a new sampler over the same store (a restarted
+/// collector, or another collector sharing the store) answers for them; dropped traces have
+/// none stored.
+#[tokio::test]
+async fn kept_decisions_are_stored_and_served_after_a_restart() {
+    let store: Arc<dyn crate::store::SpanStore> = Arc::new(MemoryStore::new());
+    let state = AppState::new(Arc::clone(&store), IngestLimits::default())
+        .with_tail_sampling(TailSampler::parse(POLICIES).unwrap());
+    let publisher = tokio::spawn(crate::query::tail::publish(state.clone()));
+    // Trace 10 fails (kept by `errors`); trace 11 is fast and succeeds (dropped unless the
+    // 10% baseline keeps it).
+    for n in [10u8, 11] {
+        let spans = demo_trace(n, n == 10, 5.0);
+        let shapes: Vec<_> = spans.iter().map(|s| (s.trace_id, Shape::of(s))).collect();
+        state.store.write_spans(spans).await.unwrap();
+        state.settler.observe(shapes, Instant::now());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        if let Some(d) = store.sampling_decision(trace_id(10)).await.unwrap() {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "decision on trace 10 not stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(stored.kept);
+    assert_eq!(stored.policies, vec!["errors".to_owned()]);
+    assert_eq!(stored.finish, "complete");
+    state.begin_shutdown();
+    let _ = publisher.await;
+    let fresh = AppState::new(Arc::clone(&store), IngestLimits::default())
+        .with_tail_sampling(TailSampler::parse(POLICIES).unwrap());
+    let (status, body) = get(
+        &fresh,
+        &format!("/v1/traces/{}/sampling", trace_id(10).to_hex()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["decision"], "kept");
+    assert_eq!(v["policy"], "errors");
+    assert_eq!(v["finish"], "complete");
+    assert_eq!(v["decided_unix_nano"], stored.decided_unix_nano);
+    let eleven = state
+        .tail_sampler
+        .as_ref()
+        .unwrap()
+        .decision(trace_id(11))
+        .unwrap();
+    let in_store = store.sampling_decision(trace_id(11)).await.unwrap();
+    assert_eq!(in_store.is_some(), eleven.decision == "kept", "{eleven:?}");
+}
+
 #[test]
 fn policy_files_are_yaml_or_json_and_bad_ones_say_why() {
     let json = r#"{"decision_wait": "5s", "policies": [{"name": "all", "type": "always_sample"}]}"#;

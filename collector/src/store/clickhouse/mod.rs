@@ -14,6 +14,7 @@
 //! | [`search`] | trace search (`find_traces`) and summaries |
 //! | [`read`] | trace by id, services, operations, dependencies, request samples |
 //! | [`retention`] | dropping day partitions; deleting traces by id (mutations) |
+//! | [`durable`] | tail sampling decisions and consumer groups (schema version 3) |
 //! | [`codec`], [`rowbinary`], [`http`] | a span as a row; the `RowBinary` format; the HTTP client |
 //!
 //! Consistency: one writer task per collector checks each batch against the stored keys
@@ -25,6 +26,7 @@
 //! `insert::lookup_since`; reads drop a copy that slipped through anyway).
 
 mod codec;
+mod durable;
 mod http;
 mod insert;
 mod read;
@@ -39,8 +41,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    BoxFuture, DependencyEdge, Operation, OperationSamples, RetentionOutcome, RetentionPolicy,
-    SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome,
+    BoxFuture, ConsumerGroupSeen, DependencyEdge, Operation, OperationSamples, RetentionOutcome,
+    RetentionPolicy, SamplingDecision, SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery,
+    TraceSummary, WriteOutcome,
 };
 use crate::model::{Span, TraceId};
 
@@ -316,6 +319,44 @@ impl SpanStore for ClickHouseStore {
             }
             retention::delete_traces(&self.shared, &trace_ids).await
         })
+    }
+
+    fn record_sampling_decisions(
+        &self,
+        decisions: Vec<SamplingDecision>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if self.sender().is_none() {
+                return Err(StoreError::Closed);
+            }
+            durable::record_decisions(&self.shared, &decisions).await
+        })
+    }
+
+    fn sampling_decision(
+        &self,
+        trace_id: TraceId,
+    ) -> BoxFuture<'_, Result<Option<SamplingDecision>, StoreError>> {
+        Box::pin(durable::decision(&self.shared, trace_id))
+    }
+
+    fn record_consumer_groups(
+        &self,
+        seen: Vec<ConsumerGroupSeen>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if self.sender().is_none() {
+                return Err(StoreError::Closed);
+            }
+            durable::record_groups(&self.shared, &seen).await
+        })
+    }
+
+    fn consumer_groups(
+        &self,
+        since_unix_nano: u64,
+    ) -> BoxFuture<'_, Result<Vec<ConsumerGroupSeen>, StoreError>> {
+        Box::pin(durable::groups(&self.shared, since_unix_nano))
     }
 
     fn storage_bytes(&self) -> Option<u64> {

@@ -17,16 +17,19 @@
 //! | `search_local` | `(service, start_ns)` | the searchable columns of every span, filled by `search_mv` |
 //! | `refusals_local` | `trace_id` | spans refused at the per-trace limit, per write |
 //! | `links_local` | `(trace_id, source_trace_id)` | inbound links: `trace_id` is linked to by a span of `source_trace_id` (schema 2), written by the inserter for spans with links |
+//! | `sampling_decisions_local` | `trace_id` | tail sampling decisions (schema 3; the latest row of a trace wins) |
+//! | `consumer_groups_local` | `(destination, consumer_group)` | consumer groups learnt from CONSUMER spans (schema 3; `ReplacingMergeTree`, reads take `max(last_seen_ns)`) |
 //! | `schema_version` | - | the applied schema versions |
 //!
-//! All are partitioned by `received_day`, the day the collector received the span, so
-//! retention drops whole days.
+//! The tables holding rows of a trace are partitioned by `received_day`, the day the
+//! collector received the span (decided, for a decision), so retention drops whole days.
+//! `consumer_groups_local` holds one row per (destination, group), sharded by destination.
 
 use crate::model::TraceId;
 use crate::store::{TimeWindow, TraceQuery};
 
 /// The schema this build writes and reads; a database with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u32 = 2;
+pub(super) const SCHEMA_VERSION: u32 = 3;
 
 /// Columns of `spans_local` in insert order (see `codec::write_span`).
 pub(super) const SPAN_COLUMNS: &str = "received_day, received_ns, trace_id, span_id, \
@@ -82,6 +85,16 @@ impl Tables {
         self.shared("links")
     }
 
+    /// All tail sampling decisions.
+    pub(super) fn decisions(&self) -> String {
+        self.shared("sampling_decisions")
+    }
+
+    /// All consumer groups.
+    pub(super) fn consumer_groups(&self) -> String {
+        self.shared("consumer_groups")
+    }
+
     /// This node's search rows (inside `IN` subqueries, which every shard runs locally).
     pub(super) fn search_local(&self) -> String {
         self.name("search_local")
@@ -102,13 +115,28 @@ impl Tables {
         }
     }
 
+    /// [`engine`](Self::engine)'s `ReplacingMergeTree` (rows of a key folded to the one with
+    /// the largest `version` column when parts merge).
+    pub(super) fn replacing_engine(&self, table: &str, version: &str) -> String {
+        if self.replicated {
+            format!(
+                "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{}/{table}', \
+                 '{{replica}}', {version})",
+                self.db
+            )
+        } else {
+            format!("ReplacingMergeTree({version})")
+        }
+    }
+
     /// The per-node tables that hold rows of a trace (what deletes and drops touch).
-    pub(super) fn local_tables(&self) -> [&'static str; 4] {
+    pub(super) fn local_tables(&self) -> [&'static str; 5] {
         [
             "spans_local",
             "search_local",
             "refusals_local",
             "links_local",
+            "sampling_decisions_local",
         ]
     }
 }
@@ -213,12 +241,32 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
              PARTITION BY received_day ORDER BY (trace_id, source_trace_id)",
             t.engine("links_local")
         ),
+        // Schema 3: what the collector learns besides spans (store/durable.rs).
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`sampling_decisions_local` (received_day Date, \
+             decided_ns UInt64, trace_id FixedString(16), kept UInt8, policies String, \
+             finish String) ENGINE = {} PARTITION BY received_day ORDER BY trace_id",
+            t.engine("sampling_decisions_local")
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`consumer_groups_local` (destination String, \
+             consumer_group String, last_seen_ns UInt64) ENGINE = {} \
+             ORDER BY (destination, consumer_group)",
+            t.replacing_engine("consumer_groups_local", "last_seen_ns")
+        ),
     ];
     if let Some(cluster) = &t.cluster {
-        for base in ["spans", "search", "refusals", "links"] {
+        for (base, key) in [
+            ("spans", "trace_id"),
+            ("search", "trace_id"),
+            ("refusals", "trace_id"),
+            ("links", "trace_id"),
+            ("sampling_decisions", "trace_id"),
+            ("consumer_groups", "destination"),
+        ] {
             ddl.push(format!(
                 "CREATE TABLE IF NOT EXISTS `{db}`.`{base}_dist` AS `{db}`.`{base}_local` \
-                 ENGINE = Distributed(`{cluster}`, `{db}`, `{base}_local`, cityHash64(trace_id))"
+                 ENGINE = Distributed(`{cluster}`, `{db}`, `{base}_local`, cityHash64({key}))"
             ));
         }
     }
@@ -254,6 +302,46 @@ pub(super) fn insert_refusals(t: &Tables) -> String {
     format!(
         "INSERT INTO {} (received_day, received_ns, trace_id, refused) FORMAT RowBinary",
         t.refusals()
+    )
+}
+
+/// `INSERT` of decision rows `(received_day, decided_ns, trace_id, kept, policies, finish)`
+/// as `RowBinary` (`policies`: a JSON array of names).
+pub(super) fn insert_decisions(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} (received_day, decided_ns, trace_id, kept, policies, finish) \
+         FORMAT RowBinary",
+        t.decisions()
+    )
+}
+
+/// The latest decision on `id`: `(kept, policies, finish, decided_ns)`.
+pub(super) fn decision(t: &Tables, id: TraceId) -> String {
+    format!(
+        "SELECT kept, policies, finish, decided_ns FROM {} WHERE trace_id = {} \
+         ORDER BY decided_ns DESC LIMIT 1 FORMAT RowBinary",
+        t.decisions(),
+        bytes_lit(&id.0)
+    )
+}
+
+/// `INSERT` of consumer group rows `(destination, consumer_group, last_seen_ns)` as
+/// `RowBinary`.
+pub(super) fn insert_consumer_groups(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} (destination, consumer_group, last_seen_ns) FORMAT RowBinary",
+        t.consumer_groups()
+    )
+}
+
+/// `(destination, consumer_group, last seen)` of the pairs last seen at or after `since_ns`,
+/// sorted; rows not yet merged by `ReplacingMergeTree` are folded by `max`.
+pub(super) fn consumer_groups(t: &Tables, since_ns: u64) -> String {
+    format!(
+        "SELECT destination, consumer_group, max(last_seen_ns) AS seen FROM {} \
+         GROUP BY destination, consumer_group HAVING seen >= {since_ns} \
+         ORDER BY destination, consumer_group FORMAT RowBinary",
+        t.consumer_groups()
     )
 }
 

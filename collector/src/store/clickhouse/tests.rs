@@ -601,6 +601,10 @@ fn dump_statements_for_the_chdb_check() {
     out.push(sql::delete_traces(&t, "links_local", &ids));
     out.push(sql::traces_linking_to(&t, ids[0], 10));
     out.push(sql::pending_mutations(&t));
+    // The RowBinary inserts travel with a body (the script inserts these tables' rows).
+    out.push(sql::decision(&t, ids[0]));
+    out.push(sql::consumer_groups(&t, 1_764_000_000_000_000_000));
+    out.push(sql::delete_traces(&t, "sampling_decisions_local", &ids));
     assert!(
         out.iter().all(|s| !s.contains('\n')),
         "one statement a line"
@@ -800,4 +804,55 @@ async fn a_span_resent_a_month_later_is_a_duplicate() {
         (0, spans.len()),
         "{outcome:?}"
     );
+}
+
+/// Two collectors over one database (a 2-shard cluster): the consumer groups one learns and
+/// the decisions one takes are seen by the other (store/durable.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collectors_over_one_database_share_decisions_and_consumer_groups() {
+    use crate::assemble::completeness::{ConsumerGroups, name_hash};
+    use crate::assemble::consumer_sync::{flush, load};
+    use std::time::Instant;
+    let Some(servers) = Servers::start(2).await else {
+        return;
+    };
+    let a = ClickHouseStore::open(servers.options()).await.unwrap();
+    let b = ClickHouseStore::open(servers.options()).await.unwrap();
+    let (learnt_by_a, learnt_by_b) = (ConsumerGroups::default(), ConsumerGroups::default());
+    learnt_by_a.record(
+        vec![
+            ("payments.completed".into(), "notification".into()),
+            ("payments.requested".into(), "payment".into()),
+        ],
+        Instant::now(),
+    );
+    assert_eq!(flush(&a, &learnt_by_a).await.unwrap(), 2);
+    assert_eq!(load(&b, &learnt_by_b).await.unwrap(), 2);
+    for (destination, group) in [
+        ("payments.completed", "notification"),
+        ("payments.requested", "payment"),
+    ] {
+        let expected = learnt_by_b.expected(name_hash(destination), Instant::now());
+        assert_eq!(
+            expected.into_iter().map(|(_, g)| g).collect::<Vec<_>>(),
+            vec![group.to_owned()]
+        );
+    }
+    let decisions: Vec<_> = (1..=4u8)
+        .map(|n| crate::store::SamplingDecision {
+            trace_id: crate::testing::trace_id(n),
+            kept: true,
+            policies: vec!["errors".into()],
+            finish: "complete".into(),
+            decided_unix_nano: crate::time::now_unix_nano(),
+        })
+        .collect();
+    a.record_sampling_decisions(decisions.clone())
+        .await
+        .unwrap();
+    for d in decisions {
+        assert_eq!(b.sampling_decision(d.trace_id).await.unwrap(), Some(d));
+    }
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -24,11 +24,12 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 6), the migrations from versions 1 to 5, the checks at open |
+//! | `schema.rs` | the tables (version 7), the migrations from versions 1 to 6, the checks at open |
 //! | `links.rs` | the inbound-link rows (`trace_links`): which traces link to a trace |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
 //! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, `span_attrs`) |
+//! | `durable.rs` | tail sampling decisions and consumer groups (what the collector learns besides spans) |
 //! | `retention.rs` | deleting the oldest traces by age or size, one small batch per call |
 //! | `checkpoint.rs` | the background WAL checkpointer |
 //! | `codec.rs` | the `detail` protobuf of a span row, and a row back into a [`Span`] |
@@ -40,6 +41,7 @@
 
 mod checkpoint;
 mod codec;
+mod durable;
 mod index;
 mod links;
 mod options;
@@ -58,8 +60,9 @@ use rusqlite::{Connection, ErrorCode};
 use tokio::sync::watch;
 
 use super::{
-    BoxFuture, DependencyEdge, Operation, OperationSamples, RetentionOutcome, RetentionPolicy,
-    SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome,
+    BoxFuture, ConsumerGroupSeen, DependencyEdge, Operation, OperationSamples, RetentionOutcome,
+    RetentionPolicy, SamplingDecision, SpanStore, StoreError, StoredTrace, TimeWindow, TraceQuery,
+    TraceSummary, WriteOutcome,
 };
 use crate::model::{Span, TraceId};
 
@@ -171,6 +174,34 @@ impl SpanStore for SqliteStore {
         trace_ids: Vec<TraceId>,
     ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
         Box::pin(self.writer.delete_traces(trace_ids))
+    }
+
+    fn record_sampling_decisions(
+        &self,
+        decisions: Vec<SamplingDecision>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.writer.record_decisions(decisions))
+    }
+
+    fn sampling_decision(
+        &self,
+        trace_id: TraceId,
+    ) -> BoxFuture<'_, Result<Option<SamplingDecision>, StoreError>> {
+        Box::pin(self.read(move |c| durable::read_decision(c, trace_id)))
+    }
+
+    fn record_consumer_groups(
+        &self,
+        seen: Vec<ConsumerGroupSeen>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.writer.record_groups(seen))
+    }
+
+    fn consumer_groups(
+        &self,
+        since_unix_nano: u64,
+    ) -> BoxFuture<'_, Result<Vec<ConsumerGroupSeen>, StoreError>> {
+        Box::pin(self.read(move |c| durable::read_groups(c, since_unix_nano)))
     }
 
     fn storage_bytes(&self) -> Option<u64> {

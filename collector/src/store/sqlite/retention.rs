@@ -103,11 +103,13 @@ pub(super) fn retention_batch(
     Ok(outcome)
 }
 
-/// Deletes one trace's spans, summary and search-index rows; returns the spans deleted.
+/// Deletes one trace's spans, summary, search-index rows and sampling decision; returns the
+/// spans deleted.
 fn delete_trace(conn: &Connection, trace_id: TraceId, start_ns: i64) -> Result<u64, StoreError> {
     let id = &trace_id.0[..];
     StoredRows::read(conn, trace_id)?.delete(conn, trace_id, start_ns)?;
     super::links::delete_links(conn, trace_id)?;
+    super::durable::delete_decision(conn, trace_id)?;
     let spans = conn
         .prepare_cached("DELETE FROM spans WHERE trace_id = ?1")
         .map_err(map_sql)?

@@ -1,4 +1,4 @@
-//! # The schema (version 6, `PRAGMA user_version = 6`)
+//! # The schema (version 7, `PRAGMA user_version = 7`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -35,6 +35,11 @@
 //! -- version 6:
 //! trace_links(target_trace_id, source_trace_id)               -- PK (target, source), WITHOUT ROWID;
 //!                                                             -- INDEX (source): inbound links (links.rs)
+//! -- version 7 (`durable.rs`):
+//! sampling_decisions(trace_id BLOB PRIMARY KEY, kept, policies, -- tail sampling decisions (policies: JSON
+//!                    finish, decided_ns)                        -- array); deleted with their trace
+//! consumer_groups(destination, consumer_group, last_seen_ns)  -- PK (destination, consumer_group): the
+//!                                                             -- consumer groups learnt from CONSUMER spans
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -47,6 +52,8 @@
 //! future does not keep it forever.
 //! Version 5 → 6 adds the inbound-link table (`links.rs`; traces stored before it have no
 //! rows there).
+//! Version 6 → 7 adds two tables (what the collector learns besides spans: tail sampling
+//! decisions and consumer groups); nothing is copied.
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -58,7 +65,7 @@ use super::options::{SqliteOptions, Synchronous};
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -69,6 +76,25 @@ ALTER TABLE traces ADD COLUMN received_ns INTEGER NOT NULL DEFAULT 0;
 UPDATE traces SET received_ns = min(start_ns, CAST(strftime('%s', 'now') AS INTEGER) * 1000000000);
 CREATE INDEX traces_by_received ON traces (received_ns);
 ALTER TABLE traces ADD COLUMN spans_refused INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Version 6 → 7 (also run on a new file): tail sampling decisions and the consumer groups
+/// of each destination (`durable.rs`). `IF NOT EXISTS`: the step is self-contained and can be
+/// renumbered or re-run.
+const SCHEMA_V7: &str = "
+CREATE TABLE IF NOT EXISTS sampling_decisions (
+    trace_id BLOB PRIMARY KEY,
+    kept INTEGER NOT NULL,
+    policies TEXT NOT NULL,
+    finish TEXT NOT NULL,
+    decided_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumer_groups (
+    destination TEXT NOT NULL,
+    consumer_group TEXT NOT NULL,
+    last_seen_ns INTEGER NOT NULL,
+    PRIMARY KEY (destination, consumer_group)
+) WITHOUT ROWID;
 ";
 
 /// Version 1 (run first on a new file).
@@ -321,6 +347,8 @@ pub(super) fn open_read_write(
         let v3 = if version < 3 { SCHEMA_V3 } else { "" };
         let v4 = if version < 4 { SCHEMA_V4 } else { "" };
         let v5 = if version < 5 { SCHEMA_V5 } else { "" };
+        let v6 = if version < 6 { SCHEMA_V6 } else { "" };
+        let v7 = if version < 7 { SCHEMA_V7 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -333,7 +361,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {SCHEMA_V6} \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} \
              PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))
@@ -516,6 +544,51 @@ mod tests {
             .unwrap();
         let now = i64::try_from(crate::time::now_unix_nano()).unwrap();
         assert!(received > 0 && received <= now, "{received}");
+    }
+
+    /// Version 6 → 7 adds the decision and consumer-group tables; the spans stay.
+    #[tokio::test]
+    async fn version_6_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let spans = conformance::demo_trace(6, false, 1.0);
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store.write_spans(spans.clone()).await.unwrap();
+            store.shutdown().await;
+        }
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "BEGIN; DROP TABLE sampling_decisions; DROP TABLE consumer_groups;
+                 PRAGMA user_version = 6; COMMIT;",
+            )
+            .unwrap();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert!(store.get_trace(spans[0].trace_id).await.unwrap().is_some());
+        let seen = crate::store::ConsumerGroupSeen {
+            destination: "q".into(),
+            group: "g".into(),
+            last_seen_unix_nano: 7,
+        };
+        store
+            .record_consumer_groups(vec![seen.clone()])
+            .await
+            .unwrap();
+        assert_eq!(store.consumer_groups(0).await.unwrap(), vec![seen]);
+        assert!(
+            store
+                .sampling_decision(spans[0].trace_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.shutdown().await;
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     /// The search-index tables of schema version 2 (two B-trees each, keyed by trace id).

@@ -8,8 +8,9 @@
 //! (acknowledge-after-commit, reliability.md §6 C1). Requests are applied without savepoints;
 //! if one fails, the group is rolled back and applied again with a `SAVEPOINT` per request, so
 //! a request is all-or-nothing (C6). If the index pass or the commit fails, every request of
-//! the group gets the error and nothing of it is acknowledged. Retention batches and health
-//! probes are requests like writes.
+//! the group gets the error and nothing of it is acknowledged. Retention batches, health
+//! probes, tail sampling decisions and consumer groups (`durable.rs`) are requests like
+//! writes, each in its own statements.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -19,13 +20,17 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint::Checkpointer;
+use super::durable::{record_decisions, record_groups};
 use super::index::GroupIndex;
 use super::options::{AttributeIndex, SqliteOptions};
 use super::retention::{delete_traces, retention_batch};
 use super::spans::{PREPARE_INLINE_MAX_SPANS, Prepared, insert_spans};
 use super::{backend, map_sql};
 use crate::model::{Span, TraceId};
-use crate::store::{RetentionOutcome, RetentionPolicy, StoreError, WriteOutcome};
+use crate::store::{
+    ConsumerGroupSeen, RetentionOutcome, RetentionPolicy, SamplingDecision, StoreError,
+    WriteOutcome,
+};
 
 /// Most spans the writer puts in one group commit (more requests wait for the next one).
 pub const MAX_GROUP_SPANS: usize = 50_000;
@@ -117,6 +122,34 @@ impl Writer {
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Upserts tail sampling decisions (`durable.rs`); resolves after the commit.
+    pub(super) async fn record_decisions(
+        &self,
+        decisions: Vec<SamplingDecision>,
+    ) -> Result<(), StoreError> {
+        if decisions.is_empty() {
+            return Ok(());
+        }
+        let (reply, wait) = oneshot::channel();
+        self.request(Item::Decisions(decisions), Reply::Probe(reply))
+            .await?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Upserts consumer groups (`durable.rs`); resolves after the commit.
+    pub(super) async fn record_groups(
+        &self,
+        seen: Vec<ConsumerGroupSeen>,
+    ) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let (reply, wait) = oneshot::channel();
+        self.request(Item::Groups(seen), Reply::Probe(reply))
+            .await?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// A receiver of the number of commits so far.
     pub(super) fn subscribe_commits(&self) -> watch::Receiver<u64> {
         self.commits.clone()
@@ -182,6 +215,10 @@ enum Item {
     Retention(RetentionPolicy),
     /// Whole traces by id (tail sampling); answered like a retention batch.
     Delete(Vec<TraceId>),
+    /// Tail sampling decisions to upsert (`durable.rs`); answered like a probe.
+    Decisions(Vec<SamplingDecision>),
+    /// Consumer groups to upsert (`durable.rs`); answered like a probe.
+    Groups(Vec<ConsumerGroupSeen>),
 }
 
 impl Item {
@@ -463,6 +500,16 @@ fn apply_group(
                 let result = delete_traces(&mut tx, trace_ids);
                 rolled_back(&tx, &result)?;
                 results.push(ItemResult::Retention(result));
+            }
+            Item::Decisions(decisions) => {
+                let result = record_decisions(&mut tx, decisions);
+                rolled_back(&tx, &result)?;
+                results.push(ItemResult::Probe(result));
+            }
+            Item::Groups(seen) => {
+                let result = record_groups(&mut tx, seen);
+                rolled_back(&tx, &result)?;
+                results.push(ItemResult::Probe(result));
             }
         }
     }
