@@ -841,7 +841,8 @@ async fn browser_map_labels_and_stable_colours() {
 }
 
 /// A declined order (402) on the search page and its trace page: the status is shown for what
-/// it is, with the reason from the payment service; an incomplete trace says what it waits for.
+/// it is, with the reason from the payment service; an incomplete trace says what it waits for;
+/// two traces joined by a span link list each other under "Linked traces", marked by direction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_declined_order_and_waiting_trace() {
     let Some((chromium, driver)) = browser_or_skip("browser_declined_order_and_waiting_trace")
@@ -913,6 +914,52 @@ async fn browser_declined_order_and_waiting_trace() {
     )
     .await;
     b.screenshot(&art.join("trace-waiting.png")).await.unwrap();
+
+    // Links across traces, both ways (links-only messaging, as the OpenTelemetry Demo does):
+    // the producer's page lists the consumer's trace that links to it, and the other way.
+    let producer = "0af7651916cd43dd8448eb211c8031b0";
+    let consumer = "0af7651916cd43dd8448eb211c8031b1";
+    let t0 = now_ns() - 2_000_000_000;
+    let mut process = simple_span(
+        consumer,
+        "00000000000000b2",
+        None,
+        "notification",
+        "process payments.completed",
+        t0 + 5_000_000,
+        3_000_000,
+    );
+    process["kind"] = json!("consumer");
+    process["links"] = json!([{"trace_id": producer, "span_id": "00000000000000b1"}]);
+    let mut publish = simple_span(
+        producer,
+        "00000000000000b1",
+        None,
+        "payment",
+        "publish payments.completed",
+        t0,
+        1_000_000,
+    );
+    publish["kind"] = json!("producer");
+    ingest(&stack, &[publish, process]).await;
+    for (page, other, relation) in [
+        (producer, consumer, "linked_from"),
+        (consumer, producer, "links_to"),
+    ] {
+        b.goto(&format!("{}/trace/{page}", stack.query_url))
+            .await
+            .unwrap();
+        see(
+            &b,
+            &format!("the linked trace {other} ({relation}) on {page}'s page"),
+            &format!(
+                "const li = document.querySelector(\"#linked-traces li[data-relation='{relation}'] a[href='/trace/{other}']\");\
+                 return !!li && !document.querySelector('#linked-traces').hidden;"
+            ),
+        )
+        .await;
+    }
+    b.screenshot(&art.join("trace-linked.png")).await.unwrap();
     b.quit().await;
     stack.shutdown();
 }
