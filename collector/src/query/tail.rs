@@ -17,7 +17,7 @@
 //! reader, so no reader slows ingest or another reader.
 //!
 //! With `COLLECTOR_PEERS` and `COLLECTOR_PEER_QUERY_URLS`, an NDJSON stream also carries the
-//! other collectors' finished traces ([`super::tail_peers`]); `format=text` shows this
+//! other collectors' finished traces (`query::tail_peers`); `format=text` shows this
 //! collector's share.
 
 use std::convert::Infallible;
