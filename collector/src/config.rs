@@ -41,7 +41,7 @@
 //! | `COLLECTOR_ADAPTIVE_INTERVAL` | `--adaptive-interval` | `60s` | adaptive: time between recalculations |
 //! | `COLLECTOR_PEERS` | `--peers` | none (alone) | the OTLP/HTTP ingest URLs of every collector sharing the work, this one included, comma-separated (e.g. `http://c1:4318,http://c2:4318`); spans go to the owner of their TraceId ([`crate::ingest::peers`]) |
 //! | `COLLECTOR_PEER_SELF` | `--peer-self` | none | this collector's entry in `COLLECTOR_PEERS` (required with it) |
-//! | `COLLECTOR_PEER_QUERY_URLS` | `--peer-query-urls` | none | the peers' query URLs in the same order; `?wait=` on a trace another collector owns is proxied there |
+//! | `COLLECTOR_PEER_QUERY_URLS` | `--peer-query-urls` | none | the peers' query URLs in the same order; `?wait=` on a trace another collector owns is proxied there; NDJSON `/v1/tail` merges the peers' tails |
 //! | `COLLECTOR_PEER_TIMEOUT` | `--peer-timeout` | `10s` | longest time a forward to a peer may take (503 to the client after) |
 //! | | `--healthcheck` | | probe `GET /health` on the query port and exit 0 (healthy) or 1 |
 //!
@@ -243,7 +243,7 @@ pub struct Config {
     /// This collector's entry in COLLECTOR_PEERS.
     #[arg(long, env = "COLLECTOR_PEER_SELF")]
     pub peer_self: Option<String>,
-    /// The peers' query URLs, in the order of COLLECTOR_PEERS (proxied ?wait=).
+    /// The peers' query URLs, in the order of COLLECTOR_PEERS (proxied ?wait=, merged /v1/tail).
     #[arg(long, env = "COLLECTOR_PEER_QUERY_URLS", value_delimiter = ',')]
     pub peer_query_urls: Vec<String>,
     /// Longest time a forward to a peer may take (e.g. 10s).

@@ -22,8 +22,8 @@
 //! the trace is proxied to the owner's query URL ([`proxy_wait`], `COLLECTOR_PEER_QUERY_URLS`)
 //! with [`PROXIED_HEADER`], because only the owner is told of each commit of that trace; when
 //! the owner cannot be reached it is answered locally. Everything else reads the store (a shared
-//! store such as ClickHouse answers the same on every collector). `GET /v1/tail` shows the
-//! traces this collector owns. docs/scale.md has the whole picture.
+//! store such as ClickHouse answers the same on every collector). `GET /v1/tail` (NDJSON) also
+//! follows the other peers' tails (`query::tail_peers`). docs/scale.md has the whole picture.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -304,6 +304,12 @@ impl Peers {
     /// The configuration in use.
     pub fn config(&self) -> &PeerConfig {
         &self.config
+    }
+
+    /// The HTTP client for peers (no proxy, `COLLECTOR_PEER_TIMEOUT` to connect), shared by
+    /// forwards, proxied `?wait=` and the merged `GET /v1/tail`.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// Splits a batch: the spans this collector owns, and the others grouped by owner index.

@@ -5,7 +5,8 @@
 //! - [`traffic`]: the part of a window that had traffic, which rates are computed over;
 //! - [`summary_text`]: the text list of `GET /v1/traces?format=text`;
 //! - [`dependencies`]: `GET /v1/dependencies` (the service graph);
-//! - [`tail`]: `GET /v1/tail` (a live stream of finished traces);
+//! - [`tail`]: `GET /v1/tail` (a live stream of finished traces), merged across collectors by
+//!   `tail_peers`;
 //! - [`stream`]: answers written piece by piece, with memory bounded by a chunk;
 //! - [`jaeger`]: the Jaeger-compatible APIs, v1 (`/api/...`, interop.md §3.2–3.7) and
 //!   `api_v3` (`/api/v3/...`, interop.md §3.8), on shared plumbing;
@@ -19,6 +20,7 @@ pub mod stats;
 pub(crate) mod stream;
 pub mod summary_text;
 pub mod tail;
+mod tail_peers;
 pub mod traffic;
 
 use crate::error::Error;

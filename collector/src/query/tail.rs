@@ -15,6 +15,10 @@
 //! stream (`# 12 traces lost: this reader is too slow` in text, `{"lost": 12}` in NDJSON), and
 //! the loss is counted (`spanline_tail_traces_lost_total`). Publishing never waits for a
 //! reader, so no reader slows ingest or another reader.
+//!
+//! With `COLLECTOR_PEERS` and `COLLECTOR_PEER_QUERY_URLS`, an NDJSON stream also carries the
+//! other collectors' finished traces (`query::tail_peers`); `format=text` shows this
+//! collector's share.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast;
 
@@ -34,6 +38,7 @@ use crate::error::Error;
 use crate::store::{StoredTrace, TraceQuery};
 
 use super::params::{Pairs, pairs, parse_search, ui_base_url};
+use super::tail_peers::PeerFeeds;
 
 /// Finished trees each subscriber may fall behind by before it loses the oldest.
 pub const TAIL_BUFFER: usize = 256;
@@ -120,6 +125,7 @@ pub async fn publish(state: AppState) {
 /// `GET /v1/tail` (see the module docs).
 pub(crate) async fn get_tail(
     State(state): State<AppState>,
+    uri: Uri,
     query: Pairs,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
@@ -144,52 +150,63 @@ pub(crate) async fn get_tail(
     };
     let long_poll = state.long_polls.enter()?;
     let receiver = state.tail.sender.subscribe();
+    let feeds = match &state.peers {
+        Some(peers) if !as_text => PeerFeeds::start(peers, uri.query(), &headers),
+        _ => None,
+    };
     let metrics = Arc::clone(&state.metrics);
     let shutdown = state.shutdown_receiver();
-    let stream =
-        futures_util::stream::unfold((receiver, shutdown), move |(mut receiver, mut shutdown)| {
-            // The place among the bounded long-polls lives as long as the stream.
-            let _held = &long_poll;
-            let query = query.clone();
-            let text_options = text_options.clone();
-            let metrics = Arc::clone(&metrics);
-            async move {
-                loop {
-                    let received = tokio::select! {
-                        r = receiver.recv() => r,
-                        _ = shutdown.wait_for(|stopping| *stopping) => return None,
-                    };
-                    let chunk = match received {
-                        Ok(finished) => {
-                            if !matches(&query, &finished.trace) {
-                                continue;
-                            }
-                            if as_text {
-                                text::render_with(&finished.tree, &text_options) + "\n"
-                            } else {
-                                let mut line =
-                                    serde_json::to_string(&finished.tree).unwrap_or_default();
-                                line.push('\n');
-                                line
-                            }
+    let reader = Reader {
+        receiver,
+        feeds,
+        shutdown,
+    };
+    let stream = futures_util::stream::unfold(reader, move |mut reader| {
+        // The place among the bounded long-polls lives as long as the stream.
+        let _held = &long_poll;
+        let query = query.clone();
+        let text_options = text_options.clone();
+        let metrics = Arc::clone(&metrics);
+        async move {
+            loop {
+                let lost = |lost: u64| {
+                    metrics.tail_traces_lost.fetch_add(lost, Ordering::Relaxed);
+                    if as_text {
+                        format!("# {lost} traces lost: this reader is too slow\n\n")
+                    } else {
+                        format!("{{\"lost\": {lost}}}\n")
+                    }
+                };
+                let chunk = match reader.next().await? {
+                    Next::Local(Ok(finished)) => {
+                        if !matches(&query, &finished.trace) {
+                            continue;
                         }
-                        Err(broadcast::error::RecvError::Lagged(lost)) => {
-                            metrics.tail_traces_lost.fetch_add(lost, Ordering::Relaxed);
-                            if as_text {
-                                format!("# {lost} traces lost: this reader is too slow\n\n")
-                            } else {
-                                format!("{{\"lost\": {lost}}}\n")
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    };
-                    return Some((
-                        Ok::<_, Infallible>(Bytes::from(chunk)),
-                        (receiver, shutdown),
-                    ));
-                }
+                        let chunk = if as_text {
+                            text::render_with(&finished.tree, &text_options) + "\n"
+                        } else {
+                            let mut line =
+                                serde_json::to_string(&finished.tree).unwrap_or_default();
+                            line.push('\n');
+                            line
+                        };
+                        Bytes::from(chunk)
+                    }
+                    Next::Local(Err(broadcast::error::RecvError::Lagged(n)))
+                    | Next::Peer(Err(broadcast::error::RecvError::Lagged(n))) => {
+                        Bytes::from(lost(n))
+                    }
+                    Next::Local(Err(broadcast::error::RecvError::Closed)) => return None,
+                    Next::Peer(Err(broadcast::error::RecvError::Closed)) => {
+                        reader.feeds = None;
+                        continue;
+                    }
+                    Next::Peer(Ok(line)) => line,
+                };
+                return Some((Ok::<_, Infallible>(chunk), reader));
             }
-        });
+        }
+    });
     let content_type = if as_text {
         "text/plain; charset=utf-8"
     } else {
@@ -203,6 +220,38 @@ pub(crate) async fn get_tail(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// What one reader listens to: the local ring, the peers' lines, shutdown.
+struct Reader {
+    receiver: broadcast::Receiver<Arc<FinishedTrace>>,
+    feeds: Option<PeerFeeds>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The next thing for a reader.
+enum Next {
+    /// A tree (or a loss) from this collector.
+    Local(Result<Arc<FinishedTrace>, broadcast::error::RecvError>),
+    /// A line (or a loss) from a peer.
+    Peer(Result<Bytes, broadcast::error::RecvError>),
+}
+
+impl Reader {
+    /// The next local tree or peer line; `None` when the collector shuts down.
+    async fn next(&mut self) -> Option<Next> {
+        let peer = async {
+            match &mut self.feeds {
+                Some(feeds) => feeds.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = self.receiver.recv() => Some(Next::Local(r)),
+            r = peer => Some(Next::Peer(r)),
+            _ = self.shutdown.wait_for(|stopping| *stopping) => None,
+        }
+    }
 }
 
 /// Whether a finished trace passes the search filters (span conditions on one span).
