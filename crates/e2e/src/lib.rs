@@ -12,6 +12,7 @@
 //! `cargo build --bins` first.
 
 pub mod browser;
+pub mod peer_group;
 mod wiring;
 
 use std::net::{SocketAddr, TcpListener};

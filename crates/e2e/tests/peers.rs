@@ -5,75 +5,13 @@
 //! Each collector has its own SQLite file here, so "found at the owner only" shows the routing;
 //! with a shared store (ClickHouse) both collectors find every trace (the last test).
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use spanline_e2e::{Proc, START_TIMEOUT, collector_env, demo_services, free_port, wait_healthy};
-
-/// One collector of a group.
-struct Collector {
-    proc: Proc,
-    ingest_url: String,
-    query_url: String,
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(40))
-        .build()
-        .expect("client")
-}
-
-/// Starts `n` collectors that route to each other, each with `extra` variables and its own
-/// data directory under `dir`.
-async fn start_group(n: usize, dir: &Path, extra: &[(&'static str, String)]) -> Vec<Collector> {
-    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-    let addrs: Vec<(SocketAddr, SocketAddr)> = (0..n)
-        .map(|_| (loopback(free_port()), loopback(free_port())))
-        .collect();
-    let ingest: Vec<String> = addrs.iter().map(|(i, _)| format!("http://{i}")).collect();
-    let query: Vec<String> = addrs.iter().map(|(_, q)| format!("http://{q}")).collect();
-    let mut group = Vec::new();
-    for i in 0..n {
-        let log_dir = dir.join(format!("c{i}"));
-        std::fs::create_dir_all(&log_dir).expect("log dir");
-        let (ingest_addr, query_addr) = addrs[i];
-        let mut env = collector_env(ingest_addr, query_addr, &log_dir.join("data"));
-        env.extend([
-            ("COLLECTOR_PEERS", ingest.join(",")),
-            ("COLLECTOR_PEER_SELF", ingest[i].clone()),
-            ("COLLECTOR_PEER_QUERY_URLS", query.join(",")),
-            ("COLLECTOR_TRACE_SETTLE", "2s".to_owned()),
-        ]);
-        env.extend(extra.iter().cloned());
-        let proc = Proc::spawn("collector", &env, &log_dir);
-        wait_healthy(
-            &client(),
-            &format!("{}/health", query[i]),
-            &proc,
-            START_TIMEOUT,
-        )
-        .await;
-        group.push(Collector {
-            proc,
-            ingest_url: ingest[i].clone(),
-            query_url: query[i].clone(),
-        });
-    }
-    group
-}
-
-fn logs(group: &[Collector]) -> String {
-    group
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("--- collector {i} ---\n{}", c.proc.log()))
-        .collect()
-}
+use spanline_e2e::demo_services;
+use spanline_e2e::peer_group::{PeerCollector as Collector, client, logs, start_group};
 
 /// A simple-JSON span of service `service`.
 fn span(trace: &str, id: &str, parent: Option<&str>, service: &str, start_s: f64) -> Value {

@@ -4,81 +4,10 @@
 //! A peer that stops and starts again is followed again, and the reader's stream never breaks.
 //! Each collector has its own SQLite file, so where a trace is stored tells its owner.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use spanline_e2e::{Proc, START_TIMEOUT, collector_env, free_port, wait_healthy};
-
-/// One collector of a group.
-struct Collector {
-    proc: Proc,
-    ingest_url: String,
-    query_url: String,
-    env: Vec<(&'static str, String)>,
-    log_dir: std::path::PathBuf,
-}
-
-impl Collector {
-    /// Stops the collector (SIGTERM) and starts it again on the same ports and data.
-    async fn restart(&mut self) {
-        self.proc.terminate(Duration::from_secs(20));
-        self.proc = Proc::spawn("collector", &self.env, &self.log_dir);
-        let health = format!("{}/health", self.query_url);
-        wait_healthy(&client(), &health, &self.proc, START_TIMEOUT).await;
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(40))
-        .build()
-        .expect("client")
-}
-
-/// Starts `n` collectors that route to each other, each with its own data directory.
-async fn start_group(n: usize, dir: &Path) -> Vec<Collector> {
-    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-    let addrs: Vec<(SocketAddr, SocketAddr)> = (0..n)
-        .map(|_| (loopback(free_port()), loopback(free_port())))
-        .collect();
-    let ingest: Vec<String> = addrs.iter().map(|(i, _)| format!("http://{i}")).collect();
-    let query: Vec<String> = addrs.iter().map(|(_, q)| format!("http://{q}")).collect();
-    let mut group = Vec::new();
-    for i in 0..n {
-        let log_dir = dir.join(format!("c{i}"));
-        std::fs::create_dir_all(&log_dir).expect("log dir");
-        let (ingest_addr, query_addr) = addrs[i];
-        let mut env = collector_env(ingest_addr, query_addr, &log_dir.join("data"));
-        env.extend([
-            ("COLLECTOR_PEERS", ingest.join(",")),
-            ("COLLECTOR_PEER_SELF", ingest[i].clone()),
-            ("COLLECTOR_PEER_QUERY_URLS", query.join(",")),
-            ("COLLECTOR_TRACE_SETTLE", "1s".to_owned()),
-        ]);
-        let proc = Proc::spawn("collector", &env, &log_dir);
-        let health = format!("{}/health", query[i]);
-        wait_healthy(&client(), &health, &proc, START_TIMEOUT).await;
-        group.push(Collector {
-            proc,
-            ingest_url: ingest[i].clone(),
-            query_url: query[i].clone(),
-            env,
-            log_dir,
-        });
-    }
-    group
-}
-
-fn logs(group: &[Collector]) -> String {
-    group
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("--- collector {i} ---\n{}", c.proc.log()))
-        .collect()
-}
+use spanline_e2e::peer_group::{PeerCollector as Collector, client, logs, start_group};
 
 /// Posts a one-span trace of `service` through `ingest_url`; its fresh trace id.
 async fn post_trace(client: &reqwest::Client, ingest_url: &str, service: &str) -> String {
@@ -230,7 +159,12 @@ async fn reaches_the_tail_from_the_peer(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tail_reader_of_one_collector_sees_the_traces_its_peer_owns_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let group = start_group(2, dir.path()).await;
+    let group = start_group(
+        2,
+        dir.path(),
+        &[("COLLECTOR_TRACE_SETTLE", "1s".to_owned())],
+    )
+    .await;
     let client = client();
     let mut tail = Tail::open(&group[0].query_url, "service=tailtest").await;
 
@@ -270,7 +204,12 @@ async fn a_tail_reader_of_one_collector_sees_the_traces_its_peer_owns_exactly_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_restarts_is_followed_again_and_the_reader_keeps_its_stream() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut group = start_group(2, dir.path()).await;
+    let mut group = start_group(
+        2,
+        dir.path(),
+        &[("COLLECTOR_TRACE_SETTLE", "1s".to_owned())],
+    )
+    .await;
     let client = client();
     let mut tail = Tail::open(&group[0].query_url, "service=tailtest").await;
     reaches_the_tail_from_the_peer(&client, &group, &mut tail).await;

@@ -225,17 +225,13 @@ async fn settle_order(state: &AppState, payload: &[u8]) -> Result<(), AppError> 
 async fn payment_gave_up(state: &AppState, gave_up: GaveUp) -> Result<(), AppError> {
     let req: PaymentRequest = serde_json::from_slice(&gave_up.payload)
         .map_err(|e| AppError::bad_request(format!("bad payments.requested message: {e}")))?;
-    let event = PaymentEvent {
-        order_id: req.order_id,
-        user_id: req.user_id,
-        amount: req.amount,
-        status: "failed".to_owned(),
-        payment_id: None,
-        reason: Some(format!(
+    let event = PaymentEvent::failed(
+        req,
+        format!(
             "payment gave up after {} deliveries (never acknowledged)",
             gave_up.deliveries
-        )),
-    };
+        ),
+    );
     settle(state, event).await
 }
 

@@ -132,6 +132,21 @@ pub struct PaymentEvent {
     pub reason: Option<String>,
 }
 
+impl PaymentEvent {
+    /// The `failed` event of the payment `req` asked for, with why (`payments.failed`, or an
+    /// order failing it when JetStream gave up on the request).
+    pub fn failed(req: PaymentRequest, reason: String) -> Self {
+        Self {
+            order_id: req.order_id,
+            user_id: req.user_id,
+            amount: req.amount,
+            status: "failed".to_owned(),
+            payment_id: None,
+            reason: Some(reason),
+        }
+    }
+}
+
 struct AppState {
     telemetry: Telemetry,
     settings: Settings,
@@ -184,17 +199,13 @@ async fn process_delivery(state: &AppState, delivery: &Delivery) -> Result<(), A
     if let Some(span) = tracekit::current_span() {
         span.set_attribute("app.payment.gave_up", true);
     }
-    let event = PaymentEvent {
-        order_id: req.order_id,
-        user_id: req.user_id,
-        amount: req.amount,
-        status: "failed".to_owned(),
-        payment_id: None,
-        reason: Some(format!(
+    let event = PaymentEvent::failed(
+        req,
+        format!(
             "payment failed after {} attempts: {}",
             delivery.attempt, e.message
-        )),
-    };
+        ),
+    );
     if let Err(publish) = state.queue.publish(PAYMENTS_FAILED, to_json(&event)).await {
         // Unreported: nak it, so JetStream gives up on it with a max-deliveries advisory,
         // which the order service reads instead.
