@@ -111,7 +111,8 @@ if "$bin/collector" --help | grep -q clickhouse && [ -x scripts/clickhouse.sh ];
   scripts/clickhouse.sh install >/dev/null
   nodes=$(scripts/clickhouse.sh start "$work/clickhouse" 2)
   echo "$nodes"
-  ch_url=$(echo "$nodes" | awk '/^node 1 /{print $3}')
+  # Every node, comma-separated: the collector creates the tables on each (docs/clickhouse.md).
+  ch_url=$(echo "$nodes" | awk '/^node /{print $3}' | paste -sd, -)
   storage=(COLLECTOR_STORAGE=clickhouse COLLECTOR_CLICKHOUSE_URL="$ch_url" COLLECTOR_CLICKHOUSE_CLUSTER=spanline_2s)
 fi
 echo "scale-e2e: processes on loopback, storage: ${storage[*]}"
