@@ -296,44 +296,9 @@ async fn a_shard_restarted_under_load_loses_no_acknowledged_span() {
     };
     let store: Arc<dyn SpanStore> = Arc::new(store);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..4u32 {
-        let store = Arc::clone(&store);
-        let stop = Arc::clone(&stop);
-        writers.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut retryable_errors = 0u32;
-            let mut n = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let spans = load_trace(w, n);
-                loop {
-                    match store.write_spans(spans.clone()).await {
-                        Ok(_) => break,
-                        Err(e) => {
-                            assert!(e.is_retryable(), "{e:?}");
-                            retryable_errors += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-                acked.push(spans);
-                n += 1;
-            }
-            (acked, retryable_errors)
-        }));
-    }
-    let count_acked = |store: Arc<dyn SpanStore>| async move {
-        store
-            .find_traces(crate::store::TraceQuery {
-                limit: 1000,
-                ..Default::default()
-            })
-            .await
-            .map(|v| v.len())
-            .unwrap_or(0)
-    };
+    let writers = spawn_writers(&store, &stop);
     // Load runs, then shard 2 goes away while writes continue, then comes back.
-    wait_until(|| count_acked(Arc::clone(&store)), |n| n >= 20).await;
+    wait_until(|| count_acked(&store), |n| n >= 20).await;
     servers.stop_node(2);
     let failing = {
         let store = Arc::clone(&store);
@@ -344,8 +309,8 @@ async fn a_shard_restarted_under_load_loses_no_acknowledged_span() {
     };
     assert!(failing.await, "a write fails while a shard is down");
     servers.restart_node(2);
-    let before = count_acked(Arc::clone(&store)).await;
-    wait_until(|| count_acked(Arc::clone(&store)), |n| n >= before + 20).await;
+    let before = count_acked(&store).await;
+    wait_until(|| count_acked(&store), |n| n >= before + 20).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut total = 0;
     let mut errors = 0;
@@ -385,59 +350,24 @@ async fn a_replica_stopped_under_load_loses_no_acknowledged_span_and_catches_up(
     };
     let store: Arc<dyn SpanStore> = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..4u32 {
-        let store = Arc::clone(&store);
-        let stop = Arc::clone(&stop);
-        writers.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut retryable_errors = 0u32;
-            let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let spans = load_trace(w, n);
-                loop {
-                    match store.write_spans(spans.clone()).await {
-                        Ok(_) => break,
-                        Err(e) => {
-                            assert!(e.is_retryable(), "{e:?}");
-                            retryable_errors += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-                acked.push(spans);
-                n += 1;
-            }
-            (acked, retryable_errors)
-        }));
-    }
-    let count_acked = |store: Arc<dyn SpanStore>| async move {
-        store
-            .find_traces(crate::store::TraceQuery {
-                limit: 1000,
-                ..Default::default()
-            })
-            .await
-            .map(|v| v.len())
-            .unwrap_or(0)
-    };
+    let writers = spawn_writers(&store, &stop);
     let t0 = std::time::Instant::now();
     let phase = |what: &str| eprintln!("{:>6} ms  {what}", t0.elapsed().as_millis());
-    wait_until(|| count_acked(Arc::clone(&store)), |n| n >= 20).await;
+    wait_until(|| count_acked(&store), |n| n >= 20).await;
     phase("20 traces; stopping replica 1");
     servers.stop_node(1);
     phase("replica 1 stopped");
     // Writes and reads go on through replica 2 alone.
-    let before = count_acked(Arc::clone(&store)).await;
-    wait_until(|| count_acked(Arc::clone(&store)), |n| n >= before + 40).await;
+    let before = count_acked(&store).await;
+    wait_until(|| count_acked(&store), |n| n >= before + 40).await;
     let (r1, r2) = (servers.urls[0].clone(), servers.urls[1].clone());
     let spans_sql = "SELECT count() FROM spanline_test.spans_local FORMAT RowBinary";
     let on_2_while_1_down = count_on(&r2, spans_sql).await;
     phase("40 more traces through replica 2; restarting replica 1");
     servers.restart_node(1);
     phase("replica 1 restarted");
-    let before = count_acked(Arc::clone(&store)).await;
-    wait_until(|| count_acked(Arc::clone(&store)), |n| n >= before + 20).await;
+    let before = count_acked(&store).await;
+    wait_until(|| count_acked(&store), |n| n >= before + 20).await;
     stop.store(true, Ordering::Relaxed);
     phase("20 more traces; writers stopping");
     let mut acked_spans = 0u64;
@@ -483,6 +413,54 @@ async fn a_replica_stopped_under_load_loses_no_acknowledged_span_and_catches_up(
         "{traces} traces ({acked_spans} spans) acknowledged; {errors} retryable errors; \
          replica 2 held {on_2_while_1_down} spans while replica 1 was down"
     );
+}
+
+/// Four writers of [`load_trace`] traces until `stop`, each retrying retryable errors (what
+/// ingest answers 503 + Retry-After for) every 50 ms; each ends with the traces it had
+/// acknowledged and its count of retryable errors.
+fn spawn_writers(
+    store: &Arc<dyn SpanStore>,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(Vec<Vec<crate::model::Span>>, u32)>> {
+    (0..4u32)
+        .map(|w| {
+            let store = Arc::clone(store);
+            let stop = Arc::clone(stop);
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut retryable_errors = 0u32;
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let spans = load_trace(w, n);
+                    loop {
+                        match store.write_spans(spans.clone()).await {
+                            Ok(_) => break,
+                            Err(e) => {
+                                assert!(e.is_retryable(), "{e:?}");
+                                retryable_errors += 1;
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                    acked.push(spans);
+                    n += 1;
+                }
+                (acked, retryable_errors)
+            })
+        })
+        .collect()
+}
+
+/// How many traces a search finds (up to 1000; 0 while the store answers errors).
+async fn count_acked(store: &Arc<dyn SpanStore>) -> usize {
+    store
+        .find_traces(crate::store::TraceQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0)
 }
 
 fn load_trace(writer: u32, n: u32) -> Vec<crate::model::Span> {
