@@ -312,21 +312,7 @@ async fn a_shard_restarted_under_load_loses_no_acknowledged_span() {
     let before = count_acked(&store).await;
     wait_until(|| count_acked(&store), |n| n >= before + 20).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut total = 0;
-    let mut errors = 0;
-    for w in writers {
-        let (acked, e) = w.await.unwrap();
-        errors += e;
-        for spans in acked {
-            let got = store
-                .get_trace(spans[0].trace_id)
-                .await
-                .unwrap()
-                .expect("acknowledged trace stored");
-            assert_eq!(got.spans.len(), spans.len(), "every acknowledged span");
-            total += 1;
-        }
-    }
+    let (total, _, errors) = read_back(&store, writers).await;
     assert!(total >= 40, "{total} traces acknowledged");
     eprintln!("{total} traces acknowledged; {errors} retryable errors while shard 2 was down");
 }
@@ -370,23 +356,7 @@ async fn a_replica_stopped_under_load_loses_no_acknowledged_span_and_catches_up(
     wait_until(|| count_acked(&store), |n| n >= before + 20).await;
     stop.store(true, Ordering::Relaxed);
     phase("20 more traces; writers stopping");
-    let mut acked_spans = 0u64;
-    let mut errors = 0;
-    let mut traces = 0;
-    for w in writers {
-        let (acked, e) = w.await.unwrap();
-        errors += e;
-        for spans in acked {
-            let got = store
-                .get_trace(spans[0].trace_id)
-                .await
-                .unwrap()
-                .expect("acknowledged trace stored");
-            assert_eq!(got.spans.len(), spans.len(), "every acknowledged span");
-            acked_spans += spans.len() as u64;
-            traces += 1;
-        }
-    }
+    let (traces, acked_spans, errors) = read_back(&store, writers).await;
     // Replica 1 catches up: it holds every acknowledged span, including the ones written
     // while it was down, and the same rows as replica 2 in both replicated tables.
     let distinct = "SELECT count() FROM (SELECT DISTINCT trace_id, span_id, kind \
@@ -449,6 +419,33 @@ fn spawn_writers(
             })
         })
         .collect()
+}
+
+/// Waits for the writers of [`spawn_writers`] and reads every trace they acknowledged back
+/// whole; `(traces, spans, retryable errors)`.
+///
+/// # Panics
+/// When an acknowledged trace is missing or lacks a span.
+async fn read_back(
+    store: &Arc<dyn SpanStore>,
+    writers: Vec<tokio::task::JoinHandle<(Vec<Vec<crate::model::Span>>, u32)>>,
+) -> (usize, u64, u32) {
+    let (mut traces, mut spans_total, mut errors) = (0, 0u64, 0);
+    for w in writers {
+        let (acked, e) = w.await.unwrap();
+        errors += e;
+        for spans in acked {
+            let got = store
+                .get_trace(spans[0].trace_id)
+                .await
+                .unwrap()
+                .expect("acknowledged trace stored");
+            assert_eq!(got.spans.len(), spans.len(), "every acknowledged span");
+            spans_total += spans.len() as u64;
+            traces += 1;
+        }
+    }
+    (traces, spans_total, errors)
 }
 
 /// How many traces a search finds (up to 1000; 0 while the store answers errors).
