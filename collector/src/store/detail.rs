@@ -4,6 +4,16 @@
 //! keeps the resource and scope there (fields 11–13); SQLite stores those once each in tables
 //! of their own and leaves the fields empty. Protobuf is compact, fast and extends without
 //! migrations: a field added later reads as its default in rows written before.
+//!
+//! Attributes are written to field 14 ([`CompactAttribute`]: a semantic-convention key as a
+//! small number from a static table, other keys as text; the value one message level
+//! flatter). Rows written before keep them in field 1 (OTLP `KeyValue`s); a reader takes
+//! field 1 first, then field 14.
+
+mod attrs;
+mod keys;
+#[cfg(test)]
+mod tests;
 
 use opentelemetry_proto::tonic::common::v1 as pb;
 use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
@@ -13,11 +23,14 @@ use prost::Message;
 use crate::format::convert;
 use crate::model::{KeyValue, Span};
 use crate::store::StoreError;
+use attrs::CompactAttribute;
 
 /// The protobuf stored as a span's `detail` (SQLite `spans.detail`, ClickHouse
 /// `spans_local.detail`).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct SpanDetail {
+    /// The span's attributes as OTLP `KeyValue`s (rows written before field 14; never written
+    /// now).
     #[prost(message, repeated, tag = "1")]
     attributes: Vec<pb::KeyValue>,
     #[prost(message, repeated, tag = "2")]
@@ -47,6 +60,9 @@ pub(crate) struct SpanDetail {
     /// The span's instrumentation scope version (ClickHouse only).
     #[prost(string, tag = "13")]
     pub(crate) scope_version: String,
+    /// The span's attributes, in order (rows written since field 14 was added).
+    #[prost(message, repeated, tag = "14")]
+    compact_attributes: Vec<CompactAttribute>,
 }
 
 /// The `store` error for a stored span that does not decode.
@@ -67,7 +83,7 @@ impl SpanDetail {
             (None, String::new(), String::new())
         };
         SpanDetail {
-            attributes: convert::attributes_to_pb(&span.attributes),
+            attributes: Vec::new(),
             events: span.events.iter().map(convert::event_to_pb).collect(),
             links: span.links.iter().map(convert::link_to_pb).collect(),
             status_message: span.status.message.clone(),
@@ -80,6 +96,11 @@ impl SpanDetail {
             resource,
             scope_name,
             scope_version,
+            compact_attributes: span
+                .attributes
+                .iter()
+                .map(CompactAttribute::from_model)
+                .collect(),
         }
         .encode_to_vec()
     }
@@ -97,9 +118,19 @@ impl SpanDetail {
     /// # Errors
     /// [`StoreError::Backend`] when the bytes are not a `SpanDetail` message.
     pub(crate) fn attributes_of(bytes: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        Ok(convert::attributes_from_pb(
-            Self::decode_bytes(bytes)?.attributes,
-        ))
+        Ok(Self::decode_bytes(bytes)?.take_attributes())
+    }
+
+    /// The attributes, in order: field 1 (older rows), then field 14.
+    fn take_attributes(&mut self) -> Vec<KeyValue> {
+        let mut out = convert::attributes_from_pb(std::mem::take(&mut self.attributes));
+        out.reserve(self.compact_attributes.len());
+        out.extend(
+            std::mem::take(&mut self.compact_attributes)
+                .into_iter()
+                .map(CompactAttribute::into_model),
+        );
+        out
     }
 
     /// Sets the detail fields of `span` (fields 1–10; the caller takes the resource and scope
@@ -107,7 +138,8 @@ impl SpanDetail {
     ///
     /// # Errors
     /// [`StoreError::Backend`] when a stored link's ids are malformed.
-    pub(crate) fn fill(self, span: &mut Span) -> Result<(), StoreError> {
+    pub(crate) fn fill(mut self, span: &mut Span) -> Result<(), StoreError> {
+        span.attributes = self.take_attributes();
         let mut links = Vec::with_capacity(self.links.len());
         for l in self.links {
             links.push(convert::link_from_pb(l).map_err(undecodable)?);
@@ -116,7 +148,6 @@ impl SpanDetail {
         span.trace_state = self.trace_state;
         span.flags = self.flags;
         span.status.message = self.status_message;
-        span.attributes = convert::attributes_from_pb(self.attributes);
         span.events = self
             .events
             .into_iter()
