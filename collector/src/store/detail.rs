@@ -105,6 +105,16 @@ impl SpanDetail {
         .encode_to_vec()
     }
 
+    /// The detail bytes `span` had before field 14: its attributes as OTLP `KeyValue`s in
+    /// field 1 (tests of rows written by older versions).
+    #[cfg(test)]
+    pub(crate) fn encode_before_field_14(span: &Span) -> Vec<u8> {
+        let mut detail = Self::decode(&Self::encode(span, false)[..]).expect("own bytes decode");
+        detail.attributes = convert::attributes_to_pb(&span.attributes);
+        detail.compact_attributes.clear();
+        detail.encode_to_vec()
+    }
+
     /// Decodes detail bytes.
     ///
     /// # Errors
