@@ -7,8 +7,9 @@
 //!
 //! Attributes are written to field 14 ([`CompactAttribute`]: a semantic-convention key as a
 //! small number from a static table, other keys as text; the value one message level
-//! flatter). Rows written before keep them in field 1 (OTLP `KeyValue`s); a reader takes
-//! field 1 first, then field 14.
+//! flatter), events to field 15 ([`CompactEvent`]: their attributes the same way). Rows
+//! written before keep them in fields 1 and 2 (OTLP `KeyValue`s and `Event`s); a reader takes
+//! field 1 then field 14, field 2 then field 15.
 
 mod attrs;
 mod keys;
@@ -23,7 +24,7 @@ use prost::Message;
 use crate::format::convert;
 use crate::model::{KeyValue, Span};
 use crate::store::StoreError;
-use attrs::CompactAttribute;
+use attrs::{CompactAttribute, CompactEvent};
 
 /// The protobuf stored as a span's `detail` (SQLite `spans.detail`, ClickHouse
 /// `spans_local.detail`).
@@ -33,6 +34,7 @@ pub(crate) struct SpanDetail {
     /// now).
     #[prost(message, repeated, tag = "1")]
     attributes: Vec<pb::KeyValue>,
+    /// The span's events as OTLP `Event`s (rows written before field 15; never written now).
     #[prost(message, repeated, tag = "2")]
     events: Vec<PbEvent>,
     #[prost(message, repeated, tag = "3")]
@@ -63,6 +65,9 @@ pub(crate) struct SpanDetail {
     /// The span's attributes, in order (rows written since field 14 was added).
     #[prost(message, repeated, tag = "14")]
     compact_attributes: Vec<CompactAttribute>,
+    /// The span's events, in order (rows written since field 15 was added).
+    #[prost(message, repeated, tag = "15")]
+    compact_events: Vec<CompactEvent>,
 }
 
 /// The `store` error for a stored span that does not decode.
@@ -84,7 +89,7 @@ impl SpanDetail {
         };
         SpanDetail {
             attributes: Vec::new(),
-            events: span.events.iter().map(convert::event_to_pb).collect(),
+            events: Vec::new(),
             links: span.links.iter().map(convert::link_to_pb).collect(),
             status_message: span.status.message.clone(),
             trace_state: span.trace_state.clone(),
@@ -101,17 +106,20 @@ impl SpanDetail {
                 .iter()
                 .map(CompactAttribute::from_model)
                 .collect(),
+            compact_events: span.events.iter().map(CompactEvent::from_model).collect(),
         }
         .encode_to_vec()
     }
 
-    /// The detail bytes `span` had before field 14: its attributes as OTLP `KeyValue`s in
-    /// field 1 (tests of rows written by older versions).
+    /// The detail bytes `span` had before fields 14 and 15: its attributes and events as OTLP
+    /// `KeyValue`s and `Event`s in fields 1 and 2 (tests of rows written by older versions).
     #[cfg(test)]
-    pub(crate) fn encode_before_field_14(span: &Span) -> Vec<u8> {
+    pub(crate) fn encode_as_older_versions(span: &Span) -> Vec<u8> {
         let mut detail = Self::decode(&Self::encode(span, false)[..]).expect("own bytes decode");
         detail.attributes = convert::attributes_to_pb(&span.attributes);
         detail.compact_attributes.clear();
+        detail.events = span.events.iter().map(convert::event_to_pb).collect();
+        detail.compact_events.clear();
         detail.encode_to_vec()
     }
 
@@ -158,11 +166,16 @@ impl SpanDetail {
         span.trace_state = self.trace_state;
         span.flags = self.flags;
         span.status.message = self.status_message;
-        span.events = self
-            .events
+        let mut events: Vec<_> = std::mem::take(&mut self.events)
             .into_iter()
             .map(convert::event_from_pb)
             .collect();
+        events.extend(
+            self.compact_events
+                .into_iter()
+                .map(CompactEvent::into_model),
+        );
+        span.events = events;
         span.dropped_attributes_count = self.dropped_attributes_count;
         span.dropped_events_count = self.dropped_events_count;
         span.dropped_links_count = self.dropped_links_count;

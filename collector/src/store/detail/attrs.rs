@@ -17,13 +17,19 @@
 //!   uint32 key_code = 8;          // 1-based code in the key table; 0: the key is `key`
 //!   string key = 9;
 //! }
+//!
+//! message CompactEvent {          // OTLP's `Event`, attributes as above
+//!   fixed64 time_unix_nano = 1;
+//!   string name = 2;
+//!   repeated CompactAttribute attributes = 3;
+//! }
 //! ```
 
 use opentelemetry_proto::tonic::common::v1 as pb;
 
 use super::keys;
 use crate::format::convert;
-use crate::model::{AttrValue, KeyValue};
+use crate::model::{AttrValue, Event, KeyValue};
 
 /// One attribute of `SpanDetail.compact_attributes` (field 14).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -111,5 +117,48 @@ impl CompactAttribute {
             }
         };
         KeyValue { key, value }
+    }
+}
+
+/// One event of `SpanDetail.compact_events` (field 15): OTLP's `Event` with its attributes as
+/// [`CompactAttribute`]s.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct CompactEvent {
+    /// When the event happened, unix nanoseconds.
+    #[prost(fixed64, tag = "1")]
+    time_unix_nano: u64,
+    /// The event's name.
+    #[prost(string, tag = "2")]
+    name: String,
+    /// The event's attributes, in order.
+    #[prost(message, repeated, tag = "3")]
+    attributes: Vec<CompactAttribute>,
+}
+
+impl CompactEvent {
+    /// The compact form of `event`.
+    pub(crate) fn from_model(event: &Event) -> Self {
+        Self {
+            time_unix_nano: event.time_unix_nano,
+            name: event.name.clone(),
+            attributes: event
+                .attributes
+                .iter()
+                .map(CompactAttribute::from_model)
+                .collect(),
+        }
+    }
+
+    /// The event as the model has it.
+    pub(crate) fn into_model(self) -> Event {
+        Event {
+            time_unix_nano: self.time_unix_nano,
+            name: self.name,
+            attributes: self
+                .attributes
+                .into_iter()
+                .map(CompactAttribute::into_model)
+                .collect(),
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Round trips of `SpanDetail`: every value kind, known and unknown keys, rows written before
-//! field 14.
+//! Round trips of `SpanDetail`: every value kind, known and unknown keys, events, rows written
+//! before fields 14 and 15.
 
 use std::sync::Arc;
 
@@ -60,11 +60,21 @@ fn every_kind() -> Vec<KeyValue> {
 fn span_with(attributes: Vec<KeyValue>) -> Span {
     let mut span = Span::new(TraceId([1; 16]), SpanId([2; 8]), "op");
     span.attributes = attributes;
-    span.events = vec![Event {
-        time_unix_nano: 5,
-        name: "exception".into(),
-        attributes: vec![kv("exception.type", AttrValue::String("E".into()))],
-    }];
+    span.events = vec![
+        Event {
+            time_unix_nano: 5,
+            name: "exception".into(),
+            attributes: vec![
+                kv("exception.type", AttrValue::String("E".into())),
+                kv("app.retry", AttrValue::Int(2)),
+            ],
+        },
+        Event {
+            time_unix_nano: u64::MAX,
+            name: String::new(),
+            attributes: Vec::new(),
+        },
+    ];
     span.status.message = "boom".into();
     span.trace_state = "k=v".into();
     span.flags = 0x301;
@@ -248,4 +258,27 @@ fn unknown_key_code_reads_as_a_placeholder() {
             AttrValue::String("v".into())
         )]
     );
+}
+
+/// A span written by older versions (attributes in field 1, events in field 2) reads back
+/// with the same attributes and events, in order.
+#[test]
+fn older_attributes_and_events_read_back_the_same() {
+    let span = span_with(every_kind());
+    let old = SpanDetail::encode_as_older_versions(&span);
+    let contains = |needle: &[u8]| old.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"exception.type") && contains(b"http.request.method"));
+    let back = decoded(&old, &span);
+    assert_eq!(back.attributes, span.attributes);
+    assert_eq!(back.events, span.events);
+}
+
+#[test]
+fn event_attribute_keys_are_stored_as_codes() {
+    let span = span_with(Vec::new());
+    let bytes = SpanDetail::encode(&span, false);
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(b"exception.type"));
+    assert!(contains(b"app.retry"));
+    assert_eq!(decoded(&bytes, &span).events, span.events);
 }

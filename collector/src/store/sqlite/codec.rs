@@ -216,7 +216,8 @@ mod tests {
         assert_eq!(origins, 3, "one row per (resource, scope) pair");
     }
 
-    /// Rows as versions before this one wrote them (attributes in `detail` field 1, the scope
+    /// Rows as versions before this one wrote them (attributes and events in `detail` fields 1
+    /// and 2, the scope
     /// in the span's columns, a resource row without a scope) read back as before.
     #[tokio::test]
     async fn rows_of_older_versions_read_back_the_same() {
@@ -248,7 +249,7 @@ mod tests {
                         "UPDATE spans SET detail = ?1, scope_name = ?2, scope_version = ?3, \
                          resource_id = ?4 WHERE span_id = ?5 AND kind = ?6",
                         rusqlite::params![
-                            SpanDetail::encode_before_field_14(span),
+                            SpanDetail::encode_as_older_versions(span),
                             span.scope.name,
                             span.scope.version,
                             old_id,
