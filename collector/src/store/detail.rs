@@ -9,7 +9,8 @@
 //! small number from a static table, other keys as text; the value one message level
 //! flatter), events to field 15 ([`CompactEvent`]: their attributes the same way). Rows
 //! written before keep them in fields 1 and 2 (OTLP `KeyValue`s and `Event`s); a reader takes
-//! field 1 then field 14, field 2 then field 15.
+//! field 1 then field 14, field 2 then field 15. A collector built before fields 14 and 15
+//! skips them as unknown fields: after a downgrade, newer rows show no attributes or events.
 
 mod attrs;
 mod keys;
