@@ -4,6 +4,18 @@
 //! keeps the resource and scope there (fields 11–13); SQLite stores those once each in tables
 //! of their own and leaves the fields empty. Protobuf is compact, fast and extends without
 //! migrations: a field added later reads as its default in rows written before.
+//!
+//! Attributes are written to field 14 ([`CompactAttribute`]: a semantic-convention key as a
+//! small number from a static table, other keys as text; the value one message level
+//! flatter), events to field 15 ([`CompactEvent`]: their attributes the same way). Rows
+//! written before keep them in fields 1 and 2 (OTLP `KeyValue`s and `Event`s); a reader takes
+//! field 1 then field 14, field 2 then field 15. A collector built before fields 14 and 15
+//! skips them as unknown fields: after a downgrade, newer rows show no attributes or events.
+
+mod attrs;
+mod keys;
+#[cfg(test)]
+mod tests;
 
 use opentelemetry_proto::tonic::common::v1 as pb;
 use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
@@ -13,13 +25,17 @@ use prost::Message;
 use crate::format::convert;
 use crate::model::{KeyValue, Span};
 use crate::store::StoreError;
+use attrs::{CompactAttribute, CompactEvent};
 
 /// The protobuf stored as a span's `detail` (SQLite `spans.detail`, ClickHouse
 /// `spans_local.detail`).
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct SpanDetail {
+    /// The span's attributes as OTLP `KeyValue`s (rows written before field 14; never written
+    /// now).
     #[prost(message, repeated, tag = "1")]
     attributes: Vec<pb::KeyValue>,
+    /// The span's events as OTLP `Event`s (rows written before field 15; never written now).
     #[prost(message, repeated, tag = "2")]
     events: Vec<PbEvent>,
     #[prost(message, repeated, tag = "3")]
@@ -47,6 +63,12 @@ pub(crate) struct SpanDetail {
     /// The span's instrumentation scope version (ClickHouse only).
     #[prost(string, tag = "13")]
     pub(crate) scope_version: String,
+    /// The span's attributes, in order (rows written since field 14 was added).
+    #[prost(message, repeated, tag = "14")]
+    compact_attributes: Vec<CompactAttribute>,
+    /// The span's events, in order (rows written since field 15 was added).
+    #[prost(message, repeated, tag = "15")]
+    compact_events: Vec<CompactEvent>,
 }
 
 /// The `store` error for a stored span that does not decode.
@@ -67,8 +89,8 @@ impl SpanDetail {
             (None, String::new(), String::new())
         };
         SpanDetail {
-            attributes: convert::attributes_to_pb(&span.attributes),
-            events: span.events.iter().map(convert::event_to_pb).collect(),
+            attributes: Vec::new(),
+            events: Vec::new(),
             links: span.links.iter().map(convert::link_to_pb).collect(),
             status_message: span.status.message.clone(),
             trace_state: span.trace_state.clone(),
@@ -80,8 +102,26 @@ impl SpanDetail {
             resource,
             scope_name,
             scope_version,
+            compact_attributes: span
+                .attributes
+                .iter()
+                .map(CompactAttribute::from_model)
+                .collect(),
+            compact_events: span.events.iter().map(CompactEvent::from_model).collect(),
         }
         .encode_to_vec()
+    }
+
+    /// The detail bytes `span` had before fields 14 and 15: its attributes and events as OTLP
+    /// `KeyValue`s and `Event`s in fields 1 and 2 (tests of rows written by older versions).
+    #[cfg(test)]
+    pub(crate) fn encode_as_older_versions(span: &Span) -> Vec<u8> {
+        let mut detail = Self::decode(&Self::encode(span, false)[..]).expect("own bytes decode");
+        detail.attributes = convert::attributes_to_pb(&span.attributes);
+        detail.compact_attributes.clear();
+        detail.events = span.events.iter().map(convert::event_to_pb).collect();
+        detail.compact_events.clear();
+        detail.encode_to_vec()
     }
 
     /// Decodes detail bytes.
@@ -97,9 +137,19 @@ impl SpanDetail {
     /// # Errors
     /// [`StoreError::Backend`] when the bytes are not a `SpanDetail` message.
     pub(crate) fn attributes_of(bytes: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        Ok(convert::attributes_from_pb(
-            Self::decode_bytes(bytes)?.attributes,
-        ))
+        Ok(Self::decode_bytes(bytes)?.take_attributes())
+    }
+
+    /// The attributes, in order: field 1 (older rows), then field 14.
+    fn take_attributes(&mut self) -> Vec<KeyValue> {
+        let mut out = convert::attributes_from_pb(std::mem::take(&mut self.attributes));
+        out.reserve(self.compact_attributes.len());
+        out.extend(
+            std::mem::take(&mut self.compact_attributes)
+                .into_iter()
+                .map(CompactAttribute::into_model),
+        );
+        out
     }
 
     /// Sets the detail fields of `span` (fields 1–10; the caller takes the resource and scope
@@ -107,7 +157,8 @@ impl SpanDetail {
     ///
     /// # Errors
     /// [`StoreError::Backend`] when a stored link's ids are malformed.
-    pub(crate) fn fill(self, span: &mut Span) -> Result<(), StoreError> {
+    pub(crate) fn fill(mut self, span: &mut Span) -> Result<(), StoreError> {
+        span.attributes = self.take_attributes();
         let mut links = Vec::with_capacity(self.links.len());
         for l in self.links {
             links.push(convert::link_from_pb(l).map_err(undecodable)?);
@@ -116,12 +167,16 @@ impl SpanDetail {
         span.trace_state = self.trace_state;
         span.flags = self.flags;
         span.status.message = self.status_message;
-        span.attributes = convert::attributes_from_pb(self.attributes);
-        span.events = self
-            .events
+        let mut events: Vec<_> = std::mem::take(&mut self.events)
             .into_iter()
             .map(convert::event_from_pb)
             .collect();
+        events.extend(
+            self.compact_events
+                .into_iter()
+                .map(CompactEvent::into_model),
+        );
+        span.events = events;
         span.dropped_attributes_count = self.dropped_attributes_count;
         span.dropped_events_count = self.dropped_events_count;
         span.dropped_links_count = self.dropped_links_count;

@@ -32,7 +32,7 @@
 //! | `durable.rs` | tail sampling decisions and consumer groups (what the collector learns besides spans) |
 //! | `retention.rs` | deleting the oldest traces by age or size, one small batch per call |
 //! | `checkpoint.rs` | the background WAL checkpointer |
-//! | `codec.rs` | the `detail` protobuf of a span row, and a row back into a [`Span`] |
+//! | `codec.rs` | the `detail` protobuf of a span row, the `resources` row (resource and scope), and a row back into a [`Span`] |
 //! | `read.rs` | the reader pool, trace by id, summaries |
 //! | `search.rs` | the search SQL builder ([`TraceQuery`] → one `SELECT`) |
 //! | `stats.rs` | the dependency graph, per-operation samples, services and operations |

@@ -1,14 +1,13 @@
 //! Reads: the pool of read-only connections, and a trace by id.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
-use super::codec::{blob_array, row_to_span};
+use super::codec::{SharedOrigins, blob_array, row_to_span};
 use super::{backend, to_u64};
-use crate::model::{Resource, Scope, TraceId};
+use crate::model::TraceId;
 use crate::store::{MAX_TRACE_SPANS, StoreError, StoredTrace, TraceSummary};
 
 /// The `traces` columns [`row_to_summary`] reads, in its order.
@@ -141,11 +140,10 @@ pub(super) fn read_trace(
     let mut rows = stmt
         .query(params![&trace_id.0[..], MAX_TRACE_SPANS as i64])
         .map_err(backend)?;
-    let mut resources: HashMap<i64, Arc<Resource>> = HashMap::new();
-    let mut scopes: HashMap<(String, String), Arc<Scope>> = HashMap::new();
+    let mut shared = SharedOrigins::default();
     let mut spans = Vec::new();
     while let Some(row) = rows.next().map_err(backend)? {
-        spans.push(row_to_span(row, trace_id, &mut resources, &mut scopes)?);
+        spans.push(row_to_span(row, trace_id, &mut shared)?);
     }
     drop(rows);
     drop(stmt);

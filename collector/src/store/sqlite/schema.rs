@@ -2,12 +2,14 @@
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
-//! resources(id INTEGER PRIMARY KEY, encoded BLOB UNIQUE)      -- OTLP `Resource` protobuf, deduplicated
+//! resources(id INTEGER PRIMARY KEY, encoded BLOB UNIQUE)      -- OTLP `Resource` protobuf + the scope
+//!                                                             -- (fields 100, 101; codec.rs), deduplicated
 //! spans(id INTEGER PRIMARY KEY,
 //!       trace_id BLOB(16), span_id BLOB(8), kind INTEGER,     -- UNIQUE (trace_id, span_id, kind)
 //!       parent_span_id BLOB(8) NULL, service TEXT, name TEXT,
 //!       start_ns INTEGER, duration_ns INTEGER, status_code INTEGER,
-//!       resource_id INTEGER, scope_name TEXT, scope_version TEXT,
+//!       resource_id INTEGER, scope_name TEXT, scope_version TEXT, -- scope: empty since the scope
+//!                                                             -- moved to `resources` (older rows only)
 //!       detail BLOB)                                          -- `SpanDetail` protobuf (codec.rs)
 //! traces(trace_id BLOB PRIMARY KEY, start_ns, end_ns, duration_ns,
 //!        root_service, root_operation, root_start_ns,

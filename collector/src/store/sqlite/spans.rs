@@ -1,12 +1,12 @@
-//! The span rows: `spans` (with their resource in `resources`) and `entry_spans`, written by
-//! the writer thread for each request of a group.
+//! The span rows: `spans` (with their resource and scope in `resources`) and `entry_spans`,
+//! written by the writer thread for each request of a group.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rusqlite::{Connection, params};
 
-use super::codec::{encode_detail, encode_resource};
+use super::codec::{encode_detail, encode_origin};
 use super::{map_sql, to_i64};
 use crate::model::{Span, TraceId};
 use crate::store::{StoreError, WriteOutcome};
@@ -20,8 +20,9 @@ pub(super) struct Prepared {
     pub(super) spans: Vec<Span>,
     /// `SpanDetail` bytes, one per span.
     details: Vec<Vec<u8>>,
-    /// Encoded resources, keyed by `Arc` address (the spans keep the `Arc`s alive).
-    resources: HashMap<usize, Vec<u8>>,
+    /// Encoded resource and scope pairs, keyed by their `Arc` addresses (the spans keep the
+    /// `Arc`s alive).
+    origins: HashMap<(usize, usize), Vec<u8>>,
     /// Most spans stored per trace.
     max_spans_per_trace: usize,
 }
@@ -30,16 +31,16 @@ impl Prepared {
     /// Encodes the blobs of `spans`.
     pub(super) fn new(spans: Vec<Span>) -> Self {
         let details = spans.iter().map(encode_detail).collect();
-        let mut resources: HashMap<usize, Vec<u8>> = HashMap::new();
+        let mut origins: HashMap<(usize, usize), Vec<u8>> = HashMap::new();
         for span in &spans {
-            resources
-                .entry(Arc::as_ptr(&span.resource) as usize)
-                .or_insert_with(|| encode_resource(&span.resource));
+            origins
+                .entry(origin_key(span))
+                .or_insert_with(|| encode_origin(&span.resource, &span.scope));
         }
         Self {
             spans,
             details,
-            resources,
+            origins,
             max_spans_per_trace: usize::MAX,
         }
     }
@@ -49,6 +50,14 @@ impl Prepared {
         self.max_spans_per_trace = max;
         self
     }
+}
+
+/// The key of a span's resource and scope in [`Prepared::origins`]: their `Arc` addresses.
+fn origin_key(span: &Span) -> (usize, usize) {
+    (
+        Arc::as_ptr(&span.resource) as usize,
+        Arc::as_ptr(&span.scope) as usize,
+    )
 }
 
 /// Spans stored per trace so far (counted once per trace and request, then followed).
@@ -120,7 +129,7 @@ pub(super) fn insert_spans<'a>(
     };
     let mut refused = Vec::new();
     let mut insert = conn.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
-    let mut resource_ids: HashMap<usize, i64> = HashMap::new();
+    let mut resource_ids: HashMap<(usize, usize), i64> = HashMap::new();
     let mut inserted: Vec<&Span> = Vec::with_capacity(spans.len());
     for (span, detail) in spans.iter().zip(&batch.details) {
         if !counts.admits(conn, span)? {
@@ -128,13 +137,13 @@ pub(super) fn insert_spans<'a>(
             refused.push(span.trace_id);
             continue;
         }
-        let key = Arc::as_ptr(&span.resource) as usize;
+        let key = origin_key(span);
         let resource_id = match resource_ids.get(&key) {
             Some(id) => *id,
             None => {
-                let id = match batch.resources.get(&key) {
+                let id = match batch.origins.get(&key) {
                     Some(bytes) => resource_id(conn, bytes)?,
-                    None => resource_id(conn, &encode_resource(&span.resource))?,
+                    None => resource_id(conn, &encode_origin(&span.resource, &span.scope))?,
                 };
                 resource_ids.insert(key, id);
                 id
@@ -152,8 +161,9 @@ pub(super) fn insert_spans<'a>(
                 to_i64(span.duration_ns()),
                 span.status.code.as_i32(),
                 resource_id,
-                span.scope.name,
-                span.scope.version,
+                // The scope is in `resources` (`encode_origin`); the columns stay for older rows.
+                "",
+                "",
                 detail,
             ])
             .map_err(map_sql)?;
@@ -170,7 +180,7 @@ pub(super) fn insert_spans<'a>(
     Ok((outcome, inserted, refused))
 }
 
-/// The id of an encoded resource, inserted if new.
+/// The id of an encoded resource and scope ([`encode_origin`]), inserted if new.
 fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
     let mut insert = conn
         .prepare_cached("INSERT OR IGNORE INTO resources (encoded) VALUES (?1)")
