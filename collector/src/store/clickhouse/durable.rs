@@ -99,17 +99,16 @@ pub(super) async fn groups(
     shared: &Shared,
     since_unix_nano: u64,
 ) -> Result<Vec<ConsumerGroupSeen>, StoreError> {
-    let answer = shared
-        .select(&sql::consumer_groups(&shared.tables, since_unix_nano))
-        .await?;
-    let mut r = Reader::new(&answer);
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        out.push(ConsumerGroupSeen {
-            destination: r.string()?,
-            group: r.string()?,
-            last_seen_unix_nano: r.u64()?,
-        });
-    }
-    Ok(out)
+    shared
+        .select_rows(
+            &sql::consumer_groups(&shared.tables, since_unix_nano),
+            |r| {
+                Ok(ConsumerGroupSeen {
+                    destination: r.string()?,
+                    group: r.string()?,
+                    last_seen_unix_nano: r.u64()?,
+                })
+            },
+        )
+        .await
 }
