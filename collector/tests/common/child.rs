@@ -20,22 +20,17 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Starts the binary on `data_dir` (SQLite) with an environment of its own: only the
-    /// addresses and the data directory are set, then `configure` may add to the command
-    /// (more variables, where stderr goes; stderr is inherited unless it says otherwise).
+    /// Starts the binary on `data_dir` ([`command`], with fresh ingest and query ports), then
+    /// `configure` may add to the command (more variables, where stderr goes; stderr is
+    /// inherited unless it says otherwise).
     /// Waits until `GET /health` on the query port answers 200; panics when the process
     /// exits first or after [`START_TIMEOUT_MS`].
     pub async fn start(data_dir: &Path, configure: impl FnOnce(&mut Command)) -> Self {
         let ingest = loopback_addr();
         let query = loopback_addr();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_collector"));
-        cmd.env_clear()
-            .env("COLLECTOR_INGEST_ADDR", ingest.to_string())
+        let mut cmd = command(data_dir);
+        cmd.env("COLLECTOR_INGEST_ADDR", ingest.to_string())
             .env("COLLECTOR_QUERY_ADDR", query.to_string())
-            .env("COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
-            .env("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0")
-            .env("COLLECTOR_DATA_DIR", data_dir)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         configure(&mut cmd);
@@ -64,12 +59,7 @@ impl Collector {
 
     /// SIGTERM, then waits for exit 0 (at most [`STOP_TIMEOUT_MS`]).
     pub async fn stop(mut self) {
-        let killed = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        sigterm(&self.child);
         let deadline = Instant::now() + Duration::from_millis(STOP_TIMEOUT_MS);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -87,6 +77,30 @@ impl Drop for Collector {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The binary's command on `data_dir` (SQLite), with an environment of its own: gRPC and
+/// the sampling port on ephemeral loopback ports, the data directory, nothing else (the
+/// caller sets the ingest and query addresses, or leaves them to a test of the defaults);
+/// stdin closed.
+pub fn command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_collector"));
+    cmd.env_clear()
+        .env("COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
+        .env("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0")
+        .env("COLLECTOR_DATA_DIR", data_dir)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Sends SIGTERM to `child` (the graceful stop).
+pub fn sigterm(child: &Child) {
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
 }
 
 /// A free loopback address for the child to listen on (see [`super::free_port`]).
