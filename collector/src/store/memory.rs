@@ -8,8 +8,8 @@ use tokio::sync::watch;
 
 use super::{
     BoxFuture, ConsumerGroupSeen, DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation,
-    OperationSamples, RetentionOutcome, RetentionPolicy, SamplingDecision, SpanStore, StoreError,
-    StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome, attr_index_text,
+    OperationSamples, RetentionOutcome, RetentionPolicy, SamplingDecision, SpanHop, SpanStore,
+    StoreError, StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome, attr_index_text,
     group_samples,
 };
 use crate::model::{Span, SpanId, SpanKind, TraceId};
@@ -145,28 +145,8 @@ impl MemoryStore {
         let inner = self.lock();
         let mut edges = EdgeCounts::default();
         for t in inner.traces.values() {
-            for child in t.spans.iter().filter(|s| is_entry(s)) {
-                if !window.contains(child.start_time_unix_nano) {
-                    continue;
-                }
-                let Some(pid) = child.parent_span_id else {
-                    continue;
-                };
-                // The parent is a span of another service with that id (a Zipkin shared
-                // server span has its client as the other span of the same id).
-                let Some(parent) = t
-                    .spans
-                    .iter()
-                    .find(|p| p.span_id == pid && p.service_name != child.service_name)
-                else {
-                    continue;
-                };
-                edges.add(
-                    (&parent.service_name, parent.kind),
-                    (&child.service_name, child.kind, &child.name),
-                    parent.is_error() || child.is_error(),
-                );
-            }
+            let hops: Vec<SpanHop<'_>> = t.spans.iter().map(SpanHop::of).collect();
+            edges.add_trace(&hops, window);
         }
         edges.into_edges()
     }

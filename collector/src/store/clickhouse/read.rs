@@ -10,7 +10,7 @@ use super::search::refused_counts;
 use super::{Shared, sql};
 use crate::model::{SpanId, SpanKind, StatusCode, TraceId};
 use crate::store::{
-    DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation, OperationSamples, StoreError,
+    DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation, OperationSamples, SpanHop, StoreError,
     StoredTrace, TimeWindow, TraceSummary, group_samples,
 };
 
@@ -146,25 +146,19 @@ pub(super) async fn dependencies(
         // Resent spans stored twice count once.
         spans.sort_by_key(|a| (a.span_id, a.kind));
         spans.dedup_by(|a, b| (a.span_id, a.kind) == (b.span_id, b.kind));
-        for child in spans.iter() {
-            if !matches!(child.kind, SpanKind::Server | SpanKind::Consumer)
-                || !window.contains(child.start)
-            {
-                continue;
-            }
-            let Some(pid) = child.parent else { continue };
-            let Some(parent) = spans
-                .iter()
-                .find(|p| p.span_id == pid && p.service != child.service)
-            else {
-                continue;
-            };
-            edges.add(
-                (&parent.service, parent.kind),
-                (&child.service, child.kind, &child.name),
-                parent.error || child.error,
-            );
-        }
+        let hops: Vec<SpanHop<'_>> = spans
+            .iter()
+            .map(|h| SpanHop {
+                span_id: h.span_id,
+                parent: h.parent,
+                kind: h.kind,
+                error: h.error,
+                service: &h.service,
+                name: &h.name,
+                start_unix_nano: h.start,
+            })
+            .collect();
+        edges.add_trace(&hops, window);
     }
     Ok(edges.into_edges())
 }
