@@ -72,11 +72,17 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_now(&self, spans: Vec<Span>) -> Result<WriteOutcome, StoreError> {
-        let mut inner = self.lock();
+    /// [`lock`](Self::lock) for a change: [`StoreError::Closed`] once the store is shut down.
+    fn lock_open(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        let inner = self.lock();
         if inner.closed {
             return Err(StoreError::Closed);
         }
+        Ok(inner)
+    }
+
+    fn write_now(&self, spans: Vec<Span>) -> Result<WriteOutcome, StoreError> {
+        let mut inner = self.lock_open()?;
         let mut outcome = WriteOutcome::default();
         for span in spans {
             let trace = inner
@@ -172,10 +178,7 @@ impl MemoryStore {
     }
 
     fn retention_now(&self, policy: RetentionPolicy) -> Result<RetentionOutcome, StoreError> {
-        let mut inner = self.lock();
-        if inner.closed {
-            return Err(StoreError::Closed);
-        }
+        let mut inner = self.lock_open()?;
         let mut outcome = RetentionOutcome::default();
         let Some(cutoff) = policy.delete_before_unix_nano else {
             return Ok(outcome);
@@ -320,10 +323,7 @@ impl SpanStore for MemoryStore {
         trace_ids: Vec<TraceId>,
     ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
-            if inner.closed {
-                return Err(StoreError::Closed);
-            }
+            let mut inner = self.lock_open()?;
             let mut outcome = RetentionOutcome::default();
             for id in trace_ids {
                 inner.decisions.remove(&id);
@@ -341,10 +341,7 @@ impl SpanStore for MemoryStore {
         decisions: Vec<SamplingDecision>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
-            if inner.closed {
-                return Err(StoreError::Closed);
-            }
+            let mut inner = self.lock_open()?;
             for d in decisions {
                 let newer = inner
                     .decisions
@@ -370,10 +367,7 @@ impl SpanStore for MemoryStore {
         seen: Vec<ConsumerGroupSeen>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
-            if inner.closed {
-                return Err(StoreError::Closed);
-            }
+            let mut inner = self.lock_open()?;
             for s in seen {
                 let last = inner
                     .consumer_groups
@@ -411,13 +405,7 @@ impl SpanStore for MemoryStore {
     }
 
     fn check_writable(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            if self.lock().closed {
-                Err(StoreError::Closed)
-            } else {
-                Ok(())
-            }
-        })
+        Box::pin(async move { self.lock_open().map(|_| ()) })
     }
 
     fn subscribe_commits(&self) -> watch::Receiver<u64> {
