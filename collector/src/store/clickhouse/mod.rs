@@ -180,6 +180,28 @@ impl Shared {
     async fn insert(&self, sql: &str, rows: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         self.run(sql, INSERT_SETTINGS, INSERT_SETTINGS, rows).await
     }
+
+    /// [`Shared::insert`] of `items`, each written as one row by `row` (about `row_bytes`
+    /// bytes each, to size the buffer); nothing is sent for no items.
+    ///
+    /// # Errors
+    /// The first error `row` answers, or what the insert failed with.
+    async fn insert_rows<T>(
+        &self,
+        sql: &str,
+        items: &[T],
+        row_bytes: usize,
+        mut row: impl FnMut(&mut rowbinary::Writer, &T) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut w = rowbinary::Writer::with_capacity(items.len() * row_bytes);
+        for item in items {
+            row(&mut w, item)?;
+        }
+        self.insert(sql, w.buf).await.map(|_| ())
+    }
 }
 
 /// A [`SpanStore`] in ClickHouse (see the module docs).
