@@ -11,6 +11,9 @@
 //!
 //! Every parser answers unix nanoseconds (or nanoseconds of duration) and `None`/`Err` for
 //! anything it does not accept: negative, NaN, unknown units, overflow.
+//!
+//! The other way, [`civil_from_days`] turns days since 1970-01-01 into a calendar date, for
+//! the text summaries (`query/summary_text.rs`) and ClickHouse `Date` literals.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -184,6 +187,21 @@ pub fn parse_rfc3339_ns(text: &str) -> Option<u64> {
     u64::try_from(ns).ok()
 }
 
+/// The calendar date `(year, month 1-12, day 1-31)` of `days` since 1970-01-01 (proleptic
+/// Gregorian calendar; negative `days` are before 1970). H. Hinnant's `civil_from_days`.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// Parses a duration as the OpenTelemetry Collector's files write them: `30s`, `500ms`, `1m`, `1h`, `250us`,
 /// `100ns`, or a bare number of seconds.
 ///
@@ -282,6 +300,27 @@ mod tests {
             "2025-11-21T04:40:00",
         ] {
             assert_eq!(parse_rfc3339_ns(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn calendar_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
+        assert_eq!(civil_from_days(65_535), (2149, 6, 6));
+        // The inverse of the parser's days-from-civil, over four centuries and more.
+        for days in (-200_000..200_000).step_by(97) {
+            let (y, m, d) = civil_from_days(days);
+            let text = format!("{y:04}-{m:02}-{d:02}T00:00:00Z");
+            if days >= 0 {
+                assert_eq!(
+                    parse_rfc3339_ns(&text),
+                    Some(days as u64 * 86_400 * 1_000_000_000),
+                    "{text}"
+                );
+            }
         }
     }
 

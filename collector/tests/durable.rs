@@ -13,105 +13,38 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::free_port;
+use common::child::Collector;
 use serde_json::{Value, json};
 
-/// A collector process on loopback ports.
-struct Collector {
-    child: Child,
-    ingest: SocketAddr,
-    query: SocketAddr,
-}
-
-impl Collector {
-    /// Starts the binary on `data_dir` (SQLite), with tail sampling by `policies` when
-    /// given, and waits until it is healthy.
-    async fn start(data_dir: &Path, policies: Option<&Path>) -> Self {
-        let ingest: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let query: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_collector"));
-        cmd.env_remove("COLLECTOR_STORAGE")
-            .env_remove("COLLECTOR_TAIL_SAMPLING")
-            .env("COLLECTOR_INGEST_ADDR", ingest.to_string())
-            .env("COLLECTOR_QUERY_ADDR", query.to_string())
-            .env("COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
-            .env("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0")
-            .env("COLLECTOR_DATA_DIR", data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+/// The collector binary with tail sampling by `policies` when given.
+async fn start(data_dir: &Path, policies: Option<&Path>) -> Collector {
+    Collector::start(data_dir, |cmd| {
         if let Some(p) = policies {
             cmd.env("COLLECTOR_TAIL_SAMPLING", p);
         }
-        let mut child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while collector::healthcheck::check(query, Duration::from_secs(1))
-            .await
-            .is_err()
-        {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "collector exited early"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "collector not healthy within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            child,
-            ingest,
-            query,
-        }
-    }
-
-    /// SIGTERM, then waits for exit 0.
-    async fn stop(mut self) {
-        let killed = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "collector did not stop");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        assert_eq!(status.code(), Some(0));
-    }
-
-    async fn post(&self, spans: Value) {
-        let (status, body) = common::http(
-            self.ingest,
-            "POST",
-            "/v1/traces",
-            "application/json",
-            spans.to_string().as_bytes(),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        common::http(self.query, "GET", path, "application/json", b"").await
-    }
+    })
+    .await
 }
 
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `POST /v1/traces` of `spans` (simple JSON); asserts 200.
+async fn post(c: &Collector, spans: Value) {
+    let (status, body) = common::http(
+        c.ingest,
+        "POST",
+        "/v1/traces",
+        "application/json",
+        spans.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `GET path` on the query port: (status, body).
+async fn get(c: &Collector, path: &str) -> (u16, String) {
+    common::http(c.query, "GET", path, "application/json", b"").await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -146,24 +79,27 @@ async fn a_kept_trace_decision_survives_a_restart_on_the_same_sqlite_file() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let c = Collector::start(&data, Some(&policies)).await;
+    let c = start(&data, Some(&policies)).await;
     // Two one-span traces, complete at once: the failed one is kept, the other dropped.
     for (trace, status) in [(KEPT, "error"), (DROPPED, "ok")] {
-        c.post(json!([span(
-            trace,
-            "00f067aa0ba902b7",
-            None,
-            "frontend",
-            "POST /orders",
-            "server",
-            status,
-            json!({})
-        )]))
+        post(
+            &c,
+            json!([span(
+                trace,
+                "00f067aa0ba902b7",
+                None,
+                "frontend",
+                "POST /orders",
+                "server",
+                status,
+                json!({})
+            )]),
+        )
         .await;
     }
     // Decided (in memory) ...
     let deadline = Instant::now() + Duration::from_secs(30);
-    while c.get(&format!("/v1/traces/{KEPT}/sampling")).await.0 != 200 {
+    while get(&c, &format!("/v1/traces/{KEPT}/sampling")).await.0 != 200 {
         assert!(Instant::now() < deadline, "no decision within 30 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -184,11 +120,11 @@ async fn a_kept_trace_decision_survives_a_restart_on_the_same_sqlite_file() {
         assert!(Instant::now() < deadline, "decision not stored within 30 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_, before) = c.get(&format!("/v1/traces/{KEPT}/sampling")).await;
+    let (_, before) = get(&c, &format!("/v1/traces/{KEPT}/sampling")).await;
     c.stop().await;
 
-    let c = Collector::start(&data, Some(&policies)).await;
-    let (status, after) = c.get(&format!("/v1/traces/{KEPT}/sampling")).await;
+    let c = start(&data, Some(&policies)).await;
+    let (status, after) = get(&c, &format!("/v1/traces/{KEPT}/sampling")).await;
     assert_eq!(status, 200, "{after}");
     let (before, after): (Value, Value) = (
         serde_json::from_str(&before).unwrap(),
@@ -199,9 +135,9 @@ async fn a_kept_trace_decision_survives_a_restart_on_the_same_sqlite_file() {
     assert_eq!(after["policy"], "errors");
     assert_eq!(after["finish"], "complete");
     // The dropped trace was deleted and has no stored decision.
-    let (status, _) = c.get(&format!("/v1/traces/{DROPPED}/sampling")).await;
+    let (status, _) = get(&c, &format!("/v1/traces/{DROPPED}/sampling")).await;
     assert_eq!(status, 404);
-    let (status, _) = c.get(&format!("/v1/traces/{KEPT}")).await;
+    let (status, _) = get(&c, &format!("/v1/traces/{KEPT}")).await;
     assert_eq!(status, 200);
     c.stop().await;
 }
@@ -261,9 +197,7 @@ fn process(trace: &str) -> Value {
 }
 
 async fn tree(c: &Collector, trace: &str, wait_s: u32) -> Value {
-    let (status, body) = c
-        .get(&format!("/v1/traces/{trace}/tree?wait={wait_s}"))
-        .await;
+    let (status, body) = get(c, &format!("/v1/traces/{trace}/tree?wait={wait_s}")).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -271,19 +205,19 @@ async fn tree(c: &Collector, trace: &str, wait_s: u32) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learnt_consumer_group_is_expected_again_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start(dir.path(), None).await;
+    let c = start(dir.path(), None).await;
     let mut whole = payment(BEFORE);
     whole.push(process(BEFORE));
-    c.post(Value::Array(whole)).await;
+    post(&c, Value::Array(whole)).await;
     assert_eq!(tree(&c, BEFORE, 0).await["complete"], true);
     c.stop().await;
 
-    let c = Collector::start(dir.path(), None).await;
-    c.post(Value::Array(payment(AFTER))).await;
+    let c = start(dir.path(), None).await;
+    post(&c, Value::Array(payment(AFTER))).await;
     let t = tree(&c, AFTER, 0).await;
     assert_eq!(t["complete"], false, "the group is expected again: {t}");
     assert_eq!(t["missing"][0]["service"], "notification", "{t}");
-    c.post(json!([process(AFTER)])).await;
+    post(&c, json!([process(AFTER)])).await;
     assert_eq!(tree(&c, AFTER, 5).await["complete"], true);
     c.stop().await;
 }

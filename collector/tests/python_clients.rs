@@ -152,14 +152,10 @@ fn start_collector() -> Collector {
     let ingest: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let query: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_collector"))
-        .env_remove("COLLECTOR_STORAGE")
+    let child = common::child::command(dir.path())
         .env("COLLECTOR_INGEST_ADDR", ingest.to_string())
         .env("COLLECTOR_GRPC_ADDR", grpc.to_string())
-        .env("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0")
         .env("COLLECTOR_QUERY_ADDR", query.to_string())
-        .env("COLLECTOR_DATA_DIR", dir.path())
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -925,18 +925,9 @@ async fn metrics_page_has_red_query_latency_and_storage_size() {
 // ---------------------------------------------------------------------------------------------
 
 fn rfc3339(ns: u64) -> String {
-    // Civil from days (H. Hinnant), UTC.
     let secs = (ns / 1_000_000_000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = collector::time::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
         rem / 3600,
@@ -1114,14 +1105,13 @@ async fn search_as_a_text_list_and_plain_id_errors() {
     }
 }
 
-/// `links=follow` stitches in the traces this one links to (the links-only messaging model),
-/// marked as such; without it the answer is the tree alone; other values are 400.
-#[tokio::test]
-async fn links_follow_stitches_in_the_linked_traces() {
-    let h = memory();
+/// A PRODUCER span of trace `producer` (payment publishing `payments.completed`) and a
+/// CONSUMER span of trace `consumer` (notification processing it) that links to it: the
+/// links-only messaging model, two traces.
+fn linked_pair(producer: u8, consumer: u8) -> Vec<Span> {
     let t0 = now_ns() - 5_000 * MS;
-    let producer = span(
-        40,
+    let publish = span(
+        producer,
         t0,
         1,
         None,
@@ -1131,8 +1121,8 @@ async fn links_follow_stitches_in_the_linked_traces() {
         0,
         2,
     );
-    let mut consumer = span(
-        41,
+    let mut process = span(
+        consumer,
         t0,
         1,
         None,
@@ -1142,15 +1132,40 @@ async fn links_follow_stitches_in_the_linked_traces() {
         5,
         3,
     );
-    consumer.links.push(collector::model::Link {
-        trace_id: producer.trace_id,
-        span_id: producer.span_id,
+    process.links.push(collector::model::Link {
+        trace_id: publish.trace_id,
+        span_id: publish.span_id,
         trace_state: String::new(),
         attributes: Vec::new(),
     });
+    vec![publish, process]
+}
+
+/// `GET /v1/traces/{trace n}/tree?links=follow`, as JSON.
+async fn follow(h: &Harness, n: u8) -> Value {
+    get(h, &format!("/v1/traces/{}/tree?links=follow", trace_hex(n)))
+        .await
+        .json()
+}
+
+/// `GET /v1/traces/{trace n}/tree?links=follow&format=text`, as text.
+async fn follow_text(h: &Harness, n: u8) -> String {
+    get(
+        h,
+        &format!("/v1/traces/{}/tree?links=follow&format=text", trace_hex(n)),
+    )
+    .await
+    .text()
+}
+
+/// `links=follow` stitches in the traces this one links to (the links-only messaging model),
+/// marked as such; without it the answer is the tree alone; other values are 400.
+#[tokio::test]
+async fn links_follow_stitches_in_the_linked_traces() {
+    let h = memory();
     h.state
         .store
-        .write_spans(vec![producer, consumer])
+        .write_spans(linked_pair(40, 41))
         .await
         .unwrap();
 
@@ -1158,12 +1173,7 @@ async fn links_follow_stitches_in_the_linked_traces() {
         .await
         .json();
     assert!(plain.get("linked_traces").is_none(), "{plain:#}");
-    let v = get(
-        &h,
-        &format!("/v1/traces/{}/tree?links=follow", trace_hex(41)),
-    )
-    .await
-    .json();
+    let v = follow(&h, 41).await;
     let linked = v["linked_traces"].as_array().unwrap();
     assert_eq!(linked.len(), 1, "{v:#}");
     assert_eq!(linked[0]["relation"], "links_to");
@@ -1172,12 +1182,7 @@ async fn links_follow_stitches_in_the_linked_traces() {
         linked[0]["tree"]["roots"][0]["name"],
         "publish payments.completed"
     );
-    let text = get(
-        &h,
-        &format!("/v1/traces/{}/tree?links=follow&format=text", trace_hex(41)),
-    )
-    .await;
-    let text = String::from_utf8(text.body).unwrap();
+    let text = follow_text(&h, 41).await;
     assert!(
         text.contains("linked trace (this trace links to it):"),
         "{text}"
@@ -1192,36 +1197,9 @@ async fn links_follow_stitches_in_the_linked_traces() {
 #[tokio::test]
 async fn links_follow_stitches_in_the_traces_linking_to_this_one() {
     let h = sqlite();
+    let mut spans = linked_pair(50, 51);
     let t0 = now_ns() - 5_000 * MS;
-    let producer = span(
-        50,
-        t0,
-        1,
-        None,
-        "payment",
-        "publish payments.completed",
-        SpanKind::Producer,
-        0,
-        2,
-    );
-    let mut consumer = span(
-        51,
-        t0,
-        1,
-        None,
-        "notification",
-        "process payments.completed",
-        SpanKind::Consumer,
-        5,
-        3,
-    );
-    consumer.links.push(collector::model::Link {
-        trace_id: producer.trace_id,
-        span_id: producer.span_id,
-        trace_state: String::new(),
-        attributes: Vec::new(),
-    });
-    let unrelated = span(
+    spans.push(span(
         52,
         t0,
         1,
@@ -1231,19 +1209,10 @@ async fn links_follow_stitches_in_the_traces_linking_to_this_one() {
         SpanKind::Server,
         0,
         1,
-    );
-    h.state
-        .store
-        .write_spans(vec![producer, consumer, unrelated])
-        .await
-        .unwrap();
+    ));
+    h.state.store.write_spans(spans).await.unwrap();
 
-    let v = get(
-        &h,
-        &format!("/v1/traces/{}/tree?links=follow", trace_hex(50)),
-    )
-    .await
-    .json();
+    let v = follow(&h, 50).await;
     let linked = v["linked_traces"].as_array().unwrap();
     assert_eq!(linked.len(), 1, "{v:#}");
     assert_eq!(linked[0]["relation"], "linked_from");
@@ -1253,12 +1222,7 @@ async fn links_follow_stitches_in_the_traces_linking_to_this_one() {
         "process payments.completed"
     );
     // From B, A is still the one it links to.
-    let b = get(
-        &h,
-        &format!("/v1/traces/{}/tree?links=follow", trace_hex(51)),
-    )
-    .await
-    .json();
+    let b = follow(&h, 51).await;
     let relations: Vec<(&str, &str)> = b["linked_traces"]
         .as_array()
         .unwrap()
@@ -1271,24 +1235,14 @@ async fn links_follow_stitches_in_the_traces_linking_to_this_one() {
         })
         .collect();
     assert_eq!(relations, [("links_to", trace_hex(50).as_str())]);
-    let text = get(
-        &h,
-        &format!("/v1/traces/{}/tree?links=follow&format=text", trace_hex(50)),
-    )
-    .await;
-    let text = String::from_utf8(text.body).unwrap();
+    let text = follow_text(&h, 50).await;
     assert!(
         text.contains("linked trace (it links to this trace):"),
         "{text}"
     );
     assert!(text.contains(&format!("trace {}", trace_hex(51))), "{text}");
     // An unrelated trace has nothing to follow.
-    let none = get(
-        &h,
-        &format!("/v1/traces/{}/tree?links=follow", trace_hex(52)),
-    )
-    .await
-    .json();
+    let none = follow(&h, 52).await;
     assert_eq!(none["linked_traces"], serde_json::json!([]), "{none:#}");
 }
 

@@ -11,10 +11,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::child::Collector;
 
 const MIB: u64 = 1024 * 1024;
 const TRACE_HEX: &str = "7bf92f3577b34da6a3ce929d0e0e4736";
@@ -25,77 +24,24 @@ const SPANS: u64 = 10_000;
 /// 134 MiB for the tree, 225 MiB for the spans, 583 MiB for the Jaeger v1 trace).
 const READ_BOUND_MIB: u64 = 80;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// Starts the binary on `data_dir` (its stderr discarded, so the figures stand alone).
+async fn start(data_dir: &std::path::Path) -> Collector {
+    Collector::start(data_dir, |cmd| {
+        cmd.stderr(Stdio::null());
+    })
+    .await
+}
+
+/// A field of `/proc/<pid>/status` of the collector in bytes (`VmHWM:`, `VmRSS:`).
+fn status_bytes(collector: &Collector, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", collector.child.id())).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace()
+        .nth(1)
         .unwrap()
-        .local_addr()
+        .parse::<u64>()
         .unwrap()
-        .port()
-}
-
-/// The collector binary, killed when dropped.
-struct Collector {
-    child: Child,
-    ingest: SocketAddr,
-    query: SocketAddr,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Collector {
-    /// Starts the binary on `data_dir` and waits until its query port answers.
-    async fn start(data_dir: &std::path::Path) -> Self {
-        let ingest: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let query: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_collector"))
-            .env_clear()
-            .env("COLLECTOR_INGEST_ADDR", ingest.to_string())
-            .env("COLLECTOR_QUERY_ADDR", query.to_string())
-            .env("COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
-            .env("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0")
-            .env("COLLECTOR_DATA_DIR", data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let collector = Self {
-            child,
-            ingest,
-            query,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(collector.query).await {
-                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .await
-                    .unwrap();
-                let mut raw = Vec::new();
-                if s.read_to_end(&mut raw).await.is_ok() && raw.starts_with(b"HTTP/1.1 200") {
-                    return collector;
-                }
-            }
-            assert!(Instant::now() < deadline, "collector ready within 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A field of `/proc/<pid>/status` in bytes (`VmHWM:`, `VmRSS:`).
-    fn status_bytes(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            * 1024
-    }
+        * 1024
 }
 
 /// One HTTP/1.1 exchange with a JSON body: (status, body bytes, chunked or not).
@@ -152,7 +98,7 @@ fn reading_a_trace_at_the_span_limit_stays_within_the_memory_bound() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let collector = Collector::start(dir.path()).await;
+        let collector = start(dir.path()).await;
         for batch in (1..=SPANS).collect::<Vec<_>>().chunks(1000) {
             let spans: Vec<_> = batch.iter().map(|&n| realistic_span(n)).collect();
             let body = serde_json::to_vec(&spans).unwrap();
@@ -161,7 +107,7 @@ fn reading_a_trace_at_the_span_limit_stays_within_the_memory_bound() {
         }
         eprintln!(
             "after storing {SPANS} spans: RSS {} MiB",
-            collector.status_bytes("VmRSS:") / MIB
+            status_bytes(&collector, "VmRSS:") / MIB
         );
         drop(collector);
         // Each read in a fresh process on the same database, so memory one read freed but
@@ -174,11 +120,11 @@ fn reading_a_trace_at_the_span_limit_stays_within_the_memory_bound() {
             format!("/api/traces/{TRACE_HEX}"),
             format!("/api/v3/traces/{TRACE_HEX}"),
         ] {
-            let collector = Collector::start(dir.path()).await;
-            let before = collector.status_bytes("VmRSS:");
+            let collector = start(dir.path()).await;
+            let before = status_bytes(&collector, "VmRSS:");
             let (status, body, chunked) = exchange(collector.query, "GET", &path, b"").await;
             assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
-            let peak = collector.status_bytes("VmHWM:");
+            let peak = status_bytes(&collector, "VmHWM:");
             if !path.ends_with("format=text") {
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
                 assert!(v.is_object(), "{path}: a whole JSON answer");

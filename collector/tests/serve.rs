@@ -90,17 +90,10 @@ async fn serve_on_real_sockets_then_shut_down_gracefully() {
     assert_eq!(trace.unwrap().spans.len(), 1);
 }
 
+/// The binary on `data_dir` with its output kept ([`common::child::command`]).
 fn collector_cmd(data_dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_collector"));
-    cmd.env_remove("COLLECTOR_INGEST_ADDR")
-        .env_remove("COLLECTOR_QUERY_ADDR")
-        .env_remove("COLLECTOR_STORAGE")
-        .env("COLLECTOR_GRPC_ADDR", "127.0.0.1:0")
-        .env("COLLECTOR_SAMPLING_ADDR", "127.0.0.1:0")
-        .env("COLLECTOR_DATA_DIR", data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = common::child::command(data_dir);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd
 }
 
@@ -188,12 +181,7 @@ fn sigterm_stops_the_binary_with_exit_0_and_keeps_data() {
     ));
     assert_eq!(status, 200);
 
-    let kill = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    common::child::sigterm(&child);
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -8,8 +8,8 @@ use tokio::sync::watch;
 
 use super::{
     BoxFuture, ConsumerGroupSeen, DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation,
-    OperationSamples, RetentionOutcome, RetentionPolicy, SamplingDecision, SpanStore, StoreError,
-    StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome, attr_index_text,
+    OperationSamples, RetentionOutcome, RetentionPolicy, SamplingDecision, SpanHop, SpanStore,
+    StoreError, StoredTrace, TimeWindow, TraceQuery, TraceSummary, WriteOutcome, attr_index_text,
     group_samples,
 };
 use crate::model::{Span, SpanId, SpanKind, TraceId};
@@ -72,11 +72,17 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_now(&self, spans: Vec<Span>) -> Result<WriteOutcome, StoreError> {
-        let mut inner = self.lock();
+    /// [`lock`](Self::lock) for a change: [`StoreError::Closed`] once the store is shut down.
+    fn lock_open(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        let inner = self.lock();
         if inner.closed {
             return Err(StoreError::Closed);
         }
+        Ok(inner)
+    }
+
+    fn write_now(&self, spans: Vec<Span>) -> Result<WriteOutcome, StoreError> {
+        let mut inner = self.lock_open()?;
         let mut outcome = WriteOutcome::default();
         for span in spans {
             let trace = inner
@@ -145,28 +151,8 @@ impl MemoryStore {
         let inner = self.lock();
         let mut edges = EdgeCounts::default();
         for t in inner.traces.values() {
-            for child in t.spans.iter().filter(|s| is_entry(s)) {
-                if !window.contains(child.start_time_unix_nano) {
-                    continue;
-                }
-                let Some(pid) = child.parent_span_id else {
-                    continue;
-                };
-                // The parent is a span of another service with that id (a Zipkin shared
-                // server span has its client as the other span of the same id).
-                let Some(parent) = t
-                    .spans
-                    .iter()
-                    .find(|p| p.span_id == pid && p.service_name != child.service_name)
-                else {
-                    continue;
-                };
-                edges.add(
-                    (&parent.service_name, parent.kind),
-                    (&child.service_name, child.kind, &child.name),
-                    parent.is_error() || child.is_error(),
-                );
-            }
+            let hops: Vec<SpanHop<'_>> = t.spans.iter().map(SpanHop::of).collect();
+            edges.add_trace(&hops, window);
         }
         edges.into_edges()
     }
@@ -192,10 +178,7 @@ impl MemoryStore {
     }
 
     fn retention_now(&self, policy: RetentionPolicy) -> Result<RetentionOutcome, StoreError> {
-        let mut inner = self.lock();
-        if inner.closed {
-            return Err(StoreError::Closed);
-        }
+        let mut inner = self.lock_open()?;
         let mut outcome = RetentionOutcome::default();
         let Some(cutoff) = policy.delete_before_unix_nano else {
             return Ok(outcome);
@@ -340,10 +323,7 @@ impl SpanStore for MemoryStore {
         trace_ids: Vec<TraceId>,
     ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
-            if inner.closed {
-                return Err(StoreError::Closed);
-            }
+            let mut inner = self.lock_open()?;
             let mut outcome = RetentionOutcome::default();
             for id in trace_ids {
                 inner.decisions.remove(&id);
@@ -361,10 +341,7 @@ impl SpanStore for MemoryStore {
         decisions: Vec<SamplingDecision>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
-            if inner.closed {
-                return Err(StoreError::Closed);
-            }
+            let mut inner = self.lock_open()?;
             for d in decisions {
                 let newer = inner
                     .decisions
@@ -390,10 +367,7 @@ impl SpanStore for MemoryStore {
         seen: Vec<ConsumerGroupSeen>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut inner = self.lock();
-            if inner.closed {
-                return Err(StoreError::Closed);
-            }
+            let mut inner = self.lock_open()?;
             for s in seen {
                 let last = inner
                     .consumer_groups
@@ -431,13 +405,7 @@ impl SpanStore for MemoryStore {
     }
 
     fn check_writable(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            if self.lock().closed {
-                Err(StoreError::Closed)
-            } else {
-                Ok(())
-            }
-        })
+        Box::pin(async move { self.lock_open().map(|_| ()) })
     }
 
     fn subscribe_commits(&self) -> watch::Receiver<u64> {

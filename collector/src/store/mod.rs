@@ -38,7 +38,7 @@ use std::pin::Pin;
 
 use tokio::sync::watch;
 
-use crate::model::{Span, SpanKind, TraceId};
+use crate::model::{Span, SpanId, SpanKind, TraceId};
 
 pub use clickhouse::{ClickHouseOptions, ClickHouseStore, check_identifier};
 pub use durable::{ConsumerGroupSeen, SamplingDecision};
@@ -171,6 +171,41 @@ impl DependencyEdge {
     }
 }
 
+/// What the dependency graph needs of a span ([`EdgeCounts::add_trace`]), borrowed from
+/// the backend's own row or span.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanHop<'a> {
+    /// The span's id.
+    pub span_id: SpanId,
+    /// Its parent's id; `None` for a root.
+    pub parent: Option<SpanId>,
+    /// Its kind.
+    pub kind: SpanKind,
+    /// Whether its status is error.
+    pub error: bool,
+    /// Its service (`service.name`).
+    pub service: &'a str,
+    /// Its name (a queue hop's destination is read from it, [`queue_hop`]).
+    pub name: &'a str,
+    /// Its start, unix nanoseconds.
+    pub start_unix_nano: u64,
+}
+
+impl<'a> SpanHop<'a> {
+    /// The view of `span`.
+    pub fn of(span: &'a Span) -> Self {
+        Self {
+            span_id: span.span_id,
+            parent: span.parent_span_id,
+            kind: span.kind,
+            error: span.is_error(),
+            service: &span.service_name,
+            name: &span.name,
+            start_unix_nano: span.start_time_unix_nano,
+        }
+    }
+}
+
 /// Call and error counts per (parent service, child service, queue destination), for
 /// backends that walk spans to build the dependency graph; [`EdgeCounts::into_edges`] gives
 /// the edges sorted by that key.
@@ -195,6 +230,32 @@ impl EdgeCounts {
             .or_default();
         e.0 += 1;
         e.1 += u64::from(error);
+    }
+
+    /// Counts the calls into one trace's entry spans (SERVER, CONSUMER) that started in
+    /// `window`: a child's parent is the span of another service with its parent id (a
+    /// Zipkin shared server span has its client as the other span of the same id); a child
+    /// without such a parent is no call. `spans` are all the trace's spans (each once).
+    pub fn add_trace(&mut self, spans: &[SpanHop<'_>], window: TimeWindow) {
+        for child in spans {
+            if !matches!(child.kind, SpanKind::Server | SpanKind::Consumer)
+                || !window.contains(child.start_unix_nano)
+            {
+                continue;
+            }
+            let Some(pid) = child.parent else { continue };
+            let Some(parent) = spans
+                .iter()
+                .find(|p| p.span_id == pid && p.service != child.service)
+            else {
+                continue;
+            };
+            self.add(
+                (parent.service, parent.kind),
+                (child.service, child.kind, child.name),
+                parent.error || child.error,
+            );
+        }
     }
 
     /// The counted edges, sorted by (parent, child, via).

@@ -9,6 +9,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+pub mod child;
+
 /// A router's complete answer.
 pub struct Answer {
     pub status: StatusCode,

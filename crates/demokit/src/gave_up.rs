@@ -75,16 +75,8 @@ impl Queue {
         F: Fn(GaveUp) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), AppError>> + Send + 'static,
     {
-        if !self.is_on() {
-            return;
-        }
-        let queue = self.clone();
         let handler = Arc::new(handler);
-        tokio::spawn(async move {
-            let Ok(js) = queue.wait_connected().await else {
-                return;
-            };
-            let service = queue.telemetry().service_name().to_owned();
+        self.spawn_connected(move |queue, js, service| async move {
             let advisories = max_deliveries_subject(&consumer_name(group, subject));
             let client = js.client();
             // Core subscriptions survive reconnects: one is enough.

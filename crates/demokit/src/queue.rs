@@ -248,16 +248,8 @@ impl Queue {
         F: Fn(Delivery) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), AppError>> + Send + 'static,
     {
-        if self.off {
-            return;
-        }
-        let queue = self.clone();
         let handler = Arc::new(handler);
-        tokio::spawn(async move {
-            let Ok(js) = queue.wait_connected().await else {
-                return;
-            };
-            let service = queue.telemetry.service_name().to_owned();
+        self.spawn_connected(move |queue, js, service| async move {
             let redelivery = queue.redelivery;
             let processor = NatsConsumer::new(
                 queue.telemetry.tracer.clone(),
@@ -306,13 +298,29 @@ impl Queue {
         });
     }
 
-    /// Waits (without limit) until the client exists.
-    pub(crate) async fn wait_connected(&self) -> Result<jetstream::Context, QueueError> {
-        let mut rx = self.js.clone();
-        match rx.wait_for(Option::is_some).await {
-            Ok(js) => js.clone().ok_or(QueueError::NotConnected),
-            Err(_) => Err(QueueError::NotConnected),
+    /// Runs `task` in a task of its own once the client exists (waiting without limit),
+    /// given a clone of this queue, the JetStream context and the service's name. Nothing
+    /// runs when messaging is off, or when the client is never made (a bad `NATS_URL`).
+    pub(crate) fn spawn_connected<T, Fut>(&self, task: T)
+    where
+        T: FnOnce(Queue, jetstream::Context, String) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        if self.off {
+            return;
         }
+        let queue = self.clone();
+        tokio::spawn(async move {
+            let mut rx = queue.js.clone();
+            let js = rx
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|js| js.clone());
+            let Some(js) = js else { return };
+            let service = queue.telemetry.service_name().to_owned();
+            task(queue, js, service).await;
+        });
     }
 }
 

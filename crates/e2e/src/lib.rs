@@ -485,6 +485,21 @@ impl Stack {
         }
     }
 
+    /// Polls `GET /orders/{order_id}` on the frontend until the order's status is no longer
+    /// `pending`, or `timeout` passes: the last answer either way (the caller asserts on it).
+    pub async fn wait_order_settled(&self, order_id: &str, timeout: Duration) -> Value {
+        let url = format!("{}/orders/{order_id}", self.frontend_url);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let order: Value = self.get(&url).await.json().await.expect("a JSON order");
+            if order["status"] != "pending" || Instant::now() > deadline {
+                return order;
+            }
+            // A poll interval, not a synchronisation: the loop ends on the status.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// All logs, for failure messages.
     pub fn logs(&self) -> String {
         self.procs

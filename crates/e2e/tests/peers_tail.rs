@@ -156,19 +156,20 @@ async fn reaches_the_tail_from_the_peer(
     }
 }
 
+/// Two collectors on `dir` (traces settle after 1 s), a client, and a reader of collector 0's
+/// tail for `service=tailtest` that has already received a trace its peer owns.
+async fn tailed_group(dir: &std::path::Path) -> (Vec<Collector>, reqwest::Client, Tail) {
+    let group = start_group(2, dir, &[("COLLECTOR_TRACE_SETTLE", "1s".to_owned())]).await;
+    let client = client();
+    let mut tail = Tail::open(&group[0].query_url, "service=tailtest").await;
+    reaches_the_tail_from_the_peer(&client, &group, &mut tail).await;
+    (group, client, tail)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tail_reader_of_one_collector_sees_the_traces_its_peer_owns_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let group = start_group(
-        2,
-        dir.path(),
-        &[("COLLECTOR_TRACE_SETTLE", "1s".to_owned())],
-    )
-    .await;
-    let client = client();
-    let mut tail = Tail::open(&group[0].query_url, "service=tailtest").await;
-
-    reaches_the_tail_from_the_peer(&client, &group, &mut tail).await;
+    let (group, client, mut tail) = tailed_group(dir.path()).await;
     // Also a trace nobody reads for: another service, filtered out at both collectors.
     post_trace(&client, &group[0].ingest_url, "other").await;
 
@@ -204,15 +205,7 @@ async fn a_tail_reader_of_one_collector_sees_the_traces_its_peer_owns_exactly_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_restarts_is_followed_again_and_the_reader_keeps_its_stream() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut group = start_group(
-        2,
-        dir.path(),
-        &[("COLLECTOR_TRACE_SETTLE", "1s".to_owned())],
-    )
-    .await;
-    let client = client();
-    let mut tail = Tail::open(&group[0].query_url, "service=tailtest").await;
-    reaches_the_tail_from_the_peer(&client, &group, &mut tail).await;
+    let (mut group, client, mut tail) = tailed_group(dir.path()).await;
 
     group[1].restart().await;
     // The same stream (a break would panic in `Tail::next`) carries collector 1's traces again.

@@ -358,28 +358,9 @@ async fn an_async_order_whose_payment_fails_every_delivery_ends_failed_with_the_
 
     // The order status API says `failed`, with the reason (polled: the update follows the
     // consumer span's start).
-    let url = format!(
-        "{}/orders/{}",
-        stack.frontend_url,
-        body["order_id"].as_str().unwrap()
-    );
-    let deadline = Instant::now() + TIMEOUT;
-    let order = loop {
-        let order = stack
-            .client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
-        if order["status"] != "pending" || Instant::now() > deadline {
-            break order;
-        }
-        // A poll interval, not a synchronisation: the loop ends on the status.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let order = stack
+        .wait_order_settled(body["order_id"].as_str().unwrap(), TIMEOUT)
+        .await;
     assert_eq!(order["status"], "failed", "{order:#}");
     assert_eq!(order["reason"], reason, "{order:#}");
     stack.shutdown();

@@ -5,7 +5,7 @@
 //! nats-server; skipped without one, except under `CI=true`.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use spanline_e2e::{Stack, walk};
@@ -33,28 +33,9 @@ async fn an_async_order_whose_payment_never_acknowledges_ends_failed_when_jetstr
         .await;
     assert_eq!(status, 202, "{body} {}", stack.logs());
     assert_eq!(body["status"], "pending");
-    let url = format!(
-        "{}/orders/{}",
-        stack.frontend_url,
-        body["order_id"].as_str().unwrap()
-    );
-    let deadline = Instant::now() + TIMEOUT;
-    let order = loop {
-        let order: Value = stack
-            .client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if order["status"] != "pending" || Instant::now() > deadline {
-            break order;
-        }
-        // A poll interval, not a synchronisation: the loop ends on the status.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let order = stack
+        .wait_order_settled(body["order_id"].as_str().unwrap(), TIMEOUT)
+        .await;
     assert_eq!(order["status"], "failed", "{order:#} {}", stack.logs());
     assert_eq!(
         order["reason"], "payment gave up after 2 deliveries (never acknowledged)",

@@ -6,7 +6,7 @@
 //! trace (`retention.rs` lists their table among a trace's tables).
 
 use super::codec::day_of;
-use super::rowbinary::{Reader, Writer};
+use super::rowbinary::Reader;
 use super::{Shared, sql};
 use crate::model::TraceId;
 use crate::store::{ConsumerGroupSeen, SamplingDecision, StoreError};
@@ -19,24 +19,20 @@ pub(super) async fn record_decisions(
     shared: &Shared,
     decisions: &[SamplingDecision],
 ) -> Result<(), StoreError> {
-    if decisions.is_empty() {
-        return Ok(());
-    }
-    let mut w = Writer::with_capacity(decisions.len() * 64);
-    for d in decisions {
-        let policies =
-            serde_json::to_string(&d.policies).map_err(|e| StoreError::Backend(e.to_string()))?;
-        w.u16(day_of(d.decided_unix_nano));
-        w.u64(d.decided_unix_nano);
-        w.fixed(&d.trace_id.0);
-        w.u8(u8::from(d.kept));
-        w.bytes(policies.as_bytes());
-        w.bytes(d.finish.as_bytes());
-    }
+    let sql = sql::insert_decisions(&shared.tables);
     shared
-        .insert(&sql::insert_decisions(&shared.tables), w.buf)
+        .insert_rows(&sql, decisions, 64, |w, d| {
+            let policies = serde_json::to_string(&d.policies)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            w.u16(day_of(d.decided_unix_nano));
+            w.u64(d.decided_unix_nano);
+            w.fixed(&d.trace_id.0);
+            w.u8(u8::from(d.kept));
+            w.bytes(policies.as_bytes());
+            w.bytes(d.finish.as_bytes());
+            Ok(())
+        })
         .await
-        .map(|_| ())
 }
 
 /// The latest decision on `trace_id`.
@@ -76,19 +72,15 @@ pub(super) async fn record_groups(
     shared: &Shared,
     seen: &[ConsumerGroupSeen],
 ) -> Result<(), StoreError> {
-    if seen.is_empty() {
-        return Ok(());
-    }
-    let mut w = Writer::with_capacity(seen.len() * 48);
-    for s in seen {
-        w.bytes(s.destination.as_bytes());
-        w.bytes(s.group.as_bytes());
-        w.u64(s.last_seen_unix_nano);
-    }
+    let sql = sql::insert_consumer_groups(&shared.tables);
     shared
-        .insert(&sql::insert_consumer_groups(&shared.tables), w.buf)
+        .insert_rows(&sql, seen, 48, |w, s| {
+            w.bytes(s.destination.as_bytes());
+            w.bytes(s.group.as_bytes());
+            w.u64(s.last_seen_unix_nano);
+            Ok(())
+        })
         .await
-        .map(|_| ())
 }
 
 /// The pairs last seen at or after `since_unix_nano`, sorted.
@@ -99,17 +91,16 @@ pub(super) async fn groups(
     shared: &Shared,
     since_unix_nano: u64,
 ) -> Result<Vec<ConsumerGroupSeen>, StoreError> {
-    let answer = shared
-        .select(&sql::consumer_groups(&shared.tables, since_unix_nano))
-        .await?;
-    let mut r = Reader::new(&answer);
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        out.push(ConsumerGroupSeen {
-            destination: r.string()?,
-            group: r.string()?,
-            last_seen_unix_nano: r.u64()?,
-        });
-    }
-    Ok(out)
+    shared
+        .select_rows(
+            &sql::consumer_groups(&shared.tables, since_unix_nano),
+            |r| {
+                Ok(ConsumerGroupSeen {
+                    destination: r.string()?,
+                    group: r.string()?,
+                    last_seen_unix_nano: r.u64()?,
+                })
+            },
+        )
+        .await
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{DAY_NS, day_of, write_span};
-use super::rowbinary::{Reader, Writer};
+use super::rowbinary::Writer;
 use super::{Shared, sql};
 use crate::model::{Span, SpanId, SpanKind, TraceId};
 use crate::store::{StoreError, WriteOutcome};
@@ -135,14 +135,15 @@ async fn stored_keys(shared: &Shared, since: &HashMap<TraceId, u16>) -> Result<K
     let mut keys: Keys = HashMap::new();
     for (day, ids) in &by_day {
         for chunk in ids.chunks(LOOKUP_TRACES) {
-            let answer = shared
-                .select(&sql::existing_keys(&shared.tables, chunk, *day))
+            let rows = shared
+                .select_rows(&sql::existing_keys(&shared.tables, chunk, *day), |r| {
+                    let trace = TraceId(r.fixed::<16>()?);
+                    let span = SpanId(r.fixed::<8>()?);
+                    let kind = SpanKind::from_i32(i32::from(r.u8()?));
+                    Ok((trace, span, kind))
+                })
                 .await?;
-            let mut r = Reader::new(&answer);
-            while !r.is_empty() {
-                let trace = TraceId(r.fixed::<16>()?);
-                let span = SpanId(r.fixed::<8>()?);
-                let kind = SpanKind::from_i32(i32::from(r.u8()?));
+            for (trace, span, kind) in rows {
                 keys.entry(trace).or_default().insert((span, kind));
             }
         }

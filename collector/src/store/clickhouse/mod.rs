@@ -137,32 +137,70 @@ const REPLICATED_SELECT_SETTINGS: &[(&str, &str)] =
     &[("max_replica_delay_for_distributed_queries", "1")];
 
 impl Shared {
-    /// Runs a `SELECT ... FORMAT RowBinary` on the main node (with replication: the
-    /// preferred node, or the next that accepts a connection; see
+    /// Runs `sql` with `body` on the main node (with replication: the preferred node, or the
+    /// next that accepts a connection, with `replicated_settings` instead of `settings`; see
     /// [`http::run_on_first_reachable`]).
-    async fn select(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
+    async fn run(
+        &self,
+        sql: &str,
+        settings: &[(&str, &str)],
+        replicated_settings: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
         if self.options.replicated {
             http::run_on_first_reachable(
                 &self.nodes,
                 &self.preferred,
                 sql,
-                REPLICATED_SELECT_SETTINGS,
-                Vec::new(),
+                replicated_settings,
+                body,
             )
             .await
         } else {
-            self.main.run(sql, &[], Vec::new()).await
+            self.main.run(sql, settings, body).await
         }
     }
 
-    /// Runs an `INSERT ... FORMAT RowBinary` with `rows` (see [`Shared::select`] for where).
+    /// Runs a `SELECT ... FORMAT RowBinary` (see [`Shared::run`] for where).
+    async fn select(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
+        self.run(sql, &[], REPLICATED_SELECT_SETTINGS, Vec::new())
+            .await
+    }
+
+    /// [`Shared::select`], each row of the answer read by `row`.
+    async fn select_rows<T>(
+        &self,
+        sql: &str,
+        row: impl FnMut(&mut rowbinary::Reader<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        rowbinary::Reader::new(&self.select(sql).await?).rows(row)
+    }
+
+    /// Runs an `INSERT ... FORMAT RowBinary` with `rows` (see [`Shared::run`] for where).
     async fn insert(&self, sql: &str, rows: Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        if self.options.replicated {
-            http::run_on_first_reachable(&self.nodes, &self.preferred, sql, INSERT_SETTINGS, rows)
-                .await
-        } else {
-            self.main.run(sql, INSERT_SETTINGS, rows).await
+        self.run(sql, INSERT_SETTINGS, INSERT_SETTINGS, rows).await
+    }
+
+    /// [`Shared::insert`] of `items`, each written as one row by `row` (about `row_bytes`
+    /// bytes each, to size the buffer); nothing is sent for no items.
+    ///
+    /// # Errors
+    /// The first error `row` answers, or what the insert failed with.
+    async fn insert_rows<T>(
+        &self,
+        sql: &str,
+        items: &[T],
+        row_bytes: usize,
+        mut row: impl FnMut(&mut rowbinary::Writer, &T) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
         }
+        let mut w = rowbinary::Writer::with_capacity(items.len() * row_bytes);
+        for item in items {
+            row(&mut w, item)?;
+        }
+        self.insert(sql, w.buf).await.map(|_| ())
     }
 }
 
@@ -231,6 +269,12 @@ impl ClickHouseStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// `Err(`[`StoreError::Closed`]`)` once [`SpanStore::shutdown`] has begun: writes,
+    /// deletes and the writability check refuse from then on.
+    fn check_open(&self) -> Result<(), StoreError> {
+        self.sender().map(|_| ()).ok_or(StoreError::Closed)
     }
 }
 
@@ -302,9 +346,7 @@ impl SpanStore for ClickHouseStore {
         policy: RetentionPolicy,
     ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
         Box::pin(async move {
-            if self.sender().is_none() {
-                return Err(StoreError::Closed);
-            }
+            self.check_open()?;
             retention::enforce(&self.shared, policy).await
         })
     }
@@ -314,9 +356,7 @@ impl SpanStore for ClickHouseStore {
         trace_ids: Vec<TraceId>,
     ) -> BoxFuture<'_, Result<RetentionOutcome, StoreError>> {
         Box::pin(async move {
-            if self.sender().is_none() {
-                return Err(StoreError::Closed);
-            }
+            self.check_open()?;
             retention::delete_traces(&self.shared, &trace_ids).await
         })
     }
@@ -326,9 +366,7 @@ impl SpanStore for ClickHouseStore {
         decisions: Vec<SamplingDecision>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            if self.sender().is_none() {
-                return Err(StoreError::Closed);
-            }
+            self.check_open()?;
             durable::record_decisions(&self.shared, &decisions).await
         })
     }
@@ -345,9 +383,7 @@ impl SpanStore for ClickHouseStore {
         seen: Vec<ConsumerGroupSeen>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            if self.sender().is_none() {
-                return Err(StoreError::Closed);
-            }
+            self.check_open()?;
             durable::record_groups(&self.shared, &seen).await
         })
     }
@@ -365,9 +401,7 @@ impl SpanStore for ClickHouseStore {
 
     fn check_writable(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            if self.sender().is_none() {
-                return Err(StoreError::Closed);
-            }
+            self.check_open()?;
             self.shared
                 .select("SELECT 1 FORMAT RowBinary")
                 .await

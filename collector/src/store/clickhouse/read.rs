@@ -6,12 +6,11 @@
 use std::collections::HashMap;
 
 use super::codec::read_span;
-use super::rowbinary::Reader;
 use super::search::refused_counts;
 use super::{Shared, sql};
 use crate::model::{SpanId, SpanKind, StatusCode, TraceId};
 use crate::store::{
-    DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation, OperationSamples, StoreError,
+    DependencyEdge, EdgeCounts, MAX_TRACE_SPANS, Operation, OperationSamples, SpanHop, StoreError,
     StoredTrace, TimeWindow, TraceSummary, group_samples,
 };
 
@@ -24,14 +23,9 @@ pub(super) async fn get_trace(
     shared: &Shared,
     trace_id: TraceId,
 ) -> Result<Option<StoredTrace>, StoreError> {
-    let answer = shared
-        .select(&sql::trace_spans(&shared.tables, trace_id))
+    let mut spans = shared
+        .select_rows(&sql::trace_spans(&shared.tables, trace_id), read_span)
         .await?;
-    let mut r = Reader::new(&answer);
-    let mut spans = Vec::new();
-    while !r.is_empty() {
-        spans.push(read_span(&mut r)?);
-    }
     if spans.is_empty() {
         return Ok(None);
     }
@@ -63,15 +57,12 @@ pub(super) async fn traces_linking_to(
     trace_id: TraceId,
     limit: usize,
 ) -> Result<Vec<TraceId>, StoreError> {
-    let answer = shared
-        .select(&sql::traces_linking_to(&shared.tables, trace_id, limit))
-        .await?;
-    let mut r = Reader::new(&answer);
-    let mut found = Vec::new();
-    while !r.is_empty() {
-        found.push(TraceId(r.fixed::<16>()?));
-    }
-    Ok(found)
+    shared
+        .select_rows(
+            &sql::traces_linking_to(&shared.tables, trace_id, limit),
+            |r| Ok(TraceId(r.fixed::<16>()?)),
+        )
+        .await
 }
 
 /// Every service, sorted.
@@ -79,13 +70,9 @@ pub(super) async fn traces_linking_to(
 /// # Errors
 /// What the query failed with.
 pub(super) async fn services(shared: &Shared) -> Result<Vec<String>, StoreError> {
-    let answer = shared.select(&sql::services(&shared.tables)).await?;
-    let mut r = Reader::new(&answer);
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        out.push(r.string()?);
-    }
-    Ok(out)
+    shared
+        .select_rows(&sql::services(&shared.tables), |r| r.string())
+        .await
 }
 
 /// Every (name, kind) of `service`, sorted.
@@ -96,16 +83,13 @@ pub(super) async fn operations(
     shared: &Shared,
     service: &str,
 ) -> Result<Vec<Operation>, StoreError> {
-    let answer = shared
-        .select(&sql::operations(&shared.tables, service))
+    let mut out = shared
+        .select_rows(&sql::operations(&shared.tables, service), |r| {
+            let name = r.string()?;
+            let kind = SpanKind::from_i32(i32::from(r.u8()?));
+            Ok(Operation { name, kind })
+        })
         .await?;
-    let mut r = Reader::new(&answer);
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        let name = r.string()?;
-        let kind = SpanKind::from_i32(i32::from(r.u8()?));
-        out.push(Operation { name, kind });
-    }
     out.sort();
     out.dedup();
     Ok(out)
@@ -130,55 +114,51 @@ pub(super) async fn dependencies(
     shared: &Shared,
     window: TimeWindow,
 ) -> Result<Vec<DependencyEdge>, StoreError> {
-    let answer = shared
-        .select(&sql::dependency_rows(&shared.tables, window))
+    let rows = shared
+        .select_rows(&sql::dependency_rows(&shared.tables, window), |r| {
+            let trace = TraceId(r.fixed::<16>()?);
+            let span_id = SpanId(r.fixed::<8>()?);
+            let parent = SpanId(r.fixed::<8>()?);
+            let has_parent = r.u8()? != 0;
+            let kind = SpanKind::from_i32(i32::from(r.u8()?));
+            let error = StatusCode::from_i32(i32::from(r.u8()?)) == StatusCode::Error;
+            let service = r.string()?;
+            let name = r.string()?;
+            let start = r.u64()?;
+            let hop = Hop {
+                span_id,
+                parent: has_parent.then_some(parent),
+                kind,
+                error,
+                service,
+                name,
+                start,
+            };
+            Ok((trace, hop))
+        })
         .await?;
-    let mut r = Reader::new(&answer);
     let mut traces: HashMap<TraceId, Vec<Hop>> = HashMap::new();
-    while !r.is_empty() {
-        let trace = TraceId(r.fixed::<16>()?);
-        let span_id = SpanId(r.fixed::<8>()?);
-        let parent = SpanId(r.fixed::<8>()?);
-        let has_parent = r.u8()? != 0;
-        let kind = SpanKind::from_i32(i32::from(r.u8()?));
-        let error = StatusCode::from_i32(i32::from(r.u8()?)) == StatusCode::Error;
-        let service = r.string()?;
-        let name = r.string()?;
-        let start = r.u64()?;
-        traces.entry(trace).or_default().push(Hop {
-            span_id,
-            parent: has_parent.then_some(parent),
-            kind,
-            error,
-            service,
-            name,
-            start,
-        });
+    for (trace, hop) in rows {
+        traces.entry(trace).or_default().push(hop);
     }
     let mut edges = EdgeCounts::default();
     for spans in traces.values_mut() {
         // Resent spans stored twice count once.
         spans.sort_by_key(|a| (a.span_id, a.kind));
         spans.dedup_by(|a, b| (a.span_id, a.kind) == (b.span_id, b.kind));
-        for child in spans.iter() {
-            if !matches!(child.kind, SpanKind::Server | SpanKind::Consumer)
-                || !window.contains(child.start)
-            {
-                continue;
-            }
-            let Some(pid) = child.parent else { continue };
-            let Some(parent) = spans
-                .iter()
-                .find(|p| p.span_id == pid && p.service != child.service)
-            else {
-                continue;
-            };
-            edges.add(
-                (&parent.service, parent.kind),
-                (&child.service, child.kind, &child.name),
-                parent.error || child.error,
-            );
-        }
+        let hops: Vec<SpanHop<'_>> = spans
+            .iter()
+            .map(|h| SpanHop {
+                span_id: h.span_id,
+                parent: h.parent,
+                kind: h.kind,
+                error: h.error,
+                service: &h.service,
+                name: &h.name,
+                start_unix_nano: h.start,
+            })
+            .collect();
+        edges.add_trace(&hops, window);
     }
     Ok(edges.into_edges())
 }
@@ -192,17 +172,14 @@ pub(super) async fn samples(
     window: TimeWindow,
     service: Option<&str>,
 ) -> Result<Vec<OperationSamples>, StoreError> {
-    let answer = shared
-        .select(&sql::sample_rows(&shared.tables, window, service))
+    let rows = shared
+        .select_rows(&sql::sample_rows(&shared.tables, window, service), |r| {
+            let service = r.string()?;
+            let name = r.string()?;
+            let duration = r.u64()?;
+            let error = StatusCode::from_i32(i32::from(r.u8()?)) == StatusCode::Error;
+            Ok((service, name, duration, error))
+        })
         .await?;
-    let mut r = Reader::new(&answer);
-    let mut rows = Vec::new();
-    while !r.is_empty() {
-        let service = r.string()?;
-        let name = r.string()?;
-        let duration = r.u64()?;
-        let error = StatusCode::from_i32(i32::from(r.u8()?)) == StatusCode::Error;
-        rows.push((service, name, duration, error));
-    }
     Ok(group_samples(rows))
 }

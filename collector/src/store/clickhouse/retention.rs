@@ -68,15 +68,19 @@ pub(super) async fn enforce(
         return Ok(outcome);
     }
     let batch = policy.batch_traces.max(1);
-    let answer = shared
-        .select(&sql::oldest_traces(&shared.tables, cutoff, batch + 1))
+    let oldest = shared
+        .select_rows(
+            &sql::oldest_traces(&shared.tables, cutoff, batch + 1),
+            |r| {
+                let id = TraceId(r.fixed::<16>()?);
+                let _first = r.u64()?;
+                let count = r.u64()?;
+                Ok((id, count))
+            },
+        )
         .await?;
-    let mut r = Reader::new(&answer);
     let mut ids = Vec::new();
-    while !r.is_empty() {
-        let id = TraceId(r.fixed::<16>()?);
-        let _first = r.u64()?;
-        let count = r.u64()?;
+    for (id, count) in oldest {
         if ids.len() < batch {
             ids.push(id);
             outcome.spans_deleted += count;
@@ -108,14 +112,15 @@ pub(super) async fn delete_traces(
     if ids.is_empty() {
         return Ok(outcome);
     }
-    let answer = shared
-        .select(&sql::count_traces(&shared.tables, &ids))
+    let counts = shared
+        .select_rows(&sql::count_traces(&shared.tables, &ids), |r| {
+            Ok((TraceId(r.fixed::<16>()?), r.u64()?))
+        })
         .await?;
-    let mut r = Reader::new(&answer);
     let mut stored = Vec::new();
-    while !r.is_empty() {
-        stored.push(TraceId(r.fixed::<16>()?));
-        outcome.spans_deleted += r.u64()?;
+    for (id, spans) in counts {
+        stored.push(id);
+        outcome.spans_deleted += spans;
     }
     outcome.traces_deleted = stored.len() as u64;
     mutate_delete(shared, &stored).await?;

@@ -143,6 +143,21 @@ impl<'a> Reader<'a> {
         let b = self.take(N)?;
         b.try_into().map_err(|_| short())
     }
+
+    /// Every row to the end of the answer, each read by `row`.
+    ///
+    /// # Errors
+    /// The first error `row` answers (a short or malformed answer).
+    pub(super) fn rows<T>(
+        mut self,
+        mut row: impl FnMut(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        while !self.is_empty() {
+            out.push(row(&mut self)?);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

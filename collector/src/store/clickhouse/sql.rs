@@ -182,16 +182,7 @@ fn id_list(ids: &[TraceId]) -> String {
 
 /// A `Date` literal `'YYYY-MM-DD'` for days since 1970-01-01 (proleptic Gregorian).
 pub(super) fn date_lit(days: u16) -> String {
-    // Howard Hinnant's civil_from_days.
-    let z = i64::from(days) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::time::civil_from_days(i64::from(days));
     format!("'{y:04}-{m:02}-{d:02}'")
 }
 
