@@ -26,8 +26,10 @@
 //!   before staging a row of a trace that was stored before this flush ([`retain_new`]), so
 //!   a search over both tables gives each trace once.
 //!
-//! A search walks `span_attrs` in start order and merges in the staged rows of the same
-//! (key, value), sorted (at most [`MERGE_ROWS`] rows plus one group): `search.rs`.
+//! A search driven by an attribute walks `span_attrs` and each staged segment in start order
+//! (one `UNION ALL` arm each, all ordered by their primary keys) and SQLite merges them,
+//! stopping at the limit (`search.rs`). Sorting the staged rows of a common value instead
+//! (one arm over all segments) cost 50-160 ms with 100k rows staged.
 
 use rusqlite::{Connection, params};
 

@@ -191,24 +191,33 @@ fn find_by_index(
         format!("WHERE {}", conds.join(" AND "))
     };
     if matches!(drive, Drive::Attribute) {
-        // Two levels (`attr_stage.rs`): `span_attrs` walked in start order, merged with the
-        // staged rows of the same (key, value), sorted; SQLite merges the two ordered arms
-        // and stops at the limit. A row is in one level only, so no trace comes twice.
-        let staged = format!(
-            "span_attrs_new x JOIN traces t ON t.trace_id = x.trace_id \
-             WHERE x.{IN_SEGMENTS} AND {}",
-            conds.join(" AND ")
-        );
+        // Two levels (`attr_stage.rs`): one arm per level and staged segment, each walked in
+        // start order by its primary key; SQLite merges the ordered arms and stops at the
+        // limit. A row is in one place only, so no trace comes twice. One read transaction
+        // (rolled back, nothing to undo, when dropped), so the segment list matches the rows.
+        let _snapshot = conn.unchecked_transaction().map_err(backend)?;
+        let segments: Vec<i64> = conn
+            .prepare_cached("SELECT seg FROM attr_segments ORDER BY seg")
+            .map_err(backend)?
+            .query_map([], |r| r.get(0))
+            .map_err(backend)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(backend)?;
+        let columns = format!("{SUMMARY_COLUMNS}, x.start_ns AS by_start, x.trace_id AS by_id");
+        let mut sql = format!("SELECT {columns} FROM {from} {where_clause}");
         let mut all = args.clone();
-        all.extend(args);
+        for seg in segments {
+            sql.push_str(&format!(
+                " UNION ALL SELECT {columns} FROM span_attrs_new x \
+                 JOIN traces t ON t.trace_id = x.trace_id WHERE x.seg = ? AND {}",
+                conds.join(" AND ")
+            ));
+            all.push(SqlValue::Integer(seg));
+            all.extend(args.iter().cloned());
+        }
+        sql.push_str(" ORDER BY by_start DESC, by_id DESC LIMIT ? OFFSET ?");
         all.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
         all.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
-        let columns = format!("{SUMMARY_COLUMNS}, x.start_ns AS by_start, x.trace_id AS by_id");
-        let sql = format!(
-            "SELECT {columns} FROM {from} {where_clause} UNION ALL \
-             SELECT {columns} FROM {staged} \
-             ORDER BY by_start DESC, by_id DESC LIMIT ? OFFSET ?"
-        );
         let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(all), row_to_summary)
