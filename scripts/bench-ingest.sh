@@ -16,6 +16,9 @@
 # The load generator runs on the same 2 cores as the receiver; figures are noisy: compare
 # medians and ratios from the same run.
 #
+# LOADGEN_ARGS=--random-trace-ids: W3C-style random trace ids instead of time-ordered ones
+# (for ours and `compare`), so the B-trees keyed by trace id take random inserts.
+#
 #   RUNS=3 DURATION=10 CONNECTIONS=8 scripts/bench-ingest.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,13 +105,15 @@ load() { # label [extra loadgen args]
 for run in $(seq 1 "$runs"); do
   echo "--- run $run/$runs"
   start_collector
-  load spanline
+  # shellcheck disable=SC2086 # LOADGEN_ARGS: extra loadgen flags, word-split on purpose
+  load spanline ${LOADGEN_ARGS:-}
   # Everything acknowledged is stored (ack after commit).
   stop_target
   disk_per_span spanline
   if [ -n "${COMPARE_BIN:-}" ]; then
     start_collector "$COMPARE_BIN"
-    load compare
+    # shellcheck disable=SC2086
+    load compare ${LOADGEN_ARGS:-}
     stop_target
     disk_per_span compare
   fi

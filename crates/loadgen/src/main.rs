@@ -64,6 +64,10 @@ struct IngestArgs {
     /// Label printed with the result.
     #[arg(long, default_value = "target")]
     label: String,
+    /// Trace ids that look random from the first byte (W3C style) instead of time-ordered
+    /// (nonce + counter): inserts into B-trees keyed by trace id land all over them.
+    #[arg(long)]
+    random_trace_ids: bool,
 }
 
 #[derive(clap::Args)]
@@ -124,13 +128,19 @@ fn template(n: usize, spans_per_request: usize) -> Template {
 }
 
 /// A copy of `t` with ids derived from `seq` (request number), unique within the run.
-fn instantiate(t: &Template, nonce: u64, seq: u64) -> Vec<u8> {
+/// With `random`, the trace id's first 8 bytes are a hash of the trace number.
+fn instantiate(t: &Template, nonce: u64, seq: u64, random: bool) -> Vec<u8> {
     let mut body = t.body.clone();
     let n = t.ids.len() as u64;
     for (i, (trace_at, span_at)) in t.ids.iter().enumerate() {
         let span_no = seq * n + i as u64 + 1;
         let trace_no = (seq * n + i as u64) / 10;
-        body[*trace_at..*trace_at + 8].copy_from_slice(&nonce.to_be_bytes());
+        let high = if random {
+            (trace_no ^ nonce).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        } else {
+            nonce
+        };
+        body[*trace_at..*trace_at + 8].copy_from_slice(&high.to_be_bytes());
         body[*trace_at + 8..*trace_at + 16].copy_from_slice(&trace_no.to_be_bytes());
         body[*span_at..*span_at + 8].copy_from_slice(&(span_no ^ (nonce << 40)).to_be_bytes());
     }
@@ -195,6 +205,7 @@ async fn ingest(args: IngestArgs) {
     } else {
         None
     };
+    let random_ids = args.random_trace_ids;
     let mut tasks = Vec::new();
     for _ in 0..args.connections.max(1) {
         let (client, templates, seq, measuring, stop, acked, failed, latencies, url) = (
@@ -215,7 +226,12 @@ async fn ingest(args: IngestArgs) {
                     let due = started + every.mul_f64(n as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let body = instantiate(&templates[n as usize % templates.len()], nonce, n);
+                let body = instantiate(
+                    &templates[n as usize % templates.len()],
+                    nonce,
+                    n,
+                    random_ids,
+                );
                 let counted = measuring.load(Ordering::Relaxed);
                 let t = Instant::now();
                 let result = client

@@ -11,8 +11,10 @@
 //! retention deletes a trace, the trace's rows are recomputed from its stored spans
 //! ([`StoredRows`]: services, names and the attributes in `detail`) and deleted by key.
 //!
-//! `span_attrs` carries the attributes chosen by [`AttributeIndex`] (strings up to 256 bytes,
-//! ints, bools, doubles: [`attr_index_text`]).
+//! The attribute index carries the attributes chosen by [`AttributeIndex`] (strings up to 256
+//! bytes, ints, bools, doubles: [`attr_index_text`]). Since schema version 8 it has two
+//! levels: each flush appends its rows as a new segment of `span_attrs_new`, and the writer
+//! merges the segments into `span_attrs` every ~100k rows (`attr_stage.rs`).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -20,6 +22,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement, params};
 
+use super::attr_stage::{self, AttrRow};
 use super::codec::detail_attributes;
 use super::options::AttributeIndex;
 use super::read::read_summary;
@@ -64,10 +67,16 @@ impl<'a> GroupIndex<'a> {
         // from its stored spans (`rebuilt`); they are inserted again below at the new start.
         let mut starts: Vec<(i64, bool)> = Vec::with_capacity(traces.len());
         let mut rebuilt: Vec<(TraceId, i64, StoredRows)> = Vec::new();
+        // Traces stored before this flush whose index rows were not rebuilt: their new
+        // attribute rows may already be in the index (see `attr_stage::retain_new`).
+        let mut stored_before: HashSet<TraceId> = HashSet::new();
         for (trace_id, spans) in &traces {
             let refused = refused.get(trace_id).copied().unwrap_or(0);
-            let (start, rows) = update_trace(conn, *trace_id, spans, refused)?;
+            let (start, existed, rows) = update_trace(conn, *trace_id, spans, refused)?;
             starts.push((start, rows.is_some()));
+            if existed && rows.is_none() {
+                stored_before.insert(*trace_id);
+            }
             if let Some(rows) = rows {
                 rebuilt.push((*trace_id, start, rows));
             }
@@ -129,7 +138,7 @@ impl<'a> GroupIndex<'a> {
         )?;
         let mut pairs_of_attrs: Vec<_> = attrs.into_iter().collect();
         pairs_of_attrs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut attrs: Vec<(&str, &str, i64, TraceId)> = Vec::new();
+        let mut attrs: Vec<AttrRow<'_>> = Vec::new();
         for (_, rows) in &mut pairs_of_attrs {
             rows.sort_unstable();
             rows.dedup();
@@ -140,7 +149,10 @@ impl<'a> GroupIndex<'a> {
                     .map(|&(start, id)| (*key, value.as_ref(), start, id)),
             );
         }
-        insert_rows(conn, "span_attrs (key, value, start_ns, trace_id)", &attrs)?;
+        if !stored_before.is_empty() {
+            attr_stage::retain_new(conn, &mut attrs, |id| stored_before.contains(id))?;
+        }
+        attr_stage::stage(conn, &attrs)?;
         if !self.operations.is_empty() {
             let mut insert_op = conn
                 .prepare_cached(
@@ -162,7 +174,7 @@ const ROWS_PER_INSERT: usize = 32;
 
 /// One row of a search-index table: a tuple of SQL values, bound column by column into a
 /// multi-row `INSERT`.
-trait IndexRow {
+pub(super) trait IndexRow {
     /// Columns per row.
     const COLUMNS: usize;
     /// Binds the row's values to parameters `at`, `at + 1`, ...
@@ -188,6 +200,17 @@ impl<A: ToSql, B: ToSql, C: ToSql, D: ToSql> IndexRow for (A, B, C, D) {
     }
 }
 
+impl<A: ToSql, B: ToSql, C: ToSql, D: ToSql, E: ToSql> IndexRow for (A, B, C, D, E) {
+    const COLUMNS: usize = 5;
+    fn bind(&self, stmt: &mut Statement<'_>, at: usize) -> rusqlite::Result<()> {
+        stmt.raw_bind_parameter(at, &self.0)?;
+        stmt.raw_bind_parameter(at + 1, &self.1)?;
+        stmt.raw_bind_parameter(at + 2, &self.2)?;
+        stmt.raw_bind_parameter(at + 3, &self.3)?;
+        stmt.raw_bind_parameter(at + 4, &self.4)
+    }
+}
+
 /// A trace id binds as its 16-byte blob.
 impl ToSql for TraceId {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -197,7 +220,11 @@ impl ToSql for TraceId {
 
 /// `INSERT OR IGNORE INTO <into> VALUES (...), ...`: chunks of [`ROWS_PER_INSERT`] rows in
 /// one statement each, the rest one row per statement (two cached statements per table).
-fn insert_rows<R: IndexRow>(conn: &Connection, into: &str, rows: &[R]) -> Result<(), StoreError> {
+pub(super) fn insert_rows<R: IndexRow>(
+    conn: &Connection,
+    into: &str,
+    rows: &[R],
+) -> Result<(), StoreError> {
     let columns = R::COLUMNS;
     let sql = |n: usize| {
         let one = format!("({})", vec!["?"; columns].join(", "));
@@ -233,15 +260,15 @@ fn insert_rows<R: IndexRow>(conn: &Connection, into: &str, rows: &[R]) -> Result
 type AttrPair<'a> = (&'a str, Cow<'a, str>);
 
 /// Folds newly inserted spans into the trace's summary row; returns the trace start (as
-/// stored). When an existing trace's start moved, its index rows at the old start are deleted
-/// and returned (read back from all its stored spans, the new ones included) so the caller
-/// inserts them at the new start.
+/// stored) and whether the trace was stored before. When an existing trace's start moved,
+/// its index rows at the old start are deleted and returned (read back from all its stored
+/// spans, the new ones included) so the caller inserts them at the new start.
 fn update_trace(
     conn: &Connection,
     trace_id: TraceId,
     spans: &[&Span],
     refused: u64,
-) -> Result<(i64, Option<StoredRows>), StoreError> {
+) -> Result<(i64, bool, Option<StoredRows>), StoreError> {
     let existing = read_summary(conn, trace_id).map_err(map_sql)?;
     let existed = existing.is_some();
     let mut summary = existing.unwrap_or_else(|| TraceSummary::new(trace_id));
@@ -288,9 +315,9 @@ fn update_trace(
     if existed && old_start != summary.start_time_unix_nano {
         let rows = StoredRows::read(conn, trace_id)?;
         rows.delete(conn, trace_id, to_i64(old_start))?;
-        return Ok((start, Some(rows)));
+        return Ok((start, true, Some(rows)));
     }
-    Ok((start, None))
+    Ok((start, existed, None))
 }
 
 /// The search-index rows of one trace (`trace_services`, `trace_operations`, `span_attrs`),
@@ -365,17 +392,7 @@ impl StoredRows {
             stmt.execute(params![service, operation, start, id])
                 .map_err(map_sql)?;
         }
-        let mut stmt = conn
-            .prepare_cached(
-                "DELETE FROM span_attrs WHERE key = ?1 AND value = ?2 AND start_ns = ?3 \
-                 AND trace_id = ?4",
-            )
-            .map_err(map_sql)?;
-        for (key, value) in &self.attrs {
-            stmt.execute(params![key, value, start, id])
-                .map_err(map_sql)?;
-        }
-        Ok(())
+        attr_stage::delete_rows(conn, trace_id, start, &self.attrs)
     }
 }
 
@@ -406,7 +423,10 @@ mod tests {
         // Every index row carries the new start; none is left at the old one.
         let conn = Connection::open(dir.path().join("spanline.db")).unwrap();
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-        for table in ["trace_services", "trace_operations", "span_attrs"] {
+        // The attribute rows: both levels (`attr_stage.rs`).
+        let attrs = "(SELECT key, value, start_ns, trace_id FROM span_attrs UNION ALL \
+                     SELECT key, value, start_ns, trace_id FROM span_attrs_new)";
+        for table in ["trace_services", "trace_operations", attrs] {
             assert!(
                 count(&format!("SELECT count(*) FROM {table}")) > 0,
                 "{table}"
@@ -428,7 +448,7 @@ mod tests {
             .unwrap();
         assert_eq!(outcome.traces_deleted, 1);
         store.shutdown().await;
-        for table in ["trace_services", "trace_operations", "span_attrs"] {
+        for table in ["trace_services", "trace_operations", attrs] {
             assert_eq!(
                 count(&format!("SELECT count(*) FROM {table}")),
                 0,

@@ -1,4 +1,4 @@
-//! # The schema (version 7, `PRAGMA user_version = 7`)
+//! # The schema (version 8, `PRAGMA user_version = 8`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -42,6 +42,11 @@
 //!                    finish, decided_ns)                        -- array); deleted with their trace
 //! consumer_groups(destination, consumer_group, last_seen_ns)  -- PK (destination, consumer_group): the
 //!                                                             -- consumer groups learnt from CONSUMER spans
+//! -- version 8 (`attr_stage.rs`):
+//! span_attrs_new(seg, key, value, start_ns, trace_id)         -- PK (seg, key, value, start_ns, trace_id):
+//!                                                             -- attribute rows staged per index flush,
+//!                                                             -- merged into span_attrs every ~100k rows
+//! attr_segments(seg INTEGER PRIMARY KEY, rows)                -- the staged segments
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -56,18 +61,21 @@
 //! rows there).
 //! Version 6 → 7 adds two tables (what the collector learns besides spans: tail sampling
 //! decisions and consumer groups); nothing is copied.
+//! Version 7 → 8 adds the staged level of the attribute index (`attr_stage.rs`); the rows
+//! of a version-7 file stay in `span_attrs`, the merged level; nothing is copied.
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use super::attr_stage::SCHEMA_V8;
 use super::links::SCHEMA_V6;
 use super::options::{SqliteOptions, Synchronous};
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -351,6 +359,7 @@ pub(super) fn open_read_write(
         let v5 = if version < 5 { SCHEMA_V5 } else { "" };
         let v6 = if version < 6 { SCHEMA_V6 } else { "" };
         let v7 = if version < 7 { SCHEMA_V7 } else { "" };
+        let v8 = if version < 8 { SCHEMA_V8 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -363,7 +372,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} \
              PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))

@@ -1,9 +1,11 @@
 //! The search SQL builder: a [`TraceQuery`] becomes one `SELECT` over `traces` and the
-//! search-index tables (see `index.rs`), every value a bound parameter.
+//! search-index tables (see `index.rs`), every value a bound parameter. A search driven by
+//! an attribute is a `UNION ALL` of the attribute index's two levels (`attr_stage.rs`).
 
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
+use super::attr_stage::IN_SEGMENTS;
 use super::read::{SUMMARY_COLUMNS, read_trace, row_to_summary};
 use super::{backend, to_i64};
 use crate::store::{
@@ -140,13 +142,18 @@ fn find_by_index(
     }
     let skip_attrs = usize::from(matches!(drive, Drive::Attribute));
     for (key, value) in q.attributes.iter().skip(skip_attrs) {
-        conds.push(
-            "EXISTS (SELECT 1 FROM span_attrs a WHERE a.key = ? AND a.value = ? \
-             AND a.start_ns = t.start_ns AND a.trace_id = t.trace_id)"
-                .to_owned(),
-        );
-        args.push(text(key));
-        args.push(text(value));
+        // Both levels of the attribute index (`attr_stage.rs`).
+        conds.push(format!(
+            "(EXISTS (SELECT 1 FROM span_attrs a WHERE a.key = ? AND a.value = ? \
+             AND a.start_ns = t.start_ns AND a.trace_id = t.trace_id) \
+             OR EXISTS (SELECT 1 FROM span_attrs_new a WHERE a.{IN_SEGMENTS} \
+             AND a.key = ? AND a.value = ? \
+             AND a.start_ns = t.start_ns AND a.trace_id = t.trace_id))"
+        ));
+        for _ in 0..2 {
+            args.push(text(key));
+            args.push(text(value));
+        }
     }
     if let Some(v) = q.start_time_min_unix_nano {
         conds.push(format!("{order}.start_ns >= ?"));
@@ -183,6 +190,40 @@ fn find_by_index(
     } else {
         format!("WHERE {}", conds.join(" AND "))
     };
+    if matches!(drive, Drive::Attribute) {
+        // Two levels (`attr_stage.rs`): one arm per level and staged segment, each walked in
+        // start order by its primary key; SQLite merges the ordered arms and stops at the
+        // limit. A row is in one place only, so no trace comes twice. One read transaction
+        // (rolled back, nothing to undo, when dropped), so the segment list matches the rows.
+        let _snapshot = conn.unchecked_transaction().map_err(backend)?;
+        let segments: Vec<i64> = conn
+            .prepare_cached("SELECT seg FROM attr_segments ORDER BY seg")
+            .map_err(backend)?
+            .query_map([], |r| r.get(0))
+            .map_err(backend)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(backend)?;
+        let columns = format!("{SUMMARY_COLUMNS}, x.start_ns AS by_start, x.trace_id AS by_id");
+        let mut sql = format!("SELECT {columns} FROM {from} {where_clause}");
+        let mut all = args.clone();
+        for seg in segments {
+            sql.push_str(&format!(
+                " UNION ALL SELECT {columns} FROM span_attrs_new x \
+                 JOIN traces t ON t.trace_id = x.trace_id WHERE x.seg = ? AND {}",
+                conds.join(" AND ")
+            ));
+            all.push(SqlValue::Integer(seg));
+            all.extend(args.iter().cloned());
+        }
+        sql.push_str(" ORDER BY by_start DESC, by_id DESC LIMIT ? OFFSET ?");
+        all.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        all.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(all), row_to_summary)
+            .map_err(backend)?;
+        return rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend);
+    }
     args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
     args.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
     let order_by = if newest {
