@@ -260,7 +260,7 @@ fn map_sql(e: rusqlite::Error) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::conformance;
 

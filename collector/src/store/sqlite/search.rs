@@ -13,7 +13,9 @@ use crate::store::{
 };
 
 /// Search. Newest-first searches walk the most selective start-ordered index (operation,
-/// service, then the first attribute, else `traces_by_start`) and stop at the limit; the
+/// service, then the first attribute, else `traces_by_start`) and stop at the limit, or,
+/// when fewer than [`DURATION_DRIVE_MAX`] traces reach the minimum duration, read those
+/// from `traces_by_duration` and sort them; the
 /// other filters are `EXISTS` probes on primary keys. Duration-ordered searches walk
 /// `traces_by_duration` from the longest. Every value is a bound parameter.
 pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
@@ -51,6 +53,28 @@ pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary
 /// Most candidate traces read to check same-span conditions in one search.
 pub(super) const MAX_SPAN_CHECKED: usize = 10_000;
 
+/// At most this many traces at or above a search's minimum duration make it walk
+/// `traces_by_duration` (read them all, sort by start) instead of the service's or
+/// operation's traces newest first.
+const DURATION_DRIVE_MAX: i64 = 2_000;
+
+/// Whether fewer than [`DURATION_DRIVE_MAX`] traces last `min_duration_ns` or longer (counts
+/// at most that many entries of `traces_by_duration`).
+fn few_traces_this_long(conn: &Connection, min_duration_ns: u64) -> Result<bool, StoreError> {
+    let count: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM traces INDEXED BY traces_by_duration \
+             WHERE duration_ns >= ?1 LIMIT ?2)",
+        )
+        .map_err(backend)?
+        .query_row(
+            rusqlite::params![to_i64(min_duration_ns), DURATION_DRIVE_MAX],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    Ok(count < DURATION_DRIVE_MAX)
+}
+
 /// The indexed search: `limit` summaries from `offset` in the query's order.
 fn find_by_index(
     conn: &Connection,
@@ -68,9 +92,18 @@ fn find_by_index(
         Operation,
         Service,
         Attribute,
+        Duration,
     }
     let drive = match (&q.service, &q.operation, q.attributes.first()) {
         _ if !newest => Drive::Traces,
+        // A minimum duration few traces reach: walking the service's (or operation's) traces
+        // newest first would read all of them to find the few; read the few and sort them.
+        (_, _, None)
+            if q.min_duration_ns
+                .is_some_and(|min| few_traces_this_long(conn, min).unwrap_or(false)) =>
+        {
+            Drive::Duration
+        }
         (_, Some(_), _) => Drive::Operation,
         // An attribute value is nearly always more selective than a service: walking the
         // service's traces newest first and probing each for the attribute reads the whole
@@ -81,6 +114,7 @@ fn find_by_index(
     };
     let (from, order, distinct) = match drive {
         Drive::Traces => ("traces t", "t", ""),
+        Drive::Duration => ("traces t INDEXED BY traces_by_duration", "t", ""),
         Drive::Operation => {
             conds.push("x.operation = ?".to_owned());
             args.push(text(q.operation.as_ref().unwrap_or(&String::new())));
@@ -240,4 +274,87 @@ fn find_by_index(
         .query_map(rusqlite::params_from_iter(args), row_to_summary)
         .map_err(backend)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DURATION_DRIVE_MAX;
+    use crate::model::{SpanKind, TraceId};
+    use crate::store::sqlite::tests::fresh;
+    use crate::store::{SpanStore, TraceQuery};
+    use crate::testing::span;
+
+    /// Trace `n` (a distinct 16-byte id): one SERVER span of `service`, `op`, starting `n` ms
+    /// after T0 and lasting `duration_ms`.
+    fn one_span_trace(n: u32, service: &str, op: &str, duration_ms: f64) -> crate::model::Span {
+        let mut id = [0u8; 16];
+        id[0] = 0x5c;
+        id[12..].copy_from_slice(&n.to_be_bytes());
+        span(
+            TraceId(id),
+            1,
+            None,
+            service,
+            op,
+            SpanKind::Server,
+            f64::from(n),
+            duration_ms,
+        )
+    }
+
+    /// Both walks of a newest-first search with a minimum duration give the newest matches:
+    /// through `traces_by_duration` when few traces are that long, through the service's or
+    /// operation's index when many are.
+    #[tokio::test]
+    async fn min_duration_searches_are_newest_first_whether_few_or_many_traces_are_that_long() {
+        let (store, _dir) = fresh().await;
+        let many = u32::try_from(DURATION_DRIVE_MAX).unwrap() + 100;
+        let mut spans: Vec<_> = (0..many)
+            .map(|n| one_span_trace(n, "a", "x", 10.0))
+            .collect();
+        // Three long traces: two of `a`/`x` (older than most short ones), one of `b`.
+        spans.push(one_span_trace(many + 1, "a", "x", 2000.0));
+        spans.push(one_span_trace(many + 2, "b", "x", 2000.0));
+        spans.push(one_span_trace(many + 3, "a", "x", 2000.0));
+        spans.push(one_span_trace(many + 4, "a", "y", 2000.0));
+        store.write_spans(spans).await.unwrap();
+        let starts = |found: Vec<crate::store::TraceSummary>| -> Vec<u64> {
+            found
+                .iter()
+                .map(|s| (s.start_time_unix_nano - crate::testing::T0) / crate::testing::MS)
+                .collect()
+        };
+        let n = u64::from(many);
+        // Few traces last 1 s or more: the duration walk.
+        let rare = TraceQuery {
+            service: Some("a".into()),
+            operation: Some("x".into()),
+            min_duration_ns: Some(1_000_000_000),
+            ..TraceQuery::default()
+        };
+        assert_eq!(
+            starts(store.find_traces(rare.clone()).await.unwrap()),
+            [n + 3, n + 1]
+        );
+        let rare_service = TraceQuery {
+            operation: None,
+            ..rare.clone()
+        };
+        assert_eq!(
+            starts(store.find_traces(rare_service).await.unwrap()),
+            [n + 4, n + 3, n + 1]
+        );
+        // Every trace lasts 5 ms or more: the service's index, newest first, 3 of them.
+        let common = TraceQuery {
+            service: Some("a".into()),
+            operation: Some("x".into()),
+            min_duration_ns: Some(5_000_000),
+            limit: 3,
+            ..TraceQuery::default()
+        };
+        assert_eq!(
+            starts(store.find_traces(common).await.unwrap()),
+            [n + 3, n + 1, n - 1]
+        );
+    }
 }
