@@ -22,6 +22,10 @@
 # start times shifted COPY_SHIFT_S seconds back per doubling, default 0: same times) until
 # SPANS; the last doubling copies a share of the traces. Default TOPUP=loadgen: every span
 # through the collector.
+# QUERY_ONLY=1 (with BENCH_DIR of an earlier run): the query phase only, on that run's
+# cluster, started again on its data. COMPARE_SCHEMA=N: before the compared binary's
+# queries, the database's recorded schema version is set back to N (it refuses a newer
+# one; the tables it does not know are left alone and unused by it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +38,8 @@ compare_bin=${COMPARE_BIN:-}
 topup=${TOPUP:-loadgen}
 seed_spans=${SEED_SPANS:-$((spans_target / 8))}
 copy_shift_s=${COPY_SHIFT_S:-0}
+query_only=${QUERY_ONLY:-0}
+compare_schema=${COMPARE_SCHEMA:-}
 work=${BENCH_DIR:-$(mktemp -d /tmp/spanline-bench-ch.XXXXXX)}
 target=${CARGO_TARGET_DIR:-target}
 
@@ -64,8 +70,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "Starting a 2-shard ClickHouse cluster in $work/ch"
-nodes=$(scripts/clickhouse.sh start "$work/ch" 2)
+if [ "$query_only" = 1 ]; then
+  echo "Starting the 2-shard ClickHouse cluster in $work/ch again"
+  nodes=$(for i in 1 2; do scripts/clickhouse.sh restart "$work/ch" "$i"; done)
+else
+  echo "Starting a 2-shard ClickHouse cluster in $work/ch"
+  nodes=$(scripts/clickhouse.sh start "$work/ch" 2)
+fi
 echo "$nodes"
 urls=$(echo "$nodes" | awk '/^node /{print $3}' | paste -sd, -)
 ch1=$(echo "$urls" | cut -d, -f1)
@@ -96,9 +107,12 @@ load() { # label seconds
   echo "uptime: $(uptime)" | tee -a "$results"
 }
 
-ch_query() { curl -fsS "$ch1/" --data-binary "$1"; }
+# Settings go in the URL: 18.16 does not apply an INSERT ... SELECT's SETTINGS clause to
+# the insert.
+ch_query() { curl -fsS "$ch1/?insert_distributed_sync=1" --data-binary "$1"; }
 stored() { ch_query "SELECT count() FROM spanline.spans_dist"; }
 
+if [ "$query_only" = 1 ]; then runs=0; fi
 for run in $(seq 1 "$runs"); do
   echo "--- run $run/$runs"
   if [ -n "$compare_bin" ]; then
@@ -117,13 +131,15 @@ done
 topup_bin=${compare_bin:-$collector_bin}
 through_collector=$spans_target
 [ "$topup" = copy ] && through_collector=$seed_spans
+if [ "$query_only" != 1 ]; then
 echo "--- topping the cluster up to $through_collector spans through the collector ($topup_bin)"
 start_collector clickhouse "$topup_bin"
 while [ "$(stored)" -lt "$through_collector" ]; do
   load clickhouse-topup 10 >/dev/null
 done
 stop_collector
-if [ "$topup" = copy ]; then
+fi
+if [ "$topup" = copy ] && [ "$query_only" != 1 ]; then
   columns="received_day, received_ns, trace_id, span_id, parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, http_status, has_http_status, attr_keys, attr_values, detail"
   generation=0
   while [ "$(stored)" -lt "$spans_target" ]; do
@@ -140,8 +156,7 @@ if [ "$topup" = copy ]; then
       span_id, parent_span_id, has_parent, kind, status, service, name,
       start_ns - $shift_ns, end_ns - $shift_ns, duration_ns, http_status, has_http_status,
       attr_keys, attr_values, detail
-      FROM spanline.spans_dist WHERE cityHash64(trace_id, 7) % 100 < $pct
-      SETTINGS insert_distributed_sync = 1"
+      FROM spanline.spans_dist WHERE cityHash64(trace_id, 7) % 100 < $pct"
     echo "copy $generation: $pct% of $have spans in $(echo "$(date +%s.%N) - $t0" | bc) s"
   done
 fi
@@ -154,6 +169,15 @@ ids=$(ch_query "SELECT lower(hex(trace_id)) FROM spanline.spans_dist WHERE rand(
 query_bins="$collector_bin"
 [ -n "$compare_bin" ] && query_bins="$compare_bin $collector_bin"
 for bin in $query_bins; do
+if [ "$bin" = "$compare_bin" ] && [ -n "$compare_schema" ]; then
+  for u in $(echo "$urls" | tr , ' '); do
+    for q in "DROP TABLE spanline.schema_version" \
+      "CREATE TABLE spanline.schema_version (version UInt32, applied_unix_ns UInt64) ENGINE = TinyLog" \
+      "INSERT INTO spanline.schema_version VALUES ($compare_schema, 0)"; do
+      curl -fsS "$u/" --data-binary "$q"
+    done
+  done
+fi
 start_collector clickhouse "$bin"
 echo "--- query latency through the collector $bin (clickhouse, 2 shards), $samples samples each"
 python3 - "$qport" "$samples" "$ids" "$bin" <<'PY' | tee -a "$results"

@@ -42,8 +42,11 @@ pub(super) async fn find_traces(
     Ok(found)
 }
 
-/// Candidates kept per result wanted, at first (times 8 on each retry in a window).
-const CANDIDATES_PER_RESULT: usize = 8;
+/// Candidates kept per result wanted, at first: each costs a granule read in step two.
+const CANDIDATES_PER_RESULT: usize = 4;
+
+/// How many times more candidates a window's next try keeps.
+const CANDIDATES_GROWTH: usize = 8;
 
 /// Most candidates kept in one window before falling back to the full search.
 const MAX_CANDIDATES: usize = 20_000;
@@ -109,9 +112,10 @@ async fn newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, StoreErr
 /// orders, or when a window would need more than [`MAX_CANDIDATES`] candidates (search
 /// everything then).
 ///
-/// In a window from `from`, the `k` candidates are the traces whose latest span meeting the
-/// prefilter sorts first by `(start, trace_id)`. A trace left out starts before `from`, or
-/// sorts after the last candidate `(s, id)` (its start is at most its latest span's). So
+/// In a window from `from`, the `k` candidates are the traces whose earliest span in the
+/// window meeting the prefilter sorts first by `(start, trace_id)`. A trace left out starts
+/// before `from`, or sorts after the last candidate `(s, id)` (its start is at most that
+/// span's). So
 /// results sorted by `(start, trace_id)` are exact when they fill the limit and the last
 /// one sorts after both: it starts at or after `from`, and after `(s, id)` when `k`
 /// candidates were kept. Otherwise: a wider window if the results start too early, else
@@ -174,7 +178,7 @@ async fn newest_first(
             if !in_window || found.len() < limit && all_kept {
                 break; // the window holds too few results: widen
             }
-            k *= CANDIDATES_PER_RESULT;
+            k *= CANDIDATES_GROWTH;
             if k > MAX_CANDIDATES {
                 return Ok(None);
             }

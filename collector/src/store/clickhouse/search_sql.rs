@@ -62,11 +62,13 @@ pub(super) fn find_trace_ids_among(t: &Tables, q: &TraceQuery, ids: &[TraceId]) 
 }
 
 /// For a newest-first search: the `k` traces with a span meeting the prefilter that starts
-/// at or after `from_ns` (`None`: any time), by the start of their latest such span, newest
-/// first (ties: larger trace id first): rows `(trace_id, that start)`. A trace left out
-/// either has no such span since `from_ns` (so it starts before `from_ns`), or sorts after
-/// the last row by `(start, trace_id)` (so its own start and id do too): what
-/// `search::find_traces` checks its results against. `None` for other orders.
+/// at or after `from_ns` (`None`: any time), by the start of their earliest such span,
+/// newest first (ties: larger trace id first): rows `(trace_id, that start)`. A trace left
+/// out either has no such span since `from_ns` (so it starts before `from_ns`), or sorts
+/// after the last row by `(start, trace_id)` (so its own start, which is at most that
+/// span's, and id do too): what `search::find_traces` checks its results against. The
+/// earliest span, not the latest: its start is the tighter bound on the trace's start.
+/// `None` for other orders.
 pub(super) fn window_candidates(
     t: &Tables,
     q: &TraceQuery,
@@ -81,7 +83,7 @@ pub(super) fn window_candidates(
         conds.push(format!("start_ns >= {from}"));
     }
     Some(format!(
-        "SELECT trace_id, max(start_ns) AS s FROM {} WHERE {} GROUP BY trace_id \
+        "SELECT trace_id, min(start_ns) AS s FROM {} WHERE {} GROUP BY trace_id \
          ORDER BY s DESC, trace_id DESC LIMIT {k} FORMAT RowBinary",
         t.search(),
         and(&conds)

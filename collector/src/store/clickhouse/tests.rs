@@ -765,13 +765,34 @@ async fn windowed_searches_agree_with_the_memory_store_on_ties_and_late_spans() 
         } else {
             (400_000.0, 10.0 * day_ms + f64::from(n))
         };
-        let mut user = span(t, 2, Some(1), "user", "GET /u", SpanKind::Server, user_at, 10.0);
+        let mut user = span(
+            t,
+            2,
+            Some(1),
+            "user",
+            "GET /u",
+            SpanKind::Server,
+            user_at,
+            10.0,
+        );
         user.attributes.push(crate::model::KeyValue::new(
             "app.tier",
             crate::model::AttrValue::String(if n % 2 == 0 { "gold" } else { "basic" }.into()),
         ));
-        let root = span(t, 1, None, "frontend", "GET /", SpanKind::Server, start, 20.0);
-        store.write_spans(vec![root.clone(), user.clone()]).await.unwrap();
+        let root = span(
+            t,
+            1,
+            None,
+            "frontend",
+            "GET /",
+            SpanKind::Server,
+            start,
+            20.0,
+        );
+        store
+            .write_spans(vec![root.clone(), user.clone()])
+            .await
+            .unwrap();
         memory.write_spans(vec![root, user]).await.unwrap();
     }
     let ids = |v: Vec<crate::store::TraceSummary>| v.iter().map(|s| s.trace_id).collect::<Vec<_>>();
