@@ -22,6 +22,7 @@
 # start times shifted COPY_SHIFT_S seconds back per doubling, default 0: same times) until
 # SPANS; the last doubling copies a share of the traces. Default TOPUP=loadgen: every span
 # through the collector.
+# QUERIES=name,name: only these query kinds (the names in the RESULT lines).
 # QUERY_ONLY=1 (with BENCH_DIR of an earlier run): the query phase only, on that run's
 # cluster, started again on its data. COMPARE_SCHEMA=N: before the compared binary's
 # queries, the database's recorded schema version is set back to N (it refuses a newer
@@ -181,7 +182,7 @@ fi
 start_collector clickhouse "$bin"
 echo "--- query latency through the collector $bin (clickhouse, 2 shards), $samples samples each"
 python3 - "$qport" "$samples" "$ids" "$bin" <<'PY' | tee -a "$results"
-import http.client, statistics, sys, time, urllib.parse, random
+import http.client, os, statistics, sys, time, urllib.parse, random
 port, samples, ids, binary = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(), sys.argv[4]
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 def timed(path):
@@ -199,10 +200,17 @@ def report(name, paths):
     p = lambda q: times[min(len(times) - 1, int(q * len(times)))]
     print(f"RESULT bin={binary} query={name} n={len(times)} p50_ms={p(0.5):.1f} p99_ms={p(0.99):.1f} max_ms={times[-1]:.1f}")
 random.seed(1)
+only = set(filter(None, os.environ.get("QUERIES", "").split(",")))
+def report(name, paths, report=report):
+    if not only or name in only:
+        report(name, paths)
 report("trace_by_id", [f"/v1/traces/{random.choice(ids)}" for _ in range(samples)])
 now = time.time()
 report("service_duration_1h", [f"/v1/traces?service=svc-{i % 4}&min_duration=200us&start_time={now - 3600:.0f}&limit=20" for i in range(samples)])
 report("service_duration_all", [f"/v1/traces?service=svc-{i % 4}&min_duration=200us&limit=20" for i in range(samples)])
+# The same searches newest first (a min_duration search sorts by duration unless asked).
+report("service_duration_newest_1h", [f"/v1/traces?service=svc-{i % 4}&min_duration=200us&start_time={now - 3600:.0f}&sort=newest&limit=20" for i in range(samples)])
+report("service_duration_newest_all", [f"/v1/traces?service=svc-{i % 4}&min_duration=200us&sort=newest&limit=20" for i in range(samples)])
 report("attribute", [f"/v1/traces?{urllib.parse.urlencode({'attr.url.path': f'/api/v1/items/{i % 500}'})}&limit=20" for i in range(samples)])
 report("attribute_service", [f"/v1/traces?service=svc-{i % 4}&{urllib.parse.urlencode({'attr.url.path': f'/api/v1/items/{i % 500}'})}&limit=20" for i in range(samples)])
 PY
