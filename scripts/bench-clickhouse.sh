@@ -3,14 +3,30 @@
 #   1. ingest at saturation (loadgen: OTLP/HTTP protobuf, 500 spans x 10 attributes per
 #      request, CONNECTIONS connections), acknowledged spans/s: the collector on a 2-shard
 #      ClickHouse 18.16 cluster (Distributed tables, insert_distributed_sync=1), then the
-#      collector on SQLite (default settings), RUNS times, interleaved;
-#   2. the cluster topped up to SPANS spans (default 1M), then through the collector's query
-#      API: trace by id, service + duration search, attribute search: p50 / p99 of SAMPLES
-#      queries each (HTTP keep-alive, one client).
+#      collector on SQLite (default settings), RUNS times, interleaved; each binary ingests
+#      into its own database (`bench_ingest_<label>`), not the one queried below;
+#   2. the cluster's `spanline` database topped up to SPANS spans (default 1M), then through
+#      the collector's query API: trace by id, service + duration search, attribute search:
+#      p50 / p99 of SAMPLES queries each (HTTP keep-alive, one client).
 # Both shards, the collector and the load generator share this machine's cores: figures are
 # noisy; `uptime` is printed with each.
 #
 #   RUNS=2 DURATION=10 SPANS=1000000 SAMPLES=200 scripts/bench-clickhouse.sh
+#
+# COMPARE_BIN=path: a second collector binary (a release build of main): it ingests too
+# (its own database, label `clickhouse-2shards-compare`, first in each run), tops the
+# cluster up, and answers the same queries first, on the same data (then this build, which
+# may migrate the schema forward; the compared binary must not run after it).
+# TOPUP=copy: load SEED_SPANS (default SPANS/8) through the collector, then double the
+# stored spans inside ClickHouse (`INSERT ... SELECT` of every span under new trace ids,
+# start times shifted COPY_SHIFT_S seconds back per doubling, default 0: same times) until
+# SPANS; the last doubling copies a share of the traces. Default TOPUP=loadgen: every span
+# through the collector.
+# QUERIES=name,name: only these query kinds (the names in the RESULT lines).
+# QUERY_ONLY=1 (with BENCH_DIR of an earlier run): the query phase only, on that run's
+# cluster, started again on its data. COMPARE_SCHEMA=N: before the compared binary's
+# queries, the database's recorded schema version is set back to N (it refuses a newer
+# one; the tables it does not know are left alone and unused by it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +35,12 @@ duration=${DURATION:-10}
 connections=${CONNECTIONS:-8}
 spans_target=${SPANS:-1000000}
 samples=${SAMPLES:-200}
+compare_bin=${COMPARE_BIN:-}
+topup=${TOPUP:-loadgen}
+seed_spans=${SEED_SPANS:-$((spans_target / 8))}
+copy_shift_s=${COPY_SHIFT_S:-0}
+query_only=${QUERY_ONLY:-0}
+compare_schema=${COMPARE_SCHEMA:-}
 work=${BENCH_DIR:-$(mktemp -d /tmp/spanline-bench-ch.XXXXXX)}
 target=${CARGO_TARGET_DIR:-target}
 
@@ -49,8 +71,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "Starting a 2-shard ClickHouse cluster in $work/ch"
-nodes=$(scripts/clickhouse.sh start "$work/ch" 2)
+if [ "$query_only" = 1 ]; then
+  echo "Starting the 2-shard ClickHouse cluster in $work/ch again"
+  nodes=$(for i in 1 2; do scripts/clickhouse.sh restart "$work/ch" "$i"; done)
+else
+  echo "Starting a 2-shard ClickHouse cluster in $work/ch"
+  nodes=$(scripts/clickhouse.sh start "$work/ch" 2)
+fi
 echo "$nodes"
 urls=$(echo "$nodes" | awk '/^node /{print $3}' | paste -sd, -)
 ch1=$(echo "$urls" | cut -d, -f1)
@@ -59,14 +86,15 @@ log_dir=$work
 # wait_port.
 . scripts/bench-common.sh
 
-start_collector() { # storage
+start_collector() { # storage [binary] [database]
   rm -rf "$work/data"
   mkdir -p "$work/data"
   COLLECTOR_INGEST_ADDR=127.0.0.1:$port COLLECTOR_QUERY_ADDR=127.0.0.1:$qport \
     COLLECTOR_GRPC_ADDR=127.0.0.1:0 COLLECTOR_SAMPLING_ADDR=127.0.0.1:0 \
     COLLECTOR_DATA_DIR=$work/data COLLECTOR_STORAGE=$1 \
     COLLECTOR_CLICKHOUSE_URL=$urls COLLECTOR_CLICKHOUSE_CLUSTER=spanline_2s \
-    COLLECTOR_RETENTION=0 "$collector_bin" >"$log_dir/collector.log" 2>&1 &
+    COLLECTOR_CLICKHOUSE_DATABASE=${3:-spanline} \
+    COLLECTOR_RETENTION=0 "${2:-$collector_bin}" >>"$log_dir/collector.log" 2>&1 &
   pid=$!
   wait_port "$port" collector "$pid"
   wait_port "$qport" collector "$pid"
@@ -80,13 +108,20 @@ load() { # label seconds
   echo "uptime: $(uptime)" | tee -a "$results"
 }
 
-stored() {
-  curl -fsS "$ch1/" --data-binary "SELECT count() FROM spanline.spans_dist"
-}
+# Settings go in the URL: 18.16 does not apply an INSERT ... SELECT's SETTINGS clause to
+# the insert.
+ch_query() { curl -fsS "$ch1/?insert_distributed_sync=1" --data-binary "$1"; }
+stored() { ch_query "SELECT count() FROM spanline.spans_dist"; }
 
+if [ "$query_only" = 1 ]; then runs=0; fi
 for run in $(seq 1 "$runs"); do
   echo "--- run $run/$runs"
-  start_collector clickhouse
+  if [ -n "$compare_bin" ]; then
+    start_collector clickhouse "$compare_bin" bench_ingest_compare
+    load clickhouse-2shards-compare "$duration"
+    stop_collector
+  fi
+  start_collector clickhouse "$collector_bin" bench_ingest_this
   load clickhouse-2shards "$duration"
   stop_collector
   start_collector sqlite
@@ -94,21 +129,61 @@ for run in $(seq 1 "$runs"); do
   stop_collector
 done
 
-echo "--- topping the cluster up to $spans_target spans"
-start_collector clickhouse
-while [ "$(stored)" -lt "$spans_target" ]; do
+topup_bin=${compare_bin:-$collector_bin}
+through_collector=$spans_target
+[ "$topup" = copy ] && through_collector=$seed_spans
+if [ "$query_only" != 1 ]; then
+echo "--- topping the cluster up to $through_collector spans through the collector ($topup_bin)"
+start_collector clickhouse "$topup_bin"
+while [ "$(stored)" -lt "$through_collector" ]; do
   load clickhouse-topup 10 >/dev/null
 done
+stop_collector
+fi
+if [ "$topup" = copy ] && [ "$query_only" != 1 ]; then
+  columns="received_day, received_ns, trace_id, span_id, parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, http_status, has_http_status, attr_keys, attr_values, detail"
+  generation=0
+  while [ "$(stored)" -lt "$spans_target" ]; do
+    generation=$((generation + 1))
+    have=$(stored)
+    # Whole traces: the share of traces to copy this time, in percent.
+    pct=$(( (spans_target - have) * 100 / have + 1 ))
+    [ "$pct" -gt 100 ] && pct=100
+    shift_ns=$((copy_shift_s * 1000000000 * generation))
+    t0=$(date +%s.%N)
+    ch_query "INSERT INTO spanline.spans_dist ($columns) SELECT received_day, received_ns,
+      toFixedString(substring(concat(reinterpretAsString(cityHash64(trace_id, $generation)),
+        reinterpretAsString(cityHash64($generation, trace_id)), '________________'), 1, 16), 16),
+      span_id, parent_span_id, has_parent, kind, status, service, name,
+      start_ns - $shift_ns, end_ns - $shift_ns, duration_ns, http_status, has_http_status,
+      attr_keys, attr_values, detail
+      FROM spanline.spans_dist WHERE cityHash64(trace_id, 7) % 100 < $pct"
+    echo "copy $generation: $pct% of $have spans in $(echo "$(date +%s.%N) - $t0" | bc) s"
+  done
+fi
 echo "stored: $(stored) spans; on disk per node:"
 for u in $(echo "$urls" | tr , ' '); do
   curl -fsS "$u/" --data-binary "SELECT table, formatReadableSize(sum(bytes_on_disk)), sum(rows) FROM system.parts WHERE database = 'spanline' AND active GROUP BY table FORMAT TSV"
 done
 
-echo "--- query latency through the collector (clickhouse, 2 shards), $samples samples each"
-ids=$(curl -fsS "$ch1/" --data-binary "SELECT lower(hex(trace_id)) FROM spanline.spans_dist WHERE rand() % 1000 = 0 LIMIT $samples")
-python3 - "$qport" "$samples" "$ids" <<'PY' | tee -a "$results"
-import http.client, statistics, sys, time, urllib.parse, random
-port, samples, ids = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split()
+ids=$(ch_query "SELECT lower(hex(trace_id)) FROM spanline.spans_dist WHERE rand() % 1000 = 0 LIMIT $samples")
+query_bins="$collector_bin"
+[ -n "$compare_bin" ] && query_bins="$compare_bin $collector_bin"
+for bin in $query_bins; do
+if [ "$bin" = "$compare_bin" ] && [ -n "$compare_schema" ]; then
+  for u in $(echo "$urls" | tr , ' '); do
+    for q in "DROP TABLE spanline.schema_version" \
+      "CREATE TABLE spanline.schema_version (version UInt32, applied_unix_ns UInt64) ENGINE = TinyLog" \
+      "INSERT INTO spanline.schema_version VALUES ($compare_schema, 0)"; do
+      curl -fsS "$u/" --data-binary "$q"
+    done
+  done
+fi
+start_collector clickhouse "$bin"
+echo "--- query latency through the collector $bin (clickhouse, 2 shards), $samples samples each"
+python3 - "$qport" "$samples" "$ids" "$bin" <<'PY' | tee -a "$results"
+import http.client, os, statistics, sys, time, urllib.parse, random
+port, samples, ids, binary = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(), sys.argv[4]
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 def timed(path):
     t = time.perf_counter()
@@ -123,17 +198,25 @@ def report(name, paths):
     timed(paths[0])  # warm the connection
     times = sorted(timed(p)[0] for p in paths)
     p = lambda q: times[min(len(times) - 1, int(q * len(times)))]
-    print(f"RESULT query={name} n={len(times)} p50_ms={p(0.5):.1f} p99_ms={p(0.99):.1f} max_ms={times[-1]:.1f}")
+    print(f"RESULT bin={binary} query={name} n={len(times)} p50_ms={p(0.5):.1f} p99_ms={p(0.99):.1f} max_ms={times[-1]:.1f}")
 random.seed(1)
+only = set(filter(None, os.environ.get("QUERIES", "").split(",")))
+def report(name, paths, report=report):
+    if not only or name in only:
+        report(name, paths)
 report("trace_by_id", [f"/v1/traces/{random.choice(ids)}" for _ in range(samples)])
 now = time.time()
 report("service_duration_1h", [f"/v1/traces?service=svc-{i % 4}&min_duration=200us&start_time={now - 3600:.0f}&limit=20" for i in range(samples)])
 report("service_duration_all", [f"/v1/traces?service=svc-{i % 4}&min_duration=200us&limit=20" for i in range(samples)])
+# The same searches newest first (a min_duration search sorts by duration unless asked).
+report("service_duration_newest_1h", [f"/v1/traces?service=svc-{i % 4}&min_duration=200us&start_time={now - 3600:.0f}&sort=newest&limit=20" for i in range(samples)])
+report("service_duration_newest_all", [f"/v1/traces?service=svc-{i % 4}&min_duration=200us&sort=newest&limit=20" for i in range(samples)])
 report("attribute", [f"/v1/traces?{urllib.parse.urlencode({'attr.url.path': f'/api/v1/items/{i % 500}'})}&limit=20" for i in range(samples)])
 report("attribute_service", [f"/v1/traces?service=svc-{i % 4}&{urllib.parse.urlencode({'attr.url.path': f'/api/v1/items/{i % 500}'})}&limit=20" for i in range(samples)])
 PY
 echo "uptime: $(uptime)" | tee -a "$results"
 stop_collector
+done
 
 echo "--- medians"
 python3 - "$results" <<'PY'
@@ -145,6 +228,8 @@ for line in open(sys.argv[1]):
         rows.setdefault(kv["label"], []).append(float(kv["spans_per_s"]))
 for label, v in rows.items():
     print(f"{label:24s} spans_per_s={statistics.median(v):10.0f} (n={len(v)})")
+if "clickhouse-2shards-compare" in rows and "clickhouse-2shards" in rows:
+    print(f"this / compare = {statistics.median(rows['clickhouse-2shards']) / statistics.median(rows['clickhouse-2shards-compare']):.2f}")
 if "clickhouse-2shards" in rows and "sqlite" in rows:
     print(f"clickhouse / sqlite = {statistics.median(rows['clickhouse-2shards']) / statistics.median(rows['sqlite']):.2f}")
 PY

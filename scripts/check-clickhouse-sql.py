@@ -107,6 +107,9 @@ def main() -> int:
             # The decision shape (sql::decision): the latest row of T1.
             f"SELECT kept, policies, finish FROM spanline.sampling_decisions_local "
             f"WHERE trace_id = unhex('{T1}') ORDER BY decided_ns DESC LIMIT 1": '1,"[""slow""]","settled"',
+            # newest_mv filled newest_local (schema 4): the newest span start of the service.
+            "SELECT service, max(start_ns) FROM spanline.newest_local GROUP BY service":
+            '"frontend",1764000000000002000',
             # The consumer-group shape (sql::consumer_groups): one row per pair, its latest time.
             "SELECT destination, consumer_group, max(last_seen_ns) AS seen FROM "
             "spanline.consumer_groups_local GROUP BY destination, consumer_group "

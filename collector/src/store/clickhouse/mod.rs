@@ -8,10 +8,11 @@
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`sql`] | every statement (schema DDL, inserts, query shapes), in the 18.16 + current dialect |
+//! | [`sql`] | every statement (schema DDL, inserts, query shapes), in the 18.16 + current dialect, but the searches' |
+//! | [`search_sql`] | the search statements: prefilter, per-trace aggregate, windowed candidates |
 //! | [`schema`] | creating the schema at start: idempotent, versioned, on every node |
 //! | [`insert`] | the writer task: requests coalesce into one `INSERT`, answered after it |
-//! | [`search`] | trace search (`find_traces`) and summaries |
+//! | [`search`] | trace search (`find_traces`: newest-first in widening time windows) and summaries |
 //! | [`read`] | trace by id, services, operations, dependencies, request samples |
 //! | [`retention`] | dropping day partitions; deleting traces by id (mutations) |
 //! | [`durable`] | tail sampling decisions and consumer groups (schema version 3) |
@@ -34,6 +35,7 @@ mod retention;
 mod rowbinary;
 mod schema;
 mod search;
+mod search_sql;
 pub(crate) mod sql;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -123,6 +125,9 @@ struct Shared {
     tables: sql::Tables,
     options: ClickHouseOptions,
     commits: watch::Sender<u64>,
+    /// The last read of `newest_local` (newest span start per service) and when it was
+    /// read: where newest-first searches start their windows (`search.rs`).
+    newest: Mutex<Option<(std::time::Instant, std::collections::HashMap<String, u64>)>>,
 }
 
 /// Settings of a write: on a cluster, the insert returns only once every shard has its rows
@@ -254,6 +259,7 @@ impl ClickHouseStore {
             tables,
             options,
             commits: watch::Sender::new(0),
+            newest: Mutex::new(None),
         });
         let (sender, receiver) = mpsc::channel(insert::QUEUE_REQUESTS);
         let writer = tokio::spawn(insert::run(Arc::clone(&shared), receiver));

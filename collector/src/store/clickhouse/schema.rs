@@ -1,8 +1,9 @@
 //! Creating the schema at start, on every node: every statement of [`sql::schema`] is
 //! idempotent (`IF NOT EXISTS`), and `schema_version` records what was applied. A node whose
 //! database carries a newer version than [`sql::SCHEMA_VERSION`] is refused (a newer
-//! collector wrote it); an older one is brought up to date (version 1 is the first, so
-//! there is nothing to migrate yet).
+//! collector wrote it); an older one is brought up to date: the `IF NOT EXISTS` statements
+//! add the newer tables, and from version 4 on `newest_local` is filled from the stored spans
+//! once (the materialized view that keeps it sees only later inserts).
 
 use super::http::Node;
 use super::rowbinary::Reader;
@@ -32,6 +33,12 @@ pub(super) async fn apply(nodes: &[Node], tables: &Tables) -> Result<(), StoreEr
                      {SCHEMA_VERSION}; run a newer collector"
                 ),
             });
+        }
+        if applied < 4 {
+            // Schema 4's `newest_local` on a database with spans: the view fills it only
+            // from later inserts. Rows the view adds meanwhile fold with these (max).
+            node.run(&sql::backfill_newest(tables), &[], Vec::new())
+                .await?;
         }
         if applied < u64::from(SCHEMA_VERSION) {
             let now = crate::time::now_unix_nano();

@@ -1,14 +1,21 @@
-//! Trace search: [`sql::find_trace_ids`] picks the matching traces in the query's order (in
-//! ClickHouse), then one more statement reads the summary columns of their spans, which are
-//! folded with [`TraceSummary::add_span`], the one summary rule every backend shares.
-//! Newest-first searches with a prefilter first try a bounded candidate set
-//! ([`sql::newest_candidates`]), falling back to the full search when it cannot be exact.
+//! Trace search: [`search_sql::find_trace_ids`] picks the matching traces in the query's
+//! order (in ClickHouse), then one more statement reads the summary columns of their spans,
+//! which are folded with [`TraceSummary::add_span`], the one summary rule every backend
+//! shares.
+//!
+//! Newest-first searches do bounded work: they look for candidates in time windows that
+//! widen backwards from the newest span start ([`WINDOWS_NS`], from `newest_local`), keep
+//! the `k` newest candidates of a window, rank those, and stop at the first window whose
+//! results are certain to be the exact answer ([`newest_first`]); the full search is the
+//! last resort.
 
 use std::collections::HashMap;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
 
 use super::codec::read_summary_span;
 use super::rowbinary::Reader;
-use super::{Shared, sql};
+use super::{Shared, search_sql, sql};
 use crate::model::{Span, TraceId};
 use crate::store::{StoreError, TraceQuery, TraceSummary};
 
@@ -24,7 +31,7 @@ pub(super) async fn find_traces(
         Some(ids) => ids,
         None => {
             let answer = shared
-                .select(&sql::find_trace_ids(&shared.tables, query))
+                .select(&search_sql::find_trace_ids(&shared.tables, query))
                 .await?;
             read_found(&answer)?.into_iter().map(|(id, _)| id).collect()
         }
@@ -35,48 +42,152 @@ pub(super) async fn find_traces(
     Ok(found)
 }
 
-/// Candidates read per result wanted, for newest-first searches.
-const CANDIDATES_PER_RESULT: usize = 8;
+/// Candidates kept per result wanted, at first: each costs a granule read in step two.
+const CANDIDATES_PER_RESULT: usize = 4;
 
-/// A newest-first search over a bounded candidate set: the traces whose latest matching
-/// span started last ([`sql::newest_candidates`]). Every trace outside them starts no later
-/// than the last candidate's span, so when the results fill the limit and the last one
-/// starts strictly after that, they are exact; otherwise `None` (search everything).
+/// How many times more candidates a window's next try keeps.
+const CANDIDATES_GROWTH: usize = 8;
+
+/// Most candidates kept in one window before falling back to the full search.
+const MAX_CANDIDATES: usize = 20_000;
+
+/// How far back from the newest span start each window of a newest-first search reaches,
+/// ns; after the last, the search covers all time.
+pub(super) const WINDOWS_NS: [u64; 10] = [
+    100_000,            // 100 µs
+    1_000_000,          // 1 ms
+    10_000_000,         // 10 ms
+    100_000_000,        // 100 ms
+    1_000_000_000,      // 1 s
+    10_000_000_000,     // 10 s
+    60_000_000_000,     // 1 min
+    600_000_000_000,    // 10 min
+    3_600_000_000_000,  // 1 h
+    86_400_000_000_000, // 1 day
+];
+
+/// How long a read of `newest_local` is reused.
+const NEWEST_TTL: Duration = Duration::from_secs(1);
+
+/// Where the windows of `query` start: the newest span start of its service (of any service
+/// without one), at most now and at most the query's `start_time_max` (a window starting
+/// later cannot hold a result's start). A stale or missing value costs work, never
+/// exactness: each window reaches forward without bound.
+async fn anchor(shared: &Shared, query: &TraceQuery) -> Result<u64, StoreError> {
+    let now = crate::time::now_unix_nano();
+    let newest = newest_starts(shared).await?;
+    let newest = match &query.service {
+        Some(s) => newest.get(s).copied(),
+        None => newest.values().copied().max(),
+    };
+    Ok(newest
+        .unwrap_or(now)
+        .min(now)
+        .min(query.start_time_max_unix_nano.unwrap_or(u64::MAX)))
+}
+
+/// The newest span start per service (`newest_local`), read at most once per [`NEWEST_TTL`].
+async fn newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, StoreError> {
+    {
+        let cached = shared.newest.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, map)) = cached.as_ref()
+            && at.elapsed() < NEWEST_TTL
+        {
+            return Ok(map.clone());
+        }
+    }
+    let answer = shared.select(&sql::newest_starts(&shared.tables)).await?;
+    let mut r = Reader::new(&answer);
+    let mut map = HashMap::new();
+    while !r.is_empty() {
+        let service = String::from_utf8_lossy(r.bytes()?).into_owned();
+        map.insert(service, r.u64()?);
+    }
+    *shared.newest.lock().unwrap_or_else(PoisonError::into_inner) =
+        Some((Instant::now(), map.clone()));
+    Ok(map)
+}
+
+/// A newest-first search in widening time windows (see the module docs); `None` for other
+/// orders, or when a window would need more than [`MAX_CANDIDATES`] candidates (search
+/// everything then).
+///
+/// In a window from `from`, the `k` candidates are the traces whose earliest span in the
+/// window meeting the prefilter sorts first by `(start, trace_id)`. A trace left out starts
+/// before `from`, or sorts after the last candidate `(s, id)` (its start is at most that
+/// span's). So
+/// results sorted by `(start, trace_id)` are exact when they fill the limit and the last
+/// one sorts after both: it starts at or after `from`, and after `(s, id)` when `k`
+/// candidates were kept. Otherwise: a wider window if the results start too early, else
+/// more candidates.
 async fn newest_first(
     shared: &Shared,
     query: &TraceQuery,
 ) -> Result<Option<Vec<TraceId>>, StoreError> {
-    let k = query.effective_limit() * CANDIDATES_PER_RESULT;
-    let Some(candidates_sql) = sql::newest_candidates(&shared.tables, query, k) else {
+    if query.sort != crate::store::SortOrder::Newest {
         return Ok(None);
-    };
-    let answer = shared.select(&candidates_sql).await?;
-    let mut r = Reader::new(&answer);
-    let mut candidates = Vec::new();
-    let mut bound = 0;
-    while !r.is_empty() {
-        candidates.push(TraceId(r.fixed::<16>()?));
-        bound = r.u64()?;
     }
-    if candidates.is_empty() {
-        return Ok(Some(Vec::new()));
+    let limit = query.effective_limit();
+    let anchor = anchor(shared, query).await?;
+    let min = query.start_time_min_unix_nano.unwrap_or(0);
+    let windows = WINDOWS_NS
+        .iter()
+        .map(|w| anchor.checked_sub(*w).filter(|from| *from > min))
+        .take_while(Option::is_some)
+        .chain([None]);
+    let mut k = limit * CANDIDATES_PER_RESULT;
+    for from in windows {
+        loop {
+            let Some(sql) = search_sql::window_candidates(&shared.tables, query, from, k) else {
+                return Ok(None);
+            };
+            let answer = shared.select(&sql).await?;
+            let mut r = Reader::new(&answer);
+            let mut candidates = Vec::new();
+            let mut bound = (0, TraceId([0; 16]));
+            while !r.is_empty() {
+                let id = TraceId(r.fixed::<16>()?);
+                bound = (r.u64()?, id);
+                candidates.push(id);
+            }
+            if from.is_some() && candidates.len() < limit {
+                break; // too few to fill the limit: widen
+            }
+            if candidates.is_empty() {
+                return Ok(Some(Vec::new()));
+            }
+            let answer = shared
+                .select(&search_sql::find_trace_ids_among(
+                    &shared.tables,
+                    query,
+                    &candidates,
+                ))
+                .await?;
+            let found = read_found(&answer)?;
+            let all_kept = candidates.len() < k;
+            let last = found.last().map(|(id, start)| (*start, *id));
+            let in_window = match (from, last) {
+                (None, _) => true,
+                (Some(from), Some((start, _))) => start >= from,
+                (Some(_), None) => false,
+            };
+            let after_bound = all_kept || last.is_some_and(|l| l > bound);
+            if found.len() == limit && in_window && after_bound || from.is_none() && all_kept {
+                return Ok(Some(found.into_iter().map(|(id, _)| id).collect()));
+            }
+            if !in_window || found.len() < limit && all_kept {
+                break; // the window holds too few results: widen
+            }
+            k *= CANDIDATES_GROWTH;
+            if k > MAX_CANDIDATES {
+                return Ok(None);
+            }
+        }
     }
-    let answer = shared
-        .select(&sql::find_trace_ids_among(
-            &shared.tables,
-            query,
-            &candidates,
-        ))
-        .await?;
-    let found = read_found(&answer)?;
-    let all_candidates = candidates.len() < k;
-    let exact = all_candidates
-        || (found.len() == query.effective_limit()
-            && found.last().is_some_and(|(_, start)| *start > bound));
-    Ok(exact.then(|| found.into_iter().map(|(id, _)| id).collect()))
+    Ok(None)
 }
 
-/// `(trace_id, t_start)` of each row of a [`sql::find_trace_ids`] answer.
+/// `(trace_id, t_start)` of each row of a [`search_sql::find_trace_ids`] answer.
 fn read_found(answer: &[u8]) -> Result<Vec<(TraceId, u64)>, StoreError> {
     let mut r = Reader::new(answer);
     let mut found = Vec::new();

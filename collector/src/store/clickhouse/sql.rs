@@ -1,4 +1,5 @@
-//! Every SQL statement of the ClickHouse backend, in one place, in the dialect ClickHouse
+//! Every SQL statement of the ClickHouse backend but the searches' ([`super::search_sql`]),
+//! in the dialect ClickHouse
 //! 18.16 (Debian bookworm) and current ClickHouse both accept (checked on 18.16 by the
 //! integration tests and on ClickHouse 26.9 through chDB by `scripts/check-clickhouse-sql.py`,
 //! which runs what `dump_statements_for_the_chdb_check` writes).
@@ -19,6 +20,7 @@
 //! | `links_local` | `(trace_id, source_trace_id)` | inbound links: `trace_id` is linked to by a span of `source_trace_id` (schema 2), written by the inserter for spans with links |
 //! | `sampling_decisions_local` | `trace_id` | tail sampling decisions (schema 3; the latest row of a trace wins) |
 //! | `consumer_groups_local` | `(destination, consumer_group)` | consumer groups learnt from CONSUMER spans (schema 3; `ReplacingMergeTree`, reads take `max(last_seen_ns)`) |
+//! | `newest_local` | `service` | the newest span start per service, filled by `newest_mv` (schema 4; `ReplacingMergeTree`, reads take `max(start_ns)`): where newest-first searches start their windows |
 //! | `schema_version` | - | the applied schema versions |
 //!
 //! The tables holding rows of a trace are partitioned by `received_day`, the day the
@@ -26,10 +28,10 @@
 //! `consumer_groups_local` holds one row per (destination, group), sharded by destination.
 
 use crate::model::TraceId;
-use crate::store::{TimeWindow, TraceQuery};
+use crate::store::TimeWindow;
 
 /// The schema this build writes and reads; a database with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u32 = 3;
+pub(super) const SCHEMA_VERSION: u32 = 4;
 
 /// Columns of `spans_local` in insert order (see `codec::write_span`).
 pub(super) const SPAN_COLUMNS: &str = "received_day, received_ns, trace_id, span_id, \
@@ -172,7 +174,7 @@ pub(super) fn bytes_lit(b: &[u8]) -> String {
 }
 
 /// `(id, id, ...)` for `IN`; never empty (`('')` matches nothing).
-fn id_list(ids: &[TraceId]) -> String {
+pub(super) fn id_list(ids: &[TraceId]) -> String {
     if ids.is_empty() {
         return "('')".into();
     }
@@ -245,6 +247,18 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
              ORDER BY (destination, consumer_group)",
             t.replacing_engine("consumer_groups_local", "last_seen_ns")
         ),
+        // Schema 4: the newest span start per service, where newest-first searches start
+        // their time windows (search.rs). A hint only: never deleted, never exact.
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`newest_local` (service String, \
+             start_ns UInt64) ENGINE = {} ORDER BY service",
+            t.replacing_engine("newest_local", "start_ns")
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`newest_mv` TO `{db}`.`newest_local` \
+             AS SELECT service, max(start_ns) AS start_ns FROM `{db}`.`spans_local` \
+             GROUP BY service"
+        ),
     ];
     if let Some(cluster) = &t.cluster {
         for (base, key) in [
@@ -254,6 +268,7 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
             ("links", "trace_id"),
             ("sampling_decisions", "trace_id"),
             ("consumer_groups", "destination"),
+            ("newest", "service"),
         ] {
             ddl.push(format!(
                 "CREATE TABLE IF NOT EXISTS `{db}`.`{base}_dist` AS `{db}`.`{base}_local` \
@@ -277,6 +292,25 @@ pub(super) fn record_schema_version(t: &Tables, version: u32, now_ns: u64) -> St
     format!(
         "INSERT INTO {} (version, applied_unix_ns) VALUES ({version}, {now_ns})",
         t.name("schema_version")
+    )
+}
+
+/// Fills this node's `newest_local` from its spans (schema 4 on a database written before:
+/// the materialized view only sees later inserts).
+pub(super) fn backfill_newest(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} (service, start_ns) SELECT service, max(start_ns) FROM {} \
+         GROUP BY service",
+        t.name("newest_local"),
+        t.name("spans_local")
+    )
+}
+
+/// `(service, newest span start)` of every service (rows not yet merged folded by `max`).
+pub(super) fn newest_starts(t: &Tables) -> String {
+    format!(
+        "SELECT service, max(start_ns) FROM {} GROUP BY service FORMAT RowBinary",
+        t.shared("newest")
     )
 }
 
@@ -374,152 +408,6 @@ pub(super) fn summary_rows(t: &Tables, ids: &[TraceId]) -> String {
         t.spans(),
         id_list(ids)
     )
-}
-
-fn and(conds: &[String]) -> String {
-    if conds.is_empty() {
-        "1".into()
-    } else {
-        conds.join(" AND ")
-    }
-}
-
-fn attr_cond(key: &str, value: &str) -> String {
-    format!(
-        "arrayExists((k, v) -> k = {} AND v = {}, attr_keys, attr_values)",
-        quote(key),
-        quote(value)
-    )
-}
-
-/// The ids of the traces matching `q`, in its order, at most its limit; each row is
-/// `(trace_id, t_start, t_end, t_dur)`.
-///
-/// Shape: an optional prefilter on the service/time-ordered `search_local` (traces with a
-/// span meeting the span conditions), then one aggregate per candidate trace over its spans
-/// in the trace-ordered table, filtered with `HAVING` as [`TraceQuery`] defines (the span
-/// conditions together on one span when [`TraceQuery::needs_span_check`], else each alone).
-/// A trace's start bounds every span's start, so `start_time_min` also narrows the prefilter.
-pub(super) fn find_trace_ids(t: &Tables, q: &TraceQuery) -> String {
-    let (prefilter, having) = search_conditions(q);
-    let filter = prefilter.map_or(String::new(), |p| {
-        format!(
-            " WHERE trace_id IN (SELECT trace_id FROM {} WHERE {p})",
-            t.search_local()
-        )
-    });
-    trace_aggregate(t, q, &filter, &having)
-}
-
-/// [`find_trace_ids`] among the traces `ids` only (the candidates of
-/// [`newest_candidates`]).
-pub(super) fn find_trace_ids_among(t: &Tables, q: &TraceQuery, ids: &[TraceId]) -> String {
-    let (_, having) = search_conditions(q);
-    trace_aggregate(
-        t,
-        q,
-        &format!(" WHERE trace_id IN {}", id_list(ids)),
-        &having,
-    )
-}
-
-/// For a newest-first search with a prefilter: the `k` traces whose latest matching span
-/// starts last, `(trace_id, that start)`. A trace outside them starts no later than the
-/// last one's value, which is how `search::find_traces` knows when they suffice.
-pub(super) fn newest_candidates(t: &Tables, q: &TraceQuery, k: usize) -> Option<String> {
-    if q.sort != crate::store::SortOrder::Newest {
-        return None;
-    }
-    let (prefilter, _) = search_conditions(q);
-    Some(format!(
-        "SELECT trace_id, max(start_ns) AS s FROM {} WHERE {} GROUP BY trace_id \
-         ORDER BY s DESC, trace_id DESC LIMIT {k} FORMAT RowBinary",
-        t.search(),
-        prefilter?
-    ))
-}
-
-fn trace_aggregate(t: &Tables, q: &TraceQuery, filter: &str, having: &str) -> String {
-    let order = match q.sort {
-        crate::store::SortOrder::Newest => "t_start DESC",
-        crate::store::SortOrder::Duration => "t_dur DESC",
-    };
-    format!(
-        "SELECT trace_id, min(start_ns) AS t_start, max(end_ns) AS t_end, \
-         if(t_end > t_start, t_end - t_start, 0) AS t_dur FROM {}{filter} GROUP BY trace_id \
-         HAVING {having} ORDER BY {order}, trace_id DESC LIMIT {} FORMAT RowBinary",
-        t.spans(),
-        q.effective_limit()
-    )
-}
-
-/// The prefilter on `search_local` (a condition every matching trace has a span meeting)
-/// and the `HAVING` of the per-trace aggregate.
-fn search_conditions(q: &TraceQuery) -> (Option<String>, String) {
-    let mut pair = Vec::new();
-    if let Some(s) = &q.service {
-        pair.push(format!("service = {}", quote(s)));
-    }
-    if let Some(o) = &q.operation {
-        pair.push(format!("name = {}", quote(o)));
-    }
-    let kind = q.kind.map(|k| format!("kind = {}", k.as_i32()));
-    let status = q.status.map(|c| format!("status = {}", c.as_i32()));
-    let errors = q.errors_only.then(|| "status = 2".to_owned());
-    let attrs: Vec<String> = q.attributes.iter().map(|(k, v)| attr_cond(k, v)).collect();
-    let mut having = Vec::new();
-    if let Some(m) = q.start_time_min_unix_nano {
-        having.push(format!("t_start >= {m}"));
-    }
-    if let Some(m) = q.start_time_max_unix_nano {
-        having.push(format!("t_start <= {m}"));
-    }
-    let prefilter = if q.needs_span_check() {
-        let mut span = pair.clone();
-        span.extend(kind.iter().chain(&status).chain(&errors).cloned());
-        if let Some(m) = q.min_duration_ns {
-            span.push(format!("duration_ns >= {m}"));
-        }
-        if let Some(m) = q.max_duration_ns {
-            span.push(format!("duration_ns <= {m}"));
-        }
-        span.extend(attrs.iter().cloned());
-        let all = and(&span);
-        having.push(format!("max({all}) = 1"));
-        Some(all)
-    } else {
-        if let Some(m) = q.min_duration_ns {
-            having.push(format!("t_dur >= {m}"));
-        }
-        if let Some(m) = q.max_duration_ns {
-            having.push(format!("t_dur <= {m}"));
-        }
-        for c in kind.iter().chain(&status).chain(&errors) {
-            having.push(format!("max({c}) = 1"));
-        }
-        if !pair.is_empty() {
-            having.push(format!("max({}) = 1", and(&pair)));
-        }
-        for a in &attrs {
-            having.push(format!("max({a}) = 1"));
-        }
-        if !pair.is_empty() {
-            Some(and(&pair))
-        } else {
-            attrs
-                .first()
-                .or(kind.as_ref())
-                .or(status.as_ref())
-                .or(errors.as_ref())
-                .cloned()
-        }
-    };
-    let prefilter = match (prefilter, q.start_time_min_unix_nano) {
-        (Some(p), Some(m)) => Some(format!("{p} AND start_ns >= {m}")),
-        (None, Some(m)) => Some(format!("start_ns >= {m}")),
-        (p, None) => p,
-    };
-    (prefilter, and(&having))
 }
 
 /// Every service name, sorted.

@@ -494,6 +494,7 @@ where
 /// variable it checks that every shape renders.
 #[test]
 fn dump_statements_for_the_chdb_check() {
+    use super::search_sql;
     use super::sql::{self, Tables};
     use crate::model::{SpanKind, StatusCode};
     use crate::store::{SortOrder, TimeWindow, TraceQuery};
@@ -559,10 +560,18 @@ fn dump_statements_for_the_chdb_check() {
         },
     ];
     for q in &queries {
-        out.push(sql::find_trace_ids(&t, q));
-        out.push(sql::find_trace_ids_among(&t, q, &ids));
-        out.extend(sql::newest_candidates(&t, q, 80));
+        out.push(search_sql::find_trace_ids(&t, q));
+        out.push(search_sql::find_trace_ids_among(&t, q, &ids));
+        out.extend(search_sql::window_candidates(&t, q, None, 80));
+        out.extend(search_sql::window_candidates(
+            &t,
+            q,
+            Some(1_764_000_000_000_000_000),
+            80,
+        ));
     }
+    out.push(sql::newest_starts(&t));
+    out.push(sql::backfill_newest(&t));
     out.push(sql::services(&t));
     out.push(sql::operations(&t, "frontend"));
     out.push(sql::dependency_rows(&t, w));
@@ -732,6 +741,153 @@ async fn searches_agree_with_the_memory_store_on_one_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn searches_agree_with_the_memory_store_on_two_shards() {
     searches_agree_with_the_memory_store(2).await;
+}
+
+/// Newest-first searches in time windows: traces starting at the same instant (ties broken
+/// by trace id), traces whose matching span starts days after the trace (the newest span
+/// start, where the windows begin, then belongs to an old trace), and time bounds; the
+/// answers must be the memory store's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windowed_searches_agree_with_the_memory_store_on_ties_and_late_spans() {
+    use crate::model::SpanKind;
+    use crate::store::{MemoryStore, TraceQuery};
+    use crate::testing::{MS, T0, span, trace_id};
+    let Some((store, _servers)) = store_on(2).await else {
+        return;
+    };
+    let memory = MemoryStore::new();
+    let day_ms = 86_400_000.0;
+    for n in 1..=45u8 {
+        let t = trace_id(100 + n);
+        // 1-40: all start at 500 s; 41-45 start at 400 s, their user span 10 days later.
+        let (start, user_at) = if n <= 40 {
+            (500_000.0, 500_000.0 + f64::from(n % 5))
+        } else {
+            (400_000.0, 10.0 * day_ms + f64::from(n))
+        };
+        let mut user = span(
+            t,
+            2,
+            Some(1),
+            "user",
+            "GET /u",
+            SpanKind::Server,
+            user_at,
+            10.0,
+        );
+        user.attributes.push(crate::model::KeyValue::new(
+            "app.tier",
+            crate::model::AttrValue::String(if n % 2 == 0 { "gold" } else { "basic" }.into()),
+        ));
+        let root = span(
+            t,
+            1,
+            None,
+            "frontend",
+            "GET /",
+            SpanKind::Server,
+            start,
+            20.0,
+        );
+        store
+            .write_spans(vec![root.clone(), user.clone()])
+            .await
+            .unwrap();
+        memory.write_spans(vec![root, user]).await.unwrap();
+    }
+    let ids = |v: Vec<crate::store::TraceSummary>| v.iter().map(|s| s.trace_id).collect::<Vec<_>>();
+    for limit in [1, 3, 20, 50] {
+        let queries = [
+            TraceQuery::default(),
+            TraceQuery {
+                service: Some("user".into()),
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                attributes: vec![("app.tier".into(), "gold".into())],
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                service: Some("user".into()),
+                start_time_max_unix_nano: Some(T0 + 450_000 * MS),
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                service: Some("frontend".into()),
+                min_duration_ns: Some(15 * MS),
+                start_time_min_unix_nano: Some(T0 + 450_000 * MS),
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                operation: Some("GET /u".into()),
+                attributes: vec![("app.tier".into(), "basic".into())],
+                ..TraceQuery::default()
+            },
+        ];
+        for q in queries {
+            let q = TraceQuery { limit, ..q };
+            let got = ids(store.find_traces(q.clone()).await.unwrap());
+            let want = ids(memory.find_traces(q.clone()).await.unwrap());
+            assert!(!want.is_empty(), "{q:?}");
+            assert_eq!(got, want, "{q:?}");
+        }
+    }
+}
+
+/// Schema 4 on a database written by an older collector: `newest_local` is filled from the
+/// stored spans at start (the materialized view sees only later inserts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_4_fills_newest_local_from_the_spans_of_an_older_database() {
+    let Some(servers) = Servers::start(1).await else {
+        return;
+    };
+    let options = servers.options();
+    let store = ClickHouseStore::open(options.clone()).await.unwrap();
+    let trace = crate::testing::sample_trace(1);
+    store.write_spans(trace.clone()).await.unwrap();
+    store.shutdown().await;
+    // Back to schema 3: no view, no table, version 3.
+    let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
+    for statement in [
+        "DROP TABLE spanline_test.newest_mv",
+        "DROP TABLE spanline_test.newest_local",
+        "DROP TABLE spanline_test.schema_version",
+        "CREATE TABLE spanline_test.schema_version (version UInt32, applied_unix_ns UInt64) \
+         ENGINE = TinyLog",
+        "INSERT INTO spanline_test.schema_version VALUES (3, 0)",
+    ] {
+        node.run(statement, &[], Vec::new()).await.unwrap();
+    }
+    let store = ClickHouseStore::open(options).await.unwrap();
+    let newest = |service: &str| {
+        trace
+            .iter()
+            .filter(|s| s.service_name == service)
+            .map(|s| s.start_time_unix_nano)
+            .max()
+            .unwrap()
+    };
+    let answer = node
+        .run(
+            "SELECT service, max(start_ns) FROM spanline_test.newest_local GROUP BY service \
+             ORDER BY service FORMAT RowBinary",
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let mut r = super::rowbinary::Reader::new(&answer);
+    let mut got = Vec::new();
+    while !r.is_empty() {
+        let service = String::from_utf8(r.bytes().unwrap().to_vec()).unwrap();
+        got.push((service, r.u64().unwrap()));
+    }
+    let mut services: Vec<String> = trace.iter().map(|s| s.service_name.clone()).collect();
+    services.sort();
+    services.dedup();
+    let want: Vec<(String, u64)> = services.iter().map(|s| (s.clone(), newest(s))).collect();
+    assert_eq!(got, want);
+    store.shutdown().await;
 }
 
 /// A span resent long after its first copy was stored (here: a copy received 30 days ago)
