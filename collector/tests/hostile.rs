@@ -155,10 +155,12 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<St
     }
 }
 
-fn slow_state(max_connections: usize) -> AppState {
+/// A state whose ports hold `max_connections` and close a connection that has not sent its
+/// request head within `header_read_timeout` (a body: 1 s).
+fn slow_state(max_connections: usize, header_read_timeout: Duration) -> AppState {
     memory_state(IngestLimits::default()).with_connection_limits(ConnectionLimits {
         max_connections,
-        header_read_timeout: Duration::from_secs(1),
+        header_read_timeout,
         body_read_timeout: Duration::from_secs(1),
         max_long_polls: 2,
     })
@@ -169,7 +171,9 @@ fn slow_state(max_connections: usize) -> AppState {
 /// served all along the way (polling while the port is full).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_closed_and_a_normal_client_is_served() {
-    let running = start(slow_state(200)).await;
+    // The header timeout outlasts opening the 300 connections on a loaded machine: with 1 s,
+    // the first ones were sometimes closed before the last ones came, and none was over.
+    let running = start(slow_state(200, Duration::from_secs(5))).await;
     let mut slow = Vec::new();
     for _ in 0..300 {
         let mut stream = TcpStream::connect(running.ingest).await.unwrap();
@@ -233,7 +237,7 @@ async fn slow_clients_are_closed_and_a_normal_client_is_served() {
 /// timeout instead of hanging forever.
 #[tokio::test]
 async fn a_body_shorter_than_declared_gets_408() {
-    let running = start(slow_state(10)).await;
+    let running = start(slow_state(10, Duration::from_secs(1))).await;
     let mut stream = TcpStream::connect(running.ingest).await.unwrap();
     stream
         .write_all(
@@ -252,7 +256,7 @@ async fn a_body_shorter_than_declared_gets_408() {
 /// and its place is free again once a long-poll ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polls_are_bounded() {
-    let running = start(slow_state(10)).await;
+    let running = start(slow_state(10, Duration::from_secs(1))).await;
     let wait = "GET /v1/traces/4bf92f3577b34da6a3ce929d0e0e4736/tree?wait=30 HTTP/1.1\r\n\
                 Host: x\r\nConnection: close\r\n\r\n";
     let mut held = Vec::new();
