@@ -87,17 +87,12 @@ impl Writer {
         } else {
             Prepared::new(spans).with_trace_limit(self.max_spans_per_trace)
         };
-        let (reply, wait) = oneshot::channel();
-        self.request(Item::Write(batch), Reply::Write(reply))
-            .await?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        self.ask(Item::Write(batch), Reply::Write).await
     }
 
     /// Writes a row in `meta` and commits it: the store can still write.
     pub(super) async fn probe(&self) -> Result<(), StoreError> {
-        let (reply, wait) = oneshot::channel();
-        self.request(Item::Probe, Reply::Probe(reply)).await?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        self.ask(Item::Probe, Reply::Probe).await
     }
 
     /// Deletes one retention batch (`retention.rs`).
@@ -105,10 +100,7 @@ impl Writer {
         &self,
         policy: RetentionPolicy,
     ) -> Result<RetentionOutcome, StoreError> {
-        let (reply, wait) = oneshot::channel();
-        self.request(Item::Retention(policy), Reply::Retention(reply))
-            .await?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        self.ask(Item::Retention(policy), Reply::Retention).await
     }
 
     /// Deletes whole traces by id (`retention.rs`).
@@ -116,10 +108,7 @@ impl Writer {
         &self,
         trace_ids: Vec<TraceId>,
     ) -> Result<RetentionOutcome, StoreError> {
-        let (reply, wait) = oneshot::channel();
-        self.request(Item::Delete(trace_ids), Reply::Retention(reply))
-            .await?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        self.ask(Item::Delete(trace_ids), Reply::Retention).await
     }
 
     /// Upserts tail sampling decisions (`durable.rs`); resolves after the commit.
@@ -130,10 +119,7 @@ impl Writer {
         if decisions.is_empty() {
             return Ok(());
         }
-        let (reply, wait) = oneshot::channel();
-        self.request(Item::Decisions(decisions), Reply::Probe(reply))
-            .await?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        self.ask(Item::Decisions(decisions), Reply::Probe).await
     }
 
     /// Upserts consumer groups (`durable.rs`); resolves after the commit.
@@ -144,10 +130,7 @@ impl Writer {
         if seen.is_empty() {
             return Ok(());
         }
-        let (reply, wait) = oneshot::channel();
-        self.request(Item::Groups(seen), Reply::Probe(reply))
-            .await?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        self.ask(Item::Groups(seen), Reply::Probe).await
     }
 
     /// A receiver of the number of commits so far.
@@ -172,6 +155,18 @@ impl Writer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+    }
+
+    /// Queues `item` and waits for its answer, which the writer sends through the reply that
+    /// `reply` makes (`Reply::Write`, `Reply::Probe`, `Reply::Retention`).
+    async fn ask<T>(
+        &self,
+        item: Item,
+        reply: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Reply,
+    ) -> Result<T, StoreError> {
+        let (tx, wait) = oneshot::channel();
+        self.request(item, reply(tx)).await?;
+        wait.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Queues a request: [`StoreError::Overloaded`] when the queue stays full for the enqueue
