@@ -8,6 +8,7 @@ use rusqlite::types::Value as SqlValue;
 use super::attr_stage::IN_SEGMENTS;
 use super::read::{SUMMARY_COLUMNS, read_trace, row_to_summary};
 use super::{backend, to_i64};
+use crate::model::StatusCode;
 use crate::store::{
     SortOrder, StoreError, TraceQuery, TraceSummary, span_mask_bit_kind, span_mask_bit_status,
 };
@@ -20,7 +21,7 @@ use crate::store::{
 /// `traces_by_duration` from the longest. Every value is a bound parameter.
 pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
     if !q.needs_span_check() {
-        return find_by_index(conn, q, q.effective_limit(), 0);
+        return find_by_index(conn, q, q.effective_limit(), 0, None);
     }
     // Same-span conditions: the indexes give a superset in the query's order, page by
     // page; each candidate's spans decide. At most MAX_SPAN_CHECKED traces are read.
@@ -30,7 +31,7 @@ pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary
     let mut found = Vec::with_capacity(want);
     let mut offset = 0;
     while found.len() < want && offset < MAX_SPAN_CHECKED {
-        let batch = find_by_index(conn, &candidates, page, offset)?;
+        let batch = find_by_index(conn, &candidates, page, offset, Some(q))?;
         let exhausted = batch.len() < page;
         offset += batch.len();
         for summary in batch {
@@ -52,6 +53,48 @@ pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary
 
 /// Most candidate traces read to check same-span conditions in one search.
 pub(super) const MAX_SPAN_CHECKED: usize = 10_000;
+
+/// The span conditions of `q` that are columns of `spans` (service, name, kind, status,
+/// error, duration bounds) as one `EXISTS` over the trace's spans, binding its values into
+/// `args`; `None` when it has none. Necessary for [`TraceQuery::matches_trace`], and
+/// sufficient without attribute conditions: candidates failing it are never read.
+fn same_span_probe(q: &TraceQuery, args: &mut Vec<SqlValue>) -> Option<String> {
+    let mut conds = Vec::new();
+    if let Some(service) = &q.service {
+        conds.push("s.service = ?");
+        args.push(SqlValue::Text(service.clone()));
+    }
+    if let Some(operation) = &q.operation {
+        conds.push("s.name = ?");
+        args.push(SqlValue::Text(operation.clone()));
+    }
+    if let Some(kind) = q.kind {
+        conds.push("s.kind = ?");
+        args.push(SqlValue::Integer(i64::from(kind.as_i32())));
+    }
+    if let Some(status) = q.status {
+        conds.push("s.status_code = ?");
+        args.push(SqlValue::Integer(i64::from(status.as_i32())));
+    }
+    if q.errors_only {
+        conds.push("s.status_code = ?");
+        args.push(SqlValue::Integer(i64::from(StatusCode::Error.as_i32())));
+    }
+    if let Some(v) = q.min_duration_ns {
+        conds.push("s.duration_ns >= ?");
+        args.push(SqlValue::Integer(to_i64(v)));
+    }
+    if let Some(v) = q.max_duration_ns {
+        conds.push("s.duration_ns <= ?");
+        args.push(SqlValue::Integer(to_i64(v)));
+    }
+    (!conds.is_empty()).then(|| {
+        format!(
+            "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
+            conds.join(" AND ")
+        )
+    })
+}
 
 /// At most this many traces at or above a search's minimum duration make it walk
 /// `traces_by_duration` (read them all, sort by start) instead of the service's or
@@ -75,12 +118,15 @@ fn few_traces_this_long(conn: &Connection, min_duration_ns: u64) -> Result<bool,
     Ok(count < DURATION_DRIVE_MAX)
 }
 
-/// The indexed search: `limit` summaries from `offset` in the query's order.
+/// The indexed search: `limit` summaries from `offset` in the query's order. With
+/// `same_span`, only traces with one span in `spans` that meets its column conditions
+/// ([`same_span_probe`]).
 fn find_by_index(
     conn: &Connection,
     q: &TraceQuery,
     limit: usize,
     offset: usize,
+    same_span: Option<&TraceQuery>,
 ) -> Result<Vec<TraceSummary>, StoreError> {
     let mut args: Vec<SqlValue> = Vec::new();
     let mut conds: Vec<String> = Vec::new();
@@ -188,6 +234,9 @@ fn find_by_index(
             args.push(text(key));
             args.push(text(value));
         }
+    }
+    if let Some(probe) = same_span.and_then(|q| same_span_probe(q, &mut args)) {
+        conds.push(probe);
     }
     if let Some(v) = q.start_time_min_unix_nano {
         conds.push(format!("{order}.start_ns >= ?"));
