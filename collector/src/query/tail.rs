@@ -16,9 +16,10 @@
 //! the loss is counted (`spanline_tail_traces_lost_total`). Publishing never waits for a
 //! reader, so no reader slows ingest or another reader.
 //!
-//! With `COLLECTOR_PEERS` and `COLLECTOR_PEER_QUERY_URLS`, an NDJSON stream also carries the
-//! other collectors' finished traces (`query::tail_peers`); `format=text` shows this
-//! collector's share.
+//! With `COLLECTOR_PEERS` and `COLLECTOR_PEER_QUERY_URLS`, the stream also carries the other
+//! collectors' finished traces (`query::tail_peers`), in either format: a text reader's
+//! collector asks its peers for `format=text-lines` (each text tree as one JSON string per
+//! line, so a tree's own blank lines cannot split it) and writes their trees out as text.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast;
 
@@ -38,7 +39,8 @@ use crate::error::Error;
 use crate::store::{StoredTrace, TraceQuery};
 
 use super::params::{Pairs, pairs, parse_search, ui_base_url};
-use super::tail_peers::PeerFeeds;
+use super::tail_peers::{FORWARDED_HOST, PeerFeeds};
+use crate::ingest::peers::PROXIED_HEADER;
 
 /// Finished trees each subscriber may fall behind by before it loses the oldest.
 pub const TAIL_BUFFER: usize = 256;
@@ -125,35 +127,28 @@ pub async fn publish(state: AppState) {
 /// `GET /v1/tail` (see the module docs).
 pub(crate) async fn get_tail(
     State(state): State<AppState>,
-    uri: Uri,
     query: Pairs,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let mut as_text = false;
+    let mut format = TailFormat::Json;
     let mut filters = Vec::new();
     for (key, value) in pairs(query)? {
         match key.as_str() {
-            "format" => {
-                as_text = match value.as_str() {
-                    "text" => true,
-                    "json" => false,
-                    _ => return Err(Error::BadRequest("format must be `json` or `text`".into())),
-                }
-            }
+            "format" => format = TailFormat::parse(&value)?,
             _ => filters.push((key, value)),
         }
     }
-    let query = parse_search(filters)?;
+    let query = parse_search(filters.clone())?;
     let text_options = text::TextOptions {
-        ui_url: ui_base_url(&headers),
+        ui_url: reader_ui_url(&headers),
         all_events: false,
     };
     let long_poll = state.long_polls.enter()?;
     let receiver = state.tail.sender.subscribe();
-    let feeds = match &state.peers {
-        Some(peers) if !as_text => PeerFeeds::start(peers, uri.query(), &headers),
-        _ => None,
-    };
+    let feeds = state.peers.as_ref().and_then(|peers| {
+        filters.push(("format".to_owned(), format.asked_of_peers().to_owned()));
+        PeerFeeds::start(peers, &filters, &headers)
+    });
     let metrics = Arc::clone(&state.metrics);
     let shutdown = state.shutdown_receiver();
     let reader = Reader {
@@ -169,57 +164,134 @@ pub(crate) async fn get_tail(
         let metrics = Arc::clone(&metrics);
         async move {
             loop {
-                let lost = |lost: u64| {
-                    metrics.tail_traces_lost.fetch_add(lost, Ordering::Relaxed);
-                    if as_text {
-                        format!("# {lost} traces lost: this reader is too slow\n\n")
-                    } else {
-                        format!("{{\"lost\": {lost}}}\n")
-                    }
-                };
                 let chunk = match reader.next().await? {
                     Next::Local(Ok(finished)) => {
                         if !matches(&query, &finished.trace) {
                             continue;
                         }
-                        let chunk = if as_text {
-                            text::render_with(&finished.tree, &text_options) + "\n"
-                        } else {
-                            let mut line =
-                                serde_json::to_string(&finished.tree).unwrap_or_default();
-                            line.push('\n');
-                            line
-                        };
-                        Bytes::from(chunk)
+                        format.tree(&finished.tree, &text_options)
                     }
                     Next::Local(Err(broadcast::error::RecvError::Lagged(n)))
                     | Next::Peer(Err(broadcast::error::RecvError::Lagged(n))) => {
-                        Bytes::from(lost(n))
+                        metrics.tail_traces_lost.fetch_add(n, Ordering::Relaxed);
+                        format.lost(n)
                     }
                     Next::Local(Err(broadcast::error::RecvError::Closed)) => return None,
                     Next::Peer(Err(broadcast::error::RecvError::Closed)) => {
                         reader.feeds = None;
                         continue;
                     }
-                    Next::Peer(Ok(line)) => line,
+                    Next::Peer(Ok(line)) => match format.peer_line(line) {
+                        Some(chunk) => chunk,
+                        None => continue,
+                    },
                 };
                 return Some((Ok::<_, Infallible>(chunk), reader));
             }
         }
     });
-    let content_type = if as_text {
-        "text/plain; charset=utf-8"
-    } else {
-        "application/x-ndjson"
-    };
     Ok((
         [
-            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_TYPE, format.content_type()),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// The `format` of a tail stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TailFormat {
+    /// `json` (the default): one line of tree JSON per trace, NDJSON.
+    Json,
+    /// `text`: text trees, each followed by a blank line.
+    Text,
+    /// `text-lines`: each text tree as one JSON string on its own line (NDJSON), so that a
+    /// program (a collector merging its peers' text tails) can cut the stream into trees.
+    TextLines,
+}
+
+impl TailFormat {
+    /// The `format` parameter's value.
+    ///
+    /// # Errors
+    /// 400 for any other value than `json`, `text` or `text-lines`.
+    fn parse(value: &str) -> Result<Self, Error> {
+        match value {
+            "json" => Ok(Self::Json),
+            "text" => Ok(Self::Text),
+            "text-lines" => Ok(Self::TextLines),
+            _ => Err(Error::BadRequest(
+                "format must be `json`, `text` or `text-lines`".into(),
+            )),
+        }
+    }
+
+    /// The format this reader's collector asks its peers for.
+    fn asked_of_peers(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Text | Self::TextLines => "text-lines",
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Text => "text/plain; charset=utf-8",
+            Self::Json | Self::TextLines => "application/x-ndjson",
+        }
+    }
+
+    /// One finished tree in this format.
+    fn tree(self, tree: &TraceTree, options: &text::TextOptions) -> Bytes {
+        let line = match self {
+            Self::Json => serde_json::to_string(tree).unwrap_or_default(),
+            Self::Text => return Bytes::from(text::render_with(tree, options) + "\n"),
+            Self::TextLines => {
+                serde_json::to_string(&text::render_with(tree, options)).unwrap_or_default()
+            }
+        };
+        Bytes::from(line + "\n")
+    }
+
+    /// The notice that this reader lost `lost` traces.
+    fn lost(self, lost: u64) -> Bytes {
+        Bytes::from(match self {
+            Self::Text => format!("# {lost} traces lost: this reader is too slow\n\n"),
+            Self::Json | Self::TextLines => format!("{{\"lost\": {lost}}}\n"),
+        })
+    }
+
+    /// A peer's line (in [`Self::asked_of_peers`]'s format) in this format; `None` for a line
+    /// that is not a tree or a loss (skipped).
+    fn peer_line(self, line: Bytes) -> Option<Bytes> {
+        if self != Self::Text {
+            return Some(line);
+        }
+        match serde_json::from_slice::<serde_json::Value>(&line).ok()? {
+            serde_json::Value::String(tree) => Some(Bytes::from(tree + "\n")),
+            serde_json::Value::Object(notice) => notice
+                .get("lost")
+                .and_then(serde_json::Value::as_u64)
+                .map(|lost| self.lost(lost)),
+            _ => None,
+        }
+    }
+}
+
+/// The UI base URL for a reader's text trees: the reader's own `Host`, or for a peer's
+/// request the `Host` its reader sent (carried as [`FORWARDED_HOST`]), so links in merged
+/// trees point where the reader can follow them.
+fn reader_ui_url(headers: &HeaderMap) -> Option<String> {
+    match headers.get(FORWARDED_HOST) {
+        Some(host) if headers.contains_key(PROXIED_HEADER) => {
+            let mut forwarded = HeaderMap::new();
+            forwarded.insert(header::HOST, host.clone());
+            ui_base_url(&forwarded)
+        }
+        _ => ui_base_url(headers),
+    }
 }
 
 /// What one reader listens to: the local ring, the peers' lines, shutdown.
@@ -257,4 +329,52 @@ impl Reader {
 /// Whether a finished trace passes the search filters (span conditions on one span).
 fn matches(query: &TraceQuery, trace: &StoredTrace) -> bool {
     query.matches_trace(&trace.summary, &trace.spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_reader_gets_the_peers_text_lines_back_as_text() {
+        let text = TailFormat::Text;
+        assert_eq!(text.asked_of_peers(), "text-lines");
+        let tree = "trace 0af7  1 span\n└─ a: op\n\n(warning)\n";
+        let line = Bytes::from(serde_json::to_string(tree).unwrap() + "\n");
+        assert_eq!(text.peer_line(line), Some(Bytes::from(format!("{tree}\n"))));
+        assert_eq!(
+            text.peer_line(Bytes::from("{\"lost\": 3}\n")),
+            Some(Bytes::from("# 3 traces lost: this reader is too slow\n\n"))
+        );
+        assert_eq!(text.peer_line(Bytes::from("{\"trace_id\":\"x\"}\n")), None);
+        assert_eq!(text.peer_line(Bytes::from("not json\n")), None);
+    }
+
+    #[test]
+    fn ndjson_readers_get_the_peers_lines_as_they_are() {
+        for format in [TailFormat::Json, TailFormat::TextLines] {
+            let line = Bytes::from("{\"lost\": 3}\n");
+            assert_eq!(format.peer_line(line.clone()), Some(line));
+        }
+        assert_eq!(TailFormat::Json.asked_of_peers(), "json");
+        assert_eq!(TailFormat::TextLines.asked_of_peers(), "text-lines");
+        assert!(TailFormat::parse("xml").is_err());
+    }
+
+    #[test]
+    fn a_peers_text_trees_link_to_the_readers_host() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "peer-b:16686".parse().unwrap());
+        headers.insert(FORWARDED_HOST, "spanline.example:8080".parse().unwrap());
+        // Only a peer's request (it carries the proxied header) is believed.
+        assert_eq!(
+            reader_ui_url(&headers).as_deref(),
+            Some("http://peer-b:16686")
+        );
+        headers.insert(PROXIED_HEADER, "1".parse().unwrap());
+        assert_eq!(
+            reader_ui_url(&headers).as_deref(),
+            Some("http://spanline.example:8080")
+        );
+    }
 }

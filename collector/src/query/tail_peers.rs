@@ -4,11 +4,12 @@
 //! ([`crate::ingest::peers`]). So that a reader behind a proxy sees every collector's traces,
 //! an NDJSON `GET /v1/tail` on a collector that has `COLLECTOR_PEER_QUERY_URLS` also follows
 //! every other peer's `/v1/tail` ([`PeerFeeds::start`]): one streaming `GET
-//! <peer query URL>/v1/tail?<the same query string>` per peer, carrying
-//! [`PROXIED_HEADER`] (the peer answers with the traces it owns and never fans out again, so
-//! there are no loops) and the reader's `Authorization` and `Cookie`. Each peer line (one
-//! whole tree, or a peer's `{"lost": n}`) is passed on as it is, between the local trees; the
-//! peer applies the filters, since it receives the same query string.
+//! <peer query URL>/v1/tail?<the reader's filters>&format=<json or text-lines>` per peer,
+//! carrying [`PROXIED_HEADER`] (the peer answers with the traces it owns and never fans out
+//! again, so there are no loops), the reader's `Authorization` and `Cookie`, and its `Host`
+//! as [`FORWARDED_HOST`] (for the UI links of text trees). Each peer line (one whole tree, or
+//! a peer's `{"lost": n}`) goes to the reader between the local trees (`query::tail` turns
+//! `text-lines` back into text for a text reader); the peer applies the filters.
 //!
 //! A peer that cannot be reached, answers an error, or ends its stream is asked again after
 //! [`BACKOFF_MIN`], doubling up to [`BACKOFF_MAX`], for as long as the reader stays connected;
@@ -18,8 +19,6 @@
 //! the loss is counted in `spanline_tail_traces_lost_total`, as with the local ring. The peer
 //! connections end when the reader goes away.
 //!
-//! `format=text` is not merged (a text tree has no delimiter that a span's own text cannot
-//! contain): it shows this collector's share only.
 
 use std::time::Duration;
 
@@ -35,6 +34,8 @@ use crate::ingest::peers::{PROXIED_HEADER, Peers};
 pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between two attempts on a failed peer.
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The header that carries the reader's `Host` to a peer (whose text trees link to the UI).
+pub(crate) const FORWARDED_HOST: &str = "x-forwarded-host";
 /// Longest line (one tree) taken from a peer: 64 MiB; a longer one ends that connection.
 pub(crate) const MAX_LINE_BYTES: usize = 64 << 20;
 
@@ -46,9 +47,13 @@ pub(crate) struct PeerFeeds {
 }
 
 impl PeerFeeds {
-    /// Follows every other peer that has a query URL, or `None` when there is none or the
-    /// request itself comes from a peer (it carries [`PROXIED_HEADER`]).
-    pub(crate) fn start(peers: &Peers, query: Option<&str>, headers: &HeaderMap) -> Option<Self> {
+    /// Follows every other peer that has a query URL with the query `pairs`, or `None` when
+    /// there is none or the request itself comes from a peer (it carries [`PROXIED_HEADER`]).
+    pub(crate) fn start(
+        peers: &Peers,
+        pairs: &[(String, String)],
+        headers: &HeaderMap,
+    ) -> Option<Self> {
         if headers.contains_key(PROXIED_HEADER) {
             return None;
         }
@@ -59,9 +64,10 @@ impl PeerFeeds {
             .enumerate()
             .filter(|(i, _)| *i != config.self_index)
             .filter_map(|(_, peer)| peer.query_url.as_ref())
-            .map(|base| match query {
-                Some(q) if !q.is_empty() => format!("{base}/v1/tail?{q}"),
-                _ => format!("{base}/v1/tail"),
+            .filter_map(|base| {
+                let mut url = reqwest::Url::parse(&format!("{base}/v1/tail")).ok()?;
+                url.query_pairs_mut().extend_pairs(pairs);
+                Some(url.to_string())
             })
             .collect();
         if urls.is_empty() {
@@ -75,6 +81,9 @@ impl PeerFeeds {
             if let Some(value) = headers.get(&name) {
                 passed.push((name, value.clone()));
             }
+        }
+        if let Some(host) = headers.get(header::HOST) {
+            passed.push((HeaderName::from_static(FORWARDED_HOST), host.clone()));
         }
         let (sender, receiver) = broadcast::channel(TAIL_BUFFER);
         let tasks = urls

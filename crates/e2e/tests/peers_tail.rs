@@ -2,6 +2,7 @@
 //! collector's NDJSON tail receives every finished trace of the group exactly once, those this
 //! collector owns and those its peer owns, with the reader's filters applied by the peer too.
 //! A peer that stops and starts again is followed again, and the reader's stream never breaks.
+//! A `format=text` reader gets the peer's trees too, as text.
 //! Each collector has its own SQLite file, so where a trace is stored tells its owner.
 
 use std::time::{Duration, Instant};
@@ -43,11 +44,25 @@ async fn stored_at(client: &reqwest::Client, c: &Collector, trace: &str) -> bool
     }
 }
 
-/// An open NDJSON `GET /v1/tail`, read line by line.
+/// An open `GET /v1/tail`, read line by line: NDJSON, or with `format=text` in the query one
+/// `{"trace_id", "text"}` per tree header line (`trace <id>  …`) and `{"lost": n}` per loss.
 struct Tail {
     response: reqwest::Response,
     partial: Vec<u8>,
     lines: std::collections::VecDeque<Value>,
+    text: bool,
+}
+
+/// A text tail's line as [`Tail::next`] gives it; `None` for the lines inside a tree.
+fn text_line(line: &str) -> Option<Value> {
+    if let Some(header) = line.strip_prefix("trace ") {
+        let id = header.split_whitespace().next().expect("trace id");
+        return Some(json!({"trace_id": id, "text": line}));
+    }
+    let lost = line
+        .strip_prefix("# ")?
+        .strip_suffix(" traces lost: this reader is too slow")?;
+    Some(json!({"lost": lost}))
 }
 
 impl Tail {
@@ -66,6 +81,7 @@ impl Tail {
             response,
             partial: Vec::new(),
             lines: Default::default(),
+            text: query.split('&').any(|p| p == "format=text"),
         }
     }
 
@@ -83,6 +99,11 @@ impl Tail {
             self.partial.extend_from_slice(&chunk);
             while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.partial.drain(..=end).collect();
+                if self.text {
+                    let line = String::from_utf8(line).expect("text tail is UTF-8");
+                    self.lines.extend(text_line(line.trim_end()));
+                    continue;
+                }
                 let value = serde_json::from_slice(&line).unwrap_or_else(|e| {
                     panic!(
                         "tail line is not JSON ({e}): {}",
@@ -107,8 +128,10 @@ impl Tail {
             };
             assert!(line.get("lost").is_none(), "the reader lost traces: {line}");
             let id = line["trace_id"].as_str().expect("trace_id").to_owned();
-            let services = line["services"].clone();
-            assert_eq!(services, json!(["tailtest"]), "filter not applied: {line}");
+            if !self.text {
+                let services = line["services"].clone();
+                assert_eq!(services, json!(["tailtest"]), "filter not applied: {line}");
+            }
             *seen.entry(id).or_default() += 1;
         }
         true
@@ -157,21 +180,37 @@ async fn reaches_the_tail_from_the_peer(
 }
 
 /// Two collectors on `dir` (traces settle after 1 s), a client, and a reader of collector 0's
-/// tail for `service=tailtest` that has already received a trace its peer owns.
-async fn tailed_group(dir: &std::path::Path) -> (Vec<Collector>, reqwest::Client, Tail) {
+/// tail for `query` (`service=tailtest`, and maybe a format) that has already received a
+/// trace its peer owns.
+async fn tailed_group(
+    dir: &std::path::Path,
+    query: &str,
+) -> (Vec<Collector>, reqwest::Client, Tail) {
     let group = start_group(2, dir, &[("COLLECTOR_TRACE_SETTLE", "1s".to_owned())]).await;
     let client = client();
-    let mut tail = Tail::open(&group[0].query_url, "service=tailtest").await;
+    let mut tail = Tail::open(&group[0].query_url, query).await;
     reaches_the_tail_from_the_peer(&client, &group, &mut tail).await;
     (group, client, tail)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tail_reader_of_one_collector_sees_the_traces_its_peer_owns_exactly_once() {
+    sees_the_traces_its_peer_owns_exactly_once("service=tailtest").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_tail_reader_of_one_collector_sees_the_traces_its_peer_owns_exactly_once() {
+    sees_the_traces_its_peer_owns_exactly_once("service=tailtest&format=text").await;
+}
+
+async fn sees_the_traces_its_peer_owns_exactly_once(query: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (group, client, mut tail) = tailed_group(dir.path()).await;
-    // Also a trace nobody reads for: another service, filtered out at both collectors.
-    post_trace(&client, &group[0].ingest_url, "other").await;
+    let (group, client, mut tail) = tailed_group(dir.path(), query).await;
+    // Also traces nobody reads for: another service, filtered out at both collectors.
+    let others = [
+        post_trace(&client, &group[0].ingest_url, "other").await,
+        post_trace(&client, &group[1].ingest_url, "other").await,
+    ];
 
     // Now every trace arrives, exactly once, whichever collector owns it.
     let mut seen = std::collections::HashMap::new();
@@ -200,12 +239,15 @@ async fn a_tail_reader_of_one_collector_sees_the_traces_its_peer_owns_exactly_on
             seen[t]
         );
     }
+    for t in &others {
+        assert!(!seen.contains_key(t), "filter not applied to {t}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_restarts_is_followed_again_and_the_reader_keeps_its_stream() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut group, client, mut tail) = tailed_group(dir.path()).await;
+    let (mut group, client, mut tail) = tailed_group(dir.path(), "service=tailtest").await;
 
     group[1].restart().await;
     // The same stream (a break would panic in `Tail::next`) carries collector 1's traces again.
