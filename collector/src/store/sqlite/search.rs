@@ -26,11 +26,17 @@ pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary
     if !q.needs_span_check() {
         return find_by_index(conn, q, drive, q.effective_limit(), 0, None);
     }
-    // Same-span conditions: the indexes give a superset in the query's order, page by
-    // page; each candidate's spans decide. At most MAX_SPAN_CHECKED traces are read.
     let want = q.effective_limit();
-    let page = (want * 4).clamp(64, 1000);
     let candidates = q.candidates();
+    if q.attributes.is_empty() {
+        // Every same-span condition is a column of `spans`: the probe is exact, and no
+        // candidate needs to be read.
+        return find_by_index(conn, &candidates, drive, want, 0, Some(q));
+    }
+    // Same-span conditions with attributes: the indexes give a superset in the query's
+    // order, page by page; each candidate's spans decide. At most MAX_SPAN_CHECKED traces
+    // are read.
+    let page = (want * 4).clamp(64, 1000);
     let mut found = Vec::with_capacity(want);
     let mut offset = 0;
     while found.len() < want && offset < MAX_SPAN_CHECKED {
@@ -59,8 +65,9 @@ pub(super) const MAX_SPAN_CHECKED: usize = 10_000;
 
 /// The span conditions of `q` that are columns of `spans` (service, name, kind, status,
 /// error, duration bounds) as one `EXISTS` over the trace's spans, binding its values into
-/// `args`; `None` when it has none. Necessary for [`TraceQuery::matches_trace`], and
-/// sufficient without attribute conditions: candidates failing it are never read.
+/// `args`; `None` when it has none. Necessary for [`TraceQuery::matches_trace`] (candidates
+/// failing it are never read), and sufficient without attribute conditions (then no
+/// candidate is read at all).
 fn same_span_probe(q: &TraceQuery, args: &mut Vec<SqlValue>) -> Option<String> {
     let mut conds = Vec::new();
     if let Some(service) = &q.service {
