@@ -72,10 +72,11 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use super::attr_stage::SCHEMA_V8;
 use super::links::SCHEMA_V6;
 use super::options::{SqliteOptions, Synchronous};
+use super::search::SCHEMA_V9;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -360,6 +361,7 @@ pub(super) fn open_read_write(
         let v6 = if version < 6 { SCHEMA_V6 } else { "" };
         let v7 = if version < 7 { SCHEMA_V7 } else { "" };
         let v8 = if version < 8 { SCHEMA_V8 } else { "" };
+        let v9 = if version < 9 { SCHEMA_V9 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -372,7 +374,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} \
              PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))

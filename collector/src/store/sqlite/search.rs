@@ -14,24 +14,33 @@ use crate::store::{
 };
 
 /// Search. Newest-first searches walk the most selective start-ordered index (operation,
-/// service, then the first attribute, else `traces_by_start`) and stop at the limit, or,
-/// when fewer than [`DURATION_DRIVE_MAX`] traces reach the minimum duration, read those
-/// from `traces_by_duration` and sort them; the
-/// other filters are `EXISTS` probes on primary keys. Duration-ordered searches walk
-/// `traces_by_duration` from the longest. Every value is a bound parameter.
+/// service, then the first attribute, else `traces_by_start`) and stop at the limit, or read
+/// a few candidates and sort them: the traces of a service's slow spans (`spans_slow`, when
+/// fewer than [`SLOW_DRIVE_MAX`] spans of the service reach a minimum duration of at least
+/// [`SLOW_SPAN_NS`]), or the traces that reach the minimum duration (when fewer than
+/// [`DURATION_DRIVE_MAX`] do, from `traces_by_duration`). The other filters are `EXISTS`
+/// probes on primary keys. Duration-ordered searches walk `traces_by_duration` from the
+/// longest. Every value is a bound parameter.
 pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
+    let drive = Drive::choose(conn, q)?;
     if !q.needs_span_check() {
-        return find_by_index(conn, q, q.effective_limit(), 0, None);
+        return find_by_index(conn, q, drive, q.effective_limit(), 0, None);
     }
-    // Same-span conditions: the indexes give a superset in the query's order, page by
-    // page; each candidate's spans decide. At most MAX_SPAN_CHECKED traces are read.
     let want = q.effective_limit();
-    let page = (want * 4).clamp(64, 1000);
     let candidates = q.candidates();
+    if q.attributes.is_empty() {
+        // Every same-span condition is a column of `spans`: the probe is exact, and no
+        // candidate needs to be read.
+        return find_by_index(conn, &candidates, drive, want, 0, Some(q));
+    }
+    // Same-span conditions with attributes: the indexes give a superset in the query's
+    // order, page by page; each candidate's spans decide. At most MAX_SPAN_CHECKED traces
+    // are read.
+    let page = (want * 4).clamp(64, 1000);
     let mut found = Vec::with_capacity(want);
     let mut offset = 0;
     while found.len() < want && offset < MAX_SPAN_CHECKED {
-        let batch = find_by_index(conn, &candidates, page, offset, Some(q))?;
+        let batch = find_by_index(conn, &candidates, drive, page, offset, Some(q))?;
         let exhausted = batch.len() < page;
         offset += batch.len();
         for summary in batch {
@@ -56,8 +65,9 @@ pub(super) const MAX_SPAN_CHECKED: usize = 10_000;
 
 /// The span conditions of `q` that are columns of `spans` (service, name, kind, status,
 /// error, duration bounds) as one `EXISTS` over the trace's spans, binding its values into
-/// `args`; `None` when it has none. Necessary for [`TraceQuery::matches_trace`], and
-/// sufficient without attribute conditions: candidates failing it are never read.
+/// `args`; `None` when it has none. Necessary for [`TraceQuery::matches_trace`] (candidates
+/// failing it are never read), and sufficient without attribute conditions (then no
+/// candidate is read at all).
 fn same_span_probe(q: &TraceQuery, args: &mut Vec<SqlValue>) -> Option<String> {
     let mut conds = Vec::new();
     if let Some(service) = &q.service {
@@ -96,26 +106,115 @@ fn same_span_probe(q: &TraceQuery, args: &mut Vec<SqlValue>) -> Option<String> {
     })
 }
 
+/// Version 8 → 9 (also run on a new file): `spans_slow`, a partial index of the spans that
+/// last [`SLOW_SPAN_NS`] or longer, by service and duration. Slow spans are few, so it costs
+/// the writer little (none in the ingest benchmark, whose spans last 250 µs); it finds the
+/// traces of a service's slow spans without walking all of that service's traces. Building
+/// it on an existing file reads every span once.
+pub(super) const SCHEMA_V9: &str = "CREATE INDEX IF NOT EXISTS spans_slow \
+    ON spans (service, duration_ns) WHERE duration_ns >= 100000000;";
+
+/// The shortest span in `spans_slow`, in ns: the bound in [`SCHEMA_V9`] and `slow_spans!`.
+pub(super) const SLOW_SPAN_NS: u64 = 100_000_000;
+
+/// The trace ids of a service's spans at or above a minimum duration (`?` service, `?` min
+/// in ns), when the minimum is at least [`SLOW_SPAN_NS`]. The index's own condition is
+/// written out so that SQLite may use the partial index (a bound parameter would not prove
+/// that the rows are all in it).
+macro_rules! slow_spans {
+    () => {
+        "SELECT s.trace_id FROM spans s INDEXED BY spans_slow \
+         WHERE s.service = ? AND s.duration_ns >= ? AND s.duration_ns >= 100000000"
+    };
+}
+
+/// At most this many spans of a service at or above a search's minimum duration make it
+/// read their traces from `spans_slow` and sort them.
+const SLOW_DRIVE_MAX: i64 = 5_000;
+
 /// At most this many traces at or above a search's minimum duration make it walk
 /// `traces_by_duration` (read them all, sort by start) instead of the service's or
 /// operation's traces newest first.
 const DURATION_DRIVE_MAX: i64 = 2_000;
 
-/// Whether fewer than [`DURATION_DRIVE_MAX`] traces last `min_duration_ns` or longer (counts
-/// at most that many entries of `traces_by_duration`).
-fn few_traces_this_long(conn: &Connection, min_duration_ns: u64) -> Result<bool, StoreError> {
+/// Whether fewer than `max` rows answer `sql` (a `SELECT 1 … LIMIT ?` counted up to `max`,
+/// with `args` bound before the limit).
+fn fewer_than(
+    conn: &Connection,
+    sql: &str,
+    mut args: Vec<SqlValue>,
+    max: i64,
+) -> Result<bool, StoreError> {
+    args.push(SqlValue::Integer(max));
     let count: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM (SELECT 1 FROM traces INDEXED BY traces_by_duration \
-             WHERE duration_ns >= ?1 LIMIT ?2)",
-        )
+        .prepare_cached(&format!("SELECT count(*) FROM ({sql} LIMIT ?)"))
         .map_err(backend)?
-        .query_row(
-            rusqlite::params![to_i64(min_duration_ns), DURATION_DRIVE_MAX],
-            |r| r.get(0),
-        )
+        .query_row(rusqlite::params_from_iter(args), |r| r.get(0))
         .map_err(backend)?;
-    Ok(count < DURATION_DRIVE_MAX)
+    Ok(count < max)
+}
+
+/// Which index a newest-first search walks (chosen once per search).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drive {
+    /// `traces_by_start`, or `traces_by_duration` for searches by duration.
+    Traces,
+    /// `trace_operations`, newest first.
+    Operation,
+    /// `trace_services`, newest first.
+    Service,
+    /// The first attribute's rows (both levels), newest first.
+    Attribute,
+    /// The few traces that reach the minimum duration, sorted.
+    Duration,
+    /// The traces of the service's few spans that reach the minimum duration, sorted.
+    SlowSpans,
+}
+
+impl Drive {
+    fn choose(conn: &Connection, q: &TraceQuery) -> Result<Self, StoreError> {
+        if q.sort != SortOrder::Newest {
+            return Ok(Self::Traces);
+        }
+        let first_attribute = q.attributes.first();
+        if first_attribute.is_none()
+            && let (Some(service), Some(min)) = (&q.service, q.min_duration_ns)
+            && min >= SLOW_SPAN_NS
+            && fewer_than(
+                conn,
+                slow_spans!(),
+                vec![
+                    SqlValue::Text(service.clone()),
+                    SqlValue::Integer(to_i64(min)),
+                ],
+                SLOW_DRIVE_MAX,
+            )?
+        {
+            return Ok(Self::SlowSpans);
+        }
+        // A minimum duration few traces reach: walking the service's (or operation's)
+        // traces newest first would read all of them to find the few; read the few and sort.
+        if first_attribute.is_none()
+            && let Some(min) = q.min_duration_ns
+            && fewer_than(
+                conn,
+                "SELECT 1 FROM traces INDEXED BY traces_by_duration WHERE duration_ns >= ?",
+                vec![SqlValue::Integer(to_i64(min))],
+                DURATION_DRIVE_MAX,
+            )?
+        {
+            return Ok(Self::Duration);
+        }
+        Ok(match (&q.service, &q.operation, first_attribute) {
+            (_, Some(_), _) => Self::Operation,
+            // An attribute value is nearly always more selective than a service: walking the
+            // service's traces newest first and probing each for the attribute reads the
+            // whole service when the value is rare.
+            (_, None, Some(_)) => Self::Attribute,
+            (Some(_), None, None) => Self::Service,
+            (None, None, None) => Self::Traces,
+        })
+    }
 }
 
 /// The indexed search: `limit` summaries from `offset` in the query's order. With
@@ -124,6 +223,7 @@ fn few_traces_this_long(conn: &Connection, min_duration_ns: u64) -> Result<bool,
 fn find_by_index(
     conn: &Connection,
     q: &TraceQuery,
+    drive: Drive,
     limit: usize,
     offset: usize,
     same_span: Option<&TraceQuery>,
@@ -132,35 +232,23 @@ fn find_by_index(
     let mut conds: Vec<String> = Vec::new();
     let text = |v: &String| SqlValue::Text(v.clone());
     let newest = q.sort == SortOrder::Newest;
-    // Which filter drives the walk (newest first only).
-    enum Drive {
-        Traces,
-        Operation,
-        Service,
-        Attribute,
-        Duration,
-    }
-    let drive = match (&q.service, &q.operation, q.attributes.first()) {
-        _ if !newest => Drive::Traces,
-        // A minimum duration few traces reach: walking the service's (or operation's) traces
-        // newest first would read all of them to find the few; read the few and sort them.
-        (_, _, None)
-            if q.min_duration_ns
-                .is_some_and(|min| few_traces_this_long(conn, min).unwrap_or(false)) =>
-        {
-            Drive::Duration
-        }
-        (_, Some(_), _) => Drive::Operation,
-        // An attribute value is nearly always more selective than a service: walking the
-        // service's traces newest first and probing each for the attribute reads the whole
-        // service when the value is rare.
-        (_, None, Some(_)) => Drive::Attribute,
-        (Some(_), None, None) => Drive::Service,
-        (None, None, None) => Drive::Traces,
-    };
     let (from, order, distinct) = match drive {
         Drive::Traces => ("traces t", "t", ""),
         Drive::Duration => ("traces t INDEXED BY traces_by_duration", "t", ""),
+        Drive::SlowSpans => {
+            args.push(text(q.service.as_ref().unwrap_or(&String::new())));
+            args.push(SqlValue::Integer(to_i64(q.min_duration_ns.unwrap_or(0))));
+            // CROSS JOIN: the few slow spans' traces first, then each trace by its key.
+            (
+                concat!(
+                    "(SELECT DISTINCT trace_id FROM (",
+                    slow_spans!(),
+                    ")) x CROSS JOIN traces t ON t.trace_id = x.trace_id"
+                ),
+                "t",
+                "",
+            )
+        }
         Drive::Operation => {
             conds.push("x.operation = ?".to_owned());
             args.push(text(q.operation.as_ref().unwrap_or(&String::new())));
@@ -196,7 +284,7 @@ fn find_by_index(
             )
         }
     };
-    if !matches!(drive, Drive::Operation | Drive::Service)
+    if !matches!(drive, Drive::Operation | Drive::Service | Drive::SlowSpans)
         && let Some(service) = &q.service
     {
         conds.push(
@@ -327,7 +415,7 @@ fn find_by_index(
 
 #[cfg(test)]
 mod tests {
-    use super::DURATION_DRIVE_MAX;
+    use super::{DURATION_DRIVE_MAX, Drive, SLOW_DRIVE_MAX};
     use crate::model::{SpanKind, TraceId};
     use crate::store::sqlite::tests::fresh;
     use crate::store::{SpanStore, TraceQuery};
@@ -404,6 +492,73 @@ mod tests {
         assert_eq!(
             starts(store.find_traces(common).await.unwrap()),
             [n + 3, n + 1, n - 1]
+        );
+    }
+
+    /// Newest-first searches with a service and a minimum duration give the same newest
+    /// matches through each walk: the slow-span index (few spans of the service that long,
+    /// or none), the duration index (a minimum under 100 ms that few traces reach), and the
+    /// service's traces newest first (many spans that long).
+    #[tokio::test]
+    async fn service_and_min_duration_searches_agree_through_the_slow_span_index() {
+        let (store, dir) = fresh().await;
+        let short = u32::try_from(DURATION_DRIVE_MAX).unwrap() + 100;
+        let slow = u32::try_from(SLOW_DRIVE_MAX).unwrap() + 100;
+        let mut spans: Vec<_> = (0..short)
+            .map(|n| one_span_trace(n, "a", "x", 10.0))
+            .collect();
+        // Many slow spans of `z`; three of `b` (two old, one newest); one 60 ms span of `a`.
+        spans.extend((0..slow).map(|n| one_span_trace(short + n, "z", "x", 2000.0)));
+        let end = short + slow;
+        // (Other trace ids than `a`'s traces starting at 1 and 2 ms.)
+        let mut old = [(1, 1500.0), (2, 150.0)].map(|(n, ms)| one_span_trace(n, "b", "x", ms));
+        for span in &mut old {
+            span.trace_id.0[0] = 0x5d;
+        }
+        spans.extend(old);
+        spans.push(one_span_trace(end + 1, "b", "y", 3000.0));
+        spans.push(one_span_trace(end + 2, "a", "y", 60.0));
+        store.write_spans(spans).await.unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("spanline.db")).unwrap();
+        let query = |service: &str, min_ms: u64, limit: usize| TraceQuery {
+            service: Some(service.into()),
+            min_duration_ns: Some(min_ms * 1_000_000),
+            limit,
+            ..TraceQuery::default()
+        };
+        let search = |q: TraceQuery| {
+            let drive = Drive::choose(&conn, &q).unwrap();
+            let store = &store;
+            async move {
+                let found = store.find_traces(q).await.unwrap();
+                let starts: Vec<u64> = found
+                    .iter()
+                    .map(|s| (s.start_time_unix_nano - crate::testing::T0) / crate::testing::MS)
+                    .collect();
+                (drive, starts)
+            }
+        };
+        let (end, slow) = (u64::from(end), u64::from(slow));
+        let short = u64::from(short);
+        assert_eq!(
+            search(query("b", 1000, 20)).await,
+            (Drive::SlowSpans, vec![end + 1, 1])
+        );
+        assert_eq!(
+            search(query("b", 100, 2)).await,
+            (Drive::SlowSpans, vec![end + 1, 2])
+        );
+        assert_eq!(
+            search(query("nobody", 100, 20)).await,
+            (Drive::SlowSpans, vec![])
+        );
+        // Under 100 ms: not in the slow-span index; few traces that long (the service's
+        // is one of them).
+        assert_eq!(search(query("a", 50, 20)).await.1, vec![end + 2]);
+        // Many slow spans of `z` and many traces that long: `z`'s traces newest first.
+        assert_eq!(
+            search(query("z", 1000, 2)).await,
+            (Drive::Service, vec![short + slow - 1, short + slow - 2])
         );
     }
 }
