@@ -141,6 +141,12 @@ const INSERT_SETTINGS: &[(&str, &str)] = &[("insert_distributed_sync", "1")];
 const REPLICATED_SELECT_SETTINGS: &[(&str, &str)] =
     &[("max_replica_delay_for_distributed_queries", "1")];
 
+/// [`REPLICATED_SELECT_SETTINGS`] with [`search_sql::PER_SHARD`].
+const REPLICATED_PER_SHARD_SETTINGS: &[(&str, &str)] = &[
+    ("max_replica_delay_for_distributed_queries", "1"),
+    ("distributed_group_by_no_merge", "1"),
+];
+
 impl Shared {
     /// Runs `sql` with `body` on the main node (with replication: the preferred node, or the
     /// next that accepts a connection, with `replicated_settings` instead of `settings`; see
@@ -170,6 +176,18 @@ impl Shared {
     async fn select(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
         self.run(sql, &[], REPLICATED_SELECT_SETTINGS, Vec::new())
             .await
+    }
+
+    /// [`Shared::select`] of a per-trace aggregate that each shard answers alone
+    /// ([`search_sql::PER_SHARD`]): the rows of the shards one after the other.
+    async fn select_per_shard(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
+        self.run(
+            sql,
+            search_sql::PER_SHARD,
+            REPLICATED_PER_SHARD_SETTINGS,
+            Vec::new(),
+        )
+        .await
     }
 
     /// [`Shared::select`], each row of the answer read by `row`.

@@ -1,13 +1,14 @@
 //! Trace search: [`search_sql::find_trace_ids`] picks the matching traces in the query's
-//! order (in ClickHouse), then one more statement reads the summary columns of their spans,
-//! which are folded with [`TraceSummary::add_span`], the one summary rule every backend
-//! shares.
+//! order (in ClickHouse, each shard its own; sorted together here), then one more statement
+//! reads the summary columns of their spans, which are folded with
+//! [`TraceSummary::add_span`], the one summary rule every backend shares.
 //!
 //! Newest-first searches do bounded work: they look for candidates in time windows that
 //! widen backwards from the newest span start ([`WINDOWS_NS`], from `newest_local`), keep
 //! the `k` newest candidates of a window, rank those, and stop at the first window whose
 //! results are certain to be the exact answer ([`newest_first`]); the full search is the
-//! last resort.
+//! last resort, and what duration-sorted searches do (ranking the candidates from the
+//! per-trace summaries when the prefilter checked every span condition).
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
@@ -17,7 +18,7 @@ use super::codec::read_summary_span;
 use super::rowbinary::Reader;
 use super::{Shared, search_sql, sql};
 use crate::model::{Span, TraceId};
-use crate::store::{StoreError, TraceQuery, TraceSummary};
+use crate::store::{SortOrder, StoreError, TraceQuery, TraceSummary};
 
 /// Summaries of the traces matching `query`, in its order, at most its limit.
 ///
@@ -30,10 +31,15 @@ pub(super) async fn find_traces(
     let ids = match newest_first(shared, query).await? {
         Some(ids) => ids,
         None => {
-            let answer = shared
-                .select(&search_sql::find_trace_ids(&shared.tables, query))
-                .await?;
-            read_found(&answer)?.into_iter().map(|(id, _)| id).collect()
+            let sql = search_sql::find_trace_ids(&shared.tables, query);
+            ranked(
+                query,
+                &shared.select_per_shard(&sql).await?,
+                query.effective_limit(),
+            )?
+            .iter()
+            .map(|f| f.id)
+            .collect()
         }
     };
     let mut summaries = summaries(shared, &ids).await?;
@@ -156,16 +162,10 @@ async fn newest_first(
             if candidates.is_empty() {
                 return Ok(Some(Vec::new()));
             }
-            let answer = shared
-                .select(&search_sql::find_trace_ids_among(
-                    &shared.tables,
-                    query,
-                    &candidates,
-                ))
-                .await?;
-            let found = read_found(&answer)?;
+            let sql = search_sql::find_trace_ids_among(&shared.tables, query, &candidates);
+            let found = ranked(query, &shared.select_per_shard(&sql).await?, limit)?;
             let all_kept = candidates.len() < k;
-            let last = found.last().map(|(id, start)| (*start, *id));
+            let last = found.last().map(|f| (f.start_ns, f.id));
             let in_window = match (from, last) {
                 (None, _) => true,
                 (Some(from), Some((start, _))) => start >= from,
@@ -173,7 +173,7 @@ async fn newest_first(
             };
             let after_bound = all_kept || last.is_some_and(|l| l > bound);
             if found.len() == limit && in_window && after_bound || from.is_none() && all_kept {
-                return Ok(Some(found.into_iter().map(|(id, _)| id).collect()));
+                return Ok(Some(found.iter().map(|f| f.id).collect()));
             }
             if !in_window || found.len() < limit && all_kept {
                 break; // the window holds too few results: widen
@@ -187,17 +187,37 @@ async fn newest_first(
     Ok(None)
 }
 
-/// `(trace_id, t_start)` of each row of a [`search_sql::find_trace_ids`] answer.
-fn read_found(answer: &[u8]) -> Result<Vec<(TraceId, u64)>, StoreError> {
+/// One row of a per-trace aggregate ([`search_sql::find_trace_ids`] and the like).
+struct Found {
+    id: TraceId,
+    /// The trace's first span start, unix ns.
+    start_ns: u64,
+    /// The trace's duration, ns.
+    duration_ns: u64,
+}
+
+/// The rows `(trace_id, t_start, t_end, t_dur)` of a per-trace aggregate that each shard
+/// answered alone, sorted together in the query's order (ties: larger trace id first),
+/// the first `keep`.
+fn ranked(query: &TraceQuery, answer: &[u8], keep: usize) -> Result<Vec<Found>, StoreError> {
     let mut r = Reader::new(answer);
     let mut found = Vec::new();
     while !r.is_empty() {
         let id = TraceId(r.fixed::<16>()?);
-        let start = r.u64()?;
+        let start_ns = r.u64()?;
         r.u64()?;
-        r.u64()?;
-        found.push((id, start));
+        let duration_ns = r.u64()?;
+        found.push(Found {
+            id,
+            start_ns,
+            duration_ns,
+        });
     }
+    match query.sort {
+        SortOrder::Newest => found.sort_by_key(|f| std::cmp::Reverse((f.start_ns, f.id))),
+        SortOrder::Duration => found.sort_by_key(|f| std::cmp::Reverse((f.duration_ns, f.id))),
+    }
+    found.truncate(keep);
     Ok(found)
 }
 
@@ -212,16 +232,15 @@ pub(super) async fn summaries(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let answer = shared
-        .select(&sql::summary_rows(&shared.tables, ids))
-        .await?;
+    // Two statements at once: one round trip's wait instead of two.
+    let rows = sql::summary_rows(&shared.tables, ids);
+    let (answer, refused) = tokio::try_join!(shared.select(&rows), refused_counts(shared, ids))?;
     let mut r = Reader::new(&answer);
     let mut spans: HashMap<TraceId, Vec<Span>> = HashMap::new();
     while !r.is_empty() {
         let span = read_summary_span(&mut r)?;
         spans.entry(span.trace_id).or_default().push(span);
     }
-    let refused = refused_counts(shared, ids).await?;
     Ok(spans
         .into_iter()
         .map(|(id, mut list)| {
