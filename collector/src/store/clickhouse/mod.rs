@@ -128,6 +128,9 @@ struct Shared {
     /// The last read of `newest_local` (newest span start per service) and when it was
     /// read: where newest-first searches start their windows (`search.rs`).
     newest: Mutex<Option<(std::time::Instant, std::collections::HashMap<String, u64>)>>,
+    /// Per search shape, the index of the time window newest-first searches start at
+    /// (`search.rs`): where the last result of the previous search of that shape was.
+    window_hints: [std::sync::atomic::AtomicUsize; search::SHAPES],
 }
 
 /// Settings of a write: on a cluster, the insert returns only once every shard has its rows
@@ -278,6 +281,7 @@ impl ClickHouseStore {
             options,
             commits: watch::Sender::new(0),
             newest: Mutex::new(None),
+            window_hints: std::array::from_fn(|_| std::sync::atomic::AtomicUsize::new(0)),
         });
         let (sender, receiver) = mpsc::channel(insert::QUEUE_REQUESTS);
         let writer = tokio::spawn(insert::run(Arc::clone(&shared), receiver));

@@ -6,12 +6,14 @@
 //! Newest-first searches do bounded work: they look for candidates in time windows that
 //! widen backwards from the newest span start ([`WINDOWS_NS`], from `newest_local`), keep
 //! the `k` newest candidates of a window, rank those, and stop at the first window whose
-//! results are certain to be the exact answer ([`newest_first`]); the full search is the
+//! results are certain to be the exact answer ([`newest_first`]); a search starts at the
+//! window that held the last result of the previous search of its shape ([`first_window`]); the full search is the
 //! last resort, and what duration-sorted searches do (ranking the candidates from the
 //! per-trace summaries when the prefilter checked every span condition).
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::codec::read_summary_span;
@@ -136,8 +138,10 @@ async fn newest_first(
     let limit = query.effective_limit();
     let anchor = anchor(shared, query).await?;
     let min = query.start_time_min_unix_nano.unwrap_or(0);
+    let hint = &shared.window_hints[shape(query)];
     let windows = WINDOWS_NS
         .iter()
+        .skip(hint.load(Ordering::Relaxed))
         .map(|w| anchor.checked_sub(*w).filter(|from| *from > min))
         .take_while(Option::is_some)
         .chain([None]);
@@ -173,6 +177,9 @@ async fn newest_first(
             };
             let after_bound = all_kept || last.is_some_and(|l| l > bound);
             if found.len() == limit && in_window && after_bound || from.is_none() && all_kept {
+                if let Some((start, _)) = last.filter(|_| found.len() == limit) {
+                    hint.store(first_window(anchor, start), Ordering::Relaxed);
+                }
                 return Ok(Some(found.iter().map(|f| f.id).collect()));
             }
             if !in_window || found.len() < limit && all_kept {
@@ -185,6 +192,30 @@ async fn newest_first(
         }
     }
     Ok(None)
+}
+
+/// Which conditions a newest-first search has (service or operation, attributes, kind or
+/// status, duration): the index of its entry in `Shared::window_hints`, [`SHAPES`] of them.
+fn shape(query: &TraceQuery) -> usize {
+    usize::from(query.service.is_some() || query.operation.is_some())
+        | usize::from(!query.attributes.is_empty()) << 1
+        | usize::from(query.kind.is_some() || query.status.is_some() || query.errors_only) << 2
+        | usize::from(query.min_duration_ns.is_some() || query.max_duration_ns.is_some()) << 3
+}
+
+/// How many search shapes [`shape`] tells apart.
+pub(super) const SHAPES: usize = 16;
+
+/// The index of the narrowest window of [`WINDOWS_NS`] reaching back from `anchor` to
+/// `start_ns` (the last result of a search): where the next search of the same shape starts
+/// (a hint: a narrower window than needed costs a round trip, a wider one a longer scan;
+/// the answer is exact either way). At most the last window, never all time.
+fn first_window(anchor: u64, start_ns: u64) -> usize {
+    let back_ns = anchor.saturating_sub(start_ns);
+    WINDOWS_NS
+        .iter()
+        .position(|w| *w >= back_ns)
+        .unwrap_or(WINDOWS_NS.len() - 1)
 }
 
 /// One row of a per-trace aggregate ([`search_sql::find_trace_ids`] and the like).
@@ -275,4 +306,46 @@ pub(super) async fn refused_counts(
         out.insert(id, r.u64()?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_search_starts_at_the_window_that_held_the_last_result() {
+        let anchor = 1_000_000_000_000_000_000;
+        assert_eq!(first_window(anchor, anchor), 0);
+        assert_eq!(first_window(anchor, anchor - 100_000), 0);
+        assert_eq!(first_window(anchor, anchor - 100_001), 1);
+        assert_eq!(first_window(anchor, anchor - 5_000_000), 2);
+        // Older than every window: the widest, never all time.
+        assert_eq!(first_window(anchor, 0), WINDOWS_NS.len() - 1);
+        // A result after the anchor (a span newer than `newest_local` said): the first.
+        assert_eq!(first_window(anchor, anchor + 7), 0);
+    }
+
+    #[test]
+    fn shapes_tell_the_condition_groups_apart() {
+        let service = TraceQuery {
+            service: Some("a".into()),
+            ..TraceQuery::default()
+        };
+        let attribute = TraceQuery {
+            attributes: vec![("k".into(), "v".into())],
+            ..TraceQuery::default()
+        };
+        let both = TraceQuery {
+            min_duration_ns: Some(1),
+            ..attribute.clone()
+        };
+        let shapes = [
+            shape(&TraceQuery::default()),
+            shape(&service),
+            shape(&attribute),
+            shape(&both),
+        ];
+        assert_eq!(shapes, [0, 1, 2, 10]);
+        assert!(shapes.iter().all(|s| *s < SHAPES));
+    }
 }

@@ -106,11 +106,18 @@ pub(super) fn window_candidates(
         return None;
     }
     let mut conds: Vec<String> = conditions(q).prefilter.into_iter().collect();
-    if let Some(from) = from_ns {
-        conds.push(format!("start_ns >= {from}"));
+    // With attributes, the window is a PREWHERE: the attribute arrays, the widest columns,
+    // are then read only for the granules holding spans of the window.
+    let mut prewhere = String::new();
+    match from_ns {
+        Some(from) if !q.attributes.is_empty() => {
+            prewhere = format!(" PREWHERE start_ns >= {from}");
+        }
+        Some(from) => conds.push(format!("start_ns >= {from}")),
+        None => {}
     }
     Some(format!(
-        "SELECT trace_id, min(start_ns) AS s FROM {} WHERE {} GROUP BY trace_id \
+        "SELECT trace_id, min(start_ns) AS s FROM {}{prewhere} WHERE {} GROUP BY trace_id \
          ORDER BY s DESC, trace_id DESC LIMIT {k} FORMAT RowBinary",
         t.search(),
         and(&conds)

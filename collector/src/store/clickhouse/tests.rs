@@ -983,23 +983,13 @@ async fn schema_5_fills_trace_summaries_from_the_spans_of_an_older_database() {
     let store = ClickHouseStore::open(options.clone()).await.unwrap();
     let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
     let summaries = || async {
-        let answer = node
-            .run(
-                "SELECT lower(hex(trace_id)) AS id, minMerge(start_state), \
-                 maxMerge(end_state) FROM spanline_test.trace_summary_dist GROUP BY id \
-                 ORDER BY id FORMAT RowBinary",
-                &[],
-                Vec::new(),
-            )
-            .await
-            .unwrap();
-        let mut r = super::rowbinary::Reader::new(&answer);
-        let mut got = Vec::new();
-        while !r.is_empty() {
-            let id = String::from_utf8(r.bytes().unwrap().to_vec()).unwrap();
-            got.push((id, r.u64().unwrap(), r.u64().unwrap()));
-        }
-        got
+        let sql = "SELECT lower(hex(trace_id)) AS id, minMerge(start_state), \
+                   maxMerge(end_state) FROM spanline_test.trace_summary_dist GROUP BY id \
+                   ORDER BY id FORMAT RowBinary";
+        let answer = node.run(sql, &[], Vec::new()).await.unwrap();
+        super::rowbinary::Reader::new(&answer)
+            .rows(|r| Ok((r.string()?, r.u64()?, r.u64()?)))
+            .unwrap()
     };
     assert_eq!(summaries().await, want);
     // A second fill (a collector starting at the same time) folds into the same summaries.
