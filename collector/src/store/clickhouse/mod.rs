@@ -126,7 +126,8 @@ struct Shared {
     options: ClickHouseOptions,
     commits: watch::Sender<u64>,
     /// The last read of `newest_local` (newest span start per service) and when it was
-    /// read: where newest-first searches start their windows (`search.rs`).
+    /// read or a reread began: where newest-first searches start their windows
+    /// (`search.rs`).
     newest: Mutex<Option<(std::time::Instant, std::collections::HashMap<String, u64>)>>,
     /// Per search shape, the index of the time window newest-first searches start at
     /// (`search.rs`): where the last result of the previous search of that shape was.

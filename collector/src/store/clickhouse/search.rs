@@ -12,8 +12,8 @@
 //! per-trace summaries when the prefilter checked every span condition).
 
 use std::collections::HashMap;
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::codec::read_summary_span;
@@ -27,7 +27,7 @@ use crate::store::{SortOrder, StoreError, TraceQuery, TraceSummary};
 /// # Errors
 /// What a query failed with.
 pub(super) async fn find_traces(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     query: &TraceQuery,
 ) -> Result<Vec<TraceSummary>, StoreError> {
     let ids = match newest_first(shared, query).await? {
@@ -81,7 +81,7 @@ const NEWEST_TTL: Duration = Duration::from_secs(1);
 /// without one), at most now and at most the query's `start_time_max` (a window starting
 /// later cannot hold a result's start). A stale or missing value costs work, never
 /// exactness: each window reaches forward without bound.
-async fn anchor(shared: &Shared, query: &TraceQuery) -> Result<u64, StoreError> {
+async fn anchor(shared: &Arc<Shared>, query: &TraceQuery) -> Result<u64, StoreError> {
     let now = crate::time::now_unix_nano();
     let newest = newest_starts(shared).await?;
     let newest = match &query.service {
@@ -94,16 +94,30 @@ async fn anchor(shared: &Shared, query: &TraceQuery) -> Result<u64, StoreError> 
         .min(query.start_time_max_unix_nano.unwrap_or(u64::MAX)))
 }
 
-/// The newest span start per service (`newest_local`), read at most once per [`NEWEST_TTL`].
-async fn newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, StoreError> {
+/// The newest span start per service (`newest_local`): read inline the first time, then
+/// reused; once older than [`NEWEST_TTL`] it is read again in the background (one read at a
+/// time) while searches go on with the value they have, so no search waits for it (a stale
+/// value costs work, never exactness: see [`anchor`]).
+async fn newest_starts(shared: &Arc<Shared>) -> Result<HashMap<String, u64>, StoreError> {
     {
-        let cached = shared.newest.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, map)) = cached.as_ref()
-            && at.elapsed() < NEWEST_TTL
-        {
+        let mut cached = shared.newest.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, map)) = cached.as_mut() {
+            if at.elapsed() >= NEWEST_TTL {
+                *at = Instant::now();
+                let shared = Arc::clone(shared);
+                tokio::spawn(async move {
+                    // A failed read keeps the value; the next search after the TTL retries.
+                    let _ = read_newest_starts(&shared).await;
+                });
+            }
             return Ok(map.clone());
         }
     }
+    read_newest_starts(shared).await
+}
+
+/// Reads `newest_local` and caches it for [`newest_starts`].
+async fn read_newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, StoreError> {
     let answer = shared.select(&sql::newest_starts(&shared.tables)).await?;
     let mut r = Reader::new(&answer);
     let mut map = HashMap::new();
@@ -129,7 +143,7 @@ async fn newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, StoreErr
 /// candidates were kept. Otherwise: a wider window if the results start too early, else
 /// more candidates.
 async fn newest_first(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     query: &TraceQuery,
 ) -> Result<Option<Vec<TraceId>>, StoreError> {
     if query.sort != crate::store::SortOrder::Newest {
