@@ -7,9 +7,10 @@
 //! widen backwards from the newest span start ([`WINDOWS_NS`], from `newest_local`), keep
 //! the `k` newest candidates of a window, rank those, and stop at the first window whose
 //! results are certain to be the exact answer ([`newest_first`]); a search starts at the
-//! window that held the last result of the previous search of its shape ([`first_window`]); the full search is the
-//! last resort, and what duration-sorted searches do (ranking the candidates from the
-//! per-trace summaries when the prefilter checked every span condition).
+//! window that held the last result of the previous search of its shape
+//! ([`first_window`]). The full search is the last resort, and what duration-sorted
+//! searches do (ranking the candidates from the per-trace summaries when the prefilter
+//! checked every span condition).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
