@@ -27,6 +27,8 @@
 # cluster, started again on its data. COMPARE_SCHEMA=N: before the compared binary's
 # queries, the database's recorded schema version is set back to N (it refuses a newer
 # one; the tables it does not know are left alone and unused by it).
+# COLLECTOR_BIN=path: this binary as "this build" instead of building the worktree's (to
+# measure a build kept from an earlier commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,9 +48,9 @@ target=${CARGO_TARGET_DIR:-target}
 
 scripts/clickhouse.sh install >/dev/null
 echo "Building collector and loadgen (release)..."
-cargo build --release --locked --quiet -p collector --bin collector
+collector_bin=${COLLECTOR_BIN:-$target/release/collector}
+[ -n "${COLLECTOR_BIN:-}" ] || cargo build --release --locked --quiet -p collector --bin collector
 cargo build --release --locked --quiet -p loadgen
-collector_bin=$target/release/collector
 loadgen=$target/release/loadgen
 
 free_port() {

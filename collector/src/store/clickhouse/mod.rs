@@ -9,8 +9,8 @@
 //! | module | concept |
 //! |---|---|
 //! | [`sql`] | every statement (schema DDL, inserts, query shapes), in the 18.16 + current dialect, but the searches' |
-//! | [`search_sql`] | the search statements: prefilter, per-trace aggregate, windowed candidates |
-//! | [`schema`] | creating the schema at start: idempotent, versioned, on every node |
+//! | [`search_sql`] | the search statements: prefilter, per-trace aggregate (over the per-trace summaries of schema 5 when they suffice, else the spans), windowed candidates |
+//! | [`schema`] | creating the schema at start: idempotent, versioned, on every node; filling the tables newer views keep |
 //! | [`insert`] | the writer task: requests coalesce into one `INSERT`, answered after it |
 //! | [`search`] | trace search (`find_traces`: newest-first in widening time windows) and summaries |
 //! | [`read`] | trace by id, services, operations, dependencies, request samples |
@@ -126,8 +126,12 @@ struct Shared {
     options: ClickHouseOptions,
     commits: watch::Sender<u64>,
     /// The last read of `newest_local` (newest span start per service) and when it was
-    /// read: where newest-first searches start their windows (`search.rs`).
+    /// read or a reread began: where newest-first searches start their windows
+    /// (`search.rs`).
     newest: Mutex<Option<(std::time::Instant, std::collections::HashMap<String, u64>)>>,
+    /// Per search shape, the index of the time window newest-first searches start at
+    /// (`search.rs`): where the last result of the previous search of that shape was.
+    window_hints: [std::sync::atomic::AtomicUsize; search::SHAPES],
 }
 
 /// Settings of a write: on a cluster, the insert returns only once every shard has its rows
@@ -140,6 +144,12 @@ const INSERT_SETTINGS: &[(&str, &str)] = &[("insert_distributed_sync", "1")];
 /// of a shard is behind, the least stale answers, ClickHouse's default).
 const REPLICATED_SELECT_SETTINGS: &[(&str, &str)] =
     &[("max_replica_delay_for_distributed_queries", "1")];
+
+/// [`REPLICATED_SELECT_SETTINGS`] with [`search_sql::PER_SHARD`].
+const REPLICATED_PER_SHARD_SETTINGS: &[(&str, &str)] = &[
+    ("max_replica_delay_for_distributed_queries", "1"),
+    ("distributed_group_by_no_merge", "1"),
+];
 
 impl Shared {
     /// Runs `sql` with `body` on the main node (with replication: the preferred node, or the
@@ -170,6 +180,18 @@ impl Shared {
     async fn select(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
         self.run(sql, &[], REPLICATED_SELECT_SETTINGS, Vec::new())
             .await
+    }
+
+    /// [`Shared::select`] of a per-trace aggregate that each shard answers alone
+    /// ([`search_sql::PER_SHARD`]): the rows of the shards one after the other.
+    async fn select_per_shard(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
+        self.run(
+            sql,
+            search_sql::PER_SHARD,
+            REPLICATED_PER_SHARD_SETTINGS,
+            Vec::new(),
+        )
+        .await
     }
 
     /// [`Shared::select`], each row of the answer read by `row`.
@@ -260,6 +282,7 @@ impl ClickHouseStore {
             options,
             commits: watch::Sender::new(0),
             newest: Mutex::new(None),
+            window_hints: std::array::from_fn(|_| std::sync::atomic::AtomicUsize::new(0)),
         });
         let (sender, receiver) = mpsc::channel(insert::QUEUE_REQUESTS);
         let writer = tokio::spawn(insert::run(Arc::clone(&shared), receiver));

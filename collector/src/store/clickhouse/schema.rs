@@ -2,8 +2,9 @@
 //! idempotent (`IF NOT EXISTS`), and `schema_version` records what was applied. A node whose
 //! database carries a newer version than [`sql::SCHEMA_VERSION`] is refused (a newer
 //! collector wrote it); an older one is brought up to date: the `IF NOT EXISTS` statements
-//! add the newer tables, and from version 4 on `newest_local` is filled from the stored spans
-//! once (the materialized view that keeps it sees only later inserts).
+//! add the newer tables, and the tables that materialized views keep are filled from the
+//! stored spans once (a view sees only later inserts): `newest_local` from version 4 on,
+//! `trace_summary_local` from version 5 on.
 
 use super::http::Node;
 use super::rowbinary::Reader;
@@ -38,6 +39,12 @@ pub(super) async fn apply(nodes: &[Node], tables: &Tables) -> Result<(), StoreEr
             // Schema 4's `newest_local` on a database with spans: the view fills it only
             // from later inserts. Rows the view adds meanwhile fold with these (max).
             node.run(&sql::backfill_newest(tables), &[], Vec::new())
+                .await?;
+        }
+        if applied < 5 {
+            // Schema 5's `trace_summary_local`, likewise (`min`/`max` states: rows the view
+            // adds meanwhile fold with these).
+            node.run(&sql::backfill_trace_summaries(tables), &[], Vec::new())
                 .await?;
         }
         if applied < u64::from(SCHEMA_VERSION) {

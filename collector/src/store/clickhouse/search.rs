@@ -1,39 +1,48 @@
 //! Trace search: [`search_sql::find_trace_ids`] picks the matching traces in the query's
-//! order (in ClickHouse), then one more statement reads the summary columns of their spans,
-//! which are folded with [`TraceSummary::add_span`], the one summary rule every backend
-//! shares.
+//! order (in ClickHouse, each shard its own; sorted together here), then one more statement
+//! reads the summary columns of their spans, which are folded with
+//! [`TraceSummary::add_span`], the one summary rule every backend shares.
 //!
 //! Newest-first searches do bounded work: they look for candidates in time windows that
 //! widen backwards from the newest span start ([`WINDOWS_NS`], from `newest_local`), keep
 //! the `k` newest candidates of a window, rank those, and stop at the first window whose
-//! results are certain to be the exact answer ([`newest_first`]); the full search is the
-//! last resort.
+//! results are certain to be the exact answer ([`newest_first`]); a search starts at the
+//! window that held the last result of the previous search of its shape
+//! ([`first_window`]). The full search is the last resort, and what duration-sorted
+//! searches do (ranking the candidates from the per-trace summaries when the prefilter
+//! checked every span condition).
 
 use std::collections::HashMap;
-use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::codec::read_summary_span;
 use super::rowbinary::Reader;
 use super::{Shared, search_sql, sql};
 use crate::model::{Span, TraceId};
-use crate::store::{StoreError, TraceQuery, TraceSummary};
+use crate::store::{SortOrder, StoreError, TraceQuery, TraceSummary};
 
 /// Summaries of the traces matching `query`, in its order, at most its limit.
 ///
 /// # Errors
 /// What a query failed with.
 pub(super) async fn find_traces(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     query: &TraceQuery,
 ) -> Result<Vec<TraceSummary>, StoreError> {
     let ids = match newest_first(shared, query).await? {
         Some(ids) => ids,
         None => {
-            let answer = shared
-                .select(&search_sql::find_trace_ids(&shared.tables, query))
-                .await?;
-            read_found(&answer)?.into_iter().map(|(id, _)| id).collect()
+            let sql = search_sql::find_trace_ids(&shared.tables, query);
+            ranked(
+                query,
+                &shared.select_per_shard(&sql).await?,
+                query.effective_limit(),
+            )?
+            .iter()
+            .map(|f| f.id)
+            .collect()
         }
     };
     let mut summaries = summaries(shared, &ids).await?;
@@ -73,7 +82,7 @@ const NEWEST_TTL: Duration = Duration::from_secs(1);
 /// without one), at most now and at most the query's `start_time_max` (a window starting
 /// later cannot hold a result's start). A stale or missing value costs work, never
 /// exactness: each window reaches forward without bound.
-async fn anchor(shared: &Shared, query: &TraceQuery) -> Result<u64, StoreError> {
+async fn anchor(shared: &Arc<Shared>, query: &TraceQuery) -> Result<u64, StoreError> {
     let now = crate::time::now_unix_nano();
     let newest = newest_starts(shared).await?;
     let newest = match &query.service {
@@ -86,16 +95,30 @@ async fn anchor(shared: &Shared, query: &TraceQuery) -> Result<u64, StoreError> 
         .min(query.start_time_max_unix_nano.unwrap_or(u64::MAX)))
 }
 
-/// The newest span start per service (`newest_local`), read at most once per [`NEWEST_TTL`].
-async fn newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, StoreError> {
+/// The newest span start per service (`newest_local`): read inline the first time, then
+/// reused; once older than [`NEWEST_TTL`] it is read again in the background (one read at a
+/// time) while searches go on with the value they have, so no search waits for it (a stale
+/// value costs work, never exactness: see [`anchor`]).
+async fn newest_starts(shared: &Arc<Shared>) -> Result<HashMap<String, u64>, StoreError> {
     {
-        let cached = shared.newest.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, map)) = cached.as_ref()
-            && at.elapsed() < NEWEST_TTL
-        {
+        let mut cached = shared.newest.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, map)) = cached.as_mut() {
+            if at.elapsed() >= NEWEST_TTL {
+                *at = Instant::now();
+                let shared = Arc::clone(shared);
+                tokio::spawn(async move {
+                    // A failed read keeps the value; the next search after the TTL retries.
+                    let _ = read_newest_starts(&shared).await;
+                });
+            }
             return Ok(map.clone());
         }
     }
+    read_newest_starts(shared).await
+}
+
+/// Reads `newest_local` and caches it for [`newest_starts`].
+async fn read_newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, StoreError> {
     let answer = shared.select(&sql::newest_starts(&shared.tables)).await?;
     let mut r = Reader::new(&answer);
     let mut map = HashMap::new();
@@ -121,7 +144,7 @@ async fn newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, StoreErr
 /// candidates were kept. Otherwise: a wider window if the results start too early, else
 /// more candidates.
 async fn newest_first(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     query: &TraceQuery,
 ) -> Result<Option<Vec<TraceId>>, StoreError> {
     if query.sort != crate::store::SortOrder::Newest {
@@ -130,8 +153,10 @@ async fn newest_first(
     let limit = query.effective_limit();
     let anchor = anchor(shared, query).await?;
     let min = query.start_time_min_unix_nano.unwrap_or(0);
+    let hint = &shared.window_hints[shape(query)];
     let windows = WINDOWS_NS
         .iter()
+        .skip(hint.load(Ordering::Relaxed))
         .map(|w| anchor.checked_sub(*w).filter(|from| *from > min))
         .take_while(Option::is_some)
         .chain([None]);
@@ -156,16 +181,10 @@ async fn newest_first(
             if candidates.is_empty() {
                 return Ok(Some(Vec::new()));
             }
-            let answer = shared
-                .select(&search_sql::find_trace_ids_among(
-                    &shared.tables,
-                    query,
-                    &candidates,
-                ))
-                .await?;
-            let found = read_found(&answer)?;
+            let sql = search_sql::find_trace_ids_among(&shared.tables, query, &candidates);
+            let found = ranked(query, &shared.select_per_shard(&sql).await?, limit)?;
             let all_kept = candidates.len() < k;
-            let last = found.last().map(|(id, start)| (*start, *id));
+            let last = found.last().map(|f| (f.start_ns, f.id));
             let in_window = match (from, last) {
                 (None, _) => true,
                 (Some(from), Some((start, _))) => start >= from,
@@ -173,7 +192,10 @@ async fn newest_first(
             };
             let after_bound = all_kept || last.is_some_and(|l| l > bound);
             if found.len() == limit && in_window && after_bound || from.is_none() && all_kept {
-                return Ok(Some(found.into_iter().map(|(id, _)| id).collect()));
+                if let Some((start, _)) = last.filter(|_| found.len() == limit) {
+                    hint.store(first_window(anchor, start), Ordering::Relaxed);
+                }
+                return Ok(Some(found.iter().map(|f| f.id).collect()));
             }
             if !in_window || found.len() < limit && all_kept {
                 break; // the window holds too few results: widen
@@ -187,17 +209,61 @@ async fn newest_first(
     Ok(None)
 }
 
-/// `(trace_id, t_start)` of each row of a [`search_sql::find_trace_ids`] answer.
-fn read_found(answer: &[u8]) -> Result<Vec<(TraceId, u64)>, StoreError> {
+/// Which conditions a newest-first search has (service or operation, attributes, kind or
+/// status, duration): the index of its entry in `Shared::window_hints`, [`SHAPES`] of them.
+fn shape(query: &TraceQuery) -> usize {
+    usize::from(query.service.is_some() || query.operation.is_some())
+        | usize::from(!query.attributes.is_empty()) << 1
+        | usize::from(query.kind.is_some() || query.status.is_some() || query.errors_only) << 2
+        | usize::from(query.min_duration_ns.is_some() || query.max_duration_ns.is_some()) << 3
+}
+
+/// How many search shapes [`shape`] tells apart.
+pub(super) const SHAPES: usize = 16;
+
+/// The index of the narrowest window of [`WINDOWS_NS`] reaching back from `anchor` to
+/// `start_ns` (the last result of a search): where the next search of the same shape starts
+/// (a hint: a narrower window than needed costs a round trip, a wider one a longer scan;
+/// the answer is exact either way). At most the last window, never all time.
+fn first_window(anchor: u64, start_ns: u64) -> usize {
+    let back_ns = anchor.saturating_sub(start_ns);
+    WINDOWS_NS
+        .iter()
+        .position(|w| *w >= back_ns)
+        .unwrap_or(WINDOWS_NS.len() - 1)
+}
+
+/// One row of a per-trace aggregate ([`search_sql::find_trace_ids`] and the like).
+struct Found {
+    id: TraceId,
+    /// The trace's first span start, unix ns.
+    start_ns: u64,
+    /// The trace's duration, ns.
+    duration_ns: u64,
+}
+
+/// The rows `(trace_id, t_start, t_end, t_dur)` of a per-trace aggregate that each shard
+/// answered alone, sorted together in the query's order (ties: larger trace id first),
+/// the first `keep`.
+fn ranked(query: &TraceQuery, answer: &[u8], keep: usize) -> Result<Vec<Found>, StoreError> {
     let mut r = Reader::new(answer);
     let mut found = Vec::new();
     while !r.is_empty() {
         let id = TraceId(r.fixed::<16>()?);
-        let start = r.u64()?;
+        let start_ns = r.u64()?;
         r.u64()?;
-        r.u64()?;
-        found.push((id, start));
+        let duration_ns = r.u64()?;
+        found.push(Found {
+            id,
+            start_ns,
+            duration_ns,
+        });
     }
+    match query.sort {
+        SortOrder::Newest => found.sort_by_key(|f| std::cmp::Reverse((f.start_ns, f.id))),
+        SortOrder::Duration => found.sort_by_key(|f| std::cmp::Reverse((f.duration_ns, f.id))),
+    }
+    found.truncate(keep);
     Ok(found)
 }
 
@@ -212,16 +278,15 @@ pub(super) async fn summaries(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let answer = shared
-        .select(&sql::summary_rows(&shared.tables, ids))
-        .await?;
+    // Two statements at once: one round trip's wait instead of two.
+    let rows = sql::summary_rows(&shared.tables, ids);
+    let (answer, refused) = tokio::try_join!(shared.select(&rows), refused_counts(shared, ids))?;
     let mut r = Reader::new(&answer);
     let mut spans: HashMap<TraceId, Vec<Span>> = HashMap::new();
     while !r.is_empty() {
         let span = read_summary_span(&mut r)?;
         spans.entry(span.trace_id).or_default().push(span);
     }
-    let refused = refused_counts(shared, ids).await?;
     Ok(spans
         .into_iter()
         .map(|(id, mut list)| {
@@ -256,4 +321,46 @@ pub(super) async fn refused_counts(
         out.insert(id, r.u64()?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_search_starts_at_the_window_that_held_the_last_result() {
+        let anchor = 1_000_000_000_000_000_000;
+        assert_eq!(first_window(anchor, anchor), 0);
+        assert_eq!(first_window(anchor, anchor - 100_000), 0);
+        assert_eq!(first_window(anchor, anchor - 100_001), 1);
+        assert_eq!(first_window(anchor, anchor - 5_000_000), 2);
+        // Older than every window: the widest, never all time.
+        assert_eq!(first_window(anchor, 0), WINDOWS_NS.len() - 1);
+        // A result after the anchor (a span newer than `newest_local` said): the first.
+        assert_eq!(first_window(anchor, anchor + 7), 0);
+    }
+
+    #[test]
+    fn shapes_tell_the_condition_groups_apart() {
+        let service = TraceQuery {
+            service: Some("a".into()),
+            ..TraceQuery::default()
+        };
+        let attribute = TraceQuery {
+            attributes: vec![("k".into(), "v".into())],
+            ..TraceQuery::default()
+        };
+        let both = TraceQuery {
+            min_duration_ns: Some(1),
+            ..attribute.clone()
+        };
+        let shapes = [
+            shape(&TraceQuery::default()),
+            shape(&service),
+            shape(&attribute),
+            shape(&both),
+        ];
+        assert_eq!(shapes, [0, 1, 2, 10]);
+        assert!(shapes.iter().all(|s| *s < SHAPES));
+    }
 }

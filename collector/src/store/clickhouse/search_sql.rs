@@ -3,15 +3,26 @@
 //!
 //! A search has two steps: which traces have a span meeting the span conditions (the
 //! prefilter, on the `(service, start_ns)`-ordered `search_local`), then one aggregate per
-//! candidate trace over its spans in the trace-ordered `spans_local` (trace start, end,
-//! duration, and what the prefilter could not check), sorted, cut at the limit.
+//! candidate trace (trace start, end, duration, and what the prefilter could not check),
+//! sorted, cut at the limit. The aggregate reads the per-trace summary rows
+//! (`trace_summary_local`, schema 5: start and end) when the prefilter checked every span
+//! condition, and the candidates' spans in the trace-ordered `spans_local` otherwise.
 //! [`find_trace_ids`] does both over everything; newest-first searches do the first step in
 //! a time window and keep the `k` newest candidates ([`window_candidates`]), then rank those
-//! only ([`find_trace_ids_among`]).
+//! only ([`find_trace_ids_among`]). A duration-sorted search ranks every candidate, from the
+//! summaries when they suffice: one statement, no span read.
+//!
+//! Every per-trace aggregate runs on each shard alone (`distributed_group_by_no_merge`,
+//! [`PER_SHARD`]): a trace lives on one shard, so each shard's answer is exact for its
+//! traces, and the caller sorts the shards' rows together and cuts them at the limit.
 
 use super::sql::{Tables, id_list, quote};
 use crate::model::TraceId;
 use crate::store::{SortOrder, TraceQuery};
+
+/// Settings of the per-trace aggregates: on a cluster each shard answers its top rows and
+/// the node asked only concatenates them (no states shipped and merged); the caller sorts.
+pub(super) const PER_SHARD: &[(&str, &str)] = &[("distributed_group_by_no_merge", "1")];
 
 fn and(conds: &[String]) -> String {
     if conds.is_empty() {
@@ -29,36 +40,52 @@ fn attr_cond(key: &str, value: &str) -> String {
     )
 }
 
-/// The ids of the traces matching `q`, in its order, at most its limit; each row is
-/// `(trace_id, t_start, t_end, t_dur)`.
+/// The ids of the traces matching `q`, in its order, at most its limit per shard (run with
+/// [`PER_SHARD`]); each row is `(trace_id, t_start, t_end, t_dur)`.
 ///
 /// Shape: an optional prefilter on the service/time-ordered `search_local` (traces with a
-/// span meeting the span conditions), then one aggregate per candidate trace over its spans
-/// in the trace-ordered table, filtered with `HAVING` as [`TraceQuery`] defines (the span
-/// conditions together on one span when [`TraceQuery::needs_span_check`], else each alone).
+/// span meeting the span conditions), then one aggregate per candidate trace, filtered with
+/// `HAVING` as [`TraceQuery`] defines (the span conditions together on one span when
+/// [`TraceQuery::needs_span_check`], else each alone): over the summary rows when the
+/// prefilter leaves only the trace's start and duration to check, else over its spans.
 /// A trace's start bounds every span's start, so `start_time_min` also narrows the prefilter.
 pub(super) fn find_trace_ids(t: &Tables, q: &TraceQuery) -> String {
     let c = conditions(q);
-    let filter = c.prefilter.map_or(String::new(), |p| {
+    let filter = c.prefilter.as_ref().map_or(String::new(), |p| {
         format!(
             " WHERE trace_id IN (SELECT trace_id FROM {} WHERE {p})",
             t.search_local()
         )
     });
-    trace_aggregate(t, q, &filter, &c.having)
+    if c.span_terms_among.is_empty() {
+        trace_aggregate(
+            t,
+            q,
+            Source::Summaries,
+            &filter,
+            &and(&c.bounds),
+            q.effective_limit(),
+        )
+    } else {
+        let having = and(&[c.bounds, c.span_terms].concat());
+        trace_aggregate(t, q, Source::Spans, &filter, &having, q.effective_limit())
+    }
 }
 
 /// [`find_trace_ids`] among the traces `ids` only, which must each have a span meeting the
 /// prefilter (the candidates of [`window_candidates`]): the `HAVING` leaves out what the
-/// prefilter already checked.
+/// prefilter already checked, and the summaries answer when that is all but start and
+/// duration.
 pub(super) fn find_trace_ids_among(t: &Tables, q: &TraceQuery, ids: &[TraceId]) -> String {
     let c = conditions(q);
-    trace_aggregate(
-        t,
-        q,
-        &format!(" WHERE trace_id IN {}", id_list(ids)),
-        &c.having_among,
-    )
+    let filter = format!(" WHERE trace_id IN {}", id_list(ids));
+    let limit = q.effective_limit();
+    if c.span_terms_among.is_empty() {
+        trace_aggregate(t, q, Source::Summaries, &filter, &and(&c.bounds), limit)
+    } else {
+        let having = and(&[c.bounds, c.span_terms_among].concat());
+        trace_aggregate(t, q, Source::Spans, &filter, &having, limit)
+    }
 }
 
 /// For a newest-first search: the `k` traces with a span meeting the prefilter that starts
@@ -79,28 +106,58 @@ pub(super) fn window_candidates(
         return None;
     }
     let mut conds: Vec<String> = conditions(q).prefilter.into_iter().collect();
-    if let Some(from) = from_ns {
-        conds.push(format!("start_ns >= {from}"));
+    // With attributes, the window is a PREWHERE: the attribute arrays, the widest columns,
+    // are then read only for the granules holding spans of the window.
+    let mut prewhere = String::new();
+    match from_ns {
+        Some(from) if !q.attributes.is_empty() => {
+            prewhere = format!(" PREWHERE start_ns >= {from}");
+        }
+        Some(from) => conds.push(format!("start_ns >= {from}")),
+        None => {}
     }
     Some(format!(
-        "SELECT trace_id, min(start_ns) AS s FROM {} WHERE {} GROUP BY trace_id \
+        "SELECT trace_id, min(start_ns) AS s FROM {}{prewhere} WHERE {} GROUP BY trace_id \
          ORDER BY s DESC, trace_id DESC LIMIT {k} FORMAT RowBinary",
         t.search(),
         and(&conds)
     ))
 }
 
-fn trace_aggregate(t: &Tables, q: &TraceQuery, filter: &str, having: &str) -> String {
+/// Where a per-trace aggregate reads a trace's start and end.
+#[derive(Clone, Copy)]
+enum Source {
+    /// Its spans (`spans_local`): every condition can be checked.
+    Spans,
+    /// Its summary rows (`trace_summary_local`): start and end only.
+    Summaries,
+}
+
+fn trace_aggregate(
+    t: &Tables,
+    q: &TraceQuery,
+    source: Source,
+    filter: &str,
+    having: &str,
+    limit: usize,
+) -> String {
     let order = match q.sort {
         SortOrder::Newest => "t_start DESC",
         SortOrder::Duration => "t_dur DESC",
     };
+    let (table, start, end) = match source {
+        Source::Spans => (t.spans(), "min(start_ns)", "max(end_ns)"),
+        Source::Summaries => (
+            t.trace_summaries(),
+            "minMerge(start_state)",
+            "maxMerge(end_state)",
+        ),
+    };
     format!(
-        "SELECT trace_id, min(start_ns) AS t_start, max(end_ns) AS t_end, \
-         if(t_end > t_start, t_end - t_start, 0) AS t_dur FROM {}{filter} GROUP BY trace_id \
-         HAVING {having} ORDER BY {order}, trace_id DESC LIMIT {} FORMAT RowBinary",
-        t.spans(),
-        q.effective_limit()
+        "SELECT trace_id, {start} AS t_start, {end} AS t_end, \
+         if(t_end > t_start, t_end - t_start, 0) AS t_dur FROM {table}{filter} \
+         GROUP BY trace_id HAVING {having} ORDER BY {order}, trace_id DESC LIMIT {limit} \
+         FORMAT RowBinary"
     )
 }
 
@@ -108,10 +165,14 @@ fn trace_aggregate(t: &Tables, q: &TraceQuery, filter: &str, having: &str) -> St
 struct Conditions {
     /// On `search_local`: a condition every matching trace has a span meeting.
     prefilter: Option<String>,
-    /// The `HAVING` of the per-trace aggregate.
-    having: String,
-    /// `having` for traces known to have a span meeting `prefilter`.
-    having_among: String,
+    /// Bounds on the trace's start (`t_start`) and, when the span conditions are not
+    /// checked together, its duration (`t_dur`): what a summary row can check.
+    bounds: Vec<String>,
+    /// `max(<condition on a span>) = 1` terms: what only the spans can check.
+    span_terms: Vec<String>,
+    /// `span_terms` for traces known to have a span meeting `prefilter` (that term left
+    /// out; none when the prefilter is every span condition on one span).
+    span_terms_among: Vec<String>,
 }
 
 fn conditions(q: &TraceQuery) -> Conditions {
@@ -126,14 +187,14 @@ fn conditions(q: &TraceQuery) -> Conditions {
     let status = q.status.map(|c| format!("status = {}", c.as_i32()));
     let errors = q.errors_only.then(|| "status = 2".to_owned());
     let attrs: Vec<String> = q.attributes.iter().map(|(k, v)| attr_cond(k, v)).collect();
-    let mut having = Vec::new();
+    let mut bounds = Vec::new();
     if let Some(m) = q.start_time_min_unix_nano {
-        having.push(format!("t_start >= {m}"));
+        bounds.push(format!("t_start >= {m}"));
     }
     if let Some(m) = q.start_time_max_unix_nano {
-        having.push(format!("t_start <= {m}"));
+        bounds.push(format!("t_start <= {m}"));
     }
-    let (prefilter, having_among) = if q.needs_span_check() {
+    let (prefilter, span_terms, span_terms_among) = if q.needs_span_check() {
         let mut span = pair.clone();
         span.extend(kind.iter().chain(&status).chain(&errors).cloned());
         if let Some(m) = q.min_duration_ns {
@@ -145,24 +206,27 @@ fn conditions(q: &TraceQuery) -> Conditions {
         span.extend(attrs.iter().cloned());
         let all = and(&span);
         // The prefilter is every span condition on one span: a candidate meets them all.
-        let among = having.clone();
-        having.push(format!("max({all}) = 1"));
-        (Some(all), among)
+        (
+            Some(all.clone()),
+            vec![format!("max({all}) = 1")],
+            Vec::new(),
+        )
     } else {
         if let Some(m) = q.min_duration_ns {
-            having.push(format!("t_dur >= {m}"));
+            bounds.push(format!("t_dur >= {m}"));
         }
         if let Some(m) = q.max_duration_ns {
-            having.push(format!("t_dur <= {m}"));
+            bounds.push(format!("t_dur <= {m}"));
         }
+        let mut terms = Vec::new();
         for c in kind.iter().chain(&status).chain(&errors) {
-            having.push(format!("max({c}) = 1"));
+            terms.push(format!("max({c}) = 1"));
         }
         if !pair.is_empty() {
-            having.push(format!("max({}) = 1", and(&pair)));
+            terms.push(format!("max({}) = 1", and(&pair)));
         }
         for a in &attrs {
-            having.push(format!("max({a}) = 1"));
+            terms.push(format!("max({a}) = 1"));
         }
         let prefilter = if pair.is_empty() {
             attrs
@@ -174,14 +238,14 @@ fn conditions(q: &TraceQuery) -> Conditions {
         } else {
             Some(and(&pair))
         };
-        // A candidate meets the prefilter: that term of the `HAVING` holds.
+        // A candidate meets the prefilter: that term holds.
         let met = prefilter.as_ref().map(|p| format!("max({p}) = 1"));
-        let among = having
+        let among = terms
             .iter()
             .filter(|h| met.as_ref() != Some(*h))
             .cloned()
             .collect();
-        (prefilter, among)
+        (prefilter, terms, among)
     };
     let prefilter = match (prefilter, q.start_time_min_unix_nano) {
         (Some(p), Some(m)) => Some(format!("{p} AND start_ns >= {m}")),
@@ -190,8 +254,9 @@ fn conditions(q: &TraceQuery) -> Conditions {
     };
     Conditions {
         prefilter,
-        having: and(&having),
-        having_among: and(&having_among),
+        bounds,
+        span_terms,
+        span_terms_among,
     }
 }
 
@@ -214,10 +279,23 @@ mod tests {
             errors_only: true,
             ..TraceQuery::default()
         };
-        // Two groups: the prefilter checks both on one span; the aggregate needs neither.
+        // Two groups: the prefilter checks both on one span; the aggregate needs neither,
+        // so the summaries rank the candidates, no span read.
         let among = find_trace_ids_among(&tables(), &q, &[]);
         assert!(among.contains("HAVING 1 ORDER BY"), "{among}");
-        assert!(find_trace_ids(&tables(), &q).contains("max(service = 'a' AND status = 2)"));
+        assert!(
+            among.contains("FROM `d`.`trace_summary_local` WHERE"),
+            "{among}"
+        );
+        let all = find_trace_ids(&tables(), &q);
+        assert!(
+            all.contains(
+                "FROM `d`.`trace_summary_local` WHERE trace_id IN (SELECT trace_id FROM \
+                 `d`.`search_local` WHERE service = 'a' AND status = 2) GROUP BY trace_id \
+                 HAVING 1 ORDER BY"
+            ),
+            "{all}"
+        );
         // One group plus a trace duration: the prefilter is the service; the duration stays.
         let q = TraceQuery {
             service: Some("a".into()),
@@ -237,6 +315,27 @@ mod tests {
         assert!(
             among.contains("HAVING max(status = 2) = 1 ORDER BY"),
             "{among}"
+        );
+        // That term needs the spans.
+        assert!(among.contains("FROM `d`.`spans_local` WHERE"), "{among}");
+        let all = find_trace_ids(&tables(), &q);
+        assert!(
+            all.contains("HAVING max(status = 1) = 1 AND max(status = 2) = 1 ORDER BY"),
+            "{all}"
+        );
+        // A duration alone is a bound on the trace: the summaries of every trace answer.
+        let q = TraceQuery {
+            min_duration_ns: Some(9),
+            sort: SortOrder::Duration,
+            ..TraceQuery::default()
+        };
+        let all = find_trace_ids(&tables(), &q);
+        assert!(
+            all.contains(
+                "FROM `d`.`trace_summary_local` GROUP BY trace_id HAVING t_dur >= 9 \
+                 ORDER BY t_dur DESC, trace_id DESC"
+            ),
+            "{all}"
         );
     }
 

@@ -21,6 +21,7 @@
 //! | `sampling_decisions_local` | `trace_id` | tail sampling decisions (schema 3; the latest row of a trace wins) |
 //! | `consumer_groups_local` | `(destination, consumer_group)` | consumer groups learnt from CONSUMER spans (schema 3; `ReplacingMergeTree`, reads take `max(last_seen_ns)`) |
 //! | `newest_local` | `service` | the newest span start per service, filled by `newest_mv` (schema 4; `ReplacingMergeTree`, reads take `max(start_ns)`): where newest-first searches start their windows |
+//! | `trace_summary_local` | `trace_id` | per trace and received day the first span start and last span end as `min`/`max` states, filled by `trace_summary_mv` (schema 5; `AggregatingMergeTree`, reads fold with `minMerge`/`maxMerge`): what searches rank candidates by |
 //! | `schema_version` | - | the applied schema versions |
 //!
 //! The tables holding rows of a trace are partitioned by `received_day`, the day the
@@ -31,7 +32,7 @@ use crate::model::TraceId;
 use crate::store::TimeWindow;
 
 /// The schema this build writes and reads; a database with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u32 = 4;
+pub(super) const SCHEMA_VERSION: u32 = 5;
 
 /// Columns of `spans_local` in insert order (see `codec::write_span`).
 pub(super) const SPAN_COLUMNS: &str = "received_day, received_ns, trace_id, span_id, \
@@ -97,6 +98,11 @@ impl Tables {
         self.shared("consumer_groups")
     }
 
+    /// All per-trace summary rows (schema 5).
+    pub(super) fn trace_summaries(&self) -> String {
+        self.shared("trace_summary")
+    }
+
     /// This node's search rows (inside `IN` subqueries, which every shard runs locally).
     pub(super) fn search_local(&self) -> String {
         self.name("search_local")
@@ -107,38 +113,43 @@ impl Tables {
     /// `{shard}` and `{replica}` are each server's macros (so the replicas of one shard
     /// share a ZooKeeper path, and each registers under its own name).
     pub(super) fn engine(&self, table: &str) -> String {
-        if self.replicated {
-            format!(
-                "ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}/{table}', '{{replica}}')",
-                self.db
-            )
-        } else {
-            "MergeTree".into()
-        }
+        self.family("MergeTree", table, None)
     }
 
     /// [`engine`](Self::engine)'s `ReplacingMergeTree` (rows of a key folded to the one with
     /// the largest `version` column when parts merge).
     pub(super) fn replacing_engine(&self, table: &str, version: &str) -> String {
-        if self.replicated {
-            format!(
-                "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{}/{table}', \
-                 '{{replica}}', {version})",
-                self.db
-            )
-        } else {
-            format!("ReplacingMergeTree({version})")
+        self.family("ReplacingMergeTree", table, Some(version))
+    }
+
+    /// [`engine`](Self::engine)'s `AggregatingMergeTree` (the aggregate states of rows of a
+    /// key combined when parts merge).
+    pub(super) fn aggregating_engine(&self, table: &str) -> String {
+        self.family("AggregatingMergeTree", table, None)
+    }
+
+    /// `<family>(<arg>)`, or with replication `Replicated<family>(<path>, <replica>, <arg>)`.
+    fn family(&self, family: &str, table: &str, arg: Option<&str>) -> String {
+        match (self.replicated, arg) {
+            (true, arg) => format!(
+                "Replicated{family}('/clickhouse/tables/{{shard}}/{}/{table}', '{{replica}}'{})",
+                self.db,
+                arg.map_or(String::new(), |a| format!(", {a}"))
+            ),
+            (false, Some(arg)) => format!("{family}({arg})"),
+            (false, None) => family.to_owned(),
         }
     }
 
     /// The per-node tables that hold rows of a trace (what deletes and drops touch).
-    pub(super) fn local_tables(&self) -> [&'static str; 5] {
+    pub(super) fn local_tables(&self) -> [&'static str; 6] {
         [
             "spans_local",
             "search_local",
             "refusals_local",
             "links_local",
             "sampling_decisions_local",
+            "trace_summary_local",
         ]
     }
 }
@@ -259,6 +270,21 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
              AS SELECT service, max(start_ns) AS start_ns FROM `{db}`.`spans_local` \
              GROUP BY service"
         ),
+        // Schema 5: per trace (and received day) its first span start and last span end,
+        // what searches rank by (search_sql.rs) instead of aggregating the spans. The column
+        // names differ from the source's: 18.16 refuses a view whose alias is one.
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`trace_summary_local` (received_day Date, \
+             trace_id FixedString(16), start_state AggregateFunction(min, UInt64), \
+             end_state AggregateFunction(max, UInt64)) ENGINE = {} PARTITION BY received_day \
+             ORDER BY trace_id SETTINGS index_granularity = 256",
+            t.aggregating_engine("trace_summary_local")
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`trace_summary_mv` TO \
+             `{db}`.`trace_summary_local` AS {}",
+            summarize_spans(t)
+        ),
     ];
     if let Some(cluster) = &t.cluster {
         for (base, key) in [
@@ -269,6 +295,7 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
             ("sampling_decisions", "trace_id"),
             ("consumer_groups", "destination"),
             ("newest", "service"),
+            ("trace_summary", "trace_id"),
         ] {
             ddl.push(format!(
                 "CREATE TABLE IF NOT EXISTS `{db}`.`{base}_dist` AS `{db}`.`{base}_local` \
@@ -303,6 +330,25 @@ pub(super) fn backfill_newest(t: &Tables) -> String {
          GROUP BY service",
         t.name("newest_local"),
         t.name("spans_local")
+    )
+}
+
+/// The `trace_summary_local` rows of this node's spans: one per trace and received day.
+fn summarize_spans(t: &Tables) -> String {
+    format!(
+        "SELECT received_day, trace_id, minState(start_ns) AS start_state, \
+         maxState(end_ns) AS end_state FROM {} GROUP BY received_day, trace_id",
+        t.name("spans_local")
+    )
+}
+
+/// Fills this node's `trace_summary_local` from its spans (schema 5 on a database written
+/// before). Rows the view adds meanwhile only repeat a `min`/`max`: folding them is harmless.
+pub(super) fn backfill_trace_summaries(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} (received_day, trace_id, start_state, end_state) {}",
+        t.name("trace_summary_local"),
+        summarize_spans(t)
     )
 }
 

@@ -572,6 +572,7 @@ fn dump_statements_for_the_chdb_check() {
     }
     out.push(sql::newest_starts(&t));
     out.push(sql::backfill_newest(&t));
+    out.push(sql::backfill_trace_summaries(&t));
     out.push(sql::services(&t));
     out.push(sql::operations(&t, "frontend"));
     out.push(sql::dependency_rows(&t, w));
@@ -702,7 +703,27 @@ async fn searches_agree_with_the_memory_store(nodes: usize) {
         store.write_spans(spans.clone()).await.unwrap();
         memory.write_spans(spans).await.unwrap();
     }
+    // Every 5th trace gains a span in a later write (a second summary row for the trace,
+    // folded at read) that ends after its other spans: a longer trace than it was.
+    for n in (5..=60u8).step_by(5) {
+        let late = vec![span(
+            trace_id(n),
+            3,
+            Some(1),
+            "tail",
+            "flush",
+            SpanKind::Internal,
+            f64::from(n) * 1000.0 + 150.0,
+            100.0 + f64::from(n),
+        )];
+        store.write_spans(late.clone()).await.unwrap();
+        memory.write_spans(late).await.unwrap();
+    }
     let ids = |v: Vec<crate::store::TraceSummary>| v.iter().map(|s| s.trace_id).collect::<Vec<_>>();
+    let by_duration = |q: TraceQuery| TraceQuery {
+        sort: crate::store::SortOrder::Duration,
+        ..q
+    };
     for limit in [1, 2, 3, 5, 20] {
         let queries = [
             TraceQuery {
@@ -723,6 +744,31 @@ async fn searches_agree_with_the_memory_store(nodes: usize) {
                 start_time_min_unix_nano: Some(crate::testing::T0 + 20_000 * crate::testing::MS),
                 ..TraceQuery::default()
             },
+            by_duration(TraceQuery {
+                service: Some("user".into()),
+                min_duration_ns: Some(40 * crate::testing::MS),
+                ..TraceQuery::default()
+            }),
+            by_duration(TraceQuery {
+                attributes: vec![("app.tier".into(), "gold".into())],
+                ..TraceQuery::default()
+            }),
+            by_duration(TraceQuery {
+                min_duration_ns: Some(210 * crate::testing::MS),
+                start_time_max_unix_nano: Some(crate::testing::T0 + 50_000 * crate::testing::MS),
+                ..TraceQuery::default()
+            }),
+            by_duration(TraceQuery {
+                service: Some("tail".into()),
+                start_time_min_unix_nano: Some(crate::testing::T0 + 12_000 * crate::testing::MS),
+                ..TraceQuery::default()
+            }),
+            by_duration(TraceQuery {
+                service: Some("user".into()),
+                kind: Some(SpanKind::Server),
+                attributes: vec![("app.tier".into(), "basic".into())],
+                ..TraceQuery::default()
+            }),
         ];
         for q in queries {
             let q = TraceQuery { limit, ..q };
@@ -887,6 +933,95 @@ async fn schema_4_fills_newest_local_from_the_spans_of_an_older_database() {
     services.dedup();
     let want: Vec<(String, u64)> = services.iter().map(|s| (s.clone(), newest(s))).collect();
     assert_eq!(got, want);
+    store.shutdown().await;
+}
+
+/// Schema 5 on a database written by an older collector: `trace_summary_local` is filled
+/// from the stored spans at start (the view sees only later inserts), so duration-sorted
+/// searches, which rank from it, find the traces stored before; starting again adds rows
+/// that fold into the same summaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_5_fills_trace_summaries_from_the_spans_of_an_older_database() {
+    use crate::store::{SortOrder, TraceQuery};
+    let Some(servers) = Servers::start(2).await else {
+        return;
+    };
+    let options = servers.options();
+    let store = ClickHouseStore::open(options.clone()).await.unwrap();
+    let traces: Vec<Vec<crate::model::Span>> = (1..=6).map(crate::testing::sample_trace).collect();
+    for trace in &traces {
+        store.write_spans(trace.clone()).await.unwrap();
+    }
+    store.shutdown().await;
+    // Back to schema 4 on both shards: no view, no table, version 4.
+    for url in &servers.urls {
+        let node = super::http::Node::new(url, None, None).unwrap();
+        for statement in [
+            "DROP TABLE spanline_test.trace_summary_mv",
+            "DROP TABLE spanline_test.trace_summary_dist",
+            "DROP TABLE spanline_test.trace_summary_local",
+            "DROP TABLE spanline_test.schema_version",
+            "CREATE TABLE spanline_test.schema_version (version UInt32, \
+             applied_unix_ns UInt64) ENGINE = TinyLog",
+            "INSERT INTO spanline_test.schema_version VALUES (4, 0)",
+        ] {
+            node.run(statement, &[], Vec::new()).await.unwrap();
+        }
+    }
+    let want: Vec<(String, u64, u64)> = {
+        let mut v: Vec<(String, u64, u64)> = traces
+            .iter()
+            .map(|t| {
+                let start = t.iter().map(|s| s.start_time_unix_nano).min().unwrap();
+                let end = t.iter().map(|s| s.end_time_unix_nano).max().unwrap();
+                (t[0].trace_id.to_hex(), start, end)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let store = ClickHouseStore::open(options.clone()).await.unwrap();
+    let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
+    let summaries = || async {
+        let sql = "SELECT lower(hex(trace_id)) AS id, minMerge(start_state), \
+                   maxMerge(end_state) FROM spanline_test.trace_summary_dist GROUP BY id \
+                   ORDER BY id FORMAT RowBinary";
+        let answer = node.run(sql, &[], Vec::new()).await.unwrap();
+        super::rowbinary::Reader::new(&answer)
+            .rows(|r| Ok((r.string()?, r.u64()?, r.u64()?)))
+            .unwrap()
+    };
+    assert_eq!(summaries().await, want);
+    // A second fill (a collector starting at the same time) folds into the same summaries.
+    let tables = super::sql::Tables {
+        db: "spanline_test".into(),
+        cluster: Some("spanline_2s".into()),
+        replicated: false,
+    };
+    for url in &servers.urls {
+        super::http::Node::new(url, None, None)
+            .unwrap()
+            .run(
+                &super::sql::backfill_trace_summaries(&tables),
+                &[],
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(summaries().await, want);
+    let longest = store
+        .find_traces(TraceQuery {
+            min_duration_ns: Some(1),
+            sort: SortOrder::Duration,
+            ..TraceQuery::default()
+        })
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = longest.iter().map(|s| s.trace_id.to_hex()).collect();
+    ids.sort();
+    let want_ids: Vec<String> = want.iter().map(|w| w.0.clone()).collect();
+    assert_eq!(ids, want_ids);
     store.shutdown().await;
 }
 
