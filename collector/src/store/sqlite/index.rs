@@ -478,18 +478,11 @@ mod tests {
     async fn version_8_file_is_migrated_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spanline.db");
-        {
-            let store = crate::store::sqlite::SqliteStore::open(&path, Default::default()).unwrap();
-            store
-                .write_spans(conformance::demo_trace(4, true, 5.0))
-                .await
-                .unwrap();
-            store
-                .write_spans(conformance::demo_trace(5, false, 1.0))
-                .await
-                .unwrap();
-            store.shutdown().await;
-        }
+        let batches = vec![
+            conformance::demo_trace(4, true, 5.0),
+            conformance::demo_trace(5, false, 1.0),
+        ];
+        super::super::tests::file_with(&path, batches).await;
         Connection::open(&path)
             .unwrap()
             .execute_batch(

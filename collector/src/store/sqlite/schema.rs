@@ -530,14 +530,7 @@ mod tests {
     async fn version_4_file_is_migrated_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spanline.db");
-        {
-            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-            store
-                .write_spans(conformance::demo_trace(4, false, 1.0))
-                .await
-                .unwrap();
-            store.shutdown().await;
-        }
+        super::super::tests::file_with(&path, vec![conformance::demo_trace(4, false, 1.0)]).await;
         // Back to version 4: no time of receipt.
         Connection::open(&path)
             .unwrap()
