@@ -264,6 +264,15 @@ pub(super) mod tests {
     use super::*;
     use crate::store::conformance;
 
+    /// Writes each of `batches` (one write each) into the database at `path`, then closes it.
+    pub(super) async fn file_with(path: &std::path::Path, batches: Vec<Vec<crate::model::Span>>) {
+        let store = SqliteStore::open(path, SqliteOptions::default()).unwrap();
+        for spans in batches {
+            store.write_spans(spans).await.unwrap();
+        }
+        store.shutdown().await;
+    }
+
     /// A new, empty store in a temporary directory.
     pub(super) async fn fresh() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! # The schema (version 8, `PRAGMA user_version = 8`)
+//! # The schema (version 10, `PRAGMA user_version = 10`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -47,6 +47,12 @@
 //!                                                             -- attribute rows staged per index flush,
 //!                                                             -- merged into span_attrs every ~100k rows
 //! attr_segments(seg INTEGER PRIMARY KEY, rows)                -- the staged segments
+//! -- version 9 (`search.rs`):
+//! spans: INDEX spans_slow (service, duration_ns)              -- partial: spans of 100 ms or longer, for
+//!        WHERE duration_ns >= 100000000                       -- searches with a service and a min duration
+//! -- version 10 (`index.rs`):
+//! trace_operations: no INDEX (operation, start_ns, trace_id)  -- searches by operation alone walk each
+//! operations: INDEX operations_by_name (name, service)        -- service's (service, operation) range
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -63,6 +69,9 @@
 //! decisions and consumer groups); nothing is copied.
 //! Version 7 → 8 adds the staged level of the attribute index (`attr_stage.rs`); the rows
 //! of a version-7 file stay in `span_attrs`, the merged level; nothing is copied.
+//! Version 8 → 9 builds the partial index `spans_slow` (one read of every span: about 30 s
+//! for 10M spans). Version 9 → 10 drops `trace_operations_by_name` and indexes `operations`
+//! by name; nothing is copied.
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -70,13 +79,14 @@ use std::path::Path;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::attr_stage::SCHEMA_V8;
+use super::index::SCHEMA_V10;
 use super::links::SCHEMA_V6;
 use super::options::{SqliteOptions, Synchronous};
 use super::search::SCHEMA_V9;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -362,6 +372,7 @@ pub(super) fn open_read_write(
         let v7 = if version < 7 { SCHEMA_V7 } else { "" };
         let v8 = if version < 8 { SCHEMA_V8 } else { "" };
         let v9 = if version < 9 { SCHEMA_V9 } else { "" };
+        let v10 = if version < 10 { SCHEMA_V10 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -374,7 +385,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} \
              PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))
@@ -525,14 +536,7 @@ mod tests {
     async fn version_4_file_is_migrated_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spanline.db");
-        {
-            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-            store
-                .write_spans(conformance::demo_trace(4, false, 1.0))
-                .await
-                .unwrap();
-            store.shutdown().await;
-        }
+        super::super::tests::file_with(&path, vec![conformance::demo_trace(4, false, 1.0)]).await;
         // Back to version 4: no time of receipt.
         Connection::open(&path)
             .unwrap()
@@ -645,7 +649,7 @@ mod tests {
                  ALTER TABLE trace_services RENAME TO ts3;
                  ALTER TABLE trace_operations RENAME TO to3;
                  ALTER TABLE span_attrs RENAME TO sa3;
-                 DROP INDEX trace_operations_by_name;
+                 DROP INDEX operations_by_name;
                  {V2_INDEX_TABLES}
                  INSERT INTO trace_services SELECT service, trace_id, start_ns FROM ts3;
                  INSERT INTO trace_operations

@@ -232,9 +232,12 @@ fn find_by_index(
     let mut conds: Vec<String> = Vec::new();
     let text = |v: &String| SqlValue::Text(v.clone());
     let newest = q.sort == SortOrder::Newest;
-    let (from, order, distinct) = match drive {
-        Drive::Traces => ("traces t", "t", ""),
-        Drive::Duration => ("traces t INDEXED BY traces_by_duration", "t", ""),
+    // Operation and attribute walks are arms ([`Arm`]): one per service of the operation, one
+    // per level or staged segment of the attribute index.
+    let mut arms: Vec<Arm> = Vec::new();
+    let (from, order) = match drive {
+        Drive::Traces => ("traces t", "t"),
+        Drive::Duration => ("traces t INDEXED BY traces_by_duration", "t"),
         Drive::SlowSpans => {
             args.push(text(q.service.as_ref().unwrap_or(&String::new())));
             args.push(SqlValue::Integer(to_i64(q.min_duration_ns.unwrap_or(0))));
@@ -246,22 +249,23 @@ fn find_by_index(
                     ")) x CROSS JOIN traces t ON t.trace_id = x.trace_id"
                 ),
                 "t",
-                "",
             )
         }
         Drive::Operation => {
-            conds.push("x.operation = ?".to_owned());
-            args.push(text(q.operation.as_ref().unwrap_or(&String::new())));
-            if let Some(service) = &q.service {
-                conds.push("x.service = ?".to_owned());
-                args.push(text(service));
-            }
-            (
-                "trace_operations x JOIN traces t ON t.trace_id = x.trace_id",
-                "x",
-                // Without a service, one trace can match through several services.
-                if q.service.is_none() { "DISTINCT" } else { "" },
-            )
+            let operation = q.operation.clone().unwrap_or_default();
+            let services = match &q.service {
+                Some(service) => vec![service.clone()],
+                None => services_with_operation(conn, &operation)?,
+            };
+            arms = services
+                .into_iter()
+                .map(|service| Arm {
+                    table: "trace_operations",
+                    conds: "x.service = ? AND x.operation = ?",
+                    args: vec![SqlValue::Text(service), SqlValue::Text(operation.clone())],
+                })
+                .collect();
+            ("", "x")
         }
         Drive::Service => {
             conds.push("x.service = ?".to_owned());
@@ -269,20 +273,9 @@ fn find_by_index(
             (
                 "trace_services x JOIN traces t ON t.trace_id = x.trace_id",
                 "x",
-                "",
             )
         }
-        Drive::Attribute => {
-            let (key, value) = &q.attributes[0];
-            conds.push("x.key = ? AND x.value = ?".to_owned());
-            args.push(text(key));
-            args.push(text(value));
-            (
-                "span_attrs x JOIN traces t ON t.trace_id = x.trace_id",
-                "x",
-                "",
-            )
-        }
+        Drive::Attribute => ("", "x"),
     };
     if !matches!(drive, Drive::Operation | Drive::Service | Drive::SlowSpans)
         && let Some(service) = &q.service
@@ -297,16 +290,24 @@ fn find_by_index(
     if !matches!(drive, Drive::Operation)
         && let Some(operation) = &q.operation
     {
-        let mut cond = "EXISTS (SELECT 1 FROM trace_operations o WHERE o.trace_id = t.trace_id \
-             AND o.start_ns = t.start_ns AND o.operation = ?"
-            .to_owned();
-        args.push(text(operation));
-        if let Some(service) = &q.service {
-            cond.push_str(" AND o.service = ?");
-            args.push(text(service));
-        }
-        cond.push(')');
-        conds.push(cond);
+        // Without a service: the services that have the operation (`operations_by_name`),
+        // then an exact key per service (`trace_operations` has no index by operation alone).
+        conds.push(match &q.service {
+            Some(service) => {
+                args.push(text(service));
+                args.push(text(operation));
+                "EXISTS (SELECT 1 FROM trace_operations o WHERE o.service = ? \
+                 AND o.operation = ? AND o.start_ns = t.start_ns AND o.trace_id = t.trace_id)"
+                    .to_owned()
+            }
+            None => {
+                args.push(text(operation));
+                "EXISTS (SELECT 1 FROM operations p INDEXED BY operations_by_name \
+                 JOIN trace_operations o ON o.service = p.service AND o.operation = p.name \
+                 AND o.start_ns = t.start_ns AND o.trace_id = t.trace_id WHERE p.name = ?)"
+                    .to_owned()
+            }
+        });
     }
     let skip_attrs = usize::from(matches!(drive, Drive::Attribute));
     for (key, value) in q.attributes.iter().skip(skip_attrs) {
@@ -361,39 +362,35 @@ fn find_by_index(
     } else {
         format!("WHERE {}", conds.join(" AND "))
     };
-    if matches!(drive, Drive::Attribute) {
-        // Two levels (`attr_stage.rs`): one arm per level and staged segment, each walked in
-        // start order by its primary key; SQLite merges the ordered arms and stops at the
-        // limit. A row is in one place only, so no trace comes twice. One read transaction
-        // (rolled back, nothing to undo, when dropped), so the segment list matches the rows.
-        let _snapshot = conn.unchecked_transaction().map_err(backend)?;
-        let segments: Vec<i64> = conn
-            .prepare_cached("SELECT seg FROM attr_segments ORDER BY seg")
-            .map_err(backend)?
-            .query_map([], |r| r.get(0))
-            .map_err(backend)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(backend)?;
-        let columns = format!("{SUMMARY_COLUMNS}, x.start_ns AS by_start, x.trace_id AS by_id");
-        let mut sql = format!("SELECT {columns} FROM {from} {where_clause}");
-        let mut all = args.clone();
-        for seg in segments {
-            sql.push_str(&format!(
-                " UNION ALL SELECT {columns} FROM span_attrs_new x \
-                 JOIN traces t ON t.trace_id = x.trace_id WHERE x.seg = ? AND {}",
-                conds.join(" AND ")
-            ));
-            all.push(SqlValue::Integer(seg));
-            all.extend(args.iter().cloned());
+    match drive {
+        Drive::Attribute => {
+            // Two levels (`attr_stage.rs`): one arm per level and staged segment. A row is in
+            // one place only, so no trace comes twice. One read transaction (rolled back,
+            // nothing to undo, when dropped), so the segment list matches the rows.
+            let _snapshot = conn.unchecked_transaction().map_err(backend)?;
+            let (key, value) = &q.attributes[0];
+            let mut arms = vec![Arm {
+                table: "span_attrs",
+                conds: "x.key = ? AND x.value = ?",
+                args: vec![text(key), text(value)],
+            }];
+            let segments: Vec<i64> = conn
+                .prepare_cached("SELECT seg FROM attr_segments ORDER BY seg")
+                .map_err(backend)?
+                .query_map([], |r| r.get(0))
+                .map_err(backend)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(backend)?;
+            arms.extend(segments.into_iter().map(|seg| Arm {
+                table: "span_attrs_new",
+                conds: "x.seg = ? AND x.key = ? AND x.value = ?",
+                args: vec![SqlValue::Integer(seg), text(key), text(value)],
+            }));
+            return query_arms(conn, &arms, "UNION ALL", &conds, &args, limit, offset);
         }
-        sql.push_str(" ORDER BY by_start DESC, by_id DESC LIMIT ? OFFSET ?");
-        all.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-        all.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
-        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(all), row_to_summary)
-            .map_err(backend)?;
-        return rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend);
+        // Without a service, one trace can match through several services: `UNION`.
+        Drive::Operation => return query_arms(conn, &arms, "UNION", &conds, &args, limit, offset),
+        _ => {}
     }
     args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
     args.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
@@ -403,7 +400,7 @@ fn find_by_index(
         "t.duration_ns DESC, t.trace_id DESC".to_owned()
     };
     let sql = format!(
-        "SELECT {distinct} {SUMMARY_COLUMNS} FROM {from} {where_clause} \
+        "SELECT {SUMMARY_COLUMNS} FROM {from} {where_clause} \
          ORDER BY {order_by} LIMIT ? OFFSET ?"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
@@ -411,6 +408,72 @@ fn find_by_index(
         .query_map(rusqlite::params_from_iter(args), row_to_summary)
         .map_err(backend)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+}
+
+/// One walk of a start-ordered index table (aliased `x`): the conditions that select its
+/// range of keys, ending in `(start_ns, trace_id)`, and their values.
+struct Arm {
+    table: &'static str,
+    conds: &'static str,
+    args: Vec<SqlValue>,
+}
+
+/// `limit` summaries from `offset`, newest first, over `arms` joined by `union` (`UNION ALL`
+/// when no trace can come from two arms, else `UNION`), each arm restricted by `conds`
+/// (values `args`). Each arm is walked in start order by its primary key and SQLite merges
+/// the ordered arms, stopping at the limit; no arms, no summaries.
+fn query_arms(
+    conn: &Connection,
+    arms: &[Arm],
+    union: &str,
+    conds: &[String],
+    args: &[SqlValue],
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<TraceSummary>, StoreError> {
+    if arms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = format!("{SUMMARY_COLUMNS}, x.start_ns AS by_start, x.trace_id AS by_id");
+    let mut selects = Vec::with_capacity(arms.len());
+    let mut all = Vec::new();
+    for arm in arms {
+        let mut select = format!(
+            "SELECT {columns} FROM {} x JOIN traces t ON t.trace_id = x.trace_id WHERE {}",
+            arm.table, arm.conds
+        );
+        for cond in conds {
+            select.push_str(" AND ");
+            select.push_str(cond);
+        }
+        selects.push(select);
+        all.extend(arm.args.iter().cloned());
+        all.extend(args.iter().cloned());
+    }
+    let sql = format!(
+        "{} ORDER BY by_start DESC, by_id DESC LIMIT ? OFFSET ?",
+        selects.join(&format!(" {union} "))
+    );
+    all.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    all.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(all), row_to_summary)
+        .map_err(backend)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+}
+
+/// The services that have an operation named `operation` (`operations_by_name`, schema 10).
+fn services_with_operation(conn: &Connection, operation: &str) -> Result<Vec<String>, StoreError> {
+    conn.prepare_cached(
+        "SELECT DISTINCT service FROM operations INDEXED BY operations_by_name \
+         WHERE name = ?1 ORDER BY service",
+    )
+    .map_err(backend)?
+    .query_map([operation], |r| r.get(0))
+    .map_err(backend)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(backend)
 }
 
 #[cfg(test)]
@@ -560,5 +623,66 @@ mod tests {
             search(query("z", 1000, 2)).await,
             (Drive::Service, vec![short + slow - 1, short + slow - 2])
         );
+    }
+
+    /// A search by an operation alone (no service) merges the operation's traces of every
+    /// service that has it, newest first, each trace once even when two of its services have
+    /// the operation; pages by offset; the duration-ordered search probes the same rows.
+    #[tokio::test]
+    async fn an_operation_alone_is_searched_across_its_services() {
+        let (store, _dir) = fresh().await;
+        let mut spans = vec![
+            one_span_trace(1, "a", "x", 5.0),
+            one_span_trace(2, "b", "x", 7.0),
+            one_span_trace(3, "a", "y", 9.0),
+            one_span_trace(4, "c", "x", 3.0),
+        ];
+        // Trace 5 has `x` in two services.
+        let mut both = one_span_trace(5, "a", "x", 4.0);
+        spans.push(both.clone());
+        both.span_id = crate::model::SpanId([2; 8]);
+        both.service_name = "b".into();
+        spans.push(both);
+        store.write_spans(spans).await.unwrap();
+        let starts = |found: Vec<crate::store::TraceSummary>| -> Vec<u64> {
+            found
+                .iter()
+                .map(|s| (s.start_time_unix_nano - crate::testing::T0) / crate::testing::MS)
+                .collect()
+        };
+        let by_op = TraceQuery {
+            operation: Some("x".into()),
+            ..TraceQuery::default()
+        };
+        assert_eq!(
+            starts(store.find_traces(by_op.clone()).await.unwrap()),
+            [5, 4, 2, 1]
+        );
+        let page = TraceQuery {
+            limit: 2,
+            ..by_op.clone()
+        };
+        assert_eq!(starts(store.find_traces(page).await.unwrap()), [5, 4]);
+        let longest = TraceQuery {
+            sort: crate::store::SortOrder::Duration,
+            ..by_op.clone()
+        };
+        assert_eq!(
+            starts(store.find_traces(longest).await.unwrap()),
+            [2, 1, 5, 4]
+        );
+        let with_service = TraceQuery {
+            service: Some("b".into()),
+            ..by_op
+        };
+        assert_eq!(
+            starts(store.find_traces(with_service).await.unwrap()),
+            [5, 2]
+        );
+        let unknown = TraceQuery {
+            operation: Some("nowhere".into()),
+            ..TraceQuery::default()
+        };
+        assert!(store.find_traces(unknown).await.unwrap().is_empty());
     }
 }
