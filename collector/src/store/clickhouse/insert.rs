@@ -18,9 +18,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use futures_util::future::join_all;
+
 use super::codec::{DAY_NS, day_of, write_span};
-use super::rowbinary::Writer;
-use super::{Shared, sql};
+use super::rowbinary::{Reader, Writer};
+use super::{INSERT_SETTINGS, Shared, sql};
 use crate::model::{Span, SpanId, SpanKind, TraceId};
 use crate::store::{StoreError, WriteOutcome};
 
@@ -41,16 +43,23 @@ pub(super) struct WriteRequest {
 /// Stored spans per trace: their keys.
 type Keys = HashMap<TraceId, HashSet<(SpanId, SpanKind)>>;
 
+/// The rows of a checked batch for one shard (see `shards.rs`), as `RowBinary`.
+#[derive(Default)]
+struct ShardRows {
+    /// Span rows (empty: nothing new).
+    rows: Writer,
+    /// Refusal rows (empty: none).
+    refusals: Writer,
+    /// Inbound-link rows, by the trace linked to (empty: no stored span has links).
+    links: Writer,
+}
+
 /// A checked batch, ready to insert.
 struct Checked {
     replies: Vec<oneshot::Sender<Result<WriteOutcome, StoreError>>>,
     outcomes: Vec<WriteOutcome>,
-    /// `RowBinary` span rows (empty: nothing new).
-    rows: Vec<u8>,
-    /// `RowBinary` refusal rows (empty: none).
-    refusals: Vec<u8>,
-    /// `RowBinary` inbound-link rows (empty: no stored span has links).
-    links: Vec<u8>,
+    /// Per shard (index in `Shared::writes`), its rows.
+    shards: Vec<ShardRows>,
     /// The keys this batch adds.
     added: Keys,
 }
@@ -125,27 +134,46 @@ async fn gather(
 }
 
 /// The stored keys of the traces in `since` (trace id -> the first `received_day` to look
-/// at, see [`lookup_since`]): one query per distinct day, so a batch of current spans reads
-/// two day partitions, and only a trace resent late widens the look, for itself.
+/// at, see [`lookup_since`]): per shard, in parallel, one query per distinct day, so a batch
+/// of current spans reads two day partitions, and only a trace resent late widens the look,
+/// for itself.
 async fn stored_keys(shared: &Shared, since: &HashMap<TraceId, u16>) -> Result<Keys, StoreError> {
-    let mut by_day: HashMap<u16, Vec<TraceId>> = HashMap::new();
+    let writes = &shared.writes;
+    let mut by_shard: Vec<HashMap<u16, Vec<TraceId>>> = vec![HashMap::new(); writes.shards.len()];
     for (id, day) in since {
-        by_day.entry(*day).or_default().push(*id);
+        by_shard[writes.shard_of(id)]
+            .entry(*day)
+            .or_default()
+            .push(*id);
     }
-    let mut keys: Keys = HashMap::new();
-    for (day, ids) in &by_day {
-        for chunk in ids.chunks(LOOKUP_TRACES) {
-            let rows = shared
-                .select_rows(&sql::existing_keys(&shared.tables, chunk, *day), |r| {
-                    let trace = TraceId(r.fixed::<16>()?);
-                    let span = SpanId(r.fixed::<8>()?);
-                    let kind = SpanKind::from_i32(i32::from(r.u8()?));
-                    Ok((trace, span, kind))
-                })
-                .await?;
-            for (trace, span, kind) in rows {
-                keys.entry(trace).or_default().insert((span, kind));
+    let settings = if shared.options.replicated {
+        super::REPLICATED_SELECT_SETTINGS
+    } else {
+        &[]
+    };
+    let lookups = by_shard
+        .iter()
+        .enumerate()
+        .map(|(shard, by_day)| async move {
+            let mut rows = Vec::new();
+            for (day, ids) in by_day {
+                for chunk in ids.chunks(LOOKUP_TRACES) {
+                    let sql = sql::existing_keys(&writes.tables, chunk, *day);
+                    let answer = writes.shards[shard].run(&sql, settings, Vec::new()).await?;
+                    rows.extend(Reader::new(&answer).rows(|r| {
+                        let trace = TraceId(r.fixed::<16>()?);
+                        let span = SpanId(r.fixed::<8>()?);
+                        let kind = SpanKind::from_i32(i32::from(r.u8()?));
+                        Ok((trace, span, kind))
+                    })?);
+                }
             }
+            Ok::<_, StoreError>(rows)
+        });
+    let mut keys: Keys = HashMap::new();
+    for rows in join_all(lookups).await {
+        for (trace, span, kind) in rows? {
+            keys.entry(trace).or_default().insert((span, kind));
         }
     }
     Ok(keys)
@@ -200,9 +228,15 @@ async fn check(
         }
     }
     let limit = shared.options.max_spans_per_trace;
+    let writes = &shared.writes;
     let total: usize = requests.iter().map(Vec::len).sum();
-    let mut rows = Writer::with_capacity(total * 512);
-    let mut links = Writer::default();
+    let per_shard = total * 512 / writes.shards.len().max(1);
+    let mut shards: Vec<ShardRows> = (0..writes.shards.len())
+        .map(|_| ShardRows {
+            rows: Writer::with_capacity(per_shard),
+            ..ShardRows::default()
+        })
+        .collect();
     let mut refused: HashMap<TraceId, u64> = HashMap::new();
     let mut added: Keys = HashMap::new();
     let mut outcomes = Vec::with_capacity(requests.len());
@@ -219,68 +253,68 @@ async fn check(
             } else {
                 trace.insert(key);
                 added.entry(span.trace_id).or_default().insert(key);
-                write_span(&mut rows, span, now);
-                write_links(&mut links, span, now);
+                write_span(&mut shards[writes.shard_of(&span.trace_id)].rows, span, now);
+                for link in span.links.iter().filter(|l| l.trace_id != span.trace_id) {
+                    let w = &mut shards[writes.shard_of(&link.trace_id)].links;
+                    w.u16(day_of(now));
+                    w.fixed(&link.trace_id.0);
+                    w.fixed(&span.trace_id.0);
+                }
                 outcome.stored += 1;
             }
         }
         outcomes.push(outcome);
     }
-    let mut refusals = Writer::default();
     for (trace, n) in &refused {
-        refusals.u16(day_of(now));
-        refusals.u64(now);
-        refusals.fixed(&trace.0);
-        refusals.u64(*n);
+        let w = &mut shards[writes.shard_of(trace)].refusals;
+        w.u16(day_of(now));
+        w.u64(now);
+        w.fixed(&trace.0);
+        w.u64(*n);
     }
     Ok(Checked {
         replies,
         outcomes,
-        rows: rows.buf,
-        refusals: refusals.buf,
-        links: links.buf,
+        shards,
         added,
     })
 }
 
-/// The `links_local` rows of a stored span: one per link to another trace (spans without
-/// links write nothing).
-fn write_links(w: &mut Writer, span: &Span, received_ns: u64) {
-    for link in span.links.iter().filter(|l| l.trace_id != span.trace_id) {
-        w.u16(day_of(received_ns));
-        w.fixed(&link.trace_id.0);
-        w.fixed(&span.trace_id.0);
+/// Inserts one shard's rows of a batch: links first (a failure after them leaves extra link
+/// rows, read with `DISTINCT`, for a retry to repeat, never spans whose links were lost),
+/// then spans, then refusals.
+async fn insert_shard(shared: &Shared, shard: usize, rows: ShardRows) -> Result<(), StoreError> {
+    let writes = &shared.writes;
+    let target = &writes.shards[shard];
+    for (sql, data) in [
+        (sql::insert_links(&writes.tables), rows.links.buf),
+        (sql::insert_spans(&writes.tables), rows.rows.buf),
+        (sql::insert_refusals(&writes.tables), rows.refusals.buf),
+    ] {
+        if !data.is_empty() {
+            target.run(&sql, INSERT_SETTINGS, data).await?;
+        }
     }
+    Ok(())
 }
 
-/// Inserts a checked batch and answers its requests; `true` when it was confirmed.
+/// Inserts a checked batch, every shard's rows in parallel, and answers its requests once
+/// every shard confirmed (or with the first error); `true` when all were confirmed.
 async fn insert(shared: &Shared, batch: Checked) -> bool {
     let Checked {
         replies,
         outcomes,
-        rows,
-        refusals,
-        links,
+        shards,
         ..
     } = batch;
-    let mut result = Ok(Vec::new());
-    // Links first: a failure after them leaves extra link rows (read with DISTINCT) for a
-    // retry to repeat, never spans whose links were lost.
-    if !links.is_empty() {
-        result = shared
-            .insert(&sql::insert_links(&shared.tables), links)
-            .await;
-    }
-    if result.is_ok() && !rows.is_empty() {
-        result = shared
-            .insert(&sql::insert_spans(&shared.tables), rows)
-            .await;
-    }
-    if result.is_ok() && !refusals.is_empty() {
-        result = shared
-            .insert(&sql::insert_refusals(&shared.tables), refusals)
-            .await;
-    }
+    let inserts = shards
+        .into_iter()
+        .enumerate()
+        .map(|(shard, rows)| insert_shard(shared, shard, rows));
+    let result = join_all(inserts)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, StoreError>>();
     match result {
         Ok(_) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {

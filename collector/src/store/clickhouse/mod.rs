@@ -26,6 +26,7 @@
 //! spans): a resent span is found as long as its first copy is retained (see
 //! `insert::lookup_since`; reads drop a copy that slipped through anyway).
 
+mod cityhash;
 mod codec;
 mod durable;
 mod http;
@@ -36,6 +37,7 @@ mod rowbinary;
 mod schema;
 mod search;
 mod search_sql;
+mod shards;
 pub(crate) mod sql;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -123,6 +125,8 @@ struct Shared {
     /// last one that accepted a connection).
     preferred: std::sync::atomic::AtomicUsize,
     tables: sql::Tables,
+    /// Where the span writer sends its batches (per shard on a cluster, `shards.rs`).
+    writes: shards::Writes,
     options: ClickHouseOptions,
     commits: watch::Sender<u64>,
     /// The last read of `newest_local` (newest span start per service) and when it was
@@ -252,11 +256,13 @@ impl ClickHouseStore {
             replicated: options.replicated,
         };
         schema::apply(&nodes, &tables).await?;
+        let writes = shards::discover(&tables, &nodes).await?;
         let shared = Arc::new(Shared {
             main,
             nodes,
             preferred: std::sync::atomic::AtomicUsize::new(0),
             tables,
+            writes,
             options,
             commits: watch::Sender::new(0),
             newest: Mutex::new(None),
@@ -440,5 +446,7 @@ impl SpanStore for ClickHouseStore {
     }
 }
 
+#[cfg(test)]
+mod shard_tests;
 #[cfg(test)]
 mod tests;
