@@ -33,11 +33,48 @@ pub(super) const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// Most trace ids in one key lookup (keeps the statement short).
 const LOOKUP_TRACES: usize = 2000;
 
-/// One `write_spans` call waiting for its insert.
+/// One `write_spans` call waiting for its insert, its spans already encoded as rows.
 #[derive(Debug)]
 pub(super) struct WriteRequest {
-    pub(super) spans: Vec<Span>,
-    pub(super) reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    spans: Vec<Span>,
+    /// The spans' `spans_local` rows (`codec::write_span`), back to back: span `i` is
+    /// `rows[ends[i - 1]..ends[i]]` (from 0 for the first).
+    rows: Vec<u8>,
+    ends: Vec<usize>,
+    /// When the request was received (the rows' `received_ns`), unix ns.
+    received_ns: u64,
+    reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+}
+
+impl WriteRequest {
+    /// A request for `spans`, answered on `reply`. The rows are encoded here, in the
+    /// caller's task (so requests encode in parallel, outside the one writer task, which
+    /// then only copies the bytes of the spans it stores).
+    pub(super) fn new(
+        spans: Vec<Span>,
+        reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    ) -> Self {
+        let received_ns = crate::time::now_unix_nano();
+        let mut rows = Writer::with_capacity(spans.len() * 512);
+        let mut ends = Vec::with_capacity(spans.len());
+        for span in &spans {
+            write_span(&mut rows, span, received_ns);
+            ends.push(rows.buf.len());
+        }
+        Self {
+            spans,
+            rows: rows.buf,
+            ends,
+            received_ns,
+            reply,
+        }
+    }
+
+    /// The row of span `i`.
+    fn row(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.rows[start..self.ends[i]]
+    }
 }
 
 /// Stored spans per trace: their keys.
@@ -197,17 +234,16 @@ fn lookup_since(earliest_start_ns: u64, now_ns: u64) -> u16 {
 type Replies = Vec<oneshot::Sender<Result<WriteOutcome, StoreError>>>;
 
 /// Decides each span of the batch (stored, duplicate, over the limit) against the stored
-/// keys and `pending` (the keys of the insert in flight), and encodes the rows.
+/// keys and `pending` (the keys of the insert in flight), and gathers the rows of the
+/// stored ones by shard.
 async fn check(
     shared: &Shared,
     batch: Vec<WriteRequest>,
     pending: Option<&Keys>,
 ) -> Result<Checked, (StoreError, Replies)> {
-    let (requests, replies): (Vec<Vec<Span>>, Replies) =
-        batch.into_iter().map(|r| (r.spans, r.reply)).unzip();
     let now = crate::time::now_unix_nano();
     let mut earliest: HashMap<TraceId, u64> = HashMap::new();
-    for span in requests.iter().flatten() {
+    for span in batch.iter().flat_map(|r| &r.spans) {
         let e = earliest.entry(span.trace_id).or_insert(u64::MAX);
         *e = (*e).min(span.start_time_unix_nano);
     }
@@ -218,7 +254,7 @@ async fn check(
     let ids: Vec<TraceId> = earliest.into_keys().collect();
     let mut keys = match stored_keys(shared, &since).await {
         Ok(k) => k,
-        Err(e) => return Err((e, replies)),
+        Err(e) => return Err((e, batch.into_iter().map(|r| r.reply).collect())),
     };
     if let Some(pending) = pending {
         for id in &ids {
@@ -229,8 +265,8 @@ async fn check(
     }
     let limit = shared.options.max_spans_per_trace;
     let writes = &shared.writes;
-    let total: usize = requests.iter().map(Vec::len).sum();
-    let per_shard = total * 512 / writes.shards.len().max(1);
+    let total: usize = batch.iter().map(|r| r.rows.len()).sum();
+    let per_shard = total / writes.shards.len().max(1) * 9 / 8;
     let mut shards: Vec<ShardRows> = (0..writes.shards.len())
         .map(|_| ShardRows {
             rows: Writer::with_capacity(per_shard),
@@ -239,10 +275,10 @@ async fn check(
         .collect();
     let mut refused: HashMap<TraceId, u64> = HashMap::new();
     let mut added: Keys = HashMap::new();
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for spans in &requests {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in &batch {
         let mut outcome = WriteOutcome::default();
-        for span in spans {
+        for (i, span) in request.spans.iter().enumerate() {
             let key = (span.span_id, span.kind);
             let trace = keys.entry(span.trace_id).or_default();
             if trace.contains(&key) {
@@ -253,10 +289,12 @@ async fn check(
             } else {
                 trace.insert(key);
                 added.entry(span.trace_id).or_default().insert(key);
-                write_span(&mut shards[writes.shard_of(&span.trace_id)].rows, span, now);
+                shards[writes.shard_of(&span.trace_id)]
+                    .rows
+                    .fixed(request.row(i));
                 for link in span.links.iter().filter(|l| l.trace_id != span.trace_id) {
                     let w = &mut shards[writes.shard_of(&link.trace_id)].links;
-                    w.u16(day_of(now));
+                    w.u16(day_of(request.received_ns));
                     w.fixed(&link.trace_id.0);
                     w.fixed(&span.trace_id.0);
                 }
@@ -273,7 +311,7 @@ async fn check(
         w.u64(*n);
     }
     Ok(Checked {
-        replies,
+        replies: batch.into_iter().map(|r| r.reply).collect(),
         outcomes,
         shards,
         added,

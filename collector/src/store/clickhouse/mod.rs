@@ -298,7 +298,7 @@ impl SpanStore for ClickHouseStore {
             }
             let sender = self.sender().ok_or(StoreError::Closed)?;
             let (reply, answer) = oneshot::channel();
-            let request = insert::WriteRequest { spans, reply };
+            let request = insert::WriteRequest::new(spans, reply);
             match tokio::time::timeout(insert::QUEUE_WAIT, sender.send(request)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(StoreError::Closed),
