@@ -90,14 +90,28 @@ impl Writes {
     }
 }
 
-/// The shard and weight of a node in `cluster` (its `is_local` row), or `None` when it
-/// has none or several (a proxy, or a node outside the cluster).
-async fn local_shard(node: &Node, cluster: &str) -> Result<Option<(u32, u32)>, StoreError> {
-    let sql = format!(
+/// `(shard_num, weight)` of the node that runs it, in `cluster` (its `is_local` rows).
+pub(super) fn local_shard_sql(cluster: &str) -> String {
+    format!(
         "SELECT toUInt32(shard_num), toUInt32(shard_weight) FROM system.clusters \
          WHERE cluster = {} AND is_local FORMAT RowBinary",
         quote(cluster)
-    );
+    )
+}
+
+/// `(shard_num, weight)` of every shard of `cluster`, in order.
+pub(super) fn cluster_shards_sql(cluster: &str) -> String {
+    format!(
+        "SELECT toUInt32(shard_num), toUInt32(any(shard_weight)) FROM system.clusters \
+         WHERE cluster = {} GROUP BY shard_num ORDER BY shard_num FORMAT RowBinary",
+        quote(cluster)
+    )
+}
+
+/// The shard and weight of a node in `cluster` (its `is_local` row), or `None` when it
+/// has none or several (a proxy, or a node outside the cluster).
+async fn local_shard(node: &Node, cluster: &str) -> Result<Option<(u32, u32)>, StoreError> {
+    let sql = local_shard_sql(cluster);
     let rows =
         Reader::new(&node.run(&sql, &[], Vec::new()).await?).rows(|r| Ok((r.u32()?, r.u32()?)))?;
     Ok(match rows.as_slice() {
@@ -108,11 +122,7 @@ async fn local_shard(node: &Node, cluster: &str) -> Result<Option<(u32, u32)>, S
 
 /// `(shard_num, weight)` of every shard of `cluster`, in order, as `node` sees it.
 async fn cluster_shards(node: &Node, cluster: &str) -> Result<Vec<(u32, u32)>, StoreError> {
-    let sql = format!(
-        "SELECT toUInt32(shard_num), toUInt32(any(shard_weight)) FROM system.clusters \
-         WHERE cluster = {} GROUP BY shard_num ORDER BY shard_num FORMAT RowBinary",
-        quote(cluster)
-    );
+    let sql = cluster_shards_sql(cluster);
     Reader::new(&node.run(&sql, &[], Vec::new()).await?).rows(|r| Ok((r.u32()?, r.u32()?)))
 }
 
