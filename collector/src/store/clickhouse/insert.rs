@@ -1,9 +1,13 @@
 //! The writer task: ingest requests queue here; the task coalesces whatever is queued (up to
 //! [`ClickHouseOptions::max_batch_spans`](super::ClickHouseOptions), waiting at most
-//! `batch_linger_ms` for more) into one `INSERT`, and answers each request only after the
-//! insert holding its spans was confirmed.
+//! `batch_linger_ms` for more) into one batch, and answers each request only after the
+//! inserts holding its spans were confirmed: one per table, or on a cluster one per table
+//! and shard, straight into the shard's local tables, the shards in parallel (`shards.rs`).
+//! A request's rows are encoded when it is queued, in the caller's task
+//! ([`WriteRequest::new`]); the writer task only decides and copies bytes.
 //!
-//! Each batch is first *checked*: the stored keys of its traces are read, so spans already
+//! Each batch is first *checked*: the stored keys of its traces are read (per shard, from
+//! the shard that holds them), so spans already
 //! stored are duplicates, and new spans of a trace at the per-trace limit are refused (and
 //! counted in `refusals_local`). Then it is *inserted*. The two stages overlap: batch N+1 is
 //! checked while batch N is being inserted, against the stored keys plus N's keys (which the
