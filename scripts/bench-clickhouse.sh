@@ -2,7 +2,7 @@
 # ClickHouse backend benchmark (issue 15; BENCHMARKS.md §6), in one run:
 #   1. ingest at saturation (loadgen: OTLP/HTTP protobuf, 500 spans x 10 attributes per
 #      request, CONNECTIONS connections), acknowledged spans/s: the collector on a 2-shard
-#      ClickHouse 18.16 cluster (Distributed tables, insert_distributed_sync=1), then the
+#      ClickHouse 18.16 cluster (acknowledged once every shard confirmed), then the
 #      collector on SQLite (default settings), RUNS times, interleaved; each binary ingests
 #      into its own database (`bench_ingest_<label>`), not the one queried below;
 #   2. the cluster's `spanline` database topped up to SPANS spans (default 1M), then through
