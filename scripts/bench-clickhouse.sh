@@ -2,14 +2,16 @@
 # ClickHouse backend benchmark (issue 15; BENCHMARKS.md §6), in one run:
 #   1. ingest at saturation (loadgen: OTLP/HTTP protobuf, 500 spans x 10 attributes per
 #      request, CONNECTIONS connections), acknowledged spans/s: the collector on a 2-shard
-#      ClickHouse 18.16 cluster (Distributed tables, insert_distributed_sync=1), then the
+#      ClickHouse 18.16 cluster (acknowledged once every shard confirmed), then the
 #      collector on SQLite (default settings), RUNS times, interleaved; each binary ingests
 #      into its own database (`bench_ingest_<label>`), not the one queried below;
 #   2. the cluster's `spanline` database topped up to SPANS spans (default 1M), then through
 #      the collector's query API: trace by id, service + duration search, attribute search:
 #      p50 / p99 of SAMPLES queries each (HTTP keep-alive, one client).
 # Both shards, the collector and the load generator share this machine's cores: figures are
-# noisy; `uptime` is printed with each.
+# noisy; `uptime` is printed with each, and so is the CPU the ClickHouse servers used per
+# acknowledged span (`clickhouse_us_per_span`, from /proc; the collector's is
+# `cpu_us_per_span`), which depends less on what else runs.
 #
 #   RUNS=2 DURATION=10 SPANS=1000000 SAMPLES=200 scripts/bench-clickhouse.sh
 #
@@ -104,9 +106,23 @@ start_collector() { # storage [binary] [database]
 
 results=$work/results.txt
 : >"$results"
+# CPU time (1/100 s) the ClickHouse servers have used so far, both together.
+ch_ticks() {
+  local f t=0
+  for f in "$work"/ch/node*/pid; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$(cat "$f")/stat")))
+  done
+  echo "$t"
+}
 load() { # label seconds
-  "$loadgen" ingest --url "http://127.0.0.1:$port/v1/traces" --connections "$connections" \
-    --warmup 2 --duration "$2" --pid "$pid" --label "$1" | tee -a "$results"
+  local t0 out acked
+  t0=$(ch_ticks)
+  out=$("$loadgen" ingest --url "http://127.0.0.1:$port/v1/traces" --connections "$connections" \
+    --warmup 2 --duration "$2" --pid "$pid" --label "$1")
+  # The servers' CPU over warmup + run, per span acknowledged in the run (scaled to both).
+  acked=$(echo "$out" | sed -n 's/.* acked_spans=\([0-9]*\).*/\1/p')
+  echo "$out clickhouse_us_per_span=$(echo "scale=1; ($(ch_ticks) - $t0) * 10000 * $2 / ($2 + 2) / ${acked:-1}" | bc)" |
+    tee -a "$results"
   echo "uptime: $(uptime)" | tee -a "$results"
 }
 
@@ -228,8 +244,14 @@ for line in open(sys.argv[1]):
     if line.startswith("RESULT ") and "spans_per_s=" in line:
         kv = dict(f.split("=", 1) for f in line.split()[1:])
         rows.setdefault(kv["label"], []).append(float(kv["spans_per_s"]))
+ch = {}
+for line in open(sys.argv[1]):
+    if line.startswith("RESULT ") and "clickhouse_us_per_span=" in line:
+        kv = dict(f.split("=", 1) for f in line.split()[1:])
+        ch.setdefault(kv["label"], []).append(float(kv["clickhouse_us_per_span"]))
 for label, v in rows.items():
-    print(f"{label:24s} spans_per_s={statistics.median(v):10.0f} (n={len(v)})")
+    extra = f" clickhouse_us_per_span={statistics.median(ch[label]):.1f}" if label in ch and label != "sqlite" else ""
+    print(f"{label:24s} spans_per_s={statistics.median(v):10.0f} (n={len(v)}){extra}")
 if "clickhouse-2shards-compare" in rows and "clickhouse-2shards" in rows:
     print(f"this / compare = {statistics.median(rows['clickhouse-2shards']) / statistics.median(rows['clickhouse-2shards-compare']):.2f}")
 if "clickhouse-2shards" in rows and "sqlite" in rows:

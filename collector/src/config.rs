@@ -17,11 +17,11 @@
 //! | `COLLECTOR_INGEST_TOKEN` | `--ingest-token` | none (open) | bearer token every ingest request must carry (HTTP and gRPC) |
 //! | `COLLECTOR_QUERY_TOKEN` | `--query-token` | none (open) | bearer token (or UI cookie, set by `?token=`) every query-port request must carry, except `/health`, `/healthz` |
 //! | `COLLECTOR_STORAGE` | `--storage` | `sqlite` | `sqlite` (durable), `memory` (lost on exit) or `clickhouse` |
-//! | `COLLECTOR_CLICKHOUSE_URL` | `--clickhouse-url` | `http://localhost:8123` | ClickHouse HTTP URL; with a cluster, every node's, comma-separated (schema and deletes go to each; reads and writes to the first) |
+//! | `COLLECTOR_CLICKHOUSE_URL` | `--clickhouse-url` | `http://localhost:8123` | ClickHouse HTTP URL; with a cluster, every node's, comma-separated (schema and deletes go to each; reads and writes to the first, but spans to each shard's node) |
 //! | `COLLECTOR_CLICKHOUSE_DATABASE` | `--clickhouse-database` | `spanline` | database, created when missing |
 //! | `COLLECTOR_CLICKHOUSE_USER` | `--clickhouse-user` | none (server default) | user (HTTP basic auth) |
 //! | `COLLECTOR_CLICKHOUSE_PASSWORD` | `--clickhouse-password` | none | password of that user |
-//! | `COLLECTOR_CLICKHOUSE_CLUSTER` | `--clickhouse-cluster` | none (one node) | cluster name from the servers' `remote_servers`: spans go through `Distributed` tables sharded by trace id |
+//! | `COLLECTOR_CLICKHOUSE_CLUSTER` | `--clickhouse-cluster` | none (one node) | cluster name from the servers' `remote_servers`: `Distributed` tables sharded by trace id; spans are inserted into each shard's local tables directly when every shard has a node in `COLLECTOR_CLICKHOUSE_URL` |
 //! | `COLLECTOR_CLICKHOUSE_REPLICATED` | `--clickhouse-replicated` | `false` | `true`: the per-node tables are `ReplicatedMergeTree` (the servers need `<zookeeper>` and the `{shard}`/`{replica}` macros; needs a cluster), and a node that refuses connections is skipped for the next URL |
 //! | `COLLECTOR_SQLITE_SYNC` | `--sqlite-sync` | `normal` | `normal`: durable across process crashes; `full`: also across power loss |
 //! | `COLLECTOR_ATTRIBUTE_INDEX` | `--attribute-index` | `all` | span attributes indexed for attribute search: `all`, `none`, or a comma-separated key list (fewer keys, faster ingest) |
@@ -95,7 +95,8 @@ pub struct ClickHouseConfig {
         hide_env_values = true
     )]
     pub password: Option<String>,
-    /// Cluster name (the servers' remote_servers): spans go through Distributed tables.
+    /// Cluster name (the servers' remote_servers): Distributed tables (spans are written
+    /// to each shard directly when every shard has a node in the URL list).
     #[arg(long = "clickhouse-cluster", env = "COLLECTOR_CLICKHOUSE_CLUSTER",
           value_parser = |s: &str| crate::store::check_identifier("cluster", s).map(|()| s.to_owned()))]
     pub cluster: Option<String>,

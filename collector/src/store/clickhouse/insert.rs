@@ -1,9 +1,13 @@
 //! The writer task: ingest requests queue here; the task coalesces whatever is queued (up to
 //! [`ClickHouseOptions::max_batch_spans`](super::ClickHouseOptions), waiting at most
-//! `batch_linger_ms` for more) into one `INSERT`, and answers each request only after the
-//! insert holding its spans was confirmed.
+//! `batch_linger_ms` for more) into one batch, and answers each request only after the
+//! inserts holding its spans were confirmed: one per table, or on a cluster one per table
+//! and shard, straight into the shard's local tables, the shards in parallel (`shards.rs`).
+//! A request's rows are encoded when it is queued, in the caller's task
+//! ([`WriteRequest::new`]); the writer task only decides and copies bytes.
 //!
-//! Each batch is first *checked*: the stored keys of its traces are read, so spans already
+//! Each batch is first *checked*: the stored keys of its traces are read (per shard, from
+//! the shard that holds them), so spans already
 //! stored are duplicates, and new spans of a trace at the per-trace limit are refused (and
 //! counted in `refusals_local`). Then it is *inserted*. The two stages overlap: batch N+1 is
 //! checked while batch N is being inserted, against the stored keys plus N's keys (which the
@@ -18,9 +22,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use futures_util::future::join_all;
+
 use super::codec::{DAY_NS, day_of, write_span};
-use super::rowbinary::Writer;
-use super::{Shared, sql};
+use super::rowbinary::{Reader, Writer};
+use super::{INSERT_SETTINGS, Shared, sql};
 use crate::model::{Span, SpanId, SpanKind, TraceId};
 use crate::store::{StoreError, WriteOutcome};
 
@@ -31,26 +37,70 @@ pub(super) const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// Most trace ids in one key lookup (keeps the statement short).
 const LOOKUP_TRACES: usize = 2000;
 
-/// One `write_spans` call waiting for its insert.
+/// One `write_spans` call waiting for its insert, its spans already encoded as rows.
 #[derive(Debug)]
 pub(super) struct WriteRequest {
-    pub(super) spans: Vec<Span>,
-    pub(super) reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    spans: Vec<Span>,
+    /// The spans' `spans_local` rows (`codec::write_span`), back to back: span `i` is
+    /// `rows[ends[i - 1]..ends[i]]` (from 0 for the first).
+    rows: Vec<u8>,
+    ends: Vec<usize>,
+    /// When the request was received (the rows' `received_ns`), unix ns.
+    received_ns: u64,
+    reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+}
+
+impl WriteRequest {
+    /// A request for `spans`, answered on `reply`. The rows are encoded here, in the
+    /// caller's task (so requests encode in parallel, outside the one writer task, which
+    /// then only copies the bytes of the spans it stores).
+    pub(super) fn new(
+        spans: Vec<Span>,
+        reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    ) -> Self {
+        let received_ns = crate::time::now_unix_nano();
+        let mut rows = Writer::with_capacity(spans.len() * 512);
+        let mut ends = Vec::with_capacity(spans.len());
+        for span in &spans {
+            write_span(&mut rows, span, received_ns);
+            ends.push(rows.buf.len());
+        }
+        Self {
+            spans,
+            rows: rows.buf,
+            ends,
+            received_ns,
+            reply,
+        }
+    }
+
+    /// The row of span `i`.
+    fn row(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.rows[start..self.ends[i]]
+    }
 }
 
 /// Stored spans per trace: their keys.
 type Keys = HashMap<TraceId, HashSet<(SpanId, SpanKind)>>;
 
+/// The rows of a checked batch for one shard (see `shards.rs`), as `RowBinary`.
+#[derive(Default)]
+struct ShardRows {
+    /// Span rows (empty: nothing new).
+    rows: Writer,
+    /// Refusal rows (empty: none).
+    refusals: Writer,
+    /// Inbound-link rows, by the trace linked to (empty: no stored span has links).
+    links: Writer,
+}
+
 /// A checked batch, ready to insert.
 struct Checked {
     replies: Vec<oneshot::Sender<Result<WriteOutcome, StoreError>>>,
     outcomes: Vec<WriteOutcome>,
-    /// `RowBinary` span rows (empty: nothing new).
-    rows: Vec<u8>,
-    /// `RowBinary` refusal rows (empty: none).
-    refusals: Vec<u8>,
-    /// `RowBinary` inbound-link rows (empty: no stored span has links).
-    links: Vec<u8>,
+    /// Per shard (index in `Shared::writes`), its rows.
+    shards: Vec<ShardRows>,
     /// The keys this batch adds.
     added: Keys,
 }
@@ -125,27 +175,46 @@ async fn gather(
 }
 
 /// The stored keys of the traces in `since` (trace id -> the first `received_day` to look
-/// at, see [`lookup_since`]): one query per distinct day, so a batch of current spans reads
-/// two day partitions, and only a trace resent late widens the look, for itself.
+/// at, see [`lookup_since`]): per shard, in parallel, one query per distinct day, so a batch
+/// of current spans reads two day partitions, and only a trace resent late widens the look,
+/// for itself.
 async fn stored_keys(shared: &Shared, since: &HashMap<TraceId, u16>) -> Result<Keys, StoreError> {
-    let mut by_day: HashMap<u16, Vec<TraceId>> = HashMap::new();
+    let writes = &shared.writes;
+    let mut by_shard: Vec<HashMap<u16, Vec<TraceId>>> = vec![HashMap::new(); writes.shards.len()];
     for (id, day) in since {
-        by_day.entry(*day).or_default().push(*id);
+        by_shard[writes.shard_of(id)]
+            .entry(*day)
+            .or_default()
+            .push(*id);
     }
-    let mut keys: Keys = HashMap::new();
-    for (day, ids) in &by_day {
-        for chunk in ids.chunks(LOOKUP_TRACES) {
-            let rows = shared
-                .select_rows(&sql::existing_keys(&shared.tables, chunk, *day), |r| {
-                    let trace = TraceId(r.fixed::<16>()?);
-                    let span = SpanId(r.fixed::<8>()?);
-                    let kind = SpanKind::from_i32(i32::from(r.u8()?));
-                    Ok((trace, span, kind))
-                })
-                .await?;
-            for (trace, span, kind) in rows {
-                keys.entry(trace).or_default().insert((span, kind));
+    let settings = if shared.options.replicated {
+        super::REPLICATED_SELECT_SETTINGS
+    } else {
+        &[]
+    };
+    let lookups = by_shard
+        .iter()
+        .enumerate()
+        .map(|(shard, by_day)| async move {
+            let mut rows = Vec::new();
+            for (day, ids) in by_day {
+                for chunk in ids.chunks(LOOKUP_TRACES) {
+                    let sql = sql::existing_keys(&writes.tables, chunk, *day);
+                    let answer = writes.shards[shard].run(&sql, settings, Vec::new()).await?;
+                    rows.extend(Reader::new(&answer).rows(|r| {
+                        let trace = TraceId(r.fixed::<16>()?);
+                        let span = SpanId(r.fixed::<8>()?);
+                        let kind = SpanKind::from_i32(i32::from(r.u8()?));
+                        Ok((trace, span, kind))
+                    })?);
+                }
             }
+            Ok::<_, StoreError>(rows)
+        });
+    let mut keys: Keys = HashMap::new();
+    for rows in join_all(lookups).await {
+        for (trace, span, kind) in rows? {
+            keys.entry(trace).or_default().insert((span, kind));
         }
     }
     Ok(keys)
@@ -169,17 +238,16 @@ fn lookup_since(earliest_start_ns: u64, now_ns: u64) -> u16 {
 type Replies = Vec<oneshot::Sender<Result<WriteOutcome, StoreError>>>;
 
 /// Decides each span of the batch (stored, duplicate, over the limit) against the stored
-/// keys and `pending` (the keys of the insert in flight), and encodes the rows.
+/// keys and `pending` (the keys of the insert in flight), and gathers the rows of the
+/// stored ones by shard.
 async fn check(
     shared: &Shared,
     batch: Vec<WriteRequest>,
     pending: Option<&Keys>,
 ) -> Result<Checked, (StoreError, Replies)> {
-    let (requests, replies): (Vec<Vec<Span>>, Replies) =
-        batch.into_iter().map(|r| (r.spans, r.reply)).unzip();
     let now = crate::time::now_unix_nano();
     let mut earliest: HashMap<TraceId, u64> = HashMap::new();
-    for span in requests.iter().flatten() {
+    for span in batch.iter().flat_map(|r| &r.spans) {
         let e = earliest.entry(span.trace_id).or_insert(u64::MAX);
         *e = (*e).min(span.start_time_unix_nano);
     }
@@ -190,7 +258,7 @@ async fn check(
     let ids: Vec<TraceId> = earliest.into_keys().collect();
     let mut keys = match stored_keys(shared, &since).await {
         Ok(k) => k,
-        Err(e) => return Err((e, replies)),
+        Err(e) => return Err((e, batch.into_iter().map(|r| r.reply).collect())),
     };
     if let Some(pending) = pending {
         for id in &ids {
@@ -200,15 +268,21 @@ async fn check(
         }
     }
     let limit = shared.options.max_spans_per_trace;
-    let total: usize = requests.iter().map(Vec::len).sum();
-    let mut rows = Writer::with_capacity(total * 512);
-    let mut links = Writer::default();
+    let writes = &shared.writes;
+    let total: usize = batch.iter().map(|r| r.rows.len()).sum();
+    let per_shard = total / writes.shards.len().max(1) * 9 / 8;
+    let mut shards: Vec<ShardRows> = (0..writes.shards.len())
+        .map(|_| ShardRows {
+            rows: Writer::with_capacity(per_shard),
+            ..ShardRows::default()
+        })
+        .collect();
     let mut refused: HashMap<TraceId, u64> = HashMap::new();
     let mut added: Keys = HashMap::new();
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for spans in &requests {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in &batch {
         let mut outcome = WriteOutcome::default();
-        for span in spans {
+        for (i, span) in request.spans.iter().enumerate() {
             let key = (span.span_id, span.kind);
             let trace = keys.entry(span.trace_id).or_default();
             if trace.contains(&key) {
@@ -219,68 +293,70 @@ async fn check(
             } else {
                 trace.insert(key);
                 added.entry(span.trace_id).or_default().insert(key);
-                write_span(&mut rows, span, now);
-                write_links(&mut links, span, now);
+                shards[writes.shard_of(&span.trace_id)]
+                    .rows
+                    .fixed(request.row(i));
+                for link in span.links.iter().filter(|l| l.trace_id != span.trace_id) {
+                    let w = &mut shards[writes.shard_of(&link.trace_id)].links;
+                    w.u16(day_of(request.received_ns));
+                    w.fixed(&link.trace_id.0);
+                    w.fixed(&span.trace_id.0);
+                }
                 outcome.stored += 1;
             }
         }
         outcomes.push(outcome);
     }
-    let mut refusals = Writer::default();
     for (trace, n) in &refused {
-        refusals.u16(day_of(now));
-        refusals.u64(now);
-        refusals.fixed(&trace.0);
-        refusals.u64(*n);
+        let w = &mut shards[writes.shard_of(trace)].refusals;
+        w.u16(day_of(now));
+        w.u64(now);
+        w.fixed(&trace.0);
+        w.u64(*n);
     }
     Ok(Checked {
-        replies,
+        replies: batch.into_iter().map(|r| r.reply).collect(),
         outcomes,
-        rows: rows.buf,
-        refusals: refusals.buf,
-        links: links.buf,
+        shards,
         added,
     })
 }
 
-/// The `links_local` rows of a stored span: one per link to another trace (spans without
-/// links write nothing).
-fn write_links(w: &mut Writer, span: &Span, received_ns: u64) {
-    for link in span.links.iter().filter(|l| l.trace_id != span.trace_id) {
-        w.u16(day_of(received_ns));
-        w.fixed(&link.trace_id.0);
-        w.fixed(&span.trace_id.0);
+/// Inserts one shard's rows of a batch: links first (a failure after them leaves extra link
+/// rows, read with `DISTINCT`, for a retry to repeat, never spans whose links were lost),
+/// then spans, then refusals.
+async fn insert_shard(shared: &Shared, shard: usize, rows: ShardRows) -> Result<(), StoreError> {
+    let writes = &shared.writes;
+    let target = &writes.shards[shard];
+    for (sql, data) in [
+        (sql::insert_links(&writes.tables), rows.links.buf),
+        (sql::insert_spans(&writes.tables), rows.rows.buf),
+        (sql::insert_refusals(&writes.tables), rows.refusals.buf),
+    ] {
+        if !data.is_empty() {
+            target.run(&sql, INSERT_SETTINGS, data).await?;
+        }
     }
+    Ok(())
 }
 
-/// Inserts a checked batch and answers its requests; `true` when it was confirmed.
+/// Inserts a checked batch, every shard's rows in parallel, and answers its requests once
+/// every shard confirmed (or with the first error); `true` when all were confirmed.
 async fn insert(shared: &Shared, batch: Checked) -> bool {
     let Checked {
         replies,
         outcomes,
-        rows,
-        refusals,
-        links,
+        shards,
         ..
     } = batch;
-    let mut result = Ok(Vec::new());
-    // Links first: a failure after them leaves extra link rows (read with DISTINCT) for a
-    // retry to repeat, never spans whose links were lost.
-    if !links.is_empty() {
-        result = shared
-            .insert(&sql::insert_links(&shared.tables), links)
-            .await;
-    }
-    if result.is_ok() && !rows.is_empty() {
-        result = shared
-            .insert(&sql::insert_spans(&shared.tables), rows)
-            .await;
-    }
-    if result.is_ok() && !refusals.is_empty() {
-        result = shared
-            .insert(&sql::insert_refusals(&shared.tables), refusals)
-            .await;
-    }
+    let inserts = shards
+        .into_iter()
+        .enumerate()
+        .map(|(shard, rows)| insert_shard(shared, shard, rows));
+    let result = join_all(inserts)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, StoreError>>();
     match result {
         Ok(_) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {

@@ -16,16 +16,21 @@
 //! | [`read`] | trace by id, services, operations, dependencies, request samples |
 //! | [`retention`] | dropping day partitions; deleting traces by id (mutations) |
 //! | [`durable`] | tail sampling decisions and consumer groups (schema version 3) |
+//! | [`shards`], [`cityhash`] | where the writer sends a batch: each shard's local tables, the shard picked by ClickHouse's `cityHash64` |
 //! | [`codec`], [`rowbinary`], [`http`] | a span as a row; the `RowBinary` format; the HTTP client |
 //!
 //! Consistency: one writer task per collector checks each batch against the stored keys
 //! (duplicates, the per-trace span limit) and answers every request only after ClickHouse
-//! confirmed the insert (`insert_distributed_sync=1` on a cluster: every shard confirmed).
+//! confirmed the insert (on a cluster, every shard confirmed its rows: the writer inserts
+//! into each shard's local tables itself, picking the shard as the `Distributed` tables do,
+//! `shards.rs`, or, when a shard has no listed node, through them with
+//! `insert_distributed_sync=1`).
 //! The duplicate check reads, per trace, the spans received since the day before the
 //! earliest start among its spans in the batch (at most back to yesterday for current
 //! spans): a resent span is found as long as its first copy is retained (see
 //! `insert::lookup_since`; reads drop a copy that slipped through anyway).
 
+mod cityhash;
 mod codec;
 mod durable;
 mod http;
@@ -36,6 +41,7 @@ mod rowbinary;
 mod schema;
 mod search;
 mod search_sql;
+mod shards;
 pub(crate) mod sql;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,8 +59,8 @@ use crate::model::{Span, TraceId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClickHouseOptions {
     /// HTTP URLs of the nodes, e.g. `http://localhost:8123`. Queries and inserts go to the
-    /// first; schema statements, deletes and partition drops go to every one (so with a
-    /// cluster, list every node).
+    /// first, but spans on a cluster go to each shard's own node; schema statements, deletes
+    /// and partition drops go to every one (so with a cluster, list every node).
     pub urls: Vec<String>,
     /// Database, created when missing (letters, digits, `_`).
     pub database: String,
@@ -74,7 +80,9 @@ pub struct ClickHouseOptions {
     pub max_spans_per_trace: usize,
     /// Most spans in one `INSERT`; more queued requests wait for the next one.
     pub max_batch_spans: usize,
-    /// How long the writer waits for more requests before an `INSERT` that is not full, ms.
+    /// How long the writer waits for more requests before an `INSERT` that is not full, ms
+    /// (default 30: fewer, larger batches cost ClickHouse less per span, since each batch
+    /// costs a duplicate-check read and new parts per shard; BENCHMARKS.md §6.4).
     pub batch_linger_ms: u64,
 }
 
@@ -89,7 +97,7 @@ impl Default for ClickHouseOptions {
             replicated: false,
             max_spans_per_trace: super::DEFAULT_MAX_SPANS_PER_TRACE,
             max_batch_spans: 50_000,
-            batch_linger_ms: 2,
+            batch_linger_ms: 30,
         }
     }
 }
@@ -123,6 +131,8 @@ struct Shared {
     /// last one that accepted a connection).
     preferred: std::sync::atomic::AtomicUsize,
     tables: sql::Tables,
+    /// Where the span writer sends its batches (per shard on a cluster, `shards.rs`).
+    writes: shards::Writes,
     options: ClickHouseOptions,
     commits: watch::Sender<u64>,
     /// The last read of `newest_local` (newest span start per service) and when it was
@@ -274,11 +284,13 @@ impl ClickHouseStore {
             replicated: options.replicated,
         };
         schema::apply(&nodes, &tables).await?;
+        let writes = shards::discover(&tables, &nodes).await?;
         let shared = Arc::new(Shared {
             main,
             nodes,
             preferred: std::sync::atomic::AtomicUsize::new(0),
             tables,
+            writes,
             options,
             commits: watch::Sender::new(0),
             newest: Mutex::new(None),
@@ -315,7 +327,7 @@ impl SpanStore for ClickHouseStore {
             }
             let sender = self.sender().ok_or(StoreError::Closed)?;
             let (reply, answer) = oneshot::channel();
-            let request = insert::WriteRequest { spans, reply };
+            let request = insert::WriteRequest::new(spans, reply);
             match tokio::time::timeout(insert::QUEUE_WAIT, sender.send(request)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(StoreError::Closed),
@@ -463,5 +475,7 @@ impl SpanStore for ClickHouseStore {
     }
 }
 
+#[cfg(test)]
+mod shard_tests;
 #[cfg(test)]
 mod tests;

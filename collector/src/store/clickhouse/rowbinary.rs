@@ -1,5 +1,5 @@
 //! ClickHouse's `RowBinary` format, the subset the backend uses: `UInt8`, `UInt16` (`Date`),
-//! `UInt64`, `Int64`, `String`, `FixedString(N)` and `Array(String)`. Numbers are
+//! `UInt32` (read only), `UInt64`, `Int64`, `String`, `FixedString(N)` and `Array(String)`. Numbers are
 //! little-endian; lengths are unsigned LEB128 varints. The same bytes are read and written by
 //! ClickHouse 18.16 and current versions (the format has not changed).
 
@@ -99,6 +99,11 @@ impl<'a> Reader<'a> {
 
     pub(super) fn u8(&mut self) -> Result<u8, StoreError> {
         Ok(self.take(1)?[0])
+    }
+
+    pub(super) fn u32(&mut self) -> Result<u32, StoreError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes(b.try_into().map_err(|_| short())?))
     }
 
     pub(super) fn u64(&mut self) -> Result<u64, StoreError> {

@@ -525,6 +525,8 @@ fn dump_statements_for_the_chdb_check() {
     out.push(sql::schema_version(&t));
     out.push(sql::record_schema_version(&t, sql::SCHEMA_VERSION, 1));
     out.push(sql::existing_keys(&t, &ids, 20_000));
+    out.push(super::shards::local_shard_sql("spanline_2s"));
+    out.push(super::shards::cluster_shards_sql("spanline_2s"));
     out.push(sql::trace_spans(&t, ids[0]));
     out.push(sql::refused(&t, &ids));
     out.push(sql::summary_rows(&t, &ids));
