@@ -378,6 +378,9 @@ pub(super) fn open_read_write(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
                 if version < 3 {
                     " (rewrites the search indexes; about a minute per 10M spans)"
+                } else if version < 9 {
+                    " (indexes the spans of 100 ms or longer: one read of every span, \
+                     about 30 s per 10M spans)"
                 } else {
                     ""
                 }
