@@ -484,6 +484,14 @@ mod tests {
     use crate::store::{SpanStore, TraceQuery};
     use crate::testing::span;
 
+    /// Each found trace's start, in ms after T0, in the order found.
+    fn starts(found: Vec<crate::store::TraceSummary>) -> Vec<u64> {
+        found
+            .iter()
+            .map(|s| (s.start_time_unix_nano - crate::testing::T0) / crate::testing::MS)
+            .collect()
+    }
+
     /// Trace `n` (a distinct 16-byte id): one SERVER span of `service`, `op`, starting `n` ms
     /// after T0 and lasting `duration_ms`.
     fn one_span_trace(n: u32, service: &str, op: &str, duration_ms: f64) -> crate::model::Span {
@@ -518,12 +526,6 @@ mod tests {
         spans.push(one_span_trace(many + 3, "a", "x", 2000.0));
         spans.push(one_span_trace(many + 4, "a", "y", 2000.0));
         store.write_spans(spans).await.unwrap();
-        let starts = |found: Vec<crate::store::TraceSummary>| -> Vec<u64> {
-            found
-                .iter()
-                .map(|s| (s.start_time_unix_nano - crate::testing::T0) / crate::testing::MS)
-                .collect()
-        };
         let n = u64::from(many);
         // Few traces last 1 s or more: the duration walk.
         let rare = TraceQuery {
@@ -592,14 +594,7 @@ mod tests {
         let search = |q: TraceQuery| {
             let drive = Drive::choose(&conn, &q).unwrap();
             let store = &store;
-            async move {
-                let found = store.find_traces(q).await.unwrap();
-                let starts: Vec<u64> = found
-                    .iter()
-                    .map(|s| (s.start_time_unix_nano - crate::testing::T0) / crate::testing::MS)
-                    .collect();
-                (drive, starts)
-            }
+            async move { (drive, starts(store.find_traces(q).await.unwrap())) }
         };
         let (end, slow) = (u64::from(end), u64::from(slow));
         let short = u64::from(short);
@@ -644,12 +639,6 @@ mod tests {
         both.service_name = "b".into();
         spans.push(both);
         store.write_spans(spans).await.unwrap();
-        let starts = |found: Vec<crate::store::TraceSummary>| -> Vec<u64> {
-            found
-                .iter()
-                .map(|s| (s.start_time_unix_nano - crate::testing::T0) / crate::testing::MS)
-                .collect()
-        };
         let by_op = TraceQuery {
             operation: Some("x".into()),
             ..TraceQuery::default()
