@@ -90,10 +90,10 @@ impl Writes {
     }
 }
 
-/// `(shard_num, weight)` of the node that runs it, in `cluster` (its `is_local` rows).
+/// The `shard_num` of the node that runs it, in `cluster` (its `is_local` rows).
 pub(super) fn local_shard_sql(cluster: &str) -> String {
     format!(
-        "SELECT toUInt32(shard_num), toUInt32(shard_weight) FROM system.clusters \
+        "SELECT toUInt32(shard_num) FROM system.clusters \
          WHERE cluster = {} AND is_local FORMAT RowBinary",
         quote(cluster)
     )
@@ -108,12 +108,11 @@ pub(super) fn cluster_shards_sql(cluster: &str) -> String {
     )
 }
 
-/// The shard and weight of a node in `cluster` (its `is_local` row), or `None` when it
-/// has none or several (a proxy, or a node outside the cluster).
-async fn local_shard(node: &Node, cluster: &str) -> Result<Option<(u32, u32)>, StoreError> {
+/// The shard number of a node in `cluster` (its `is_local` row), or `None` when it has
+/// none or several (a proxy, or a node outside the cluster).
+async fn local_shard(node: &Node, cluster: &str) -> Result<Option<u32>, StoreError> {
     let sql = local_shard_sql(cluster);
-    let rows =
-        Reader::new(&node.run(&sql, &[], Vec::new()).await?).rows(|r| Ok((r.u32()?, r.u32()?)))?;
+    let rows = Reader::new(&node.run(&sql, &[], Vec::new()).await?).rows(|r| r.u32())?;
     Ok(match rows.as_slice() {
         [one] => Some(*one),
         _ => None,
@@ -147,7 +146,7 @@ pub(super) async fn discover(tables: &Tables, nodes: &[Node]) -> Result<Writes, 
     let shards = cluster_shards(main, cluster).await?;
     let mut members: Vec<Vec<Node>> = vec![Vec::new(); shards.len()];
     for node in nodes {
-        let Some((num, _)) = local_shard(node, cluster).await? else {
+        let Some(num) = local_shard(node, cluster).await? else {
             return Ok(single());
         };
         match shards.iter().position(|(n, _)| *n == num) {
