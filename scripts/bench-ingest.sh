@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Collector ingest benchmark (DESIGN.md §6, BENCHMARKS.md "Collector / Ingest").
+# Collector ingest benchmark (DESIGN.md §6, BENCHMARKS.md §3.1-§3.3).
 #
 # In one run, RUNS times each, interleaved:
 #   1. our collector (SQLite, default settings) at saturation: OTLP/HTTP protobuf, 500 spans

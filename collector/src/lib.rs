@@ -32,6 +32,7 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod fast_hash;
 pub mod format;
 pub mod healthcheck;
 pub mod ingest;

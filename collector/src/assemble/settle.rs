@@ -18,7 +18,9 @@
 //! [`Settler::take_finished`] by the task that publishes finished traces
 //! (`crate::query::tail`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::fast_hash::{FastHashMap as HashMap, FastHashSet as HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 

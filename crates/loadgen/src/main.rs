@@ -68,6 +68,13 @@ struct IngestArgs {
     /// (nonce + counter): inserts into B-trees keyed by trace id land all over them.
     #[arg(long)]
     random_trace_ids: bool,
+    /// Reuse each template's start times in every request (16 templates of 50 traces: 800
+    /// distinct trace starts in a run, all within 16 ms of the run's start) instead of
+    /// stamping each request with the time it is sent. Before 2026-12-03 this was the only
+    /// load; it makes every insert into an index ordered by start time land mid-tree, which
+    /// live traffic does not. For comparisons with figures measured before then.
+    #[arg(long)]
+    fixed_start_times: bool,
 }
 
 #[derive(clap::Args)]
@@ -91,14 +98,13 @@ struct Template {
     body: Vec<u8>,
     /// Offsets of each span's 16-byte trace id and 8-byte span id.
     ids: Vec<(usize, usize)>,
+    /// Offsets of each span's start and end times (fixed64, little-endian), and its start's
+    /// offset from the request's first start, ns.
+    times: Vec<(usize, usize, u64)>,
 }
 
 fn template(n: usize, spans_per_request: usize) -> Template {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64;
-    let t0 = now + n as u64 * 1_000_000;
+    let t0 = now_ns() + n as u64 * 1_000_000;
     let mut markers = Vec::with_capacity(spans_per_request);
     let spans = (0..spans_per_request)
         .map(|i| {
@@ -110,21 +116,48 @@ fn template(n: usize, spans_per_request: usize) -> Template {
         .collect();
     let body = loadgen::request(n, spans).encode_to_vec();
     let mut ids = Vec::with_capacity(spans_per_request);
+    let mut times = Vec::with_capacity(spans_per_request);
     let mut from = 0;
-    for (trace_id, span_id) in &markers {
+    for (i, (trace_id, span_id)) in markers.iter().enumerate() {
         let find = |needle: &[u8], from: usize| {
             body[from..]
                 .windows(needle.len())
                 .position(|w| w == needle)
                 .map(|p| p + from)
         };
+        let offset_ns = i as u64 * 1000;
+        let start = (t0 + offset_ns).to_le_bytes();
+        let end = (t0 + offset_ns + loadgen::SPAN_DURATION_NS).to_le_bytes();
         let (Some(t), Some(s)) = (find(trace_id, from), find(span_id, from)) else {
             panic!("template id not found (encoding changed?)");
         };
+        let (Some(st), Some(en)) = (find(&start, s + 8), find(&end, s + 8)) else {
+            panic!("template time not found (encoding changed?)");
+        };
         ids.push((t, s));
-        from = s + 8;
+        times.push((st, en, offset_ns));
+        from = en + 8;
     }
-    Template { body, ids }
+    Template { body, ids, times }
+}
+
+/// Stamps `body` (a copy of `t`) with start and end times from `first_start_ns` on, keeping
+/// each span's offset and duration.
+fn stamp_times(t: &Template, body: &mut [u8], first_start_ns: u64) {
+    for (start_at, end_at, offset_ns) in &t.times {
+        let start = first_start_ns + offset_ns;
+        body[*start_at..*start_at + 8].copy_from_slice(&start.to_le_bytes());
+        let end = start + loadgen::SPAN_DURATION_NS;
+        body[*end_at..*end_at + 8].copy_from_slice(&end.to_le_bytes());
+    }
+}
+
+/// Now, unix nanoseconds.
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64
 }
 
 /// A copy of `t` with ids derived from `seq` (request number), unique within the run.
@@ -206,6 +239,7 @@ async fn ingest(args: IngestArgs) {
         None
     };
     let random_ids = args.random_trace_ids;
+    let fixed_times = args.fixed_start_times;
     let mut tasks = Vec::new();
     for _ in 0..args.connections.max(1) {
         let (client, templates, seq, measuring, stop, acked, failed, latencies, url) = (
@@ -226,12 +260,15 @@ async fn ingest(args: IngestArgs) {
                     let due = started + every.mul_f64(n as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let body = instantiate(
-                    &templates[n as usize % templates.len()],
-                    nonce,
-                    n,
-                    random_ids,
-                );
+                let template = &templates[n as usize % templates.len()];
+                let mut body = instantiate(template, nonce, n, random_ids);
+                if !fixed_times {
+                    // As live traffic: the request's spans ended just before it was sent
+                    // (the last one ends 1 ms ago).
+                    let last_end_ns =
+                        template.times.last().map_or(0, |t| t.2) + loadgen::SPAN_DURATION_NS;
+                    stamp_times(template, &mut body, now_ns() - 1_000_000 - last_end_ns);
+                }
                 let counted = measuring.load(Ordering::Relaxed);
                 let t = Instant::now();
                 let result = client
@@ -426,6 +463,29 @@ fn main() {
                 eprintln!("sqlite-ceiling: {e}");
                 std::process::exit(1);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+    #[test]
+    fn stamped_requests_carry_the_new_times_and_ids() {
+        let t = template(3, 20);
+        let mut body = instantiate(&t, 7, 5, false);
+        stamp_times(&t, &mut body, 1_000_000_000);
+        let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
+        let spans = &request.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 20);
+        for (i, span) in spans.iter().enumerate() {
+            let start = 1_000_000_000 + i as u64 * 1000;
+            assert_eq!(span.start_time_unix_nano, start);
+            assert_eq!(span.end_time_unix_nano, start + loadgen::SPAN_DURATION_NS);
+            let trace_no = (5 * 20 + i as u64) / 10;
+            assert_eq!(span.trace_id[8..], trace_no.to_be_bytes());
         }
     }
 }

@@ -16,7 +16,7 @@
 //! of a span that was never stored. Failures are retryable where ClickHouse or the network
 //! is at fault (503 + `Retry-After`); a retried span that did land is then a duplicate.
 
-use std::collections::{HashMap, HashSet};
+use crate::fast_hash::{FastHashMap as HashMap, FastHashSet as HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,7 +180,8 @@ async fn gather(
 /// for itself.
 async fn stored_keys(shared: &Shared, since: &HashMap<TraceId, u16>) -> Result<Keys, StoreError> {
     let writes = &shared.writes;
-    let mut by_shard: Vec<HashMap<u16, Vec<TraceId>>> = vec![HashMap::new(); writes.shards.len()];
+    let mut by_shard: Vec<HashMap<u16, Vec<TraceId>>> =
+        vec![HashMap::default(); writes.shards.len()];
     for (id, day) in since {
         by_shard[writes.shard_of(id)]
             .entry(*day)
@@ -211,7 +212,7 @@ async fn stored_keys(shared: &Shared, since: &HashMap<TraceId, u16>) -> Result<K
             }
             Ok::<_, StoreError>(rows)
         });
-    let mut keys: Keys = HashMap::new();
+    let mut keys: Keys = HashMap::default();
     for rows in join_all(lookups).await {
         for (trace, span, kind) in rows? {
             keys.entry(trace).or_default().insert((span, kind));
@@ -246,7 +247,7 @@ async fn check(
     pending: Option<&Keys>,
 ) -> Result<Checked, (StoreError, Replies)> {
     let now = crate::time::now_unix_nano();
-    let mut earliest: HashMap<TraceId, u64> = HashMap::new();
+    let mut earliest: HashMap<TraceId, u64> = HashMap::default();
     for span in batch.iter().flat_map(|r| &r.spans) {
         let e = earliest.entry(span.trace_id).or_insert(u64::MAX);
         *e = (*e).min(span.start_time_unix_nano);
@@ -277,8 +278,8 @@ async fn check(
             ..ShardRows::default()
         })
         .collect();
-    let mut refused: HashMap<TraceId, u64> = HashMap::new();
-    let mut added: Keys = HashMap::new();
+    let mut refused: HashMap<TraceId, u64> = HashMap::default();
+    let mut added: Keys = HashMap::default();
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in &batch {
         let mut outcome = WriteOutcome::default();

@@ -8,7 +8,7 @@
 //! entry; add new keys at the end. A collector that reads a code beyond its table (a row
 //! written by a newer version) shows the key as `spanline.unknown_key_code.<code>`.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastHashMap as HashMap;
 use std::sync::LazyLock;
 
 /// The keys with a code, code = index + 1. Codes 1–127 take one byte on disk, 128–16,383 two.

@@ -24,8 +24,8 @@
 //! `operations_by_name`, an index of the small `operations` table), merged in start order
 //! (`search.rs`).
 
+use crate::fast_hash::{FastHashMap as HashMap, FastHashSet as HashSet};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement, params};
@@ -84,7 +84,7 @@ impl<'a> GroupIndex<'a> {
         let mut rebuilt: Vec<(TraceId, i64, StoredRows)> = Vec::new();
         // Traces stored before this flush whose index rows were not rebuilt: their new
         // attribute rows may already be in the index (see `attr_stage::retain_new`).
-        let mut stored_before: HashSet<TraceId> = HashSet::new();
+        let mut stored_before: HashSet<TraceId> = HashSet::default();
         for (trace_id, spans) in &traces {
             let refused = refused.get(trace_id).copied().unwrap_or(0);
             let (start, existed, rows) = update_trace(conn, *trace_id, spans, refused)?;
@@ -100,7 +100,7 @@ impl<'a> GroupIndex<'a> {
         let mut pairs: Vec<(&str, &str, i64, TraceId)> = Vec::new();
         // Attribute rows grouped by (key, value): sorting the few distinct pairs and then each
         // pair's (start, trace) list is much cheaper than sorting every row by its strings.
-        let mut attrs: HashMap<AttrPair<'_>, Vec<(i64, TraceId)>> = HashMap::new();
+        let mut attrs: HashMap<AttrPair<'_>, Vec<(i64, TraceId)>> = HashMap::default();
         for ((trace_id, spans), &(start, was_rebuilt)) in traces.iter().zip(&starts) {
             if was_rebuilt {
                 continue;

@@ -58,7 +58,7 @@
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
 //! and tables (traces stored before it have no span mask, attribute index or entry rows).
 //! Version 2 → 3 copies the three search-index tables into their one-B-tree form (in key
-//! order) and drops the old ones: about a minute for a file of 10M spans (BENCHMARKS.md §3.2).
+//! order) and drops the old ones: about a minute for a file of 10M spans (BENCHMARKS.md §3.5).
 //! Version 3 → 4 adds a column (traces stored before it show no root HTTP status).
 //! Version 4 → 5 adds `traces.received_ns`; a trace stored before it is given its start
 //! clamped to the time of the migration (`min(start_ns, now)`), so a start claimed in the

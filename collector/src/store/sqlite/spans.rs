@@ -1,7 +1,7 @@
 //! The span rows: `spans` (with their resource and scope in `resources`) and `entry_spans`,
 //! written by the writer thread for each request of a group.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastHashMap as HashMap;
 use std::sync::Arc;
 
 use rusqlite::{Connection, params};
@@ -31,7 +31,7 @@ impl Prepared {
     /// Encodes the blobs of `spans`.
     pub(super) fn new(spans: Vec<Span>) -> Self {
         let details = spans.iter().map(encode_detail).collect();
-        let mut origins: HashMap<(usize, usize), Vec<u8>> = HashMap::new();
+        let mut origins: HashMap<(usize, usize), Vec<u8>> = HashMap::default();
         for span in &spans {
             origins
                 .entry(origin_key(span))
@@ -125,11 +125,11 @@ pub(super) fn insert_spans<'a>(
     let mut outcome = WriteOutcome::default();
     let mut counts = TraceCounts {
         max: batch.max_spans_per_trace,
-        counts: HashMap::new(),
+        counts: HashMap::default(),
     };
     let mut refused = Vec::new();
     let mut insert = conn.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
-    let mut resource_ids: HashMap<(usize, usize), i64> = HashMap::new();
+    let mut resource_ids: HashMap<(usize, usize), i64> = HashMap::default();
     let mut inserted: Vec<&Span> = Vec::with_capacity(spans.len());
     for (span, detail) in spans.iter().zip(&batch.details) {
         if !counts.admits(conn, span)? {
