@@ -3,8 +3,9 @@
 //! `batch_linger_ms` for more) into one batch, and answers each request only after the
 //! inserts holding its spans were confirmed: one per table, or on a cluster one per table
 //! and shard, straight into the shard's local tables, the shards in parallel (`shards.rs`).
-//! A request's rows are encoded when it is queued, in the caller's task
-//! ([`WriteRequest::new`]); the writer task only decides and copies bytes.
+//! A request's rows (each span's `spans_local` and `search_local` rows) are encoded when it
+//! is queued, in the caller's task ([`WriteRequest::new`]); the writer task only decides and
+//! copies bytes.
 //!
 //! Each batch is first *checked*: the stored keys of its traces are read (per shard, from
 //! the shard that holds them), so spans already
@@ -24,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use futures_util::future::join_all;
 
-use super::codec::{DAY_NS, day_of, write_span};
+use super::codec::{DAY_NS, day_of, write_search, write_span};
 use super::rowbinary::{Reader, Writer};
 use super::{INSERT_SETTINGS, Shared, sql};
 use crate::model::{Span, SpanId, SpanKind, TraceId};
@@ -42,9 +43,11 @@ const LOOKUP_TRACES: usize = 2000;
 pub(super) struct WriteRequest {
     spans: Vec<Span>,
     /// The spans' `spans_local` rows (`codec::write_span`), back to back: span `i` is
-    /// `rows[ends[i - 1]..ends[i]]` (from 0 for the first).
+    /// `rows[ends[i - 1].0..ends[i].0]` (from 0 for the first).
     rows: Vec<u8>,
-    ends: Vec<usize>,
+    /// The spans' `search_local` rows (`codec::write_search`), likewise with `ends[i].1`.
+    search: Vec<u8>,
+    ends: Vec<(usize, usize)>,
     /// When the request was received (the rows' `received_ns`), unix ns.
     received_ns: u64,
     reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
@@ -60,24 +63,31 @@ impl WriteRequest {
     ) -> Self {
         let received_ns = crate::time::now_unix_nano();
         let mut rows = Writer::with_capacity(spans.len() * 512);
+        let mut search = Writer::with_capacity(spans.len() * 256);
         let mut ends = Vec::with_capacity(spans.len());
         for span in &spans {
             write_span(&mut rows, span, received_ns);
-            ends.push(rows.buf.len());
+            write_search(&mut search, span, received_ns);
+            ends.push((rows.buf.len(), search.buf.len()));
         }
         Self {
             spans,
             rows: rows.buf,
+            search: search.buf,
             ends,
             received_ns,
             reply,
         }
     }
 
-    /// The row of span `i`.
-    fn row(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.rows[start..self.ends[i]]
+    /// The `spans_local` and `search_local` rows of span `i`.
+    fn rows(&self, i: usize) -> (&[u8], &[u8]) {
+        let (start, search_start) = if i == 0 { (0, 0) } else { self.ends[i - 1] };
+        let (end, search_end) = self.ends[i];
+        (
+            &self.rows[start..end],
+            &self.search[search_start..search_end],
+        )
     }
 }
 
@@ -89,6 +99,8 @@ type Keys = HashMap<TraceId, HashSet<(SpanId, SpanKind)>>;
 struct ShardRows {
     /// Span rows (empty: nothing new).
     rows: Writer,
+    /// Their search rows, in the same order.
+    search: Writer,
     /// Refusal rows (empty: none).
     refusals: Writer,
     /// Inbound-link rows, by the trace linked to (empty: no stored span has links).
@@ -269,11 +281,13 @@ async fn check(
     }
     let limit = shared.options.max_spans_per_trace;
     let writes = &shared.writes;
-    let total: usize = batch.iter().map(|r| r.rows.len()).sum();
-    let per_shard = total / writes.shards.len().max(1) * 9 / 8;
+    let share = |bytes: usize| bytes / writes.shards.len().max(1) * 9 / 8;
+    let rows_bytes = share(batch.iter().map(|r| r.rows.len()).sum());
+    let search_bytes = share(batch.iter().map(|r| r.search.len()).sum());
     let mut shards: Vec<ShardRows> = (0..writes.shards.len())
         .map(|_| ShardRows {
-            rows: Writer::with_capacity(per_shard),
+            rows: Writer::with_capacity(rows_bytes),
+            search: Writer::with_capacity(search_bytes),
             ..ShardRows::default()
         })
         .collect();
@@ -293,9 +307,10 @@ async fn check(
             } else {
                 trace.insert(key);
                 added.entry(span.trace_id).or_default().insert(key);
-                shards[writes.shard_of(&span.trace_id)]
-                    .rows
-                    .fixed(request.row(i));
+                let (row, search) = request.rows(i);
+                let shard = &mut shards[writes.shard_of(&span.trace_id)];
+                shard.rows.fixed(row);
+                shard.search.fixed(search);
                 for link in span.links.iter().filter(|l| l.trace_id != span.trace_id) {
                     let w = &mut shards[writes.shard_of(&link.trace_id)].links;
                     w.u16(day_of(request.received_ns));
@@ -322,14 +337,20 @@ async fn check(
     })
 }
 
-/// Inserts one shard's rows of a batch: links first (a failure after them leaves extra link
-/// rows, read with `DISTINCT`, for a retry to repeat, never spans whose links were lost),
-/// then spans, then refusals.
+/// Inserts one shard's rows of a batch: links and search rows first, then spans, then
+/// refusals. A failure after the links or search rows leaves rows of spans that were not
+/// stored, for a retry to repeat, never stored spans whose links or search rows were lost
+/// (a span stored without its search row would never be found: its retry is a duplicate).
+/// Links are read with `DISTINCT`. A search row of a span not stored makes its trace a
+/// search result only if the trace has other stored spans (results are ranked from the
+/// stored spans or their per-trace summaries), until the retry stores the span; its service
+/// and operation are listed, and operation samples count it once per failed try.
 async fn insert_shard(shared: &Shared, shard: usize, rows: ShardRows) -> Result<(), StoreError> {
     let writes = &shared.writes;
     let target = &writes.shards[shard];
     for (sql, data) in [
         (sql::insert_links(&writes.tables), rows.links.buf),
+        (sql::insert_search(&writes.tables), rows.search.buf),
         (sql::insert_spans(&writes.tables), rows.rows.buf),
         (sql::insert_refusals(&writes.tables), rows.refusals.buf),
     ] {
