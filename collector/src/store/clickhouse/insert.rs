@@ -211,7 +211,15 @@ async fn stored_keys(shared: &Shared, since: &HashMap<TraceId, u16>) -> Result<K
             let mut rows = Vec::new();
             for (day, ids) in by_day {
                 for chunk in ids.chunks(LOOKUP_TRACES) {
-                    let sql = sql::existing_keys(&writes.tables, chunk, *day);
+                    // Most traces of a batch are new: their summary rows say so, without
+                    // reading the span rows.
+                    let sql = sql::stored_traces(&writes.tables, chunk, *day);
+                    let answer = writes.shards[shard].run(&sql, settings, Vec::new()).await?;
+                    let known = Reader::new(&answer).rows(|r| Ok(TraceId(r.fixed::<16>()?)))?;
+                    if known.is_empty() {
+                        continue;
+                    }
+                    let sql = sql::existing_keys(&writes.tables, &known, *day);
                     let answer = writes.shards[shard].run(&sql, settings, Vec::new()).await?;
                     rows.extend(Reader::new(&answer).rows(|r| {
                         let trace = TraceId(r.fixed::<16>()?);

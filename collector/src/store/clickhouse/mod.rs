@@ -28,7 +28,9 @@
 //! The duplicate check reads, per trace, the spans received since the day before the
 //! earliest start among its spans in the batch (at most back to yesterday for current
 //! spans): a resent span is found as long as its first copy is retained (see
-//! `insert::lookup_since`; reads drop a copy that slipped through anyway).
+//! `insert::lookup_since`; reads drop a copy that slipped through anyway). It first asks the
+//! per-trace summaries (`trace_summary_local`, a row per trace and insert) which of the
+//! batch's traces have stored spans at all, and reads the span keys of those only.
 
 mod cityhash;
 mod codec;

@@ -421,6 +421,19 @@ pub(super) fn consumer_groups(t: &Tables, since_ns: u64) -> String {
     )
 }
 
+/// The traces among `ids` with spans received on or after `since_day`, by their summary
+/// rows (one per trace and insert, a tenth of the span rows): which traces the duplicate
+/// check reads the spans of ([`existing_keys`]).
+pub(super) fn stored_traces(t: &Tables, ids: &[TraceId], since_day: u16) -> String {
+    format!(
+        "SELECT DISTINCT trace_id FROM {} WHERE received_day >= {} AND trace_id IN {} \
+         FORMAT RowBinary",
+        t.trace_summaries(),
+        date_lit(since_day),
+        id_list(ids)
+    )
+}
+
 /// `(trace_id, span_id, kind)` of the stored spans of `ids` received on or after `since_day`
 /// (the duplicate and per-trace limit check before a write).
 pub(super) fn existing_keys(t: &Tables, ids: &[TraceId], since_day: u16) -> String {

@@ -535,6 +535,7 @@ fn dump_statements_for_the_chdb_check() {
             &["attr_keys".into(), "attr_values".into()]
         )
     ));
+    out.push(sql::stored_traces(&t, &ids, 20_000));
     out.push(sql::existing_keys(&t, &ids, 20_000));
     out.push(super::shards::local_shard_sql("spanline_2s"));
     out.push(super::shards::cluster_shards_sql("spanline_2s"));
