@@ -23,8 +23,9 @@ pub(super) fn day_of(unix_nano: u64) -> u16 {
     u16::try_from(unix_nano / DAY_NS).unwrap_or(u16::MAX)
 }
 
-/// Appends `span`'s `spans_local` row, received at `received_ns`, to `w`.
-pub(super) fn write_span(w: &mut Writer, span: &Span, received_ns: u64) {
+/// Appends `span`'s `spans_local` row, received at `received_ns`, to `w`; `resource_and_scope`
+/// is [`SpanDetail::encode_resource_and_scope`] of `span` (shared by the spans of a request).
+pub(super) fn write_span(w: &mut Writer, span: &Span, received_ns: u64, resource_and_scope: &[u8]) {
     w.u16(day_of(received_ns));
     w.u64(received_ns);
     w.fixed(&span.trace_id.0);
@@ -41,7 +42,10 @@ pub(super) fn write_span(w: &mut Writer, span: &Span, received_ns: u64) {
     let http = span.http_status();
     w.i64(http.unwrap_or(0));
     w.u8(u8::from(http.is_some()));
-    w.bytes(&SpanDetail::encode(span, true));
+    let detail = SpanDetail::encode(span, false);
+    w.len(detail.len() + resource_and_scope.len());
+    w.fixed(&detail);
+    w.fixed(resource_and_scope);
 }
 
 /// Appends `span`'s `search_local` row ([`SEARCH_COLUMNS`](super::sql::SEARCH_COLUMNS)),

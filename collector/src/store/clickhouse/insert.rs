@@ -29,6 +29,7 @@ use super::codec::{DAY_NS, day_of, write_search, write_span};
 use super::rowbinary::{Reader, Writer};
 use super::{INSERT_SETTINGS, Shared, sql};
 use crate::model::{Span, SpanId, SpanKind, TraceId};
+use crate::store::detail::SpanDetail;
 use crate::store::{StoreError, WriteOutcome};
 
 /// Requests that may wait for the writer.
@@ -65,8 +66,15 @@ impl WriteRequest {
         let mut rows = Writer::with_capacity(spans.len() * 512);
         let mut search = Writer::with_capacity(spans.len() * 256);
         let mut ends = Vec::with_capacity(spans.len());
+        // The detail bytes of the resource and scope, for the spans that share them.
+        let mut shared: Option<(SharedParts, Vec<u8>)> = None;
         for span in &spans {
-            write_span(&mut rows, span, received_ns);
+            let parts = (Arc::as_ptr(&span.resource), Arc::as_ptr(&span.scope));
+            if shared.as_ref().is_none_or(|(p, _)| *p != parts) {
+                shared = Some((parts, SpanDetail::encode_resource_and_scope(span)));
+            }
+            let resource_and_scope = shared.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
+            write_span(&mut rows, span, received_ns, resource_and_scope);
             write_search(&mut search, span, received_ns);
             ends.push((rows.buf.len(), search.buf.len()));
         }
@@ -90,6 +98,10 @@ impl WriteRequest {
         )
     }
 }
+
+/// A span's resource and scope, by address (the spans of a request share them; the
+/// request's spans keep them alive while compared).
+type SharedParts = (*const crate::model::Resource, *const crate::model::Scope);
 
 /// Stored spans per trace: their keys.
 type Keys = HashMap<TraceId, HashSet<(SpanId, SpanKind)>>;
@@ -137,8 +149,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<WriteRequ
             None => true,
         };
         match checked {
-            Ok(c) if previous_ok => {
-                let added = c.added.clone();
+            Ok(mut c) if previous_ok => {
+                // The insert does not need them: moved, not copied (a set per trace).
+                let added = std::mem::take(&mut c.added);
                 let shared = Arc::clone(&shared);
                 inflight = Some((tokio::spawn(async move { insert(&shared, c).await }), added));
             }

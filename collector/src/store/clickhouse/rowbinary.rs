@@ -37,8 +37,8 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
-    /// The length of an `Array`: its `n` items follow (e.g. `n` [`Writer::bytes`] for an
-    /// `Array(String)`).
+    /// A length: of an `Array`, whose `n` items follow (e.g. `n` [`Writer::bytes`] for an
+    /// `Array(String)`), or of a `String` whose `n` bytes follow in parts ([`Writer::fixed`]).
     pub(super) fn len(&mut self, n: usize) {
         self.varint(n as u64);
     }

@@ -282,3 +282,25 @@ fn event_attribute_keys_are_stored_as_codes() {
     assert!(contains(b"app.retry"));
     assert_eq!(decoded(&bytes, &span).events, span.events);
 }
+
+#[test]
+fn resource_and_scope_appended_decode_as_encoded_together() {
+    let mut span = span_with(every_kind());
+    span.resource = Arc::new(Resource {
+        attributes: vec![kv("service.name", AttrValue::String("svc".into()))],
+    });
+    span.scope = Arc::new(Scope {
+        name: "lib".into(),
+        version: "1.2".into(),
+    });
+    let mut appended = SpanDetail::encode(&span, false);
+    appended.extend(SpanDetail::encode_resource_and_scope(&span));
+    let together = SpanDetail::encode(&span, true);
+    assert_eq!(
+        SpanDetail::decode_bytes(&appended).expect("decodes"),
+        SpanDetail::decode_bytes(&together).expect("decodes")
+    );
+    let decoded = SpanDetail::decode_bytes(&appended).expect("decodes");
+    assert_eq!(decoded.scope_name, "lib");
+    assert!(decoded.resource.is_some());
+}
