@@ -1,4 +1,5 @@
-//! Every SQL statement of the ClickHouse backend but the searches' ([`super::search_sql`]),
+//! Every SQL statement of the ClickHouse backend but the searches' ([`super::search_sql`])
+//! and schema 6's migration (`schema.rs`),
 //! in the dialect ClickHouse
 //! 18.16 (Debian bookworm) and current ClickHouse both accept (checked on 18.16 by the
 //! integration tests and on ClickHouse 26.9 through chDB by `scripts/check-clickhouse-sql.py`,
