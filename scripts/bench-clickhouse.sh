@@ -159,7 +159,15 @@ done
 stop_collector
 fi
 if [ "$topup" = copy ] && [ "$query_only" != 1 ]; then
-  columns="received_day, received_ns, trace_id, span_id, parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, http_status, has_http_status, attr_keys, attr_values, detail"
+  # Schema 5 and before: the attribute arrays are in spans_dist too, and search_mv copies
+  # each inserted span into search_local; schema 6: search rows are copied alongside.
+  arrays=$(ch_query "SELECT count() FROM system.columns WHERE database = 'spanline' AND table = 'spans_dist' AND name = 'attr_keys'")
+  columns="received_day, received_ns, trace_id, span_id, parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, http_status, has_http_status, detail"
+  [ "$arrays" = 1 ] && columns="${columns%, detail}, attr_keys, attr_values, detail"
+  new_id() { # generation: the copy's trace id, from trace_id
+    echo "toFixedString(substring(concat(reinterpretAsString(cityHash64(trace_id, $1)),
+        reinterpretAsString(cityHash64($1, trace_id)), '________________'), 1, 16), 16)"
+  }
   generation=0
   while [ "$(stored)" -lt "$spans_target" ]; do
     generation=$((generation + 1))
@@ -169,12 +177,17 @@ if [ "$topup" = copy ] && [ "$query_only" != 1 ]; then
     [ "$pct" -gt 100 ] && pct=100
     shift_ns=$((copy_shift_s * 1000000000 * generation))
     t0=$(date +%s.%N)
+    if [ "$arrays" != 1 ]; then
+      ch_query "INSERT INTO spanline.search_dist (received_day, service, start_ns, trace_id, name,
+        kind, status, duration_ns, attr_keys, attr_values) SELECT received_day, service,
+        start_ns - $shift_ns, $(new_id "$generation"), name, kind, status, duration_ns,
+        attr_keys, attr_values FROM spanline.search_dist WHERE cityHash64(trace_id, 7) % 100 < $pct"
+    fi
     ch_query "INSERT INTO spanline.spans_dist ($columns) SELECT received_day, received_ns,
-      toFixedString(substring(concat(reinterpretAsString(cityHash64(trace_id, $generation)),
-        reinterpretAsString(cityHash64($generation, trace_id)), '________________'), 1, 16), 16),
+      $(new_id "$generation"),
       span_id, parent_span_id, has_parent, kind, status, service, name,
       start_ns - $shift_ns, end_ns - $shift_ns, duration_ns, http_status, has_http_status,
-      attr_keys, attr_values, detail
+      ${columns#*has_http_status, }
       FROM spanline.spans_dist WHERE cityHash64(trace_id, 7) % 100 < $pct"
     echo "copy $generation: $pct% of $have spans in $(echo "$(date +%s.%N) - $t0" | bc) s"
   done

@@ -112,6 +112,20 @@ impl SpanDetail {
         .encode_to_vec()
     }
 
+    /// Fields 11–13 alone (the resource, scope name and scope version): appended to
+    /// [`encode`](Self::encode)`(span, false)`, the same message as `encode(span, true)` (a
+    /// protobuf message is its fields one after the other, in any order), so the spans of a
+    /// request, which share one resource and scope, encode them once (ClickHouse's writer).
+    pub(crate) fn encode_resource_and_scope(span: &Span) -> Vec<u8> {
+        SpanDetail {
+            resource: Some(convert::resource_to_pb(&span.resource)),
+            scope_name: span.scope.name.clone(),
+            scope_version: span.scope.version.clone(),
+            ..SpanDetail::default()
+        }
+        .encode_to_vec()
+    }
+
     /// The detail bytes `span` had before fields 14 and 15: its attributes and events as OTLP
     /// `KeyValue`s and `Event`s in fields 1 and 2 (tests of rows written by older versions).
     #[cfg(test)]

@@ -1,8 +1,11 @@
 //! One span as a row of `spans_local` ([`SPAN_COLUMNS`](super::sql::SPAN_COLUMNS), in that
-//! order) and back. The columns searches read are plain columns (ids as `FixedString`, times
-//! in unix nanoseconds, kind and status as their OTLP numbers, indexed attributes as the
-//! parallel arrays `attr_keys` / `attr_values`); everything else is `detail`
-//! ([`SpanDetail`], shared with the SQLite backend, with the resource and scope in it too).
+//! order) and back, and as a row of `search_local`
+//! ([`SEARCH_COLUMNS`](super::sql::SEARCH_COLUMNS)). The columns reads filter on are plain
+//! columns (ids as `FixedString`, times in unix nanoseconds, kind and status as their OTLP
+//! numbers); everything else is `detail` ([`SpanDetail`], shared with the SQLite backend,
+//! with the resource and scope in it too). The indexed attributes, as the parallel arrays
+//! `attr_keys` / `attr_values`, are in the search row only (schema 6): attribute searches
+//! read them there, and a whole span's come from `detail`.
 
 use std::sync::Arc;
 
@@ -20,16 +23,17 @@ pub(super) fn day_of(unix_nano: u64) -> u16 {
     u16::try_from(unix_nano / DAY_NS).unwrap_or(u16::MAX)
 }
 
-/// Appends `span`'s row, received at `received_ns`, to `w`.
-pub(super) fn write_span(w: &mut Writer, span: &Span, received_ns: u64) {
+/// Appends `span`'s `spans_local` row, received at `received_ns`, to `w`; `resource_and_scope`
+/// is [`SpanDetail::encode_resource_and_scope`] of `span` (shared by the spans of a request).
+pub(super) fn write_span(w: &mut Writer, span: &Span, received_ns: u64, resource_and_scope: &[u8]) {
     w.u16(day_of(received_ns));
     w.u64(received_ns);
     w.fixed(&span.trace_id.0);
     w.fixed(&span.span_id.0);
     w.fixed(&span.parent_span_id.map_or([0; 8], |p| p.0));
     w.u8(u8::from(span.parent_span_id.is_some()));
-    w.u8(u8::try_from(span.kind.as_i32()).unwrap_or(0));
-    w.u8(u8::try_from(span.status.code.as_i32()).unwrap_or(0));
+    w.u8(kind_code(span));
+    w.u8(status_code(span));
     w.bytes(span.service_name.as_bytes());
     w.bytes(span.name.as_bytes());
     w.u64(span.start_time_unix_nano);
@@ -38,14 +42,45 @@ pub(super) fn write_span(w: &mut Writer, span: &Span, received_ns: u64) {
     let http = span.http_status();
     w.i64(http.unwrap_or(0));
     w.u8(u8::from(http.is_some()));
+    let detail = SpanDetail::encode(span, false);
+    w.len(detail.len() + resource_and_scope.len());
+    w.fixed(&detail);
+    w.fixed(resource_and_scope);
+}
+
+/// Appends `span`'s `search_local` row ([`SEARCH_COLUMNS`](super::sql::SEARCH_COLUMNS)),
+/// received at `received_ns`, to `w`: the indexed attributes (those
+/// [`attr_index_text`] gives a text for) as the parallel arrays `attr_keys` / `attr_values`.
+pub(super) fn write_search(w: &mut Writer, span: &Span, received_ns: u64) {
+    w.u16(day_of(received_ns));
+    w.bytes(span.service_name.as_bytes());
+    w.u64(span.start_time_unix_nano);
+    w.fixed(&span.trace_id.0);
+    w.bytes(span.name.as_bytes());
+    w.u8(kind_code(span));
+    w.u8(status_code(span));
+    w.u64(span.duration_ns());
     let indexed: Vec<(&str, std::borrow::Cow<'_, str>)> = span
         .attributes
         .iter()
         .filter_map(|kv| attr_index_text(&kv.value).map(|v| (kv.key.as_str(), v)))
         .collect();
-    w.strings(indexed.iter().map(|(k, _)| *k));
-    w.strings(indexed.iter().map(|(_, v)| v.as_ref()));
-    w.bytes(&SpanDetail::encode(span, true));
+    w.len(indexed.len());
+    for (key, _) in &indexed {
+        w.bytes(key.as_bytes());
+    }
+    w.len(indexed.len());
+    for (_, value) in &indexed {
+        w.bytes(value.as_bytes());
+    }
+}
+
+fn kind_code(span: &Span) -> u8 {
+    u8::try_from(span.kind.as_i32()).unwrap_or(0)
+}
+
+fn status_code(span: &Span) -> u8 {
+    u8::try_from(span.status.code.as_i32()).unwrap_or(0)
 }
 
 /// Reads one row of [`FULL_SPAN_COLUMNS`](super::sql::FULL_SPAN_COLUMNS) as a [`Span`].

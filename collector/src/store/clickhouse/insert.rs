@@ -3,8 +3,9 @@
 //! `batch_linger_ms` for more) into one batch, and answers each request only after the
 //! inserts holding its spans were confirmed: one per table, or on a cluster one per table
 //! and shard, straight into the shard's local tables, the shards in parallel (`shards.rs`).
-//! A request's rows are encoded when it is queued, in the caller's task
-//! ([`WriteRequest::new`]); the writer task only decides and copies bytes.
+//! A request's rows (each span's `spans_local` and `search_local` rows) are encoded when it
+//! is queued, in the caller's task ([`WriteRequest::new`]); the writer task only decides and
+//! copies bytes.
 //!
 //! Each batch is first *checked*: the stored keys of its traces are read (per shard, from
 //! the shard that holds them), so spans already
@@ -24,10 +25,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use futures_util::future::join_all;
 
-use super::codec::{DAY_NS, day_of, write_span};
+use super::codec::{DAY_NS, day_of, write_search, write_span};
 use super::rowbinary::{Reader, Writer};
 use super::{INSERT_SETTINGS, Shared, sql};
 use crate::model::{Span, SpanId, SpanKind, TraceId};
+use crate::store::detail::SpanDetail;
 use crate::store::{StoreError, WriteOutcome};
 
 /// Requests that may wait for the writer.
@@ -42,9 +44,11 @@ const LOOKUP_TRACES: usize = 2000;
 pub(super) struct WriteRequest {
     spans: Vec<Span>,
     /// The spans' `spans_local` rows (`codec::write_span`), back to back: span `i` is
-    /// `rows[ends[i - 1]..ends[i]]` (from 0 for the first).
+    /// `rows[ends[i - 1].0..ends[i].0]` (from 0 for the first).
     rows: Vec<u8>,
-    ends: Vec<usize>,
+    /// The spans' `search_local` rows (`codec::write_search`), likewise with `ends[i].1`.
+    search: Vec<u8>,
+    ends: Vec<(usize, usize)>,
     /// When the request was received (the rows' `received_ns`), unix ns.
     received_ns: u64,
     reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
@@ -60,26 +64,44 @@ impl WriteRequest {
     ) -> Self {
         let received_ns = crate::time::now_unix_nano();
         let mut rows = Writer::with_capacity(spans.len() * 512);
+        let mut search = Writer::with_capacity(spans.len() * 256);
         let mut ends = Vec::with_capacity(spans.len());
+        // The detail bytes of the resource and scope, for the spans that share them.
+        let mut shared: Option<(SharedParts, Vec<u8>)> = None;
         for span in &spans {
-            write_span(&mut rows, span, received_ns);
-            ends.push(rows.buf.len());
+            let parts = (Arc::as_ptr(&span.resource), Arc::as_ptr(&span.scope));
+            if shared.as_ref().is_none_or(|(p, _)| *p != parts) {
+                shared = Some((parts, SpanDetail::encode_resource_and_scope(span)));
+            }
+            let resource_and_scope = shared.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
+            write_span(&mut rows, span, received_ns, resource_and_scope);
+            write_search(&mut search, span, received_ns);
+            ends.push((rows.buf.len(), search.buf.len()));
         }
         Self {
             spans,
             rows: rows.buf,
+            search: search.buf,
             ends,
             received_ns,
             reply,
         }
     }
 
-    /// The row of span `i`.
-    fn row(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.rows[start..self.ends[i]]
+    /// The `spans_local` and `search_local` rows of span `i`.
+    fn rows(&self, i: usize) -> (&[u8], &[u8]) {
+        let (start, search_start) = if i == 0 { (0, 0) } else { self.ends[i - 1] };
+        let (end, search_end) = self.ends[i];
+        (
+            &self.rows[start..end],
+            &self.search[search_start..search_end],
+        )
     }
 }
+
+/// A span's resource and scope, by address (the spans of a request share them; the
+/// request's spans keep them alive while compared).
+type SharedParts = (*const crate::model::Resource, *const crate::model::Scope);
 
 /// Stored spans per trace: their keys.
 type Keys = HashMap<TraceId, HashSet<(SpanId, SpanKind)>>;
@@ -89,6 +111,8 @@ type Keys = HashMap<TraceId, HashSet<(SpanId, SpanKind)>>;
 struct ShardRows {
     /// Span rows (empty: nothing new).
     rows: Writer,
+    /// Their search rows, in the same order.
+    search: Writer,
     /// Refusal rows (empty: none).
     refusals: Writer,
     /// Inbound-link rows, by the trace linked to (empty: no stored span has links).
@@ -125,8 +149,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<WriteRequ
             None => true,
         };
         match checked {
-            Ok(c) if previous_ok => {
-                let added = c.added.clone();
+            Ok(mut c) if previous_ok => {
+                // The insert does not need them: moved, not copied (a set per trace).
+                let added = std::mem::take(&mut c.added);
                 let shared = Arc::clone(&shared);
                 inflight = Some((tokio::spawn(async move { insert(&shared, c).await }), added));
             }
@@ -200,7 +225,15 @@ async fn stored_keys(shared: &Shared, since: &HashMap<TraceId, u16>) -> Result<K
             let mut rows = Vec::new();
             for (day, ids) in by_day {
                 for chunk in ids.chunks(LOOKUP_TRACES) {
-                    let sql = sql::existing_keys(&writes.tables, chunk, *day);
+                    // Most traces of a batch are new: their summary rows say so, without
+                    // reading the span rows.
+                    let sql = sql::stored_traces(&writes.tables, chunk, *day);
+                    let answer = writes.shards[shard].run(&sql, settings, Vec::new()).await?;
+                    let known = Reader::new(&answer).rows(|r| Ok(TraceId(r.fixed::<16>()?)))?;
+                    if known.is_empty() {
+                        continue;
+                    }
+                    let sql = sql::existing_keys(&writes.tables, &known, *day);
                     let answer = writes.shards[shard].run(&sql, settings, Vec::new()).await?;
                     rows.extend(Reader::new(&answer).rows(|r| {
                         let trace = TraceId(r.fixed::<16>()?);
@@ -270,11 +303,13 @@ async fn check(
     }
     let limit = shared.options.max_spans_per_trace;
     let writes = &shared.writes;
-    let total: usize = batch.iter().map(|r| r.rows.len()).sum();
-    let per_shard = total / writes.shards.len().max(1) * 9 / 8;
+    let share = |bytes: usize| bytes / writes.shards.len().max(1) * 9 / 8;
+    let rows_bytes = share(batch.iter().map(|r| r.rows.len()).sum());
+    let search_bytes = share(batch.iter().map(|r| r.search.len()).sum());
     let mut shards: Vec<ShardRows> = (0..writes.shards.len())
         .map(|_| ShardRows {
-            rows: Writer::with_capacity(per_shard),
+            rows: Writer::with_capacity(rows_bytes),
+            search: Writer::with_capacity(search_bytes),
             ..ShardRows::default()
         })
         .collect();
@@ -294,9 +329,10 @@ async fn check(
             } else {
                 trace.insert(key);
                 added.entry(span.trace_id).or_default().insert(key);
-                shards[writes.shard_of(&span.trace_id)]
-                    .rows
-                    .fixed(request.row(i));
+                let (row, search) = request.rows(i);
+                let shard = &mut shards[writes.shard_of(&span.trace_id)];
+                shard.rows.fixed(row);
+                shard.search.fixed(search);
                 for link in span.links.iter().filter(|l| l.trace_id != span.trace_id) {
                     let w = &mut shards[writes.shard_of(&link.trace_id)].links;
                     w.u16(day_of(request.received_ns));
@@ -323,14 +359,20 @@ async fn check(
     })
 }
 
-/// Inserts one shard's rows of a batch: links first (a failure after them leaves extra link
-/// rows, read with `DISTINCT`, for a retry to repeat, never spans whose links were lost),
-/// then spans, then refusals.
+/// Inserts one shard's rows of a batch: links and search rows first, then spans, then
+/// refusals. A failure after the links or search rows leaves rows of spans that were not
+/// stored, for a retry to repeat, never stored spans whose links or search rows were lost
+/// (a span stored without its search row would never be found: its retry is a duplicate).
+/// Links are read with `DISTINCT`. A search row of a span not stored makes its trace a
+/// search result only if the trace has other stored spans (results are ranked from the
+/// stored spans or their per-trace summaries), until the retry stores the span; its service
+/// and operation are listed, and operation samples count it once per failed try.
 async fn insert_shard(shared: &Shared, shard: usize, rows: ShardRows) -> Result<(), StoreError> {
     let writes = &shared.writes;
     let target = &writes.shards[shard];
     for (sql, data) in [
         (sql::insert_links(&writes.tables), rows.links.buf),
+        (sql::insert_search(&writes.tables), rows.search.buf),
         (sql::insert_spans(&writes.tables), rows.rows.buf),
         (sql::insert_refusals(&writes.tables), rows.refusals.buf),
     ] {

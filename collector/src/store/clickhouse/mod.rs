@@ -10,8 +10,8 @@
 //! |---|---|
 //! | [`sql`] | every statement (schema DDL, inserts, query shapes), in the 18.16 + current dialect, but the searches' |
 //! | [`search_sql`] | the search statements: prefilter, per-trace aggregate (over the per-trace summaries of schema 5 when they suffice, else the spans), windowed candidates |
-//! | [`schema`] | creating the schema at start: idempotent, versioned, on every node; filling the tables newer views keep |
-//! | [`insert`] | the writer task: requests coalesce into one `INSERT`, answered after it |
+//! | [`schema`] | creating the schema at start: idempotent, versioned, on every node; filling the tables newer views keep; schema 6's column drops |
+//! | [`insert`] | the writer task: requests coalesce into one `INSERT` per table (spans, their search rows, links, refusals), answered after it |
 //! | [`search`] | trace search (`find_traces`: newest-first in widening time windows) and summaries |
 //! | [`read`] | trace by id, services, operations, dependencies, request samples |
 //! | [`retention`] | dropping day partitions; deleting traces by id (mutations) |
@@ -28,7 +28,9 @@
 //! The duplicate check reads, per trace, the spans received since the day before the
 //! earliest start among its spans in the batch (at most back to yesterday for current
 //! spans): a resent span is found as long as its first copy is retained (see
-//! `insert::lookup_since`; reads drop a copy that slipped through anyway).
+//! `insert::lookup_since`; reads drop a copy that slipped through anyway). It first asks the
+//! per-trace summaries (`trace_summary_local`, a row per trace and insert) which of the
+//! batch's traces have stored spans at all, and reads the span keys of those only.
 
 mod cityhash;
 mod codec;

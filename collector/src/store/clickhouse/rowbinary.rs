@@ -37,6 +37,12 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
+    /// A length: of an `Array`, whose `n` items follow (e.g. `n` [`Writer::bytes`] for an
+    /// `Array(String)`), or of a `String` whose `n` bytes follow in parts ([`Writer::fixed`]).
+    pub(super) fn len(&mut self, n: usize) {
+        self.varint(n as u64);
+    }
+
     fn varint(&mut self, mut v: u64) {
         loop {
             let byte = (v & 0x7f) as u8;
@@ -58,14 +64,6 @@ impl Writer {
     /// A `FixedString(N)`: exactly the bytes, no length.
     pub(super) fn fixed(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
-    }
-
-    /// An `Array(String)`.
-    pub(super) fn strings<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a str>) {
-        self.varint(items.len() as u64);
-        for item in items {
-            self.bytes(item.as_bytes());
-        }
     }
 }
 
@@ -178,7 +176,9 @@ mod tests {
         w.i64(-5);
         w.bytes(&[b'x'; 300]);
         w.fixed(&[1, 2, 3, 4]);
-        w.strings(["a", "bc"].into_iter());
+        w.len(2);
+        w.bytes(b"a");
+        w.bytes(b"bc");
         let mut r = Reader::new(&w.buf);
         assert_eq!(r.u8().unwrap(), 7);
         assert_eq!(r.take(2).unwrap(), 20000u16.to_le_bytes());

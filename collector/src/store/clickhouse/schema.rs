@@ -4,11 +4,15 @@
 //! collector wrote it); an older one is brought up to date: the `IF NOT EXISTS` statements
 //! add the newer tables, and the tables that materialized views keep are filled from the
 //! stored spans once (a view sees only later inserts): `newest_local` from version 4 on,
-//! `trace_summary_local` from version 5 on.
+//! `trace_summary_local` from version 5 on. Version 6 drops the attribute arrays from
+//! `spans_local` (and the view `search_mv` that copied them into `search_local`, which the
+//! writer now fills itself): [`drop_span_attribute_arrays`].
+
+use std::time::{Duration, Instant};
 
 use super::http::Node;
 use super::rowbinary::Reader;
-use super::sql::{self, SCHEMA_VERSION, Tables};
+use super::sql::{self, SCHEMA_VERSION, Tables, quote};
 use crate::store::StoreError;
 
 /// Applies the schema on each node (in order: on a cluster the `Distributed` tables need
@@ -47,6 +51,9 @@ pub(super) async fn apply(nodes: &[Node], tables: &Tables) -> Result<(), StoreEr
             node.run(&sql::backfill_trace_summaries(tables), &[], Vec::new())
                 .await?;
         }
+        if applied < 6 {
+            drop_span_attribute_arrays(node, tables).await?;
+        }
         if applied < u64::from(SCHEMA_VERSION) {
             let now = crate::time::now_unix_nano();
             node.run(
@@ -58,4 +65,67 @@ pub(super) async fn apply(nodes: &[Node], tables: &Tables) -> Result<(), StoreEr
         }
     }
     Ok(())
+}
+
+/// How long [`drop_span_attribute_arrays`] waits for a replica to apply the drop another
+/// replica made.
+const REPLICA_ALTER_WAIT: Duration = Duration::from_secs(30);
+
+/// Schema 6 on one node: drops the view `search_mv` (before 6 it copied each span's search
+/// columns from `spans_local` into `search_local`; the writer now inserts those rows
+/// itself), then the columns `attr_keys` and `attr_values` from `spans_local` and, on a
+/// cluster, `spans_dist` (attribute searches read `search_local`'s copy, and a whole span
+/// takes its attributes from `detail`). Idempotent: only the columns still there are
+/// dropped (18.16 has no `DROP COLUMN IF EXISTS`). With replication, a drop made on another
+/// replica reaches this one through ZooKeeper: until it has, this node's own drop may be
+/// refused, so it retries until the columns are gone or [`REPLICA_ALTER_WAIT`] passed.
+///
+/// # Errors
+/// [`StoreError::Unwritable`] when the node is unreachable, [`StoreError::Backend`] when a
+/// drop is refused and the columns stay.
+async fn drop_span_attribute_arrays(node: &Node, tables: &Tables) -> Result<(), StoreError> {
+    node.run(&drop_search_view(tables), &[], Vec::new()).await?;
+    for table in ["spans_local", "spans_dist"] {
+        let deadline = Instant::now() + REPLICA_ALTER_WAIT;
+        loop {
+            let answer = node
+                .run(&span_attribute_columns(tables, table), &[], Vec::new())
+                .await?;
+            let present = Reader::new(&answer).rows(|r| r.string())?;
+            if present.is_empty() {
+                break;
+            }
+            let drop = drop_columns(tables, table, &present);
+            match node.run(&drop, &[], Vec::new()).await {
+                Ok(_) => break,
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drops the view that filled `search_local` before schema 6 (when it exists).
+pub(super) fn drop_search_view(t: &Tables) -> String {
+    format!("DROP TABLE IF EXISTS `{}`.`search_mv`", t.db)
+}
+
+/// Which of `attr_keys`, `attr_values` this node's `table` still has (before schema 6).
+pub(super) fn span_attribute_columns(t: &Tables, table: &str) -> String {
+    format!(
+        "SELECT name FROM system.columns WHERE database = {} AND table = {} \
+         AND name IN ('attr_keys', 'attr_values') ORDER BY name FORMAT RowBinary",
+        quote(&t.db),
+        quote(table)
+    )
+}
+
+/// Drops `columns` (names the backend chose, not user input) from this node's `table`.
+pub(super) fn drop_columns(t: &Tables, table: &str, columns: &[String]) -> String {
+    let drops: Vec<String> = columns
+        .iter()
+        .map(|c| format!("DROP COLUMN `{c}`"))
+        .collect();
+    format!("ALTER TABLE `{}`.`{table}` {}", t.db, drops.join(", "))
 }

@@ -339,6 +339,44 @@ mod tests {
         );
     }
 
+    /// Schema 6: the attribute arrays are in `search_local` only, so no statement may
+    /// match attributes over `spans_local`.
+    #[test]
+    fn attributes_are_matched_in_the_search_rows_only() {
+        let attr = || vec![("k".to_owned(), "v".to_owned())];
+        let queries = [
+            TraceQuery {
+                attributes: attr(),
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                attributes: attr(),
+                service: Some("a".into()),
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                attributes: [attr(), vec![("k2".into(), "v2".into())]].concat(),
+                status: Some(crate::model::StatusCode::Error),
+                errors_only: true,
+                min_duration_ns: Some(3),
+                sort: SortOrder::Duration,
+                ..TraceQuery::default()
+            },
+        ];
+        for q in &queries {
+            // The prefilter on the search rows matches them ...
+            let all = find_trace_ids(&tables(), q);
+            assert!(all.contains("FROM `d`.`search_local` WHERE"), "{all}");
+            assert!(all.contains("attr_keys"), "{all}");
+            assert!(!all.contains("spans_local"), "{all}");
+            // ... so the candidates it found need no attribute check again.
+            let among = find_trace_ids_among(&tables(), q, &[]);
+            assert!(!among.contains("attr_keys"), "{among}");
+            let window = window_candidates(&tables(), q, Some(1), 8);
+            assert!(window.is_none_or(|w| !w.contains("spans_local")));
+        }
+    }
+
     #[test]
     fn window_candidates_bound_the_start_and_exist_for_newest_first_only() {
         let q = TraceQuery::default();

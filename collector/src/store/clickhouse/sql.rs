@@ -1,4 +1,5 @@
-//! Every SQL statement of the ClickHouse backend but the searches' ([`super::search_sql`]),
+//! Every SQL statement of the ClickHouse backend but the searches' ([`super::search_sql`])
+//! and schema 6's migration (`schema.rs`),
 //! in the dialect ClickHouse
 //! 18.16 (Debian bookworm) and current ClickHouse both accept (checked on 18.16 by the
 //! integration tests and on ClickHouse 26.9 through chDB by `scripts/check-clickhouse-sql.py`,
@@ -14,8 +15,8 @@
 //!
 //! | table | order | holds |
 //! |---|---|---|
-//! | `spans_local` | `(trace_id, start_ns)`, granularity 1024 | every span (trace by id) |
-//! | `search_local` | `(service, start_ns)` | the searchable columns of every span, filled by `search_mv` |
+//! | `spans_local` | `(trace_id, start_ns)`, granularity 1024 | every span (trace by id; since schema 6 without the attribute arrays, which only `search_local` holds) |
+//! | `search_local` | `(service, start_ns)` | the searchable columns of every span, the indexed attributes among them; written by the inserter since schema 6 (before, copied from `spans_local` by the view `search_mv`) |
 //! | `refusals_local` | `trace_id` | spans refused at the per-trace limit, per write |
 //! | `links_local` | `(trace_id, source_trace_id)` | inbound links: `trace_id` is linked to by a span of `source_trace_id` (schema 2), written by the inserter for spans with links |
 //! | `sampling_decisions_local` | `trace_id` | tail sampling decisions (schema 3; the latest row of a trace wins) |
@@ -32,12 +33,15 @@ use crate::model::TraceId;
 use crate::store::TimeWindow;
 
 /// The schema this build writes and reads; a database with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u32 = 5;
+pub(super) const SCHEMA_VERSION: u32 = 6;
 
 /// Columns of `spans_local` in insert order (see `codec::write_span`).
 pub(super) const SPAN_COLUMNS: &str = "received_day, received_ns, trace_id, span_id, \
     parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, \
-    http_status, has_http_status, attr_keys, attr_values, detail";
+    http_status, has_http_status, detail";
+/// Columns of `search_local` in insert order (see `codec::write_search`).
+pub(super) const SEARCH_COLUMNS: &str = "received_day, service, start_ns, trace_id, name, \
+    kind, status, duration_ns, attr_keys, attr_values";
 /// Columns read to rebuild a whole span (`codec::read_span`).
 pub(super) const FULL_SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, has_parent, \
     kind, status, service, name, start_ns, end_ns, detail";
@@ -213,8 +217,7 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
              received_ns UInt64, trace_id FixedString(16), span_id FixedString(8), \
              parent_span_id FixedString(8), has_parent UInt8, kind UInt8, status UInt8, \
              service String, name String, start_ns UInt64, end_ns UInt64, duration_ns UInt64, \
-             http_status Int64, has_http_status UInt8, attr_keys Array(String), \
-             attr_values Array(String), detail String) ENGINE = {} \
+             http_status Int64, has_http_status UInt8, detail String) ENGINE = {} \
              PARTITION BY received_day ORDER BY (trace_id, start_ns) \
              SETTINGS index_granularity = 1024",
             t.engine("spans_local")
@@ -226,11 +229,6 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
              attr_values Array(String)) ENGINE = {} PARTITION BY received_day \
              ORDER BY (service, start_ns) SETTINGS index_granularity = 8192",
             t.engine("search_local")
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`search_mv` TO `{db}`.`search_local` \
-             AS SELECT received_day, service, start_ns, trace_id, name, kind, status, \
-             duration_ns, attr_keys, attr_values FROM `{db}`.`spans_local`"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS `{db}`.`refusals_local` (received_day Date, \
@@ -368,6 +366,14 @@ pub(super) fn insert_spans(t: &Tables) -> String {
     )
 }
 
+/// `INSERT` of search rows ([`SEARCH_COLUMNS`]) as `RowBinary`.
+pub(super) fn insert_search(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} ({SEARCH_COLUMNS}) FORMAT RowBinary",
+        t.search()
+    )
+}
+
 /// `INSERT` of refusal rows `(received_day, received_ns, trace_id, refused)` as `RowBinary`.
 pub(super) fn insert_refusals(t: &Tables) -> String {
     format!(
@@ -413,6 +419,19 @@ pub(super) fn consumer_groups(t: &Tables, since_ns: u64) -> String {
          GROUP BY destination, consumer_group HAVING seen >= {since_ns} \
          ORDER BY destination, consumer_group FORMAT RowBinary",
         t.consumer_groups()
+    )
+}
+
+/// The traces among `ids` with spans received on or after `since_day`, by their summary
+/// rows (one per trace and insert, a tenth of the span rows): which traces the duplicate
+/// check reads the spans of ([`existing_keys`]).
+pub(super) fn stored_traces(t: &Tables, ids: &[TraceId], since_day: u16) -> String {
+    format!(
+        "SELECT DISTINCT trace_id FROM {} WHERE received_day >= {} AND trace_id IN {} \
+         FORMAT RowBinary",
+        t.trace_summaries(),
+        date_lit(since_day),
+        id_list(ids)
     )
 }
 

@@ -524,6 +524,18 @@ fn dump_statements_for_the_chdb_check() {
     );
     out.push(sql::schema_version(&t));
     out.push(sql::record_schema_version(&t, sql::SCHEMA_VERSION, 1));
+    // The schema 6 migration: the ALTER is parsed only (the columns are gone here).
+    out.push(super::schema::drop_search_view(&t));
+    out.push(super::schema::span_attribute_columns(&t, "spans_local"));
+    out.push(format!(
+        "PARSE {}",
+        super::schema::drop_columns(
+            &t,
+            "spans_local",
+            &["attr_keys".into(), "attr_values".into()]
+        )
+    ));
+    out.push(sql::stored_traces(&t, &ids, 20_000));
     out.push(sql::existing_keys(&t, &ids, 20_000));
     out.push(super::shards::local_shard_sql("spanline_2s"));
     out.push(super::shards::cluster_shards_sql("spanline_2s"));
@@ -617,7 +629,7 @@ async fn retention_drops_whole_days_as_partitions() {
             "INSERT INTO spanline_test.spans_local SELECT toDate('2020-01-01'), \
              1577836800000000000, unhex('0000000000000000000000000000beef'), span_id, \
              parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, \
-             duration_ns, http_status, has_http_status, attr_keys, attr_values, detail \
+             duration_ns, http_status, has_http_status, detail \
              FROM spanline_test.spans_local WHERE received_day = today() LIMIT 3",
             &[],
             Vec::new(),
@@ -1027,6 +1039,138 @@ async fn schema_5_fills_trace_summaries_from_the_spans_of_an_older_database() {
     store.shutdown().await;
 }
 
+/// Schema 6 on a database written by an older collector: the attribute arrays leave
+/// `spans_local` (and `spans_dist`) and the view that copied them into `search_local` is
+/// dropped, on every shard; the search rows the view wrote before still answer attribute
+/// searches, new writes add exactly one search row per span, and opening again changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_6_drops_the_span_attribute_arrays_of_an_older_database() {
+    use crate::store::TraceQuery;
+    let Some(servers) = Servers::start(2).await else {
+        return;
+    };
+    let options = servers.options();
+    let store = ClickHouseStore::open(options.clone()).await.unwrap();
+    let kept = crate::testing::sample_trace(1);
+    store.write_spans(kept.clone()).await.unwrap();
+    store.shutdown().await;
+    let nodes: Vec<super::http::Node> = servers
+        .urls
+        .iter()
+        .map(|u| super::http::Node::new(u, None, None).unwrap())
+        .collect();
+    // Back to schema 5 on both shards: the arrays in `spans_local` and `spans_dist`, the
+    // view, version 5.
+    for node in &nodes {
+        for statement in [
+            "ALTER TABLE spanline_test.spans_local ADD COLUMN attr_keys Array(String), \
+             ADD COLUMN attr_values Array(String)",
+            "ALTER TABLE spanline_test.spans_dist ADD COLUMN attr_keys Array(String), \
+             ADD COLUMN attr_values Array(String)",
+            "CREATE MATERIALIZED VIEW spanline_test.search_mv TO spanline_test.search_local \
+             AS SELECT received_day, service, start_ns, trace_id, name, kind, status, \
+             duration_ns, attr_keys, attr_values FROM spanline_test.spans_local",
+            "DROP TABLE spanline_test.schema_version",
+            "CREATE TABLE spanline_test.schema_version (version UInt32, \
+             applied_unix_ns UInt64) ENGINE = TinyLog",
+            "INSERT INTO spanline_test.schema_version VALUES (5, 0)",
+        ] {
+            node.run(statement, &[], Vec::new()).await.unwrap();
+        }
+    }
+    // What a schema 5 collector wrote: a copy of the trace under another id, with an
+    // attribute in the arrays, through the view into `search_local`.
+    let mut old = [0u8; 16];
+    old[14] = 0x5c;
+    old[15] = 0x05;
+    let old = crate::model::TraceId(old);
+    nodes[0]
+        .run(
+            &format!(
+                "INSERT INTO spanline_test.spans_dist (received_day, received_ns, trace_id, \
+                 span_id, parent_span_id, has_parent, kind, status, service, name, start_ns, \
+                 end_ns, duration_ns, http_status, has_http_status, attr_keys, attr_values, \
+                 detail) SELECT received_day, received_ns, {}, span_id, parent_span_id, \
+                 has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, \
+                 http_status, has_http_status, ['schema'], ['five'], detail \
+                 FROM spanline_test.spans_dist WHERE trace_id = {}",
+                super::sql::bytes_lit(&old.0),
+                super::sql::bytes_lit(&kept[0].trace_id.0)
+            ),
+            super::INSERT_SETTINGS,
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let store = ClickHouseStore::open(options.clone()).await.unwrap();
+    for (node, url) in nodes.iter().zip(&servers.urls) {
+        for table in ["spans_local", "spans_dist"] {
+            let sql = super::schema::span_attribute_columns(&store.shared.tables, table);
+            let answer = node.run(&sql, &[], Vec::new()).await.unwrap();
+            let left = super::rowbinary::Reader::new(&answer)
+                .rows(|r| r.string())
+                .unwrap();
+            assert!(left.is_empty(), "{table} still has {left:?}");
+        }
+        let views = count_on(
+            url,
+            "SELECT count() FROM system.tables WHERE database = 'spanline_test' \
+             AND name = 'search_mv' FORMAT RowBinary",
+        )
+        .await;
+        assert_eq!(views, 0);
+    }
+    let found = store
+        .find_traces(TraceQuery {
+            attributes: vec![("schema".into(), "five".into())],
+            ..TraceQuery::default()
+        })
+        .await
+        .unwrap();
+    let found: Vec<_> = found.iter().map(|s| s.trace_id).collect();
+    assert_eq!(found, vec![old]);
+    let copy = store.get_trace(old).await.unwrap().unwrap();
+    assert_eq!(copy.spans.len(), kept.len());
+    // New writes: one search row per span, and the attribute search finds them.
+    let new = crate::testing::sample_trace(2);
+    store.write_spans(new.clone()).await.unwrap();
+    let search_rows = count_on(
+        &servers.urls[0],
+        &format!(
+            "SELECT count() FROM spanline_test.search_dist WHERE trace_id = {} \
+             FORMAT RowBinary",
+            super::sql::bytes_lit(&new[0].trace_id.0)
+        ),
+    )
+    .await;
+    assert_eq!(search_rows, new.len() as u64);
+    let found = store
+        .find_traces(TraceQuery {
+            attributes: vec![("http.request.method".into(), "POST".into())],
+            ..TraceQuery::default()
+        })
+        .await
+        .unwrap();
+    let mut found: Vec<_> = found.iter().map(|s| s.trace_id).collect();
+    found.sort();
+    // Not the old copy: its search rows hold only the attribute its collector wrote.
+    let mut want = vec![kept[0].trace_id, new[0].trace_id];
+    want.sort();
+    assert_eq!(found, want);
+    store.shutdown().await;
+    // Opening again (version 6 recorded) leaves the schema as it is.
+    let again = ClickHouseStore::open(options).await.unwrap();
+    assert!(again.get_trace(new[0].trace_id).await.unwrap().is_some());
+    let version = count_on(
+        &servers.urls[1],
+        "SELECT toUInt64(max(version)) FROM spanline_test.schema_version FORMAT RowBinary",
+    )
+    .await;
+    assert_eq!(version, u64::from(super::sql::SCHEMA_VERSION));
+    again.shutdown().await;
+}
+
 /// A span resent long after its first copy was stored (here: a copy received 30 days ago)
 /// is still a duplicate: the check reaches back to the day before the span's own start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1047,7 +1191,7 @@ async fn a_span_resent_a_month_later_is_a_duplicate() {
              toUInt64(toDateTime(today() - 30)) * 1000000000, \
              unhex('0000000000000000000000000000{:02x}{:02x}'), span_id, parent_span_id, \
              has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, \
-             http_status, has_http_status, attr_keys, attr_values, detail \
+             http_status, has_http_status, detail \
              FROM spanline_test.spans_local WHERE trace_id = {}",
             old[14],
             old[15],

@@ -83,6 +83,18 @@ fn span_with(attributes: Vec<KeyValue>) -> Span {
     span
 }
 
+/// `span` with resource `service.name=svc` and scope `lib` 1.0.
+fn with_resource_and_scope(mut span: Span) -> Span {
+    span.resource = Arc::new(Resource {
+        attributes: vec![kv("service.name", AttrValue::String("svc".into()))],
+    });
+    span.scope = Arc::new(Scope {
+        name: "lib".into(),
+        version: "1.0".into(),
+    });
+    span
+}
+
 /// `bytes` decoded into a fresh span with `original`'s ids.
 fn decoded(bytes: &[u8], original: &Span) -> Span {
     let mut span = Span::new(original.trace_id, original.span_id, original.name.clone());
@@ -125,14 +137,7 @@ fn nan_round_trips() {
 
 #[test]
 fn resource_and_scope_round_trip_with_compact_attributes() {
-    let mut span = span_with(every_kind());
-    span.resource = Arc::new(Resource {
-        attributes: vec![kv("service.name", AttrValue::String("svc".into()))],
-    });
-    span.scope = Arc::new(Scope {
-        name: "lib".into(),
-        version: "1.0".into(),
-    });
+    let span = with_resource_and_scope(span_with(every_kind()));
     let mut detail = SpanDetail::decode_bytes(&SpanDetail::encode(&span, true)).expect("decodes");
     assert_eq!(
         convert::resource_from_pb(detail.resource.take()),
@@ -281,4 +286,19 @@ fn event_attribute_keys_are_stored_as_codes() {
     assert!(!contains(b"exception.type"));
     assert!(contains(b"app.retry"));
     assert_eq!(decoded(&bytes, &span).events, span.events);
+}
+
+#[test]
+fn resource_and_scope_appended_decode_as_encoded_together() {
+    let span = with_resource_and_scope(span_with(every_kind()));
+    let mut appended = SpanDetail::encode(&span, false);
+    appended.extend(SpanDetail::encode_resource_and_scope(&span));
+    let together = SpanDetail::encode(&span, true);
+    assert_eq!(
+        SpanDetail::decode_bytes(&appended).expect("decodes"),
+        SpanDetail::decode_bytes(&together).expect("decodes")
+    );
+    let decoded = SpanDetail::decode_bytes(&appended).expect("decodes");
+    assert_eq!(decoded.scope_name, "lib");
+    assert!(decoded.resource.is_some());
 }
