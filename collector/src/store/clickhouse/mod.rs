@@ -13,6 +13,7 @@
 //! | [`schema`] | creating the schema at start: idempotent, versioned, on every node; filling the tables newer views keep |
 //! | [`insert`] | the writer task: requests coalesce into one `INSERT`, answered after it |
 //! | [`search`] | trace search (`find_traces`: newest-first in widening time windows) and summaries |
+//! | [`longest`] | duration-sorted search: the traces walked longest first (`trace_duration_local`, schema 7), ranked until exact |
 //! | [`read`] | trace by id, services, operations, dependencies, request samples |
 //! | [`retention`] | dropping day partitions; deleting traces by id (mutations) |
 //! | [`durable`] | tail sampling decisions and consumer groups (schema version 3) |
@@ -35,6 +36,7 @@ mod codec;
 mod durable;
 mod http;
 mod insert;
+mod longest;
 mod read;
 mod retention;
 mod rowbinary;
@@ -142,6 +144,9 @@ struct Shared {
     /// Per search shape, the index of the time window newest-first searches start at
     /// (`search.rs`): where the last result of the previous search of that shape was.
     window_hints: [std::sync::atomic::AtomicUsize; search::SHAPES],
+    /// Where duration-sorted searches start reading `trace_duration_local`: the last row
+    /// walked by the previous one that answered, `(duration_ns, trace_id)` (`longest.rs`).
+    longest_from: Mutex<Option<(u64, TraceId)>>,
 }
 
 /// Settings of a write: on a cluster, the insert returns only once every shard has its rows
@@ -295,6 +300,7 @@ impl ClickHouseStore {
             commits: watch::Sender::new(0),
             newest: Mutex::new(None),
             window_hints: std::array::from_fn(|_| std::sync::atomic::AtomicUsize::new(0)),
+            longest_from: Mutex::new(None),
         });
         let (sender, receiver) = mpsc::channel(insert::QUEUE_REQUESTS);
         let writer = tokio::spawn(insert::run(Arc::clone(&shared), receiver));
@@ -475,6 +481,8 @@ impl SpanStore for ClickHouseStore {
     }
 }
 
+#[cfg(test)]
+mod longest_tests;
 #[cfg(test)]
 mod shard_tests;
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! | `consumer_groups_local` | `(destination, consumer_group)` | consumer groups learnt from CONSUMER spans (schema 3; `ReplacingMergeTree`, reads take `max(last_seen_ns)`) |
 //! | `newest_local` | `service` | the newest span start per service, filled by `newest_mv` (schema 4; `ReplacingMergeTree`, reads take `max(start_ns)`): where newest-first searches start their windows |
 //! | `trace_summary_local` | `trace_id` | per trace and received day the first span start and last span end as `min`/`max` states, filled by `trace_summary_mv` (schema 5; `AggregatingMergeTree`, reads fold with `minMerge`/`maxMerge`): what searches rank candidates by |
+//! | `trace_duration_local` | `(duration_ns, trace_id)` | per trace, each time the writer stores spans of it, the trace's duration so far (schema 7): a trace's largest row is its duration, what duration-sorted searches walk, longest first (`longest.rs`) |
 //! | `schema_version` | - | the applied schema versions |
 //!
 //! The tables holding rows of a trace are partitioned by `received_day`, the day the
@@ -32,7 +33,7 @@ use crate::model::TraceId;
 use crate::store::TimeWindow;
 
 /// The schema this build writes and reads; a database with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u32 = 5;
+pub(super) const SCHEMA_VERSION: u32 = 7;
 
 /// Columns of `spans_local` in insert order (see `codec::write_span`).
 pub(super) const SPAN_COLUMNS: &str = "received_day, received_ns, trace_id, span_id, \
@@ -103,6 +104,17 @@ impl Tables {
         self.shared("trace_summary")
     }
 
+    /// All trace duration rows (schema 7).
+    pub(super) fn trace_durations(&self) -> String {
+        self.shared("trace_duration")
+    }
+
+    /// This node's trace duration rows (inside `IN` subqueries, which every shard runs
+    /// locally).
+    pub(super) fn trace_durations_local(&self) -> String {
+        self.name("trace_duration_local")
+    }
+
     /// This node's search rows (inside `IN` subqueries, which every shard runs locally).
     pub(super) fn search_local(&self) -> String {
         self.name("search_local")
@@ -142,7 +154,7 @@ impl Tables {
     }
 
     /// The per-node tables that hold rows of a trace (what deletes and drops touch).
-    pub(super) fn local_tables(&self) -> [&'static str; 6] {
+    pub(super) fn local_tables(&self) -> [&'static str; 7] {
         [
             "spans_local",
             "search_local",
@@ -150,6 +162,7 @@ impl Tables {
             "links_local",
             "sampling_decisions_local",
             "trace_summary_local",
+            "trace_duration_local",
         ]
     }
 }
@@ -285,6 +298,14 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
              `{db}`.`trace_summary_local` AS {}",
             summarize_spans(t)
         ),
+        // Schema 7: per trace, each time the writer stores spans of it, its duration so far
+        // (insert.rs), ordered by duration: what duration-sorted searches walk (longest.rs).
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.`trace_duration_local` (received_day Date, \
+             duration_ns UInt64, trace_id FixedString(16)) ENGINE = {} \
+             PARTITION BY received_day ORDER BY (duration_ns, trace_id)",
+            t.engine("trace_duration_local")
+        ),
     ];
     if let Some(cluster) = &t.cluster {
         for (base, key) in [
@@ -296,6 +317,7 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
             ("consumer_groups", "destination"),
             ("newest", "service"),
             ("trace_summary", "trace_id"),
+            ("trace_duration", "trace_id"),
         ] {
             ddl.push(format!(
                 "CREATE TABLE IF NOT EXISTS `{db}`.`{base}_dist` AS `{db}`.`{base}_local` \
@@ -349,6 +371,28 @@ pub(super) fn backfill_trace_summaries(t: &Tables) -> String {
         "INSERT INTO {} (received_day, trace_id, start_state, end_state) {}",
         t.name("trace_summary_local"),
         summarize_spans(t)
+    )
+}
+
+/// Fills this node's `trace_duration_local` from its summaries (schema 7 on a database
+/// written before; run after [`backfill_trace_summaries`]): one row per trace, its duration,
+/// in the partition of its latest received day. A second fill only repeats rows (reads take
+/// each trace's largest).
+pub(super) fn backfill_trace_durations(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} (received_day, duration_ns, trace_id) SELECT max(received_day), \
+         if(maxMerge(end_state) > minMerge(start_state), \
+         maxMerge(end_state) - minMerge(start_state), 0), trace_id FROM {} GROUP BY trace_id",
+        t.name("trace_duration_local"),
+        t.name("trace_summary_local")
+    )
+}
+
+/// `INSERT` of trace duration rows `(received_day, duration_ns, trace_id)` as `RowBinary`.
+pub(super) fn insert_trace_durations(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} (received_day, duration_ns, trace_id) FORMAT RowBinary",
+        t.trace_durations()
     )
 }
 
@@ -416,11 +460,12 @@ pub(super) fn consumer_groups(t: &Tables, since_ns: u64) -> String {
     )
 }
 
-/// `(trace_id, span_id, kind)` of the stored spans of `ids` received on or after `since_day`
-/// (the duplicate and per-trace limit check before a write).
+/// `(trace_id, span_id, kind, start_ns, end_ns)` of the stored spans of `ids` received on or
+/// after `since_day` (the duplicate and per-trace limit check before a write, and the trace's
+/// duration so far).
 pub(super) fn existing_keys(t: &Tables, ids: &[TraceId], since_day: u16) -> String {
     format!(
-        "SELECT trace_id, span_id, kind FROM {} WHERE received_day >= {} AND trace_id IN {} \
+        "SELECT trace_id, span_id, kind, start_ns, end_ns FROM {} WHERE received_day >= {} AND trace_id IN {} \
          FORMAT RowBinary",
         t.spans(),
         date_lit(since_day),

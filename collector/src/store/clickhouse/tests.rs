@@ -184,7 +184,7 @@ impl Drop for Servers {
     }
 }
 
-async fn store_on(nodes: usize) -> Option<(ClickHouseStore, Servers)> {
+pub(super) async fn store_on(nodes: usize) -> Option<(ClickHouseStore, Servers)> {
     let servers = Servers::start(nodes).await?;
     let store = ClickHouseStore::open(servers.options())
         .await
@@ -571,10 +571,22 @@ fn dump_statements_for_the_chdb_check() {
             Some(1_764_000_000_000_000_000),
             80,
         ));
+        let sorted = TraceQuery {
+            sort: SortOrder::Duration,
+            ..q.clone()
+        };
+        out.extend(search_sql::longest_walk(&t, &sorted, 80, None));
+        out.extend(search_sql::longest_walk(
+            &t,
+            &sorted,
+            640,
+            Some((250_000, ids[1])),
+        ));
     }
     out.push(sql::newest_starts(&t));
     out.push(sql::backfill_newest(&t));
     out.push(sql::backfill_trace_summaries(&t));
+    out.push(sql::backfill_trace_durations(&t));
     out.push(sql::services(&t));
     out.push(sql::operations(&t, "frontend"));
     out.push(sql::dependency_rows(&t, w));
