@@ -4,7 +4,7 @@
 //! store's.
 
 use super::ClickHouseStore;
-use super::tests::{Servers, store_on};
+use super::tests::{Servers, back_to_schema, store_on};
 use crate::model::{SpanKind, StatusCode, TraceId};
 use crate::store::{MemoryStore, SortOrder, SpanStore, TraceQuery, TraceSummary};
 use crate::testing::{MS, span};
@@ -205,19 +205,12 @@ async fn schema_7_fills_trace_durations_from_an_older_database() {
         }
     }
     store.shutdown().await;
-    for url in &servers.urls {
-        let node = super::http::Node::new(url, None, None).unwrap();
-        for statement in [
-            "DROP TABLE spanline_test.trace_duration_dist",
-            "DROP TABLE spanline_test.trace_duration_local",
-            "DROP TABLE spanline_test.schema_version",
-            "CREATE TABLE spanline_test.schema_version (version UInt32, \
-             applied_unix_ns UInt64) ENGINE = TinyLog",
-            "INSERT INTO spanline_test.schema_version VALUES (5, 0)",
-        ] {
-            node.run(statement, &[], Vec::new()).await.unwrap();
-        }
-    }
+    back_to_schema(
+        &servers,
+        &["trace_duration_dist", "trace_duration_local"],
+        5,
+    )
+    .await;
     let store = ClickHouseStore::open(options).await.unwrap();
     let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
     let answer = node

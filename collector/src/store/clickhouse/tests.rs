@@ -894,6 +894,27 @@ async fn windowed_searches_agree_with_the_memory_store_on_ties_and_late_spans() 
     }
 }
 
+/// Takes the database `spanline_test` of every node of `servers` back to schema `version`
+/// (as an older collector left it): drops `tables`, in order, and records `version` alone.
+pub(super) async fn back_to_schema(servers: &Servers, tables: &[&str], version: u32) {
+    for url in &servers.urls {
+        let node = super::http::Node::new(url, None, None).unwrap();
+        let drops = tables
+            .iter()
+            .chain(&["schema_version"])
+            .map(|t| format!("DROP TABLE spanline_test.{t}"));
+        let statements = drops.chain([
+            "CREATE TABLE spanline_test.schema_version (version UInt32, applied_unix_ns \
+             UInt64) ENGINE = TinyLog"
+                .to_owned(),
+            format!("INSERT INTO spanline_test.schema_version VALUES ({version}, 0)"),
+        ]);
+        for statement in statements {
+            node.run(&statement, &[], Vec::new()).await.unwrap();
+        }
+    }
+}
+
 /// Schema 4 on a database written by an older collector: `newest_local` is filled from the
 /// stored spans at start (the materialized view sees only later inserts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -968,20 +989,16 @@ async fn schema_5_fills_trace_summaries_from_the_spans_of_an_older_database() {
     }
     store.shutdown().await;
     // Back to schema 4 on both shards: no view, no table, version 4.
-    for url in &servers.urls {
-        let node = super::http::Node::new(url, None, None).unwrap();
-        for statement in [
-            "DROP TABLE spanline_test.trace_summary_mv",
-            "DROP TABLE spanline_test.trace_summary_dist",
-            "DROP TABLE spanline_test.trace_summary_local",
-            "DROP TABLE spanline_test.schema_version",
-            "CREATE TABLE spanline_test.schema_version (version UInt32, \
-             applied_unix_ns UInt64) ENGINE = TinyLog",
-            "INSERT INTO spanline_test.schema_version VALUES (4, 0)",
-        ] {
-            node.run(statement, &[], Vec::new()).await.unwrap();
-        }
-    }
+    back_to_schema(
+        &servers,
+        &[
+            "trace_summary_mv",
+            "trace_summary_dist",
+            "trace_summary_local",
+        ],
+        4,
+    )
+    .await;
     let want: Vec<(String, u64, u64)> = {
         let mut v: Vec<(String, u64, u64)> = traces
             .iter()
