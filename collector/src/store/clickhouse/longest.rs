@@ -88,6 +88,39 @@ pub(super) async fn longest_first(
     }
 }
 
+/// Rows per shard [`prime`] reads up to: the first walk of a search of the default limit
+/// with one match in four rows.
+const PRIME_WALK: usize = crate::store::DEFAULT_SEARCH_LIMIT * WALK_PER_RESULT * 4;
+
+/// Sets where the first duration-sorted search starts its walk (`Shared::longest_from`):
+/// at the last of each shard's [`PRIME_WALK`] longest rows, the earliest of them, so that
+/// search does not sort the whole table (run once, in the background, when the store
+/// opens). Leaves it unset when a shard has fewer rows (reading them all is cheap then).
+///
+/// # Errors
+/// What the query failed with.
+pub(super) async fn prime(shared: &Shared) -> Result<(), StoreError> {
+    let sql = search_sql::longest_start(&shared.tables, PRIME_WALK);
+    let answer = shared.select_per_shard(&sql).await?;
+    let rows = Reader::new(&answer).rows(|r| {
+        let duration_ns = r.u64()?;
+        let id = TraceId(r.fixed::<16>()?);
+        Ok(((duration_ns, id), r.u64()?))
+    })?;
+    if rows.iter().all(|(_, n)| *n >= PRIME_WALK as u64) {
+        let start = rows.into_iter().map(|(row, _)| row).min();
+        let mut from = shared
+            .longest_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A search that answered meanwhile knows better.
+        if from.is_none() {
+            *from = start;
+        }
+    }
+    Ok(())
+}
+
 /// What one walk answered, every shard's rows together.
 struct Step {
     /// `(duration_ns, trace_id)` of the matches.

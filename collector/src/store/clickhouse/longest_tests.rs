@@ -187,7 +187,8 @@ async fn duration_sorted_searches_agree_with_the_memory_store_on_two_shards() {
 
 /// Schema 7 on a database written by an older collector (version 5, no
 /// `trace_duration_local`): the table is filled from the summaries at start, one row per
-/// trace holding its duration, so duration-sorted searches find the traces stored before.
+/// trace holding its duration (a second fill adds none), so duration-sorted searches find
+/// the traces stored before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_7_fills_trace_durations_from_an_older_database() {
     let Some(servers) = Servers::start(2).await else {
@@ -212,6 +213,23 @@ async fn schema_7_fills_trace_durations_from_an_older_database() {
     )
     .await;
     let store = ClickHouseStore::open(options).await.unwrap();
+    // A second fill (a collector starting at the same time) adds no row.
+    let tables = super::sql::Tables {
+        db: "spanline_test".into(),
+        cluster: Some("spanline_2s".into()),
+        replicated: false,
+    };
+    for url in &servers.urls {
+        super::http::Node::new(url, None, None)
+            .unwrap()
+            .run(
+                &super::sql::backfill_trace_durations(&tables),
+                &[],
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+    }
     let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
     let answer = node
         .run(

@@ -174,6 +174,20 @@ pub(super) fn longest_walk(
     ))
 }
 
+/// Where a duration-sorted search can start its walk (run with [`PER_SHARD`]): per shard,
+/// `(duration_ns, trace_id, rows)` of the last of its `walk` longest `trace_duration_local`
+/// rows (`rows` < `walk`: the shard has fewer rows, and defaults).
+pub(super) fn longest_start(t: &Tables, walk: usize) -> String {
+    format!(
+        "SELECT tupleElement(m, 1), tupleElement(m, 2), n FROM (SELECT \
+         min((duration_ns, trace_id)) AS m, count() AS n FROM {} WHERE (duration_ns, trace_id) \
+         IN (SELECT duration_ns, trace_id FROM {} ORDER BY duration_ns DESC, trace_id DESC \
+         LIMIT {walk})) FORMAT RowBinary",
+        t.trace_durations(),
+        t.trace_durations_local()
+    )
+}
+
 /// Where a per-trace aggregate reads a trace's start and end.
 #[derive(Clone, Copy)]
 enum Source {

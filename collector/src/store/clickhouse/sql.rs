@@ -375,15 +375,16 @@ pub(super) fn backfill_trace_summaries(t: &Tables) -> String {
 }
 
 /// Fills this node's `trace_duration_local` from its summaries (schema 7 on a database
-/// written before; run after [`backfill_trace_summaries`]): one row per trace, its duration,
-/// in the partition of its latest received day. A second fill only repeats rows (reads take
-/// each trace's largest).
+/// written before; run after [`backfill_trace_summaries`]): one row per trace that has none
+/// yet, its duration, in the partition of its latest received day (a second fill adds
+/// nothing: repeated rows would make walks longer).
 pub(super) fn backfill_trace_durations(t: &Tables) -> String {
+    let durations = t.name("trace_duration_local");
     format!(
-        "INSERT INTO {} (received_day, duration_ns, trace_id) SELECT max(received_day), \
-         if(maxMerge(end_state) > minMerge(start_state), \
-         maxMerge(end_state) - minMerge(start_state), 0), trace_id FROM {} GROUP BY trace_id",
-        t.name("trace_duration_local"),
+        "INSERT INTO {durations} (received_day, duration_ns, trace_id) SELECT \
+         max(received_day), if(maxMerge(end_state) > minMerge(start_state), \
+         maxMerge(end_state) - minMerge(start_state), 0), trace_id FROM {} \
+         WHERE trace_id NOT IN (SELECT trace_id FROM {durations}) GROUP BY trace_id",
         t.name("trace_summary_local")
     )
 }

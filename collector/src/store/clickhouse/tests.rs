@@ -587,6 +587,7 @@ fn dump_statements_for_the_chdb_check() {
     out.push(sql::backfill_newest(&t));
     out.push(sql::backfill_trace_summaries(&t));
     out.push(sql::backfill_trace_durations(&t));
+    out.push(search_sql::longest_start(&t, 1600));
     out.push(sql::services(&t));
     out.push(sql::operations(&t, "frontend"));
     out.push(sql::dependency_rows(&t, w));
