@@ -4,7 +4,7 @@
 //! store's.
 
 use super::ClickHouseStore;
-use super::tests::{Servers, back_to_schema, store_on};
+use super::tests::{Servers, back_to_schema, fill_again, store_on};
 use crate::model::{SpanKind, StatusCode, TraceId};
 use crate::store::{MemoryStore, SortOrder, SpanStore, TraceQuery, TraceSummary};
 use crate::testing::{MS, span};
@@ -214,22 +214,7 @@ async fn schema_7_fills_trace_durations_from_an_older_database() {
     .await;
     let store = ClickHouseStore::open(options).await.unwrap();
     // A second fill (a collector starting at the same time) adds no row.
-    let tables = super::sql::Tables {
-        db: "spanline_test".into(),
-        cluster: Some("spanline_2s".into()),
-        replicated: false,
-    };
-    for url in &servers.urls {
-        super::http::Node::new(url, None, None)
-            .unwrap()
-            .run(
-                &super::sql::backfill_trace_durations(&tables),
-                &[],
-                Vec::new(),
-            )
-            .await
-            .unwrap();
-    }
+    fill_again(&servers, super::sql::backfill_trace_durations).await;
     let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
     let answer = node
         .run(

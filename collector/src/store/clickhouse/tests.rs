@@ -916,6 +916,23 @@ pub(super) async fn back_to_schema(servers: &Servers, tables: &[&str], version: 
     }
 }
 
+/// Runs a schema fill (`fill` of the 2-shard cluster's `spanline_test` tables) on every node
+/// of `servers` again, as a second collector starting at the same time would.
+pub(super) async fn fill_again(servers: &Servers, fill: fn(&super::sql::Tables) -> String) {
+    let tables = super::sql::Tables {
+        db: "spanline_test".into(),
+        cluster: Some("spanline_2s".into()),
+        replicated: false,
+    };
+    for url in &servers.urls {
+        super::http::Node::new(url, None, None)
+            .unwrap()
+            .run(&fill(&tables), &[], Vec::new())
+            .await
+            .unwrap();
+    }
+}
+
 /// Schema 4 on a database written by an older collector: `newest_local` is filled from the
 /// stored spans at start (the materialized view sees only later inserts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1025,22 +1042,7 @@ async fn schema_5_fills_trace_summaries_from_the_spans_of_an_older_database() {
     };
     assert_eq!(summaries().await, want);
     // A second fill (a collector starting at the same time) folds into the same summaries.
-    let tables = super::sql::Tables {
-        db: "spanline_test".into(),
-        cluster: Some("spanline_2s".into()),
-        replicated: false,
-    };
-    for url in &servers.urls {
-        super::http::Node::new(url, None, None)
-            .unwrap()
-            .run(
-                &super::sql::backfill_trace_summaries(&tables),
-                &[],
-                Vec::new(),
-            )
-            .await
-            .unwrap();
-    }
+    fill_again(&servers, super::sql::backfill_trace_summaries).await;
     assert_eq!(summaries().await, want);
     let longest = store
         .find_traces(TraceQuery {
