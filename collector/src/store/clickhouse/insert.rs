@@ -10,7 +10,9 @@
 //! Each batch is first *checked*: the stored keys of its traces are read (per shard, from
 //! the shard that holds them), so spans already
 //! stored are duplicates, and new spans of a trace at the per-trace limit are refused (and
-//! counted in `refusals_local`). Then it is *inserted*. The two stages overlap: batch N+1 is
+//! counted in `refusals_local`). The same read gives the stored spans' start and end, so each
+//! trace the batch stores spans of gets a `trace_duration_local` row with its duration so far
+//! (stored and new spans together; `longest.rs` walks them). Then it is *inserted*. The two stages overlap: batch N+1 is
 //! checked while batch N is being inserted, against the stored keys plus N's keys (which the
 //! read may or may not see yet). Inserts run one at a time, in order; when insert N fails,
 //! batch N+1 (checked against N's keys) fails too, so no span is acknowledged as a duplicate
@@ -103,8 +105,54 @@ impl WriteRequest {
 /// request's spans keep them alive while compared).
 type SharedParts = (*const crate::model::Resource, *const crate::model::Scope);
 
-/// Stored spans per trace: their keys.
-type Keys = HashMap<TraceId, HashSet<(SpanId, SpanKind)>>;
+/// Stored spans per trace: their keys, and the first start and last end among them.
+type Keys = HashMap<TraceId, TraceKeys>;
+
+/// The stored spans of one trace, as the writer knows them.
+#[derive(Debug, Clone)]
+struct TraceKeys {
+    spans: HashSet<(SpanId, SpanKind)>,
+    /// The earliest start among `spans`, unix ns (`u64::MAX` for none).
+    start_ns: u64,
+    /// The latest end among `spans`, unix ns (0 for none).
+    end_ns: u64,
+}
+
+impl Default for TraceKeys {
+    fn default() -> Self {
+        Self {
+            spans: HashSet::default(),
+            start_ns: u64::MAX,
+            end_ns: 0,
+        }
+    }
+}
+
+impl TraceKeys {
+    /// Adds a stored span.
+    fn add(&mut self, key: (SpanId, SpanKind), start_ns: u64, end_ns: u64) {
+        self.spans.insert(key);
+        self.widen(start_ns, end_ns);
+    }
+
+    /// Widens the bounds to `[start_ns, end_ns]`.
+    fn widen(&mut self, start_ns: u64, end_ns: u64) {
+        self.start_ns = self.start_ns.min(start_ns);
+        self.end_ns = self.end_ns.max(end_ns);
+    }
+
+    /// Adds what `other` holds.
+    fn extend(&mut self, other: &Self) {
+        self.spans.extend(other.spans.iter().copied());
+        self.widen(other.start_ns, other.end_ns);
+    }
+
+    /// The trace's duration so far, ns: as the searches compute it (`t_dur`, 0 when the
+    /// last end is not after the first start).
+    fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+}
 
 /// The rows of a checked batch for one shard (see `shards.rs`), as `RowBinary`.
 #[derive(Default)]
@@ -117,6 +165,8 @@ struct ShardRows {
     refusals: Writer,
     /// Inbound-link rows, by the trace linked to (empty: no stored span has links).
     links: Writer,
+    /// Trace duration rows (empty: nothing new).
+    durations: Writer,
 }
 
 /// A checked batch, ready to insert.
@@ -125,7 +175,8 @@ struct Checked {
     outcomes: Vec<WriteOutcome>,
     /// Per shard (index in `Shared::writes`), its rows.
     shards: Vec<ShardRows>,
-    /// The keys this batch adds.
+    /// The keys this batch adds (with the bounds of each of its traces, stored spans
+    /// included).
     added: Keys,
 }
 
@@ -239,7 +290,7 @@ async fn stored_keys(shared: &Shared, since: &HashMap<TraceId, u16>) -> Result<K
                         let trace = TraceId(r.fixed::<16>()?);
                         let span = SpanId(r.fixed::<8>()?);
                         let kind = SpanKind::from_i32(i32::from(r.u8()?));
-                        Ok((trace, span, kind))
+                        Ok((trace, span, kind, r.u64()?, r.u64()?))
                     })?);
                 }
             }
@@ -247,8 +298,10 @@ async fn stored_keys(shared: &Shared, since: &HashMap<TraceId, u16>) -> Result<K
         });
     let mut keys: Keys = HashMap::default();
     for rows in join_all(lookups).await {
-        for (trace, span, kind) in rows? {
-            keys.entry(trace).or_default().insert((span, kind));
+        for (trace, span, kind, start_ns, end_ns) in rows? {
+            keys.entry(trace)
+                .or_default()
+                .add((span, kind), start_ns, end_ns);
         }
     }
     Ok(keys)
@@ -297,7 +350,7 @@ async fn check(
     if let Some(pending) = pending {
         for id in &ids {
             if let Some(p) = pending.get(id) {
-                keys.entry(*id).or_default().extend(p.iter().copied());
+                keys.entry(*id).or_default().extend(p);
             }
         }
     }
@@ -321,14 +374,15 @@ async fn check(
         for (i, span) in request.spans.iter().enumerate() {
             let key = (span.span_id, span.kind);
             let trace = keys.entry(span.trace_id).or_default();
-            if trace.contains(&key) {
+            if trace.spans.contains(&key) {
                 outcome.duplicates += 1;
-            } else if trace.len() >= limit {
+            } else if trace.spans.len() >= limit {
                 outcome.over_limit += 1;
                 *refused.entry(span.trace_id).or_default() += 1;
             } else {
-                trace.insert(key);
-                added.entry(span.trace_id).or_default().insert(key);
+                let (start, end) = (span.start_time_unix_nano, span.end_time_unix_nano);
+                trace.add(key, start, end);
+                added.entry(span.trace_id).or_default().add(key, start, end);
                 let (row, search) = request.rows(i);
                 let shard = &mut shards[writes.shard_of(&span.trace_id)];
                 shard.rows.fixed(row);
@@ -343,6 +397,16 @@ async fn check(
             }
         }
         outcomes.push(outcome);
+    }
+    // Each trace with new spans: its duration over its stored and new spans.
+    for (trace, new) in &mut added {
+        if let Some(all) = keys.get(trace) {
+            new.widen(all.start_ns, all.end_ns);
+        }
+        let w = &mut shards[writes.shard_of(trace)].durations;
+        w.u16(day_of(now));
+        w.u64(new.duration_ns());
+        w.fixed(&trace.0);
     }
     for (trace, n) in &refused {
         let w = &mut shards[writes.shard_of(trace)].refusals;
@@ -359,19 +423,24 @@ async fn check(
     })
 }
 
-/// Inserts one shard's rows of a batch: links and search rows first, then spans, then
-/// refusals. A failure after the links or search rows leaves rows of spans that were not
-/// stored, for a retry to repeat, never stored spans whose links or search rows were lost
-/// (a span stored without its search row would never be found: its retry is a duplicate).
-/// Links are read with `DISTINCT`. A search row of a span not stored makes its trace a
-/// search result only if the trace has other stored spans (results are ranked from the
-/// stored spans or their per-trace summaries), until the retry stores the span; its service
-/// and operation are listed, and operation samples count it once per failed try.
+/// Inserts one shard's rows of a batch: links, trace durations and search rows first, then
+/// spans, then refusals. A failure after the first inserts leaves rows of spans that were
+/// not stored, for a retry to repeat, never stored spans whose links, duration or search rows
+/// were lost (a span stored without its search row would never be found: its retry is a
+/// duplicate). Links are read with `DISTINCT`; a duration row is at most as long as the trace
+/// will be once the retry stores its spans. A search row of a span not stored makes its
+/// trace a search result only if the trace has other stored spans (results are ranked from
+/// the stored spans or their per-trace summaries), until the retry stores the span; its
+/// service and operation are listed, and operation samples count it once per failed try.
 async fn insert_shard(shared: &Shared, shard: usize, rows: ShardRows) -> Result<(), StoreError> {
     let writes = &shared.writes;
     let target = &writes.shards[shard];
     for (sql, data) in [
         (sql::insert_links(&writes.tables), rows.links.buf),
+        (
+            sql::insert_trace_durations(&writes.tables),
+            rows.durations.buf,
+        ),
         (sql::insert_search(&writes.tables), rows.search.buf),
         (sql::insert_spans(&writes.tables), rows.rows.buf),
         (sql::insert_refusals(&writes.tables), rows.refusals.buf),

@@ -8,11 +8,13 @@
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`sql`] | every statement (schema DDL, inserts, query shapes), in the 18.16 + current dialect, but the searches' |
+//! | [`sql`] | every statement (inserts, query shapes), in the 18.16 + current dialect, but the searches' and the schema's |
+//! | [`ddl`] | the schema's statements: tables and views, the version record, the fills of newer tables (re-exported by `sql`) |
 //! | [`search_sql`] | the search statements: prefilter, per-trace aggregate (over the per-trace summaries of schema 5 when they suffice, else the spans), windowed candidates |
 //! | [`schema`] | creating the schema at start: idempotent, versioned, on every node; filling the tables newer views keep; schema 6's column drops |
 //! | [`insert`] | the writer task: requests coalesce into one `INSERT` per table (spans, their search rows, links, refusals), answered after it |
 //! | [`search`] | trace search (`find_traces`: newest-first in widening time windows) and summaries |
+//! | [`longest`] | duration-sorted search: the traces walked longest first (`trace_duration_local`, schema 7), ranked until exact |
 //! | [`read`] | trace by id, services, operations, dependencies, request samples |
 //! | [`retention`] | dropping day partitions; deleting traces by id (mutations) |
 //! | [`durable`] | tail sampling decisions and consumer groups (schema version 3) |
@@ -34,9 +36,11 @@
 
 mod cityhash;
 mod codec;
+mod ddl;
 mod durable;
 mod http;
 mod insert;
+mod longest;
 mod read;
 mod retention;
 mod rowbinary;
@@ -144,6 +148,9 @@ struct Shared {
     /// Per search shape, the index of the time window newest-first searches start at
     /// (`search.rs`): where the last result of the previous search of that shape was.
     window_hints: [std::sync::atomic::AtomicUsize; search::SHAPES],
+    /// Where duration-sorted searches start reading `trace_duration_local`: the last row
+    /// walked by the previous one that answered, `(duration_ns, trace_id)` (`longest.rs`).
+    longest_from: Mutex<Option<(u64, TraceId)>>,
 }
 
 /// Settings of a write: on a cluster, the insert returns only once every shard has its rows
@@ -297,7 +304,15 @@ impl ClickHouseStore {
             commits: watch::Sender::new(0),
             newest: Mutex::new(None),
             window_hints: std::array::from_fn(|_| std::sync::atomic::AtomicUsize::new(0)),
+            longest_from: Mutex::new(None),
         });
+        {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                // A hint: without it the first duration-sorted search reads more.
+                let _ = longest::prime(&shared).await;
+            });
+        }
         let (sender, receiver) = mpsc::channel(insert::QUEUE_REQUESTS);
         let writer = tokio::spawn(insert::run(Arc::clone(&shared), receiver));
         Ok(Self {
@@ -477,6 +492,8 @@ impl SpanStore for ClickHouseStore {
     }
 }
 
+#[cfg(test)]
+mod longest_tests;
 #[cfg(test)]
 mod shard_tests;
 #[cfg(test)]

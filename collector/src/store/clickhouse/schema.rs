@@ -4,9 +4,11 @@
 //! collector wrote it); an older one is brought up to date: the `IF NOT EXISTS` statements
 //! add the newer tables, and the tables that materialized views keep are filled from the
 //! stored spans once (a view sees only later inserts): `newest_local` from version 4 on,
-//! `trace_summary_local` from version 5 on. Version 6 drops the attribute arrays from
-//! `spans_local` (and the view `search_mv` that copied them into `search_local`, which the
-//! writer now fills itself): [`drop_span_attribute_arrays`].
+//! `trace_summary_local` from version 5 on; likewise `trace_duration_local` (version 7,
+//! written by the span writer) from the summaries. Each fill is keyed on the recorded
+//! version alone, so a database of any older version gets every fill it lacks. Version 6
+//! drops the attribute arrays from `spans_local` (and the view `search_mv` that copied them
+//! into `search_local`, which the writer now fills itself): [`drop_span_attribute_arrays`].
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,13 @@ pub(super) async fn apply(nodes: &[Node], tables: &Tables) -> Result<(), StoreEr
         }
         if applied < 6 {
             drop_span_attribute_arrays(node, tables).await?;
+        }
+        if applied < 7 {
+            // Schema 7's `trace_duration_local`: the writer adds rows only for traces it
+            // stores spans of from now on. Rows it adds meanwhile hold durations so far of
+            // the same traces (reads take each trace's largest).
+            node.run(&sql::backfill_trace_durations(tables), &[], Vec::new())
+                .await?;
         }
         if applied < u64::from(SCHEMA_VERSION) {
             let now = crate::time::now_unix_nano();

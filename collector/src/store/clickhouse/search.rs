@@ -8,9 +8,9 @@
 //! the `k` newest candidates of a window, rank those, and stop at the first window whose
 //! results are certain to be the exact answer ([`newest_first`]); a search starts at the
 //! window that held the last result of the previous search of its shape
-//! ([`first_window`]). The full search is the last resort, and what duration-sorted
-//! searches do (ranking the candidates from the per-trace summaries when the prefilter
-//! checked every span condition).
+//! ([`first_window`]). Duration-sorted searches walk the traces longest first
+//! (`longest.rs`). The full search is the last resort of both (ranking the candidates from
+//! the per-trace summaries when the prefilter checked every span condition).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -31,7 +31,11 @@ pub(super) async fn find_traces(
     shared: &Arc<Shared>,
     query: &TraceQuery,
 ) -> Result<Vec<TraceSummary>, StoreError> {
-    let ids = match newest_first(shared, query).await? {
+    let walked = match newest_first(shared, query).await? {
+        Some(ids) => Some(ids),
+        None => super::longest::longest_first(shared, query).await?,
+    };
+    let ids = match walked {
         Some(ids) => ids,
         None => {
             let sql = search_sql::find_trace_ids(&shared.tables, query);

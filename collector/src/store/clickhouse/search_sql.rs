@@ -124,6 +124,70 @@ pub(super) fn window_candidates(
     ))
 }
 
+/// For a duration-sorted search: the `walk` longest rows of each shard's
+/// `trace_duration_local` (by `(duration_ns, trace_id)`, descending) among those at or
+/// after `from` (`None`: all), and among their traces the ones matching `q`, ranked over
+/// their spans as [`find_trace_ids`] ranks (run with [`PER_SHARD`]). Rows
+/// `(0, trace_id, t_start, t_end, t_dur)` for the matches, at most the limit per shard, then
+/// one row per shard `(1, trace_id, rows walked, 0, duration_ns)` naming the last row walked
+/// (the shortest; id and duration are defaults when the shard walked none). `from` bounds
+/// the primary key range read: without it every row of the table is sorted.
+/// `None` when the walk cannot decide: another order, or a `max_duration` (a trace whose
+/// rows overstate its duration could match it and sort anywhere).
+pub(super) fn longest_walk(
+    t: &Tables,
+    q: &TraceQuery,
+    walk: usize,
+    from: Option<(u64, TraceId)>,
+) -> Option<String> {
+    if q.sort != SortOrder::Duration || q.max_duration_ns.is_some() {
+        return None;
+    }
+    let c = conditions(q);
+    let region = from.map_or(String::new(), |(d, id)| {
+        format!(
+            " WHERE duration_ns > {d} OR duration_ns = {d} AND trace_id >= {}",
+            super::sql::bytes_lit(&id.0)
+        )
+    });
+    let walked = format!(
+        "SELECT trace_id, duration_ns FROM {}{region} ORDER BY duration_ns DESC, \
+         trace_id DESC LIMIT {walk}",
+        t.trace_durations_local()
+    );
+    let filter = format!(" WHERE trace_id IN (SELECT trace_id FROM ({walked}))");
+    let having = and(&[c.bounds, c.span_terms].concat());
+    let ranked = trace_aggregate(t, q, Source::Spans, &filter, &having, q.effective_limit());
+    let ranked = ranked.trim_end_matches(" FORMAT RowBinary");
+    // `t_dur` is signed (`UInt64` minus `UInt64`): the union needs one type.
+    // The last row walked: over the `Distributed` table, so each shard answers for its own
+    // walk (a row walked twice is counted twice: more than `walk` rows then, which only
+    // means "rows left").
+    Some(format!(
+        "SELECT toUInt8(0) AS b, trace_id, t_start, t_end, toUInt64(t_dur) AS d \
+         FROM ({ranked}) UNION ALL SELECT toUInt8(1) AS b, tupleElement(m, 2) AS trace_id, \
+         t_start, toUInt64(0) AS t_end, tupleElement(m, 1) AS d FROM (SELECT \
+         min((duration_ns, trace_id)) AS m, count() AS t_start FROM {} \
+         WHERE (duration_ns, trace_id) IN (SELECT duration_ns, trace_id FROM ({walked}))) \
+         FORMAT RowBinary",
+        t.trace_durations()
+    ))
+}
+
+/// Where a duration-sorted search can start its walk (run with [`PER_SHARD`]): per shard,
+/// `(duration_ns, trace_id, rows)` of the last of its `walk` longest `trace_duration_local`
+/// rows (`rows` < `walk`: the shard has fewer rows, and defaults).
+pub(super) fn longest_start(t: &Tables, walk: usize) -> String {
+    format!(
+        "SELECT tupleElement(m, 1), tupleElement(m, 2), n FROM (SELECT \
+         min((duration_ns, trace_id)) AS m, count() AS n FROM {} WHERE (duration_ns, trace_id) \
+         IN (SELECT duration_ns, trace_id FROM {} ORDER BY duration_ns DESC, trace_id DESC \
+         LIMIT {walk})) FORMAT RowBinary",
+        t.trace_durations(),
+        t.trace_durations_local()
+    )
+}
+
 /// Where a per-trace aggregate reads a trace's start and end.
 #[derive(Clone, Copy)]
 enum Source {

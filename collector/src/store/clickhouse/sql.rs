@@ -1,5 +1,5 @@
-//! Every SQL statement of the ClickHouse backend but the searches' ([`super::search_sql`])
-//! and schema 6's migration (`schema.rs`),
+//! Every SQL statement of the ClickHouse backend but the searches' ([`super::search_sql`]),
+//! the schema's ([`super::ddl`], re-exported here) and schema 6's migration (`schema.rs`),
 //! in the dialect ClickHouse
 //! 18.16 (Debian bookworm) and current ClickHouse both accept (checked on 18.16 by the
 //! integration tests and on ClickHouse 26.9 through chDB by `scripts/check-clickhouse-sql.py`,
@@ -23,6 +23,7 @@
 //! | `consumer_groups_local` | `(destination, consumer_group)` | consumer groups learnt from CONSUMER spans (schema 3; `ReplacingMergeTree`, reads take `max(last_seen_ns)`) |
 //! | `newest_local` | `service` | the newest span start per service, filled by `newest_mv` (schema 4; `ReplacingMergeTree`, reads take `max(start_ns)`): where newest-first searches start their windows |
 //! | `trace_summary_local` | `trace_id` | per trace and received day the first span start and last span end as `min`/`max` states, filled by `trace_summary_mv` (schema 5; `AggregatingMergeTree`, reads fold with `minMerge`/`maxMerge`): what searches rank candidates by |
+//! | `trace_duration_local` | `(duration_ns, trace_id)` | per trace, each time the writer stores spans of it, the trace's duration so far (schema 7): a trace's largest row is its duration, what duration-sorted searches walk, longest first (`longest.rs`) |
 //! | `schema_version` | - | the applied schema versions |
 //!
 //! The tables holding rows of a trace are partitioned by `received_day`, the day the
@@ -33,7 +34,12 @@ use crate::model::TraceId;
 use crate::store::TimeWindow;
 
 /// The schema this build writes and reads; a database with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u32 = 6;
+pub(super) const SCHEMA_VERSION: u32 = 7;
+
+pub(super) use super::ddl::{
+    backfill_newest, backfill_trace_durations, backfill_trace_summaries, record_schema_version,
+    schema, schema_version,
+};
 
 /// Columns of `spans_local` in insert order (see `codec::write_span`).
 pub(super) const SPAN_COLUMNS: &str = "received_day, received_ns, trace_id, span_id, \
@@ -61,7 +67,7 @@ pub(super) struct Tables {
 }
 
 impl Tables {
-    fn name(&self, table: &str) -> String {
+    pub(super) fn name(&self, table: &str) -> String {
         format!("`{}`.`{table}`", self.db)
     }
 
@@ -107,6 +113,17 @@ impl Tables {
         self.shared("trace_summary")
     }
 
+    /// All trace duration rows (schema 7).
+    pub(super) fn trace_durations(&self) -> String {
+        self.shared("trace_duration")
+    }
+
+    /// This node's trace duration rows (inside `IN` subqueries, which every shard runs
+    /// locally).
+    pub(super) fn trace_durations_local(&self) -> String {
+        self.name("trace_duration_local")
+    }
+
     /// This node's search rows (inside `IN` subqueries, which every shard runs locally).
     pub(super) fn search_local(&self) -> String {
         self.name("search_local")
@@ -146,7 +163,7 @@ impl Tables {
     }
 
     /// The per-node tables that hold rows of a trace (what deletes and drops touch).
-    pub(super) fn local_tables(&self) -> [&'static str; 6] {
+    pub(super) fn local_tables(&self) -> [&'static str; 7] {
         [
             "spans_local",
             "search_local",
@@ -154,6 +171,7 @@ impl Tables {
             "links_local",
             "sampling_decisions_local",
             "trace_summary_local",
+            "trace_duration_local",
         ]
     }
 }
@@ -203,150 +221,11 @@ pub(super) fn date_lit(days: u16) -> String {
     format!("'{y:04}-{m:02}-{d:02}'")
 }
 
-/// The DDL for one node, in order; every statement is idempotent (`IF NOT EXISTS`).
-pub(super) fn schema(t: &Tables) -> Vec<String> {
-    let db = &t.db;
-    let mut ddl = vec![
-        format!("CREATE DATABASE IF NOT EXISTS `{db}`"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{db}`.`schema_version` (version UInt32, \
-             applied_unix_ns UInt64) ENGINE = TinyLog"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{db}`.`spans_local` (received_day Date, \
-             received_ns UInt64, trace_id FixedString(16), span_id FixedString(8), \
-             parent_span_id FixedString(8), has_parent UInt8, kind UInt8, status UInt8, \
-             service String, name String, start_ns UInt64, end_ns UInt64, duration_ns UInt64, \
-             http_status Int64, has_http_status UInt8, detail String) ENGINE = {} \
-             PARTITION BY received_day ORDER BY (trace_id, start_ns) \
-             SETTINGS index_granularity = 1024",
-            t.engine("spans_local")
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{db}`.`search_local` (received_day Date, \
-             service String, start_ns UInt64, trace_id FixedString(16), name String, \
-             kind UInt8, status UInt8, duration_ns UInt64, attr_keys Array(String), \
-             attr_values Array(String)) ENGINE = {} PARTITION BY received_day \
-             ORDER BY (service, start_ns) SETTINGS index_granularity = 8192",
-            t.engine("search_local")
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{db}`.`refusals_local` (received_day Date, \
-             received_ns UInt64, trace_id FixedString(16), refused UInt64) ENGINE = {} \
-             PARTITION BY received_day ORDER BY trace_id",
-            t.engine("refusals_local")
-        ),
-        // Schema 2: inbound links, keyed (and sharded) by the trace linked to.
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{db}`.`links_local` (received_day Date, \
-             trace_id FixedString(16), source_trace_id FixedString(16)) ENGINE = {} \
-             PARTITION BY received_day ORDER BY (trace_id, source_trace_id)",
-            t.engine("links_local")
-        ),
-        // Schema 3: what the collector learns besides spans (store/durable.rs).
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{db}`.`sampling_decisions_local` (received_day Date, \
-             decided_ns UInt64, trace_id FixedString(16), kept UInt8, policies String, \
-             finish String) ENGINE = {} PARTITION BY received_day ORDER BY trace_id",
-            t.engine("sampling_decisions_local")
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{db}`.`consumer_groups_local` (destination String, \
-             consumer_group String, last_seen_ns UInt64) ENGINE = {} \
-             ORDER BY (destination, consumer_group)",
-            t.replacing_engine("consumer_groups_local", "last_seen_ns")
-        ),
-        // Schema 4: the newest span start per service, where newest-first searches start
-        // their time windows (search.rs). A hint only: never deleted, never exact.
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{db}`.`newest_local` (service String, \
-             start_ns UInt64) ENGINE = {} ORDER BY service",
-            t.replacing_engine("newest_local", "start_ns")
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`newest_mv` TO `{db}`.`newest_local` \
-             AS SELECT service, max(start_ns) AS start_ns FROM `{db}`.`spans_local` \
-             GROUP BY service"
-        ),
-        // Schema 5: per trace (and received day) its first span start and last span end,
-        // what searches rank by (search_sql.rs) instead of aggregating the spans. The column
-        // names differ from the source's: 18.16 refuses a view whose alias is one.
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{db}`.`trace_summary_local` (received_day Date, \
-             trace_id FixedString(16), start_state AggregateFunction(min, UInt64), \
-             end_state AggregateFunction(max, UInt64)) ENGINE = {} PARTITION BY received_day \
-             ORDER BY trace_id SETTINGS index_granularity = 256",
-            t.aggregating_engine("trace_summary_local")
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`trace_summary_mv` TO \
-             `{db}`.`trace_summary_local` AS {}",
-            summarize_spans(t)
-        ),
-    ];
-    if let Some(cluster) = &t.cluster {
-        for (base, key) in [
-            ("spans", "trace_id"),
-            ("search", "trace_id"),
-            ("refusals", "trace_id"),
-            ("links", "trace_id"),
-            ("sampling_decisions", "trace_id"),
-            ("consumer_groups", "destination"),
-            ("newest", "service"),
-            ("trace_summary", "trace_id"),
-        ] {
-            ddl.push(format!(
-                "CREATE TABLE IF NOT EXISTS `{db}`.`{base}_dist` AS `{db}`.`{base}_local` \
-                 ENGINE = Distributed(`{cluster}`, `{db}`, `{base}_local`, cityHash64({key}))"
-            ));
-        }
-    }
-    ddl
-}
-
-/// The highest applied schema version (0 when none).
-pub(super) fn schema_version(t: &Tables) -> String {
+/// `INSERT` of trace duration rows `(received_day, duration_ns, trace_id)` as `RowBinary`.
+pub(super) fn insert_trace_durations(t: &Tables) -> String {
     format!(
-        "SELECT toUInt64(max(version)) FROM {} FORMAT RowBinary",
-        t.name("schema_version")
-    )
-}
-
-/// Records `version` as applied.
-pub(super) fn record_schema_version(t: &Tables, version: u32, now_ns: u64) -> String {
-    format!(
-        "INSERT INTO {} (version, applied_unix_ns) VALUES ({version}, {now_ns})",
-        t.name("schema_version")
-    )
-}
-
-/// Fills this node's `newest_local` from its spans (schema 4 on a database written before:
-/// the materialized view only sees later inserts).
-pub(super) fn backfill_newest(t: &Tables) -> String {
-    format!(
-        "INSERT INTO {} (service, start_ns) SELECT service, max(start_ns) FROM {} \
-         GROUP BY service",
-        t.name("newest_local"),
-        t.name("spans_local")
-    )
-}
-
-/// The `trace_summary_local` rows of this node's spans: one per trace and received day.
-fn summarize_spans(t: &Tables) -> String {
-    format!(
-        "SELECT received_day, trace_id, minState(start_ns) AS start_state, \
-         maxState(end_ns) AS end_state FROM {} GROUP BY received_day, trace_id",
-        t.name("spans_local")
-    )
-}
-
-/// Fills this node's `trace_summary_local` from its spans (schema 5 on a database written
-/// before). Rows the view adds meanwhile only repeat a `min`/`max`: folding them is harmless.
-pub(super) fn backfill_trace_summaries(t: &Tables) -> String {
-    format!(
-        "INSERT INTO {} (received_day, trace_id, start_state, end_state) {}",
-        t.name("trace_summary_local"),
-        summarize_spans(t)
+        "INSERT INTO {} (received_day, duration_ns, trace_id) FORMAT RowBinary",
+        t.trace_durations()
     )
 }
 
@@ -435,11 +314,12 @@ pub(super) fn stored_traces(t: &Tables, ids: &[TraceId], since_day: u16) -> Stri
     )
 }
 
-/// `(trace_id, span_id, kind)` of the stored spans of `ids` received on or after `since_day`
-/// (the duplicate and per-trace limit check before a write).
+/// `(trace_id, span_id, kind, start_ns, end_ns)` of the stored spans of `ids` received on or
+/// after `since_day` (the duplicate and per-trace limit check before a write, and the trace's
+/// duration so far).
 pub(super) fn existing_keys(t: &Tables, ids: &[TraceId], since_day: u16) -> String {
     format!(
-        "SELECT trace_id, span_id, kind FROM {} WHERE received_day >= {} AND trace_id IN {} \
+        "SELECT trace_id, span_id, kind, start_ns, end_ns FROM {} WHERE received_day >= {} AND trace_id IN {} \
          FORMAT RowBinary",
         t.spans(),
         date_lit(since_day),

@@ -184,7 +184,7 @@ impl Drop for Servers {
     }
 }
 
-async fn store_on(nodes: usize) -> Option<(ClickHouseStore, Servers)> {
+pub(super) async fn store_on(nodes: usize) -> Option<(ClickHouseStore, Servers)> {
     let servers = Servers::start(nodes).await?;
     let store = ClickHouseStore::open(servers.options())
         .await
@@ -583,10 +583,23 @@ fn dump_statements_for_the_chdb_check() {
             Some(1_764_000_000_000_000_000),
             80,
         ));
+        let sorted = TraceQuery {
+            sort: SortOrder::Duration,
+            ..q.clone()
+        };
+        out.extend(search_sql::longest_walk(&t, &sorted, 80, None));
+        out.extend(search_sql::longest_walk(
+            &t,
+            &sorted,
+            640,
+            Some((250_000, ids[1])),
+        ));
     }
     out.push(sql::newest_starts(&t));
     out.push(sql::backfill_newest(&t));
     out.push(sql::backfill_trace_summaries(&t));
+    out.push(sql::backfill_trace_durations(&t));
+    out.push(search_sql::longest_start(&t, 1600));
     out.push(sql::services(&t));
     out.push(sql::operations(&t, "frontend"));
     out.push(sql::dependency_rows(&t, w));
@@ -894,6 +907,44 @@ async fn windowed_searches_agree_with_the_memory_store_on_ties_and_late_spans() 
     }
 }
 
+/// Takes the database `spanline_test` of every node of `servers` back to schema `version`
+/// (as an older collector left it): drops `tables`, in order, and records `version` alone.
+pub(super) async fn back_to_schema(servers: &Servers, tables: &[&str], version: u32) {
+    for url in &servers.urls {
+        let node = super::http::Node::new(url, None, None).unwrap();
+        let drops = tables
+            .iter()
+            .chain(&["schema_version"])
+            .map(|t| format!("DROP TABLE spanline_test.{t}"));
+        let statements = drops.chain([
+            "CREATE TABLE spanline_test.schema_version (version UInt32, applied_unix_ns \
+             UInt64) ENGINE = TinyLog"
+                .to_owned(),
+            format!("INSERT INTO spanline_test.schema_version VALUES ({version}, 0)"),
+        ]);
+        for statement in statements {
+            node.run(&statement, &[], Vec::new()).await.unwrap();
+        }
+    }
+}
+
+/// Runs a schema fill (`fill` of the 2-shard cluster's `spanline_test` tables) on every node
+/// of `servers` again, as a second collector starting at the same time would.
+pub(super) async fn fill_again(servers: &Servers, fill: fn(&super::sql::Tables) -> String) {
+    let tables = super::sql::Tables {
+        db: "spanline_test".into(),
+        cluster: Some("spanline_2s".into()),
+        replicated: false,
+    };
+    for url in &servers.urls {
+        super::http::Node::new(url, None, None)
+            .unwrap()
+            .run(&fill(&tables), &[], Vec::new())
+            .await
+            .unwrap();
+    }
+}
+
 /// Schema 4 on a database written by an older collector: `newest_local` is filled from the
 /// stored spans at start (the materialized view sees only later inserts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -968,20 +1019,16 @@ async fn schema_5_fills_trace_summaries_from_the_spans_of_an_older_database() {
     }
     store.shutdown().await;
     // Back to schema 4 on both shards: no view, no table, version 4.
-    for url in &servers.urls {
-        let node = super::http::Node::new(url, None, None).unwrap();
-        for statement in [
-            "DROP TABLE spanline_test.trace_summary_mv",
-            "DROP TABLE spanline_test.trace_summary_dist",
-            "DROP TABLE spanline_test.trace_summary_local",
-            "DROP TABLE spanline_test.schema_version",
-            "CREATE TABLE spanline_test.schema_version (version UInt32, \
-             applied_unix_ns UInt64) ENGINE = TinyLog",
-            "INSERT INTO spanline_test.schema_version VALUES (4, 0)",
-        ] {
-            node.run(statement, &[], Vec::new()).await.unwrap();
-        }
-    }
+    back_to_schema(
+        &servers,
+        &[
+            "trace_summary_mv",
+            "trace_summary_dist",
+            "trace_summary_local",
+        ],
+        4,
+    )
+    .await;
     let want: Vec<(String, u64, u64)> = {
         let mut v: Vec<(String, u64, u64)> = traces
             .iter()
@@ -1007,22 +1054,7 @@ async fn schema_5_fills_trace_summaries_from_the_spans_of_an_older_database() {
     };
     assert_eq!(summaries().await, want);
     // A second fill (a collector starting at the same time) folds into the same summaries.
-    let tables = super::sql::Tables {
-        db: "spanline_test".into(),
-        cluster: Some("spanline_2s".into()),
-        replicated: false,
-    };
-    for url in &servers.urls {
-        super::http::Node::new(url, None, None)
-            .unwrap()
-            .run(
-                &super::sql::backfill_trace_summaries(&tables),
-                &[],
-                Vec::new(),
-            )
-            .await
-            .unwrap();
-    }
+    fill_again(&servers, super::sql::backfill_trace_summaries).await;
     assert_eq!(summaries().await, want);
     let longest = store
         .find_traces(TraceQuery {

@@ -1,0 +1,253 @@
+//! Tests of duration-sorted searches (`longest.rs`: the walk of `trace_duration_local`) and
+//! of schema 7's fill, against real servers started by `scripts/clickhouse.sh` (see
+//! `tests.rs`: they skip without ClickHouse unless `CI=true`). Answers must be the memory
+//! store's.
+
+use super::ClickHouseStore;
+use super::tests::{Servers, back_to_schema, fill_again, store_on};
+use crate::model::{SpanKind, StatusCode, TraceId};
+use crate::store::{MemoryStore, SortOrder, SpanStore, TraceQuery, TraceSummary};
+use crate::testing::{MS, span};
+
+/// A trace id from `n` (a xorshift: ids in no relation to the write order).
+fn id(n: u32) -> TraceId {
+    let mut x = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut b = [0u8; 16];
+    for chunk in b.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes());
+    }
+    TraceId(b)
+}
+
+/// Trace `n`: a root of 300 ms (every third: ties, all at the same length) or 100 + n ms,
+/// and a child of service `a`, or `rare` for every 25th, that errs for every sixth.
+fn trace(n: u32) -> Vec<crate::model::Span> {
+    let t = id(n);
+    let start = f64::from(n) * 1000.0;
+    let length = if n.is_multiple_of(3) {
+        300.0
+    } else {
+        100.0 + f64::from(n)
+    };
+    let service = if n.is_multiple_of(25) { "rare" } else { "a" };
+    let mut child = span(
+        t,
+        2,
+        Some(1),
+        service,
+        "work",
+        SpanKind::Client,
+        start + 1.0,
+        f64::from(n % 40) + 5.0,
+    );
+    if n.is_multiple_of(6) {
+        child.status.code = StatusCode::Error;
+    }
+    let root = span(
+        t,
+        1,
+        None,
+        "front",
+        "GET /",
+        SpanKind::Server,
+        start,
+        length,
+    );
+    vec![root, child]
+}
+
+/// Both stores answer every duration-sorted query alike, at several limits.
+async fn agree(store: &ClickHouseStore, memory: &MemoryStore) {
+    let ids = |v: Vec<TraceSummary>| v.iter().map(|s| s.trace_id).collect::<Vec<_>>();
+    let sorted = |q: TraceQuery| TraceQuery {
+        sort: SortOrder::Duration,
+        ..q
+    };
+    let queries = [
+        sorted(TraceQuery::default()),
+        sorted(TraceQuery {
+            service: Some("a".into()),
+            ..TraceQuery::default()
+        }),
+        // One span of `a` lasting 30 ms or more: the span check.
+        sorted(TraceQuery {
+            service: Some("a".into()),
+            min_duration_ns: Some(30 * MS),
+            ..TraceQuery::default()
+        }),
+        // Matches too rare among the longest traces: the walk gives up.
+        sorted(TraceQuery {
+            service: Some("rare".into()),
+            ..TraceQuery::default()
+        }),
+        sorted(TraceQuery {
+            min_duration_ns: Some(200 * MS),
+            ..TraceQuery::default()
+        }),
+        sorted(TraceQuery {
+            errors_only: true,
+            kind: Some(SpanKind::Client),
+            ..TraceQuery::default()
+        }),
+        sorted(TraceQuery {
+            service: Some("a".into()),
+            start_time_min_unix_nano: Some(crate::testing::T0 + 100_000 * MS),
+            start_time_max_unix_nano: Some(crate::testing::T0 + 150_000 * MS),
+            ..TraceQuery::default()
+        }),
+        // A maximum: the full search answers.
+        sorted(TraceQuery {
+            max_duration_ns: Some(250 * MS),
+            ..TraceQuery::default()
+        }),
+    ];
+    for limit in [1, 3, 10, 50] {
+        for q in &queries {
+            let q = TraceQuery { limit, ..q.clone() };
+            let want = ids(memory.find_traces(q.clone()).await.unwrap());
+            assert!(!want.is_empty(), "{q:?}");
+            // Twice: the second starts where the first walk ended.
+            for _ in 0..2 {
+                let got = ids(store.find_traces(q.clone()).await.unwrap());
+                assert_eq!(got, want, "{q:?}");
+            }
+        }
+    }
+}
+
+async fn duration_sorted_searches_agree_with_the_memory_store(nodes: usize) {
+    let Some((store, _servers)) = store_on(nodes).await else {
+        return;
+    };
+    let memory = MemoryStore::new();
+    for n in 1..=200 {
+        let spans = trace(n);
+        store.write_spans(spans.clone()).await.unwrap();
+        memory.write_spans(spans).await.unwrap();
+    }
+    agree(&store, &memory).await;
+    // Later writes lengthen traces: every 7th gains a span starting before its root (a
+    // shorter trace becomes one of the longest), every 11th one ending after it; and one
+    // trace of 100 ms becomes the longest of all. The walks so far started after them.
+    let mut late = Vec::new();
+    for n in (7..=200).step_by(7) {
+        late.push(span(
+            id(n),
+            3,
+            Some(1),
+            "a",
+            "early",
+            SpanKind::Internal,
+            f64::from(n) * 1000.0 - 150.0,
+            10.0,
+        ));
+    }
+    for n in (11..=200).step_by(11) {
+        late.push(span(
+            id(n),
+            4,
+            Some(1),
+            "a",
+            "late",
+            SpanKind::Internal,
+            f64::from(n) * 1000.0 + 290.0,
+            40.0,
+        ));
+    }
+    late.push(span(
+        id(1),
+        5,
+        Some(1),
+        "a",
+        "last",
+        SpanKind::Internal,
+        1000.0 + 900.0,
+        1.0,
+    ));
+    for s in late {
+        store.write_spans(vec![s.clone()]).await.unwrap();
+        memory.write_spans(vec![s]).await.unwrap();
+    }
+    agree(&store, &memory).await;
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duration_sorted_searches_agree_with_the_memory_store_on_one_node() {
+    duration_sorted_searches_agree_with_the_memory_store(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duration_sorted_searches_agree_with_the_memory_store_on_two_shards() {
+    duration_sorted_searches_agree_with_the_memory_store(2).await;
+}
+
+/// Schema 7 on a database written by an older collector (version 5, no
+/// `trace_duration_local`): the table is filled from the summaries at start, one row per
+/// trace holding its duration (a second fill adds none), so duration-sorted searches find
+/// the traces stored before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_7_fills_trace_durations_from_an_older_database() {
+    let Some(servers) = Servers::start(2).await else {
+        return;
+    };
+    let options = servers.options();
+    let store = ClickHouseStore::open(options.clone()).await.unwrap();
+    let memory = MemoryStore::new();
+    // Two writes per trace: the fill must fold them.
+    for n in 1..=40 {
+        let spans = trace(n);
+        for s in spans {
+            store.write_spans(vec![s.clone()]).await.unwrap();
+            memory.write_spans(vec![s]).await.unwrap();
+        }
+    }
+    store.shutdown().await;
+    back_to_schema(
+        &servers,
+        &["trace_duration_dist", "trace_duration_local"],
+        5,
+    )
+    .await;
+    let store = ClickHouseStore::open(options).await.unwrap();
+    // A second fill (a collector starting at the same time) adds no row.
+    fill_again(&servers, super::sql::backfill_trace_durations).await;
+    let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
+    let answer = node
+        .run(
+            "SELECT trace_id, max(duration_ns), count() FROM spanline_test.trace_duration_dist \
+             GROUP BY trace_id ORDER BY trace_id FORMAT RowBinary",
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let got = super::rowbinary::Reader::new(&answer)
+        .rows(|r| Ok((TraceId(r.fixed::<16>()?), r.u64()?, r.u64()?)))
+        .unwrap();
+    let mut want: Vec<(TraceId, u64, u64)> = (1..=40)
+        .map(|n| {
+            let spans = trace(n);
+            let start = spans.iter().map(|s| s.start_time_unix_nano).min().unwrap();
+            let end = spans.iter().map(|s| s.end_time_unix_nano).max().unwrap();
+            (id(n), end - start, 1)
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let q = TraceQuery {
+        service: Some("a".into()),
+        sort: SortOrder::Duration,
+        limit: 7,
+        ..TraceQuery::default()
+    };
+    let ids = |v: Vec<TraceSummary>| v.iter().map(|s| s.trace_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.find_traces(q.clone()).await.unwrap()),
+        ids(memory.find_traces(q).await.unwrap())
+    );
+    store.shutdown().await;
+}
