@@ -132,15 +132,17 @@ pub(super) fn window_candidates(
 /// one row per shard `(1, trace_id, rows walked, 0, duration_ns)` naming the last row walked
 /// (the shortest; id and duration are defaults when the shard walked none). `from` bounds
 /// the primary key range read: without it every row of the table is sorted.
-/// `None` when the walk cannot decide: another order, or a `max_duration` (a trace whose
-/// rows overstate its duration could match it and sort anywhere).
+/// `None` when the walk cannot decide: another order, a `max_duration` (a trace whose
+/// rows overstate its duration could match it and sort anywhere), or attribute conditions
+/// (since schema 6 only `search_local` holds the attributes, and it is not ordered by trace:
+/// those searches take the full search's prefilter).
 pub(super) fn longest_walk(
     t: &Tables,
     q: &TraceQuery,
     walk: usize,
     from: Option<(u64, TraceId)>,
 ) -> Option<String> {
-    if q.sort != SortOrder::Duration || q.max_duration_ns.is_some() {
+    if q.sort != SortOrder::Duration || q.max_duration_ns.is_some() || !q.attributes.is_empty() {
         return None;
     }
     let c = conditions(q);
