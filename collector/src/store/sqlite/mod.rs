@@ -24,7 +24,7 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 8), the migrations from versions 1 to 7, the checks at open |
+//! | `schema.rs` | the tables (version 10), the migrations from versions 1 to 9, the checks at open |
 //! | `links.rs` | the inbound-link rows (`trace_links`): which traces link to a trace |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
