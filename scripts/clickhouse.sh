@@ -16,16 +16,26 @@
 #                                          keep-alive connection holds a server that long)
 #   scripts/clickhouse.sh restart DIR I    start node I of DIR again on the same ports and data
 #
+# Ports: each node's HTTP, TCP and interserver ports are reserved by scripts/ports.py (left in
+# TIME_WAIT, so no other program is handed them until the node binds them) and written to
+# DIR/nodeI/ports as `HTTP TCP INTERSERVER`. A node is ready when its /ping answers "Ok." and
+# its own process (the recorded pid) holds the HTTP and TCP listeners, so another server on
+# the same port is never taken for it. When a node cannot take its ports (it exits with
+# "Address already in use" in its log, or another process holds them), `start` stops the
+# nodes of that try and starts them all again on new ports, up to CLICKHOUSE_START_ATTEMPTS
+# tries (default 4); `restart` tries the same ports again that often, a second apart. Then
+# it fails naming the node's log. Exit 1 on any failure.
+#
 # Prints "clickhouse-server: missing" and exits 3 when the server is absent (start/restart).
 set -euo pipefail
+
+PORTS_PY="$(dirname "${BASH_SOURCE[0]}")/ports.py"
+ATTEMPTS=${CLICKHOUSE_START_ATTEMPTS:-4}
 
 server_bin() {
   command -v clickhouse-server 2>/dev/null || command -v clickhouse 2>/dev/null || true
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 install() {
   if [ -n "$(server_bin)" ]; then
@@ -93,27 +103,53 @@ write_config() {
 XML
 }
 
+# ping PORT: the body of GET /ping (ClickHouse answers "Ok."), or nothing.
+ping() {
+  python3 -c 'import sys, urllib.request
+try: print(urllib.request.urlopen(sys.argv[1], timeout=1).read().decode().strip())
+except Exception: pass' "http://127.0.0.1:$1/ping" 2>/dev/null || true
+}
+
+# port_trouble NODE_DIR: its logs say a port was taken.
+port_trouble() {
+  grep -qis 'address already in use' "$1"/log/*.log
+}
+
+# wait_ready HTTP TCP PID NODE_DIR: 0 when our server answers, 2 when it could not take its
+# ports, 1 for any other failure (messages on stderr).
 wait_ready() {
-  local http=$1 pid=$2 log=$3
+  local http=$1 tcp=$2 pid=$3 node=$4
   for _ in $(seq 1 300); do
-    if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
-      "http://127.0.0.1:$http/ping" >/dev/null 2>&1; then return 0; fi
     if ! kill -0 "$pid" 2>/dev/null; then
-      echo "clickhouse-server (pid $pid) exited; see $log" >&2
-      tail -n 20 "$log" >&2 || true
+      if port_trouble "$node" || python3 "$PORTS_PY" held "$http" || python3 "$PORTS_PY" held "$tcp"; then
+        echo "clickhouse-server (pid $pid) could not take its ports $http/$tcp; see $node/log/" >&2
+        return 2
+      fi
+      echo "clickhouse-server (pid $pid) exited; see $node/log/" >&2
+      tail -n 20 "$node/log/stdout.log" "$node/log/error.log" 2>/dev/null >&2 || true
       return 1
+    fi
+    # "Ok." from a foreign server on our port does not count: the listeners must be ours.
+    if [ "$(ping "$http")" = "Ok." ] && python3 "$PORTS_PY" owner "$http" "$pid" \
+      && python3 "$PORTS_PY" owner "$tcp" "$pid"; then
+      return 0
     fi
     sleep 0.1
   done
-  echo "clickhouse-server on port $http not ready after 30 s" >&2
+  echo "clickhouse-server (pid $pid) on port $http not ready after 30 s; see $node/log/" >&2
   return 1
 }
 
+# launch DIR I: starts node I on the ports in DIR/nodeI/ports; prints its line when ready.
+# Returns as wait_ready.
 launch() {
   local dir=$1 i=$2
   local bin; bin=$(server_bin)
   local node="$dir/node$i"
   read -r http tcp _inter <"$node/ports"
+  # The last run's logs move aside: port_trouble reads this run's only.
+  local f
+  for f in "$node"/log/*.log; do [ -f "$f" ] && mv -f "$f" "$f.prev"; done
   if [ "$(basename "$bin")" = clickhouse ]; then
     setsid "$bin" server --config-file="$node/config.xml" >"$node/log/stdout.log" 2>&1 </dev/null &
   else
@@ -121,23 +157,21 @@ launch() {
   fi
   local pid=$!
   echo "$pid" >"$node/pid"
-  wait_ready "$http" "$pid" "$node/log/stdout.log"
-  echo "node $i http://127.0.0.1:$http $tcp $pid"
+  local rc=0
+  wait_ready "$http" "$tcp" "$pid" "$node" || rc=$?
+  [ "$rc" = 0 ] && echo "node $i http://127.0.0.1:$http $tcp $pid"
+  return "$rc"
 }
 
-start() {
-  local dir=$1 n=${2:-1} layout=${3:-shards} zk=${4:-}
-  if [ -z "$(server_bin)" ]; then echo "clickhouse-server: missing"; exit 3; fi
-  case "$layout" in
-    shards) ;;
-    replicas) [ -n "$zk" ] || { echo "replicas needs ZK_HOST:PORT" >&2; exit 2; } ;;
-    *) echo "layout $layout: use shards or replicas" >&2; exit 2 ;;
-  esac
-  mkdir -p "$dir"
+# try_start DIR N LAYOUT ZK: one try at starting the N nodes on newly reserved ports; returns
+# 0 (all ready), 2 (some node could not take its ports; all are stopped again) or 1.
+try_start() {
+  local dir=$1 n=$2 layout=$3 zk=$4
   local shards="" replicas="" i
   declare -a https tcps inters
+  local ports; mapfile -t ports < <(python3 "$PORTS_PY" reserve $((3 * n)))
   for i in $(seq 1 "$n"); do
-    https[$i]=$(free_port); tcps[$i]=$(free_port); inters[$i]=$(free_port)
+    https[$i]=${ports[$((3 * i - 3))]}; tcps[$i]=${ports[$((3 * i - 2))]}; inters[$i]=${ports[$((3 * i - 1))]}
     shards="$shards<shard><replica><host>127.0.0.1</host><port>${tcps[$i]}</port></replica></shard>"
     replicas="$replicas<replica><host>127.0.0.1</host><port>${tcps[$i]}</port></replica>"
   done
@@ -152,14 +186,53 @@ start() {
     echo "${https[$i]} ${tcps[$i]} ${inters[$i]}" >"$dir/node$i/ports"
   done
   # The nodes start in parallel; their lines print in order.
-  local pids=() failed=0
+  local pids=() rc=0 r
   for i in $(seq 1 "$n"); do
     launch "$dir" "$i" >"$dir/node$i/launch.out" &
     pids[$i]=$!
   done
-  for i in $(seq 1 "$n"); do wait "${pids[$i]}" || failed=1; done
-  for i in $(seq 1 "$n"); do cat "$dir/node$i/launch.out"; done
-  return "$failed"
+  for i in $(seq 1 "$n"); do
+    r=0; wait "${pids[$i]}" || r=$?
+    if [ "$r" = 1 ] || { [ "$r" = 2 ] && [ "$rc" = 0 ]; }; then rc=$r; fi
+  done
+  if [ "$rc" = 0 ]; then
+    for i in $(seq 1 "$n"); do cat "$dir/node$i/launch.out"; done
+  elif [ "$rc" = 2 ]; then
+    CLICKHOUSE_STOP_GRACE_S=5 stop "$dir"
+  fi
+  return "$rc"
+}
+
+start() {
+  local dir=$1 n=${2:-1} layout=${3:-shards} zk=${4:-}
+  if [ -z "$(server_bin)" ]; then echo "clickhouse-server: missing"; exit 3; fi
+  case "$layout" in
+    shards) ;;
+    replicas) [ -n "$zk" ] || { echo "replicas needs ZK_HOST:PORT" >&2; exit 2; } ;;
+    *) echo "layout $layout: use shards or replicas" >&2; exit 2 ;;
+  esac
+  mkdir -p "$dir"
+  local attempt rc
+  for attempt in $(seq 1 "$ATTEMPTS"); do
+    rc=0; try_start "$dir" "$n" "$layout" "$zk" || rc=$?
+    [ "$rc" = 2 ] || return "$rc"
+    echo "clickhouse: try $attempt of $ATTEMPTS lost a port to another process; new ports" >&2
+  done
+  echo "clickhouse: $n node(s) in $dir could not take their ports in $ATTEMPTS tries; see $dir/node*/log/" >&2
+  return 1
+}
+
+# restart DIR I: node I again on its recorded ports (the cluster's configs name them).
+restart() {
+  local dir=$1 i=$2 attempt rc
+  for attempt in $(seq 1 "$ATTEMPTS"); do
+    rc=0; launch "$dir" "$i" || rc=$?
+    [ "$rc" = 2 ] || return "$rc"
+    echo "clickhouse: node $i's ports are held by another process (try $attempt of $ATTEMPTS)" >&2
+    sleep 1
+  done
+  echo "clickhouse: node $i of $dir could not take its ports in $ATTEMPTS tries; see $dir/node$i/log/" >&2
+  return 1
 }
 
 stop() {
@@ -183,6 +256,6 @@ case "${1:-}" in
   stop) stop "${2:?DIR}" "${3:-}" ;;
   restart)
     if [ -z "$(server_bin)" ]; then echo "clickhouse-server: missing"; exit 3; fi
-    launch "${2:?DIR}" "${3:?node number}" ;;
-  *) sed -n '2,20p' "$0"; exit 2 ;;
+    restart "${2:?DIR}" "${3:?node number}" ;;
+  *) sed -n '2,31p' "$0"; exit 2 ;;
 esac

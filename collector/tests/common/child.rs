@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT_MS: u64 = 30_000;
 /// How long a collector sent SIGTERM has to exit.
 const STOP_TIMEOUT_MS: u64 = 30_000;
+/// The collector's exit code when a listener cannot be bound (`src/main.rs`).
+const EXIT_BIND: i32 = 71;
+/// How many times [`Collector::start`] tries when the ports it chose were taken.
+const START_ATTEMPTS: u32 = 4;
 
 /// A collector process on loopback ports (ingest, query; gRPC and the sampling port on
 /// ephemeral ports it does not report); killed when dropped.
@@ -23,9 +27,27 @@ impl Collector {
     /// Starts the binary on `data_dir` ([`command`], with fresh ingest and query ports), then
     /// `configure` may add to the command (more variables, where stderr goes; stderr is
     /// inherited unless it says otherwise).
-    /// Waits until `GET /health` on the query port answers 200; panics when the process
-    /// exits first or after [`START_TIMEOUT_MS`].
-    pub async fn start(data_dir: &Path, configure: impl FnOnce(&mut Command)) -> Self {
+    /// Waits until `GET /health` on the query port answers 200 while the process itself
+    /// holds that port ([`demokit::ports::listens`]: a foreign server there does not count).
+    /// When it exits 71 (a listener could not be bound: another process took a port), it
+    /// starts again on new ports, [`START_ATTEMPTS`] times in all. Panics when the process
+    /// exits otherwise, or after [`START_TIMEOUT_MS`].
+    pub async fn start(data_dir: &Path, mut configure: impl FnMut(&mut Command)) -> Self {
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(data_dir, &mut configure).await {
+                Ok(collector) => return collector,
+                Err(code) if code == Some(EXIT_BIND) && attempt < START_ATTEMPTS => attempt += 1,
+                Err(code) => panic!("collector exited early with {code:?}"),
+            }
+        }
+    }
+
+    /// One try of [`start`](Self::start): the collector, or its exit code.
+    async fn try_start(
+        data_dir: &Path,
+        configure: &mut impl FnMut(&mut Command),
+    ) -> Result<Self, Option<i32>> {
         let ingest = loopback_addr();
         let query = loopback_addr();
         let mut cmd = command(data_dir);
@@ -40,21 +62,23 @@ impl Collector {
             query,
         };
         let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
-        while collector::healthcheck::check(query, Duration::from_secs(1))
-            .await
-            .is_err()
-        {
-            assert!(
-                collector.child.try_wait().unwrap().is_none(),
-                "collector exited early"
-            );
+        loop {
+            if let Some(status) = collector.child.try_wait().unwrap() {
+                return Err(status.code());
+            }
+            if collector::healthcheck::check(query, Duration::from_secs(1))
+                .await
+                .is_ok()
+                && demokit::ports::listens(collector.child.id(), query.port())
+            {
+                return Ok(collector);
+            }
             assert!(
                 Instant::now() < deadline,
                 "collector not healthy within {START_TIMEOUT_MS} ms"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        collector
     }
 
     /// SIGTERM, then waits for exit 0 (at most [`STOP_TIMEOUT_MS`]).

@@ -207,13 +207,10 @@ pub async fn serve_with_grpc_on_loopback(state: collector::AppState) -> WithGrpc
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released), for a child process to listen on.
+/// A free TCP port on 127.0.0.1 for a child process to listen on: reserved for it for 60 s
+/// and never answered twice in this test process ([`demokit::ports::reserve_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    demokit::ports::reserve_port().unwrap()
 }
 
 /// The runtime the ignored benchmarks drive the collector with: two worker threads, as the

@@ -4,9 +4,10 @@
 //! shutdown.
 //!
 //! Every item has one path: the modules are private and re-exported here, except
-//! [`testing`] (the helpers of the services' tests) and [`lifecycle`] (stop signals and the
-//! health probe, which the collector shares). Everything but [`lifecycle`] needs the default
-//! `service` feature.
+//! [`testing`] (the helpers of the services' tests), [`lifecycle`] (stop signals and the
+//! health probe, which the collector shares) and [`ports`] (loopback ports for tests that
+//! start servers as child processes). Everything but [`lifecycle`] and [`ports`] needs the
+//! default `service` feature.
 
 #[cfg(feature = "service")]
 mod admission;
@@ -19,6 +20,7 @@ mod fault;
 #[cfg(feature = "service")]
 mod gave_up;
 pub mod lifecycle;
+pub mod ports;
 #[cfg(feature = "service")]
 mod queue;
 #[cfg(feature = "service")]

@@ -10,19 +10,31 @@
 //! Binaries are taken from `SPANLINE_BIN_DIR` if set, else from the Cargo target directory
 //! this test binary runs from (`target/<profile>/`); missing ones are built with
 //! `cargo build --bins` first.
+//!
+//! Ports: every port is reserved ([`free_port`]) and a process is ready only when it holds
+//! its listener itself ([`start::wait_ready`]). A process that loses its port to another one
+//! at its first start is started again on a new port (the services that name it are started
+//! after it); a restart tries its same port again ([`start::START_ATTEMPTS`] tries in all).
+//! nats-server binds a port of its own choice at its first start (`scripts/nats.sh 0`).
 
 pub mod browser;
+mod nats;
 pub mod peer_group;
+mod proc;
+pub mod start;
 mod wiring;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use nats::nats_available;
+pub use proc::Proc;
+pub use start::StartError;
 pub use wiring::{ServiceSpec, collector_env, demo_services};
 
 /// The binaries of the stack.
@@ -75,134 +87,35 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again
-/// immediately).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
-}
-
-/// One running child process.
-pub struct Proc {
-    /// Binary name.
-    pub name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    /// Starts the Spanline binary `name` with `env`, logging stdout and stderr to
-    /// `<log_dir>/<name>.log`.
-    pub fn spawn(name: &'static str, env: &[(&str, String)], log_dir: &Path) -> Proc {
-        Proc::spawn_command(name, Command::new(bin_dir().join(name)), env, log_dir)
-    }
-
-    /// Starts `cmd` as the process called `name`, like [`spawn`](Self::spawn).
-    pub fn spawn_command(
-        name: &'static str,
-        mut cmd: Command,
-        env: &[(&str, String)],
-        log_dir: &Path,
-    ) -> Proc {
-        let log = log_dir.join(format!("{name}.log"));
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("open log");
-        let err = out.try_clone().expect("clone log handle");
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        // Start from a clean OTEL environment so a developer's shell cannot change the test.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("OTEL_") {
-                cmd.env_remove(k);
-            }
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Proc { name, child, log }
-    }
-
-    /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns the exit status
-    /// code, or kills the process and returns `None` if it did not stop in time.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
-    }
-
-    /// The process's log so far (for failure messages).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Waits until `GET url` answers 200, or panics with the process log after `timeout`.
-pub async fn wait_healthy(client: &reqwest::Client, url: &str, proc: &Proc, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} not healthy at {url} after {timeout:?}; log:\n{}",
-            proc.name,
-            proc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// The script that finds (or installs) and runs nats-server.
-const NATS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/nats.sh");
-
-/// Whether nats-server can be run here (found or installed by `scripts/nats.sh --path`).
+/// A free TCP port on 127.0.0.1, reserved for a child to bind within 60 s and never
+/// answered twice in this process ([`demokit::ports::reserve_port`]).
 ///
 /// # Panics
-/// Under `CI=true` when it cannot: CI must not skip the queue tests.
-pub fn nats_available() -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    let found = *FOUND.get_or_init(|| {
-        Command::new("bash")
-            .args([NATS_SCRIPT, "--path"])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nats-server is required under CI=true (scripts/nats.sh could not find or install it)"
-        );
-        eprintln!("skipped: nats-server not installed (scripts/nats.sh --path)");
+/// When no port can be reserved (the test cannot run without one).
+pub fn free_port() -> u16 {
+    demokit::ports::reserve_port().expect("reserve a loopback port")
+}
+
+/// Waits until `GET url` answers 200 while `proc` holds the listener of `url`'s port
+/// ([`start::wait_ready`]), or panics with the process log after `timeout`, or when it exits.
+pub async fn wait_healthy(client: &reqwest::Client, url: &str, proc: &mut Proc, timeout: Duration) {
+    let port = url_port(url);
+    if let Err(e) = start::wait_ready(client, url, port, proc, timeout).await {
+        panic!("{e}");
     }
-    found
+}
+
+/// The port of an `http://HOST:PORT/...` URL.
+///
+/// # Panics
+/// When the URL names no port (the harness always does).
+pub fn url_port(url: &str) -> u16 {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|authority| authority.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or_else(|| panic!("{url} names no port"))
 }
 
 /// The whole stack on loopback.
@@ -277,36 +190,35 @@ impl Stack {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let ingest_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let query_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let nats_port = free_port();
-        let ingest_url = format!("http://{ingest_addr}");
-        let query_url = format!("http://{query_addr}");
-        let nats_url = with_nats.then(|| format!("nats://127.0.0.1:{nats_port}"));
-        let services = demo_services(
-            |_| ingest_url.clone(),
-            &query_url,
-            nats_url.as_deref(),
-            extra_env,
-        );
-        let frontend = services.iter().find(|s| s.bin == "frontend");
         let mut stack = Stack {
             client,
-            frontend_url: frontend.expect("demo_services has a frontend").url(),
-            query_url,
-            ingest_url,
+            frontend_url: String::new(),
+            query_url: format!("http://{query_addr}"),
+            ingest_url: format!("http://{ingest_addr}"),
             ingest_addr,
             query_addr,
             data_dir,
             procs: Vec::new(),
             collector_env,
-            nats_url,
+            nats_url: None,
             nats: None,
-            nats_port,
-            services,
+            nats_port: 0,
+            services: Vec::new(),
         };
+        // In dependency order, each on its final address before those that name it start.
         stack.start_collector().await;
         if with_nats {
             stack.start_nats().await;
         }
+        let ingest_url = stack.ingest_url.clone();
+        stack.services = demo_services(
+            |_| ingest_url.clone(),
+            &stack.query_url,
+            stack.nats_url.as_deref(),
+            extra_env,
+        );
+        let frontend = stack.services.iter().find(|s| s.bin == "frontend");
+        stack.frontend_url = frontend.expect("demo_services has a frontend").url();
         let bins: Vec<&'static str> = stack.services.iter().map(|s| s.bin).collect();
         for bin in bins {
             stack.start_service(bin).await;
@@ -315,20 +227,59 @@ impl Stack {
     }
 
     /// Starts (or restarts) the demo service `bin` with the variables it was first started
-    /// with, and waits until it is healthy.
+    /// with, and waits until it is healthy. At its first start, a service whose port another
+    /// process took moves to a new port (the services that call it start later and are told
+    /// the new one); a restart tries the same port again.
     ///
     /// # Panics
-    /// If `bin` is not a service of this stack, or it does not become healthy.
+    /// If `bin` is not a service of this stack, or it does not become healthy in
+    /// [`start::START_ATTEMPTS`] tries.
     pub async fn start_service(&mut self, bin: &str) {
-        let spec = self
-            .services
-            .iter()
-            .find(|s| s.bin == bin)
-            .unwrap_or_else(|| panic!("{bin} is not a service of this stack"));
-        let proc = spec.start(&self.client, self.data_dir.path()).await;
+        let first = !self.procs.iter().any(|p| p.name == bin);
+        let mut attempt = 1;
+        let proc = loop {
+            let spec = self
+                .services
+                .iter()
+                .find(|s| s.bin == bin)
+                .unwrap_or_else(|| panic!("{bin} is not a service of this stack"));
+            match spec.try_start(&self.client, self.data_dir.path()).await {
+                Ok(proc) => break proc,
+                Err(StartError::PortTaken { .. }) if attempt < start::START_ATTEMPTS => {
+                    attempt += 1;
+                    if first {
+                        self.move_service(bin);
+                    } else {
+                        tokio::time::sleep(start::SAME_PORT_PAUSE).await;
+                    }
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         match self.procs.iter().position(|p| p.name == bin) {
             Some(i) => self.procs[i] = proc,
             None => self.procs.push(proc),
+        }
+    }
+
+    /// Gives the service `bin` a new port, and every service that names its URL the new one.
+    fn move_service(&mut self, bin: &str) {
+        let port = free_port();
+        let Some(spec) = self.services.iter_mut().find(|s| s.bin == bin) else {
+            return;
+        };
+        let old = spec.url();
+        spec.set_port(port);
+        let new = spec.url();
+        for other in &mut self.services {
+            for (_, value) in &mut other.env {
+                if *value == old {
+                    value.clone_from(&new);
+                }
+            }
+        }
+        if bin == "frontend" {
+            self.frontend_url = new;
         }
     }
 
@@ -344,30 +295,34 @@ impl Stack {
             .terminate(Duration::from_secs(10))
     }
 
-    /// Starts (or restarts) the stack's nats-server on its fixed port and store, and waits
-    /// until it accepts connections.
+    /// Starts the stack's nats-server on a port it binds itself (`scripts/nats.sh 0`), or
+    /// restarts it on that same port and store, and waits until it is ready: the ports file
+    /// of its own pid names its port, and the port greets with NATS's `INFO` line.
     ///
     /// # Panics
-    /// If it does not start.
+    /// If it does not start in [`start::START_ATTEMPTS`] tries.
     pub async fn start_nats(&mut self) {
-        let mut cmd = Command::new("bash");
-        cmd.args([NATS_SCRIPT, &self.nats_port.to_string()]);
         let store = self.data_dir.path().join("nats");
-        let env = [("NATS_STORE_DIR", store.display().to_string())];
-        let proc = Proc::spawn_command("nats-server", cmd, &env, self.data_dir.path());
-        let deadline = Instant::now() + START_TIMEOUT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.nats_port))
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start; log:\n{}",
-                proc.log()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        let mut attempt = 1;
+        loop {
+            let mut cmd = Command::new("bash");
+            cmd.args([nats::NATS_SCRIPT, &self.nats_port.to_string()]);
+            let env = [("NATS_STORE_DIR", store.display().to_string())];
+            let mut proc = Proc::spawn_command("nats-server", cmd, &env, self.data_dir.path());
+            match nats::wait_ready(&mut proc, &store, self.nats_port, START_TIMEOUT).await {
+                Ok(port) => {
+                    self.nats_port = port;
+                    self.nats_url = Some(format!("nats://127.0.0.1:{port}"));
+                    self.nats = Some(proc);
+                    return;
+                }
+                Err(StartError::PortTaken { .. }) if attempt < start::START_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(start::SAME_PORT_PAUSE).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
         }
-        self.nats = Some(proc);
     }
 
     /// Stops the stack's nats-server (SIGTERM); returns its exit code.
@@ -377,19 +332,39 @@ impl Stack {
             .and_then(|p| p.terminate(Duration::from_secs(10)))
     }
 
-    /// Starts (or restarts) the collector on the stack's fixed ports and data directory.
+    /// Starts the collector, or restarts it on the stack's same ports and data directory,
+    /// and waits until it is healthy. At its first start (before the services, which are
+    /// told its address), a collector whose ports another process took moves to new ones; a
+    /// restart tries the same ports again.
+    ///
+    /// # Panics
+    /// If it does not become healthy in [`start::START_ATTEMPTS`] tries.
     pub async fn start_collector(&mut self) {
+        let first = !self.procs.iter().any(|p| p.name == "collector");
         let data = self.data_dir.path().join("collector");
-        let mut env = collector_env(self.ingest_addr, self.query_addr, &data);
-        env.extend(self.collector_env.iter().cloned());
-        let proc = Proc::spawn("collector", &env, self.data_dir.path());
-        wait_healthy(
-            &self.client,
-            &format!("{}/health", self.query_url),
-            &proc,
-            START_TIMEOUT,
-        )
-        .await;
+        let mut attempt = 1;
+        let proc = loop {
+            let mut env = collector_env(self.ingest_addr, self.query_addr, &data);
+            env.extend(self.collector_env.iter().cloned());
+            let mut proc = Proc::spawn("collector", &env, self.data_dir.path());
+            let health = format!("{}/health", self.query_url);
+            let port = self.query_addr.port();
+            match start::wait_ready(&self.client, &health, port, &mut proc, START_TIMEOUT).await {
+                Ok(()) => break proc,
+                Err(StartError::PortTaken { .. }) if attempt < start::START_ATTEMPTS => {
+                    attempt += 1;
+                    if first {
+                        self.ingest_addr = ([127, 0, 0, 1], free_port()).into();
+                        self.query_addr = ([127, 0, 0, 1], free_port()).into();
+                        self.ingest_url = format!("http://{}", self.ingest_addr);
+                        self.query_url = format!("http://{}", self.query_addr);
+                    } else {
+                        tokio::time::sleep(start::SAME_PORT_PAUSE).await;
+                    }
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         if self.procs.first().is_some_and(|p| p.name == "collector") {
             self.procs[0] = proc;
         } else {

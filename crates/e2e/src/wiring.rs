@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::{Proc, START_TIMEOUT, free_port, wait_healthy};
+use crate::start::{StartError, wait_ready};
+use crate::{Proc, START_TIMEOUT, free_port};
 
 /// The environment of a collector with its ingest and query ports on `ingest_addr` and
 /// `query_addr`, its gRPC and sampling ports on any free port, and its data in `data_dir`.
@@ -47,10 +48,35 @@ impl ServiceSpec {
     /// # Panics
     /// If it does not become healthy within [`START_TIMEOUT`].
     pub async fn start(&self, client: &reqwest::Client, log_dir: &Path) -> Proc {
-        let proc = Proc::spawn(self.bin, &self.env, log_dir);
+        self.try_start(client, log_dir)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`start`](Self::start), answering why it did not start instead of panicking: its
+    /// `/healthz` must answer while the service itself holds the port ([`wait_ready`]).
+    ///
+    /// # Errors
+    /// [`StartError`]: [`StartError::PortTaken`] when another process took its port.
+    pub async fn try_start(
+        &self,
+        client: &reqwest::Client,
+        log_dir: &Path,
+    ) -> Result<Proc, StartError> {
+        let mut proc = Proc::spawn(self.bin, &self.env, log_dir);
         let health = format!("{}/healthz", self.url());
-        wait_healthy(client, &health, &proc, START_TIMEOUT).await;
-        proc
+        wait_ready(client, &health, self.port, &mut proc, START_TIMEOUT).await?;
+        Ok(proc)
+    }
+
+    /// Moves the service to `port` (its `LISTEN_ADDR` too).
+    pub fn set_port(&mut self, port: u16) {
+        self.port = port;
+        for (key, value) in &mut self.env {
+            if *key == "LISTEN_ADDR" {
+                *value = format!("127.0.0.1:{port}");
+            }
+        }
     }
 }
 

@@ -46,28 +46,37 @@ async fn nats_server() -> Option<Server> {
         eprintln!("skipped: nats-server not installed");
         return None;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Port 0: the server binds a free port itself and names it in its ports file
+    // (`<binary>_<pid>.ports` in the store directory; the script execs the server, so the
+    // pid is the child's), which it writes once it listens.
     let store = tempfile::tempdir().unwrap();
-    let child = Command::new("bash")
-        .args([script, &port.to_string()])
+    let mut child = Command::new("bash")
+        .args([script, "0"])
         .env("NATS_STORE_DIR", store.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let url = format!("nats://127.0.0.1:{port}");
+    let suffix = format!("_{}.ports", child.id());
     let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
+    let port = loop {
+        let reported = std::fs::read_dir(store.path())
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+            .and_then(|e| std::fs::read_to_string(e.path()).ok())
+            .and_then(|text| {
+                let after = text.split("nats://").nth(1)?.split('"').next()?;
+                after.rsplit_once(':')?.1.parse::<u16>().ok()
+            });
+        if let Some(port) = reported {
+            break port;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "nats-server exited");
         assert!(Instant::now() < deadline, "nats-server did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    let url = format!("nats://127.0.0.1:{port}");
     Some(Server {
         child,
         url,
