@@ -264,22 +264,10 @@ impl Stack {
 
     /// Gives the service `bin` a new port, and every service that names its URL the new one.
     fn move_service(&mut self, bin: &str) {
-        let port = free_port();
-        let Some(spec) = self.services.iter_mut().find(|s| s.bin == bin) else {
-            return;
-        };
-        let old = spec.url();
-        spec.set_port(port);
-        let new = spec.url();
-        for other in &mut self.services {
-            for (_, value) in &mut other.env {
-                if *value == old {
-                    value.clone_from(&new);
-                }
-            }
-        }
-        if bin == "frontend" {
-            self.frontend_url = new;
+        if let Some(url) = wiring::move_service(&mut self.services, bin, free_port())
+            && bin == "frontend"
+        {
+            self.frontend_url = url;
         }
     }
 

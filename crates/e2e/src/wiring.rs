@@ -80,6 +80,24 @@ impl ServiceSpec {
     }
 }
 
+/// Moves the service `bin` of `services` to `port`, and points every variable of the
+/// others that named its old URL at the new one; answers the new URL (`None` when `bin` is
+/// not among them).
+pub(crate) fn move_service(services: &mut [ServiceSpec], bin: &str, port: u16) -> Option<String> {
+    let spec = services.iter_mut().find(|s| s.bin == bin)?;
+    let old = spec.url();
+    spec.set_port(port);
+    let new = spec.url();
+    for other in services.iter_mut() {
+        for (_, value) in &mut other.env {
+            if *value == old {
+                value.clone_from(&new);
+            }
+        }
+    }
+    Some(new)
+}
+
 /// The demo services wired to each other on free ports, in start order: user, payment,
 /// notification (only with `nats_url`), order, frontend. Each sends its spans to
 /// `collector(service)` (an ingest base URL; `service` is `"user"`, `"order"`, …) with a
@@ -132,4 +150,43 @@ pub fn demo_services(
             ServiceSpec { bin, port, env }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var<'a>(services: &'a [ServiceSpec], bin: &str, key: &str) -> &'a str {
+        let spec = services.iter().find(|s| s.bin == bin).unwrap();
+        let (_, value) = spec.env.iter().rev().find(|(k, _)| *k == key).unwrap();
+        value
+    }
+
+    #[test]
+    fn a_moved_service_listens_on_its_new_port_and_its_callers_are_told() {
+        let mut services = demo_services(
+            |_| "http://127.0.0.1:4318".to_owned(),
+            "http://127.0.0.1:16686",
+            Some("nats://127.0.0.1:4222"),
+            |_| Vec::new(),
+        );
+        let payment_before = var(&services, "order-service", "PAYMENT_SERVICE_URL").to_owned();
+        let url = move_service(&mut services, "user-service", 40_001).unwrap();
+        assert_eq!(url, "http://127.0.0.1:40001");
+        assert_eq!(
+            var(&services, "user-service", "LISTEN_ADDR"),
+            "127.0.0.1:40001"
+        );
+        assert_eq!(var(&services, "frontend", "USER_SERVICE_URL"), url);
+        // Nothing else changed.
+        assert_eq!(
+            var(&services, "order-service", "PAYMENT_SERVICE_URL"),
+            payment_before
+        );
+        assert_eq!(
+            var(&services, "frontend", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            "http://127.0.0.1:4318"
+        );
+        assert_eq!(move_service(&mut services, "no-such-service", 40_002), None);
+    }
 }
