@@ -24,7 +24,8 @@
 # "Address already in use" in its log, or another process holds them), `start` stops the
 # nodes of that try and starts them all again on new ports, up to CLICKHOUSE_START_ATTEMPTS
 # tries (default 4); `restart` tries the same ports again that often, a second apart. Then
-# it fails naming the node's log. Exit 1 on any failure.
+# it fails naming the node's log. Exit 1 on any failure (no node of a failed start is left
+# running).
 #
 # Prints "clickhouse-server: missing" and exits 3 when the server is absent (start/restart).
 set -euo pipefail
@@ -126,7 +127,7 @@ wait_ready() {
         return 2
       fi
       echo "clickhouse-server (pid $pid) exited; see $node/log/" >&2
-      tail -n 20 "$node/log/stdout.log" "$node/log/error.log" 2>/dev/null >&2 || true
+      tail -n 20 "$node/log/stdout.log" "$node/log/error.log" >&2 2>/dev/null || true
       return 1
     fi
     # "Ok." from a foreign server on our port does not count: the listeners must be ours.
@@ -164,7 +165,8 @@ launch() {
 }
 
 # try_start DIR N LAYOUT ZK: one try at starting the N nodes on newly reserved ports; returns
-# 0 (all ready), 2 (some node could not take its ports; all are stopped again) or 1.
+# 0 (all ready), 2 (some node could not take its ports) or 1 (another failure); after a
+# failure every node of the try is stopped again.
 try_start() {
   local dir=$1 n=$2 layout=$3 zk=$4
   local shards="" replicas="" i
@@ -197,7 +199,8 @@ try_start() {
   done
   if [ "$rc" = 0 ]; then
     for i in $(seq 1 "$n"); do cat "$dir/node$i/launch.out"; done
-  elif [ "$rc" = 2 ]; then
+  else
+    # No node of a failed try is left running.
     CLICKHOUSE_STOP_GRACE_S=5 stop "$dir"
   fi
   return "$rc"
@@ -216,7 +219,7 @@ start() {
   for attempt in $(seq 1 "$ATTEMPTS"); do
     rc=0; try_start "$dir" "$n" "$layout" "$zk" || rc=$?
     [ "$rc" = 2 ] || return "$rc"
-    echo "clickhouse: try $attempt of $ATTEMPTS lost a port to another process; new ports" >&2
+    echo "clickhouse: try $attempt of $ATTEMPTS lost a port to another process" >&2
   done
   echo "clickhouse: $n node(s) in $dir could not take their ports in $ATTEMPTS tries; see $dir/node*/log/" >&2
   return 1
