@@ -1,38 +1,40 @@
 //! # Staged attribute-index rows (schema version 8)
 //!
-//! The attribute search index is two levels, a small log-structured merge:
+//! The attribute search index is a small log-structured merge (places described in
+//! `attr_runs.rs`):
 //!
-//! - `span_attrs(key, value, start_ns, trace_id)`, one B-tree keyed by what a search walks
-//!   (unchanged since version 3): the merged rows, which is nearly all of them.
 //! - `span_attrs_new(seg, key, value, start_ns, trace_id)`, keyed by a segment number first:
 //!   each index flush of the writer (one per group commit, usually) gets a new segment
 //!   number, so its rows, sorted, are appended at the end of that B-tree. A commit dirties
-//!   about one page per 60 new rows, instead of one page of `span_attrs` per distinct
-//!   (key, value) among its rows (about 1,000 pages per group in the ingest benchmark, whose
-//!   `url.path` and `app.item.id` differ on every span). `attr_segments(seg, rows)` lists the
-//!   segments and the rows written into each.
+//!   about one page per 60 new rows, instead of one page per distinct (key, value) among its
+//!   rows (about 1,000 pages per group in the ingest benchmark, whose `url.path` and
+//!   `app.item.id` differ on every span). `attr_segments(seg, rows, min_start_ns,
+//!   max_start_ns)` lists the segments, the rows written into each and the range of their
+//!   trace starts (version 11).
+//! - the runs `span_attrs_run<N>` (version 11, `attr_runs.rs`) and the single merged level
+//!   `span_attrs` of versions 3 to 10.
 //!
 //! When the segments hold [`MERGE_ROWS`] rows or there are [`MAX_SEGMENTS`] of them, the
-//! writer merges them into `span_attrs` in key order (`INSERT … SELECT … ORDER BY`) and
-//! empties the staging tables, in the same transaction as the group that reached the limit:
-//! the merge touches one page per distinct (key, value) of the staged rows, about as many as
-//! one group did before, but once per [`MERGE_ROWS`] rows. Acknowledge-after-commit and crash
-//! safety are unchanged: staged rows are committed with their spans.
+//! writer moves them into the open run in key order (`INSERT … SELECT … ORDER BY`) and
+//! empties the staging tables, in the same transaction as the group that reached the limit.
+//! Acknowledge-after-commit and crash safety are unchanged: staged rows are committed with
+//! their spans.
 //!
-//! Invariants the search and the deletes rely on (the same as for `span_attrs` alone):
+//! Invariants the search and the deletes rely on:
 //! - every row carries its trace's current start (`traces.start_ns`); a moved start deletes
-//!   the trace's rows from both tables and writes them again at the new start;
-//! - a row (key, value, start, trace) is in at most one place: the writer probes both tables
+//!   the trace's rows from every place and writes them again at the new start;
+//! - a row (key, value, start, trace) is in at most one place: the writer probes every place
 //!   before staging a row of a trace that was stored before this flush ([`retain_new`]), so
-//!   a search over both tables gives each trace once.
+//!   a search over all of them gives each trace once.
 //!
-//! A search driven by an attribute walks `span_attrs` and each staged segment in start order
-//! (one `UNION ALL` arm each, all ordered by their primary keys) and SQLite merges them,
-//! stopping at the limit (`search.rs`). Sorting the staged rows of a common value instead
-//! (one arm over all segments) cost 50-160 ms with 100k rows staged.
+//! A search driven by an attribute walks `span_attrs`, each run and each staged segment in
+//! start order (one `UNION ALL` arm each, all ordered by their primary keys) and SQLite
+//! merges them, stopping at the limit (`search.rs`). Sorting the staged rows of a common value
+//! instead (one arm over all segments) cost 50-160 ms with 100k rows staged.
 
 use rusqlite::{Connection, params};
 
+use super::attr_runs;
 use super::map_sql;
 use crate::model::TraceId;
 use crate::store::StoreError;
@@ -54,11 +56,11 @@ CREATE TABLE IF NOT EXISTS span_attrs_new (
 ) WITHOUT ROWID;
 ";
 
-/// Staged rows (counted as written, deletes not subtracted) at which the writer merges the
-/// segments into `span_attrs`: about 35,000 spans of the ingest benchmark's shape.
+/// Staged rows (counted as written, deletes not subtracted) at which the writer moves the
+/// segments into the open run: about 35,000 spans of the ingest benchmark's shape.
 pub(super) const MERGE_ROWS: i64 = 100_000;
 
-/// Segments at which the writer merges them whatever their size: a search and a probe seek
+/// Segments at which the writer moves them whatever their size: a search and a probe seek
 /// once per segment.
 pub(super) const MAX_SEGMENTS: i64 = 32;
 
@@ -79,12 +81,14 @@ pub(super) fn retain_new(
     if !rows.iter().any(|row| stored_before(&row.3)) {
         return Ok(());
     }
+    let runs = attr_runs::runs(conn)?;
     let mut probe = conn
         .prepare_cached(&format!(
             "SELECT EXISTS (SELECT 1 FROM span_attrs WHERE key = ?1 AND value = ?2 \
              AND start_ns = ?3 AND trace_id = ?4) \
              OR EXISTS (SELECT 1 FROM span_attrs_new WHERE {IN_SEGMENTS} AND key = ?1 \
-             AND value = ?2 AND start_ns = ?3 AND trace_id = ?4)"
+             AND value = ?2 AND start_ns = ?3 AND trace_id = ?4) OR {}",
+            attr_runs::exists_in_runs(&runs, "?1", "?2", "?3", "?4")
         ))
         .map_err(map_sql)?;
     let mut err = None;
@@ -105,9 +109,14 @@ pub(super) fn retain_new(
     err.map_or(Ok(()), |e| Err(map_sql(e)))
 }
 
-/// Stages `rows` (sorted, distinct) as a new segment, then merges the segments into
-/// `span_attrs` if they reached [`MERGE_ROWS`] rows or [`MAX_SEGMENTS`] segments.
-pub(super) fn stage(conn: &Connection, rows: &[AttrRow<'_>]) -> Result<(), StoreError> {
+/// Stages `rows` (sorted, distinct) as a new segment, then moves the segments into the open
+/// run (a new one once it holds `run_rows` rows) if they reached [`MERGE_ROWS`] rows or
+/// [`MAX_SEGMENTS`] segments.
+pub(super) fn stage(
+    conn: &Connection,
+    rows: &[AttrRow<'_>],
+    run_rows: u64,
+) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -130,26 +139,25 @@ pub(super) fn stage(conn: &Connection, rows: &[AttrRow<'_>]) -> Result<(), Store
         &with_seg,
     )?;
     let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-    conn.prepare_cached("INSERT INTO attr_segments (seg, rows) VALUES (?1, ?2)")
-        .map_err(map_sql)?
-        .execute(params![seg, count])
-        .map_err(map_sql)?;
+    let min_start = rows.iter().map(|row| row.2).min().unwrap_or(i64::MIN);
+    let max_start = rows.iter().map(|row| row.2).max().unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "INSERT INTO attr_segments (seg, rows, min_start_ns, max_start_ns) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(map_sql)?
+    .execute(params![seg, count, min_start, max_start])
+    .map_err(map_sql)?;
     if staged.saturating_add(count) >= MERGE_ROWS || segments + 1 >= MAX_SEGMENTS {
-        merge(conn)?;
+        merge(conn, run_rows)?;
     }
     Ok(())
 }
 
-/// Moves every staged row into `span_attrs`, in key order, and empties the staging tables.
-pub(super) fn merge(conn: &Connection) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO span_attrs (key, value, start_ns, trace_id) \
-         SELECT key, value, start_ns, trace_id FROM span_attrs_new \
-         ORDER BY key, value, start_ns, trace_id",
-    )
-    .map_err(map_sql)?
-    .execute([])
-    .map_err(map_sql)?;
+/// Moves every staged row into the open run ([`attr_runs::absorb_staged`]) and empties the
+/// staging tables.
+pub(super) fn merge(conn: &Connection, run_rows: u64) -> Result<(), StoreError> {
+    attr_runs::absorb_staged(conn, run_rows)?;
     conn.prepare_cached("DELETE FROM span_attrs_new")
         .map_err(map_sql)?
         .execute([])
@@ -161,7 +169,7 @@ pub(super) fn merge(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Deletes the rows (key, value) of `trace_id` at trace start `start` from both levels.
+/// Deletes the rows (key, value) of `trace_id` at trace start `start` from every place.
 pub(super) fn delete_rows(
     conn: &Connection,
     trace_id: TraceId,
@@ -180,6 +188,7 @@ pub(super) fn delete_rows(
             .execute(params![key, value, start, id])
             .map_err(map_sql)?;
     }
+    attr_runs::delete_rows(conn, trace_id, start, attrs)?;
     let staged: i64 = conn
         .prepare_cached("SELECT count(*) FROM attr_segments")
         .map_err(map_sql)?
@@ -208,19 +217,25 @@ mod tests {
     use super::*;
     use crate::store::{SpanStore, TraceQuery, conformance};
 
-    /// Rows of both levels, and the segments.
+    /// Rows in the runs, staged rows, and the segments.
     fn counts(conn: &Connection) -> (i64, i64, i64) {
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        let in_runs = attr_runs::runs(conn)
+            .unwrap()
+            .iter()
+            .map(|run| count(&format!("SELECT count(*) FROM {}", run.table())))
+            .sum();
+        assert_eq!(count("SELECT count(*) FROM span_attrs"), 0, "never written");
         (
-            count("SELECT count(*) FROM span_attrs"),
+            in_runs,
             count("SELECT count(*) FROM span_attrs_new"),
             count("SELECT count(*) FROM attr_segments"),
         )
     }
 
     /// A write stages its rows in a new segment; a trace written again in parts finds each
-    /// attribute row once across both levels (no duplicates in results); at the segment
-    /// limit the writer merges everything into `span_attrs` and searches still find it.
+    /// attribute row once across the places (no duplicates in results); at the segment
+    /// limit the writer moves everything into a run and searches still find it.
     #[tokio::test]
     async fn writes_stage_segments_and_the_limit_merges_them() {
         let (store, dir) = fresh().await;
@@ -261,7 +276,7 @@ mod tests {
         assert_eq!(
             (staged, segments),
             (0, 0),
-            "the merge empties the staging tables"
+            "the move empties the staging tables"
         );
         assert_eq!(store.find_traces(by_attr).await.unwrap().len(), 1);
         let by_path = TraceQuery {

@@ -45,6 +45,24 @@ DROP INDEX IF EXISTS trace_operations_by_name;
 CREATE INDEX IF NOT EXISTS operations_by_name ON operations (name, service);
 ";
 
+/// What the writer indexes, from [`SqliteOptions`](super::SqliteOptions).
+#[derive(Debug, Clone)]
+pub(super) struct IndexSettings {
+    /// Which span attributes go into the attribute index.
+    pub attributes: AttributeIndex,
+    /// Rows at which an attribute-index run is closed (`attr_runs.rs`).
+    pub attr_run_rows: u64,
+}
+
+impl From<&super::SqliteOptions> for IndexSettings {
+    fn from(options: &super::SqliteOptions) -> Self {
+        Self {
+            attributes: options.index_attributes.clone(),
+            attr_run_rows: options.attr_run_rows,
+        }
+    }
+}
+
 /// The search-index work for the spans a group stored, folded per trace and written once
 /// before the commit, in trace-id order: one summary upsert per trace per group, not one per
 /// request.
@@ -74,8 +92,9 @@ impl<'a> GroupIndex<'a> {
     pub(super) fn flush(
         &mut self,
         conn: &Connection,
-        which: &AttributeIndex,
+        settings: &IndexSettings,
     ) -> Result<(), StoreError> {
+        let which = &settings.attributes;
         let traces = std::mem::take(&mut self.traces);
         let refused = std::mem::take(&mut self.refused);
         // Summaries first. A trace whose start moved had its index rows deleted and read back
@@ -167,7 +186,7 @@ impl<'a> GroupIndex<'a> {
         if !stored_before.is_empty() {
             attr_stage::retain_new(conn, &mut attrs, |id| stored_before.contains(id))?;
         }
-        attr_stage::stage(conn, &attrs)?;
+        attr_stage::stage(conn, &attrs, settings.attr_run_rows)?;
         if !self.operations.is_empty() {
             let mut insert_op = conn
                 .prepare_cached(

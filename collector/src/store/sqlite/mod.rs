@@ -24,12 +24,13 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 10), the migrations from versions 1 to 9, the checks at open |
+//! | `schema.rs` | the tables (version 11), the migrations from versions 1 to 10, the checks at open |
 //! | `links.rs` | the inbound-link rows (`trace_links`): which traces link to a trace |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
-//! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, `span_attrs`) |
-//! | `attr_stage.rs` | the attribute index's staged level (`span_attrs_new` segments, merged into `span_attrs`) |
+//! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, attributes) |
+//! | `attr_stage.rs` | the attribute index's staged level (`span_attrs_new` segments, moved into runs) |
+//! | `attr_runs.rs` | the attribute index's runs (`span_attrs_run<N>` tables, `attr_runs`; schema 11) |
 //! | `durable.rs` | tail sampling decisions and consumer groups (what the collector learns besides spans) |
 //! | `retention.rs` | deleting the oldest traces by age or size, one small batch per call |
 //! | `checkpoint.rs` | the background WAL checkpointer |
@@ -40,6 +41,7 @@
 //!
 //! Times are unix nanoseconds as `INTEGER` (values past `i64::MAX`, year 2262, are clamped).
 
+mod attr_runs;
 mod attr_stage;
 mod checkpoint;
 mod codec;

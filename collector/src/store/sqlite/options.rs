@@ -77,13 +77,18 @@ pub struct SqliteOptions {
     pub enqueue_timeout: Duration,
     /// Run `PRAGMA quick_check` at open when the file is at most this big, bytes (default 256 MiB).
     pub quick_check_max_bytes: u64,
-    /// Which span attributes go into the attribute search index (`span_attrs`; default
+    /// Which span attributes go into the attribute search index (`attr_runs.rs`; default
     /// all). Attribute filters find nothing for attributes that were not indexed.
     pub index_attributes: AttributeIndex,
     /// Most spans stored per trace (default
     /// [`DEFAULT_MAX_SPANS_PER_TRACE`](crate::store::DEFAULT_MAX_SPANS_PER_TRACE)); later
     /// new spans of a full trace are refused.
     pub max_spans_per_trace: usize,
+    /// Rows at which a run of the attribute index is closed and the next one started
+    /// (default 2,000,000; `attr_runs.rs`):
+    /// moving staged rows into a run costs more per row as the run grows, and a search or
+    /// probe seeks once per run.
+    pub attr_run_rows: u64,
 }
 
 impl Default for SqliteOptions {
@@ -95,6 +100,7 @@ impl Default for SqliteOptions {
             quick_check_max_bytes: 256 * 1024 * 1024,
             index_attributes: AttributeIndex::All,
             max_spans_per_trace: crate::store::DEFAULT_MAX_SPANS_PER_TRACE,
+            attr_run_rows: super::attr_runs::DEFAULT_ATTR_RUN_ROWS,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! # The schema (version 10, `PRAGMA user_version = 10`)
+//! # The schema (version 11, `PRAGMA user_version = 11`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -53,6 +53,12 @@
 //! -- version 10 (`index.rs`):
 //! trace_operations: no INDEX (operation, start_ns, trace_id)  -- searches by operation alone walk each
 //! operations: INDEX operations_by_name (name, service)        -- service's (service, operation) range
+//! -- version 11 (`attr_runs.rs`):
+//! attr_runs(run INTEGER PRIMARY KEY, rows,                    -- the attribute index's runs: staged rows
+//!           min_start_ns, max_start_ns)                       -- move into the newest, tables
+//! span_attrs_run<N>(key, value, start_ns, trace_id)           -- PK (key, value, start_ns, trace_id);
+//!                                                             -- span_attrs is no longer written
+//! attr_segments.min_start_ns, attr_segments.max_start_ns      -- each staged segment's trace starts
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -71,13 +77,16 @@
 //! of a version-7 file stay in `span_attrs`, the merged level; nothing is copied.
 //! Version 8 → 9 builds the partial index `spans_slow` (one read of every span: about 30 s
 //! for 10M spans). Version 9 → 10 drops `trace_operations_by_name` and indexes `operations`
-//! by name; nothing is copied.
+//! by name; nothing is copied. Version 10 → 11 adds the run list of the attribute index and
+//! each staged segment's start range; the rows of `span_attrs` stay where they are (read and
+//! deleted from, never written again); nothing is copied.
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use super::attr_runs::schema_v11;
 use super::attr_stage::SCHEMA_V8;
 use super::index::SCHEMA_V10;
 use super::links::SCHEMA_V6;
@@ -86,7 +95,7 @@ use super::search::SCHEMA_V9;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 10;
+pub(super) const SCHEMA_VERSION: i64 = 11;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -373,6 +382,14 @@ pub(super) fn open_read_write(
         let v8 = if version < 8 { SCHEMA_V8 } else { "" };
         let v9 = if version < 9 { SCHEMA_V9 } else { "" };
         let v10 = if version < 10 { SCHEMA_V10 } else { "" };
+        let v11 = if version < 11 {
+            schema_v11(&conn).map_err(|e| StoreError::Io {
+                context: format!("reading the schema of {shown}"),
+                detail: e.to_string(),
+            })?
+        } else {
+            String::new()
+        };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -388,7 +405,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} \
              PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))

@@ -1,11 +1,11 @@
 //! The search SQL builder: a [`TraceQuery`] becomes one `SELECT` over `traces` and the
 //! search-index tables (see `index.rs`), every value a bound parameter. A search driven by
-//! an attribute is a `UNION ALL` of the attribute index's two levels (`attr_stage.rs`).
+//! an attribute is a `UNION ALL` of the attribute index's places (`attr_runs.rs`).
 
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
-use super::attr_stage::IN_SEGMENTS;
+use super::attr_runs::{self, Run};
 use super::read::{SUMMARY_COLUMNS, read_trace, row_to_summary};
 use super::{backend, to_i64};
 use crate::model::StatusCode;
@@ -228,6 +228,19 @@ fn find_by_index(
     offset: usize,
     same_span: Option<&TraceQuery>,
 ) -> Result<Vec<TraceSummary>, StoreError> {
+    // With attributes, one read transaction (rolled back, nothing to undo, when dropped; none
+    // if the caller holds one), so the attribute index's run and segment lists match the
+    // rows the statement reads.
+    let _snapshot = if q.attributes.is_empty() || !conn.is_autocommit() {
+        None
+    } else {
+        Some(conn.unchecked_transaction().map_err(backend)?)
+    };
+    let runs = if q.attributes.is_empty() {
+        Vec::new()
+    } else {
+        attr_runs::runs(conn)?
+    };
     let mut args: Vec<SqlValue> = Vec::new();
     let mut conds: Vec<String> = Vec::new();
     let text = |v: &String| SqlValue::Text(v.clone());
@@ -260,7 +273,7 @@ fn find_by_index(
             arms = services
                 .into_iter()
                 .map(|service| Arm {
-                    table: "trace_operations",
+                    table: "trace_operations".to_owned(),
                     conds: "x.service = ? AND x.operation = ?",
                     args: vec![SqlValue::Text(service), SqlValue::Text(operation.clone())],
                 })
@@ -311,18 +324,7 @@ fn find_by_index(
     }
     let skip_attrs = usize::from(matches!(drive, Drive::Attribute));
     for (key, value) in q.attributes.iter().skip(skip_attrs) {
-        // Both levels of the attribute index (`attr_stage.rs`).
-        conds.push(format!(
-            "(EXISTS (SELECT 1 FROM span_attrs a WHERE a.key = ? AND a.value = ? \
-             AND a.start_ns = t.start_ns AND a.trace_id = t.trace_id) \
-             OR EXISTS (SELECT 1 FROM span_attrs_new a WHERE a.{IN_SEGMENTS} \
-             AND a.key = ? AND a.value = ? \
-             AND a.start_ns = t.start_ns AND a.trace_id = t.trace_id))"
-        ));
-        for _ in 0..2 {
-            args.push(text(key));
-            args.push(text(value));
-        }
+        conds.push(attr_runs::search_condition(&runs, key, value, &mut args));
     }
     if let Some(probe) = same_span.and_then(|q| same_span_probe(q, &mut args)) {
         conds.push(probe);
@@ -364,28 +366,8 @@ fn find_by_index(
     };
     match drive {
         Drive::Attribute => {
-            // Two levels (`attr_stage.rs`): one arm per level and staged segment. A row is in
-            // one place only, so no trace comes twice. One read transaction (rolled back,
-            // nothing to undo, when dropped), so the segment list matches the rows.
-            let _snapshot = conn.unchecked_transaction().map_err(backend)?;
             let (key, value) = &q.attributes[0];
-            let mut arms = vec![Arm {
-                table: "span_attrs",
-                conds: "x.key = ? AND x.value = ?",
-                args: vec![text(key), text(value)],
-            }];
-            let segments: Vec<i64> = conn
-                .prepare_cached("SELECT seg FROM attr_segments ORDER BY seg")
-                .map_err(backend)?
-                .query_map([], |r| r.get(0))
-                .map_err(backend)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(backend)?;
-            arms.extend(segments.into_iter().map(|seg| Arm {
-                table: "span_attrs_new",
-                conds: "x.seg = ? AND x.key = ? AND x.value = ?",
-                args: vec![SqlValue::Integer(seg), text(key), text(value)],
-            }));
+            let arms = attribute_arms(conn, q, &runs, key, value)?;
             return query_arms(conn, &arms, "UNION ALL", &conds, &args, limit, offset);
         }
         // Without a service, one trace can match through several services: `UNION`.
@@ -413,9 +395,60 @@ fn find_by_index(
 /// One walk of a start-ordered index table (aliased `x`): the conditions that select its
 /// range of keys, ending in `(start_ns, trace_id)`, and their values.
 struct Arm {
-    table: &'static str,
+    table: String,
     conds: &'static str,
     args: Vec<SqlValue>,
+}
+
+/// The arms of a search driven by the attribute `key` = `value`: one per place of the
+/// attribute index (`span_attrs`, each run whose start range meets the query's window, each
+/// staged segment). A row is in one place only, so no trace comes from two arms.
+fn attribute_arms(
+    conn: &Connection,
+    q: &TraceQuery,
+    runs: &[Run],
+    key: &str,
+    value: &str,
+) -> Result<Vec<Arm>, StoreError> {
+    let pair = || {
+        vec![
+            SqlValue::Text(key.to_owned()),
+            SqlValue::Text(value.to_owned()),
+        ]
+    };
+    let mut arms = vec![Arm {
+        table: "span_attrs".to_owned(),
+        conds: "x.key = ? AND x.value = ?",
+        args: pair(),
+    }];
+    let from = q.start_time_min_unix_nano.map_or(i64::MIN, to_i64);
+    let to = q.start_time_max_unix_nano.map_or(i64::MAX, to_i64);
+    arms.extend(
+        runs.iter()
+            .filter(|run| run.overlaps(from, to))
+            .map(|run| Arm {
+                table: run.table(),
+                conds: "x.key = ? AND x.value = ?",
+                args: pair(),
+            }),
+    );
+    let segments: Vec<i64> = conn
+        .prepare_cached("SELECT seg FROM attr_segments ORDER BY seg")
+        .map_err(backend)?
+        .query_map([], |r| r.get(0))
+        .map_err(backend)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(backend)?;
+    arms.extend(segments.into_iter().map(|seg| Arm {
+        table: "span_attrs_new".to_owned(),
+        conds: "x.seg = ? AND x.key = ? AND x.value = ?",
+        args: vec![
+            SqlValue::Integer(seg),
+            SqlValue::Text(key.to_owned()),
+            SqlValue::Text(value.to_owned()),
+        ],
+    }));
+    Ok(arms)
 }
 
 /// `limit` summaries from `offset`, newest first, over `arms` joined by `union` (`UNION ALL`

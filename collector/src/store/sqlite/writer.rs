@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint::Checkpointer;
 use super::durable::{record_decisions, record_groups};
-use super::index::GroupIndex;
-use super::options::{AttributeIndex, SqliteOptions};
+use super::index::{GroupIndex, IndexSettings};
+use super::options::SqliteOptions;
 use super::retention::{delete_traces, retention_batch};
 use super::spans::{PREPARE_INLINE_MAX_SPANS, Prepared, insert_spans};
 use super::{backend, map_sql};
@@ -55,12 +55,12 @@ impl Writer {
         options: &SqliteOptions,
         checkpointer: Checkpointer,
     ) -> Result<Self, StoreError> {
-        let index_attributes = Arc::new(options.index_attributes.clone());
+        let index_settings = Arc::new(IndexSettings::from(options));
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let (commit_tx, commits) = watch::channel(0u64);
         let thread = std::thread::Builder::new()
             .name("spanline-sqlite-writer".to_owned())
-            .spawn(move || run_writer(conn, rx, commit_tx, index_attributes, checkpointer))
+            .spawn(move || run_writer(conn, rx, commit_tx, index_settings, checkpointer))
             .map_err(|e| StoreError::Io {
                 context: "starting the writer thread".to_owned(),
                 detail: e.to_string(),
@@ -286,7 +286,7 @@ fn run_writer(
     mut conn: Connection,
     mut rx: mpsc::Receiver<WriterMsg>,
     commits: watch::Sender<u64>,
-    index_attributes: Arc<AttributeIndex>,
+    index_settings: Arc<IndexSettings>,
     mut checkpointer: Checkpointer,
 ) {
     let freer = Freer::start();
@@ -317,7 +317,7 @@ fn run_writer(
                 WriterMsg::Shutdown(reply) => shutdown_replies.push(reply),
             }
         }
-        process_group(&mut conn, &items, replies, &commits, &index_attributes);
+        process_group(&mut conn, &items, replies, &commits, &index_settings);
         freer.free(items);
         checkpointer.after_commit(&conn, spans_in_group);
     }
@@ -390,14 +390,14 @@ fn process_group(
     items: &[Item],
     replies: Vec<Reply>,
     commits: &watch::Sender<u64>,
-    index_attributes: &AttributeIndex,
+    index_settings: &IndexSettings,
 ) {
     if items.is_empty() {
         return;
     }
-    let mut outcome = apply_group(conn, items, false, index_attributes);
+    let mut outcome = apply_group(conn, items, false, index_settings);
     if matches!(outcome, Err(GroupFailure::Retry)) {
-        outcome = apply_group(conn, items, true, index_attributes);
+        outcome = apply_group(conn, items, true, index_settings);
     }
     match outcome {
         Ok(results) => {
@@ -440,7 +440,7 @@ fn apply_group(
     conn: &mut Connection,
     items: &[Item],
     savepoints: bool,
-    index_attributes: &AttributeIndex,
+    index_settings: &IndexSettings,
 ) -> Result<Vec<ItemResult>, GroupFailure> {
     let fatal = |e: StoreError| GroupFailure::Fatal(e);
     let mut tx = conn
@@ -485,13 +485,13 @@ fn apply_group(
             }
             Item::Retention(policy) => {
                 // Index rows of earlier requests first: retention may delete their traces.
-                index.flush(&tx, index_attributes).map_err(fatal)?;
+                index.flush(&tx, index_settings).map_err(fatal)?;
                 let result = retention_batch(&mut tx, policy);
                 rolled_back(&tx, &result)?;
                 results.push(ItemResult::Retention(result));
             }
             Item::Delete(trace_ids) => {
-                index.flush(&tx, index_attributes).map_err(fatal)?;
+                index.flush(&tx, index_settings).map_err(fatal)?;
                 let result = delete_traces(&mut tx, trace_ids);
                 rolled_back(&tx, &result)?;
                 results.push(ItemResult::Retention(result));
@@ -508,7 +508,7 @@ fn apply_group(
             }
         }
     }
-    index.flush(&tx, index_attributes).map_err(fatal)?;
+    index.flush(&tx, index_settings).map_err(fatal)?;
     tx.commit().map_err(|e| fatal(map_sql(e)))?;
     Ok(results)
 }
@@ -540,7 +540,7 @@ mod tests {
             &items,
             vec![Reply::Write(reply)],
             &commits,
-            &AttributeIndex::All,
+            &IndexSettings::from(&SqliteOptions::default()),
         );
         let err = answer.try_recv().unwrap().unwrap_err();
         assert!(matches!(err, StoreError::Unwritable(_)), "{err:?}");
@@ -586,7 +586,13 @@ mod tests {
             answers.push(answer);
         }
         let (commits, commit_count) = watch::channel(0u64);
-        process_group(&mut conn, &items, replies, &commits, &AttributeIndex::All);
+        process_group(
+            &mut conn,
+            &items,
+            replies,
+            &commits,
+            &IndexSettings::from(&SqliteOptions::default()),
+        );
         let results: Vec<_> = answers
             .into_iter()
             .map(|mut a| a.try_recv().expect("every request is answered"))
