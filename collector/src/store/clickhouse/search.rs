@@ -6,8 +6,9 @@
 //! Newest-first searches do bounded work: they look for candidates in time windows that
 //! widen backwards from the newest span start ([`WINDOWS_NS`], from `newest_local`), keep
 //! the `k` newest candidates of a window, rank those, and stop at the first window whose
-//! results are certain to be the exact answer ([`newest_first`]; with the shards apart,
-//! each shard keeps and ranks its own candidates in one statement); a search starts at the
+//! results are certain to be the exact answer ([`newest_first`]; with the shards apart, a
+//! search by service keeps and ranks each shard's own candidates in one statement); a
+//! search starts at the
 //! window that held the last result of the previous search of its shape and service
 //! ([`first_window`], [`window_hint`]). Duration-sorted searches walk the traces longest first
 //! (`longest.rs`). The full search is the last resort of both (ranking the candidates from
@@ -164,7 +165,13 @@ async fn newest_first(
         .map(|w| anchor.checked_sub(*w).filter(|from| *from > min))
         .take_while(Option::is_some)
         .chain([None]);
-    let apart = shared.shards_apart();
+    // Each shard keeps and ranks its own candidates in one statement, which reads the
+    // window's search rows twice (the candidates, and their ranking): only when that read
+    // is cheap, a short key range (a service) and no attribute arrays; otherwise the
+    // cluster's candidates, then each shard ranks its own (BENCHMARKS.md §6.9).
+    let apart = shared
+        .shards_apart()
+        .filter(|_| query.service.is_some() && query.attributes.is_empty());
     // Candidates per shard when each shard keeps its own: the same total at first.
     let mut k = match apart {
         Some(shards) => (limit * CANDIDATES_PER_RESULT).div_ceil(shards).max(limit),
