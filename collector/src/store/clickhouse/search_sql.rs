@@ -481,6 +481,48 @@ mod tests {
     }
 
     #[test]
+    fn the_window_step_ranks_the_candidates_it_lists_on_one_node() {
+        let q = TraceQuery {
+            service: Some("a".into()),
+            min_duration_ns: Some(9),
+            ..TraceQuery::default()
+        };
+        let sql = window_step(&tables(), &q, Some(7), 40).unwrap();
+        let candidates = window_candidates(&tables(), &q, Some(7), 40).unwrap();
+        let candidates = candidates.trim_end_matches(" FORMAT RowBinary");
+        // The same candidates twice: in the ranking's IN, and listed for the bound.
+        assert_eq!(sql.matches(candidates).count(), 2, "{sql}");
+        assert!(
+            sql.contains(&format!(
+                "WHERE trace_id IN (SELECT trace_id FROM ({candidates}))"
+            )),
+            "{sql}"
+        );
+        assert!(!sql.contains("_dist"), "{sql}");
+        let q = TraceQuery {
+            sort: SortOrder::Duration,
+            ..q
+        };
+        assert!(window_step(&tables(), &q, None, 40).is_none());
+    }
+
+    /// 18.16 cannot run a scalar subquery in a query over a `Distributed` table: trace by
+    /// id reads the refusal count in the same statement over one node's tables only.
+    #[test]
+    fn trace_by_id_counts_refusals_in_the_statement_over_one_node_only() {
+        let id = TraceId([7; 16]);
+        let local = super::super::sql::trace_spans(&tables(), id);
+        assert!(local.contains("(SELECT toUInt64(sum(refused)) FROM `d`.`refusals_local`"));
+        let cluster = Tables {
+            cluster: Some("c".into()),
+            ..tables()
+        };
+        let dist = super::super::sql::trace_spans(&cluster, id);
+        assert!(dist.contains("toUInt64(0) FROM `d`.`spans_dist`"), "{dist}");
+        assert!(!dist.contains("(SELECT"), "{dist}");
+    }
+
+    #[test]
     fn window_candidates_bound_the_start_and_exist_for_newest_first_only() {
         let q = TraceQuery::default();
         let sql = window_candidates(&tables(), &q, Some(7), 40).unwrap();
