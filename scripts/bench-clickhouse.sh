@@ -22,7 +22,8 @@
 # TOPUP=copy: load SEED_SPANS (default SPANS/8) through the collector, then double the
 # stored spans inside ClickHouse (`INSERT ... SELECT` of every span under new trace ids,
 # start times shifted COPY_SHIFT_S seconds back per doubling, default 0: same times) until
-# SPANS; the last doubling copies a share of the traces. Default TOPUP=loadgen: every span
+# SPANS; the last doubling copies a share of the traces. The search rows (schema 6) and the
+# duration rows (schema 7) are copied alongside. Default TOPUP=loadgen: every span
 # through the collector.
 # QUERIES=name,name: only these query kinds (the names in the RESULT lines).
 # QUERY_ONLY=1 (with BENCH_DIR of an earlier run): the query phase only, on that run's
@@ -162,6 +163,7 @@ if [ "$topup" = copy ] && [ "$query_only" != 1 ]; then
   # Schema 5 and before: the attribute arrays are in spans_dist too, and search_mv copies
   # each inserted span into search_local; schema 6: search rows are copied alongside.
   arrays=$(ch_query "SELECT count() FROM system.columns WHERE database = 'spanline' AND table = 'spans_dist' AND name = 'attr_keys'")
+  durations=$(ch_query "SELECT count() FROM system.tables WHERE database = 'spanline' AND name = 'trace_duration_dist'")
   columns="received_day, received_ns, trace_id, span_id, parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, http_status, has_http_status, detail"
   [ "$arrays" = 1 ] && columns="${columns%, detail}, attr_keys, attr_values, detail"
   new_id() { # generation: the copy's trace id, from trace_id
@@ -182,6 +184,12 @@ if [ "$topup" = copy ] && [ "$query_only" != 1 ]; then
         kind, status, duration_ns, attr_keys, attr_values) SELECT received_day, service,
         start_ns - $shift_ns, $(new_id "$generation"), name, kind, status, duration_ns,
         attr_keys, attr_values FROM spanline.search_dist WHERE cityHash64(trace_id, 7) % 100 < $pct"
+    fi
+    if [ "$durations" = 1 ]; then
+      # Schema 7: the copies' rows for duration-sorted searches (each trace's rows walked).
+      ch_query "INSERT INTO spanline.trace_duration_dist (received_day, duration_ns, trace_id)
+        SELECT received_day, duration_ns, $(new_id "$generation")
+        FROM spanline.trace_duration_dist WHERE cityHash64(trace_id, 7) % 100 < $pct"
     fi
     ch_query "INSERT INTO spanline.spans_dist ($columns) SELECT received_day, received_ns,
       $(new_id "$generation"),

@@ -48,10 +48,16 @@ pub(super) async fn longest_first(
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     loop {
-        let Some(sql) = search_sql::longest_walk(&shared.tables, query, walk, from) else {
+        if search_sql::longest_walk(&shared.tables, query, walk, from).is_none() {
             return Ok(None);
-        };
-        let answer = shared.select_per_shard(&sql).await?;
+        }
+        // Every shard walks its own rows (one answer each, or one for all).
+        let answer = shared
+            .select_each_shard(|t| {
+                search_sql::longest_walk(t, query, walk, from).unwrap_or_default()
+            })
+            .await?
+            .concat();
         let step = Step::read(&answer, walk, from)?;
         let mut found = step.found;
         let matches = found.len();

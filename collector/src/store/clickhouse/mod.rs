@@ -145,9 +145,10 @@ struct Shared {
     /// read or a reread began: where newest-first searches start their windows
     /// (`search.rs`).
     newest: Mutex<Option<(std::time::Instant, std::collections::HashMap<String, u64>)>>,
-    /// Per search shape, the index of the time window newest-first searches start at
-    /// (`search.rs`): where the last result of the previous search of that shape was.
-    window_hints: [std::sync::atomic::AtomicUsize; search::SHAPES],
+    /// Per search shape and service, the index of the time window newest-first searches
+    /// start at (`search.rs`): where the last result of the previous search of that shape
+    /// and service was (under the service `None`: of that shape, any service).
+    window_hints: Mutex<search::WindowHints>,
     /// Where duration-sorted searches start reading `trace_duration_local`: the last row
     /// walked by the previous one that answered, `(duration_ns, trace_id)` (`longest.rs`).
     longest_from: Mutex<Option<(u64, TraceId)>>,
@@ -211,6 +212,99 @@ impl Shared {
             Vec::new(),
         )
         .await
+    }
+
+    /// A `SELECT` of rows of the traces `ids`, built by `sql` for the tables to name and the
+    /// ids to ask: without replication, each shard's statement names only its own traces
+    /// and runs on its node over its `*_local` tables (the shard the writer and the
+    /// `Distributed` tables pick, `shards.rs`; on one node, that node), the shards at once,
+    /// so no server asks another and none looks up a trace it does not hold; with
+    /// replication, as [`Shared::select`] (a replica behind is passed over there), or as
+    /// [`Shared::select_per_shard`] when `aggregate` (a per-trace aggregate). The answers
+    /// follow each other (`RowBinary` rows; none for no ids).
+    ///
+    /// # Errors
+    /// The first error a shard's statement failed with.
+    async fn select_traces(
+        &self,
+        ids: &[TraceId],
+        aggregate: bool,
+        sql: impl Fn(&sql::Tables, &[TraceId]) -> String,
+    ) -> Result<Vec<u8>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shards = &self.writes.shards;
+        if self.options.replicated || shards.is_empty() {
+            let sql = sql(&self.tables, ids);
+            return match aggregate {
+                true => self.select_per_shard(&sql).await,
+                false => self.select(&sql).await,
+            };
+        }
+        let mut per_shard: Vec<Vec<TraceId>> = vec![Vec::new(); shards.len()];
+        for id in ids {
+            let i = self.writes.shard_of(id).min(shards.len() - 1);
+            per_shard[i].push(*id);
+        }
+        let reads = shards
+            .iter()
+            .zip(&per_shard)
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(shard, ids)| {
+                let sql = sql(&self.writes.tables, ids);
+                let settings = if aggregate {
+                    search_sql::PER_SHARD
+                } else {
+                    &[]
+                };
+                async move { shard.run(&sql, settings, Vec::new()).await }
+            });
+        let mut out = Vec::new();
+        for answer in futures_util::future::join_all(reads).await {
+            out.extend(answer?);
+        }
+        Ok(out)
+    }
+
+    /// How many shards [`Shared::select_each_shard`] answers for one by one (one answer per
+    /// shard, over each one's `*_local` tables): `None` when it answers for all at once.
+    fn shards_apart(&self) -> Option<usize> {
+        let apart = !self.options.replicated && self.writes.tables.cluster.is_none();
+        Some(self.writes.shards.len()).filter(|n| apart && *n > 0)
+    }
+
+    /// Whether a trace [`Shared::select_traces`] did not find on its shard may still have
+    /// rows on another (written there by hand, or under another cluster layout): then a
+    /// read that misses asks every shard through the store's tables.
+    fn may_miss_by_shard(&self) -> bool {
+        self.shards_apart().is_some_and(|n| n > 1)
+    }
+
+    /// A per-trace aggregate that each shard answers alone, built by `sql` for the tables to
+    /// name: without replication, run on every shard's node over its `*_local` tables, the
+    /// shards at once; with replication (or when the writer writes through the
+    /// `Distributed` tables), one [`Shared::select_per_shard`] over the store's tables. One
+    /// answer per shard in cluster order, or one answer holding every shard's rows.
+    ///
+    /// # Errors
+    /// The first error a shard's statement failed with.
+    async fn select_each_shard(
+        &self,
+        sql: impl Fn(&sql::Tables) -> String,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let shards = &self.writes.shards;
+        if self.options.replicated || shards.is_empty() {
+            return Ok(vec![self.select_per_shard(&sql(&self.tables)).await?]);
+        }
+        let sql = sql(&self.writes.tables);
+        let reads = shards
+            .iter()
+            .map(|shard| shard.run(&sql, search_sql::PER_SHARD, Vec::new()));
+        futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// [`Shared::select`], each row of the answer read by `row`.
@@ -303,7 +397,7 @@ impl ClickHouseStore {
             options,
             commits: watch::Sender::new(0),
             newest: Mutex::new(None),
-            window_hints: std::array::from_fn(|_| std::sync::atomic::AtomicUsize::new(0)),
+            window_hints: Mutex::new(search::WindowHints::new()),
             longest_from: Mutex::new(None),
         });
         {

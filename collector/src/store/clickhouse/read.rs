@@ -1,12 +1,14 @@
 //! Reads by trace id and the listings: services, operations, the dependency graph and the
-//! request samples behind `/v1/stats`. Each is one statement (two for a trace: its spans and
-//! its refusal count) on the main node; the work ClickHouse cannot do in 18.16's dialect
+//! request samples behind `/v1/stats`. Each is one statement on the main node (a trace's:
+//! its spans and refusal count together, on the node of its shard when the collector writes
+//! per shard, `Shared::select_traces`); the work ClickHouse cannot do in 18.16's dialect
 //! (matching a span to its parent in another service) is done here, as the memory store does.
 
 use std::collections::HashMap;
 
 use super::codec::read_span;
-use super::search::refused_counts;
+use super::rowbinary::Reader;
+use super::search::refused_rows;
 use super::{Shared, sql};
 use crate::model::{SpanId, SpanKind, StatusCode, TraceId};
 use crate::store::{
@@ -23,9 +25,31 @@ pub(super) async fn get_trace(
     shared: &Shared,
     trace_id: TraceId,
 ) -> Result<Option<StoredTrace>, StoreError> {
-    let mut spans = shared
-        .select_rows(&sql::trace_spans(&shared.tables, trace_id), read_span)
-        .await?;
+    let apart = shared.shards_apart().is_some();
+    let mut answer = Vec::new();
+    if apart {
+        answer = shared
+            .select_traces(&[trace_id], false, |tables, _| {
+                sql::trace_spans(tables, trace_id)
+            })
+            .await?;
+    }
+    let mut refused_apart = None;
+    if !apart || answer.is_empty() && shared.may_miss_by_shard() {
+        // Through the `Distributed` tables: the refusal count in a second statement, at once.
+        let spans = sql::trace_spans(&shared.tables, trace_id);
+        let counts = sql::refused(&shared.tables, &[trace_id]);
+        let (rows, counts) = tokio::try_join!(shared.select(&spans), shared.select(&counts))?;
+        answer = rows;
+        refused_apart = Some(refused_rows(&counts)?.remove(&trace_id).unwrap_or(0));
+    }
+    let mut refused = 0;
+    let mut spans = Reader::new(&answer).rows(|r| {
+        let span = read_span(r)?;
+        refused = r.u64()?;
+        Ok(span)
+    })?;
+    let refused = refused_apart.unwrap_or(refused);
     if spans.is_empty() {
         return Ok(None);
     }
@@ -39,11 +63,7 @@ pub(super) async fn get_trace(
     // A span the duplicate check missed (see insert::lookup_since) is stored twice: show it once.
     spans.dedup_by(|a, b| (a.span_id, a.kind) == (b.span_id, b.kind));
     let mut summary = TraceSummary::of_spans(trace_id, &spans);
-    summary.spans_refused = refused_counts(shared, &[trace_id])
-        .await?
-        .get(&trace_id)
-        .copied()
-        .unwrap_or(0);
+    summary.spans_refused = refused;
     spans.truncate(MAX_TRACE_SPANS);
     Ok(Some(StoredTrace { summary, spans }))
 }

@@ -6,14 +6,15 @@
 //! Newest-first searches do bounded work: they look for candidates in time windows that
 //! widen backwards from the newest span start ([`WINDOWS_NS`], from `newest_local`), keep
 //! the `k` newest candidates of a window, rank those, and stop at the first window whose
-//! results are certain to be the exact answer ([`newest_first`]); a search starts at the
-//! window that held the last result of the previous search of its shape
-//! ([`first_window`]). Duration-sorted searches walk the traces longest first
+//! results are certain to be the exact answer ([`newest_first`]; with the shards apart, a
+//! search by service keeps and ranks each shard's own candidates in one statement); a
+//! search starts at the
+//! window that held the last result of the previous search of its shape and service
+//! ([`first_window`], [`window_hint`]). Duration-sorted searches walk the traces longest first
 //! (`longest.rs`). The full search is the last resort of both (ranking the candidates from
 //! the per-trace summaries when the prefilter checked every span condition).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -139,14 +140,15 @@ async fn read_newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, Sto
 /// orders, or when a window would need more than [`MAX_CANDIDATES`] candidates (search
 /// everything then).
 ///
-/// In a window from `from`, the `k` candidates are the traces whose earliest span in the
-/// window meeting the prefilter sorts first by `(start, trace_id)`. A trace left out starts
-/// before `from`, or sorts after the last candidate `(s, id)` (its start is at most that
-/// span's). So
-/// results sorted by `(start, trace_id)` are exact when they fill the limit and the last
-/// one sorts after both: it starts at or after `from`, and after `(s, id)` when `k`
-/// candidates were kept. Otherwise: a wider window if the results start too early, else
-/// more candidates.
+/// In a window from `from`, the `k` candidates (of the cluster, or of each shard when the
+/// shards answer apart: [`window_step_per_shard`], one round trip per try instead of two)
+/// are the traces whose earliest span in the window meeting the prefilter sorts first by
+/// `(start, trace_id)`. A trace left out starts before `from`, or sorts after the last
+/// candidate `(s, id)` of its shard (its start is at most that span's), so after the
+/// largest of those over the shards that left traces out. So results sorted by
+/// `(start, trace_id)` are exact when they fill the limit and the last one sorts after
+/// both: it starts at or after `from`, and after that bound. Otherwise: a wider window if
+/// the results start too early, else more candidates.
 async fn newest_first(
     shared: &Arc<Shared>,
     query: &TraceQuery,
@@ -157,37 +159,45 @@ async fn newest_first(
     let limit = query.effective_limit();
     let anchor = anchor(shared, query).await?;
     let min = query.start_time_min_unix_nano.unwrap_or(0);
-    let hint = &shared.window_hints[shape(query)];
     let windows = WINDOWS_NS
         .iter()
-        .skip(hint.load(Ordering::Relaxed))
+        .skip(window_hint(shared, query))
         .map(|w| anchor.checked_sub(*w).filter(|from| *from > min))
         .take_while(Option::is_some)
         .chain([None]);
-    let mut k = limit * CANDIDATES_PER_RESULT;
+    // Each shard keeps and ranks its own candidates in one statement, which reads the
+    // window's search rows twice (the candidates, and their ranking): only when that read
+    // is cheap, a short key range (a service) and no attribute arrays; otherwise the
+    // cluster's candidates, then each shard ranks its own (BENCHMARKS.md §6.9).
+    let apart = shared
+        .shards_apart()
+        .filter(|_| query.service.is_some() && query.attributes.is_empty());
+    // Candidates per shard when each shard keeps its own: the same total at first.
+    let mut k = match apart {
+        Some(shards) => (limit * CANDIDATES_PER_RESULT).div_ceil(shards).max(limit),
+        None => limit * CANDIDATES_PER_RESULT,
+    };
     for from in windows {
         loop {
-            let Some(sql) = search_sql::window_candidates(&shared.tables, query, from, k) else {
+            let step = match apart {
+                Some(_) => window_step_per_shard(shared, query, from, k).await?,
+                None => window_step(shared, query, from, k).await?,
+            };
+            let Some(WindowStep {
+                found,
+                candidates,
+                all_kept,
+                bound,
+            }) = step
+            else {
                 return Ok(None);
             };
-            let answer = shared.select(&sql).await?;
-            let mut r = Reader::new(&answer);
-            let mut candidates = Vec::new();
-            let mut bound = (0, TraceId([0; 16]));
-            while !r.is_empty() {
-                let id = TraceId(r.fixed::<16>()?);
-                bound = (r.u64()?, id);
-                candidates.push(id);
-            }
-            if from.is_some() && candidates.len() < limit {
+            if from.is_some() && candidates < limit {
                 break; // too few to fill the limit: widen
             }
-            if candidates.is_empty() {
+            if candidates == 0 {
                 return Ok(Some(Vec::new()));
             }
-            let sql = search_sql::find_trace_ids_among(&shared.tables, query, &candidates);
-            let found = ranked(query, &shared.select_per_shard(&sql).await?, limit)?;
-            let all_kept = candidates.len() < k;
             let last = found.last().map(|f| (f.start_ns, f.id));
             let in_window = match (from, last) {
                 (None, _) => true,
@@ -197,7 +207,7 @@ async fn newest_first(
             let after_bound = all_kept || last.is_some_and(|l| l > bound);
             if found.len() == limit && in_window && after_bound || from.is_none() && all_kept {
                 if let Some((start, _)) = last.filter(|_| found.len() == limit) {
-                    hint.store(first_window(anchor, start), Ordering::Relaxed);
+                    set_window_hint(shared, query, first_window(anchor, start));
                 }
                 return Ok(Some(found.iter().map(|f| f.id).collect()));
             }
@@ -213,17 +223,163 @@ async fn newest_first(
     Ok(None)
 }
 
+/// One try of a newest-first search in one window: the candidates, and the best of them
+/// ranked.
+struct WindowStep {
+    /// The best candidates ranked as the query orders, at most its limit (none when there
+    /// were too few candidates to fill it, or none at all).
+    found: Vec<Found>,
+    /// How many candidates were kept (every shard's together).
+    candidates: usize,
+    /// No shard had more candidates than it kept.
+    all_kept: bool,
+    /// What every trace a shard left out sorts before by `(start, trace_id)`, for the
+    /// shards that did: the largest of their last candidates (see [`newest_first`]).
+    bound: (u64, TraceId),
+}
+
+/// A [`WindowStep`] in two statements: the `k` candidates of the whole cluster
+/// ([`search_sql::window_candidates`]), then each shard ranks its own. `None` when the
+/// query has no window statement.
+async fn window_step(
+    shared: &Shared,
+    query: &TraceQuery,
+    from: Option<u64>,
+    k: usize,
+) -> Result<Option<WindowStep>, StoreError> {
+    let Some(sql) = search_sql::window_candidates(&shared.tables, query, from, k) else {
+        return Ok(None);
+    };
+    let answer = shared.select(&sql).await?;
+    let mut r = Reader::new(&answer);
+    let mut candidates = Vec::new();
+    let mut bound = (0, TraceId([0; 16]));
+    while !r.is_empty() {
+        let id = TraceId(r.fixed::<16>()?);
+        bound = (r.u64()?, id);
+        candidates.push(id);
+    }
+    let limit = query.effective_limit();
+    let found = if candidates.is_empty() || from.is_some() && candidates.len() < limit {
+        Vec::new()
+    } else {
+        let answer = shared
+            .select_traces(&candidates, true, |tables, ids| {
+                search_sql::find_trace_ids_among(tables, query, ids)
+            })
+            .await?;
+        ranked(query, &answer, limit)?
+    };
+    Ok(Some(WindowStep {
+        found,
+        candidates: candidates.len(),
+        all_kept: candidates.len() < k,
+        bound,
+    }))
+}
+
+/// A [`WindowStep`] in one statement per shard, the shards at once: each keeps its own `k`
+/// candidates and ranks them ([`search_sql::window_step`]; needs [`Shared::shards_apart`]).
+async fn window_step_per_shard(
+    shared: &Shared,
+    query: &TraceQuery,
+    from: Option<u64>,
+    k: usize,
+) -> Result<Option<WindowStep>, StoreError> {
+    if search_sql::window_step(&shared.tables, query, from, k).is_none() {
+        return Ok(None);
+    }
+    let answers = shared
+        .select_each_shard(|t| search_sql::window_step(t, query, from, k).unwrap_or_default())
+        .await?;
+    let mut found = Vec::new();
+    let mut step = WindowStep {
+        found: Vec::new(),
+        candidates: 0,
+        all_kept: true,
+        bound: (0, TraceId([0; 16])),
+    };
+    for answer in &answers {
+        let mut r = Reader::new(answer);
+        let mut kept = 0;
+        let mut last = None;
+        while !r.is_empty() {
+            let candidate = r.u8()? == 1;
+            let id = TraceId(r.fixed::<16>()?);
+            let start_ns = r.u64()?;
+            r.u64()?;
+            let duration_ns = r.u64()?;
+            if candidate {
+                kept += 1;
+                last = Some(last.map_or((start_ns, id), |l: (u64, TraceId)| l.min((start_ns, id))));
+            } else {
+                found.push(Found {
+                    id,
+                    start_ns,
+                    duration_ns,
+                });
+            }
+        }
+        step.candidates += kept;
+        if kept >= k {
+            step.all_kept = false;
+            if let Some(last) = last {
+                step.bound = step.bound.max(last);
+            }
+        }
+    }
+    step.found = sorted(query, found, query.effective_limit());
+    Ok(Some(step))
+}
+
+/// Where newest-first searches start: per `(shape, service)`, an index into [`WINDOWS_NS`]
+/// (`Shared::window_hints`; the service `None` of a shape with a service: any service).
+pub(super) type WindowHints = HashMap<(usize, Option<String>), usize>;
+
+/// Most entries of [`WindowHints`]; past it they are forgotten (a hint costs work when
+/// wrong, never exactness).
+const MAX_WINDOW_HINTS: usize = 1024;
+
+/// The window a newest-first search of `query` starts at: where the last one of its shape
+/// and service ended, else the last one of its shape (another service: a guess), else 0.
+fn window_hint(shared: &Shared, query: &TraceQuery) -> usize {
+    let hints = shared
+        .window_hints
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let shape = shape(query);
+    hints
+        .get(&(shape, query.service.clone()))
+        .or_else(|| hints.get(&(shape, None)))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Records `window` (an index into [`WINDOWS_NS`]) as where the next newest-first search of
+/// `query`'s shape and service starts, and of its shape for a service not seen yet.
+fn set_window_hint(shared: &Shared, query: &TraceQuery, window: usize) {
+    let mut hints = shared
+        .window_hints
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if hints.len() >= MAX_WINDOW_HINTS {
+        hints.clear();
+    }
+    let shape = shape(query);
+    hints.insert((shape, None), window);
+    if query.service.is_some() {
+        hints.insert((shape, query.service.clone()), window);
+    }
+}
+
 /// Which conditions a newest-first search has (service or operation, attributes, kind or
-/// status, duration): the index of its entry in `Shared::window_hints`, [`SHAPES`] of them.
+/// status, duration; 16 shapes): part of its key in `Shared::window_hints`.
 fn shape(query: &TraceQuery) -> usize {
     usize::from(query.service.is_some() || query.operation.is_some())
         | usize::from(!query.attributes.is_empty()) << 1
         | usize::from(query.kind.is_some() || query.status.is_some() || query.errors_only) << 2
         | usize::from(query.min_duration_ns.is_some() || query.max_duration_ns.is_some()) << 3
 }
-
-/// How many search shapes [`shape`] tells apart.
-pub(super) const SHAPES: usize = 16;
 
 /// The index of the narrowest window of [`WINDOWS_NS`] reaching back from `anchor` to
 /// `start_ns` (the last result of a search): where the next search of the same shape starts
@@ -263,12 +419,17 @@ fn ranked(query: &TraceQuery, answer: &[u8], keep: usize) -> Result<Vec<Found>, 
             duration_ns,
         });
     }
+    Ok(sorted(query, found, keep))
+}
+
+/// `found` in the query's order (ties: larger trace id first), the first `keep`.
+fn sorted(query: &TraceQuery, mut found: Vec<Found>, keep: usize) -> Vec<Found> {
     match query.sort {
         SortOrder::Newest => found.sort_by_key(|f| std::cmp::Reverse((f.start_ns, f.id))),
         SortOrder::Duration => found.sort_by_key(|f| std::cmp::Reverse((f.duration_ns, f.id))),
     }
     found.truncate(keep);
-    Ok(found)
+    found
 }
 
 /// The summaries of `ids` (traces without stored spans are left out).
@@ -282,14 +443,25 @@ pub(super) async fn summaries(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    // Two statements at once: one round trip's wait instead of two.
-    let rows = sql::summary_rows(&shared.tables, ids);
-    let (answer, refused) = tokio::try_join!(shared.select(&rows), refused_counts(shared, ids))?;
-    let mut r = Reader::new(&answer);
+    // Two statements at once (per shard, each naming its own traces): one round trip's wait.
+    let (answer, mut refused) = tokio::try_join!(
+        shared.select_traces(ids, false, sql::summary_rows),
+        refused_counts(shared, ids)
+    )?;
     let mut spans: HashMap<TraceId, Vec<Span>> = HashMap::new();
-    while !r.is_empty() {
-        let span = read_summary_span(&mut r)?;
-        spans.entry(span.trace_id).or_default().push(span);
+    summary_spans(&answer, &mut spans)?;
+    let missed: Vec<TraceId> = ids
+        .iter()
+        .filter(|id| !spans.contains_key(*id))
+        .copied()
+        .collect();
+    if !missed.is_empty() && shared.may_miss_by_shard() {
+        // Not on their shards: every shard, through the store's tables.
+        let rows = sql::summary_rows(&shared.tables, &missed);
+        let counts = sql::refused(&shared.tables, &missed);
+        let (answer, more) = tokio::try_join!(shared.select(&rows), shared.select(&counts))?;
+        summary_spans(&answer, &mut spans)?;
+        refused.extend(refused_rows(&more)?);
     }
     Ok(spans
         .into_iter()
@@ -317,14 +489,28 @@ pub(super) async fn refused_counts(
     shared: &Shared,
     ids: &[TraceId],
 ) -> Result<HashMap<TraceId, u64>, StoreError> {
-    let answer = shared.select(&sql::refused(&shared.tables, ids)).await?;
-    let mut r = Reader::new(&answer);
+    refused_rows(&shared.select_traces(ids, false, sql::refused).await?)
+}
+
+/// The rows `(trace_id, refused)` of [`sql::refused`].
+pub(super) fn refused_rows(answer: &[u8]) -> Result<HashMap<TraceId, u64>, StoreError> {
+    let mut r = Reader::new(answer);
     let mut out = HashMap::new();
     while !r.is_empty() {
         let id = TraceId(r.fixed::<16>()?);
         out.insert(id, r.u64()?);
     }
     Ok(out)
+}
+
+/// Adds the spans of `answer` (rows of [`sql::summary_rows`]) to `spans`, per trace.
+fn summary_spans(answer: &[u8], spans: &mut HashMap<TraceId, Vec<Span>>) -> Result<(), StoreError> {
+    let mut r = Reader::new(answer);
+    while !r.is_empty() {
+        let span = read_summary_span(&mut r)?;
+        spans.entry(span.trace_id).or_default().push(span);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -365,6 +551,6 @@ mod tests {
             shape(&both),
         ];
         assert_eq!(shapes, [0, 1, 2, 10]);
-        assert!(shapes.iter().all(|s| *s < SHAPES));
+        assert!(shapes.iter().all(|s| *s < 16));
     }
 }

@@ -9,7 +9,8 @@
 //! condition, and the candidates' spans in the trace-ordered `spans_local` otherwise.
 //! [`find_trace_ids`] does both over everything; newest-first searches do the first step in
 //! a time window and keep the `k` newest candidates ([`window_candidates`]), then rank those
-//! only ([`find_trace_ids_among`]). A duration-sorted search ranks every candidate, from the
+//! only ([`find_trace_ids_among`]; both in one statement per shard when the collector asks
+//! each shard's node itself: [`window_step`]). A duration-sorted search ranks every candidate, from the
 //! summaries when they suffice: one statement, no span read.
 //!
 //! Every per-trace aggregate runs on each shard alone (`distributed_group_by_no_merge`,
@@ -77,14 +78,18 @@ pub(super) fn find_trace_ids(t: &Tables, q: &TraceQuery) -> String {
 /// prefilter already checked, and the summaries answer when that is all but start and
 /// duration.
 pub(super) fn find_trace_ids_among(t: &Tables, q: &TraceQuery, ids: &[TraceId]) -> String {
+    among(t, q, &format!(" WHERE trace_id IN {}", id_list(ids)))
+}
+
+/// [`find_trace_ids_among`] the traces `filter` (` WHERE trace_id IN ...`) keeps.
+fn among(t: &Tables, q: &TraceQuery, filter: &str) -> String {
     let c = conditions(q);
-    let filter = format!(" WHERE trace_id IN {}", id_list(ids));
     let limit = q.effective_limit();
     if c.span_terms_among.is_empty() {
-        trace_aggregate(t, q, Source::Summaries, &filter, &and(&c.bounds), limit)
+        trace_aggregate(t, q, Source::Summaries, filter, &and(&c.bounds), limit)
     } else {
         let having = and(&[c.bounds, c.span_terms_among].concat());
-        trace_aggregate(t, q, Source::Spans, &filter, &having, limit)
+        trace_aggregate(t, q, Source::Spans, filter, &having, limit)
     }
 }
 
@@ -121,6 +126,34 @@ pub(super) fn window_candidates(
          ORDER BY s DESC, trace_id DESC LIMIT {k} FORMAT RowBinary",
         t.search(),
         and(&conds)
+    ))
+}
+
+/// For a newest-first search over one node's tables (a shard's `*_local`, or one node): its
+/// `k` candidates as [`window_candidates`] picks them, and those ranked as
+/// [`find_trace_ids_among`] ranks, in one statement. Rows `(0, trace_id, t_start, t_end,
+/// t_dur)` for the ranked (at most the limit), then `(1, trace_id, start of its earliest
+/// span in the window meeting the prefilter, 0, 0)` for every candidate. `None` for other
+/// orders.
+pub(super) fn window_step(
+    t: &Tables,
+    q: &TraceQuery,
+    from_ns: Option<u64>,
+    k: usize,
+) -> Option<String> {
+    let candidates = window_candidates(t, q, from_ns, k)?;
+    let candidates = candidates.trim_end_matches(" FORMAT RowBinary");
+    let ranked = among(
+        t,
+        q,
+        &format!(" WHERE trace_id IN (SELECT trace_id FROM ({candidates}))"),
+    );
+    let ranked = ranked.trim_end_matches(" FORMAT RowBinary");
+    // `t_dur` is signed (`UInt64` minus `UInt64`): the union needs one type.
+    Some(format!(
+        "SELECT toUInt8(0) AS b, trace_id, t_start, t_end, toUInt64(t_dur) AS d \
+         FROM ({ranked}) UNION ALL SELECT toUInt8(1) AS b, trace_id, s AS t_start, \
+         toUInt64(0) AS t_end, toUInt64(0) AS d FROM ({candidates}) FORMAT RowBinary"
     ))
 }
 
@@ -162,17 +195,21 @@ pub(super) fn longest_walk(
     let ranked = trace_aggregate(t, q, Source::Spans, &filter, &having, q.effective_limit());
     let ranked = ranked.trim_end_matches(" FORMAT RowBinary");
     // `t_dur` is signed (`UInt64` minus `UInt64`): the union needs one type.
-    // The last row walked: over the `Distributed` table, so each shard answers for its own
-    // walk (a row walked twice is counted twice: more than `walk` rows then, which only
-    // means "rows left").
+    // The last row walked: on a cluster over the `Distributed` table, so each shard answers
+    // for its own walk (a row walked twice is counted twice: more than `walk` rows then,
+    // which only means "rows left"); over one node's tables, from the walk itself.
+    let last = match t.cluster {
+        Some(_) => format!(
+            "{} WHERE (duration_ns, trace_id) IN (SELECT duration_ns, trace_id FROM ({walked}))",
+            t.trace_durations()
+        ),
+        None => format!("({walked})"),
+    };
     Some(format!(
         "SELECT toUInt8(0) AS b, trace_id, t_start, t_end, toUInt64(t_dur) AS d \
          FROM ({ranked}) UNION ALL SELECT toUInt8(1) AS b, tupleElement(m, 2) AS trace_id, \
          t_start, toUInt64(0) AS t_end, tupleElement(m, 1) AS d FROM (SELECT \
-         min((duration_ns, trace_id)) AS m, count() AS t_start FROM {} \
-         WHERE (duration_ns, trace_id) IN (SELECT duration_ns, trace_id FROM ({walked}))) \
-         FORMAT RowBinary",
-        t.trace_durations()
+         min((duration_ns, trace_id)) AS m, count() AS t_start FROM {last}) FORMAT RowBinary"
     ))
 }
 
@@ -441,6 +478,48 @@ mod tests {
             let window = window_candidates(&tables(), q, Some(1), 8);
             assert!(window.is_none_or(|w| !w.contains("spans_local")));
         }
+    }
+
+    #[test]
+    fn the_window_step_ranks_the_candidates_it_lists_on_one_node() {
+        let q = TraceQuery {
+            service: Some("a".into()),
+            min_duration_ns: Some(9),
+            ..TraceQuery::default()
+        };
+        let sql = window_step(&tables(), &q, Some(7), 40).unwrap();
+        let candidates = window_candidates(&tables(), &q, Some(7), 40).unwrap();
+        let candidates = candidates.trim_end_matches(" FORMAT RowBinary");
+        // The same candidates twice: in the ranking's IN, and listed for the bound.
+        assert_eq!(sql.matches(candidates).count(), 2, "{sql}");
+        assert!(
+            sql.contains(&format!(
+                "WHERE trace_id IN (SELECT trace_id FROM ({candidates}))"
+            )),
+            "{sql}"
+        );
+        assert!(!sql.contains("_dist"), "{sql}");
+        let q = TraceQuery {
+            sort: SortOrder::Duration,
+            ..q
+        };
+        assert!(window_step(&tables(), &q, None, 40).is_none());
+    }
+
+    /// 18.16 cannot run a scalar subquery in a query over a `Distributed` table: trace by
+    /// id reads the refusal count in the same statement over one node's tables only.
+    #[test]
+    fn trace_by_id_counts_refusals_in_the_statement_over_one_node_only() {
+        let id = TraceId([7; 16]);
+        let local = super::super::sql::trace_spans(&tables(), id);
+        assert!(local.contains("(SELECT toUInt64(sum(refused)) FROM `d`.`refusals_local`"));
+        let cluster = Tables {
+            cluster: Some("c".into()),
+            ..tables()
+        };
+        let dist = super::super::sql::trace_spans(&cluster, id);
+        assert!(dist.contains("toUInt64(0) FROM `d`.`spans_dist`"), "{dist}");
+        assert!(!dist.contains("(SELECT"), "{dist}");
     }
 
     #[test]

@@ -577,6 +577,13 @@ fn dump_statements_for_the_chdb_check() {
         out.push(search_sql::find_trace_ids(&t, q));
         out.push(search_sql::find_trace_ids_among(&t, q, &ids));
         out.extend(search_sql::window_candidates(&t, q, None, 80));
+        out.extend(search_sql::window_step(&t, q, None, 40));
+        out.extend(search_sql::window_step(
+            &t,
+            q,
+            Some(1_764_000_000_000_000_000),
+            40,
+        ));
         out.extend(search_sql::window_candidates(
             &t,
             q,
@@ -903,6 +910,93 @@ async fn windowed_searches_agree_with_the_memory_store_on_ties_and_late_spans() 
             let want = ids(memory.find_traces(q.clone()).await.unwrap());
             assert!(!want.is_empty(), "{q:?}");
             assert_eq!(got, want, "{q:?}");
+        }
+    }
+}
+
+/// Newest-first searches of services with very different rates, one after another: the
+/// window the last search of the same shape ended in holds many traces of the busy service
+/// and none or one of the rare one (whose spans are older), and on two shards each shard
+/// keeps and ranks its own candidates; every answer must be the memory store's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_first_searches_agree_across_services_of_different_rates() {
+    use crate::model::SpanKind;
+    use crate::store::{MemoryStore, TraceQuery};
+    use crate::testing::{MS, span, trace_id};
+    let Some((store, _servers)) = store_on(2).await else {
+        return;
+    };
+    let memory = MemoryStore::new();
+    let mut spans = Vec::new();
+    // 80 busy traces 1 ms apart at 1000 s; 12 rare ones 10 s apart before them, the newest
+    // also with a busy span (a trace of both services).
+    for n in 1..=80u8 {
+        let start = 1_000_000.0 + f64::from(n);
+        spans.push(span(
+            trace_id(n),
+            1,
+            None,
+            "busy",
+            "GET /b",
+            SpanKind::Server,
+            start,
+            5.0 + f64::from(n % 7),
+        ));
+    }
+    for n in 1..=12u8 {
+        let start = 880_000.0 + f64::from(n) * 10_000.0;
+        let t = trace_id(150 + n);
+        spans.push(span(
+            t,
+            1,
+            None,
+            "rare",
+            "GET /r",
+            SpanKind::Server,
+            start,
+            2.0 + f64::from(n),
+        ));
+        if n == 12 {
+            spans.push(span(
+                t,
+                2,
+                Some(1),
+                "busy",
+                "GET /b",
+                SpanKind::Client,
+                start + 1.0,
+                1.0,
+            ));
+        }
+    }
+    store.write_spans(spans.clone()).await.unwrap();
+    memory.write_spans(spans).await.unwrap();
+    let ids = |v: Vec<crate::store::TraceSummary>| v.iter().map(|s| s.trace_id).collect::<Vec<_>>();
+    let query = |service: &str, limit: usize, min_ms: Option<u64>| TraceQuery {
+        service: Some(service.into()),
+        min_duration_ns: min_ms.map(|m| m * MS),
+        limit,
+        ..TraceQuery::default()
+    };
+    // Alternating, so each search starts at the window the other service's search left.
+    for round in 0..2 {
+        for (service, limit, min_ms) in [
+            ("busy", 5, None),
+            ("rare", 5, None),
+            ("busy", 20, None),
+            ("rare", 20, None),
+            ("busy", 3, Some(10)),
+            ("rare", 3, Some(10)),
+            ("busy", 50, Some(6)),
+            ("rare", 1, Some(14)),
+        ] {
+            let q = query(service, limit, min_ms);
+            let got = ids(store.find_traces(q.clone()).await.unwrap());
+            let want = ids(memory.find_traces(q.clone()).await.unwrap());
+            assert_eq!(got, want, "round {round}: {q:?}");
+            if service == "busy" || min_ms.is_none() {
+                assert!(!want.is_empty(), "{q:?}");
+            }
         }
     }
 }
