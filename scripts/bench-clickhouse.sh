@@ -56,9 +56,9 @@ collector_bin=${COLLECTOR_BIN:-$target/release/collector}
 cargo build --release --locked --quiet -p loadgen
 loadgen=$target/release/loadgen
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
+# A reserved free port (scripts/ports.py: left in TIME_WAIT, so no other program is handed it
+# before the collector binds it).
+free_port() { python3 scripts/ports.py reserve 1; }
 port=$(free_port)
 qport=$(free_port)
 

@@ -31,7 +31,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A reserved free port (scripts/ports.py: left in TIME_WAIT, so no other program is handed it
+# before our process binds it).
+free_port() { python3 scripts/ports.py reserve 1; }
 wait_http() { # url [seconds]
   for _ in $(seq 1 $((${2:-30} * 10))); do
     if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
