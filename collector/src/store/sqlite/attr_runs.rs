@@ -272,27 +272,16 @@ pub(super) fn delete_rows(
 ) -> Result<(), StoreError> {
     let all = runs(conn)?;
     let newest = all.last().map(|run| run.id);
-    let id = &trace_id.0[..];
     for run in all.iter().filter(|run| run.covers(start)) {
-        let mut delete = conn
-            .prepare_cached(&format!(
-                "DELETE FROM {} WHERE key = ?1 AND value = ?2 AND start_ns = ?3 \
-                 AND trace_id = ?4",
-                run.table()
-            ))
-            .map_err(map_sql)?;
-        let mut deleted = 0i64;
-        for (key, value) in attrs {
-            let n = delete
-                .execute(params![key, value, start, id])
-                .map_err(map_sql)?;
-            deleted += i64::try_from(n).unwrap_or(i64::MAX);
-        }
+        let delete = format!(
+            "DELETE FROM {} WHERE key = ?1 AND value = ?2 AND start_ns = ?3 AND trace_id = ?4",
+            run.table()
+        );
+        let deleted = delete_each(conn, &delete, trace_id, start, attrs)?;
         if deleted == 0 {
             continue;
         }
         if run.rows - deleted <= 0 && Some(run.id) != newest {
-            drop(delete);
             conn.execute_batch(&format!(
                 "DROP TABLE IF EXISTS {}; DELETE FROM attr_runs WHERE run = {};",
                 run.table(),
@@ -307,6 +296,29 @@ pub(super) fn delete_rows(
         }
     }
     Ok(())
+}
+
+/// Runs `delete` (a `DELETE` with parameters `?1` key, `?2` value, `?3` trace start, `?4`
+/// trace id) once per pair of `attrs`; returns the rows deleted.
+///
+/// # Errors
+/// [`StoreError::Backend`] on SQLite errors.
+pub(super) fn delete_each(
+    conn: &Connection,
+    delete: &str,
+    trace_id: TraceId,
+    start: i64,
+    attrs: &[(String, String)],
+) -> Result<i64, StoreError> {
+    let mut stmt = conn.prepare_cached(delete).map_err(map_sql)?;
+    let mut deleted = 0i64;
+    for (key, value) in attrs {
+        let n = stmt
+            .execute(params![key, value, start, &trace_id.0[..]])
+            .map_err(map_sql)?;
+        deleted = deleted.saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -176,18 +176,9 @@ pub(super) fn delete_rows(
     start: i64,
     attrs: &[(String, String)],
 ) -> Result<(), StoreError> {
-    let id = &trace_id.0[..];
-    let mut merged = conn
-        .prepare_cached(
-            "DELETE FROM span_attrs WHERE key = ?1 AND value = ?2 AND start_ns = ?3 \
-             AND trace_id = ?4",
-        )
-        .map_err(map_sql)?;
-    for (key, value) in attrs {
-        merged
-            .execute(params![key, value, start, id])
-            .map_err(map_sql)?;
-    }
+    let merged = "DELETE FROM span_attrs WHERE key = ?1 AND value = ?2 AND start_ns = ?3 \
+                  AND trace_id = ?4";
+    attr_runs::delete_each(conn, merged, trace_id, start, attrs)?;
     attr_runs::delete_rows(conn, trace_id, start, attrs)?;
     let staged: i64 = conn
         .prepare_cached("SELECT count(*) FROM attr_segments")
@@ -197,17 +188,11 @@ pub(super) fn delete_rows(
     if staged == 0 {
         return Ok(());
     }
-    let mut staged = conn
-        .prepare_cached(&format!(
-            "DELETE FROM span_attrs_new WHERE {IN_SEGMENTS} AND key = ?1 AND value = ?2 \
-             AND start_ns = ?3 AND trace_id = ?4"
-        ))
-        .map_err(map_sql)?;
-    for (key, value) in attrs {
-        staged
-            .execute(params![key, value, start, id])
-            .map_err(map_sql)?;
-    }
+    let staged = format!(
+        "DELETE FROM span_attrs_new WHERE {IN_SEGMENTS} AND key = ?1 AND value = ?2 \
+         AND start_ns = ?3 AND trace_id = ?4"
+    );
+    attr_runs::delete_each(conn, &staged, trace_id, start, attrs)?;
     Ok(())
 }
 
