@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """What merging staged attribute-index rows costs as `span_attrs` grows (BENCHMARKS.md §3.3).
 
-The SQLite writer stages each commit's attribute rows as a segment of `span_attrs_new` and,
-every ~100k rows, merges them into `span_attrs`, one B-tree keyed by (key, value, start_ns,
-trace_id) (collector/src/store/sqlite/attr_stage.rs). This script builds the same two tables
+Up to schema 10 the SQLite writer staged each commit's attribute rows as a segment of
+`span_attrs_new` and, every ~100k rows, merged them into `span_attrs`, one B-tree keyed by (key,
+value, start_ns, trace_id). Since schema 11 it moves them into bounded runs instead
+(collector/src/store/sqlite/attr_runs.rs): "merge" below is the cost of moving into a run of
+that size. This script builds the same two tables
 with Python's sqlite3 module, fills `span_attrs` with BASE_TRACES traces of the ingest
 benchmark's shape (29 rows per trace: 7 constant attributes, 2 x 10 varying values, 2
 booleans), stages ~100k rows in 9 segments, and times, per row:

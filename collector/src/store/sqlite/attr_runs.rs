@@ -72,8 +72,10 @@ pub(super) fn schema_v11(conn: &Connection) -> Result<String, StoreError> {
 }
 
 /// Rows at which a run is closed and the next move of staged rows starts a new one: about
-/// 700k spans of the ingest benchmark's shape (2.9 attribute rows per span). Moving 100k
-/// sorted rows into a run of this size cost about 3.5 µs per row (BENCHMARKS.md §3.3).
+/// 700k spans of the ingest benchmark's shape (2.9 attribute rows per span). The cost of a
+/// move grows with the run it goes into (with unique values, 1.0 µs per row into an empty
+/// run and 3.6-4.7 µs at 1.5M rows in a trial with Python's sqlite3 on 2026-12-04), and a
+/// search or probe seeks once per run: this bound keeps both small.
 pub(super) const DEFAULT_ATTR_RUN_ROWS: u64 = 2_000_000;
 
 /// One run of the attribute index.
@@ -145,19 +147,19 @@ pub(super) fn runs(conn: &Connection) -> Result<Vec<Run>, StoreError> {
 /// # Errors
 /// [`StoreError::Backend`] on SQLite errors.
 pub(super) fn absorb_staged(conn: &Connection, run_rows: u64) -> Result<(), StoreError> {
-    let run_rows = i64::try_from(run_rows).unwrap_or(i64::MAX);
-    let open = runs(conn)?.pop().filter(|run| run.rows < run_rows);
-    let run = match open {
-        Some(run) => run,
-        None => create_run(conn)?,
-    };
     let (min_start, max_start): (Option<i64>, Option<i64>) = conn
         .prepare_cached("SELECT min(min_start_ns), max(max_start_ns) FROM attr_segments")
         .map_err(map_sql)?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(map_sql)?;
     let (Some(min_start), Some(max_start)) = (min_start, max_start) else {
-        return Ok(());
+        return Ok(()); // nothing staged: no run to open
+    };
+    let run_rows = i64::try_from(run_rows).unwrap_or(i64::MAX);
+    let open = runs(conn)?.pop().filter(|run| run.rows < run_rows);
+    let run = match open {
+        Some(run) => run,
+        None => create_run(conn)?,
     };
     let moved = conn
         .prepare_cached(&format!(
