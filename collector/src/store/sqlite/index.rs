@@ -30,6 +30,7 @@ use std::borrow::Cow;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement, params};
 
+use super::attr_plan::{AttrPlan, PairHashState, PairKey, PairMap};
 use super::attr_stage::{self, AttrRow};
 use super::codec::detail_attributes;
 use super::options::AttributeIndex;
@@ -52,6 +53,9 @@ pub(super) struct IndexSettings {
     pub attributes: AttributeIndex,
     /// Rows at which an attribute-index run is closed (`attr_runs.rs`).
     pub attr_run_rows: u64,
+    /// The hasher of attribute (key, value) pairs, shared by the requests' plans and the
+    /// writer (`attr_plan.rs`).
+    pub pair_hash: PairHashState,
 }
 
 impl From<&super::SqliteOptions> for IndexSettings {
@@ -59,6 +63,7 @@ impl From<&super::SqliteOptions> for IndexSettings {
         Self {
             attributes: options.index_attributes.clone(),
             attr_run_rows: options.attr_run_rows,
+            pair_hash: PairHashState::default(),
         }
     }
 }
@@ -72,14 +77,30 @@ pub(super) struct GroupIndex<'a> {
     /// New spans refused at the per-trace limit, per trace.
     refused: HashMap<TraceId, u64>,
     operations: HashSet<(&'a str, &'a str, i32)>,
+    /// The attribute-index entries of requests that stored all their spans, worked out
+    /// before they were queued (`attr_plan.rs`).
+    plans: Vec<(&'a AttrPlan, &'a [Span])>,
+    /// The stored spans of the other requests, whose attributes the flush reads itself.
+    unplanned: Vec<&'a Span>,
 }
 
 impl<'a> GroupIndex<'a> {
-    /// Adds the spans one request stored, and the trace of each span it refused.
-    pub(super) fn add(&mut self, inserted: Vec<&'a Span>, refused: Vec<TraceId>) {
+    /// Adds the spans one request stored, the trace of each span it refused, and the
+    /// request's attribute plan (with the spans it was made of) if those are exactly the
+    /// stored spans.
+    pub(super) fn add(
+        &mut self,
+        inserted: Vec<&'a Span>,
+        refused: Vec<TraceId>,
+        plan: Option<(&'a AttrPlan, &'a [Span])>,
+    ) {
         for trace_id in refused {
             *self.refused.entry(trace_id).or_default() += 1;
             self.traces.entry(trace_id).or_default();
+        }
+        match plan {
+            Some(plan) => self.plans.push(plan),
+            None => self.unplanned.extend(inserted.iter().copied()),
         }
         for span in inserted {
             self.operations
@@ -97,6 +118,8 @@ impl<'a> GroupIndex<'a> {
         let which = &settings.attributes;
         let traces = std::mem::take(&mut self.traces);
         let refused = std::mem::take(&mut self.refused);
+        let plans = std::mem::take(&mut self.plans);
+        let unplanned = std::mem::take(&mut self.unplanned);
         // Summaries first. A trace whose start moved had its index rows deleted and read back
         // from its stored spans (`rebuilt`); they are inserted again below at the new start.
         let mut starts: Vec<(i64, bool)> = Vec::with_capacity(traces.len());
@@ -117,9 +140,6 @@ impl<'a> GroupIndex<'a> {
         }
         let mut services: Vec<(&str, i64, TraceId)> = Vec::new();
         let mut pairs: Vec<(&str, &str, i64, TraceId)> = Vec::new();
-        // Attribute rows grouped by (key, value): sorting the few distinct pairs and then each
-        // pair's (start, trace) list is much cheaper than sorting every row by its strings.
-        let mut attrs: HashMap<AttrPair<'_>, Vec<(i64, TraceId)>> = HashMap::default();
         for ((trace_id, spans), &(start, was_rebuilt)) in traces.iter().zip(&starts) {
             if was_rebuilt {
                 continue;
@@ -127,15 +147,47 @@ impl<'a> GroupIndex<'a> {
             for span in spans {
                 services.push((&span.service_name, start, *trace_id));
                 pairs.push((&span.service_name, &span.name, start, *trace_id));
-                if *which == AttributeIndex::None {
+            }
+        }
+        // Attribute rows grouped by (key, value): sorting the few distinct pairs and then each
+        // pair's (start, trace) list is much cheaper than sorting every row by its strings.
+        let mut attrs: PairMap<'_, Vec<(i64, TraceId)>> = PairMap::default();
+        if *which != AttributeIndex::None {
+            // Each trace's start, `None` for a rebuilt trace (its rows come from `rebuilt`).
+            let start_of: HashMap<TraceId, Option<i64>> = traces
+                .keys()
+                .zip(&starts)
+                .map(|(id, &(start, was_rebuilt))| (*id, (!was_rebuilt).then_some(start)))
+                .collect();
+            for (plan, spans) in &plans {
+                let rows: Vec<Option<(i64, TraceId)>> = plan
+                    .traces
+                    .iter()
+                    .map(|id| {
+                        start_of
+                            .get(id)
+                            .copied()
+                            .flatten()
+                            .map(|start| (start, *id))
+                    })
+                    .collect();
+                plan.for_each_pair(spans, |pair, traces| {
+                    attrs
+                        .entry(pair)
+                        .or_default()
+                        .extend(traces.filter_map(|t| rows.get(t).copied().flatten()));
+                });
+            }
+            for span in &unplanned {
+                let Some(start) = start_of.get(&span.trace_id).copied().flatten() else {
                     continue;
-                }
+                };
                 for kv in span.attributes.iter().filter(|kv| which.wants(&kv.key)) {
                     if let Some(text) = attr_index_text(&kv.value) {
                         attrs
-                            .entry((&kv.key, text))
+                            .entry(PairKey::new(&settings.pair_hash, &kv.key, text))
                             .or_default()
-                            .push((start, *trace_id));
+                            .push((start, span.trace_id));
                     }
                 }
             }
@@ -149,7 +201,11 @@ impl<'a> GroupIndex<'a> {
             }
             for (key, value) in rows.attrs.iter().filter(|(k, _)| which.wants(k)) {
                 attrs
-                    .entry((key, Cow::Borrowed(value)))
+                    .entry(PairKey::new(
+                        &settings.pair_hash,
+                        key,
+                        Cow::Borrowed(value.as_str()),
+                    ))
                     .or_default()
                     .push((*start, *trace_id));
             }
@@ -174,13 +230,15 @@ impl<'a> GroupIndex<'a> {
         pairs_of_attrs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut attrs: Vec<AttrRow<'_>> = Vec::new();
         for (_, rows) in &mut pairs_of_attrs {
-            rows.sort_unstable();
+            if !rows.is_sorted() {
+                rows.sort_unstable();
+            }
             rows.dedup();
         }
-        for ((key, value), rows) in &pairs_of_attrs {
+        for (pair, rows) in &pairs_of_attrs {
             attrs.extend(
                 rows.iter()
-                    .map(|&(start, id)| (*key, value.as_ref(), start, id)),
+                    .map(|&(start, id)| (pair.key, pair.value.as_ref(), start, id)),
             );
         }
         if !stored_before.is_empty() {
@@ -289,9 +347,6 @@ pub(super) fn insert_rows<R: IndexRow>(
     }
     Ok(())
 }
-
-/// An attribute index entry's (key, value text).
-type AttrPair<'a> = (&'a str, Cow<'a, str>);
 
 /// Folds newly inserted spans into the trace's summary row; returns the trace start (as
 /// stored) and whether the trace was stored before. When an existing trace's start moved,

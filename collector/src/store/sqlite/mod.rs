@@ -29,6 +29,7 @@
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
 //! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, attributes) |
+//! | `attr_plan.rs` | a request's attribute-index entries, worked out before it is queued |
 //! | `attr_stage.rs` | the attribute index's staged level (`span_attrs_new` segments, moved into runs) |
 //! | `attr_runs.rs` | the attribute index's runs (`span_attrs_run<N>` tables, `attr_runs`; schema 11) |
 //! | `durable.rs` | tail sampling decisions and consumer groups (what the collector learns besides spans) |
@@ -41,6 +42,7 @@
 //!
 //! Times are unix nanoseconds as `INTEGER` (values past `i64::MAX`, year 2262, are clamped).
 
+mod attr_plan;
 mod attr_runs;
 mod attr_stage;
 mod checkpoint;

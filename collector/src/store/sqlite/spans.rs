@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, params};
 
+use super::attr_plan::{AttrPlan, PairHashState};
 use super::codec::{encode_detail, encode_origin};
+use super::options::AttributeIndex;
 use super::{map_sql, to_i64};
 use crate::model::{Span, TraceId};
 use crate::store::{StoreError, WriteOutcome};
@@ -25,6 +27,9 @@ pub(super) struct Prepared {
     origins: HashMap<(usize, usize), Vec<u8>>,
     /// Most spans stored per trace.
     max_spans_per_trace: usize,
+    /// The attribute-index entries of `spans`, worked out before queueing
+    /// ([`Prepared::with_attr_plan`]); without one the writer reads the attributes itself.
+    pub(super) attr_plan: Option<AttrPlan>,
 }
 
 impl Prepared {
@@ -42,7 +47,15 @@ impl Prepared {
             details,
             origins,
             max_spans_per_trace: usize::MAX,
+            attr_plan: None,
         }
+    }
+
+    /// The same batch with its attribute-index entries worked out ([`AttrPlan`]): the
+    /// attributes `which` selects, pairs hashed with `state` (the writer's).
+    pub(super) fn with_attr_plan(mut self, which: &AttributeIndex, state: &PairHashState) -> Self {
+        self.attr_plan = Some(AttrPlan::new(&self.spans, which, state));
+        self
     }
 
     /// The same batch, refusing new spans of traces that hold `max` spans.

@@ -42,6 +42,8 @@ pub(super) struct Writer {
     commits: watch::Receiver<u64>,
     enqueue_timeout: Duration,
     max_spans_per_trace: usize,
+    /// What the writer indexes; requests work out their attribute entries with it.
+    index_settings: Arc<IndexSettings>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -58,9 +60,10 @@ impl Writer {
         let index_settings = Arc::new(IndexSettings::from(options));
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let (commit_tx, commits) = watch::channel(0u64);
+        let settings = Arc::clone(&index_settings);
         let thread = std::thread::Builder::new()
             .name("spanline-sqlite-writer".to_owned())
-            .spawn(move || run_writer(conn, rx, commit_tx, index_settings, checkpointer))
+            .spawn(move || run_writer(conn, rx, commit_tx, settings, checkpointer))
             .map_err(|e| StoreError::Io {
                 context: "starting the writer thread".to_owned(),
                 detail: e.to_string(),
@@ -70,6 +73,7 @@ impl Writer {
             commits,
             enqueue_timeout: options.enqueue_timeout,
             max_spans_per_trace: options.max_spans_per_trace,
+            index_settings,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -79,13 +83,20 @@ impl Writer {
         if spans.is_empty() {
             return Ok(WriteOutcome::default());
         }
-        let batch = if spans.len() > PREPARE_INLINE_MAX_SPANS {
-            let limit = self.max_spans_per_trace;
-            tokio::task::spawn_blocking(move || Prepared::new(spans).with_trace_limit(limit))
+        let spans_len = spans.len();
+        let limit = self.max_spans_per_trace;
+        let settings = Arc::clone(&self.index_settings);
+        let prepare = move || {
+            Prepared::new(spans)
+                .with_trace_limit(limit)
+                .with_attr_plan(&settings.attributes, &settings.pair_hash)
+        };
+        let batch = if spans_len > PREPARE_INLINE_MAX_SPANS {
+            tokio::task::spawn_blocking(prepare)
                 .await
                 .map_err(backend)?
         } else {
-            Prepared::new(spans).with_trace_limit(self.max_spans_per_trace)
+            prepare()
         };
         self.ask(Item::Write(batch), Reply::Write).await
     }
@@ -462,7 +473,14 @@ fn apply_group(
                 };
                 match result {
                     Ok((outcome, inserted, refused)) => {
-                        index.add(inserted, refused);
+                        // The request's plan describes every span it holds: usable only
+                        // when all of them were stored.
+                        let plan = batch
+                            .attr_plan
+                            .as_ref()
+                            .filter(|_| inserted.len() == batch.spans.len())
+                            .map(|plan| (plan, &batch.spans[..]));
+                        index.add(inserted, refused, plan);
                         results.push(ItemResult::Write(Ok(outcome)));
                     }
                     // SQLite rolled the whole transaction back (disk full, I/O error).
