@@ -15,6 +15,8 @@
 //! bytes, ints, bools, doubles: [`attr_index_text`]). Since schema version 8 it has two
 //! levels: each flush appends its rows as a new segment of `span_attrs_new`, and the writer
 //! merges the segments into `span_attrs` every ~100k rows (`attr_stage.rs`).
+//! Which pairs a request's spans have is worked out on the request's thread before it is
+//! queued (`attr_plan.rs`); the flush adds each pair's rows at its traces' starts.
 //!
 //! Since schema version 10, `trace_operations` is one B-tree only, keyed by
 //! `(service, operation, start_ns, trace_id)`: version 3's second B-tree,
