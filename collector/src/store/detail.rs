@@ -13,6 +13,7 @@
 //! skips them as unknown fields: after a downgrade, newer rows show no attributes or events.
 
 mod attrs;
+mod encode;
 mod keys;
 #[cfg(test)]
 mod tests;
@@ -79,6 +80,25 @@ pub(crate) fn undecodable(e: impl std::fmt::Display) -> StoreError {
 impl SpanDetail {
     /// The detail bytes of `span`; with `resource_and_scope`, fields 11–13 too.
     pub(crate) fn encode(span: &Span, resource_and_scope: bool) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(256);
+        Self::encode_into(span, &mut buf);
+        if resource_and_scope {
+            buf.extend_from_slice(&Self::encode_resource_and_scope(span));
+        }
+        buf
+    }
+
+    /// Appends the detail bytes of `span` without fields 11–13 to `buf`: the bytes of
+    /// [`encode`](Self::encode)`(span, false)`, written from the span itself without building
+    /// this message (`encode.rs`).
+    pub(crate) fn encode_into(span: &Span, buf: &mut Vec<u8>) {
+        encode::write_detail(span, buf);
+    }
+
+    /// The message prost's derived encoder writes for `span` (the test oracle of
+    /// [`encode_into`](Self::encode_into), and the encoder before it).
+    #[cfg(test)]
+    pub(crate) fn encode_with_prost(span: &Span, resource_and_scope: bool) -> Vec<u8> {
         let (resource, scope_name, scope_version) = if resource_and_scope {
             (
                 Some(convert::resource_to_pb(&span.resource)),

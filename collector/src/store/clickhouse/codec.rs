@@ -24,8 +24,16 @@ pub(super) fn day_of(unix_nano: u64) -> u16 {
 }
 
 /// Appends `span`'s `spans_local` row, received at `received_ns`, to `w`; `resource_and_scope`
-/// is [`SpanDetail::encode_resource_and_scope`] of `span` (shared by the spans of a request).
-pub(super) fn write_span(w: &mut Writer, span: &Span, received_ns: u64, resource_and_scope: &[u8]) {
+/// is [`SpanDetail::encode_resource_and_scope`] of `span` (shared by the spans of a request);
+/// `scratch` is a buffer the detail is written to first (its length precedes it), reused from
+/// span to span.
+pub(super) fn write_span(
+    w: &mut Writer,
+    span: &Span,
+    received_ns: u64,
+    resource_and_scope: &[u8],
+    scratch: &mut Vec<u8>,
+) {
     w.u16(day_of(received_ns));
     w.u64(received_ns);
     w.fixed(&span.trace_id.0);
@@ -42,9 +50,10 @@ pub(super) fn write_span(w: &mut Writer, span: &Span, received_ns: u64, resource
     let http = span.http_status();
     w.i64(http.unwrap_or(0));
     w.u8(u8::from(http.is_some()));
-    let detail = SpanDetail::encode(span, false);
-    w.len(detail.len() + resource_and_scope.len());
-    w.fixed(&detail);
+    scratch.clear();
+    SpanDetail::encode_into(span, scratch);
+    w.len(scratch.len() + resource_and_scope.len());
+    w.fixed(scratch);
     w.fixed(resource_and_scope);
 }
 

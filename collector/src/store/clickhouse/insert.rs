@@ -70,13 +70,20 @@ impl WriteRequest {
         let mut ends = Vec::with_capacity(spans.len());
         // The detail bytes of the resource and scope, for the spans that share them.
         let mut shared: Option<(SharedParts, Vec<u8>)> = None;
+        let mut scratch = Vec::with_capacity(1024);
         for span in &spans {
             let parts = (Arc::as_ptr(&span.resource), Arc::as_ptr(&span.scope));
             if shared.as_ref().is_none_or(|(p, _)| *p != parts) {
                 shared = Some((parts, SpanDetail::encode_resource_and_scope(span)));
             }
             let resource_and_scope = shared.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
-            write_span(&mut rows, span, received_ns, resource_and_scope);
+            write_span(
+                &mut rows,
+                span,
+                received_ns,
+                resource_and_scope,
+                &mut scratch,
+            );
             write_search(&mut search, span, received_ns);
             ends.push((rows.buf.len(), search.buf.len()));
         }

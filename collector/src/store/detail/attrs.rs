@@ -65,7 +65,8 @@ enum CompactValue {
 }
 
 impl CompactAttribute {
-    /// The compact form of `kv`.
+    /// The compact form of `kv` (the encoder writes it from `kv` directly: `encode.rs`).
+    #[cfg(test)]
     pub(crate) fn from_model(kv: &KeyValue) -> Self {
         let (key_code, key) = match keys::code_of(&kv.key) {
             Some(code) => (code, String::new()),
@@ -136,7 +137,8 @@ pub(crate) struct CompactEvent {
 }
 
 impl CompactEvent {
-    /// The compact form of `event`.
+    /// The compact form of `event` (likewise).
+    #[cfg(test)]
     pub(crate) fn from_model(event: &Event) -> Self {
         Self {
             time_unix_nano: event.time_unix_nano,

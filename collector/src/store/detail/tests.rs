@@ -293,7 +293,7 @@ fn resource_and_scope_appended_decode_as_encoded_together() {
     let span = with_resource_and_scope(span_with(every_kind()));
     let mut appended = SpanDetail::encode(&span, false);
     appended.extend(SpanDetail::encode_resource_and_scope(&span));
-    let together = SpanDetail::encode(&span, true);
+    let together = SpanDetail::encode_with_prost(&span, true);
     assert_eq!(
         SpanDetail::decode_bytes(&appended).expect("decodes"),
         SpanDetail::decode_bytes(&together).expect("decodes")
@@ -301,4 +301,57 @@ fn resource_and_scope_appended_decode_as_encoded_together() {
     let decoded = SpanDetail::decode_bytes(&appended).expect("decodes");
     assert_eq!(decoded.scope_name, "lib");
     assert!(decoded.resource.is_some());
+}
+
+/// The span of [`span_with`] with links (one with attributes and trace state), warnings, all
+/// three dropped counts, and an event with no time.
+fn span_with_everything() -> Span {
+    let mut span = span_with(every_kind());
+    span.links = vec![
+        crate::model::Link {
+            trace_id: TraceId([3; 16]),
+            span_id: SpanId([4; 8]),
+            trace_state: "a=b".into(),
+            attributes: vec![kv("app.link", AttrValue::Int(1))],
+        },
+        crate::model::Link {
+            trace_id: TraceId([5; 16]),
+            span_id: SpanId([6; 8]),
+            trace_state: String::new(),
+            attributes: Vec::new(),
+        },
+    ];
+    span.warnings = vec!["first".into(), String::new(), "third".into()];
+    span.dropped_events_count = 300;
+    span.dropped_links_count = 1;
+    span.events.push(Event {
+        time_unix_nano: 0,
+        name: "no time".into(),
+        attributes: every_kind(),
+    });
+    span
+}
+
+#[test]
+fn written_from_the_span_byte_for_byte_as_prost_writes_the_message() {
+    let long = "x".repeat(300);
+    let mut long_values = span_with(vec![
+        kv(&long, AttrValue::String(long.clone())),
+        kv("app.big", AttrValue::Bytes(vec![7; 200])),
+    ]);
+    long_values.status.message = long.clone();
+    for span in [
+        Span::new(TraceId([1; 16]), SpanId([2; 8]), "bare"),
+        span_with(Vec::new()),
+        span_with(every_kind()),
+        span_with_everything(),
+        long_values,
+    ] {
+        let ours = SpanDetail::encode(&span, false);
+        assert_eq!(ours, SpanDetail::encode_with_prost(&span, false));
+        let mut appended = b"prefix".to_vec();
+        SpanDetail::encode_into(&span, &mut appended);
+        assert_eq!(&appended[6..], &ours[..]);
+        assert_eq!(decoded(&ours, &span).attributes, span.attributes);
+    }
 }
