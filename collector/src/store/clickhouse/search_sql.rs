@@ -374,11 +374,7 @@ mod tests {
     use super::*;
 
     fn tables() -> Tables {
-        Tables {
-            db: "d".into(),
-            cluster: None,
-            replicated: false,
-        }
+        Tables::one_node_for_tests()
     }
 
     #[test]

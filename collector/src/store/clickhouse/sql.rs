@@ -67,6 +67,16 @@ pub(super) struct Tables {
 }
 
 impl Tables {
+    /// One node's tables of the database `d` (for tests of statement shapes).
+    #[cfg(test)]
+    pub(super) fn one_node_for_tests() -> Self {
+        Self {
+            db: "d".into(),
+            cluster: None,
+            replicated: false,
+        }
+    }
+
     pub(super) fn name(&self, table: &str) -> String {
         format!("`{}`.`{table}`", self.db)
     }

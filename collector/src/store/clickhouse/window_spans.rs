@@ -184,11 +184,7 @@ mod tests {
     use crate::store::SortOrder;
 
     fn tables() -> Tables {
-        Tables {
-            db: "d".into(),
-            cluster: None,
-            replicated: false,
-        }
+        Tables::one_node_for_tests()
     }
 
     #[test]
