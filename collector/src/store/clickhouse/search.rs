@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::codec::read_summary_span;
 use super::rowbinary::Reader;
-use super::window_spans::{CandidateSpans, MAX_K_PER_RESULT};
+use super::window_spans::{CandidateSpans, returns_spans};
 use super::{Shared, search_sql, sql};
 use crate::model::{Span, TraceId};
 use crate::store::{SortOrder, StoreError, TraceQuery, TraceSummary};
@@ -185,9 +185,9 @@ async fn newest_first(
     };
     for from in windows {
         loop {
-            // The first try by service returns the candidates' spans with the step.
+            // A try by service with few candidates returns their spans with the step.
             let with_spans = match apart {
-                Some(_) if k <= limit * MAX_K_PER_RESULT => {
+                Some(_) if returns_spans(k, limit) => {
                     super::window_spans::step(shared, query, from, k).await?
                 }
                 _ => None,

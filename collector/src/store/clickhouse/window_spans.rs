@@ -12,8 +12,8 @@
 //! the result's spans in `spans_local` (a 1024-row granule per trace and part, every
 //! column of it), in two round trips; reading the candidates' spans once costs less than
 //! both (BENCHMARKS.md §6.11). It returns about `k / limit` times the spans of a result, so
-//! only the first try (`k` at most [`MAX_K_PER_RESULT`] x limit) takes it; a try with more
-//! candidates ranks in the server as before (`search.rs`).
+//! only a try with few candidates ([`returns_spans`]: the first, at the usual limits) takes
+//! it; a try with more candidates ranks in the server as before (`search.rs`).
 //!
 //! Exactness is [`super::search`]'s: the candidates and the bound they give are the same
 //! rows, and a candidate's trace start and duration come from all its spans on its shard,
@@ -31,7 +31,18 @@ use crate::store::{StoreError, TraceQuery, TraceSummary};
 
 /// Most candidates per shard, per result wanted, for which a try returns the candidates'
 /// spans (the first try keeps 4 x limit in all, at least the limit per shard).
-pub(super) const MAX_K_PER_RESULT: usize = 4;
+const MAX_K_PER_RESULT: usize = 4;
+
+/// Most candidates per shard for which a try returns the candidates' spans, whatever the
+/// limit: bounds what a search with a large limit holds in memory (a trace may have up to
+/// `COLLECTOR_MAX_SPANS_PER_TRACE` spans).
+const MAX_K: usize = 400;
+
+/// Whether a try keeping `k` candidates a shard for `limit` results takes [`step`] (else
+/// the server ranks them, and the result's spans are read after).
+pub(super) fn returns_spans(k: usize, limit: usize) -> bool {
+    k <= limit * MAX_K_PER_RESULT && k <= MAX_K
+}
 
 /// The spans of a try's candidates, kept for the result's summaries.
 #[derive(Debug, Default)]
@@ -226,6 +237,18 @@ mod tests {
             ..TraceQuery::default()
         };
         assert!(window_spans(&tables(), &terms, None, 40).is_none());
+    }
+
+    #[test]
+    fn only_tries_with_few_candidates_return_their_spans() {
+        // The first try: 4 x limit over 2 shards, or on one node.
+        assert!(returns_spans(40, 20));
+        assert!(returns_spans(80, 20));
+        // The next try keeps 8 times as many: ranked in the server.
+        assert!(!returns_spans(320, 20));
+        // A large limit: at most MAX_K candidates' spans a shard.
+        assert!(returns_spans(MAX_K, 1000));
+        assert!(!returns_spans(MAX_K + 1, 1000));
     }
 
     fn summary(start: u64, end: u64) -> TraceSummary {
