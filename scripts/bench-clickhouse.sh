@@ -7,7 +7,8 @@
 #      into its own database (`bench_ingest_<label>`), not the one queried below;
 #   2. the cluster's `spanline` database topped up to SPANS spans (default 1M), then through
 #      the collector's query API: trace by id, service + duration search, attribute search:
-#      p50 / p99 of SAMPLES queries each (HTTP keep-alive, one client).
+#      p50 / p99 of SAMPLES queries each (HTTP keep-alive, one client), and the CPU the
+#      ClickHouse servers and the collector used per query (from /proc).
 # Both shards, the collector and the load generator share this machine's cores: figures are
 # noisy; `uptime` is printed with each, and so is the CPU the ClickHouse servers used per
 # acknowledged span (`clickhouse_us_per_span`, from /proc; the collector's is
@@ -220,9 +221,18 @@ if [ "$bin" = "$compare_bin" ] && [ -n "$compare_schema" ]; then
 fi
 start_collector clickhouse "$bin"
 echo "--- query latency through the collector $bin (clickhouse, 2 shards), $samples samples each"
-python3 - "$qport" "$samples" "$ids" "$bin" <<'PY' | tee -a "$results"
+python3 - "$qport" "$samples" "$ids" "$bin" "$pid" "$work"/ch/node*/pid <<'PY' | tee -a "$results"
 import http.client, os, statistics, sys, time, urllib.parse, random
 port, samples, ids, binary = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(), sys.argv[4]
+collector_pid, server_pids = sys.argv[5], [open(f).read().strip() for f in sys.argv[6:]]
+tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+def cpu_ms(pids):
+    """CPU time (user + system) the processes `pids` have used so far, ms."""
+    total = 0
+    for p in pids:
+        fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total * tick_ms
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 def timed(path):
     t = time.perf_counter()
@@ -235,9 +245,13 @@ def timed(path):
     return ms, body
 def report(name, paths):
     timed(paths[0])  # warm the connection
+    servers, collector = cpu_ms(server_pids), cpu_ms([collector_pid])
     times = sorted(timed(p)[0] for p in paths)
+    # CPU per query of both servers and of the collector (load-independent, mostly).
+    servers = (cpu_ms(server_pids) - servers) / len(times)
+    collector = (cpu_ms([collector_pid]) - collector) / len(times)
     p = lambda q: times[min(len(times) - 1, int(q * len(times)))]
-    print(f"RESULT bin={binary} query={name} n={len(times)} p50_ms={p(0.5):.1f} p99_ms={p(0.99):.1f} max_ms={times[-1]:.1f}")
+    print(f"RESULT bin={binary} query={name} n={len(times)} p50_ms={p(0.5):.1f} p99_ms={p(0.99):.1f} max_ms={times[-1]:.1f} clickhouse_cpu_ms_per_query={servers:.2f} collector_cpu_ms_per_query={collector:.2f}")
 random.seed(1)
 only = set(filter(None, os.environ.get("QUERIES", "").split(",")))
 def report(name, paths, report=report):

@@ -14,6 +14,7 @@
 //! | [`schema`] | creating the schema at start: idempotent, versioned, on every node; filling the tables newer views keep; schema 6's column drops |
 //! | [`insert`] | the writer task: requests coalesce into one `INSERT` per table (spans, their search rows, links, refusals), answered after it |
 //! | [`search`] | trace search (`find_traces`: newest-first in widening time windows) and summaries |
+//! | [`window_spans`] | a newest-first search's first try by service, the shards apart: the candidates' spans with the window step, ranked here |
 //! | [`longest`] | duration-sorted search: the traces walked longest first (`trace_duration_local`, schema 7), ranked until exact |
 //! | [`read`] | trace by id, services, operations, dependencies, request samples |
 //! | [`retention`] | dropping day partitions; deleting traces by id (mutations) |
@@ -49,6 +50,7 @@ mod search;
 mod search_sql;
 mod shards;
 pub(crate) mod sql;
+mod window_spans;
 
 use std::sync::{Arc, Mutex, PoisonError};
 

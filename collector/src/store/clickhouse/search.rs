@@ -7,7 +7,8 @@
 //! widen backwards from the newest span start ([`WINDOWS_NS`], from `newest_local`), keep
 //! the `k` newest candidates of a window, rank those, and stop at the first window whose
 //! results are certain to be the exact answer ([`newest_first`]; with the shards apart, a
-//! search by service keeps and ranks each shard's own candidates in one statement); a
+//! search by service keeps and ranks each shard's own candidates in one statement, and its
+//! first try returns the candidates' spans instead, ranked here: `window_spans.rs`); a
 //! search starts at the
 //! window that held the last result of the previous search of its shape and service
 //! ([`first_window`], [`window_hint`]). Duration-sorted searches walk the traces longest first
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::codec::read_summary_span;
 use super::rowbinary::Reader;
+use super::window_spans::{CandidateSpans, returns_spans};
 use super::{Shared, search_sql, sql};
 use crate::model::{Span, TraceId};
 use crate::store::{SortOrder, StoreError, TraceQuery, TraceSummary};
@@ -32,9 +34,9 @@ pub(super) async fn find_traces(
     shared: &Arc<Shared>,
     query: &TraceQuery,
 ) -> Result<Vec<TraceSummary>, StoreError> {
-    let walked = match newest_first(shared, query).await? {
-        Some(ids) => Some(ids),
-        None => super::longest::longest_first(shared, query).await?,
+    let (walked, spans) = match newest_first(shared, query).await? {
+        Some((ids, spans)) => (Some(ids), spans),
+        None => (super::longest::longest_first(shared, query).await?, None),
     };
     let ids = match walked {
         Some(ids) => ids,
@@ -50,7 +52,10 @@ pub(super) async fn find_traces(
             .collect()
         }
     };
-    let mut summaries = summaries(shared, &ids).await?;
+    let mut summaries = match spans {
+        Some(kept) => summaries_of_kept(shared, &ids, kept).await?,
+        None => summaries(shared, &ids).await?,
+    };
     let mut found: Vec<TraceSummary> = ids.iter().filter_map(|id| summaries.remove(id)).collect();
     query.sort_summaries(&mut found);
     Ok(found)
@@ -136,9 +141,10 @@ async fn read_newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, Sto
     Ok(map)
 }
 
-/// A newest-first search in widening time windows (see the module docs); `None` for other
-/// orders, or when a window would need more than [`MAX_CANDIDATES`] candidates (search
-/// everything then).
+/// A newest-first search in widening time windows (see the module docs): the ids, and the
+/// candidates' spans when the try that answered returned them (`window_spans.rs`); `None`
+/// for other orders, or when a window would need more than [`MAX_CANDIDATES`] candidates
+/// (search everything then).
 ///
 /// In a window from `from`, the `k` candidates (of the cluster, or of each shard when the
 /// shards answer apart: [`window_step_per_shard`], one round trip per try instead of two)
@@ -152,7 +158,7 @@ async fn read_newest_starts(shared: &Shared) -> Result<HashMap<String, u64>, Sto
 async fn newest_first(
     shared: &Arc<Shared>,
     query: &TraceQuery,
-) -> Result<Option<Vec<TraceId>>, StoreError> {
+) -> Result<Option<(Vec<TraceId>, Option<CandidateSpans>)>, StoreError> {
     if query.sort != crate::store::SortOrder::Newest {
         return Ok(None);
     }
@@ -179,9 +185,19 @@ async fn newest_first(
     };
     for from in windows {
         loop {
-            let step = match apart {
-                Some(_) => window_step_per_shard(shared, query, from, k).await?,
-                None => window_step(shared, query, from, k).await?,
+            // A try by service with few candidates returns their spans with the step.
+            let with_spans = match apart {
+                Some(_) if returns_spans(k, limit) => {
+                    super::window_spans::step(shared, query, from, k).await?
+                }
+                _ => None,
+            };
+            let (step, spans) = match with_spans {
+                Some((step, spans)) => (Some(step), Some(spans)),
+                None => match apart {
+                    Some(_) => (window_step_per_shard(shared, query, from, k).await?, None),
+                    None => (window_step(shared, query, from, k).await?, None),
+                },
             };
             let Some(WindowStep {
                 found,
@@ -196,7 +212,7 @@ async fn newest_first(
                 break; // too few to fill the limit: widen
             }
             if candidates == 0 {
-                return Ok(Some(Vec::new()));
+                return Ok(Some((Vec::new(), None)));
             }
             let last = found.last().map(|f| (f.start_ns, f.id));
             let in_window = match (from, last) {
@@ -209,7 +225,7 @@ async fn newest_first(
                 if let Some((start, _)) = last.filter(|_| found.len() == limit) {
                     set_window_hint(shared, query, first_window(anchor, start));
                 }
-                return Ok(Some(found.iter().map(|f| f.id).collect()));
+                return Ok(Some((found.iter().map(|f| f.id).collect(), spans)));
             }
             if !in_window || found.len() < limit && all_kept {
                 break; // the window holds too few results: widen
@@ -225,17 +241,17 @@ async fn newest_first(
 
 /// One try of a newest-first search in one window: the candidates, and the best of them
 /// ranked.
-struct WindowStep {
+pub(super) struct WindowStep {
     /// The best candidates ranked as the query orders, at most its limit (none when there
     /// were too few candidates to fill it, or none at all).
-    found: Vec<Found>,
+    pub(super) found: Vec<Found>,
     /// How many candidates were kept (every shard's together).
-    candidates: usize,
+    pub(super) candidates: usize,
     /// No shard had more candidates than it kept.
-    all_kept: bool,
+    pub(super) all_kept: bool,
     /// What every trace a shard left out sorts before by `(start, trace_id)`, for the
     /// shards that did: the largest of their last candidates (see [`newest_first`]).
-    bound: (u64, TraceId),
+    pub(super) bound: (u64, TraceId),
 }
 
 /// A [`WindowStep`] in two statements: the `k` candidates of the whole cluster
@@ -394,12 +410,12 @@ fn first_window(anchor: u64, start_ns: u64) -> usize {
 }
 
 /// One row of a per-trace aggregate ([`search_sql::find_trace_ids`] and the like).
-struct Found {
-    id: TraceId,
+pub(super) struct Found {
+    pub(super) id: TraceId,
     /// The trace's first span start, unix ns.
-    start_ns: u64,
+    pub(super) start_ns: u64,
     /// The trace's duration, ns.
-    duration_ns: u64,
+    pub(super) duration_ns: u64,
 }
 
 /// The rows `(trace_id, t_start, t_end, t_dur)` of a per-trace aggregate that each shard
@@ -423,7 +439,7 @@ fn ranked(query: &TraceQuery, answer: &[u8], keep: usize) -> Result<Vec<Found>, 
 }
 
 /// `found` in the query's order (ties: larger trace id first), the first `keep`.
-fn sorted(query: &TraceQuery, mut found: Vec<Found>, keep: usize) -> Vec<Found> {
+pub(super) fn sorted(query: &TraceQuery, mut found: Vec<Found>, keep: usize) -> Vec<Found> {
     match query.sort {
         SortOrder::Newest => found.sort_by_key(|f| std::cmp::Reverse((f.start_ns, f.id))),
         SortOrder::Duration => found.sort_by_key(|f| std::cmp::Reverse((f.duration_ns, f.id))),
@@ -463,7 +479,37 @@ pub(super) async fn summaries(
         summary_spans(&answer, &mut spans)?;
         refused.extend(refused_rows(&more)?);
     }
-    Ok(spans
+    Ok(fold(spans, &refused))
+}
+
+/// The summaries of `ids` from the spans a window step returned (`window_spans.rs`): no
+/// span read, and the refusal counts only when a shard holds any.
+///
+/// # Errors
+/// What the refusal read failed with.
+async fn summaries_of_kept(
+    shared: &Shared,
+    ids: &[TraceId],
+    mut kept: CandidateSpans,
+) -> Result<HashMap<TraceId, TraceSummary>, StoreError> {
+    let refused = match kept.refusals {
+        true => refused_counts(shared, ids).await?,
+        false => HashMap::new(),
+    };
+    let spans = ids
+        .iter()
+        .filter_map(|id| kept.spans.remove_entry(id))
+        .collect();
+    Ok(fold(spans, &refused))
+}
+
+/// Each trace's summary over its spans (copies of a span dropped: same span id and kind),
+/// with its refusal count.
+fn fold(
+    spans: HashMap<TraceId, Vec<Span>>,
+    refused: &HashMap<TraceId, u64>,
+) -> HashMap<TraceId, TraceSummary> {
+    spans
         .into_iter()
         .map(|(id, mut list)| {
             list.sort_by(|a, b| {
@@ -478,7 +524,7 @@ pub(super) async fn summaries(
             summary.spans_refused = refused.get(&id).copied().unwrap_or(0);
             (id, summary)
         })
-        .collect())
+        .collect()
 }
 
 /// Spans refused at the per-trace limit, per trace among `ids` (absent: none).

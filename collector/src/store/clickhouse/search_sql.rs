@@ -81,6 +81,12 @@ pub(super) fn find_trace_ids_among(t: &Tables, q: &TraceQuery, ids: &[TraceId]) 
     among(t, q, &format!(" WHERE trace_id IN {}", id_list(ids)))
 }
 
+/// Whether [`find_trace_ids_among`] ranks from the per-trace summaries: the prefilter
+/// checked every span condition, so only the trace's start and duration are left to check.
+pub(super) fn ranks_from_summaries(q: &TraceQuery) -> bool {
+    conditions(q).span_terms_among.is_empty()
+}
+
 /// [`find_trace_ids_among`] the traces `filter` (` WHERE trace_id IN ...`) keeps.
 fn among(t: &Tables, q: &TraceQuery, filter: &str) -> String {
     let c = conditions(q);
@@ -368,11 +374,7 @@ mod tests {
     use super::*;
 
     fn tables() -> Tables {
-        Tables {
-            db: "d".into(),
-            cluster: None,
-            replicated: false,
-        }
+        Tables::one_node_for_tests()
     }
 
     #[test]

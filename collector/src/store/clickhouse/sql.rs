@@ -67,6 +67,16 @@ pub(super) struct Tables {
 }
 
 impl Tables {
+    /// One node's tables of the database `d` (for tests of statement shapes).
+    #[cfg(test)]
+    pub(super) fn one_node_for_tests() -> Self {
+        Self {
+            db: "d".into(),
+            cluster: None,
+            replicated: false,
+        }
+    }
+
     pub(super) fn name(&self, table: &str) -> String {
         format!("`{}`.`{table}`", self.db)
     }
@@ -356,10 +366,12 @@ pub(super) fn refused(t: &Tables, ids: &[TraceId]) -> String {
     )
 }
 
-/// The summary columns ([`SUMMARY_COLUMNS`]) of every span of `ids`.
+/// The summary columns ([`SUMMARY_COLUMNS`]) of every span of `ids`. A `PREWHERE`: the key
+/// selects a granule per trace and part, and only the trace id is read from each; the
+/// other columns only from the granules that hold one of `ids` (BENCHMARKS.md §6.11).
 pub(super) fn summary_rows(t: &Tables, ids: &[TraceId]) -> String {
     format!(
-        "SELECT {SUMMARY_COLUMNS} FROM {} WHERE trace_id IN {} FORMAT RowBinary",
+        "SELECT {SUMMARY_COLUMNS} FROM {} PREWHERE trace_id IN {} FORMAT RowBinary",
         t.spans(),
         id_list(ids)
     )

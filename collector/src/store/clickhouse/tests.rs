@@ -590,6 +590,13 @@ fn dump_statements_for_the_chdb_check() {
             Some(1_764_000_000_000_000_000),
             80,
         ));
+        out.extend(super::window_spans::window_spans(&t, q, None, 40));
+        out.extend(super::window_spans::window_spans(
+            &t,
+            q,
+            Some(1_764_000_000_000_000_000),
+            40,
+        ));
         let sorted = TraceQuery {
             sort: SortOrder::Duration,
             ..q.clone()
