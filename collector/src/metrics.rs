@@ -32,6 +32,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use crate::fast_hash::FastHashMap;
 use crate::model::{Span, SpanKind};
 
 /// Ingest and storage counters.
@@ -178,6 +179,14 @@ impl Histogram {
         self.count += 1;
     }
 
+    fn add(&mut self, other: &Histogram) {
+        for (n, m) in self.buckets.iter_mut().zip(other.buckets) {
+            *n += m;
+        }
+        self.sum_ns += other.sum_ns;
+        self.count += other.count;
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (bound, n) in BUCKETS_S.iter().zip(self.buckets) {
@@ -197,45 +206,62 @@ struct Red {
     duration: Histogram,
 }
 
+impl Red {
+    fn add(&mut self, other: &Red) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.duration.add(&other.duration);
+    }
+}
+
+/// A batch's RED samples, per (service, operation) ([`RedMetrics::samples`]).
+#[derive(Debug, Default)]
+pub struct RedBatch(Vec<((String, String), Red)>);
+
 /// Rate, errors and duration per (service, operation), from SERVER and CONSUMER spans.
 #[derive(Debug, Default)]
 pub struct RedMetrics {
-    series: Mutex<HashMap<(String, String), Red>>,
+    series: Mutex<FastHashMap<(String, String), Red>>,
 }
 
 impl RedMetrics {
-    /// The (service, operation, duration, error) of the SERVER and CONSUMER spans of a batch,
-    /// taken before the batch is handed to the store.
-    pub fn samples(spans: &[Span]) -> Vec<(String, String, u64, bool)> {
-        spans
+    /// The SERVER and CONSUMER spans of a batch, counted per (service, operation) before the
+    /// batch is handed to the store: one entry per distinct pair (a request's spans repeat a
+    /// few pairs), so neither the strings nor the series' lock are taken per span.
+    pub fn samples(spans: &[Span]) -> RedBatch {
+        let mut by_pair: FastHashMap<(&str, &str), Red> = FastHashMap::default();
+        for s in spans
             .iter()
             .filter(|s| matches!(s.kind, SpanKind::Server | SpanKind::Consumer))
-            .map(|s| {
-                (
-                    s.service_name.clone(),
-                    s.name.clone(),
-                    s.duration_ns(),
-                    s.is_error(),
-                )
-            })
-            .collect()
+        {
+            let red = by_pair
+                .entry((s.service_name.as_str(), s.name.as_str()))
+                .or_default();
+            red.requests += 1;
+            red.errors += u64::from(s.is_error());
+            red.duration.observe(s.duration_ns());
+        }
+        RedBatch(
+            by_pair
+                .into_iter()
+                .map(|((service, operation), red)| {
+                    ((service.to_owned(), operation.to_owned()), red)
+                })
+                .collect(),
+        )
     }
 
-    /// Counts samples of a committed batch (see [`RedMetrics::samples`]).
-    pub fn record(&self, samples: Vec<(String, String, u64, bool)>) {
-        if samples.is_empty() {
+    /// Counts the samples of a committed batch (see [`RedMetrics::samples`]).
+    pub fn record(&self, batch: RedBatch) {
+        if batch.0.is_empty() {
             return;
         }
         let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        for (service, operation, duration_ns, error) in samples {
-            let mut key = (service, operation);
+        for (mut key, add) in batch.0 {
             if !series.contains_key(&key) && series.len() >= MAX_RED_SERIES {
                 key.1 = "__other__".to_owned();
             }
-            let red = series.entry(key).or_default();
-            red.requests += 1;
-            red.errors += u64::from(error);
-            red.duration.observe(duration_ns);
+            series.entry(key).or_default().add(&add);
         }
     }
 
@@ -544,6 +570,43 @@ mod tests {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn a_batch_counts_each_pair_once_with_all_its_spans() {
+        let m = Metrics::default();
+        let mut spans = sample_trace(1);
+        let server = spans
+            .iter()
+            .position(|s| s.kind == SpanKind::Server && s.service_name == "order")
+            .expect("order's server span");
+        let mut again = spans[server].clone();
+        again.span_id = crate::model::SpanId([9; 8]);
+        again.status.code = crate::model::StatusCode::Ok;
+        again.end_time_unix_nano = again.start_time_unix_nano + 2_000_000;
+        spans.push(again);
+        m.red.record(RedMetrics::samples(&spans));
+        m.red.record(RedMetrics::samples(&spans[server..=server]));
+        let text = render_prometheus(&m, None, 0);
+        let series = "service=\"order\",operation=\"POST /orders\"";
+        assert!(
+            text.contains(&format!("spanline_requests_total{{{series}}} 3\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("spanline_request_errors_total{{{series}}} 2\n")),
+            "{text}"
+        );
+        // 2 ms falls in the 2.5 ms bucket; the two 1.2 s spans from 2.5 s up.
+        assert!(text.contains(&format!(
+            "spanline_request_duration_seconds_bucket{{{series},le=\"0.0025\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "spanline_request_duration_seconds_bucket{{{series},le=\"2.5\"}} 3\n"
+        )));
+        assert!(text.contains(&format!(
+            "spanline_request_duration_seconds_count{{{series}}} 3\n"
+        )));
     }
 
     #[test]
