@@ -2,7 +2,7 @@
 //! prost's derived encoder writes for the owned message (fields in tag order, proto3 defaults
 //! left out, a oneof written whenever set), without first copying every attribute key and
 //! value into an owned `CompactAttribute` (one allocation each, which was most of the cost of
-//! encoding a span: BENCHMARKS.md §6.11). The owned messages stay the decoder's types and this
+//! encoding a span: BENCHMARKS.md §6.12). The owned messages stay the decoder's types and this
 //! module's test oracle (`tests.rs`).
 //!
 //! Links, a resource, and array or kvlist attribute values (rare on the ingest path) go
