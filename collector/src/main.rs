@@ -10,12 +10,6 @@ use std::time::Duration;
 use clap::Parser;
 use collector::Config;
 
-/// mimalloc instead of glibc's `malloc`: ingest allocates and frees a few dozen small blocks
-/// per span, often on another thread than the one that frees them, and glibc's allocator took
-/// 42% of the collector's CPU on that path (BENCHMARKS.md §6.12).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let config = match Config::try_parse() {
         Ok(c) => c,
