@@ -6,7 +6,8 @@
 #      x 10 attributes per request, CONNECTIONS connections; acknowledged spans = committed;
 #   2. rotel (PyPI `rotel`, Rust OTLP collector) with its blackhole exporter, same load;
 #   3. the raw SQLite insert rate of the same rows (bare table, and with the dedupe index);
-# then once: our collector at a fixed RATE (default 100k spans/s) for RATE_SECONDS, for RSS.
+# then once: our collector at a fixed RATE (default 100k spans/s) for RATE_SECONDS, for RSS
+# (and the COMPARE_BIN binary after it, label `compare@RATE`).
 # After each collector run (ours and `compare`), the database's size over the spans it holds
 # (`DISK label=… bytes_per_span=…`, after the collector's shutdown checkpoint).
 # With COMPARE_BIN=<path to another collector binary> (e.g. one built from main), each run also
@@ -132,6 +133,11 @@ start_collector
 LOAD_DURATION=$rate_seconds load "spanline@$rate" --rate "$rate"
 du -sh "$work/data" | sed 's/^/data dir after the fixed-rate run: /' 
 stop_target
+if [ -n "${COMPARE_BIN:-}" ]; then
+  start_collector "$COMPARE_BIN"
+  LOAD_DURATION=$rate_seconds load "compare@$rate" --rate "$rate"
+  stop_target
+fi
 
 echo "--- medians over $runs runs"
 python3 - "$results" <<'EOF'
