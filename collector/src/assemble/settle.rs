@@ -115,30 +115,38 @@ impl Settler {
     }
 
     /// Takes the shapes of newly committed spans (any traces, any order) at time `now`.
+    ///
+    /// The batch is grouped by trace first (a stable sort, before the lock), so each trace
+    /// costs one lookup and its shapes list grows by exactly the batch's count for it: a
+    /// list grown one push at a time rounds its capacity up to the next power of two, which
+    /// was about a third of the memory of the traces being followed (BENCHMARKS.md §6.12).
     pub fn observe(&self, spans: impl IntoIterator<Item = (TraceId, Shape)>, now: Instant) {
+        let mut spans: Vec<(TraceId, Shape)> = spans.into_iter().collect();
+        spans.sort_by_key(|(trace_id, _)| *trace_id);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut touched: Vec<TraceId> = Vec::new();
-        for (trace_id, shape) in spans {
+        for run in spans.chunk_by(|a, b| a.0 == b.0) {
+            let trace_id = run[0].0;
             if state.finished.contains(&trace_id) {
                 continue;
             }
-            let is_new = !state.pending.contains_key(&trace_id);
-            let pending = state.pending.entry(trace_id).or_insert_with(|| Pending {
-                shapes: Vec::new(),
-                last_seen: now,
+            let mut is_new = false;
+            let pending = state.pending.entry(trace_id).or_insert_with(|| {
+                is_new = true;
+                Pending {
+                    shapes: Vec::with_capacity(run.len()),
+                    last_seen: now,
+                }
             });
-            pending.shapes.push(shape);
+            pending.shapes.reserve_exact(run.len());
+            pending.shapes.extend(run.iter().map(|(_, shape)| *shape));
             pending.last_seen = now;
             if is_new {
                 state.arrival.push_back(trace_id);
             }
-            state.spans += 1;
-            if touched.last() != Some(&trace_id) {
-                touched.push(trace_id);
-            }
+            state.spans += run.len();
+            touched.push(trace_id);
         }
-        touched.sort_unstable();
-        touched.dedup();
         for trace_id in touched {
             let complete = state
                 .pending
@@ -245,6 +253,37 @@ mod tests {
         settler.observe(shapes(&[root]), now);
         assert!(settler.take_finished(now + DEFAULT_SETTLE * 2).is_empty());
         assert_eq!(settler.pending(), (0, 0));
+    }
+
+    #[test]
+    fn a_batch_adds_each_traces_shapes_in_order_with_exact_room() {
+        let settler = Settler::new(SettleLimits::default());
+        let (a, b) = (trace_id(1), trace_id(2));
+        let now = Instant::now();
+        // Two traces interleaved, both with two roots (never complete by themselves).
+        let batch: Vec<_> = (0..10u8)
+            .map(|i| {
+                let t = if i % 2 == 0 { b } else { a };
+                span(t, u64::from(i) + 1, None, "svc", "op", Server, 0.0, 1.0)
+            })
+            .collect();
+        settler.observe(shapes(&batch), now);
+        let more = [span(a, 20, None, "svc", "op", Client, 0.0, 1.0)];
+        settler.observe(shapes(&more), now);
+        let state = settler.state.lock().unwrap();
+        let ids = |t: TraceId| -> Vec<u64> {
+            state.pending[&t]
+                .shapes
+                .iter()
+                .map(|s| u64::from_be_bytes(s.span_id.0) & 0xffff)
+                .collect()
+        };
+        assert_eq!(ids(a), vec![2, 4, 6, 8, 10, 20]);
+        assert_eq!(ids(b), vec![1, 3, 5, 7, 9]);
+        assert_eq!(state.pending[&a].shapes.capacity(), 6);
+        assert_eq!(state.pending[&b].shapes.capacity(), 5);
+        assert_eq!(state.spans, 11);
+        assert_eq!(state.arrival.len(), 2);
     }
 
     #[test]
