@@ -119,7 +119,7 @@ impl Settler {
     /// The batch is grouped by trace first (a stable sort, before the lock), so each trace
     /// costs one lookup and its shapes list grows by exactly the batch's count for it: a
     /// list grown one push at a time rounds its capacity up to the next power of two, which
-    /// was about a third of the memory of the traces being followed (BENCHMARKS.md §6.12).
+    /// was about a third of the memory of the traces being followed (BENCHMARKS.md §3.1).
     pub fn observe(&self, spans: impl IntoIterator<Item = (TraceId, Shape)>, now: Instant) {
         let mut spans: Vec<(TraceId, Shape)> = spans.into_iter().collect();
         spans.sort_by_key(|(trace_id, _)| *trace_id);
