@@ -3,7 +3,7 @@
 
 Input: the statements the Rust test `dump_statements_for_the_chdb_check` writes (one per
 line; see scripts/check-clickhouse-sql.sh). The schema statements run first; then sample spans
-go in (their search, summary, newest-start and inbound-link rows too, as the inserter writes them), then every query shape runs and the ones with a
+go in (their search rows and inbound-link rows too, as the inserter writes them), then every query shape runs and the ones with a
 known answer are checked. Exit status 1 when any statement fails on this ClickHouse.
 
     python3 check-clickhouse-sql.py STATEMENTS_FILE
@@ -35,17 +35,6 @@ SELECT today(), 'frontend', 1764000000000000000 + number * 1000, unhex('{t}'), '
   if(number = 0, 2, 3), if(number = 2, 2, 0), 100000000 - number * 1000,
   ['http.response.status_code'], [if(number = 2, '500', '200')]
 FROM numbers(3)
-"""
-# Their per-trace summary row and the service's newest start (schema 8: the inserter writes
-# them, once per trace and insert, and per service when due).
-SUMMARY_ROWS = """
-INSERT INTO spanline.trace_summary_local (received_day, trace_id, start_state, end_state)
-SELECT today(), unhex('{t}'), minState(1764000000000000000 + number * 1000),
-  maxState(toUInt64(1764000000100000000))
-FROM numbers(3)
-"""
-NEWEST_ROWS = """
-INSERT INTO spanline.newest_local (service, start_ns) VALUES ('frontend', 1764000000000002000)
 """
 # Inbound links: a span of T2 links to T1 (written twice, as a retried insert would), and one
 # of T1 to itself (never a row: the inserter skips it; here it checks the query's filter).
@@ -111,18 +100,12 @@ def main() -> int:
         for t in (T1, T2):
             run(SAMPLE_ROWS.format(t=t))
             run(SEARCH_ROWS.format(t=t))
-            run(SUMMARY_ROWS.format(t=t))
-        run(NEWEST_ROWS)
         run(LINK_ROWS.format(t1=T1, t2=T2))
         for sql in DURABLE_ROWS:
             run(sql)
         views = run("SELECT count() FROM system.tables WHERE database = 'spanline' "
                     "AND name = 'search_mv'").strip()
         print(f"{'OK' if views == '0' else 'FAIL'}    no search_mv (schema 6): {views}")
-        failures += views != "0"
-        views = run("SELECT count() FROM system.tables WHERE database = 'spanline' "
-                    "AND name IN ('newest_mv', 'trace_summary_mv')").strip()
-        print(f"{'OK' if views == '0' else 'FAIL'}    no newest_mv, trace_summary_mv (schema 8): {views}")
         failures += views != "0"
         # Known answers (before the statements that delete): trace by id, attribute search.
         checks = {
@@ -137,12 +120,9 @@ def main() -> int:
             # The decision shape (sql::decision): the latest row of T1.
             f"SELECT kept, policies, finish FROM spanline.sampling_decisions_local "
             f"WHERE trace_id = unhex('{T1}') ORDER BY decided_ns DESC LIMIT 1": '1,"[""slow""]","settled"',
-            # newest_local (schema 4, written by the inserter since 8): the service's newest start.
+            # newest_mv filled newest_local (schema 4): the newest span start of the service.
             "SELECT service, max(start_ns) FROM spanline.newest_local GROUP BY service":
             '"frontend",1764000000000002000',
-            # The summary rows as the inserter writes them fold to the trace's bounds.
-            f"SELECT minMerge(start_state), maxMerge(end_state) FROM spanline.trace_summary_local "
-            f"WHERE trace_id = unhex('{T1}')": "1764000000000000000,1764000000100000000",
             # The consumer-group shape (sql::consumer_groups): one row per pair, its latest time.
             "SELECT destination, consumer_group, max(last_seen_ns) AS seen FROM "
             "spanline.consumer_groups_local GROUP BY destination, consumer_group "

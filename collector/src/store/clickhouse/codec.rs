@@ -84,18 +84,6 @@ pub(super) fn write_search(w: &mut Writer, span: &Span, received_ns: u64) {
     }
 }
 
-/// Appends a `trace_summary_local` row `(received_day, trace_id, start_state, end_state)`
-/// to `w`: the trace's first start and last end among spans received on `day`, unix ns, as
-/// the states of `min(UInt64)` and `max(UInt64)` (each a set flag `1`, then the value).
-pub(super) fn write_summary(w: &mut Writer, day: u16, trace: &TraceId, start_ns: u64, end_ns: u64) {
-    w.u16(day);
-    w.fixed(&trace.0);
-    w.u8(1);
-    w.u64(start_ns);
-    w.u8(1);
-    w.u64(end_ns);
-}
-
 fn kind_code(span: &Span) -> u8 {
     u8::try_from(span.kind.as_i32()).unwrap_or(0)
 }

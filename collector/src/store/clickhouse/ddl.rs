@@ -1,7 +1,7 @@
-//! The schema's statements for one node: the tables (`CREATE … IF NOT EXISTS`, in order),
-//! the applied-version record, the fills that bring a table the writer keeps up to date on a
-//! database written before it existed, and the drop of the views older schemas had
-//! (`schema.rs` runs them). Re-exported by [`super::sql`], where the tables are described; the same 18.16 and
+//! The schema's statements for one node: the tables and views (`CREATE … IF NOT EXISTS`, in
+//! order), the applied-version record, and the fills that bring a table a materialized view
+//! or the writer keeps up to date on a database written before it existed (`schema.rs` runs
+//! them). Re-exported by [`super::sql`], where the tables are described; the same 18.16 and
 //! current-ClickHouse dialect.
 
 use super::sql::Tables;
@@ -60,22 +60,31 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
             t.replacing_engine("consumer_groups_local", "last_seen_ns")
         ),
         // Schema 4: the newest span start per service, where newest-first searches start
-        // their time windows (search.rs). A hint only: never deleted, never exact. Written by
-        // the span writer since schema 8 (before, by the view `newest_mv`).
+        // their time windows (search.rs). A hint only: never deleted, never exact.
         format!(
             "CREATE TABLE IF NOT EXISTS `{db}`.`newest_local` (service String, \
              start_ns UInt64) ENGINE = {} ORDER BY service",
             t.replacing_engine("newest_local", "start_ns")
         ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`newest_mv` TO `{db}`.`newest_local` \
+             AS SELECT service, max(start_ns) AS start_ns FROM `{db}`.`spans_local` \
+             GROUP BY service"
+        ),
         // Schema 5: per trace (and received day) its first span start and last span end,
-        // what searches rank by (search_sql.rs) instead of aggregating the spans. Written by
-        // the span writer since schema 8 (before, by the view `trace_summary_mv`).
+        // what searches rank by (search_sql.rs) instead of aggregating the spans. The column
+        // names differ from the source's: 18.16 refuses a view whose alias is one.
         format!(
             "CREATE TABLE IF NOT EXISTS `{db}`.`trace_summary_local` (received_day Date, \
              trace_id FixedString(16), start_state AggregateFunction(min, UInt64), \
              end_state AggregateFunction(max, UInt64)) ENGINE = {} PARTITION BY received_day \
              ORDER BY trace_id SETTINGS index_granularity = 256",
             t.aggregating_engine("trace_summary_local")
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.`trace_summary_mv` TO \
+             `{db}`.`trace_summary_local` AS {}",
+            summarize_spans(t)
         ),
         // Schema 7: per trace, each time the writer stores spans of it, its duration so far
         // (insert.rs), ordered by duration: what duration-sorted searches walk (longest.rs).
@@ -124,7 +133,7 @@ pub(super) fn record_schema_version(t: &Tables, version: u32, now_ns: u64) -> St
 }
 
 /// Fills this node's `newest_local` from its spans (schema 4 on a database written before:
-/// the writer adds rows only for later inserts).
+/// the materialized view only sees later inserts).
 pub(super) fn backfill_newest(t: &Tables) -> String {
     format!(
         "INSERT INTO {} (service, start_ns) SELECT service, max(start_ns) FROM {} \
@@ -134,9 +143,7 @@ pub(super) fn backfill_newest(t: &Tables) -> String {
     )
 }
 
-/// The `trace_summary_local` rows of this node's spans: one per trace and received day. The
-/// column names differ from the source's (18.16 refused a materialized view, schema 5 to 7,
-/// whose alias was one).
+/// The `trace_summary_local` rows of this node's spans: one per trace and received day.
 fn summarize_spans(t: &Tables) -> String {
     format!(
         "SELECT received_day, trace_id, minState(start_ns) AS start_state, \
@@ -146,7 +153,7 @@ fn summarize_spans(t: &Tables) -> String {
 }
 
 /// Fills this node's `trace_summary_local` from its spans (schema 5 on a database written
-/// before). Rows the writer adds meanwhile only repeat a `min`/`max`: folding them is harmless.
+/// before). Rows the view adds meanwhile only repeat a `min`/`max`: folding them is harmless.
 pub(super) fn backfill_trace_summaries(t: &Tables) -> String {
     format!(
         "INSERT INTO {} (received_day, trace_id, start_state, end_state) {}",
@@ -168,11 +175,4 @@ pub(super) fn backfill_trace_durations(t: &Tables) -> String {
          WHERE trace_id NOT IN (SELECT trace_id FROM {durations}) GROUP BY trace_id",
         t.name("trace_summary_local")
     )
-}
-
-/// The materialized views that filled `newest_local` and `trace_summary_local` from schema 4
-/// and 5 to 7 (schema 8: the span writer writes those rows itself, fewer parts per insert);
-/// each statement drops one view when it exists.
-pub(super) fn drop_summary_views(t: &Tables) -> [String; 2] {
-    ["newest_mv", "trace_summary_mv"].map(|v| format!("DROP TABLE IF EXISTS `{}`.`{v}`", t.db))
 }

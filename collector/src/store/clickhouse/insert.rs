@@ -12,10 +12,7 @@
 //! stored are duplicates, and new spans of a trace at the per-trace limit are refused (and
 //! counted in `refusals_local`). The same read gives the stored spans' start and end, so each
 //! trace the batch stores spans of gets a `trace_duration_local` row with its duration so far
-//! (stored and new spans together; `longest.rs` walks them) and, per received day, a
-//! `trace_summary_local` row with the first start and last end of its new spans (schema 8:
-//! before, a materialized view grouped every insert's spans for it); services get a
-//! `newest_local` row when due (`newest.rs`). Then it is *inserted*. The two stages overlap: batch N+1 is
+//! (stored and new spans together; `longest.rs` walks them). Then it is *inserted*. The two stages overlap: batch N+1 is
 //! checked while batch N is being inserted, against the stored keys plus N's keys (which the
 //! read may or may not see yet). Inserts run one at a time, in order; when insert N fails,
 //! batch N+1 (checked against N's keys) fails too, so no span is acknowledged as a duplicate
@@ -30,8 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use futures_util::future::join_all;
 
-use super::codec::{DAY_NS, day_of, write_search, write_span, write_summary};
-use super::newest::NewestWritten;
+use super::codec::{DAY_NS, day_of, write_search, write_span};
 use super::rowbinary::{Reader, Writer};
 use super::{INSERT_SETTINGS, Shared, sql};
 use crate::model::{Span, SpanId, SpanKind, TraceId};
@@ -178,10 +174,6 @@ struct ShardRows {
     links: Writer,
     /// Trace duration rows (empty: nothing new).
     durations: Writer,
-    /// Per-trace summary rows, one per trace and received day with new spans (schema 8).
-    summaries: Writer,
-    /// Newest-start rows (`newest.rs`; shard 0 only, empty on most batches).
-    newest: Writer,
 }
 
 /// A checked batch, ready to insert.
@@ -207,18 +199,13 @@ impl Checked {
 pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<WriteRequest>) {
     // The insert in flight, and the keys it adds.
     let mut inflight: Option<(tokio::task::JoinHandle<bool>, Keys)> = None;
-    let mut newest = NewestWritten::default();
     while let Some(batch) = gather(&shared, &mut queue).await {
         let pending = inflight.as_ref().map(|(_, keys)| keys);
-        let checked = check(&shared, batch, pending, &mut newest).await;
+        let checked = check(&shared, batch, pending).await;
         let previous_ok = match inflight.take() {
             Some((handle, _)) => handle.await.unwrap_or(false),
             None => true,
         };
-        if !previous_ok {
-            // Its newest rows (and this batch's, which fails with it) may be missing.
-            newest.forget();
-        }
         match checked {
             Ok(mut c) if previous_ok => {
                 // The insert does not need them: moved, not copied (a set per trace).
@@ -346,13 +333,11 @@ type Replies = Vec<oneshot::Sender<Result<WriteOutcome, StoreError>>>;
 
 /// Decides each span of the batch (stored, duplicate, over the limit) against the stored
 /// keys and `pending` (the keys of the insert in flight), and gathers the rows of the
-/// stored ones by shard: theirs, and per trace its summary and duration rows; per service
-/// its newest start when `newest` says it is due.
+/// stored ones by shard.
 async fn check(
     shared: &Shared,
     batch: Vec<WriteRequest>,
     pending: Option<&Keys>,
-    newest: &mut NewestWritten,
 ) -> Result<Checked, (StoreError, Replies)> {
     let now = crate::time::now_unix_nano();
     let mut earliest: HashMap<TraceId, u64> = HashMap::default();
@@ -390,14 +375,9 @@ async fn check(
         .collect();
     let mut refused: HashMap<TraceId, u64> = HashMap::default();
     let mut added: Keys = HashMap::default();
-    // Per trace and received day, the first start and last end of the spans stored.
-    let mut summaries: HashMap<(TraceId, u16), (u64, u64)> = HashMap::default();
-    // Per service, the newest start among the spans stored.
-    let mut services: HashMap<&str, u64> = HashMap::default();
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in &batch {
         let mut outcome = WriteOutcome::default();
-        let day = day_of(request.received_ns);
         for (i, span) in request.spans.iter().enumerate() {
             let key = (span.span_id, span.kind);
             let trace = keys.entry(span.trace_id).or_default();
@@ -410,19 +390,13 @@ async fn check(
                 let (start, end) = (span.start_time_unix_nano, span.end_time_unix_nano);
                 trace.add(key, start, end);
                 added.entry(span.trace_id).or_default().add(key, start, end);
-                let bounds = summaries
-                    .entry((span.trace_id, day))
-                    .or_insert((u64::MAX, 0));
-                *bounds = (bounds.0.min(start), bounds.1.max(end));
-                let service = services.entry(&span.service_name).or_insert(start);
-                *service = (*service).max(start);
                 let (row, search) = request.rows(i);
                 let shard = &mut shards[writes.shard_of(&span.trace_id)];
                 shard.rows.fixed(row);
                 shard.search.fixed(search);
                 for link in span.links.iter().filter(|l| l.trace_id != span.trace_id) {
                     let w = &mut shards[writes.shard_of(&link.trace_id)].links;
-                    w.u16(day);
+                    w.u16(day_of(request.received_ns));
                     w.fixed(&link.trace_id.0);
                     w.fixed(&span.trace_id.0);
                 }
@@ -441,16 +415,6 @@ async fn check(
         w.u64(new.duration_ns());
         w.fixed(&trace.0);
     }
-    for ((trace, day), (start, end)) in &summaries {
-        write_summary(
-            &mut shards[writes.shard_of(trace)].summaries,
-            *day,
-            trace,
-            *start,
-            *end,
-        );
-    }
-    newest.rows(&services, &mut shards[0].newest);
     for (trace, n) in &refused {
         let w = &mut shards[writes.shard_of(trace)].refusals;
         w.u16(day_of(now));
@@ -466,12 +430,11 @@ async fn check(
     })
 }
 
-/// Inserts one shard's rows of a batch: links, trace durations, summaries, newest starts and
-/// search rows first, then spans, then refusals. A failure after the first inserts leaves
-/// rows of spans that were not stored, for a retry to repeat, never stored spans whose
-/// links, duration, summary or search rows were lost (a span stored without its search row
-/// would never be found: its retry is a duplicate; a trace's summary row tells the
-/// duplicate check it has stored spans, so one without spans costs the check a read). Links are read with `DISTINCT`; a duration row is at most as long as the trace
+/// Inserts one shard's rows of a batch: links, trace durations and search rows first, then
+/// spans, then refusals. A failure after the first inserts leaves rows of spans that were
+/// not stored, for a retry to repeat, never stored spans whose links, duration or search rows
+/// were lost (a span stored without its search row would never be found: its retry is a
+/// duplicate). Links are read with `DISTINCT`; a duration row is at most as long as the trace
 /// will be once the retry stores its spans. A search row of a span not stored makes its
 /// trace a search result only if the trace has other stored spans (results are ranked from
 /// the stored spans or their per-trace summaries), until the retry stores the span; its
@@ -485,11 +448,6 @@ async fn insert_shard(shared: &Shared, shard: usize, rows: ShardRows) -> Result<
             sql::insert_trace_durations(&writes.tables),
             rows.durations.buf,
         ),
-        (
-            sql::insert_trace_summaries(&writes.tables),
-            rows.summaries.buf,
-        ),
-        (sql::insert_newest(&writes.tables), rows.newest.buf),
         (sql::insert_search(&writes.tables), rows.search.buf),
         (sql::insert_spans(&writes.tables), rows.rows.buf),
         (sql::insert_refusals(&writes.tables), rows.refusals.buf),

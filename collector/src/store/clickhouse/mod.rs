@@ -9,11 +9,10 @@
 //! | module | concept |
 //! |---|---|
 //! | [`sql`] | every statement (inserts, query shapes), in the 18.16 + current dialect, but the searches' and the schema's |
-//! | [`ddl`] | the schema's statements: tables, the version record, the fills of newer tables, the drop of older schemas' views (re-exported by `sql`) |
+//! | [`ddl`] | the schema's statements: tables and views, the version record, the fills of newer tables (re-exported by `sql`) |
 //! | [`search_sql`] | the search statements: prefilter, per-trace aggregate (over the per-trace summaries of schema 5 when they suffice, else the spans), windowed candidates |
-//! | [`schema`] | creating the schema at start: idempotent, versioned, on every node; filling newer tables from the spans; schema 6's column drops, schema 8's view drops |
-//! | [`insert`] | the writer task: requests coalesce into one `INSERT` per table (spans, their search rows, per-trace summaries and durations, links, refusals), answered after it |
-//! | [`newest`] | the writer's `newest_local` rows: a service's newest start, written when it moved a second (schema 8) |
+//! | [`schema`] | creating the schema at start: idempotent, versioned, on every node; filling the tables newer views keep; schema 6's column drops |
+//! | [`insert`] | the writer task: requests coalesce into one `INSERT` per table (spans, their search rows, links, refusals), answered after it |
 //! | [`search`] | trace search (`find_traces`: newest-first in widening time windows) and summaries |
 //! | [`window_spans`] | a newest-first search's first try by service, the shards apart: the candidates' spans with the window step, ranked here |
 //! | [`longest`] | duration-sorted search: the traces walked longest first (`trace_duration_local`, schema 7), ranked until exact |
@@ -43,7 +42,6 @@ mod durable;
 mod http;
 mod insert;
 mod longest;
-mod newest;
 mod read;
 mod retention;
 mod rowbinary;
@@ -592,8 +590,6 @@ impl SpanStore for ClickHouseStore {
 
 #[cfg(test)]
 mod longest_tests;
-#[cfg(test)]
-mod schema_8_tests;
 #[cfg(test)]
 mod shard_tests;
 #[cfg(test)]

@@ -3,14 +3,12 @@
 //! database carries a newer version than [`sql::SCHEMA_VERSION`] is refused (a newer
 //! collector wrote it); an older one is brought up to date: the `IF NOT EXISTS` statements
 //! add the newer tables, and the tables that materialized views keep are filled from the
-//! stored spans once (the writer writes rows only for later inserts): `newest_local` from
-//! version 4 on, `trace_summary_local` from version 5 on; likewise `trace_duration_local`
-//! (version 7) from the summaries. Each fill is keyed on the recorded
+//! stored spans once (a view sees only later inserts): `newest_local` from version 4 on,
+//! `trace_summary_local` from version 5 on; likewise `trace_duration_local` (version 7,
+//! written by the span writer) from the summaries. Each fill is keyed on the recorded
 //! version alone, so a database of any older version gets every fill it lacks. Version 6
 //! drops the attribute arrays from `spans_local` (and the view `search_mv` that copied them
 //! into `search_local`, which the writer now fills itself): [`drop_span_attribute_arrays`].
-//! Version 8 drops the views `newest_mv` and `trace_summary_mv` (the writer writes those
-//! tables' rows itself since; a view left would double them).
 
 use std::time::{Duration, Instant};
 
@@ -64,13 +62,6 @@ pub(super) async fn apply(nodes: &[Node], tables: &Tables) -> Result<(), StoreEr
             // the same traces (reads take each trace's largest).
             node.run(&sql::backfill_trace_durations(tables), &[], Vec::new())
                 .await?;
-        }
-        if applied < 8 {
-            // Schema 8: the writer writes the summary and newest rows itself; the views that
-            // did would add a second copy of each.
-            for statement in sql::drop_summary_views(tables) {
-                node.run(&statement, &[], Vec::new()).await?;
-            }
         }
         if applied < u64::from(SCHEMA_VERSION) {
             let now = crate::time::now_unix_nano();

@@ -21,8 +21,8 @@
 //! | `links_local` | `(trace_id, source_trace_id)` | inbound links: `trace_id` is linked to by a span of `source_trace_id` (schema 2), written by the inserter for spans with links |
 //! | `sampling_decisions_local` | `trace_id` | tail sampling decisions (schema 3; the latest row of a trace wins) |
 //! | `consumer_groups_local` | `(destination, consumer_group)` | consumer groups learnt from CONSUMER spans (schema 3; `ReplacingMergeTree`, reads take `max(last_seen_ns)`) |
-//! | `newest_local` | `service` | the newest span start per service, written by the span writer (schema 4; before schema 8 by the view `newest_mv`; `ReplacingMergeTree`, reads take `max(start_ns)`): where newest-first searches start their windows |
-//! | `trace_summary_local` | `trace_id` | per trace and received day the first span start and last span end as `min`/`max` states, written by the span writer once per trace and insert (schema 5; before schema 8 by the view `trace_summary_mv`; `AggregatingMergeTree`, reads fold with `minMerge`/`maxMerge`): what searches rank candidates by |
+//! | `newest_local` | `service` | the newest span start per service, filled by `newest_mv` (schema 4; `ReplacingMergeTree`, reads take `max(start_ns)`): where newest-first searches start their windows |
+//! | `trace_summary_local` | `trace_id` | per trace and received day the first span start and last span end as `min`/`max` states, filled by `trace_summary_mv` (schema 5; `AggregatingMergeTree`, reads fold with `minMerge`/`maxMerge`): what searches rank candidates by |
 //! | `trace_duration_local` | `(duration_ns, trace_id)` | per trace, each time the writer stores spans of it, the trace's duration so far (schema 7): a trace's largest row is its duration, what duration-sorted searches walk, longest first (`longest.rs`) |
 //! | `schema_version` | - | the applied schema versions |
 //!
@@ -34,11 +34,11 @@ use crate::model::TraceId;
 use crate::store::TimeWindow;
 
 /// The schema this build writes and reads; a database with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u32 = 8;
+pub(super) const SCHEMA_VERSION: u32 = 7;
 
 pub(super) use super::ddl::{
-    backfill_newest, backfill_trace_durations, backfill_trace_summaries, drop_summary_views,
-    record_schema_version, schema, schema_version,
+    backfill_newest, backfill_trace_durations, backfill_trace_summaries, record_schema_version,
+    schema, schema_version,
 };
 
 /// Columns of `spans_local` in insert order (see `codec::write_span`).
@@ -236,23 +236,6 @@ pub(super) fn insert_trace_durations(t: &Tables) -> String {
     format!(
         "INSERT INTO {} (received_day, duration_ns, trace_id) FORMAT RowBinary",
         t.trace_durations()
-    )
-}
-
-/// `INSERT` of per-trace summary rows `(received_day, trace_id, start_state, end_state)` as
-/// `RowBinary` (the states as `codec::write_min_max_state` writes them).
-pub(super) fn insert_trace_summaries(t: &Tables) -> String {
-    format!(
-        "INSERT INTO {} (received_day, trace_id, start_state, end_state) FORMAT RowBinary",
-        t.trace_summaries()
-    )
-}
-
-/// `INSERT` of newest-start rows `(service, start_ns)` as `RowBinary`.
-pub(super) fn insert_newest(t: &Tables) -> String {
-    format!(
-        "INSERT INTO {} (service, start_ns) FORMAT RowBinary",
-        t.shared("newest")
     )
 }
 

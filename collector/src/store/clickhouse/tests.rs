@@ -527,8 +527,6 @@ fn dump_statements_for_the_chdb_check() {
     // The schema 6 migration: the ALTER is parsed only (the columns are gone here).
     out.push(super::schema::drop_search_view(&t));
     out.push(super::schema::span_attribute_columns(&t, "spans_local"));
-    // The schema 8 migration.
-    out.extend(sql::drop_summary_views(&t));
     out.push(format!(
         "PARSE {}",
         super::schema::drop_columns(
@@ -1018,7 +1016,7 @@ pub(super) async fn back_to_schema(servers: &Servers, tables: &[&str], version: 
         let drops = tables
             .iter()
             .chain(&["schema_version"])
-            .map(|t| format!("DROP TABLE IF EXISTS spanline_test.{t}"));
+            .map(|t| format!("DROP TABLE spanline_test.{t}"));
         let statements = drops.chain([
             "CREATE TABLE spanline_test.schema_version (version UInt32, applied_unix_ns \
              UInt64) ENGINE = TinyLog"
@@ -1049,7 +1047,7 @@ pub(super) async fn fill_again(servers: &Servers, fill: fn(&super::sql::Tables) 
 }
 
 /// Schema 4 on a database written by an older collector: `newest_local` is filled from the
-/// stored spans at start (the writer writes rows only for later inserts).
+/// stored spans at start (the materialized view sees only later inserts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_4_fills_newest_local_from_the_spans_of_an_older_database() {
     let Some(servers) = Servers::start(1).await else {
@@ -1063,7 +1061,7 @@ async fn schema_4_fills_newest_local_from_the_spans_of_an_older_database() {
     // Back to schema 3: no view, no table, version 3.
     let node = super::http::Node::new(&servers.urls[0], None, None).unwrap();
     for statement in [
-        "DROP TABLE IF EXISTS spanline_test.newest_mv",
+        "DROP TABLE spanline_test.newest_mv",
         "DROP TABLE spanline_test.newest_local",
         "DROP TABLE spanline_test.schema_version",
         "CREATE TABLE spanline_test.schema_version (version UInt32, applied_unix_ns UInt64) \
@@ -1105,7 +1103,7 @@ async fn schema_4_fills_newest_local_from_the_spans_of_an_older_database() {
 }
 
 /// Schema 5 on a database written by an older collector: `trace_summary_local` is filled
-/// from the stored spans at start (the writer writes rows only for later inserts), so duration-sorted
+/// from the stored spans at start (the view sees only later inserts), so duration-sorted
 /// searches, which rank from it, find the traces stored before; starting again adds rows
 /// that fold into the same summaries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1196,9 +1194,9 @@ async fn schema_6_drops_the_span_attribute_arrays_of_an_older_database() {
         .map(|u| super::http::Node::new(u, None, None).unwrap())
         .collect();
     // Back to schema 5 on both shards: the arrays in `spans_local` and `spans_dist`, the
-    // views, version 5.
+    // view, version 5.
     for node in &nodes {
-        for statement in super::schema_8_tests::SCHEMA_7_VIEWS.into_iter().chain([
+        for statement in [
             "ALTER TABLE spanline_test.spans_local ADD COLUMN attr_keys Array(String), \
              ADD COLUMN attr_values Array(String)",
             "ALTER TABLE spanline_test.spans_dist ADD COLUMN attr_keys Array(String), \
@@ -1210,7 +1208,7 @@ async fn schema_6_drops_the_span_attribute_arrays_of_an_older_database() {
             "CREATE TABLE spanline_test.schema_version (version UInt32, \
              applied_unix_ns UInt64) ENGINE = TinyLog",
             "INSERT INTO spanline_test.schema_version VALUES (5, 0)",
-        ]) {
+        ] {
             node.run(statement, &[], Vec::new()).await.unwrap();
         }
     }
@@ -1331,19 +1329,6 @@ async fn a_span_resent_a_month_later_is_a_duplicate() {
             old[14],
             old[15],
             super::sql::bytes_lit(&spans[0].trace_id.0)
-        ),
-        &[],
-        Vec::new(),
-    )
-    .await
-    .unwrap();
-    // And its summary row, as the writer writes one with its spans (schema 8).
-    node.run(
-        &format!(
-            "INSERT INTO spanline_test.trace_summary_local SELECT received_day, trace_id, \
-             minState(start_ns), maxState(end_ns) FROM spanline_test.spans_local \
-             WHERE trace_id = {} GROUP BY received_day, trace_id",
-            super::sql::bytes_lit(&old)
         ),
         &[],
         Vec::new(),
