@@ -3,8 +3,9 @@
 #   1. ingest at saturation (loadgen: OTLP/HTTP protobuf, 500 spans x 10 attributes per
 #      request, CONNECTIONS connections), acknowledged spans/s: the collector on a 2-shard
 #      ClickHouse 18.16 cluster (acknowledged once every shard confirmed), then the
-#      collector on SQLite (default settings), RUNS times, interleaved; each binary ingests
-#      into its own database (`bench_ingest_<label>`), not the one queried below;
+#      collector on SQLite (default settings; SQLITE=0 skips it), RUNS times, interleaved;
+#      each binary ingests into its own database (a new one per run, see FRESH), not the one
+#      queried below;
 #   2. the cluster's `spanline` database topped up to SPANS spans (default 1M), then through
 #      the collector's query API: trace by id, service + duration search, attribute search:
 #      p50 / p99 of SAMPLES queries each (HTTP keep-alive, one client), and the CPU the
@@ -17,7 +18,8 @@
 #   RUNS=2 DURATION=10 SPANS=1000000 SAMPLES=200 scripts/bench-clickhouse.sh
 #
 # COMPARE_BIN=path: a second collector binary (a release build of main): it ingests too
-# (its own database, label `clickhouse-2shards-compare`, first in each run), tops the
+# (its own database, label `clickhouse-2shards-compare`, first in each run or every other
+# run: see ALTERNATE), tops the
 # cluster up, and answers the same queries first, on the same data (then this build, which
 # may migrate the schema forward; the compared binary must not run after it).
 # TOPUP=copy: load SEED_SPANS (default SPANS/8) through the collector, then double the
@@ -33,6 +35,18 @@
 # one; the tables it does not know are left alone and unused by it).
 # COLLECTOR_BIN=path: this binary as "this build" instead of building the worktree's (to
 # measure a build kept from an earlier commit).
+# FRESH=1 (default): each ingest run writes into a new database (`bench_ingest_<label>_<run>`),
+# dropped on every node right after the run, so no run pays for the merges of the parts an
+# earlier run left (each run's own merges still run inside it; a long DURATION, e.g. 60,
+# makes a run pay for most of them). FRESH=cluster: besides, each ingest run on a 2-shard
+# cluster of its own, started for it in a new directory and removed after it (so no run
+# inherits the servers' or the file system's state from another: BENCHMARKS.md §6.13).
+# FRESH=0: one database per binary over all runs, as before (each run slower than the last).
+# ALTERNATE=1 (default): with COMPARE_BIN, the compared binary runs first in odd runs and
+# second in even ones (the first ClickHouse run after a pause or a start was the fastest:
+# BENCHMARKS.md §6.13); ALTERNATE=0: always first, as before.
+# PAUSE_S=N: N seconds idle before each ingest run (default 0), so a run does not start
+# while the servers or the file system still work off the one before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +61,7 @@ seed_spans=${SEED_SPANS:-$((spans_target / 8))}
 copy_shift_s=${COPY_SHIFT_S:-0}
 query_only=${QUERY_ONLY:-0}
 compare_schema=${COMPARE_SCHEMA:-}
+fresh=${FRESH:-1}
 work=${BENCH_DIR:-$(mktemp -d /tmp/spanline-bench-ch.XXXXXX)}
 target=${CARGO_TARGET_DIR:-target}
 
@@ -71,8 +86,10 @@ stop_collector() {
     pid=""
   fi
 }
+run_ch=""
 cleanup() {
   stop_collector
+  [ -z "$run_ch" ] || scripts/clickhouse.sh stop "$run_ch" || true
   scripts/clickhouse.sh stop "$work/ch" || true
 }
 trap cleanup EXIT
@@ -87,6 +104,7 @@ fi
 echo "$nodes"
 urls=$(echo "$nodes" | awk '/^node /{print $3}' | paste -sd, -)
 ch1=$(echo "$urls" | cut -d, -f1)
+ch_dir=$work/ch
 
 log_dir=$work
 # wait_port.
@@ -111,7 +129,7 @@ results=$work/results.txt
 # CPU time (1/100 s) the ClickHouse servers have used so far, both together.
 ch_ticks() {
   local f t=0
-  for f in "$work"/ch/node*/pid; do
+  for f in "$ch_dir"/node*/pid; do
     t=$((t + $(awk '{print $14 + $15}' "/proc/$(cat "$f")/stat")))
   done
   echo "$t"
@@ -133,20 +151,54 @@ load() { # label seconds
 ch_query() { curl -fsS "$ch1/?insert_distributed_sync=1" --data-binary "$1"; }
 stored() { ch_query "SELECT count() FROM spanline.spans_dist"; }
 
+# ingest_db NAME RUN: the database of an ingest run (see FRESH).
+ingest_db() { if [ "$fresh" != 0 ]; then echo "bench_ingest_$1_$2"; else echo "bench_ingest_$1"; fi; }
+# drop_fresh DATABASE: with FRESH=1, drops the run's database on every node (its merges stop).
+drop_fresh() {
+  [ "$fresh" = 1 ] || return 0  # (a run's own cluster is removed whole)
+  local u
+  for u in $(echo "$urls" | tr , ' '); do
+    curl -fsS "$u/" --data-binary "DROP DATABASE IF EXISTS \`$1\`"
+  done
+}
+
+# ingest LABEL BINARY DATABASE: one ingest run (on a cluster of its own with FRESH=cluster).
+ingest() {
+  local main_urls=$urls
+  sleep "${PAUSE_S:-0}"
+  if [ "$fresh" = cluster ]; then
+    run_ch=$work/ch-run
+    urls=$(scripts/clickhouse.sh start "$run_ch" 2 | awk '/^node /{print $3}' | paste -sd, -)
+    ch_dir=$run_ch
+  fi
+  start_collector clickhouse "$2" "$3"
+  load "$1" "$duration"
+  stop_collector
+  drop_fresh "$3"
+  if [ "$fresh" = cluster ]; then
+    scripts/clickhouse.sh stop "$run_ch" >/dev/null
+    rm -rf "$run_ch"
+    run_ch="" ch_dir=$work/ch urls=$main_urls
+  fi
+}
+
 if [ "$query_only" = 1 ]; then runs=0; fi
 for run in $(seq 1 "$runs"); do
   echo "--- run $run/$runs"
-  if [ -n "$compare_bin" ]; then
-    start_collector clickhouse "$compare_bin" bench_ingest_compare
-    load clickhouse-2shards-compare "$duration"
+  compare_second=0
+  [ "${ALTERNATE:-1}" = 1 ] && [ $((run % 2)) = 0 ] && compare_second=1
+  if [ -n "$compare_bin" ] && [ "$compare_second" = 0 ]; then
+    ingest clickhouse-2shards-compare "$compare_bin" "$(ingest_db compare "$run")"
+  fi
+  ingest clickhouse-2shards "$collector_bin" "$(ingest_db this "$run")"
+  if [ -n "$compare_bin" ] && [ "$compare_second" = 1 ]; then
+    ingest clickhouse-2shards-compare "$compare_bin" "$(ingest_db compare "$run")"
+  fi
+  if [ "${SQLITE:-1}" = 1 ]; then
+    start_collector sqlite
+    load sqlite "$duration"
     stop_collector
   fi
-  start_collector clickhouse "$collector_bin" bench_ingest_this
-  load clickhouse-2shards "$duration"
-  stop_collector
-  start_collector sqlite
-  load sqlite "$duration"
-  stop_collector
 done
 
 topup_bin=${compare_bin:-$collector_bin}
@@ -289,6 +341,9 @@ for label, v in rows.items():
     print(f"{label:24s} spans_per_s={statistics.median(v):10.0f} (n={len(v)}){extra}")
 if "clickhouse-2shards-compare" in rows and "clickhouse-2shards" in rows:
     print(f"this / compare = {statistics.median(rows['clickhouse-2shards']) / statistics.median(rows['clickhouse-2shards-compare']):.2f}")
+    # Run by run (the two builds of a run ran back to back, under about the same load).
+    pairs = [t / c for t, c in zip(rows['clickhouse-2shards'], rows['clickhouse-2shards-compare'])]
+    print(f"this / compare per run = {', '.join(f'{p:.2f}' for p in pairs)} (median {statistics.median(pairs):.2f})")
 if "clickhouse-2shards" in rows and "sqlite" in rows:
     print(f"clickhouse / sqlite = {statistics.median(rows['clickhouse-2shards']) / statistics.median(rows['sqlite']):.2f}")
 PY
