@@ -55,6 +55,7 @@ mod read;
 mod retention;
 mod schema;
 mod search;
+mod slow_walk;
 mod spans;
 mod stats;
 mod writer;
