@@ -131,8 +131,11 @@ macro_rules! slow_spans {
 }
 
 /// At most this many spans of a service at or above a search's minimum duration make it
-/// read their traces from `spans_slow` and sort them.
-const SLOW_DRIVE_MAX: i64 = 5_000;
+/// read their traces from `spans_slow` and sort them: a random read of `traces` each (about
+/// 8 µs), where the walk of `spans_slow_by_start` reads a few covering index entries per
+/// result while such spans are not rare among the service's spans of 100 ms or longer
+/// (3,000 of them at 1M demo spans: 23 ms p50 sorted, BENCHMARKS.md §3.5).
+const SLOW_DRIVE_MAX: i64 = 500;
 
 /// At most this many traces at or above a search's minimum duration make it walk
 /// `traces_by_duration` (read them all, sort by start) instead of the service's or
@@ -182,10 +185,13 @@ impl Drive {
             return Ok(Self::Traces);
         }
         let first_attribute = q.attributes.first();
+        // A service and a minimum duration of 100 ms or more: the service's spans that long,
+        // sorted when they are few, else walked newest first (`slow_walk.rs`).
         if first_attribute.is_none()
             && let (Some(service), Some(min)) = (&q.service, q.min_duration_ns)
             && min >= SLOW_SPAN_NS
-            && fewer_than(
+        {
+            let few = fewer_than(
                 conn,
                 slow_spans!(),
                 vec![
@@ -193,9 +199,8 @@ impl Drive {
                     SqlValue::Integer(to_i64(min)),
                 ],
                 SLOW_DRIVE_MAX,
-            )?
-        {
-            return Ok(Self::SlowSpans);
+            )?;
+            return Ok(if few { Self::SlowSpans } else { Self::SlowWalk });
         }
         // A minimum duration few traces reach: walking the service's (or operation's)
         // traces newest first would read all of them to find the few; read the few and sort.
@@ -209,14 +214,6 @@ impl Drive {
             )?
         {
             return Ok(Self::Duration);
-        }
-        // Many of the service's spans reach the minimum (more than SLOW_DRIVE_MAX): its
-        // slow spans newest first find the newest such traces in a few index steps each.
-        if first_attribute.is_none()
-            && q.service.is_some()
-            && q.min_duration_ns.is_some_and(|min| min >= SLOW_SPAN_NS)
-        {
-            return Ok(Self::SlowWalk);
         }
         Ok(match (&q.service, &q.operation, first_attribute) {
             (_, Some(_), _) => Self::Operation,
@@ -566,12 +563,13 @@ mod tests {
         )
     }
 
-    /// Both walks of a newest-first search with a minimum duration give the newest matches:
-    /// through `traces_by_duration` when few traces are that long, through the service's or
-    /// operation's index when many are.
+    /// Each walk of a newest-first search with a minimum duration gives the newest matches:
+    /// through `traces_by_duration` when few traces are that long (no service), through the
+    /// slow-span index with a service, through the service's or operation's index when many
+    /// traces are that long (a minimum under 100 ms).
     #[tokio::test]
     async fn min_duration_searches_are_newest_first_whether_few_or_many_traces_are_that_long() {
-        let (store, _dir) = fresh().await;
+        let (store, dir) = fresh().await;
         let many = u32::try_from(DURATION_DRIVE_MAX).unwrap() + 100;
         let mut spans: Vec<_> = (0..many)
             .map(|n| one_span_trace(n, "a", "x", 10.0))
@@ -582,14 +580,25 @@ mod tests {
         spans.push(one_span_trace(many + 3, "a", "x", 2000.0));
         spans.push(one_span_trace(many + 4, "a", "y", 2000.0));
         store.write_spans(spans).await.unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("spanline.db")).unwrap();
         let n = u64::from(many);
-        // Few traces last 1 s or more: the duration walk.
+        // Few traces last 1 s or more: the duration walk without a service.
         let rare = TraceQuery {
-            service: Some("a".into()),
             operation: Some("x".into()),
             min_duration_ns: Some(1_000_000_000),
             ..TraceQuery::default()
         };
+        assert_eq!(Drive::choose(&conn, &rare).unwrap(), Drive::Duration);
+        assert_eq!(
+            starts(store.find_traces(rare.clone()).await.unwrap()),
+            [n + 3, n + 2, n + 1]
+        );
+        // With a service: its few slow spans.
+        let rare = TraceQuery {
+            service: Some("a".into()),
+            ..rare
+        };
+        assert_eq!(Drive::choose(&conn, &rare).unwrap(), Drive::SlowSpans);
         assert_eq!(
             starts(store.find_traces(rare.clone()).await.unwrap()),
             [n + 3, n + 1]
@@ -619,7 +628,7 @@ mod tests {
     /// Newest-first searches with a service and a minimum duration give the same newest
     /// matches through each walk: the slow-span index (few spans of the service that long,
     /// or none), the duration index (a minimum under 100 ms that few traces reach), and the
-    /// service's traces newest first (many spans that long).
+    /// service's slow spans newest first (many spans that long, `slow_walk.rs`).
     #[tokio::test]
     async fn service_and_min_duration_searches_agree_through_the_slow_span_index() {
         let (store, dir) = fresh().await;
