@@ -61,7 +61,7 @@
 //! attr_segments.min_start_ns, attr_segments.max_start_ns      -- each staged segment's trace starts
 //! -- version 12 (`slow_walk.rs`):
 //! spans: INDEX spans_slow_by_start                            -- partial: spans of 100 ms or longer, for
-//!        (service, start_ns, duration_ns, trace_id)           -- newest-first searches with a service and a
+//!        (service, start_ns, duration_ns)                     -- newest-first searches with a service and a
 //!        WHERE duration_ns >= 100000000                       -- min duration that many spans reach
 //! ```
 //!
@@ -84,7 +84,7 @@
 //! by name; nothing is copied. Version 10 → 11 adds the run list of the attribute index and
 //! each staged segment's start range; the rows of `span_attrs` stay where they are (read and
 //! deleted from, never written again); nothing is copied. Version 11 → 12 builds the partial
-//! index `spans_slow_by_start` (one read of every span: about 10 s for 10M spans).
+//! index `spans_slow_by_start` (one read of every span: 10-40 s for 10M spans).
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -407,7 +407,7 @@ pub(super) fn open_read_write(
                      about 30 s per 10M spans)"
                 } else if version < 12 {
                     " (indexes the spans of 100 ms or longer by start: one read of every \
-                     span, about 10 s per 10M spans)"
+                     span, 10-40 s per 10M spans)"
                 } else {
                     ""
                 }
