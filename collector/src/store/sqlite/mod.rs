@@ -38,6 +38,7 @@
 //! | `codec.rs` | the `detail` protobuf of a span row, the `resources` row (resource and scope), and a row back into a [`Span`] |
 //! | `read.rs` | the reader pool, trace by id, summaries |
 //! | `search.rs` | the search SQL builder ([`TraceQuery`] → one `SELECT`) |
+//! | `slow_walk.rs` | newest-first searches by service and a minimum duration that many spans reach: the service's slow spans by start |
 //! | `stats.rs` | the dependency graph, per-operation samples, services and operations |
 //!
 //! Times are unix nanoseconds as `INTEGER` (values past `i64::MAX`, year 2262, are clamped).
@@ -55,6 +56,7 @@ mod read;
 mod retention;
 mod schema;
 mod search;
+mod slow_walk;
 mod spans;
 mod stats;
 mod writer;

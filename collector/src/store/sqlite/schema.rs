@@ -1,4 +1,4 @@
-//! # The schema (version 11, `PRAGMA user_version = 11`)
+//! # The schema (version 12, `PRAGMA user_version = 12`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -59,6 +59,10 @@
 //! span_attrs_run<N>(key, value, start_ns, trace_id)           -- PK (key, value, start_ns, trace_id);
 //!                                                             -- span_attrs is no longer written
 //! attr_segments.min_start_ns, attr_segments.max_start_ns      -- each staged segment's trace starts
+//! -- version 12 (`slow_walk.rs`):
+//! spans: INDEX spans_slow_by_start                            -- partial: spans of 100 ms or longer, for
+//!        (service, start_ns, duration_ns)                     -- newest-first searches with a service and a
+//!        WHERE duration_ns >= 100000000                       -- min duration that many spans reach
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -79,7 +83,8 @@
 //! for 10M spans). Version 9 → 10 drops `trace_operations_by_name` and indexes `operations`
 //! by name; nothing is copied. Version 10 → 11 adds the run list of the attribute index and
 //! each staged segment's start range; the rows of `span_attrs` stay where they are (read and
-//! deleted from, never written again); nothing is copied.
+//! deleted from, never written again); nothing is copied. Version 11 → 12 builds the partial
+//! index `spans_slow_by_start` (one read of every span: 10-40 s for 10M spans).
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -92,10 +97,11 @@ use super::index::SCHEMA_V10;
 use super::links::SCHEMA_V6;
 use super::options::{SqliteOptions, Synchronous};
 use super::search::SCHEMA_V9;
+use super::slow_walk::SCHEMA_V12;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 11;
+pub(super) const SCHEMA_VERSION: i64 = 12;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -390,6 +396,7 @@ pub(super) fn open_read_write(
         } else {
             String::new()
         };
+        let v12 = if version < 12 { SCHEMA_V12 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -398,6 +405,9 @@ pub(super) fn open_read_write(
                 } else if version < 9 {
                     " (indexes the spans of 100 ms or longer: one read of every span, \
                      about 30 s per 10M spans)"
+                } else if version < 12 {
+                    " (indexes the spans of 100 ms or longer by start: one read of every \
+                     span, 10-40 s per 10M spans)"
                 } else {
                     ""
                 }
@@ -405,7 +415,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} \
              PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))
@@ -626,6 +636,43 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// Version 11 → 12 builds `spans_slow_by_start` over the spans already stored: a
+    /// newest-first search with a service and a minimum duration walks it and finds them.
+    #[tokio::test]
+    async fn version_11_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let spans = conformance::demo_trace(11, false, 1.0);
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            store.write_spans(spans.clone()).await.unwrap();
+            store.shutdown().await;
+        }
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "BEGIN; DROP INDEX spans_slow_by_start; PRAGMA user_version = 11; COMMIT;",
+            )
+            .unwrap();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        store.shutdown().await;
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let root = spans.iter().find(|s| s.parent_span_id.is_none()).unwrap();
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM spans INDEXED BY spans_slow_by_start \
+                 WHERE service = ?1 AND duration_ns >= 100000000",
+                [&root.service_name],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(indexed >= 1, "{indexed}");
     }
 
     /// The search-index tables of schema version 2 (two B-trees each, keyed by trace id).

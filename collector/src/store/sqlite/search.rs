@@ -7,6 +7,7 @@ use rusqlite::types::Value as SqlValue;
 
 use super::attr_runs::{self, Run};
 use super::read::{SUMMARY_COLUMNS, read_trace, row_to_summary};
+use super::slow_walk::{self, SlowWalk};
 use super::{backend, to_i64};
 use crate::model::StatusCode;
 use crate::store::{
@@ -18,7 +19,8 @@ use crate::store::{
 /// a few candidates and sort them: the traces of a service's slow spans (`spans_slow`, when
 /// fewer than [`SLOW_DRIVE_MAX`] spans of the service reach a minimum duration of at least
 /// [`SLOW_SPAN_NS`]), or the traces that reach the minimum duration (when fewer than
-/// [`DURATION_DRIVE_MAX`] do, from `traces_by_duration`). The other filters are `EXISTS`
+/// [`DURATION_DRIVE_MAX`] do, from `traces_by_duration`); with more such spans, they walk
+/// the service's slow spans newest first (`slow_walk.rs`). The other filters are `EXISTS`
 /// probes on primary keys. Duration-ordered searches walk `traces_by_duration` from the
 /// longest. Every value is a bound parameter.
 pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
@@ -129,8 +131,11 @@ macro_rules! slow_spans {
 }
 
 /// At most this many spans of a service at or above a search's minimum duration make it
-/// read their traces from `spans_slow` and sort them.
-const SLOW_DRIVE_MAX: i64 = 5_000;
+/// read their traces from `spans_slow` and sort them: a random read of `traces` each (about
+/// 8 µs), where the walk of `spans_slow_by_start` reads a few covering index entries per
+/// result while such spans are not rare among the service's spans of 100 ms or longer
+/// (3,000 of them at 1M demo spans: 23 ms p50 sorted, BENCHMARKS.md §3.5).
+const SLOW_DRIVE_MAX: i64 = 500;
 
 /// At most this many traces at or above a search's minimum duration make it walk
 /// `traces_by_duration` (read them all, sort by start) instead of the service's or
@@ -169,6 +174,9 @@ enum Drive {
     Duration,
     /// The traces of the service's few spans that reach the minimum duration, sorted.
     SlowSpans,
+    /// The service's many spans that reach the minimum duration, newest first
+    /// (`slow_walk.rs`).
+    SlowWalk,
 }
 
 impl Drive {
@@ -177,10 +185,13 @@ impl Drive {
             return Ok(Self::Traces);
         }
         let first_attribute = q.attributes.first();
+        // A service and a minimum duration of 100 ms or more: the service's spans that long,
+        // sorted when they are few, else walked newest first (`slow_walk.rs`).
         if first_attribute.is_none()
             && let (Some(service), Some(min)) = (&q.service, q.min_duration_ns)
             && min >= SLOW_SPAN_NS
-            && fewer_than(
+        {
+            let few = fewer_than(
                 conn,
                 slow_spans!(),
                 vec![
@@ -188,9 +199,8 @@ impl Drive {
                     SqlValue::Integer(to_i64(min)),
                 ],
                 SLOW_DRIVE_MAX,
-            )?
-        {
-            return Ok(Self::SlowSpans);
+            )?;
+            return Ok(if few { Self::SlowSpans } else { Self::SlowWalk });
         }
         // A minimum duration few traces reach: walking the service's (or operation's)
         // traces newest first would read all of them to find the few; read the few and sort.
@@ -249,7 +259,7 @@ fn find_by_index(
     // per level or staged segment of the attribute index.
     let mut arms: Vec<Arm> = Vec::new();
     let (from, order) = match drive {
-        Drive::Traces => ("traces t", "t"),
+        Drive::Traces | Drive::SlowWalk => ("traces t", "t"),
         Drive::Duration => ("traces t INDEXED BY traces_by_duration", "t"),
         Drive::SlowSpans => {
             args.push(text(q.service.as_ref().unwrap_or(&String::new())));
@@ -372,6 +382,16 @@ fn find_by_index(
         }
         // Without a service, one trace can match through several services: `UNION`.
         Drive::Operation => return query_arms(conn, &arms, "UNION", &conds, &args, limit, offset),
+        Drive::SlowWalk => {
+            let walk = SlowWalk {
+                service: q.service.as_deref().unwrap_or_default(),
+                min_duration_ns: q.min_duration_ns.unwrap_or(SLOW_SPAN_NS),
+                start_min_ns: q.start_time_min_unix_nano,
+                conds: &conds,
+                args: &args,
+            };
+            return slow_walk::find(conn, &walk, limit, offset);
+        }
         _ => {}
     }
     args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
@@ -543,12 +563,13 @@ mod tests {
         )
     }
 
-    /// Both walks of a newest-first search with a minimum duration give the newest matches:
-    /// through `traces_by_duration` when few traces are that long, through the service's or
-    /// operation's index when many are.
+    /// Each walk of a newest-first search with a minimum duration gives the newest matches:
+    /// through `traces_by_duration` when few traces are that long (no service), through the
+    /// slow-span index with a service, through the service's or operation's index when many
+    /// traces are that long (a minimum under 100 ms).
     #[tokio::test]
     async fn min_duration_searches_are_newest_first_whether_few_or_many_traces_are_that_long() {
-        let (store, _dir) = fresh().await;
+        let (store, dir) = fresh().await;
         let many = u32::try_from(DURATION_DRIVE_MAX).unwrap() + 100;
         let mut spans: Vec<_> = (0..many)
             .map(|n| one_span_trace(n, "a", "x", 10.0))
@@ -559,14 +580,25 @@ mod tests {
         spans.push(one_span_trace(many + 3, "a", "x", 2000.0));
         spans.push(one_span_trace(many + 4, "a", "y", 2000.0));
         store.write_spans(spans).await.unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("spanline.db")).unwrap();
         let n = u64::from(many);
-        // Few traces last 1 s or more: the duration walk.
+        // Few traces last 1 s or more: the duration walk without a service.
         let rare = TraceQuery {
-            service: Some("a".into()),
             operation: Some("x".into()),
             min_duration_ns: Some(1_000_000_000),
             ..TraceQuery::default()
         };
+        assert_eq!(Drive::choose(&conn, &rare).unwrap(), Drive::Duration);
+        assert_eq!(
+            starts(store.find_traces(rare.clone()).await.unwrap()),
+            [n + 3, n + 2, n + 1]
+        );
+        // With a service: its few slow spans.
+        let rare = TraceQuery {
+            service: Some("a".into()),
+            ..rare
+        };
+        assert_eq!(Drive::choose(&conn, &rare).unwrap(), Drive::SlowSpans);
         assert_eq!(
             starts(store.find_traces(rare.clone()).await.unwrap()),
             [n + 3, n + 1]
@@ -596,7 +628,7 @@ mod tests {
     /// Newest-first searches with a service and a minimum duration give the same newest
     /// matches through each walk: the slow-span index (few spans of the service that long,
     /// or none), the duration index (a minimum under 100 ms that few traces reach), and the
-    /// service's traces newest first (many spans that long).
+    /// service's slow spans newest first (many spans that long, `slow_walk.rs`).
     #[tokio::test]
     async fn service_and_min_duration_searches_agree_through_the_slow_span_index() {
         let (store, dir) = fresh().await;
@@ -649,8 +681,98 @@ mod tests {
         // Many slow spans of `z` and many traces that long: `z`'s traces newest first.
         assert_eq!(
             search(query("z", 1000, 2)).await,
-            (Drive::Service, vec![short + slow - 1, short + slow - 2])
+            (Drive::SlowWalk, vec![short + slow - 1, short + slow - 2])
         );
+    }
+
+    /// The walk of a service's slow spans newest first (`slow_walk.rs`) finds what walking
+    /// its traces newest first finds, page for page: traces whose slow span starts long
+    /// after the trace (so span order is not trace order), spans of other services, kinds
+    /// and statuses the query refuses, and time bounds.
+    #[tokio::test]
+    async fn the_slow_span_walk_answers_as_the_service_walk_does() {
+        use super::find_by_index;
+        use crate::model::StatusCode;
+        let (store, dir) = fresh().await;
+        let mut rng = fastrand::Rng::with_seed(18);
+        let mut spans = Vec::new();
+        for n in 0..400u32 {
+            let mut id = [0u8; 16];
+            id[0] = 0x5e;
+            id[12..].copy_from_slice(&n.to_be_bytes());
+            // Trace starts 10 ms apart, sometimes equal (ties broken by trace id).
+            let start = f64::from(n / 2) * 10.0;
+            for no in 1..=rng.u64(1..5) {
+                let service = ["a", "b"][rng.usize(..2)];
+                let kind = [SpanKind::Server, SpanKind::Client][rng.usize(..2)];
+                // The first span starts the trace; later ones up to 3 s after it.
+                let offset = if no == 1 { 0.0 } else { rng.f64() * 3000.0 };
+                let duration = [50.0, 150.0, 1200.0, 3000.0][rng.usize(..4)];
+                let parent = (no > 1).then_some(1);
+                let mut s = span(
+                    TraceId(id),
+                    no,
+                    parent,
+                    service,
+                    "x",
+                    kind,
+                    start + offset,
+                    duration,
+                );
+                if rng.u32(..4) == 0 {
+                    s.status.code = StatusCode::Error;
+                }
+                spans.push(s);
+            }
+        }
+        store.write_spans(spans).await.unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("spanline.db")).unwrap();
+        let mut compared = 0;
+        for min_ms in [100, 1000, 2000] {
+            for (limit, offset) in [(1, 0), (3, 2), (20, 0), (500, 0)] {
+                for kind in [None, Some(SpanKind::Client)] {
+                    for errors_only in [false, true] {
+                        for start_min_ms in [None, Some(1000)] {
+                            let q = TraceQuery {
+                                service: Some("a".into()),
+                                min_duration_ns: Some(min_ms * 1_000_000),
+                                kind,
+                                errors_only,
+                                start_time_min_unix_nano: start_min_ms
+                                    .map(|ms| crate::testing::T0 + ms * crate::testing::MS),
+                                limit,
+                                ..TraceQuery::default()
+                            };
+                            let candidates = q.candidates();
+                            let by = |drive| {
+                                starts_and_ids(
+                                    find_by_index(
+                                        &conn,
+                                        &candidates,
+                                        drive,
+                                        limit,
+                                        offset,
+                                        Some(&q),
+                                    )
+                                    .unwrap(),
+                                )
+                            };
+                            let walked = by(Drive::SlowWalk);
+                            assert_eq!(walked, by(Drive::Service), "{q:?} offset {offset}");
+                            compared += usize::from(!walked.is_empty());
+                        }
+                    }
+                }
+            }
+        }
+        // Most of the 96 searches find traces (not an agreement on empty answers).
+        assert!(compared > 60, "{compared}");
+    }
+
+    /// Each found trace's start (ms after T0) and id, in the order found.
+    fn starts_and_ids(found: Vec<crate::store::TraceSummary>) -> Vec<(u64, TraceId)> {
+        let ids = found.iter().map(|s| s.trace_id).collect::<Vec<_>>();
+        starts(found).into_iter().zip(ids).collect()
     }
 
     /// A search by an operation alone (no service) merges the operation's traces of every
