@@ -1,4 +1,4 @@
-//! # The schema (version 11, `PRAGMA user_version = 11`)
+//! # The schema (version 12, `PRAGMA user_version = 12`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -59,6 +59,11 @@
 //! span_attrs_run<N>(key, value, start_ns, trace_id)           -- PK (key, value, start_ns, trace_id);
 //!                                                             -- span_attrs is no longer written
 //! attr_segments.min_start_ns, attr_segments.max_start_ns      -- each staged segment's trace starts
+//! -- version 12 (`operation_ids.rs`):
+//! operation_ids(id INTEGER PRIMARY KEY, name, service)        -- UNIQUE (name, service): one id per
+//!                                                             -- (service, operation) pair ever stored
+//! trace_operations(op, start_ns, trace_id)                    -- PK (op, start_ns, trace_id), WITHOUT ROWID:
+//!                                                             -- the pair as its id, not its two strings
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -79,7 +84,9 @@
 //! for 10M spans). Version 9 → 10 drops `trace_operations_by_name` and indexes `operations`
 //! by name; nothing is copied. Version 10 → 11 adds the run list of the attribute index and
 //! each staged segment's start range; the rows of `span_attrs` stay where they are (read and
-//! deleted from, never written again); nothing is copied.
+//! deleted from, never written again); nothing is copied. Version 11 → 12 numbers the
+//! (service, operation) pairs and rewrites `trace_operations` with the numbers, in key order
+//! (one read of every row: about a minute per 10M spans).
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -90,12 +97,13 @@ use super::attr_runs::schema_v11;
 use super::attr_stage::SCHEMA_V8;
 use super::index::SCHEMA_V10;
 use super::links::SCHEMA_V6;
+use super::operation_ids::SCHEMA_V12;
 use super::options::{SqliteOptions, Synchronous};
 use super::search::SCHEMA_V9;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 11;
+pub(super) const SCHEMA_VERSION: i64 = 12;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -390,6 +398,7 @@ pub(super) fn open_read_write(
         } else {
             String::new()
         };
+        let v12 = if version < 12 { SCHEMA_V12 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -398,6 +407,8 @@ pub(super) fn open_read_write(
                 } else if version < 9 {
                     " (indexes the spans of 100 ms or longer: one read of every span, \
                      about 30 s per 10M spans)"
+                } else if version < 12 {
+                    " (rewrites the operation index; about a minute per 10M spans)"
                 } else {
                     ""
                 }
@@ -405,7 +416,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} \
              PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))
@@ -457,6 +468,7 @@ mod tests {
     use super::*;
     use crate::model::SpanKind;
     use crate::store::sqlite::SqliteStore;
+    use crate::store::sqlite::operation_ids::BACK_TO_V11;
     use crate::store::{RetentionPolicy, SpanStore, TraceQuery, conformance};
 
     #[test]
@@ -560,13 +572,13 @@ mod tests {
         // Back to version 4: no time of receipt.
         Connection::open(&path)
             .unwrap()
-            .execute_batch(
-                "BEGIN; DROP INDEX traces_by_received; DROP TABLE trace_links;
+            .execute_batch(&format!(
+                "BEGIN; {BACK_TO_V11} DROP INDEX traces_by_received; DROP TABLE trace_links;
                  ALTER TABLE traces DROP COLUMN received_ns;
                  ALTER TABLE traces DROP COLUMN spans_refused;
                  UPDATE traces SET start_ns = 9000000000000000000;
-                 PRAGMA user_version = 4; COMMIT;",
-            )
+                 PRAGMA user_version = 4; COMMIT;"
+            ))
             .unwrap();
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         store.shutdown().await;
@@ -596,10 +608,10 @@ mod tests {
         }
         Connection::open(&path)
             .unwrap()
-            .execute_batch(
-                "BEGIN; DROP TABLE sampling_decisions; DROP TABLE consumer_groups;
-                 PRAGMA user_version = 6; COMMIT;",
-            )
+            .execute_batch(&format!(
+                "BEGIN; {BACK_TO_V11} DROP TABLE sampling_decisions; DROP TABLE consumer_groups;
+                 PRAGMA user_version = 6; COMMIT;"
+            ))
             .unwrap();
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         assert!(store.get_trace(spans[0].trace_id).await.unwrap().is_some());
@@ -666,6 +678,7 @@ mod tests {
             .unwrap()
             .execute_batch(&format!(
                 "BEGIN;
+                 {BACK_TO_V11}
                  ALTER TABLE trace_services RENAME TO ts3;
                  ALTER TABLE trace_operations RENAME TO to3;
                  ALTER TABLE span_attrs RENAME TO sa3;
