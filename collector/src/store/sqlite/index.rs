@@ -501,7 +501,7 @@ impl StoredRows {
 #[cfg(test)]
 mod tests {
     use super::super::tests::fresh;
-    use crate::store::{RetentionPolicy, SpanStore, TraceQuery, conformance};
+    use crate::store::{SpanStore, TraceQuery, conformance};
     use rusqlite::Connection;
 
     #[tokio::test]
@@ -538,15 +538,7 @@ mod tests {
             assert_eq!(stale, 0, "{table}");
         }
         // Retention finds the moved rows by their key.
-        let outcome = store
-            .enforce_retention(RetentionPolicy {
-                delete_before_unix_nano: Some(u64::MAX),
-                max_bytes: None,
-                batch_traces: 10,
-            })
-            .await
-            .unwrap();
-        assert_eq!(outcome.traces_deleted, 1);
+        assert_eq!(super::super::tests::delete_every_trace(&store).await, 1);
         store.shutdown().await;
         for table in ["trace_services", "trace_operations", attrs] {
             assert_eq!(

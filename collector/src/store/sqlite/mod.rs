@@ -287,6 +287,20 @@ pub(super) mod tests {
         (store, dir)
     }
 
+    /// Deletes every stored trace through retention (a cutoff after every time of receipt,
+    /// batches of 10 traces: one call for up to 10); returns the traces deleted.
+    pub(super) async fn delete_every_trace(store: &SqliteStore) -> u64 {
+        store
+            .enforce_retention(crate::store::RetentionPolicy {
+                delete_before_unix_nano: Some(u64::MAX),
+                max_bytes: None,
+                batch_traces: 10,
+            })
+            .await
+            .unwrap()
+            .traces_deleted
+    }
+
     conformance::conformance_tests!(fresh());
 
     #[tokio::test]

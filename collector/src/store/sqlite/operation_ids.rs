@@ -116,7 +116,7 @@ mod tests {
     use super::BACK_TO_V11;
     use crate::store::sqlite::SqliteStore;
     use crate::store::sqlite::schema::SCHEMA_VERSION;
-    use crate::store::{RetentionPolicy, SpanStore, TraceQuery, conformance};
+    use crate::store::{SpanStore, TraceQuery, conformance};
     use rusqlite::Connection;
 
     /// Version 11 → 12: a file written at version 11 (the layout with strings) is migrated at
@@ -201,15 +201,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(duplicate_pairs, 0);
-        let deleted = store
-            .enforce_retention(RetentionPolicy {
-                delete_before_unix_nano: Some(u64::MAX),
-                max_bytes: None,
-                batch_traces: 10,
-            })
-            .await
-            .unwrap();
-        assert_eq!(deleted.traces_deleted, 3);
+        assert_eq!(super::super::tests::delete_every_trace(&store).await, 3);
         store.shutdown().await;
         let left: i64 = conn
             .query_row("SELECT count(*) FROM trace_operations", [], |r| r.get(0))

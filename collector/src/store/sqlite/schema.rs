@@ -469,7 +469,7 @@ mod tests {
     use crate::model::SpanKind;
     use crate::store::sqlite::SqliteStore;
     use crate::store::sqlite::operation_ids::BACK_TO_V11;
-    use crate::store::{RetentionPolicy, SpanStore, TraceQuery, conformance};
+    use crate::store::{SpanStore, TraceQuery, conformance};
 
     #[test]
     fn corrupt_file_is_refused_and_left_alone() {
@@ -728,15 +728,7 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        let deleted = store
-            .enforce_retention(RetentionPolicy {
-                delete_before_unix_nano: Some(u64::MAX),
-                max_bytes: None,
-                batch_traces: 10,
-            })
-            .await
-            .unwrap();
-        assert_eq!(deleted.traces_deleted, 2);
+        assert_eq!(super::super::tests::delete_every_trace(&store).await, 2);
         store.shutdown().await;
         let conn = Connection::open(&path).unwrap();
         for table in ["trace_services", "trace_operations", "span_attrs"] {
