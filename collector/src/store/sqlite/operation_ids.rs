@@ -1,9 +1,11 @@
 //! # Operation ids (schema version 12)
 //!
-//! `trace_operations` rows name their (service, operation) pair by an integer id from
-//! `operation_ids`, not by the two strings: a row is `(op, start_ns, trace_id)`, keyed in that
-//! order (`WITHOUT ROWID`), about 30 bytes where the strings took 50-60 on the ingest
-//! benchmark's load (BENCHMARKS.md §3.1, "third session"). A search by service and operation
+//! `trace_operations` and `entry_spans` rows name their (service, operation) pair by an integer
+//! id from `operation_ids`, not by the two strings. A `trace_operations` row is `(op, start_ns,
+//! trace_id)`, keyed in that order (`WITHOUT ROWID`), about 30 bytes where the strings took
+//! 50-60 on the ingest benchmark's load (BENCHMARKS.md §3.1, "third session"); an `entry_spans`
+//! row (stats, dependencies: `stats.rs`) joins `operation_ids` for its service and name, and a
+//! service's rows are found by its ids (`operation_ids_by_service`) in `entry_spans_by_op`. A search by service and operation
 //! looks the id up once (`op = (SELECT id FROM operation_ids WHERE …)`, a constant for the
 //! statement) and walks `(op, start_ns, trace_id)` as it walked `(service, operation, …)`; a
 //! search by operation alone reads the operation's ids from `operation_ids`' `(name, service)`
@@ -22,7 +24,9 @@ use crate::store::StoreError;
 
 /// Version 11 → 12 (also run on a new file, on its empty tables): the pair dictionary, and
 /// `trace_operations` rewritten with ids, copied in key order (appends only; one read of every
-/// row: about a minute per 10M spans, as version 3's rewrite).
+/// row: about a minute per 10M spans, as version 3's rewrite); then `entry_spans` rewritten
+/// with the id in place of its `service` and `name` columns, in its rowid order, its index by
+/// service replaced by one by `(op, start_ns)`.
 pub(super) const SCHEMA_V12: &str = "
 CREATE TABLE operation_ids (
     id INTEGER PRIMARY KEY,
@@ -44,6 +48,26 @@ INSERT INTO trace_operations_v12 (op, start_ns, trace_id)
     ORDER BY 1, 2, 3;
 DROP TABLE trace_operations;
 ALTER TABLE trace_operations_v12 RENAME TO trace_operations;
+INSERT OR IGNORE INTO operation_ids (name, service)
+    SELECT DISTINCT name, service FROM entry_spans ORDER BY 1, 2;
+CREATE INDEX operation_ids_by_service ON operation_ids (service);
+CREATE TABLE entry_spans_v12 (
+    start_ns INTEGER NOT NULL,
+    op INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    parent_span_id BLOB,
+    kind INTEGER NOT NULL
+);
+INSERT INTO entry_spans_v12 (start_ns, op, duration_ns, error, trace_id, parent_span_id, kind)
+    SELECT e.start_ns, o.id, e.duration_ns, e.error, e.trace_id, e.parent_span_id, e.kind
+    FROM entry_spans e JOIN operation_ids o ON o.name = e.name AND o.service = e.service
+    ORDER BY e.rowid;
+DROP TABLE entry_spans;
+ALTER TABLE entry_spans_v12 RENAME TO entry_spans;
+CREATE INDEX entry_spans_by_start ON entry_spans (start_ns);
+CREATE INDEX entry_spans_by_op ON entry_spans (op, start_ns);
 ";
 
 /// The id of one (service, operation) pair as an SQL expression (a string literal, for
@@ -91,9 +115,9 @@ pub(super) fn resolve<'p>(
     Ok(ids)
 }
 
-/// Test support: SQL that puts a current file's `trace_operations` back into the version-11
-/// layout (`service, operation, start_ns, trace_id`) with the same rows and drops
-/// `operation_ids`, for the tests that rebuild an older file from a new one.
+/// Test support: SQL that puts a current file's `trace_operations` and `entry_spans` back into
+/// the version-11 layout (with the two strings) with the same rows and drops `operation_ids`,
+/// for the tests that rebuild an older file from a new one.
 #[cfg(test)]
 pub(super) const BACK_TO_V11: &str = "
 CREATE TABLE trace_operations_v11 (
@@ -108,6 +132,24 @@ INSERT INTO trace_operations_v11
     JOIN operation_ids o ON o.id = t.op;
 DROP TABLE trace_operations;
 ALTER TABLE trace_operations_v11 RENAME TO trace_operations;
+CREATE TABLE entry_spans_v11 (
+    start_ns INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    parent_span_id BLOB,
+    kind INTEGER NOT NULL
+);
+INSERT INTO entry_spans_v11
+    SELECT e.start_ns, o.service, o.name, e.duration_ns, e.error, e.trace_id,
+           e.parent_span_id, e.kind
+    FROM entry_spans e JOIN operation_ids o ON o.id = e.op ORDER BY e.rowid;
+DROP TABLE entry_spans;
+ALTER TABLE entry_spans_v11 RENAME TO entry_spans;
+CREATE INDEX entry_spans_by_start ON entry_spans (start_ns);
+CREATE INDEX entry_spans_by_service ON entry_spans (service, start_ns);
 DROP TABLE operation_ids;
 ";
 
@@ -120,9 +162,10 @@ mod tests {
     use rusqlite::Connection;
 
     /// Version 11 → 12: a file written at version 11 (the layout with strings) is migrated at
-    /// open; searches by service and operation, by operation alone and with an operation as a
-    /// condition still find its traces, new writes reuse the migrated ids, and retention
-    /// deletes the migrated rows by key.
+    /// open; the stats and dependencies read the same as before, searches by service and
+    /// operation, by operation alone and with an operation as a condition still find its
+    /// traces, new writes reuse the migrated ids, and retention deletes the migrated rows by
+    /// key.
     #[tokio::test]
     async fn version_11_file_is_migrated_in_place() {
         let dir = tempfile::tempdir().unwrap();
@@ -132,6 +175,28 @@ mod tests {
             conformance::demo_trace(5, false, 1.0),
         ];
         super::super::tests::file_with(&path, batches).await;
+        // What the stats read, as written by this version, to compare after the migration.
+        async fn stats(store: &SqliteStore) -> String {
+            let all_time = || crate::store::TimeWindow {
+                start_unix_nano: 0,
+                end_unix_nano: u64::MAX >> 1,
+            };
+            let samples = store.operation_samples(all_time(), None).await.unwrap();
+            let payment = store
+                .operation_samples(all_time(), Some("payment".into()))
+                .await
+                .unwrap();
+            let edges = store.dependencies(all_time()).await.unwrap();
+            assert!(!edges.is_empty() && !payment.is_empty());
+            format!("{samples:?} {payment:?} {edges:?}")
+        }
+        let before = {
+            let store = SqliteStore::open(&path, Default::default()).unwrap();
+            let before = stats(&store).await;
+            store.shutdown().await;
+            before
+        };
+        assert!(before.contains("payment"), "{before}");
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(&format!(
             "BEGIN; {BACK_TO_V11} PRAGMA user_version = 11; COMMIT;"
@@ -143,6 +208,11 @@ mod tests {
         assert!(v11_rows > 0);
         drop(conn);
         let store = SqliteStore::open(&path, Default::default()).unwrap();
+        assert_eq!(
+            stats(&store).await,
+            before,
+            "stats and dependencies read the migrated rows"
+        );
         let count = |q: TraceQuery| {
             let store = &store;
             async move { store.find_traces(q).await.unwrap().len() }

@@ -64,6 +64,9 @@
 //!                                                             -- (service, operation) pair ever stored
 //! trace_operations(op, start_ns, trace_id)                    -- PK (op, start_ns, trace_id), WITHOUT ROWID:
 //!                                                             -- the pair as its id, not its two strings
+//! entry_spans(start_ns, op, duration_ns, error, trace_id,     -- the same rows, the pair as its id;
+//!             parent_span_id, kind)                           -- INDEX (start_ns), (op, start_ns)
+//! operation_ids: INDEX operation_ids_by_service (service)
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -85,8 +88,8 @@
 //! by name; nothing is copied. Version 10 → 11 adds the run list of the attribute index and
 //! each staged segment's start range; the rows of `span_attrs` stay where they are (read and
 //! deleted from, never written again); nothing is copied. Version 11 → 12 numbers the
-//! (service, operation) pairs and rewrites `trace_operations` with the numbers, in key order
-//! (one read of every row: about a minute per 10M spans).
+//! (service, operation) pairs and rewrites `trace_operations` (in key order) and `entry_spans`
+//! with the numbers (one read of every row of both: about a minute per 10M spans).
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -408,7 +411,8 @@ pub(super) fn open_read_write(
                     " (indexes the spans of 100 ms or longer: one read of every span, \
                      about 30 s per 10M spans)"
                 } else if version < 12 {
-                    " (rewrites the operation index; about a minute per 10M spans)"
+                    " (rewrites the operation index and the entry-span rows; about a minute \
+                     per 10M spans)"
                 } else {
                     ""
                 }
