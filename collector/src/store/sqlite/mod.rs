@@ -29,7 +29,7 @@
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
 //! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, attributes) |
-//! | `operation_ids.rs` | the (service, operation) ids of `trace_operations` rows (`operation_ids`; schema 12) |
+//! | `operation_ids.rs` | the (service, operation) ids of `trace_operations` and `entry_spans` rows (`operation_ids`; schema 12) |
 //! | `attr_plan.rs` | a request's attribute-index entries, worked out before it is queued |
 //! | `attr_stage.rs` | the attribute index's staged level (`span_attrs_new` segments, moved into runs) |
 //! | `attr_runs.rs` | the attribute index's runs (`span_attrs_run<N>` tables, `attr_runs`; schema 11) |
