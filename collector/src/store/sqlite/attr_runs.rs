@@ -454,8 +454,8 @@ mod tests {
         super::super::tests::file_with(&path, vec![conformance::demo_trace(3, true, 5.0)]).await;
         let conn = Connection::open(&path).unwrap();
         // The trace's rows as version 10 left them: merged into `span_attrs`.
-        conn.execute_batch(
-            "BEGIN;
+        conn.execute_batch(&format!(
+            "BEGIN; {}
              INSERT INTO span_attrs SELECT key, value, start_ns, trace_id FROM span_attrs_new;
              DELETE FROM span_attrs_new; DELETE FROM attr_segments;
              DROP TABLE attr_runs;
@@ -463,7 +463,8 @@ mod tests {
              DROP TABLE attr_segments;
              ALTER TABLE attr_segments_v10 RENAME TO attr_segments;
              PRAGMA user_version = 10; COMMIT;",
-        )
+            super::super::operation_ids::BACK_TO_V11
+        ))
         .unwrap();
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         let mut late = conformance::demo_trace(3, true, 5.0)[2].clone();

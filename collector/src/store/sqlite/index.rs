@@ -22,9 +22,10 @@
 //! `(service, operation, start_ns, trace_id)`: version 3's second B-tree,
 //! `trace_operations_by_name (operation, start_ns, trace_id)`, cost one more insert and about
 //! 63 bytes per span on the ingest benchmark's load, for searches by an operation without a
-//! service. Those now walk the operation's rows of each service that has it (found in
-//! `operations_by_name`, an index of the small `operations` table), merged in start order
-//! (`search.rs`).
+//! service. Those now walk the operation's rows of each service that has it, merged in start
+//! order (`search.rs`). Since schema version 12 the rows are `(op, start_ns, trace_id)`, the
+//! pair as its id in `operation_ids` (`operation_ids.rs`), which also lists the services of an
+//! operation.
 
 use crate::fast_hash::{FastHashMap as HashMap, FastHashSet as HashSet};
 use std::borrow::Cow;
@@ -35,6 +36,7 @@ use rusqlite::{Connection, Statement, params};
 use super::attr_plan::{AttrPlan, PairHashState, PairKey, PairMap};
 use super::attr_stage::{self, AttrRow};
 use super::codec::detail_attributes;
+use super::operation_ids::{self, id_of_pair};
 use super::options::AttributeIndex;
 use super::read::read_summary;
 use super::{backend, map_sql, to_i64};
@@ -223,10 +225,16 @@ impl<'a> GroupIndex<'a> {
         )?;
         pairs.sort_unstable();
         pairs.dedup();
+        let ids = operation_ids::resolve(conn, pairs.iter().map(|&(s, o, _, _)| (s, o)))?;
+        let mut operations: Vec<(i64, i64, TraceId)> = pairs
+            .iter()
+            .map(|&(service, operation, start, id)| (ids[&(service, operation)], start, id))
+            .collect();
+        operations.sort_unstable();
         insert_rows(
             conn,
-            "trace_operations (service, operation, start_ns, trace_id)",
-            &pairs,
+            "trace_operations (op, start_ns, trace_id)",
+            &operations,
         )?;
         let mut pairs_of_attrs: Vec<_> = attrs.into_iter().collect();
         pairs_of_attrs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -474,10 +482,11 @@ impl StoredRows {
             stmt.execute(params![service, start, id]).map_err(map_sql)?;
         }
         let mut stmt = conn
-            .prepare_cached(
-                "DELETE FROM trace_operations WHERE service = ?1 AND operation = ?2 \
-                 AND start_ns = ?3 AND trace_id = ?4",
-            )
+            .prepare_cached(concat!(
+                "DELETE FROM trace_operations WHERE op = ",
+                id_of_pair!(),
+                " AND start_ns = ? AND trace_id = ?"
+            ))
             .map_err(map_sql)?;
         for (service, operation) in &self.pairs {
             stmt.execute(params![service, operation, start, id])
@@ -492,7 +501,7 @@ impl StoredRows {
 #[cfg(test)]
 mod tests {
     use super::super::tests::fresh;
-    use crate::store::{RetentionPolicy, SpanStore, TraceQuery, conformance};
+    use crate::store::{SpanStore, TraceQuery, conformance};
     use rusqlite::Connection;
 
     #[tokio::test]
@@ -529,15 +538,7 @@ mod tests {
             assert_eq!(stale, 0, "{table}");
         }
         // Retention finds the moved rows by their key.
-        let outcome = store
-            .enforce_retention(RetentionPolicy {
-                delete_before_unix_nano: Some(u64::MAX),
-                max_bytes: None,
-                batch_traces: 10,
-            })
-            .await
-            .unwrap();
-        assert_eq!(outcome.traces_deleted, 1);
+        assert_eq!(super::super::tests::delete_every_trace(&store).await, 1);
         store.shutdown().await;
         for table in ["trace_services", "trace_operations", attrs] {
             assert_eq!(
@@ -561,12 +562,13 @@ mod tests {
         super::super::tests::file_with(&path, batches).await;
         Connection::open(&path)
             .unwrap()
-            .execute_batch(
-                "BEGIN; DROP INDEX operations_by_name;
+            .execute_batch(&format!(
+                "BEGIN; {} DROP INDEX operations_by_name;
                  CREATE INDEX trace_operations_by_name
                      ON trace_operations (operation, start_ns, trace_id);
                  PRAGMA user_version = 8; COMMIT;",
-            )
+                super::super::operation_ids::BACK_TO_V11
+            ))
             .unwrap();
         let store = crate::store::sqlite::SqliteStore::open(&path, Default::default()).unwrap();
         let by_op = TraceQuery {

@@ -24,11 +24,12 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 11), the migrations from versions 1 to 10, the checks at open |
+//! | `schema.rs` | the tables (version 12), the migrations from versions 1 to 11, the checks at open |
 //! | `links.rs` | the inbound-link rows (`trace_links`): which traces link to a trace |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
 //! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, attributes) |
+//! | `operation_ids.rs` | the (service, operation) ids of `trace_operations` and `entry_spans` rows (`operation_ids`; schema 12) |
 //! | `attr_plan.rs` | a request's attribute-index entries, worked out before it is queued |
 //! | `attr_stage.rs` | the attribute index's staged level (`span_attrs_new` segments, moved into runs) |
 //! | `attr_runs.rs` | the attribute index's runs (`span_attrs_run<N>` tables, `attr_runs`; schema 11) |
@@ -51,6 +52,7 @@ mod codec;
 mod durable;
 mod index;
 mod links;
+mod operation_ids;
 mod options;
 mod read;
 mod retention;
@@ -285,6 +287,20 @@ pub(super) mod tests {
         let store = SqliteStore::open(dir.path().join("spanline.db"), SqliteOptions::default())
             .expect("open");
         (store, dir)
+    }
+
+    /// Deletes every stored trace through retention (a cutoff after every time of receipt,
+    /// batches of 10 traces: one call for up to 10); returns the traces deleted.
+    pub(super) async fn delete_every_trace(store: &SqliteStore) -> u64 {
+        store
+            .enforce_retention(crate::store::RetentionPolicy {
+                delete_before_unix_nano: Some(u64::MAX),
+                max_bytes: None,
+                batch_traces: 10,
+            })
+            .await
+            .unwrap()
+            .traces_deleted
     }
 
     conformance::conformance_tests!(fresh());

@@ -1,4 +1,4 @@
-//! # The schema (version 12, `PRAGMA user_version = 12`)
+//! # The schema (version 13, `PRAGMA user_version = 13`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -59,7 +59,15 @@
 //! span_attrs_run<N>(key, value, start_ns, trace_id)           -- PK (key, value, start_ns, trace_id);
 //!                                                             -- span_attrs is no longer written
 //! attr_segments.min_start_ns, attr_segments.max_start_ns      -- each staged segment's trace starts
-//! -- version 12 (`slow_walk.rs`):
+//! -- version 12 (`operation_ids.rs`):
+//! operation_ids(id INTEGER PRIMARY KEY, name, service)        -- UNIQUE (name, service): one id per
+//!                                                             -- (service, operation) pair ever stored
+//! trace_operations(op, start_ns, trace_id)                    -- PK (op, start_ns, trace_id), WITHOUT ROWID:
+//!                                                             -- the pair as its id, not its two strings
+//! entry_spans(start_ns, op, duration_ns, error, trace_id,     -- the same rows, the pair as its id;
+//!             parent_span_id, kind)                           -- INDEX (start_ns), (op, start_ns)
+//! operation_ids: INDEX operation_ids_by_service (service)
+//! -- version 13 (`slow_walk.rs`):
 //! spans: INDEX spans_slow_by_start                            -- partial: spans of 100 ms or longer, for
 //!        (service, start_ns, duration_ns)                     -- newest-first searches with a service and a
 //!        WHERE duration_ns >= 100000000                       -- min duration that many spans reach
@@ -83,8 +91,11 @@
 //! for 10M spans). Version 9 → 10 drops `trace_operations_by_name` and indexes `operations`
 //! by name; nothing is copied. Version 10 → 11 adds the run list of the attribute index and
 //! each staged segment's start range; the rows of `span_attrs` stay where they are (read and
-//! deleted from, never written again); nothing is copied. Version 11 → 12 builds the partial
-//! index `spans_slow_by_start` (one read of every span: 10-40 s for 10M spans).
+//! deleted from, never written again); nothing is copied. Version 11 → 12 numbers the
+//! (service, operation) pairs and rewrites `trace_operations` (in key order) and `entry_spans`
+//! with the numbers (one read of every row of both: about a minute per 10M spans).
+//! Version 12 → 13 builds the partial index `spans_slow_by_start` (one read of every span:
+//! 10-40 s for 10M spans).
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -95,13 +106,14 @@ use super::attr_runs::schema_v11;
 use super::attr_stage::SCHEMA_V8;
 use super::index::SCHEMA_V10;
 use super::links::SCHEMA_V6;
+use super::operation_ids::SCHEMA_V12;
 use super::options::{SqliteOptions, Synchronous};
 use super::search::SCHEMA_V9;
-use super::slow_walk::SCHEMA_V12;
+use super::slow_walk::SCHEMA_V13;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 12;
+pub(super) const SCHEMA_VERSION: i64 = 13;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -397,6 +409,7 @@ pub(super) fn open_read_write(
             String::new()
         };
         let v12 = if version < 12 { SCHEMA_V12 } else { "" };
+        let v13 = if version < 13 { SCHEMA_V13 } else { "" };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -406,6 +419,9 @@ pub(super) fn open_read_write(
                     " (indexes the spans of 100 ms or longer: one read of every span, \
                      about 30 s per 10M spans)"
                 } else if version < 12 {
+                    " (rewrites the operation index and the entry-span rows; about a minute \
+                     per 10M spans)"
+                } else if version < 13 {
                     " (indexes the spans of 100 ms or longer by start: one read of every \
                      span, 10-40 s per 10M spans)"
                 } else {
@@ -415,7 +431,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} {v13} \
              PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))
@@ -467,7 +483,8 @@ mod tests {
     use super::*;
     use crate::model::SpanKind;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{RetentionPolicy, SpanStore, TraceQuery, conformance};
+    use crate::store::sqlite::operation_ids::BACK_TO_V11;
+    use crate::store::{SpanStore, TraceQuery, conformance};
 
     #[test]
     fn corrupt_file_is_refused_and_left_alone() {
@@ -570,13 +587,13 @@ mod tests {
         // Back to version 4: no time of receipt.
         Connection::open(&path)
             .unwrap()
-            .execute_batch(
-                "BEGIN; DROP INDEX traces_by_received; DROP TABLE trace_links;
+            .execute_batch(&format!(
+                "BEGIN; {BACK_TO_V11} DROP INDEX traces_by_received; DROP TABLE trace_links;
                  ALTER TABLE traces DROP COLUMN received_ns;
                  ALTER TABLE traces DROP COLUMN spans_refused;
                  UPDATE traces SET start_ns = 9000000000000000000;
-                 PRAGMA user_version = 4; COMMIT;",
-            )
+                 PRAGMA user_version = 4; COMMIT;"
+            ))
             .unwrap();
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         store.shutdown().await;
@@ -606,10 +623,10 @@ mod tests {
         }
         Connection::open(&path)
             .unwrap()
-            .execute_batch(
-                "BEGIN; DROP TABLE sampling_decisions; DROP TABLE consumer_groups;
-                 PRAGMA user_version = 6; COMMIT;",
-            )
+            .execute_batch(&format!(
+                "BEGIN; {BACK_TO_V11} DROP TABLE sampling_decisions; DROP TABLE consumer_groups;
+                 PRAGMA user_version = 6; COMMIT;"
+            ))
             .unwrap();
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         assert!(store.get_trace(spans[0].trace_id).await.unwrap().is_some());
@@ -638,13 +655,12 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
     }
 
-    /// Version 11 → 12 builds `spans_slow_by_start` over the spans already stored: a
-    /// newest-first search with a service and a minimum duration walks it and finds them.
+    /// Version 12 → 13 builds `spans_slow_by_start` over the spans already stored.
     #[tokio::test]
-    async fn version_11_file_is_migrated_in_place() {
+    async fn version_12_file_is_migrated_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spanline.db");
-        let spans = conformance::demo_trace(11, false, 1.0);
+        let spans = conformance::demo_trace(12, false, 1.0);
         {
             let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
             store.write_spans(spans.clone()).await.unwrap();
@@ -653,7 +669,7 @@ mod tests {
         Connection::open(&path)
             .unwrap()
             .execute_batch(
-                "BEGIN; DROP INDEX spans_slow_by_start; PRAGMA user_version = 11; COMMIT;",
+                "BEGIN; DROP INDEX spans_slow_by_start; PRAGMA user_version = 12; COMMIT;",
             )
             .unwrap();
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
@@ -713,6 +729,7 @@ mod tests {
             .unwrap()
             .execute_batch(&format!(
                 "BEGIN;
+                 {BACK_TO_V11}
                  ALTER TABLE trace_services RENAME TO ts3;
                  ALTER TABLE trace_operations RENAME TO to3;
                  ALTER TABLE span_attrs RENAME TO sa3;
@@ -762,15 +779,7 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        let deleted = store
-            .enforce_retention(RetentionPolicy {
-                delete_before_unix_nano: Some(u64::MAX),
-                max_bytes: None,
-                batch_traces: 10,
-            })
-            .await
-            .unwrap();
-        assert_eq!(deleted.traces_deleted, 2);
+        assert_eq!(super::super::tests::delete_every_trace(&store).await, 2);
         store.shutdown().await;
         let conn = Connection::open(&path).unwrap();
         for table in ["trace_services", "trace_operations", "span_attrs"] {

@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
 use super::attr_runs::{self, Run};
+use super::operation_ids::id_of_pair;
 use super::read::{SUMMARY_COLUMNS, read_trace, row_to_summary};
 use super::slow_walk::{self, SlowWalk};
 use super::{backend, to_i64};
@@ -284,7 +285,7 @@ fn find_by_index(
                 .into_iter()
                 .map(|service| Arm {
                     table: "trace_operations".to_owned(),
-                    conds: "x.service = ? AND x.operation = ?",
+                    conds: concat!("x.op = ", id_of_pair!()),
                     args: vec![SqlValue::Text(service), SqlValue::Text(operation.clone())],
                 })
                 .collect();
@@ -313,20 +314,23 @@ fn find_by_index(
     if !matches!(drive, Drive::Operation)
         && let Some(operation) = &q.operation
     {
-        // Without a service: the services that have the operation (`operations_by_name`),
-        // then an exact key per service (`trace_operations` has no index by operation alone).
+        // The pair's id, or without a service the operation's ids (`operation_ids`' key is
+        // `(name, service)`), then an exact key per id (`trace_operations` has no index by
+        // operation alone).
         conds.push(match &q.service {
             Some(service) => {
                 args.push(text(service));
                 args.push(text(operation));
-                "EXISTS (SELECT 1 FROM trace_operations o WHERE o.service = ? \
-                 AND o.operation = ? AND o.start_ns = t.start_ns AND o.trace_id = t.trace_id)"
-                    .to_owned()
+                concat!(
+                    "EXISTS (SELECT 1 FROM trace_operations o WHERE o.op = ",
+                    id_of_pair!(),
+                    " AND o.start_ns = t.start_ns AND o.trace_id = t.trace_id)"
+                )
+                .to_owned()
             }
             None => {
                 args.push(text(operation));
-                "EXISTS (SELECT 1 FROM operations p INDEXED BY operations_by_name \
-                 JOIN trace_operations o ON o.service = p.service AND o.operation = p.name \
+                "EXISTS (SELECT 1 FROM operation_ids p JOIN trace_operations o ON o.op = p.id \
                  AND o.start_ns = t.start_ns AND o.trace_id = t.trace_id WHERE p.name = ?)"
                     .to_owned()
             }

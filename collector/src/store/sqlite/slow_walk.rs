@@ -1,6 +1,6 @@
 //! Newest-first searches for a service's slow spans (`service=…&min_duration=…&sort=newest`,
 //! a minimum of at least [`SLOW_SPAN_NS`]) when many of the service's spans reach it: a walk
-//! of `spans_slow_by_start` (schema 12), the service's spans of 100 ms or longer by start,
+//! of `spans_slow_by_start` (schema 13), the service's spans of 100 ms or longer by start,
 //! newest first.
 //!
 //! Each span at or above the minimum names a candidate trace, which one primary-key read of
@@ -23,13 +23,13 @@ use super::search::SLOW_SPAN_NS;
 use super::{backend, to_i64};
 use crate::store::{StoreError, TraceSummary};
 
-/// Version 11 → 12 (also run on a new file): the spans of 100 ms or longer by service and
+/// Version 12 → 13 (also run on a new file): the spans of 100 ms or longer by service and
 /// start, with their duration in the entry, so that the walk reads the span row (for its
 /// trace id) only for spans at or above the minimum. Costs the writer one B-tree insert per
 /// such span (none in the ingest benchmark, whose spans last 250 µs), about 26 B each on disk
 /// (a covering entry with the trace id took 41). Building it on an existing file reads every
 /// span once (10-40 s per 10M spans).
-pub(super) const SCHEMA_V12: &str = "CREATE INDEX IF NOT EXISTS spans_slow_by_start \
+pub(super) const SCHEMA_V13: &str = "CREATE INDEX IF NOT EXISTS spans_slow_by_start \
     ON spans (service, start_ns, duration_ns) WHERE duration_ns >= 100000000;";
 
 /// The walk: the trace id and start of each span of a service (`?`) at or above a minimum

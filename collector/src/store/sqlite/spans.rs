@@ -8,6 +8,7 @@ use rusqlite::{Connection, params};
 
 use super::attr_plan::{AttrPlan, PairHashState};
 use super::codec::{encode_detail, encode_origin};
+use super::operation_ids;
 use super::options::AttributeIndex;
 use super::{map_sql, to_i64};
 use crate::model::{Span, TraceId};
@@ -209,21 +210,31 @@ fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
 
 /// One `entry_spans` row per newly stored SERVER or CONSUMER span (stats, dependencies).
 fn insert_entry_spans(conn: &Connection, inserted: &[&Span]) -> Result<(), StoreError> {
+    let entries: Vec<&Span> = inserted
+        .iter()
+        .copied()
+        .filter(|s| crate::store::memory::is_entry(s))
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let ids = operation_ids::resolve(
+        conn,
+        entries
+            .iter()
+            .map(|s| (s.service_name.as_str(), s.name.as_str())),
+    )?;
     let mut insert = conn
         .prepare_cached(
-            "INSERT INTO entry_spans (start_ns, service, name, duration_ns, error, trace_id, \
-             parent_span_id, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO entry_spans (start_ns, op, duration_ns, error, trace_id, \
+             parent_span_id, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .map_err(map_sql)?;
-    for span in inserted
-        .iter()
-        .filter(|s| crate::store::memory::is_entry(s))
-    {
+    for span in entries {
         insert
             .execute(params![
                 to_i64(span.start_time_unix_nano),
-                span.service_name,
-                span.name,
+                ids[&(span.service_name.as_str(), span.name.as_str())],
                 to_i64(span.duration_ns()),
                 i64::from(span.is_error()),
                 &span.trace_id.0[..],

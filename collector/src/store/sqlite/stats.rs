@@ -1,7 +1,8 @@
 //! Reads for `/v1/stats`, `/v1/dependencies` and the service and operation lists: the
 //! `entry_spans` rows of a time window (one per SERVER/CONSUMER span, index
-//! `entry_spans_by_start`), joined to their parent span for the dependency graph, and the
-//! `operations` table.
+//! `entry_spans_by_start`; a service's by `entry_spans_by_op`), with their service and name
+//! from `operation_ids` (schema 12), joined to their parent span for the dependency graph, and
+//! the `operations` table.
 
 use rusqlite::{Connection, Row, params};
 
@@ -45,16 +46,16 @@ pub(super) fn dependencies(
 ) -> Result<Vec<DependencyEdge>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT p.service, e.service, count(*), \
+            "SELECT p.service, o.service, count(*), \
              sum(CASE WHEN e.error != 0 OR p.status_code = 2 THEN 1 ELSE 0 END), \
-             CASE WHEN p.kind = 4 AND e.kind = 5 AND instr(e.name, ' ') > 0 \
-                  AND length(e.name) > instr(e.name, ' ') \
-                  THEN substr(e.name, instr(e.name, ' ') + 1) END AS via \
-             FROM entry_spans e \
+             CASE WHEN p.kind = 4 AND e.kind = 5 AND instr(o.name, ' ') > 0 \
+                  AND length(o.name) > instr(o.name, ' ') \
+                  THEN substr(o.name, instr(o.name, ' ') + 1) END AS via \
+             FROM entry_spans e CROSS JOIN operation_ids o ON o.id = e.op \
              JOIN spans p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id \
              WHERE e.start_ns >= ?1 AND e.start_ns < ?2 AND e.parent_span_id IS NOT NULL \
-             AND p.service != e.service \
-             GROUP BY p.service, e.service, via ORDER BY p.service, e.service, via",
+             AND p.service != o.service \
+             GROUP BY p.service, o.service, via ORDER BY p.service, o.service, via",
         )
         .map_err(backend)?;
     let rows = stmt
@@ -77,12 +78,18 @@ pub(super) fn operation_samples(
     w: TimeWindow,
     service: Option<&str>,
 ) -> Result<Vec<OperationSamples>, StoreError> {
+    // The service's rows: each of its ids' `(op, start_ns)` range (`entry_spans_by_op`); all
+    // rows: the window of `entry_spans_by_start` (`CROSS JOIN` keeps `entry_spans` the outer
+    // loop, not one seek per id ever stored).
     let sql = if service.is_some() {
-        "SELECT service, name, duration_ns, error FROM entry_spans \
-         WHERE service = ?3 AND start_ns >= ?1 AND start_ns < ?2"
+        "SELECT o.service, o.name, e.duration_ns, e.error \
+         FROM entry_spans e JOIN operation_ids o ON o.id = e.op \
+         WHERE e.op IN (SELECT id FROM operation_ids WHERE service = ?3) \
+         AND e.start_ns >= ?1 AND e.start_ns < ?2"
     } else {
-        "SELECT service, name, duration_ns, error FROM entry_spans \
-         WHERE start_ns >= ?1 AND start_ns < ?2"
+        "SELECT o.service, o.name, e.duration_ns, e.error \
+         FROM entry_spans e CROSS JOIN operation_ids o ON o.id = e.op \
+         WHERE e.start_ns >= ?1 AND e.start_ns < ?2"
     };
     let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
     let start = to_i64(w.start_unix_nano);
