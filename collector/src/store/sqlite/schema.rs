@@ -661,11 +661,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spanline.db");
         let spans = conformance::demo_trace(12, false, 1.0);
-        {
-            let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-            store.write_spans(spans.clone()).await.unwrap();
-            store.shutdown().await;
-        }
+        super::super::tests::file_with(&path, vec![spans.clone()]).await;
         Connection::open(&path)
             .unwrap()
             .execute_batch(
