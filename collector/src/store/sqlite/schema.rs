@@ -408,21 +408,20 @@ pub(super) fn open_read_write(
         let v8 = if version < 8 { SCHEMA_V8 } else { "" };
         let v9 = if version < 9 { SCHEMA_V9 } else { "" };
         let v10 = if version < 10 { SCHEMA_V10 } else { "" };
+        // The steps whose SQL depends on what the file holds (columns added only when missing).
+        let unreadable = |e: StoreError| StoreError::Io {
+            context: format!("reading the schema of {shown}"),
+            detail: e.to_string(),
+        };
         let v11 = if version < 11 {
-            schema_v11(&conn).map_err(|e| StoreError::Io {
-                context: format!("reading the schema of {shown}"),
-                detail: e.to_string(),
-            })?
+            schema_v11(&conn).map_err(unreadable)?
         } else {
             String::new()
         };
         let v12 = if version < 12 { SCHEMA_V12 } else { "" };
         let v13 = if version < 13 { SCHEMA_V13 } else { "" };
         let v14 = if version < 14 {
-            schema_v14(&conn).map_err(|e| StoreError::Io {
-                context: format!("reading the schema of {shown}"),
-                detail: e.to_string(),
-            })?
+            schema_v14(&conn).map_err(unreadable)?
         } else {
             String::new()
         };
