@@ -196,13 +196,18 @@ mod tests {
     use crate::model::AttrValue;
     use crate::store::conformance;
 
-    /// Every attribute-index row (key, value, trace start, trace id) of the file, sorted.
+    /// Every attribute-index row (key, value, trace start, trace id) of the file, sorted; the
+    /// keys' text, not their ids (which depend on the order keys were first seen).
     fn attr_rows(path: &std::path::Path) -> Vec<(String, String, i64, Vec<u8>)> {
         let conn = rusqlite::Connection::open(path).unwrap();
-        let mut sql = "SELECT key, value, start_ns, trace_id FROM span_attrs_new".to_owned();
+        let mut sql = "SELECT k.key, s.value, s.start_ns, s.trace_id FROM span_attrs_new s \
+                       JOIN attr_keys k ON k.id = s.key"
+            .to_owned();
         for run in super::super::attr_runs::runs(&conn).unwrap() {
+            assert!(run.key_ids, "runs of this version hold ids");
             sql.push_str(&format!(
-                " UNION ALL SELECT key, value, start_ns, trace_id FROM {}",
+                " UNION ALL SELECT k.key, r.value, r.start_ns, r.trace_id FROM {} r \
+                 JOIN attr_keys k ON k.id = r.key",
                 run.table()
             ));
         }

@@ -15,6 +15,10 @@
 //! - `span_attrs`, the single merged level of schema versions 3 to 10: read and deleted from,
 //!   never written since version 11 (empty in a file created by version 11).
 //!
+//! Since version 14 (`attr_keys.rs`) the staged rows and the runs created since hold the key's
+//! id in their `key` column (`attr_runs.key_ids = 1`); runs created before keep text keys and
+//! are never written again (a move of staged rows opens a new run rather than add to one).
+//!
 //! Before version 11 the staged rows were merged into `span_attrs` itself: at ~3M rows
 //! (about 1M spans of the ingest benchmark's shape) a merge cost 25-38 µs per row with
 //! unique values (`scripts/bench-attr-merge.py`), the writer's largest cost.
@@ -26,6 +30,7 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params};
 
+use super::attr_keys::{ID_OF_KEY_1, id_of_key, key_expr};
 use super::map_sql;
 use crate::model::TraceId;
 use crate::store::StoreError;
@@ -88,6 +93,9 @@ pub(super) struct Run {
     /// Smallest and largest trace start of the rows ever moved into it, ns since the epoch.
     pub min_start_ns: i64,
     pub max_start_ns: i64,
+    /// Whether its `key` column holds ids from `attr_keys` (runs created since schema 14),
+    /// else the keys' text.
+    pub key_ids: bool,
 }
 
 impl Run {
@@ -106,10 +114,12 @@ impl Run {
         self.min_start_ns <= to_ns && from_ns <= self.max_start_ns
     }
 
-    /// `EXISTS` probe of this run for the row (`key`, `value`, `start`, `trace_id`), SQL
-    /// expressions or parameters, guarded by the run's start range (literals) so SQLite
-    /// skips the seek for a start outside it.
-    fn probe(&self, key: &str, value: &str, start: &str, trace_id: &str) -> String {
+    /// `EXISTS` probe of this run for the row (key, `value`, `start`, `trace_id`), SQL
+    /// expressions or parameters, the key as `key.0` (its text) or `key.1` (its id) as
+    /// the run holds it ([`key_expr`]), guarded by the run's start range (literals) so
+    /// SQLite skips the seek for a start outside it.
+    fn probe(&self, key: (&str, &str), value: &str, start: &str, trace_id: &str) -> String {
+        let key = key_expr(self.key_ids, key.0, key.1);
         format!(
             "({start} BETWEEN {} AND {} AND EXISTS (SELECT 1 FROM {} r WHERE r.key = {key} \
              AND r.value = {value} AND r.start_ns = {start} AND r.trace_id = {trace_id}))",
@@ -125,23 +135,27 @@ impl Run {
 /// # Errors
 /// [`StoreError::Backend`] on SQLite errors.
 pub(super) fn runs(conn: &Connection) -> Result<Vec<Run>, StoreError> {
-    conn.prepare_cached("SELECT run, rows, min_start_ns, max_start_ns FROM attr_runs ORDER BY run")
-        .map_err(map_sql)?
-        .query_map([], |r| {
-            Ok(Run {
-                id: r.get(0)?,
-                rows: r.get(1)?,
-                min_start_ns: r.get(2)?,
-                max_start_ns: r.get(3)?,
-            })
+    conn.prepare_cached(
+        "SELECT run, rows, min_start_ns, max_start_ns, key_ids FROM attr_runs ORDER BY run",
+    )
+    .map_err(map_sql)?
+    .query_map([], |r| {
+        Ok(Run {
+            id: r.get(0)?,
+            rows: r.get(1)?,
+            min_start_ns: r.get(2)?,
+            max_start_ns: r.get(3)?,
+            key_ids: r.get(4)?,
         })
-        .map_err(map_sql)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(map_sql)
+    })
+    .map_err(map_sql)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(map_sql)
 }
 
 /// Moves every staged row (`span_attrs_new`) into the open run, in key order, creating a
-/// new run when there is none or the open one holds `run_rows` rows or more. The caller
+/// new run when there is none, the open one holds `run_rows` rows or more, or it holds text
+/// keys (created before schema 14; the staged rows hold ids). The caller
 /// empties the staging tables afterwards, in the same transaction.
 ///
 /// # Errors
@@ -156,7 +170,17 @@ pub(super) fn absorb_staged(conn: &Connection, run_rows: u64) -> Result<(), Stor
         return Ok(()); // nothing staged: no run to open
     };
     let run_rows = i64::try_from(run_rows).unwrap_or(i64::MAX);
-    let open = runs(conn)?.pop().filter(|run| run.rows < run_rows);
+    let newest = runs(conn)?.pop();
+    if let Some(text) = newest.filter(|run| !run.key_ids && run.rows <= 0) {
+        // An emptied run of text keys is never written again: no later delete drops it.
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {}; DELETE FROM attr_runs WHERE run = {};",
+            text.table(),
+            text.id
+        ))
+        .map_err(map_sql)?;
+    }
+    let open = newest.filter(|run| run.rows < run_rows && run.key_ids);
     let run = match open {
         Some(run) => run,
         None => create_run(conn)?,
@@ -198,10 +222,11 @@ fn create_run(conn: &Connection) -> Result<Run, StoreError> {
         rows: 0,
         min_start_ns: i64::MAX,
         max_start_ns: i64::MIN,
+        key_ids: true,
     };
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {} (
-            key TEXT NOT NULL,
+            key INTEGER NOT NULL,
             value TEXT NOT NULL,
             start_ns INTEGER NOT NULL,
             trace_id BLOB NOT NULL,
@@ -211,19 +236,26 @@ fn create_run(conn: &Connection) -> Result<Run, StoreError> {
     ))
     .map_err(map_sql)?;
     conn.execute(
-        "INSERT INTO attr_runs (run, rows, min_start_ns, max_start_ns) VALUES (?1, ?2, ?3, ?4)",
-        params![run.id, run.rows, run.min_start_ns, run.max_start_ns],
+        "INSERT INTO attr_runs (run, rows, min_start_ns, max_start_ns, key_ids) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            run.id,
+            run.rows,
+            run.min_start_ns,
+            run.max_start_ns,
+            run.key_ids
+        ],
     )
     .map_err(map_sql)?;
     Ok(run)
 }
 
-/// SQL that is true when the row (`key`, `value`, `start`, `trace_id`: SQL expressions or
-/// parameters) is in one of `runs`; `FALSE` for no runs. Each run's probe is guarded by its
-/// start range.
+/// SQL that is true when the row (key, `value`, `start`, `trace_id`: SQL expressions or
+/// parameters; the key as `key.0`, its text, or `key.1`, its id, as each run holds it) is in
+/// one of `runs`; `FALSE` for no runs. Each run's probe is guarded by its start range.
 pub(super) fn exists_in_runs(
     runs: &[Run],
-    key: &str,
+    key: (&str, &str),
     value: &str,
     start: &str,
     trace_id: &str,
@@ -254,10 +286,11 @@ pub(super) fn search_condition(
     format!(
         "(EXISTS (SELECT 1 FROM span_attrs a WHERE a.key = ? AND a.value = ? \
          AND a.start_ns = t.start_ns AND a.trace_id = t.trace_id) \
-         OR EXISTS (SELECT 1 FROM span_attrs_new a WHERE a.{} AND a.key = ? AND a.value = ? \
+         OR EXISTS (SELECT 1 FROM span_attrs_new a WHERE a.{} AND a.key = {} AND a.value = ? \
          AND a.start_ns = t.start_ns AND a.trace_id = t.trace_id) OR {})",
         super::attr_stage::IN_SEGMENTS,
-        exists_in_runs(runs, "?", "?", "t.start_ns", "t.trace_id")
+        id_of_key!(),
+        exists_in_runs(runs, ("?", id_of_key!()), "?", "t.start_ns", "t.trace_id")
     )
 }
 
@@ -276,8 +309,9 @@ pub(super) fn delete_rows(
     let newest = all.last().map(|run| run.id);
     for run in all.iter().filter(|run| run.covers(start)) {
         let delete = format!(
-            "DELETE FROM {} WHERE key = ?1 AND value = ?2 AND start_ns = ?3 AND trace_id = ?4",
-            run.table()
+            "DELETE FROM {} WHERE key = {} AND value = ?2 AND start_ns = ?3 AND trace_id = ?4",
+            run.table(),
+            key_expr(run.key_ids, "?1", ID_OF_KEY_1)
         );
         let deleted = delete_each(conn, &delete, trace_id, start, attrs)?;
         if deleted == 0 {
@@ -300,7 +334,7 @@ pub(super) fn delete_rows(
     Ok(())
 }
 
-/// Runs `delete` (a `DELETE` with parameters `?1` key, `?2` value, `?3` trace start, `?4`
+/// Runs `delete` (a `DELETE` with parameters `?1` key text, `?2` value, `?3` trace start, `?4`
 /// trace id) once per pair of `attrs`; returns the rows deleted.
 ///
 /// # Errors
@@ -455,7 +489,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         // The trace's rows as version 10 left them: merged into `span_attrs`.
         conn.execute_batch(&format!(
-            "BEGIN; {}
+            "BEGIN; {} {}
              INSERT INTO span_attrs SELECT key, value, start_ns, trace_id FROM span_attrs_new;
              DELETE FROM span_attrs_new; DELETE FROM attr_segments;
              DROP TABLE attr_runs;
@@ -463,6 +497,7 @@ mod tests {
              DROP TABLE attr_segments;
              ALTER TABLE attr_segments_v10 RENAME TO attr_segments;
              PRAGMA user_version = 10; COMMIT;",
+            super::super::attr_keys::back_to_v13(&conn),
             super::super::operation_ids::BACK_TO_V11
         ))
         .unwrap();

@@ -3,7 +3,8 @@
 //! The attribute search index is a small log-structured merge (places described in
 //! `attr_runs.rs`):
 //!
-//! - `span_attrs_new(seg, key, value, start_ns, trace_id)`, keyed by a segment number first:
+//! - `span_attrs_new(seg, key, value, start_ns, trace_id)`, keyed by a segment number first
+//!   (`key` the key's id in `attr_keys` since version 14, `attr_keys.rs`):
 //!   each index flush of the writer (one per group commit, usually) gets a new segment
 //!   number, so its rows, sorted, are appended at the end of that B-tree. A commit dirties
 //!   about one page per 60 new rows, instead of one page per distinct (key, value) among its
@@ -34,6 +35,7 @@
 
 use rusqlite::{Connection, params};
 
+use super::attr_keys::ID_OF_KEY_1;
 use super::attr_runs;
 use super::map_sql;
 use crate::model::TraceId;
@@ -68,8 +70,9 @@ pub(super) const MAX_SEGMENTS: i64 = 32;
 /// (the table is keyed by segment first).
 pub(super) const IN_SEGMENTS: &str = "seg IN (SELECT seg FROM attr_segments)";
 
-/// One attribute-index row: (key, value text, trace start, trace id).
-pub(super) type AttrRow<'a> = (&'a str, &'a str, i64, TraceId);
+/// One attribute-index row: (key, the key's id in `attr_keys`, value text, trace start, trace
+/// id).
+pub(super) type AttrRow<'a> = (&'a str, i64, &'a str, i64, TraceId);
 
 /// Removes from `rows` those already in the index (merged or staged). Only rows of traces
 /// stored before this flush can be there; `stored_before` says which.
@@ -78,25 +81,26 @@ pub(super) fn retain_new(
     rows: &mut Vec<AttrRow<'_>>,
     stored_before: impl Fn(&TraceId) -> bool,
 ) -> Result<(), StoreError> {
-    if !rows.iter().any(|row| stored_before(&row.3)) {
+    if !rows.iter().any(|row| stored_before(&row.4)) {
         return Ok(());
     }
     let runs = attr_runs::runs(conn)?;
+    // Parameters: ?1 key text, ?2 value, ?3 start, ?4 trace id, ?5 key id.
     let mut probe = conn
         .prepare_cached(&format!(
             "SELECT EXISTS (SELECT 1 FROM span_attrs WHERE key = ?1 AND value = ?2 \
              AND start_ns = ?3 AND trace_id = ?4) \
-             OR EXISTS (SELECT 1 FROM span_attrs_new WHERE {IN_SEGMENTS} AND key = ?1 \
+             OR EXISTS (SELECT 1 FROM span_attrs_new WHERE {IN_SEGMENTS} AND key = ?5 \
              AND value = ?2 AND start_ns = ?3 AND trace_id = ?4) OR {}",
-            attr_runs::exists_in_runs(&runs, "?1", "?2", "?3", "?4")
+            attr_runs::exists_in_runs(&runs, ("?1", "?5"), "?2", "?3", "?4")
         ))
         .map_err(map_sql)?;
     let mut err = None;
-    rows.retain(|&(key, value, start, trace_id)| {
+    rows.retain(|&(key, key_id, value, start, trace_id)| {
         if err.is_some() || !stored_before(&trace_id) {
             return true;
         }
-        match probe.query_row(params![key, value, start, &trace_id.0[..]], |r| {
+        match probe.query_row(params![key, value, start, &trace_id.0[..], key_id], |r| {
             r.get::<_, bool>(0)
         }) {
             Ok(found) => !found,
@@ -109,7 +113,7 @@ pub(super) fn retain_new(
     err.map_or(Ok(()), |e| Err(map_sql(e)))
 }
 
-/// Stages `rows` (sorted, distinct) as a new segment, then moves the segments into the open
+/// Stages `rows` (sorted by key id, value, start and trace id; distinct) as a new segment, then moves the segments into the open
 /// run (a new one once it holds `run_rows` rows) if they reached [`MERGE_ROWS`] rows or
 /// [`MAX_SEGMENTS`] segments.
 pub(super) fn stage(
@@ -129,9 +133,9 @@ pub(super) fn stage(
         .map_err(map_sql)?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .map_err(map_sql)?;
-    let with_seg: Vec<(i64, &str, &str, i64, TraceId)> = rows
+    let with_seg: Vec<(i64, i64, &str, i64, TraceId)> = rows
         .iter()
-        .map(|&(key, value, start, id)| (seg, key, value, start, id))
+        .map(|&(_, key_id, value, start, id)| (seg, key_id, value, start, id))
         .collect();
     super::index::insert_rows(
         conn,
@@ -139,8 +143,8 @@ pub(super) fn stage(
         &with_seg,
     )?;
     let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-    let min_start = rows.iter().map(|row| row.2).min().unwrap_or(i64::MIN);
-    let max_start = rows.iter().map(|row| row.2).max().unwrap_or(i64::MAX);
+    let min_start = rows.iter().map(|row| row.3).min().unwrap_or(i64::MIN);
+    let max_start = rows.iter().map(|row| row.3).max().unwrap_or(i64::MAX);
     conn.prepare_cached(
         "INSERT INTO attr_segments (seg, rows, min_start_ns, max_start_ns) \
          VALUES (?1, ?2, ?3, ?4)",
@@ -189,8 +193,8 @@ pub(super) fn delete_rows(
         return Ok(());
     }
     let staged = format!(
-        "DELETE FROM span_attrs_new WHERE {IN_SEGMENTS} AND key = ?1 AND value = ?2 \
-         AND start_ns = ?3 AND trace_id = ?4"
+        "DELETE FROM span_attrs_new WHERE {IN_SEGMENTS} AND key = {ID_OF_KEY_1} \
+         AND value = ?2 AND start_ns = ?3 AND trace_id = ?4"
     );
     attr_runs::delete_each(conn, &staged, trace_id, start, attrs)?;
     Ok(())

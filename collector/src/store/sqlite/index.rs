@@ -14,7 +14,8 @@
 //! The attribute index carries the attributes chosen by [`AttributeIndex`] (strings up to 256
 //! bytes, ints, bools, doubles: [`attr_index_text`]). Since schema version 8 it has two
 //! levels: each flush appends its rows as a new segment of `span_attrs_new`, and the writer
-//! merges the segments into `span_attrs` every ~100k rows (`attr_stage.rs`).
+//! moves the segments into a run every ~100k rows (`attr_stage.rs`, `attr_runs.rs`); since
+//! version 14 the rows name their key by its id (`attr_keys.rs`).
 //! Which pairs a request's spans have is worked out on the request's thread before it is
 //! queued (`attr_plan.rs`); the flush adds each pair's rows at its traces' starts.
 //!
@@ -33,6 +34,7 @@ use std::borrow::Cow;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement, params};
 
+use super::attr_keys;
 use super::attr_plan::{AttrPlan, PairHashState, PairKey, PairMap};
 use super::attr_stage::{self, AttrRow};
 use super::codec::detail_attributes;
@@ -236,19 +238,24 @@ impl<'a> GroupIndex<'a> {
             "trace_operations (op, start_ns, trace_id)",
             &operations,
         )?;
-        let mut pairs_of_attrs: Vec<_> = attrs.into_iter().collect();
-        pairs_of_attrs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Keys as their ids (`attr_keys.rs`); rows staged in (key id, value) order.
+        let key_ids = attr_keys::resolve(conn, attrs.keys().map(|pair| pair.key))?;
+        let mut pairs_of_attrs: Vec<_> = attrs
+            .into_iter()
+            .map(|(pair, rows)| (key_ids[pair.key], pair, rows))
+            .collect();
+        pairs_of_attrs.sort_unstable_by(|a, b| (a.0, &a.1.value).cmp(&(b.0, &b.1.value)));
         let mut attrs: Vec<AttrRow<'_>> = Vec::new();
-        for (_, rows) in &mut pairs_of_attrs {
+        for (_, _, rows) in &mut pairs_of_attrs {
             if !rows.is_sorted() {
                 rows.sort_unstable();
             }
             rows.dedup();
         }
-        for (pair, rows) in &pairs_of_attrs {
+        for (key_id, pair, rows) in &pairs_of_attrs {
             attrs.extend(
                 rows.iter()
-                    .map(|&(start, id)| (pair.key, pair.value.as_ref(), start, id)),
+                    .map(|&(start, id)| (pair.key, *key_id, pair.value.as_ref(), start, id)),
             );
         }
         if !stored_before.is_empty() {

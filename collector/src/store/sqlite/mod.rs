@@ -24,7 +24,7 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 12), the migrations from versions 1 to 11, the checks at open |
+//! | `schema.rs` | the tables (version 14), the migrations from versions 1 to 13, the checks at open |
 //! | `links.rs` | the inbound-link rows (`trace_links`): which traces link to a trace |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
@@ -33,6 +33,7 @@
 //! | `attr_plan.rs` | a request's attribute-index entries, worked out before it is queued |
 //! | `attr_stage.rs` | the attribute index's staged level (`span_attrs_new` segments, moved into runs) |
 //! | `attr_runs.rs` | the attribute index's runs (`span_attrs_run<N>` tables, `attr_runs`; schema 11) |
+//! | `attr_keys.rs` | the attribute keys' ids in the staged rows and the runs (`attr_keys`; schema 14) |
 //! | `durable.rs` | tail sampling decisions and consumer groups (what the collector learns besides spans) |
 //! | `retention.rs` | deleting the oldest traces by age or size, one small batch per call |
 //! | `checkpoint.rs` | the background WAL checkpointer |
@@ -44,6 +45,7 @@
 //!
 //! Times are unix nanoseconds as `INTEGER` (values past `i64::MAX`, year 2262, are clamped).
 
+mod attr_keys;
 mod attr_plan;
 mod attr_runs;
 mod attr_stage;

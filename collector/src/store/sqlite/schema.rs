@@ -1,4 +1,4 @@
-//! # The schema (version 13, `PRAGMA user_version = 13`)
+//! # The schema (version 14, `PRAGMA user_version = 14`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -71,6 +71,11 @@
 //! spans: INDEX spans_slow_by_start                            -- partial: spans of 100 ms or longer, for
 //!        (service, start_ns, duration_ns)                     -- newest-first searches with a service and a
 //!        WHERE duration_ns >= 100000000                       -- min duration that many spans reach
+//! -- version 14 (`attr_keys.rs`):
+//! attr_keys(id INTEGER PRIMARY KEY, key TEXT UNIQUE)          -- one id per attribute key ever indexed
+//! span_attrs_new(seg, key INTEGER, value, start_ns, trace_id) -- the staged rows: the key as its id
+//! attr_runs.key_ids INTEGER                                   -- 1: the run's `key` column holds ids (runs
+//!                                                             -- created since 14); 0: text (kept as they were)
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -95,13 +100,16 @@
 //! (service, operation) pairs and rewrites `trace_operations` (in key order) and `entry_spans`
 //! with the numbers (one read of every row of both: about a minute per 10M spans).
 //! Version 12 → 13 builds the partial index `spans_slow_by_start` (one read of every span:
-//! 10-40 s for 10M spans).
+//! 10-40 s for 10M spans). Version 13 → 14 numbers the attribute keys and rewrites the staged
+//! attribute rows (at most ~100k) with the numbers; runs and `span_attrs` keep their text keys
+//! (read and deleted as such); nothing else is copied.
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use super::attr_keys::schema_v14;
 use super::attr_runs::schema_v11;
 use super::attr_stage::SCHEMA_V8;
 use super::index::SCHEMA_V10;
@@ -113,7 +121,7 @@ use super::slow_walk::SCHEMA_V13;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 13;
+pub(super) const SCHEMA_VERSION: i64 = 14;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -400,16 +408,23 @@ pub(super) fn open_read_write(
         let v8 = if version < 8 { SCHEMA_V8 } else { "" };
         let v9 = if version < 9 { SCHEMA_V9 } else { "" };
         let v10 = if version < 10 { SCHEMA_V10 } else { "" };
+        // The steps whose SQL depends on what the file holds (columns added only when missing).
+        let unreadable = |e: StoreError| StoreError::Io {
+            context: format!("reading the schema of {shown}"),
+            detail: e.to_string(),
+        };
         let v11 = if version < 11 {
-            schema_v11(&conn).map_err(|e| StoreError::Io {
-                context: format!("reading the schema of {shown}"),
-                detail: e.to_string(),
-            })?
+            schema_v11(&conn).map_err(unreadable)?
         } else {
             String::new()
         };
         let v12 = if version < 12 { SCHEMA_V12 } else { "" };
         let v13 = if version < 13 { SCHEMA_V13 } else { "" };
+        let v14 = if version < 14 {
+            schema_v14(&conn).map_err(unreadable)?
+        } else {
+            String::new()
+        };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -431,7 +446,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} {v13} \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} {v13} {v14} \
              PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))

@@ -5,6 +5,7 @@
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
+use super::attr_keys::id_of_key;
 use super::attr_runs::{self, Run};
 use super::operation_ids::id_of_pair;
 use super::read::{SUMMARY_COLUMNS, read_trace, row_to_summary};
@@ -426,7 +427,8 @@ struct Arm {
 
 /// The arms of a search driven by the attribute `key` = `value`: one per place of the
 /// attribute index (`span_attrs`, each run whose start range meets the query's window, each
-/// staged segment). A row is in one place only, so no trace comes from two arms.
+/// staged segment), each naming the key as the place holds it (text, or its id: `attr_keys.rs`).
+/// A row is in one place only, so no trace comes from two arms.
 fn attribute_arms(
     conn: &Connection,
     q: &TraceQuery,
@@ -434,6 +436,7 @@ fn attribute_arms(
     key: &str,
     value: &str,
 ) -> Result<Vec<Arm>, StoreError> {
+    // Every arm binds the key's text: as the key (text places) or to look its id up.
     let pair = || {
         vec![
             SqlValue::Text(key.to_owned()),
@@ -452,7 +455,11 @@ fn attribute_arms(
             .filter(|run| run.overlaps(from, to))
             .map(|run| Arm {
                 table: run.table(),
-                conds: "x.key = ? AND x.value = ?",
+                conds: if run.key_ids {
+                    concat!("x.key = ", id_of_key!(), " AND x.value = ?")
+                } else {
+                    "x.key = ? AND x.value = ?"
+                },
                 args: pair(),
             }),
     );
@@ -465,7 +472,7 @@ fn attribute_arms(
         .map_err(backend)?;
     arms.extend(segments.into_iter().map(|seg| Arm {
         table: "span_attrs_new".to_owned(),
-        conds: "x.seg = ? AND x.key = ? AND x.value = ?",
+        conds: concat!("x.seg = ? AND x.key = ", id_of_key!(), " AND x.value = ?"),
         args: vec![
             SqlValue::Integer(seg),
             SqlValue::Text(key.to_owned()),
