@@ -45,6 +45,9 @@
 # ALTERNATE=1 (default): with COMPARE_BIN, the compared binary runs first in odd runs and
 # second in even ones (the first ClickHouse run after a pause or a start was the fastest:
 # BENCHMARKS.md §6.13); ALTERNATE=0: always first, as before.
+# RATE=N: offer N spans/s (loadgen --rate: each connection sends at its turn in the schedule,
+# so at most CONNECTIONS requests are in flight) instead of saturating (0, the default); the
+# acknowledged rate then says whether the cluster keeps up with N.
 # PAUSE_S=N: N seconds idle before each ingest run (default 0), so a run does not start
 # while the servers or the file system still work off the one before.
 set -euo pipefail
@@ -53,6 +56,7 @@ cd "$(dirname "$0")/.."
 runs=${RUNS:-2}
 duration=${DURATION:-10}
 connections=${CONNECTIONS:-8}
+rate=${RATE:-0}
 spans_target=${SPANS:-1000000}
 samples=${SAMPLES:-200}
 compare_bin=${COMPARE_BIN:-}
@@ -138,7 +142,7 @@ load() { # label seconds
   local t0 out acked
   t0=$(ch_ticks)
   out=$("$loadgen" ingest --url "http://127.0.0.1:$port/v1/traces" --connections "$connections" \
-    --warmup 2 --duration "$2" --pid "$pid" --label "$1")
+    --rate "$rate" --warmup 2 --duration "$2" --pid "$pid" --label "$1")
   # The servers' CPU over warmup + run, per span acknowledged in the run (scaled to both).
   acked=$(echo "$out" | sed -n 's/.* acked_spans=\([0-9]*\).*/\1/p')
   echo "$out clickhouse_us_per_span=$(echo "scale=1; ($(ch_ticks) - $t0) * 10000 * $2 / ($2 + 2) / ${acked:-1}" | bc)" |
@@ -217,6 +221,10 @@ if [ "$topup" = copy ] && [ "$query_only" != 1 ]; then
   # each inserted span into search_local; schema 6: search rows are copied alongside.
   arrays=$(ch_query "SELECT count() FROM system.columns WHERE database = 'spanline' AND table = 'spans_dist' AND name = 'attr_keys'")
   durations=$(ch_query "SELECT count() FROM system.tables WHERE database = 'spanline' AND name = 'trace_duration_dist'")
+  # Schema 8: the attribute keys as hashes (`attr_keys` holds only rows written before).
+  keys=attr_keys
+  [ "$(ch_query "SELECT count() FROM system.columns WHERE database = 'spanline' AND table = 'search_dist' AND name = 'attr_key_hashes'")" = 1 ] &&
+    keys="attr_keys, attr_key_hashes"
   columns="received_day, received_ns, trace_id, span_id, parent_span_id, has_parent, kind, status, service, name, start_ns, end_ns, duration_ns, http_status, has_http_status, detail"
   [ "$arrays" = 1 ] && columns="${columns%, detail}, attr_keys, attr_values, detail"
   new_id() { # generation: the copy's trace id, from trace_id
@@ -234,9 +242,9 @@ if [ "$topup" = copy ] && [ "$query_only" != 1 ]; then
     t0=$(date +%s.%N)
     if [ "$arrays" != 1 ]; then
       ch_query "INSERT INTO spanline.search_dist (received_day, service, start_ns, trace_id, name,
-        kind, status, duration_ns, attr_keys, attr_values) SELECT received_day, service,
+        kind, status, duration_ns, $keys, attr_values) SELECT received_day, service,
         start_ns - $shift_ns, $(new_id "$generation"), name, kind, status, duration_ns,
-        attr_keys, attr_values FROM spanline.search_dist WHERE cityHash64(trace_id, 7) % 100 < $pct"
+        $keys, attr_values FROM spanline.search_dist WHERE cityHash64(trace_id, 7) % 100 < $pct"
     fi
     if [ "$durations" = 1 ]; then
       # Schema 7: the copies' rows for duration-sorted searches (each trace's rows walked).

@@ -4,11 +4,13 @@
 //! columns (ids as `FixedString`, times in unix nanoseconds, kind and status as their OTLP
 //! numbers); everything else is `detail` ([`SpanDetail`], shared with the SQLite backend,
 //! with the resource and scope in it too). The indexed attributes, as the parallel arrays
-//! `attr_keys` / `attr_values`, are in the search row only (schema 6): attribute searches
-//! read them there, and a whole span's come from `detail`.
+//! `attr_key_hashes` (the keys' `cityHash64`, schema 8) / `attr_values`, are in the search
+//! row only (schema 6): attribute searches read them there, and a whole span's come from
+//! `detail`.
 
 use std::sync::Arc;
 
+use super::cityhash::city_hash64;
 use super::rowbinary::{Reader, Writer};
 use crate::format::convert;
 use crate::model::{Scope, Span, SpanId, SpanKind, StatusCode, TraceId};
@@ -59,7 +61,8 @@ pub(super) fn write_span(
 
 /// Appends `span`'s `search_local` row ([`SEARCH_COLUMNS`](super::sql::SEARCH_COLUMNS)),
 /// received at `received_ns`, to `w`: the indexed attributes (those
-/// [`attr_index_text`] gives a text for) as the parallel arrays `attr_keys` / `attr_values`.
+/// [`attr_index_text`] gives a text for) as the parallel arrays `attr_key_hashes` (each key's
+/// `cityHash64`, schema 8) / `attr_values`.
 pub(super) fn write_search(w: &mut Writer, span: &Span, received_ns: u64) {
     w.u16(day_of(received_ns));
     w.bytes(span.service_name.as_bytes());
@@ -76,7 +79,7 @@ pub(super) fn write_search(w: &mut Writer, span: &Span, received_ns: u64) {
         .collect();
     w.len(indexed.len());
     for (key, _) in &indexed {
-        w.bytes(key.as_bytes());
+        w.u64(city_hash64(key.as_bytes()));
     }
     w.len(indexed.len());
     for (_, value) in &indexed {

@@ -6,6 +6,16 @@
 
 use super::sql::Tables;
 
+/// Schema 8: `search_local`'s attribute keys as `cityHash64` of the key (the writer's
+/// `codec::write_search` computes the same hash: `cityhash.rs`), not as text, in the
+/// position of a parallel array to `attr_values`. Rows written before schema 8 hold their keys in
+/// `attr_keys` and no hashes: the `DEFAULT` computes them when such a row is read or merged,
+/// so every row answers the one predicate on the hashes. New rows leave `attr_keys` empty.
+/// Why: the key strings were two thirds of the attribute bytes that every insert and merge
+/// of `search_local` copies (BENCHMARKS.md §6.14).
+pub(super) const ATTR_KEY_HASHES: &str =
+    "attr_key_hashes Array(UInt64) DEFAULT arrayMap(k -> cityHash64(k), attr_keys)";
+
 /// The DDL for one node, in order; every statement is idempotent (`IF NOT EXISTS`).
 pub(super) fn schema(t: &Tables) -> Vec<String> {
     let db = &t.db;
@@ -29,7 +39,8 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS `{db}`.`search_local` (received_day Date, \
              service String, start_ns UInt64, trace_id FixedString(16), name String, \
              kind UInt8, status UInt8, duration_ns UInt64, attr_keys Array(String), \
-             attr_values Array(String)) ENGINE = {} PARTITION BY received_day \
+             {ATTR_KEY_HASHES}, attr_values Array(String)) ENGINE = {} \
+             PARTITION BY received_day \
              ORDER BY (service, start_ns) SETTINGS index_granularity = 8192",
             t.engine("search_local")
         ),
@@ -114,6 +125,15 @@ pub(super) fn schema(t: &Tables) -> Vec<String> {
         }
     }
     ddl
+}
+
+/// Adds [`ATTR_KEY_HASHES`] to this node's `table` (`search_local` or `search_dist`), after
+/// `attr_keys` (schema 8 on a database written before).
+pub(super) fn add_attribute_key_hashes(t: &Tables, table: &str) -> String {
+    format!(
+        "ALTER TABLE `{}`.`{table}` ADD COLUMN {ATTR_KEY_HASHES} AFTER attr_keys",
+        t.db
+    )
 }
 
 /// The highest applied schema version (0 when none).

@@ -9,6 +9,8 @@
 //! version alone, so a database of any older version gets every fill it lacks. Version 6
 //! drops the attribute arrays from `spans_local` (and the view `search_mv` that copied them
 //! into `search_local`, which the writer now fills itself): [`drop_span_attribute_arrays`].
+//! Version 8 adds `search_local`'s attribute key hashes ([`add_attribute_key_hashes`]): rows
+//! written before it keep their text keys, from which the column's `DEFAULT` computes them.
 
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,9 @@ pub(super) async fn apply(nodes: &[Node], tables: &Tables) -> Result<(), StoreEr
             node.run(&sql::backfill_trace_durations(tables), &[], Vec::new())
                 .await?;
         }
+        if applied < 8 {
+            add_attribute_key_hashes(node, tables).await?;
+        }
         if applied < u64::from(SCHEMA_VERSION) {
             let now = crate::time::now_unix_nano();
             node.run(
@@ -95,24 +100,71 @@ const REPLICA_ALTER_WAIT: Duration = Duration::from_secs(30);
 async fn drop_span_attribute_arrays(node: &Node, tables: &Tables) -> Result<(), StoreError> {
     node.run(&drop_search_view(tables), &[], Vec::new()).await?;
     for table in ["spans_local", "spans_dist"] {
-        let deadline = Instant::now() + REPLICA_ALTER_WAIT;
-        loop {
-            let answer = node
-                .run(&span_attribute_columns(tables, table), &[], Vec::new())
-                .await?;
-            let present = Reader::new(&answer).rows(|r| r.string())?;
-            if present.is_empty() {
-                break;
-            }
-            let drop = drop_columns(tables, table, &present);
-            match node.run(&drop, &[], Vec::new()).await {
-                Ok(_) => break,
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
+        alter_until_done(node, &span_attribute_columns(tables, table), |present| {
+            (!present.is_empty()).then(|| drop_columns(tables, table, present))
+        })
+        .await?;
     }
     Ok(())
+}
+
+/// Schema 8 on one node: adds `search_local`'s (and on a cluster `search_dist`'s) column of
+/// attribute key hashes (`ddl.rs`'s `ATTR_KEY_HASHES`) where it is missing. Idempotent (18.16
+/// has no `ADD COLUMN IF NOT EXISTS`); with replication, retried as
+/// [`drop_span_attribute_arrays`] is.
+///
+/// # Errors
+/// As [`drop_span_attribute_arrays`].
+async fn add_attribute_key_hashes(node: &Node, tables: &Tables) -> Result<(), StoreError> {
+    let search_tables: &[&str] = if tables.cluster.is_some() {
+        &["search_local", "search_dist"]
+    } else {
+        &["search_local"]
+    };
+    for table in search_tables {
+        alter_until_done(node, &attribute_key_hash_column(tables, table), |present| {
+            present
+                .is_empty()
+                .then(|| sql::add_attribute_key_hashes(tables, table))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs `columns` (a query answering column names, `RowBinary`) and the `ALTER` that
+/// `alter` makes of its answer, until `alter` has none to make (done) or one was accepted.
+/// A refusal is retried until [`REPLICA_ALTER_WAIT`] passed: with replication, the same
+/// change made on another replica may reach this one meanwhile.
+async fn alter_until_done(
+    node: &Node,
+    columns: &str,
+    alter: impl Fn(&[String]) -> Option<String>,
+) -> Result<(), StoreError> {
+    let deadline = Instant::now() + REPLICA_ALTER_WAIT;
+    loop {
+        let answer = node.run(columns, &[], Vec::new()).await?;
+        let present = Reader::new(&answer).rows(|r| r.string())?;
+        let Some(statement) = alter(&present) else {
+            return Ok(());
+        };
+        match node.run(&statement, &[], Vec::new()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Whether this node's `table` has the column `attr_key_hashes` (schema 8): its name, or no
+/// row.
+pub(super) fn attribute_key_hash_column(t: &Tables, table: &str) -> String {
+    format!(
+        "SELECT name FROM system.columns WHERE database = {} AND table = {} \
+         AND name = 'attr_key_hashes' FORMAT RowBinary",
+        quote(&t.db),
+        quote(table)
+    )
 }
 
 /// Drops the view that filled `search_local` before schema 6 (when it exists).

@@ -33,9 +33,11 @@ fn and(conds: &[String]) -> String {
     }
 }
 
+/// A search row has attribute `key` = `value` (the key by its hash, schema 8: `ddl.rs`'s
+/// `ATTR_KEY_HASHES`; ClickHouse hashes the literal as the writer hashed the key).
 fn attr_cond(key: &str, value: &str) -> String {
     format!(
-        "arrayExists((k, v) -> k = {} AND v = {}, attr_keys, attr_values)",
+        "arrayExists((h, v) -> h = cityHash64({}) AND v = {}, attr_key_hashes, attr_values)",
         quote(key),
         quote(value)
     )
@@ -472,11 +474,11 @@ mod tests {
             // The prefilter on the search rows matches them ...
             let all = find_trace_ids(&tables(), q);
             assert!(all.contains("FROM `d`.`search_local` WHERE"), "{all}");
-            assert!(all.contains("attr_keys"), "{all}");
+            assert!(all.contains("attr_key_hashes"), "{all}");
             assert!(!all.contains("spans_local"), "{all}");
             // ... so the candidates it found need no attribute check again.
             let among = find_trace_ids_among(&tables(), q, &[]);
-            assert!(!among.contains("attr_keys"), "{among}");
+            assert!(!among.contains("attr_key"), "{among}");
             let window = window_candidates(&tables(), q, Some(1), 8);
             assert!(window.is_none_or(|w| !w.contains("spans_local")));
         }

@@ -7,7 +7,8 @@
 //!
 //! The subset, forced by 18.16 (docs/clickhouse.md): no `Map`, `DateTime64`, `TTL`, skip
 //! indexes, codecs, `LowCardinality` or query parameters; ids are `FixedString`, times
-//! `UInt64` unix nanoseconds, attributes parallel `Array(String)` columns; values are
+//! `UInt64` unix nanoseconds, attributes parallel arrays (keys as `cityHash64` since schema 8,
+//! values as text); values are
 //! inlined as escaped literals ([`quote`], [`bytes_lit`]).
 //!
 //! Tables (per node; `*_dist` are the `Distributed` tables of a cluster, sharded by
@@ -16,7 +17,7 @@
 //! | table | order | holds |
 //! |---|---|---|
 //! | `spans_local` | `(trace_id, start_ns)`, granularity 1024 | every span (trace by id; since schema 6 without the attribute arrays, which only `search_local` holds) |
-//! | `search_local` | `(service, start_ns)` | the searchable columns of every span, the indexed attributes among them; written by the inserter since schema 6 (before, copied from `spans_local` by the view `search_mv`) |
+//! | `search_local` | `(service, start_ns)` | the searchable columns of every span, the indexed attributes among them as parallel arrays `attr_key_hashes` (`cityHash64` of each key, schema 8; rows written before hold the keys in `attr_keys`, from which the column's `DEFAULT` computes the hashes) and `attr_values`; written by the inserter since schema 6 (before, copied from `spans_local` by the view `search_mv`) |
 //! | `refusals_local` | `trace_id` | spans refused at the per-trace limit, per write |
 //! | `links_local` | `(trace_id, source_trace_id)` | inbound links: `trace_id` is linked to by a span of `source_trace_id` (schema 2), written by the inserter for spans with links |
 //! | `sampling_decisions_local` | `trace_id` | tail sampling decisions (schema 3; the latest row of a trace wins) |
@@ -34,11 +35,11 @@ use crate::model::TraceId;
 use crate::store::TimeWindow;
 
 /// The schema this build writes and reads; a database with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u32 = 7;
+pub(super) const SCHEMA_VERSION: u32 = 8;
 
 pub(super) use super::ddl::{
-    backfill_newest, backfill_trace_durations, backfill_trace_summaries, record_schema_version,
-    schema, schema_version,
+    add_attribute_key_hashes, backfill_newest, backfill_trace_durations, backfill_trace_summaries,
+    record_schema_version, schema, schema_version,
 };
 
 /// Columns of `spans_local` in insert order (see `codec::write_span`).
@@ -47,7 +48,7 @@ pub(super) const SPAN_COLUMNS: &str = "received_day, received_ns, trace_id, span
     http_status, has_http_status, detail";
 /// Columns of `search_local` in insert order (see `codec::write_search`).
 pub(super) const SEARCH_COLUMNS: &str = "received_day, service, start_ns, trace_id, name, \
-    kind, status, duration_ns, attr_keys, attr_values";
+    kind, status, duration_ns, attr_key_hashes, attr_values";
 /// Columns read to rebuild a whole span (`codec::read_span`).
 pub(super) const FULL_SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, has_parent, \
     kind, status, service, name, start_ns, end_ns, detail";

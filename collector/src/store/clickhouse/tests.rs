@@ -535,6 +535,12 @@ fn dump_statements_for_the_chdb_check() {
             &["attr_keys".into(), "attr_values".into()]
         )
     ));
+    // The schema 8 migration: the ALTER is parsed only (the column is there here).
+    out.push(super::schema::attribute_key_hash_column(&t, "search_local"));
+    out.push(format!(
+        "PARSE {}",
+        sql::add_attribute_key_hashes(&t, "search_local")
+    ));
     out.push(sql::stored_traces(&t, &ids, 20_000));
     out.push(sql::existing_keys(&t, &ids, 20_000));
     out.push(super::shards::local_shard_sql("spanline_2s"));
@@ -1172,6 +1178,21 @@ async fn schema_5_fills_trace_summaries_from_the_spans_of_an_older_database() {
     store.shutdown().await;
 }
 
+/// The search tables of a 2-shard `spanline_test` as schemas 1-7 made them (no attribute
+/// key hashes), replacing today's (their rows go with them).
+const SEARCH_TABLES_BEFORE_SCHEMA_8: [&str; 4] = [
+    "DROP TABLE spanline_test.search_dist",
+    "DROP TABLE spanline_test.search_local",
+    "CREATE TABLE spanline_test.search_local (received_day Date, service String, \
+     start_ns UInt64, trace_id FixedString(16), name String, kind UInt8, status UInt8, \
+     duration_ns UInt64, attr_keys Array(String), attr_values Array(String)) \
+     ENGINE = MergeTree PARTITION BY received_day ORDER BY (service, start_ns) \
+     SETTINGS index_granularity = 8192",
+    "CREATE TABLE spanline_test.search_dist AS spanline_test.search_local \
+     ENGINE = Distributed(`spanline_2s`, `spanline_test`, `search_local`, \
+     cityHash64(trace_id))",
+];
+
 /// Schema 6 on a database written by an older collector: the attribute arrays leave
 /// `spans_local` (and `spans_dist`) and the view that copied them into `search_local` is
 /// dropped, on every shard; the search rows the view wrote before still answer attribute
@@ -1193,10 +1214,10 @@ async fn schema_6_drops_the_span_attribute_arrays_of_an_older_database() {
         .iter()
         .map(|u| super::http::Node::new(u, None, None).unwrap())
         .collect();
-    // Back to schema 5 on both shards: the arrays in `spans_local` and `spans_dist`, the
-    // view, version 5.
+    // Back to schema 5 on both shards: the search tables of then (the rows of `kept` go
+    // with them), the arrays in `spans_local` and `spans_dist`, the view, version 5.
     for node in &nodes {
-        for statement in [
+        for statement in SEARCH_TABLES_BEFORE_SCHEMA_8.into_iter().chain([
             "ALTER TABLE spanline_test.spans_local ADD COLUMN attr_keys Array(String), \
              ADD COLUMN attr_values Array(String)",
             "ALTER TABLE spanline_test.spans_dist ADD COLUMN attr_keys Array(String), \
@@ -1208,7 +1229,7 @@ async fn schema_6_drops_the_span_attribute_arrays_of_an_older_database() {
             "CREATE TABLE spanline_test.schema_version (version UInt32, \
              applied_unix_ns UInt64) ENGINE = TinyLog",
             "INSERT INTO spanline_test.schema_version VALUES (5, 0)",
-        ] {
+        ]) {
             node.run(statement, &[], Vec::new()).await.unwrap();
         }
     }
@@ -1287,10 +1308,9 @@ async fn schema_6_drops_the_span_attribute_arrays_of_an_older_database() {
         .unwrap();
     let mut found: Vec<_> = found.iter().map(|s| s.trace_id).collect();
     found.sort();
-    // Not the old copy: its search rows hold only the attribute its collector wrote.
-    let mut want = vec![kept[0].trace_id, new[0].trace_id];
-    want.sort();
-    assert_eq!(found, want);
+    // Not the old copy: its search rows hold only the attribute its collector wrote (and
+    // `kept`'s went with the search tables of schema 8).
+    assert_eq!(found, vec![new[0].trace_id]);
     store.shutdown().await;
     // Opening again (version 6 recorded) leaves the schema as it is.
     let again = ClickHouseStore::open(options).await.unwrap();
@@ -1302,6 +1322,143 @@ async fn schema_6_drops_the_span_attribute_arrays_of_an_older_database() {
     .await;
     assert_eq!(version, u64::from(super::sql::SCHEMA_VERSION));
     again.shutdown().await;
+}
+
+/// Schema 8 on a database written by an older collector: `search_local` (and `search_dist`)
+/// get the column of attribute key hashes; the rows written before keep their text keys and
+/// are found through the column's `DEFAULT`, before and after a merge; new rows hold hashes
+/// and no text keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_8_hashes_attribute_keys_and_finds_the_rows_of_an_older_database() {
+    use crate::store::TraceQuery;
+    let Some(servers) = Servers::start(2).await else {
+        return;
+    };
+    let options = servers.options();
+    let store = ClickHouseStore::open(options.clone()).await.unwrap();
+    let kept = crate::testing::sample_trace(1);
+    store.write_spans(kept.clone()).await.unwrap();
+    store.shutdown().await;
+    let nodes: Vec<super::http::Node> = servers
+        .urls
+        .iter()
+        .map(|u| super::http::Node::new(u, None, None).unwrap())
+        .collect();
+    // Back to schema 7 on both shards: the search tables as schema 7 made them (no hash
+    // column; the rows of `kept` gone with them), version 7.
+    for node in &nodes {
+        for statement in SEARCH_TABLES_BEFORE_SCHEMA_8.into_iter().chain([
+            "DROP TABLE spanline_test.schema_version",
+            "CREATE TABLE spanline_test.schema_version (version UInt32, \
+             applied_unix_ns UInt64) ENGINE = TinyLog",
+            "INSERT INTO spanline_test.schema_version VALUES (7, 0)",
+        ]) {
+            node.run(statement, &[], Vec::new()).await.unwrap();
+        }
+    }
+    // What a schema 7 collector wrote: a copy of the trace under another id, its search rows
+    // with text keys.
+    let mut old = [0u8; 16];
+    old[14] = 0x5c;
+    old[15] = 0x07;
+    let old = crate::model::TraceId(old);
+    let copy = |table: &str, columns: &str, values: &str| {
+        format!(
+            "INSERT INTO spanline_test.{table}_dist ({columns}) SELECT {values} \
+             FROM spanline_test.spans_dist WHERE trace_id = {}",
+            super::sql::bytes_lit(&kept[0].trace_id.0)
+        )
+        .replace("{old}", &super::sql::bytes_lit(&old.0))
+    };
+    let spans = super::sql::SPAN_COLUMNS;
+    let search = "received_day, service, start_ns, trace_id, name, kind, status, duration_ns, \
+                  attr_keys, attr_values";
+    for statement in [
+        copy("spans", spans, &spans.replace("trace_id", "{old}")),
+        copy(
+            "search",
+            search,
+            "received_day, service, start_ns, {old}, name, kind, status, duration_ns, \
+             ['schema', 'http.request.method'], ['seven', 'POST']",
+        ),
+    ] {
+        nodes[0]
+            .run(&statement, super::INSERT_SETTINGS, Vec::new())
+            .await
+            .unwrap();
+    }
+    let store = ClickHouseStore::open(options.clone()).await.unwrap();
+    for node in &nodes {
+        for table in ["search_local", "search_dist"] {
+            let sql = super::schema::attribute_key_hash_column(&store.shared.tables, table);
+            let answer = node.run(&sql, &[], Vec::new()).await.unwrap();
+            let present = super::rowbinary::Reader::new(&answer)
+                .rows(|r| r.string())
+                .unwrap();
+            assert_eq!(present, vec!["attr_key_hashes".to_owned()], "{table}");
+        }
+    }
+    let new = crate::testing::sample_trace(2);
+    store.write_spans(new.clone()).await.unwrap();
+    let sorted = |mut v: Vec<crate::model::TraceId>| {
+        v.sort();
+        v
+    };
+    let find = |key: &str, value: &str| {
+        let q = TraceQuery {
+            attributes: vec![(key.into(), value.into())],
+            ..TraceQuery::default()
+        };
+        let store = &store;
+        async move {
+            let found = store.find_traces(q).await.unwrap();
+            sorted(found.iter().map(|s| s.trace_id).collect())
+        }
+    };
+    let all_post = sorted(vec![old, new[0].trace_id]);
+    assert_eq!(find("schema", "seven").await, vec![old]);
+    assert_eq!(find("http.request.method", "POST").await, all_post);
+    // The new rows: hashes, no text keys.
+    let text_keys = format!(
+        "SELECT toUInt64(countIf(notEmpty(attr_keys))) FROM spanline_test.search_dist \
+         WHERE trace_id = {} FORMAT RowBinary",
+        super::sql::bytes_lit(&new[0].trace_id.0)
+    );
+    assert_eq!(count_on(&servers.urls[0], &text_keys).await, 0);
+    let hashed = text_keys.replace("notEmpty(attr_keys)", "notEmpty(attr_key_hashes)");
+    let with_indexed = new
+        .iter()
+        .filter(|s| {
+            s.attributes
+                .iter()
+                .any(|kv| crate::store::attr_index_text(&kv.value).is_some())
+        })
+        .count();
+    assert!(with_indexed > 0);
+    assert_eq!(
+        count_on(&servers.urls[0], &hashed).await,
+        with_indexed as u64
+    );
+    // After a merge of the old and new parts the old rows are found all the same.
+    for node in &nodes {
+        node.run(
+            "OPTIMIZE TABLE spanline_test.search_local FINAL",
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(find("schema", "seven").await, vec![old]);
+    assert_eq!(find("http.request.method", "POST").await, all_post);
+    assert_eq!(find("schema", "eight").await, vec![]);
+    store.shutdown().await;
+    let version = count_on(
+        &servers.urls[1],
+        "SELECT toUInt64(max(version)) FROM spanline_test.schema_version FORMAT RowBinary",
+    )
+    .await;
+    assert_eq!(version, u64::from(super::sql::SCHEMA_VERSION));
 }
 
 /// A span resent long after its first copy was stored (here: a copy received 30 days ago)
