@@ -118,11 +118,12 @@ fn text(bytes: &[u8], bad: &mut usize) -> String {
 fn read_request(body: &[u8]) -> Result<Vec<ResourceSpansIn>> {
     let mut r = Reader::new(body);
     let mut out = Vec::new();
+    let mut scratch = Vec::new();
     while r.has_remaining() {
         let (tag, wire_type) = r.key()?;
         match tag {
             1 => out.push(
-                read_resource_spans(&mut r, wire_type, RECURSION_LIMIT)
+                read_resource_spans(&mut r, wire_type, RECURSION_LIMIT, &mut scratch)
                     .map_err(|e| e.at("Request", "resource_spans"))?,
             ),
             _ => r.skip(wire_type, tag, RECURSION_LIMIT)?,
@@ -131,11 +132,13 @@ fn read_request(body: &[u8]) -> Result<Vec<ResourceSpansIn>> {
     Ok(out)
 }
 
-/// `ResourceSpans`: 1 `resource` (merged when repeated), 2 `scope_spans`.
+/// `ResourceSpans`: 1 `resource` (merged when repeated), 2 `scope_spans`. `scratch` is
+/// where a span's attributes are collected (see [`read_span`]).
 fn read_resource_spans(
     r: &mut Reader<'_>,
     wire_type: WireType,
     depth: u32,
+    scratch: &mut Vec<KeyValue>,
 ) -> Result<ResourceSpansIn> {
     let end = r.message(wire_type, depth)?;
     let depth = depth - 1;
@@ -150,7 +153,7 @@ fn read_resource_spans(
             1 => read_resource(r, wire_type, depth, &mut out)
                 .map_err(|e| e.at("ResourceSpans", "resource"))?,
             2 => out.scopes.push(
-                read_scope_spans(r, wire_type, depth)
+                read_scope_spans(r, wire_type, depth, scratch)
                     .map_err(|e| e.at("ResourceSpans", "scope_spans"))?,
             ),
             _ => r.skip(wire_type, tag, depth)?,
@@ -184,7 +187,12 @@ fn read_resource(
 }
 
 /// `ScopeSpans`: 1 `scope` (`InstrumentationScope`: 1 `name`, 2 `version`), 2 `spans`.
-fn read_scope_spans(r: &mut Reader<'_>, wire_type: WireType, depth: u32) -> Result<ScopeSpansIn> {
+fn read_scope_spans(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    scratch: &mut Vec<KeyValue>,
+) -> Result<ScopeSpansIn> {
     let end = r.message(wire_type, depth)?;
     let depth = depth - 1;
     let [spans] = r.count_fields(end, [2]);
@@ -195,9 +203,9 @@ fn read_scope_spans(r: &mut Reader<'_>, wire_type: WireType, depth: u32) -> Resu
         match tag {
             1 => read_scope(r, wire_type, depth, &mut name, &mut version)
                 .map_err(|e| e.at("ScopeSpans", "scope"))?,
-            2 => {
-                spans.push(read_span(r, wire_type, depth).map_err(|e| e.at("ScopeSpans", "spans"))?)
-            }
+            2 => spans.push(
+                read_span(r, wire_type, depth, scratch).map_err(|e| e.at("ScopeSpans", "spans"))?,
+            ),
             _ => r.skip(wire_type, tag, depth)?,
         }
     }
@@ -245,10 +253,17 @@ struct SpanFields<'a> {
 }
 
 /// `Span` (opentelemetry-proto's field numbers), with the number of its invalid strings.
-fn read_span(r: &mut Reader<'_>, wire_type: WireType, depth: u32) -> Result<(OtlpSpan, usize)> {
+/// Its attributes are collected in `scratch` (kept from span to span, so that it does not
+/// grow again for each), then moved into a `Vec` of their number.
+fn read_span(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    scratch: &mut Vec<KeyValue>,
+) -> Result<(OtlpSpan, usize)> {
     let end = r.message(wire_type, depth)?;
     let depth = depth - 1;
-    let [attributes, events, links] = r.count_fields(end, [9, 11, 13]);
+    scratch.clear();
     let mut f = SpanFields::default();
     let mut bad = 0usize;
     let mut span = OtlpSpan {
@@ -262,9 +277,9 @@ fn read_span(r: &mut Reader<'_>, wire_type: WireType, depth: u32) -> Result<(Otl
         start_time_unix_nano: 0,
         end_time_unix_nano: 0,
         status: Status::default(),
-        attributes: Vec::with_capacity(attributes),
-        events: Vec::with_capacity(events),
-        links: Vec::with_capacity(links),
+        attributes: Vec::new(),
+        events: Vec::new(),
+        links: Vec::new(),
         dropped_attributes_count: 0,
         dropped_events_count: 0,
         dropped_links_count: 0,
@@ -287,8 +302,7 @@ fn read_span(r: &mut Reader<'_>, wire_type: WireType, depth: u32) -> Result<(Otl
             8 => {
                 span.end_time_unix_nano = r.fixed64(wire_type).map_err(at("end_time_unix_nano"))?
             }
-            9 => span
-                .attributes
+            9 => scratch
                 .push(read_key_value(r, wire_type, depth, &mut bad).map_err(at("attributes"))?),
             10 => {
                 span.dropped_attributes_count =
@@ -317,6 +331,9 @@ fn read_span(r: &mut Reader<'_>, wire_type: WireType, depth: u32) -> Result<(Otl
         }
     }
     r.finish(end)?;
+    // Moved, not `mem::take`n: `scratch` keeps its capacity for the next span.
+    span.attributes = Vec::with_capacity(scratch.len());
+    span.attributes.append(scratch);
     span.trace_id = WireId::Bytes(RawId::new(f.trace_id));
     span.span_id = WireId::Bytes(RawId::new(f.span_id));
     span.parent_span_id = WireId::Bytes(RawId::new(f.parent_span_id));

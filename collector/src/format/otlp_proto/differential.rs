@@ -50,6 +50,9 @@ mod pb {
     }
 }
 
+/// Writes one field (or several occurrences of one) of a message.
+type Writer<'w> = &'w mut dyn FnMut(&mut Gen, &mut Vec<u8>);
+
 /// Random requests from one seed.
 struct Gen {
     rng: fastrand::Rng,
@@ -124,11 +127,7 @@ impl Gen {
 
     /// Writes the fields in random order, each as many times as it says, with unknown
     /// fields among them now and then.
-    fn fields(
-        &mut self,
-        out: &mut Vec<u8>,
-        writers: &mut [&mut dyn FnMut(&mut Gen, &mut Vec<u8>)],
-    ) {
+    fn fields(&mut self, out: &mut Vec<u8>, writers: &mut [Writer<'_>]) {
         let mut order: Vec<usize> = (0..writers.len()).collect();
         if self.chance(300) {
             self.rng.shuffle(&mut order);
