@@ -23,6 +23,8 @@
 mod differential;
 #[cfg(test)]
 mod reference;
+#[cfg(test)]
+mod tests;
 
 use super::Decoded;
 use super::otlp::{self, IdNames, OtlpLink, OtlpResourceSpans, OtlpSpan, RawId, WireId};
@@ -119,16 +121,16 @@ fn read_request(body: &[u8]) -> Result<Vec<ResourceSpansIn>> {
     let mut r = Reader::new(body);
     let mut out = Vec::new();
     let mut scratch = Vec::new();
-    while r.has_remaining() {
-        let (tag, wire_type) = r.key()?;
+    r.fields(body.len(), RECURSION_LIMIT, |r, tag, wire_type, depth| {
         match tag {
             1 => out.push(
-                read_resource_spans(&mut r, wire_type, RECURSION_LIMIT, &mut scratch)
+                read_resource_spans(r, wire_type, depth, &mut scratch)
                     .map_err(|e| e.at("Request", "resource_spans"))?,
             ),
-            _ => r.skip(wire_type, tag, RECURSION_LIMIT)?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(out)
 }
 
@@ -141,14 +143,12 @@ fn read_resource_spans(
     scratch: &mut Vec<KeyValue>,
 ) -> Result<ResourceSpansIn> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
     let mut out = ResourceSpansIn {
         resource: Resource::default(),
         bad: 0,
         scopes: Vec::new(),
     };
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
         match tag {
             1 => read_resource(r, wire_type, depth, &mut out)
                 .map_err(|e| e.at("ResourceSpans", "resource"))?,
@@ -156,10 +156,10 @@ fn read_resource_spans(
                 read_scope_spans(r, wire_type, depth, scratch)
                     .map_err(|e| e.at("ResourceSpans", "scope_spans"))?,
             ),
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)?;
+        Ok(true)
+    })?;
     Ok(out)
 }
 
@@ -171,19 +171,17 @@ fn read_resource(
     out: &mut ResourceSpansIn,
 ) -> Result<()> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
         match tag {
             1 => {
                 let kv = read_key_value(r, wire_type, depth, &mut out.bad)
                     .map_err(|e| e.at("Resource", "attributes"))?;
                 out.resource.attributes.push(kv);
             }
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)
+        Ok(true)
+    })
 }
 
 /// `ScopeSpans`: 1 `scope` (`InstrumentationScope`: 1 `name`, 2 `version`), 2 `spans`.
@@ -194,22 +192,20 @@ fn read_scope_spans(
     scratch: &mut Vec<KeyValue>,
 ) -> Result<ScopeSpansIn> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
     let [spans] = r.count_fields(end, [2]);
     let mut spans = Vec::with_capacity(spans);
     let (mut name, mut version): (&[u8], &[u8]) = (b"", b"");
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
         match tag {
             1 => read_scope(r, wire_type, depth, &mut name, &mut version)
                 .map_err(|e| e.at("ScopeSpans", "scope"))?,
             2 => spans.push(
                 read_span(r, wire_type, depth, scratch).map_err(|e| e.at("ScopeSpans", "spans"))?,
             ),
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)?;
+        Ok(true)
+    })?;
     let mut bad = 0;
     let scope = Scope {
         name: text(name, &mut bad),
@@ -227,16 +223,14 @@ fn read_scope<'a>(
     version: &mut &'a [u8],
 ) -> Result<()> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, _| {
         match tag {
             1 => *name = r.bytes(wire_type).map_err(|e| e.at("Scope", "name"))?,
             2 => *version = r.bytes(wire_type).map_err(|e| e.at("Scope", "version"))?,
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)
+        Ok(true)
+    })
 }
 
 /// The fields of a `Span` read so far that are converted when it ends.
@@ -262,7 +256,6 @@ fn read_span(
     scratch: &mut Vec<KeyValue>,
 ) -> Result<(OtlpSpan, usize)> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
     scratch.clear();
     let mut f = SpanFields::default();
     let mut bad = 0usize;
@@ -285,8 +278,7 @@ fn read_span(
         dropped_links_count: 0,
         warnings: Vec::new(),
     };
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
         let at = |field| move |e: super::proto_wire::DecodeError| e.at("Span", field);
         match tag {
             1 => f.trace_id = r.bytes(wire_type).map_err(at("trace_id"))?,
@@ -327,10 +319,10 @@ fn read_span(
             }
             15 => read_status(r, wire_type, depth, &mut f).map_err(at("status"))?,
             16 => span.flags = r.fixed32(wire_type).map_err(at("flags"))?,
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)?;
+        Ok(true)
+    })?;
     // Moved, not `mem::take`n: `scratch` keeps its capacity for the next span.
     span.attributes = Vec::with_capacity(scratch.len());
     span.attributes.append(scratch);
@@ -355,9 +347,7 @@ fn read_status<'a>(
     f: &mut SpanFields<'a>,
 ) -> Result<()> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, _| {
         match tag {
             2 => f.status_message = r.bytes(wire_type).map_err(|e| e.at("Status", "message"))?,
             3 => {
@@ -365,10 +355,10 @@ fn read_status<'a>(
                     .varint_field(wire_type)
                     .map_err(|e| e.at("Status", "code"))? as i32;
             }
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)
+        Ok(true)
+    })
 }
 
 /// `Span.Event`: 1 `time_unix_nano`, 2 `name`, 3 `attributes`.
@@ -379,12 +369,10 @@ fn read_event(
     bad: &mut usize,
 ) -> Result<Event> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
     let mut time_unix_nano = 0;
     let mut name: &[u8] = b"";
     let mut attributes = Vec::new();
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
         match tag {
             1 => {
                 time_unix_nano = r
@@ -396,10 +384,10 @@ fn read_event(
                 read_key_value(r, wire_type, depth, bad)
                     .map_err(|e| e.at("Event", "attributes"))?,
             ),
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)?;
+        Ok(true)
+    })?;
     Ok(Event {
         time_unix_nano,
         name: text(name, bad),
@@ -415,11 +403,9 @@ fn read_link(
     bad: &mut usize,
 ) -> Result<OtlpLink> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
     let (mut trace_id, mut span_id, mut trace_state): (&[u8], &[u8], &[u8]) = (b"", b"", b"");
     let mut attributes = Vec::new();
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
         match tag {
             1 => trace_id = r.bytes(wire_type).map_err(|e| e.at("Link", "trace_id"))?,
             2 => span_id = r.bytes(wire_type).map_err(|e| e.at("Link", "span_id"))?,
@@ -431,10 +417,10 @@ fn read_link(
             4 => attributes.push(
                 read_key_value(r, wire_type, depth, bad).map_err(|e| e.at("Link", "attributes"))?,
             ),
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)?;
+        Ok(true)
+    })?;
     Ok(OtlpLink {
         trace_id: WireId::Bytes(RawId::new(trace_id)),
         span_id: WireId::Bytes(RawId::new(span_id)),
@@ -488,19 +474,17 @@ fn read_key_value(
     bad: &mut usize,
 ) -> Result<KeyValue> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
     let mut key: &[u8] = b"";
     let mut value = PendingValue::Unset;
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
         match tag {
             1 => key = r.bytes(wire_type).map_err(|e| e.at("KeyValue", "key"))?,
             2 => read_any_value(r, wire_type, depth, &mut value)
                 .map_err(|e| e.at("KeyValue", "value"))?,
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)?;
+        Ok(true)
+    })?;
     Ok(KeyValue {
         key: text(key, bad),
         value: value.finish(bad),
@@ -517,9 +501,7 @@ fn read_any_value<'a>(
     value: &mut PendingValue<'a>,
 ) -> Result<()> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
         let at = |e: super::proto_wire::DecodeError| e.at("AnyValue", "value");
         match tag {
             1 => *value = PendingValue::String(r.bytes(wire_type).map_err(at)?),
@@ -543,10 +525,10 @@ fn read_any_value<'a>(
                 *value = PendingValue::KvList(values, n);
             }
             7 => *value = PendingValue::Bytes(r.bytes(wire_type).map_err(at)?),
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)
+        Ok(true)
+    })
 }
 
 /// `ArrayValue`: 1 `values`, appended to `values`.
@@ -558,9 +540,7 @@ fn read_array(
     bad: &mut usize,
 ) -> Result<()> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
         match tag {
             1 => {
                 let mut value = PendingValue::Unset;
@@ -568,10 +548,10 @@ fn read_array(
                     .map_err(|e| e.at("ArrayValue", "values"))?;
                 values.push(value.finish(bad));
             }
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)
+        Ok(true)
+    })
 }
 
 /// `KeyValueList`: 1 `values`, appended to `values`.
@@ -583,112 +563,14 @@ fn read_kv_list(
     bad: &mut usize,
 ) -> Result<()> {
     let end = r.message(wire_type, depth)?;
-    let depth = depth - 1;
-    while r.before(end) {
-        let (tag, wire_type) = r.key()?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
         match tag {
             1 => values.push(
                 read_key_value(r, wire_type, depth, bad)
                     .map_err(|e| e.at("KeyValueList", "values"))?,
             ),
-            _ => r.skip(wire_type, tag, depth)?,
+            _ => return Ok(false),
         }
-    }
-    r.finish(end)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-    use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as PbSpan};
-    use prost::Message;
-
-    fn pb_span(trace: Vec<u8>, span: Vec<u8>) -> PbSpan {
-        PbSpan {
-            trace_id: trace,
-            span_id: span,
-            name: "op".into(),
-            kind: 2,
-            start_time_unix_nano: 10,
-            end_time_unix_nano: 20,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn invalid_ids_are_rejected_one_by_one() {
-        let good = pb_span(vec![1; 16], vec![2; 8]);
-        let short = pb_span(vec![1; 15], vec![3; 8]);
-        let zero = pb_span(vec![1; 16], vec![0; 8]);
-        let mut bad_parent = pb_span(vec![1; 16], vec![4; 8]);
-        bad_parent.parent_span_id = vec![5; 3];
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(PbResource {
-                    attributes: vec![KeyValue {
-                        key: "service.name".into(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue("svc".into())),
-                        }),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![good, short, zero, bad_parent],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        let out = decode(&req.encode_to_vec(), &SpanLimits::default()).unwrap();
-        assert_eq!(out.spans.len(), 1);
-        assert_eq!(out.spans[0].service_name, "svc");
-        assert_eq!(out.spans[0].kind, SpanKind::Server);
-        assert_eq!(out.rejected, 3);
-        let msg = out.error_message().unwrap();
-        assert!(
-            msg.contains("span 1: trace_id must be 16 bytes, got 15"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("span 2: span_id must not be all zeros"),
-            "{msg}"
-        );
-        assert!(msg.contains("span 3: parent_span_id"), "{msg}");
-    }
-
-    #[test]
-    fn missing_resource_means_unknown_service() {
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![pb_span(vec![1; 16], vec![2; 8])],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        let out = decode(&req.encode_to_vec(), &SpanLimits::default()).unwrap();
-        assert_eq!(out.spans[0].service_name, crate::model::UNKNOWN_SERVICE);
-        assert!(out.error_message().is_none());
-    }
-
-    #[test]
-    fn garbage_is_a_bad_request() {
-        let err = decode(&[0xff, 0xff, 0xff, 0x01], &SpanLimits::default()).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("failed to decode ExportTraceServiceRequest")
-        );
-        assert!(
-            decode(&[], &SpanLimits::default())
-                .unwrap()
-                .spans
-                .is_empty()
-        );
-    }
+        Ok(true)
+    })
 }

@@ -288,6 +288,27 @@ impl<'a> Reader<'a> {
         Ok(self.pos + len as usize)
     }
 
+    /// Reads a message's fields up to `end` (the whole request, or a nested message's end
+    /// from [`Reader::message`]) with recursion budget `depth` (the message's own, less one
+    /// for a nested one): `field(reader, tag, wire type, depth)` reads each field it knows
+    /// and answers `true`, or `false` to have it skipped. Then closes the message
+    /// ([`Reader::finish`]).
+    #[inline]
+    pub(crate) fn fields(
+        &mut self,
+        end: usize,
+        depth: u32,
+        mut field: impl FnMut(&mut Self, u32, WireType, u32) -> Result<bool>,
+    ) -> Result<()> {
+        while self.before(end) {
+            let (tag, wire_type) = self.key()?;
+            if !field(self, tag, wire_type, depth)? {
+                self.skip(wire_type, tag, depth)?;
+            }
+        }
+        self.finish(end)
+    }
+
     /// Closes a nested message: its last field must have ended exactly at `end`.
     #[inline]
     pub(crate) fn finish(&self, end: usize) -> Result<()> {
