@@ -11,13 +11,15 @@
 //!   (Jaeger-style).
 //! - Nesting deeper than prost's recursion limit (100) fails the request with 400 (O9).
 //!
-//! The span messages are read by hand ([`proto_wire`]) straight into the model: strings and
-//! ids are borrowed from the request until their message ends (protobuf's last value wins),
-//! then copied once; `Vec`s are sized by counting their fields first. Every other input is
-//! read as prost reads it into the OTLP messages: unknown fields skipped, repeated scalars
-//! last-wins, repeated messages merged, and a malformed request fails with prost's message
-//! (the prost-based decoder this replaced is kept as the tests' reference,
-//! `reference::decode`).
+//! The request is read by hand ([`proto_wire`](super::proto_wire)) straight into model
+//! values (no intermediate message structs): strings and ids stay borrowed from the body until
+//! their message ends (protobuf's last value wins), then are copied once, ids into arrays;
+//! a scope's spans are counted before their `Vec` is made, a span's attributes gather in one
+//! scratch `Vec` reused from span to span. Everything else is as prost reads the OTLP
+//! messages: unknown fields and groups skipped, a repeated scalar's last value kept, repeated
+//! messages merged, and a malformed request fails with prost's message. The prost-based
+//! decoder this replaced is kept, for tests, as the reference (`reference::decode`) the
+//! differential tests compare with.
 
 #[cfg(test)]
 mod differential;
