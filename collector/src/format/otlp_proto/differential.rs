@@ -461,3 +461,30 @@ fn the_load_generators_request_decodes_as_the_reference_does() {
         500
     );
 }
+
+/// Every file of `dir`, decoded by both.
+fn assert_same_on_files(dir: &std::path::Path) -> usize {
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let body = std::fs::read(&path).unwrap();
+        assert_same(&body, &SpanLimits::default(), &path.display().to_string());
+        files += 1;
+    }
+    files
+}
+
+#[test]
+fn the_fuzz_seeds_decode_as_the_reference_does() {
+    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/otlp_proto");
+    assert!(assert_same_on_files(&seeds) > 0);
+}
+
+/// `OTLP_PROTO_CORPUS=<dir>`: a fuzz target's corpus (inputs chosen for the decoder's
+/// coverage), compared file by file.
+#[test]
+#[ignore = "needs OTLP_PROTO_CORPUS, a directory of inputs such as a fuzz corpus"]
+fn a_fuzz_corpus_decodes_as_the_reference_does() {
+    let dir = std::env::var("OTLP_PROTO_CORPUS").expect("OTLP_PROTO_CORPUS");
+    assert!(assert_same_on_files(std::path::Path::new(&dir)) > 0);
+}
