@@ -21,6 +21,7 @@ pub(crate) mod otlp;
 pub(crate) mod otlp_export;
 pub(crate) mod otlp_json;
 pub(crate) mod otlp_proto;
+pub(crate) mod proto_wire;
 pub mod simple_json;
 pub(crate) mod zipkin;
 

@@ -16,11 +16,47 @@ use crate::model::{
 };
 use crate::sanitize::{self, SpanLimits};
 
+/// A protobuf id field as read, without an allocation: its length in bytes, and its bytes
+/// when there are at most 16 (a longer id is invalid for its length alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawId {
+    len: usize,
+    bytes: [u8; 16],
+}
+
+impl RawId {
+    /// The id field's bytes, copied.
+    pub(crate) fn new(bytes: &[u8]) -> Self {
+        let mut id = Self {
+            len: bytes.len(),
+            bytes: [0; 16],
+        };
+        if let Some(head) = id.bytes.get_mut(..bytes.len()) {
+            head.copy_from_slice(bytes);
+        }
+        id
+    }
+
+    /// The bytes, or `None` past 16.
+    fn get(&self) -> Option<&[u8]> {
+        self.bytes.get(..self.len)
+    }
+
+    /// What `from_slice` says of a slice of this id's length when it is too long to hold.
+    fn too_long(&self, expected: usize) -> IdError {
+        IdError::Length {
+            expected,
+            actual: self.len,
+            unit: "bytes",
+        }
+    }
+}
+
 /// An id as the encoding carries it, not yet validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum WireId {
     /// Protobuf: raw bytes.
-    Bytes(Vec<u8>),
+    Bytes(RawId),
     /// JSON: hex digits (any case).
     Hex(String),
 }
@@ -28,14 +64,18 @@ pub(crate) enum WireId {
 impl WireId {
     fn trace_id(&self) -> Result<TraceId, IdError> {
         match self {
-            Self::Bytes(b) => TraceId::from_slice(b),
+            Self::Bytes(b) => b
+                .get()
+                .map_or_else(|| Err(b.too_long(TraceId::LEN)), TraceId::from_slice),
             Self::Hex(h) => TraceId::from_hex(h),
         }
     }
 
     fn span_id(&self) -> Result<SpanId, IdError> {
         match self {
-            Self::Bytes(b) => SpanId::from_slice(b),
+            Self::Bytes(b) => b
+                .get()
+                .map_or_else(|| Err(b.too_long(SpanId::LEN)), SpanId::from_slice),
             Self::Hex(h) => SpanId::from_hex(h),
         }
     }
@@ -43,7 +83,10 @@ impl WireId {
     /// A parent id: empty, or the all-zero id of the right length, means none.
     fn parent_span_id(&self) -> Result<Option<SpanId>, IdError> {
         let none = match self {
-            Self::Bytes(b) => b.is_empty() || (b.len() == SpanId::LEN && b.iter().all(|x| *x == 0)),
+            Self::Bytes(b) => {
+                b.len == 0
+                    || (b.len == SpanId::LEN && b.bytes[..SpanId::LEN].iter().all(|x| *x == 0))
+            }
             Self::Hex(h) => {
                 h.is_empty() || (h.len() == 2 * SpanId::LEN && h.bytes().all(|x| x == b'0'))
             }
@@ -109,14 +152,21 @@ pub(crate) struct OtlpResourceSpans<S> {
 }
 
 /// The one walk over resource → scope → span (see the module docs). Spans are numbered in
-/// request order from 0 for the partial-success messages.
-pub(crate) fn walk<R, S, P>(resource_spans: R, names: IdNames, limits: &SpanLimits) -> Decoded
+/// request order from 0 for the partial-success messages; `expected_spans` (how many the
+/// request holds, when the decoder knows it, else 0) sizes the output before it fills.
+pub(crate) fn walk<R, S, P>(
+    resource_spans: R,
+    names: IdNames,
+    limits: &SpanLimits,
+    expected_spans: usize,
+) -> Decoded
 where
     R: IntoIterator<Item = OtlpResourceSpans<S>>,
     S: IntoIterator<Item = (Scope, P)>,
     P: IntoIterator<Item = OtlpSpan>,
 {
     let mut out = Decoded::default();
+    out.spans.reserve(expected_spans);
     let mut index = 0usize;
     for rs in resource_spans {
         let mut resource = rs.resource;

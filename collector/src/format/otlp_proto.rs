@@ -1,213 +1,78 @@
-//! OTLP/HTTP binary protobuf: `ExportTraceServiceRequest` → [`Span`]s (interop.md §1.3).
+//! OTLP/HTTP binary protobuf: `ExportTraceServiceRequest` → [`Span`](crate::model::Span)s
+//! (interop.md §1.3).
 //!
 //! - A span whose trace id is not 16 non-zero bytes, whose span id is not 8 non-zero bytes, or
 //!   whose parent id is neither empty nor 8 bytes, is rejected alone (partial success, §7.2 O5).
 //!   An all-zero 8-byte parent id is read as "no parent".
 //! - A link with invalid ids is dropped from its span with a warning; the span is kept.
 //! - Unknown kind or status numbers become unspecified / unset.
-//! - Invalid UTF-8 in a `string` field (§7.2 O8) does not fail the request: the message is
-//!   decoded with bytes-typed mirrors of the OTLP messages ([`wire`]), each string is checked
-//!   on its own, bad sequences become U+FFFD and the span carries a warning (Jaeger-style).
-//!   Valid UTF-8 costs nothing extra: `String::from_utf8` reuses the decoded buffer.
+//! - Invalid UTF-8 in a `string` field (§7.2 O8) does not fail the request: each string is
+//!   checked on its own, bad sequences become U+FFFD and the span carries a warning
+//!   (Jaeger-style).
 //! - Nesting deeper than prost's recursion limit (100) fails the request with 400 (O9).
+//!
+//! The request is read by hand ([`proto_wire`](super::proto_wire)) straight into model
+//! values (no intermediate message structs): strings and ids stay borrowed from the body until
+//! their message ends (protobuf's last value wins), then are copied once, ids into arrays;
+//! a scope's spans are counted before their `Vec` is made, a span's attributes gather in one
+//! scratch `Vec` reused from span to span. Everything else is as prost reads the OTLP
+//! messages: unknown fields and groups skipped, a repeated scalar's last value kept, repeated
+//! messages merged, and a malformed request fails with prost's message. The prost-based
+//! decoder this replaced is kept, for tests, as the reference (`reference::decode`) the
+//! differential tests compare with.
 
-use prost::Message;
+#[cfg(test)]
+mod differential;
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod tests;
 
 use super::Decoded;
-use super::otlp::{self, IdNames, OtlpLink, OtlpResourceSpans, OtlpSpan, WireId};
+use super::otlp::{self, IdNames, OtlpLink, OtlpResourceSpans, OtlpSpan, RawId, WireId};
+use super::proto_wire::{RECURSION_LIMIT, Reader, Result, WireType};
 use crate::error::Error;
 use crate::model::{AttrValue, Event, KeyValue, Resource, Scope, SpanKind, Status, StatusCode};
 use crate::sanitize::{self, SpanLimits};
 
-/// Bytes-typed mirrors of the OTLP trace messages (same field numbers as
-/// `opentelemetry-proto`; every `string` is `bytes` so that invalid UTF-8 can be repaired per
-/// field instead of failing the whole request). Fields we do not read (`schema_url`, scope
-/// attributes, ...) are left out: prost skips unknown fields.
-pub(crate) mod wire {
-    /// `ExportTraceServiceRequest`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Request {
-        #[prost(message, repeated, tag = "1")]
-        pub(crate) resource_spans: Vec<ResourceSpans>,
-    }
-    /// `ResourceSpans`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct ResourceSpans {
-        #[prost(message, optional, tag = "1")]
-        pub(crate) resource: Option<Resource>,
-        #[prost(message, repeated, tag = "2")]
-        pub(crate) scope_spans: Vec<ScopeSpans>,
-    }
-    /// `Resource`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Resource {
-        #[prost(message, repeated, tag = "1")]
-        pub(crate) attributes: Vec<KeyValue>,
-    }
-    /// `ScopeSpans`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct ScopeSpans {
-        #[prost(message, optional, tag = "1")]
-        pub(crate) scope: Option<Scope>,
-        #[prost(message, repeated, tag = "2")]
-        pub(crate) spans: Vec<Span>,
-    }
-    /// `InstrumentationScope`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Scope {
-        #[prost(bytes = "vec", tag = "1")]
-        pub(crate) name: Vec<u8>,
-        #[prost(bytes = "vec", tag = "2")]
-        pub(crate) version: Vec<u8>,
-    }
-    /// `Span`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Span {
-        #[prost(bytes = "vec", tag = "1")]
-        pub(crate) trace_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "2")]
-        pub(crate) span_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "3")]
-        pub(crate) trace_state: Vec<u8>,
-        #[prost(bytes = "vec", tag = "4")]
-        pub(crate) parent_span_id: Vec<u8>,
-        #[prost(fixed32, tag = "16")]
-        pub(crate) flags: u32,
-        #[prost(bytes = "vec", tag = "5")]
-        pub(crate) name: Vec<u8>,
-        #[prost(int32, tag = "6")]
-        pub(crate) kind: i32,
-        #[prost(fixed64, tag = "7")]
-        pub(crate) start_time_unix_nano: u64,
-        #[prost(fixed64, tag = "8")]
-        pub(crate) end_time_unix_nano: u64,
-        #[prost(message, repeated, tag = "9")]
-        pub(crate) attributes: Vec<KeyValue>,
-        #[prost(uint32, tag = "10")]
-        pub(crate) dropped_attributes_count: u32,
-        #[prost(message, repeated, tag = "11")]
-        pub(crate) events: Vec<Event>,
-        #[prost(uint32, tag = "12")]
-        pub(crate) dropped_events_count: u32,
-        #[prost(message, repeated, tag = "13")]
-        pub(crate) links: Vec<Link>,
-        #[prost(uint32, tag = "14")]
-        pub(crate) dropped_links_count: u32,
-        #[prost(message, optional, tag = "15")]
-        pub(crate) status: Option<Status>,
-    }
-    /// `Span.Event`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Event {
-        #[prost(fixed64, tag = "1")]
-        pub(crate) time_unix_nano: u64,
-        #[prost(bytes = "vec", tag = "2")]
-        pub(crate) name: Vec<u8>,
-        #[prost(message, repeated, tag = "3")]
-        pub(crate) attributes: Vec<KeyValue>,
-    }
-    /// `Span.Link`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Link {
-        #[prost(bytes = "vec", tag = "1")]
-        pub(crate) trace_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "2")]
-        pub(crate) span_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "3")]
-        pub(crate) trace_state: Vec<u8>,
-        #[prost(message, repeated, tag = "4")]
-        pub(crate) attributes: Vec<KeyValue>,
-    }
-    /// `Status`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct Status {
-        #[prost(bytes = "vec", tag = "2")]
-        pub(crate) message: Vec<u8>,
-        #[prost(int32, tag = "3")]
-        pub(crate) code: i32,
-    }
-    /// `KeyValue`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct KeyValue {
-        #[prost(bytes = "vec", tag = "1")]
-        pub(crate) key: Vec<u8>,
-        #[prost(message, optional, tag = "2")]
-        pub(crate) value: Option<AnyValue>,
-    }
-    /// `AnyValue`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct AnyValue {
-        #[prost(oneof = "Value", tags = "1, 2, 3, 4, 5, 6, 7")]
-        pub(crate) value: Option<Value>,
-    }
-    /// `AnyValue.value`.
-    #[derive(Clone, PartialEq, prost::Oneof)]
-    pub(crate) enum Value {
-        #[prost(bytes = "vec", tag = "1")]
-        String(Vec<u8>),
-        #[prost(bool, tag = "2")]
-        Bool(bool),
-        #[prost(int64, tag = "3")]
-        Int(i64),
-        #[prost(double, tag = "4")]
-        Double(f64),
-        #[prost(message, tag = "5")]
-        Array(ArrayValue),
-        #[prost(message, tag = "6")]
-        KvList(KeyValueList),
-        #[prost(bytes = "vec", tag = "7")]
-        Bytes(Vec<u8>),
-    }
-    /// `ArrayValue`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct ArrayValue {
-        #[prost(message, repeated, tag = "1")]
-        pub(crate) values: Vec<AnyValue>,
-    }
-    /// `KeyValueList`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct KeyValueList {
-        #[prost(message, repeated, tag = "1")]
-        pub(crate) values: Vec<KeyValue>,
-    }
-}
-
 /// Decodes a protobuf `ExportTraceServiceRequest`.
 ///
 /// # Errors
-/// [`Error::BadRequest`] when the bytes are not a valid message.
-pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error> {
-    let request = wire::Request::decode(body).map_err(|e| {
+/// [`Error::BadRequest`] when the bytes are not a valid message (prost's message, cut to 256
+/// bytes).
+pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> std::result::Result<Decoded, Error> {
+    let request = read_request(body).map_err(|e| {
         let mut msg = e.to_string();
         sanitize::truncate_string(&mut msg, 256);
         Error::BadRequest(format!("failed to decode ExportTraceServiceRequest: {msg}"))
     })?;
-    let resource_spans = request.resource_spans.into_iter().map(|rs| {
-        let mut resource_bad = 0usize;
-        let resource = Resource {
-            attributes: rs
-                .resource
-                .map(|r| attributes(r.attributes, &mut resource_bad))
-                .unwrap_or_default(),
-        };
-        let scope_spans = rs.scope_spans.into_iter().map(move |ss| {
-            let mut bad = resource_bad;
-            let scope = ss
-                .scope
-                .map(|s| Scope {
-                    name: text(s.name, &mut bad),
-                    version: text(s.version, &mut bad),
-                })
-                .unwrap_or_default();
-            (scope, ss.spans.into_iter().map(move |s| otlp_span(s, bad)))
+    let expected_spans = request
+        .iter()
+        .flat_map(|rs| &rs.scopes)
+        .map(|ss| ss.spans.len())
+        .sum();
+    let resource_spans = request.into_iter().map(|rs| {
+        let resource_bad = rs.bad;
+        let scope_spans = rs.scopes.into_iter().map(move |ss| {
+            let inherited_bad = resource_bad + ss.bad;
+            let spans = ss.spans.into_iter().map(move |(mut span, own_bad)| {
+                utf8_warning(&mut span.warnings, inherited_bad + own_bad);
+                span
+            });
+            (ss.scope, spans)
         });
         OtlpResourceSpans {
-            resource,
+            resource: rs.resource,
             warnings: Vec::new(),
             scope_spans,
         }
     });
-    Ok(otlp::walk(resource_spans, PROTO_ID_NAMES, limits))
+    Ok(otlp::walk(
+        resource_spans,
+        PROTO_ID_NAMES,
+        limits,
+        expected_spans,
+    ))
 }
 
 /// The id fields as the protobuf definition spells them, for messages.
@@ -217,186 +82,497 @@ const PROTO_ID_NAMES: IdNames = IdNames {
     parent_span_id: "parent_span_id",
 };
 
-/// UTF-8 text from a bytes field; invalid sequences become U+FFFD and bump `bad`.
-fn text(bytes: Vec<u8>, bad: &mut usize) -> String {
-    match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => {
-            *bad += 1;
-            String::from_utf8_lossy(e.as_bytes()).into_owned()
-        }
-    }
-}
-
-fn value(v: Option<wire::AnyValue>, bad: &mut usize) -> AttrValue {
-    match v.and_then(|v| v.value) {
-        None => AttrValue::Empty,
-        Some(wire::Value::String(s)) => AttrValue::String(text(s, bad)),
-        Some(wire::Value::Bool(b)) => AttrValue::Bool(b),
-        Some(wire::Value::Int(i)) => AttrValue::Int(i),
-        Some(wire::Value::Double(d)) => AttrValue::Double(d),
-        Some(wire::Value::Bytes(b)) => AttrValue::Bytes(b),
-        Some(wire::Value::Array(a)) => {
-            AttrValue::Array(a.values.into_iter().map(|v| value(Some(v), bad)).collect())
-        }
-        Some(wire::Value::KvList(kv)) => AttrValue::KvList(attributes(kv.values, bad)),
-    }
-}
-
-fn attributes(kvs: Vec<wire::KeyValue>, bad: &mut usize) -> Vec<KeyValue> {
-    kvs.into_iter()
-        .map(|kv| KeyValue {
-            key: text(kv.key, bad),
-            value: value(kv.value, bad),
-        })
-        .collect()
-}
-
-/// The span with its strings converted; `inherited_bad` counts invalid UTF-8 already met in
-/// its resource and scope.
-fn otlp_span(s: wire::Span, inherited_bad: usize) -> OtlpSpan {
-    let mut bad = inherited_bad;
-    let links = s
-        .links
-        .into_iter()
-        .map(|link| OtlpLink {
-            trace_id: WireId::Bytes(link.trace_id),
-            span_id: WireId::Bytes(link.span_id),
-            trace_state: text(link.trace_state, &mut bad),
-            attributes: attributes(link.attributes, &mut bad),
-        })
-        .collect();
-    let status = s.status.unwrap_or_default();
-    let events = s
-        .events
-        .into_iter()
-        .map(|e| Event {
-            time_unix_nano: e.time_unix_nano,
-            name: text(e.name, &mut bad),
-            attributes: attributes(e.attributes, &mut bad),
-        })
-        .collect();
-    let mut span = OtlpSpan {
-        trace_id: WireId::Bytes(s.trace_id),
-        span_id: WireId::Bytes(s.span_id),
-        parent_span_id: WireId::Bytes(s.parent_span_id),
-        trace_state: text(s.trace_state, &mut bad),
-        flags: s.flags,
-        name: text(s.name, &mut bad),
-        kind: SpanKind::from_i32(s.kind),
-        start_time_unix_nano: s.start_time_unix_nano,
-        end_time_unix_nano: s.end_time_unix_nano,
-        status: Status {
-            code: StatusCode::from_i32(status.code),
-            message: text(status.message, &mut bad),
-        },
-        attributes: attributes(s.attributes, &mut bad),
-        events,
-        links,
-        dropped_attributes_count: s.dropped_attributes_count,
-        dropped_events_count: s.dropped_events_count,
-        dropped_links_count: s.dropped_links_count,
-        warnings: Vec::new(),
-    };
+/// The warning of a span whose strings (its own, its scope's and its resource's) held `bad`
+/// invalid UTF-8 sequences, if any.
+fn utf8_warning(warnings: &mut Vec<String>, bad: usize) {
     if bad > 0 {
-        span.warnings.push(format!(
+        warnings.push(format!(
             "invalid UTF-8 in {bad} string(s) replaced with U+FFFD"
         ));
     }
-    span
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-    use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as PbSpan};
+/// One `ResourceSpans` as read: the resource's attributes and how many of its strings were
+/// invalid UTF-8, and its scopes.
+struct ResourceSpansIn {
+    resource: Resource,
+    bad: usize,
+    scopes: Vec<ScopeSpansIn>,
+}
 
-    fn pb_span(trace: Vec<u8>, span: Vec<u8>) -> PbSpan {
-        PbSpan {
-            trace_id: trace,
-            span_id: span,
-            name: "op".into(),
-            kind: 2,
-            start_time_unix_nano: 10,
-            end_time_unix_nano: 20,
-            ..Default::default()
+/// One `ScopeSpans` as read: the scope, its invalid strings, its spans each with its own.
+struct ScopeSpansIn {
+    scope: Scope,
+    bad: usize,
+    spans: Vec<(OtlpSpan, usize)>,
+}
+
+/// UTF-8 text from a bytes field; invalid sequences become U+FFFD and bump `bad`.
+fn text(bytes: &[u8], bad: &mut usize) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => {
+            *bad += 1;
+            String::from_utf8_lossy(bytes).into_owned()
         }
     }
+}
 
-    #[test]
-    fn invalid_ids_are_rejected_one_by_one() {
-        let good = pb_span(vec![1; 16], vec![2; 8]);
-        let short = pb_span(vec![1; 15], vec![3; 8]);
-        let zero = pb_span(vec![1; 16], vec![0; 8]);
-        let mut bad_parent = pb_span(vec![1; 16], vec![4; 8]);
-        bad_parent.parent_span_id = vec![5; 3];
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(PbResource {
-                    attributes: vec![KeyValue {
-                        key: "service.name".into(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue("svc".into())),
-                        }),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![good, short, zero, bad_parent],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        let out = decode(&req.encode_to_vec(), &SpanLimits::default()).unwrap();
-        assert_eq!(out.spans.len(), 1);
-        assert_eq!(out.spans[0].service_name, "svc");
-        assert_eq!(out.spans[0].kind, SpanKind::Server);
-        assert_eq!(out.rejected, 3);
-        let msg = out.error_message().unwrap();
-        assert!(
-            msg.contains("span 1: trace_id must be 16 bytes, got 15"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("span 2: span_id must not be all zeros"),
-            "{msg}"
-        );
-        assert!(msg.contains("span 3: parent_span_id"), "{msg}");
-    }
+/// `ExportTraceServiceRequest`: field 1, `resource_spans`; the rest skipped.
+fn read_request(body: &[u8]) -> Result<Vec<ResourceSpansIn>> {
+    let mut r = Reader::new(body);
+    let mut out = Vec::new();
+    let mut scratch = Vec::new();
+    r.fields(body.len(), RECURSION_LIMIT, |r, tag, wire_type, depth| {
+        match tag {
+            1 => out.push(
+                read_resource_spans(r, wire_type, depth, &mut scratch)
+                    .map_err(|e| e.at("Request", "resource_spans"))?,
+            ),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    Ok(out)
+}
 
-    #[test]
-    fn missing_resource_means_unknown_service() {
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![pb_span(vec![1; 16], vec![2; 8])],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        let out = decode(&req.encode_to_vec(), &SpanLimits::default()).unwrap();
-        assert_eq!(out.spans[0].service_name, crate::model::UNKNOWN_SERVICE);
-        assert!(out.error_message().is_none());
-    }
+/// `ResourceSpans`: 1 `resource` (merged when repeated), 2 `scope_spans`. `scratch` is
+/// where a span's attributes are collected (see [`read_span`]).
+fn read_resource_spans(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    scratch: &mut Vec<KeyValue>,
+) -> Result<ResourceSpansIn> {
+    let end = r.message(wire_type, depth)?;
+    let mut out = ResourceSpansIn {
+        resource: Resource::default(),
+        bad: 0,
+        scopes: Vec::new(),
+    };
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
+        match tag {
+            1 => read_resource(r, wire_type, depth, &mut out)
+                .map_err(|e| e.at("ResourceSpans", "resource"))?,
+            2 => out.scopes.push(
+                read_scope_spans(r, wire_type, depth, scratch)
+                    .map_err(|e| e.at("ResourceSpans", "scope_spans"))?,
+            ),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    Ok(out)
+}
 
-    #[test]
-    fn garbage_is_a_bad_request() {
-        let err = decode(&[0xff, 0xff, 0xff, 0x01], &SpanLimits::default()).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("failed to decode ExportTraceServiceRequest")
-        );
-        assert!(
-            decode(&[], &SpanLimits::default())
-                .unwrap()
-                .spans
-                .is_empty()
-        );
+/// `Resource`: 1 `attributes`, appended to those of earlier occurrences.
+fn read_resource(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    out: &mut ResourceSpansIn,
+) -> Result<()> {
+    let end = r.message(wire_type, depth)?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
+        match tag {
+            1 => {
+                let kv = read_key_value(r, wire_type, depth, &mut out.bad)
+                    .map_err(|e| e.at("Resource", "attributes"))?;
+                out.resource.attributes.push(kv);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// `ScopeSpans`: 1 `scope` (`InstrumentationScope`: 1 `name`, 2 `version`), 2 `spans`.
+fn read_scope_spans(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    scratch: &mut Vec<KeyValue>,
+) -> Result<ScopeSpansIn> {
+    let end = r.message(wire_type, depth)?;
+    let [spans] = r.count_fields(end, [2]);
+    let mut spans = Vec::with_capacity(spans);
+    let (mut name, mut version): (&[u8], &[u8]) = (b"", b"");
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
+        match tag {
+            1 => read_scope(r, wire_type, depth, &mut name, &mut version)
+                .map_err(|e| e.at("ScopeSpans", "scope"))?,
+            2 => spans.push(
+                read_span(r, wire_type, depth, scratch).map_err(|e| e.at("ScopeSpans", "spans"))?,
+            ),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    let mut bad = 0;
+    let scope = Scope {
+        name: text(name, &mut bad),
+        version: text(version, &mut bad),
+    };
+    Ok(ScopeSpansIn { scope, bad, spans })
+}
+
+/// `InstrumentationScope`'s name and version (the last of each wins).
+fn read_scope<'a>(
+    r: &mut Reader<'a>,
+    wire_type: WireType,
+    depth: u32,
+    name: &mut &'a [u8],
+    version: &mut &'a [u8],
+) -> Result<()> {
+    let end = r.message(wire_type, depth)?;
+    r.fields(end, depth - 1, |r, tag, wire_type, _| {
+        match tag {
+            1 => *name = r.bytes(wire_type).map_err(|e| e.at("Scope", "name"))?,
+            2 => *version = r.bytes(wire_type).map_err(|e| e.at("Scope", "version"))?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// The fields of a `Span` read so far that are converted when it ends.
+#[derive(Default)]
+struct SpanFields<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_span_id: &'a [u8],
+    trace_state: &'a [u8],
+    name: &'a [u8],
+    kind: i32,
+    status_message: &'a [u8],
+    status_code: i32,
+}
+
+/// `Span` (opentelemetry-proto's field numbers), with the number of its invalid strings.
+/// Its attributes are collected in `scratch` (kept from span to span, so that it does not
+/// grow again for each), then moved into a `Vec` of their number.
+fn read_span(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    scratch: &mut Vec<KeyValue>,
+) -> Result<(OtlpSpan, usize)> {
+    let end = r.message(wire_type, depth)?;
+    scratch.clear();
+    let mut f = SpanFields::default();
+    let mut bad = 0usize;
+    let mut span = OtlpSpan {
+        trace_id: WireId::Bytes(RawId::new(b"")),
+        span_id: WireId::Bytes(RawId::new(b"")),
+        parent_span_id: WireId::Bytes(RawId::new(b"")),
+        trace_state: String::new(),
+        flags: 0,
+        name: String::new(),
+        kind: SpanKind::Unspecified,
+        start_time_unix_nano: 0,
+        end_time_unix_nano: 0,
+        status: Status::default(),
+        attributes: Vec::new(),
+        events: Vec::new(),
+        links: Vec::new(),
+        dropped_attributes_count: 0,
+        dropped_events_count: 0,
+        dropped_links_count: 0,
+        warnings: Vec::new(),
+    };
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
+        let at = |field| move |e: super::proto_wire::DecodeError| e.at("Span", field);
+        match tag {
+            1 => f.trace_id = r.bytes(wire_type).map_err(at("trace_id"))?,
+            2 => f.span_id = r.bytes(wire_type).map_err(at("span_id"))?,
+            3 => f.trace_state = r.bytes(wire_type).map_err(at("trace_state"))?,
+            4 => f.parent_span_id = r.bytes(wire_type).map_err(at("parent_span_id"))?,
+            5 => f.name = r.bytes(wire_type).map_err(at("name"))?,
+            6 => f.kind = r.varint_field(wire_type).map_err(at("kind"))? as i32,
+            7 => {
+                span.start_time_unix_nano =
+                    r.fixed64(wire_type).map_err(at("start_time_unix_nano"))?
+            }
+            8 => {
+                span.end_time_unix_nano = r.fixed64(wire_type).map_err(at("end_time_unix_nano"))?
+            }
+            9 => scratch
+                .push(read_key_value(r, wire_type, depth, &mut bad).map_err(at("attributes"))?),
+            10 => {
+                span.dropped_attributes_count =
+                    r.varint_field(wire_type)
+                        .map_err(at("dropped_attributes_count"))? as u32;
+            }
+            11 => span
+                .events
+                .push(read_event(r, wire_type, depth, &mut bad).map_err(at("events"))?),
+            12 => {
+                span.dropped_events_count =
+                    r.varint_field(wire_type)
+                        .map_err(at("dropped_events_count"))? as u32;
+            }
+            13 => span
+                .links
+                .push(read_link(r, wire_type, depth, &mut bad).map_err(at("links"))?),
+            14 => {
+                span.dropped_links_count =
+                    r.varint_field(wire_type)
+                        .map_err(at("dropped_links_count"))? as u32;
+            }
+            15 => read_status(r, wire_type, depth, &mut f).map_err(at("status"))?,
+            16 => span.flags = r.fixed32(wire_type).map_err(at("flags"))?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    // Moved, not `mem::take`n: `scratch` keeps its capacity for the next span.
+    span.attributes = Vec::with_capacity(scratch.len());
+    span.attributes.append(scratch);
+    span.trace_id = WireId::Bytes(RawId::new(f.trace_id));
+    span.span_id = WireId::Bytes(RawId::new(f.span_id));
+    span.parent_span_id = WireId::Bytes(RawId::new(f.parent_span_id));
+    span.trace_state = text(f.trace_state, &mut bad);
+    span.name = text(f.name, &mut bad);
+    span.kind = SpanKind::from_i32(f.kind);
+    span.status = Status {
+        code: StatusCode::from_i32(f.status_code),
+        message: text(f.status_message, &mut bad),
+    };
+    Ok((span, bad))
+}
+
+/// `Status`: 2 `message`, 3 `code` (merged into the span's when repeated).
+fn read_status<'a>(
+    r: &mut Reader<'a>,
+    wire_type: WireType,
+    depth: u32,
+    f: &mut SpanFields<'a>,
+) -> Result<()> {
+    let end = r.message(wire_type, depth)?;
+    r.fields(end, depth - 1, |r, tag, wire_type, _| {
+        match tag {
+            2 => f.status_message = r.bytes(wire_type).map_err(|e| e.at("Status", "message"))?,
+            3 => {
+                f.status_code = r
+                    .varint_field(wire_type)
+                    .map_err(|e| e.at("Status", "code"))? as i32;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// `Span.Event`: 1 `time_unix_nano`, 2 `name`, 3 `attributes`.
+fn read_event(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    bad: &mut usize,
+) -> Result<Event> {
+    let end = r.message(wire_type, depth)?;
+    let mut time_unix_nano = 0;
+    let mut name: &[u8] = b"";
+    let mut attributes = Vec::new();
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
+        match tag {
+            1 => {
+                time_unix_nano = r
+                    .fixed64(wire_type)
+                    .map_err(|e| e.at("Event", "time_unix_nano"))?
+            }
+            2 => name = r.bytes(wire_type).map_err(|e| e.at("Event", "name"))?,
+            3 => attributes.push(
+                read_key_value(r, wire_type, depth, bad)
+                    .map_err(|e| e.at("Event", "attributes"))?,
+            ),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    Ok(Event {
+        time_unix_nano,
+        name: text(name, bad),
+        attributes,
+    })
+}
+
+/// `Span.Link`: 1 `trace_id`, 2 `span_id`, 3 `trace_state`, 4 `attributes`.
+fn read_link(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    bad: &mut usize,
+) -> Result<OtlpLink> {
+    let end = r.message(wire_type, depth)?;
+    let (mut trace_id, mut span_id, mut trace_state): (&[u8], &[u8], &[u8]) = (b"", b"", b"");
+    let mut attributes = Vec::new();
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
+        match tag {
+            1 => trace_id = r.bytes(wire_type).map_err(|e| e.at("Link", "trace_id"))?,
+            2 => span_id = r.bytes(wire_type).map_err(|e| e.at("Link", "span_id"))?,
+            3 => {
+                trace_state = r
+                    .bytes(wire_type)
+                    .map_err(|e| e.at("Link", "trace_state"))?
+            }
+            4 => attributes.push(
+                read_key_value(r, wire_type, depth, bad).map_err(|e| e.at("Link", "attributes"))?,
+            ),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    Ok(OtlpLink {
+        trace_id: WireId::Bytes(RawId::new(trace_id)),
+        span_id: WireId::Bytes(RawId::new(span_id)),
+        trace_state: text(trace_state, bad),
+        attributes,
+    })
+}
+
+/// An `AnyValue`'s oneof as read so far: strings and bytes still borrowed (a later field of
+/// the oneof may replace them), arrays and kvlists converted, with their invalid strings.
+#[derive(Default)]
+enum PendingValue<'a> {
+    #[default]
+    Unset,
+    String(&'a [u8]),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    Array(Vec<AttrValue>, usize),
+    KvList(Vec<KeyValue>, usize),
+}
+
+impl PendingValue<'_> {
+    /// The model value, counting its invalid strings into `bad`.
+    fn finish(self, bad: &mut usize) -> AttrValue {
+        match self {
+            Self::Unset => AttrValue::Empty,
+            Self::String(s) => AttrValue::String(text(s, bad)),
+            Self::Bool(b) => AttrValue::Bool(b),
+            Self::Int(i) => AttrValue::Int(i),
+            Self::Double(d) => AttrValue::Double(d),
+            Self::Bytes(b) => AttrValue::Bytes(b.to_vec()),
+            Self::Array(values, n) => {
+                *bad += n;
+                AttrValue::Array(values)
+            }
+            Self::KvList(values, n) => {
+                *bad += n;
+                AttrValue::KvList(values)
+            }
+        }
     }
+}
+
+/// `KeyValue`: 1 `key`, 2 `value` (an `AnyValue`, merged when repeated).
+fn read_key_value(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    bad: &mut usize,
+) -> Result<KeyValue> {
+    let end = r.message(wire_type, depth)?;
+    let mut key: &[u8] = b"";
+    let mut value = PendingValue::Unset;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
+        match tag {
+            1 => key = r.bytes(wire_type).map_err(|e| e.at("KeyValue", "key"))?,
+            2 => read_any_value(r, wire_type, depth, &mut value)
+                .map_err(|e| e.at("KeyValue", "value"))?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    Ok(KeyValue {
+        key: text(key, bad),
+        value: value.finish(bad),
+    })
+}
+
+/// `AnyValue`, merged into `value`: 1 string, 2 bool, 3 int, 4 double, 5 array, 6 kvlist,
+/// 7 bytes. A scalar replaces what was there; an array (kvlist) extends an array (kvlist)
+/// read before and replaces anything else, as prost merges a oneof's message variant.
+fn read_any_value<'a>(
+    r: &mut Reader<'a>,
+    wire_type: WireType,
+    depth: u32,
+    value: &mut PendingValue<'a>,
+) -> Result<()> {
+    let end = r.message(wire_type, depth)?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
+        let at = |e: super::proto_wire::DecodeError| e.at("AnyValue", "value");
+        match tag {
+            1 => *value = PendingValue::String(r.bytes(wire_type).map_err(at)?),
+            2 => *value = PendingValue::Bool(r.varint_field(wire_type).map_err(at)? != 0),
+            3 => *value = PendingValue::Int(r.varint_field(wire_type).map_err(at)? as i64),
+            4 => *value = PendingValue::Double(f64::from_bits(r.fixed64(wire_type).map_err(at)?)),
+            5 => {
+                let (mut values, mut n) = match std::mem::take(value) {
+                    PendingValue::Array(values, n) => (values, n),
+                    _ => (Vec::new(), 0),
+                };
+                read_array(r, wire_type, depth, &mut values, &mut n).map_err(at)?;
+                *value = PendingValue::Array(values, n);
+            }
+            6 => {
+                let (mut values, mut n) = match std::mem::take(value) {
+                    PendingValue::KvList(values, n) => (values, n),
+                    _ => (Vec::new(), 0),
+                };
+                read_kv_list(r, wire_type, depth, &mut values, &mut n).map_err(at)?;
+                *value = PendingValue::KvList(values, n);
+            }
+            7 => *value = PendingValue::Bytes(r.bytes(wire_type).map_err(at)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// `ArrayValue`: 1 `values`, appended to `values`.
+fn read_array(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    values: &mut Vec<AttrValue>,
+    bad: &mut usize,
+) -> Result<()> {
+    let end = r.message(wire_type, depth)?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
+        match tag {
+            1 => {
+                let mut value = PendingValue::Unset;
+                read_any_value(r, wire_type, depth, &mut value)
+                    .map_err(|e| e.at("ArrayValue", "values"))?;
+                values.push(value.finish(bad));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// `KeyValueList`: 1 `values`, appended to `values`.
+fn read_kv_list(
+    r: &mut Reader<'_>,
+    wire_type: WireType,
+    depth: u32,
+    values: &mut Vec<KeyValue>,
+    bad: &mut usize,
+) -> Result<()> {
+    let end = r.message(wire_type, depth)?;
+    r.fields(end, depth - 1, |r, tag, wire_type, depth| {
+        match tag {
+            1 => values.push(
+                read_key_value(r, wire_type, depth, bad)
+                    .map_err(|e| e.at("KeyValueList", "values"))?,
+            ),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
 }

@@ -75,7 +75,7 @@ pub(crate) fn decode(body: &[u8], limits: &SpanLimits) -> Result<Decoded, Error>
             scope_spans,
         }
     });
-    Ok(otlp::walk(resource_spans, JSON_ID_NAMES, limits))
+    Ok(otlp::walk(resource_spans, JSON_ID_NAMES, limits, 0))
 }
 
 /// The id fields as OTLP/JSON spells them, for messages.
