@@ -1178,6 +1178,28 @@ async fn schema_5_fills_trace_summaries_from_the_spans_of_an_older_database() {
     store.shutdown().await;
 }
 
+/// A database of this schema on `servers` holding one trace (`sample_trace(1)`), before a
+/// test takes it back to an older schema: the store's options, the trace, and the nodes.
+async fn written_by_this_schema(
+    servers: &Servers,
+) -> (
+    super::ClickHouseOptions,
+    Vec<crate::model::Span>,
+    Vec<super::http::Node>,
+) {
+    let options = servers.options();
+    let store = ClickHouseStore::open(options.clone()).await.unwrap();
+    let kept = crate::testing::sample_trace(1);
+    store.write_spans(kept.clone()).await.unwrap();
+    store.shutdown().await;
+    let nodes = servers
+        .urls
+        .iter()
+        .map(|u| super::http::Node::new(u, None, None).unwrap())
+        .collect();
+    (options, kept, nodes)
+}
+
 /// The search tables of a 2-shard `spanline_test` as schemas 1-7 made them (no attribute
 /// key hashes), replacing today's (their rows go with them).
 const SEARCH_TABLES_BEFORE_SCHEMA_8: [&str; 4] = [
@@ -1204,16 +1226,7 @@ async fn schema_6_drops_the_span_attribute_arrays_of_an_older_database() {
     let Some(servers) = Servers::start(2).await else {
         return;
     };
-    let options = servers.options();
-    let store = ClickHouseStore::open(options.clone()).await.unwrap();
-    let kept = crate::testing::sample_trace(1);
-    store.write_spans(kept.clone()).await.unwrap();
-    store.shutdown().await;
-    let nodes: Vec<super::http::Node> = servers
-        .urls
-        .iter()
-        .map(|u| super::http::Node::new(u, None, None).unwrap())
-        .collect();
+    let (options, kept, nodes) = written_by_this_schema(&servers).await;
     // Back to schema 5 on both shards: the search tables of then (the rows of `kept` go
     // with them), the arrays in `spans_local` and `spans_dist`, the view, version 5.
     for node in &nodes {
@@ -1334,16 +1347,7 @@ async fn schema_8_hashes_attribute_keys_and_finds_the_rows_of_an_older_database(
     let Some(servers) = Servers::start(2).await else {
         return;
     };
-    let options = servers.options();
-    let store = ClickHouseStore::open(options.clone()).await.unwrap();
-    let kept = crate::testing::sample_trace(1);
-    store.write_spans(kept.clone()).await.unwrap();
-    store.shutdown().await;
-    let nodes: Vec<super::http::Node> = servers
-        .urls
-        .iter()
-        .map(|u| super::http::Node::new(u, None, None).unwrap())
-        .collect();
+    let (options, kept, nodes) = written_by_this_schema(&servers).await;
     // Back to schema 7 on both shards: the search tables as schema 7 made them (no hash
     // column; the rows of `kept` gone with them), version 7.
     for node in &nodes {
