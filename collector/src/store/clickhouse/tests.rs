@@ -1351,15 +1351,11 @@ async fn schema_8_hashes_attribute_keys_and_finds_the_rows_of_an_older_database(
     // Back to schema 7 on both shards: the search tables as schema 7 made them (no hash
     // column; the rows of `kept` gone with them), version 7.
     for node in &nodes {
-        for statement in SEARCH_TABLES_BEFORE_SCHEMA_8.into_iter().chain([
-            "DROP TABLE spanline_test.schema_version",
-            "CREATE TABLE spanline_test.schema_version (version UInt32, \
-             applied_unix_ns UInt64) ENGINE = TinyLog",
-            "INSERT INTO spanline_test.schema_version VALUES (7, 0)",
-        ]) {
+        for statement in SEARCH_TABLES_BEFORE_SCHEMA_8 {
             node.run(statement, &[], Vec::new()).await.unwrap();
         }
     }
+    back_to_schema(&servers, &[], 7).await;
     // What a schema 7 collector wrote: a copy of the trace under another id, its search rows
     // with text keys.
     let mut old = [0u8; 16];
