@@ -1,6 +1,7 @@
 //! The writer task: ingest requests queue here; the task coalesces whatever is queued (up to
-//! [`ClickHouseOptions::max_batch_spans`](super::ClickHouseOptions), waiting at most
-//! `batch_linger_ms` for more) into one batch, and answers each request only after the
+//! [`ClickHouseOptions::max_batch_spans`](super::ClickHouseOptions), waiting `batch_linger_ms`
+//! for more, and longer while the previous batch's insert is still running: see [`gather`])
+//! into one batch, and answers each request only after the
 //! inserts holding its spans were confirmed: one per table, or on a cluster one per table
 //! and shard, straight into the shard's local tables, the shards in parallel (`shards.rs`).
 //! A request's rows (each span's `spans_local` and `search_local` rows) are encoded when it
@@ -12,11 +13,12 @@
 //! stored are duplicates, and new spans of a trace at the per-trace limit are refused (and
 //! counted in `refusals_local`). The same read gives the stored spans' start and end, so each
 //! trace the batch stores spans of gets a `trace_duration_local` row with its duration so far
-//! (stored and new spans together; `longest.rs` walks them). Then it is *inserted*. The two stages overlap: batch N+1 is
-//! checked while batch N is being inserted, against the stored keys plus N's keys (which the
-//! read may or may not see yet). Inserts run one at a time, in order; when insert N fails,
-//! batch N+1 (checked against N's keys) fails too, so no span is acknowledged as a duplicate
-//! of a span that was never stored. Failures are retryable where ClickHouse or the network
+//! (stored and new spans together; `longest.rs` walks them). Then it is *inserted*. Batch N+1
+//! gathers while batch N is being inserted, and is checked once insert N ended (then against
+//! the stored keys, plus N's if it was confirmed), or, when it filled up first, while insert N
+//! still runs, against the stored keys plus N's keys (which the read may or may not see yet).
+//! Inserts run one at a time, in order; when insert N fails, a batch N+1 checked against N's
+//! keys fails too, so no span is acknowledged as a duplicate of a span that was never stored. Failures are retryable where ClickHouse or the network
 //! is at fault (503 + `Retry-After`); a retried span that did land is then a duplicate.
 
 use crate::fast_hash::{FastHashMap as HashMap, FastHashSet as HashSet};
@@ -195,16 +197,38 @@ impl Checked {
     }
 }
 
+/// The insert in flight: its task (`true` once every shard confirmed) and the keys it adds.
+type Inflight = (tokio::task::JoinHandle<bool>, Keys);
+
 /// Runs until every sender is gone, answering every request it received.
 pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<WriteRequest>) {
-    // The insert in flight, and the keys it adds.
-    let mut inflight: Option<(tokio::task::JoinHandle<bool>, Keys)> = None;
-    while let Some(batch) = gather(&shared, &mut queue).await {
-        let pending = inflight.as_ref().map(|(_, keys)| keys);
+    let linger = Duration::from_millis(shared.options.batch_linger_ms);
+    let max = shared.options.max_batch_spans.max(1);
+    let mut inflight: Option<Inflight> = None;
+    while let Some(gathered) = gather(
+        linger,
+        max,
+        &mut queue,
+        inflight.as_mut().map(|(handle, _)| handle),
+    )
+    .await
+    {
+        let Gathered { batch, finished } = gathered;
+        // An insert that finished while the batch gathered is settled: a successful one's
+        // spans are stored (its keys are passed on anyway, harmless), a failed one's keys
+        // must not count, and nothing of it is left to wait for.
+        let settled = finished.map(|ok| (ok, inflight.take()));
+        let pending = match &settled {
+            Some((true, Some((_, keys)))) => Some(keys),
+            Some(_) => None,
+            None => inflight.as_ref().map(|(_, keys)| keys),
+        };
         let checked = check(&shared, batch, pending).await;
-        let previous_ok = match inflight.take() {
-            Some((handle, _)) => handle.await.unwrap_or(false),
-            None => true,
+        let previous_ok = match (settled, inflight.take()) {
+            // Checked without a failed insert's keys: this batch does not depend on it.
+            (Some(_), _) => true,
+            (None, Some((handle, _))) => handle.await.unwrap_or(false),
+            (None, None) => true,
         };
         match checked {
             Ok(mut c) if previous_ok => {
@@ -228,33 +252,63 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<WriteRequ
     }
 }
 
-/// The next batch: the first queued request plus whatever follows within the linger time,
-/// up to the span limit; `None` when the queue is closed and empty.
+/// A batch of requests, and how the insert in flight ended if it ended while they gathered.
+struct Gathered {
+    batch: Vec<WriteRequest>,
+    /// `Some(true)`: the insert in flight was confirmed meanwhile; `Some(false)`: it failed;
+    /// `None`: it is still running, or there was none.
+    finished: Option<bool>,
+}
+
+/// The next batch: the first queued request plus whatever follows, up to `max` spans, for
+/// `linger` from the moment the batch could be inserted: from its first request, or, while an
+/// insert is in flight (`inflight`), from the end of that insert (this batch cannot be
+/// inserted before it anyway); `None` when the queue is closed and empty.
+///
+/// Gathering until the insert in flight ended, and a linger after it, makes the batches as
+/// large as the rate and the insert's time allow: when requests keep coming (clients that
+/// send again once answered), those the ended insert answered join the next batch rather
+/// than starting one more. Each batch costs each shard a duplicate-check read and a new part
+/// per table (each written, merged and deleted), whatever its size, so fewer, larger batches
+/// cost ClickHouse less per span (BENCHMARKS.md §6.15). A request waits at most `linger`
+/// after the insert in flight ended; at a low rate, with no insert in flight when a batch's
+/// first request comes, nothing changes.
 async fn gather(
-    shared: &Shared,
+    linger: Duration,
+    max: usize,
     queue: &mut mpsc::Receiver<WriteRequest>,
-) -> Option<Vec<WriteRequest>> {
-    let linger = Duration::from_millis(shared.options.batch_linger_ms);
-    let max = shared.options.max_batch_spans.max(1);
+    mut inflight: Option<&mut tokio::task::JoinHandle<bool>>,
+) -> Option<Gathered> {
     let first = queue.recv().await?;
     let mut spans = first.spans.len();
     let mut batch = vec![first];
-    let deadline = tokio::time::Instant::now() + linger;
+    let mut finished = None;
+    let mut deadline = tokio::time::Instant::now() + linger;
     while spans < max {
         let next = match queue.try_recv() {
             Ok(r) => Some(r),
             Err(mpsc::error::TryRecvError::Disconnected) => None,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                tokio::time::timeout_at(deadline, queue.recv())
+            Err(mpsc::error::TryRecvError::Empty) => match inflight.as_deref_mut() {
+                Some(handle) if finished.is_none() => {
+                    tokio::select! {
+                        next = queue.recv() => next,
+                        ok = handle => {
+                            finished = Some(ok.unwrap_or(false));
+                            deadline = deadline.max(tokio::time::Instant::now() + linger);
+                            continue;
+                        }
+                    }
+                }
+                _ => tokio::time::timeout_at(deadline, queue.recv())
                     .await
-                    .unwrap_or_default()
-            }
+                    .unwrap_or_default(),
+            },
         };
         let Some(request) = next else { break };
         spans += request.spans.len();
         batch.push(request);
     }
-    Some(batch)
+    Some(Gathered { batch, finished })
 }
 
 /// The stored keys of the traces in `since` (trace id -> the first `received_day` to look
@@ -494,18 +548,5 @@ async fn insert(shared: &Shared, batch: Checked) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_lookup_reaches_back_to_the_day_before_the_earliest_start() {
-        let now = 20_000 * DAY_NS + 3_600_000_000_000;
-        // Current spans (and spans claiming a later start): yesterday and today.
-        assert_eq!(lookup_since(now, now), 19_999);
-        assert_eq!(lookup_since(now + 5 * DAY_NS, now), 19_999);
-        // A span that started five days ago: the day before its start's day.
-        assert_eq!(lookup_since(now - 5 * DAY_NS, now), 19_994);
-        // A start at the epoch: every day.
-        assert_eq!(lookup_since(0, now), 0);
-    }
-}
+#[path = "insert_tests.rs"]
+mod tests;

@@ -90,7 +90,8 @@ pub struct ClickHouseOptions {
     pub max_batch_spans: usize,
     /// How long the writer waits for more requests before an `INSERT` that is not full, ms
     /// (default 30: fewer, larger batches cost ClickHouse less per span, since each batch
-    /// costs a duplicate-check read and new parts per shard; BENCHMARKS.md §6.4).
+    /// costs a duplicate-check read and new parts per shard; BENCHMARKS.md §6.4). While the
+    /// previous batch's insert runs, the writer keeps gathering until it ended (§6.15).
     pub batch_linger_ms: u64,
 }
 
