@@ -1,8 +1,8 @@
 //! The writer task: ingest requests queue here; the task coalesces whatever is queued (up to
 //! [`ClickHouseOptions::max_batch_spans`](super::ClickHouseOptions), waiting `batch_linger_ms`
 //! for more, and longer while the previous batch's insert is still running: see [`gather`])
-//! into one batch, and answers each request only after the
-//! inserts holding its spans were confirmed: one per table, or on a cluster one per table
+//! into one batch, and answers each request only after the inserts holding its spans were
+//! confirmed: one per table, or on a cluster one per table
 //! and shard, straight into the shard's local tables, the shards in parallel (`shards.rs`).
 //! A request's rows (each span's `spans_local` and `search_local` rows) are encoded when it
 //! is queued, in the caller's task ([`WriteRequest::new`]); the writer task only decides and
@@ -18,8 +18,9 @@
 //! the stored keys, plus N's if it was confirmed), or, when it filled up first, while insert N
 //! still runs, against the stored keys plus N's keys (which the read may or may not see yet).
 //! Inserts run one at a time, in order; when insert N fails, a batch N+1 checked against N's
-//! keys fails too, so no span is acknowledged as a duplicate of a span that was never stored. Failures are retryable where ClickHouse or the network
-//! is at fault (503 + `Retry-After`); a retried span that did land is then a duplicate.
+//! keys fails too, so no span is acknowledged as a duplicate of a span that was never stored.
+//! Failures are retryable where ClickHouse or the network is at fault (503 +
+//! `Retry-After`); a retried span that did land is then a duplicate.
 
 use crate::fast_hash::{FastHashMap as HashMap, FastHashSet as HashSet};
 use std::sync::Arc;
