@@ -15,19 +15,9 @@ use prost::Message;
 
 const SPANS_PER_REQUEST: usize = 500;
 
-/// Request `n`, ids and start times of its own.
+/// Request `n` (`loadgen::numbered_request`), encoded.
 fn request(n: usize) -> Vec<u8> {
-    let t0 = 1_763_700_000_000_000_000u64 + n as u64 * 1_000_000;
-    let spans = (0..SPANS_PER_REQUEST)
-        .map(|i| {
-            let trace = (n * SPANS_PER_REQUEST + i) / 10 + 1;
-            let mut trace_id = [0u8; 16];
-            trace_id[8..].copy_from_slice(&(trace as u64).to_be_bytes());
-            let span_id = ((n * SPANS_PER_REQUEST + i + 1) as u64).to_be_bytes();
-            loadgen::span(i, trace_id, span_id, t0 + i as u64 * 1000)
-        })
-        .collect();
-    loadgen::request(n, spans).encode_to_vec()
+    loadgen::numbered_request(n, SPANS_PER_REQUEST).encode_to_vec()
 }
 
 fn main() {

@@ -30,13 +30,14 @@
 //! live tracker ([`super::settle`]) can apply it to spans as they are committed without
 //! keeping them, and `?wait=` applies the same rule to the stored spans.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::fast_hash::FastHashSet as HashSet;
 use crate::model::{self, AttrValue, Span, SpanId, SpanKind, TraceId};
 use crate::store::ConsumerGroupSeen;
 
@@ -388,9 +389,9 @@ pub fn check_with(shapes: &[Shape], groups: &ConsumerGroups, now: Instant) -> Ve
         .map(|s| s.span_id)
         .collect();
     let mut verdict = Verdict::default();
-    let mut seen_roots: HashSet<SpanId> = HashSet::new();
-    let mut seen_parents: HashSet<SpanId> = HashSet::new();
-    let mut seen_children: HashSet<SpanId> = HashSet::new();
+    let mut seen_roots: HashSet<SpanId> = HashSet::default();
+    let mut seen_parents: HashSet<SpanId> = HashSet::default();
+    let mut seen_children: HashSet<SpanId> = HashSet::default();
     for (i, s) in shapes.iter().enumerate() {
         match s.parent_span_id {
             None => {
@@ -425,7 +426,7 @@ pub fn check_with(shapes: &[Shape], groups: &ConsumerGroups, now: Instant) -> Ve
         .enumerate()
         .filter(|(_, s)| s.kind == SpanKind::Producer);
     let mut processed: Option<HashSet<(SpanId, u64)>> = None;
-    let mut seen_producers: HashSet<SpanId> = HashSet::new();
+    let mut seen_producers: HashSet<SpanId> = HashSet::default();
     for (i, s) in producers {
         let Some(destination) = s.destination else {
             continue;

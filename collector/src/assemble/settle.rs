@@ -18,7 +18,7 @@
 //! [`Settler::take_finished`] by the task that publishes finished traces
 //! (`crate::query::tail`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::fast_hash::{FastHashMap as HashMap, FastHashSet as HashSet};
 use std::sync::{Mutex, PoisonError};
@@ -29,6 +29,10 @@ use crate::model::TraceId;
 
 /// Default settle time: a trace is finished 10 s after its last span at the latest.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
+
+/// Entries of finished traces that [`State::arrival`] may hold beyond twice the pending
+/// traces before a sweep drops them.
+const ARRIVAL_SLACK: usize = 1024;
 
 /// Bounds of a [`Settler`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +82,22 @@ pub struct Finished {
 struct Pending {
     shapes: Vec<Shape>,
     last_seen: Instant,
+    /// Its entry's number in [`State::arrival`].
+    arrived: u64,
 }
 
 #[derive(Debug, Default)]
 struct State {
     pending: HashMap<TraceId, Pending>,
-    /// Trace ids in the order they were first seen (may hold ids already finished).
-    arrival: VecDeque<TraceId>,
+    /// The pending traces by their last span's time, oldest first: the traces whose settle
+    /// time has passed are a prefix, so a sweep reads only those (not every pending trace).
+    by_last_seen: BTreeSet<(Instant, TraceId)>,
+    /// Trace ids in the order they were first seen, numbered (may hold entries of traces
+    /// already finished: an entry counts while its number is its trace's
+    /// [`Pending::arrived`]; dropped in bulk once they outnumber the pending traces).
+    arrival: VecDeque<(u64, TraceId)>,
+    /// The number of the next [`State::arrival`] entry.
+    next_arrival: u64,
     spans: usize,
     ready: Vec<Finished>,
     finished: HashSet<TraceId>,
@@ -130,20 +143,26 @@ impl Settler {
             if state.finished.contains(&trace_id) {
                 continue;
             }
+            let arrived = state.next_arrival;
             let mut is_new = false;
             let pending = state.pending.entry(trace_id).or_insert_with(|| {
                 is_new = true;
                 Pending {
                     shapes: Vec::with_capacity(run.len()),
                     last_seen: now,
+                    arrived,
                 }
             });
             pending.shapes.reserve_exact(run.len());
             pending.shapes.extend(run.iter().map(|(_, shape)| *shape));
-            pending.last_seen = now;
+            let seen_before = std::mem::replace(&mut pending.last_seen, now);
             if is_new {
-                state.arrival.push_back(trace_id);
+                state.arrival.push_back((arrived, trace_id));
+                state.next_arrival += 1;
+            } else {
+                state.by_last_seen.remove(&(seen_before, trace_id));
             }
+            state.by_last_seen.insert((now, trace_id));
             state.spans += run.len();
             touched.push(trace_id);
         }
@@ -157,10 +176,14 @@ impl Settler {
             }
         }
         while state.pending.len() > self.limits.max_traces || state.spans > self.limits.max_spans {
-            let Some(oldest) = state.arrival.pop_front() else {
+            let Some((arrived, oldest)) = state.arrival.pop_front() else {
                 break;
             };
-            if state.pending.contains_key(&oldest) {
+            if state
+                .pending
+                .get(&oldest)
+                .is_some_and(|p| p.arrived == arrived)
+            {
                 self.finish(&mut state, oldest, Finish::Evicted);
             }
         }
@@ -177,17 +200,23 @@ impl Settler {
     pub fn take_finished(&self, now: Instant) -> Vec<Finished> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let settle = self.limits.settle;
+        // The time since a trace's last span falls as that time rises: the due traces are
+        // the first ones by it.
         let due: Vec<TraceId> = state
-            .pending
+            .by_last_seen
             .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.last_seen) >= settle)
-            .map(|(id, _)| *id)
+            .take_while(|(last_seen, _)| now.saturating_duration_since(*last_seen) >= settle)
+            .map(|(_, id)| *id)
             .collect();
         for trace_id in due {
             self.finish(&mut state, trace_id, Finish::Settled);
         }
-        let live: HashSet<TraceId> = state.pending.keys().copied().collect();
-        state.arrival.retain(|id| live.contains(id));
+        let State {
+            pending, arrival, ..
+        } = &mut *state;
+        if arrival.len() > 2 * pending.len() + ARRIVAL_SLACK {
+            arrival.retain(|(arrived, id)| pending.get(id).is_some_and(|p| p.arrived == *arrived));
+        }
         std::mem::take(&mut state.ready)
     }
 
@@ -206,6 +235,7 @@ impl Settler {
     fn finish(&self, state: &mut State, trace_id: TraceId, finish: Finish) {
         if let Some(p) = state.pending.remove(&trace_id) {
             state.spans -= p.shapes.len();
+            state.by_last_seen.remove(&(p.last_seen, trace_id));
         }
         state.ready.push(Finished { trace_id, finish });
         if state.finished.insert(trace_id) {

@@ -112,6 +112,14 @@ pub mod fuzzing {
         accepted(super::otlp_proto::decode(body, &SpanLimits::default()))
     }
 
+    /// OTLP protobuf (`ExportTraceServiceRequest`): the accepted spans (none for a malformed
+    /// body), for benchmarks that carry them on (`collector/examples/request_bench.rs`).
+    pub fn otlp_proto_spans(body: &[u8]) -> Vec<crate::model::Span> {
+        super::otlp_proto::decode(body, &SpanLimits::default())
+            .map(|d| d.spans)
+            .unwrap_or_default()
+    }
+
     /// OTLP JSON.
     pub fn otlp_json(body: &[u8]) -> Option<usize> {
         accepted(super::otlp_json::decode(body, &SpanLimits::default()))

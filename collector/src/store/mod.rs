@@ -45,6 +45,8 @@ pub use durable::{ConsumerGroupSeen, SamplingDecision};
 pub use memory::MemoryStore;
 pub use metered::MeteredStore;
 pub use query::{SortOrder, TimeWindow, TraceQuery};
+#[doc(hidden)]
+pub use sqlite::prepare_for_bench;
 pub use sqlite::{AttributeIndex, MAX_GROUP_SPANS, SqliteOptions, SqliteStore, Synchronous};
 pub use summary::{
     MAX_INDEXED_ATTR_VALUE_BYTES, TraceSummary, attr_index_text, span_mask_bit_kind,

@@ -77,6 +77,24 @@ pub fn request(n: usize, spans: Vec<Span>) -> ExportTraceServiceRequest {
     }
 }
 
+/// Request `n` of the collector's in-process benchmarks (`collector/examples`): `count` spans
+/// (`span(i, ..)`), 10 per trace, with trace ids, span ids and start times of its own (trace
+/// ids count up from 1 over all requests, span ids likewise; starts `n` ms apart, 1 µs between
+/// spans).
+pub fn numbered_request(n: usize, count: usize) -> ExportTraceServiceRequest {
+    let t0 = 1_763_700_000_000_000_000u64 + n as u64 * 1_000_000;
+    let spans = (0..count)
+        .map(|i| {
+            let trace = (n * count + i) / 10 + 1;
+            let mut trace_id = [0u8; 16];
+            trace_id[8..].copy_from_slice(&(trace as u64).to_be_bytes());
+            let span_id = ((n * count + i + 1) as u64).to_be_bytes();
+            span(i, trace_id, span_id, t0 + i as u64 * 1000)
+        })
+        .collect();
+    request(n, spans)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

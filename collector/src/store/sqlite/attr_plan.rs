@@ -107,8 +107,15 @@ impl AttrPlan {
         if *which == AttributeIndex::None {
             return plan;
         }
-        let mut trace_index: HashMap<TraceId, u32> = HashMap::default();
-        let mut pair_index: PairMap<'_, u32> = PairMap::default();
+        let attributes: usize = spans.iter().map(|s| s.attributes.len()).sum();
+        let mut trace_index: HashMap<TraceId, u32> =
+            HashMap::with_capacity_and_hasher(spans.len(), Default::default());
+        let mut pair_index: PairMap<'_, u32> =
+            PairMap::with_capacity_and_hasher(spans.len(), Default::default());
+        // (pair, trace) in the order met; per pair, how many and the last trace pushed (a
+        // pair met again in the same trace's next span is not pushed twice).
+        let mut met: Vec<(u32, u32)> = Vec::with_capacity(attributes);
+        let mut per_pair: Vec<(u32, u32)> = Vec::new();
         let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         for (s, span) in spans.iter().enumerate() {
             let next = index(plan.traces.len());
@@ -134,21 +141,27 @@ impl AttrPlan {
                             text: None,
                             hash: key.hash,
                         });
+                        per_pair.push((0, u32::MAX));
                         pair_index.insert(key, p);
                         p
                     }
                 };
-                plan.entries.push(u64::from(pair) << 32 | u64::from(trace));
+                if let Some((count, last)) = per_pair.get_mut(pair as usize)
+                    && *last != trace
+                {
+                    *count += 1;
+                    *last = trace;
+                    met.push((pair, trace));
+                }
             }
         }
+        plan.entries = entries_by_pair(&met, &per_pair);
         // The texts made for ints and doubles move from the map's keys into the pairs.
         for (key, p) in pair_index {
             if let (Cow::Owned(text), Some(pair)) = (key.value, plan.pairs.get_mut(p as usize)) {
                 pair.text = Some(text);
             }
         }
-        plan.entries.sort_unstable();
-        plan.entries.dedup();
         plan
     }
 
@@ -188,6 +201,43 @@ impl AttrPlan {
             );
         }
     }
+}
+
+/// The entries `pair << 32 | trace` of `met` ((pair, trace) pairs), ascending and distinct:
+/// placed by pair first (`per_pair[pair].0` of them each), then each pair's traces sorted,
+/// which are mostly in order already (traces are numbered as their first span comes). A sort
+/// of all the entries at once was a fifth of the plan's instructions.
+fn entries_by_pair(met: &[(u32, u32)], per_pair: &[(u32, u32)]) -> Vec<u64> {
+    let mut starts: Vec<usize> = Vec::with_capacity(per_pair.len() + 1);
+    let mut at = 0usize;
+    for (count, _) in per_pair {
+        starts.push(at);
+        at += *count as usize;
+    }
+    starts.push(at);
+    let mut placed = vec![0u64; at];
+    let mut next = starts.clone();
+    for &(pair, trace) in met {
+        if let Some(slot) = next.get_mut(pair as usize) {
+            if let Some(entry) = placed.get_mut(*slot) {
+                *entry = u64::from(pair) << 32 | u64::from(trace);
+            }
+            *slot += 1;
+        }
+    }
+    let mut entries = Vec::with_capacity(at);
+    for bounds in starts.windows(2) {
+        let Some(run) = placed.get_mut(bounds[0]..bounds[1]) else {
+            continue;
+        };
+        run.sort_unstable();
+        for &entry in run.iter() {
+            if entries.last() != Some(&entry) {
+                entries.push(entry);
+            }
+        }
+    }
+    entries
 }
 
 #[cfg(test)]
@@ -265,6 +315,35 @@ mod tests {
         let rows = attr_rows(&planned);
         assert!(rows.len() > 20, "{rows:?}");
         assert_eq!(rows, attr_rows(&unplanned));
+    }
+
+    /// Placed by pair, each pair's traces sorted and deduplicated: the same entries as
+    /// sorting and deduplicating them all, for traces met in any order and repeated.
+    #[test]
+    fn entries_by_pair_are_the_sorted_distinct_entries() {
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            u32::try_from((seed >> 33) % n).unwrap()
+        };
+        for (pairs, traces, len) in [(1, 1, 0), (1, 1, 5), (3, 2, 40), (50, 20, 2_000)] {
+            let met: Vec<(u32, u32)> = (0..len).map(|_| (next(pairs), next(traces))).collect();
+            let mut per_pair = vec![(0u32, u32::MAX); pairs as usize];
+            for &(pair, _) in &met {
+                per_pair[pair as usize].0 += 1;
+            }
+            let mut want: Vec<u64> = met
+                .iter()
+                .map(|&(p, t)| u64::from(p) << 32 | u64::from(t))
+                .collect();
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(
+                entries_by_pair(&met, &per_pair),
+                want,
+                "{pairs} {traces} {len}"
+            );
+        }
     }
 
     /// Each distinct pair once, with each trace that has it once, whatever the order of the

@@ -238,6 +238,20 @@ impl SpanStore for SqliteStore {
     }
 }
 
+/// What a write does to `spans` on the request's thread before it queues them for the writer
+/// (the [`spans::Prepared`] batch: detail and origin blobs, the attribute plan under `options`),
+/// then the spans given back. For instruction counts (`collector/examples/request_bench.rs`);
+/// no database is touched.
+#[doc(hidden)]
+pub fn prepare_for_bench(spans: Vec<Span>, options: &SqliteOptions) -> Vec<Span> {
+    let settings = index::IndexSettings::from(options);
+    let prepared = spans::Prepared::new(spans)
+        .with_trace_limit(options.max_spans_per_trace)
+        .with_attr_plan(&settings.attributes, &settings.pair_hash);
+    std::hint::black_box(&prepared);
+    prepared.spans
+}
+
 // Small conversions shared by the files of this module.
 
 /// A `u64` as a SQLite `INTEGER`, clamped at `i64::MAX`.
