@@ -5,7 +5,7 @@
 //!
 //! - the staged segments of `span_attrs_new` (`attr_stage.rs`), one per index flush;
 //! - the **runs**: tables `span_attrs_run<N>` (`WITHOUT ROWID`), listed in
-//!   `attr_runs(run, rows, min_start_ns, max_start_ns)`. Every ~300k staged rows the writer
+//!   `attr_runs(run, rows, min_start_ns, max_start_ns)`. Every ~100k staged rows the writer
 //!   moves the segments into the newest run, in key order ([`absorb_staged`]); once a run
 //!   holds [`DEFAULT_ATTR_RUN_ROWS`] rows (`SqliteOptions::attr_run_rows`) the next move starts a
 //!   new run, so the cost of a move no longer grows with the whole index. A run records the

@@ -59,12 +59,8 @@ CREATE TABLE IF NOT EXISTS span_attrs_new (
 ";
 
 /// Staged rows (counted as written, deletes not subtracted) at which the writer moves the
-/// segments into the open run: about 100,000 spans of the ingest benchmark's shape (whose
-/// group commits reach [`MAX_SEGMENTS`] first, at about 370k rows). Each move touches about
-/// one page of the run per distinct (key, value) it adds rows to, whatever the rows' number,
-/// so larger moves write fewer pages per row: 100k rows cost the writer 2-4% more CPU per
-/// span (BENCHMARKS.md §3.1, "fifth session").
-pub(super) const MERGE_ROWS: i64 = 300_000;
+/// segments into the open run: about 35,000 spans of the ingest benchmark's shape.
+pub(super) const MERGE_ROWS: i64 = 100_000;
 
 /// Segments at which the writer moves them whatever their size: a search and a probe seek
 /// once per segment.

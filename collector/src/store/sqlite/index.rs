@@ -14,7 +14,7 @@
 //! The attribute index carries the attributes chosen by [`AttributeIndex`] (strings up to 256
 //! bytes, ints, bools, doubles: [`attr_index_text`]). Since schema version 8 it has two
 //! levels: each flush appends its rows as a new segment of `span_attrs_new`, and the writer
-//! moves the segments into a run every ~300k rows (`attr_stage.rs`, `attr_runs.rs`); since
+//! moves the segments into a run every ~100k rows (`attr_stage.rs`, `attr_runs.rs`); since
 //! version 14 the rows name their key by its id (`attr_keys.rs`).
 //! Which pairs a request's spans have is worked out on the request's thread before it is
 //! queued (`attr_plan.rs`); the flush adds each pair's rows at its traces' starts.
