@@ -88,18 +88,29 @@ pub(super) struct GroupIndex<'a> {
     plans: Vec<(&'a AttrPlan, &'a [Span])>,
     /// The stored spans of the other requests, whose attributes the flush reads itself.
     unplanned: Vec<&'a Span>,
+    /// Traces with no stored span before this group's first request that had spans of
+    /// them (`Inserted::unseen`): their summary is inserted without reading `traces` first.
+    unseen: HashSet<TraceId>,
 }
 
 impl<'a> GroupIndex<'a> {
-    /// Adds the spans one request stored, the trace of each span it refused, and the
-    /// request's attribute plan (with the spans it was made of) if those are exactly the
-    /// stored spans.
+    /// Adds the spans one request stored, the trace of each span it refused, the traces it
+    /// found no stored span of, and the request's attribute plan (with the spans it was made
+    /// of) if those are exactly the stored spans.
     pub(super) fn add(
         &mut self,
         inserted: Vec<&'a Span>,
         refused: Vec<TraceId>,
+        unseen: &[TraceId],
         plan: Option<(&'a AttrPlan, &'a [Span])>,
     ) {
+        // Only the first request of the flush with spans of a trace saw the store without
+        // them; a later one counted the spans this group stored before it.
+        for trace_id in unseen {
+            if !self.traces.contains_key(trace_id) {
+                self.unseen.insert(*trace_id);
+            }
+        }
         for trace_id in refused {
             *self.refused.entry(trace_id).or_default() += 1;
             self.traces.entry(trace_id).or_default();
@@ -126,6 +137,7 @@ impl<'a> GroupIndex<'a> {
         let refused = std::mem::take(&mut self.refused);
         let plans = std::mem::take(&mut self.plans);
         let unplanned = std::mem::take(&mut self.unplanned);
+        let unseen = std::mem::take(&mut self.unseen);
         // Summaries first. A trace whose start moved had its index rows deleted and read back
         // from its stored spans (`rebuilt`); they are inserted again below at the new start.
         let mut starts: Vec<(i64, bool)> = Vec::with_capacity(traces.len());
@@ -135,7 +147,8 @@ impl<'a> GroupIndex<'a> {
         let mut stored_before: HashSet<TraceId> = HashSet::default();
         for (trace_id, spans) in &traces {
             let refused = refused.get(trace_id).copied().unwrap_or(0);
-            let (start, existed, rows) = update_trace(conn, *trace_id, spans, refused)?;
+            let (start, existed, rows) =
+                update_trace(conn, *trace_id, spans, refused, unseen.contains(trace_id))?;
             starts.push((start, rows.is_some()));
             if existed && rows.is_none() {
                 stored_before.insert(*trace_id);
@@ -290,35 +303,23 @@ pub(super) trait IndexRow {
     fn bind(&self, stmt: &mut Statement<'_>, at: usize) -> rusqlite::Result<()>;
 }
 
-impl<A: ToSql, B: ToSql, C: ToSql> IndexRow for (A, B, C) {
-    const COLUMNS: usize = 3;
-    fn bind(&self, stmt: &mut Statement<'_>, at: usize) -> rusqlite::Result<()> {
-        stmt.raw_bind_parameter(at, &self.0)?;
-        stmt.raw_bind_parameter(at + 1, &self.1)?;
-        stmt.raw_bind_parameter(at + 2, &self.2)
-    }
+/// [`IndexRow`] for a tuple of `COLUMNS` values, bound in order.
+macro_rules! index_row {
+    ($columns:literal: $($t:ident $i:tt),+) => {
+        impl<$($t: ToSql),+> IndexRow for ($($t,)+) {
+            const COLUMNS: usize = $columns;
+            fn bind(&self, stmt: &mut Statement<'_>, at: usize) -> rusqlite::Result<()> {
+                $(stmt.raw_bind_parameter(at + $i, &self.$i)?;)+
+                Ok(())
+            }
+        }
+    };
 }
 
-impl<A: ToSql, B: ToSql, C: ToSql, D: ToSql> IndexRow for (A, B, C, D) {
-    const COLUMNS: usize = 4;
-    fn bind(&self, stmt: &mut Statement<'_>, at: usize) -> rusqlite::Result<()> {
-        stmt.raw_bind_parameter(at, &self.0)?;
-        stmt.raw_bind_parameter(at + 1, &self.1)?;
-        stmt.raw_bind_parameter(at + 2, &self.2)?;
-        stmt.raw_bind_parameter(at + 3, &self.3)
-    }
-}
-
-impl<A: ToSql, B: ToSql, C: ToSql, D: ToSql, E: ToSql> IndexRow for (A, B, C, D, E) {
-    const COLUMNS: usize = 5;
-    fn bind(&self, stmt: &mut Statement<'_>, at: usize) -> rusqlite::Result<()> {
-        stmt.raw_bind_parameter(at, &self.0)?;
-        stmt.raw_bind_parameter(at + 1, &self.1)?;
-        stmt.raw_bind_parameter(at + 2, &self.2)?;
-        stmt.raw_bind_parameter(at + 3, &self.3)?;
-        stmt.raw_bind_parameter(at + 4, &self.4)
-    }
-}
+index_row!(3: A 0, B 1, C 2);
+index_row!(4: A 0, B 1, C 2, D 3);
+index_row!(5: A 0, B 1, C 2, D 3, E 4);
+index_row!(7: A 0, B 1, C 2, D 3, E 4, F 5, G 6);
 
 /// A trace id binds as its 16-byte blob.
 impl ToSql for TraceId {
@@ -365,16 +366,38 @@ pub(super) fn insert_rows<R: IndexRow>(
     Ok(())
 }
 
+/// The columns of a `traces` row written by [`update_trace`], and their parameters.
+const TRACE_ROW: &str = "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, \
+     root_service, root_operation, root_start_ns, span_count, error_count, services, operations, \
+     span_mask, root_http_status, received_ns, spans_refused) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
 /// Folds newly inserted spans into the trace's summary row; returns the trace start (as
 /// stored) and whether the trace was stored before. When an existing trace's start moved,
 /// its index rows at the old start are deleted and returned (read back from all its stored
 /// spans, the new ones included) so the caller inserts them at the new start.
+///
+/// `unseen`: no span of the trace was stored before this group. Then the summary of `spans`
+/// alone is inserted without reading `traces` first; should a row be there all the same, the
+/// insert does nothing and the trace takes the path of a stored one.
 fn update_trace(
     conn: &Connection,
     trace_id: TraceId,
     spans: &[&Span],
     refused: u64,
+    unseen: bool,
 ) -> Result<(i64, bool, Option<StoredRows>), StoreError> {
+    if unseen {
+        let mut summary = TraceSummary::new(trace_id);
+        summary.spans_refused += refused;
+        for span in spans {
+            summary.add_span(span);
+        }
+        let sql = format!("{TRACE_ROW} ON CONFLICT (trace_id) DO NOTHING");
+        if write_summary(conn, &sql, &summary)? == 1 {
+            return Ok((to_i64(summary.start_time_unix_nano), false, None));
+        }
+    }
     let existing = read_summary(conn, trace_id).map_err(map_sql)?;
     let existed = existing.is_some();
     let mut summary = existing.unwrap_or_else(|| TraceSummary::new(trace_id));
@@ -384,46 +407,53 @@ fn update_trace(
         summary.add_span(span);
     }
     let start = to_i64(summary.start_time_unix_nano);
-    conn.prepare_cached(
-        "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, root_service, \
-         root_operation, root_start_ns, span_count, error_count, services, operations, \
-         span_mask, root_http_status, received_ns, spans_refused) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
-         ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
+    let upsert = format!(
+        "{TRACE_ROW} ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
          end_ns = excluded.end_ns, duration_ns = excluded.duration_ns, \
          root_service = excluded.root_service, root_operation = excluded.root_operation, \
          root_start_ns = excluded.root_start_ns, span_count = excluded.span_count, \
          error_count = excluded.error_count, services = excluded.services, \
          operations = excluded.operations, span_mask = excluded.span_mask, \
          root_http_status = excluded.root_http_status, \
-         spans_refused = excluded.spans_refused",
-    )
-    .map_err(map_sql)?
-    .execute(params![
-        &trace_id.0[..],
-        start,
-        to_i64(summary.end_time_unix_nano),
-        to_i64(summary.duration_ns()),
-        summary.root_service,
-        summary.root_operation,
-        summary.root_start_time_unix_nano.map(to_i64),
-        to_i64(summary.span_count),
-        to_i64(summary.error_count),
-        serde_json::to_string(&summary.services).map_err(backend)?,
-        serde_json::to_string(&summary.operations).map_err(backend)?,
-        i64::from(summary.span_mask),
-        summary.root_http_status,
-        // Set when the trace is first stored, never updated: retention ages by it.
-        to_i64(crate::time::now_unix_nano()),
-        to_i64(summary.spans_refused),
-    ])
-    .map_err(map_sql)?;
+         spans_refused = excluded.spans_refused"
+    );
+    write_summary(conn, &upsert, &summary)?;
     if existed && old_start != summary.start_time_unix_nano {
         let rows = StoredRows::read(conn, trace_id)?;
         rows.delete(conn, trace_id, to_i64(old_start))?;
         return Ok((start, true, Some(rows)));
     }
     Ok((start, existed, None))
+}
+
+/// Runs `sql` ([`TRACE_ROW`] and its conflict clause) with `summary`'s values; returns the
+/// rows changed.
+fn write_summary(
+    conn: &Connection,
+    sql: &str,
+    summary: &TraceSummary,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql)
+        .map_err(map_sql)?
+        .execute(params![
+            &summary.trace_id.0[..],
+            to_i64(summary.start_time_unix_nano),
+            to_i64(summary.end_time_unix_nano),
+            to_i64(summary.duration_ns()),
+            summary.root_service,
+            summary.root_operation,
+            summary.root_start_time_unix_nano.map(to_i64),
+            to_i64(summary.span_count),
+            to_i64(summary.error_count),
+            serde_json::to_string(&summary.services).map_err(backend)?,
+            serde_json::to_string(&summary.operations).map_err(backend)?,
+            i64::from(summary.span_mask),
+            summary.root_http_status,
+            // Set when the trace is first stored, never updated: retention ages by it.
+            to_i64(crate::time::now_unix_nano()),
+            to_i64(summary.spans_refused),
+        ])
+        .map_err(map_sql)
 }
 
 /// The search-index rows of one trace (`trace_services`, `trace_operations`, `span_attrs`),
@@ -554,6 +584,37 @@ mod tests {
                 "{table}"
             );
         }
+    }
+
+    /// A `traces` row with no stored span left (here its span deleted by hand): the next
+    /// write counts no span of the trace, so the writer takes it for a new one, finds the row
+    /// at its insert, and folds the spans into it rather than replacing it.
+    #[tokio::test]
+    async fn a_summary_without_stored_spans_is_folded_into_not_replaced() {
+        let (store, dir) = fresh().await;
+        let spans = conformance::demo_trace(7, false, 1.0);
+        let trace_id = spans[0].trace_id;
+        assert!(spans.iter().all(|s| s.trace_id == trace_id) && spans.len() > 2);
+        store.write_spans(spans[..1].to_vec()).await.unwrap();
+        let conn = Connection::open(dir.path().join("spanline.db")).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        conn.execute_batch(&format!(
+            "DELETE FROM spans; UPDATE traces SET spans_refused = 3 WHERE trace_id = x'{}';",
+            trace_id.to_hex()
+        ))
+        .unwrap();
+        store.write_spans(spans[1..].to_vec()).await.unwrap();
+        let (count, refused): (i64, i64) = conn
+            .query_row(
+                "SELECT span_count, spans_refused FROM traces WHERE trace_id = ?1",
+                [&trace_id.0[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(refused, 3, "the stored row was kept");
+        assert_eq!(count, i64::try_from(spans.len()).unwrap());
+        store.shutdown().await;
     }
 
     /// Version 8 → 9: `trace_operations_by_name` is dropped and `operations_by_name` made;

@@ -78,6 +78,8 @@ fn origin_key(span: &Span) -> (usize, usize) {
 struct TraceCounts {
     max: usize,
     counts: HashMap<TraceId, usize>,
+    /// Traces of which the count found no stored span, in the order first probed.
+    unseen: Vec<TraceId>,
 }
 
 impl TraceCounts {
@@ -96,6 +98,9 @@ impl TraceCounts {
                     .query_row([&span.trace_id.0[..]], |r| r.get(0))
                     .map_err(map_sql)?;
                 let n = usize::try_from(n).unwrap_or(usize::MAX);
+                if n == 0 {
+                    self.unseen.push(span.trace_id);
+                }
                 self.counts.insert(span.trace_id, n);
                 n
             }
@@ -128,18 +133,30 @@ const INSERT_SPAN: &str = "INSERT OR IGNORE INTO spans (trace_id, span_id, kind,
      service, name, start_ns, duration_ns, status_code, resource_id, scope_name, scope_version, \
      detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
-/// Inserts one request's spans (and their `entry_spans` rows); returns the outcome, the
-/// spans that were new (not duplicates), and the trace of each span refused at the
-/// per-trace limit.
+/// What [`insert_spans`] stored of one request.
+pub(super) struct Inserted<'a> {
+    /// Spans stored, duplicates and refusals.
+    pub outcome: WriteOutcome,
+    /// The spans that were new (not duplicates).
+    pub spans: Vec<&'a Span>,
+    /// The trace of each span refused at the per-trace limit.
+    pub refused: Vec<TraceId>,
+    /// Traces that had no stored span before this request (so no `traces` row either);
+    /// empty when the per-trace limit is off (nothing was counted).
+    pub unseen: Vec<TraceId>,
+}
+
+/// Inserts one request's spans (and their `entry_spans` rows).
 pub(super) fn insert_spans<'a>(
     conn: &Connection,
     batch: &'a Prepared,
-) -> Result<(WriteOutcome, Vec<&'a Span>, Vec<TraceId>), StoreError> {
+) -> Result<Inserted<'a>, StoreError> {
     let spans = &batch.spans;
     let mut outcome = WriteOutcome::default();
     let mut counts = TraceCounts {
         max: batch.max_spans_per_trace,
         counts: HashMap::default(),
+        unseen: Vec::new(),
     };
     let mut refused = Vec::new();
     let mut insert = conn.prepare_cached(INSERT_SPAN).map_err(map_sql)?;
@@ -191,7 +208,12 @@ pub(super) fn insert_spans<'a>(
     }
     insert_entry_spans(conn, &inserted)?;
     super::links::insert_links(conn, &inserted)?;
-    Ok((outcome, inserted, refused))
+    Ok(Inserted {
+        outcome,
+        spans: inserted,
+        refused,
+        unseen: counts.unseen,
+    })
 }
 
 /// The id of an encoded resource and scope ([`encode_origin`]), inserted if new.
@@ -208,7 +230,12 @@ fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
         .map_err(map_sql)
 }
 
-/// One `entry_spans` row per newly stored SERVER or CONSUMER span (stats, dependencies).
+/// An `entry_spans` row: start, operation id, duration, error, trace id, parent span id,
+/// kind.
+type EntryRow<'a> = (i64, i64, i64, i64, TraceId, Option<&'a [u8]>, i32);
+
+/// One `entry_spans` row per newly stored SERVER or CONSUMER span (stats, dependencies),
+/// several rows per `INSERT` statement.
 fn insert_entry_spans(conn: &Connection, inserted: &[&Span]) -> Result<(), StoreError> {
     let entries: Vec<&Span> = inserted
         .iter()
@@ -224,24 +251,23 @@ fn insert_entry_spans(conn: &Connection, inserted: &[&Span]) -> Result<(), Store
             .iter()
             .map(|s| (s.service_name.as_str(), s.name.as_str())),
     )?;
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO entry_spans (start_ns, op, duration_ns, error, trace_id, \
-             parent_span_id, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .map_err(map_sql)?;
-    for span in entries {
-        insert
-            .execute(params![
+    let rows: Vec<EntryRow<'_>> = entries
+        .iter()
+        .map(|span| {
+            (
                 to_i64(span.start_time_unix_nano),
                 ids[&(span.service_name.as_str(), span.name.as_str())],
                 to_i64(span.duration_ns()),
                 i64::from(span.is_error()),
-                &span.trace_id.0[..],
-                span.parent_span_id.as_ref().map(|p| p.0.to_vec()),
+                span.trace_id,
+                span.parent_span_id.as_ref().map(|p| &p.0[..]),
                 span.kind.as_i32(),
-            ])
-            .map_err(map_sql)?;
-    }
-    Ok(())
+            )
+        })
+        .collect();
+    super::index::insert_rows(
+        conn,
+        "entry_spans (start_ns, op, duration_ns, error, trace_id, parent_span_id, kind)",
+        &rows,
+    )
 }

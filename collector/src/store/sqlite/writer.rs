@@ -472,16 +472,16 @@ fn apply_group(
                     insert_spans(&tx, batch)
                 };
                 match result {
-                    Ok((outcome, inserted, refused)) => {
+                    Ok(done) => {
                         // The request's plan describes every span it holds: usable only
                         // when all of them were stored.
                         let plan = batch
                             .attr_plan
                             .as_ref()
-                            .filter(|_| inserted.len() == batch.spans.len())
+                            .filter(|_| done.spans.len() == batch.spans.len())
                             .map(|plan| (plan, &batch.spans[..]));
-                        index.add(inserted, refused, plan);
-                        results.push(ItemResult::Write(Ok(outcome)));
+                        index.add(done.spans, done.refused, &done.unseen, plan);
+                        results.push(ItemResult::Write(Ok(done.outcome)));
                     }
                     // SQLite rolled the whole transaction back (disk full, I/O error).
                     Err(e) if tx.is_autocommit() => return Err(fatal(e)),
