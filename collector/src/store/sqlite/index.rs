@@ -366,11 +366,32 @@ pub(super) fn insert_rows<R: IndexRow>(
     Ok(())
 }
 
-/// The columns of a `traces` row written by [`update_trace`], and their parameters.
-const TRACE_ROW: &str = "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, \
-     root_service, root_operation, root_start_ns, span_count, error_count, services, operations, \
-     span_mask, root_http_status, received_ns, spans_refused) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+/// The columns of a `traces` row written by [`update_trace`], and their parameters (a macro,
+/// so that the statements below are constants: no SQL text is built per trace).
+macro_rules! trace_row {
+    () => {
+        "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, root_service, \
+         root_operation, root_start_ns, span_count, error_count, services, operations, \
+         span_mask, root_http_status, received_ns, spans_refused) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    };
+}
+
+/// A new trace's summary; nothing when a row is there.
+const INSERT_NEW_TRACE: &str = concat!(trace_row!(), " ON CONFLICT (trace_id) DO NOTHING");
+
+/// A trace's summary, replacing the row that is there.
+const UPSERT_TRACE: &str = concat!(
+    trace_row!(),
+    " ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
+     end_ns = excluded.end_ns, duration_ns = excluded.duration_ns, \
+     root_service = excluded.root_service, root_operation = excluded.root_operation, \
+     root_start_ns = excluded.root_start_ns, span_count = excluded.span_count, \
+     error_count = excluded.error_count, services = excluded.services, \
+     operations = excluded.operations, span_mask = excluded.span_mask, \
+     root_http_status = excluded.root_http_status, \
+     spans_refused = excluded.spans_refused"
+);
 
 /// Folds newly inserted spans into the trace's summary row; returns the trace start (as
 /// stored) and whether the trace was stored before. When an existing trace's start moved,
@@ -393,8 +414,7 @@ fn update_trace(
         for span in spans {
             summary.add_span(span);
         }
-        let sql = format!("{TRACE_ROW} ON CONFLICT (trace_id) DO NOTHING");
-        if write_summary(conn, &sql, &summary)? == 1 {
+        if write_summary(conn, INSERT_NEW_TRACE, &summary)? == 1 {
             return Ok((to_i64(summary.start_time_unix_nano), false, None));
         }
     }
@@ -407,17 +427,7 @@ fn update_trace(
         summary.add_span(span);
     }
     let start = to_i64(summary.start_time_unix_nano);
-    let upsert = format!(
-        "{TRACE_ROW} ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
-         end_ns = excluded.end_ns, duration_ns = excluded.duration_ns, \
-         root_service = excluded.root_service, root_operation = excluded.root_operation, \
-         root_start_ns = excluded.root_start_ns, span_count = excluded.span_count, \
-         error_count = excluded.error_count, services = excluded.services, \
-         operations = excluded.operations, span_mask = excluded.span_mask, \
-         root_http_status = excluded.root_http_status, \
-         spans_refused = excluded.spans_refused"
-    );
-    write_summary(conn, &upsert, &summary)?;
+    write_summary(conn, UPSERT_TRACE, &summary)?;
     if existed && old_start != summary.start_time_unix_nano {
         let rows = StoredRows::read(conn, trace_id)?;
         rows.delete(conn, trace_id, to_i64(old_start))?;
@@ -426,7 +436,7 @@ fn update_trace(
     Ok((start, existed, None))
 }
 
-/// Runs `sql` ([`TRACE_ROW`] and its conflict clause) with `summary`'s values; returns the
+/// Runs `sql` ([`INSERT_NEW_TRACE`] or [`UPSERT_TRACE`]) with `summary`'s values; returns the
 /// rows changed.
 fn write_summary(
     conn: &Connection,
