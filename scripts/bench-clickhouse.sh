@@ -48,6 +48,9 @@
 # RATE=N: offer N spans/s (loadgen --rate: each connection sends at its turn in the schedule,
 # so at most CONNECTIONS requests are in flight) instead of saturating (0, the default); the
 # acknowledged rate then says whether the cluster keeps up with N.
+# DURATIONS=spread (default since 2026-12-06): traces last from 50 us to 50 ms (loadgen
+# --spread-durations), so duration-sorted searches have a ranking to walk; DURATIONS=fixed:
+# every span 250 us, every trace 259 us, as in figures measured before then.
 # PAUSE_S=N: N seconds idle before each ingest run (default 0), so a run does not start
 # while the servers or the file system still work off the one before.
 set -euo pipefail
@@ -64,6 +67,11 @@ topup=${TOPUP:-loadgen}
 seed_spans=${SEED_SPANS:-$((spans_target / 8))}
 copy_shift_s=${COPY_SHIFT_S:-0}
 query_only=${QUERY_ONLY:-0}
+case "${DURATIONS:-spread}" in
+  spread) spread_flag=--spread-durations ;;
+  fixed) spread_flag= ;;
+  *) echo "DURATIONS must be spread or fixed" >&2; exit 2 ;;
+esac
 compare_schema=${COMPARE_SCHEMA:-}
 fresh=${FRESH:-1}
 work=${BENCH_DIR:-$(mktemp -d /tmp/spanline-bench-ch.XXXXXX)}
@@ -142,7 +150,7 @@ load() { # label seconds
   local t0 out acked
   t0=$(ch_ticks)
   out=$("$loadgen" ingest --url "http://127.0.0.1:$port/v1/traces" --connections "$connections" \
-    --rate "$rate" --warmup 2 --duration "$2" --pid "$pid" --label "$1")
+    --rate "$rate" --warmup 2 --duration "$2" --pid "$pid" --label "$1" $spread_flag)
   # The servers' CPU over warmup + run, per span acknowledged in the run (scaled to both).
   acked=$(echo "$out" | sed -n 's/.* acked_spans=\([0-9]*\).*/\1/p')
   echo "$out clickhouse_us_per_span=$(echo "scale=1; ($(ch_ticks) - $t0) * 10000 * $2 / ($2 + 2) / ${acked:-1}" | bc)" |

@@ -8,8 +8,29 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-/// How long each span lasts, ns.
+/// How long each span lasts, ns (unless `loadgen ingest --spread-durations`).
 pub const SPAN_DURATION_NS: u64 = 250_000;
+
+/// Shortest trace of [`spread_duration_ns`], ns.
+pub const SPREAD_MIN_NS: u64 = 50_000;
+
+/// Longest trace of [`spread_duration_ns`], ns (under the collector's 100 ms slow-span
+/// threshold, so the SQLite store's slow-span indexes stay empty as with fixed durations).
+pub const SPREAD_MAX_NS: u64 = 50_000_000;
+
+/// How long span `j` (0-9) of trace number `trace_no` lasts under `loadgen ingest
+/// --spread-durations`, ns: the trace lasts from [`SPREAD_MIN_NS`] to [`SPREAD_MAX_NS`],
+/// log-uniformly, picked by a hash of `trace_no` (so every service and request template has
+/// short and long traces, and traces seldom tie), and its span `j` lasts `(10 - j) / 10` of
+/// that (span 0, the first to start, is the longest and ends last).
+pub fn spread_duration_ns(trace_no: u64, j: usize) -> u64 {
+    let hash = (trace_no ^ 0x5bd1_e995).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // The top 53 bits as a fraction in [0, 1).
+    let unit = (hash >> 11) as f64 / (1u64 << 53) as f64;
+    let range = (SPREAD_MAX_NS / SPREAD_MIN_NS) as f64;
+    let trace_ns = SPREAD_MIN_NS as f64 * range.powf(unit);
+    (trace_ns * (10 - j % 10) as f64 / 10.0) as u64
+}
 
 /// An OTLP attribute.
 pub fn kv(key: &str, value: any_value::Value) -> KeyValue {
@@ -98,6 +119,26 @@ pub fn numbered_request(n: usize, count: usize) -> ExportTraceServiceRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_durations_cover_their_range_and_span_0_is_the_longest() {
+        let traces: Vec<u64> = (0..10_000).map(|n| spread_duration_ns(n, 0)).collect();
+        assert!(
+            traces
+                .iter()
+                .all(|d| (SPREAD_MIN_NS..SPREAD_MAX_NS).contains(d))
+        );
+        // Log-uniform: about a third of the traces in each decade.
+        let under_500us = traces.iter().filter(|d| **d < 500_000).count();
+        let over_5ms = traces.iter().filter(|d| **d >= 5_000_000).count();
+        assert!((2_800..3_900).contains(&under_500us), "{under_500us}");
+        assert!((2_800..3_900).contains(&over_5ms), "{over_5ms}");
+        let mut distinct = traces.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(distinct.len() > 9_900);
+        assert!((1..10).all(|j| spread_duration_ns(7, j) < spread_duration_ns(7, j - 1)));
+    }
 
     #[test]
     fn span_i_has_ten_attributes_and_alternates_server_and_client() {

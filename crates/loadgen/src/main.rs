@@ -75,6 +75,11 @@ struct IngestArgs {
     /// live traffic does not. For comparisons with figures measured before then.
     #[arg(long)]
     fixed_start_times: bool,
+    /// Traces lasting from 50 µs to 50 ms, log-uniformly (`loadgen::spread_duration_ns`),
+    /// instead of every span lasting 250 µs: duration-sorted searches then have a ranking
+    /// to walk, as with live traffic.
+    #[arg(long, conflicts_with = "fixed_start_times")]
+    spread_durations: bool,
 }
 
 #[derive(clap::Args)]
@@ -142,12 +147,18 @@ fn template(n: usize, spans_per_request: usize) -> Template {
 }
 
 /// Stamps `body` (a copy of `t`) with start and end times from `first_start_ns` on, keeping
-/// each span's offset and duration.
-fn stamp_times(t: &Template, body: &mut [u8], first_start_ns: u64) {
-    for (start_at, end_at, offset_ns) in &t.times {
+/// each span's offset; each span lasts [`loadgen::SPAN_DURATION_NS`], or with `spread`
+/// (`Some(seq)`, the request number given to [`instantiate`]) its
+/// [`loadgen::spread_duration_ns`].
+fn stamp_times(t: &Template, body: &mut [u8], first_start_ns: u64, spread: Option<u64>) {
+    let n = t.times.len() as u64;
+    for (i, (start_at, end_at, offset_ns)) in t.times.iter().enumerate() {
         let start = first_start_ns + offset_ns;
         body[*start_at..*start_at + 8].copy_from_slice(&start.to_le_bytes());
-        let end = start + loadgen::SPAN_DURATION_NS;
+        let duration_ns = spread.map_or(loadgen::SPAN_DURATION_NS, |seq| {
+            loadgen::spread_duration_ns((seq * n + i as u64) / 10, i % 10)
+        });
+        let end = start + duration_ns;
         body[*end_at..*end_at + 8].copy_from_slice(&end.to_le_bytes());
     }
 }
@@ -240,6 +251,14 @@ async fn ingest(args: IngestArgs) {
     };
     let random_ids = args.random_trace_ids;
     let fixed_times = args.fixed_start_times;
+    let spread = args.spread_durations;
+    // How long before a request is sent its first span starts: its last span ends 1 ms ago
+    // (with spread durations: at the latest).
+    let longest_ns = if spread {
+        loadgen::SPREAD_MAX_NS
+    } else {
+        loadgen::SPAN_DURATION_NS
+    };
     let mut tasks = Vec::new();
     for _ in 0..args.connections.max(1) {
         let (client, templates, seq, measuring, stop, acked, failed, latencies, url) = (
@@ -265,9 +284,9 @@ async fn ingest(args: IngestArgs) {
                 if !fixed_times {
                     // As live traffic: the request's spans ended just before it was sent
                     // (the last one ends 1 ms ago).
-                    let last_end_ns =
-                        template.times.last().map_or(0, |t| t.2) + loadgen::SPAN_DURATION_NS;
-                    stamp_times(template, &mut body, now_ns() - 1_000_000 - last_end_ns);
+                    let last_end_ns = template.times.last().map_or(0, |t| t.2) + longest_ns;
+                    let first_start_ns = now_ns() - 1_000_000 - last_end_ns;
+                    stamp_times(template, &mut body, first_start_ns, spread.then_some(n));
                 }
                 let counted = measuring.load(Ordering::Relaxed);
                 let t = Instant::now();
@@ -476,7 +495,7 @@ mod tests {
     fn stamped_requests_carry_the_new_times_and_ids() {
         let t = template(3, 20);
         let mut body = instantiate(&t, 7, 5, false);
-        stamp_times(&t, &mut body, 1_000_000_000);
+        stamp_times(&t, &mut body, 1_000_000_000, None);
         let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
         let spans = &request.resource_spans[0].scope_spans[0].spans;
         assert_eq!(spans.len(), 20);
@@ -487,5 +506,28 @@ mod tests {
             let trace_no = (5 * 20 + i as u64) / 10;
             assert_eq!(span.trace_id[8..], trace_no.to_be_bytes());
         }
+    }
+
+    #[test]
+    fn spread_durations_are_stamped_per_trace() {
+        let t = template(3, 20);
+        let mut body = instantiate(&t, 7, 5, false);
+        stamp_times(&t, &mut body, 1_000_000_000, Some(5));
+        let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
+        let spans = &request.resource_spans[0].scope_spans[0].spans;
+        for (i, span) in spans.iter().enumerate() {
+            let start = 1_000_000_000 + i as u64 * 1000;
+            let trace_no = (5 * 20 + i as u64) / 10;
+            assert_eq!(span.start_time_unix_nano, start);
+            assert_eq!(
+                span.end_time_unix_nano - start,
+                loadgen::spread_duration_ns(trace_no, i % 10)
+            );
+        }
+        // The request's two traces differ in length.
+        assert_ne!(
+            spans[0].end_time_unix_nano - spans[0].start_time_unix_nano,
+            spans[10].end_time_unix_nano - spans[10].start_time_unix_nano
+        );
     }
 }
