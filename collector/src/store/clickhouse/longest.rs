@@ -13,7 +13,9 @@
 //! longer, and past [`MAX_WALK`] rows (or when matches are too rare among the rows walked
 //! to fill the limit within it) the full search answers.
 
-use std::sync::PoisonError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::rowbinary::Reader;
 use super::{Shared, search_sql};
@@ -27,29 +29,74 @@ const WALK_PER_RESULT: usize = 4;
 /// `spans_local` (to check the span conditions of its trace).
 pub(super) const MAX_WALK: usize = 5_000;
 
+/// How deep, in rows per shard, the range a walk reads starts ([`Hint`]): twice the longest
+/// walk, so that every walk stays inside it while no rows are deleted. Sorting a range this
+/// size costs the server about a millisecond; sorting the whole table (18.16 cannot read a
+/// key in descending order) about 200 ms per million rows.
+pub(super) const HINT_ROWS: usize = 2 * MAX_WALK;
+
+/// How long a hint serves before a search refreshes it (in the background): traces longer
+/// than it keep arriving, and each makes the range read a row longer.
+const HINT_FRESH_FOR: Duration = Duration::from_secs(60);
+
+/// Where duration-sorted searches start reading `trace_duration_local`.
+#[derive(Debug, Default)]
+pub(super) struct Hint {
+    /// `(duration_ns, trace_id)`: when set, each shard had at least [`HINT_ROWS`] rows at or
+    /// after it when it was read; `None`: no shard had that many, or not read yet.
+    row: Option<(u64, TraceId)>,
+    /// When it was last read (or a read was last begun).
+    read_at: Option<Instant>,
+    /// A read is under way.
+    reading: bool,
+}
+
+/// What duration-sorted searches did, since the store opened (tests read them).
+#[derive(Debug, Default)]
+pub(super) struct WalkCounts {
+    /// Walks sent (one per try of a search).
+    pub walks: AtomicU64,
+    /// Walks that read and sorted the whole table (no hint, or its range ran short).
+    pub whole_table: AtomicU64,
+    /// Searches the walk could not answer: the full search answered them.
+    pub gave_up: AtomicU64,
+}
+
+/// The hint and the counts, as [`Shared`] keeps them.
+#[derive(Debug, Default)]
+pub(super) struct Longest {
+    hint: Mutex<Hint>,
+    pub counts: WalkCounts,
+}
+
 /// The ids of the traces matching `query`, longest first (ties: larger trace id first), at
 /// most its limit; `None` when the walk cannot answer (another order, a `max_duration`, or
 /// matches too rare among the longest traces): the full search then.
 ///
-/// The first try reads only the rows at or after the last row of the previous walk that
-/// answered (`Shared::longest_from`; a hint: a range too short costs a second try over the
-/// whole table, never exactness).
+/// Walks read the rows at or after the hint ([`Hint`], [`HINT_ROWS`] deep per shard), so a
+/// walk sorts a short key range instead of the whole table; a walk that finds too few matches
+/// walks further in the same range (up to [`MAX_WALK`] rows per shard). Only a range that
+/// ran out of rows (rows deleted since the hint was read) is read again as the whole table:
+/// the hint decides how much is read, never what is answered. A search finding the hint
+/// missing or older than [`HINT_FRESH_FOR`] starts a new read of it in the background.
 ///
 /// # Errors
 /// What a query failed with.
 pub(super) async fn longest_first(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     query: &TraceQuery,
 ) -> Result<Option<Vec<TraceId>>, StoreError> {
+    if search_sql::longest_walk(&shared.tables, query, 1, None).is_none() {
+        return Ok(None);
+    }
     let limit = query.effective_limit();
     let mut walk = limit * WALK_PER_RESULT;
-    let mut from = *shared
-        .longest_from
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut from = hint_for_search(shared);
+    let counts = &shared.longest.counts;
     loop {
-        if search_sql::longest_walk(&shared.tables, query, walk, from).is_none() {
-            return Ok(None);
+        counts.walks.fetch_add(1, Ordering::Relaxed);
+        if from.is_none() {
+            counts.whole_table.fetch_add(1, Ordering::Relaxed);
         }
         // Every shard walks its own rows (one answer each, or one for all).
         let answer = shared
@@ -68,63 +115,103 @@ pub(super) async fn longest_first(
             Some(bound) => found.len() == limit && found.last().is_some_and(|f| *f >= bound),
         };
         if exact {
-            if let Some(last) = step.shortest_walked {
-                *shared
-                    .longest_from
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(last);
-            }
             return Ok(Some(found.iter().map(|(_, id)| *id).collect()));
         }
         if step.range_short {
-            // Too few rows in the range read: the whole table, the same walk.
+            // The range ran out before the walk did (rows were deleted since the hint was
+            // read): the whole table, the same walk; the next search reads a new hint.
             from = None;
+            shared
+                .longest
+                .hint
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .read_at = None;
             continue;
         }
-        // Walk far enough to fill the limit twice at the rate matches came so far (at least
-        // 8 times as far), or give up when that is past the bound or nothing matched.
-        if matches == 0 {
+        // Walk far enough to fill the limit twice at the rate matches came so far (8 times
+        // as far at least, and when none came), up to the bound once, then the full search.
+        if walk >= MAX_WALK {
+            counts.gave_up.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
-        walk = (walk * 8).max(walk / matches * limit * 2);
-        from = None;
-        if walk > MAX_WALK {
-            return Ok(None);
-        }
+        let at_rate = walk
+            .checked_div(matches)
+            .map_or(0, |per_match| per_match * limit * 2);
+        walk = (walk * 8).max(at_rate).min(MAX_WALK);
     }
 }
 
-/// Rows per shard [`prime`] reads up to: the first walk of a search of the default limit
-/// with one match in four rows.
-const PRIME_WALK: usize = crate::store::DEFAULT_SEARCH_LIMIT * WALK_PER_RESULT * 4;
+/// The hint's row for a search to start at; starts a read of the hint in the background when
+/// there is none or it is older than [`HINT_FRESH_FOR`] (one read at a time). Also called
+/// when the store opens, so the first search does not sort the whole table.
+pub(super) fn hint_for_search(shared: &Arc<Shared>) -> Option<(u64, TraceId)> {
+    let mut hint = shared
+        .longest
+        .hint
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let stale = hint.read_at.is_none_or(|at| at.elapsed() >= HINT_FRESH_FOR);
+    if stale && !hint.reading {
+        hint.reading = true;
+        hint.read_at = Some(Instant::now());
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            // A failed read leaves the old hint; the next stale search tries again.
+            let _ = read_hint(&shared, HINT_ROWS).await;
+        });
+    }
+    hint.row
+}
 
-/// Sets where the first duration-sorted search starts its walk (`Shared::longest_from`):
-/// at the last of each shard's [`PRIME_WALK`] longest rows, the earliest of them, so that
-/// search does not sort the whole table (run once, in the background, when the store
-/// opens). Leaves it unset when a shard has fewer rows (reading them all is cheap then).
+/// Reads the hint ([`Hint`]): the last of each shard's `rows` longest `trace_duration_local`
+/// rows, the earliest of them (`None` when a shard has fewer rows: reading them all is cheap
+/// then). Reads the range after the current hint when every shard still has `rows` rows there
+/// (a short sort), the whole table otherwise. Run in the background when the store opens and
+/// when a search finds the hint stale ([`longest_first`]); `rows` is [`HINT_ROWS`] but for
+/// tests.
 ///
 /// # Errors
-/// What the query failed with.
-pub(super) async fn prime(shared: &Shared) -> Result<(), StoreError> {
-    let sql = search_sql::longest_start(&shared.tables, PRIME_WALK);
-    let answer = shared.select_per_shard(&sql).await?;
-    let rows = Reader::new(&answer).rows(|r| {
-        let duration_ns = r.u64()?;
-        let id = TraceId(r.fixed::<16>()?);
-        Ok(((duration_ns, id), r.u64()?))
-    })?;
-    if rows.iter().all(|(_, n)| *n >= PRIME_WALK as u64) {
-        let start = rows.into_iter().map(|(row, _)| row).min();
-        let mut from = shared
-            .longest_from
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // A search that answered meanwhile knows better.
+/// What a query failed with (the hint is then left as it was).
+pub(super) async fn read_hint(shared: &Shared, rows: usize) -> Result<(), StoreError> {
+    let result = read_hint_rows(shared, rows).await;
+    let mut hint = shared
+        .longest
+        .hint
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    hint.reading = false;
+    hint.read_at = Some(Instant::now());
+    hint.row = result?;
+    Ok(())
+}
+
+async fn read_hint_rows(
+    shared: &Shared,
+    rows: usize,
+) -> Result<Option<(u64, TraceId)>, StoreError> {
+    let current = shared
+        .longest
+        .hint
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .row;
+    for from in [current, None] {
+        let sql = search_sql::longest_start(&shared.tables, rows, from);
+        let answer = shared.select_per_shard(&sql).await?;
+        let lasts = Reader::new(&answer).rows(|r| {
+            let duration_ns = r.u64()?;
+            let id = TraceId(r.fixed::<16>()?);
+            Ok(((duration_ns, id), r.u64()?))
+        })?;
+        if lasts.iter().all(|(_, n)| *n >= rows as u64) {
+            return Ok(lasts.into_iter().map(|(row, _)| row).min());
+        }
         if from.is_none() {
-            *from = start;
+            break;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// What one walk answered, every shard's rows together.
@@ -137,9 +224,6 @@ struct Step {
     bound: Option<(u64, TraceId)>,
     /// A shard walked fewer rows than asked in a range: it has rows before it.
     range_short: bool,
-    /// The smallest of the shards' last rows walked, of the shards that walked every row
-    /// asked: where the next search's range can start.
-    shortest_walked: Option<(u64, TraceId)>,
 }
 
 impl Step {
@@ -150,7 +234,6 @@ impl Step {
             found: Vec::new(),
             bound: None,
             range_short: false,
-            shortest_walked: None,
         };
         while !r.is_empty() {
             let last = r.u8()? == 1;
@@ -164,9 +247,7 @@ impl Step {
             }
             let row = if walked >= walk as u64 {
                 // Rows left: they sort after this one.
-                let row = (duration_ns, id);
-                step.shortest_walked = Some(step.shortest_walked.map_or(row, |s| s.min(row)));
-                Some(row)
+                Some((duration_ns, id))
             } else {
                 // Every row of the range walked: the rows left sort before its start.
                 step.range_short |= from.is_some();
@@ -178,4 +259,49 @@ impl Step {
         }
         Ok(step)
     }
+}
+
+/// Reads the hint at `rows` per shard now, after any read under way (tests: their data sets
+/// are smaller than [`HINT_ROWS`]).
+#[cfg(test)]
+pub(super) async fn read_hint_now(shared: &Shared, rows: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        {
+            let mut hint = shared
+                .longest
+                .hint
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !hint.reading {
+                hint.reading = true;
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "a hint read did not end");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    read_hint(shared, rows).await.expect("hint read");
+}
+
+/// The hint's row (tests).
+#[cfg(test)]
+pub(super) fn hint_row(shared: &Shared) -> Option<(u64, TraceId)> {
+    shared
+        .longest
+        .hint
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .row
+}
+
+/// Forgets the hint's row (tests: the next read sorts the whole table).
+#[cfg(test)]
+pub(super) fn forget_hint(shared: &Shared) {
+    shared
+        .longest
+        .hint
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .row = None;
 }

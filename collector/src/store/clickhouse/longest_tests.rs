@@ -185,6 +185,98 @@ async fn duration_sorted_searches_agree_with_the_memory_store_on_two_shards() {
     duration_sorted_searches_agree_with_the_memory_store(2).await;
 }
 
+/// A search whose matches begin deeper than where another search's answer ended is answered
+/// by the walk inside the hint's range: no whole-table sort and no full search. (The hint
+/// used to follow each answer: after a search for the 40 longest traces' service, a search
+/// for the others found a range shorter than its walk and sorted the whole table.) Answers
+/// agree with the memory store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_whose_matches_begin_deeper_walks_inside_the_hint() {
+    let Some((store, _servers)) = store_on(2).await else {
+        return;
+    };
+    let memory = MemoryStore::new();
+    // Trace n lasts n ms: the 40 longest are service "top", the others "rest".
+    let traces: Vec<u32> = (1..=600).collect();
+    for chunk in traces.chunks(100) {
+        let spans: Vec<_> = chunk
+            .iter()
+            .map(|&n| {
+                let service = if n > 560 { "top" } else { "rest" };
+                let start = f64::from(n) * 1000.0;
+                span(
+                    id(n),
+                    1,
+                    None,
+                    service,
+                    "GET /",
+                    SpanKind::Server,
+                    start,
+                    f64::from(n),
+                )
+            })
+            .collect();
+        store.write_spans(spans.clone()).await.unwrap();
+        memory.write_spans(spans).await.unwrap();
+    }
+    super::longest::read_hint_now(&store.shared, 200).await;
+    let ids = |v: Vec<TraceSummary>| v.iter().map(|s| s.trace_id).collect::<Vec<_>>();
+    for (service, limit) in [("top", 5), ("rest", 10), ("top", 20), ("rest", 50)] {
+        let q = TraceQuery {
+            service: Some(service.into()),
+            sort: SortOrder::Duration,
+            limit,
+            ..TraceQuery::default()
+        };
+        let want = ids(memory.find_traces(q.clone()).await.unwrap());
+        assert_eq!(want.len(), limit, "{q:?}");
+        assert_eq!(
+            ids(store.find_traces(q.clone()).await.unwrap()),
+            want,
+            "{q:?}"
+        );
+    }
+    let counts = &store.shared.longest.counts;
+    let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(read(&counts.walks) >= 4);
+    assert_eq!(
+        read(&counts.whole_table),
+        0,
+        "a walk sorted the whole table"
+    );
+    assert_eq!(read(&counts.gave_up), 0, "the full search answered");
+
+    // 100 traces longer than all: the next read of the hint, over the range after it, moves
+    // it up to where a read of the whole table puts it.
+    let before = super::longest::hint_row(&store.shared).expect("a hint");
+    let longer: Vec<_> = (601..=700u32)
+        .map(|n| {
+            let start = f64::from(n) * 1000.0;
+            span(
+                id(n),
+                1,
+                None,
+                "top",
+                "GET /",
+                SpanKind::Server,
+                start,
+                1000.0 + f64::from(n),
+            )
+        })
+        .collect();
+    store.write_spans(longer).await.unwrap();
+    super::longest::read_hint_now(&store.shared, 200).await;
+    let after = super::longest::hint_row(&store.shared).expect("a hint");
+    assert!(after > before, "{after:?} <= {before:?}");
+    super::longest::forget_hint(&store.shared);
+    super::longest::read_hint_now(&store.shared, 200).await;
+    assert_eq!(super::longest::hint_row(&store.shared), Some(after));
+    // More rows asked than a shard has: no hint.
+    super::longest::read_hint_now(&store.shared, 1_000).await;
+    assert_eq!(super::longest::hint_row(&store.shared), None);
+    store.shutdown().await;
+}
+
 /// Schema 7 on a database written by an older collector (version 5, no
 /// `trace_duration_local`): the table is filled from the summaries at start, one row per
 /// trace holding its duration (a second fill adds none), so duration-sorted searches find

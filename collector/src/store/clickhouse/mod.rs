@@ -152,9 +152,9 @@ struct Shared {
     /// start at (`search.rs`): where the last result of the previous search of that shape
     /// and service was (under the service `None`: of that shape, any service).
     window_hints: Mutex<search::WindowHints>,
-    /// Where duration-sorted searches start reading `trace_duration_local`: the last row
-    /// walked by the previous one that answered, `(duration_ns, trace_id)` (`longest.rs`).
-    longest_from: Mutex<Option<(u64, TraceId)>>,
+    /// Where duration-sorted searches start reading `trace_duration_local`, and what they
+    /// did (`longest.rs`).
+    longest: longest::Longest,
 }
 
 /// Settings of a write: on a cluster, the insert returns only once every shard has its rows
@@ -401,15 +401,10 @@ impl ClickHouseStore {
             commits: watch::Sender::new(0),
             newest: Mutex::new(None),
             window_hints: Mutex::new(search::WindowHints::new()),
-            longest_from: Mutex::new(None),
+            longest: longest::Longest::default(),
         });
-        {
-            let shared = Arc::clone(&shared);
-            tokio::spawn(async move {
-                // A hint: without it the first duration-sorted search reads more.
-                let _ = longest::prime(&shared).await;
-            });
-        }
+        // Read in the background: without it the first duration-sorted search reads more.
+        longest::hint_for_search(&shared);
         let (sender, receiver) = mpsc::channel(insert::QUEUE_REQUESTS);
         let writer = tokio::spawn(insert::run(Arc::clone(&shared), receiver));
         Ok(Self {

@@ -187,12 +187,7 @@ pub(super) fn longest_walk(
         return None;
     }
     let c = conditions(q);
-    let region = from.map_or(String::new(), |(d, id)| {
-        format!(
-            " WHERE duration_ns > {d} OR duration_ns = {d} AND trace_id >= {}",
-            super::sql::bytes_lit(&id.0)
-        )
-    });
+    let region = region(from);
     let walked = format!(
         "SELECT trace_id, duration_ns FROM {}{region} ORDER BY duration_ns DESC, \
          trace_id DESC LIMIT {walk}",
@@ -221,17 +216,30 @@ pub(super) fn longest_walk(
     ))
 }
 
+/// The rows of `trace_duration_local` at or after `from` by `(duration_ns, trace_id)`, as a
+/// `WHERE` clause (empty: every row). A key range: the server reads only its granules.
+fn region(from: Option<(u64, TraceId)>) -> String {
+    from.map_or(String::new(), |(d, id)| {
+        format!(
+            " WHERE duration_ns > {d} OR duration_ns = {d} AND trace_id >= {}",
+            super::sql::bytes_lit(&id.0)
+        )
+    })
+}
+
 /// Where a duration-sorted search can start its walk (run with [`PER_SHARD`]): per shard,
 /// `(duration_ns, trace_id, rows)` of the last of its `walk` longest `trace_duration_local`
-/// rows (`rows` < `walk`: the shard has fewer rows, and defaults).
-pub(super) fn longest_start(t: &Tables, walk: usize) -> String {
+/// rows at or after `from` (`rows` < `walk`: the shard has fewer such rows, and defaults).
+/// With `from`, only that key range is read and sorted; without, the whole table.
+pub(super) fn longest_start(t: &Tables, walk: usize, from: Option<(u64, TraceId)>) -> String {
     format!(
         "SELECT tupleElement(m, 1), tupleElement(m, 2), n FROM (SELECT \
          min((duration_ns, trace_id)) AS m, count() AS n FROM {} WHERE (duration_ns, trace_id) \
-         IN (SELECT duration_ns, trace_id FROM {} ORDER BY duration_ns DESC, trace_id DESC \
+         IN (SELECT duration_ns, trace_id FROM {}{} ORDER BY duration_ns DESC, trace_id DESC \
          LIMIT {walk})) FORMAT RowBinary",
         t.trace_durations(),
-        t.trace_durations_local()
+        t.trace_durations_local(),
+        region(from)
     )
 }
 

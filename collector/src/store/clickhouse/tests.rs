@@ -619,7 +619,12 @@ fn dump_statements_for_the_chdb_check() {
     out.push(sql::backfill_newest(&t));
     out.push(sql::backfill_trace_summaries(&t));
     out.push(sql::backfill_trace_durations(&t));
-    out.push(search_sql::longest_start(&t, 1600));
+    out.push(search_sql::longest_start(&t, 10_000, None));
+    out.push(search_sql::longest_start(
+        &t,
+        10_000,
+        Some((250_000, ids[1])),
+    ));
     out.push(sql::services(&t));
     out.push(sql::operations(&t, "frontend"));
     out.push(sql::dependency_rows(&t, w));
