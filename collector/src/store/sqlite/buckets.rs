@@ -564,13 +564,7 @@ mod tests {
     /// new buckets, and retention deletes the migrated rows by key.
     #[tokio::test]
     async fn version_14_file_is_migrated_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spanline.db");
-        let batches = vec![
-            conformance::demo_trace(4, true, 5.0),
-            conformance::demo_trace(5, false, 1.0),
-        ];
-        super::super::tests::file_with(&path, batches).await;
+        let (_dir, path) = super::super::tests::two_demo_traces().await;
         let before = {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(&format!(

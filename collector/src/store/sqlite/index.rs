@@ -647,13 +647,7 @@ mod tests {
     /// searches by an operation alone answer as before.
     #[tokio::test]
     async fn version_8_file_is_migrated_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spanline.db");
-        let batches = vec![
-            conformance::demo_trace(4, true, 5.0),
-            conformance::demo_trace(5, false, 1.0),
-        ];
-        super::super::tests::file_with(&path, batches).await;
+        let (_dir, path) = super::super::tests::two_demo_traces().await;
         Connection::open(&path)
             .unwrap()
             .execute_batch(&format!(

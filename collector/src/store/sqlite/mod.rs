@@ -307,6 +307,21 @@ pub(super) mod tests {
         (store, dir)
     }
 
+    /// A database file (in a new temporary directory, returned with the file's path) holding
+    /// two demo traces written by this version (`demo_trace(4, true, 5.0)` and
+    /// `demo_trace(5, false, 1.0)`, one write each), closed: what the migration tests set back
+    /// to an older layout.
+    pub(super) async fn two_demo_traces() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let batches = vec![
+            conformance::demo_trace(4, true, 5.0),
+            conformance::demo_trace(5, false, 1.0),
+        ];
+        file_with(&path, batches).await;
+        (dir, path)
+    }
+
     /// Deletes every stored trace through retention (a cutoff after every time of receipt,
     /// batches of 10 traces: one call for up to 10); returns the traces deleted.
     pub(super) async fn delete_every_trace(store: &SqliteStore) -> u64 {
