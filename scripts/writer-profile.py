@@ -24,7 +24,9 @@ GROUPS = [
     ("checkpoint (the writer's PASSIVE)", ["after_commit", "sqlite3WalCheckpoint"]),
     ("attribute rows moved into runs (attr_stage::merge)", ["attr_stage::merge", "absorb_staged"]),
     ("commit (WAL frames, checksums)", ["vdbeCommit", "sqlite3BtreeCommitPhaseOne", "CommitPhaseTwo"]),
-    ("trace_operations", ["insert_rows<(i64, i64, collector::model::TraceId)"]),
+    # (op, start, trace) before schema 15, (bucket, op, start, trace) since.
+    ("trace_operations", ["insert_rows<(i64, i64, collector::model::TraceId)",
+                          "insert_rows<(i64, i64, i64, collector::model::TraceId)"]),
     ("entry_spans", ["insert_entry_spans", "insert_rows<(i64, i64, i64, i64"]),
     ("attribute rows staged (attr_stage::stage)", ["attr_stage::stage", "insert_rows<(i64", "stage (inlined)"]),
     ("attribute probe of traces stored before (retain_new)", ["retain_new"]),

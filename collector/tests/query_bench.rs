@@ -306,6 +306,18 @@ fn query_latency_at_scale() {
                 }),
             ),
             (
+                "search by operation alone (2 services, limit 20)",
+                Box::new(|_r: &mut fastrand::Rng| {
+                    "/v1/traces?operation=POST%20%2Forders&limit=20".to_owned()
+                }),
+            ),
+            (
+                "search by service + operation never stored together (reads every bucket)",
+                Box::new(|_r: &mut fastrand::Rng| {
+                    "/v1/traces?service=user&operation=charge%20card&limit=20".to_owned()
+                }),
+            ),
+            (
                 "search by min duration 1s (slowest first, limit 20)",
                 Box::new(|_r: &mut fastrand::Rng| "/v1/traces?min_duration=1s&limit=20".to_owned()),
             ),

@@ -26,7 +26,9 @@
 //! service. Those now walk the operation's rows of each service that has it, merged in start
 //! order (`search.rs`). Since schema version 12 the rows are `(op, start_ns, trace_id)`, the
 //! pair as its id in `operation_ids` (`operation_ids.rs`), which also lists the services of an
-//! operation.
+//! operation. Since schema version 15 they are `(bucket, op, start_ns, trace_id)`, a bucket
+//! of start times first (`buckets.rs`), so that a commit's rows are adjacent; the bucket is a
+//! function of the start, so a row is still found by recomputing its key.
 
 use crate::fast_hash::{FastHashMap as HashMap, FastHashSet as HashSet};
 use std::borrow::Cow;
@@ -37,8 +39,9 @@ use rusqlite::{Connection, Statement, params};
 use super::attr_keys;
 use super::attr_plan::{AttrPlan, PairHashState, PairKey, PairMap};
 use super::attr_stage::{self, AttrRow};
+use super::buckets::{Buckets, bucket_of};
 use super::codec::detail_attributes;
-use super::operation_ids::{self, id_of_pair};
+use super::operation_ids;
 use super::options::AttributeIndex;
 use super::read::read_summary;
 use super::{backend, map_sql, to_i64};
@@ -59,6 +62,8 @@ pub(super) struct IndexSettings {
     pub attributes: AttributeIndex,
     /// Rows at which an attribute-index run is closed (`attr_runs.rs`).
     pub attr_run_rows: u64,
+    /// Rows at which the newest index bucket is closed (`buckets.rs`).
+    pub bucket_rows: u64,
     /// The hasher of attribute (key, value) pairs, shared by the requests' plans and the
     /// writer (`attr_plan.rs`).
     pub pair_hash: PairHashState,
@@ -69,6 +74,7 @@ impl From<&super::SqliteOptions> for IndexSettings {
         Self {
             attributes: options.index_attributes.clone(),
             attr_run_rows: options.attr_run_rows,
+            bucket_rows: options.index_bucket_rows,
             pair_hash: PairHashState::default(),
         }
     }
@@ -131,6 +137,7 @@ impl<'a> GroupIndex<'a> {
         &mut self,
         conn: &Connection,
         settings: &IndexSettings,
+        buckets: &mut Buckets,
     ) -> Result<(), StoreError> {
         let which = &settings.attributes;
         let traces = std::mem::take(&mut self.traces);
@@ -241,14 +248,21 @@ impl<'a> GroupIndex<'a> {
         pairs.sort_unstable();
         pairs.dedup();
         let ids = operation_ids::resolve(conn, pairs.iter().map(|&(s, o, _, _)| (s, o)))?;
-        let mut operations: Vec<(i64, i64, TraceId)> = pairs
+        let mut operations: Vec<(i64, i64, i64, TraceId)> = pairs
             .iter()
-            .map(|&(service, operation, start, id)| (ids[&(service, operation)], start, id))
-            .collect();
+            .map(|&(service, operation, start, id)| {
+                Ok((
+                    buckets.place(conn, start)?,
+                    ids[&(service, operation)],
+                    start,
+                    id,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
         operations.sort_unstable();
         insert_rows(
             conn,
-            "trace_operations (op, start_ns, trace_id)",
+            "trace_operations (bucket, op, start_ns, trace_id)",
             &operations,
         )?;
         // Keys as their ids (`attr_keys.rs`); rows staged in (key id, value) order.
@@ -320,6 +334,7 @@ index_row!(3: A 0, B 1, C 2);
 index_row!(4: A 0, B 1, C 2, D 3);
 index_row!(5: A 0, B 1, C 2, D 3, E 4);
 index_row!(7: A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+index_row!(8: A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
 
 /// A trace id binds as its 16-byte blob.
 impl ToSql for TraceId {
@@ -530,9 +545,10 @@ impl StoredRows {
         }
         let mut stmt = conn
             .prepare_cached(concat!(
-                "DELETE FROM trace_operations WHERE op = ",
-                id_of_pair!(),
-                " AND start_ns = ? AND trace_id = ?"
+                "DELETE FROM trace_operations WHERE bucket = ",
+                bucket_of!("?3"),
+                " AND op = (SELECT id FROM operation_ids WHERE service = ?1 AND name = ?2) \
+                 AND start_ns = ?3 AND trace_id = ?4"
             ))
             .map_err(map_sql)?;
         for (service, operation) in &self.pairs {
@@ -631,13 +647,7 @@ mod tests {
     /// searches by an operation alone answer as before.
     #[tokio::test]
     async fn version_8_file_is_migrated_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spanline.db");
-        let batches = vec![
-            conformance::demo_trace(4, true, 5.0),
-            conformance::demo_trace(5, false, 1.0),
-        ];
-        super::super::tests::file_with(&path, batches).await;
+        let (_dir, path) = super::super::tests::two_demo_traces().await;
         Connection::open(&path)
             .unwrap()
             .execute_batch(&format!(

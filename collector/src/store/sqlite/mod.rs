@@ -24,12 +24,13 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 14), the migrations from versions 1 to 13, the checks at open |
+//! | `schema.rs` | the tables (version 15), the migrations from versions 1 to 14, the checks at open |
 //! | `links.rs` | the inbound-link rows (`trace_links`): which traces link to a trace |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
 //! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, attributes) |
 //! | `operation_ids.rs` | the (service, operation) ids of `trace_operations` and `entry_spans` rows (`operation_ids`; schema 12) |
+//! | `buckets.rs` | the start-time buckets that key `trace_operations` and `entry_spans_by_op` first (`index_buckets`; schema 15) |
 //! | `attr_plan.rs` | a request's attribute-index entries, worked out before it is queued |
 //! | `attr_stage.rs` | the attribute index's staged level (`span_attrs_new` segments, moved into runs) |
 //! | `attr_runs.rs` | the attribute index's runs (`span_attrs_run<N>` tables, `attr_runs`; schema 11) |
@@ -49,6 +50,7 @@ mod attr_keys;
 mod attr_plan;
 mod attr_runs;
 mod attr_stage;
+mod buckets;
 mod checkpoint;
 mod codec;
 mod durable;
@@ -303,6 +305,21 @@ pub(super) mod tests {
         let store = SqliteStore::open(dir.path().join("spanline.db"), SqliteOptions::default())
             .expect("open");
         (store, dir)
+    }
+
+    /// A database file (in a new temporary directory, returned with the file's path) holding
+    /// two demo traces written by this version (`demo_trace(4, true, 5.0)` and
+    /// `demo_trace(5, false, 1.0)`, one write each), closed: what the migration tests set back
+    /// to an older layout.
+    pub(super) async fn two_demo_traces() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spanline.db");
+        let batches = vec![
+            conformance::demo_trace(4, true, 5.0),
+            conformance::demo_trace(5, false, 1.0),
+        ];
+        file_with(&path, batches).await;
+        (dir, path)
     }
 
     /// Deletes every stored trace through retention (a cutoff after every time of receipt,

@@ -168,13 +168,7 @@ mod tests {
     /// key.
     #[tokio::test]
     async fn version_11_file_is_migrated_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spanline.db");
-        let batches = vec![
-            conformance::demo_trace(4, true, 5.0),
-            conformance::demo_trace(5, false, 1.0),
-        ];
-        super::super::tests::file_with(&path, batches).await;
+        let (_dir, path) = super::super::tests::two_demo_traces().await;
         // What the stats read, as written by this version, to compare after the migration.
         async fn stats(store: &SqliteStore) -> String {
             let all_time = || crate::store::TimeWindow {

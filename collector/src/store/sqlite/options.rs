@@ -89,6 +89,11 @@ pub struct SqliteOptions {
     /// moving staged rows into a run costs more per row as the run grows, and a search or
     /// probe seeks once per run.
     pub attr_run_rows: u64,
+    /// Rows (of `trace_operations` and `entry_spans`) at which the newest index bucket is
+    /// closed and the next group starts a new one (default 8,192; `buckets.rs`): smaller
+    /// buckets keep a commit's rows apart from the last commit's, larger ones make a search
+    /// by operation seek fewer times.
+    pub index_bucket_rows: u64,
 }
 
 impl Default for SqliteOptions {
@@ -101,6 +106,7 @@ impl Default for SqliteOptions {
             index_attributes: AttributeIndex::All,
             max_spans_per_trace: crate::store::DEFAULT_MAX_SPANS_PER_TRACE,
             attr_run_rows: super::attr_runs::DEFAULT_ATTR_RUN_ROWS,
+            index_bucket_rows: super::buckets::BUCKET_ROWS,
         }
     }
 }

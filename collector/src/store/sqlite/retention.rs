@@ -4,7 +4,8 @@
 //! writer like a write: each call deletes at most one small batch of the oldest traces (by
 //! age of receipt, `traces.received_ns`, never by a start a client claims; or while the live data, `(page_count - freelist_count) * page_size`, is above the size
 //! limit) in one short transaction, so ingest waits for at most one batch (reliability.md §6
-//! C10). A deleted trace's search-index rows are found by key ([`StoredRows`]). Freed pages
+//! C10). A deleted trace's search-index rows are found by key ([`StoredRows`]); the oldest
+//! index buckets left empty are removed (`buckets.rs`). Freed pages
 //! are reused; the file does not shrink (no `VACUUM` while running).
 
 use std::collections::HashSet;
@@ -92,6 +93,10 @@ pub(super) fn retention_batch(
         if n as i64 == limit {
             outcome.more = true;
         }
+    }
+    // The oldest index buckets left without rows (`buckets.rs`).
+    if outcome.traces_deleted > 0 {
+        super::buckets::prune(&sp)?;
     }
     if let Some(max) = policy.max_bytes
         && outcome.traces_deleted > 0

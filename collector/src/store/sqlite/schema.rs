@@ -1,4 +1,4 @@
-//! # The schema (version 14, `PRAGMA user_version = 14`)
+//! # The schema (version 15, `PRAGMA user_version = 15`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -76,6 +76,13 @@
 //! span_attrs_new(seg, key INTEGER, value, start_ns, trace_id) -- the staged rows: the key as its id
 //! attr_runs.key_ids INTEGER                                   -- 1: the run's `key` column holds ids (runs
 //!                                                             -- created since 14); 0: text (kept as they were)
+//! -- version 15 (`buckets.rs`):
+//! index_buckets(bucket INTEGER PRIMARY KEY, lo_ns UNIQUE,     -- ranges of start times: bucket b holds
+//!               max_ns, rows)                                 -- [lo_ns, next lo_ns); bucket 0 from i64::MIN
+//! trace_operations(bucket, op, start_ns, trace_id)            -- PK (bucket, op, start_ns, trace_id), WITHOUT
+//!                                                             -- ROWID: a commit's rows adjacent
+//! entry_spans.bucket INTEGER                                  -- the bucket of the row's start;
+//!                                                             -- INDEX entry_spans_by_op (bucket, op, start_ns)
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -102,7 +109,11 @@
 //! Version 12 → 13 builds the partial index `spans_slow_by_start` (one read of every span:
 //! 10-40 s for 10M spans). Version 13 → 14 numbers the attribute keys and rewrites the staged
 //! attribute rows (at most ~100k) with the numbers; runs and `span_attrs` keep their text keys
-//! (read and deleted as such); nothing else is copied.
+//! (read and deleted as such); nothing else is copied. Version 14 → 15 puts every row of
+//! `trace_operations` and `entry_spans` in bucket 0, rewrites `trace_operations` with the
+//! bucket first (in key order: one read of every row, as version 12's rewrite) and rebuilds
+//! `entry_spans_by_op` (the `entry_spans` rows keep their place: the column's default);
+//! new rows go to new buckets.
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -112,6 +123,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use super::attr_keys::schema_v14;
 use super::attr_runs::schema_v11;
 use super::attr_stage::SCHEMA_V8;
+use super::buckets::schema_v15;
 use super::index::SCHEMA_V10;
 use super::links::SCHEMA_V6;
 use super::operation_ids::SCHEMA_V12;
@@ -121,7 +133,7 @@ use super::slow_walk::SCHEMA_V13;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 14;
+pub(super) const SCHEMA_VERSION: i64 = 15;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -425,6 +437,11 @@ pub(super) fn open_read_write(
         } else {
             String::new()
         };
+        let v15 = if version < 15 {
+            schema_v15(&conn).map_err(unreadable)?
+        } else {
+            String::new()
+        };
         if version > 0 {
             eprintln!(
                 "collector: migrating {shown} from schema version {version} to {SCHEMA_VERSION}{}",
@@ -439,6 +456,9 @@ pub(super) fn open_read_write(
                 } else if version < 13 {
                     " (indexes the spans of 100 ms or longer by start: one read of every \
                      span, 10-40 s per 10M spans)"
+                } else if version < 15 {
+                    " (rewrites the operation index and rebuilds the entry-span index by \
+                     bucket; about a minute per 10M spans)"
                 } else {
                     ""
                 }
@@ -446,7 +466,7 @@ pub(super) fn open_read_write(
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
         conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} {v13} {v14} \
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} {v13} {v14} {v15} \
              PRAGMA user_version = {SCHEMA_VERSION}; \
              COMMIT;"
         ))

@@ -7,6 +7,7 @@ use rusqlite::types::Value as SqlValue;
 
 use super::attr_keys::id_of_key;
 use super::attr_runs::{self, Run};
+use super::buckets::bucket_of;
 use super::operation_ids::id_of_pair;
 use super::read::{SUMMARY_COLUMNS, read_trace, row_to_summary};
 use super::slow_walk::{self, SlowWalk};
@@ -282,12 +283,27 @@ fn find_by_index(
                 Some(service) => vec![service.clone()],
                 None => services_with_operation(conn, &operation)?,
             };
+            // One arm per service, each walking the buckets that meet the query's window
+            // newest first and the pair's rows of each newest first (`buckets.rs`): the
+            // bucket list is the outer loop, so SQLite stops at the limit without sorting.
+            let from = SqlValue::Integer(q.start_time_min_unix_nano.map_or(i64::MIN, to_i64));
+            let to = SqlValue::Integer(q.start_time_max_unix_nano.map_or(i64::MAX, to_i64));
             arms = services
                 .into_iter()
                 .map(|service| Arm {
-                    table: "trace_operations".to_owned(),
-                    conds: concat!("x.op = ", id_of_pair!()),
-                    args: vec![SqlValue::Text(service), SqlValue::Text(operation.clone())],
+                    table: "index_buckets ib CROSS JOIN trace_operations".to_owned(),
+                    conds: concat!(
+                        "ib.bucket >= ",
+                        bucket_of!("?"),
+                        " AND ib.lo_ns <= ? AND x.bucket = ib.bucket AND x.op = ",
+                        id_of_pair!()
+                    ),
+                    args: vec![
+                        from.clone(),
+                        to.clone(),
+                        SqlValue::Text(service),
+                        SqlValue::Text(operation.clone()),
+                    ],
                 })
                 .collect();
             ("", "x")
@@ -323,7 +339,9 @@ fn find_by_index(
                 args.push(text(service));
                 args.push(text(operation));
                 concat!(
-                    "EXISTS (SELECT 1 FROM trace_operations o WHERE o.op = ",
+                    "EXISTS (SELECT 1 FROM trace_operations o WHERE o.bucket = ",
+                    bucket_of!("t.start_ns"),
+                    " AND o.op = ",
                     id_of_pair!(),
                     " AND o.start_ns = t.start_ns AND o.trace_id = t.trace_id)"
                 )
@@ -331,9 +349,13 @@ fn find_by_index(
             }
             None => {
                 args.push(text(operation));
-                "EXISTS (SELECT 1 FROM operation_ids p JOIN trace_operations o ON o.op = p.id \
-                 AND o.start_ns = t.start_ns AND o.trace_id = t.trace_id WHERE p.name = ?)"
-                    .to_owned()
+                concat!(
+                    "EXISTS (SELECT 1 FROM operation_ids p JOIN trace_operations o ON o.bucket = ",
+                    bucket_of!("t.start_ns"),
+                    " AND o.op = p.id AND o.start_ns = t.start_ns AND o.trace_id = t.trace_id \
+                     WHERE p.name = ?)"
+                )
+                .to_owned()
             }
         });
     }
@@ -383,10 +405,11 @@ fn find_by_index(
         Drive::Attribute => {
             let (key, value) = &q.attributes[0];
             let arms = attribute_arms(conn, q, &runs, key, value)?;
-            return query_arms(conn, &arms, "UNION ALL", &conds, &args, limit, offset);
+            return query_arms(conn, &arms, Walk::Attribute, &conds, &args, limit, offset);
         }
-        // Without a service, one trace can match through several services: `UNION`.
-        Drive::Operation => return query_arms(conn, &arms, "UNION", &conds, &args, limit, offset),
+        Drive::Operation => {
+            return query_arms(conn, &arms, Walk::Operation, &conds, &args, limit, offset);
+        }
         Drive::SlowWalk => {
             let walk = SlowWalk {
                 service: q.service.as_deref().unwrap_or_default(),
@@ -415,6 +438,19 @@ fn find_by_index(
         .query_map(rusqlite::params_from_iter(args), row_to_summary)
         .map_err(backend)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+}
+
+/// Which arms [`query_arms`] merges, newest first.
+#[derive(Debug, Clone, Copy)]
+enum Walk {
+    /// The attribute index's places: one key range each, by `x.start_ns`, `x.trace_id`; a row
+    /// is in one place only, so no trace comes from two arms (`UNION ALL`).
+    Attribute,
+    /// An operation's services: each arm walks `index_buckets ib` newest first (the outer
+    /// loop) and each bucket's range of the pair's rows (`buckets.rs`), by bucket, then start
+    /// and trace id (the same order: a bucket is a range of starts). Without a service, one
+    /// trace can match through several services (`UNION`).
+    Operation,
 }
 
 /// One walk of a start-ordered index table (aliased `x`): the conditions that select its
@@ -482,14 +518,14 @@ fn attribute_arms(
     Ok(arms)
 }
 
-/// `limit` summaries from `offset`, newest first, over `arms` joined by `union` (`UNION ALL`
-/// when no trace can come from two arms, else `UNION`), each arm restricted by `conds`
-/// (values `args`). Each arm is walked in start order by its primary key and SQLite merges
-/// the ordered arms, stopping at the limit; no arms, no summaries.
+/// `limit` summaries from `offset`, newest first, over `arms` (joined and ordered as `walk`
+/// says), each arm restricted by `conds` (values `args`). Each arm is walked in start order by
+/// its primary key and SQLite merges the ordered arms, stopping at the limit; no arms, no
+/// summaries.
 fn query_arms(
     conn: &Connection,
     arms: &[Arm],
-    union: &str,
+    walk: Walk,
     conds: &[String],
     args: &[SqlValue],
     limit: usize,
@@ -498,7 +534,21 @@ fn query_arms(
     if arms.is_empty() {
         return Ok(Vec::new());
     }
-    let columns = format!("{SUMMARY_COLUMNS}, x.start_ns AS by_start, x.trace_id AS by_id");
+    let (columns, order_by, union) = match walk {
+        Walk::Attribute => (
+            format!("{SUMMARY_COLUMNS}, x.start_ns AS by_start, x.trace_id AS by_id"),
+            "by_start DESC, by_id DESC",
+            "UNION ALL",
+        ),
+        Walk::Operation => (
+            format!(
+                "{SUMMARY_COLUMNS}, ib.bucket AS by_bucket, x.start_ns AS by_start, \
+                 x.trace_id AS by_id"
+            ),
+            "by_bucket DESC, by_start DESC, by_id DESC",
+            "UNION",
+        ),
+    };
     let mut selects = Vec::with_capacity(arms.len());
     let mut all = Vec::new();
     for arm in arms {
@@ -515,7 +565,7 @@ fn query_arms(
         all.extend(args.iter().cloned());
     }
     let sql = format!(
-        "{} ORDER BY by_start DESC, by_id DESC LIMIT ? OFFSET ?",
+        "{} ORDER BY {order_by} LIMIT ? OFFSET ?",
         selects.join(&format!(" {union} "))
     );
     all.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, params};
 
 use super::attr_plan::{AttrPlan, PairHashState};
+use super::buckets::Buckets;
 use super::codec::{encode_detail, encode_origin};
 use super::operation_ids;
 use super::options::AttributeIndex;
@@ -150,6 +151,7 @@ pub(super) struct Inserted<'a> {
 pub(super) fn insert_spans<'a>(
     conn: &Connection,
     batch: &'a Prepared,
+    buckets: &mut Buckets,
 ) -> Result<Inserted<'a>, StoreError> {
     let spans = &batch.spans;
     let mut outcome = WriteOutcome::default();
@@ -206,7 +208,7 @@ pub(super) fn insert_spans<'a>(
             outcome.duplicates += 1;
         }
     }
-    insert_entry_spans(conn, &inserted)?;
+    insert_entry_spans(conn, &inserted, buckets)?;
     super::links::insert_links(conn, &inserted)?;
     Ok(Inserted {
         outcome,
@@ -231,12 +233,16 @@ fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
 }
 
 /// An `entry_spans` row: start, operation id, duration, error, trace id, parent span id,
-/// kind.
-type EntryRow<'a> = (i64, i64, i64, i64, TraceId, Option<&'a [u8]>, i32);
+/// kind, bucket (`buckets.rs`).
+type EntryRow<'a> = (i64, i64, i64, i64, TraceId, Option<&'a [u8]>, i32, i64);
 
 /// One `entry_spans` row per newly stored SERVER or CONSUMER span (stats, dependencies),
 /// several rows per `INSERT` statement.
-fn insert_entry_spans(conn: &Connection, inserted: &[&Span]) -> Result<(), StoreError> {
+fn insert_entry_spans(
+    conn: &Connection,
+    inserted: &[&Span],
+    buckets: &mut Buckets,
+) -> Result<(), StoreError> {
     let entries: Vec<&Span> = inserted
         .iter()
         .copied()
@@ -254,20 +260,22 @@ fn insert_entry_spans(conn: &Connection, inserted: &[&Span]) -> Result<(), Store
     let rows: Vec<EntryRow<'_>> = entries
         .iter()
         .map(|span| {
-            (
-                to_i64(span.start_time_unix_nano),
+            let start = to_i64(span.start_time_unix_nano);
+            Ok((
+                start,
                 ids[&(span.service_name.as_str(), span.name.as_str())],
                 to_i64(span.duration_ns()),
                 i64::from(span.is_error()),
                 span.trace_id,
                 span.parent_span_id.as_ref().map(|p| &p.0[..]),
                 span.kind.as_i32(),
-            )
+                buckets.place(conn, start)?,
+            ))
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
     super::index::insert_rows(
         conn,
-        "entry_spans (start_ns, op, duration_ns, error, trace_id, parent_span_id, kind)",
+        "entry_spans (start_ns, op, duration_ns, error, trace_id, parent_span_id, kind, bucket)",
         &rows,
     )
 }

@@ -1,11 +1,12 @@
 //! Reads for `/v1/stats`, `/v1/dependencies` and the service and operation lists: the
 //! `entry_spans` rows of a time window (one per SERVER/CONSUMER span, index
-//! `entry_spans_by_start`; a service's by `entry_spans_by_op`), with their service and name
-//! from `operation_ids` (schema 12), joined to their parent span for the dependency graph, and
-//! the `operations` table.
+//! `entry_spans_by_start`; a service's by `entry_spans_by_op`, bucket by bucket: schema 15),
+//! with their service and name from `operation_ids` (schema 12), joined to their parent span
+//! for the dependency graph, and the `operations` table.
 
 use rusqlite::{Connection, Row, params};
 
+use super::buckets::bucket_of;
 use super::{backend, to_i64, to_u64};
 use crate::model::SpanKind;
 use crate::store::{
@@ -78,14 +79,20 @@ pub(super) fn operation_samples(
     w: TimeWindow,
     service: Option<&str>,
 ) -> Result<Vec<OperationSamples>, StoreError> {
-    // The service's rows: each of its ids' `(op, start_ns)` range (`entry_spans_by_op`); all
-    // rows: the window of `entry_spans_by_start` (`CROSS JOIN` keeps `entry_spans` the outer
-    // loop, not one seek per id ever stored).
+    // The service's rows: each of its ids' `(bucket, op, start_ns)` range in each bucket of
+    // the window (`entry_spans_by_op`, `buckets.rs`); all rows: the window of
+    // `entry_spans_by_start` (`CROSS JOIN` keeps `entry_spans` the outer loop, not one seek
+    // per id ever stored).
     let sql = if service.is_some() {
-        "SELECT o.service, o.name, e.duration_ns, e.error \
-         FROM entry_spans e JOIN operation_ids o ON o.id = e.op \
-         WHERE e.op IN (SELECT id FROM operation_ids WHERE service = ?3) \
-         AND e.start_ns >= ?1 AND e.start_ns < ?2"
+        concat!(
+            "SELECT o.service, o.name, e.duration_ns, e.error \
+             FROM entry_spans e INDEXED BY entry_spans_by_op JOIN operation_ids o ON o.id = e.op \
+             WHERE e.bucket IN (SELECT bucket FROM index_buckets WHERE bucket >= ",
+            bucket_of!("?1"),
+            " AND lo_ns < ?2) \
+             AND e.op IN (SELECT id FROM operation_ids WHERE service = ?3) \
+             AND e.start_ns >= ?1 AND e.start_ns < ?2"
+        )
     } else {
         "SELECT o.service, o.name, e.duration_ns, e.error \
          FROM entry_spans e CROSS JOIN operation_ids o ON o.id = e.op \

@@ -19,13 +19,14 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::buckets::Buckets;
 use super::checkpoint::Checkpointer;
 use super::durable::{record_decisions, record_groups};
 use super::index::{GroupIndex, IndexSettings};
 use super::options::SqliteOptions;
 use super::retention::{delete_traces, retention_batch};
 use super::spans::{PREPARE_INLINE_MAX_SPANS, Prepared, insert_spans};
-use super::{backend, map_sql};
+use super::{backend, map_sql, to_i64};
 use crate::model::{Span, TraceId};
 use crate::store::{
     ConsumerGroupSeen, RetentionOutcome, RetentionPolicy, SamplingDecision, StoreError,
@@ -457,6 +458,17 @@ fn apply_group(
     let mut tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(|e| fatal(map_sql(e)))?;
+    // The group's earliest span: where a new index bucket starts (`buckets.rs`).
+    let group_start_ns = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Write(batch) => batch.spans.iter().map(|s| s.start_time_unix_nano).min(),
+            _ => None,
+        })
+        .min()
+        .map(to_i64);
+    let mut buckets =
+        Buckets::open(&tx, group_start_ns, index_settings.bucket_rows).map_err(fatal)?;
     let mut index = GroupIndex::default();
     let mut results = Vec::with_capacity(items.len());
     for item in items {
@@ -464,12 +476,12 @@ fn apply_group(
             Item::Write(batch) => {
                 let result = if savepoints {
                     let sp = tx.savepoint().map_err(|e| fatal(map_sql(e)))?;
-                    match insert_spans(&sp, batch) {
+                    match insert_spans(&sp, batch, &mut buckets) {
                         Ok(done) => sp.commit().map_err(map_sql).map(|()| done),
                         Err(e) => Err(e),
                     }
                 } else {
-                    insert_spans(&tx, batch)
+                    insert_spans(&tx, batch, &mut buckets)
                 };
                 match result {
                     Ok(done) => {
@@ -503,13 +515,17 @@ fn apply_group(
             }
             Item::Retention(policy) => {
                 // Index rows of earlier requests first: retention may delete their traces.
-                index.flush(&tx, index_settings).map_err(fatal)?;
+                index
+                    .flush(&tx, index_settings, &mut buckets)
+                    .map_err(fatal)?;
                 let result = retention_batch(&mut tx, policy);
                 rolled_back(&tx, &result)?;
                 results.push(ItemResult::Retention(result));
             }
             Item::Delete(trace_ids) => {
-                index.flush(&tx, index_settings).map_err(fatal)?;
+                index
+                    .flush(&tx, index_settings, &mut buckets)
+                    .map_err(fatal)?;
                 let result = delete_traces(&mut tx, trace_ids);
                 rolled_back(&tx, &result)?;
                 results.push(ItemResult::Retention(result));
@@ -526,7 +542,10 @@ fn apply_group(
             }
         }
     }
-    index.flush(&tx, index_settings).map_err(fatal)?;
+    index
+        .flush(&tx, index_settings, &mut buckets)
+        .map_err(fatal)?;
+    buckets.save(&tx).map_err(fatal)?;
     tx.commit().map_err(|e| fatal(map_sql(e)))?;
     Ok(results)
 }
