@@ -78,7 +78,7 @@
 //!                                                             -- created since 14); 0: text (kept as they were)
 //! -- version 15 (`blocks.rs`, `migrate_v15.rs`):
 //! span_blocks(id INTEGER PRIMARY KEY, trace_id BLOB,          -- the spans of one trace and request, columnar
-//!             span_count INTEGER, origins BLOB, data BLOB)    -- and zstd-compressed (`data`); `origins`: the
+//!             span_count INTEGER, origins BLOB, data BLOB)    -- and LZ4-compressed (`data`); `origins`: the
 //!             INDEX (trace_id)                                -- `resources.id` of each origin index (varints)
 //! slow_spans(trace_id, service, start_ns, duration_ns)        -- the spans of 100 ms or longer; INDEX
 //!                                                             -- (service, duration_ns), (service, start_ns,
