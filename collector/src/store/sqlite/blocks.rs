@@ -88,6 +88,23 @@ pub(super) struct SpanColumns<'a> {
     pub duration_ns: u64,
 }
 
+impl<'a> SpanColumns<'a> {
+    /// The columns of `span`, whose resource and scope are origin `origin` of its block.
+    pub(super) fn of(span: &'a crate::model::Span, origin: u32) -> Self {
+        Self {
+            span_id: span.span_id.0,
+            parent: span.parent_span_id.map(|p| p.0),
+            kind: span.kind.as_i32(),
+            status: span.status.code.as_i32(),
+            service: &span.service_name,
+            name: &span.name,
+            origin,
+            start_ns: span.start_time_unix_nano,
+            duration_ns: span.duration_ns(),
+        }
+    }
+}
+
 /// `spans` encoded and compressed as `span_blocks.data`; `details` holds their
 /// `SpanDetail` bytes one after the other, `detail_lens` each one's length (bytes).
 pub(super) fn encode(spans: &[SpanColumns<'_>], details: &[u8], detail_lens: &[usize]) -> Vec<u8> {
@@ -464,17 +481,7 @@ mod tests {
                         let before = details.len();
                         crate::store::detail::SpanDetail::encode_into(span, &mut details);
                         lens.push(details.len() - before);
-                        SpanColumns {
-                            span_id: span.span_id.0,
-                            parent: span.parent_span_id.map(|p| p.0),
-                            kind: span.kind.as_i32(),
-                            status: span.status.code.as_i32(),
-                            service: &span.service_name,
-                            name: &span.name,
-                            origin: 0,
-                            start_ns: span.start_time_unix_nano,
-                            duration_ns: span.duration_ns(),
-                        }
+                        SpanColumns::of(span, 0)
                     })
                     .collect();
                 raws.push((spans.len(), encode_raw(&columns, &details, &lens)));

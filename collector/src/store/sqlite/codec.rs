@@ -141,7 +141,7 @@ pub(super) fn block_spans(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use rusqlite::Connection;
 
     use super::*;
@@ -157,7 +157,7 @@ mod tests {
     }
 
     /// `sample_trace(seed)` with two scopes on one resource, and one span without a scope.
-    fn spans_with_scopes(seed: u8) -> Vec<Span> {
+    pub(crate) fn spans_with_scopes(seed: u8) -> Vec<Span> {
         let mut spans = sample_trace(seed);
         let resource = Arc::clone(&spans[0].resource);
         for (i, span) in spans.iter_mut().enumerate() {
@@ -174,7 +174,7 @@ mod tests {
         spans
     }
 
-    fn by_id(mut spans: Vec<Span>) -> Vec<Span> {
+    pub(crate) fn by_id(mut spans: Vec<Span>) -> Vec<Span> {
         spans.sort_by_key(|s| (s.span_id, s.kind.as_i32()));
         spans
     }

@@ -188,16 +188,14 @@ fn insert_block(conn: &Connection, rows: &[OldRow]) -> Result<(), StoreError> {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use std::sync::Arc;
-
     use prost::Message;
     use rusqlite::Connection;
 
     use super::*;
     use crate::format::convert;
-    use crate::model::{AttrValue, KeyValue, Span};
     use crate::store::detail::SpanDetail;
     use crate::store::sqlite::blocks::{Block, decode_origins};
+    use crate::store::sqlite::codec::tests::{by_id, spans_with_scopes};
     use crate::store::sqlite::schema::SCHEMA_VERSION;
     use crate::store::sqlite::{SqliteOptions, SqliteStore};
     use crate::store::{SpanStore, TimeWindow, TraceQuery, conformance};
@@ -242,11 +240,6 @@ pub(super) mod tests {
             "DROP TABLE span_blocks; DROP TABLE slow_spans; PRAGMA user_version = 14;",
         )
         .unwrap();
-    }
-
-    fn by_id(mut spans: Vec<Span>) -> Vec<Span> {
-        spans.sort_by_key(|s| (s.span_id, s.kind.as_i32()));
-        spans
     }
 
     fn version(path: &std::path::Path) -> i64 {
@@ -312,30 +305,6 @@ pub(super) mod tests {
                 .unwrap();
             assert_eq!(n, 0, "{table}");
         }
-    }
-
-    /// `sample_trace(seed)` with two scopes on one resource, and one span without a scope.
-    fn spans_with_scopes(seed: u8) -> Vec<Span> {
-        let mut spans = conformance::sample_trace(seed);
-        let resource = Arc::clone(&spans[0].resource);
-        for (i, span) in spans.iter_mut().enumerate() {
-            span.resource = Arc::clone(&resource);
-            span.scope = Arc::new(match i % 3 {
-                0 => Scope {
-                    name: "lib.a".into(),
-                    version: "1.0".into(),
-                },
-                1 => Scope {
-                    name: "lib.b".into(),
-                    version: String::new(),
-                },
-                _ => Scope::default(),
-            });
-        }
-        spans[1]
-            .attributes
-            .push(KeyValue::new("app.note", AttrValue::String("x".into())));
-        spans
     }
 
     /// Rows as versions before this one wrote them (attributes and events in `detail` fields 1

@@ -141,17 +141,7 @@ fn encode_block<'a>(spans: impl Iterator<Item = &'a Span>) -> (Vec<(usize, usize
         let before = details.len();
         encode_detail_into(span, &mut details);
         lens.push(details.len() - before);
-        columns.push(SpanColumns {
-            span_id: span.span_id.0,
-            parent: span.parent_span_id.map(|p| p.0),
-            kind: span.kind.as_i32(),
-            status: span.status.code.as_i32(),
-            service: &span.service_name,
-            name: &span.name,
-            origin: origin as u32,
-            start_ns: span.start_time_unix_nano,
-            duration_ns: span.duration_ns(),
-        });
+        columns.push(SpanColumns::of(span, origin as u32));
     }
     let data = blocks::encode(&columns, &details, &lens);
     (origin_keys, data)
