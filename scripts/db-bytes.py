@@ -5,7 +5,8 @@ Usage: scripts/db-bytes.py <spanline.db>
 
 Reads SQLite's `dbstat` virtual table (pages of each B-tree, bytes used in them) on a
 read-only connection; the attribute index's runs (`span_attrs_run<N>`) are summed as one row.
-Prints, per B-tree, its pages' bytes over the spans in `spans`, the payload bytes (the rows'
+Prints, per B-tree, its pages' bytes over the spans stored (`span_blocks.span_count`, or the rows
+of `spans` before schema 15), the payload bytes (the rows'
 own bytes, without page headers and free space) and the rows.
 """
 import re
@@ -15,6 +16,10 @@ import sys
 path = sys.argv[1]
 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 spans = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
+# Schema 15 stores spans in blocks (`span_blocks.span_count` each); older files in `spans`.
+blocks = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'span_blocks'").fetchone()[0]
+if blocks:
+    spans += conn.execute("SELECT coalesce(sum(span_count), 0) FROM span_blocks").fetchone()[0]
 owner = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master").fetchall())
 rows = {}
 for name, pages, payload, cells in conn.execute(
@@ -33,5 +38,11 @@ for name, (pages, payload, cells) in sorted(rows.items(), key=lambda kv: -kv[1][
     table = owner.get(name, name)
     shown = name if table in (name, None) else f"{name} (index of {table})"
     print(f"{shown:40s} {pages / spans:8.1f} {payload / spans:15.1f} {cells:10d}")
-detail = conn.execute("SELECT avg(length(detail)) FROM spans").fetchone()[0]
-print(f"spans.detail average length: {detail:.1f} B")
+if blocks:
+    n, data, per = conn.execute(
+        "SELECT count(*), coalesce(sum(length(data)), 0), coalesce(avg(span_count), 0) FROM span_blocks"
+    ).fetchone()
+    print(f"span_blocks: {n} blocks, {per:.1f} spans a block, data {data / max(spans, 1):.1f} B/span")
+else:
+    detail = conn.execute("SELECT avg(length(detail)) FROM spans").fetchone()[0]
+    print(f"spans.detail average length: {detail:.1f} B")

@@ -78,7 +78,9 @@ pub(crate) fn undecodable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SpanDetail {
-    /// The detail bytes of `span`; with `resource_and_scope`, fields 11–13 too.
+    /// The detail bytes of `span`; with `resource_and_scope`, fields 11–13 too. (The stores
+    /// append with [`SpanDetail::encode_into`].)
+    #[cfg(test)]
     pub(crate) fn encode(span: &Span, resource_and_scope: bool) -> Vec<u8> {
         let mut buf = Vec::with_capacity(256);
         Self::encode_into(span, &mut buf);

@@ -1,25 +1,28 @@
-//! The encoding of a span row: the columns a search or the index needs are plain SQL columns;
-//! the rest is `detail` ([`SpanDetail`](crate::store::detail::SpanDetail), fields 1–10, shared
-//! with the ClickHouse backend). A span's resource and instrumentation scope are stored once
-//! per distinct pair in `resources` ([`encode_origin`]); `spans.scope_name` and
-//! `spans.scope_version` hold the scope only in rows written before that (empty now).
+//! The encoding of a span: the columns a search or the index needs are columns of its block
+//! (`blocks.rs`); the rest is its `detail` ([`SpanDetail`](crate::store::detail::SpanDetail),
+//! fields 1–10, shared with the ClickHouse backend). A span's resource and instrumentation
+//! scope are stored once per distinct pair in `resources` ([`encode_origin`]). (Before schema
+//! 15, `spans` rows held the same columns and detail; some, older still, the scope in
+//! `spans.scope_name`/`scope_version`: the migration to 15 moves it into `resources`.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
 use prost::Message;
-use rusqlite::Row;
+use rusqlite::{Connection, OptionalExtension};
 
-use super::{backend, to_u64};
+use super::backend;
+use super::blocks::Block;
 use crate::format::convert;
 use crate::model::{KeyValue, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId};
 use crate::store::StoreError;
 use crate::store::detail::SpanDetail;
 
-/// The bytes of `spans.detail` for `span` (resource and scope live in their own tables).
-pub(super) fn encode_detail(span: &Span) -> Vec<u8> {
-    SpanDetail::encode(span, false)
+/// Appends the `SpanDetail` bytes of `span` to `buf` (resource and scope live in their own
+/// table).
+pub(super) fn encode_detail_into(span: &Span, buf: &mut Vec<u8>) {
+    SpanDetail::encode_into(span, buf);
 }
 
 /// The attributes of encoded detail bytes (index maintenance reads only these).
@@ -53,7 +56,7 @@ pub(super) fn encode_origin(resource: &Resource, scope: &Scope) -> Vec<u8> {
 }
 
 /// The resource and scope of `resources.encoded` bytes ([`encode_origin`]).
-fn decode_origin(bytes: &[u8]) -> Result<(Resource, Scope), StoreError> {
+pub(super) fn decode_origin(bytes: &[u8]) -> Result<(Resource, Scope), StoreError> {
     let resource = convert::resource_from_pb(Some(PbResource::decode(bytes).map_err(backend)?));
     let scope = OriginScope::decode(bytes).map_err(backend)?;
     Ok((
@@ -65,14 +68,38 @@ fn decode_origin(bytes: &[u8]) -> Result<(Resource, Scope), StoreError> {
     ))
 }
 
-/// The resources and scopes already decoded while reading one trace's rows (its spans share
-/// them).
+/// The resources and scopes already decoded while reading one trace's blocks (its spans
+/// share them).
 #[derive(Default)]
 pub(super) struct SharedOrigins {
     /// By `resources.id`: the resource, and the scope stored with it.
     origins: HashMap<i64, (Arc<Resource>, Arc<Scope>)>,
-    /// Scopes of rows that carry theirs in `spans.scope_name`/`scope_version`.
-    scopes: HashMap<(String, String), Arc<Scope>>,
+}
+
+impl SharedOrigins {
+    /// The resource and scope of `resources.id` `id` (defaults when the row is missing).
+    pub(super) fn get(
+        &mut self,
+        conn: &Connection,
+        id: i64,
+    ) -> Result<(Arc<Resource>, Arc<Scope>), StoreError> {
+        if let Some((r, s)) = self.origins.get(&id) {
+            return Ok((Arc::clone(r), Arc::clone(s)));
+        }
+        let encoded: Option<Vec<u8>> = conn
+            .prepare_cached("SELECT encoded FROM resources WHERE id = ?1")
+            .map_err(backend)?
+            .query_row([id], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        let (r, s) = match encoded {
+            Some(bytes) => decode_origin(&bytes)?,
+            None => (convert::resource_from_pb(None), Scope::default()),
+        };
+        let (r, s) = (Arc::new(r), Arc::new(s));
+        self.origins.insert(id, (Arc::clone(&r), Arc::clone(&s)));
+        Ok((r, s))
+    }
 }
 
 /// A stored id blob as a fixed-size array.
@@ -82,69 +109,39 @@ pub(super) fn blob_array<const N: usize>(bytes: &[u8]) -> Result<[u8; N], StoreE
         .map_err(|_| backend(format!("stored id has {} bytes, expected {N}", bytes.len())))
 }
 
-/// A `spans` row joined to its resource (the columns of [`read_trace`](super::read::read_trace))
-/// as a [`Span`]; `shared` holds the resources and scopes already decoded for the trace.
-pub(super) fn row_to_span(
-    row: &Row<'_>,
+/// The spans of a `span_blocks` row of `trace_id` (`data` decoded as `block`, `origins` its
+/// `resources.id`s) as [`Span`]s, in block order; `shared` holds the resources and scopes
+/// already decoded for the trace.
+pub(super) fn block_spans(
+    conn: &Connection,
+    block: &Block,
+    origins: &[i64],
     trace_id: TraceId,
     shared: &mut SharedOrigins,
-) -> Result<Span, StoreError> {
-    let span_id: Vec<u8> = row.get(0).map_err(backend)?;
-    let parent: Option<Vec<u8>> = row.get(2).map_err(backend)?;
-    let resource_id: i64 = row.get(8).map_err(backend)?;
-    let (resource, stored_scope) = match shared.origins.get(&resource_id) {
-        Some((r, s)) => (Arc::clone(r), Arc::clone(s)),
-        None => {
-            let encoded: Option<Vec<u8>> = row.get(12).map_err(backend)?;
-            let (r, s) = match encoded {
-                Some(bytes) => decode_origin(&bytes)?,
-                None => (convert::resource_from_pb(None), Scope::default()),
-            };
-            let (r, s) = (Arc::new(r), Arc::new(s));
-            shared
-                .origins
-                .insert(resource_id, (Arc::clone(&r), Arc::clone(&s)));
-            (r, s)
-        }
-    };
-    let scope_key: (String, String) = (row.get(9).map_err(backend)?, row.get(10).map_err(backend)?);
-    // A row written before the scope moved to `resources` has it in its own columns.
-    let scope = if scope_key.0.is_empty() && scope_key.1.is_empty() {
-        stored_scope
-    } else {
-        Arc::clone(shared.scopes.entry(scope_key.clone()).or_insert_with(|| {
-            Arc::new(Scope {
-                name: scope_key.0,
-                version: scope_key.1,
-            })
-        }))
-    };
-    let detail_bytes: Vec<u8> = row.get(11).map_err(backend)?;
-    let detail = SpanDetail::decode_bytes(&detail_bytes)?;
-    let start = to_u64(row.get(5).map_err(backend)?);
-    let duration = to_u64(row.get(6).map_err(backend)?);
-    let mut span = Span::new(
-        trace_id,
-        SpanId(blob_array::<8>(&span_id)?),
-        row.get::<_, String>(4).map_err(backend)?,
-    );
-    span.parent_span_id = match parent {
-        Some(p) => Some(SpanId(blob_array::<8>(&p)?)),
-        None => None,
-    };
-    span.kind = SpanKind::from_i32(row.get(1).map_err(backend)?);
-    span.start_time_unix_nano = start;
-    span.end_time_unix_nano = start.saturating_add(duration);
-    span.status.code = StatusCode::from_i32(row.get(7).map_err(backend)?);
-    span.resource = resource;
-    span.scope = scope;
-    span.service_name = row.get(3).map_err(backend)?;
-    detail.fill(&mut span)?;
-    Ok(span)
+) -> Result<Vec<Span>, StoreError> {
+    let mut spans = Vec::with_capacity(block.spans.len());
+    for stored in &block.spans {
+        let origin = *origins
+            .get(stored.origin)
+            .ok_or_else(|| backend("a span block's origin index is out of range"))?;
+        let (resource, scope) = shared.get(conn, origin)?;
+        let mut span = Span::new(trace_id, SpanId(stored.span_id), block.string(stored.name));
+        span.parent_span_id = stored.parent.map(SpanId);
+        span.kind = SpanKind::from_i32(stored.kind);
+        span.start_time_unix_nano = stored.start_ns;
+        span.end_time_unix_nano = stored.start_ns.saturating_add(stored.duration_ns);
+        span.status.code = StatusCode::from_i32(stored.status);
+        span.resource = resource;
+        span.scope = scope;
+        span.service_name = block.string(stored.service).to_owned();
+        SpanDetail::decode_bytes(block.detail(stored))?.fill(&mut span)?;
+        spans.push(span);
+    }
+    Ok(spans)
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use rusqlite::Connection;
 
     use super::*;
@@ -160,7 +157,7 @@ mod tests {
     }
 
     /// `sample_trace(seed)` with two scopes on one resource, and one span without a scope.
-    fn spans_with_scopes(seed: u8) -> Vec<Span> {
+    pub(crate) fn spans_with_scopes(seed: u8) -> Vec<Span> {
         let mut spans = sample_trace(seed);
         let resource = Arc::clone(&spans[0].resource);
         for (i, span) in spans.iter_mut().enumerate() {
@@ -177,13 +174,13 @@ mod tests {
         spans
     }
 
-    fn by_id(mut spans: Vec<Span>) -> Vec<Span> {
+    pub(crate) fn by_id(mut spans: Vec<Span>) -> Vec<Span> {
         spans.sort_by_key(|s| (s.span_id, s.kind.as_i32()));
         spans
     }
 
-    /// The scope is stored once per (resource, scope) pair in `resources`; the span row's
-    /// scope columns stay empty; reads give each span its own scope back.
+    /// The scope is stored once per (resource, scope) pair in `resources`; reads give each
+    /// span its own scope back.
     #[tokio::test]
     async fn scopes_are_stored_with_the_resource() {
         let dir = tempfile::tempdir().unwrap();
@@ -202,76 +199,13 @@ mod tests {
             assert_eq!(g.attributes, w.attributes);
         }
         let conn = Connection::open(&path).unwrap();
-        let filled: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM spans WHERE scope_name != '' OR scope_version != ''",
-                [],
-                |r| r.get(0),
-            )
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM spans", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(filled, 0);
+        assert_eq!(rows, 0, "the spans are in blocks");
         let origins: i64 = conn
             .query_row("SELECT count(*) FROM resources", [], |r| r.get(0))
             .unwrap();
         assert_eq!(origins, 3, "one row per (resource, scope) pair");
-    }
-
-    /// Rows as versions before this one wrote them (attributes and events in `detail` fields 1
-    /// and 2, the scope
-    /// in the span's columns, a resource row without a scope) read back as before.
-    #[tokio::test]
-    async fn rows_of_older_versions_read_back_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spanline.db");
-        let spans = spans_with_scopes(42);
-        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-        store.write_spans(spans.clone()).await.unwrap();
-        let before = store.get_trace(spans[0].trace_id).await.unwrap().unwrap();
-        store.shutdown().await;
-        {
-            let conn = Connection::open(&path).unwrap();
-            let resource = convert::resource_to_pb(&spans[0].resource).encode_to_vec();
-            conn.execute(
-                "INSERT OR IGNORE INTO resources (encoded) VALUES (?1)",
-                [&resource],
-            )
-            .unwrap();
-            let old_id: i64 = conn
-                .query_row(
-                    "SELECT id FROM resources WHERE encoded = ?1",
-                    [&resource],
-                    |r| r.get(0),
-                )
-                .unwrap();
-            for span in &spans {
-                let changed = conn
-                    .execute(
-                        "UPDATE spans SET detail = ?1, scope_name = ?2, scope_version = ?3, \
-                         resource_id = ?4 WHERE span_id = ?5 AND kind = ?6",
-                        rusqlite::params![
-                            SpanDetail::encode_as_older_versions(span),
-                            span.scope.name,
-                            span.scope.version,
-                            old_id,
-                            &span.span_id.0[..],
-                            span.kind.as_i32(),
-                        ],
-                    )
-                    .unwrap();
-                assert_eq!(changed, 1);
-            }
-            let compact: i64 = conn
-                .query_row(
-                    "SELECT count(*) FROM spans WHERE instr(detail, CAST('http.response.status_code' AS BLOB))",
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap();
-            assert!(compact > 0, "the rows now hold keys as text");
-        }
-        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-        let after = store.get_trace(spans[0].trace_id).await.unwrap().unwrap();
-        store.shutdown().await;
-        assert_eq!(by_id(after.spans), by_id(before.spans));
     }
 }

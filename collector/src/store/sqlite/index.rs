@@ -39,6 +39,7 @@ use rusqlite::{Connection, Statement, params};
 use super::attr_keys;
 use super::attr_plan::{AttrPlan, PairHashState, PairKey, PairMap};
 use super::attr_stage::{self, AttrRow};
+use super::blocks::Block;
 use super::buckets::{Buckets, bucket_of};
 use super::codec::detail_attributes;
 use super::operation_ids;
@@ -498,25 +499,28 @@ impl StoredRows {
     /// Recomputes the rows of `trace_id` from its stored spans.
     pub(super) fn read(conn: &Connection, trace_id: TraceId) -> Result<Self, StoreError> {
         let mut stmt = conn
-            .prepare_cached("SELECT service, name, detail FROM spans WHERE trace_id = ?1")
+            .prepare_cached("SELECT data FROM span_blocks WHERE trace_id = ?1")
             .map_err(map_sql)?;
         let mut rows = stmt.query([&trace_id.0[..]]).map_err(map_sql)?;
         let mut out = Self::default();
         while let Some(row) = rows.next().map_err(map_sql)? {
-            let service: String = row.get(0).map_err(map_sql)?;
-            let name: String = row.get(1).map_err(map_sql)?;
-            let detail = row
-                .get_ref(2)
+            let data = row
+                .get_ref(0)
                 .map_err(map_sql)?
                 .as_blob()
                 .map_err(backend)?;
-            for kv in detail_attributes(detail)? {
-                if let Some(text) = attr_index_text(&kv.value) {
-                    out.attrs.push((kv.key, text.into_owned()));
+            let block = Block::decode(data)?;
+            for span in &block.spans {
+                for kv in detail_attributes(block.detail(span))? {
+                    if let Some(text) = attr_index_text(&kv.value) {
+                        out.attrs.push((kv.key, text.into_owned()));
+                    }
                 }
+                let service = block.string(span.service);
+                out.pairs
+                    .push((service.to_owned(), block.string(span.name).to_owned()));
+                out.services.push(service.to_owned());
             }
-            out.pairs.push((service.clone(), name));
-            out.services.push(service);
         }
         out.services.sort_unstable();
         out.services.dedup();
@@ -626,7 +630,7 @@ mod tests {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .unwrap();
         conn.execute_batch(&format!(
-            "DELETE FROM spans; UPDATE traces SET spans_refused = 3 WHERE trace_id = x'{}';",
+            "DELETE FROM span_blocks; UPDATE traces SET spans_refused = 3 WHERE trace_id = x'{}';",
             trace_id.to_hex()
         ))
         .unwrap();

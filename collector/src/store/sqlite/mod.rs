@@ -24,10 +24,13 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 15), the migrations from versions 1 to 14, the checks at open |
+//! | `schema.rs` | the tables (version 16), the migrations from versions 1 to 15, the checks at open |
+//! | `blocks.rs` | the span blocks (`span_blocks`; schema 16): one compressed, columnar block per trace and request |
+//! | `block_probe.rs` | the SQL function searches call on a block (does a span meet the search's span conditions) |
+//! | `migrate_v16.rs` | version 15 → 16: the `spans` rows moved into blocks |
 //! | `links.rs` | the inbound-link rows (`trace_links`): which traces link to a trace |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
-//! | `spans.rs` | the span rows (`spans`, `resources`, `entry_spans`) of one request |
+//! | `spans.rs` | a request's blocks, encoded before the writer, and their rows (`span_blocks`, `resources`, `slow_spans`, `entry_spans`); duplicates and the per-trace limit |
 //! | `index.rs` | the search-index rows (`traces`, `trace_services`, `trace_operations`, attributes) |
 //! | `operation_ids.rs` | the (service, operation) ids of `trace_operations` and `entry_spans` rows (`operation_ids`; schema 12) |
 //! | `buckets.rs` | the start-time buckets that key `trace_operations` and `entry_spans_by_op` first (`index_buckets`; schema 15) |
@@ -38,7 +41,7 @@
 //! | `durable.rs` | tail sampling decisions and consumer groups (what the collector learns besides spans) |
 //! | `retention.rs` | deleting the oldest traces by age or size, one small batch per call |
 //! | `checkpoint.rs` | the background WAL checkpointer |
-//! | `codec.rs` | the `detail` protobuf of a span row, the `resources` row (resource and scope), and a row back into a [`Span`] |
+//! | `codec.rs` | the `detail` protobuf of a span, the `resources` row (resource and scope), and a block's spans back into [`Span`]s |
 //! | `read.rs` | the reader pool, trace by id, summaries |
 //! | `search.rs` | the search SQL builder ([`TraceQuery`] → one `SELECT`) |
 //! | `slow_walk.rs` | newest-first searches by service and a minimum duration that many spans reach: the service's slow spans by start |
@@ -50,12 +53,15 @@ mod attr_keys;
 mod attr_plan;
 mod attr_runs;
 mod attr_stage;
+mod block_probe;
+mod blocks;
 mod buckets;
 mod checkpoint;
 mod codec;
 mod durable;
 mod index;
 mod links;
+mod migrate_v16;
 mod operation_ids;
 mod options;
 mod read;
@@ -241,7 +247,7 @@ impl SpanStore for SqliteStore {
 }
 
 /// What a write does to `spans` on the request's thread before it queues them for the writer
-/// (the [`spans::Prepared`] batch: detail and origin blobs, the attribute plan under `options`),
+/// (the [`spans::Prepared`] batch: compressed blocks and origin blobs, the attribute plan under `options`),
 /// then the spans given back. For instruction counts (`collector/examples/request_bench.rs`);
 /// no database is touched.
 #[doc(hidden)]

@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
-use super::codec::{SharedOrigins, blob_array, row_to_span};
+use super::blocks::{Block, decode_origins};
+use super::codec::{SharedOrigins, blob_array, block_spans};
 use super::{backend, to_u64};
-use crate::model::TraceId;
+use crate::model::{Span, TraceId};
 use crate::store::{MAX_TRACE_SPANS, StoreError, StoredTrace, TraceSummary};
 
 /// The `traces` columns [`row_to_summary`] reads, in its order.
@@ -62,6 +63,7 @@ impl ReaderPool {
                     "PRAGMA busy_timeout = 5000; PRAGMA cache_size = -8000; PRAGMA query_only = 1;",
                 )
                 .map_err(backend)?;
+                super::block_probe::register(&c).map_err(backend)?;
                 c
             }
         };
@@ -117,6 +119,41 @@ pub(super) fn read_summary(
     .optional()
 }
 
+/// Up to [`MAX_TRACE_SPANS`] stored spans of `trace_id`, earliest first (then by span id and
+/// kind): every block of the trace decoded, sorted, cut.
+pub(super) fn trace_spans(conn: &Connection, trace_id: TraceId) -> Result<Vec<Span>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT origins, data FROM span_blocks WHERE trace_id = ?1")
+        .map_err(backend)?;
+    let mut rows = stmt.query([&trace_id.0[..]]).map_err(backend)?;
+    let mut shared = SharedOrigins::default();
+    let mut spans = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        let origins = decode_origins(
+            row.get_ref(0)
+                .map_err(backend)?
+                .as_blob()
+                .map_err(backend)?,
+        )?;
+        let block = Block::decode(
+            row.get_ref(1)
+                .map_err(backend)?
+                .as_blob()
+                .map_err(backend)?,
+        )?;
+        spans.extend(block_spans(conn, &block, &origins, trace_id, &mut shared)?);
+    }
+    spans.sort_by(|a, b| {
+        (a.start_time_unix_nano, a.span_id.0, a.kind.as_i32()).cmp(&(
+            b.start_time_unix_nano,
+            b.span_id.0,
+            b.kind.as_i32(),
+        ))
+    });
+    spans.truncate(MAX_TRACE_SPANS);
+    Ok(spans)
+}
+
 /// A stored trace: its summary and up to [`MAX_TRACE_SPANS`] spans, earliest first.
 pub(super) fn read_trace(
     conn: &Connection,
@@ -128,25 +165,7 @@ pub(super) fn read_trace(
     let Some(summary) = summary else {
         return Ok(None);
     };
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT s.span_id, s.kind, s.parent_span_id, s.service, s.name, s.start_ns, \
-             s.duration_ns, s.status_code, s.resource_id, s.scope_name, s.scope_version, \
-             s.detail, r.encoded \
-             FROM spans s LEFT JOIN resources r ON r.id = s.resource_id \
-             WHERE s.trace_id = ?1 ORDER BY s.start_ns, s.span_id, s.kind LIMIT ?2",
-        )
-        .map_err(backend)?;
-    let mut rows = stmt
-        .query(params![&trace_id.0[..], MAX_TRACE_SPANS as i64])
-        .map_err(backend)?;
-    let mut shared = SharedOrigins::default();
-    let mut spans = Vec::new();
-    while let Some(row) = rows.next().map_err(backend)? {
-        spans.push(row_to_span(row, trace_id, &mut shared)?);
-    }
-    drop(rows);
-    drop(stmt);
+    let spans = trace_spans(&tx, trace_id)?;
     tx.finish().map_err(backend)?;
     Ok(Some(StoredTrace { summary, spans }))
 }

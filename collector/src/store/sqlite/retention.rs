@@ -115,16 +115,24 @@ fn delete_trace(conn: &Connection, trace_id: TraceId, start_ns: i64) -> Result<u
     StoredRows::read(conn, trace_id)?.delete(conn, trace_id, start_ns)?;
     super::links::delete_links(conn, trace_id)?;
     super::durable::delete_decision(conn, trace_id)?;
-    let spans = conn
-        .prepare_cached("DELETE FROM spans WHERE trace_id = ?1")
+    let spans: i64 = conn
+        .prepare_cached("SELECT coalesce(sum(span_count), 0) FROM span_blocks WHERE trace_id = ?1")
+        .map_err(map_sql)?
+        .query_row([id], |r| r.get(0))
+        .map_err(map_sql)?;
+    conn.prepare_cached("DELETE FROM span_blocks WHERE trace_id = ?1")
         .map_err(map_sql)?
         .execute([id])
-        .map_err(map_sql)? as u64;
+        .map_err(map_sql)?;
+    conn.prepare_cached("DELETE FROM slow_spans WHERE trace_id = ?1")
+        .map_err(map_sql)?
+        .execute([id])
+        .map_err(map_sql)?;
     conn.prepare_cached("DELETE FROM traces WHERE trace_id = ?1")
         .map_err(map_sql)?
         .execute([id])
         .map_err(map_sql)?;
-    Ok(spans)
+    Ok(to_u64(spans))
 }
 
 /// Deletes whole traces by id, with their request samples (`entry_spans`), inside the

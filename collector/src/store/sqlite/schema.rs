@@ -1,4 +1,4 @@
-//! # The schema (version 15, `PRAGMA user_version = 15`)
+//! # The schema (version 16, `PRAGMA user_version = 16`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -83,6 +83,15 @@
 //!                                                             -- ROWID: a commit's rows adjacent
 //! entry_spans.bucket INTEGER                                  -- the bucket of the row's start;
 //!                                                             -- INDEX entry_spans_by_op (bucket, op, start_ns)
+//! -- version 16 (`blocks.rs`, `migrate_v16.rs`):
+//! span_blocks(id INTEGER PRIMARY KEY, trace_id BLOB,          -- the spans of one trace and request, columnar
+//!             span_count INTEGER, origins BLOB, data BLOB)    -- and LZ4-compressed (`data`); `origins`: the
+//!             INDEX (trace_id)                                -- `resources.id` of each origin index (varints)
+//! slow_spans(trace_id, service, start_ns, duration_ns)        -- the spans of 100 ms or longer; INDEX
+//!                                                             -- (service, duration_ns), (service, start_ns,
+//!                                                             -- duration_ns), (trace_id)
+//! spans                                                       -- empty (its rows moved into blocks), kept
+//!                                                             -- with its indexes for the steps before 16
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -114,6 +123,9 @@
 //! bucket first (in key order: one read of every row, as version 12's rewrite) and rebuilds
 //! `entry_spans_by_op` (the `entry_spans` rows keep their place: the column's default);
 //! new rows go to new buckets.
+//! Version 15 → 16 moves every `spans` row
+//! into `span_blocks` (one block per trace, in trace-id order) and the spans of 100 ms or
+//! longer into `slow_spans`, then empties `spans` (one read of every span).
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -126,6 +138,8 @@ use super::attr_stage::SCHEMA_V8;
 use super::buckets::schema_v15;
 use super::index::SCHEMA_V10;
 use super::links::SCHEMA_V6;
+use super::map_sql;
+use super::migrate_v16::migrate_to_blocks;
 use super::operation_ids::SCHEMA_V12;
 use super::options::{SqliteOptions, Synchronous};
 use super::search::SCHEMA_V9;
@@ -133,7 +147,7 @@ use super::slow_walk::SCHEMA_V13;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 15;
+pub(super) const SCHEMA_VERSION: i64 = 16;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -459,32 +473,53 @@ pub(super) fn open_read_write(
                 } else if version < 15 {
                     " (rewrites the operation index and rebuilds the entry-span index by \
                      bucket; about a minute per 10M spans)"
+                } else if version < 16 {
+                    " (moves the spans into compressed blocks: one read of every span)"
                 } else {
                     ""
                 }
             );
         }
         // One transaction: on failure (e.g. disk full) the file is left as it was.
-        conn.execute_batch(&format!(
-            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} {v13} {v14} {v15} \
-             PRAGMA user_version = {SCHEMA_VERSION}; \
-             COMMIT;"
-        ))
-        .map_err(|e| {
-            if is_corruption(&e) || version == 0 {
-                corrupt(e)
-            } else {
-                StoreError::Io {
+        let failed = |e: StoreError| {
+            let _ = conn.execute_batch("ROLLBACK");
+            match e {
+                StoreError::Corrupt { .. } => e,
+                e if version == 0 => StoreError::Corrupt {
+                    path: shown.clone(),
+                    detail: e.to_string(),
+                },
+                e => StoreError::Io {
                     context: format!(
                         "migrating {shown} from schema version {version} to \
                          {SCHEMA_VERSION} (nothing was changed)"
                     ),
                     detail: e.to_string(),
-                }
+                },
             }
-        })?;
+        };
+        let sql_step = |sql: &str| {
+            conn.execute_batch(sql).map_err(|e| {
+                if is_corruption(&e) {
+                    corrupt(e)
+                } else {
+                    map_sql(e)
+                }
+            })
+        };
+        sql_step(&format!(
+            "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} {v13} {v14} \
+             {v15}"
+        ))
+        .map_err(failed)?;
+        // Version 15 → 16 (`migrate_v16.rs`): the spans into blocks.
+        if version < 16 {
+            migrate_to_blocks(&conn).map_err(failed)?;
+        }
+        sql_step(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")).map_err(failed)?;
     }
 
+    super::block_probe::register(&conn).map_err(corrupt)?;
     // The WAL is checkpointed by a background connection (see `Checkpointer`), not by the
     // writer after its commits.
     conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
@@ -690,7 +725,8 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
     }
 
-    /// Version 12 → 13 builds `spans_slow_by_start` over the spans already stored.
+    /// Version 12 → 13 builds `spans_slow_by_start` over the spans already stored (since 15
+    /// on the empty `spans`: a file put back to 12 keeps its blocks and `slow_spans`).
     #[tokio::test]
     async fn version_12_file_is_migrated_in_place() {
         let dir = tempfile::tempdir().unwrap();
@@ -711,9 +747,18 @@ mod tests {
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         let root = spans.iter().find(|s| s.parent_span_id.is_none()).unwrap();
+        let rebuilt: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'spans_slow_by_start'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rebuilt, 1);
+        // Since version 15 the spans of 100 ms or longer are in `slow_spans`.
         let indexed: i64 = conn
             .query_row(
-                "SELECT count(*) FROM spans INDEXED BY spans_slow_by_start \
+                "SELECT count(*) FROM slow_spans INDEXED BY slow_spans_by_start \
                  WHERE service = ?1 AND duration_ns >= 100000000",
                 [&root.service_name],
                 |r| r.get(0),

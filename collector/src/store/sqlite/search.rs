@@ -19,7 +19,7 @@ use crate::store::{
 
 /// Search. Newest-first searches walk the most selective start-ordered index (operation,
 /// service, then the first attribute, else `traces_by_start`) and stop at the limit, or read
-/// a few candidates and sort them: the traces of a service's slow spans (`spans_slow`, when
+/// a few candidates and sort them: the traces of a service's slow spans (`slow_spans`, when
 /// fewer than [`SLOW_DRIVE_MAX`] spans of the service reach a minimum duration of at least
 /// [`SLOW_SPAN_NS`]), or the traces that reach the minimum duration (when fewer than
 /// [`DURATION_DRIVE_MAX`] do, from `traces_by_duration`); with more such spans, they walk
@@ -34,7 +34,7 @@ pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary
     let want = q.effective_limit();
     let candidates = q.candidates();
     if q.attributes.is_empty() {
-        // Every same-span condition is a column of `spans`: the probe is exact, and no
+        // Every same-span condition is a column of the span blocks: the probe is exact, and no
         // candidate needs to be read.
         return find_by_index(conn, &candidates, drive, want, 0, Some(q));
     }
@@ -68,50 +68,43 @@ pub(super) fn find(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary
 /// Most candidate traces read to check same-span conditions in one search.
 pub(super) const MAX_SPAN_CHECKED: usize = 10_000;
 
-/// The span conditions of `q` that are columns of `spans` (service, name, kind, status,
-/// error, duration bounds) as one `EXISTS` over the trace's spans, binding its values into
-/// `args`; `None` when it has none. Necessary for [`TraceQuery::matches_trace`] (candidates
+/// The span conditions of `q` that are columns of a span block (service, name, kind, status,
+/// error, duration bounds) as one `EXISTS` over the trace's blocks (the SQL function of
+/// `block_probe.rs`, which decodes each), binding its values into `args`; `None` when it has
+/// none. Necessary for [`TraceQuery::matches_trace`] (candidates
 /// failing it are never read), and sufficient without attribute conditions (then no
 /// candidate is read at all).
 fn same_span_probe(q: &TraceQuery, args: &mut Vec<SqlValue>) -> Option<String> {
-    let mut conds = Vec::new();
-    if let Some(service) = &q.service {
-        conds.push("s.service = ?");
-        args.push(SqlValue::Text(service.clone()));
+    let has_any = q.service.is_some()
+        || q.operation.is_some()
+        || q.kind.is_some()
+        || q.status.is_some()
+        || q.errors_only
+        || q.min_duration_ns.is_some()
+        || q.max_duration_ns.is_some();
+    if !has_any {
+        return None;
     }
-    if let Some(operation) = &q.operation {
-        conds.push("s.name = ?");
-        args.push(SqlValue::Text(operation.clone()));
-    }
-    if let Some(kind) = q.kind {
-        conds.push("s.kind = ?");
-        args.push(SqlValue::Integer(i64::from(kind.as_i32())));
-    }
-    if let Some(status) = q.status {
-        conds.push("s.status_code = ?");
-        args.push(SqlValue::Integer(i64::from(status.as_i32())));
-    }
-    if q.errors_only {
-        conds.push("s.status_code = ?");
-        args.push(SqlValue::Integer(i64::from(StatusCode::Error.as_i32())));
-    }
-    if let Some(v) = q.min_duration_ns {
-        conds.push("s.duration_ns >= ?");
-        args.push(SqlValue::Integer(to_i64(v)));
-    }
-    if let Some(v) = q.max_duration_ns {
-        conds.push("s.duration_ns <= ?");
-        args.push(SqlValue::Integer(to_i64(v)));
-    }
-    (!conds.is_empty()).then(|| {
-        format!(
-            "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {})",
-            conds.join(" AND ")
-        )
-    })
+    let text = |v: &Option<String>| v.clone().map_or(SqlValue::Null, SqlValue::Text);
+    let int = |v: Option<i64>| v.map_or(SqlValue::Null, SqlValue::Integer);
+    args.push(text(&q.service));
+    args.push(text(&q.operation));
+    args.push(int(q.kind.map(|k| i64::from(k.as_i32()))));
+    args.push(int(q.status.map(|s| i64::from(s.as_i32()))));
+    args.push(int(q
+        .errors_only
+        .then_some(i64::from(StatusCode::Error.as_i32()))));
+    args.push(int(q.min_duration_ns.map(to_i64)));
+    args.push(int(q.max_duration_ns.map(to_i64)));
+    Some(
+        "EXISTS (SELECT 1 FROM span_blocks s WHERE s.trace_id = t.trace_id \
+         AND spanline_block_has(s.data, ?, ?, ?, ?, ?, ?, ?))"
+            .to_owned(),
+    )
 }
 
-/// Version 8 → 9 (also run on a new file): `spans_slow`, a partial index of the spans that
+/// Version 8 → 9 (also run on a new file; since 15 on the empty `spans`, whose spans of 100 ms
+/// or longer moved to `slow_spans`, `blocks.rs`): `spans_slow`, a partial index of the spans that
 /// last [`SLOW_SPAN_NS`] or longer, by service and duration. Slow spans are few, so it costs
 /// the writer little (none in the ingest benchmark, whose spans last 250 µs); it finds the
 /// traces of a service's slow spans without walking all of that service's traces. Building
@@ -119,7 +112,8 @@ fn same_span_probe(q: &TraceQuery, args: &mut Vec<SqlValue>) -> Option<String> {
 pub(super) const SCHEMA_V9: &str = "CREATE INDEX IF NOT EXISTS spans_slow \
     ON spans (service, duration_ns) WHERE duration_ns >= 100000000;";
 
-/// The shortest span in `spans_slow`, in ns: the bound in [`SCHEMA_V9`] and `slow_spans!`.
+/// The shortest span in `slow_spans`, in ns: the bound of its rows, [`SCHEMA_V9`] and
+/// `slow_spans!`.
 pub(super) const SLOW_SPAN_NS: u64 = 100_000_000;
 
 /// The trace ids of a service's spans at or above a minimum duration (`?` service, `?` min
@@ -128,14 +122,14 @@ pub(super) const SLOW_SPAN_NS: u64 = 100_000_000;
 /// that the rows are all in it).
 macro_rules! slow_spans {
     () => {
-        "SELECT s.trace_id FROM spans s INDEXED BY spans_slow \
+        "SELECT s.trace_id FROM slow_spans s INDEXED BY slow_spans_by_duration \
          WHERE s.service = ? AND s.duration_ns >= ? AND s.duration_ns >= 100000000"
     };
 }
 
 /// At most this many spans of a service at or above a search's minimum duration make it
-/// read their traces from `spans_slow` and sort them: a random read of `traces` each (about
-/// 8 µs), where the walk of `spans_slow_by_start` reads a few covering index entries per
+/// read their traces from `slow_spans_by_duration` and sort them: a random read of `traces` each (about
+/// 8 µs), where the walk of `slow_spans_by_start` reads a few covering index entries per
 /// result while such spans are not rare among the service's spans of 100 ms or longer
 /// (3,000 of them at 1M demo spans: 23 ms p50 sorted, BENCHMARKS.md §3.5).
 const SLOW_DRIVE_MAX: i64 = 500;
@@ -231,7 +225,7 @@ impl Drive {
 }
 
 /// The indexed search: `limit` summaries from `offset` in the query's order. With
-/// `same_span`, only traces with one span in `spans` that meets its column conditions
+/// `same_span`, only traces with one stored span that meets its column conditions
 /// ([`same_span_probe`]).
 fn find_by_index(
     conn: &Connection,
@@ -642,6 +636,7 @@ mod tests {
         spans.push(one_span_trace(many + 4, "a", "y", 2000.0));
         store.write_spans(spans).await.unwrap();
         let conn = rusqlite::Connection::open(dir.path().join("spanline.db")).unwrap();
+        super::super::block_probe::register(&conn).unwrap();
         let n = u64::from(many);
         // Few traces last 1 s or more: the duration walk without a service.
         let rare = TraceQuery {
@@ -711,6 +706,7 @@ mod tests {
         spans.push(one_span_trace(end + 2, "a", "y", 60.0));
         store.write_spans(spans).await.unwrap();
         let conn = rusqlite::Connection::open(dir.path().join("spanline.db")).unwrap();
+        super::super::block_probe::register(&conn).unwrap();
         let query = |service: &str, min_ms: u64, limit: usize| TraceQuery {
             service: Some(service.into()),
             min_duration_ns: Some(min_ms * 1_000_000),
@@ -788,6 +784,7 @@ mod tests {
         }
         store.write_spans(spans).await.unwrap();
         let conn = rusqlite::Connection::open(dir.path().join("spanline.db")).unwrap();
+        super::super::block_probe::register(&conn).unwrap();
         let mut compared = 0;
         for min_ms in [100, 1000, 2000] {
             for (limit, offset) in [(1, 0), (3, 2), (20, 0), (500, 0)] {

@@ -1,6 +1,6 @@
 //! Newest-first searches for a service's slow spans (`service=…&min_duration=…&sort=newest`,
 //! a minimum of at least [`SLOW_SPAN_NS`]) when many of the service's spans reach it: a walk
-//! of `spans_slow_by_start` (schema 13), the service's spans of 100 ms or longer by start,
+//! of `slow_spans_by_start` (schema 15; `spans_slow_by_start` on `spans` from 13), the service's spans of 100 ms or longer by start,
 //! newest first.
 //!
 //! Each span at or above the minimum names a candidate trace, which one primary-key read of
@@ -23,7 +23,7 @@ use super::search::SLOW_SPAN_NS;
 use super::{backend, to_i64};
 use crate::store::{StoreError, TraceSummary};
 
-/// Version 12 → 13 (also run on a new file): the spans of 100 ms or longer by service and
+/// Version 12 → 13 (also run on a new file; since 15 on the empty `spans`): the spans of 100 ms or longer by service and
 /// start, with their duration in the entry, so that the walk reads the span row (for its
 /// trace id) only for spans at or above the minimum. Costs the writer one B-tree insert per
 /// such span (none in the ingest benchmark, whose spans last 250 µs), about 26 B each on disk
@@ -35,7 +35,7 @@ pub(super) const SCHEMA_V13: &str = "CREATE INDEX IF NOT EXISTS spans_slow_by_st
 /// The walk: the trace id and start of each span of a service (`?`) at or above a minimum
 /// duration (`?` ns, at least [`SLOW_SPAN_NS`]) starting at or after `?`, newest first. The
 /// index's own condition is written out so that SQLite may use the partial index.
-const WALK: &str = "SELECT trace_id, start_ns FROM spans INDEXED BY spans_slow_by_start \
+const WALK: &str = "SELECT trace_id, start_ns FROM slow_spans INDEXED BY slow_spans_by_start \
     WHERE service = ? AND duration_ns >= 100000000 AND duration_ns >= ? AND start_ns >= ? \
     ORDER BY start_ns DESC";
 

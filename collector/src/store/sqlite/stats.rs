@@ -1,14 +1,17 @@
 //! Reads for `/v1/stats`, `/v1/dependencies` and the service and operation lists: the
 //! `entry_spans` rows of a time window (one per SERVER/CONSUMER span, index
 //! `entry_spans_by_start`; a service's by `entry_spans_by_op`, bucket by bucket: schema 15),
-//! with their service and name from `operation_ids` (schema 12), joined to their parent span
-//! for the dependency graph, and the `operations` table.
+//! with their service and name from `operation_ids` (schema 12), with their parent span from
+//! its trace's blocks for the dependency graph (schema 16), and the `operations` table.
+
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, Row, params};
 
+use super::blocks::Block;
 use super::buckets::bucket_of;
 use super::{backend, to_i64, to_u64};
-use crate::model::SpanKind;
+use crate::model::{SpanKind, StatusCode};
 use crate::store::{
     DependencyEdge, Operation, OperationSamples, StoreError, TimeWindow, group_samples,
 };
@@ -41,36 +44,106 @@ pub(super) fn operations(conn: &Connection, service: &str) -> Result<Vec<Operati
 
 /// The service graph of `w`: caller → callee with call and error counts; a queue hop is
 /// its own edge with the destination (see [`DependencyEdge::via`]).
+///
+/// The window's entry spans with a parent, by trace; each trace's blocks are read once for
+/// its spans' services, status codes and kinds by span id; an edge for each parent found
+/// in another service.
 pub(super) fn dependencies(
     conn: &Connection,
     w: TimeWindow,
 ) -> Result<Vec<DependencyEdge>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT p.service, o.service, count(*), \
-             sum(CASE WHEN e.error != 0 OR p.status_code = 2 THEN 1 ELSE 0 END), \
-             CASE WHEN p.kind = 4 AND e.kind = 5 AND instr(o.name, ' ') > 0 \
-                  AND length(o.name) > instr(o.name, ' ') \
-                  THEN substr(o.name, instr(o.name, ' ') + 1) END AS via \
+            "SELECT e.trace_id, e.parent_span_id, o.service, o.name, e.error, e.kind \
              FROM entry_spans e CROSS JOIN operation_ids o ON o.id = e.op \
-             JOIN spans p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id \
              WHERE e.start_ns >= ?1 AND e.start_ns < ?2 AND e.parent_span_id IS NOT NULL \
-             AND p.service != o.service \
-             GROUP BY p.service, o.service, via ORDER BY p.service, o.service, via",
+             ORDER BY e.trace_id",
         )
         .map_err(backend)?;
-    let rows = stmt
-        .query_map(
-            params![to_i64(w.start_unix_nano), to_i64(w.end_unix_nano)],
-            |r| {
-                Ok(DependencyEdge::from_counts(
-                    (r.get(0)?, r.get(1)?, r.get(4)?),
-                    (to_u64(r.get(2)?), to_u64(r.get(3)?)),
-                ))
-            },
-        )
+    let mut rows = stmt
+        .query(params![to_i64(w.start_unix_nano), to_i64(w.end_unix_nano)])
         .map_err(backend)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+    let mut edges: BTreeMap<(String, String, Option<String>), (u64, u64)> = BTreeMap::new();
+    let mut trace: Option<Vec<u8>> = None;
+    let mut parents = Parents::default();
+    while let Some(row) = rows.next().map_err(backend)? {
+        let trace_id: Vec<u8> = row.get(0).map_err(backend)?;
+        if trace.as_ref() != Some(&trace_id) {
+            parents = Parents::of_trace(conn, &trace_id)?;
+            trace = Some(trace_id);
+        }
+        let parent_id: Vec<u8> = row.get(1).map_err(backend)?;
+        let service: String = row.get(2).map_err(backend)?;
+        let name: String = row.get(3).map_err(backend)?;
+        let error = row.get::<_, i64>(4).map_err(backend)? != 0;
+        let kind: i64 = row.get(5).map_err(backend)?;
+        for parent in parents.by_id.get(&parent_id[..]).into_iter().flatten() {
+            if parent.service == service {
+                continue;
+            }
+            // A producer's message consumed: the destination, the consumer's name after
+            // its first space ("process orders" → "orders").
+            let via = (parent.kind == SpanKind::Producer.as_i32()
+                && kind == i64::from(SpanKind::Consumer.as_i32()))
+            .then(|| name.split_once(' ').map(|(_, rest)| rest))
+            .flatten()
+            .filter(|rest| !rest.is_empty())
+            .map(str::to_owned);
+            let counts = edges
+                .entry((parent.service.clone(), service.clone(), via))
+                .or_default();
+            counts.0 += 1;
+            if error || parent.status == StatusCode::Error.as_i32() {
+                counts.1 += 1;
+            }
+        }
+    }
+    Ok(edges
+        .into_iter()
+        .map(|(key, counts)| DependencyEdge::from_counts(key, counts))
+        .collect())
+}
+
+/// A stored span as a parent in the dependency graph.
+struct Parent {
+    service: String,
+    status: i32,
+    kind: i32,
+}
+
+/// One trace's stored spans by span id (several when kinds differ).
+#[derive(Default)]
+struct Parents {
+    by_id: HashMap<Vec<u8>, Vec<Parent>>,
+}
+
+impl Parents {
+    fn of_trace(conn: &Connection, trace_id: &[u8]) -> Result<Self, StoreError> {
+        let mut stmt = conn
+            .prepare_cached("SELECT data FROM span_blocks WHERE trace_id = ?1")
+            .map_err(backend)?;
+        let mut rows = stmt.query([trace_id]).map_err(backend)?;
+        let mut out = Self::default();
+        while let Some(row) = rows.next().map_err(backend)? {
+            let block = Block::decode(
+                row.get_ref(0)
+                    .map_err(backend)?
+                    .as_blob()
+                    .map_err(backend)?,
+            )?;
+            for span in &block.spans {
+                out.by_id
+                    .entry(span.span_id.to_vec())
+                    .or_default()
+                    .push(Parent {
+                        service: block.string(span.service).to_owned(),
+                        status: span.status,
+                        kind: span.kind,
+                    });
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The duration and error flag of every entry span of `w` (of `service` if given).

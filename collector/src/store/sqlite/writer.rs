@@ -599,18 +599,21 @@ mod tests {
             .shutdown()
             .await;
         let mut conn = Connection::open(&path).unwrap();
+        let good_a = conformance::sample_trace(11);
+        // Two traces, so the request fails part-way: the second trace's block is refused
+        // after the first one's went in.
+        let mut bad = conformance::sample_trace(12);
+        let failing = conformance::sample_trace(14);
+        bad.extend(failing.iter().cloned());
         // A statement-level failure (the transaction survives): a request-level error,
         // not a lost transaction. A temporary trigger stands in for, say, a value SQLite
         // refuses.
-        conn.execute_batch(
-            "CREATE TEMP TRIGGER fail_marked BEFORE INSERT ON main.spans \
-             WHEN NEW.name = 'fail-me' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-        )
+        conn.execute_batch(&format!(
+            "CREATE TEMP TRIGGER fail_marked BEFORE INSERT ON main.span_blocks \
+             WHEN NEW.trace_id = x'{}' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            failing[0].trace_id.to_hex()
+        ))
         .unwrap();
-        let good_a = conformance::sample_trace(11);
-        let mut bad = conformance::sample_trace(12);
-        // Not the first span: the request fails part-way, after some of its rows went in.
-        bad[2].name = "fail-me".to_owned();
         let good_b = conformance::sample_trace(13);
 
         let mut items = Vec::new();
@@ -641,7 +644,7 @@ mod tests {
         // All or nothing: not even the rows written before the failing statement remain.
         let bad_rows: i64 = conn
             .query_row(
-                "SELECT count(*) FROM spans WHERE trace_id = ?1",
+                "SELECT count(*) FROM span_blocks WHERE trace_id = ?1",
                 [&bad[0].trace_id.0[..]],
                 |r| r.get(0),
             )

@@ -1,0 +1,89 @@
+//! The SQL function searches call on span blocks (`blocks.rs`): whether one span of a block
+//! meets a search's span conditions (the same-span probe of `search.rs`). Registered on every
+//! connection that searches ([`register`]).
+
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Error};
+
+use super::blocks::{Block, BlockSpan};
+use super::to_i64;
+
+/// The function's name and its arguments: `spanline_block_has(data, service, name, kind,
+/// status, status, min_duration_ns, max_duration_ns)`, each condition `NULL` when absent
+/// (two status arguments: a search may ask for a status and for errors at once).
+pub(super) const BLOCK_HAS: &str = "spanline_block_has";
+
+/// A search's span conditions, as bound to [`BLOCK_HAS`].
+#[derive(Debug, Default)]
+struct Conditions<'a> {
+    service: Option<&'a str>,
+    name: Option<&'a str>,
+    kind: Option<i64>,
+    status: [Option<i64>; 2],
+    min_duration_ns: Option<i64>,
+    max_duration_ns: Option<i64>,
+}
+
+impl Conditions<'_> {
+    /// Whether `span` of `block` meets every condition.
+    fn met_by(&self, block: &Block, span: &BlockSpan) -> bool {
+        let duration = to_i64(span.duration_ns);
+        self.service.is_none_or(|s| block.string(span.service) == s)
+            && self.name.is_none_or(|n| block.string(span.name) == n)
+            && self.kind.is_none_or(|k| i64::from(span.kind) == k)
+            && self
+                .status
+                .iter()
+                .flatten()
+                .all(|&s| i64::from(span.status) == s)
+            && self.min_duration_ns.is_none_or(|m| duration >= m)
+            && self.max_duration_ns.is_none_or(|m| duration <= m)
+    }
+}
+
+/// Registers [`BLOCK_HAS`] on `conn`. Errors: SQLite's.
+pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        BLOCK_HAS,
+        8,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        block_has,
+    )
+}
+
+fn user_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::UserFunctionError(Box::new(e))
+}
+
+/// [`BLOCK_HAS`]: 1 when a span of the block meets every condition given, else 0.
+fn block_has(ctx: &Context<'_>) -> rusqlite::Result<i64> {
+    let text = |i: usize| -> rusqlite::Result<Option<&str>> {
+        match ctx.get_raw(i) {
+            ValueRef::Null => Ok(None),
+            v => v.as_str().map(Some).map_err(user_error),
+        }
+    };
+    let int = |i: usize| -> rusqlite::Result<Option<i64>> {
+        match ctx.get_raw(i) {
+            ValueRef::Null => Ok(None),
+            v => v.as_i64().map(Some).map_err(user_error),
+        }
+    };
+    let conditions = Conditions {
+        service: text(1)?,
+        name: text(2)?,
+        kind: int(3)?,
+        status: [int(4)?, int(5)?],
+        min_duration_ns: int(6)?,
+        max_duration_ns: int(7)?,
+    };
+    let data = ctx.get_raw(0).as_blob().map_err(user_error)?;
+    let block = Block::decode(data).map_err(user_error)?;
+    Ok(i64::from(
+        block
+            .spans
+            .iter()
+            .any(|span| conditions.met_by(&block, span)),
+    ))
+}
