@@ -92,7 +92,7 @@ path, label = sys.argv[1], sys.argv[2]
 size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 spans = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
-# Schema 15 stores spans in blocks (`span_blocks.span_count` each); older files in `spans`.
+# Schema 16 stores spans in blocks (`span_blocks.span_count` each); older files in `spans`.
 if conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'span_blocks'").fetchone()[0]:
     spans += conn.execute("SELECT coalesce(sum(span_count), 0) FROM span_blocks").fetchone()[0]
 print(f"DISK label={label} bytes_per_span={size / max(spans, 1):.0f} spans={spans} db_bytes={size}")

@@ -6,7 +6,7 @@ Usage: scripts/db-bytes.py <spanline.db>
 Reads SQLite's `dbstat` virtual table (pages of each B-tree, bytes used in them) on a
 read-only connection; the attribute index's runs (`span_attrs_run<N>`) are summed as one row.
 Prints, per B-tree, its pages' bytes over the spans stored (`span_blocks.span_count`, or the rows
-of `spans` before schema 15), the payload bytes (the rows'
+of `spans` before schema 16), the payload bytes (the rows'
 own bytes, without page headers and free space) and the rows.
 """
 import re
@@ -16,7 +16,7 @@ import sys
 path = sys.argv[1]
 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 spans = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
-# Schema 15 stores spans in blocks (`span_blocks.span_count` each); older files in `spans`.
+# Schema 16 stores spans in blocks (`span_blocks.span_count` each); older files in `spans`.
 blocks = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'span_blocks'").fetchone()[0]
 if blocks:
     spans += conn.execute("SELECT coalesce(sum(span_count), 0) FROM span_blocks").fetchone()[0]
