@@ -26,12 +26,34 @@ struct Conditions<'a> {
 }
 
 impl Conditions<'_> {
-    /// Whether `span` of `block` meets every condition.
-    fn met_by(&self, block: &Block, span: &BlockSpan) -> bool {
+    /// Whether a span of `block` meets every condition: the service and name are looked up
+    /// once (a block that does not name them has no such span), then the spans compared.
+    fn met_in(&self, block: &Block) -> bool {
+        let service = match self.service {
+            Some(s) => match block.index_of(s) {
+                Some(i) => Some(i),
+                None => return false,
+            },
+            None => None,
+        };
+        let name = match self.name {
+            Some(n) => match block.index_of(n) {
+                Some(i) => Some(i),
+                None => return false,
+            },
+            None => None,
+        };
+        block.spans.iter().any(|span| {
+            service.is_none_or(|i| span.service == i)
+                && name.is_none_or(|i| span.name == i)
+                && self.met_by(span)
+        })
+    }
+
+    /// Whether `span` meets the conditions other than service and name.
+    fn met_by(&self, span: &BlockSpan) -> bool {
         let duration = to_i64(span.duration_ns);
-        self.service.is_none_or(|s| block.string(span.service) == s)
-            && self.name.is_none_or(|n| block.string(span.name) == n)
-            && self.kind.is_none_or(|k| i64::from(span.kind) == k)
+        true && self.kind.is_none_or(|k| i64::from(span.kind) == k)
             && self
                 .status
                 .iter()
@@ -80,10 +102,5 @@ fn block_has(ctx: &Context<'_>) -> rusqlite::Result<i64> {
     };
     let data = ctx.get_raw(0).as_blob().map_err(user_error)?;
     let block = Block::decode(data).map_err(user_error)?;
-    Ok(i64::from(
-        block
-            .spans
-            .iter()
-            .any(|span| conditions.met_by(&block, span)),
-    ))
+    Ok(i64::from(conditions.met_in(&block)))
 }
