@@ -53,7 +53,7 @@ impl Conditions<'_> {
     /// Whether `span` meets the conditions other than service and name.
     fn met_by(&self, span: &BlockSpan) -> bool {
         let duration = to_i64(span.duration_ns);
-        true && self.kind.is_none_or(|k| i64::from(span.kind) == k)
+        self.kind.is_none_or(|k| i64::from(span.kind) == k)
             && self
                 .status
                 .iter()
@@ -103,4 +103,145 @@ fn block_has(ctx: &Context<'_>) -> rusqlite::Result<i64> {
     let data = ctx.get_raw(0).as_blob().map_err(user_error)?;
     let block = Block::decode(data).map_err(user_error)?;
     Ok(i64::from(conditions.met_in(&block)))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::types::Value;
+
+    use super::*;
+    use crate::store::conformance;
+    use crate::store::sqlite::blocks::{self, SpanColumns};
+
+    /// Each condition alone and together: 1 only when one span meets all of them.
+    #[test]
+    fn a_block_has_a_span_meeting_every_condition() {
+        let spans = conformance::demo_trace(9, true, 5.0);
+        let columns: Vec<_> = spans.iter().map(|s| SpanColumns::of(s, 0)).collect();
+        let data = blocks::encode(&columns, &[], &vec![0; spans.len()]);
+        let conn = Connection::open_in_memory().unwrap();
+        register(&conn).unwrap();
+        let has = |args: [Value; 7]| -> i64 {
+            let mut all = vec![Value::Blob(data.clone())];
+            all.extend(args);
+            conn.query_row(
+                &format!("SELECT {BLOCK_HAS}(?, ?, ?, ?, ?, ?, ?, ?)"),
+                rusqlite::params_from_iter(all),
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let text = |s: &str| Value::Text(s.to_owned());
+        let null = || Value::Null;
+        let server = Value::Integer(2);
+        assert_eq!(
+            has([
+                text("payment"),
+                null(),
+                null(),
+                null(),
+                null(),
+                null(),
+                null()
+            ]),
+            1
+        );
+        assert_eq!(
+            has([
+                text("nobody"),
+                null(),
+                null(),
+                null(),
+                null(),
+                null(),
+                null()
+            ]),
+            0
+        );
+        assert_eq!(
+            has([
+                text("user"),
+                text("SELECT users"),
+                null(),
+                null(),
+                null(),
+                null(),
+                null()
+            ]),
+            1
+        );
+        // A name of another service's span: no span of `user` has it.
+        assert_eq!(
+            has([
+                text("user"),
+                text("POST /payments"),
+                null(),
+                null(),
+                null(),
+                null(),
+                null()
+            ]),
+            0
+        );
+        assert_eq!(
+            has([
+                text("user"),
+                null(),
+                server.clone(),
+                null(),
+                null(),
+                null(),
+                null()
+            ]),
+            1
+        );
+        assert_eq!(
+            has([
+                null(),
+                null(),
+                null(),
+                Value::Integer(2),
+                Value::Integer(2),
+                null(),
+                null()
+            ]),
+            1
+        );
+        assert_eq!(
+            has([
+                text("user"),
+                null(),
+                null(),
+                Value::Integer(2),
+                null(),
+                null(),
+                null()
+            ]),
+            0
+        );
+        assert_eq!(
+            has([
+                null(),
+                null(),
+                null(),
+                null(),
+                null(),
+                Value::Integer(i64::MAX),
+                null()
+            ]),
+            0
+        );
+        assert_eq!(
+            has([
+                null(),
+                null(),
+                null(),
+                null(),
+                null(),
+                null(),
+                Value::Integer(0)
+            ]),
+            0
+        );
+    }
 }
