@@ -131,117 +131,46 @@ mod tests {
             )
             .unwrap()
         };
-        let text = |s: &str| Value::Text(s.to_owned());
-        let null = || Value::Null;
-        let server = Value::Integer(2);
-        assert_eq!(
-            has([
-                text("payment"),
-                null(),
-                null(),
-                null(),
-                null(),
-                null(),
-                null()
-            ]),
-            1
-        );
-        assert_eq!(
-            has([
-                text("nobody"),
-                null(),
-                null(),
-                null(),
-                null(),
-                null(),
-                null()
-            ]),
-            0
-        );
-        assert_eq!(
-            has([
-                text("user"),
-                text("SELECT users"),
-                null(),
-                null(),
-                null(),
-                null(),
-                null()
-            ]),
-            1
-        );
-        // A name of another service's span: no span of `user` has it.
-        assert_eq!(
-            has([
-                text("user"),
-                text("POST /payments"),
-                null(),
-                null(),
-                null(),
-                null(),
-                null()
-            ]),
-            0
-        );
-        assert_eq!(
-            has([
-                text("user"),
-                null(),
-                server.clone(),
-                null(),
-                null(),
-                null(),
-                null()
-            ]),
-            1
-        );
-        assert_eq!(
-            has([
-                null(),
-                null(),
-                null(),
-                Value::Integer(2),
-                Value::Integer(2),
-                null(),
-                null()
-            ]),
-            1
-        );
-        assert_eq!(
-            has([
-                text("user"),
-                null(),
-                null(),
-                Value::Integer(2),
-                null(),
-                null(),
-                null()
-            ]),
-            0
-        );
-        assert_eq!(
-            has([
-                null(),
-                null(),
-                null(),
-                null(),
-                null(),
-                Value::Integer(i64::MAX),
-                null()
-            ]),
-            0
-        );
-        assert_eq!(
-            has([
-                null(),
-                null(),
-                null(),
-                null(),
-                null(),
-                null(),
-                Value::Integer(0)
-            ]),
-            0
-        );
+        let text = |s: &str| Some(Value::Text(s.to_owned()));
+        let int = |v: i64| Some(Value::Integer(v));
+        // (service, name, kind, status, status, min, max), and whether a span meets them.
+        let cases: [([Option<Value>; 7], i64); 9] = [
+            ([text("payment"), None, None, None, None, None, None], 1),
+            ([text("nobody"), None, None, None, None, None, None], 0),
+            (
+                [
+                    text("user"),
+                    text("SELECT users"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                ],
+                1,
+            ),
+            // A name of another service's span: no span of `user` has it.
+            (
+                [
+                    text("user"),
+                    text("POST /payments"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                ],
+                0,
+            ),
+            ([text("user"), None, int(2), None, None, None, None], 1),
+            ([None, None, None, int(2), int(2), None, None], 1),
+            ([text("user"), None, None, int(2), None, None, None], 0),
+            ([None, None, None, None, None, int(i64::MAX), None], 0),
+            ([None, None, None, None, None, None, int(0)], 0),
+        ];
+        for (args, want) in cases {
+            let args = args.map(|a| a.unwrap_or(Value::Null));
+            assert_eq!(has(args.clone()), want, "{args:?}");
+        }
     }
 }
