@@ -44,7 +44,7 @@ const MAX_RAW_BYTES: u64 = 256 << 20;
 
 /// Version 14 → 15 (also run on a new file): the block table and the small table of the
 /// spans of 100 ms or longer that the slow-span searches walk (`search.rs`,
-/// `slow_walk.rs`). `IF NOT EXISTS`: the step is self-contained and can be renumbered.
+/// `slow_walk.rs`), deleted by key from their trace's blocks (`retention.rs`). `IF NOT EXISTS`: the step is self-contained and can be renumbered.
 pub(super) const SCHEMA_V15: &str = "
 CREATE TABLE IF NOT EXISTS span_blocks (
     id INTEGER PRIMARY KEY,
@@ -62,7 +62,6 @@ CREATE TABLE IF NOT EXISTS slow_spans (
 );
 CREATE INDEX IF NOT EXISTS slow_spans_by_duration ON slow_spans (service, duration_ns);
 CREATE INDEX IF NOT EXISTS slow_spans_by_start ON slow_spans (service, start_ns, duration_ns);
-CREATE INDEX IF NOT EXISTS slow_spans_by_trace ON slow_spans (trace_id);
 ";
 
 /// The columns of one span to encode; its `SpanDetail` bytes go separately ([`encode`]).
