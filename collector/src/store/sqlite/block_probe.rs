@@ -26,12 +26,34 @@ struct Conditions<'a> {
 }
 
 impl Conditions<'_> {
-    /// Whether `span` of `block` meets every condition.
-    fn met_by(&self, block: &Block, span: &BlockSpan) -> bool {
+    /// Whether a span of `block` meets every condition: the service and name are looked up
+    /// once (a block that does not name them has no such span), then the spans compared.
+    fn met_in(&self, block: &Block) -> bool {
+        let service = match self.service {
+            Some(s) => match block.index_of(s) {
+                Some(i) => Some(i),
+                None => return false,
+            },
+            None => None,
+        };
+        let name = match self.name {
+            Some(n) => match block.index_of(n) {
+                Some(i) => Some(i),
+                None => return false,
+            },
+            None => None,
+        };
+        block.spans.iter().any(|span| {
+            service.is_none_or(|i| span.service == i)
+                && name.is_none_or(|i| span.name == i)
+                && self.met_by(span)
+        })
+    }
+
+    /// Whether `span` meets the conditions other than service and name.
+    fn met_by(&self, span: &BlockSpan) -> bool {
         let duration = to_i64(span.duration_ns);
-        self.service.is_none_or(|s| block.string(span.service) == s)
-            && self.name.is_none_or(|n| block.string(span.name) == n)
-            && self.kind.is_none_or(|k| i64::from(span.kind) == k)
+        self.kind.is_none_or(|k| i64::from(span.kind) == k)
             && self
                 .status
                 .iter()
@@ -80,10 +102,75 @@ fn block_has(ctx: &Context<'_>) -> rusqlite::Result<i64> {
     };
     let data = ctx.get_raw(0).as_blob().map_err(user_error)?;
     let block = Block::decode(data).map_err(user_error)?;
-    Ok(i64::from(
-        block
-            .spans
-            .iter()
-            .any(|span| conditions.met_by(&block, span)),
-    ))
+    Ok(i64::from(conditions.met_in(&block)))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::types::Value;
+
+    use super::*;
+    use crate::store::conformance;
+    use crate::store::sqlite::blocks::{self, SpanColumns};
+
+    /// Each condition alone and together: 1 only when one span meets all of them.
+    #[test]
+    fn a_block_has_a_span_meeting_every_condition() {
+        let spans = conformance::demo_trace(9, true, 5.0);
+        let columns: Vec<_> = spans.iter().map(|s| SpanColumns::of(s, 0)).collect();
+        let data = blocks::encode(&columns, &[], &vec![0; spans.len()]);
+        let conn = Connection::open_in_memory().unwrap();
+        register(&conn).unwrap();
+        let has = |args: [Value; 7]| -> i64 {
+            let mut all = vec![Value::Blob(data.clone())];
+            all.extend(args);
+            conn.query_row(
+                &format!("SELECT {BLOCK_HAS}(?, ?, ?, ?, ?, ?, ?, ?)"),
+                rusqlite::params_from_iter(all),
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let text = |s: &str| Some(Value::Text(s.to_owned()));
+        let int = |v: i64| Some(Value::Integer(v));
+        // (service, name, kind, status, status, min, max), and whether a span meets them.
+        let cases: [([Option<Value>; 7], i64); 9] = [
+            ([text("payment"), None, None, None, None, None, None], 1),
+            ([text("nobody"), None, None, None, None, None, None], 0),
+            (
+                [
+                    text("user"),
+                    text("SELECT users"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                ],
+                1,
+            ),
+            // A name of another service's span: no span of `user` has it.
+            (
+                [
+                    text("user"),
+                    text("POST /payments"),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                ],
+                0,
+            ),
+            ([text("user"), None, int(2), None, None, None, None], 1),
+            ([None, None, None, int(2), int(2), None, None], 1),
+            ([text("user"), None, None, int(2), None, None, None], 0),
+            ([None, None, None, None, None, int(i64::MAX), None], 0),
+            ([None, None, None, None, None, None, int(0)], 0),
+        ];
+        for (args, want) in cases {
+            let args = args.map(|a| a.unwrap_or(Value::Null));
+            assert_eq!(has(args.clone()), want, "{args:?}");
+        }
+    }
 }

@@ -44,7 +44,7 @@ const MAX_RAW_BYTES: u64 = 256 << 20;
 
 /// Version 14 → 15 (also run on a new file): the block table and the small table of the
 /// spans of 100 ms or longer that the slow-span searches walk (`search.rs`,
-/// `slow_walk.rs`). `IF NOT EXISTS`: the step is self-contained and can be renumbered.
+/// `slow_walk.rs`), deleted by key from their trace's blocks (`retention.rs`). `IF NOT EXISTS`: the step is self-contained and can be renumbered.
 pub(super) const SCHEMA_V15: &str = "
 CREATE TABLE IF NOT EXISTS span_blocks (
     id INTEGER PRIMARY KEY,
@@ -62,7 +62,6 @@ CREATE TABLE IF NOT EXISTS slow_spans (
 );
 CREATE INDEX IF NOT EXISTS slow_spans_by_duration ON slow_spans (service, duration_ns);
 CREATE INDEX IF NOT EXISTS slow_spans_by_start ON slow_spans (service, start_ns, duration_ns);
-CREATE INDEX IF NOT EXISTS slow_spans_by_trace ON slow_spans (trace_id);
 ";
 
 /// The columns of one span to encode; its `SpanDetail` bytes go separately ([`encode`]).
@@ -213,9 +212,9 @@ pub(super) struct BlockSpan {
     pub kind: i32,
     /// OTLP status code.
     pub status: i32,
-    /// Index of the service in [`Block::strings`].
+    /// Index of the service among the block's strings ([`Block::string`]).
     pub service: usize,
-    /// Index of the name in [`Block::strings`].
+    /// Index of the name among the block's strings ([`Block::string`]).
     pub name: usize,
     /// Index into the row's `origins`.
     pub origin: usize,
@@ -231,8 +230,8 @@ pub(super) struct BlockSpan {
 #[derive(Debug)]
 pub(super) struct Block {
     raw: Vec<u8>,
-    /// The distinct services and names.
-    pub strings: Vec<String>,
+    /// Where the distinct services and names are in `raw` (checked UTF-8).
+    strings: Vec<std::ops::Range<usize>>,
     /// The spans, in the order they were encoded.
     pub spans: Vec<BlockSpan>,
 }
@@ -295,7 +294,8 @@ impl Block {
         for _ in 0..s {
             let len = usize::try_from(c.varint()?).map_err(backend)?;
             let bytes = c.take(len)?;
-            strings.push(String::from_utf8(bytes.to_vec()).map_err(backend)?);
+            std::str::from_utf8(bytes).map_err(backend)?;
+            strings.push(c.at - len..c.at);
         }
         let mut spans: Vec<BlockSpan> = Vec::with_capacity(n);
         for _ in 0..n {
@@ -358,10 +358,20 @@ impl Block {
         self.raw.get(span.detail.clone()).unwrap_or_default()
     }
 
-    /// A string of [`Block::strings`] by index (empty when out of range, which
-    /// [`Block::decode`] rules out).
+    /// A service or name of the block by index ([`BlockSpan::service`], [`BlockSpan::name`];
+    /// empty when out of range, which [`Block::decode`] rules out).
     pub(super) fn string(&self, idx: usize) -> &str {
-        self.strings.get(idx).map_or("", String::as_str)
+        self.strings
+            .get(idx)
+            .and_then(|r| self.raw.get(r.clone()))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The index of `s` among the block's services and names, if the block names it (a
+    /// search's service or name absent from a block rules out every span of it).
+    pub(super) fn index_of(&self, s: &str) -> Option<usize> {
+        (0..self.strings.len()).find(|&i| self.string(i) == s)
     }
 }
 

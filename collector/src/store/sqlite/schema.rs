@@ -89,7 +89,7 @@
 //!             INDEX (trace_id)                                -- `resources.id` of each origin index (varints)
 //! slow_spans(trace_id, service, start_ns, duration_ns)        -- the spans of 100 ms or longer; INDEX
 //!                                                             -- (service, duration_ns), (service, start_ns,
-//!                                                             -- duration_ns), (trace_id)
+//!                                                             -- duration_ns); deleted by that key
 //! spans                                                       -- empty (its rows moved into blocks), kept
 //!                                                             -- with its indexes for the steps before 16
 //! ```

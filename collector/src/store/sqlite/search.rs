@@ -357,9 +357,6 @@ fn find_by_index(
     for (key, value) in q.attributes.iter().skip(skip_attrs) {
         conds.push(attr_runs::search_condition(&runs, key, value, &mut args));
     }
-    if let Some(probe) = same_span.and_then(|q| same_span_probe(q, &mut args)) {
-        conds.push(probe);
-    }
     if let Some(v) = q.start_time_min_unix_nano {
         conds.push(format!("{order}.start_ns >= ?"));
         args.push(SqlValue::Integer(to_i64(v)));
@@ -389,6 +386,11 @@ fn find_by_index(
     for bit in mask_bits {
         conds.push("(t.span_mask & ?) != 0".to_owned());
         args.push(SqlValue::Integer(i64::from(bit)));
+    }
+    // Last: the probe decodes the trace's blocks, which the conditions on `traces` above
+    // spare the traces they rule out.
+    if let Some(probe) = same_span.and_then(|q| same_span_probe(q, &mut args)) {
+        conds.push(probe);
     }
     let where_clause = if conds.is_empty() {
         String::new()
