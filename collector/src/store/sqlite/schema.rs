@@ -755,7 +755,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(rebuilt, 1);
-        // Since version 15 the spans of 100 ms or longer are in `slow_spans`.
+        // Since version 16 the spans of 100 ms or longer are in `slow_spans`.
         let indexed: i64 = conn
             .query_row(
                 "SELECT count(*) FROM slow_spans INDEXED BY slow_spans_by_start \
