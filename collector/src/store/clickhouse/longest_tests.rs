@@ -246,6 +246,22 @@ async fn a_search_whose_matches_begin_deeper_walks_inside_the_hint() {
     );
     assert_eq!(read(&counts.gave_up), 0, "the full search answered");
 
+    // A time window holding none of the longest traces (traces 1-100 start in its first 100 s):
+    // after one walk without a match, the full search answers (it reads the window only).
+    let early = TraceQuery {
+        service: Some("rest".into()),
+        sort: SortOrder::Duration,
+        limit: 10,
+        start_time_max_unix_nano: Some(crate::testing::T0 + 100_000 * crate::testing::MS),
+        ..TraceQuery::default()
+    };
+    let walks = read(&counts.walks);
+    let want = ids(memory.find_traces(early.clone()).await.unwrap());
+    assert_eq!(want.len(), 10);
+    assert_eq!(ids(store.find_traces(early).await.unwrap()), want);
+    assert_eq!(read(&counts.walks), walks + 1);
+    assert_eq!(read(&counts.gave_up), 1);
+
     // 100 traces longer than all: the next read of the hint, over the range after it, moves
     // it up to where a read of the whole table puts it.
     let before = super::longest::hint_row(&store.shared).expect("a hint");
