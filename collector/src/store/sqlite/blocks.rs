@@ -28,9 +28,33 @@
 //! by their `Arc`s, their ids only on the writer.
 
 use prost::encoding::{decode_varint, encode_varint};
+use rusqlite::Connection;
 
-use super::backend;
+use super::{backend, map_sql};
+use crate::model::TraceId;
 use crate::store::StoreError;
+
+/// Calls `each` with every stored block of `trace_id`, decoded, in no set order. Errors:
+/// SQLite's, a damaged block ([`Block::decode`]), or what `each` returns.
+pub(super) fn for_each_block(
+    conn: &Connection,
+    trace_id: TraceId,
+    mut each: impl FnMut(&Block) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT data FROM span_blocks WHERE trace_id = ?1")
+        .map_err(map_sql)?;
+    let mut rows = stmt.query([&trace_id.0[..]]).map_err(map_sql)?;
+    while let Some(row) = rows.next().map_err(map_sql)? {
+        let data = row
+            .get_ref(0)
+            .map_err(map_sql)?
+            .as_blob()
+            .map_err(backend)?;
+        each(&Block::decode(data)?)?;
+    }
+    Ok(())
+}
 
 /// The first byte of `span_blocks.data`: the raw block follows, LZ4-compressed. (0: the raw
 /// block as it is.) LZ4 rather than zstd: on `loadgen`'s blocks zstd (level 1) is 16%

@@ -39,7 +39,6 @@ use rusqlite::{Connection, Statement, params};
 use super::attr_keys;
 use super::attr_plan::{AttrPlan, PairHashState, PairKey, PairMap};
 use super::attr_stage::{self, AttrRow};
-use super::blocks::Block;
 use super::buckets::{Buckets, bucket_of};
 use super::codec::detail_attributes;
 use super::operation_ids;
@@ -498,18 +497,8 @@ pub(super) struct StoredRows {
 impl StoredRows {
     /// Recomputes the rows of `trace_id` from its stored spans.
     pub(super) fn read(conn: &Connection, trace_id: TraceId) -> Result<Self, StoreError> {
-        let mut stmt = conn
-            .prepare_cached("SELECT data FROM span_blocks WHERE trace_id = ?1")
-            .map_err(map_sql)?;
-        let mut rows = stmt.query([&trace_id.0[..]]).map_err(map_sql)?;
         let mut out = Self::default();
-        while let Some(row) = rows.next().map_err(map_sql)? {
-            let data = row
-                .get_ref(0)
-                .map_err(map_sql)?
-                .as_blob()
-                .map_err(backend)?;
-            let block = Block::decode(data)?;
+        super::blocks::for_each_block(conn, trace_id, |block| {
             for span in &block.spans {
                 for kv in detail_attributes(block.detail(span))? {
                     if let Some(text) = attr_index_text(&kv.value) {
@@ -521,7 +510,8 @@ impl StoredRows {
                     .push((service.to_owned(), block.string(span.name).to_owned()));
                 out.services.push(service.to_owned());
             }
-        }
+            Ok(())
+        })?;
         out.services.sort_unstable();
         out.services.dedup();
         out.pairs.sort_unstable();

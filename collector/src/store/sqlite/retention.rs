@@ -12,11 +12,11 @@ use std::collections::HashSet;
 
 use rusqlite::{Connection, Transaction, params};
 
-use super::blocks::Block;
+use super::blocks::for_each_block;
 use super::codec::blob_array;
 use super::index::StoredRows;
 use super::search::SLOW_SPAN_NS;
-use super::{backend, map_sql, to_i64, to_u64};
+use super::{map_sql, to_i64, to_u64};
 use crate::model::TraceId;
 use crate::store::{RetentionOutcome, RetentionPolicy, StoreError};
 
@@ -138,23 +138,13 @@ fn delete_trace(conn: &Connection, trace_id: TraceId, start_ns: i64) -> Result<u
 /// start, duration, found in the trace's blocks; no index by trace id).
 fn delete_slow_spans(conn: &Connection, trace_id: TraceId) -> Result<(), StoreError> {
     let id = &trace_id.0[..];
-    let mut blocks = conn
-        .prepare_cached("SELECT data FROM span_blocks WHERE trace_id = ?1")
-        .map_err(map_sql)?;
-    let mut rows = blocks.query([id]).map_err(map_sql)?;
     let mut delete = conn
         .prepare_cached(
             "DELETE FROM slow_spans INDEXED BY slow_spans_by_start WHERE service = ?1 \
              AND start_ns = ?2 AND duration_ns = ?3 AND trace_id = ?4",
         )
         .map_err(map_sql)?;
-    while let Some(row) = rows.next().map_err(map_sql)? {
-        let data = row
-            .get_ref(0)
-            .map_err(map_sql)?
-            .as_blob()
-            .map_err(backend)?;
-        let block = Block::decode(data)?;
+    for_each_block(conn, trace_id, |block| {
         for span in block.spans.iter().filter(|s| s.duration_ns >= SLOW_SPAN_NS) {
             delete
                 .execute(params![
@@ -165,8 +155,8 @@ fn delete_slow_spans(conn: &Connection, trace_id: TraceId) -> Result<(), StoreEr
                 ])
                 .map_err(map_sql)?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Deletes whole traces by id, with their request samples (`entry_spans`), inside the

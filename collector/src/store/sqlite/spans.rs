@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, params};
 
 use super::attr_plan::{AttrPlan, PairHashState};
-use super::blocks::{self, Block, SpanColumns, encode_origins};
+use super::blocks::{self, SpanColumns, encode_origins};
 use super::buckets::Buckets;
 use super::codec::{encode_detail_into, encode_origin};
 use super::operation_ids;
@@ -168,20 +168,11 @@ fn stored_count(conn: &Connection, trace_id: TraceId) -> Result<usize, StoreErro
 
 /// The (span id, kind) of every stored span of `trace_id`.
 fn stored_ids(conn: &Connection, trace_id: TraceId) -> Result<HashSet<([u8; 8], i32)>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT data FROM span_blocks WHERE trace_id = ?1")
-        .map_err(map_sql)?;
-    let mut rows = stmt.query([&trace_id.0[..]]).map_err(map_sql)?;
     let mut ids = HashSet::default();
-    while let Some(row) = rows.next().map_err(map_sql)? {
-        let data = row
-            .get_ref(0)
-            .map_err(map_sql)?
-            .as_blob()
-            .map_err(backend)?;
-        let block = Block::decode(data)?;
+    blocks::for_each_block(conn, trace_id, |block| {
         ids.extend(block.spans.iter().map(|s| (s.span_id, s.kind)));
-    }
+        Ok(())
+    })?;
     Ok(ids)
 }
 
@@ -446,7 +437,7 @@ mod tests {
         let blocks = blocks_of(&path, spans[0].trace_id);
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].0, spans.len() as i64);
-        let block = Block::decode(&blocks[0].1).unwrap();
+        let block = blocks::Block::decode(&blocks[0].1).unwrap();
         assert_eq!(block.spans.len(), spans.len());
         for (got, want) in block.spans.iter().zip(&spans) {
             assert_eq!(got.span_id, want.span_id.0);
