@@ -86,7 +86,7 @@ pub(super) async fn longest_first(
     shared: &Arc<Shared>,
     query: &TraceQuery,
 ) -> Result<Option<Vec<TraceId>>, StoreError> {
-    if search_sql::longest_walk(&shared.tables, query, 1, None).is_none() {
+    if !search_sql::walks_longest_first(query) {
         return Ok(None);
     }
     let limit = query.effective_limit();

@@ -183,7 +183,7 @@ pub(super) fn longest_walk(
     walk: usize,
     from: Option<(u64, TraceId)>,
 ) -> Option<String> {
-    if q.sort != SortOrder::Duration || q.max_duration_ns.is_some() || !q.attributes.is_empty() {
+    if !walks_longest_first(q) {
         return None;
     }
     let c = conditions(q);
@@ -214,6 +214,12 @@ pub(super) fn longest_walk(
          t_start, toUInt64(0) AS t_end, tupleElement(m, 1) AS d FROM (SELECT \
          min((duration_ns, trace_id)) AS m, count() AS t_start FROM {last}) FORMAT RowBinary"
     ))
+}
+
+/// Whether [`longest_walk`] can answer `q`: sorted by duration, with no maximum duration
+/// and no attribute condition.
+pub(super) fn walks_longest_first(q: &TraceQuery) -> bool {
+    q.sort == SortOrder::Duration && q.max_duration_ns.is_none() && q.attributes.is_empty()
 }
 
 /// The rows of `trace_duration_local` at or after `from` by `(duration_ns, trace_id)`, as a

@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, Row, params};
 
-use super::blocks::Block;
+use super::blocks::for_each_block;
 use super::buckets::bucket_of;
+use super::codec::blob_array;
 use super::{backend, to_i64, to_u64};
-use crate::model::{SpanKind, StatusCode};
+use crate::model::{SpanKind, StatusCode, TraceId};
 use crate::store::{
     DependencyEdge, Operation, OperationSamples, StoreError, TimeWindow, group_samples,
 };
@@ -69,7 +70,7 @@ pub(super) fn dependencies(
     while let Some(row) = rows.next().map_err(backend)? {
         let trace_id: Vec<u8> = row.get(0).map_err(backend)?;
         if trace.as_ref() != Some(&trace_id) {
-            parents = Parents::of_trace(conn, &trace_id)?;
+            parents = Parents::of_trace(conn, TraceId(blob_array::<16>(&trace_id)?))?;
             trace = Some(trace_id);
         }
         let parent_id: Vec<u8> = row.get(1).map_err(backend)?;
@@ -118,19 +119,9 @@ struct Parents {
 }
 
 impl Parents {
-    fn of_trace(conn: &Connection, trace_id: &[u8]) -> Result<Self, StoreError> {
-        let mut stmt = conn
-            .prepare_cached("SELECT data FROM span_blocks WHERE trace_id = ?1")
-            .map_err(backend)?;
-        let mut rows = stmt.query([trace_id]).map_err(backend)?;
+    fn of_trace(conn: &Connection, trace_id: TraceId) -> Result<Self, StoreError> {
         let mut out = Self::default();
-        while let Some(row) = rows.next().map_err(backend)? {
-            let block = Block::decode(
-                row.get_ref(0)
-                    .map_err(backend)?
-                    .as_blob()
-                    .map_err(backend)?,
-            )?;
+        for_each_block(conn, trace_id, |block| {
             for span in &block.spans {
                 out.by_id
                     .entry(span.span_id.to_vec())
@@ -141,7 +132,8 @@ impl Parents {
                         kind: span.kind,
                     });
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 }
