@@ -616,7 +616,7 @@ mod tests {
         let spans: Vec<Span> = (0..MAX_RED_SERIES + 10)
             .map(|i| {
                 let mut s = base[0].clone();
-                s.name = format!("op-{i}");
+                s.name = format!("op-{i}").into();
                 s
             })
             .collect();

@@ -13,6 +13,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+/// Text of the span model (names, attribute keys, string values, service names): up to 24
+/// bytes inline, longer on the heap; derefs to `str`. Most of OTLP's short strings then cost no
+/// allocation to decode or to drop.
+pub type Text = compact_str::CompactString;
+
 /// Service name used when a resource has no (or an empty) `service.name` (OTel convention).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
@@ -265,7 +270,7 @@ pub enum AttrValue {
     #[default]
     Empty,
     /// UTF-8 text.
-    String(String),
+    String(Text),
     /// A boolean.
     Bool(bool),
     /// A signed 64-bit integer.
@@ -288,7 +293,7 @@ impl AttrValue {
         use serde_json::Value as J;
         match self {
             Self::Empty => J::Null,
-            Self::String(s) => J::String(s.clone()),
+            Self::String(s) => J::String(s.to_string()),
             Self::Bool(b) => J::Bool(*b),
             Self::Int(i) => J::from(*i),
             Self::Double(d) => match serde_json::Number::from_f64(*d) {
@@ -314,11 +319,11 @@ impl AttrValue {
                 Some(i) => Self::Int(i),
                 None => Self::Double(n.as_f64().unwrap_or(f64::NAN)),
             },
-            J::String(s) => Self::String(s.clone()),
+            J::String(s) => Self::String(s.as_str().into()),
             J::Array(items) => Self::Array(items.iter().map(Self::from_json).collect()),
             J::Object(map) => Self::KvList(
                 map.iter()
-                    .map(|(k, v)| KeyValue::new(k.clone(), Self::from_json(v)))
+                    .map(|(k, v)| KeyValue::new(k.as_str(), Self::from_json(v)))
                     .collect(),
             ),
         }
@@ -346,14 +351,14 @@ impl AttrValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyValue {
     /// The attribute key, e.g. `http.response.status_code`.
-    pub key: String,
+    pub key: Text,
     /// The typed value.
     pub value: AttrValue,
 }
 
 impl KeyValue {
     /// Builds a key/value pair.
-    pub fn new(key: impl Into<String>, value: AttrValue) -> Self {
+    pub fn new(key: impl Into<Text>, value: AttrValue) -> Self {
         Self {
             key: key.into(),
             value,
@@ -364,7 +369,7 @@ impl KeyValue {
 /// Attributes as a JSON object (later keys win on duplicates; keys come out sorted).
 pub fn attributes_to_json(kvs: &[KeyValue]) -> serde_json::Map<String, serde_json::Value> {
     kvs.iter()
-        .map(|kv| (kv.key.clone(), kv.value.to_json()))
+        .map(|kv| (kv.key.to_string(), kv.value.to_json()))
         .collect()
 }
 
@@ -449,7 +454,7 @@ pub struct Span {
     /// OTLP `Span.flags` (W3C trace flags in bits 0–7, is-remote bits 8–9).
     pub flags: u32,
     /// Span name (never empty after [`sanitize`](crate::sanitize::sanitize)).
-    pub name: String,
+    pub name: Text,
     /// Span kind.
     pub kind: SpanKind,
     /// Start time, unix nanoseconds.
@@ -475,7 +480,7 @@ pub struct Span {
     /// The instrumentation scope (shared by the spans of one scope).
     pub scope: Arc<Scope>,
     /// `service.name` of the resource, or [`UNKNOWN_SERVICE`].
-    pub service_name: String,
+    pub service_name: Text,
     /// What the collector changed on the way in (clamped times, truncated values, ...).
     pub warnings: Vec<String>,
 }
@@ -483,7 +488,7 @@ pub struct Span {
 impl Span {
     /// A minimal span with the given ids and name, no attributes, service
     /// [`UNKNOWN_SERVICE`] and zero times; callers fill in the rest.
-    pub fn new(trace_id: TraceId, span_id: SpanId, name: impl Into<String>) -> Self {
+    pub fn new(trace_id: TraceId, span_id: SpanId, name: impl Into<Text>) -> Self {
         Self {
             trace_id,
             span_id,
@@ -503,7 +508,7 @@ impl Span {
             dropped_links_count: 0,
             resource: Arc::new(Resource::default()),
             scope: Arc::new(Scope::default()),
-            service_name: UNKNOWN_SERVICE.to_owned(),
+            service_name: Text::const_new(UNKNOWN_SERVICE),
             warnings: Vec::new(),
         }
     }

@@ -50,10 +50,10 @@ const FUTURE_TOLERANCE_NS: u64 = 24 * 3600 * 1_000_000_000;
 ///   attribute/event/link lists capped, dropped counts incremented (O10, O11).
 pub fn sanitize(span: &mut Span, limits: &SpanLimits) {
     if span.name.trim().is_empty() {
-        span.name = EMPTY_SPAN_NAME.to_owned();
+        span.name = EMPTY_SPAN_NAME.into();
     }
     if span.service_name.trim().is_empty() {
-        span.service_name = UNKNOWN_SERVICE.to_owned();
+        span.service_name = UNKNOWN_SERVICE.into();
     }
     if span.start_time_unix_nano == 0 {
         span.warnings
@@ -202,7 +202,7 @@ fn cap_attributes_nested(
 }
 
 /// Truncates `s` to at most `max_bytes` on a char boundary; returns 1 if it changed.
-pub(crate) fn truncate_string(s: &mut String, max_bytes: usize) -> usize {
+pub(crate) fn truncate_string(s: &mut impl Truncate, max_bytes: usize) -> usize {
     if s.len() <= max_bytes {
         return 0;
     }
@@ -210,8 +210,26 @@ pub(crate) fn truncate_string(s: &mut String, max_bytes: usize) -> usize {
     while cut > 0 && !s.is_char_boundary(cut) {
         cut -= 1;
     }
-    s.truncate(cut);
+    s.truncate_to(cut);
     1
+}
+
+/// Text that [`truncate_string`] can cut: `String` and the model's [`Text`](crate::model::Text).
+pub(crate) trait Truncate: std::ops::Deref<Target = str> {
+    /// Keeps the first `len` bytes (`len` on a char boundary).
+    fn truncate_to(&mut self, len: usize);
+}
+
+impl Truncate for String {
+    fn truncate_to(&mut self, len: usize) {
+        self.truncate(len);
+    }
+}
+
+impl Truncate for crate::model::Text {
+    fn truncate_to(&mut self, len: usize) {
+        self.truncate(len);
+    }
 }
 
 #[cfg(test)]
@@ -228,8 +246,10 @@ mod tests {
         );
         s.start_time_unix_nano = 10;
         s.end_time_unix_nano = 5;
-        s.attributes
-            .push(KeyValue::new("big", AttrValue::String("é".repeat(10))));
+        s.attributes.push(KeyValue::new(
+            "big",
+            AttrValue::String("é".repeat(10).into()),
+        ));
         let limits = SpanLimits {
             max_attribute_value_bytes: 5,
             ..SpanLimits::default()

@@ -50,7 +50,7 @@ pub(crate) fn span(
     s.start_time_unix_nano = T0 + (start_ms * MS as f64) as u64;
     s.end_time_unix_nano = s.start_time_unix_nano + (duration_ms * MS as f64) as u64;
     s.resource = resource(service);
-    s.service_name = service.to_owned();
+    s.service_name = service.into();
     s.scope = Arc::new(Scope {
         name: "tracekit".into(),
         version: "0.1.0".into(),

@@ -91,11 +91,14 @@ fn span(
     s.kind = kind;
     s.start_time_unix_nano = t0 + start_ms * MS;
     s.end_time_unix_nano = t0 + (start_ms + dur_ms) * MS;
-    s.service_name = service.to_owned();
+    s.service_name = service.into();
     s.resource = Arc::new(Resource {
         attributes: vec![
             KeyValue::new("service.name", AttrValue::String(service.into())),
-            KeyValue::new("host.name", AttrValue::String(format!("{service}-host"))),
+            KeyValue::new(
+                "host.name",
+                AttrValue::String(format!("{service}-host").into()),
+            ),
         ],
     });
     s.scope = Arc::new(Scope {
@@ -210,7 +213,7 @@ fn demo(n: u8, ago_ms: u64, fail: bool, payment_ms: u64) -> Vec<Span> {
     }
     spans[0].attributes.push(KeyValue::new(
         "app.user.id",
-        AttrValue::String(format!("user-{n}")),
+        AttrValue::String(format!("user-{n}").into()),
     ));
     if fail {
         for i in [0, 4, 5, 7, 8] {

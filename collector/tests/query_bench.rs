@@ -38,7 +38,7 @@ const TRACE_GAP_NS: u64 = 10_000_000;
 const USERS: u64 = 10_000;
 
 fn s(v: &str) -> AttrValue {
-    AttrValue::String(v.to_owned())
+    AttrValue::String(v.to_owned().into())
 }
 
 /// Trace `n`'s id: time-ordered like AWS X-Ray or UUIDv7 ids (the first 8 bytes grow with
@@ -111,7 +111,7 @@ fn demo_trace(n: u64, t0: u64, resources: &[Arc<Resource>; 4], scope: &Arc<Scope
             span.kind = kind;
             span.start_time_unix_nano = start + ms(off);
             span.end_time_unix_nano = start + ms(off + dur);
-            span.service_name = services[svc].to_owned();
+            span.service_name = services[svc].into();
             span.resource = Arc::clone(&resources[svc]);
             span.scope = Arc::clone(scope);
             span.flags = 1;

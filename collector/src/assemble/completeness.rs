@@ -519,7 +519,7 @@ pub fn describe(spans: &[Span], verdict: &Verdict) -> (Vec<Missing>, Vec<String>
 fn peer_service(s: &Span) -> Option<String> {
     ["peer.service", "server.address"].iter().find_map(|key| {
         match model::find_attribute(&s.attributes, key)? {
-            AttrValue::String(v) if !v.is_empty() => Some(v.clone()),
+            AttrValue::String(v) if !v.is_empty() => Some(v.to_string()),
             _ => None,
         }
     })

@@ -9,7 +9,7 @@ fn answered(mut s: Span, child: u64, flags: &str) -> Span {
     let header = format!("00-{}-{}-{flags}", s.trace_id, span_id(child));
     s.attributes.push(KeyValue::new(
         TRACERESPONSE_ATTRIBUTE,
-        AttrValue::Array(vec![AttrValue::String(header)]),
+        AttrValue::Array(vec![AttrValue::String(header.into())]),
     ));
     s.attributes.push(KeyValue::new(
         "peer.service",
@@ -76,7 +76,7 @@ fn untraced_callees_unsampled_answers_and_other_traces_expect_nothing() {
     let mut other = span(t, 6, Some(1), "frontend", "GET /o", Client, 5.0, 2.0);
     other.attributes.push(KeyValue::new(
         TRACERESPONSE_ATTRIBUTE,
-        AttrValue::String(format!("00-{}-{}-01", trace_id(2), span_id(7))),
+        AttrValue::String(format!("00-{}-{}-01", trace_id(2), span_id(7)).into()),
     ));
     assert!(check(&shapes(&[root, plain, unsampled, other])).is_complete());
 }

@@ -103,7 +103,7 @@ impl Layout {
                 warnings.push(format!("span {}: {w}", s.span_id));
             }
         }
-        let mut services: Vec<String> = spans.iter().map(|s| s.service_name.clone()).collect();
+        let mut services: Vec<String> = spans.iter().map(|s| s.service_name.to_string()).collect();
         services.sort();
         services.dedup();
         let http_status = main_root.and_then(|r| spans[r].http_status());
@@ -219,8 +219,8 @@ fn make_node(s: &Span, trace_start: u64, orphan: bool) -> TreeNode {
     TreeNode {
         span_id: s.span_id.to_hex(),
         parent_span_id: s.parent_span_id.map(|p| p.to_hex()),
-        name: s.name.clone(),
-        service: s.service_name.clone(),
+        name: s.name.to_string(),
+        service: s.service_name.to_string(),
         kind: s.kind.as_str(),
         start_time_unix_nano: s.start_time_unix_nano,
         duration_ns: s.duration_ns(),

@@ -218,7 +218,7 @@ fn outcome_reason(spans: &[Span], forest: &tree::Forest) -> Option<String> {
     };
     deepest(
         &|s| match model::find_attribute(&s.attributes, OUTCOME_REASON_ATTRIBUTE)? {
-            AttrValue::String(v) if !v.is_empty() => Some(v.clone()),
+            AttrValue::String(v) if !v.is_empty() => Some(v.to_string()),
             _ => None,
         },
     )

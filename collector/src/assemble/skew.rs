@@ -86,7 +86,7 @@ fn host_key(s: &Span) -> String {
         if let Some(AttrValue::String(v)) = model::find_attribute(&s.resource.attributes, key)
             && !v.is_empty()
         {
-            return v.clone();
+            return v.to_string();
         }
     }
     format!("service:{}", s.service_name)

@@ -14,7 +14,7 @@ use crate::model::{AttrValue, Event, KeyValue, Link, Resource, SpanId, TraceId};
 pub(crate) fn value_from_pb(value: Option<pb::AnyValue>) -> AttrValue {
     match value.and_then(|v| v.value) {
         None | Some(PbValue::StringValueStrindex(_)) => AttrValue::Empty,
-        Some(PbValue::StringValue(s)) => AttrValue::String(s),
+        Some(PbValue::StringValue(s)) => AttrValue::String(s.into()),
         Some(PbValue::BoolValue(b)) => AttrValue::Bool(b),
         Some(PbValue::IntValue(i)) => AttrValue::Int(i),
         Some(PbValue::DoubleValue(d)) => AttrValue::Double(d),
@@ -33,7 +33,7 @@ pub(crate) fn value_from_pb(value: Option<pb::AnyValue>) -> AttrValue {
 pub(crate) fn attributes_from_pb(kvs: Vec<pb::KeyValue>) -> Vec<KeyValue> {
     kvs.into_iter()
         .map(|kv| KeyValue {
-            key: kv.key,
+            key: kv.key.into(),
             value: value_from_pb(kv.value),
         })
         .collect()
@@ -43,7 +43,7 @@ pub(crate) fn attributes_from_pb(kvs: Vec<pb::KeyValue>) -> Vec<KeyValue> {
 pub(crate) fn value_to_pb(value: &AttrValue) -> pb::AnyValue {
     let v = match value {
         AttrValue::Empty => None,
-        AttrValue::String(s) => Some(PbValue::StringValue(s.clone())),
+        AttrValue::String(s) => Some(PbValue::StringValue(s.to_string())),
         AttrValue::Bool(b) => Some(PbValue::BoolValue(*b)),
         AttrValue::Int(i) => Some(PbValue::IntValue(*i)),
         AttrValue::Double(d) => Some(PbValue::DoubleValue(*d)),
@@ -62,7 +62,7 @@ pub(crate) fn value_to_pb(value: &AttrValue) -> pb::AnyValue {
 pub(crate) fn attributes_to_pb(kvs: &[KeyValue]) -> Vec<pb::KeyValue> {
     kvs.iter()
         .map(|kv| pb::KeyValue {
-            key: kv.key.clone(),
+            key: kv.key.to_string(),
             value: Some(value_to_pb(&kv.value)),
             ..pb::KeyValue::default()
         })

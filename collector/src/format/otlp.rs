@@ -128,7 +128,7 @@ pub(crate) struct OtlpSpan {
     pub(crate) parent_span_id: WireId,
     pub(crate) trace_state: String,
     pub(crate) flags: u32,
-    pub(crate) name: String,
+    pub(crate) name: crate::model::Text,
     pub(crate) kind: SpanKind,
     pub(crate) start_time_unix_nano: u64,
     pub(crate) end_time_unix_nano: u64,
@@ -259,7 +259,7 @@ fn convert_span(
         dropped_links_count: dropped_links,
         resource: Arc::clone(resource),
         scope: Arc::clone(scope),
-        service_name: service_name.to_owned(),
+        service_name: service_name.into(),
         warnings,
     })
 }

@@ -30,7 +30,7 @@ pub(crate) fn span_to_pb(span: &Span) -> PbSpan {
             .map(|p| p.0.to_vec())
             .unwrap_or_default(),
         flags: span.flags,
-        name: span.name.clone(),
+        name: span.name.to_string(),
         kind: span.kind.as_i32(),
         start_time_unix_nano: span.start_time_unix_nano,
         end_time_unix_nano: span.end_time_unix_nano,

@@ -32,7 +32,9 @@ use super::Decoded;
 use super::otlp::{self, IdNames, OtlpLink, OtlpResourceSpans, OtlpSpan, RawId, WireId};
 use super::proto_wire::{RECURSION_LIMIT, Reader, Result, WireType};
 use crate::error::Error;
-use crate::model::{AttrValue, Event, KeyValue, Resource, Scope, SpanKind, Status, StatusCode};
+use crate::model::{
+    AttrValue, Event, KeyValue, Resource, Scope, SpanKind, Status, StatusCode, Text,
+};
 use crate::sanitize::{self, SpanLimits};
 
 /// Decodes a protobuf `ExportTraceServiceRequest`.
@@ -114,6 +116,18 @@ fn text(bytes: &[u8], bad: &mut usize) -> String {
         Err(_) => {
             *bad += 1;
             String::from_utf8_lossy(bytes).into_owned()
+        }
+    }
+}
+
+/// [`text`] as model [`Text`]: up to 24 bytes inline, no allocation (attribute keys and
+/// string values, span names).
+fn short_text(bytes: &[u8], bad: &mut usize) -> Text {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Text::from(s),
+        Err(_) => {
+            *bad += 1;
+            Text::from_utf8_lossy(bytes)
         }
     }
 }
@@ -267,7 +281,7 @@ fn read_span(
         parent_span_id: WireId::Bytes(RawId::new(b"")),
         trace_state: String::new(),
         flags: 0,
-        name: String::new(),
+        name: Text::const_new(""),
         kind: SpanKind::Unspecified,
         start_time_unix_nano: 0,
         end_time_unix_nano: 0,
@@ -332,7 +346,7 @@ fn read_span(
     span.span_id = WireId::Bytes(RawId::new(f.span_id));
     span.parent_span_id = WireId::Bytes(RawId::new(f.parent_span_id));
     span.trace_state = text(f.trace_state, &mut bad);
-    span.name = text(f.name, &mut bad);
+    span.name = short_text(f.name, &mut bad);
     span.kind = SpanKind::from_i32(f.kind);
     span.status = Status {
         code: StatusCode::from_i32(f.status_code),
@@ -451,7 +465,7 @@ impl PendingValue<'_> {
     fn finish(self, bad: &mut usize) -> AttrValue {
         match self {
             Self::Unset => AttrValue::Empty,
-            Self::String(s) => AttrValue::String(text(s, bad)),
+            Self::String(s) => AttrValue::String(short_text(s, bad)),
             Self::Bool(b) => AttrValue::Bool(b),
             Self::Int(i) => AttrValue::Int(i),
             Self::Double(d) => AttrValue::Double(d),
@@ -488,7 +502,7 @@ fn read_key_value(
         Ok(true)
     })?;
     Ok(KeyValue {
-        key: text(key, bad),
+        key: short_text(key, bad),
         value: value.finish(bad),
     })
 }

@@ -124,7 +124,7 @@ fn span_from_json(
             {
                 r.attributes.push(KeyValue::new(
                     "service.name",
-                    AttrValue::String(service.to_owned()),
+                    AttrValue::String(service.into()),
                 ));
             }
             sanitize::sanitize_resource(&mut r, limits);
@@ -188,7 +188,7 @@ fn span_from_json(
     span.events = events;
     span.links = links;
     span.dropped_links_count = dropped_links_count;
-    span.service_name = resource.service_name().to_owned();
+    span.service_name = resource.service_name().into();
     span.resource = resource;
     span.warnings = warnings;
     Ok(span)

@@ -219,7 +219,7 @@ fn convert_span(
                             error_tag = Some(text.clone());
                         }
                         span.attributes
-                            .push(KeyValue::new(key.clone(), AttrValue::String(text)));
+                            .push(KeyValue::new(key.clone(), AttrValue::String(text.into())));
                     }
                 }
             }
@@ -242,7 +242,7 @@ fn convert_span(
         {
             span.attributes.push(KeyValue::new(
                 "peer.service",
-                AttrValue::String(name.clone()),
+                AttrValue::String(name.as_str().into()),
             ));
         }
         let address = remote
@@ -252,7 +252,7 @@ fn convert_span(
         if let Some(a) = address {
             span.attributes.push(KeyValue::new(
                 "network.peer.address",
-                AttrValue::String(a.to_owned()),
+                AttrValue::String(a.into()),
             ));
         }
         if let Some(p) = remote.get("port").and_then(Value::as_i64) {
@@ -301,14 +301,16 @@ fn convert_span(
         .or_insert_with(|| {
             let mut r = Resource::default();
             if !service.is_empty() {
-                r.attributes
-                    .push(KeyValue::new("service.name", AttrValue::String(service)));
+                r.attributes.push(KeyValue::new(
+                    "service.name",
+                    AttrValue::String(service.into()),
+                ));
             }
             sanitize::sanitize_resource(&mut r, limits);
             Arc::new(r)
         })
         .clone();
-    span.service_name = resource.service_name().to_owned();
+    span.service_name = resource.service_name().into();
     span.resource = resource;
     span.scope = scopes
         .entry((scope_name, scope_version))

@@ -113,7 +113,7 @@ impl RootThroughput {
             .filter(|s| s.parent_span_id.is_none())
             .map(|s| {
                 (
-                    (s.service_name.clone(), s.name.clone()),
+                    (s.service_name.to_string(), s.name.to_string()),
                     sampled_probability(s),
                 )
             })

@@ -504,7 +504,7 @@ pub(crate) fn demo_trace(n: u8, fail: bool, payment_ms: f64) -> Vec<crate::model
     }
     spans[0].attributes.push(KeyValue::new(
         "app.user.id",
-        AttrValue::String(format!("u{n}")),
+        AttrValue::String(format!("u{n}").into()),
     ));
     if fail {
         for i in [0, 4, 5, 7, 8] {

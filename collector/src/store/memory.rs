@@ -108,7 +108,7 @@ impl MemoryStore {
             trace.summary.add_span(&span);
             trace
                 .pairs
-                .insert((span.service_name.clone(), span.name.clone()));
+                .insert((span.service_name.to_string(), span.name.to_string()));
             trace.spans.push(span);
             outcome.stored += 1;
         }
@@ -168,8 +168,8 @@ impl MemoryStore {
                 .filter(|s| service.is_none_or(|w| w == s.service_name))
                 .map(|s| {
                     (
-                        s.service_name.clone(),
-                        s.name.clone(),
+                        s.service_name.to_string(),
+                        s.name.to_string(),
                         s.duration_ns(),
                         s.is_error(),
                     )
@@ -288,7 +288,7 @@ impl SpanStore for MemoryStore {
                 .flat_map(|t| t.spans.iter())
                 .filter(|s| s.service_name == service)
                 .map(|s| Operation {
-                    name: s.name.clone(),
+                    name: s.name.to_string(),
                     kind: s.kind,
                 })
                 .collect();

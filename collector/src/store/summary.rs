@@ -133,8 +133,8 @@ impl TraceSummary {
                 .root_start_time_unix_nano
                 .is_none_or(|t| span.start_time_unix_nano < t)
         {
-            self.root_service = Some(span.service_name.clone());
-            self.root_operation = Some(span.name.clone());
+            self.root_service = Some(span.service_name.to_string());
+            self.root_operation = Some(span.name.to_string());
             self.root_http_status = span.http_status();
             self.root_start_time_unix_nano = Some(span.start_time_unix_nano);
         }

@@ -97,7 +97,10 @@ fn attributes(kvs: Vec<JKeyValue>) -> Result<Vec<KeyValue>, (Vec<KeyValue>, Stri
         .into_iter()
         .map(|kv| {
             let value = value(kv.value, &mut first_error);
-            KeyValue { key: kv.key, value }
+            KeyValue {
+                key: kv.key.into(),
+                value,
+            }
         })
         .collect();
     match first_error {
@@ -121,7 +124,7 @@ fn value(v: Option<JAnyValue>, error: &mut Option<String>) -> AttrValue {
         return AttrValue::Empty;
     };
     if let Some(s) = v.string_value {
-        AttrValue::String(s)
+        AttrValue::String(s.into())
     } else if let Some(b) = v.bool_value {
         AttrValue::Bool(b)
     } else if let Some(Num(i)) = v.int_value {
@@ -141,7 +144,7 @@ fn value(v: Option<JAnyValue>, error: &mut Option<String>) -> AttrValue {
                 .into_iter()
                 .map(|kv| KeyValue {
                     value: value(kv.value, error),
-                    key: kv.key,
+                    key: kv.key.into(),
                 })
                 .collect(),
         )
@@ -188,7 +191,7 @@ fn otlp_span(s: JSpan) -> OtlpSpan {
         parent_span_id: WireId::Hex(s.parent_span_id),
         trace_state: s.trace_state,
         flags: s.flags.0,
-        name: s.name,
+        name: s.name.into(),
         kind: s.kind.kind(),
         start_time_unix_nano: s.start_time_unix_nano.0,
         end_time_unix_nano: s.end_time_unix_nano.0,

@@ -217,7 +217,7 @@ fn text(bytes: Vec<u8>, bad: &mut usize) -> String {
 fn value(v: Option<wire::AnyValue>, bad: &mut usize) -> AttrValue {
     match v.and_then(|v| v.value) {
         None => AttrValue::Empty,
-        Some(wire::Value::String(s)) => AttrValue::String(text(s, bad)),
+        Some(wire::Value::String(s)) => AttrValue::String(text(s, bad).into()),
         Some(wire::Value::Bool(b)) => AttrValue::Bool(b),
         Some(wire::Value::Int(i)) => AttrValue::Int(i),
         Some(wire::Value::Double(d)) => AttrValue::Double(d),
@@ -232,7 +232,7 @@ fn value(v: Option<wire::AnyValue>, bad: &mut usize) -> AttrValue {
 fn attributes(kvs: Vec<wire::KeyValue>, bad: &mut usize) -> Vec<KeyValue> {
     kvs.into_iter()
         .map(|kv| KeyValue {
-            key: text(kv.key, bad),
+            key: text(kv.key, bad).into(),
             value: value(kv.value, bad),
         })
         .collect()
@@ -268,7 +268,7 @@ fn otlp_span(s: wire::Span, inherited_bad: usize) -> OtlpSpan {
         parent_span_id: WireId::Bytes(RawId::new(&s.parent_span_id)),
         trace_state: text(s.trace_state, &mut bad),
         flags: s.flags,
-        name: text(s.name, &mut bad),
+        name: text(s.name, &mut bad).into(),
         kind: SpanKind::from_i32(s.kind),
         start_time_unix_nano: s.start_time_unix_nano,
         end_time_unix_nano: s.end_time_unix_nano,

@@ -63,7 +63,7 @@ impl JaegerTrace {
             .iter()
             .map(|span| {
                 let ptr = std::sync::Arc::as_ptr(&span.resource) as usize;
-                if let Some(&pid) = by_resource.get(&(ptr, span.service_name.clone())) {
+                if let Some(&pid) = by_resource.get(&(ptr, span.service_name.to_string())) {
                     return pid;
                 }
                 let tags: Vec<Value> = span
@@ -74,14 +74,14 @@ impl JaegerTrace {
                     .map(tag)
                     .collect();
                 let key = (
-                    span.service_name.clone(),
+                    span.service_name.to_string(),
                     serde_json::to_string(&tags).unwrap_or_default(),
                 );
                 let pid = *by_content.entry(key).or_insert_with(|| {
                     processes.push(json!({"serviceName": span.service_name, "tags": tags}));
                     processes.len() - 1
                 });
-                by_resource.insert((ptr, span.service_name.clone()), pid);
+                by_resource.insert((ptr, span.service_name.to_string()), pid);
                 pid
             })
             .collect();
@@ -322,16 +322,19 @@ fn span_json(s: &Span, trace_hex: &str, (id, parent): (SpanId, Option<SpanId>)) 
     if !s.status.message.is_empty() {
         push(
             "otel.status_description",
-            AttrValue::String(s.status.message.clone()),
+            AttrValue::String(s.status.message.as_str().into()),
         );
     }
     if !s.scope.name.is_empty() {
-        push("otel.scope.name", AttrValue::String(s.scope.name.clone()));
+        push(
+            "otel.scope.name",
+            AttrValue::String(s.scope.name.as_str().into()),
+        );
     }
     if !s.scope.version.is_empty() {
         push(
             "otel.scope.version",
-            AttrValue::String(s.scope.version.clone()),
+            AttrValue::String(s.scope.version.as_str().into()),
         );
     }
     for (key, n) in [
@@ -344,7 +347,10 @@ fn span_json(s: &Span, trace_hex: &str, (id, parent): (SpanId, Option<SpanId>)) 
         }
     }
     if !s.trace_state.is_empty() {
-        push("w3c.tracestate", AttrValue::String(s.trace_state.clone()));
+        push(
+            "w3c.tracestate",
+            AttrValue::String(s.trace_state.as_str().into()),
+        );
     }
     let logs: Vec<Value> = s
         .events
@@ -354,7 +360,7 @@ fn span_json(s: &Span, trace_hex: &str, (id, parent): (SpanId, Option<SpanId>)) 
             if !e.attributes.iter().any(|kv| kv.key == "event") {
                 fields.push(tag(&KeyValue::new(
                     "event",
-                    AttrValue::String(e.name.clone()),
+                    AttrValue::String(e.name.as_str().into()),
                 )));
             }
             json!({"timestamp": e.time_unix_nano / 1000, "fields": fields})

@@ -358,7 +358,7 @@ impl Policy {
             } => {
                 let hit = trace.any_attribute(key, |v| match v {
                     AttrValue::String(s) => {
-                        values.contains(s) || patterns.iter().any(|p| p.is_match(s))
+                        values.contains(s.as_str()) || patterns.iter().any(|p| p.is_match(s))
                     }
                     _ => false,
                 });

@@ -117,7 +117,7 @@ pub(super) fn read_span(r: &mut Reader<'_>) -> Result<Span, StoreError> {
     span.start_time_unix_nano = start;
     span.end_time_unix_nano = end;
     span.status.code = status;
-    span.service_name = service_name;
+    span.service_name = service_name.into();
     span.resource = Arc::new(convert::resource_from_pb(detail.resource.take()));
     span.scope = Arc::new(Scope {
         name: std::mem::take(&mut detail.scope_name),
@@ -149,7 +149,7 @@ pub(super) fn read_summary_span(r: &mut Reader<'_>) -> Result<Span, StoreError> 
     span.parent_span_id = has_parent.then_some(span_id);
     span.kind = kind;
     span.status.code = status;
-    span.service_name = service_name;
+    span.service_name = service_name.into();
     span.start_time_unix_nano = start;
     span.end_time_unix_nano = end;
     if has_http {

@@ -1105,7 +1105,7 @@ async fn schema_4_fills_newest_local_from_the_spans_of_an_older_database() {
         let service = String::from_utf8(r.bytes().unwrap().to_vec()).unwrap();
         got.push((service, r.u64().unwrap()));
     }
-    let mut services: Vec<String> = trace.iter().map(|s| s.service_name.clone()).collect();
+    let mut services: Vec<String> = trace.iter().map(|s| s.service_name.to_string()).collect();
     services.sort();
     services.dedup();
     let want: Vec<(String, u64)> = services.iter().map(|s| (s.clone(), newest(s))).collect();

@@ -70,11 +70,11 @@ impl CompactAttribute {
     pub(crate) fn from_model(kv: &KeyValue) -> Self {
         let (key_code, key) = match keys::code_of(&kv.key) {
             Some(code) => (code, String::new()),
-            None => (0, kv.key.clone()),
+            None => (0, kv.key.to_string()),
         };
         let value = match &kv.value {
             AttrValue::Empty => None,
-            AttrValue::String(s) => Some(CompactValue::String(s.clone())),
+            AttrValue::String(s) => Some(CompactValue::String(s.to_string())),
             AttrValue::Bool(b) => Some(CompactValue::Bool(*b)),
             AttrValue::Int(i) => Some(CompactValue::Int(*i)),
             AttrValue::Double(d) => Some(CompactValue::Double(*d)),
@@ -105,7 +105,7 @@ impl CompactAttribute {
         };
         let value = match self.value {
             None => AttrValue::Empty,
-            Some(CompactValue::String(s)) => AttrValue::String(s),
+            Some(CompactValue::String(s)) => AttrValue::String(s.into()),
             Some(CompactValue::Bool(b)) => AttrValue::Bool(b),
             Some(CompactValue::Int(i)) => AttrValue::Int(i),
             Some(CompactValue::Double(d)) => AttrValue::Double(d),
@@ -117,7 +117,10 @@ impl CompactAttribute {
                 AttrValue::KvList(convert::attributes_from_pb(kv.values))
             }
         };
-        KeyValue { key, value }
+        KeyValue {
+            key: key.into(),
+            value,
+        }
     }
 }
 

@@ -288,7 +288,7 @@ mod tests {
             ));
             span.attributes.push(crate::model::KeyValue::new(
                 "app.tag",
-                AttrValue::String(format!("t{i}")),
+                AttrValue::String(format!("t{i}").into()),
             ));
         }
         // The earliest span of trace 3: written alone first, it does not move the start.
@@ -355,7 +355,7 @@ mod tests {
         spans.extend(conformance::demo_trace(1, true, 5.0)); // trace 1 again, after trace 2
         spans[0].attributes.push(crate::model::KeyValue::new(
             "long",
-            AttrValue::String("x".repeat(300)),
+            AttrValue::String("x".repeat(300).into()),
         ));
         let state = PairHashState::default();
         let plan = AttrPlan::new(&spans, &AttributeIndex::All, &state);

@@ -133,7 +133,7 @@ pub(super) fn block_spans(
         span.status.code = StatusCode::from_i32(stored.status);
         span.resource = resource;
         span.scope = scope;
-        span.service_name = block.string(stored.service).to_owned();
+        span.service_name = block.string(stored.service).into();
         SpanDetail::decode_bytes(block.detail(stored))?.fill(&mut span)?;
         spans.push(span);
     }

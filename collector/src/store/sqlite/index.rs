@@ -502,7 +502,7 @@ impl StoredRows {
             for span in &block.spans {
                 for kv in detail_attributes(block.detail(span))? {
                     if let Some(text) = attr_index_text(&kv.value) {
-                        out.attrs.push((kv.key, text.into_owned()));
+                        out.attrs.push((kv.key.into(), text.into_owned()));
                     }
                 }
                 let service = block.string(span.service);
@@ -570,7 +570,7 @@ mod tests {
         store.write_spans(spans.clone()).await.unwrap();
         store.write_spans(vec![root.clone()]).await.unwrap();
         let q = TraceQuery {
-            service: Some(root.service_name.clone()),
+            service: Some(root.service_name.to_string()),
             attributes: vec![("http.response.status_code".into(), "503".into())],
             ..TraceQuery::default()
         };

@@ -760,7 +760,7 @@ mod tests {
             .query_row(
                 "SELECT count(*) FROM slow_spans INDEXED BY slow_spans_by_start \
                  WHERE service = ?1 AND duration_ns >= 100000000",
-                [&root.service_name],
+                [root.service_name.as_str()],
                 |r| r.get(0),
             )
             .unwrap();

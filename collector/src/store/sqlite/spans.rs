@@ -332,7 +332,7 @@ fn insert_slow_spans(conn: &Connection, spans: &[&Span]) -> Result<(), StoreErro
             .map_err(map_sql)?
             .execute(params![
                 &span.trace_id.0[..],
-                span.service_name,
+                span.service_name.as_str(),
                 to_i64(span.start_time_unix_nano),
                 to_i64(span.duration_ns()),
             ])
