@@ -31,7 +31,7 @@ async fn raw_exchange(addr: SocketAddr, head: &str, body: &[u8]) -> String {
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(body).await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+    tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut raw))
         .await
         .expect("the collector answers")
         .unwrap();
