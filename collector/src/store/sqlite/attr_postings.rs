@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS attr_moves (
 );
 ";
 
+/// The staged entries of one pair as (start, trace), before the traces' blocks are known.
+type Staged = Vec<(i64, TraceId)>;
+
 /// Moves every staged row (`span_attrs_new`) into new posting rows, one per distinct (key,
 /// value), and lists the move in `attr_moves`. The caller empties the staging tables
 /// afterwards, in the same transaction. A staged row of a trace without a block (none is
@@ -69,7 +72,7 @@ CREATE TABLE IF NOT EXISTS attr_moves (
 /// [`StoreError::Backend`] on SQLite errors.
 pub(super) fn absorb_staged(conn: &Connection) -> Result<(), StoreError> {
     // Per key id, per value: the pair's entries as (start, trace) until the blocks are known.
-    let mut pairs: HashMap<i64, HashMap<String, Vec<(i64, TraceId)>>> = HashMap::default();
+    let mut pairs: HashMap<i64, HashMap<String, Staged>> = HashMap::default();
     let mut blocks: HashMap<TraceId, Option<i64>> = HashMap::default();
     {
         let mut read = conn
@@ -80,7 +83,11 @@ pub(super) fn absorb_staged(conn: &Connection) -> Result<(), StoreError> {
             let key: i64 = row.get(0).map_err(map_sql)?;
             let value = row.get_ref(1).map_err(map_sql)?.as_str().map_err(backend)?;
             let start: i64 = row.get(2).map_err(map_sql)?;
-            let id = row.get_ref(3).map_err(map_sql)?.as_blob().map_err(backend)?;
+            let id = row
+                .get_ref(3)
+                .map_err(map_sql)?
+                .as_blob()
+                .map_err(backend)?;
             let trace = TraceId(super::codec::blob_array::<16>(id)?);
             let values = pairs.entry(key).or_default();
             // The text is copied once per distinct value, not per row.
@@ -124,7 +131,7 @@ pub(super) fn absorb_staged(conn: &Connection) -> Result<(), StoreError> {
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     let mut entries: Vec<Entry> = Vec::new();
     // In key order: neighbouring inserts touch the same pages.
-    let mut sorted: Vec<(i64, &String, &Vec<(i64, TraceId)>)> = pairs
+    let mut sorted: Vec<(i64, &String, &Staged)> = pairs
         .iter()
         .flat_map(|(key, values)| values.iter().map(move |(v, staged)| (*key, v, staged)))
         .collect();
@@ -132,11 +139,9 @@ pub(super) fn absorb_staged(conn: &Connection) -> Result<(), StoreError> {
     {
         for (key, value, staged) in sorted {
             entries.clear();
-            entries.extend(
-                staged
-                    .iter()
-                    .filter_map(|(start, trace)| blocks.get(trace).copied().flatten().map(|b| (*start, b))),
-            );
+            entries.extend(staged.iter().filter_map(|(start, trace)| {
+                blocks.get(trace).copied().flatten().map(|b| (*start, b))
+            }));
             posting_list::sort_entries(&mut entries);
             let (Some(&(max, _)), Some(&(min, _))) = (entries.first(), entries.last()) else {
                 continue;

@@ -59,7 +59,12 @@ pub(super) fn find(
     }
     let mut rows_stmt = conn.prepare_cached(ROWS_OF_PAIR).map_err(backend)?;
     let mut posting_rows = rows_stmt
-        .query(rusqlite::params![walk.key, walk.value, walk.from_ns, walk.to_ns])
+        .query(rusqlite::params![
+            walk.key,
+            walk.value,
+            walk.from_ns,
+            walk.to_ns
+        ])
         .map_err(backend)?;
     let mut check = conn
         .prepare_cached(&check_sql(walk.conds))
@@ -129,7 +134,7 @@ pub(super) fn find(
             }
             next_sql = next_sql_row(&mut sql_rows)?;
         }
-        group.sort_unstable_by(|a, b| b.trace_id.0.cmp(&a.trace_id.0));
+        group.sort_unstable_by_key(|s| std::cmp::Reverse(s.trace_id.0));
         group.dedup_by(|a, b| a.trace_id == b.trace_id);
         for summary in group {
             if skipped < offset {
@@ -195,12 +200,12 @@ mod tests {
     /// Trace `n` of the comparison: the demo trace, failed for every 5th, with `app.tier`
     /// (three values) on its seventh span (`order INSERT orders`); every 7th starts at trace `n - 1`'s start (ties).
     fn trace(n: u8) -> Vec<crate::model::Span> {
-        let mut spans = conformance::demo_trace(n, n % 5 == 0, 1.0);
+        let mut spans = conformance::demo_trace(n, n.is_multiple_of(5), 1.0);
         spans[6].attributes.push(KeyValue::new(
             "app.tier",
             AttrValue::String(format!("t{}", n % 3)),
         ));
-        if n % 7 == 0 {
+        if n.is_multiple_of(7) {
             for s in &mut spans {
                 s.start_time_unix_nano -= 1_000_000_000;
                 s.end_time_unix_nano -= 1_000_000_000;
@@ -316,10 +321,8 @@ mod tests {
         // span of trace 4 that starts before its root (its start moves).
         let mut late = trace(3)[6].clone();
         late.span_id = SpanId([0, 0, 0, 0, 0, 0, 0, 99]);
-        late.attributes.push(KeyValue::new(
-            "app.tier",
-            AttrValue::String("late".into()),
-        ));
+        late.attributes
+            .push(KeyValue::new("app.tier", AttrValue::String("late".into())));
         let mut early = trace(4)[6].clone();
         early.span_id = SpanId([0, 0, 0, 0, 0, 0, 0, 98]);
         early.start_time_unix_nano -= 500_000_000;
@@ -330,7 +333,11 @@ mod tests {
         let after = answers(&a).await;
         assert_eq!(after, answers(&b).await);
         let by_tier_one = &after[2];
-        assert!(by_tier_one.iter().any(|(start, _)| *start == early.start_time_unix_nano));
+        assert!(
+            by_tier_one
+                .iter()
+                .any(|(start, _)| *start == early.start_time_unix_nano)
+        );
         for store in [&a, &b] {
             let found = store.find_traces(q(&[("app.tier", "late")])).await.unwrap();
             assert_eq!(found.len(), 1);
@@ -455,7 +462,10 @@ mod tests {
         }
         let tier = store.find_traces(q(&[("app.tier", "t1")])).await.unwrap();
         assert_eq!(tier.len(), (1..=last).filter(|n| n % 3 == 1).count());
-        assert!(tier.windows(2).all(|w| w[0].start_time_unix_nano >= w[1].start_time_unix_nano));
+        assert!(
+            tier.windows(2)
+                .all(|w| w[0].start_time_unix_nano >= w[1].start_time_unix_nano)
+        );
         store.shutdown().await;
     }
 }

@@ -233,7 +233,9 @@ mod tests {
     fn sample(n: usize, seed: u64) -> Vec<Entry> {
         let mut x = seed;
         let mut next = || {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             x >> 20
         };
         let mut entries: Vec<Entry> = (0..n)
