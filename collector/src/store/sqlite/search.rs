@@ -1,6 +1,7 @@
 //! The search SQL builder: a [`TraceQuery`] becomes one `SELECT` over `traces` and the
 //! search-index tables (see `index.rs`), every value a bound parameter. A search driven by
-//! an attribute is a `UNION ALL` of the attribute index's places (`attr_runs.rs`).
+//! an attribute is a `UNION ALL` of the attribute index's SQL places (`attr_runs.rs`) merged
+//! with the pair's posting rows (`attr_search.rs`, schema 17).
 
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
