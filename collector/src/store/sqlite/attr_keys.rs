@@ -277,7 +277,7 @@ mod tests {
     async fn a_new_file_stores_key_ids_in_staged_rows_and_runs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spanline.db");
-        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let store = SqliteStore::open(&path, super::super::tests::with_runs()).unwrap();
         store
             .write_spans(conformance::demo_trace(1, true, 5.0))
             .await
@@ -399,7 +399,7 @@ mod tests {
 
         let options = SqliteOptions {
             attr_run_rows: 1,
-            ..SqliteOptions::default()
+            ..super::super::tests::with_runs()
         };
         let store = SqliteStore::open(&path, options).unwrap();
         let conn = Connection::open(&path).unwrap();

@@ -1,4 +1,8 @@
-//! # Attribute-index runs (schema version 11)
+//! # Attribute-index runs (schema versions 11 to 16)
+//!
+//! Since version 17 moves of staged rows write posting rows (`attr_postings.rs`); the runs of
+//! older files stay, read and deleted from, and are dropped once emptied. The option
+//! `SqliteOptions::attr_postings = false` still moves into runs (tests that make such files).
 //!
 //! The attribute search index has three places, all keyed by `(key, value, start_ns,
 //! trace_id)`, and a row is in exactly one of them:
@@ -412,7 +416,7 @@ mod tests {
         let path = dir.path().join("spanline.db");
         let options = SqliteOptions {
             attr_run_rows: 1,
-            ..SqliteOptions::default()
+            ..super::super::tests::with_runs()
         };
         let store = SqliteStore::open(&path, options).unwrap();
         let traces = u8::try_from(2 * MAX_SEGMENTS + 3).unwrap();
@@ -501,7 +505,7 @@ mod tests {
             super::super::operation_ids::BACK_TO_V11
         ))
         .unwrap();
-        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let store = SqliteStore::open(&path, super::super::tests::with_runs()).unwrap();
         let mut late = conformance::demo_trace(3, true, 5.0)[2].clone();
         late.span_id = SpanId([0, 0, 0, 0, 0, 0, 0, 99]);
         late.attributes.push(crate::model::KeyValue::new(

@@ -12,25 +12,29 @@
 //!   `app.item.id` differ on every span). `attr_segments(seg, rows, min_start_ns,
 //!   max_start_ns)` lists the segments, the rows written into each and the range of their
 //!   trace starts (version 11).
-//! - the runs `span_attrs_run<N>` (version 11, `attr_runs.rs`) and the single merged level
+//! - the posting rows `attr_postings` (version 17, `attr_postings.rs`), and in older files the
+//!   runs `span_attrs_run<N>` (versions 11 to 16, `attr_runs.rs`) and the single merged level
 //!   `span_attrs` of versions 3 to 10.
 //!
 //! When the segments hold [`MERGE_ROWS`] rows or there are [`MAX_SEGMENTS`] of them, the
-//! writer moves them into the open run in key order (`INSERT … SELECT … ORDER BY`) and
-//! empties the staging tables, in the same transaction as the group that reached the limit.
+//! writer moves them into new posting rows, one per distinct (key, value) (before version 17:
+//! into the open run, in key order) and empties the staging tables, in the same transaction as
+//! the group that reached the limit.
 //! Acknowledge-after-commit and crash safety are unchanged: staged rows are committed with
 //! their spans.
 //!
 //! Invariants the search and the deletes rely on:
 //! - every row carries its trace's current start (`traces.start_ns`); a moved start deletes
 //!   the trace's rows from every place and writes them again at the new start;
-//! - a row (key, value, start, trace) is in at most one place: the writer probes every place
-//!   before staging a row of a trace that was stored before this flush ([`retain_new`]), so
-//!   a search over all of them gives each trace once.
+//! - a row (key, value, start, trace) is in at most one of the SQL places (staged, runs,
+//!   `span_attrs`): the writer probes them before staging a row of a trace that was stored
+//!   before this flush ([`retain_new`]). Posting rows are not probed (a late span may stage a
+//!   pair whose entry moved already): searches keep each trace once (`attr_search.rs`).
 //!
 //! A search driven by an attribute walks `span_attrs`, each run and each staged segment in
-//! start order (one `UNION ALL` arm each, all ordered by their primary keys) and SQLite
-//! merges them, stopping at the limit (`search.rs`). Sorting the staged rows of a common value
+//! start order (one `UNION ALL` arm each, all ordered by their primary keys, which SQLite
+//! merges) and merges that with the pair's posting rows, stopping at the limit
+//! (`attr_search.rs`). Sorting the staged rows of a common value
 //! instead (one arm over all segments) cost 50-160 ms with 100k rows staged.
 
 use rusqlite::{Connection, params};
@@ -119,7 +123,7 @@ pub(super) fn retain_new(
 pub(super) fn stage(
     conn: &Connection,
     rows: &[AttrRow<'_>],
-    run_rows: u64,
+    settings: &super::index::IndexSettings,
 ) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
@@ -153,15 +157,23 @@ pub(super) fn stage(
     .execute(params![seg, count, min_start, max_start])
     .map_err(map_sql)?;
     if staged.saturating_add(count) >= MERGE_ROWS || segments + 1 >= MAX_SEGMENTS {
-        merge(conn, run_rows)?;
+        merge(conn, settings)?;
     }
     Ok(())
 }
 
-/// Moves every staged row into the open run ([`attr_runs::absorb_staged`]) and empties the
+/// Moves every staged row into new posting rows ([`attr_postings::absorb_staged`]; or into
+/// the open run, [`attr_runs::absorb_staged`], when `settings` say so) and empties the
 /// staging tables.
-pub(super) fn merge(conn: &Connection, run_rows: u64) -> Result<(), StoreError> {
-    attr_runs::absorb_staged(conn, run_rows)?;
+pub(super) fn merge(
+    conn: &Connection,
+    settings: &super::index::IndexSettings,
+) -> Result<(), StoreError> {
+    if settings.attr_postings {
+        super::attr_postings::absorb_staged(conn)?;
+    } else {
+        attr_runs::absorb_staged(conn, settings.attr_run_rows)?;
+    }
     conn.prepare_cached("DELETE FROM span_attrs_new")
         .map_err(map_sql)?
         .execute([])
@@ -206,14 +218,15 @@ mod tests {
     use super::*;
     use crate::store::{SpanStore, TraceQuery, conformance};
 
-    /// Rows in the runs, staged rows, and the segments.
+    /// Entries moved (into runs or posting rows), staged rows, and the segments.
     fn counts(conn: &Connection) -> (i64, i64, i64) {
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-        let in_runs = attr_runs::runs(conn)
+        let in_runs: i64 = attr_runs::runs(conn)
             .unwrap()
             .iter()
             .map(|run| count(&format!("SELECT count(*) FROM {}", run.table())))
             .sum();
+        let in_runs = in_runs + count("SELECT coalesce(sum(entries), 0) FROM attr_postings");
         assert_eq!(count("SELECT count(*) FROM span_attrs"), 0, "never written");
         (
             in_runs,

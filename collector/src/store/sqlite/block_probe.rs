@@ -64,8 +64,10 @@ impl Conditions<'_> {
     }
 }
 
-/// Registers [`BLOCK_HAS`] on `conn`. Errors: SQLite's.
+/// Registers [`BLOCK_HAS`] (and `posting_list::POSTING_HAS`) on `conn`. Errors: SQLite's.
 pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
+    // And the posting-list lookup of the attribute index's conditions (`posting_list.rs`).
+    super::posting_list::register(conn)?;
     conn.create_scalar_function(
         BLOCK_HAS,
         8,

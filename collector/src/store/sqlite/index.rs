@@ -62,6 +62,8 @@ pub(super) struct IndexSettings {
     pub attributes: AttributeIndex,
     /// Rows at which an attribute-index run is closed (`attr_runs.rs`).
     pub attr_run_rows: u64,
+    /// Whether moves write posting rows (else runs): [`SqliteOptions::attr_postings`](super::SqliteOptions::attr_postings).
+    pub attr_postings: bool,
     /// Rows at which the newest index bucket is closed (`buckets.rs`).
     pub bucket_rows: u64,
     /// The hasher of attribute (key, value) pairs, shared by the requests' plans and the
@@ -74,6 +76,7 @@ impl From<&super::SqliteOptions> for IndexSettings {
         Self {
             attributes: options.index_attributes.clone(),
             attr_run_rows: options.attr_run_rows,
+            attr_postings: options.attr_postings,
             bucket_rows: options.index_bucket_rows,
             pair_hash: PairHashState::default(),
         }
@@ -288,7 +291,7 @@ impl<'a> GroupIndex<'a> {
         if !stored_before.is_empty() {
             attr_stage::retain_new(conn, &mut attrs, |id| stored_before.contains(id))?;
         }
-        attr_stage::stage(conn, &attrs, settings.attr_run_rows)?;
+        attr_stage::stage(conn, &attrs, settings)?;
         if !self.operations.is_empty() {
             let mut insert_op = conn
                 .prepare_cached(

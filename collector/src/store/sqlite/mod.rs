@@ -24,7 +24,7 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 16), the migrations from versions 1 to 15, the checks at open |
+//! | `schema.rs` | the tables (version 17), the migrations from versions 1 to 16, the checks at open |
 //! | `blocks.rs` | the span blocks (`span_blocks`; schema 16): one compressed, columnar block per trace and request |
 //! | `block_probe.rs` | the SQL function searches call on a block (does a span meet the search's span conditions) |
 //! | `migrate_v16.rs` | version 15 → 16: the `spans` rows moved into blocks |
@@ -36,7 +36,10 @@
 //! | `buckets.rs` | the start-time buckets that key `trace_operations` and `entry_spans_by_op` first (`index_buckets`; schema 15) |
 //! | `attr_plan.rs` | a request's attribute-index entries, worked out before it is queued |
 //! | `attr_stage.rs` | the attribute index's staged level (`span_attrs_new` segments, moved into runs) |
-//! | `attr_runs.rs` | the attribute index's runs (`span_attrs_run<N>` tables, `attr_runs`; schema 11) |
+//! | `attr_runs.rs` | the attribute index's runs (`span_attrs_run<N>` tables, `attr_runs`; schema 11 to 16, read in older files) |
+//! | `attr_postings.rs` | the attribute index's posting rows (`attr_postings`, `attr_moves`; schema 17): where staged rows move |
+//! | `posting_list.rs` | a posting row's encoded entries, and the SQL function that looks one up |
+//! | `attr_search.rs` | searches driven by an attribute: posting rows merged with the SQL-ordered places |
 //! | `attr_keys.rs` | the attribute keys' ids in the staged rows and the runs (`attr_keys`; schema 14) |
 //! | `durable.rs` | tail sampling decisions and consumer groups (what the collector learns besides spans) |
 //! | `retention.rs` | deleting the oldest traces by age or size, one small batch per call |
@@ -51,7 +54,9 @@
 
 mod attr_keys;
 mod attr_plan;
+mod attr_postings;
 mod attr_runs;
+mod attr_search;
 mod attr_stage;
 mod block_probe;
 mod blocks;
@@ -64,6 +69,7 @@ mod links;
 mod migrate_v16;
 mod operation_ids;
 mod options;
+mod posting_list;
 mod read;
 mod retention;
 mod schema;
@@ -303,6 +309,15 @@ pub(super) mod tests {
             store.write_spans(spans).await.unwrap();
         }
         store.shutdown().await;
+    }
+
+    /// Options whose moves of staged attribute rows write runs, as schema 16 did (files with
+    /// runs, for the tests of the places older files have).
+    pub(super) fn with_runs() -> SqliteOptions {
+        SqliteOptions {
+            attr_postings: false,
+            ..SqliteOptions::default()
+        }
     }
 
     /// A new, empty store in a temporary directory.

@@ -99,6 +99,8 @@ pub(super) fn retention_batch(
     // The oldest index buckets left without rows (`buckets.rs`).
     if outcome.traces_deleted > 0 {
         super::buckets::prune(&sp)?;
+        // The posting rows whose entries are all older than every stored trace.
+        super::attr_postings::prune(&sp)?;
     }
     if let Some(max) = policy.max_bytes
         && outcome.traces_deleted > 0

@@ -1,4 +1,4 @@
-//! # The schema (version 16, `PRAGMA user_version = 16`)
+//! # The schema (version 17, `PRAGMA user_version = 17`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -92,6 +92,13 @@
 //!                                                             -- duration_ns); deleted by that key
 //! spans                                                       -- empty (its rows moved into blocks), kept
 //!                                                             -- with its indexes for the steps before 16
+//! -- version 17 (`attr_postings.rs`):
+//! attr_postings(key, value, max_start_ns, move_id,            -- PK (key, value, max_start_ns, move_id), WITHOUT
+//!               min_start_ns, entries, list BLOB)             -- ROWID: one row per (key id, value) of a move of
+//!               INDEX (max_start_ns)                          -- staged rows, its entries (start, block id) in
+//!                                                             -- `list` (`posting_list.rs`); runs no longer written
+//! attr_moves(move_id INTEGER PRIMARY KEY, rows, entries,      -- each move into posting rows and its starts
+//!            min_start_ns, max_start_ns)
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -126,6 +133,9 @@
 //! Version 15 → 16 moves every `spans` row
 //! into `span_blocks` (one block per trace, in trace-id order) and the spans of 100 ms or
 //! longer into `slow_spans`, then empties `spans` (one read of every span).
+//! Version 16 → 17 adds the posting rows of the attribute index and the list of moves; runs
+//! and staged rows stay where they are (read and deleted from; the next move of staged rows
+//! writes posting rows); nothing is copied.
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -133,6 +143,7 @@ use std::path::Path;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::attr_keys::schema_v14;
+use super::attr_postings::SCHEMA_V17;
 use super::attr_runs::schema_v11;
 use super::attr_stage::SCHEMA_V8;
 use super::buckets::schema_v15;
@@ -147,7 +158,7 @@ use super::slow_walk::SCHEMA_V13;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 16;
+pub(super) const SCHEMA_VERSION: i64 = 17;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -445,6 +456,7 @@ pub(super) fn open_read_write(
             String::new()
         };
         let v12 = if version < 12 { SCHEMA_V12 } else { "" };
+        let v17 = if version < 17 { SCHEMA_V17 } else { "" };
         let v13 = if version < 13 { SCHEMA_V13 } else { "" };
         let v14 = if version < 14 {
             schema_v14(&conn).map_err(unreadable)?
@@ -509,7 +521,7 @@ pub(super) fn open_read_write(
         };
         sql_step(&format!(
             "BEGIN; {base} {v2} {v3} {v4} {v5} {v6} {v7} {v8} {v9} {v10} {v11} {v12} {v13} {v14} \
-             {v15}"
+             {v15} {v17}"
         ))
         .map_err(failed)?;
         // Version 15 → 16 (`migrate_v16.rs`): the spans into blocks.

@@ -1,12 +1,15 @@
 //! The search SQL builder: a [`TraceQuery`] becomes one `SELECT` over `traces` and the
 //! search-index tables (see `index.rs`), every value a bound parameter. A search driven by
-//! an attribute is a `UNION ALL` of the attribute index's places (`attr_runs.rs`).
+//! an attribute is a `UNION ALL` of the attribute index's SQL places (`attr_runs.rs`) merged
+//! with the pair's posting rows (`attr_search.rs`, schema 17).
 
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
 use super::attr_keys::id_of_key;
+use super::attr_postings;
 use super::attr_runs::{self, Run};
+use super::attr_search::{self, AttrWalk};
 use super::buckets::bucket_of;
 use super::operation_ids::id_of_pair;
 use super::read::{SUMMARY_COLUMNS, read_trace, row_to_summary};
@@ -243,10 +246,10 @@ fn find_by_index(
     } else {
         Some(conn.unchecked_transaction().map_err(backend)?)
     };
-    let runs = if q.attributes.is_empty() {
-        Vec::new()
+    let (runs, width) = if q.attributes.is_empty() {
+        (Vec::new(), None)
     } else {
-        attr_runs::runs(conn)?
+        (attr_runs::runs(conn)?, attr_postings::widest_move(conn)?)
     };
     let mut args: Vec<SqlValue> = Vec::new();
     let mut conds: Vec<String> = Vec::new();
@@ -355,7 +358,9 @@ fn find_by_index(
     }
     let skip_attrs = usize::from(matches!(drive, Drive::Attribute));
     for (key, value) in q.attributes.iter().skip(skip_attrs) {
-        conds.push(attr_runs::search_condition(&runs, key, value, &mut args));
+        let old = attr_runs::search_condition(&runs, key, value, &mut args);
+        let posted = attr_postings::search_condition(width, key, value, &mut args);
+        conds.push(format!("({old} OR {posted})"));
     }
     if let Some(v) = q.start_time_min_unix_nano {
         conds.push(format!("{order}.start_ns >= ?"));
@@ -401,7 +406,16 @@ fn find_by_index(
         Drive::Attribute => {
             let (key, value) = &q.attributes[0];
             let arms = attribute_arms(conn, q, &runs, key, value)?;
-            return query_arms(conn, &arms, Walk::Attribute, &conds, &args, limit, offset);
+            let walk = AttrWalk {
+                key,
+                value,
+                from_ns: q.start_time_min_unix_nano.map_or(i64::MIN, to_i64),
+                to_ns: q.start_time_max_unix_nano.map_or(i64::MAX, to_i64),
+                conds: &conds,
+                args: &args,
+                sql_places: arms_sql(&arms, Walk::Attribute, &conds, &args),
+            };
+            return attr_search::find(conn, &walk, limit, offset);
         }
         Drive::Operation => {
             return query_arms(conn, &arms, Walk::Operation, &conds, &args, limit, offset);
@@ -527,8 +541,30 @@ fn query_arms(
     limit: usize,
     offset: usize,
 ) -> Result<Vec<TraceSummary>, StoreError> {
-    if arms.is_empty() {
+    let Some((sql, mut all)) = arms_sql(arms, walk, conds, args) else {
         return Ok(Vec::new());
+    };
+    let sql = format!("{sql} LIMIT ? OFFSET ?");
+    all.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    all.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(all), row_to_summary)
+        .map_err(backend)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+}
+
+/// The `SELECT` of [`query_arms`] without its limit, and its values; `None` for no arms.
+/// Its first columns are [`SUMMARY_COLUMNS`], the next (for [`Walk::Attribute`]) the row's
+/// start.
+fn arms_sql(
+    arms: &[Arm],
+    walk: Walk,
+    conds: &[String],
+    args: &[SqlValue],
+) -> Option<(String, Vec<SqlValue>)> {
+    if arms.is_empty() {
+        return None;
     }
     let (columns, order_by, union) = match walk {
         Walk::Attribute => (
@@ -561,16 +597,10 @@ fn query_arms(
         all.extend(args.iter().cloned());
     }
     let sql = format!(
-        "{} ORDER BY {order_by} LIMIT ? OFFSET ?",
+        "{} ORDER BY {order_by}",
         selects.join(&format!(" {union} "))
     );
-    all.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-    all.push(SqlValue::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
-    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(all), row_to_summary)
-        .map_err(backend)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+    Some((sql, all))
 }
 
 /// The services that have an operation named `operation` (`operations_by_name`, schema 10).
