@@ -203,7 +203,7 @@ mod tests {
         let mut spans = conformance::demo_trace(n, n.is_multiple_of(5), 1.0);
         spans[6].attributes.push(KeyValue::new(
             "app.tier",
-            AttrValue::String(format!("t{}", n % 3)),
+            AttrValue::String(format!("t{}", n % 3).into()),
         ));
         if n.is_multiple_of(7) {
             for s in &mut spans {
