@@ -1,7 +1,9 @@
 //! # Index buckets (schema version 15)
 //!
 //! `trace_operations` and `entry_spans_by_op` are keyed by a bucket before the (service,
-//! operation) pair: `(bucket, op, start_ns, trace_id)` and `(bucket, op, start_ns)`. Keyed by
+//! operation) pair: `(bucket, op, start_ns, trace_id)` and `(bucket, op, start_ns)` (since
+//! schema 18 `entry_spans` itself, `(bucket, op, start_ns, trace_id, span_id, kind)`, with no
+//! other index: a window of starts is a range of buckets, `migrate_v18.rs`). Keyed by
 //! the pair first (schema 12-14), a commit's rows landed at each of the load's pairs and
 //! dirtied (and often split) a leaf at each: 45% of a commit's WAL frames on the ingest
 //! benchmark's 80 pairs (BENCHMARKS.md §3.1, fifth session). With the bucket first, the rows
@@ -251,7 +253,7 @@ pub(super) fn prune(conn: &Connection) -> Result<usize, StoreError> {
     let mut used = conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM trace_operations WHERE bucket = ?1) \
-             OR EXISTS (SELECT 1 FROM entry_spans INDEXED BY entry_spans_by_op WHERE bucket = ?1)",
+             OR EXISTS (SELECT 1 FROM entry_spans WHERE bucket = ?1)",
         )
         .map_err(map_sql)?;
     let mut removed = 0;
@@ -292,8 +294,20 @@ CREATE TABLE trace_operations_v14 (
 INSERT INTO trace_operations_v14 SELECT op, start_ns, trace_id FROM trace_operations;
 DROP TABLE trace_operations;
 ALTER TABLE trace_operations_v14 RENAME TO trace_operations;
-DROP INDEX entry_spans_by_op;
-ALTER TABLE entry_spans DROP COLUMN bucket;
+CREATE TABLE entry_spans_v14 (
+    start_ns INTEGER NOT NULL,
+    op INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    parent_span_id BLOB,
+    kind INTEGER NOT NULL
+);
+INSERT INTO entry_spans_v14
+    SELECT start_ns, op, duration_ns, error, trace_id, parent_span_id, kind FROM entry_spans;
+DROP TABLE entry_spans;
+ALTER TABLE entry_spans_v14 RENAME TO entry_spans;
+CREATE INDEX entry_spans_by_start ON entry_spans (start_ns);
 CREATE INDEX entry_spans_by_op ON entry_spans (op, start_ns);
 DROP TABLE index_buckets;
 ";

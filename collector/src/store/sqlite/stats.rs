@@ -1,6 +1,7 @@
 //! Reads for `/v1/stats`, `/v1/dependencies` and the service and operation lists: the
-//! `entry_spans` rows of a time window (one per SERVER/CONSUMER span, index
-//! `entry_spans_by_start`; a service's by `entry_spans_by_op`, bucket by bucket: schema 15),
+//! `entry_spans` rows of a time window (one per SERVER/CONSUMER span, keyed by `(bucket, op,
+//! start_ns, …)` since schema 18: a window is the range of its buckets, a service's rows its
+//! ids' ranges in each; schema 15 had a second index by start alone),
 //! with their service and name from `operation_ids` (schema 12), with their parent span from
 //! its trace's blocks for the dependency graph (schema 16), and the `operations` table.
 
@@ -16,6 +17,19 @@ use crate::model::{SpanKind, StatusCode, TraceId};
 use crate::store::{
     DependencyEdge, Operation, OperationSamples, StoreError, TimeWindow, group_samples,
 };
+
+/// The `entry_spans e` rows of the buckets that hold the starts from `?1` to `?2` (an SQL
+/// condition, a string literal for `concat!`): a range of the table's key.
+macro_rules! window_buckets {
+    () => {
+        concat!(
+            "e.bucket >= ",
+            bucket_of!("?1"),
+            " AND e.bucket <= ",
+            bucket_of!("?2")
+        )
+    };
+}
 
 /// The services that have stored spans, sorted.
 pub(super) fn services(conn: &Connection) -> Result<Vec<String>, StoreError> {
@@ -54,12 +68,13 @@ pub(super) fn dependencies(
     w: TimeWindow,
 ) -> Result<Vec<DependencyEdge>, StoreError> {
     let mut stmt = conn
-        .prepare_cached(
+        .prepare_cached(concat!(
             "SELECT e.trace_id, e.parent_span_id, o.service, o.name, e.error, e.kind \
-             FROM entry_spans e CROSS JOIN operation_ids o ON o.id = e.op \
-             WHERE e.start_ns >= ?1 AND e.start_ns < ?2 AND e.parent_span_id IS NOT NULL \
-             ORDER BY e.trace_id",
-        )
+                 FROM entry_spans e CROSS JOIN operation_ids o ON o.id = e.op WHERE ",
+            window_buckets!(),
+            " AND e.start_ns >= ?1 AND e.start_ns < ?2 AND e.parent_span_id IS NOT NULL \
+                 ORDER BY e.trace_id"
+        ))
         .map_err(backend)?;
     let mut rows = stmt
         .query(params![to_i64(w.start_unix_nano), to_i64(w.end_unix_nano)])
@@ -145,13 +160,12 @@ pub(super) fn operation_samples(
     service: Option<&str>,
 ) -> Result<Vec<OperationSamples>, StoreError> {
     // The service's rows: each of its ids' `(bucket, op, start_ns)` range in each bucket of
-    // the window (`entry_spans_by_op`, `buckets.rs`); all rows: the window of
-    // `entry_spans_by_start` (`CROSS JOIN` keeps `entry_spans` the outer loop, not one seek
-    // per id ever stored).
+    // the window (`buckets.rs`); all rows: the window's buckets (`CROSS JOIN` keeps
+    // `entry_spans` the outer loop, not one seek per id ever stored).
     let sql = if service.is_some() {
         concat!(
             "SELECT o.service, o.name, e.duration_ns, e.error \
-             FROM entry_spans e INDEXED BY entry_spans_by_op JOIN operation_ids o ON o.id = e.op \
+             FROM entry_spans e JOIN operation_ids o ON o.id = e.op \
              WHERE e.bucket IN (SELECT bucket FROM index_buckets WHERE bucket >= ",
             bucket_of!("?1"),
             " AND lo_ns < ?2) \
@@ -159,9 +173,12 @@ pub(super) fn operation_samples(
              AND e.start_ns >= ?1 AND e.start_ns < ?2"
         )
     } else {
-        "SELECT o.service, o.name, e.duration_ns, e.error \
-         FROM entry_spans e CROSS JOIN operation_ids o ON o.id = e.op \
-         WHERE e.start_ns >= ?1 AND e.start_ns < ?2"
+        concat!(
+            "SELECT o.service, o.name, e.duration_ns, e.error \
+             FROM entry_spans e CROSS JOIN operation_ids o ON o.id = e.op WHERE ",
+            window_buckets!(),
+            " AND e.start_ns >= ?1 AND e.start_ns < ?2"
+        )
     };
     let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
     let start = to_i64(w.start_unix_nano);
