@@ -282,7 +282,8 @@ pub(super) fn prune(conn: &Connection) -> Result<usize, StoreError> {
 }
 
 /// Test support: SQL that puts a current file's `trace_operations` and `entry_spans` back into
-/// the version-14 layout (no bucket) with the same rows and drops `index_buckets`.
+/// the version-14 layout (no bucket) with the same rows and drops `index_buckets`; run after
+/// `migrate_v18::ENTRY_SPANS_BACK_TO_V16`.
 #[cfg(test)]
 pub(super) const BACK_TO_V14: &str = "
 CREATE TABLE trace_operations_v14 (
@@ -294,20 +295,8 @@ CREATE TABLE trace_operations_v14 (
 INSERT INTO trace_operations_v14 SELECT op, start_ns, trace_id FROM trace_operations;
 DROP TABLE trace_operations;
 ALTER TABLE trace_operations_v14 RENAME TO trace_operations;
-CREATE TABLE entry_spans_v14 (
-    start_ns INTEGER NOT NULL,
-    op INTEGER NOT NULL,
-    duration_ns INTEGER NOT NULL,
-    error INTEGER NOT NULL,
-    trace_id BLOB NOT NULL,
-    parent_span_id BLOB,
-    kind INTEGER NOT NULL
-);
-INSERT INTO entry_spans_v14
-    SELECT start_ns, op, duration_ns, error, trace_id, parent_span_id, kind FROM entry_spans;
-DROP TABLE entry_spans;
-ALTER TABLE entry_spans_v14 RENAME TO entry_spans;
-CREATE INDEX entry_spans_by_start ON entry_spans (start_ns);
+DROP INDEX entry_spans_by_op;
+ALTER TABLE entry_spans DROP COLUMN bucket;
 CREATE INDEX entry_spans_by_op ON entry_spans (op, start_ns);
 DROP TABLE index_buckets;
 ";
@@ -316,6 +305,7 @@ DROP TABLE index_buckets;
 mod tests {
     use super::BACK_TO_V14;
     use crate::model::{SpanKind, TraceId};
+    use crate::store::sqlite::migrate_v18::ENTRY_SPANS_BACK_TO_V16;
     use crate::store::sqlite::schema::SCHEMA_VERSION;
     use crate::store::sqlite::{SqliteOptions, SqliteStore};
     use crate::store::{RetentionPolicy, SpanStore, TimeWindow, TraceQuery, conformance};
@@ -582,7 +572,7 @@ mod tests {
         let before = {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(&format!(
-                "BEGIN; {BACK_TO_V14} PRAGMA user_version = 14; COMMIT;"
+                "BEGIN; {ENTRY_SPANS_BACK_TO_V16} {BACK_TO_V14} PRAGMA user_version = 14; COMMIT;"
             ))
             .unwrap();
             count(&conn, "SELECT count(*) FROM trace_operations")

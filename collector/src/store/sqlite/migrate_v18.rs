@@ -151,11 +151,10 @@ pub(super) fn schema_v18(conn: &Connection) -> Result<String, StoreError> {
     Ok(sql)
 }
 
-/// Test support: SQL that puts a current file's `traces`, `entry_spans` and `slow_spans` back
-/// into the version-16 layout with the same rows (the names out of their sets) and drops
-/// `trace_name_sets`.
+/// Test support: SQL that puts a current file's `traces` back into the version-16 layout with
+/// the same rows (the names out of their sets) and drops `trace_name_sets`.
 #[cfg(test)]
-pub(super) const BACK_TO_V16: &str = "
+const TRACES_BACK_TO_V16: &str = "
 CREATE TABLE traces_v16 (
     trace_id BLOB PRIMARY KEY,
     start_ns INTEGER NOT NULL,
@@ -187,6 +186,12 @@ CREATE INDEX traces_by_start ON traces (start_ns);
 CREATE INDEX traces_by_duration ON traces (duration_ns);
 CREATE INDEX traces_by_received ON traces (received_ns);
 DROP TABLE trace_name_sets;
+";
+
+/// Test support: SQL that puts a current file's `entry_spans` back into the version-16 layout
+/// (a rowid table and two indexes) with the same rows.
+#[cfg(test)]
+pub(super) const ENTRY_SPANS_BACK_TO_V16: &str = "
 CREATE TABLE entry_spans_v16 (
     start_ns INTEGER NOT NULL,
     op INTEGER NOT NULL,
@@ -204,6 +209,11 @@ DROP TABLE entry_spans;
 ALTER TABLE entry_spans_v16 RENAME TO entry_spans;
 CREATE INDEX entry_spans_by_start ON entry_spans (start_ns);
 CREATE INDEX entry_spans_by_op ON entry_spans (bucket, op, start_ns);
+";
+
+/// Test support: SQL that puts a current file's `slow_spans` back into the version-16 layout.
+#[cfg(test)]
+const SLOW_SPANS_BACK_TO_V16: &str = "
 CREATE TABLE slow_spans_v16 (
     trace_id BLOB NOT NULL,
     service TEXT NOT NULL,
@@ -221,7 +231,7 @@ CREATE INDEX slow_spans_by_start ON slow_spans (service, start_ns, duration_ns);
 mod tests {
     use rusqlite::Connection;
 
-    use super::BACK_TO_V16;
+    use super::{ENTRY_SPANS_BACK_TO_V16, SLOW_SPANS_BACK_TO_V16, TRACES_BACK_TO_V16};
     use crate::model::SpanKind;
     use crate::store::sqlite::name_sets::MAX_NAME_SETS;
     use crate::store::sqlite::schema::SCHEMA_VERSION;
@@ -335,7 +345,8 @@ mod tests {
             0
         );
         conn.execute_batch(&format!(
-            "BEGIN; {BACK_TO_V16} PRAGMA user_version = 16; COMMIT;"
+            "BEGIN; {TRACES_BACK_TO_V16} {ENTRY_SPANS_BACK_TO_V16} {SLOW_SPANS_BACK_TO_V16}
+             PRAGMA user_version = 16; COMMIT;"
         ))
         .unwrap();
         assert_eq!(
