@@ -1,7 +1,8 @@
 //! Query latency at scale (DESIGN.md §6): fills a SQLite store with demo-shaped traces
 //! (10 spans, 4 services, the demo's attributes) straight through [`SqliteStore`], then times
 //! queries through the query router: trace by id, search by service, by minimum duration and
-//! by attribute; prints p50 / p99 / max per query.
+//! by attribute, the stats and the dependency graph of the newest 10 s; prints p50 / p99 / max
+//! per query.
 //!
 //! A measurement, not a timed test: ignored by default. `scripts/bench-query.sh` runs it:
 //!
@@ -283,6 +284,8 @@ fn query_latency_at_scale() {
         let app = collector::query_app(state);
         let mut rng = fastrand::Rng::with_seed(42);
         type Gen<'a> = Box<dyn FnMut(&mut fastrand::Rng) -> String + 'a>;
+        // The newest trace's start, unix seconds: the end of the stats windows.
+        let newest_s = (t0 + target_traces * TRACE_GAP_NS) / 1_000_000_000;
         let queries: Vec<(&str, Gen<'_>)> = vec![
             (
                 "trace by id (GET /v1/traces/{id})",
@@ -347,6 +350,24 @@ fn query_latency_at_scale() {
                         "/v1/traces?service=payment&attr.app.order.id=ord-{:x}&limit=20",
                         r.u64(..target_traces)
                     )
+                }),
+            ),
+            (
+                "stats, the newest 10 s (~1,000 traces)",
+                Box::new(move |_r: &mut fastrand::Rng| {
+                    format!("/v1/stats?window=10s&end_time={newest_s}")
+                }),
+            ),
+            (
+                "stats of one service, the newest 10 s",
+                Box::new(move |_r: &mut fastrand::Rng| {
+                    format!("/v1/stats?window=10s&end_time={newest_s}&service=payment")
+                }),
+            ),
+            (
+                "dependencies, the newest 10 s",
+                Box::new(move |_r: &mut fastrand::Rng| {
+                    format!("/v1/dependencies?lookback=10s&end_time={newest_s}")
                 }),
             ),
         ];

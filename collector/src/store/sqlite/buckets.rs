@@ -1,7 +1,9 @@
 //! # Index buckets (schema version 15)
 //!
 //! `trace_operations` and `entry_spans_by_op` are keyed by a bucket before the (service,
-//! operation) pair: `(bucket, op, start_ns, trace_id)` and `(bucket, op, start_ns)`. Keyed by
+//! operation) pair: `(bucket, op, start_ns, trace_id)` and `(bucket, op, start_ns)` (since
+//! schema 18 `entry_spans` itself, `(bucket, op, start_ns, trace_id, span_id, kind)`, with no
+//! other index: a window of starts is a range of buckets, `migrate_v18.rs`). Keyed by
 //! the pair first (schema 12-14), a commit's rows landed at each of the load's pairs and
 //! dirtied (and often split) a leaf at each: 45% of a commit's WAL frames on the ingest
 //! benchmark's 80 pairs (BENCHMARKS.md §3.1, fifth session). With the bucket first, the rows
@@ -251,7 +253,7 @@ pub(super) fn prune(conn: &Connection) -> Result<usize, StoreError> {
     let mut used = conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM trace_operations WHERE bucket = ?1) \
-             OR EXISTS (SELECT 1 FROM entry_spans INDEXED BY entry_spans_by_op WHERE bucket = ?1)",
+             OR EXISTS (SELECT 1 FROM entry_spans WHERE bucket = ?1)",
         )
         .map_err(map_sql)?;
     let mut removed = 0;
@@ -280,7 +282,8 @@ pub(super) fn prune(conn: &Connection) -> Result<usize, StoreError> {
 }
 
 /// Test support: SQL that puts a current file's `trace_operations` and `entry_spans` back into
-/// the version-14 layout (no bucket) with the same rows and drops `index_buckets`.
+/// the version-14 layout (no bucket) with the same rows and drops `index_buckets`; run after
+/// `migrate_v18::ENTRY_SPANS_BACK_TO_V16`.
 #[cfg(test)]
 pub(super) const BACK_TO_V14: &str = "
 CREATE TABLE trace_operations_v14 (
@@ -302,6 +305,7 @@ DROP TABLE index_buckets;
 mod tests {
     use super::BACK_TO_V14;
     use crate::model::{SpanKind, TraceId};
+    use crate::store::sqlite::migrate_v18::ENTRY_SPANS_BACK_TO_V16;
     use crate::store::sqlite::schema::SCHEMA_VERSION;
     use crate::store::sqlite::{SqliteOptions, SqliteStore};
     use crate::store::{RetentionPolicy, SpanStore, TimeWindow, TraceQuery, conformance};
@@ -568,7 +572,7 @@ mod tests {
         let before = {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(&format!(
-                "BEGIN; {BACK_TO_V14} PRAGMA user_version = 14; COMMIT;"
+                "BEGIN; {ENTRY_SPANS_BACK_TO_V16} {BACK_TO_V14} PRAGMA user_version = 14; COMMIT;"
             ))
             .unwrap();
             count(&conn, "SELECT count(*) FROM trace_operations")

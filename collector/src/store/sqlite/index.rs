@@ -1,7 +1,7 @@
 //! # The search-index rows
 //!
 //! `traces` holds one summary row per trace, maintained on write, so search never scans
-//! `spans`. `trace_services`, `trace_operations` and `span_attrs` (schema version 3) are one
+//! `spans` (since schema 18 its root names and name lists as one id: `name_sets.rs`). `trace_services`, `trace_operations` and `span_attrs` (schema version 3) are one
 //! B-tree each (`WITHOUT ROWID`), keyed by what a search walks and ending in
 //! `(start_ns, trace_id)`; version 2 had a second B-tree per table keyed by trace id, which
 //! doubled the index work of every write. Every row carries its trace's current start
@@ -41,10 +41,11 @@ use super::attr_plan::{AttrPlan, PairHashState, PairKey, PairMap};
 use super::attr_stage::{self, AttrRow};
 use super::buckets::{Buckets, bucket_of};
 use super::codec::detail_attributes;
+use super::name_sets::NameSets;
 use super::operation_ids;
 use super::options::AttributeIndex;
 use super::read::read_summary;
-use super::{backend, map_sql, to_i64};
+use super::{map_sql, to_i64};
 use crate::model::{Span, TraceId};
 use crate::store::{StoreError, TraceSummary, attr_index_text};
 
@@ -148,6 +149,7 @@ impl<'a> GroupIndex<'a> {
         let plans = std::mem::take(&mut self.plans);
         let unplanned = std::mem::take(&mut self.unplanned);
         let unseen = std::mem::take(&mut self.unseen);
+        let mut names = NameSets::default();
         // Summaries first. A trace whose start moved had its index rows deleted and read back
         // from its stored spans (`rebuilt`); they are inserted again below at the new start.
         let mut starts: Vec<(i64, bool)> = Vec::with_capacity(traces.len());
@@ -157,8 +159,14 @@ impl<'a> GroupIndex<'a> {
         let mut stored_before: HashSet<TraceId> = HashSet::default();
         for (trace_id, spans) in &traces {
             let refused = refused.get(trace_id).copied().unwrap_or(0);
-            let (start, existed, rows) =
-                update_trace(conn, *trace_id, spans, refused, unseen.contains(trace_id))?;
+            let (start, existed, rows) = update_trace(
+                conn,
+                &mut names,
+                *trace_id,
+                spans,
+                refused,
+                unseen.contains(trace_id),
+            )?;
             starts.push((start, rows.is_some()));
             if existed && rows.is_none() {
                 stored_before.insert(*trace_id);
@@ -338,6 +346,7 @@ index_row!(4: A 0, B 1, C 2, D 3);
 index_row!(5: A 0, B 1, C 2, D 3, E 4);
 index_row!(7: A 0, B 1, C 2, D 3, E 4, F 5, G 6);
 index_row!(8: A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+index_row!(9: A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
 
 /// A trace id binds as its 16-byte blob.
 impl ToSql for TraceId {
@@ -385,13 +394,14 @@ pub(super) fn insert_rows<R: IndexRow>(
 }
 
 /// The columns of a `traces` row written by [`update_trace`], and their parameters (a macro,
-/// so that the statements below are constants: no SQL text is built per trace).
+/// so that the statements below are constants: no SQL text is built per trace). Since schema
+/// 18 the root's names and the name lists are one value, `names` (`name_sets.rs`), the end is
+/// the start plus the duration, and the root's start is an offset from the trace start.
 macro_rules! trace_row {
     () => {
-        "INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, root_service, \
-         root_operation, root_start_ns, span_count, error_count, services, operations, \
-         span_mask, root_http_status, received_ns, spans_refused) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        "INSERT INTO traces (trace_id, start_ns, duration_ns, names, root_offset_ns, \
+         span_count, error_count, span_mask, root_http_status, received_ns, spans_refused) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     };
 }
 
@@ -402,11 +412,9 @@ const INSERT_NEW_TRACE: &str = concat!(trace_row!(), " ON CONFLICT (trace_id) DO
 const UPSERT_TRACE: &str = concat!(
     trace_row!(),
     " ON CONFLICT (trace_id) DO UPDATE SET start_ns = excluded.start_ns, \
-     end_ns = excluded.end_ns, duration_ns = excluded.duration_ns, \
-     root_service = excluded.root_service, root_operation = excluded.root_operation, \
-     root_start_ns = excluded.root_start_ns, span_count = excluded.span_count, \
-     error_count = excluded.error_count, services = excluded.services, \
-     operations = excluded.operations, span_mask = excluded.span_mask, \
+     duration_ns = excluded.duration_ns, names = excluded.names, \
+     root_offset_ns = excluded.root_offset_ns, span_count = excluded.span_count, \
+     error_count = excluded.error_count, span_mask = excluded.span_mask, \
      root_http_status = excluded.root_http_status, \
      spans_refused = excluded.spans_refused"
 );
@@ -421,6 +429,7 @@ const UPSERT_TRACE: &str = concat!(
 /// insert does nothing and the trace takes the path of a stored one.
 fn update_trace(
     conn: &Connection,
+    names: &mut NameSets,
     trace_id: TraceId,
     spans: &[&Span],
     refused: u64,
@@ -432,7 +441,7 @@ fn update_trace(
         for span in spans {
             summary.add_span(span);
         }
-        if write_summary(conn, INSERT_NEW_TRACE, &summary)? == 1 {
+        if write_summary(conn, names, INSERT_NEW_TRACE, &summary)? == 1 {
             return Ok((to_i64(summary.start_time_unix_nano), false, None));
         }
     }
@@ -445,7 +454,7 @@ fn update_trace(
         summary.add_span(span);
     }
     let start = to_i64(summary.start_time_unix_nano);
-    write_summary(conn, UPSERT_TRACE, &summary)?;
+    write_summary(conn, names, UPSERT_TRACE, &summary)?;
     if existed && old_start != summary.start_time_unix_nano {
         let rows = StoredRows::read(conn, trace_id)?;
         rows.delete(conn, trace_id, to_i64(old_start))?;
@@ -454,27 +463,28 @@ fn update_trace(
     Ok((start, existed, None))
 }
 
-/// Runs `sql` ([`INSERT_NEW_TRACE`] or [`UPSERT_TRACE`]) with `summary`'s values; returns the
-/// rows changed.
+/// Runs `sql` ([`INSERT_NEW_TRACE`] or [`UPSERT_TRACE`]) with `summary`'s values, its names
+/// as their set (`names`); returns the rows changed.
 fn write_summary(
     conn: &Connection,
+    names: &mut NameSets,
     sql: &str,
     summary: &TraceSummary,
 ) -> Result<usize, StoreError> {
+    let start = to_i64(summary.start_time_unix_nano);
+    let names = names.value(conn, summary)?;
     conn.prepare_cached(sql)
         .map_err(map_sql)?
         .execute(params![
             &summary.trace_id.0[..],
-            to_i64(summary.start_time_unix_nano),
-            to_i64(summary.end_time_unix_nano),
+            start,
             to_i64(summary.duration_ns()),
-            summary.root_service,
-            summary.root_operation,
-            summary.root_start_time_unix_nano.map(to_i64),
+            names,
+            summary
+                .root_start_time_unix_nano
+                .map(|root| to_i64(root).saturating_sub(start)),
             to_i64(summary.span_count),
             to_i64(summary.error_count),
-            serde_json::to_string(&summary.services).map_err(backend)?,
-            serde_json::to_string(&summary.operations).map_err(backend)?,
             i64::from(summary.span_mask),
             summary.root_http_status,
             // Set when the trace is first stored, never updated: retention ages by it.

@@ -24,10 +24,12 @@
 //! | file | what |
 //! |---|---|
 //! | `options.rs` | [`SqliteOptions`], [`Synchronous`], [`AttributeIndex`] |
-//! | `schema.rs` | the tables (version 17), the migrations from versions 1 to 16, the checks at open |
+//! | `schema.rs` | the tables (version 18), the migrations from versions 1 to 17, the checks at open |
 //! | `blocks.rs` | the span blocks (`span_blocks`; schema 16): one compressed, columnar block per trace and request |
 //! | `block_probe.rs` | the SQL function searches call on a block (does a span meet the search's span conditions) |
 //! | `migrate_v16.rs` | version 15 → 16: the `spans` rows moved into blocks |
+//! | `migrate_v18.rs` | version 17 → 18: `traces`, `entry_spans` and `slow_spans` rewritten in smaller layouts |
+//! | `name_sets.rs` | a trace summary's root names and name lists as one id (`trace_name_sets`; schema 18) |
 //! | `links.rs` | the inbound-link rows (`trace_links`): which traces link to a trace |
 //! | `writer.rs` | the writer thread: request queue, group commit, savepoint replay |
 //! | `spans.rs` | a request's blocks, encoded before the writer, and their rows (`span_blocks`, `resources`, `slow_spans`, `entry_spans`); duplicates and the per-trace limit |
@@ -67,6 +69,8 @@ mod durable;
 mod index;
 mod links;
 mod migrate_v16;
+mod migrate_v18;
+mod name_sets;
 mod operation_ids;
 mod options;
 mod posting_list;

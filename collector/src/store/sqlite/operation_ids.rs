@@ -145,7 +145,7 @@ CREATE TABLE entry_spans_v11 (
 INSERT INTO entry_spans_v11
     SELECT e.start_ns, o.service, o.name, e.duration_ns, e.error, e.trace_id,
            e.parent_span_id, e.kind
-    FROM entry_spans e JOIN operation_ids o ON o.id = e.op ORDER BY e.rowid;
+    FROM entry_spans e JOIN operation_ids o ON o.id = e.op ORDER BY e.start_ns;
 DROP TABLE entry_spans;
 ALTER TABLE entry_spans_v11 RENAME TO entry_spans;
 CREATE INDEX entry_spans_by_start ON entry_spans (start_ns);

@@ -7,14 +7,19 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
 use super::blocks::{Block, decode_origins};
 use super::codec::{SharedOrigins, blob_array, block_spans};
+use super::name_sets::{decode, names_text};
 use super::{backend, to_u64};
 use crate::model::{Span, TraceId};
 use crate::store::{MAX_TRACE_SPANS, StoreError, StoredTrace, TraceSummary};
 
-/// The `traces` columns [`row_to_summary`] reads, in its order.
-pub(super) const SUMMARY_COLUMNS: &str = "t.trace_id, t.start_ns, t.end_ns, t.root_service, \
-     t.root_operation, t.root_start_ns, t.span_count, t.error_count, t.services, t.operations, \
-     t.span_mask, t.root_http_status, t.spans_refused";
+/// The `traces` columns [`row_to_summary`] reads, in its order (the name set's text from
+/// `trace_name_sets`: `name_sets.rs`).
+pub(super) const SUMMARY_COLUMNS: &str = concat!(
+    "t.trace_id, t.start_ns, t.duration_ns, ",
+    names_text!(),
+    ", t.root_offset_ns, t.span_count, t.error_count, t.span_mask, t.root_http_status, \
+     t.spans_refused"
+);
 
 /// Idle read-only connections kept for reuse.
 const MAX_IDLE_READERS: usize = 4;
@@ -81,29 +86,32 @@ impl ReaderPool {
 /// A `traces` row (selected with [`SUMMARY_COLUMNS`]) as a summary.
 pub(super) fn row_to_summary(row: &Row<'_>) -> rusqlite::Result<TraceSummary> {
     let id: Vec<u8> = row.get(0)?;
-    let json_list = |idx: usize| -> rusqlite::Result<Vec<String>> {
-        let text: String = row.get(idx)?;
-        serde_json::from_str(&text).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
-        })
-    };
     let trace_id = blob_array::<16>(&id).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, e.into())
     })?;
+    let start: i64 = row.get(1)?;
+    let duration: i64 = row.get(2)?;
+    let names: String = row.get(3)?;
+    let (root_service, root_operation, services, operations) = decode(&names).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
+    })?;
     Ok(TraceSummary {
         trace_id: TraceId(trace_id),
-        start_time_unix_nano: to_u64(row.get(1)?),
-        end_time_unix_nano: to_u64(row.get(2)?),
-        root_service: row.get(3)?,
-        root_operation: row.get(4)?,
-        root_start_time_unix_nano: row.get::<_, Option<i64>>(5)?.map(to_u64),
-        span_count: to_u64(row.get(6)?),
-        error_count: to_u64(row.get(7)?),
-        services: json_list(8)?,
-        operations: json_list(9)?,
-        span_mask: u32::try_from(row.get::<_, i64>(10)?).unwrap_or(0),
-        root_http_status: row.get(11)?,
-        spans_refused: to_u64(row.get(12)?),
+        start_time_unix_nano: to_u64(start),
+        // Clamped at `i64::MAX`, as every stored time.
+        end_time_unix_nano: to_u64(start.saturating_add(duration.max(0))),
+        root_service,
+        root_operation,
+        root_start_time_unix_nano: row
+            .get::<_, Option<i64>>(4)?
+            .map(|offset| to_u64(start.saturating_add(offset))),
+        span_count: to_u64(row.get(5)?),
+        error_count: to_u64(row.get(6)?),
+        services,
+        operations,
+        span_mask: u32::try_from(row.get::<_, i64>(7)?).unwrap_or(0),
+        root_http_status: row.get(8)?,
+        spans_refused: to_u64(row.get(9)?),
     })
 }
 

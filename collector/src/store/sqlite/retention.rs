@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use rusqlite::{Connection, Transaction, params};
 
 use super::blocks::for_each_block;
+use super::buckets::bucket_of;
 use super::codec::blob_array;
 use super::index::StoredRows;
 use super::search::SLOW_SPAN_NS;
@@ -84,11 +85,15 @@ pub(super) fn retention_batch(
     }
     if let Some(cutoff) = entry_cutoff {
         let limit = (batch * 20) as i64;
+        // Oldest buckets first (schema 18: the table is keyed by bucket, `buckets.rs`).
         let n = sp
-            .prepare_cached(
-                "DELETE FROM entry_spans WHERE rowid IN (SELECT rowid FROM entry_spans \
-                 WHERE start_ns < ?1 ORDER BY start_ns LIMIT ?2)",
-            )
+            .prepare_cached(concat!(
+                "DELETE FROM entry_spans WHERE (bucket, op, start_ns, trace_id, span_id, kind) \
+                 IN (SELECT bucket, op, start_ns, trace_id, span_id, kind FROM entry_spans \
+                 WHERE bucket <= ",
+                bucket_of!("?1"),
+                " AND start_ns < ?1 ORDER BY bucket LIMIT ?2)"
+            ))
             .map_err(map_sql)?
             .execute(params![cutoff, limit])
             .map_err(map_sql)?;
@@ -137,12 +142,13 @@ fn delete_trace(conn: &Connection, trace_id: TraceId, start_ns: i64) -> Result<u
 }
 
 /// Deletes the `slow_spans` rows of the stored spans of `trace_id`, by their key (service,
-/// start, duration, found in the trace's blocks; no index by trace id).
+/// start, duration, trace id: the table's primary key since schema 18, found in the trace's
+/// blocks; no index by trace id).
 fn delete_slow_spans(conn: &Connection, trace_id: TraceId) -> Result<(), StoreError> {
     let id = &trace_id.0[..];
     let mut delete = conn
         .prepare_cached(
-            "DELETE FROM slow_spans INDEXED BY slow_spans_by_start WHERE service = ?1 \
+            "DELETE FROM slow_spans WHERE service = ?1 \
              AND start_ns = ?2 AND duration_ns = ?3 AND trace_id = ?4",
         )
         .map_err(map_sql)?;
@@ -172,9 +178,12 @@ pub(super) fn delete_traces(
     for &trace_id in trace_ids {
         let id = &trace_id.0[..];
         let window: Option<(i64, i64)> = sp
-            .prepare_cached("SELECT start_ns, end_ns FROM traces WHERE trace_id = ?1")
+            .prepare_cached("SELECT start_ns, duration_ns FROM traces WHERE trace_id = ?1")
             .map_err(map_sql)?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([id], |r| {
+                let start: i64 = r.get(0)?;
+                Ok((start, start.saturating_add(r.get::<_, i64>(1)?.max(0))))
+            })
             .map(Some)
             .or_else(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Ok(None),
@@ -183,9 +192,13 @@ pub(super) fn delete_traces(
         let Some((start, end)) = window else { continue };
         outcome.spans_deleted += delete_trace(&sp, trace_id, start)?;
         outcome.traces_deleted += 1;
-        sp.prepare_cached(
-            "DELETE FROM entry_spans WHERE start_ns BETWEEN ?1 AND ?2 AND trace_id = ?3",
-        )
+        sp.prepare_cached(concat!(
+            "DELETE FROM entry_spans WHERE bucket >= ",
+            bucket_of!("?1"),
+            " AND bucket <= ",
+            bucket_of!("?2"),
+            " AND start_ns BETWEEN ?1 AND ?2 AND trace_id = ?3"
+        ))
         .map_err(map_sql)?
         .execute(params![start, end, id])
         .map_err(map_sql)?;

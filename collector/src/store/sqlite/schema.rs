@@ -1,4 +1,4 @@
-//! # The schema (version 17, `PRAGMA user_version = 17`)
+//! # The schema (version 18, `PRAGMA user_version = 18`)
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)                      -- bookkeeping, health probes
@@ -99,6 +99,16 @@
 //!                                                             -- `list` (`posting_list.rs`); runs no longer written
 //! attr_moves(move_id INTEGER PRIMARY KEY, rows, entries,      -- each move into posting rows and its starts
 //!            min_start_ns, max_start_ns)
+//! -- version 18 (`migrate_v18.rs`, `name_sets.rs`):
+//! trace_name_sets(id INTEGER PRIMARY KEY, names TEXT UNIQUE)  -- distinct [root service, root operation,
+//!                                                             -- [services], [operations]] (JSON), at most 16,384
+//! traces(trace_id, start_ns, duration_ns, names,              -- names: a set's id (or, the sets full, its
+//!        root_offset_ns, span_count, error_count, span_mask,  -- text); no end_ns (start + duration); the
+//!        root_http_status, received_ns, spans_refused)        -- root's start after the trace start
+//! entry_spans(bucket, op, start_ns, trace_id, span_id, kind,  -- PK (bucket, op, start_ns, trace_id,
+//!             duration_ns, error, parent_span_id)             -- span_id, kind), WITHOUT ROWID; no other index
+//! slow_spans(service, start_ns, duration_ns, trace_id)        -- PK (service, start_ns, duration_ns, trace_id),
+//!                                                             -- WITHOUT ROWID; INDEX (service, duration_ns)
 //! ```
 //!
 //! Older files are migrated in place at open, in one transaction. Version 1 → 2 adds columns
@@ -136,6 +146,9 @@
 //! Version 16 → 17 adds the posting rows of the attribute index and the list of moves; runs
 //! and staged rows stay where they are (read and deleted from; the next move of staged rows
 //! writes posting rows); nothing is copied.
+//! Version 16 (or 17) → 18 rewrites `traces` (the names as a set id), `entry_spans` and
+//! `slow_spans` (one B-tree each) in their new layouts (`migrate_v18.rs`: one read of every
+//! row of the three; each only if the file does not have its layout yet).
 //! The search-index tables are described in `index.rs`.
 
 use std::path::Path;
@@ -151,6 +164,7 @@ use super::index::SCHEMA_V10;
 use super::links::SCHEMA_V6;
 use super::map_sql;
 use super::migrate_v16::migrate_to_blocks;
+use super::migrate_v18::schema_v18;
 use super::operation_ids::SCHEMA_V12;
 use super::options::{SqliteOptions, Synchronous};
 use super::search::SCHEMA_V9;
@@ -158,7 +172,7 @@ use super::slow_walk::SCHEMA_V13;
 use crate::store::StoreError;
 
 /// Schema version written to `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 17;
+pub(super) const SCHEMA_VERSION: i64 = 18;
 
 /// Version 3 → 4 (also run on a new file).
 const SCHEMA_V4: &str = "ALTER TABLE traces ADD COLUMN root_http_status INTEGER;";
@@ -487,6 +501,8 @@ pub(super) fn open_read_write(
                      bucket; about a minute per 10M spans)"
                 } else if version < 16 {
                     " (moves the spans into compressed blocks: one read of every span)"
+                } else if version < 18 {
+                    " (rewrites the trace summaries and the entry-span rows: one read of each)"
                 } else {
                     ""
                 }
@@ -527,6 +543,11 @@ pub(super) fn open_read_write(
         // Version 15 → 16 (`migrate_v16.rs`): the spans into blocks.
         if version < 16 {
             migrate_to_blocks(&conn).map_err(failed)?;
+        }
+        // Version 17 → 18 (`migrate_v18.rs`): what it rewrites depends on the file's tables
+        // as the steps before left them, so it is read here, inside the transaction.
+        if version < 18 {
+            sql_step(&schema_v18(&conn).map_err(failed)?).map_err(failed)?;
         }
         sql_step(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")).map_err(failed)?;
     }
@@ -767,11 +788,11 @@ mod tests {
             )
             .unwrap();
         assert_eq!(rebuilt, 1);
-        // Since version 16 the spans of 100 ms or longer are in `slow_spans`.
+        // Since version 16 the spans of 100 ms or longer are in `slow_spans` (since 18 keyed by
+        // service and start, as `spans_slow_by_start` was).
         let indexed: i64 = conn
             .query_row(
-                "SELECT count(*) FROM slow_spans INDEXED BY slow_spans_by_start \
-                 WHERE service = ?1 AND duration_ns >= 100000000",
+                "SELECT count(*) FROM slow_spans WHERE service = ?1 AND duration_ns >= 100000000",
                 [root.service_name.as_str()],
                 |r| r.get(0),
             )

@@ -35,7 +35,7 @@ pub(super) const SCHEMA_V13: &str = "CREATE INDEX IF NOT EXISTS spans_slow_by_st
 /// The walk: the trace id and start of each span of a service (`?`) at or above a minimum
 /// duration (`?` ns, at least [`SLOW_SPAN_NS`]) starting at or after `?`, newest first. The
 /// index's own condition is written out so that SQLite may use the partial index.
-const WALK: &str = "SELECT trace_id, start_ns FROM slow_spans INDEXED BY slow_spans_by_start \
+const WALK: &str = "SELECT trace_id, start_ns FROM slow_spans NOT INDEXED \
     WHERE service = ? AND duration_ns >= 100000000 AND duration_ns >= ? AND start_ns >= ? \
     ORDER BY start_ns DESC";
 

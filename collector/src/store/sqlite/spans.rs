@@ -179,8 +179,10 @@ fn stored_ids(conn: &Connection, trace_id: TraceId) -> Result<HashSet<([u8; 8], 
 const INSERT_BLOCK: &str =
     "INSERT INTO span_blocks (trace_id, span_count, origins, data) VALUES (?1, ?2, ?3, ?4)";
 
-const INSERT_SLOW_SPAN: &str =
-    "INSERT INTO slow_spans (trace_id, service, start_ns, duration_ns) VALUES (?1, ?2, ?3, ?4)";
+/// `OR IGNORE`: two slow spans of one trace with the same service, start and duration are
+/// one key (`WITHOUT ROWID`, schema 18), which finds the trace as well as two.
+const INSERT_SLOW_SPAN: &str = "INSERT OR IGNORE INTO slow_spans (trace_id, service, start_ns, \
+     duration_ns) VALUES (?1, ?2, ?3, ?4)";
 
 /// What [`insert_spans`] stored of one request.
 pub(super) struct Inserted<'a> {
@@ -355,9 +357,9 @@ fn resource_id(conn: &Connection, encoded: &[u8]) -> Result<i64, StoreError> {
         .map_err(map_sql)
 }
 
-/// An `entry_spans` row: start, operation id, duration, error, trace id, parent span id,
-/// kind, bucket (`buckets.rs`).
-type EntryRow<'a> = (i64, i64, i64, i64, TraceId, Option<&'a [u8]>, i32, i64);
+/// An `entry_spans` row: bucket (`buckets.rs`), operation id, start, trace id, span id (as
+/// an integer), kind, duration, error, parent span id (schema 18: the first six are the key).
+type EntryRow<'a> = (i64, i64, i64, TraceId, i64, i32, i64, i64, Option<&'a [u8]>);
 
 /// One `entry_spans` row per newly stored SERVER or CONSUMER span (stats, dependencies),
 /// several rows per `INSERT` statement.
@@ -380,25 +382,29 @@ fn insert_entry_spans(
             .iter()
             .map(|s| (s.service_name.as_str(), s.name.as_str())),
     )?;
-    let rows: Vec<EntryRow<'_>> = entries
+    let mut rows: Vec<EntryRow<'_>> = entries
         .iter()
         .map(|span| {
             let start = to_i64(span.start_time_unix_nano);
             Ok((
-                start,
+                buckets.place(conn, start)?,
                 ids[&(span.service_name.as_str(), span.name.as_str())],
+                start,
+                span.trace_id,
+                i64::from_be_bytes(span.span_id.0),
+                span.kind.as_i32(),
                 to_i64(span.duration_ns()),
                 i64::from(span.is_error()),
-                span.trace_id,
                 span.parent_span_id.as_ref().map(|p| &p.0[..]),
-                span.kind.as_i32(),
-                buckets.place(conn, start)?,
             ))
         })
         .collect::<Result<_, StoreError>>()?;
+    // In key order: neighbouring inserts touch the same leaves.
+    rows.sort_unstable_by_key(|r| (r.0, r.1, r.2, r.3, r.4, r.5));
     super::index::insert_rows(
         conn,
-        "entry_spans (start_ns, op, duration_ns, error, trace_id, parent_span_id, kind, bucket)",
+        "entry_spans (bucket, op, start_ns, trace_id, span_id, kind, duration_ns, error, \
+         parent_span_id)",
         &rows,
     )
 }

@@ -1,9 +1,12 @@
 //! Reads for `/v1/stats`, `/v1/dependencies` and the service and operation lists: the
-//! `entry_spans` rows of a time window (one per SERVER/CONSUMER span, index
-//! `entry_spans_by_start`; a service's by `entry_spans_by_op`, bucket by bucket: schema 15),
+//! `entry_spans` rows of a time window (one per SERVER/CONSUMER span, keyed by `(bucket, op,
+//! start_ns, …)` since schema 18: a window is the range of its buckets, the two at its edges
+//! read id by id, and a service's rows its ids' ranges in each; schema 15 had a second index
+//! by start alone),
 //! with their service and name from `operation_ids` (schema 12), with their parent span from
 //! its trace's blocks for the dependency graph (schema 16), and the `operations` table.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, Row, params};
@@ -16,6 +19,37 @@ use crate::model::{SpanKind, StatusCode, TraceId};
 use crate::store::{
     DependencyEdge, Operation, OperationSamples, StoreError, TimeWindow, group_samples,
 };
+
+/// At most this many (service, operation) ids ever stored make a window's two edge buckets
+/// read by id (a seek to the window's starts per id and bucket) rather than whole.
+const EDGE_SEEK_MAX_IDS: i64 = 256;
+
+/// The `entry_spans` rows (`columns` of `e`, with `cond` on `e`) that start from `?1` to
+/// before `?2`, as a subquery: the buckets strictly between the window's first and last
+/// bucket whole (every row of them is in the window), and the two edge buckets either by id,
+/// each id's range of starts (when at most [`EDGE_SEEK_MAX_IDS`] ids exist), or whole with
+/// their rows outside the window dropped (`entry_spans` is keyed `(bucket, op, start_ns, …)`:
+/// without the id, a bucket's rows are not in start order).
+fn window_rows(conn: &Connection, columns: &str, cond: &str) -> Result<String, StoreError> {
+    let ids: i64 = conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM operation_ids")
+        .map_err(backend)?
+        .query_row([], |r| r.get(0))
+        .map_err(backend)?;
+    let by_id = if ids <= EDGE_SEEK_MAX_IDS {
+        " AND e.op IN (SELECT id FROM operation_ids)"
+    } else {
+        ""
+    };
+    let (first, last) = (bucket_of!("?1"), bucket_of!("?2"));
+    Ok(format!(
+        "(SELECT {columns} FROM entry_spans e WHERE e.bucket > {first} AND e.bucket < {last} \
+         AND e.start_ns >= ?1 AND e.start_ns < ?2{cond} \
+         UNION ALL SELECT {columns} FROM entry_spans e WHERE e.bucket IN \
+         (SELECT bucket FROM index_buckets WHERE bucket = {first} OR bucket = {last}){by_id} \
+         AND e.start_ns >= ?1 AND e.start_ns < ?2{cond})"
+    ))
+}
 
 /// The services that have stored spans, sorted.
 pub(super) fn services(conn: &Connection) -> Result<Vec<String>, StoreError> {
@@ -53,13 +87,16 @@ pub(super) fn dependencies(
     conn: &Connection,
     w: TimeWindow,
 ) -> Result<Vec<DependencyEdge>, StoreError> {
+    let rows = window_rows(
+        conn,
+        "e.trace_id, e.parent_span_id, e.op, e.error, e.kind",
+        " AND e.parent_span_id IS NOT NULL",
+    )?;
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT e.trace_id, e.parent_span_id, o.service, o.name, e.error, e.kind \
-             FROM entry_spans e CROSS JOIN operation_ids o ON o.id = e.op \
-             WHERE e.start_ns >= ?1 AND e.start_ns < ?2 AND e.parent_span_id IS NOT NULL \
-             ORDER BY e.trace_id",
-        )
+        .prepare_cached(&format!(
+            "SELECT w.trace_id, w.parent_span_id, o.service, o.name, w.error, w.kind \
+             FROM {rows} w CROSS JOIN operation_ids o ON o.id = w.op ORDER BY w.trace_id"
+        ))
         .map_err(backend)?;
     let mut rows = stmt
         .query(params![to_i64(w.start_unix_nano), to_i64(w.end_unix_nano)])
@@ -145,25 +182,26 @@ pub(super) fn operation_samples(
     service: Option<&str>,
 ) -> Result<Vec<OperationSamples>, StoreError> {
     // The service's rows: each of its ids' `(bucket, op, start_ns)` range in each bucket of
-    // the window (`entry_spans_by_op`, `buckets.rs`); all rows: the window of
-    // `entry_spans_by_start` (`CROSS JOIN` keeps `entry_spans` the outer loop, not one seek
-    // per id ever stored).
+    // the window (`buckets.rs`); all rows: the window's buckets (`CROSS JOIN` keeps
+    // `entry_spans` the outer loop, not one seek per id ever stored).
     let sql = if service.is_some() {
-        concat!(
+        Cow::Borrowed(concat!(
             "SELECT o.service, o.name, e.duration_ns, e.error \
-             FROM entry_spans e INDEXED BY entry_spans_by_op JOIN operation_ids o ON o.id = e.op \
+             FROM entry_spans e JOIN operation_ids o ON o.id = e.op \
              WHERE e.bucket IN (SELECT bucket FROM index_buckets WHERE bucket >= ",
             bucket_of!("?1"),
             " AND lo_ns < ?2) \
              AND e.op IN (SELECT id FROM operation_ids WHERE service = ?3) \
              AND e.start_ns >= ?1 AND e.start_ns < ?2"
-        )
+        ))
     } else {
-        "SELECT o.service, o.name, e.duration_ns, e.error \
-         FROM entry_spans e CROSS JOIN operation_ids o ON o.id = e.op \
-         WHERE e.start_ns >= ?1 AND e.start_ns < ?2"
+        let rows = window_rows(conn, "e.op, e.duration_ns, e.error", "")?;
+        Cow::Owned(format!(
+            "SELECT o.service, o.name, w.duration_ns, w.error \
+             FROM {rows} w CROSS JOIN operation_ids o ON o.id = w.op"
+        ))
     };
-    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let start = to_i64(w.start_unix_nano);
     let end = to_i64(w.end_unix_nano);
     let map = |r: &Row<'_>| -> rusqlite::Result<(String, String, u64, bool)> {
@@ -182,4 +220,107 @@ pub(super) fn operation_samples(
     .collect::<rusqlite::Result<Vec<_>>>()
     .map_err(backend)?;
     Ok(group_samples(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::SpanKind;
+    use crate::store::memory::MemoryStore;
+    use crate::store::sqlite::{SqliteOptions, SqliteStore};
+    use crate::store::{SpanStore, TimeWindow};
+    use crate::testing::{MS, T0, span, trace_id};
+
+    /// Windows over many buckets give the samples and the graph the in-memory store gives,
+    /// with few operation ids (the edge buckets read id by id) and with more than
+    /// [`super::EDGE_SEEK_MAX_IDS`] (read whole): windows inside one bucket, across several,
+    /// at the first and the last, and empty.
+    #[tokio::test]
+    async fn windows_read_their_edge_buckets_by_id_or_whole_alike() {
+        for names in [3u64, 300] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = SqliteOptions {
+                index_bucket_rows: 4,
+                ..SqliteOptions::default()
+            };
+            let sqlite = SqliteStore::open(dir.path().join("spanline.db"), options).unwrap();
+            let memory = MemoryStore::new();
+            // Filler pairs first, so that the ids pass the bound when `names` is large.
+            for n in 0..60u8 {
+                let start = f64::from(n) * 10.0;
+                let name = format!("op{}", u64::from(n) % names);
+                let spans = vec![
+                    span(
+                        trace_id(n),
+                        1,
+                        None,
+                        "a",
+                        &name,
+                        SpanKind::Server,
+                        start,
+                        5.0,
+                    ),
+                    span(
+                        trace_id(n),
+                        2,
+                        Some(1),
+                        "b",
+                        "get",
+                        SpanKind::Server,
+                        start + 1.0,
+                        2.0,
+                    ),
+                ];
+                sqlite.write_spans(spans.clone()).await.unwrap();
+                memory.write_spans(spans).await.unwrap();
+            }
+            if names > 256 {
+                let filler: Vec<_> = (0..300u64)
+                    .map(|i| {
+                        let mut s = span(
+                            trace_id(200),
+                            i + 1,
+                            None,
+                            "z",
+                            "x",
+                            SpanKind::Client,
+                            0.0,
+                            1.0,
+                        );
+                        s.name = format!("filler {i}").into();
+                        s
+                    })
+                    .collect();
+                sqlite.write_spans(filler.clone()).await.unwrap();
+                memory.write_spans(filler).await.unwrap();
+            }
+            for (from, to) in [
+                (0, 600),
+                (35, 275),
+                (101, 102),
+                (0, 5),
+                (590, 700),
+                (800, 900),
+            ] {
+                let w = TimeWindow {
+                    start_unix_nano: T0 + from * MS,
+                    end_unix_nano: T0 + to * MS,
+                };
+                let got = sqlite.operation_samples(w, None).await.unwrap();
+                assert_eq!(
+                    got,
+                    memory.operation_samples(w, None).await.unwrap(),
+                    "{names} {from}-{to}"
+                );
+                assert_eq!(
+                    sqlite.dependencies(w).await.unwrap(),
+                    memory.dependencies(w).await.unwrap(),
+                    "{names} {from}-{to}"
+                );
+                if (from, to) == (35, 275) {
+                    assert_eq!(got.iter().map(|s| s.durations_ns.len()).sum::<usize>(), 48);
+                }
+            }
+            sqlite.shutdown().await;
+        }
+    }
 }
