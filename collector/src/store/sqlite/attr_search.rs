@@ -18,7 +18,7 @@ use rusqlite::{Connection, Rows, params_from_iter};
 use super::attr_postings::ROWS_OF_PAIR;
 use super::backend;
 use super::posting_list::{self, Entry};
-use super::read::{SUMMARY_COLUMNS, row_to_summary};
+use super::read::{SUMMARY_COLUMNS, SUMMARY_WIDTH, row_to_summary};
 use crate::store::{StoreError, TraceSummary};
 
 /// What the search asks beside the driving attribute.
@@ -185,9 +185,6 @@ fn next_posting_row(rows: &mut Rows<'_>) -> Result<Option<(i64, Vec<u8>)>, Store
         None => Ok(None),
     }
 }
-
-/// Columns of [`SUMMARY_COLUMNS`].
-const SUMMARY_WIDTH: usize = 13;
 
 #[cfg(test)]
 mod tests {
@@ -441,7 +438,10 @@ mod tests {
             )
             .unwrap();
         let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-        assert_eq!(count(&path, "PRAGMA user_version"), 17);
+        assert_eq!(
+            count(&path, "PRAGMA user_version"),
+            super::super::schema::SCHEMA_VERSION
+        );
         for n in first + 1..=first + u8::try_from(MAX_SEGMENTS).unwrap() + 2 {
             store.write_spans(trace(n)).await.unwrap();
         }

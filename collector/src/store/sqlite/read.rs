@@ -21,6 +21,10 @@ pub(super) const SUMMARY_COLUMNS: &str = concat!(
      t.spans_refused"
 );
 
+/// How many columns [`SUMMARY_COLUMNS`] has: a statement that selects more after them reads
+/// those from this index on (`attr_search.rs`).
+pub(super) const SUMMARY_WIDTH: usize = 10;
+
 /// Idle read-only connections kept for reuse.
 const MAX_IDLE_READERS: usize = 4;
 
@@ -176,4 +180,25 @@ pub(super) fn read_trace(
     let spans = trace_spans(&tx, trace_id)?;
     tx.finish().map_err(backend)?;
     Ok(Some(StoredTrace { summary, spans }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SUMMARY_COLUMNS, SUMMARY_WIDTH};
+
+    #[test]
+    fn summary_width_counts_the_summary_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(
+            dir.path().join("spanline.db"),
+            crate::store::SqliteOptions::default(),
+        )
+        .unwrap();
+        drop(store);
+        let conn = rusqlite::Connection::open(dir.path().join("spanline.db")).unwrap();
+        let stmt = conn
+            .prepare(&format!("SELECT {SUMMARY_COLUMNS} FROM traces t"))
+            .unwrap();
+        assert_eq!(stmt.column_count(), SUMMARY_WIDTH);
+    }
 }
