@@ -118,6 +118,22 @@ pub(super) fn resolve<'p>(
 /// Test support: SQL that puts a current file's `trace_operations` and `entry_spans` back into
 /// the version-11 layout (with the two strings) with the same rows and drops `operation_ids`,
 /// for the tests that rebuild an older file from a new one.
+/// The services that have an operation named `operation` (`operations_by_name`, schema 10).
+pub(super) fn services_with_operation(
+    conn: &rusqlite::Connection,
+    operation: &str,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    conn.prepare_cached(
+        "SELECT DISTINCT service FROM operations INDEXED BY operations_by_name \
+         WHERE name = ?1 ORDER BY service",
+    )
+    .map_err(super::backend)?
+    .query_map([operation], |r| r.get(0))
+    .map_err(super::backend)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(super::backend)
+}
+
 #[cfg(test)]
 pub(super) const BACK_TO_V11: &str = "
 CREATE TABLE trace_operations_v11 (

@@ -11,7 +11,7 @@ use super::attr_postings;
 use super::attr_runs::{self, Run};
 use super::attr_search::{self, AttrWalk};
 use super::buckets::bucket_of;
-use super::operation_ids::id_of_pair;
+use super::operation_ids::{id_of_pair, services_with_operation};
 use super::read::{SUMMARY_COLUMNS, read_trace, row_to_summary};
 use super::slow_walk::{self, SlowWalk};
 use super::{backend, to_i64};
@@ -601,19 +601,6 @@ fn arms_sql(
         selects.join(&format!(" {union} "))
     );
     Some((sql, all))
-}
-
-/// The services that have an operation named `operation` (`operations_by_name`, schema 10).
-fn services_with_operation(conn: &Connection, operation: &str) -> Result<Vec<String>, StoreError> {
-    conn.prepare_cached(
-        "SELECT DISTINCT service FROM operations INDEXED BY operations_by_name \
-         WHERE name = ?1 ORDER BY service",
-    )
-    .map_err(backend)?
-    .query_map([operation], |r| r.get(0))
-    .map_err(backend)?
-    .collect::<rusqlite::Result<_>>()
-    .map_err(backend)
 }
 
 #[cfg(test)]
